@@ -1,0 +1,49 @@
+"""fasttcp: TCP connection management at memory speed.
+
+The wire layer (this release): parse and build IPv4/IPv6 TCP packets with every common
+option (`parse`, `parse_tcp`, `build`, `parse_batch`), RFC 1071/1624 checksums
+(`checksum`, `tcp_checksum`, `checksum_update`) and 32-bit sequence arithmetic
+(`fasttcp.seq`). The hot paths are Cython over typed C structs (fasttcp._core).
+"""
+from fasttcp._core import seq
+from fasttcp._core.batch import SEGMENT_DTYPE, parse_batch
+from fasttcp._core.csum import checksum, checksum_update, tcp_checksum
+from fasttcp._core.segment import Options, Segment, build, parse, parse_tcp
+from fasttcp._version import __version__
+from fasttcp.enums import Flags, OptionBits, Verdict
+from fasttcp.errors import (
+    BadChecksum,
+    BadHeader,
+    BadOption,
+    FastTcpError,
+    MalformedPacket,
+    TruncatedPacket,
+    UnsupportedPacket,
+    UsageError,
+)
+
+__all__ = [
+    "__version__",
+    "seq",
+    "parse",
+    "parse_tcp",
+    "parse_batch",
+    "build",
+    "Segment",
+    "Options",
+    "SEGMENT_DTYPE",
+    "checksum",
+    "tcp_checksum",
+    "checksum_update",
+    "Flags",
+    "Verdict",
+    "OptionBits",
+    "FastTcpError",
+    "MalformedPacket",
+    "TruncatedPacket",
+    "BadHeader",
+    "BadChecksum",
+    "BadOption",
+    "UnsupportedPacket",
+    "UsageError",
+]

@@ -1,0 +1,127 @@
+/* RFC 1071 Internet checksum kernels for fasttcp (the hot path of every packet).
+ *
+ * Written in C rather than Cython because the accumulation loop is the one place
+ * where the exact shape of the loop decides whether gcc vectorises it: 32-bit loads
+ * widened into 64-bit accumulators, summed in the machine's byte order (RFC 1071
+ * section 2(B): the sum is byte-order independent; we swap once at the end).
+ *
+ * Conventions: a "partial" is an unfolded 64-bit sum in host byte order; fold it to
+ * 16 bits with ft_csum_fold; ~fold is the checksum as it is stored in the packet
+ * (memcpy it; do not byte-swap).
+ */
+#ifndef FASTTCP_CSUM_IMPL_H
+#define FASTTCP_CSUM_IMPL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define FT_BIG_ENDIAN 1
+#else
+#define FT_BIG_ENDIAN 0
+#endif
+
+static inline uint16_t ft_bswap16(uint16_t x) { return (uint16_t)((x >> 8) | (x << 8)); }
+static inline uint32_t ft_bswap32(uint32_t x) { return __builtin_bswap32(x); }
+
+/* host <-> network order */
+static inline uint16_t ft_htons(uint16_t x) { return FT_BIG_ENDIAN ? x : ft_bswap16(x); }
+static inline uint32_t ft_htonl(uint32_t x) { return FT_BIG_ENDIAN ? x : ft_bswap32(x); }
+
+static inline uint16_t ft_load_be16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t ft_load_be32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+static inline void ft_store_be16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static inline void ft_store_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+/* Sum `len` bytes starting at an even position of the checksummed stream.
+ * A 64-bit accumulator of 32-bit words cannot overflow before 2^32 words (16 GiB),
+ * so callers with larger inputs fold between chunks (ft_csum_buffer does). */
+static inline uint64_t ft_csum_partial(const void *buf, size_t len, uint64_t sum) {
+    const uint8_t *p = (const uint8_t *)buf;
+    uint64_t s0 = sum, s1 = 0, s2 = 0, s3 = 0;
+    uint32_t w0, w1, w2, w3;
+    while (len >= 16) {
+        memcpy(&w0, p, 4); memcpy(&w1, p + 4, 4); memcpy(&w2, p + 8, 4); memcpy(&w3, p + 12, 4);
+        s0 += w0; s1 += w1; s2 += w2; s3 += w3;
+        p += 16; len -= 16;
+    }
+    while (len >= 4) {
+        memcpy(&w0, p, 4);
+        s0 += w0;
+        p += 4; len -= 4;
+    }
+    if (len >= 2) {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        s1 += h;
+        p += 2; len -= 2;
+    }
+    if (len) {
+        /* odd trailing byte: it is the high byte of a zero-padded big-endian word */
+        s2 += FT_BIG_ENDIAN ? ((uint32_t)p[0] << 8) : (uint32_t)p[0];
+    }
+    /* each s_i < 2^62 here for any len < 16 GiB; their sum cannot wrap 2^64 */
+    return s0 + s1 + s2 + s3;
+}
+
+/* Fold a 64-bit partial into 16 bits with end-around carries (may need several rounds). */
+static inline uint16_t ft_csum_fold(uint64_t sum) {
+    sum = (sum & 0xffffffffu) + (sum >> 32);
+    sum = (sum & 0xffffffffu) + (sum >> 32);
+    sum = (sum & 0xffffu) + (sum >> 16);
+    sum = (sum & 0xffffu) + (sum >> 16);
+    sum = (sum & 0xffffu) + (sum >> 16);
+    return (uint16_t)sum;
+}
+
+/* Checksum of a whole buffer as the big-endian number that appears on the wire. */
+static inline uint16_t ft_csum_buffer(const void *buf, size_t len) {
+    const uint8_t *p = (const uint8_t *)buf;
+    uint64_t sum = 0;
+    const size_t chunk = (size_t)1 << 30;   /* keep each partial far from overflow */
+    while (len > chunk) {
+        sum = ft_csum_fold(ft_csum_partial(p, chunk, sum));
+        p += chunk; len -= chunk;
+    }
+    sum = ft_csum_partial(p, len, sum);
+    return ft_htons((uint16_t)~ft_csum_fold(sum));
+}
+
+/* Pseudo-header partials (RFC 9293 3.1 for IPv4, RFC 8200 8.1 for IPv6), host order. */
+static inline uint64_t ft_csum_pseudo4(const uint8_t *src, const uint8_t *dst, uint32_t tcp_len, uint8_t proto) {
+    uint64_t s = ft_csum_partial(src, 4, 0);
+    s = ft_csum_partial(dst, 4, s);
+    /* the length is summed as a 32-bit quantity, so lengths above 65535 (IPv4 BIG TCP,
+     * whose total-length field is 0) checksum the way Linux computes them */
+    return s + ft_htonl(((uint32_t)proto << 16) | (tcp_len & 0xffffu)) + ft_htons((uint16_t)(tcp_len >> 16));
+}
+
+static inline uint64_t ft_csum_pseudo6(const uint8_t *src, const uint8_t *dst, uint32_t tcp_len, uint8_t proto) {
+    uint64_t s = ft_csum_partial(src, 16, 0);
+    s = ft_csum_partial(dst, 16, s);
+    return s + ft_htonl(tcp_len) + ft_htonl((uint32_t)proto);
+}
+
+/* RFC 1624 eqn. 3 over a rewritten region: HC' = ~(~HC + ~m + m'), word by word.
+ * `csum_wire` and the result are big-endian numbers as on the wire; `old`/`new_`
+ * are the bytes before and after the rewrite, starting at an even stream offset. */
+static inline uint16_t ft_csum_replace(uint16_t csum_wire, const uint8_t *old, const uint8_t *new_, size_t len) {
+    uint64_t sum = (uint16_t)~csum_wire;
+    size_t i;
+    for (i = 0; i + 1 < len; i += 2) {
+        sum += (uint16_t)~ft_load_be16(old + i);
+        sum += ft_load_be16(new_ + i);
+    }
+    if (i < len) {               /* odd tail: the missing low byte is zero in both */
+        sum += (uint16_t)~((uint16_t)old[i] << 8);
+        sum += (uint16_t)((uint16_t)new_[i] << 8);
+    }
+    return (uint16_t)~ft_csum_fold(sum);
+}
+
+#endif

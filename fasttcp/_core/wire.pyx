@@ -1,0 +1,436 @@
+# cython: language_level=3
+"""Wire layer implementation (see wire.pxd for the contract).
+
+Theory of operation: every read is preceded by a length check against two limits --
+`length` (bytes the caller really has) and the datagram end the IP header claims.
+Running past the first is FT_ERR_TRUNCATED (a short capture); running past the second
+is a malformed header (the packet contradicts itself). Nothing here allocates or
+touches Python, so the batch loop can call it without the GIL.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+
+from fasttcp._core.defs cimport *
+from fasttcp._core.csum cimport (ft_csum_partial, ft_csum_fold, ft_csum_pseudo4, ft_csum_pseudo6,
+                                 ft_load_be16, ft_load_be32, ft_store_be16, ft_store_be32)
+
+cdef enum:
+    IPPROTO_HOPOPTS = 0
+    IPPROTO_TCP = 6
+    IPPROTO_ROUTING = 43
+    IPPROTO_FRAGMENT = 44
+    IPPROTO_AH = 51
+    IPPROTO_DSTOPTS = 60
+    IP6_MAX_EXT_HEADERS = 16     # bound on the walk: a crafted chain cannot make us loop long
+
+
+cdef inline int _fail(parse_err_t *err, int code, int field, size_t offset) noexcept nogil:
+    err.code = code
+    err.field = field
+    err.offset = <uint32_t>offset
+    return code
+
+
+# ---- options ----
+
+cdef int ft_parse_options(const uint8_t *opt, size_t optlen, tcp_opts_t *o, parse_err_t *err,
+                          uint32_t base) noexcept nogil:
+    cdef size_t i = 0, olen, k
+    cdef uint8_t kind
+    while i < optlen:
+        kind = opt[i]
+        if kind == TCPOPT_EOL:
+            o.present |= OPT_HAS_EOL     # RFC 9293 3.2: the rest is padding
+            return FT_OK
+        if kind == TCPOPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= optlen:
+            return _fail(err, FT_ERR_BAD_OPTION, FT_FIELD_TCP_OPTION_LENGTH, base + i + 1)
+        olen = opt[i + 1]
+        if olen < 2 or i + olen > optlen:
+            # length 0/1 would loop forever or overlap; past the end reads the payload
+            return _fail(err, FT_ERR_BAD_OPTION, FT_FIELD_TCP_OPTION_LENGTH, base + i + 1)
+        if kind == TCPOPT_MSS:
+            if olen != 4:
+                return _fail(err, FT_ERR_BAD_OPTION, FT_FIELD_TCP_OPTION_LENGTH, base + i + 1)
+            o.mss = ft_load_be16(opt + i + 2)
+            o.present |= OPT_HAS_MSS
+        elif kind == TCPOPT_WSCALE:
+            if olen != 3:
+                return _fail(err, FT_ERR_BAD_OPTION, FT_FIELD_TCP_OPTION_LENGTH, base + i + 1)
+            o.wscale = opt[i + 2]
+            o.present |= OPT_HAS_WSCALE
+        elif kind == TCPOPT_SACK_PERM:
+            if olen != 2:
+                return _fail(err, FT_ERR_BAD_OPTION, FT_FIELD_TCP_OPTION_LENGTH, base + i + 1)
+            o.present |= OPT_HAS_SACK_PERM
+        elif kind == TCPOPT_TIMESTAMP:
+            if olen != 10:
+                return _fail(err, FT_ERR_BAD_OPTION, FT_FIELD_TCP_OPTION_LENGTH, base + i + 1)
+            o.tsval = ft_load_be32(opt + i + 2)
+            o.tsecr = ft_load_be32(opt + i + 6)
+            o.present |= OPT_HAS_TIMESTAMP
+        elif kind == TCPOPT_SACK:
+            # RFC 2018: 2 + 8n bytes, 1 <= n <= 4 (the 40-byte option space bounds n)
+            if olen < 10 or (olen - 2) % 8 != 0:
+                return _fail(err, FT_ERR_BAD_OPTION, FT_FIELD_TCP_OPTION_LENGTH, base + i + 1)
+            o.sack_count = <uint8_t>((olen - 2) // 8)
+            if o.sack_count > TCP_MAX_SACK_BLOCKS:
+                return _fail(err, FT_ERR_BAD_OPTION, FT_FIELD_TCP_OPTION_LENGTH, base + i + 1)
+            for k in range(o.sack_count):
+                o.sack_left[k] = ft_load_be32(opt + i + 2 + 8 * k)
+                o.sack_right[k] = ft_load_be32(opt + i + 6 + 8 * k)
+            o.present |= OPT_HAS_SACK
+        else:
+            if o.unknown_count < TCP_MAX_UNKNOWN_OPTS:
+                o.unknown_off[o.unknown_count] = <uint8_t>i
+            if o.unknown_count < 255:
+                o.unknown_count += 1
+            o.present |= OPT_HAS_UNKNOWN
+        i += olen
+    return FT_OK
+
+
+cdef int ft_encode_options(const tcp_opts_t *o, uint8_t *out, size_t cap) noexcept nogil:
+    # Linux's SYN layout (tcp_options_write): MSS, SACK_PERM+TS (or NOP NOP TS),
+    # NOP WS, then SACK blocks after NOP NOP -- every 4-byte field word-aligned.
+    cdef size_t n = 0, need = 0, k
+    cdef bint ts = (o.present & OPT_HAS_TIMESTAMP) != 0
+    cdef bint sp = (o.present & OPT_HAS_SACK_PERM) != 0
+    if o.present & OPT_HAS_MSS:
+        need += 4
+    if ts:
+        need += 12
+    elif sp:
+        need += 4
+    if o.present & OPT_HAS_WSCALE:
+        need += 4
+    if (o.present & OPT_HAS_SACK) and o.sack_count:
+        if o.sack_count > TCP_MAX_SACK_BLOCKS:
+            return -1
+        need += 4 + 8 * o.sack_count
+    if need > cap:
+        return -1
+    if o.present & OPT_HAS_MSS:
+        out[0] = TCPOPT_MSS; out[1] = 4
+        ft_store_be16(out + 2, o.mss)
+        n = 4
+    if ts:
+        if sp:
+            out[n] = TCPOPT_SACK_PERM; out[n + 1] = 2
+        else:
+            out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_NOP
+        out[n + 2] = TCPOPT_TIMESTAMP; out[n + 3] = 10
+        ft_store_be32(out + n + 4, o.tsval)
+        ft_store_be32(out + n + 8, o.tsecr)
+        n += 12
+    elif sp:
+        out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_NOP
+        out[n + 2] = TCPOPT_SACK_PERM; out[n + 3] = 2
+        n += 4
+    if o.present & OPT_HAS_WSCALE:
+        out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_WSCALE; out[n + 2] = 3; out[n + 3] = o.wscale
+        n += 4
+    if (o.present & OPT_HAS_SACK) and o.sack_count:
+        out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_NOP
+        out[n + 2] = TCPOPT_SACK; out[n + 3] = <uint8_t>(2 + 8 * o.sack_count)
+        n += 4
+        for k in range(o.sack_count):
+            ft_store_be32(out + n, o.sack_left[k])
+            ft_store_be32(out + n + 4, o.sack_right[k])
+            n += 8
+    return <int>n
+
+
+# ---- TCP header ----
+
+cdef inline int _parse_tcp_at(const uint8_t *buf, size_t length, size_t off, size_t tcp_len,
+                              pkt_t *p, parse_err_t *err) noexcept nogil:
+    """Parse the TCP header at buf[off]; tcp_len is what the IP layer says it spans."""
+    cdef const uint8_t *t = buf + off
+    cdef size_t hl, have
+    cdef int rc
+    if tcp_len < 20:
+        return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_HEADER, off)
+    if length < off + 20:
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_TCP_HEADER, off)
+    hl = (t[12] >> 4) * 4
+    if hl < 20:
+        return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + 12)
+    if hl > tcp_len:
+        return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + 12)
+    if length < off + hl:
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_TCP_HEADER, off + 20)
+    p.src_port = ft_load_be16(t)
+    p.dst_port = ft_load_be16(t + 2)
+    p.seq = ft_load_be32(t + 4)
+    p.ack = ft_load_be32(t + 8)
+    p.flags = ((t[12] & 1) << 8) | t[13]
+    p.window = ft_load_be16(t + 14)
+    p.checksum = ft_load_be16(t + 16)
+    p.urgent = ft_load_be16(t + 18)
+    p.tcp_off = <uint32_t>off
+    p.tcp_len = <uint32_t>tcp_len
+    p.payload_off = <uint32_t>(off + hl)
+    have = length - off               # bytes of the segment the caller really has
+    p.payload_len = <uint32_t>((tcp_len if tcp_len < have else have) - hl)
+    if hl > 20:
+        rc = ft_parse_options(t + 20, hl - 20, &p.opts, err, <uint32_t>(off + 20))
+        if rc != FT_OK:
+            return rc
+    p.header_len = <uint8_t>hl        # set last: nonzero means "header fields valid"
+    if have < tcp_len:
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_TOTAL_LENGTH if p.version == 4
+                     else FT_FIELD_IP6_PAYLOAD_LENGTH, p.ip_off + (2 if p.version == 4 else 4))
+    return FT_OK
+
+
+cdef int ft_parse_tcp(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err) noexcept nogil:
+    memset(p, 0, sizeof(pkt_t))
+    err.code = FT_OK; err.field = FT_FIELD_NONE; err.offset = 0
+    return _parse_tcp_at(buf, length, 0, length, p, err)
+
+
+cdef inline bint _tcp_checksum_ok(const uint8_t *buf, pkt_t *p) noexcept nogil:
+    cdef uint64_t s
+    if p.version == 4:
+        s = ft_csum_pseudo4(p.src, p.csum_dst, p.tcp_len, IPPROTO_TCP)
+    else:
+        s = ft_csum_pseudo6(p.src, p.csum_dst, p.tcp_len, IPPROTO_TCP)
+    s = ft_csum_partial(buf + p.tcp_off, p.tcp_len, s)
+    return ft_csum_fold(s) == 0xffff
+
+
+# ---- IP ----
+
+cdef inline int _parse_ipv4(const uint8_t *b, size_t length, pkt_t *p, parse_err_t *err,
+                            bint verify) noexcept nogil:
+    cdef size_t hl, tot
+    cdef uint16_t frag
+    cdef int rc
+    if length < 20:
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, 0)
+    hl = (b[0] & 0x0f) * 4
+    if hl < 20:
+        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP_IHL, 0)
+    if length < hl:
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, 20)
+    tot = ft_load_be16(b + 2)
+    if tot == 0:
+        # TSO / IPv4 BIG TCP: the stack leaves total length 0 and the real length is
+        # the buffer's (Linux, tcpdump and Wireshark all read it so)
+        tot = length
+    if tot < hl:
+        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP_TOTAL_LENGTH, 2)
+    p.version = 4
+    p.ttl = b[8]
+    p.ip_id = ft_load_be16(b + 4)
+    memcpy(p.src, b + 12, 4)
+    memcpy(p.dst, b + 16, 4)
+    memcpy(p.csum_dst, b + 16, 4)
+    if b[9] != IPPROTO_TCP:
+        return _fail(err, FT_ERR_NOT_TCP, FT_FIELD_IP_PROTOCOL, 9)
+    frag = ft_load_be16(b + 6)
+    if frag & 0x1fff:
+        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, 6)
+    if verify:
+        p.ip_csum_state = 1 if ft_csum_fold(ft_csum_partial(b, hl, 0)) == 0xffff else 2
+        if p.ip_csum_state == 2:
+            return _fail(err, FT_ERR_BAD_IP_CHECKSUM, FT_FIELD_IP_CHECKSUM, 10)
+    rc = _parse_tcp_at(b, length, hl, tot - hl, p, err)
+    if rc != FT_OK:
+        return rc
+    if frag & 0x2000:
+        # first fragment: the checksum covers the whole datagram, which we do not have
+        p.is_fragment = 1
+        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, 6)
+    return FT_OK
+
+
+cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err_t *err,
+                            bint verify) noexcept nogil:
+    cdef size_t end, off, hlen, limit, naddr
+    cdef uint8_t nh, rtype
+    cdef int n_ext = 0, rc
+    cdef bint first_fragment = False
+    cdef size_t plen
+    if length < 40:
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, 0)
+    p.version = 6
+    p.ttl = b[7]
+    memcpy(p.src, b + 8, 16)
+    memcpy(p.dst, b + 24, 16)
+    memcpy(p.csum_dst, b + 24, 16)
+    plen = ft_load_be16(b + 4)
+    nh = b[6]
+    end = 40 + plen
+    if plen == 0 and nh == IPPROTO_HOPOPTS:
+        end = 0                      # a jumbogram (RFC 2675): the length comes from HBH
+    limit = end if (end != 0 and end < length) else length
+    off = 40
+    while True:
+        if nh == IPPROTO_TCP:
+            break
+        if n_ext >= IP6_MAX_EXT_HEADERS:
+            return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_NEXT_HEADER, off)
+        n_ext += 1
+        if nh == IPPROTO_HOPOPTS or nh == IPPROTO_ROUTING or nh == IPPROTO_DSTOPTS or nh == IPPROTO_AH:
+            if off + 2 > limit:
+                return _fail(err, FT_ERR_TRUNCATED if (end == 0 or off + 2 <= end) else FT_ERR_BAD_IP_HEADER,
+                             FT_FIELD_IP6_EXT_LENGTH, off)
+            hlen = (b[off + 1] + 2) * 4 if nh == IPPROTO_AH else (b[off + 1] + 1) * 8
+            if off + hlen > limit:
+                if end != 0 and off + hlen > end:
+                    return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_EXT_LENGTH, off + 1)
+                return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP6_EXT_LENGTH, off + 1)
+            if nh == IPPROTO_HOPOPTS and end == 0:
+                rc = _ipv6_jumbo_length(b + off, hlen, &end)
+                if rc != FT_OK or end < 40:
+                    return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
+                limit = end if end < length else length
+                if off + hlen > limit:
+                    return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_EXT_LENGTH, off + 1)
+            if nh == IPPROTO_ROUTING and b[off + 3] != 0:
+                # RFC 8200 8.1: with segments left, the pseudo-header carries the final
+                # destination, which the routing header holds
+                rtype = b[off + 2]
+                naddr = (hlen - 8) // 16
+                if (rtype == 0 or rtype == 2) and naddr >= 1:
+                    memcpy(p.csum_dst, b + off + 8 + 16 * (naddr - 1), 16)
+                elif rtype == 4 and naddr >= 1:
+                    memcpy(p.csum_dst, b + off + 8, 16)    # RFC 8754: Segment List[0]
+            nh = b[off]
+            off += hlen
+        elif nh == IPPROTO_FRAGMENT:
+            if off + 8 > limit:
+                return _fail(err, FT_ERR_TRUNCATED if (end == 0 or off + 8 <= end) else FT_ERR_BAD_IP_HEADER,
+                             FT_FIELD_IP6_EXT_LENGTH, off)
+            if ft_load_be16(b + off + 2) & 0xfff8:
+                return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, off + 2)
+            if b[off + 3] & 1:
+                first_fragment = True
+            nh = b[off]
+            off += 8
+        else:
+            return _fail(err, FT_ERR_NOT_TCP, FT_FIELD_IP6_NEXT_HEADER, 6 if n_ext == 1 else off)
+    if end == 0:
+        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
+    if off > end:
+        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
+    rc = _parse_tcp_at(b, length, off, end - off, p, err)
+    if rc != FT_OK:
+        return rc
+    if first_fragment:
+        p.is_fragment = 1
+        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, off)
+    return FT_OK
+
+
+cdef inline int _ipv6_jumbo_length(const uint8_t *h, size_t hlen, size_t *end) noexcept nogil:
+    """Find the Jumbo Payload option (type 0xC2) in a hop-by-hop header."""
+    cdef size_t i = 2, olen
+    while i < hlen:
+        if h[i] == 0:                # Pad1
+            i += 1
+            continue
+        if i + 2 > hlen:
+            return FT_ERR_BAD_IP_HEADER
+        olen = h[i + 1]
+        if i + 2 + olen > hlen:
+            return FT_ERR_BAD_IP_HEADER
+        if h[i] == 0xC2 and olen == 4:
+            end[0] = 40 + ft_load_be32(h + i + 2)
+            return FT_OK
+        i += 2 + olen
+    return FT_ERR_BAD_IP_HEADER
+
+
+cdef int ft_parse_ip(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
+                     bint verify) noexcept nogil:
+    cdef int rc
+    memset(p, 0, sizeof(pkt_t))
+    err.code = FT_OK; err.field = FT_FIELD_NONE; err.offset = 0
+    if length < 1:
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_VERSION, 0)
+    if buf[0] >> 4 == 4:
+        rc = _parse_ipv4(buf, length, p, err, verify)
+    elif buf[0] >> 4 == 6:
+        rc = _parse_ipv6(buf, length, p, err, verify)
+    else:
+        return _fail(err, FT_ERR_BAD_VERSION, FT_FIELD_IP_VERSION, 0)
+    if rc != FT_OK or not verify:
+        return rc
+    if _tcp_checksum_ok(buf, p):
+        p.csum_state = 1
+        return FT_OK
+    p.csum_state = 2
+    return _fail(err, FT_ERR_BAD_CHECKSUM, FT_FIELD_TCP_CHECKSUM, p.tcp_off + 16)
+
+
+# ---- building ----
+
+cdef void ft_tcp_fill_checksum(uint8_t *tcp, size_t tcp_len, int version,
+                               const uint8_t *src, const uint8_t *dst) noexcept nogil:
+    cdef uint64_t s
+    cdef uint16_t c
+    tcp[16] = 0
+    tcp[17] = 0
+    if version == 4:
+        s = ft_csum_pseudo4(src, dst, <uint32_t>tcp_len, IPPROTO_TCP)
+    else:
+        s = ft_csum_pseudo6(src, dst, <uint32_t>tcp_len, IPPROTO_TCP)
+    c = <uint16_t>~ft_csum_fold(ft_csum_partial(tcp, tcp_len, s))
+    memcpy(tcp + 16, &c, 2)          # host-order sum stored as-is is the wire value
+
+
+cdef Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
+                                const uint8_t *src, const uint8_t *dst, uint8_t ttl,
+                                uint16_t src_port, uint16_t dst_port, uint32_t seq, uint32_t ack,
+                                uint16_t flags, uint16_t window, uint16_t urgent,
+                                const uint8_t *opts, size_t optlen,
+                                const uint8_t *payload, size_t payload_len) noexcept nogil:
+    cdef size_t iphl = 20 if version == 4 else 40
+    cdef size_t thl = 20 + optlen
+    cdef size_t total = iphl + thl + payload_len
+    cdef uint8_t *t
+    cdef uint16_t c
+    if optlen > TCP_MAX_OPT_BYTES or optlen % 4 != 0 or total > cap:
+        return -1
+    if (version == 4 and total > 0xffff) or (version == 6 and total - 40 > 0xffff):
+        return -1
+    if version == 4:
+        out[0] = 0x45
+        out[1] = 0
+        ft_store_be16(out + 2, <uint16_t>total)
+        out[4] = 0; out[5] = 0                 # ID 0 with DF, as Linux does (RFC 6864)
+        out[6] = 0x40; out[7] = 0
+        out[8] = ttl
+        out[9] = IPPROTO_TCP
+        out[10] = 0; out[11] = 0
+        memcpy(out + 12, src, 4)
+        memcpy(out + 16, dst, 4)
+        c = <uint16_t>~ft_csum_fold(ft_csum_partial(out, 20, 0))
+        memcpy(out + 10, &c, 2)
+    else:
+        out[0] = 0x60; out[1] = 0; out[2] = 0; out[3] = 0
+        ft_store_be16(out + 4, <uint16_t>(thl + payload_len))
+        out[6] = IPPROTO_TCP
+        out[7] = ttl
+        memcpy(out + 8, src, 16)
+        memcpy(out + 24, dst, 16)
+    t = out + iphl
+    ft_store_be16(t, src_port)
+    ft_store_be16(t + 2, dst_port)
+    ft_store_be32(t + 4, seq)
+    ft_store_be32(t + 8, ack)
+    t[12] = <uint8_t>(((thl // 4) << 4) | ((flags >> 8) & 1))
+    t[13] = <uint8_t>(flags & 0xff)
+    ft_store_be16(t + 14, window)
+    ft_store_be16(t + 18, urgent)
+    if optlen:
+        memcpy(t + 20, opts, optlen)
+    if payload_len:
+        memcpy(t + thl, payload, payload_len)
+    ft_tcp_fill_checksum(t, thl + payload_len, version, src, dst)
+    return <Py_ssize_t>total

@@ -1,0 +1,62 @@
+"""Enumerations of the public API: TCP flags and parse verdicts.
+
+The numeric values are the C codes of fasttcp/_core/defs.pxd (a test checks it), so a
+batch result's ``verdict`` and ``flags`` columns convert with ``Verdict(v)``/``Flags(f)``.
+"""
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Flags", "Verdict"]
+
+
+class Flags(enum.IntFlag):
+    """TCP control bits, including ECN (RFC 3168) and AE (RFC 9768, formerly NS)."""
+
+    FIN = 0x001
+    SYN = 0x002
+    RST = 0x004
+    PSH = 0x008
+    ACK = 0x010
+    URG = 0x020
+    ECE = 0x040
+    CWR = 0x080
+    AE = 0x100
+
+    def __str__(self) -> str:
+        """Flag names joined by '|' in wire order from SYN, e.g. ``SYN|ACK``."""
+        names = [f.name for f in _FLAG_ORDER if self & f]
+        return "|".join(names) if names else "none"
+
+
+_FLAG_ORDER = (Flags.SYN, Flags.FIN, Flags.RST, Flags.PSH, Flags.ACK, Flags.URG, Flags.ECE, Flags.CWR, Flags.AE)
+
+
+class Verdict(enum.IntEnum):
+    """Outcome of parsing one packet; a column of every batch result."""
+
+    OK = 0
+    TRUNCATED = 1
+    BAD_IP_HEADER = 2
+    BAD_TCP_HEADER = 3
+    BAD_OPTION = 4
+    BAD_CHECKSUM = 5
+    NOT_TCP = 6
+    FRAGMENT = 7
+    BAD_VERSION = 8
+    BAD_IP_CHECKSUM = 9
+
+
+class OptionBits(enum.IntFlag):
+    """Which options a segment carried: the ``opt_flags`` column of `parse_batch`."""
+
+    MSS = 1
+    WSCALE = 2
+    SACK_PERMITTED = 4
+    SACK = 8
+    TIMESTAMP = 16
+    UNKNOWN = 32
+    EOL = 64
+
+
+__all__ += ["OptionBits"]

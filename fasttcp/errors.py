@@ -1,0 +1,66 @@
+"""Exceptions raised by fasttcp.
+
+Two families, kept apart on purpose (as h11 does): `MalformedPacket` is about what a
+peer or a capture gave you -- bytes that are not a valid TCP/IP packet -- and carries
+the field and byte offset that failed; `UsageError` is about how the API was called.
+Every malformed-packet exception is also a `ValueError`, so callers can catch either.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "FastTcpError",
+    "MalformedPacket",
+    "TruncatedPacket",
+    "BadHeader",
+    "BadChecksum",
+    "BadOption",
+    "UnsupportedPacket",
+    "UsageError",
+]
+
+
+class FastTcpError(Exception):
+    """Base class of every exception fasttcp raises on purpose."""
+
+
+class MalformedPacket(FastTcpError, ValueError):
+    """A packet failed validation.
+
+    Attributes:
+        field: dotted name of the offending field, e.g. ``"tcp.data_offset"``.
+        offset: byte offset of that field in the buffer that was parsed.
+        verdict: the `fasttcp.Verdict` the batch API would have recorded.
+    """
+
+    def __init__(self, message: str, *, field: str, offset: int, verdict: int) -> None:
+        super().__init__(f"{message} (field {field} at byte {offset})")
+        self.field = field
+        self.offset = offset
+        from fasttcp.enums import Verdict
+
+        self.verdict = Verdict(verdict)
+
+
+class TruncatedPacket(MalformedPacket):
+    """The buffer ends before a header or a length field says the packet does."""
+
+
+class BadHeader(MalformedPacket):
+    """An IP or TCP header contradicts itself (IHL < 5, lying lengths, data offset < 5)."""
+
+
+class BadChecksum(MalformedPacket):
+    """The TCP checksum (with pseudo-header) or the IPv4 header checksum is wrong."""
+
+
+class BadOption(MalformedPacket):
+    """A TCP option has a length of 0 or 1, the wrong fixed length, or runs past the header."""
+
+
+class UnsupportedPacket(MalformedPacket):
+    """A well-formed packet that is not a TCP segment fasttcp can use: another IP
+    version, another protocol, or a fragment (reassembly is not implemented)."""
+
+
+class UsageError(FastTcpError, ValueError):
+    """The API was called wrongly (bad argument, wrong address family, out of range)."""
