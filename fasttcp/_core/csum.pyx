@@ -19,8 +19,11 @@ def checksum(data):
     cdef uint16_t c
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        with nogil:
-            c = ft_csum_buffer(view.buf, view.len)
+        if view.len < 65536:
+            c = ft_csum_buffer(view.buf, view.len)      # releasing the GIL costs more than this
+        else:
+            with nogil:
+                c = ft_csum_buffer(view.buf, view.len)
     finally:
         PyBuffer_Release(&view)
     return c

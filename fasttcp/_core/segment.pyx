@@ -23,6 +23,27 @@ from fasttcp.errors import UsageError
 include "_errors.pxi"
 
 cdef object _Flags = Flags
+
+# Address coercion on the per-packet path: packed bytes pass straight through, anything
+# else is looked up in a bounded dict before falling back to the (slow) ipaddress parse.
+cdef dict _ADDR_CACHE = {}
+
+cdef inline bytes _addr(object a):
+    cdef Py_ssize_t n
+    if type(a) is bytes:
+        n = PyBytes_GET_SIZE(a)
+        if n == 4 or n == 16:
+            return <bytes>a
+    try:
+        r = _ADDR_CACHE.get(a)
+    except TypeError:            # unhashable (bytearray, memoryview): no caching
+        return _packed(a)
+    if r is None:
+        r = _packed(a)
+        if len(_ADDR_CACHE) >= 65536:
+            _ADDR_CACHE.clear()
+        _ADDR_CACHE[a] = r
+    return <bytes>r
 cdef tuple _BUILD_FIELDS = ("src", "dst", "src_port", "dst_port", "seq", "ack", "flags",
                            "window", "urgent", "options", "payload", "ttl")
 
@@ -510,8 +531,8 @@ def parse_tcp(segment, *, src=None, dst=None, verify_checksum=None):
     if has_addrs:
         if src is None or dst is None:
             raise UsageError("parse_tcp() needs both src and dst, or neither")
-        s = _packed(src)
-        d = _packed(dst)
+        s = _addr(src)
+        d = _addr(dst)
         if len(s) != len(d):
             raise UsageError("src and dst must be the same address family")
     elif verify_checksum:
@@ -559,8 +580,8 @@ def build(src, dst, int src_port, int dst_port, *, seq=0, ack=0, flags=0x002, wi
     EOL), or None. ``payload``: any bytes-like. Returns bytes.
     Raises UsageError for out-of-range values, mixed families or options over 40 bytes.
     """
-    cdef bytes s = _packed(src)
-    cdef bytes d = _packed(dst)
+    cdef bytes s = _addr(src)
+    cdef bytes d = _addr(dst)
     cdef bytes opt_bytes
     cdef Py_buffer pv
     cdef Py_ssize_t n

@@ -1,0 +1,16 @@
+"""Batch parsing into a numpy structured array (no GIL, no per-packet objects)."""
+import numpy as np
+import numpy.typing as npt
+
+SEGMENT_DTYPE: np.dtype
+SEGMENT_ROW_SIZE: int
+
+def parse_batch(
+    buffer: bytes | bytearray | memoryview | npt.NDArray[np.uint8],
+    offsets: npt.ArrayLike,
+    lengths: npt.ArrayLike,
+    *,
+    verify_checksum: bool = True,
+    out: npt.NDArray[np.void] | None = None,
+) -> npt.NDArray[np.void]:
+    """One SEGMENT_DTYPE row per packet, each with a `verdict`; raises only UsageError."""

@@ -1,0 +1,14 @@
+"""RFC 1071 checksum, TCP pseudo-header checksum and RFC 1624 incremental update."""
+import ipaddress
+
+_Addr = str | bytes | bytearray | ipaddress.IPv4Address | ipaddress.IPv6Address
+_Buffer = bytes | bytearray | memoryview
+
+def checksum(data: _Buffer) -> int:
+    """Internet checksum as the 16-bit wire value."""
+
+def tcp_checksum(src: _Addr, dst: _Addr, tcp_bytes: _Buffer) -> int:
+    """TCP checksum with the IPv4/IPv6 pseudo-header."""
+
+def checksum_update(checksum: int, old: _Buffer | int, new: _Buffer | int, *, size: int = 2) -> int:
+    """RFC 1624 eqn. 3 update after rewriting `old` to `new`."""

@@ -1,0 +1,1 @@
+"""C-level wire codec (cimport fasttcp._core.wire); no Python-visible names."""
