@@ -24,26 +24,7 @@ include "_errors.pxi"
 
 cdef object _Flags = Flags
 
-# Address coercion on the per-packet path: packed bytes pass straight through, anything
-# else is looked up in a bounded dict before falling back to the (slow) ipaddress parse.
-cdef dict _ADDR_CACHE = {}
-
-cdef inline bytes _addr(object a):
-    cdef Py_ssize_t n
-    if type(a) is bytes:
-        n = PyBytes_GET_SIZE(a)
-        if n == 4 or n == 16:
-            return <bytes>a
-    try:
-        r = _ADDR_CACHE.get(a)
-    except TypeError:            # unhashable (bytearray, memoryview): no caching
-        return _packed(a)
-    if r is None:
-        r = _packed(a)
-        if len(_ADDR_CACHE) >= 65536:
-            _ADDR_CACHE.clear()
-        _ADDR_CACHE[a] = r
-    return <bytes>r
+from fasttcp._core.addr cimport addr_bytes as _addr
 cdef tuple _BUILD_FIELDS = ("src", "dst", "src_port", "dst_port", "seq", "ack", "flags",
                            "window", "urgent", "options", "payload", "ttl")
 

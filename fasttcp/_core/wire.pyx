@@ -146,12 +146,16 @@ cdef int ft_encode_options(const tcp_opts_t *o, uint8_t *out, size_t cap) noexce
 # ---- TCP header ----
 
 cdef inline int _parse_tcp_at(const uint8_t *buf, size_t length, size_t off, size_t tcp_len,
-                              pkt_t *p, parse_err_t *err) noexcept nogil:
-    """Parse the TCP header at buf[off]; tcp_len is what the IP layer says it spans."""
+                              pkt_t *p, parse_err_t *err, size_t frag_field) noexcept nogil:
+    """Parse the TCP header at buf[off]; tcp_len is what the IP layer says it spans.
+    frag_field != 0: this is a first fragment (its fragment field is at that offset),
+    so a header that does not fit is continued in the next fragment, not malformed."""
     cdef const uint8_t *t = buf + off
     cdef size_t hl, have
     cdef int rc
     if tcp_len < 20:
+        if frag_field:
+            return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, frag_field)
         return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_HEADER, off)
     if length < off + 20:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_TCP_HEADER, off)
@@ -159,6 +163,8 @@ cdef inline int _parse_tcp_at(const uint8_t *buf, size_t length, size_t off, siz
     if hl < 20:
         return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + 12)
     if hl > tcp_len:
+        if frag_field:
+            return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, frag_field)
         return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + 12)
     if length < off + hl:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_TCP_HEADER, off + 20)
@@ -189,7 +195,7 @@ cdef inline int _parse_tcp_at(const uint8_t *buf, size_t length, size_t off, siz
 cdef int ft_parse_tcp(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err) noexcept nogil:
     memset(p, 0, sizeof(pkt_t))
     err.code = FT_OK; err.field = FT_FIELD_NONE; err.offset = 0
-    return _parse_tcp_at(buf, length, 0, length, p, err)
+    return _parse_tcp_at(buf, length, 0, length, p, err, 0)
 
 
 cdef inline bint _tcp_checksum_ok(const uint8_t *buf, pkt_t *p) noexcept nogil:
@@ -238,7 +244,7 @@ cdef inline int _parse_ipv4(const uint8_t *b, size_t length, pkt_t *p, parse_err
         p.ip_csum_state = 1 if ft_csum_fold(ft_csum_partial(b, hl, 0)) == 0xffff else 2
         if p.ip_csum_state == 2:
             return _fail(err, FT_ERR_BAD_IP_CHECKSUM, FT_FIELD_IP_CHECKSUM, 10)
-    rc = _parse_tcp_at(b, length, hl, tot - hl, p, err)
+    rc = _parse_tcp_at(b, length, hl, tot - hl, p, err, 6 if (frag & 0x2000) else 0)
     if rc != FT_OK:
         return rc
     if frag & 0x2000:
@@ -253,7 +259,7 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
     cdef size_t end, off, hlen, limit, naddr
     cdef uint8_t nh, rtype
     cdef int n_ext = 0, rc
-    cdef bint first_fragment = False
+    cdef size_t first_fragment = 0     # offset of the fragment field of a first fragment
     cdef size_t plen
     if length < 40:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, 0)
@@ -309,7 +315,7 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
             if ft_load_be16(b + off + 2) & 0xfff8:
                 return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, off + 2)
             if b[off + 3] & 1:
-                first_fragment = True
+                first_fragment = off + 2
             nh = b[off]
             off += 8
         else:
@@ -318,12 +324,12 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
         return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
     if off > end:
         return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
-    rc = _parse_tcp_at(b, length, off, end - off, p, err)
+    rc = _parse_tcp_at(b, length, off, end - off, p, err, first_fragment)
     if rc != FT_OK:
         return rc
     if first_fragment:
         p.is_fragment = 1
-        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, off)
+        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, first_fragment)
     return FT_OK
 
 

@@ -40,6 +40,21 @@ def verifies(data: bytes) -> bool:
     return ones_complement_sum(data) == 0xFFFF
 
 
+def rfc1624_update(hc: int, old: bytes, new: bytes) -> int:
+    """RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), over every 16-bit word m of the
+    rewritten region (zero-padded like the checksum itself)."""
+    old, new = bytes(old), bytes(new)
+    if len(old) % 2:
+        old, new = old + b"\x00", new + b"\x00"
+    total = ~hc & 0xFFFF
+    for k in range(0, len(old), 2):
+        total += ~int.from_bytes(old[k : k + 2], "big") & 0xFFFF
+        total += int.from_bytes(new[k : k + 2], "big")
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
 # ---------------------------------------------------------------------------
 # TCP pseudo-header checksums (RFC 9293 3.1, RFC 8200 8.1)
 # ---------------------------------------------------------------------------

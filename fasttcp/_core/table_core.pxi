@@ -1,0 +1,429 @@
+# C core of the connection table (included by table.pyx). See table.pxd for the layout.
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memcmp, memset
+
+cdef uint64_t MAX_CAPACITY = 1u << 31     # ids are uint32 with FT_NIL reserved
+
+cdef extern from *:
+    """
+    #define FT_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 1)
+    #define FT_PREFETCH_W(p) __builtin_prefetch((const void *)(p), 1, 1)
+    """
+    void FT_PREFETCH(const void *p) nogil
+    void FT_PREFETCH_W(const void *p) nogil
+
+# bytes 1..3 of the first key word hold state/flags/retransmits in a record: not key
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define FT_KEY0_MASK 0xff00000000ffffffULL
+    #else
+    #define FT_KEY0_MASK 0xffffffff000000ffULL
+    #endif
+    """
+    const uint64_t FT_KEY0_MASK
+
+
+# ---- hashing ----
+
+cdef inline uint64_t _fmix64(uint64_t h) noexcept nogil:
+    # MurmurHash3 finaliser: a bijection that spreads every input bit over the output
+    h ^= h >> 33
+    h *= 0xff51afd7ed558ccdULL
+    h ^= h >> 33
+    h *= 0xc4ceb9fe1a85ec53ULL
+    h ^= h >> 33
+    return h
+
+
+cdef uint64_t ft_hash(const ft_table_t *t, const void *key) noexcept nogil:
+    """Keyed hash of the 40 key bytes (a key or a record): NH universal hashing.
+
+    NH (UMAC, RFC 4418) sums ((m_lo + k_lo) * (m_hi + k_hi)) over 32-bit halves with a
+    secret key; two distinct keys collide with probability <= 2^-32 over the choice of
+    the secret, so someone who does not know it cannot aim many 4-tuples at one slot.
+    """
+    cdef uint64_t w[5]
+    cdef uint64_t acc = 0, x, s
+    cdef int i
+    memcpy(w, key, 40)
+    w[0] &= FT_KEY0_MASK
+    for i in range(5):
+        s = t.secret[i]
+        x = <uint64_t><uint32_t>(<uint32_t>w[i] + <uint32_t>s) * \
+            <uint64_t><uint32_t>(<uint32_t>(w[i] >> 32) + <uint32_t>(s >> 32))
+        acc += x
+    return _fmix64(acc ^ t.secret[5])
+
+
+cdef inline bint _key_eq(const ft_conn_t *c, const ft_key_t *k) noexcept nogil:
+    cdef uint64_t a[5]
+    cdef uint64_t b[5]
+    memcpy(a, c, 40)
+    memcpy(b, k, 40)
+    return (((a[0] ^ b[0]) & FT_KEY0_MASK) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0
+
+
+cdef bint ft_key_canonical(ft_key_t *k) noexcept nogil:
+    """Order (addr, port) pairs so both directions of a flow give the same key."""
+    cdef int c = memcmp(k.laddr, k.raddr, 16)
+    cdef uint8_t tmp[16]
+    cdef uint16_t p
+    if c < 0 or (c == 0 and k.lport <= k.rport):
+        return False
+    memcpy(tmp, k.laddr, 16)
+    memcpy(k.laddr, k.raddr, 16)
+    memcpy(k.raddr, tmp, 16)
+    p = k.lport
+    k.lport = k.rport
+    k.rport = p
+    return True
+
+
+# ---- init ----
+
+cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_t seed1,
+                       bint symmetric, bint evict) noexcept nogil:
+    cdef uint64_t nslots = 1, x
+    cdef int bits = 0, i
+    memset(t, 0, sizeof(ft_table_t))
+    if capacity == 0 or capacity > MAX_CAPACITY:
+        return -1
+    # index at most 80% full: Robin Hood probe lengths stay short up to ~90%
+    while nslots < capacity + capacity // 4 or nslots < 16:
+        nslots <<= 1
+        bits += 1
+    t.conns = <ft_conn_t *>calloc(capacity, sizeof(ft_conn_t))     # zero pages: RSS grows with use
+    t.index = <uint64_t *>calloc(nslots, sizeof(uint64_t))
+    t.wheel = <uint32_t *>calloc(FT_WHEEL_SIZE, sizeof(uint32_t))
+    if t.conns == NULL or t.index == NULL or t.wheel == NULL:
+        ft_table_free(t)
+        return -2
+    memset(t.wheel, 0xff, FT_WHEEL_SIZE * sizeof(uint32_t))
+    t.capacity = <uint32_t>capacity
+    t.nslots = nslots
+    t.mask = nslots - 1
+    t.slot_bits = bits
+    t.free_head = FT_NIL
+    t.symmetric = symmetric
+    t.evict = evict
+    for i in range(FT_NCLASSES):
+        t.class_head[i] = FT_NIL
+        t.class_tail[i] = FT_NIL
+    # expand the two seed words into the hash key (splitmix64)
+    x = seed0 ^ (seed1 * 0x9e3779b97f4a7c15ULL)
+    for i in range(6):
+        x += 0x9e3779b97f4a7c15ULL
+        t.secret[i] = _fmix64(x ^ seed1)
+    return 0
+
+
+cdef void ft_table_free(ft_table_t *t) noexcept nogil:
+    free(t.conns)
+    free(t.index)
+    free(t.wheel)
+    t.conns = NULL
+    t.index = NULL
+    t.wheel = NULL
+    t.capacity = 0
+    t.count = 0
+
+
+# ---- index (Robin Hood) ----
+
+cdef inline uint64_t _home(const ft_table_t *t, uint32_t h32) noexcept nogil:
+    return (<uint64_t>h32 >> (32 - t.slot_bits)) if t.slot_bits else 0
+
+
+cdef inline uint64_t _dib(const ft_table_t *t, uint64_t slot, uint64_t entry) noexcept nogil:
+    """Distance of `entry` (stored at `slot`) from its home slot."""
+    return (slot - _home(t, <uint32_t>(entry >> 32))) & t.mask
+
+
+cdef inline int64_t _find(const ft_table_t *t, const ft_key_t *key, uint64_t h, uint64_t *slot_out) noexcept nogil:
+    cdef uint32_t h32 = <uint32_t>(h >> 32)
+    cdef uint64_t i = _home(t, h32), d = 0, e
+    while True:
+        e = t.index[i]
+        if e == 0:
+            return -1
+        if <uint32_t>(e >> 32) == h32 and _key_eq(&t.conns[<uint32_t>e - 1], key):
+            slot_out[0] = i
+            return <uint32_t>e - 1
+        if _dib(t, i, e) < d:
+            return -1                 # Robin Hood: our key would have displaced this one
+        i = (i + 1) & t.mask
+        d += 1
+
+
+cdef inline void _index_insert(ft_table_t *t, uint64_t h, uint32_t id) noexcept nogil:
+    cdef uint64_t e = ((h >> 32) << 32) | (<uint64_t>id + 1)
+    cdef uint64_t i = _home(t, <uint32_t>(h >> 32)), d = 0, cur, dcur
+    while True:
+        cur = t.index[i]
+        if cur == 0:
+            t.index[i] = e
+            return
+        dcur = _dib(t, i, cur)
+        if dcur < d:                  # take from the rich: swap and carry the displaced entry on
+            t.index[i] = e
+            e = cur
+            d = dcur
+        i = (i + 1) & t.mask
+        d += 1
+
+
+cdef inline void _index_delete(ft_table_t *t, uint64_t slot) noexcept nogil:
+    # backward shift: pull the following displaced entries one slot closer to home
+    cdef uint64_t nxt = (slot + 1) & t.mask, e
+    while True:
+        e = t.index[nxt]
+        if e == 0 or _dib(t, nxt, e) == 0:
+            break
+        t.index[slot] = e
+        slot = nxt
+        nxt = (nxt + 1) & t.mask
+    t.index[slot] = 0
+
+
+# ---- lists ----
+
+cdef inline void _wheel_unlink(ft_table_t *t, uint32_t id) noexcept nogil:
+    cdef ft_conn_t *c = &t.conns[id]
+    if c.deadline == 0:
+        return
+    if c.t_prev != FT_NIL:
+        t.conns[c.t_prev].t_next = c.t_next
+    else:
+        t.wheel[(c.deadline >> FT_TICK_SHIFT) & (FT_WHEEL_SIZE - 1)] = c.t_next
+    if c.t_next != FT_NIL:
+        t.conns[c.t_next].t_prev = c.t_prev
+    c.deadline = 0
+    c.t_prev = FT_NIL
+    c.t_next = FT_NIL
+
+
+cdef inline void _wheel_link(ft_table_t *t, uint32_t id, uint64_t deadline) noexcept nogil:
+    cdef ft_conn_t *c = &t.conns[id]
+    cdef uint64_t floor = t.cursor << FT_TICK_SHIFT
+    cdef uint32_t b
+    if deadline < floor:
+        deadline = floor              # already due: file it where the next expire looks first
+    if deadline == 0:
+        deadline = 1                  # 0 means "no timer"
+    c.deadline = deadline
+    b = (deadline >> FT_TICK_SHIFT) & (FT_WHEEL_SIZE - 1)
+    c.t_prev = FT_NIL
+    c.t_next = t.wheel[b]
+    if c.t_next != FT_NIL:
+        t.conns[c.t_next].t_prev = id
+    t.wheel[b] = id
+
+
+cdef inline int _class_of(uint8_t state) noexcept nogil:
+    if state == TCPS_TIME_WAIT:
+        return FT_CLASS_TIME_WAIT
+    if state == TCPS_SYN_SENT or state == TCPS_SYN_RECEIVED:
+        return FT_CLASS_EMBRYONIC
+    return FT_CLASS_NONE
+
+
+cdef inline void _class_unlink(ft_table_t *t, uint32_t id, int cls) noexcept nogil:
+    cdef ft_conn_t *c = &t.conns[id]
+    if cls == FT_CLASS_NONE:
+        return
+    if c.c_prev != FT_NIL:
+        t.conns[c.c_prev].c_next = c.c_next
+    else:
+        t.class_head[cls] = c.c_next
+    if c.c_next != FT_NIL:
+        t.conns[c.c_next].c_prev = c.c_prev
+    else:
+        t.class_tail[cls] = c.c_prev
+    c.c_prev = FT_NIL
+    c.c_next = FT_NIL
+
+
+cdef inline void _class_append(ft_table_t *t, uint32_t id, int cls) noexcept nogil:
+    cdef ft_conn_t *c = &t.conns[id]
+    c.c_prev = FT_NIL
+    c.c_next = FT_NIL
+    if cls == FT_CLASS_NONE:
+        return
+    c.c_prev = t.class_tail[cls]
+    if c.c_prev != FT_NIL:
+        t.conns[c.c_prev].c_next = id
+    else:
+        t.class_head[cls] = id
+    t.class_tail[cls] = id
+
+
+# ---- operations ----
+
+cdef int64_t ft_lookup(ft_table_t *t, const ft_key_t *key) noexcept nogil:
+    cdef uint64_t slot
+    cdef int64_t id = _find(t, key, ft_hash(t, key), &slot)
+    if id >= 0:
+        t.stats.hits += 1
+    else:
+        t.stats.misses += 1
+    return id
+
+
+cdef enum:
+    _GROUP = 16                       # lookups in flight per batch step
+
+
+cdef void ft_lookup_batch(ft_table_t *t, const ft_key_t *keys, Py_ssize_t n, int64_t *out) noexcept nogil:
+    """Group prefetching: hash a group and prefetch its home slots, then prefetch the
+    records the first probes point at, then finish each lookup -- so up to _GROUP
+    cache misses overlap instead of being paid one after another."""
+    cdef uint64_t h[_GROUP]
+    cdef uint64_t slot, e
+    cdef Py_ssize_t base = 0, g, m
+    cdef int64_t id
+    while base < n:
+        m = n - base if n - base < _GROUP else _GROUP
+        for g in range(m):
+            h[g] = ft_hash(t, &keys[base + g])
+            FT_PREFETCH(&t.index[_home(t, <uint32_t>(h[g] >> 32))])
+        for g in range(m):
+            e = t.index[_home(t, <uint32_t>(h[g] >> 32))]
+            if e != 0:
+                FT_PREFETCH(&t.conns[<uint32_t>e - 1])
+        for g in range(m):
+            id = _find(t, &keys[base + g], h[g], &slot)
+            out[base + g] = id
+            if id >= 0:
+                t.stats.hits += 1
+            else:
+                t.stats.misses += 1
+        base += m
+
+
+cdef inline uint32_t _victim(ft_table_t *t) noexcept nogil:
+    # conntrack early_drop / Linux tw bucket cap: TIME-WAIT first, then never-established
+    if t.class_head[FT_CLASS_TIME_WAIT] != FT_NIL:
+        return t.class_head[FT_CLASS_TIME_WAIT]
+    return t.class_head[FT_CLASS_EMBRYONIC]
+
+
+cdef int64_t ft_insert(ft_table_t *t, const ft_key_t *key, uint8_t state, uint64_t now,
+                       uint32_t *evicted) noexcept nogil:
+    cdef uint64_t h = ft_hash(t, key), slot
+    cdef uint32_t id
+    cdef ft_conn_t *c
+    cdef uint8_t gen
+    evicted[0] = FT_NIL
+    if _find(t, key, h, &slot) >= 0:
+        return FT_TABLE_EXISTS
+    if t.count >= t.capacity:
+        if not t.evict:
+            t.stats.refusals += 1
+            return FT_TABLE_FULL
+        id = _victim(t)
+        if id == FT_NIL:
+            t.stats.refusals += 1
+            return FT_TABLE_FULL
+        ft_remove(t, id)
+        t.stats.evictions += 1
+        evicted[0] = id
+    if t.free_head != FT_NIL:
+        id = t.free_head
+        t.free_head = t.conns[id].c_next
+    else:
+        id = t.fresh
+        t.fresh += 1
+    c = &t.conns[id]
+    gen = c.gen
+    memset(c, 0, sizeof(ft_conn_t))
+    memcpy(c, key, 40)
+    c.family = key.family
+    c.state = 0
+    c.gen = gen
+    c.t_prev = FT_NIL
+    c.t_next = FT_NIL
+    _index_insert(t, h, id)
+    t.count += 1
+    t.stats.inserts += 1
+    c.state = TCPS_CLOSED
+    ft_set_state(t, id, state, now)
+    return id
+
+
+cdef void ft_remove(ft_table_t *t, uint32_t id) noexcept nogil:
+    cdef ft_conn_t *c = &t.conns[id]
+    cdef uint64_t slot
+    cdef ft_key_t k
+    if c.family == 0:
+        return
+    memcpy(&k, c, 40)
+    memset(k._pad, 0, 3)
+    if _find(t, &k, ft_hash(t, &k), &slot) == id:
+        _index_delete(t, slot)
+    _wheel_unlink(t, id)
+    _class_unlink(t, id, _class_of(c.state))
+    c.family = 0
+    c.gen += 1                        # stale Connection views notice
+    c.c_next = t.free_head
+    t.free_head = id
+    t.count -= 1
+    t.stats.removals += 1
+
+
+cdef void ft_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64_t now) noexcept nogil:
+    """Enter `state`: move between eviction classes (a TIME-WAIT re-entry goes to the
+    back: it is young again) and arm the state's timeout (none if it is 0)."""
+    cdef ft_conn_t *c = &t.conns[id]
+    cdef int old_cls = _class_of(c.state), new_cls = _class_of(state)
+    if old_cls != new_cls or new_cls == FT_CLASS_TIME_WAIT:
+        _class_unlink(t, id, old_cls)
+        _class_append(t, id, new_cls)
+    c.state = state
+    _wheel_unlink(t, id)
+    if t.timeout[state]:
+        _wheel_link(t, id, now + t.timeout[state])
+
+
+cdef void ft_set_deadline(ft_table_t *t, uint32_t id, uint64_t deadline) noexcept nogil:
+    """Arm (or with 0 cancel) the record's timer at an absolute time."""
+    _wheel_unlink(t, id)
+    if deadline:
+        _wheel_link(t, id, deadline)
+
+
+cdef Py_ssize_t ft_expire(ft_table_t *t, uint64_t now, uint32_t *out, uint64_t *fired,
+                          Py_ssize_t max_out) noexcept nogil:
+    """Unlink and return (in `out`) up to max_out records whose deadline is <= now, and
+    (if `fired` is not NULL) the deadline each one had. Their deadline reads 0
+    afterwards; the records stay in the table for the caller to act on (remove,
+    retransmit, ...). Call again while it returns max_out."""
+    cdef uint64_t now_tick = now >> FT_TICK_SHIFT, tick, last
+    cdef uint32_t id, nxt
+    cdef Py_ssize_t n = 0
+    cdef ft_conn_t *c
+    if now_tick < t.cursor:
+        return 0                      # time went backwards: nothing can be newly due
+    # one full turn visits every bucket; a longer jump needs no more than that
+    last = now_tick if now_tick - t.cursor < FT_WHEEL_SIZE else t.cursor + FT_WHEEL_SIZE - 1
+    tick = t.cursor
+    while tick <= last:
+        id = t.wheel[tick & (FT_WHEEL_SIZE - 1)]
+        while id != FT_NIL:
+            c = &t.conns[id]
+            nxt = c.t_next
+            if nxt != FT_NIL:
+                FT_PREFETCH(&t.conns[nxt])
+            if c.deadline <= now:
+                if n == max_out:
+                    t.cursor = tick
+                    return n
+                if fired != NULL:
+                    fired[n] = c.deadline
+                _wheel_unlink(t, id)
+                out[n] = id
+                n += 1
+            id = nxt
+        tick += 1
+    t.cursor = now_tick
+    return n
