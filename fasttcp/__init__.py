@@ -1,16 +1,29 @@
 """fasttcp: TCP connection management at memory speed.
 
-The wire layer (this release): parse and build IPv4/IPv6 TCP packets with every common
+The wire layer: parse and build IPv4/IPv6 TCP packets with every common
 option (`parse`, `parse_tcp`, `build`, `parse_batch`), RFC 1071/1624 checksums
 (`checksum`, `tcp_checksum`, `checksum_update`) and 32-bit sequence arithmetic
-(`fasttcp.seq`). The hot paths are Cython over typed C structs (fasttcp._core).
+(`fasttcp.seq`). The connection table (`ConnectionTable`) finds a
+connection by its 4-tuple and expires it on time. The hot paths are Cython over typed C structs (fasttcp._core).
 """
 from fasttcp._core import seq
 from fasttcp._core.batch import SEGMENT_DTYPE, parse_batch
 from fasttcp._core.csum import checksum, checksum_update, tcp_checksum
 from fasttcp._core.segment import Options, Segment, build, parse, parse_tcp
+from fasttcp._core.table import (
+    CONN_DTYPE,
+    KEY_DTYPE,
+    Connection,
+    ConnectionTable,
+    StaleConnection,
+    TableFull,
+    TableStats,
+    canonical_keys,
+    make_keys,
+)
 from fasttcp._version import __version__
 from fasttcp.enums import Flags, OptionBits, Verdict
+from fasttcp.states import State, Timeouts
 from fasttcp.errors import (
     BadChecksum,
     BadHeader,
@@ -32,6 +45,17 @@ __all__ = [
     "Segment",
     "Options",
     "SEGMENT_DTYPE",
+    "ConnectionTable",
+    "Connection",
+    "TableStats",
+    "TableFull",
+    "StaleConnection",
+    "KEY_DTYPE",
+    "CONN_DTYPE",
+    "make_keys",
+    "canonical_keys",
+    "State",
+    "Timeouts",
     "checksum",
     "tcp_checksum",
     "checksum_update",

@@ -16,7 +16,17 @@ __all__ = [
     "BadOption",
     "UnsupportedPacket",
     "UsageError",
+    "FIELD_NAMES",
 ]
+
+FIELD_NAMES = (
+    "none", "ip.version", "ip.ihl", "ip.total_length", "ip.protocol", "ip.fragment",
+    "ip.checksum", "ipv6.payload_length", "ipv6.next_header", "ipv6.ext_length",
+    "tcp.header", "tcp.data_offset", "tcp.option.kind", "tcp.option.length",
+    "tcp.checksum", "ip.header",
+)
+"""Field names by code: ``MalformedPacket.field`` and the ``error_field`` column of
+`parse_batch` (``FIELD_NAMES[row["error_field"]]``)."""
 
 
 class FastTcpError(Exception):

@@ -269,8 +269,6 @@ def test_ipv6_non_tcp_next_header(nh):
     expect(bytes(b), UnsupportedPacket, Verdict.NOT_TCP, "ipv6.next_header", 6)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after an extension header the NOT_TCP offset is the start of the "
-                                       "unknown header (48), not the Next Header byte that named it (40)")
 def test_ipv6_non_tcp_after_extension_header_points_at_next_header_byte():
     udp = bytes.fromhex("0001000200080000")
     pkt = P.ipv6_packet(S6, D6, udp, ext_headers=[(P.IPPROTO_HOPOPTS, P.options_header())],
@@ -300,6 +298,26 @@ def test_ipv4_fragments(flags_frag, first):
     row = parse_batch(pkt, [0], [len(pkt)])[0]
     # a first fragment's TCP header is readable; a later fragment has none
     assert (row["header_len"] == 20 and row["seq"] == 4242) if first else row["header_len"] == 0
+
+
+@pytest.mark.parametrize("tcp_bytes", [8, 16, 24, 32])
+def test_ipv4_first_fragment_splitting_the_tcp_header(tcp_bytes):
+    # the TCP header (40 bytes with options) continues in the next fragment: that is a
+    # fragment, not a malformed header
+    seg = P.tcp_segment(S4, D4, 1, 2, options=LINUX_SYN_OPTS, payload=b"rest")
+    pkt = P.ipv4_packet(S4, D4, seg[:tcp_bytes], flags_frag=0x2000)
+    expect(pkt, UnsupportedPacket, Verdict.FRAGMENT, "ip.fragment", 6)
+    # the same lengths without MF are a lying header
+    pkt = P.ipv4_packet(S4, D4, seg[:tcp_bytes], flags_frag=0x4000)
+    e = reject(pkt)
+    assert type(e) is BadHeader and e.verdict == Verdict.BAD_TCP_HEADER
+
+
+@pytest.mark.parametrize("tcp_bytes", [8, 16, 24])
+def test_ipv6_first_fragment_splitting_the_tcp_header(tcp_bytes):
+    seg = P.tcp_segment(S6, D6, 1, 2, options=LINUX_SYN_OPTS, payload=b"rest")
+    pkt = P.ipv6_packet(S6, D6, seg[:tcp_bytes], ext_headers=[(P.IPPROTO_FRAGMENT, P.fragment_header(0, True))])
+    expect(pkt, UnsupportedPacket, Verdict.FRAGMENT, "ip.fragment", 42)
 
 
 def test_ipv4_df_and_reserved_bits_are_not_fragments():
@@ -609,11 +627,10 @@ _OVERFLOW_SCRIPT = textwrap.dedent("""
         print("NO_ERROR")
 """)
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_batch bounds check `off + ln > len` overflows int64: no "
-                                       "UsageError, the packet is read outside the buffer (segfault)")
 @pytest.mark.parametrize("off, ln", [(2**62, 2**62), (2**63 - 1, 1), (1, 2**63 - 1)])
 def test_batch_offset_plus_length_overflow_is_usage_error(off, ln):
-    # run in a child process: the bug crashes the interpreter
+    # regression: `off + ln > len` overflowed int64 and the packet was read far outside
+    # the buffer (segfault); run in a child process so a regression cannot kill pytest
     proc = subprocess.run([sys.executable, "-c", _OVERFLOW_SCRIPT.format(off=off, ln=ln)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-500:])

@@ -406,7 +406,7 @@ def test_mutator_reaches_deep_verdicts():
     it and require most verdicts to show up, including OK."""
     seen = set()
 
-    @settings(max_examples=400, deadline=None, database=None,
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(mutated_packets())
     def sample(buf):

@@ -364,10 +364,22 @@ def test_bad_options_are_usage_error(kwargs):
         Options(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(timestamp=5), dict(timestamp=(1,)), dict(sack=5), dict(sack=[(1, 2, 3)]),
+    dict(unknown=[(30,)]),
+    dict(unknown=[(30, 3)]),  # bytes(3) == b"\x00\x00\x00": an int is not option data
+    dict(unknown=[(30, "ab")]),
+])
+def test_malformed_options_arguments_are_usage_error(kwargs):
+    with pytest.raises(UsageError):
+        Options(**kwargs)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(src_port=65536), dict(src_port=-1), dict(dst_port=70000),
+        dict(src_port=65536), dict(src_port=-1), dict(dst_port=70000), dict(src_port="80"), dict(dst_port=80.0),
+        dict(flags=1.5), dict(seq=1.0), dict(window=None),
         dict(seq=2**32), dict(seq=-1), dict(ack=2**32), dict(flags=0x200), dict(flags=-1),
         dict(window=65536), dict(urgent=65536), dict(ttl=256), dict(ttl=-1),
         dict(options=12), dict(options="mss"),
@@ -384,8 +396,8 @@ def test_build_bad_arguments(kwargs):
         build(src, dst, sp, dp, **args)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ports beyond C long raise OverflowError instead of UsageError")
 def test_build_huge_port_is_usage_error():
+    # regression: ports beyond a C long used to raise OverflowError
     with pytest.raises(UsageError):
         build("192.0.2.1", "192.0.2.2", 2**70, 80)
 
@@ -790,9 +802,8 @@ def test_ipv6_first_fragment_is_unsupported_but_header_is_read():
     assert row["verdict"] == Verdict.FRAGMENT and row["header_len"] == 20 and row["seq"] == 31337
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: IPv6 first-fragment error offset points at the TCP header (48), "
-                                       "not at the fragment header's offset/M field (42..43)")
 def test_ipv6_first_fragment_error_offset_points_into_fragment_header():
+    # regression: the offset used to be the TCP header's (48)
     seg = P.tcp_segment(V6S, V6D, 1, 2, seq=31337, payload=b"first")
     pkt = P.ipv6_packet(V6S, V6D, seg, ext_headers=[(P.IPPROTO_FRAGMENT, P.fragment_header(0, True))])
     with pytest.raises(fasttcp.UnsupportedPacket) as info:
@@ -817,3 +828,89 @@ def test_padding_only_segment_has_empty_payload():
     pkt = build("192.0.2.1", "192.0.2.2", 1, 2, flags=Flags.ACK)  # 40 bytes; Ethernet pads to 46
     seg = parse(pkt + bytes(6))
     assert seg.payload_len == 0 and bytes(seg.payload) == b""
+
+
+def test_ipv6_authentication_header():
+    pkt = _v6([(P.IPPROTO_HOPOPTS, P.options_header()), (P.IPPROTO_AH, P.auth_header())])
+    seg = parse(pkt)
+    assert seg.checksum_ok is True and bytes(seg.payload) == b"ext payload"
+    assert seg.to_bytes() == pkt
+
+
+def test_ipv6_routing_type2_uses_home_address():
+    # Mobile IPv6 (RFC 6275): one address, the home address, is the final destination
+    route = P.routing_header([V6FINAL], segments_left=1, routing_type=2)
+    assert parse(_v6([(P.IPPROTO_ROUTING, route)], csum_dst=V6FINAL)).checksum_ok is True
+    with pytest.raises(fasttcp.BadChecksum):
+        parse(_v6([(P.IPPROTO_ROUTING, route)], csum_dst=V6D))
+
+
+def test_ipv6_segment_routing_header_uses_segment_list_0():
+    # RFC 8754: Segment List[0] is the last segment, i.e. the final destination
+    route = P.routing_header([V6FINAL, V6HOP], segments_left=1, routing_type=4, reserved=bytes([1, 0, 0, 0]))
+    assert parse(_v6([(P.IPPROTO_ROUTING, route)], csum_dst=V6FINAL)).checksum_ok is True
+    with pytest.raises(fasttcp.BadChecksum):
+        parse(_v6([(P.IPPROTO_ROUTING, route)], csum_dst=V6HOP))
+
+
+def _jumbogram(payload: bytes, jumbo_extra: int = 0) -> bytes:
+    seg = P.tcp_segment(V6S, V6D, 7, 8, seq=1, flags=0x18, payload=payload)
+
+    def hbh(nh: int) -> bytes:  # Jumbo Payload option (RFC 2675): type 0xC2, 4 data bytes
+        return bytes([nh, 0, 0xC2, 4]) + (8 + len(seg) + jumbo_extra).to_bytes(4, "big")
+
+    return P.ipv6_packet(V6S, V6D, seg, ext_headers=[(P.IPPROTO_HOPOPTS, hbh)], payload_length=0)
+
+
+@pytest.mark.parametrize("size", [10, 70000])
+def test_ipv6_jumbogram(size):
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    pkt = _jumbogram(payload)
+    seg = parse(pkt)
+    assert seg.checksum_ok is True and seg.payload_len == size and bytes(seg.payload) == payload
+    assert seg.to_bytes() == pkt
+    assert bytes(parse(pkt + b"\x00" * 4).payload) == payload  # trailing padding ignored
+    with pytest.raises(fasttcp.TruncatedPacket):
+        parse(_jumbogram(payload, jumbo_extra=1))
+
+
+@pytest.mark.parametrize("make", [
+    lambda pkt: np.frombuffer(pkt, dtype=np.uint16),
+    lambda pkt: memoryview(pkt).cast("H"),
+    lambda pkt: np.frombuffer(pkt, dtype=np.uint8).reshape(2, -1),
+], ids=["numpy-uint16", "memoryview-H", "numpy-2d"])
+def test_payload_of_non_byte_buffer(make):
+    payload = bytes(range(100))
+    pkt = build("192.0.2.1", "192.0.2.2", 1, 2, payload=payload)  # 140 bytes: even, 2 rows of 70
+    obj = make(pkt)
+    try:
+        seg = parse(obj)
+    except (UsageError, TypeError):
+        return  # refusing such buffers would be fine too
+    assert seg.payload_len == 100
+    assert bytes(seg.payload) == payload
+
+
+_SHRUNK_SCRIPT = """
+import fasttcp
+pkt = fasttcp.build("192.0.2.1", "192.0.2.2", 1, 2, payload=b"p" * 64,
+                    options={"unknown": [(30, b"abc")], "mss": 1})
+ba = bytearray(pkt)
+seg = fasttcp.parse(ba)
+ba.clear()  # the caller broke the contract; fasttcp must still not read freed memory
+try:
+    out = seg.to_bytes()
+except Exception as exc:
+    print("RAISED", type(exc).__name__)
+else:
+    print("RETURNED", len(out))
+"""
+
+
+def test_to_bytes_after_owner_shrank_does_not_read_out_of_bounds():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _SHRUNK_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.startswith("RAISED"), proc.stdout

@@ -4,13 +4,7 @@ from fasttcp.errors import (BadChecksum as _BadChecksum, BadHeader as _BadHeader
                             BadOption as _BadOption, TruncatedPacket as _TruncatedPacket,
                             UnsupportedPacket as _UnsupportedPacket)
 
-# indexed by FT_FIELD_*
-_FIELD_NAMES = (
-    "none", "ip.version", "ip.ihl", "ip.total_length", "ip.protocol", "ip.fragment",
-    "ip.checksum", "ipv6.payload_length", "ipv6.next_header", "ipv6.ext_length",
-    "tcp.header", "tcp.data_offset", "tcp.option.kind", "tcp.option.length",
-    "tcp.checksum", "ip.header",
-)
+from fasttcp.errors import FIELD_NAMES as _FIELD_NAMES   # indexed by FT_FIELD_*
 
 # indexed by FT_ERR_*: (exception class, message)
 _ERRORS = (

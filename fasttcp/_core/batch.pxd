@@ -29,7 +29,7 @@ ctypedef struct seg_row_t:
     uint8_t wscale
     uint8_t opt_flags         # OPT_HAS_* bits (fasttcp.OptionBits)
     uint8_t sack_count
-    uint8_t error_field       # FT_FIELD_* code (fasttcp.errors field names by index)
+    uint8_t error_field       # FT_FIELD_* code: fasttcp.errors.FIELD_NAMES[error_field]
     uint8_t src[16]
     uint8_t dst[16]
 

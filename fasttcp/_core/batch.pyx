@@ -97,7 +97,8 @@ def parse_batch(buffer, offsets, lengths, *, bint verify_checksum=True, out=None
     PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
     try:
         if n:
-            bad = (off < 0) | (ln < 0) | (off + ln > view.len)
+            # written so that no sum can overflow int64: off <= len and ln <= len - off
+            bad = (off < 0) | (ln < 0) | (off > view.len) | (ln > view.len - off)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 raise UsageError(f"packet {i}: offset {off[i]} + length {ln[i]} is outside the "

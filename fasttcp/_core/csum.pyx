@@ -56,7 +56,7 @@ def tcp_checksum(src, dst, tcp_bytes):
     return ft_htons(<uint16_t>~ft_csum_fold(sum))
 
 
-def checksum_update(int checksum, old, new, *, int size=2):
+def checksum_update(checksum, old, new, *, size=2):
     """RFC 1624 incremental update: the checksum after the bytes `old` were rewritten
     to `new` (HC' = ~(~HC + ~m + m')), equal to a full recompute.
 
@@ -66,8 +66,10 @@ def checksum_update(int checksum, old, new, *, int size=2):
     header field that is rewritten in practice does)."""
     cdef Py_buffer ov, nv
     cdef uint16_t r
-    if checksum < 0 or checksum > 0xffff:
-        raise UsageError(f"checksum must be in 0..65535, got {checksum}")
+    if not isinstance(checksum, int) or checksum < 0 or checksum > 0xffff:
+        raise UsageError(f"checksum must be an int in 0..65535, got {checksum!r}")
+    if not isinstance(size, int):
+        raise UsageError(f"size must be an int, got {size!r}")
     if isinstance(old, int) or isinstance(new, int):
         if not (isinstance(old, int) and isinstance(new, int)):
             raise UsageError("old and new must both be ints or both be bytes")

@@ -55,6 +55,14 @@ cdef class Options:
             self._o.present |= OPT_HAS_WSCALE
         if sack_permitted:
             self._o.present |= OPT_HAS_SACK_PERM
+        try:
+            self._init_checked(sack, timestamp, unknown)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, UsageError):
+                raise
+            raise UsageError(f"malformed Options argument: {exc}") from exc
+
+    cdef _init_checked(self, sack, timestamp, unknown):
         if sack:
             blocks = list(sack)
             if len(blocks) > TCP_MAX_SACK_BLOCKS:
@@ -72,6 +80,8 @@ cdef class Options:
         items = []
         for kind, data in unknown:
             kind = _check_range(kind, 0xff, "option kind")
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise UsageError(f"option kind {kind}: data must be bytes, not {type(data).__name__}")
             data = bytes(data)
             if kind in (TCPOPT_EOL, TCPOPT_NOP, TCPOPT_MSS, TCPOPT_WSCALE, TCPOPT_SACK_PERM,
                         TCPOPT_SACK, TCPOPT_TIMESTAMP):
@@ -315,7 +325,10 @@ cdef class Segment:
     def payload(self):
         """Zero-copy read-only memoryview of the payload (bytes after the TCP header up
         to the IP datagram's end; Ethernet padding is not payload)."""
-        return memoryview(self._owner).toreadonly()[self._p.payload_off:self._p.payload_off + self._p.payload_len]
+        mv = memoryview(self._owner).toreadonly()
+        if <size_t>len(mv) < self._p.payload_off + self._p.payload_len:
+            raise UsageError("the buffer this segment was parsed from has shrunk since")
+        return mv[self._p.payload_off:self._p.payload_off + self._p.payload_len]
 
     @property
     def ttl(self):
@@ -332,7 +345,7 @@ cdef class Segment:
         """Decoded `Options` (empty Options when the header has none)."""
         cdef Py_buffer view
         if self._opts_obj is None:
-            PyObject_GetBuffer(self._owner, &view, PyBUF_SIMPLE)
+            _acquire(self._owner, &view, self._p.tcp_off + self._p.header_len)
             try:
                 self._opts_obj = Options._from_wire(&self._p.opts,
                                                     <const uint8_t *>view.buf + self._p.tcp_off + 20,
@@ -354,7 +367,7 @@ cdef class Segment:
         cdef uint16_t c
         if not self._has_addrs:
             raise UsageError("this segment was parsed without addresses: its checksum cannot be computed")
-        PyObject_GetBuffer(self._owner, &view, PyBUF_SIMPLE)
+        _acquire(self._owner, &view, self._p.tcp_off + self._p.tcp_len)
         try:
             start = self._p.ip_off
             end = self._p.tcp_off + self._p.tcp_len
@@ -397,7 +410,7 @@ cdef class Segment:
 
     cdef bytes _raw_options(self):
         cdef Py_buffer view
-        PyObject_GetBuffer(self._owner, &view, PyBUF_SIMPLE)
+        _acquire(self._owner, &view, self._p.tcp_off + self._p.header_len)
         try:
             return PyBytes_FromStringAndSize(<char *>view.buf + self._p.tcp_off + 20, self._p.header_len - 20)
         finally:
@@ -465,6 +478,29 @@ cdef str _flag_str(uint16_t flags):
 
 # ---- parse ----
 
+cdef object _byte_owner(object obj):
+    """The object a Segment keeps: itself when it is a flat byte buffer (bytearray,
+    1-D uint8 memoryview), else a flat byte memoryview of it, so that payload slices
+    count bytes whatever the item size or shape of the caller's buffer."""
+    if type(obj) is bytearray:
+        return obj
+    mv = memoryview(obj)
+    if mv.ndim == 1 and mv.itemsize == 1 and mv.format in ("B", "b", "c"):
+        return obj
+    if not mv.c_contiguous:
+        raise UsageError("packet buffers must be contiguous")
+    return mv.cast("B")
+
+
+cdef int _acquire(object owner, Py_buffer *view, size_t need) except -1:
+    """Get the bytes of a segment's buffer again, refusing if it shrank since parse
+    (the documented contract is to leave it alone; a broken one must not read freed memory)."""
+    PyObject_GetBuffer(owner, view, PyBUF_SIMPLE)
+    if <size_t>view.len < need:
+        PyBuffer_Release(view)
+        raise UsageError("the buffer this segment was parsed from has shrunk since")
+    return 0
+
 def parse(packet, *, bint verify_checksum=True):
     """Parse one IPv4 or IPv6 packet carrying TCP (no link-layer header).
 
@@ -484,6 +520,7 @@ def parse(packet, *, bint verify_checksum=True):
         rc = ft_parse_ip(<const uint8_t *>PyBytes_AS_STRING(packet), PyBytes_GET_SIZE(packet),
                          &p, &err, verify_checksum)
     else:
+        packet = _byte_owner(packet)
         PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
         try:
             rc = ft_parse_ip(<const uint8_t *>view.buf, view.len, &p, &err, verify_checksum)
@@ -518,6 +555,8 @@ def parse_tcp(segment, *, src=None, dst=None, verify_checksum=None):
             raise UsageError("src and dst must be the same address family")
     elif verify_checksum:
         raise UsageError("verifying a TCP checksum needs src= and dst= (the pseudo-header)")
+    if type(segment) is not bytes:
+        segment = _byte_owner(segment)
     PyObject_GetBuffer(segment, &view, PyBUF_SIMPLE)
     try:
         rc = ft_parse_tcp(<const uint8_t *>view.buf, view.len, &p, &err)
@@ -552,7 +591,7 @@ cdef inline uint64_t _pseudo(pkt_t *p) noexcept:
 
 # ---- build ----
 
-def build(src, dst, int src_port, int dst_port, *, seq=0, ack=0, flags=0x002, window=65535,
+def build(src, dst, src_port, dst_port, *, seq=0, ack=0, flags=0x002, window=65535,
           urgent=0, options=None, payload=b"", ttl=64):
     """Build a complete IPv4 or IPv6 packet (family from the addresses) carrying one TCP
     segment, with lengths, option padding and both checksums filled.
@@ -571,11 +610,11 @@ def build(src, dst, int src_port, int dst_port, *, seq=0, ack=0, flags=0x002, wi
     if len(s) != len(d):
         raise UsageError("src and dst must be the same address family")
     version = 4 if len(s) == 4 else 6
-    if src_port < 0 or src_port > 0xffff or dst_port < 0 or dst_port > 0xffff:
-        raise UsageError(f"ports must be in 0..65535, got {src_port} and {dst_port}")
+    cdef uint16_t c_sport = <uint16_t>_check_range(src_port, 0xffff, "src_port")
+    cdef uint16_t c_dport = <uint16_t>_check_range(dst_port, 0xffff, "dst_port")
     cdef uint32_t c_seq = <uint32_t>_check_range(seq, 0xffffffff, "seq")
     cdef uint32_t c_ack = <uint32_t>_check_range(ack, 0xffffffff, "ack")
-    cdef uint16_t c_flags = <uint16_t>_check_range(int(flags), 0x1ff, "flags")
+    cdef uint16_t c_flags = <uint16_t>_check_range(flags, 0x1ff, "flags")
     cdef uint16_t c_window = <uint16_t>_check_range(window, 0xffff, "window")
     cdef uint16_t c_urgent = <uint16_t>_check_range(urgent, 0xffff, "urgent")
     cdef uint8_t c_ttl = <uint8_t>_check_range(ttl, 0xff, "ttl")
@@ -601,7 +640,7 @@ def build(src, dst, int src_port, int dst_port, *, seq=0, ack=0, flags=0x002, wi
         out = PyBytes_FromStringAndSize(NULL, total)
         n = ft_build_packet(<uint8_t *>PyBytes_AS_STRING(out), total, version,
                             <const uint8_t *><char *>s, <const uint8_t *><char *>d, c_ttl,
-                            <uint16_t>src_port, <uint16_t>dst_port, c_seq, c_ack, c_flags,
+                            c_sport, c_dport, c_seq, c_ack, c_flags,
                             c_window, c_urgent, <const uint8_t *><char *>opt_bytes, len(opt_bytes),
                             <const uint8_t *>pv.buf, pv.len)
     finally:

@@ -4,6 +4,10 @@ from libc.string cimport memcpy, memcmp, memset
 
 cdef uint64_t MAX_CAPACITY = 1u << 31     # ids are uint32 with FT_NIL reserved
 
+cdef extern from "mem_impl.h" nogil:
+    void *ft_alloc_zeroed(size_t size)
+    void ft_free_zeroed(void *p, size_t size)
+
 cdef extern from *:
     """
     #define FT_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 1)
@@ -93,15 +97,15 @@ cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_
     while nslots < capacity + capacity // 4 or nslots < 16:
         nslots <<= 1
         bits += 1
-    t.conns = <ft_conn_t *>calloc(capacity, sizeof(ft_conn_t))     # zero pages: RSS grows with use
-    t.index = <uint64_t *>calloc(nslots, sizeof(uint64_t))
+    t.capacity = <uint32_t>capacity
+    t.nslots = nslots
+    t.conns = <ft_conn_t *>ft_alloc_zeroed(capacity * sizeof(ft_conn_t))   # zero pages: RSS grows with use
+    t.index = <uint64_t *>ft_alloc_zeroed(nslots * sizeof(uint64_t))
     t.wheel = <uint32_t *>calloc(FT_WHEEL_SIZE, sizeof(uint32_t))
     if t.conns == NULL or t.index == NULL or t.wheel == NULL:
         ft_table_free(t)
         return -2
     memset(t.wheel, 0xff, FT_WHEEL_SIZE * sizeof(uint32_t))
-    t.capacity = <uint32_t>capacity
-    t.nslots = nslots
     t.mask = nslots - 1
     t.slot_bits = bits
     t.free_head = FT_NIL
@@ -119,13 +123,14 @@ cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_
 
 
 cdef void ft_table_free(ft_table_t *t) noexcept nogil:
-    free(t.conns)
-    free(t.index)
+    ft_free_zeroed(t.conns, <size_t>t.capacity * sizeof(ft_conn_t))
+    ft_free_zeroed(t.index, t.nslots * sizeof(uint64_t))
     free(t.wheel)
     t.conns = NULL
     t.index = NULL
     t.wheel = NULL
     t.capacity = 0
+    t.nslots = 0
     t.count = 0
 
 
@@ -271,34 +276,44 @@ cdef int64_t ft_lookup(ft_table_t *t, const ft_key_t *key) noexcept nogil:
 
 
 cdef enum:
-    _GROUP = 16                       # lookups in flight per batch step
+    _HASH_CHUNK = 512                 # hashes computed ahead, on the stack
+    _AHEAD_INDEX = 24                 # index slots prefetched this many keys ahead
+    _AHEAD_RECORD = 12                 # records prefetched this many keys ahead
 
 
 cdef void ft_lookup_batch(ft_table_t *t, const ft_key_t *keys, Py_ssize_t n, int64_t *out) noexcept nogil:
-    """Group prefetching: hash a group and prefetch its home slots, then prefetch the
-    records the first probes point at, then finish each lookup -- so up to _GROUP
-    cache misses overlap instead of being paid one after another."""
-    cdef uint64_t h[_GROUP]
+    """Software-pipelined lookups: while key i is compared, the index slot of key i+16
+    and the record of key i+8 are already on their way, so ~16 cache misses overlap
+    instead of being paid one after another."""
+    cdef uint64_t h[_HASH_CHUNK]
     cdef uint64_t slot, e
-    cdef Py_ssize_t base = 0, g, m
+    cdef Py_ssize_t base = 0, i, m, j
     cdef int64_t id
+    cdef uint64_t hits = 0
+    cdef const ft_conn_t *r
     while base < n:
-        m = n - base if n - base < _GROUP else _GROUP
-        for g in range(m):
-            h[g] = ft_hash(t, &keys[base + g])
-            FT_PREFETCH(&t.index[_home(t, <uint32_t>(h[g] >> 32))])
-        for g in range(m):
-            e = t.index[_home(t, <uint32_t>(h[g] >> 32))]
-            if e != 0:
-                FT_PREFETCH(&t.conns[<uint32_t>e - 1])
-        for g in range(m):
-            id = _find(t, &keys[base + g], h[g], &slot)
-            out[base + g] = id
-            if id >= 0:
-                t.stats.hits += 1
-            else:
-                t.stats.misses += 1
+        m = n - base if n - base < _HASH_CHUNK else _HASH_CHUNK
+        for i in range(m):
+            h[i] = ft_hash(t, &keys[base + i])
+        for i in range(min(m, <Py_ssize_t>_AHEAD_INDEX)):
+            FT_PREFETCH(&t.index[_home(t, <uint32_t>(h[i] >> 32))])
+        for i in range(m):
+            j = i + _AHEAD_INDEX
+            if j < m:
+                FT_PREFETCH(&t.index[_home(t, <uint32_t>(h[j] >> 32))])
+            j = i + _AHEAD_RECORD
+            if j < m:
+                e = t.index[_home(t, <uint32_t>(h[j] >> 32))]
+                if e != 0:
+                    r = &t.conns[<uint32_t>e - 1]
+                    FT_PREFETCH(r)
+                    FT_PREFETCH((<const char *>r) + 39)     # the key may straddle two lines
+            id = _find(t, &keys[base + i], h[i], &slot)
+            out[base + i] = id
+            hits += id >= 0
         base += m
+    t.stats.hits += hits
+    t.stats.misses += <uint64_t>n - hits
 
 
 cdef inline uint32_t _victim(ft_table_t *t) noexcept nogil:

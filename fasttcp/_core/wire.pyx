@@ -260,6 +260,7 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
     cdef uint8_t nh, rtype
     cdef int n_ext = 0, rc
     cdef size_t first_fragment = 0     # offset of the fragment field of a first fragment
+    cdef size_t nh_off = 6             # where the current Next Header value was read
     cdef size_t plen
     if length < 40:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, 0)
@@ -307,6 +308,7 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
                 elif rtype == 4 and naddr >= 1:
                     memcpy(p.csum_dst, b + off + 8, 16)    # RFC 8754: Segment List[0]
             nh = b[off]
+            nh_off = off
             off += hlen
         elif nh == IPPROTO_FRAGMENT:
             if off + 8 > limit:
@@ -317,9 +319,10 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
             if b[off + 3] & 1:
                 first_fragment = off + 2
             nh = b[off]
+            nh_off = off
             off += 8
         else:
-            return _fail(err, FT_ERR_NOT_TCP, FT_FIELD_IP6_NEXT_HEADER, 6 if n_ext == 1 else off)
+            return _fail(err, FT_ERR_NOT_TCP, FT_FIELD_IP6_NEXT_HEADER, nh_off)
     if end == 0:
         return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
     if off > end:

@@ -16,6 +16,7 @@ IPPROTO_ROUTING = 43
 IPPROTO_FRAGMENT = 44
 IPPROTO_DSTOPTS = 60
 IPPROTO_NONE = 59
+IPPROTO_AH = 51
 
 
 def packed(addr) -> bytes:
@@ -152,12 +153,26 @@ def options_header(options: bytes = b""):
     return make
 
 
-def routing_header(addresses, segments_left: int, routing_type: int = 0):
-    """Routing header with a list of addresses (type 0 layout, RFC 2460 4.4)."""
+def routing_header(addresses, segments_left: int, routing_type: int = 0, reserved: bytes = b"\x00" * 4):
+    """Routing header: 4 fixed bytes, 4 type-specific bytes (`reserved`; for a type 4
+    segment routing header: last entry, flags, tag), then the 16-byte addresses
+    (type 0: RFC 2460 4.4; type 2: RFC 6275 6.4; type 4: RFC 8754 2)."""
 
     def make(nh: int) -> bytes:
         addrs = b"".join(packed(a) for a in addresses)
-        return bytes([nh, 2 * len(addresses), routing_type, segments_left]) + b"\x00" * 4 + addrs
+        return bytes([nh, 2 * len(addresses), routing_type, segments_left]) + bytes(reserved) + addrs
+
+    return make
+
+
+def auth_header(icv: bytes = b"\xa5" * 12, spi: int = 0x100, seq: int = 1):
+    """Authentication Header (RFC 4302): its length field counts 4-octet units minus 2."""
+
+    def make(nh: int) -> bytes:
+        body = spi.to_bytes(4, "big") + seq.to_bytes(4, "big") + bytes(icv)
+        total = 4 + len(body)
+        assert total % 8 == 0
+        return bytes([nh, total // 4 - 2, 0, 0]) + body
 
     return make
 

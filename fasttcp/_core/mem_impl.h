@@ -1,0 +1,36 @@
+/* Large zeroed allocations for the connection table.
+ *
+ * Anonymous mmap gives zero pages that become resident only when touched (a table's
+ * RSS grows with its connections, not its capacity), and MADV_HUGEPAGE asks for 2 MiB
+ * pages: random lookups over a multi-GB table otherwise miss the TLB on nearly every
+ * access, which costs more than the cache miss itself. Falls back to calloc elsewhere.
+ */
+#ifndef FASTTCP_MEM_IMPL_H
+#define FASTTCP_MEM_IMPL_H
+
+#include <stddef.h>
+#include <stdlib.h>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+
+static inline void *ft_alloc_zeroed(size_t size) {
+    void *p;
+    if (size == 0) size = 1;
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (size >= ((size_t)2 << 20)) madvise(p, size, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static inline void ft_free_zeroed(void *p, size_t size) {
+    if (p) munmap(p, size == 0 ? 1 : size);
+}
+#else
+static inline void *ft_alloc_zeroed(size_t size) { return calloc(1, size == 0 ? 1 : size); }
+static inline void ft_free_zeroed(void *p, size_t size) { (void)size; free(p); }
+#endif
+
+#endif
