@@ -41,31 +41,39 @@ cdef inline uint64_t _fmix64(uint64_t h) noexcept nogil:
 
 
 cdef uint64_t ft_hash(const ft_table_t *t, const void *key) noexcept nogil:
+    return _hash(t, key)
+
+
+cdef inline uint64_t _hash(const ft_table_t *t, const void *key) noexcept nogil:
     """Keyed hash of the 40 key bytes (a key or a record): NH universal hashing.
 
     NH (UMAC, RFC 4418) sums ((m_lo + k_lo) * (m_hi + k_hi)) over 32-bit halves with a
     secret key; two distinct keys collide with probability <= 2^-32 over the choice of
     the secret, so someone who does not know it cannot aim many 4-tuples at one slot.
     """
-    cdef uint64_t w[5]
-    cdef uint64_t acc = 0, x, s
-    cdef int i
-    memcpy(w, key, 40)
-    w[0] &= FT_KEY0_MASK
-    for i in range(5):
-        s = t.secret[i]
-        x = <uint64_t><uint32_t>(<uint32_t>w[i] + <uint32_t>s) * \
-            <uint64_t><uint32_t>(<uint32_t>(w[i] >> 32) + <uint32_t>(s >> 32))
-        acc += x
+    cdef uint64_t acc = _nh(_w(key, 0) & FT_KEY0_MASK, t.secret[0])
+    acc += _nh(_w(key, 1), t.secret[1])
+    acc += _nh(_w(key, 2), t.secret[2])
+    acc += _nh(_w(key, 3), t.secret[3])
+    acc += _nh(_w(key, 4), t.secret[4])
     return _fmix64(acc ^ t.secret[5])
 
 
+cdef inline uint64_t _nh(uint64_t w, uint64_t s) noexcept nogil:
+    return <uint64_t><uint32_t>(<uint32_t>w + <uint32_t>s) * <uint64_t><uint32_t>(<uint32_t>(w >> 32) + <uint32_t>(s >> 32))
+
+
+cdef inline uint64_t _w(const void *p, int i) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, (<const char *>p) + 8 * i, 8)      # one unaligned load
+    return v
+
+
 cdef inline bint _key_eq(const ft_conn_t *c, const ft_key_t *k) noexcept nogil:
-    cdef uint64_t a[5]
-    cdef uint64_t b[5]
-    memcpy(a, c, 40)
-    memcpy(b, k, 40)
-    return (((a[0] ^ b[0]) & FT_KEY0_MASK) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0
+    # ports + family and the first address word reject almost every non-match at once
+    if ((_w(c, 0) ^ _w(k, 0)) & FT_KEY0_MASK) | (_w(c, 1) ^ _w(k, 1)):
+        return False
+    return ((_w(c, 2) ^ _w(k, 2)) | (_w(c, 3) ^ _w(k, 3)) | (_w(c, 4) ^ _w(k, 4))) == 0
 
 
 cdef bint ft_key_canonical(ft_key_t *k) noexcept nogil:
@@ -137,7 +145,7 @@ cdef void ft_table_free(ft_table_t *t) noexcept nogil:
 # ---- index (Robin Hood) ----
 
 cdef inline uint64_t _home(const ft_table_t *t, uint32_t h32) noexcept nogil:
-    return (<uint64_t>h32 >> (32 - t.slot_bits)) if t.slot_bits else 0
+    return <uint64_t>h32 >> (32 - t.slot_bits)     # slot_bits >= 4: nslots >= 16
 
 
 cdef inline uint64_t _dib(const ft_table_t *t, uint64_t slot, uint64_t entry) noexcept nogil:
@@ -267,7 +275,7 @@ cdef inline void _class_append(ft_table_t *t, uint32_t id, int cls) noexcept nog
 
 cdef int64_t ft_lookup(ft_table_t *t, const ft_key_t *key) noexcept nogil:
     cdef uint64_t slot
-    cdef int64_t id = _find(t, key, ft_hash(t, key), &slot)
+    cdef int64_t id = _find(t, key, _hash(t, key), &slot)
     if id >= 0:
         t.stats.hits += 1
     else:
@@ -294,7 +302,7 @@ cdef void ft_lookup_batch(ft_table_t *t, const ft_key_t *keys, Py_ssize_t n, int
     while base < n:
         m = n - base if n - base < _HASH_CHUNK else _HASH_CHUNK
         for i in range(m):
-            h[i] = ft_hash(t, &keys[base + i])
+            h[i] = _hash(t, &keys[base + i])
         for i in range(min(m, <Py_ssize_t>_AHEAD_INDEX)):
             FT_PREFETCH(&t.index[_home(t, <uint32_t>(h[i] >> 32))])
         for i in range(m):
@@ -308,7 +316,13 @@ cdef void ft_lookup_batch(ft_table_t *t, const ft_key_t *keys, Py_ssize_t n, int
                     r = &t.conns[<uint32_t>e - 1]
                     FT_PREFETCH(r)
                     FT_PREFETCH((<const char *>r) + 39)     # the key may straddle two lines
-            id = _find(t, &keys[base + i], h[i], &slot)
+            # fast path: the key sits in its home slot (the common case below 80% load)
+            e = t.index[_home(t, <uint32_t>(h[i] >> 32))]
+            if e != 0 and <uint32_t>(e >> 32) == <uint32_t>(h[i] >> 32) and \
+                    _key_eq(&t.conns[<uint32_t>e - 1], &keys[base + i]):
+                id = <uint32_t>e - 1
+            else:
+                id = _find(t, &keys[base + i], h[i], &slot)
             out[base + i] = id
             hits += id >= 0
         base += m
