@@ -1,8 +1,13 @@
 """Shared fixtures for the pytest-benchmark suite (run: pytest benchmarks --benchmark-only)."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fasttcp.workload import handshake_batch
+
+sys.path.insert(0, str(Path(__file__).parent))     # benchmarks/tablekeys.py
 
 
 @pytest.fixture(scope="session")

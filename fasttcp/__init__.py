@@ -12,6 +12,7 @@ from fasttcp._core.csum import checksum, checksum_update, tcp_checksum
 from fasttcp._core.segment import Options, Segment, build, parse, parse_tcp
 from fasttcp._core.table import (
     CONN_DTYPE,
+    EXPIRED_DTYPE,
     KEY_DTYPE,
     Connection,
     ConnectionTable,
@@ -52,6 +53,7 @@ __all__ = [
     "StaleConnection",
     "KEY_DTYPE",
     "CONN_DTYPE",
+    "EXPIRED_DTYPE",
     "make_keys",
     "canonical_keys",
     "State",

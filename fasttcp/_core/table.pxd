@@ -4,7 +4,7 @@
 Layout (chosen for memory per connection, see the README's table section):
   * `conns`: a pool of fixed 112-byte ft_conn_t records. A record never moves while
     it is in use, so its id (index) is a stable handle for timers and Python views.
-  * `index`: open-addressing slots of 8 bytes, (hash32 << 32) | (id + 1), 0 = empty,
+  * `index`: capacity*5/3 open-addressing slots of 8 bytes, (hash32 << 32) | (id + 1), 0 = empty,
     Robin Hood linear probing with backward-shift deletion (no tombstones: lookups do
     not degrade however many deletions happen). Lookups compare the 32-bit hash first
     and touch a record only on a hash match.
@@ -113,9 +113,7 @@ ctypedef struct ft_table_t:
     uint32_t count
     uint32_t fresh                    # records [fresh, capacity) never used (untouched pages)
     uint32_t free_head                # recycled records, linked through c_next
-    uint64_t nslots                   # power of two, >= capacity * 5/4
-    uint64_t mask
-    int slot_bits
+    uint64_t nslots                   # capacity * 5/3 + 1 (>= 16): index at most 60% full
     uint64_t secret[6]                # hash key: 5 NH words + 1 finaliser
     uint64_t timeout[11]              # per-state timeout, microseconds (0 = none)
     uint64_t cursor                   # timer wheel: last tick processed by expire
@@ -139,6 +137,7 @@ cdef void ft_lookup_batch(ft_table_t *t, const ft_key_t *keys, Py_ssize_t n, int
 cdef int64_t ft_insert(ft_table_t *t, const ft_key_t *key, uint8_t state, uint64_t now,
                        uint32_t *evicted) noexcept nogil
 cdef void ft_remove(ft_table_t *t, uint32_t id) noexcept nogil
+cdef void ft_remove_batch(ft_table_t *t, const uint32_t *ids, Py_ssize_t n) noexcept nogil
 
 # State and timers
 cdef void ft_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64_t now) noexcept nogil

@@ -20,7 +20,7 @@ from fasttcp.states import State, Timeouts
 
 include "table_core.pxi"
 
-__all__ = ["ConnectionTable", "Connection", "KEY_DTYPE", "CONN_DTYPE", "TableStats"]
+__all__ = ["ConnectionTable", "Connection", "KEY_DTYPE", "CONN_DTYPE", "EXPIRED_DTYPE", "TableStats"]
 
 KEY_DTYPE = np.dtype([("family", "u1"), ("_pad", "u1", (3,)), ("lport", "u2"), ("rport", "u2"),
                       ("laddr", "u1", (16,)), ("raddr", "u1", (16,))], align=True)
@@ -35,6 +35,18 @@ CONN_DTYPE = np.dtype([
     ("mss", "u2"), ("wscale", "u1"), ("gen", "u1"), ("segs", "u4"),
 ], align=True)
 """One connection record exactly as stored (ft_conn_t, 112 bytes); `deadline` in microseconds."""
+
+EXPIRED_DTYPE = np.dtype([
+    ("family", "u1"), ("state", "u1"), ("flags", "u1"), ("retransmits", "u1"),
+    ("lport", "u2"), ("rport", "u2"), ("laddr", "u1", (16,)), ("raddr", "u1", (16,)),
+    ("deadline", "u8"),
+], align=True)
+"""What `ConnectionTable.expire` returns per connection: its key, the state it expired
+in and the deadline (microseconds) that fired."""
+
+ctypedef struct expired_row_t:
+    uint8_t key[40]
+    uint64_t deadline
 
 CONN_RECORD_SIZE = sizeof(ft_conn_t)
 KEY_SIZE = sizeof(ft_key_t)
@@ -71,6 +83,24 @@ cdef int _fill_key(ft_key_t *k, object key) except -1:
     return 0
 
 
+cdef uint8_t _state(object state) except 255:
+    try:
+        return <uint8_t>int(State(state))
+    except (ValueError, TypeError):
+        raise UsageError(f"not a fasttcp.State: {state!r}") from None
+
+
+cdef dict _checked_fields(dict fields):
+    """Validate TCB keyword fields before anything is changed."""
+    for name, value in fields.items():
+        if name not in _TCB_FIELDS and name not in ("mss", "flags"):
+            raise UsageError(f"unknown connection field {name!r}")
+        limit = 0xffff if name == "mss" else (0x0f if name == "flags" else 0xffffffff)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > limit:
+            raise UsageError(f"{name} must be an int in 0..{limit}, got {value!r}")
+    return fields
+
+
 cdef tuple _key_tuple(const uint8_t *laddr, uint16_t lport, const uint8_t *raddr, uint16_t rport, int family):
     cdef Py_ssize_t n = 4 if family == 4 else 16
     return (_to_ip(PyBytes_FromStringAndSize(<char *>laddr, n)), lport,
@@ -104,13 +134,17 @@ cdef class ConnectionTable:
     cdef ft_table_t _t
     cdef readonly object timeouts
     cdef readonly object seed
+    cdef object _ids_buf, _fired_buf      # scratch for expire, reused across calls
+    cdef bint _busy                       # a GIL-free batch call is running on this table
 
     def __cinit__(self):
         memset(&self._t, 0, sizeof(ft_table_t))
 
     def __init__(self, capacity, *, seed=None, symmetric=False, when_full="evict", timeouts=None, msl=None):
         cdef int rc
-        if not isinstance(capacity, int) or capacity < 1 or capacity > MAX_CAPACITY:
+        if self._t.conns != NULL:
+            raise UsageError("a ConnectionTable is initialised once; make a new one")
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1 or capacity > MAX_CAPACITY:
             raise UsageError(f"capacity must be an int in 1..{MAX_CAPACITY}, got {capacity!r}")
         if when_full not in ("evict", "refuse"):
             raise UsageError(f"when_full must be 'evict' or 'refuse', got {when_full!r}")
@@ -128,41 +162,55 @@ cdef class ConnectionTable:
             raise UsageError(f"seed must be a non-negative int, got {seed!r}")
         else:
             self.seed = seed
-        if self._t.conns != NULL:
-            ft_table_free(&self._t)
         rc = ft_table_init(&self._t, capacity, seed & 0xffffffffffffffff, (seed >> 64) & 0xffffffffffffffff,
                            bool(symmetric), when_full == "evict")
         if rc == -2:
             raise MemoryError(f"cannot allocate a table of {capacity} connections")
         self.timeouts = timeouts
+        self._ids_buf = np.empty(65536, dtype=np.uint32)
+        self._fired_buf = np.empty(65536, dtype=np.uint64)
         for i, us in enumerate(timeouts.as_micros()):
             self._t.timeout[i] = us
 
     def __dealloc__(self):
         ft_table_free(&self._t)
 
+    cdef int _ready(self) except -1:
+        """Guard of every entry point: an initialised table, not inside a batch call that
+        released the GIL (tables are not thread-safe: one thread at a time)."""
+        if self._t.conns == NULL:
+            raise UsageError("ConnectionTable was not initialised (its __init__ failed or was skipped)")
+        if self._busy:
+            raise UsageError("ConnectionTable is in use by a batch call in another thread")
+        return 0
+
     # ---- size ----
 
     def __len__(self):
+        self._ready()
         return self._t.count
 
     @property
     def capacity(self):
+        self._ready()
         return self._t.capacity
 
     @property
     def symmetric(self):
+        self._ready()
         return bool(self._t.symmetric)
 
     @property
     def memory_bytes(self):
         """Bytes allocated for records, index, timer wheel and header (what capacity costs;
         pages of never-used records are not resident until used)."""
+        self._ready()
         return (self._t.capacity * sizeof(ft_conn_t) + self._t.nslots * sizeof(uint64_t)
                 + FT_WHEEL_SIZE * sizeof(uint32_t) + sizeof(ft_table_t))
 
     @property
     def stats(self):
+        self._ready()
         s = self._t.stats
         return TableStats(inserts=s.inserts, hits=s.hits, misses=s.misses, removals=s.removals,
                           evictions=s.evictions, refusals=s.refusals, expirations=s.expirations)
@@ -171,6 +219,7 @@ cdef class ConnectionTable:
 
     cdef int64_t _lookup(self, object key, bint *swapped) except -2:
         cdef ft_key_t k
+        self._ready()
         _fill_key(&k, key)
         swapped[0] = self._t.symmetric and ft_key_canonical(&k)
         return ft_lookup(&self._t, &k)
@@ -204,15 +253,14 @@ cdef class ConnectionTable:
         cdef uint32_t evicted
         cdef int64_t id
         cdef bint swapped = False
+        self._ready()
         st = State(state)
         cdef uint64_t t_now = _micros(now, "now")
         _fill_key(&k, key)
         if self._t.symmetric:
             swapped = ft_key_canonical(&k)
-        for name in fields:
-            if name not in _TCB_FIELDS and name not in ("mss", "flags"):
-                raise UsageError(f"unknown connection field {name!r}")
-        id = ft_insert(&self._t, &k, <uint8_t>st, t_now, &evicted)
+        _checked_fields(fields)
+        id = ft_insert(&self._t, &k, st, t_now, &evicted)
         if id == FT_TABLE_EXISTS:
             raise KeyError(f"{key!r} is already in the table")
         if id == FT_TABLE_FULL:
@@ -237,56 +285,88 @@ cdef class ConnectionTable:
         cdef bint sw
         cdef int64_t id = self._lookup(key, &sw)
         cdef uint64_t t_now = _micros(now, "now")
+        self._ready()
         if id < 0:
             raise KeyError(key)
-        ft_set_state(&self._t, <uint32_t>id, <uint8_t>State(state), t_now)
+        ft_set_state(&self._t, <uint32_t>id, _state(state), t_now)
 
     def set_deadline(self, key, when):
         """Arm the timer of `key` at absolute time `when` (seconds); None cancels it."""
         cdef bint sw
         cdef int64_t id = self._lookup(key, &sw)
+        self._ready()
         if id < 0:
             raise KeyError(key)
         ft_set_deadline(&self._t, <uint32_t>id, 0 if when is None else max(1, _micros(when, "when")))
 
     # ---- time ----
 
-    def expire(self, now):
-        """Remove every connection whose deadline is <= `now` (seconds); return them as a
-        CONN_DTYPE array whose ``deadline`` column holds the deadline that fired."""
+    def expire(self, now, *, out=None):
+        """Remove every connection whose deadline is <= `now` (seconds) and return them
+        as an EXPIRED_DTYPE array: key, state and the deadline that fired.
+
+        ``out``: a preallocated EXPIRED_DTYPE array to fill (no allocation: the hot-path
+        way). If more connections are due than it holds, the rest stay due for the next
+        call; the return value is ``out[:n]``."""
         cdef uint64_t t_now = _micros(now, "now")
-        cdef Py_ssize_t n, i, total = 0
+        cdef Py_ssize_t n, total = 0, room, want
         cdef Py_ssize_t cap = 65536
-        ids = np.empty(cap, dtype=np.uint32)
-        fired = np.empty(cap, dtype=np.uint64)
-        cdef uint32_t[::1] iv = ids
-        cdef uint64_t[::1] fv = fired
-        cdef uint8_t[::1] rv
+        self._ready()
+        if out is not None:
+            if (not isinstance(out, np.ndarray) or out.dtype != EXPIRED_DTYPE or out.ndim != 1
+                    or not out.flags.c_contiguous or not out.flags.writeable):
+                raise UsageError("out must be a writable contiguous 1-D EXPIRED_DTYPE array")
+            room = out.shape[0]
+            while total < room:
+                want = min(cap, room - total)
+                n = self._expire_into(t_now, out, total, want)
+                total += n
+                if n < want:
+                    break
+            self._t.stats.expirations += total
+            return out[:total]
         chunks = []
         while True:
-            n = ft_expire(&self._t, t_now, &iv[0], &fv[0], cap)
-            if n == 0:
-                break
-            rows = np.empty(n, dtype=CONN_DTYPE)
-            rv = rows.view(np.uint8).reshape(-1)
-            for i in range(n):
-                memcpy(&rv[i * sizeof(ft_conn_t)], &self._t.conns[iv[i]], sizeof(ft_conn_t))
-                ft_remove(&self._t, iv[i])
-            rows["deadline"] = fired[:n]
-            chunks.append(rows)
+            chunk = np.empty(cap, dtype=EXPIRED_DTYPE)
+            n = self._expire_into(t_now, chunk, 0, cap)
+            if n:
+                chunks.append(chunk[:n])
             total += n
             if n < cap:
                 break
         self._t.stats.expirations += total
         if not chunks:
-            return np.empty(0, dtype=CONN_DTYPE)
+            return np.empty(0, dtype=EXPIRED_DTYPE)
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    cdef Py_ssize_t _expire_into(self, uint64_t now, object rows, Py_ssize_t start, Py_ssize_t want) except -1:
+        """Pop up to `want` due records into rows[start:], then remove them."""
+        cdef uint32_t[::1] iv = self._ids_buf[:want]
+        cdef uint64_t[::1] fv = self._fired_buf[:want]
+        cdef uint8_t[::1] rv = rows.view(np.uint8).reshape(-1)
+        cdef Py_ssize_t n, i
+        cdef expired_row_t *r
+        cdef const ft_conn_t *c
+        self._busy = True
+        try:
+          with nogil:
+            n = ft_expire(&self._t, now, &iv[0], &fv[0], want)
+            r = (<expired_row_t *>&rv[0]) + start
+            for i in range(n):
+                c = &self._t.conns[iv[i]]
+                memcpy(&r[i], c, 40)                 # key bytes (+ state/flags/retransmits)
+                r[i].deadline = fv[i]
+            ft_remove_batch(&self._t, &iv[0], n)
+        finally:
+            self._busy = False
+        return n
 
     def next_deadline(self):
         """Earliest armed deadline in seconds, or None (scans the wheel: O(buckets))."""
         cdef uint64_t best = 0
         cdef uint32_t id
         cdef Py_ssize_t b
+        self._ready()
         for b in range(FT_WHEEL_SIZE):
             id = self._t.wheel[b]
             while id != FT_NIL:
@@ -299,6 +379,7 @@ cdef class ConnectionTable:
 
     def lookup_batch(self, keys):
         """Look up a KEY_DTYPE array (prefetching ahead). Returns int64 record ids, -1 = absent."""
+        self._ready()
         keys = _as_keys(keys)
         cdef Py_ssize_t n = keys.shape[0]
         out = np.empty(n, dtype=np.int64)
@@ -308,47 +389,62 @@ cdef class ConnectionTable:
             keys = canonical_keys(keys)[0]
             kv = keys.view(np.uint8).reshape(-1)
         if n:
-            with nogil:
-                ft_lookup_batch(&self._t, <const ft_key_t *>&kv[0], n, &o[0])
+            self._busy = True
+            try:
+                with nogil:
+                    ft_lookup_batch(&self._t, <const ft_key_t *>&kv[0], n, &o[0])
+            finally:
+                self._busy = False
         return out
 
     def insert_batch(self, keys, *, state=State.SYN_SENT, now=0.0):
         """Insert a KEY_DTYPE array in `state`. Returns int64 ids; -1 = refused (full),
         -2 = already present. Never raises for a full table: refusals are counted."""
+        self._ready()
         keys = _as_keys(keys)
         cdef Py_ssize_t n = keys.shape[0], i
-        cdef uint8_t st = <uint8_t>State(state)
+        cdef uint8_t st = _state(state)
         cdef uint64_t t_now = _micros(now, "now")
         cdef uint32_t ev
         out = np.empty(n, dtype=np.int64)
         cdef int64_t[::1] o = out
-        swapped = None
+        swapped = np.zeros(n, dtype=np.bool_)
         if self._t.symmetric:
             keys, swapped = canonical_keys(keys)
+        cdef const uint8_t[::1] sv = swapped.view(np.uint8) if n else np.empty(0, np.uint8)
         cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
         cdef const ft_key_t *kp
         if n:
             kp = <const ft_key_t *>&kv[0]
-            with nogil:
-                for i in range(n):
-                    o[i] = ft_insert(&self._t, &kp[i], st, t_now, &ev)
-            if swapped is not None:
-                for i in np.flatnonzero(swapped & (out >= 0)):
-                    self._t.conns[out[i]].flags |= CONN_F_SWAPPED
+            self._busy = True
+            try:
+                with nogil:
+                    for i in range(n):
+                        o[i] = ft_insert(&self._t, &kp[i], st, t_now, &ev)
+                        if o[i] >= 0 and sv[i]:
+                            self._t.conns[o[i]].flags |= CONN_F_SWAPPED
+            finally:
+                self._busy = False
         return out
 
     def remove_ids(self, ids):
-        """Remove records by id (e.g. from lookup_batch); negative ids are skipped."""
-        cdef const int64_t[::1] v = np.ascontiguousarray(ids, dtype=np.int64)
-        cdef Py_ssize_t i
-        for i in range(v.shape[0]):
-            if 0 <= v[i] < self._t.fresh and self._t.conns[v[i]].family != 0:
-                ft_remove(&self._t, <uint32_t>v[i])
+        """Remove records by id (e.g. from lookup_batch); negative, unknown and already
+        removed ids are skipped. Returns how many were removed."""
+        self._ready()
+        v = np.asarray(ids, dtype=np.int64).reshape(-1)
+        keep = v[(v >= 0) & (v < self._t.fresh)].astype(np.uint32)
+        keep = np.unique(keep)
+        cdef const uint32_t[::1] kv = keep
+        before = self._t.count
+        if keep.shape[0]:
+            ft_remove_batch(&self._t, &kv[0], keep.shape[0])
+        return before - self._t.count
 
     def snapshot(self):
         """Every live connection as a CONN_DTYPE array (a copy), with an ``id`` array:
         returns (rows, ids)."""
         cdef Py_ssize_t used = self._t.fresh
+        self._ready()
         if used == 0:
             return np.empty(0, dtype=CONN_DTYPE), np.empty(0, dtype=np.int64)
         cdef uint8_t[::1] mem = <uint8_t[:used * sizeof(ft_conn_t)]><uint8_t *>self._t.conns
@@ -358,6 +454,7 @@ cdef class ConnectionTable:
 
     def __iter__(self):
         cdef uint32_t i
+        self._ready()
         for i in range(self._t.fresh):
             if self._t.conns[i].family != 0:
                 yield Connection._new(self, i)
@@ -366,6 +463,7 @@ cdef class ConnectionTable:
         """Distance of every stored key from its home slot (Robin Hood displacement) as a
         uint32 array: a lookup of that key reads displacement + 1 index slots. For
         measuring hash quality and adversarial-key resistance."""
+        self._ready()
         out = np.empty(self._t.count, dtype=np.uint32)
         cdef uint32_t[::1] o = out
         cdef uint64_t s, e
@@ -380,6 +478,7 @@ cdef class ConnectionTable:
     def check(self):
         """Verify internal invariants (index <-> records, lists); raises AssertionError.
         O(capacity): for tests and debugging."""
+        self._ready()
         rows, ids = self.snapshot()
         assert len(ids) == self._t.count, "count"
         seen = 0
@@ -432,10 +531,13 @@ def make_keys(tuples):
 @cython.final
 cdef class Connection:
     """Read-only view of one connection record. Raises `StaleConnection` (a UsageError)
-    once the record has been removed or reused."""
+    once the record has been removed or reused for another key. (Reuse by the *same*
+    key is caught through an 8-bit generation: a view that sleeps through 256 removals
+    and re-inserts of its own key in the same record cannot tell.)"""
     cdef ConnectionTable _table
     cdef uint32_t _id
     cdef uint8_t _gen
+    cdef ft_key_t _key         # the key seen at creation: reuse by another key is always caught
 
     @staticmethod
     cdef Connection _new(ConnectionTable table, uint32_t id):
@@ -443,11 +545,14 @@ cdef class Connection:
         c._table = table
         c._id = id
         c._gen = table._t.conns[id].gen
+        memcpy(&c._key, &table._t.conns[id], 40)
+        memset(c._key._pad, 0, 3)
         return c
 
     cdef ft_conn_t *_rec(self) except NULL:
+        self._table._ready()
         cdef ft_conn_t *c = &self._table._t.conns[self._id]
-        if c.family == 0 or c.gen != self._gen:
+        if c.family == 0 or c.gen != self._gen or not _key_eq(c, &self._key):
             raise StaleConnection(f"connection record {self._id} was removed")
         return c
 
@@ -457,10 +562,8 @@ cdef class Connection:
             if name == "mss":
                 c.mss = value
             elif name == "flags":
-                c.flags = value
+                c.flags = (value & ~CONN_F_SWAPPED) | (c.flags & CONN_F_SWAPPED)   # direction is the table's
             else:
-                if not isinstance(value, int) or value < 0 or value > 0xffffffff:
-                    raise UsageError(f"{name} must be in 0..2**32-1, got {value!r}")
                 setattr_tcb(c, name, value)
 
     @property

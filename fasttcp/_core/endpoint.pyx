@@ -1,0 +1,804 @@
+# cython: language_level=3
+"""Sans-IO TCP endpoint: the RFC 9293 connection lifecycle over the connection table.
+
+You hand it IP packets and the time; it hands back packets to transmit and events.
+It never reads a clock or a socket (see h11 and smoltcp for the model). The protocol
+logic is C (endpoint_core.pxi); this module is the Python face:
+
+    ep = Endpoint(["198.18.0.2"]); ep.listen(80)
+    ep.receive(packet, now)          # -> ep.transmit() has the replies, ep.events() the changes
+    ep.poll(now)                     # timers; ep.next_deadline() says when to call again
+
+Data: in-order delivery with ACKs, sending within the peer's window in MSS-sized
+segments, retransmission on RTO (RFC 6298 estimator, Karn's rule). Out-of-order
+segments are dropped and re-ACKed (no reassembly yet).
+"""
+cimport cython
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+
+import ipaddress
+import os
+
+import numpy as np
+
+from fasttcp._core.endpoint cimport *
+from fasttcp._core.addr cimport addr_bytes
+from fasttcp._addr import to_ip as _to_ip
+from fasttcp.enums import Verdict
+from fasttcp.errors import UsageError
+from fasttcp.events import Cause, Event
+from fasttcp.states import State, Timeouts
+
+include "endpoint_core.pxi"
+
+__all__ = ["Endpoint", "Connection", "EVENT_DTYPE", "DROP_REASONS", "ConnectionError_"]
+
+EVENT_DTYPE = np.dtype([
+    ("time", "u8"), ("conn", "u4"), ("value", "u4"), ("old_state", "u1"), ("new_state", "u1"),
+    ("cause", "u1"), ("gen", "u1"), ("data_offset", "u4"),
+    ("family", "u1"), ("_pad", "u1", (3,)), ("lport", "u2"), ("rport", "u2"),
+    ("laddr", "u1", (16,)), ("raddr", "u1", (16,)),
+], align=True)
+"""Batch events: time in microseconds, the record id, old/new `State`, `Cause`, value
+(DATA: bytes delivered, at ``data_offset`` of the input buffer) and the connection key."""
+
+DROP_REASONS = ("malformed", "not_local", "no_listener", "unacceptable", "bad_ack", "rst_invalid",
+                "rst_challenged", "syn_challenged", "paws", "no_ack", "out_of_order", "table_full",
+                "challenge_limit", "other")
+
+cdef object _State = State
+cdef object _Cause = Cause
+cdef int _EPHEMERAL_LOW = 32768          # Linux ip_local_port_range
+cdef int _EPHEMERAL_HIGH = 60999
+
+
+cdef inline uint64_t _us(object seconds, str name) except? 0xffffffffffffffff:
+    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0 or seconds > 1.8e13:
+        raise UsageError(f"{name} must be a time in seconds >= 0, got {seconds!r}")
+    return <uint64_t>(seconds * 1000000.0 + 0.5)
+
+
+class ConnectionError_(UsageError):
+    """Misuse of a connection: send() after close, on a reset connection, ..."""
+
+
+@cython.final
+cdef class Connection:
+    """One connection of an Endpoint. Data methods queue bytes; the endpoint sends them.
+
+    ``state`` is a `fasttcp.State` (``str()`` gives the RFC name, e.g. ``SYN-SENT``);
+    after the record is gone it stays at its last state (CLOSED, or LISTEN for a reset
+    passive open)."""
+    cdef Endpoint _ep
+    cdef readonly uint32_t id
+    cdef uint8_t _gen
+    cdef readonly tuple key            # (local address, local port, remote address, remote port)
+    cdef bytearray _sndbuf             # bytes from SND.UNA on: unacknowledged, then unsent
+    cdef uint32_t _sndbuf_seq          # sequence number of _sndbuf[0]
+    cdef bytearray _rcvbuf
+    cdef object _final
+    cdef readonly object reset_cause   # Cause that ended it (RST_RECEIVED, ABORT, ...), or None
+    cdef bint _fin_pending             # close() called while data was still queued
+    # RFC 6298 estimator (microseconds), one timed segment at a time (Karn)
+    cdef double _srtt, _rttvar
+    cdef uint64_t _rto
+    cdef uint32_t _timed_end
+    cdef uint64_t _timed_at
+    cdef bint _timing
+    cdef readonly uint64_t bytes_sent, bytes_received, retransmits_data
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("connections come from Endpoint.connect() and Endpoint.accept()")
+
+    @staticmethod
+    cdef Connection _new(Endpoint ep, uint32_t id):
+        cdef Connection c = Connection.__new__(Connection)
+        cdef ft_conn_t *r = &ep._ep.tab.conns[id]
+        c._ep = ep
+        c.id = id
+        c._gen = r.gen
+        n = 4 if r.family == 4 else 16
+        c.key = (_to_ip(PyBytes_FromStringAndSize(<char *>r.laddr, n)), r.lport,
+                 _to_ip(PyBytes_FromStringAndSize(<char *>r.raddr, n)), r.rport)
+        c._sndbuf = bytearray()
+        c._rcvbuf = bytearray()
+        c._rto = ep._ep.cfg.rto_initial
+        return c
+
+    cdef ft_conn_t *_rec(self) noexcept:
+        cdef ft_conn_t *r
+        if self._final is not None:
+            return NULL
+        r = &self._ep._ep.tab.conns[self.id]
+        if r.family == 0 or r.gen != self._gen:
+            return NULL
+        return r
+
+    @property
+    def state(self):
+        cdef ft_conn_t *r = self._rec()
+        if r == NULL:
+            return self._final if self._final is not None else _State.CLOSED
+        return _State(r.state)
+
+    @property
+    def local(self):
+        return self.key[0], self.key[1]
+
+    @property
+    def remote(self):
+        return self.key[2], self.key[3]
+
+    def _tcb(self, name):
+        cdef ft_conn_t *r = self._rec()
+        if r == NULL:
+            return None
+        return getattr(self._ep.table_view(self.id), name)
+
+    @property
+    def mss(self):
+        """Send MSS: min(peer's MSS option, ours)."""
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else r.mss
+
+    @property
+    def snd_wscale(self):
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else r.wscale >> 4
+
+    @property
+    def rcv_wscale(self):
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else r.wscale & 15
+
+    @property
+    def sack_permitted(self):
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else bool(r.flags & CONN_F_SACK)
+
+    @property
+    def timestamps(self):
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else bool(r.flags & CONN_F_TIMESTAMPS)
+
+    @property
+    def tcb(self):
+        """Snapshot of the control block as a dict (iss, irs, snd_una, snd_nxt, snd_wnd,
+        rcv_nxt, rcv_wnd, ts_recent, retransmits, deadline), or None once closed."""
+        cdef ft_conn_t *r = self._rec()
+        if r == NULL:
+            return None
+        return dict(iss=r.iss, irs=r.irs, snd_una=r.snd_una, snd_nxt=r.snd_nxt, snd_wnd=r.snd_wnd,
+                    snd_wl1=r.snd_wl1, snd_wl2=r.snd_wl2, rcv_nxt=r.rcv_nxt, rcv_wnd=r.rcv_wnd,
+                    ts_recent=r.ts_recent, retransmits=r.retransmits,
+                    deadline=None if r.deadline == 0 else r.deadline / 1e6)
+
+    @property
+    def rto(self):
+        """Current retransmission timeout in seconds (RFC 6298)."""
+        return self._rto / 1e6
+
+    @property
+    def srtt(self):
+        return None if self._srtt == 0 else self._srtt / 1e6
+
+    def send(self, data):
+        """Queue bytes; they leave in MSS-sized segments within the peer's window (call
+        Endpoint.transmit()). Raises ConnectionError_ if the connection cannot send."""
+        st = self.state
+        if st not in (_State.ESTABLISHED, _State.CLOSE_WAIT, _State.SYN_SENT, _State.SYN_RECEIVED) \
+                or self._fin_pending:
+            raise ConnectionError_(f"cannot send in state {st}")
+        self._sndbuf += data
+        self._ep._flush(self)
+
+    def recv(self, max_bytes=-1):
+        """Bytes received in order so far (up to max_bytes); b"" if none."""
+        cdef ft_conn_t *r
+        if max_bytes is None or max_bytes < 0 or max_bytes >= len(self._rcvbuf):
+            out = bytes(self._rcvbuf)
+            self._rcvbuf.clear()
+        else:
+            out = bytes(self._rcvbuf[:max_bytes])
+            del self._rcvbuf[:max_bytes]
+        r = self._rec()
+        if r != NULL:
+            self._ep._reopen_window(self, r)
+        return out
+
+    @property
+    def pending(self):
+        """Bytes queued or in flight (not yet acknowledged)."""
+        return len(self._sndbuf)
+
+    def close(self):
+        """Half-close: FIN after the queued data; receiving continues (CLOSE-WAIT peers
+        may keep sending). Raises ConnectionError_ if already closed."""
+        st = self.state
+        if st in (_State.CLOSED, _State.LISTEN, _State.TIME_WAIT, _State.FIN_WAIT_1, _State.FIN_WAIT_2,
+                  _State.CLOSING, _State.LAST_ACK):
+            raise ConnectionError_(f"close() in state {st}")
+        self._fin_pending = True
+        self._ep._flush(self)
+
+    def abort(self):
+        """Reset the connection (RST to the peer if synchronized); it is CLOSED at once."""
+        if self._rec() == NULL:
+            raise ConnectionError_("abort() on a closed connection")
+        ep_abort(self._ep._ep, self.id, self._ep._now)
+        self._ep._after_call()
+
+    def __repr__(self):
+        l, lp, r, rp = self.key
+        return f"<Connection {l}:{lp} -> {r}:{rp} {self.state}>"
+
+
+@cython.final
+cdef class Endpoint:
+    """A TCP endpoint with no I/O of its own.
+
+    ``Endpoint(addresses, *, mss=1460, window=65535, wscale=7, sack=True,
+    timestamps=True, msl=30.0, capacity=65536, seed=None, isn_secret=None)``
+
+    ``addresses``: local addresses or networks (``"198.18.0.0/15"``) the endpoint owns;
+    segments to other destinations are dropped. ``wscale=None`` disables window scaling.
+    ``seed``/``isn_secret``: ints making table layout and ISNs reproducible.
+    """
+    cdef ep_t *_ep
+    cdef dict _conns                  # record id -> Connection (the ones handed out)
+    cdef list _events
+    cdef readonly object timeouts
+    cdef uint64_t _now
+    cdef object _scratch_ids
+    cdef int _next_port
+
+    def __cinit__(self):
+        self._ep = <ep_t *>calloc(1, sizeof(ep_t))
+        if self._ep == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self._ep != NULL:
+            ft_table_free(&self._ep.tab)
+            free(self._ep.out)
+            free(self._ep.out_off)
+            free(self._ep.out_lens)
+            free(self._ep.ev)
+            free(self._ep.acq)
+            free(self._ep.acq_gen)
+            free(self._ep)
+
+    def __init__(self, addresses, *, mss=1460, window=65535, wscale=7, sack=True, timestamps=True,
+                 msl=30.0, capacity=65536, seed=None, isn_secret=None, ttl=64):
+        cdef ep_t *ep = self._ep
+        if ep.tab.conns != NULL:
+            raise UsageError("an Endpoint is initialised once")
+        if isinstance(addresses, (str, bytes, ipaddress.IPv4Address, ipaddress.IPv6Address,
+                                  ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            addresses = [addresses]
+        addresses = list(addresses)
+        if not addresses or len(addresses) > EP_MAX_LOCAL:
+            raise UsageError(f"give 1..{EP_MAX_LOCAL} local addresses or networks")
+        for a in addresses:
+            net = ipaddress.ip_network(a, strict=False) if not isinstance(a, bytes) else \
+                ipaddress.ip_network(_to_ip(addr_bytes(a)))
+            raw = net.network_address.packed
+            ep.local[ep.nlocal].family = 4 if net.version == 4 else 6
+            ep.local[ep.nlocal].prefix = net.prefixlen
+            memcpy(ep.local[ep.nlocal].addr, <char *>raw, len(raw))
+            ep.nlocal += 1
+        self._local = [ipaddress.ip_network(a, strict=False) if not isinstance(a, bytes)
+                       else ipaddress.ip_network(_to_ip(addr_bytes(a))) for a in addresses]
+        for name, v, lo, hi in (("mss", mss, 64, 65495), ("window", window, 1, 1 << 30),
+                                ("capacity", capacity, 1, 1 << 31), ("ttl", ttl, 1, 255)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+                raise UsageError(f"{name} must be an int in {lo}..{hi}, got {v!r}")
+        if wscale is not None and (not isinstance(wscale, int) or wscale < 0 or wscale > 14):
+            raise UsageError(f"wscale must be 0..14 or None, got {wscale!r}")
+        if wscale is None and window > 65535:
+            raise UsageError("a window above 65535 needs window scaling (wscale)")
+        if wscale is not None and window > (65535 << wscale):
+            raise UsageError(f"window {window} does not fit 65535 << {wscale}")
+        timeouts = Timeouts(msl=msl, syn_sent=0, syn_received=0, established=0, fin_wait_1=0,
+                            fin_wait_2=0, close_wait=0, closing=0, last_ack=0, closed=0, listen=0)
+        if seed is None:
+            seed = int.from_bytes(os.urandom(16), "little")
+        if isn_secret is None:
+            isn_secret = int.from_bytes(os.urandom(48), "little") if seed is None else seed * 0x9E3779B97F4A7C15 + 1
+        if ft_table_init(&ep.tab, capacity, seed & 0xffffffffffffffff, (seed >> 64) & 0xffffffffffffffff,
+                         False, True) != 0:
+            raise MemoryError(f"cannot allocate an endpoint for {capacity} connections")
+        # the endpoint arms its own timers; the table's only per-state timeout is
+        # TIME-WAIT (2 MSL), re-armed whenever TIME-WAIT is (re-)entered
+        for i, us in enumerate(timeouts.as_micros()):
+            ep.tab.timeout[i] = us
+        self.timeouts = timeouts
+        ep.cfg.mss = mss
+        ep.cfg.window = window
+        ep.cfg.wscale = 0xff if wscale is None else wscale
+        ep.cfg.sack = bool(sack)
+        ep.cfg.timestamps = bool(timestamps)
+        ep.cfg.ttl = ttl
+        ep.cfg.syn_retries = 6
+        ep.cfg.synack_retries = 5
+        ep.cfg.retries2 = 15
+        ep.cfg.rto_initial = 1000000
+        ep.cfg.rto_max = 60000000
+        ep.cfg.fin_wait_2 = 60000000
+        ep.cfg.challenge_limit = 1000
+        for i in range(6):
+            ep.cfg.isn_key[i] = (isn_secret >> (64 * (i % 2))) * (0x9E3779B97F4A7C15 + 2 * i) & 0xffffffffffffffff
+        ep.acq = <uint32_t *>calloc(capacity, sizeof(uint32_t))
+        ep.acq_gen = <uint8_t *>calloc(capacity, sizeof(uint8_t))
+        if ep.acq == NULL or ep.acq_gen == NULL:
+            raise MemoryError()
+        ep.acq_cap = capacity
+        self._conns = {}
+        self._events = []
+        self._scratch_ids = np.empty(4096, dtype=np.uint32)
+        self._next_port = _EPHEMERAL_LOW
+
+    cdef public list _local
+
+    # ---- configuration ----
+
+    def listen(self, port):
+        """Accept connections on `port` (any local address). Raises UsageError if the
+        port is already listening or out of range."""
+        if not isinstance(port, int) or port < 1 or port > 65535:
+            raise UsageError(f"port must be 1..65535, got {port!r}")
+        if _listening(self._ep, port):
+            raise UsageError(f"already listening on port {port}")
+        self._ep.listen_bits[port >> 3] |= 1 << (port & 7)
+
+    def unlisten(self, port):
+        """Stop accepting new connections on `port` (existing ones continue)."""
+        self._ep.listen_bits[port >> 3] &= ~(1 << (port & 7))
+
+    @property
+    def capacity(self):
+        return self._ep.tab.capacity
+
+    def __len__(self):
+        """Connections in the table (every state but CLOSED and LISTEN)."""
+        return self._ep.tab.count
+
+    @property
+    def memory_bytes(self):
+        """Bytes of the connection table (records + index + timer wheel)."""
+        return (self._ep.tab.capacity * sizeof(ft_conn_t) + self._ep.tab.nslots * 8
+                + 65536 * 4 + sizeof(ep_t) + self._ep.acq_cap * 5)
+
+    @property
+    def stats(self):
+        """Counters: segments in/out, resets sent, challenge ACKs, retransmissions, and
+        drops by reason (see DROP_REASONS)."""
+        ep = self._ep
+        return dict(segments_in=ep.segs_in, segments_out=ep.segs_out, resets_sent=ep.rst_out,
+                    challenge_acks=ep.challenge_acks, retransmissions=ep.retransmissions,
+                    connections=ep.tab.count, evictions=ep.tab.stats.evictions,
+                    drops={DROP_REASONS[i]: ep.drops[i] for i in range(DROP_COUNT)})
+
+    # ---- opening ----
+
+    def connect(self, remote_addr, remote_port, *, local_port=None, local_addr=None, now):
+        """Active open: send a SYN. Returns the Connection (state SYN-SENT).
+        Raises UsageError for a port in use, no local address of that family, or a
+        full table."""
+        cdef ft_key_t k
+        cdef int64_t id
+        cdef bytes r = addr_bytes(remote_addr)
+        cdef bytes l
+        cdef uint64_t t = _us(now, "now")
+        self._now = t
+        if not isinstance(remote_port, int) or remote_port < 1 or remote_port > 65535:
+            raise UsageError(f"remote_port must be 1..65535, got {remote_port!r}")
+        if local_addr is None:
+            fam = 4 if len(r) == 4 else 6
+            nets = [n for n in self._local if n.version == fam]
+            if not nets:
+                raise UsageError(f"no local IPv{fam} address to connect from")
+            net = nets[0]
+            l = (net.network_address if net.num_addresses == 1 else next(net.hosts())).packed
+        else:
+            l = addr_bytes(local_addr)
+            if len(l) != len(r):
+                raise UsageError("local and remote address families differ")
+            if not _is_local(self._ep, <const uint8_t *><char *>l, 4 if len(l) == 4 else 6):
+                raise UsageError(f"{_to_ip(l)} is not one of this endpoint's addresses")
+        memset(&k, 0, sizeof(k))
+        k.family = 4 if len(r) == 4 else 6
+        memcpy(k.laddr, <char *>l, len(l))
+        memcpy(k.raddr, <char *>r, len(r))
+        k.rport = remote_port
+        if local_port is None:
+            for _ in range(_EPHEMERAL_HIGH - _EPHEMERAL_LOW + 1):
+                k.lport = self._next_port
+                self._next_port = _EPHEMERAL_LOW if self._next_port >= _EPHEMERAL_HIGH else self._next_port + 1
+                if ft_lookup(&self._ep.tab, &k) < 0:
+                    break
+            else:
+                raise UsageError("no free ephemeral port for this remote address")
+        else:
+            if not isinstance(local_port, int) or local_port < 1 or local_port > 65535:
+                raise UsageError(f"local_port must be 1..65535, got {local_port!r}")
+            k.lport = local_port
+        id = ep_connect(self._ep, &k, t)
+        if id == FT_TABLE_EXISTS:
+            raise UsageError(f"{_to_ip(l)}:{k.lport} -> {_to_ip(r)}:{remote_port} is already in use")
+        if id == FT_TABLE_FULL:
+            raise UsageError("connection table full")
+        conn = Connection._new(self, <uint32_t>id)
+        self._conns[<uint32_t>id] = conn
+        self._after_call()
+        return conn
+
+    def accept(self):
+        """The next connection that completed its handshake on a listening port, or None."""
+        cdef ep_t *ep = self._ep
+        cdef uint32_t id
+        cdef uint8_t gen
+        while ep.acq_len:
+            id = ep.acq[ep.acq_head]
+            gen = ep.acq_gen[ep.acq_head]
+            ep.acq_head = (ep.acq_head + 1) % ep.acq_cap
+            ep.acq_len -= 1
+            if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen:
+                conn = self._conns.get(id)
+                if conn is None or (<Connection>conn)._gen != gen:
+                    conn = Connection._new(self, id)
+                    self._conns[id] = conn
+                return conn
+        return None
+
+    # ---- segments in ----
+
+    def receive(self, packet, now):
+        """Process one IP packet at time `now` (seconds). Never raises for what a peer
+        sends: returns None if the segment was used, else the drop reason (a string from
+        DROP_REASONS; malformed packets count under "malformed")."""
+        cdef Py_buffer view
+        cdef int rc
+        cdef uint64_t t = _us(now, "now")
+        self._now = t
+        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        try:
+            if view.len > 0xffffffff:
+                rc = DROP_MALFORMED
+                self._ep.drops[DROP_MALFORMED] += 1
+            else:
+                rc = ep_process(self._ep, <const uint8_t *>view.buf, view.len, 0, t)
+            self._after_call(<const uint8_t *>view.buf)
+        finally:
+            PyBuffer_Release(&view)
+        return None if rc < 0 else DROP_REASONS[rc]
+
+    def receive_batch(self, buffer, offsets, lengths, now):
+        """Process many packets (a segment batch) at time `now` without the GIL. Returns
+        an int64 array with -1 per used packet, else its drop reason index (DROP_REASONS).
+        Events (with DATA at buffer offsets) are collected for `events_batch()`."""
+        cdef Py_buffer view
+        cdef uint64_t t = _us(now, "now")
+        off = np.ascontiguousarray(offsets, dtype=np.int64)
+        ln = np.ascontiguousarray(lengths, dtype=np.int64)
+        if off.ndim != 1 or off.shape != ln.shape:
+            raise UsageError("offsets and lengths must be 1-D and the same length")
+        cdef Py_ssize_t n = off.shape[0], i
+        out = np.empty(n, dtype=np.int64)
+        cdef const int64_t[::1] o = off
+        cdef const int64_t[::1] l = ln
+        cdef int64_t[::1] r = out
+        self._now = t
+        PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+        try:
+            if n:
+                bad = (off < 0) | (ln < 0) | (off > view.len) | (ln > view.len - off)
+                if bad.any():
+                    raise UsageError("offsets/lengths outside the buffer")
+                if view.len > 0xffffffff:
+                    raise UsageError("batch buffers are limited to 4 GiB")
+                with nogil:
+                    for i in range(n):
+                        r[i] = ep_process(self._ep, <const uint8_t *>view.buf + o[i], <size_t>l[i],
+                                          <uint32_t>o[i], t)
+        finally:
+            PyBuffer_Release(&view)
+        return out
+
+    # ---- time ----
+
+    def poll(self, now):
+        """Run the timers due at `now` (retransmissions, TIME-WAIT and FIN-WAIT-2
+        expiry). Call again at next_deadline()."""
+        cdef uint64_t t = _us(now, "now")
+        cdef uint32_t[::1] ids = self._scratch_ids
+        self._now = t
+        with nogil:
+            ep_poll(self._ep, t, &ids[0], ids.shape[0])
+        self._after_call()
+
+    def next_deadline(self):
+        """When poll() next has work, in seconds, or None."""
+        cdef uint64_t best = 0
+        cdef uint32_t id
+        cdef Py_ssize_t b
+        cdef ft_table_t *tab = &self._ep.tab
+        for b in range(65536):
+            id = tab.wheel[b]
+            while id != FT_NIL:
+                if best == 0 or tab.conns[id].deadline < best:
+                    best = tab.conns[id].deadline
+                id = tab.conns[id].t_next
+        return None if best == 0 else best / 1e6
+
+    # ---- out ----
+
+    def transmit(self):
+        """Packets to send, as a list of bytes (oldest first); the queue is emptied."""
+        cdef ep_t *ep = self._ep
+        cdef size_t i
+        out = [PyBytes_FromStringAndSize(<char *>ep.out + ep.out_off[i], ep.out_lens[i]) for i in range(ep.nout)]
+        ep.nout = 0
+        ep.out_len = 0
+        return out
+
+    def transmit_batch(self):
+        """Packets to send as a segment batch: (uint8 buffer, int64 offsets, int64
+        lengths), copies; the queue is emptied."""
+        cdef ep_t *ep = self._ep
+        buf = np.empty(ep.out_len, dtype=np.uint8)
+        offs = np.empty(ep.nout, dtype=np.int64)
+        lens = np.empty(ep.nout, dtype=np.int64)
+        cdef uint8_t[::1] bv = buf
+        cdef int64_t[::1] ov = offs
+        cdef int64_t[::1] lv = lens
+        if ep.out_len:
+            memcpy(&bv[0], ep.out, ep.out_len)
+        if ep.nout:
+            memcpy(&ov[0], ep.out_off, ep.nout * 8)
+            memcpy(&lv[0], ep.out_lens, ep.nout * 8)
+        ep.nout = 0
+        ep.out_len = 0
+        return buf, offs, lens
+
+    @property
+    def pending_transmit(self):
+        return self._ep.nout
+
+    def events(self):
+        """State changes since the last call, as `fasttcp.Event` objects."""
+        out = self._events
+        self._events = []
+        return out
+
+    def events_batch(self):
+        """Raw events since the last call as an EVENT_DTYPE array (batch path); the
+        single-packet methods turn these into Event objects themselves."""
+        cdef ep_t *ep = self._ep
+        arr = np.empty(ep.nev, dtype=EVENT_DTYPE)
+        cdef uint8_t[::1] v = arr.view(np.uint8).reshape(-1) if ep.nev else np.empty(0, np.uint8)
+        if ep.nev:
+            memcpy(&v[0], ep.ev, ep.nev * sizeof(ep_event_t))
+        ep.nev = 0
+        return arr
+
+    # ---- batch user calls (benchmarks, load generators) ----
+
+    def connect_batch(self, keys, now):
+        """Active-open every KEY_DTYPE key (local = l*, remote = r*). Returns int64 ids
+        (-1 table full, -2 key in use). Events go to events_batch()."""
+        from fasttcp._core.table import KEY_DTYPE
+        if not isinstance(keys, np.ndarray) or keys.dtype != KEY_DTYPE or keys.ndim != 1:
+            raise UsageError("keys must be a 1-D KEY_DTYPE array")
+        keys = np.ascontiguousarray(keys)
+        cdef uint64_t t = _us(now, "now")
+        cdef Py_ssize_t n = keys.shape[0], i
+        out = np.empty(n, dtype=np.int64)
+        cdef int64_t[::1] o = out
+        cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
+        cdef const ft_key_t *kp
+        self._now = t
+        if n:
+            kp = <const ft_key_t *>&kv[0]
+            with nogil:
+                for i in range(n):
+                    o[i] = ep_connect(self._ep, &kp[i], t)
+        return out
+
+    def close_batch(self, ids, now):
+        """close() every id (record ids as returned by connect_batch or in events)."""
+        cdef uint64_t t = _us(now, "now")
+        v = np.ascontiguousarray(ids, dtype=np.int64)
+        cdef const int64_t[::1] iv = v
+        cdef Py_ssize_t i
+        cdef ep_t *ep = self._ep
+        self._now = t
+        with nogil:
+            for i in range(iv.shape[0]):
+                if 0 <= iv[i] < ep.tab.fresh and ep.tab.conns[iv[i]].family != 0:
+                    ep_close(ep, <uint32_t>iv[i], t)
+
+    def clear_events(self):
+        """Drop pending raw events and the accept queue (batch users who track
+        connections through the arrays)."""
+        self._ep.nev = 0
+        self._ep.acq_len = 0
+
+    # ---- internals ----
+
+    def table_view(self, id):
+        raise NotImplementedError
+
+    cdef void _reopen_window(self, Connection c, ft_conn_t *r):
+        # the advertised window is what the receive buffer can still take
+        cdef uint32_t room = self._ep.cfg.window - min(<size_t>self._ep.cfg.window, len(c._rcvbuf))
+        cdef uint32_t before = r.rcv_wnd
+        r.rcv_wnd = room
+        if before < self._ep.cfg.window // 2 and room >= self._ep.cfg.window // 2 and r.state >= TCPS_ESTABLISHED:
+            _send_ack(self._ep, r, self._now)          # window update after the app read
+
+    cdef _after_call(self, const uint8_t *inbuf=NULL):
+        """Turn raw events into Event objects, feed received data to connections, trim
+        acknowledged bytes, flush queued data and FINs."""
+        cdef ep_t *ep = self._ep
+        cdef size_t i, nev = ep.nev
+        cdef ep_event_t *e
+        cdef Connection conn
+        touched = set()
+        for i in range(nev):
+            e = &ep.ev[i]
+            c = self._conns.get(e.conn)
+            if c is not None and (<Connection>c)._gen != e.gen:
+                c = None
+            if c is None and e.cause in (EV_SYN_RECEIVED, EV_REOPEN, EV_CONNECT):
+                if ep.tab.conns[e.conn].family != 0 and ep.tab.conns[e.conn].gen == e.gen:
+                    c = Connection._new(self, e.conn)
+                    self._conns[e.conn] = c
+            if c is None:
+                c = _Detached_new(e)
+            else:
+                conn = <Connection>c
+                if e.cause == EV_DATA and inbuf != NULL:
+                    conn._rcvbuf += PyBytes_FromStringAndSize(<char *>inbuf + e.data_offset, e.value)
+                    conn.bytes_received += e.value
+                    r = conn._rec()
+                    if r != NULL:
+                        r.rcv_wnd = ep.cfg.window - min(<size_t>ep.cfg.window, len(conn._rcvbuf))
+                if e.new_state in (TCPS_CLOSED, TCPS_LISTEN) and e.cause != EV_DATA and e.cause != EV_RETRANSMIT:
+                    conn._final = _State(e.new_state)
+                    if e.cause in (EV_RST_RECEIVED, EV_ABORT, EV_REFUSED, EV_RETRANSMIT_LIMIT, EV_TIMEOUT):
+                        conn.reset_cause = _Cause(e.cause)
+                    self._conns.pop(e.conn, None)
+                elif e.cause == EV_RETRANSMIT and conn._rec() != NULL and e.old_state >= TCPS_ESTABLISHED:
+                    self._retransmit(conn)
+                touched.add(conn)
+            self._events.append(Event(e.time / 1e6, c, _State(e.old_state), _State(e.new_state),
+                                      _Cause(e.cause), e.value))
+        ep.nev = 0
+        for conn in touched:
+            if conn._rec() != NULL:
+                self._acked(conn)
+                self._flush(conn)
+        # connections with queued data or FIN but no event this time (window opened by an ACK)
+        for c in list(self._conns.values()):
+            conn = <Connection>c
+            if conn not in touched and (conn._sndbuf or conn._fin_pending) and conn._rec() != NULL:
+                self._acked(conn)
+                self._flush(conn)
+
+    cdef void _acked(self, Connection c):
+        """Drop acknowledged bytes from the send buffer; sample the RTT (RFC 6298, Karn)."""
+        cdef ft_conn_t *r = c._rec()
+        cdef uint32_t acked
+        cdef double sample
+        if r == NULL:
+            return
+        acked = r.snd_una - c._sndbuf_seq
+        if c._sndbuf_seq == 0 and len(c._sndbuf) == 0 and acked > 0x7fffffff:
+            acked = 0
+        if acked and acked <= len(c._sndbuf):
+            del c._sndbuf[:acked]
+            c._sndbuf_seq = r.snd_una
+        elif acked and acked > len(c._sndbuf) and c._sndbuf_seq != 0:
+            # acknowledged past the data: our FIN (or the SYN) too
+            c._sndbuf.clear()
+            c._sndbuf_seq = r.snd_una
+        if c._timing and seq_ge(r.snd_una, c._timed_end):
+            sample = <double>(self._now - c._timed_at)
+            if c._srtt == 0:
+                c._srtt = sample                          # RFC 6298 2.2
+                c._rttvar = sample / 2
+            else:                                         # RFC 6298 2.3
+                c._rttvar = 0.75 * c._rttvar + 0.25 * abs(c._srtt - sample)
+                c._srtt = 0.875 * c._srtt + 0.125 * sample
+            c._rto = <uint64_t>max(c._srtt + max(1000.0, 4 * c._rttvar), 1000000.0)   # 2.4: >= 1 s
+            if c._rto > self._ep.cfg.rto_max:
+                c._rto = self._ep.cfg.rto_max
+            c._timing = False
+
+    cdef void _flush(self, Connection c):
+        """Send queued bytes within min(peer window, MSS) segments; then a pending FIN."""
+        cdef ft_conn_t *r = c._rec()
+        cdef uint32_t in_flight, room, n, off
+        cdef const uint8_t *base
+        if r == NULL or r.state < TCPS_ESTABLISHED:
+            return
+        if c._sndbuf_seq == 0 and len(c._sndbuf) and r.snd_una == r.snd_nxt:
+            c._sndbuf_seq = r.snd_una
+        elif c._sndbuf_seq == 0:
+            c._sndbuf_seq = r.snd_una
+        if r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT:
+            while True:
+                in_flight = r.snd_nxt - r.snd_una
+                off = r.snd_nxt - c._sndbuf_seq
+                if off >= len(c._sndbuf):
+                    break
+                room = r.snd_wnd - in_flight if r.snd_wnd > in_flight else 0
+                n = min(<uint32_t>(len(c._sndbuf) - off), <uint32_t>r.mss, room)
+                if n == 0:
+                    break                                   # window closed: wait for an ACK
+                data = bytes(c._sndbuf[off:off + n])
+                if not c._timing:
+                    c._timing = True                        # time this segment (Karn: not a retransmission)
+                    c._timed_end = r.snd_nxt + n
+                    c._timed_at = self._now
+                ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, n, self._now, c._rto)
+                c.bytes_sent += n
+        if c._fin_pending and r.snd_nxt - c._sndbuf_seq >= len(c._sndbuf):
+            c._fin_pending = False
+            ep_close(self._ep, c.id, self._now)
+            self._collect_quiet()
+
+    cdef void _retransmit(self, Connection c):
+        """RTO fired with data outstanding: resend the first segment from SND.UNA, back
+        off the timer (RFC 6298 5.4-5.6) and stop timing (Karn)."""
+        cdef ft_conn_t *r = c._rec()
+        cdef uint32_t n, outstanding
+        cdef bint fin
+        if r == NULL:
+            return
+        self._acked(c)
+        outstanding = r.snd_nxt - r.snd_una
+        n = min(<uint32_t>len(c._sndbuf), <uint32_t>r.mss, outstanding)
+        fin = r.state in (TCPS_FIN_WAIT_1, TCPS_CLOSING, TCPS_LAST_ACK) and n + 1 == outstanding
+        if n or fin:
+            data = bytes(c._sndbuf[:n])
+            ep_resend_data(self._ep, c.id, r.snd_una, <const uint8_t *><char *>data, n, fin, self._now)
+            c.retransmits_data += 1
+        c._timing = False
+        c._rto = min(c._rto * 2, self._ep.cfg.rto_max)
+        ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)
+
+    cdef void _collect_quiet(self):
+        # events produced by a call made while handling events (close after data):
+        # fold them in on the next _after_call (nothing to do now)
+        pass
+
+
+cdef class _Detached:
+    """Stands in for a connection the user never held (batch path, or already gone)."""
+    cdef readonly uint32_t id
+    cdef readonly tuple key
+
+    def __init__(self, *a):
+        raise TypeError("internal")
+
+    def __cinit__(self, *a):
+        pass
+
+    def __repr__(self):
+        return f"<connection #{self.id}>"
+
+
+cdef object _Detached_new(ep_event_t *e):
+    cdef _Detached d = _Detached.__new__(_Detached)
+    cdef ft_key_t *k = <ft_key_t *>e.key
+    n = 4 if k.family == 4 else 16
+    d.id = e.conn
+    d.key = (_to_ip(PyBytes_FromStringAndSize(<char *>k.laddr, n)), k.lport,
+             _to_ip(PyBytes_FromStringAndSize(<char *>k.raddr, n)), k.rport)
+    return d

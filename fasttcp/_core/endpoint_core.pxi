@@ -1,0 +1,748 @@
+# C core of the sans-IO endpoint (included by endpoint.pyx).
+#
+# Theory of operation: ep_process() takes one IP packet and the time, runs RFC 9293's
+# SEGMENT ARRIVES procedure (3.10.7) against the connection record found in the table
+# (with RFC 5961's RST/SYN/ACK checks and RFC 7323's PAWS), and appends what must be
+# sent to the output arena and what happened to the event array. ep_poll() does the
+# same for timers. Nothing here blocks, reads a clock or touches Python: the caller
+# passes time in and drains the arena and events.
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memset
+
+from fasttcp._core.defs cimport *
+from fasttcp._core.wire cimport ft_parse_ip, ft_encode_options, ft_build_packet
+from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
+from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
+                                  ft_lookup, ft_insert, ft_remove, ft_set_state, ft_set_deadline,
+                                  ft_expire, ft_hash, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
+                                  TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
+                                  TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
+                                  TCPS_CLOSE_WAIT, TCPS_CLOSING, TCPS_LAST_ACK, TCPS_TIME_WAIT,
+                                  CONN_F_SACK, CONN_F_TIMESTAMPS, CONN_F_WSCALE)
+
+cdef enum:
+    CONN_F_PASSIVE = 16         # opened from a listening port: a reset returns it to LISTEN
+    EP_MAX_LOCAL = 16
+    EP_MAX_SEGMENT = 40 + 60 + 65535   # IPv6 header + TCP header with options + payload
+
+ctypedef struct ep_local_t:
+    uint8_t family
+    uint8_t prefix               # address bits that must match
+    uint8_t addr[16]
+
+ctypedef struct ep_t:
+    ft_table_t tab
+    ep_config_t cfg
+    ep_local_t local[16]
+    int nlocal
+    uint8_t listen_bits[8192]   # one bit per port
+    # output arena: packets back to back, with offsets and lengths
+    uint8_t *out
+    size_t out_len
+    size_t out_cap
+    uint64_t *out_off           # offsets (uint64 so callers can view them as int64)
+    uint64_t *out_lens
+    size_t nout
+    size_t nout_cap
+    # events
+    ep_event_t *ev
+    size_t nev
+    size_t nev_cap
+    # accept queue: ring of established passive connections (id, gen)
+    uint32_t *acq
+    uint8_t *acq_gen
+    size_t acq_head
+    size_t acq_len
+    size_t acq_cap
+    # counters
+    uint64_t drops[14]
+    uint64_t segs_in
+    uint64_t segs_out
+    uint64_t rst_out
+    uint64_t challenge_acks
+    uint64_t retransmissions
+    uint64_t chal_window
+    uint32_t chal_count
+    uint32_t next_port
+    bint oom
+
+
+cdef inline uint64_t _rto(const ep_t *ep, uint8_t n) noexcept nogil:
+    """RFC 6298 5.5: back off by doubling, capped at rto_max."""
+    cdef uint64_t r = ep.cfg.rto_initial
+    while n > 0 and r < ep.cfg.rto_max:
+        r <<= 1
+        n -= 1
+    return r if r < ep.cfg.rto_max else ep.cfg.rto_max
+
+
+cdef inline bint _grow(void **p, size_t *cap, size_t need, size_t item) noexcept nogil:
+    cdef size_t c = cap[0] if cap[0] else 64
+    cdef void *q
+    if need <= cap[0]:
+        return True
+    while c < need:
+        c *= 2
+    q = realloc(p[0], c * item)
+    if q == NULL:
+        return False
+    p[0] = q
+    cap[0] = c
+    return True
+
+
+cdef inline void _event(ep_t *ep, uint32_t id, uint8_t old, uint8_t new, uint8_t cause,
+                        uint32_t value, uint32_t data_offset, uint64_t now) noexcept nogil:
+    cdef ep_event_t *e
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    if not _grow(<void **>&ep.ev, &ep.nev_cap, ep.nev + 1, sizeof(ep_event_t)):
+        ep.oom = True
+        return
+    e = &ep.ev[ep.nev]
+    ep.nev += 1
+    e.time = now
+    e.conn = id
+    e.value = value
+    e.old_state = old
+    e.new_state = new
+    e.cause = cause
+    e.gen = c.gen
+    e.data_offset = data_offset
+    memcpy(e.key, c, 40)
+    e.key[1] = 0
+    e.key[2] = 0
+    e.key[3] = 0
+
+
+cdef inline uint8_t *_reserve(ep_t *ep, size_t n) noexcept nogil:
+    """Room for one packet of at most n bytes at the end of the arena."""
+    if not _grow(<void **>&ep.out, &ep.out_cap, ep.out_len + n, 1):
+        ep.oom = True
+        return NULL
+    if ep.nout + 1 > ep.nout_cap and not _grow_out(ep, ep.nout + 1):
+        ep.oom = True
+        return NULL
+    return ep.out + ep.out_len
+
+
+cdef bint _grow_out(ep_t *ep, size_t need) noexcept nogil:
+    """Grow the offsets and lengths arrays together (they share nout_cap)."""
+    cdef size_t c = ep.nout_cap if ep.nout_cap else 64
+    cdef void *a
+    cdef void *b
+    while c < need:
+        c *= 2
+    a = realloc(ep.out_off, c * sizeof(uint64_t))
+    if a == NULL:
+        return False
+    ep.out_off = <uint64_t *>a
+    b = realloc(ep.out_lens, c * sizeof(uint64_t))
+    if b == NULL:
+        return False
+    ep.out_lens = <uint64_t *>b
+    ep.nout_cap = c
+    return True
+
+
+cdef inline void _commit(ep_t *ep, Py_ssize_t n) noexcept nogil:
+    if n <= 0:
+        return
+    ep.out_off[ep.nout] = ep.out_len
+    ep.out_lens[ep.nout] = <uint64_t>n
+    ep.nout += 1
+    ep.out_len += <size_t>n
+    ep.segs_out += 1
+
+
+cdef inline uint32_t _tsval(uint64_t now) noexcept nogil:
+    return <uint32_t>(now // 1000)        # RFC 7323 5.4: a 1 ms timestamp clock
+
+
+cdef Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint32_t ack,
+                      const uint8_t *payload, size_t plen, uint64_t now) noexcept nogil:
+    """Build one segment of connection c into the arena: options as negotiated (the full
+    offer on a SYN), window as we advertise it, TS when in use."""
+    cdef tcp_opts_t o
+    cdef uint8_t optbuf[40]
+    cdef int optlen
+    cdef uint8_t *p
+    cdef uint32_t wnd
+    cdef Py_ssize_t n
+    memset(&o, 0, sizeof(o))
+    if flags & TCP_FLAG_SYN:
+        o.present |= OPT_HAS_MSS
+        o.mss = ep.cfg.mss
+        if c.state == TCPS_SYN_SENT or c.state == TCPS_CLOSED:
+            # our own SYN: offer everything configured (RFC 7323 1.3, RFC 2018 2)
+            if ep.cfg.wscale != 0xff:
+                o.present |= OPT_HAS_WSCALE
+                o.wscale = ep.cfg.wscale
+            if ep.cfg.sack:
+                o.present |= OPT_HAS_SACK_PERM
+            if ep.cfg.timestamps:
+                o.present |= OPT_HAS_TIMESTAMP
+                o.tsval = _tsval(now)
+                o.tsecr = 0
+        else:
+            # SYN-ACK: answer only what the peer offered
+            if c.flags & CONN_F_WSCALE:
+                o.present |= OPT_HAS_WSCALE
+                o.wscale = c.wscale & 15
+            if c.flags & CONN_F_SACK:
+                o.present |= OPT_HAS_SACK_PERM
+            if c.flags & CONN_F_TIMESTAMPS:
+                o.present |= OPT_HAS_TIMESTAMP
+                o.tsval = _tsval(now)
+                o.tsecr = c.ts_recent
+        wnd = c.rcv_wnd if c.rcv_wnd < 65535 else 65535       # RFC 7323 2.2: SYN windows unscaled
+    else:
+        if (c.flags & CONN_F_TIMESTAMPS) and not (flags & TCP_FLAG_RST):
+            o.present |= OPT_HAS_TIMESTAMP
+            o.tsval = _tsval(now)
+            o.tsecr = c.ts_recent
+        wnd = c.rcv_wnd >> (c.wscale & 15)
+        if wnd > 65535:
+            wnd = 65535
+    optlen = ft_encode_options(&o, optbuf, 40)
+    p = _reserve(ep, 40 + 20 + <size_t>optlen + plen)
+    if p == NULL:
+        return -1
+    n = ft_build_packet(p, 40 + 20 + <size_t>optlen + plen, c.family, c.laddr, c.raddr, ep.cfg.ttl,
+                        c.lport, c.rport, seq, ack, flags, <uint16_t>wnd, 0,
+                        optbuf, <size_t>optlen, payload, plen)
+    _commit(ep, n)
+    if flags & TCP_FLAG_RST:
+        ep.rst_out += 1
+    return n
+
+
+cdef inline void _send_ack(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
+    _send(ep, c, TCP_FLAG_ACK, c.snd_nxt, c.rcv_nxt, NULL, 0, now)
+
+
+cdef inline void _send_synack(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
+    _send(ep, c, TCP_FLAG_SYN | TCP_FLAG_ACK, c.iss, c.rcv_nxt, NULL, 0, now)
+
+
+cdef inline void _send_syn(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
+    _send(ep, c, TCP_FLAG_SYN, c.iss, 0, NULL, 0, now)
+
+
+cdef void _challenge_ack(ep_t *ep, ft_conn_t *c, int reason, uint64_t now) noexcept nogil:
+    """RFC 5961 3.2/4.2/5.2 challenge ACK, limited per second across the endpoint (7)."""
+    if now - ep.chal_window >= 1000000:
+        ep.chal_window = now
+        ep.chal_count = 0
+    if ep.chal_count >= ep.cfg.challenge_limit:
+        ep.drops[DROP_CHALLENGE_LIMIT] += 1
+        return
+    ep.chal_count += 1
+    ep.challenge_acks += 1
+    ep.drops[reason] += 1
+    _send_ack(ep, c, now)
+
+
+cdef void _reset_reply(ep_t *ep, const pkt_t *p, uint64_t now) noexcept nogil:
+    """RFC 9293 3.10.7.1: a reset for a segment that has no connection. If it carried an
+    ACK, RST with seq = SEG.ACK; else RST,ACK with ack = SEG.SEQ + SEG.LEN."""
+    cdef ft_conn_t tmp
+    cdef uint32_t seglen
+    if p.flags & TCP_FLAG_RST:
+        return                           # never answer a reset with a reset
+    memset(&tmp, 0, sizeof(tmp))
+    tmp.family = p.version
+    tmp.lport = p.dst_port
+    tmp.rport = p.src_port
+    memcpy(tmp.laddr, p.dst, 16)
+    memcpy(tmp.raddr, p.src, 16)
+    tmp.state = TCPS_CLOSED
+    if p.flags & TCP_FLAG_ACK:
+        _send(ep, &tmp, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
+    else:
+        seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
+        _send(ep, &tmp, TCP_FLAG_RST | TCP_FLAG_ACK, 0, p.seq + seglen, NULL, 0, now)
+
+
+cdef bint _is_local(const ep_t *ep, const uint8_t *addr, uint8_t family) noexcept nogil:
+    cdef int i, full, rest
+    for i in range(ep.nlocal):
+        if ep.local[i].family != family:
+            continue
+        full = ep.local[i].prefix // 8
+        rest = ep.local[i].prefix % 8
+        if memcmp_(ep.local[i].addr, addr, full) != 0:
+            continue
+        if rest and ((ep.local[i].addr[full] ^ addr[full]) & (0xff << (8 - rest)) & 0xff):
+            continue
+        return True
+    return False
+
+
+cdef inline int memcmp_(const uint8_t *a, const uint8_t *b, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if a[i] != b[i]:
+            return 1
+    return 0
+
+
+cdef inline bint _listening(const ep_t *ep, uint16_t port) noexcept nogil:
+    return (ep.listen_bits[port >> 3] >> (port & 7)) & 1
+
+
+cdef uint32_t _isn(const ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogil:
+    """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
+    cdef ft_table_t keyed
+    memcpy(keyed.secret, ep.cfg.isn_key, sizeof(keyed.secret))
+    return <uint32_t>((now >> 2) + (ft_hash(&keyed, k) >> 32))
+
+
+cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
+    """Options from the peer's SYN (or SYN-ACK), RFC 9293 3.7.1, RFC 7323, RFC 2018."""
+    cdef const tcp_opts_t *o = &p.opts
+    cdef uint16_t peer_mss
+    cdef uint8_t ours = 0
+    if o.present & OPT_HAS_MSS:
+        peer_mss = o.mss
+    else:
+        peer_mss = 536 if p.version == 4 else 1220        # RFC 9293 3.7.1 / RFC 8200 5
+    c.mss = peer_mss if peer_mss < ep.cfg.mss else ep.cfg.mss
+    c.flags &= ~(CONN_F_WSCALE | CONN_F_SACK | CONN_F_TIMESTAMPS)
+    c.wscale = 0
+    if (o.present & OPT_HAS_WSCALE) and ep.cfg.wscale != 0xff:
+        c.flags |= CONN_F_WSCALE
+        ours = ep.cfg.wscale
+        # RFC 7323 2.3: a shift above 14 is used as 14
+        c.wscale = <uint8_t>(((o.wscale if o.wscale < 14 else 14) << 4) | ours)
+    if (o.present & OPT_HAS_SACK_PERM) and ep.cfg.sack:
+        c.flags |= CONN_F_SACK
+    if (o.present & OPT_HAS_TIMESTAMP) and ep.cfg.timestamps:
+        c.flags |= CONN_F_TIMESTAMPS
+        c.ts_recent = o.tsval
+
+
+cdef inline void _enter(ep_t *ep, uint32_t id, uint8_t state, uint8_t cause, uint64_t now) noexcept nogil:
+    cdef uint8_t old = ep.tab.conns[id].state
+    ft_set_state(&ep.tab, id, state, now)
+    _event(ep, id, old, state, cause, 0, 0, now)
+
+
+cdef inline void _close_record(ep_t *ep, uint32_t id, uint8_t final_state, uint8_t cause, uint64_t now) noexcept nogil:
+    """The connection is gone (CLOSED, or back to LISTEN for a passive SYN-RECEIVED)."""
+    cdef uint8_t old = ep.tab.conns[id].state
+    _event(ep, id, old, final_state, cause, 0, 0, now)
+    ft_remove(&ep.tab, id)
+
+
+cdef inline void _arm(ep_t *ep, uint32_t id, uint64_t deadline) noexcept nogil:
+    ft_set_deadline(&ep.tab, id, deadline)
+
+
+cdef void _accept_push(ep_t *ep, uint32_t id) noexcept nogil:
+    cdef size_t slot
+    if ep.acq_len >= ep.acq_cap:
+        return                           # queue as long as the table: cannot overflow
+    slot = (ep.acq_head + ep.acq_len) % ep.acq_cap
+    ep.acq[slot] = id
+    ep.acq_gen[slot] = ep.tab.conns[id].gen
+    ep.acq_len += 1
+
+
+# ---- SEGMENT ARRIVES ----
+
+cdef int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now, uint8_t cause) noexcept nogil:
+    """LISTEN (RFC 9293 3.10.7.2): a SYN creates a SYN-RECEIVED record and a SYN-ACK."""
+    cdef uint32_t evicted
+    cdef int64_t id = ft_insert(&ep.tab, k, TCPS_SYN_RECEIVED, now, &evicted)
+    cdef ft_conn_t *c
+    if id < 0:
+        ep.drops[DROP_TABLE_FULL] += 1
+        return DROP_TABLE_FULL
+    c = &ep.tab.conns[id]
+    c.flags = CONN_F_PASSIVE
+    c.irs = p.seq
+    c.rcv_nxt = p.seq + 1
+    c.iss = _isn(ep, k, now)
+    c.snd_una = c.iss
+    c.snd_nxt = c.iss + 1
+    c.snd_wnd = p.window                 # unscaled in a SYN
+    c.snd_wl1 = p.seq
+    c.rcv_wnd = ep.cfg.window
+    c.retransmits = 0
+    _negotiate(ep, c, p)
+    _event(ep, <uint32_t>id, TCPS_LISTEN, TCPS_SYN_RECEIVED, cause, 0, 0, now)
+    _send_synack(ep, c, now)
+    _arm(ep, <uint32_t>id, now + _rto(ep, 0))
+    return -1
+
+
+cdef int _syn_sent(ep_t *ep, uint32_t id, const pkt_t *p, uint64_t now) noexcept nogil:
+    """RFC 9293 3.10.7.3."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef bint acked = False
+    if p.flags & TCP_FLAG_ACK:
+        if seq_le(p.ack, c.iss) or seq_gt(p.ack, c.snd_nxt):
+            # e.g. the SYN-ACK for an old duplicate SYN (figure 8): reset it
+            if not (p.flags & TCP_FLAG_RST):
+                _send(ep, c, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
+            ep.drops[DROP_BAD_ACK] += 1
+            return DROP_BAD_ACK
+        acked = True
+    if p.flags & TCP_FLAG_RST:
+        if acked:
+            _close_record(ep, id, TCPS_CLOSED, EV_REFUSED, now)   # "connection reset"
+            return -1
+        ep.drops[DROP_RST_INVALID] += 1
+        return DROP_RST_INVALID
+    if not (p.flags & TCP_FLAG_SYN):
+        ep.drops[DROP_OTHER] += 1
+        return DROP_OTHER
+    c.irs = p.seq
+    c.rcv_nxt = p.seq + 1
+    _negotiate(ep, c, p)
+    if acked:
+        c.snd_una = p.ack
+        c.snd_wnd = p.window             # unscaled in a SYN-ACK
+        c.snd_wl1 = p.seq
+        c.snd_wl2 = p.ack
+        c.retransmits = 0
+        _arm(ep, id, 0)
+        _enter(ep, id, TCPS_ESTABLISHED, EV_SYN_ACK_RECEIVED, now)
+        _send_ack(ep, c, now)
+    else:
+        # simultaneous open (figure 7): SYN-RECEIVED, answer with SYN,ACK
+        _enter(ep, id, TCPS_SYN_RECEIVED, EV_SIMULTANEOUS_OPEN, now)
+        _send_synack(ep, c, now)
+        c.retransmits = 0
+        _arm(ep, id, now + _rto(ep, 0))
+    return -1
+
+
+cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
+                       uint32_t base, uint64_t now, const ft_key_t *k) noexcept nogil:
+    """SYN-RECEIVED and every later state (RFC 9293 3.10.7.4, first to eighth check)."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef uint8_t st = c.state
+    cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
+    cdef bint ts_ok = (c.flags & CONN_F_TIMESTAMPS) and (p.opts.present & OPT_HAS_TIMESTAMP)
+    cdef bint need_ack = False
+    cdef uint32_t fin_seq, take, skip
+    cdef bint fin_acked
+
+    # TIME-WAIT: a new SYN may reopen (RFC 9293 3.10.7.4 note, RFC 6191): only with a
+    # higher sequence number, or (timestamps) a newer timestamp
+    if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_SYN) and not (p.flags & (TCP_FLAG_ACK | TCP_FLAG_RST)):
+        if seq_gt(p.seq, c.rcv_nxt) or (ts_ok and seq_gt(p.opts.tsval, c.ts_recent)):
+            if _listening(ep, c.lport):
+                _close_record(ep, id, TCPS_CLOSED, EV_REOPEN, now)
+                return _passive_open(ep, p, k, now, EV_REOPEN)
+    # a retransmission of the SYN that opened this SYN-RECEIVED record: SYN-ACK again
+    if st == TCPS_SYN_RECEIVED and (p.flags & TCP_FLAG_SYN) and not (p.flags & TCP_FLAG_ACK) \
+            and p.seq == c.irs:
+        _send_synack(ep, c, now)
+        return -1
+
+    # RFC 7323 5.3 PAWS: an older timestamp on a non-RST segment is a stale duplicate
+    if ts_ok and not (p.flags & TCP_FLAG_RST) and st != TCPS_SYN_RECEIVED \
+            and seq_lt(p.opts.tsval, c.ts_recent):
+        _send_ack(ep, c, now)
+        ep.drops[DROP_PAWS] += 1
+        return DROP_PAWS
+
+    # first: sequence number acceptable?
+    if not seq_acceptable(p.seq, seglen, c.rcv_nxt, c.rcv_wnd):
+        if p.flags & TCP_FLAG_RST:
+            ep.drops[DROP_RST_INVALID] += 1
+            return DROP_RST_INVALID
+        if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_FIN) and p.seq + p.payload_len + 1 == c.rcv_nxt:
+            # the peer retransmitted its FIN: our last ACK was lost. Acknowledge it and
+            # restart the 2 MSL timeout (RFC 9293 3.10.7.4, TIME-WAIT)
+            ft_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
+            _send_ack(ep, c, now)
+            return -1
+        _send_ack(ep, c, now)             # "send an acknowledgment ... drop the segment"
+        ep.drops[DROP_UNACCEPTABLE] += 1
+        return DROP_UNACCEPTABLE
+
+    # second: RST (RFC 5961 3.2: reset only on an exact match with RCV.NXT)
+    if p.flags & TCP_FLAG_RST:
+        if p.seq != c.rcv_nxt:
+            _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
+            return DROP_RST_CHALLENGED
+        if st == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE):
+            _close_record(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now)    # back to LISTEN
+        elif st == TCPS_SYN_RECEIVED:
+            _close_record(ep, id, TCPS_CLOSED, EV_REFUSED, now)
+        else:
+            _close_record(ep, id, TCPS_CLOSED, EV_RST_RECEIVED, now)
+        return -1
+
+    # fourth: SYN in a synchronized state (RFC 5961 4.2: challenge ACK)
+    if p.flags & TCP_FLAG_SYN:
+        _challenge_ack(ep, c, DROP_SYN_CHALLENGED, now)
+        return DROP_SYN_CHALLENGED
+
+    # fifth: ACK
+    if not (p.flags & TCP_FLAG_ACK):
+        ep.drops[DROP_NO_ACK] += 1
+        return DROP_NO_ACK
+    if st == TCPS_SYN_RECEIVED:
+        if seq_lt(c.snd_una, p.ack) and seq_le(p.ack, c.snd_nxt):
+            c.snd_una = p.ack
+            c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
+            c.snd_wl1 = p.seq
+            c.snd_wl2 = p.ack
+            c.retransmits = 0
+            _arm(ep, id, 0)
+            _enter(ep, id, TCPS_ESTABLISHED, EV_ACK_OF_SYN, now)
+            if c.flags & CONN_F_PASSIVE:
+                _accept_push(ep, id)
+            st = TCPS_ESTABLISHED
+        else:
+            _send(ep, c, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
+            ep.drops[DROP_BAD_ACK] += 1
+            return DROP_BAD_ACK
+    else:
+        if seq_gt(p.ack, c.snd_nxt):
+            _send_ack(ep, c, now)          # RFC 5961 5.2: acks something not yet sent
+            ep.drops[DROP_BAD_ACK] += 1
+            return DROP_BAD_ACK
+        if seq_lt(c.snd_una, p.ack):
+            c.snd_una = p.ack
+            c.retransmits = 0
+            if c.snd_una == c.snd_nxt and st != TCPS_TIME_WAIT and st != TCPS_FIN_WAIT_2:
+                _arm(ep, id, 0)            # everything acknowledged: no retransmission timer
+        # window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule)
+        if seq_lt(c.snd_wl1, p.seq) or (c.snd_wl1 == p.seq and seq_le(c.snd_wl2, p.ack)):
+            c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
+            c.snd_wl1 = p.seq
+            c.snd_wl2 = p.ack
+        fin_acked = c.snd_una == c.snd_nxt
+        if st == TCPS_FIN_WAIT_1 and fin_acked:
+            _enter(ep, id, TCPS_FIN_WAIT_2, EV_ACK_OF_FIN, now)
+            _arm(ep, id, now + ep.cfg.fin_wait_2)
+            st = TCPS_FIN_WAIT_2
+        elif st == TCPS_CLOSING and fin_acked:
+            _enter(ep, id, TCPS_TIME_WAIT, EV_ACK_OF_FIN, now)
+            return -1
+        elif st == TCPS_LAST_ACK and fin_acked:
+            _close_record(ep, id, TCPS_CLOSED, EV_ACK_OF_FIN, now)
+            return -1
+
+    if ts_ok and seq_le(p.seq, c.rcv_nxt):
+        c.ts_recent = p.opts.tsval        # RFC 7323 4.3 (RCV.NXT stands in for Last.ACK.sent)
+
+    # seventh: segment text
+    if p.payload_len and (st == TCPS_ESTABLISHED or st == TCPS_FIN_WAIT_1 or st == TCPS_FIN_WAIT_2):
+        if seq_gt(p.seq, c.rcv_nxt):
+            # a hole before it: not reassembled in this release; re-ACK so the peer resends
+            _send_ack(ep, c, now)
+            ep.drops[DROP_OUT_OF_ORDER] += 1
+            return DROP_OUT_OF_ORDER
+        skip = c.rcv_nxt - p.seq          # bytes already received (retransmitted overlap)
+        if skip < p.payload_len:
+            take = p.payload_len - skip
+            if take > c.rcv_wnd:
+                take = c.rcv_wnd          # never accept beyond the advertised window
+            if take:
+                c.rcv_nxt += take
+                _event(ep, id, st, st, EV_DATA, take, base + p.payload_off + skip, now)
+        need_ack = True
+
+    # eighth: FIN (only in order: everything before it has been received)
+    if p.flags & TCP_FLAG_FIN:
+        fin_seq = p.seq + p.payload_len
+        if fin_seq == c.rcv_nxt and st != TCPS_SYN_RECEIVED:
+            c.rcv_nxt += 1
+            need_ack = True
+            if st == TCPS_ESTABLISHED:
+                _enter(ep, id, TCPS_CLOSE_WAIT, EV_PEER_FIN, now)
+            elif st == TCPS_FIN_WAIT_1:
+                if c.snd_una == c.snd_nxt:
+                    _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
+                else:
+                    _enter(ep, id, TCPS_CLOSING, EV_PEER_FIN, now)   # simultaneous close
+            elif st == TCPS_FIN_WAIT_2:
+                _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
+            elif st == TCPS_TIME_WAIT:
+                ft_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)   # restart 2 MSL
+    if need_ack:
+        _send_ack(ep, c, now)
+    c.segs += 1
+    return -1
+
+
+cdef int ep_process(ep_t *ep, const uint8_t *buf, size_t length, uint32_t base, uint64_t now) noexcept nogil:
+    """One IP packet in. Returns -1 when it was used, else the DROP_* reason (verdicts of
+    malformed packets are DROP_MALFORMED; the Verdict itself is in `err`)."""
+    cdef pkt_t p
+    cdef parse_err_t err
+    cdef ft_key_t k
+    cdef int64_t id
+    cdef int rc
+    ep.segs_in += 1
+    rc = ft_parse_ip(buf, length, &p, &err, True)
+    if rc != FT_OK:
+        ep.drops[DROP_MALFORMED] += 1
+        return DROP_MALFORMED
+    if not _is_local(ep, p.dst, p.version):
+        ep.drops[DROP_NOT_LOCAL] += 1
+        return DROP_NOT_LOCAL
+    memset(&k, 0, sizeof(k))
+    k.family = p.version
+    k.lport = p.dst_port
+    k.rport = p.src_port
+    memcpy(k.laddr, p.dst, 16)
+    memcpy(k.raddr, p.src, 16)
+    id = ft_lookup(&ep.tab, &k)
+    if id < 0:
+        if _listening(ep, p.dst_port):
+            if p.flags & TCP_FLAG_RST:
+                ep.drops[DROP_OTHER] += 1
+                return DROP_OTHER
+            if p.flags & TCP_FLAG_ACK:
+                _reset_reply(ep, &p, now)     # LISTEN: "any acknowledgment is bad"
+                ep.drops[DROP_NO_LISTENER] += 1
+                return DROP_NO_LISTENER
+            if p.flags & TCP_FLAG_SYN:
+                return _passive_open(ep, &p, &k, now, EV_SYN_RECEIVED)
+            ep.drops[DROP_OTHER] += 1
+            return DROP_OTHER
+        _reset_reply(ep, &p, now)             # CLOSED: RFC 9293 3.10.7.1
+        ep.drops[DROP_NO_LISTENER] += 1
+        return DROP_NO_LISTENER
+    if ep.tab.conns[id].state == TCPS_SYN_SENT:
+        return _syn_sent(ep, <uint32_t>id, &p, now)
+    return _synchronized(ep, <uint32_t>id, &p, buf, base, now, &k)
+
+
+# ---- user calls ----
+
+cdef int64_t ep_connect(ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogil:
+    """Active open: a SYN-SENT record and its SYN. Returns the id, FT_TABLE_FULL or
+    FT_TABLE_EXISTS."""
+    cdef uint32_t evicted
+    cdef int64_t id = ft_insert(&ep.tab, k, TCPS_SYN_SENT, now, &evicted)
+    cdef ft_conn_t *c
+    if id < 0:
+        return id
+    c = &ep.tab.conns[id]
+    c.flags = 0
+    c.iss = _isn(ep, k, now)
+    c.snd_una = c.iss
+    c.snd_nxt = c.iss + 1
+    c.rcv_wnd = ep.cfg.window
+    c.mss = ep.cfg.mss
+    c.retransmits = 0
+    _event(ep, <uint32_t>id, TCPS_CLOSED, TCPS_SYN_SENT, EV_CONNECT, 0, 0, now)
+    _send_syn(ep, c, now)
+    _arm(ep, <uint32_t>id, now + _rto(ep, 0))
+    return id
+
+
+cdef int ep_close(ep_t *ep, uint32_t id, uint64_t now) noexcept nogil:
+    """User CLOSE (RFC 9293 3.10.4): FIN after what was sent. 0, or -1 if nothing to do."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef uint8_t st = c.state
+    cdef uint8_t nxt
+    if st == TCPS_SYN_SENT:
+        _close_record(ep, id, TCPS_CLOSED, EV_CLOSE, now)
+        return 0
+    if st == TCPS_SYN_RECEIVED or st == TCPS_ESTABLISHED:
+        nxt = TCPS_FIN_WAIT_1
+    elif st == TCPS_CLOSE_WAIT:
+        nxt = TCPS_LAST_ACK
+    else:
+        return -1
+    _send(ep, c, TCP_FLAG_FIN | TCP_FLAG_ACK, c.snd_nxt, c.rcv_nxt, NULL, 0, now)
+    c.snd_nxt += 1
+    c.retransmits = 0
+    _enter(ep, id, nxt, EV_CLOSE, now)
+    _arm(ep, id, now + _rto(ep, 0))
+    return 0
+
+
+cdef void ep_abort(ep_t *ep, uint32_t id, uint64_t now) noexcept nogil:
+    """User ABORT: RST if synchronized (RFC 9293 3.10.5), then the record is gone."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    if c.state >= TCPS_SYN_RECEIVED and c.state != TCPS_TIME_WAIT:
+        _send(ep, c, TCP_FLAG_RST, c.snd_nxt, 0, NULL, 0, now)
+    _close_record(ep, id, TCPS_CLOSED, EV_ABORT, now)
+
+
+cdef Py_ssize_t ep_send_data(ep_t *ep, uint32_t id, const uint8_t *data, size_t n, uint64_t now,
+                             uint64_t rto) noexcept nogil:
+    """One data segment at SND.NXT (caller respects MSS and SND.WND); arms the
+    retransmission timer if it is not running. Returns bytes sent or -1."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    if _send(ep, c, TCP_FLAG_ACK | TCP_FLAG_PSH, c.snd_nxt, c.rcv_nxt, data, n, now) < 0:
+        return -1
+    c.snd_nxt += <uint32_t>n
+    if c.deadline == 0:
+        _arm(ep, id, now + rto)
+    return <Py_ssize_t>n
+
+
+cdef Py_ssize_t ep_resend_data(ep_t *ep, uint32_t id, uint32_t seq, const uint8_t *data, size_t n,
+                               bint fin, uint64_t now) noexcept nogil:
+    """Retransmit n bytes starting at seq (and the FIN after them when `fin`)."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef uint16_t flags = TCP_FLAG_ACK | (TCP_FLAG_PSH if n else 0) | (TCP_FLAG_FIN if fin else 0)
+    ep.retransmissions += 1
+    return _send(ep, c, flags, seq, c.rcv_nxt, data, n, now)
+
+
+# ---- timers ----
+
+cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcept nogil:
+    """Run every timer due at `now`: retransmit SYN / SYN-ACK / FIN with exponential
+    backoff (RFC 6298 5.5) or give up, end TIME-WAIT after 2 MSL and FIN-WAIT-2 after its
+    idle limit. Data retransmission is announced with EV_RETRANSMIT for the layer that
+    holds the bytes."""
+    cdef Py_ssize_t n, i
+    cdef uint32_t id
+    cdef ft_conn_t *c
+    cdef uint8_t st
+    while True:
+        n = ft_expire(&ep.tab, now, ids, NULL, cap)
+        for i in range(n):
+            id = ids[i]
+            c = &ep.tab.conns[id]
+            st = c.state
+            if st == TCPS_TIME_WAIT:
+                _close_record(ep, id, TCPS_CLOSED, EV_TIMEOUT_2MSL, now)
+            elif st == TCPS_FIN_WAIT_2:
+                _close_record(ep, id, TCPS_CLOSED, EV_TIMEOUT, now)
+            elif st == TCPS_SYN_SENT:
+                if c.retransmits >= ep.cfg.syn_retries:
+                    _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
+                else:
+                    c.retransmits += 1
+                    ep.retransmissions += 1
+                    _send_syn(ep, c, now)
+                    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+                    _arm(ep, id, now + _rto(ep, c.retransmits))
+            elif st == TCPS_SYN_RECEIVED:
+                if c.retransmits >= ep.cfg.synack_retries:
+                    _close_record(ep, id, TCPS_LISTEN if (c.flags & CONN_F_PASSIVE) else TCPS_CLOSED,
+                                  EV_RETRANSMIT_LIMIT, now)
+                else:
+                    c.retransmits += 1
+                    ep.retransmissions += 1
+                    _send_synack(ep, c, now)
+                    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+                    _arm(ep, id, now + _rto(ep, c.retransmits))
+            else:
+                if c.retransmits >= ep.cfg.retries2:
+                    _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
+                    continue
+                c.retransmits += 1
+                if (st == TCPS_FIN_WAIT_1 or st == TCPS_CLOSING or st == TCPS_LAST_ACK) \
+                        and c.snd_una == c.snd_nxt - 1:
+                    # only our FIN is outstanding: resend it here
+                    ep.retransmissions += 1
+                    _send(ep, c, TCP_FLAG_FIN | TCP_FLAG_ACK, c.snd_nxt - 1, c.rcv_nxt, NULL, 0, now)
+                _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+                _arm(ep, id, now + _rto(ep, c.retransmits))
+        if n < cap:
+            break
