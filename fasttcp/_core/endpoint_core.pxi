@@ -13,7 +13,7 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip, ft_encode_options, ft_build_packet
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
-                                  ft_lookup, ft_insert, ft_remove, ft_set_state, ft_set_deadline,
+                                  ft_lookup, ft_lookup_hashed, ft_prefetch, ft_insert, ft_remove, ft_set_state, ft_set_deadline,
                                   ft_expire, ft_hash, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
                                   TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
                                   TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
@@ -572,48 +572,97 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
     return -1
 
 
-cdef int ep_process(ep_t *ep, const uint8_t *buf, size_t length, uint32_t base, uint64_t now) noexcept nogil:
-    """One IP packet in. Returns -1 when it was used, else the DROP_* reason (verdicts of
-    malformed packets are DROP_MALFORMED; the Verdict itself is in `err`)."""
-    cdef pkt_t p
+cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t *p, ft_key_t *k,
+                             uint64_t *h) noexcept nogil:
+    """First half of SEGMENT ARRIVES: parse, verify, check the destination, hash the key.
+    Returns -1 to go on, else a drop reason."""
     cdef parse_err_t err
-    cdef ft_key_t k
-    cdef int64_t id
-    cdef int rc
     ep.segs_in += 1
-    rc = ft_parse_ip(buf, length, &p, &err, True)
-    if rc != FT_OK:
+    if ft_parse_ip(buf, length, p, &err, True) != FT_OK:
         ep.drops[DROP_MALFORMED] += 1
         return DROP_MALFORMED
     if not _is_local(ep, p.dst, p.version):
         ep.drops[DROP_NOT_LOCAL] += 1
         return DROP_NOT_LOCAL
-    memset(&k, 0, sizeof(k))
+    memset(k, 0, sizeof(ft_key_t))
     k.family = p.version
     k.lport = p.dst_port
     k.rport = p.src_port
     memcpy(k.laddr, p.dst, 16)
     memcpy(k.raddr, p.src, 16)
-    id = ft_lookup(&ep.tab, &k)
+    h[0] = ft_hash(&ep.tab, k)
+    return -1
+
+
+cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, const uint8_t *buf,
+                   uint32_t base, uint64_t now) noexcept nogil:
+    """Second half: find the connection and run the state's rules."""
+    cdef int64_t id = ft_lookup_hashed(&ep.tab, k, h)
     if id < 0:
         if _listening(ep, p.dst_port):
             if p.flags & TCP_FLAG_RST:
                 ep.drops[DROP_OTHER] += 1
                 return DROP_OTHER
             if p.flags & TCP_FLAG_ACK:
-                _reset_reply(ep, &p, now)     # LISTEN: "any acknowledgment is bad"
+                _reset_reply(ep, p, now)      # LISTEN: "any acknowledgment is bad"
                 ep.drops[DROP_NO_LISTENER] += 1
                 return DROP_NO_LISTENER
             if p.flags & TCP_FLAG_SYN:
-                return _passive_open(ep, &p, &k, now, EV_SYN_RECEIVED)
+                return _passive_open(ep, p, k, now, EV_SYN_RECEIVED)
             ep.drops[DROP_OTHER] += 1
             return DROP_OTHER
-        _reset_reply(ep, &p, now)             # CLOSED: RFC 9293 3.10.7.1
+        _reset_reply(ep, p, now)              # CLOSED: RFC 9293 3.10.7.1
         ep.drops[DROP_NO_LISTENER] += 1
         return DROP_NO_LISTENER
     if ep.tab.conns[id].state == TCPS_SYN_SENT:
-        return _syn_sent(ep, <uint32_t>id, &p, now)
-    return _synchronized(ep, <uint32_t>id, &p, buf, base, now, &k)
+        return _syn_sent(ep, <uint32_t>id, p, now)
+    return _synchronized(ep, <uint32_t>id, p, buf, base, now, k)
+
+
+cdef int ep_process(ep_t *ep, const uint8_t *buf, size_t length, uint32_t base, uint64_t now) noexcept nogil:
+    """One IP packet in. Returns -1 when it was used, else the DROP_* reason."""
+    cdef pkt_t p
+    cdef ft_key_t k
+    cdef uint64_t h
+    cdef int rc = _parse_stage(ep, buf, length, &p, &k, &h)
+    if rc >= 0:
+        return rc
+    return _dispatch(ep, &p, &k, h, buf, base, now)
+
+
+cdef enum:
+    _AHEAD = 8                        # packets parsed (and index slots prefetched) ahead
+
+
+ctypedef struct _stage_t:
+    pkt_t p
+    ft_key_t k
+    uint64_t h
+    int rc
+
+
+cdef void ep_process_batch(ep_t *ep, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
+                           Py_ssize_t n, uint64_t now, int64_t *result) noexcept nogil:
+    """Many packets, pipelined: packet i+8 is parsed and its index slot prefetched while
+    packet i is processed, so table misses overlap. Same results as ep_process in order
+    (a lookup only ever uses its own key's hash, computed from immutable packet bytes)."""
+    cdef _stage_t ring[8]
+    cdef Py_ssize_t i, j
+    cdef _stage_t *s
+    for i in range(n + _AHEAD):
+        # finish packet i-8 first: its ring slot is the one packet i is parsed into
+        j = i - _AHEAD
+        if j >= 0:
+            s = &ring[j % _AHEAD]
+            if s.rc < 0:
+                s.rc = _dispatch(ep, &s.p, &s.k, s.h, buf + offs[j], <uint32_t>offs[j], now)
+            if result != NULL:
+                result[j] = s.rc
+        if i < n:
+            s = &ring[i % _AHEAD]
+            s.rc = _parse_stage(ep, buf + offs[i], <size_t>lens[i], &s.p, &s.k, &s.h)
+            if s.rc < 0:
+                ft_prefetch(&ep.tab, s.h)
 
 
 # ---- user calls ----

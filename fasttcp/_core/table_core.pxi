@@ -299,6 +299,22 @@ cdef int64_t ft_lookup(ft_table_t *t, const ft_key_t *key) noexcept nogil:
     return id
 
 
+cdef int64_t ft_lookup_hashed(ft_table_t *t, const ft_key_t *key, uint64_t h) noexcept nogil:
+    """ft_lookup with the key's hash already computed (pipelined callers)."""
+    cdef uint64_t slot
+    cdef int64_t id = _find(t, key, h, &slot)
+    if id >= 0:
+        t.stats.hits += 1
+    else:
+        t.stats.misses += 1
+    return id
+
+
+cdef void ft_prefetch(const ft_table_t *t, uint64_t h) noexcept nogil:
+    """Start loading the index slot where a key of hash h lives (a hint, nothing more)."""
+    FT_PREFETCH(&t.index[_home(t, <uint32_t>(h >> 32))])
+
+
 cdef enum:
     _HASH_CHUNK = 512                 # hashes computed ahead, on the stack
     _AHEAD_INDEX = 24                 # index slots prefetched this many keys ahead
