@@ -10,11 +10,19 @@ from fasttcp._core import seq
 from fasttcp._core.batch import SEGMENT_DTYPE, parse_batch
 from fasttcp._core.csum import checksum, checksum_update, tcp_checksum
 from fasttcp._core.segment import Options, Segment, build, parse, parse_tcp
+from fasttcp._core.endpoint import (
+    DROP_REASONS,
+    EVENT_DTYPE,
+    Connection,
+    ConnectionError_,
+    Endpoint,
+    Event,
+    pipe,
+)
 from fasttcp._core.table import (
     CONN_DTYPE,
     EXPIRED_DTYPE,
     KEY_DTYPE,
-    Connection,
     ConnectionTable,
     StaleConnection,
     TableFull,
@@ -22,8 +30,10 @@ from fasttcp._core.table import (
     canonical_keys,
     make_keys,
 )
+from fasttcp._core.table import Connection as ConnectionView
 from fasttcp._version import __version__
 from fasttcp.enums import Flags, OptionBits, Verdict
+from fasttcp.events import Cause
 from fasttcp.states import State, Timeouts
 from fasttcp.errors import (
     BadChecksum,
@@ -46,8 +56,16 @@ __all__ = [
     "Segment",
     "Options",
     "SEGMENT_DTYPE",
-    "ConnectionTable",
+    "Endpoint",
     "Connection",
+    "ConnectionError_",
+    "Event",
+    "Cause",
+    "EVENT_DTYPE",
+    "DROP_REASONS",
+    "pipe",
+    "ConnectionTable",
+    "ConnectionView",
     "TableStats",
     "TableFull",
     "StaleConnection",

@@ -1,244 +1,307 @@
-"""`fasttcp bench`: throughput of the wire layer, with peers measured in the same run.
+"""`fasttcp bench`: the main job. Two endpoints in one process open (and close) many
+connections through real segments, with peers measured in the same run.
 
-Absolute numbers on a shared machine are noisy, so every figure is the median of
-several repeats and is printed next to the peers (dpkt, scapy) measured seconds
-before on the same packets: the ratio is the number to trust.
+Every segment is built with both checksums, parsed, verified, looked up in the
+connection table and run through the RFC 9293 state machine -- no shortcut a packet
+processor could not take; only the copy of each packet into a Python object is skipped
+on the batch path (fasttcp._core.endpoint.pipe is the in-memory wire). Figures are
+medians of several rounds after a warm-up round; the spread (max-min)/median shows the
+noise of the machine. Peers: the same handshake written with dpkt in Python, and the
+Linux kernel's loopback connect/accept rate.
 """
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from fasttcp._core.batch import SEGMENT_DTYPE, parse_batch
-from fasttcp._core.csum import checksum
-from fasttcp._core.segment import Options, build, parse
-from fasttcp.workload import Batch, handshake_batch
+from fasttcp._core.endpoint import Endpoint, pipe
+from fasttcp._core.table import KEY_DTYPE
+from fasttcp.bench_codec import BenchConfig, Figure, Report, run_codec
+from fasttcp.events import Cause
 
-__all__ = ["BenchConfig", "run"]
+__all__ = ["BenchConfig", "run", "format_report"]
 
-
-@dataclass
-class BenchConfig:
-    """What to measure. Defaults take about half a minute on a 2-core machine."""
-
-    flows: int = 200_000          # x3 packets (SYN, SYN-ACK, ACK)
-    repeat: int = 5
-    family: str = "4"
-    peers: bool = True
-    peer_packets: int = 20_000    # the peers are ~100x slower; a sample is enough
-    progress: Callable[[str], None] | None = None
+CLIENT_NET = "198.18.0.0/16"      # RFC 2544 benchmarking range
+SERVER_ADDR = "198.19.0.1"
+SERVER_PORT = 80
 
 
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    spread: float = 0.0           # (max - min) / median of the repeats, the noise seen
+def flow_keys(n: int, offset: int = 0) -> np.ndarray:
+    """n distinct client keys: 198.18.a.b:port -> 198.19.0.1:80 (KEY_DTYPE, client view)."""
+    i = np.arange(offset, offset + n, dtype=np.int64)
+    host = i // 60000
+    if host.max(initial=0) >= 65534:
+        raise ValueError("too many flows for the 198.18.0.0/16 client range")
+    keys = np.zeros(n, dtype=KEY_DTYPE)
+    keys["family"] = 4
+    keys["lport"] = 1024 + i % 60000
+    keys["rport"] = SERVER_PORT
+    keys["laddr"][:, 0] = 198
+    keys["laddr"][:, 1] = 18
+    keys["laddr"][:, 2] = (host + 1) >> 8
+    keys["laddr"][:, 3] = (host + 1) & 255
+    keys["raddr"][:, :4] = (198, 19, 0, 1)
+    return keys
 
 
-@dataclass
-class Report:
-    config: BenchConfig
-    figures: dict[str, Figure] = field(default_factory=dict)
-    peers: dict[str, Figure] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def ratio(self, ours: str, peer: str) -> float | None:
-        if ours in self.figures and peer in self.peers and self.peers[peer].value:
-            return self.figures[ours].value / self.peers[peer].value
-        return None
-
-    def as_dict(self) -> dict:
-        out: dict = {f.name: f.value for f in self.figures.values()}
-        out["spread"] = {f.name: round(f.spread, 3) for f in self.figures.values()}
-        out["peers"] = {f.name: f.value for f in self.peers.values()}
-        out["ratios"] = {
-            "parse_batch_vs_dpkt": self.ratio("parse_batch_pps", "dpkt_parse_pps"),
-            "parse_vs_dpkt": self.ratio("parse_pps", "dpkt_parse_pps"),
-            "parse_batch_vs_scapy": self.ratio("parse_batch_pps", "scapy_parse_pps"),
-            "checksum_vs_scapy": self.ratio("checksum_bytes_per_s", "scapy_checksum_bytes_per_s"),
-        }
-        out["packets"] = 3 * self.config.flows
-        out["family"] = self.config.family
-        out["cpu_count"] = os.cpu_count()
-        out["notes"] = self.notes
-        return out
+def _pair(capacity: int) -> tuple[Endpoint, Endpoint]:
+    client = Endpoint([CLIENT_NET], capacity=capacity, seed=1)
+    server = Endpoint([SERVER_ADDR], capacity=capacity, seed=2)
+    server.listen(SERVER_PORT)
+    return client, server
 
 
-def _measure(fn: Callable[[], int], repeat: int) -> tuple[float, float]:
-    """Run fn `repeat` times; fn returns the work units done. Median rate and spread."""
-    rates = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        units = fn()
-        rates.append(units / (time.perf_counter() - t0))
-    med = statistics.median(rates)
-    return med, (max(rates) - min(rates)) / med if med else 0.0
+def _handshakes(client: Endpoint, server: Endpoint, keys: np.ndarray, now: float) -> np.ndarray:
+    """SYN -> SYN-ACK -> ACK for every key; returns the server's record ids."""
+    ids = client.connect_batch(keys, now)
+    pipe(client, server, now)          # SYNs
+    pipe(server, client, now)          # SYN-ACKs
+    pipe(client, server, now)          # ACKs
+    ev = server.events_batch()
+    client.clear_events()
+    server.clear_events()
+    established = ev["conn"][ev["cause"] == int(Cause.ACK_OF_SYN)]
+    if len(established) != len(keys) or (ids < 0).any():
+        raise RuntimeError(f"only {len(established)} of {len(keys)} handshakes completed")
+    return ids, established
 
 
-def run(cfg: BenchConfig) -> Report:
-    """Measure the wire layer and its peers; returns a Report."""
+def _close_all(client: Endpoint, server: Endpoint, cids, sids, now: float, msl: float) -> None:
+    """Four-way close (client first) and TIME-WAIT expiry after 2 MSL."""
+    client.close_batch(cids, now)
+    pipe(client, server, now)          # FIN
+    pipe(server, client, now)          # ACK          (client FIN-WAIT-2, server CLOSE-WAIT)
+    server.close_batch(sids, now)
+    pipe(server, client, now)          # FIN          (client TIME-WAIT)
+    pipe(client, server, now)          # ACK          (server CLOSED)
+    client.poll_batch(now + 2 * msl)   # TIME-WAIT ends
+    client.clear_events()
+    server.clear_events()
+    if len(client) or len(server):
+        raise RuntimeError(f"{len(client)} + {len(server)} connections left after the close")
+
+
+def _median(values):
+    med = statistics.median(values)
+    return med, (max(values) - min(values)) / med if med else 0.0
+
+
+def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, single: int = 20_000) -> Report:
+    """Measure handshakes/s (batch, single-packet, many open), full lifecycles/s and
+    memory per connection, then the peers and (``codec``) the wire-layer figures."""
     say = cfg.progress or (lambda _msg: None)
     rep = Report(cfg)
-    say(f"building {3 * cfg.flows:,} handshake packets")
-    batch = handshake_batch(cfg.flows, family=cfg.family)
-    out = np.empty(len(batch), dtype=SEGMENT_DTYPE)
+    n = cfg.flows
+    msl = 30.0
 
-    say("parse_batch (checksums verified)")
-    v, s = _measure(lambda: _batch(batch, out, True), cfg.repeat)
-    rep.figures["parse_batch_pps"] = Figure("parse_batch_pps", v, "packets/s", s)
-    bad = int(np.count_nonzero(out["verdict"]))
-    if bad:
-        rep.notes.append(f"{bad} synthetic packets did not verify (a bug)")
-    say("parse_batch (no checksum)")
-    v, s = _measure(lambda: _batch(batch, out, False), cfg.repeat)
-    rep.figures["parse_batch_nocsum_pps"] = Figure("parse_batch_nocsum_pps", v, "packets/s", s)
+    say(f"batch: {n:,} handshakes x {cfg.repeat} rounds")
+    client, server = _pair(n)
+    keys = flow_keys(n)
+    hs, life = [], []
+    now = 0.0
+    for rnd in range(cfg.repeat + 1):            # round 0 warms the memory up
+        t0 = time.perf_counter()
+        cids, sids = _handshakes(client, server, keys, now)
+        t1 = time.perf_counter()
+        _close_all(client, server, cids, sids, now, msl)
+        t2 = time.perf_counter()
+        now += 2 * msl + 1
+        if rnd:
+            hs.append(n / (t1 - t0))
+            life.append(n / (t2 - t0))
+    v, s = _median(hs)
+    rep.figures["handshakes_per_s"] = Figure("handshakes_per_s", v, "handshakes/s", s)
+    v, s = _median(life)
+    rep.figures["lifecycles_per_s"] = Figure("lifecycles_per_s", v, "lifecycles/s", s)
+    rep.figures["bytes_per_connection"] = Figure("bytes_per_connection", server.memory_bytes / n, "bytes")
 
-    sample = batch.packets[: min(len(batch), 300_000)]
-    say("parse() one packet at a time")
-    v, s = _measure(lambda: _parse_each(sample), cfg.repeat)
-    rep.figures["parse_pps"] = Figure("parse_pps", v, "packets/s", s)
+    if many_open:
+        say(f"many open: {many_open:,} connections held, then {n:,} more handshakes")
+        client, server = _pair(many_open + n)
+        held = flow_keys(many_open)
+        _handshakes(client, server, held, 0.0)
+        extra = flow_keys(n, offset=many_open)
+        rates = []
+        for rnd in range(cfg.repeat):
+            t0 = time.perf_counter()
+            cids, sids = _handshakes(client, server, extra, 1.0 + rnd * 100)
+            rates.append(n / (time.perf_counter() - t0))
+            for ep, ids in ((client, cids), (server, sids)):
+                ep.close_batch(ids, 1.0 + rnd * 100)
+            # reset the extra flows so the next round can reopen them
+            _drain_reset(client, server, cids, sids, 1.0 + rnd * 100)
+        v, s = _median(rates)
+        rep.figures["handshakes_per_s_many_open"] = Figure("handshakes_per_s_many_open", v, "handshakes/s", s)
+        rep.notes.append(f"many-open table: {len(server):,} server connections held")
+        del client, server
 
-    say("build()")
-    n_build = min(len(batch), 300_000)
-    v, s = _measure(lambda: _build_many(n_build), cfg.repeat)
-    rep.figures["build_pps"] = Figure("build_pps", v, "packets/s", s)
-
-    say("checksum() on 1500-byte buffers")
-    mtu = np.random.default_rng(2).integers(0, 256, 1500, dtype=np.uint8).tobytes()
-    v, s = _measure(lambda: _checksum_many(mtu, 200_000), cfg.repeat)
-    rep.figures["checksum_bytes_per_s"] = Figure("checksum_bytes_per_s", v, "bytes/s", s)
+    if single:
+        say(f"single-packet Python API: {single:,} handshakes")
+        rates = []
+        for _ in range(max(1, cfg.repeat // 2)):
+            rates.append(_single_packet(single))
+        v, s = _median(rates)
+        rep.figures["handshakes_per_s_python_api"] = Figure("handshakes_per_s_python_api", v, "handshakes/s", s)
 
     if cfg.peers:
-        _run_peers(cfg, batch, mtu, rep, say)
+        say("peer: the same handshake with dpkt in Python")
+        try:
+            v = _dpkt_handshakes(min(n, 20_000))
+            rep.peers["dpkt_handshakes_per_s"] = Figure("dpkt_handshakes_per_s", v, "handshakes/s")
+        except ImportError:
+            rep.notes.append("dpkt not installed: no dpkt peer (pip install 'fasttcp[test]')")
+        say("peer: Linux kernel loopback connect/accept")
+        v = _kernel_loopback(2.0)
+        rep.peers["kernel_loopback_connections_per_s"] = Figure("kernel_loopback_connections_per_s", v, "connections/s")
+
+    if codec:
+        run_codec(cfg, rep)
     return rep
 
 
-def _batch(batch: Batch, out: np.ndarray, verify: bool) -> int:
-    parse_batch(batch.buffer, batch.offsets, batch.lengths, verify_checksum=verify, out=out)
-    return len(batch)
+def _drain_reset(client: Endpoint, server: Endpoint, cids, sids, now: float) -> None:
+    """Finish the close of the extra flows started in the many-open rounds."""
+    pipe(client, server, now)
+    pipe(server, client, now)
+    pipe(client, server, now)
+    pipe(server, client, now)
+    client.poll_batch(now + 61)
+    server.poll_batch(now + 61)
+    client.clear_events()
+    server.clear_events()
 
 
-def _parse_each(packets: list[bytes]) -> int:
-    p = parse
-    for pkt in packets:
-        p(pkt)
-    return len(packets)
-
-
-def _build_many(n: int) -> int:
-    opts = Options(mss=1460, wscale=7, sack_permitted=True, timestamp=(1, 0))
-    b = build
+def _single_packet(n: int) -> float:
+    """Handshakes through the per-packet Python API: connect, receive, transmit, accept."""
+    client = Endpoint([CLIENT_NET], capacity=n, seed=3)
+    server = Endpoint([SERVER_ADDR], capacity=n, seed=4)
+    server.listen(SERVER_PORT)
+    t0 = time.perf_counter()
     for i in range(n):
-        b("198.18.0.1", "198.19.0.1", 1024 + (i & 0x7FFF), 80, seq=i, options=opts)
-    return n
+        client.connect(SERVER_ADDR, SERVER_PORT, local_port=1024 + i % 60000,
+                       local_addr=f"198.18.{1 + i // 60000 // 256}.{1 + (i // 60000) % 256}", now=0.0)
+        for p in client.transmit():
+            server.receive(p, 0.0)
+        for p in server.transmit():
+            client.receive(p, 0.0)
+        for p in client.transmit():
+            server.receive(p, 0.0)
+        server.accept()
+        client.events()                  # an application drains its events as it goes
+        server.events()
+    dt = time.perf_counter() - t0
+    if len(server) != n:
+        raise RuntimeError(f"single-packet path: {len(server)} of {n} handshakes completed")
+    return n / dt
 
 
-def _checksum_many(buf: bytes, n: int) -> int:
-    c = checksum
-    for _ in range(n):
-        c(buf)
-    return n * len(buf)
+def _dpkt_handshakes(n: int) -> float:
+    """Peer: a Python handshake with dpkt (build, parse, verify checksum, dict state)."""
+    import dpkt
 
+    def build(src, dst, sport, dport, seq, ack, flags):
+        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=65535,
+                           opts=b"\x02\x04\x05\xb4")
+        ip = dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, data=tcp)
+        ip.len = len(ip)
+        return bytes(ip)
 
-# ---- peers ----
-
-def _run_peers(cfg: BenchConfig, batch: Batch, mtu: bytes, rep: Report, say) -> None:
-    sample = batch.packets[: cfg.peer_packets]
-    try:
-        import dpkt
-    except ImportError:
-        rep.notes.append("dpkt not installed: no dpkt peer figure (pip install 'fasttcp[test]')")
-    else:
-        say(f"peer: dpkt on {len(sample):,} packets")
-        v, s = _measure(lambda: _dpkt_parse(dpkt, sample), max(1, cfg.repeat // 2))
-        rep.peers["dpkt_parse_pps"] = Figure("dpkt_parse_pps", v, "packets/s", s)
-    try:
-        import logging
-
-        logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
-        from scapy.layers.inet import IP, TCP
-        from scapy.utils import checksum as scapy_checksum
-    except ImportError:
-        rep.notes.append("scapy not installed: no scapy peer figure (pip install 'fasttcp[test]')")
-    else:
-        small = sample[: max(1, cfg.peer_packets // 10)]
-        say(f"peer: scapy on {len(small):,} packets")
-        v, s = _measure(lambda: _scapy_parse(IP, TCP, small), max(1, cfg.repeat // 2))
-        rep.peers["scapy_parse_pps"] = Figure("scapy_parse_pps", v, "packets/s", s)
-        v, s = _measure(lambda: _scapy_checksum(scapy_checksum, mtu, 5_000), max(1, cfg.repeat // 2))
-        rep.peers["scapy_checksum_bytes_per_s"] = Figure("scapy_checksum_bytes_per_s", v, "bytes/s", s)
-
-
-def _dpkt_parse(dpkt, packets: list[bytes]) -> int:
-    # the same work as ours: IP + TCP header fields, options decoded, checksum verified
-    ip_cls = dpkt.ip.IP
-    for pkt in packets:
-        ip = ip_cls(pkt)
+    def parse(pkt):
+        ip = dpkt.ip.IP(pkt)
         tcp = ip.data
-        dpkt.tcp.parse_opts(tcp.opts)
         raw = bytes(tcp)
-        pseudo = ip.src + ip.dst + bytes((0, 6)) + len(raw).to_bytes(2, "big")
-        dpkt.in_cksum(pseudo + raw)
-    return len(packets)
+        if dpkt.in_cksum(ip.src + ip.dst + b"\x00\x06" + len(raw).to_bytes(2, "big") + raw) != 0:
+            raise ValueError("checksum")
+        dpkt.tcp.parse_opts(tcp.opts)
+        return ip, tcp
+
+    srv = bytes((198, 19, 0, 1))
+    client_state: dict = {}
+    server_state: dict = {}
+    t0 = time.perf_counter()
+    for i in range(n):
+        cli = bytes((198, 18, 1 + i // 60000, 1))
+        port = 1024 + i % 60000
+        syn = build(cli, srv, port, 80, 1000, 0, dpkt.tcp.TH_SYN)
+        client_state[(cli, port, srv, 80)] = "SYN-SENT"
+        ip, tcp = parse(syn)
+        server_state[(ip.dst, tcp.dport, ip.src, tcp.sport)] = "SYN-RECEIVED"
+        synack = build(ip.dst, ip.src, tcp.dport, tcp.sport, 5000, tcp.seq + 1, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK)
+        ip, tcp = parse(synack)
+        client_state[(ip.dst, tcp.dport, ip.src, tcp.sport)] = "ESTABLISHED"
+        ack = build(ip.dst, ip.src, tcp.dport, tcp.sport, tcp.ack, tcp.seq + 1, dpkt.tcp.TH_ACK)
+        ip, tcp = parse(ack)
+        server_state[(ip.dst, tcp.dport, ip.src, tcp.sport)] = "ESTABLISHED"
+    return n / (time.perf_counter() - t0)
 
 
-def _scapy_parse(IP, TCP, packets: list[bytes]) -> int:
-    for pkt in packets:
-        p = IP(pkt)
-        t = p[TCP]
-        _ = (t.sport, t.dport, t.seq, t.ack, t.flags, t.window, t.options)
-    return len(packets)
-
-
-def _scapy_checksum(fn, buf: bytes, n: int) -> int:
-    for _ in range(n):
-        fn(buf)
-    return n * len(buf)
+def _kernel_loopback(seconds: float) -> float:
+    """Peer: Linux's own TCP, connect + accept + close on 127.0.0.1, one core, bounded time."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1024)
+    addr = lsock.getsockname()
+    count = 0
+    deadline = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    try:
+        while time.perf_counter() < deadline and count < 200_000:
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # RST on close instead of TIME-WAIT, so the run does not exhaust ports
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            c.connect(addr)
+            a, _ = lsock.accept()
+            a.close()
+            c.close()
+            count += 1
+    finally:
+        lsock.close()
+    return count / (time.perf_counter() - t0)
 
 
 # ---- text output ----
 
-def _fmt_rate(f: Figure) -> str:
-    if f.unit == "bytes/s":
-        return f"{f.value / 1e9:8.2f} GB/s"
-    return f"{f.value / 1e6:8.2f} M{f.unit}"
-
-
 _LABELS = {
-    "parse_batch_pps": "parse_batch, checksums verified",
-    "parse_batch_nocsum_pps": "parse_batch, no checksum",
-    "parse_pps": "parse(), one Segment per packet",
-    "build_pps": "build(), options + checksums",
-    "checksum_bytes_per_s": "checksum(), 1500-byte buffers",
-    "dpkt_parse_pps": "dpkt parse + checksum",
-    "scapy_parse_pps": "scapy parse",
-    "scapy_checksum_bytes_per_s": "scapy checksum, 1500-byte buffers",
+    "handshakes_per_s": "handshakes/s, batch (C loop)",
+    "lifecycles_per_s": "full lifecycles/s (open+close+2MSL)",
+    "handshakes_per_s_many_open": "handshakes/s with 1M held open",
+    "handshakes_per_s_python_api": "handshakes/s, single-packet API",
+    "bytes_per_connection": "bytes per connection (table)",
+    "dpkt_handshakes_per_s": "dpkt handshake in Python",
+    "kernel_loopback_connections_per_s": "Linux kernel loopback connect/accept",
 }
 
 
 def format_report(rep: Report) -> str:
-    lines = [f"fasttcp bench: wire layer, {3 * rep.config.flows:,} IPv{rep.config.family} handshake packets, "
-             f"median of {rep.config.repeat} (spread = (max-min)/median)"]
-    for f in rep.figures.values():
-        lines.append(f"  {_LABELS[f.name]:36s} {_fmt_rate(f)}   spread {f.spread:5.1%}")
-    if rep.peers:
-        lines.append("peers, same run, same packets:")
-        for f in rep.peers.values():
-            lines.append(f"  {_LABELS[f.name]:36s} {_fmt_rate(f)}   spread {f.spread:5.1%}")
-        for label, ours, peer in (("parse_batch / dpkt", "parse_batch_pps", "dpkt_parse_pps"),
-                                  ("parse() / dpkt", "parse_pps", "dpkt_parse_pps"),
-                                  ("parse_batch / scapy", "parse_batch_pps", "scapy_parse_pps"),
-                                  ("checksum / scapy", "checksum_bytes_per_s", "scapy_checksum_bytes_per_s")):
-            r = rep.ratio(ours, peer)
-            if r is not None:
-                lines.append(f"  ratio {label:30s} {r:10.0f}x")
+    from fasttcp.bench_codec import format_report as codec_report
+
+    cfg = rep.config
+    lines = [f"fasttcp bench: {cfg.flows:,} flows per round, median of {cfg.repeat} rounds after a warm-up "
+             f"(spread = (max-min)/median), pid {os.getpid()}"]
+    for name in ("handshakes_per_s", "lifecycles_per_s", "handshakes_per_s_many_open",
+                 "handshakes_per_s_python_api", "bytes_per_connection"):
+        f = rep.figures.get(name)
+        if f is None:
+            continue
+        val = f"{f.value:10.1f} bytes" if f.unit == "bytes" else f"{f.value / 1e6:8.2f} M/s"
+        lines.append(f"  {_LABELS[name]:40s} {val}   spread {f.spread:5.1%}")
+    hs_peers = [p for p in rep.peers.values() if p.name in _LABELS]
+    if hs_peers:
+        lines.append("peers, same run:")
+        for f in hs_peers:
+            lines.append(f"  {_LABELS[f.name]:40s} {f.value / 1e3:8.1f} k/s")
+        ours = rep.figures["handshakes_per_s"].value
+        for f in hs_peers:
+            lines.append(f"  ratio batch handshakes / {_LABELS[f.name]:24s} {ours / f.value:8.0f}x")
+    codec = {k: v for k, v in rep.figures.items() if k not in _LABELS}
+    if codec:
+        sub = Report(cfg, codec, {k: v for k, v in rep.peers.items() if k not in _LABELS}, [])
+        lines.append(codec_report(sub))
     for note in rep.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)

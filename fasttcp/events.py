@@ -6,10 +6,8 @@ them on the batch path, `Event` objects on the single-packet path.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any
 
-from fasttcp.states import State
 
 __all__ = ["Cause", "Event"]
 
@@ -37,16 +35,11 @@ class Cause(enum.IntEnum):
     RETRANSMIT = 17        # a retransmission timer fired (no state change; value = retransmit count)
 
 
-@dataclass(frozen=True)
-class Event:
-    """One state change (or data delivery) of one connection at one time."""
+# Event is defined in Cython (fasttcp._core.endpoint) so that the single-packet path
+# can make one per state change cheaply; it is re-exported here and from fasttcp.
+def __getattr__(name: str) -> Any:
+    if name == "Event":
+        from fasttcp._core.endpoint import Event
 
-    time: float
-    connection: Any            # fasttcp.endpoint Connection
-    old: State
-    new: State
-    cause: Cause
-    value: int = 0
-
-    def __str__(self) -> str:
-        return f"{self.time:.6f} {self.connection!r}: {self.old} -> {self.new} ({self.cause.name})"
+        return Event
+    raise AttributeError(name)

@@ -78,15 +78,21 @@ def test_cli_version_and_help():
 def test_cli_bench_json_reports_figures_and_peers():
     import json
 
-    out = subprocess.run([sys.executable, "-m", "fasttcp", "bench", "--quick", "--json", "--flows", "2000"],
+    out = subprocess.run([sys.executable, "-m", "fasttcp", "bench", "--quick", "--json", "--flows", "2000",
+                          "--many-open", "3000", "--single", "500"],
                          capture_output=True, text=True, check=True, timeout=300)
     report = json.loads(out.stdout)
-    for key in ("parse_batch_pps", "parse_pps", "build_pps", "checksum_bytes_per_s"):
+    for key in ("handshakes_per_s", "lifecycles_per_s", "handshakes_per_s_many_open",
+                "handshakes_per_s_python_api", "bytes_per_connection",
+                "parse_batch_pps", "parse_pps", "build_pps", "checksum_bytes_per_s"):
         assert report[key] > 0, key
-    assert report["packets"] == 6000
-    assert report["notes"] == []            # every synthetic packet verified
+    assert report["flows"] == 2000
+    # every synthetic packet verified; every handshake and close completed (else it raises)
+    assert not [n for n in report["notes"] if "did not verify" in n]
+    assert report["peers"]["dpkt_handshakes_per_s"] > 0
+    assert report["peers"]["kernel_loopback_connections_per_s"] > 0
     assert report["peers"]["dpkt_parse_pps"] > 0
-    assert report["ratios"]["parse_batch_vs_dpkt"] > 1
+    assert report["ratios"]["handshakes_vs_dpkt_handshakes"] > 1
 
 
 def test_cli_bench_rejects_bad_arguments():

@@ -30,12 +30,12 @@ from fasttcp._core.addr cimport addr_bytes
 from fasttcp._addr import to_ip as _to_ip
 from fasttcp.enums import Verdict
 from fasttcp.errors import UsageError
-from fasttcp.events import Cause, Event
+from fasttcp.events import Cause
 from fasttcp.states import State, Timeouts
 
 include "endpoint_core.pxi"
 
-__all__ = ["Endpoint", "Connection", "EVENT_DTYPE", "DROP_REASONS", "ConnectionError_"]
+__all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "ConnectionError_", "pipe"]
 
 EVENT_DTYPE = np.dtype([
     ("time", "u8"), ("conn", "u4"), ("value", "u4"), ("old_state", "u1"), ("new_state", "u1"),
@@ -62,6 +62,52 @@ cdef inline uint64_t _us(object seconds, str name) except? 0xffffffffffffffff:
     return <uint64_t>(seconds * 1000000.0 + 0.5)
 
 
+@cython.final
+cdef class Event:
+    """One state change (or data delivery / retransmission) of one connection.
+
+    Attributes: ``time`` (seconds), ``connection`` (the `Connection`, or a stand-in
+    with ``key`` for one you never held), ``old`` and ``new`` (`State`), ``cause``
+    (`Cause`), ``value`` (DATA: bytes delivered; RETRANSMIT: the retransmission count).
+    """
+    cdef readonly double time
+    cdef readonly object connection
+    cdef readonly object old
+    cdef readonly object new
+    cdef readonly object cause
+    cdef readonly uint32_t value
+
+    def __init__(self, time, connection, old, new, cause, value=0):
+        self.time = time
+        self.connection = connection
+        self.old = _State(old)
+        self.new = _State(new)
+        self.cause = _Cause(cause)
+        self.value = value
+
+    def __repr__(self):
+        return (f"Event(time={self.time:.6f}, connection={self.connection!r}, old={self.old}, "
+                f"new={self.new}, cause={self.cause.name}, value={self.value})")
+
+    def __str__(self):
+        return f"{self.time:.6f} {self.connection!r}: {self.old} -> {self.new} ({self.cause.name})"
+
+
+cdef list _STATES = list(State)
+cdef list _CAUSES = list(Cause)
+
+
+cdef inline Event _make_event(ep_event_t *e, object conn):
+    cdef Event ev = Event.__new__(Event)
+    ev.time = e.time / 1e6
+    ev.connection = conn
+    ev.old = _STATES[e.old_state]
+    ev.new = _STATES[e.new_state]
+    ev.cause = _CAUSES[e.cause]
+    ev.value = e.value
+    return ev
+
+
 class ConnectionError_(UsageError):
     """Misuse of a connection: send() after close, on a reset connection, ..."""
 
@@ -76,7 +122,8 @@ cdef class Connection:
     cdef Endpoint _ep
     cdef readonly uint32_t id
     cdef uint8_t _gen
-    cdef readonly tuple key            # (local address, local port, remote address, remote port)
+    cdef tuple _key                    # decoded on first use
+    cdef ft_key_t _k
     cdef bytearray _sndbuf             # bytes from SND.UNA on: unacknowledged, then unsent
     cdef uint32_t _sndbuf_seq          # sequence number of _sndbuf[0]
     cdef bytearray _rcvbuf
@@ -101,9 +148,7 @@ cdef class Connection:
         c._ep = ep
         c.id = id
         c._gen = r.gen
-        n = 4 if r.family == 4 else 16
-        c.key = (_to_ip(PyBytes_FromStringAndSize(<char *>r.laddr, n)), r.lport,
-                 _to_ip(PyBytes_FromStringAndSize(<char *>r.raddr, n)), r.rport)
+        memcpy(&c._k, r, 40)
         c._sndbuf = bytearray()
         c._rcvbuf = bytearray()
         c._rto = ep._ep.cfg.rto_initial
@@ -119,11 +164,20 @@ cdef class Connection:
         return r
 
     @property
+    def key(self):
+        """(local address, local port, remote address, remote port)."""
+        if self._key is None:
+            n = 4 if self._k.family == 4 else 16
+            self._key = (_to_ip(PyBytes_FromStringAndSize(<char *>self._k.laddr, n)), self._k.lport,
+                         _to_ip(PyBytes_FromStringAndSize(<char *>self._k.raddr, n)), self._k.rport)
+        return self._key
+
+    @property
     def state(self):
         cdef ft_conn_t *r = self._rec()
         if r == NULL:
             return self._final if self._final is not None else _State.CLOSED
-        return _State(r.state)
+        return _STATES[r.state]
 
     @property
     def local(self):
@@ -132,12 +186,6 @@ cdef class Connection:
     @property
     def remote(self):
         return self.key[2], self.key[3]
-
-    def _tcb(self, name):
-        cdef ft_conn_t *r = self._rec()
-        if r == NULL:
-            return None
-        return getattr(self._ep.table_view(self.id), name)
 
     @property
     def mss(self):
@@ -250,6 +298,7 @@ cdef class Endpoint:
     """
     cdef ep_t *_ep
     cdef dict _conns                  # record id -> Connection (the ones handed out)
+    cdef set _pending                 # connections with unsent bytes or a FIN to send
     cdef list _events
     cdef readonly object timeouts
     cdef uint64_t _now
@@ -338,6 +387,7 @@ cdef class Endpoint:
             raise MemoryError()
         ep.acq_cap = capacity
         self._conns = {}
+        self._pending = set()
         self._events = []
         self._scratch_ids = np.empty(4096, dtype=np.uint32)
         self._next_port = _EPHEMERAL_LOW
@@ -637,9 +687,6 @@ cdef class Endpoint:
 
     # ---- internals ----
 
-    def table_view(self, id):
-        raise NotImplementedError
-
     cdef void _reopen_window(self, Connection c, ft_conn_t *r):
         # the advertised window is what the receive buffer can still take
         cdef uint32_t room = self._ep.cfg.window - min(<size_t>self._ep.cfg.window, len(c._rcvbuf))
@@ -683,19 +730,22 @@ cdef class Endpoint:
                 elif e.cause == EV_RETRANSMIT and conn._rec() != NULL and e.old_state >= TCPS_ESTABLISHED:
                     self._retransmit(conn)
                 touched.add(conn)
-            self._events.append(Event(e.time / 1e6, c, _State(e.old_state), _State(e.new_state),
-                                      _Cause(e.cause), e.value))
+            self._events.append(_make_event(e, c))
         ep.nev = 0
         for conn in touched:
             if conn._rec() != NULL:
                 self._acked(conn)
                 self._flush(conn)
-        # connections with queued data or FIN but no event this time (window opened by an ACK)
-        for c in list(self._conns.values()):
-            conn = <Connection>c
-            if conn not in touched and (conn._sndbuf or conn._fin_pending) and conn._rec() != NULL:
-                self._acked(conn)
-                self._flush(conn)
+        # connections waiting to send (e.g. for the window an ACK may just have opened)
+        if self._pending:
+            for c in list(self._pending):
+                conn = <Connection>c
+                if conn not in touched:
+                    if conn._rec() == NULL:
+                        self._pending.discard(conn)
+                    else:
+                        self._acked(conn)
+                        self._flush(conn)
 
     cdef void _acked(self, Connection c):
         """Drop acknowledged bytes from the send buffer; sample the RTT (RFC 6298, Karn)."""
@@ -732,7 +782,12 @@ cdef class Endpoint:
         cdef ft_conn_t *r = c._rec()
         cdef uint32_t in_flight, room, n, off
         cdef const uint8_t *base
-        if r == NULL or r.state < TCPS_ESTABLISHED:
+        if r == NULL:
+            self._pending.discard(c)
+            return
+        if r.state < TCPS_ESTABLISHED:
+            if c._fin_pending or c._sndbuf:
+                self._pending.add(c)             # send once the handshake completes
             return
         if c._sndbuf_seq == 0 and len(c._sndbuf) and r.snd_una == r.snd_nxt:
             c._sndbuf_seq = r.snd_una
@@ -758,7 +813,10 @@ cdef class Endpoint:
         if c._fin_pending and r.snd_nxt - c._sndbuf_seq >= len(c._sndbuf):
             c._fin_pending = False
             ep_close(self._ep, c.id, self._now)
-            self._collect_quiet()
+        if c._fin_pending or r.snd_nxt - c._sndbuf_seq < len(c._sndbuf):
+            self._pending.add(c)
+        else:
+            self._pending.discard(c)
 
     cdef void _retransmit(self, Connection c):
         """RTO fired with data outstanding: resend the first segment from SND.UNA, back
@@ -780,10 +838,6 @@ cdef class Endpoint:
         c._rto = min(c._rto * 2, self._ep.cfg.rto_max)
         ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)
 
-    cdef void _collect_quiet(self):
-        # events produced by a call made while handling events (close after data):
-        # fold them in on the next _after_call (nothing to do now)
-        pass
 
 
 @cython.final
