@@ -13,7 +13,7 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip, ft_encode_options, ft_build_packet
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
-                                  ft_lookup, ft_lookup_hashed, ft_prefetch, ft_insert, ft_remove, ft_set_state, ft_set_deadline,
+                                  ft_lookup, ft_lookup_hashed, ft_prefetch, ft_prefetch_record, ft_insert, ft_remove, ft_set_state, ft_set_deadline,
                                   ft_expire, ft_hash, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
                                   TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
                                   TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
@@ -658,6 +658,10 @@ cdef void ep_process_batch(ep_t *ep, const uint8_t *buf, const int64_t *offs, co
                 s.rc = _dispatch(ep, &s.p, &s.k, s.h, buf + offs[j], <uint32_t>offs[j], now)
             if result != NULL:
                 result[j] = s.rc
+        # packet i-4: its index slot has arrived; start loading its record
+        j = i - _AHEAD // 2
+        if 0 <= j < n and ring[j % _AHEAD].rc < 0:
+            ft_prefetch_record(&ep.tab, ring[j % _AHEAD].h)
         if i < n:
             s = &ring[i % _AHEAD]
             s.rc = _parse_stage(ep, buf + offs[i], <size_t>lens[i], &s.p, &s.k, &s.h)

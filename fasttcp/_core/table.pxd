@@ -135,6 +135,7 @@ cdef uint64_t ft_hash(const ft_table_t *t, const void *key) noexcept nogil
 cdef int64_t ft_lookup(ft_table_t *t, const ft_key_t *key) noexcept nogil
 cdef int64_t ft_lookup_hashed(ft_table_t *t, const ft_key_t *key, uint64_t h) noexcept nogil
 cdef void ft_prefetch(const ft_table_t *t, uint64_t h) noexcept nogil
+cdef void ft_prefetch_record(const ft_table_t *t, uint64_t h) noexcept nogil
 cdef void ft_lookup_batch(ft_table_t *t, const ft_key_t *keys, Py_ssize_t n, int64_t *out) noexcept nogil
 cdef int64_t ft_insert(ft_table_t *t, const ft_key_t *key, uint8_t state, uint64_t now,
                        uint32_t *evicted) noexcept nogil

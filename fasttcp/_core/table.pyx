@@ -84,6 +84,8 @@ cdef int _fill_key(ft_key_t *k, object key) except -1:
 
 
 cdef uint8_t _state(object state) except 255:
+    if isinstance(state, bool):
+        raise UsageError(f"not a fasttcp.State: {state!r}")
     try:
         return <uint8_t>int(State(state))
     except (ValueError, TypeError):
@@ -184,6 +186,13 @@ cdef class ConnectionTable:
             raise UsageError("ConnectionTable is in use by a batch call in another thread")
         return 0
 
+    cdef int _claim(self) except -1:
+        """_ready() and mark the table busy in one step under the GIL, before a batch
+        call does any Python-level work during which another thread could run."""
+        self._ready()
+        self._busy = True
+        return 0
+
     # ---- size ----
 
     def __len__(self):
@@ -254,7 +263,7 @@ cdef class ConnectionTable:
         cdef int64_t id
         cdef bint swapped = False
         self._ready()
-        st = State(state)
+        cdef uint8_t st = _state(state)
         cdef uint64_t t_now = _micros(now, "now")
         _fill_key(&k, key)
         if self._t.symmetric:
@@ -283,21 +292,23 @@ cdef class ConnectionTable:
     def set_state(self, key, state, *, now):
         """Move `key` to `state` at `now`, re-arming that state's timeout."""
         cdef bint sw
-        cdef int64_t id = self._lookup(key, &sw)
-        cdef uint64_t t_now = _micros(now, "now")
         self._ready()
+        cdef uint8_t st = _state(state)              # validate before anything is counted
+        cdef uint64_t t_now = _micros(now, "now")
+        cdef int64_t id = self._lookup(key, &sw)
         if id < 0:
             raise KeyError(key)
-        ft_set_state(&self._t, <uint32_t>id, _state(state), t_now)
+        ft_set_state(&self._t, <uint32_t>id, st, t_now)
 
     def set_deadline(self, key, when):
         """Arm the timer of `key` at absolute time `when` (seconds); None cancels it."""
         cdef bint sw
-        cdef int64_t id = self._lookup(key, &sw)
         self._ready()
+        cdef uint64_t d = 0 if when is None else max(1, _micros(when, "when"))
+        cdef int64_t id = self._lookup(key, &sw)
         if id < 0:
             raise KeyError(key)
-        ft_set_deadline(&self._t, <uint32_t>id, 0 if when is None else max(1, _micros(when, "when")))
+        ft_set_deadline(&self._t, <uint32_t>id, d)
 
     # ---- time ----
 
@@ -309,9 +320,15 @@ cdef class ConnectionTable:
         way). If more connections are due than it holds, the rest stay due for the next
         call; the return value is ``out[:n]``."""
         cdef uint64_t t_now = _micros(now, "now")
+        self._claim()
+        try:
+            return self._expire(t_now, out)
+        finally:
+            self._busy = False
+
+    cdef object _expire(self, uint64_t t_now, object out):
         cdef Py_ssize_t n, total = 0, room, want
         cdef Py_ssize_t cap = 65536
-        self._ready()
         if out is not None:
             if (not isinstance(out, np.ndarray) or out.dtype != EXPIRED_DTYPE or out.ndim != 1
                     or not out.flags.c_contiguous or not out.flags.writeable):
@@ -347,9 +364,7 @@ cdef class ConnectionTable:
         cdef Py_ssize_t n, i
         cdef expired_row_t *r
         cdef const ft_conn_t *c
-        self._busy = True
-        try:
-          with nogil:
+        with nogil:                                  # the caller holds the busy claim
             n = ft_expire(&self._t, now, &iv[0], &fv[0], want)
             r = (<expired_row_t *>&rv[0]) + start
             for i in range(n):
@@ -357,8 +372,6 @@ cdef class ConnectionTable:
                 memcpy(&r[i], c, 40)                 # key bytes (+ state/flags/retransmits)
                 r[i].deadline = fv[i]
             ft_remove_batch(&self._t, &iv[0], n)
-        finally:
-            self._busy = False
         return n
 
     def next_deadline(self):
@@ -379,28 +392,35 @@ cdef class ConnectionTable:
 
     def lookup_batch(self, keys):
         """Look up a KEY_DTYPE array (prefetching ahead). Returns int64 record ids, -1 = absent."""
-        self._ready()
+        self._claim()
+        try:
+            return self._lookup_batch(keys)
+        finally:
+            self._busy = False
+
+    cdef object _lookup_batch(self, object keys):
         keys = _as_keys(keys)
         cdef Py_ssize_t n = keys.shape[0]
         out = np.empty(n, dtype=np.int64)
         cdef int64_t[::1] o = out
-        cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1)
         if self._t.symmetric:
             keys = canonical_keys(keys)[0]
-            kv = keys.view(np.uint8).reshape(-1)
+        cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
         if n:
-            self._busy = True
-            try:
-                with nogil:
-                    ft_lookup_batch(&self._t, <const ft_key_t *>&kv[0], n, &o[0])
-            finally:
-                self._busy = False
+            with nogil:
+                ft_lookup_batch(&self._t, <const ft_key_t *>&kv[0], n, &o[0])
         return out
 
     def insert_batch(self, keys, *, state=State.SYN_SENT, now=0.0):
         """Insert a KEY_DTYPE array in `state`. Returns int64 ids; -1 = refused (full),
         -2 = already present. Never raises for a full table: refusals are counted."""
-        self._ready()
+        self._claim()
+        try:
+            return self._insert_batch(keys, state, now)
+        finally:
+            self._busy = False
+
+    cdef object _insert_batch(self, object keys, object state, object now):
         keys = _as_keys(keys)
         cdef Py_ssize_t n = keys.shape[0], i
         cdef uint8_t st = _state(state)
@@ -416,15 +436,11 @@ cdef class ConnectionTable:
         cdef const ft_key_t *kp
         if n:
             kp = <const ft_key_t *>&kv[0]
-            self._busy = True
-            try:
-                with nogil:
-                    for i in range(n):
-                        o[i] = ft_insert(&self._t, &kp[i], st, t_now, &ev)
-                        if o[i] >= 0 and sv[i]:
-                            self._t.conns[o[i]].flags |= CONN_F_SWAPPED
-            finally:
-                self._busy = False
+            with nogil:
+                for i in range(n):
+                    o[i] = ft_insert(&self._t, &kp[i], st, t_now, &ev)
+                    if o[i] >= 0 and sv[i]:
+                        self._t.conns[o[i]].flags |= CONN_F_SWAPPED
         return out
 
     def remove_ids(self, ids):
@@ -641,10 +657,12 @@ cdef class Connection:
         if not isinstance(other, Connection):
             return NotImplemented
         return (self._table is (<Connection>other)._table and self._id == (<Connection>other)._id
-                and self._gen == (<Connection>other)._gen)
+                and self._gen == (<Connection>other)._gen
+                and memcmp(&self._key, &(<Connection>other)._key, 40) == 0)
 
     def __hash__(self):
-        return hash((id(self._table), self._id, self._gen))
+        return hash((id(self._table), self._id, self._gen,
+                     PyBytes_FromStringAndSize(<char *>&self._key, 40)))
 
 
 cdef void setattr_tcb(ft_conn_t *c, str name, uint32_t v):

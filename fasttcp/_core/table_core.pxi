@@ -315,6 +315,17 @@ cdef void ft_prefetch(const ft_table_t *t, uint64_t h) noexcept nogil:
     FT_PREFETCH(&t.index[_home(t, <uint32_t>(h >> 32))])
 
 
+cdef void ft_prefetch_record(const ft_table_t *t, uint64_t h) noexcept nogil:
+    """Second pipeline stage: read the (prefetched) home slot and start loading the record
+    it points to, if its stored hash matches."""
+    cdef uint64_t e = t.index[_home(t, <uint32_t>(h >> 32))]
+    cdef const ft_conn_t *r
+    if e != 0 and <uint32_t>(e >> 32) == <uint32_t>(h >> 32):
+        r = &t.conns[<uint32_t>e - 1]
+        FT_PREFETCH(r)
+        FT_PREFETCH((<const char *>r) + 64)
+
+
 cdef enum:
     _HASH_CHUNK = 512                 # hashes computed ahead, on the stack
     _AHEAD_INDEX = 24                 # index slots prefetched this many keys ahead
@@ -471,6 +482,22 @@ cdef void ft_set_deadline(ft_table_t *t, uint32_t id, uint64_t deadline) noexcep
         _wheel_link(t, id, deadline)
 
 
+cdef Py_ssize_t _expire_bucket(ft_table_t *t, uint64_t b, uint64_t now, uint32_t *out, uint64_t *fired,
+                               Py_ssize_t max_out) noexcept nogil:
+    cdef uint32_t id = t.wheel[b], nxt
+    cdef Py_ssize_t n = 0
+    while id != FT_NIL and n < max_out:
+        nxt = t.conns[id].t_next
+        if t.conns[id].deadline <= now:
+            if fired != NULL:
+                fired[n] = t.conns[id].deadline
+            _wheel_unlink(t, id)
+            out[n] = id
+            n += 1
+        id = nxt
+    return n
+
+
 cdef Py_ssize_t ft_expire(ft_table_t *t, uint64_t now, uint32_t *out, uint64_t *fired,
                           Py_ssize_t max_out) noexcept nogil:
     """Unlink and return (in `out`) up to max_out records whose deadline is <= now, and
@@ -482,7 +509,9 @@ cdef Py_ssize_t ft_expire(ft_table_t *t, uint64_t now, uint32_t *out, uint64_t *
     cdef Py_ssize_t n = 0
     cdef ft_conn_t *c
     if now_tick < t.cursor:
-        return 0                      # time went backwards: nothing can be newly due
+        # time behind the wheel: only deadlines set in the past since the last expire
+        # can be due, and they were all filed in the cursor's bucket
+        return _expire_bucket(t, t.cursor & (FT_WHEEL_SIZE - 1), now, out, fired, max_out)
     # one full turn visits every bucket; a longer jump needs no more than that
     last = now_tick if now_tick - t.cursor < FT_WHEEL_SIZE else t.cursor + FT_WHEEL_SIZE - 1
     tick = t.cursor

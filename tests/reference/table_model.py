@@ -11,7 +11,10 @@ Rules modelled (see ConnectionTable's docstring and table.pxd):
   ``now + timeout[state]``; a timeout of 0 means no timer (and cancels any armed one).
   ``set_deadline(when)`` arms it at ``max(1, when)``; None cancels it.
 * ``expire(now)`` removes and returns every entry whose armed deadline is <= now
-  (including deadlines set in the past: they are due at the next expire).
+  (including deadlines set in the past: they are due at the next expire), reporting the
+  deadline exactly as it was set. ``expire(now, out=...)`` returns at most len(out) of
+  them; the rest stay in the table, still due (``expire_keys`` removes the ones the
+  table chose).
 * When full: with policy "evict", drop the entry that entered TIME-WAIT longest ago
   (re-entering TIME-WAIT makes it young again), else the one that entered the
   never-established class (SYN-SENT / SYN-RECEIVED; moving between those two does not
@@ -202,6 +205,15 @@ class TableModel:
         self.stats["expirations"] += len(due)
         self.stats["removals"] += len(due)
         return due
+
+    def expire_keys(self, nks, now: int) -> None:
+        """Expire exactly these (due) entries: what a bounded ``expire(now, out=...)`` did."""
+        for nk in nks:
+            e = self.entries[nk]
+            assert e.deadline and e.deadline <= now, (nk, e.deadline, now)
+            del self.entries[nk]
+        self.stats["expirations"] += len(nks)
+        self.stats["removals"] += len(nks)
 
     # ---- queries (no counters) ----
 
