@@ -48,6 +48,7 @@ class Report:
     figures: dict[str, Figure] = field(default_factory=dict)
     peers: dict[str, Figure] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    held_open: int = 0
 
     def ratio(self, ours: str, peer: str) -> float | None:
         if ours in self.figures and peer in self.peers and self.peers[peer].value:
@@ -68,6 +69,7 @@ class Report:
             for peer in ("dpkt_handshakes_per_s", "kernel_loopback_connections_per_s"):
                 out["ratios"][f"handshakes_vs_{peer.replace('_per_s', '')}"] = self.ratio("handshakes_per_s", peer)
         out["flows"] = self.config.flows
+        out["held_open"] = self.held_open
         out["packets"] = 3 * self.config.flows
         out["family"] = self.config.family
         out["cpu_count"] = os.cpu_count()
