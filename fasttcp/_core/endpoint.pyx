@@ -125,7 +125,8 @@ cdef class Connection:
     cdef tuple _key                    # decoded on first use
     cdef ft_key_t _k
     cdef bytearray _sndbuf             # bytes from SND.UNA on: unacknowledged, then unsent
-    cdef uint32_t _sndbuf_seq          # sequence number of _sndbuf[0]
+    cdef uint32_t _sndbuf_seq          # sequence number of _sndbuf[0] (once _seq_set)
+    cdef bint _seq_set                 # set when the connection synchronizes (SND.UNA = ISS+1)
     cdef bytearray _rcvbuf
     cdef object _final
     cdef readonly object reset_cause   # Cause that ended it (RST_RECEIVED, ABORT, ...), or None
@@ -272,6 +273,7 @@ cdef class Connection:
             raise ConnectionError_(f"close() in state {st}")
         self._fin_pending = True
         self._ep._flush(self)
+        self._ep._after_call()                 # report the CLOSE event now
 
     def abort(self):
         """Reset the connection (RST to the peer if synchronized); it is CLOSED at once."""
@@ -379,8 +381,16 @@ cdef class Endpoint:
         ep.cfg.rto_max = 60000000
         ep.cfg.fin_wait_2 = 60000000
         ep.cfg.challenge_limit = 1000
+        # expand the secret into six independent 64-bit keys (splitmix64 over its words),
+        # so every key word is well mixed whatever the size of the secret
+        x = isn_secret & ((1 << 384) - 1)
+        state = 0
         for i in range(6):
-            ep.cfg.isn_key[i] = (isn_secret >> (64 * (i % 2))) * (0x9E3779B97F4A7C15 + 2 * i) & 0xffffffffffffffff
+            state = (state + 0x9E3779B97F4A7C15 + ((x >> (64 * i)) & 0xffffffffffffffff)) & 0xffffffffffffffff
+            z = state
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xffffffffffffffff
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xffffffffffffffff
+            ep.cfg.isn_key[i] = z ^ (z >> 31)
         ep.acq = <uint32_t *>calloc(capacity, sizeof(uint32_t))
         ep.acq_gen = <uint8_t *>calloc(capacity, sizeof(uint8_t))
         if ep.acq == NULL or ep.acq_gen == NULL:
@@ -517,12 +527,20 @@ cdef class Endpoint:
         self._now = t
         PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
         try:
+            self._ep.last_conn = FT_NIL
             if view.len > 0xffffffff:
                 rc = DROP_MALFORMED
                 self._ep.drops[DROP_MALFORMED] += 1
             else:
                 rc = ep_process(self._ep, <const uint8_t *>view.buf, view.len, 0, t)
             self._after_call(<const uint8_t *>view.buf)
+            if self._ep.last_conn != FT_NIL:
+                # an ACK may have advanced SND.UNA without any state change: trim the
+                # connection's send buffer and send what the window now allows
+                held = self._conns.get(self._ep.last_conn)
+                if held is not None and (<Connection>held)._rec() != NULL:
+                    self._acked(<Connection>held)
+                    self._flush(<Connection>held)
         finally:
             PyBuffer_Release(&view)
         return None if rc < 0 else DROP_REASONS[rc]
@@ -754,15 +772,16 @@ cdef class Endpoint:
         cdef double sample
         if r == NULL:
             return
+        if not c._seq_set:
+            return
         acked = r.snd_una - c._sndbuf_seq
-        if c._sndbuf_seq == 0 and len(c._sndbuf) == 0 and acked > 0x7fffffff:
-            acked = 0
-        if acked and acked <= len(c._sndbuf):
+        if acked == 0 or acked > 0x7fffffff:
+            pass                                          # nothing new (or an old ACK)
+        elif acked <= len(c._sndbuf):
             del c._sndbuf[:acked]
             c._sndbuf_seq = r.snd_una
-        elif acked and acked > len(c._sndbuf) and c._sndbuf_seq != 0:
-            # acknowledged past the data: our FIN (or the SYN) too
-            c._sndbuf.clear()
+        else:
+            c._sndbuf.clear()                             # the data and our FIN after it
             c._sndbuf_seq = r.snd_una
         if c._timing and seq_ge(r.snd_una, c._timed_end):
             sample = <double>(self._now - c._timed_at)
@@ -789,9 +808,8 @@ cdef class Endpoint:
             if c._fin_pending or c._sndbuf:
                 self._pending.add(c)             # send once the handshake completes
             return
-        if c._sndbuf_seq == 0 and len(c._sndbuf) and r.snd_una == r.snd_nxt:
-            c._sndbuf_seq = r.snd_una
-        elif c._sndbuf_seq == 0:
+        if not c._seq_set:
+            c._seq_set = True                             # first flush after synchronizing
             c._sndbuf_seq = r.snd_una
         if r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT:
             while True:
@@ -829,7 +847,8 @@ cdef class Endpoint:
         self._acked(c)
         outstanding = r.snd_nxt - r.snd_una
         n = min(<uint32_t>len(c._sndbuf), <uint32_t>r.mss, outstanding)
-        fin = r.state in (TCPS_FIN_WAIT_1, TCPS_CLOSING, TCPS_LAST_ACK) and n + 1 == outstanding
+        # a FIN alone is resent by the core's timer itself; here only behind data
+        fin = n > 0 and r.state in (TCPS_FIN_WAIT_1, TCPS_CLOSING, TCPS_LAST_ACK) and n + 1 == outstanding
         if n or fin:
             data = bytes(c._sndbuf[:n])
             ep_resend_data(self._ep, c.id, r.snd_una, <const uint8_t *><char *>data, n, fin, self._now)

@@ -64,6 +64,7 @@ ctypedef struct ep_t:
     uint64_t chal_window
     uint32_t chal_count
     uint32_t next_port
+    uint32_t last_conn          # record the last processed segment belonged to (FT_NIL: none)
     bint oom
 
 
@@ -228,18 +229,20 @@ cdef inline void _send_syn(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
     _send(ep, c, TCP_FLAG_SYN, c.iss, 0, NULL, 0, now)
 
 
-cdef void _challenge_ack(ep_t *ep, ft_conn_t *c, int reason, uint64_t now) noexcept nogil:
-    """RFC 5961 3.2/4.2/5.2 challenge ACK, limited per second across the endpoint (7)."""
+cdef int _challenge_ack(ep_t *ep, ft_conn_t *c, int reason, uint64_t now) noexcept nogil:
+    """RFC 5961 3.2/4.2/5.2 challenge ACK, limited per second across the endpoint (7).
+    Returns the drop reason that applies: `reason`, or DROP_CHALLENGE_LIMIT if suppressed."""
     if now - ep.chal_window >= 1000000:
         ep.chal_window = now
         ep.chal_count = 0
     if ep.chal_count >= ep.cfg.challenge_limit:
         ep.drops[DROP_CHALLENGE_LIMIT] += 1
-        return
+        return DROP_CHALLENGE_LIMIT
     ep.chal_count += 1
     ep.challenge_acks += 1
     ep.drops[reason] += 1
     _send_ack(ep, c, now)
+    return reason
 
 
 cdef void _reset_reply(ep_t *ep, const pkt_t *p, uint64_t now) noexcept nogil:
@@ -376,6 +379,30 @@ cdef int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now
     return -1
 
 
+cdef void _iss_above(ep_t *ep, const ft_key_t *k, uint32_t old_nxt, uint64_t now) noexcept nogil:
+    """A connection reopened from TIME-WAIT must start above everything the old
+    incarnation sent (RFC 1122 4.2.2.13, RFC 6191): if the clock-driven ISN is not, move
+    it past old SND.NXT by a window's worth (as Linux does with tw_snd_nxt + 65537). The
+    SYN-ACK already queued carries the ISS it was built with, so fix it up before it is
+    sent: rebuild it."""
+    cdef int64_t id = ft_lookup(&ep.tab, k)
+    cdef ft_conn_t *c
+    if id < 0:
+        return
+    c = &ep.tab.conns[id]
+    if seq_gt(c.iss, old_nxt):
+        return
+    c.iss = old_nxt + 65537
+    c.snd_una = c.iss
+    c.snd_nxt = c.iss + 1
+    # drop the SYN-ACK just queued (the last packet) and queue one with the new ISS
+    if ep.nout:
+        ep.nout -= 1
+        ep.out_len = ep.out_off[ep.nout]
+        ep.segs_out -= 1
+    _send_synack(ep, c, now)
+
+
 cdef int _syn_sent(ep_t *ep, uint32_t id, const pkt_t *p, uint64_t now) noexcept nogil:
     """RFC 9293 3.10.7.3."""
     cdef ft_conn_t *c = &ep.tab.conns[id]
@@ -426,16 +453,21 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
     cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
     cdef bint ts_ok = (c.flags & CONN_F_TIMESTAMPS) and (p.opts.present & OPT_HAS_TIMESTAMP)
     cdef bint need_ack = False
-    cdef uint32_t fin_seq, take, skip
+    cdef uint32_t fin_seq, take, skip, old_nxt
     cdef bint fin_acked
+    cdef int rc
 
     # TIME-WAIT: a new SYN may reopen (RFC 9293 3.10.7.4 note, RFC 6191): only with a
     # higher sequence number, or (timestamps) a newer timestamp
     if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_SYN) and not (p.flags & (TCP_FLAG_ACK | TCP_FLAG_RST)):
         if seq_gt(p.seq, c.rcv_nxt) or (ts_ok and seq_gt(p.opts.tsval, c.ts_recent)):
             if _listening(ep, c.lport):
+                old_nxt = c.snd_nxt
                 _close_record(ep, id, TCPS_CLOSED, EV_REOPEN, now)
-                return _passive_open(ep, p, k, now, EV_REOPEN)
+                rc = _passive_open(ep, p, k, now, EV_REOPEN)
+                if rc < 0:
+                    _iss_above(ep, k, old_nxt, now)
+                return rc
     # a retransmission of the SYN that opened this SYN-RECEIVED record: SYN-ACK again
     if st == TCPS_SYN_RECEIVED and (p.flags & TCP_FLAG_SYN) and not (p.flags & TCP_FLAG_ACK) \
             and p.seq == c.irs:
@@ -467,8 +499,7 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
     # second: RST (RFC 5961 3.2: reset only on an exact match with RCV.NXT)
     if p.flags & TCP_FLAG_RST:
         if p.seq != c.rcv_nxt:
-            _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
-            return DROP_RST_CHALLENGED
+            return _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
         if st == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE):
             _close_record(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now)    # back to LISTEN
         elif st == TCPS_SYN_RECEIVED:
@@ -479,8 +510,7 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
 
     # fourth: SYN in a synchronized state (RFC 5961 4.2: challenge ACK)
     if p.flags & TCP_FLAG_SYN:
-        _challenge_ack(ep, c, DROP_SYN_CHALLENGED, now)
-        return DROP_SYN_CHALLENGED
+        return _challenge_ack(ep, c, DROP_SYN_CHALLENGED, now)
 
     # fifth: ACK
     if not (p.flags & TCP_FLAG_ACK):
@@ -598,6 +628,7 @@ cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, cons
                    uint32_t base, uint64_t now) noexcept nogil:
     """Second half: find the connection and run the state's rules."""
     cdef int64_t id = ft_lookup_hashed(&ep.tab, k, h)
+    ep.last_conn = <uint32_t>id if id >= 0 else FT_NIL
     if id < 0:
         if _listening(ep, p.dst_port):
             if p.flags & TCP_FLAG_RST:
