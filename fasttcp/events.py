@@ -33,6 +33,8 @@ class Cause(enum.IntEnum):
     REFUSED = 15           # connect() answered by RST in SYN-SENT (connection refused)
     DATA = 16              # payload delivered (no state change; value = bytes)
     RETRANSMIT = 17        # a retransmission timer fired (no state change; value = retransmit count)
+    EVICTED = 18           # removed to make room for a new connection (full table: oldest
+                           # TIME-WAIT first, then the oldest never-established)
 
 
 # Event is defined in Cython (fasttcp._core.endpoint) so that the single-packet path

@@ -23,6 +23,7 @@ cdef enum:
     EV_REFUSED = 15
     EV_DATA = 16
     EV_RETRANSMIT = 17
+    EV_EVICTED = 18                 # dropped to make room for a new connection (table full)
 
 # Why a received segment was dropped (counters; fasttcp.Endpoint.drops names them).
 cdef enum:

@@ -62,6 +62,12 @@ cdef inline uint64_t _us(object seconds, str name) except? 0xffffffffffffffff:
     return <uint64_t>(seconds * 1000000.0 + 0.5)
 
 
+cdef inline uint32_t _payload_room(const ft_conn_t *r) noexcept:
+    """Payload bytes per segment: the send MSS less our TCP options (RFC 6691)."""
+    cdef uint32_t opts = 12 if (r.flags & CONN_F_TIMESTAMPS) else 0
+    return r.mss - opts if r.mss > opts else 1
+
+
 @cython.final
 cdef class Event:
     """One state change (or data delivery / retransmission) of one connection.
@@ -150,6 +156,7 @@ cdef class Connection:
         c.id = id
         c._gen = r.gen
         memcpy(&c._k, r, 40)
+        r.flags |= CONN_F_BUFFERED            # its data now waits in c._rcvbuf
         c._sndbuf = bytearray()
         c._rcvbuf = bytearray()
         c._rto = ep._ep.cfg.rto_initial
@@ -271,8 +278,14 @@ cdef class Connection:
         if st in (_State.CLOSED, _State.LISTEN, _State.TIME_WAIT, _State.FIN_WAIT_1, _State.FIN_WAIT_2,
                   _State.CLOSING, _State.LAST_ACK):
             raise ConnectionError_(f"close() in state {st}")
-        self._fin_pending = True
-        self._ep._flush(self)
+        cdef ft_conn_t *r = self._rec()
+        if r != NULL and (r.state == TCPS_SYN_SENT or (r.state == TCPS_SYN_RECEIVED and not self._sndbuf)):
+            # RFC 9293 3.10.4: SYN-SENT deletes the TCB; SYN-RECEIVED with nothing
+            # queued sends the FIN at once (FIN-WAIT-1)
+            ep_close(self._ep._ep, self.id, self._ep._now)
+        else:
+            self._fin_pending = True
+            self._ep._flush(self)
         self._ep._after_call()                 # report the CLOSE event now
 
     def abort(self):
@@ -818,8 +831,13 @@ cdef class Endpoint:
                 if off >= len(c._sndbuf):
                     break
                 room = r.snd_wnd - in_flight if r.snd_wnd > in_flight else 0
-                n = min(<uint32_t>(len(c._sndbuf) - off), <uint32_t>r.mss, room)
+                # RFC 6691: the MSS counts no TCP options; timestamps take 12 bytes
+                n = min(<uint32_t>(len(c._sndbuf) - off), <uint32_t>_payload_room(r), room)
                 if n == 0:
+                    if in_flight == 0 and r.deadline == 0:
+                        # zero window, nothing in flight: the persist timer (RFC 9293
+                        # 3.8.6.1) makes sure a lost window update cannot deadlock us
+                        ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)
                     break                                   # window closed: wait for an ACK
                 data = bytes(c._sndbuf[off:off + n])
                 if not c._timing:
@@ -846,13 +864,20 @@ cdef class Endpoint:
             return
         self._acked(c)
         outstanding = r.snd_nxt - r.snd_una
-        n = min(<uint32_t>len(c._sndbuf), <uint32_t>r.mss, outstanding)
+        n = min(<uint32_t>len(c._sndbuf), <uint32_t>_payload_room(r), outstanding)
         # a FIN alone is resent by the core's timer itself; here only behind data
         fin = n > 0 and r.state in (TCPS_FIN_WAIT_1, TCPS_CLOSING, TCPS_LAST_ACK) and n + 1 == outstanding
         if n or fin:
             data = bytes(c._sndbuf[:n])
             ep_resend_data(self._ep, c.id, r.snd_una, <const uint8_t *><char *>data, n, fin, self._now)
             c.retransmits_data += 1
+        elif outstanding == 0 and len(c._sndbuf) and r.snd_wnd == 0 and \
+                (r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT):
+            # window probe: one new byte past the closed window; the peer's ACK to it
+            # carries its current window (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17)
+            data = bytes(c._sndbuf[:1])
+            ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, 1, self._now, c._rto)
+            c.bytes_sent += 1
         c._timing = False
         c._rto = min(c._rto * 2, self._ep.cfg.rto_max)
         ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)

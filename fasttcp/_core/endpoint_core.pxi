@@ -22,6 +22,8 @@ from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init
 
 cdef enum:
     CONN_F_PASSIVE = 16         # opened from a listening port: a reset returns it to LISTEN
+    CONN_F_BUFFERED = 32        # delivered data waits in a Connection's receive buffer:
+                                # it narrows the advertised window until the app reads it
     EP_MAX_LOCAL = 16
     EP_MAX_SEGMENT = 40 + 60 + 65535   # IPv6 header + TCP header with options + payload
 
@@ -353,10 +355,27 @@ cdef void _accept_push(ep_t *ep, uint32_t id) noexcept nogil:
 
 # ---- SEGMENT ARRIVES ----
 
+cdef void _make_room(ep_t *ep, uint64_t now) noexcept nogil:
+    """A full table gives up its oldest TIME-WAIT, else its oldest never-established
+    connection (the table's eviction rule), with an EVICTED event, before an insert."""
+    cdef uint32_t victim
+    if ep.tab.count < ep.tab.capacity or not ep.tab.evict:
+        return
+    victim = ep.tab.class_head[1]          # FT_CLASS_TIME_WAIT
+    if victim == FT_NIL:
+        victim = ep.tab.class_head[2]      # FT_CLASS_EMBRYONIC
+    if victim == FT_NIL:
+        return
+    _close_record(ep, victim, TCPS_CLOSED, EV_EVICTED, now)
+    ep.tab.stats.evictions += 1
+
+
 cdef int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now, uint8_t cause) noexcept nogil:
     """LISTEN (RFC 9293 3.10.7.2): a SYN creates a SYN-RECEIVED record and a SYN-ACK."""
     cdef uint32_t evicted
-    cdef int64_t id = ft_insert(&ep.tab, k, TCPS_SYN_RECEIVED, now, &evicted)
+    cdef int64_t id
+    _make_room(ep, now)
+    id = ft_insert(&ep.tab, k, TCPS_SYN_RECEIVED, now, &evicted)
     cdef ft_conn_t *c
     if id < 0:
         ep.drops[DROP_TABLE_FULL] += 1
@@ -537,6 +556,10 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
             _send_ack(ep, c, now)          # RFC 5961 5.2: acks something not yet sent
             ep.drops[DROP_BAD_ACK] += 1
             return DROP_BAD_ACK
+        # RFC 5961 5.2: SND.UNA - MAX.SND.WND <= SEG.ACK; MAX.SND.WND is not kept, the
+        # larger of the current window and 64 KiB stands in for it
+        if seq_lt(p.ack, c.snd_una - (c.snd_wnd if c.snd_wnd > 65535 else 65535)):
+            return _challenge_ack(ep, c, DROP_BAD_ACK, now)
         if seq_lt(c.snd_una, p.ack):
             c.snd_una = p.ack
             c.retransmits = 0
@@ -547,6 +570,10 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
             c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
             c.snd_wl1 = p.seq
             c.snd_wl2 = p.ack
+        if c.snd_wnd == 0:
+            # the peer answers our window probes: never give up on it for that
+            # (RFC 1122 4.2.2.17)
+            c.retransmits = 0
         fin_acked = c.snd_una == c.snd_nxt
         if st == TCPS_FIN_WAIT_1 and fin_acked:
             _enter(ep, id, TCPS_FIN_WAIT_2, EV_ACK_OF_FIN, now)
@@ -576,6 +603,8 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
                 take = c.rcv_wnd          # never accept beyond the advertised window
             if take:
                 c.rcv_nxt += take
+                if c.flags & CONN_F_BUFFERED:
+                    c.rcv_wnd -= take      # buffered until the application reads it
                 _event(ep, id, st, st, EV_DATA, take, base + p.payload_off + skip, now)
         need_ack = True
 
@@ -706,8 +735,12 @@ cdef int64_t ep_connect(ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogi
     """Active open: a SYN-SENT record and its SYN. Returns the id, FT_TABLE_FULL or
     FT_TABLE_EXISTS."""
     cdef uint32_t evicted
-    cdef int64_t id = ft_insert(&ep.tab, k, TCPS_SYN_SENT, now, &evicted)
+    cdef int64_t id
     cdef ft_conn_t *c
+    if ft_lookup(&ep.tab, k) >= 0:
+        return FT_TABLE_EXISTS             # before making room: nothing is evicted for it
+    _make_room(ep, now)
+    id = ft_insert(&ep.tab, k, TCPS_SYN_SENT, now, &evicted)
     if id < 0:
         return id
     c = &ep.tab.conns[id]
@@ -749,7 +782,8 @@ cdef int ep_close(ep_t *ep, uint32_t id, uint64_t now) noexcept nogil:
 cdef void ep_abort(ep_t *ep, uint32_t id, uint64_t now) noexcept nogil:
     """User ABORT: RST if synchronized (RFC 9293 3.10.5), then the record is gone."""
     cdef ft_conn_t *c = &ep.tab.conns[id]
-    if c.state >= TCPS_SYN_RECEIVED and c.state != TCPS_TIME_WAIT:
+    if c.state >= TCPS_SYN_RECEIVED and c.state != TCPS_TIME_WAIT and c.state != TCPS_CLOSING \
+            and c.state != TCPS_LAST_ACK:
         _send(ep, c, TCP_FLAG_RST, c.snd_nxt, 0, NULL, 0, now)
     _close_record(ep, id, TCPS_CLOSED, EV_ABORT, now)
 
