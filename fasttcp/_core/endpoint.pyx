@@ -310,6 +310,9 @@ cdef class Endpoint:
     ``addresses``: local addresses or networks (``"198.18.0.0/15"``) the endpoint owns;
     segments to other destinations are dropped. ``wscale=None`` disables window scaling.
     ``seed``/``isn_secret``: ints making table layout and ISNs reproducible.
+    ``max_transmit_bytes``/``max_events``: how much output and how many events may wait
+    for transmit()/events(); beyond that they are dropped and counted in `stats`, so a
+    peer cannot grow memory without bound while the caller is not draining.
     """
     cdef ep_t *_ep
     cdef dict _conns                  # record id -> Connection (the ones handed out)
@@ -337,7 +340,8 @@ cdef class Endpoint:
             free(self._ep)
 
     def __init__(self, addresses, *, mss=1460, window=65535, wscale=7, sack=True, timestamps=True,
-                 msl=30.0, capacity=65536, seed=None, isn_secret=None, ttl=64):
+                 msl=30.0, capacity=65536, seed=None, isn_secret=None, ttl=64,
+                 max_transmit_bytes=256 << 20, max_events=1 << 22):
         cdef ep_t *ep = self._ep
         if ep.tab.conns != NULL:
             raise UsageError("an Endpoint is initialised once")
@@ -394,6 +398,11 @@ cdef class Endpoint:
         ep.cfg.rto_max = 60000000
         ep.cfg.fin_wait_2 = 60000000
         ep.cfg.challenge_limit = 1000
+        for name, v in (("max_transmit_bytes", max_transmit_bytes), ("max_events", max_events)):
+            if not isinstance(v, int) or v < 1024:
+                raise UsageError(f"{name} must be an int >= 1024, got {v!r}")
+        ep.max_out_bytes = max_transmit_bytes
+        ep.max_events = max_events
         # expand the secret into six independent 64-bit keys (splitmix64 over its words),
         # so every key word is well mixed whatever the size of the secret
         x = isn_secret & ((1 << 384) - 1)
@@ -452,6 +461,7 @@ cdef class Endpoint:
         drops by reason (see DROP_REASONS)."""
         ep = self._ep
         return dict(segments_in=ep.segs_in, segments_out=ep.segs_out, resets_sent=ep.rst_out,
+                    transmit_dropped=ep.tx_dropped, events_dropped=ep.events_dropped,
                     challenge_acks=ep.challenge_acks, retransmissions=ep.retransmissions,
                     connections=ep.tab.count, evictions=ep.tab.stats.evictions,
                     drops={DROP_REASONS[i]: ep.drops[i] for i in range(DROP_COUNT)})

@@ -67,6 +67,10 @@ ctypedef struct ep_t:
     uint32_t chal_count
     uint32_t next_port
     uint32_t last_conn          # record the last processed segment belonged to (FT_NIL: none)
+    size_t max_out_bytes        # bounds: what a peer can make us queue while the caller
+    size_t max_events           # does not drain (beyond them: dropped and counted)
+    uint64_t tx_dropped
+    uint64_t events_dropped
     bint oom
 
 
@@ -98,6 +102,9 @@ cdef inline void _event(ep_t *ep, uint32_t id, uint8_t old, uint8_t new, uint8_t
                         uint32_t value, uint32_t data_offset, uint64_t now) noexcept nogil:
     cdef ep_event_t *e
     cdef ft_conn_t *c = &ep.tab.conns[id]
+    if ep.nev >= ep.max_events:
+        ep.events_dropped += 1
+        return
     if not _grow(<void **>&ep.ev, &ep.nev_cap, ep.nev + 1, sizeof(ep_event_t)):
         ep.oom = True
         return
@@ -119,6 +126,9 @@ cdef inline void _event(ep_t *ep, uint32_t id, uint8_t old, uint8_t new, uint8_t
 
 cdef inline uint8_t *_reserve(ep_t *ep, size_t n) noexcept nogil:
     """Room for one packet of at most n bytes at the end of the arena."""
+    if ep.out_len + n > ep.max_out_bytes:
+        ep.tx_dropped += 1               # the caller is not draining transmit()
+        return NULL
     if not _grow(<void **>&ep.out, &ep.out_cap, ep.out_len + n, 1):
         ep.oom = True
         return NULL
