@@ -56,10 +56,7 @@ cdef int _EPHEMERAL_LOW = 32768          # Linux ip_local_port_range
 cdef int _EPHEMERAL_HIGH = 60999
 
 
-cdef inline uint64_t _us(object seconds, str name) except? 0xffffffffffffffff:
-    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0 or seconds > 1.8e13:
-        raise UsageError(f"{name} must be a time in seconds >= 0, got {seconds!r}")
-    return <uint64_t>(seconds * 1000000.0 + 0.5)
+from fasttcp._core.table cimport micros as _us
 
 
 cdef inline uint32_t _payload_room(const ft_conn_t *r) noexcept:

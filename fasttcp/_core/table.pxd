@@ -147,3 +147,6 @@ cdef void ft_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64_t now) 
 cdef void ft_set_deadline(ft_table_t *t, uint32_t id, uint64_t deadline) noexcept nogil
 cdef Py_ssize_t ft_expire(ft_table_t *t, uint64_t now, uint32_t *out, uint64_t *fired,
                           Py_ssize_t max_out) noexcept nogil
+
+# Python-facing time conversion shared by the table and the endpoint: seconds -> microseconds
+cdef uint64_t micros(object seconds, str name) except? 0xffffffffffffffff

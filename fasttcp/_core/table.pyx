@@ -55,8 +55,11 @@ _TCB_FIELDS = ("iss", "irs", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl
                "rcv_wnd", "ts_recent")
 
 
-cdef inline uint64_t _micros(object seconds, str name) except? 0xffffffffffffffff:
-    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0 or seconds > 1.8e13:
+cdef uint64_t micros(object seconds, str name) except? 0xffffffffffffffff:
+    """Float seconds at the Python surface -> integer microseconds inside (UsageError
+    for anything that is not a finite time >= 0)."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds != seconds \
+            or seconds < 0 or seconds > 1.8e13:
         raise UsageError(f"{name} must be a time in seconds >= 0, got {seconds!r}")
     return <uint64_t>(seconds * 1000000.0 + 0.5)
 
@@ -264,7 +267,7 @@ cdef class ConnectionTable:
         cdef bint swapped = False
         self._ready()
         cdef uint8_t st = _state(state)
-        cdef uint64_t t_now = _micros(now, "now")
+        cdef uint64_t t_now = micros(now, "now")
         _fill_key(&k, key)
         if self._t.symmetric:
             swapped = ft_key_canonical(&k)
@@ -294,7 +297,7 @@ cdef class ConnectionTable:
         cdef bint sw
         self._ready()
         cdef uint8_t st = _state(state)              # validate before anything is counted
-        cdef uint64_t t_now = _micros(now, "now")
+        cdef uint64_t t_now = micros(now, "now")
         cdef int64_t id = self._lookup(key, &sw)
         if id < 0:
             raise KeyError(key)
@@ -304,7 +307,7 @@ cdef class ConnectionTable:
         """Arm the timer of `key` at absolute time `when` (seconds); None cancels it."""
         cdef bint sw
         self._ready()
-        cdef uint64_t d = 0 if when is None else max(1, _micros(when, "when"))
+        cdef uint64_t d = 0 if when is None else max(1, micros(when, "when"))
         cdef int64_t id = self._lookup(key, &sw)
         if id < 0:
             raise KeyError(key)
@@ -319,7 +322,7 @@ cdef class ConnectionTable:
         ``out``: a preallocated EXPIRED_DTYPE array to fill (no allocation: the hot-path
         way). If more connections are due than it holds, the rest stay due for the next
         call; the return value is ``out[:n]``."""
-        cdef uint64_t t_now = _micros(now, "now")
+        cdef uint64_t t_now = micros(now, "now")
         self._claim()
         try:
             return self._expire(t_now, out)
@@ -424,7 +427,7 @@ cdef class ConnectionTable:
         keys = _as_keys(keys)
         cdef Py_ssize_t n = keys.shape[0], i
         cdef uint8_t st = _state(state)
-        cdef uint64_t t_now = _micros(now, "now")
+        cdef uint64_t t_now = micros(now, "now")
         cdef uint32_t ev
         out = np.empty(n, dtype=np.int64)
         cdef int64_t[::1] o = out
