@@ -4,8 +4,7 @@ namespace each test creates and removes (198.18.0.0/15 benchmarking addresses on
 Each scenario runs in tests/interop/child.py inside the namespace (`ip netns exec`), so
 the Linux sockets, `ss` and the TUN device all live there; it prints what both sides saw
 and leaves a pcap of the exchange in the test's tmp_path (open it with tshark/Wireshark
-when a test fails). More scenarios (half-close, aborts, 1000 clients, lost FIN and last
-ACK) are the next steps of the interop issue.
+when a test fails).
 """
 import json
 import os
@@ -99,3 +98,36 @@ def test_lost_syn_is_retransmitted_after_one_second(netns, tmp_path):
     assert causes[:3] == ["CONNECT", "RETRANSMIT", "SYN_ACK_RECEIVED"]
     assert 0.9 <= r["events"][1][1] <= 1.2                               # RFC 6298: initial RTO 1 s
     assert r["linux"]["value"] == repr(b"after-rto")
+
+
+def test_half_close_fasttcp_keeps_sending_in_close_wait(netns, tmp_path):
+    r = run(netns, "half_close_linux_shuts_write", tmp_path)
+    assert r["pumped"] and r["request"] == "request"
+    assert r["linux"]["value"] == {"got": True, "len": 200_000}          # sent after Linux's FIN
+    assert "CLOSE-WAIT" in r["states"] and r["states"][-1] == "CLOSED"
+    assert r["events"] == ["SYN_RECEIVED", "ACK_OF_SYN", "PEER_FIN", "CLOSE", "ACK_OF_FIN"]
+
+
+def test_abort_either_side(netns, tmp_path):
+    r = run(netns, "abort_either_side", tmp_path)
+    assert r["linux_saw"] == "reset" and r["fasttcp_abort_cause"] == "ABORT"   # our RST: ECONNRESET
+    assert r["fasttcp_state"] == "CLOSED" and r["fasttcp_cause"] == "RST_RECEIVED"  # Linux's RST
+
+
+def test_thousand_concurrent_linux_clients(netns, tmp_path):
+    r = run(netns, "thousand_linux_clients", tmp_path, timeout=180)
+    assert r["pumped"], r
+    assert r["linux"]["value"] == {"completed": 1000}
+    assert r["left"] == 0                                                # every one closed cleanly
+
+
+def test_lost_fin_and_lost_last_ack(netns, tmp_path):
+    r = run(netns, "lost_fin_and_last_ack", tmp_path)
+    assert r["pumped"], r
+    assert r["log"]["fin"] == 1 and r["log"]["last_ack"] == 1
+    causes = [c for c, _ in r["events"]]
+    assert causes == ["CONNECT", "SYN_ACK_RECEIVED", "CLOSE", "RETRANSMIT", "ACK_OF_FIN", "PEER_FIN"]
+    assert 0.9 <= dict(r["events"])["RETRANSMIT"] <= 1.2                 # FIN resent after the 1 s RTO
+    assert r["log"]["peer_fins"] == 2                                    # Linux resent its FIN ...
+    assert r["log"]["acks_in_time_wait"] >= 1                            # ... answered from TIME-WAIT
+    assert r["state"] == "TIME-WAIT" and "LAST-ACK" not in r["ss"]       # Linux's side finished

@@ -210,9 +210,216 @@ def lost_syn_is_retransmitted(tun, pcap):
     return {"pumped": ok, "dropped": len(dropped), "events": events, "linux": lin}
 
 
+def half_close_linux_shuts_write(tun, pcap):
+    """Linux shutdown(SHUT_WR): fasttcp (CLOSE-WAIT) keeps sending, then closes."""
+    ep = fasttcp.Endpoint([FASTTCP], seed=6)
+    ep.listen(PORT)
+    body = payload(200_000, 7)
+
+    def linux_client():
+        s = socket.create_connection((FASTTCP, PORT), timeout=10)
+        s.sendall(b"request")
+        s.shutdown(socket.SHUT_WR)                 # half-close: FIN, keep receiving
+        got = recv_all(s, len(body) + 1)
+        s.close()
+        return {"got": got == body, "len": len(got)}
+
+    th, lin = in_thread(linux_client)
+    st = {"conn": None, "sent": False, "states": []}
+    req = bytearray()
+
+    def app(now):
+        c = st["conn"] or ep.accept()
+        st["conn"] = c
+        if c is None:
+            return
+        req.extend(c.recv())
+        state = str(c.state)
+        if not st["states"] or st["states"][-1] != state:
+            st["states"].append(state)
+        if state == "CLOSE-WAIT" and not st["sent"]:
+            c.send(body)                           # sending after the peer's FIN
+            st["sent"] = True
+        if st["sent"] and c.pending == 0 and state == "CLOSE-WAIT":
+            c.close()
+
+    ok = pump(ep, tun, until=lambda: st["conn"] is not None and str(st["conn"].state) == "CLOSED"
+              and not th.is_alive(), on_tick=app, timeout=30, pcap=pcap)
+    th.join(2)
+    return {"pumped": ok, "request": bytes(req).decode(), "states": st["states"], "linux": lin,
+            "events": [e.cause.name for e in ep.events() if e.cause.name not in ("DATA",)]}
+
+
+def abort_either_side(tun, pcap):
+    """Mid-transfer resets: fasttcp abort() -> Linux ECONNRESET; Linux RST -> fasttcp reports it."""
+    ep = fasttcp.Endpoint([FASTTCP], seed=7)
+    ep.listen(PORT)
+    results = {}
+
+    def linux_reader():
+        s = socket.create_connection((FASTTCP, PORT), timeout=10)
+        try:
+            while s.recv(65536):
+                pass
+            return "eof"
+        except ConnectionResetError:
+            return "reset"
+        finally:
+            s.close()
+
+    th, lin = in_thread(linux_reader)
+    st = {"conn": None, "sent": 0}
+
+    def app(now):
+        c = st["conn"] or ep.accept()
+        st["conn"] = c
+        if c is not None and str(c.state) == "ESTABLISHED":
+            if st["sent"] < 3:
+                c.send(payload(50_000, st["sent"]))
+                st["sent"] += 1
+            elif c.pending == 0:
+                c.abort()                          # RST mid-connection
+
+    pump(ep, tun, until=lambda: not th.is_alive(), on_tick=app, timeout=15, pcap=pcap)
+    results["linux_saw"] = lin.get("value", lin.get("error"))
+    results["fasttcp_abort_cause"] = st["conn"].reset_cause.name if st["conn"] and st["conn"].reset_cause else None
+
+    # the other way: Linux resets (SO_LINGER 0 + close) while fasttcp is sending
+    srv = socket.create_server((LINUX, PORT + 2))
+
+    def linux_resetter():
+        c, _ = srv.accept()
+        c.recv(1000)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()                                  # RST
+        return "reset sent"
+
+    th2, lin2 = in_thread(linux_resetter)
+    conn = ep.connect(LINUX, PORT + 2, now=0.0)
+    st2 = {"n": 0}
+
+    def app2(now):
+        if str(conn.state) == "ESTABLISHED" and st2["n"] < 20:
+            conn.send(payload(10_000, st2["n"]))
+            st2["n"] += 1
+
+    pump(ep, tun, until=lambda: str(conn.state) == "CLOSED", on_tick=app2, timeout=15, pcap=pcap)
+    th2.join(2)
+    results["fasttcp_state"] = str(conn.state)
+    results["fasttcp_cause"] = conn.reset_cause.name if conn.reset_cause else None
+    return results
+
+
+def thousand_linux_clients(tun, pcap):
+    """1,000 concurrent Linux clients against one fasttcp listener, every one completed."""
+    import selectors
+    n = 1000
+    ep = fasttcp.Endpoint([FASTTCP], seed=8, capacity=4096)
+    ep.listen(PORT)
+
+    def clients():
+        sel = selectors.DefaultSelector()
+        socks = []
+        for i in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((FASTTCP, PORT))
+            sel.register(s, selectors.EVENT_WRITE, i)
+            socks.append(s)
+        done, replies = 0, {}
+        deadline = time.monotonic() + 40
+        while done < n and time.monotonic() < deadline:
+            for key, mask in sel.select(0.05):
+                s, i = key.fileobj, key.data
+                if mask & selectors.EVENT_WRITE:
+                    s.send(f"client {i}".encode())
+                    sel.modify(s, selectors.EVENT_READ, i)
+                else:
+                    data = s.recv(100)
+                    replies[i] = data
+                    sel.unregister(s)
+                    s.close()
+                    done += 1
+        return {"completed": sum(1 for i, r in replies.items() if r == f"echo client {i}".encode())}
+
+    th, lin = in_thread(clients)
+    conns = []
+
+    def app(now):
+        while True:
+            c = ep.accept()
+            if c is None:
+                break
+            conns.append(c)
+        for c in conns:
+            data = c.recv()
+            if data:
+                c.send(b"echo " + data)
+            if str(c.state) == "CLOSE-WAIT" and c.pending == 0:
+                c.close()
+        conns[:] = [c for c in conns if str(c.state) != "CLOSED"]
+
+    ok = pump(ep, tun, until=lambda: not th.is_alive() and not conns and len(ep) == 0, on_tick=app,
+              timeout=60, pcap=pcap)
+    th.join(2)
+    return {"pumped": ok, "linux": lin, "left": len(ep), "stats": {k: v for k, v in ep.stats.items()
+                                                                 if k != "drops"}}
+
+
+def lost_fin_and_last_ack(tun, pcap):
+    """Drop fasttcp's first FIN (retransmitted on RTO), then fasttcp's last ACK (Linux in
+    LAST-ACK retransmits its FIN; fasttcp answers from TIME-WAIT): the close completes."""
+    srv = socket.create_server((LINUX, PORT))
+
+    def linux_server():
+        c, _ = srv.accept()
+        c.recv(100)
+        eof = c.recv(1) == b""
+        c.close()
+        return {"eof": eof}
+
+    th, lin = in_thread(linux_server)
+    ep = fasttcp.Endpoint([FASTTCP], seed=9)
+    conn = ep.connect(LINUX, PORT, now=0.0)
+    log = {"fin": 0, "last_ack": 0, "peer_fin_seen": 0, "peer_fins": 0, "acks_in_time_wait": 0}
+
+    def drop(pkt, direction):
+        try:
+            seg = fasttcp.parse(pkt, verify_checksum=False)
+        except fasttcp.MalformedPacket:
+            return False                               # e.g. IPv6 router solicitations
+        if direction == "in" and fasttcp.Flags.FIN in seg.flags:
+            log["peer_fins"] += 1
+            log["peer_fin_seen"] = 1
+        if direction == "out" and fasttcp.Flags.FIN in seg.flags and log["fin"] == 0:
+            log["fin"] = 1
+            return True
+        if direction == "out" and seg.flags == fasttcp.Flags.ACK and log["peer_fin_seen"]:
+            if log["last_ack"] == 0:
+                log["last_ack"] = 1
+                return True
+            log["acks_in_time_wait"] += 1
+        return False
+
+    st = {"sent": False}
+
+    def app(now):
+        if str(conn.state) == "ESTABLISHED" and not st["sent"]:
+            conn.send(b"bye")
+            st["sent"] = True
+            conn.close()
+
+    ok = pump(ep, tun, until=lambda: str(conn.state) == "TIME-WAIT" and not th.is_alive()
+              and log["acks_in_time_wait"] >= 1 and "LAST-ACK" not in ss_states(PORT),
+              on_tick=app, drop=drop, timeout=20, pcap=pcap)
+    events = [(e.cause.name, round(e.time, 1)) for e in ep.events()]
+    return {"pumped": ok, "linux": lin, "log": log, "events": events, "state": str(conn.state),
+            "ss": ss_states(PORT)}
+
 SCENARIOS = {f.__name__: f for f in (fasttcp_client_closes_first, linux_closes_first,
                                      linux_client_megabyte_each_way, refused_both_ways,
-                                     lost_syn_is_retransmitted)}
+                                     lost_syn_is_retransmitted, half_close_linux_shuts_write,
+                                     abort_either_side, thousand_linux_clients, lost_fin_and_last_ack)}
 
 
 def main():
