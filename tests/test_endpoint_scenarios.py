@@ -1005,14 +1005,16 @@ def test_rst_out_of_window_is_ignored(pair):
 
 
 def test_challenge_ack_rate_limit(pair):                  # RFC 5961 7 (Linux: 1000/s)
+    # the budget is randomised each second between limit/2 and limit (CVE-2016-5696:
+    # an exact global count leaks whether a spoofed segment hit another window)
     cc, sc = pair.establish()
     for _ in range(1005):
         pair.deliver_to_server(RST(seq=pair.C + 2))
     sent = len(pair.outbox["server"])
-    assert sent == 1000
+    assert 500 <= sent <= 1000
     stats = pair.server.stats
-    assert stats["challenge_acks"] == 1000
-    assert stats["drops"]["rst_challenged"] == 1000 and stats["drops"]["challenge_limit"] == 5
+    assert stats["challenge_acks"] == sent
+    assert stats["drops"]["rst_challenged"] == sent and stats["drops"]["challenge_limit"] == 1005 - sent
     pair.outbox["server"].clear()
     pair.advance(1.0)                                       # a new second: challenges again
     assert pair.deliver_to_server(RST(seq=pair.C + 2)) == "rst_challenged"
@@ -1023,7 +1025,9 @@ def test_challenge_ack_rate_limit(pair):                  # RFC 5961 7 (Linux: 1
 def test_rate_limited_challenge_is_reported_as_challenge_limit(pair):
     cc, sc = pair.establish()
     reasons = collections.Counter(pair.deliver_to_server(RST(seq=pair.C + 2)) for _ in range(1005))
-    assert reasons == {"rst_challenged": 1000, "challenge_limit": 5}
+    assert set(reasons) == {"rst_challenged", "challenge_limit"}
+    assert 500 <= reasons["rst_challenged"] <= 1000
+    assert reasons["rst_challenged"] == pair.server.stats["challenge_acks"]
 
 
 def test_syn_to_a_closed_port_gets_rst_ack(pair):         # RFC 9293 3.10.7.1

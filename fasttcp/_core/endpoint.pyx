@@ -140,6 +140,7 @@ cdef class Connection:
     cdef uint32_t _timed_end
     cdef uint64_t _timed_at
     cdef bint _timing
+    cdef uint32_t _high                # highest SND.NXT so far: below it a send is a retransmission
     cdef readonly uint64_t bytes_sent, bytes_received, retransmits_data
 
     def __init__(self, *args, **kwargs):
@@ -276,9 +277,9 @@ cdef class Connection:
                   _State.CLOSING, _State.LAST_ACK):
             raise ConnectionError_(f"close() in state {st}")
         cdef ft_conn_t *r = self._rec()
-        if r != NULL and (r.state == TCPS_SYN_SENT or (r.state == TCPS_SYN_RECEIVED and not self._sndbuf)):
-            # RFC 9293 3.10.4: SYN-SENT deletes the TCB; SYN-RECEIVED with nothing
-            # queued sends the FIN at once (FIN-WAIT-1)
+        if r != NULL and r.state == TCPS_SYN_SENT:
+            # RFC 9293 3.10.4: SYN-SENT deletes the TCB. (SYN-RECEIVED queues the FIN
+            # until ESTABLISHED, which the RFC allows, so a lost SYN-ACK is still resent.)
             ep_close(self._ep._ep, self.id, self._ep._now)
         else:
             self._fin_pending = True
@@ -399,6 +400,7 @@ cdef class Endpoint:
             if not isinstance(v, int) or v < 1024:
                 raise UsageError(f"{name} must be an int >= 1024, got {v!r}")
         ep.max_out_bytes = max_transmit_bytes
+        ep.rng = (int.from_bytes(os.urandom(8), "little") | 1)
         ep.max_events = max_events
         # expand the secret into six independent 64-bit keys (splitmix64 over its words),
         # so every key word is well mixed whatever the size of the secret
@@ -543,17 +545,19 @@ cdef class Endpoint:
         DROP_REASONS; malformed packets count under "malformed")."""
         cdef Py_buffer view
         cdef int rc
+        cdef size_t first
         cdef uint64_t t = _us(now, "now")
         self._now = t
         PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
         try:
             self._ep.last_conn = FT_NIL
+            first = self._ep.nev
             if view.len > 0xffffffff:
                 rc = DROP_MALFORMED
                 self._ep.drops[DROP_MALFORMED] += 1
             else:
                 rc = ep_process(self._ep, <const uint8_t *>view.buf, view.len, 0, t)
-            self._after_call(<const uint8_t *>view.buf)
+            self._after_call(<const uint8_t *>view.buf, view.len, first)
             if self._ep.last_conn != FT_NIL:
                 # an ACK may have advanced SND.UNA without any state change: trim the
                 # connection's send buffer and send what the window now allows
@@ -733,7 +737,7 @@ cdef class Endpoint:
         if before < self._ep.cfg.window // 2 and room >= self._ep.cfg.window // 2 and r.state >= TCPS_ESTABLISHED:
             _send_ack(self._ep, r, self._now)          # window update after the app read
 
-    cdef _after_call(self, const uint8_t *inbuf=NULL):
+    cdef _after_call(self, const uint8_t *inbuf=NULL, size_t inlen=0, size_t first=0):
         """Turn raw events into Event objects, feed received data to connections, trim
         acknowledged bytes, flush queued data and FINs."""
         cdef ep_t *ep = self._ep
@@ -754,7 +758,11 @@ cdef class Endpoint:
                 c = _Detached_new(e)
             else:
                 conn = <Connection>c
-                if e.cause == EV_DATA and inbuf != NULL:
+                # only this call's DATA events point into `inbuf`; data that arrived
+                # through a batch call was reported there (events_batch) and is not
+                # in this buffer
+                if e.cause == EV_DATA and inbuf != NULL and i >= first \
+                        and <size_t>e.data_offset + e.value <= inlen:
                     conn._rcvbuf += PyBytes_FromStringAndSize(<char *>inbuf + e.data_offset, e.value)
                     conn.bytes_received += e.value
                     r = conn._rec()
@@ -762,28 +770,25 @@ cdef class Endpoint:
                         r.rcv_wnd = ep.cfg.window - min(<size_t>ep.cfg.window, len(conn._rcvbuf))
                 if e.new_state in (TCPS_CLOSED, TCPS_LISTEN) and e.cause != EV_DATA and e.cause != EV_RETRANSMIT:
                     conn._final = _State(e.new_state)
-                    if e.cause in (EV_RST_RECEIVED, EV_ABORT, EV_REFUSED, EV_RETRANSMIT_LIMIT, EV_TIMEOUT):
+                    if e.cause in (EV_RST_RECEIVED, EV_ABORT, EV_REFUSED, EV_RETRANSMIT_LIMIT, EV_TIMEOUT,
+                                   EV_EVICTED):
                         conn.reset_cause = _Cause(e.cause)
                     self._conns.pop(e.conn, None)
                 elif e.cause == EV_RETRANSMIT and conn._rec() != NULL and e.old_state >= TCPS_ESTABLISHED:
                     self._retransmit(conn)
                 touched.add(conn)
-            self._events.append(_make_event(e, c))
+            if len(self._events) < ep.max_events:
+                self._events.append(_make_event(e, c))
+            else:
+                ep.events_dropped += 1              # events() is not being drained
         ep.nev = 0
         for conn in touched:
             if conn._rec() != NULL:
                 self._acked(conn)
                 self._flush(conn)
-        # connections waiting to send (e.g. for the window an ACK may just have opened)
-        if self._pending:
-            for c in list(self._pending):
-                conn = <Connection>c
-                if conn not in touched:
-                    if conn._rec() == NULL:
-                        self._pending.discard(conn)
-                    else:
-                        self._acked(conn)
-                        self._flush(conn)
+        # (a connection waiting for its window is flushed when an ACK for it arrives:
+        # receive() handles the connection each segment belongs to -- no sweep here,
+        # which would cost every call time in proportion to the waiting connections)
 
     cdef void _acked(self, Connection c):
         """Drop acknowledged bytes from the send buffer; sample the RTT (RFC 6298, Karn)."""
@@ -800,6 +805,8 @@ cdef class Endpoint:
         elif acked <= len(c._sndbuf):
             del c._sndbuf[:acked]
             c._sndbuf_seq = r.snd_una
+            if r.snd_una != r.snd_nxt and r.state >= TCPS_ESTABLISHED:
+                ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)   # RFC 6298 5.3
         else:
             c._sndbuf.clear()                             # the data and our FIN after it
             c._sndbuf_seq = r.snd_una
@@ -831,6 +838,7 @@ cdef class Endpoint:
         if not c._seq_set:
             c._seq_set = True                             # first flush after synchronizing
             c._sndbuf_seq = r.snd_una
+            c._high = r.snd_nxt
         if r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT:
             while True:
                 in_flight = r.snd_nxt - r.snd_una
@@ -847,12 +855,17 @@ cdef class Endpoint:
                         ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)
                     break                                   # window closed: wait for an ACK
                 data = bytes(c._sndbuf[off:off + n])
-                if not c._timing:
+                if not c._timing and seq_ge(r.snd_nxt, c._high):
                     c._timing = True                        # time this segment (Karn: not a retransmission)
                     c._timed_end = r.snd_nxt + n
                     c._timed_at = self._now
+                if seq_lt(r.snd_nxt, c._high):
+                    self._ep.retransmissions += 1           # go-back-N resend after an RTO
+                    c.retransmits_data += 1
                 ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, n, self._now, c._rto)
                 c.bytes_sent += n
+                if seq_gt(r.snd_nxt, c._high):
+                    c._high = r.snd_nxt
         if c._fin_pending and r.snd_nxt - c._sndbuf_seq >= len(c._sndbuf):
             c._fin_pending = False
             ep_close(self._ep, c.id, self._now)
@@ -878,6 +891,12 @@ cdef class Endpoint:
             data = bytes(c._sndbuf[:n])
             ep_resend_data(self._ep, c.id, r.snd_una, <const uint8_t *><char *>data, n, fin, self._now)
             c.retransmits_data += 1
+            if n and not fin and (r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT):
+                # go back N (RFC 6298 5.4 resends the earliest segment; the rest of the
+                # flight follows as ACKs return, instead of one segment per timeout)
+                if seq_gt(r.snd_nxt, c._high):
+                    c._high = r.snd_nxt
+                r.snd_nxt = r.snd_una + n
         elif outstanding == 0 and len(c._sndbuf) and r.snd_wnd == 0 and \
                 (r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT):
             # window probe: one new byte past the closed window; the peer's ACK to it

@@ -71,6 +71,7 @@ ctypedef struct ep_t:
     size_t max_events           # does not drain (beyond them: dropped and counted)
     uint64_t tx_dropped
     uint64_t events_dropped
+    uint64_t rng                # xorshift state (challenge ACK budget)
     bint oom
 
 
@@ -246,7 +247,12 @@ cdef int _challenge_ack(ep_t *ep, ft_conn_t *c, int reason, uint64_t now) noexce
     Returns the drop reason that applies: `reason`, or DROP_CHALLENGE_LIMIT if suppressed."""
     if now - ep.chal_window >= 1000000:
         ep.chal_window = now
-        ep.chal_count = 0
+        # a randomised budget (limit/2 .. limit) each second: an exact global count
+        # lets an off-path attacker probe other connections' windows (CVE-2016-5696)
+        ep.rng ^= ep.rng << 13
+        ep.rng ^= ep.rng >> 7
+        ep.rng ^= ep.rng << 17
+        ep.chal_count = <uint32_t>(ep.rng % (ep.cfg.challenge_limit // 2 + 1))
     if ep.chal_count >= ep.cfg.challenge_limit:
         ep.drops[DROP_CHALLENGE_LIMIT] += 1
         return DROP_CHALLENGE_LIMIT
@@ -321,6 +327,8 @@ cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
         peer_mss = o.mss
     else:
         peer_mss = 536 if p.version == 4 else 1220        # RFC 9293 3.7.1 / RFC 8200 5
+    if peer_mss < 64:
+        peer_mss = 64           # a peer cannot make us send 1-byte segments (Linux clamps too)
     c.mss = peer_mss if peer_mss < ep.cfg.mss else ep.cfg.mss
     c.flags &= ~(CONN_F_WSCALE | CONN_F_SACK | CONN_F_TIMESTAMPS)
     c.wscale = 0
@@ -338,7 +346,12 @@ cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
 
 cdef inline void _enter(ep_t *ep, uint32_t id, uint8_t state, uint8_t cause, uint64_t now) noexcept nogil:
     cdef uint8_t old = ep.tab.conns[id].state
+    cdef uint64_t running = ep.tab.conns[id].deadline
     ft_set_state(&ep.tab, id, state, now)
+    if ep.tab.timeout[state] == 0 and running != 0:
+        # a state without a timeout of its own (CLOSING, CLOSE-WAIT, ...) keeps the
+        # retransmission timer that was running: what is outstanding still needs it
+        ft_set_deadline(&ep.tab, id, running)
     _event(ep, id, old, state, cause, 0, 0, now)
 
 
@@ -489,7 +502,9 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
     # TIME-WAIT: a new SYN may reopen (RFC 9293 3.10.7.4 note, RFC 6191): only with a
     # higher sequence number, or (timestamps) a newer timestamp
     if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_SYN) and not (p.flags & (TCP_FLAG_ACK | TCP_FLAG_RST)):
-        if seq_gt(p.seq, c.rcv_nxt) or (ts_ok and seq_gt(p.opts.tsval, c.ts_recent)):
+        # RFC 6191: with timestamps, a newer timestamp; without, a higher sequence number
+        if (ts_ok and seq_gt(p.opts.tsval, c.ts_recent)) or \
+                (not (c.flags & CONN_F_TIMESTAMPS) and seq_gt(p.seq, c.rcv_nxt)):
             if _listening(ep, c.lport):
                 old_nxt = c.snd_nxt
                 _close_record(ep, id, TCPS_CLOSED, EV_REOPEN, now)
@@ -576,7 +591,8 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
             if c.snd_una == c.snd_nxt and st != TCPS_TIME_WAIT and st != TCPS_FIN_WAIT_2:
                 _arm(ep, id, 0)            # everything acknowledged: no retransmission timer
         # window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule)
-        if seq_lt(c.snd_wl1, p.seq) or (c.snd_wl1 == p.seq and seq_le(c.snd_wl2, p.ack)):
+        if seq_le(c.snd_una, p.ack) and \
+                (seq_lt(c.snd_wl1, p.seq) or (c.snd_wl1 == p.seq and seq_le(c.snd_wl2, p.ack))):
             c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
             c.snd_wl1 = p.seq
             c.snd_wl2 = p.ack
@@ -615,6 +631,8 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
                 c.rcv_nxt += take
                 if c.flags & CONN_F_BUFFERED:
                     c.rcv_wnd -= take      # buffered until the application reads it
+                if st == TCPS_FIN_WAIT_2:
+                    _arm(ep, id, now + ep.cfg.fin_wait_2)   # idle limit: the peer is not idle
                 _event(ep, id, st, st, EV_DATA, take, base + p.payload_off + skip, now)
         need_ack = True
 
