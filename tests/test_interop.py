@@ -47,6 +47,13 @@ def netns():
         subprocess.run(["ip", "netns", "del", name], check=False)   # removes the TUN device too
 
 
+def tshark_tcp_count(pcap: Path) -> int:
+    """Packets tshark decodes as TCP in the capture an exchange left behind."""
+    out = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "tcp", "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    return len(out.stdout.split())
+
+
 def run(netns, scenario, tmp_path, timeout=120):
     pcap = tmp_path / f"{scenario}.pcap"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
@@ -65,6 +72,8 @@ def test_fasttcp_client_closes_first(netns, tmp_path):
     assert r["events"][:2] == ["CONNECT", "SYN_ACK_RECEIVED"]
     assert r["events"][-3:] == ["CLOSE", "ACK_OF_FIN", "PEER_FIN"]      # FIN-WAIT-1 -> 2 -> TIME-WAIT
     assert "TIME-WAIT" not in r["ss"]                                    # Linux closed second: no TIME-WAIT
+    if shutil.which("tshark"):                                           # the capture opens in tshark
+        assert tshark_tcp_count(tmp_path / "fasttcp_client_closes_first.pcap") >= 9
 
 
 def test_linux_closes_first(netns, tmp_path):
