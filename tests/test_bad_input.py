@@ -31,13 +31,7 @@ from fasttcp import (
 from tests.reference import oracle
 from tests.reference import packets as P
 
-# FT_FIELD_* order of fasttcp/_core/defs.pxd: the batch's error_field indexes this
-FIELD_NAMES = (
-    "none", "ip.version", "ip.ihl", "ip.total_length", "ip.protocol", "ip.fragment",
-    "ip.checksum", "ipv6.payload_length", "ipv6.next_header", "ipv6.ext_length",
-    "tcp.header", "tcp.data_offset", "tcp.option.kind", "tcp.option.length",
-    "tcp.checksum", "ip.header",
-)
+FIELD_NAMES = oracle.FIELD_NAMES
 
 VERDICT_CLASS = {
     Verdict.TRUNCATED: TruncatedPacket,

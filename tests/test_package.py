@@ -98,3 +98,10 @@ def test_cli_bench_json_reports_figures_and_peers():
 def test_cli_bench_rejects_bad_arguments():
     out = subprocess.run([sys.executable, "-m", "fasttcp", "bench", "--flows", "0"], capture_output=True, text=True)
     assert out.returncode == 2 and "--flows" in out.stderr
+
+
+def test_field_names_match_the_reference_written_from_defs_pxd():
+    from fasttcp.errors import FIELD_NAMES
+    from tests.reference.oracle import FIELD_NAMES as REFERENCE
+
+    assert FIELD_NAMES == REFERENCE

@@ -238,3 +238,13 @@ def decode_options(area: bytes, base: int = 0) -> DecodedOptions:
             out.unknown.append((kind, data))
         i += length
     return out
+
+
+# FT_FIELD_* order of fasttcp/_core/defs.pxd, written out independently of the package:
+# the batch column error_field indexes this, MalformedPacket.field carries the name
+FIELD_NAMES = (
+    "none", "ip.version", "ip.ihl", "ip.total_length", "ip.protocol", "ip.fragment",
+    "ip.checksum", "ipv6.payload_length", "ipv6.next_header", "ipv6.ext_length",
+    "tcp.header", "tcp.data_offset", "tcp.option.kind", "tcp.option.length",
+    "tcp.checksum", "ip.header",
+)
