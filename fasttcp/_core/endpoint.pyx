@@ -562,7 +562,9 @@ cdef class Endpoint:
                 # an ACK may have advanced SND.UNA without any state change: trim the
                 # connection's send buffer and send what the window now allows
                 held = self._conns.get(self._ep.last_conn)
-                if held is not None and (<Connection>held)._rec() != NULL:
+                if held is not None and ((<Connection>held)._sndbuf or (<Connection>held)._fin_pending
+                                         or (<Connection>held)._timing) \
+                        and (<Connection>held)._rec() != NULL:
                     self._acked(<Connection>held)
                     self._flush(<Connection>held)
         finally:
@@ -744,7 +746,9 @@ cdef class Endpoint:
         cdef size_t i, nev = ep.nev
         cdef ep_event_t *e
         cdef Connection conn
-        touched = set()
+        if nev == 0:
+            return
+        touched = []
         for i in range(nev):
             e = &ep.ev[i]
             c = self._conns.get(e.conn)
@@ -776,14 +780,15 @@ cdef class Endpoint:
                     self._conns.pop(e.conn, None)
                 elif e.cause == EV_RETRANSMIT and conn._rec() != NULL and e.old_state >= TCPS_ESTABLISHED:
                     self._retransmit(conn)
-                touched.add(conn)
+                if not touched or touched[-1] is not conn:
+                    touched.append(conn)
             if len(self._events) < ep.max_events:
                 self._events.append(_make_event(e, c))
             else:
                 ep.events_dropped += 1              # events() is not being drained
         ep.nev = 0
-        for conn in touched:
-            if conn._rec() != NULL:
+        for conn in (touched if len(touched) < 2 else dict.fromkeys(touched)):
+            if (conn._sndbuf or conn._fin_pending or conn._timing) and conn._rec() != NULL:
                 self._acked(conn)
                 self._flush(conn)
         # (a connection waiting for its window is flushed when an ACK for it arrives:
