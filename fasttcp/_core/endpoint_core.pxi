@@ -13,7 +13,7 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip, ft_encode_options, ft_build_packet
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
-                                  ft_lookup, ft_lookup_hashed, ft_prefetch, ft_prefetch_record, ft_insert, ft_remove, ft_set_state, ft_set_deadline,
+                                  ft_lookup, ft_lookup_hashed, ft_prefetch, ft_prefetch_record, ft_insert, ft_insert_new, ft_remove, ft_set_state, ft_set_deadline,
                                   ft_expire, ft_hash, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
                                   TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
                                   TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
@@ -393,12 +393,17 @@ cdef void _make_room(ep_t *ep, uint64_t now) noexcept nogil:
     ep.tab.stats.evictions += 1
 
 
-cdef int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now, uint8_t cause) noexcept nogil:
-    """LISTEN (RFC 9293 3.10.7.2): a SYN creates a SYN-RECEIVED record and a SYN-ACK."""
+cdef int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now, uint8_t cause,
+                       uint64_t h=0) noexcept nogil:
+    """LISTEN (RFC 9293 3.10.7.2): a SYN creates a SYN-RECEIVED record and a SYN-ACK.
+    `h`: the key's hash when the caller's lookup just missed (skips a second probe)."""
     cdef uint32_t evicted
     cdef int64_t id
     _make_room(ep, now)
-    id = ft_insert(&ep.tab, k, TCPS_SYN_RECEIVED, now, &evicted)
+    if h != 0:
+        id = ft_insert_new(&ep.tab, k, h, TCPS_SYN_RECEIVED, now, &evicted)
+    else:
+        id = ft_insert(&ep.tab, k, TCPS_SYN_RECEIVED, now, &evicted)
     cdef ft_conn_t *c
     if id < 0:
         ep.drops[DROP_TABLE_FULL] += 1
@@ -696,7 +701,7 @@ cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, cons
                 ep.drops[DROP_NO_LISTENER] += 1
                 return DROP_NO_LISTENER
             if p.flags & TCP_FLAG_SYN:
-                return _passive_open(ep, p, k, now, EV_SYN_RECEIVED)
+                return _passive_open(ep, p, k, now, EV_SYN_RECEIVED, h)
             ep.drops[DROP_OTHER] += 1
             return DROP_OTHER
         _reset_reply(ep, p, now)              # CLOSED: RFC 9293 3.10.7.1

@@ -139,6 +139,8 @@ cdef void ft_prefetch_record(const ft_table_t *t, uint64_t h) noexcept nogil
 cdef void ft_lookup_batch(ft_table_t *t, const ft_key_t *keys, Py_ssize_t n, int64_t *out) noexcept nogil
 cdef int64_t ft_insert(ft_table_t *t, const ft_key_t *key, uint8_t state, uint64_t now,
                        uint32_t *evicted) noexcept nogil
+cdef int64_t ft_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t h, uint8_t state, uint64_t now,
+                           uint32_t *evicted) noexcept nogil
 cdef void ft_remove(ft_table_t *t, uint32_t id) noexcept nogil
 cdef void ft_remove_batch(ft_table_t *t, const uint32_t *ids, Py_ssize_t n) noexcept nogil
 

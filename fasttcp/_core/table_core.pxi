@@ -382,13 +382,21 @@ cdef inline uint32_t _victim(ft_table_t *t) noexcept nogil:
 
 cdef int64_t ft_insert(ft_table_t *t, const ft_key_t *key, uint8_t state, uint64_t now,
                        uint32_t *evicted) noexcept nogil:
-    cdef uint64_t h = ft_hash(t, key), slot
+    cdef uint64_t h = _hash(t, key), slot
+    evicted[0] = FT_NIL
+    if _find(t, key, h, &slot) >= 0:
+        return FT_TABLE_EXISTS
+    return ft_insert_new(t, key, h, state, now, evicted)
+
+
+cdef int64_t ft_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t h, uint8_t state, uint64_t now,
+                           uint32_t *evicted) noexcept nogil:
+    """ft_insert for a key the caller just looked up and did not find (h = its hash):
+    no second hash, no second probe."""
     cdef uint32_t id
     cdef ft_conn_t *c
     cdef uint8_t gen
     evicted[0] = FT_NIL
-    if _find(t, key, h, &slot) >= 0:
-        return FT_TABLE_EXISTS
     if t.count >= t.capacity:
         if not t.evict:
             t.stats.refusals += 1
