@@ -770,10 +770,11 @@ cdef int64_t ep_connect(ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogi
     cdef uint32_t evicted
     cdef int64_t id
     cdef ft_conn_t *c
-    if ft_lookup(&ep.tab, k) >= 0:
+    cdef uint64_t h = ft_hash(&ep.tab, k)
+    if ft_lookup_hashed(&ep.tab, k, h) >= 0:
         return FT_TABLE_EXISTS             # before making room: nothing is evicted for it
     _make_room(ep, now)
-    id = ft_insert(&ep.tab, k, TCPS_SYN_SENT, now, &evicted)
+    id = ft_insert_new(&ep.tab, k, h, TCPS_SYN_SENT, now, &evicted)
     if id < 0:
         return id
     c = &ep.tab.conns[id]
