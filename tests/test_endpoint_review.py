@@ -114,3 +114,28 @@ def test_time_wait_reopen_needs_a_newer_timestamp_when_timestamps_are_in_use():
                         flags=Flags.SYN, options=dict(mss=1460, timestamp=(1, 0)))
     server.receive(syn, 2.0)
     assert not [e for e in server.events() if e.cause.name == "REOPEN"]
+
+
+def test_a_stale_accept_queue_entry_never_hands_out_a_new_incarnation():
+    # established, reset before accept(), then 255 SYN/RST cycles on the recycled record:
+    # the 8-bit generation wraps, but the queue entry must still not match
+    ep = Endpoint([S], seed=5)
+    ep.listen(80)
+    peer = "10.0.0.1"
+
+    def send(sport, **kw):
+        ep.receive(fasttcp.build(peer, S, sport, 80, **kw), 1.0)
+        return [fasttcp.parse(x) for x in ep.transmit()]
+
+    sa = send(1000, seq=100, flags=Flags.SYN)[0]
+    send(1000, seq=101, ack=sa.seq + 1, flags=Flags.ACK)
+    send(1000, seq=101, flags=Flags.RST)
+    for i in range(255):
+        send(2000 + i, seq=5, flags=Flags.SYN)
+        send(2000 + i, seq=6, flags=Flags.RST)
+    sa = send(3000, seq=7, flags=Flags.SYN)[0]
+    assert ep.accept() is None                    # nothing established is waiting
+    send(3000, seq=8, ack=sa.seq + 1, flags=Flags.ACK)
+    c = ep.accept()
+    assert c is not None and c.state is State.ESTABLISHED and c.key[3] == 3000
+    assert ep.accept() is None                    # handed out once

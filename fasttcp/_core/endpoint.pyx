@@ -529,7 +529,9 @@ cdef class Endpoint:
             gen = ep.acq_gen[ep.acq_head]
             ep.acq_head = (ep.acq_head + 1) % ep.acq_cap
             ep.acq_len -= 1
-            if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen:
+            if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen \
+                    and ep.tab.conns[id].flags & CONN_F_QUEUED:
+                ep.tab.conns[id].flags &= ~CONN_F_QUEUED
                 conn = self._conns.get(id)
                 if conn is None or (<Connection>conn)._gen != gen:
                     conn = Connection._new(self, id)

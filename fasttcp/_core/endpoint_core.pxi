@@ -24,6 +24,8 @@ cdef enum:
     CONN_F_PASSIVE = 16         # opened from a listening port: a reset returns it to LISTEN
     CONN_F_BUFFERED = 32        # delivered data waits in a Connection's receive buffer:
                                 # it narrows the advertised window until the app reads it
+    CONN_F_QUEUED = 64          # in the accept queue (a new incarnation starts without it,
+                                # so a stale queue entry can never hand it out)
     EP_MAX_LOCAL = 16
     EP_MAX_SEGMENT = 40 + 60 + 65535   # IPv6 header + TCP header with options + payload
 
@@ -374,6 +376,7 @@ cdef void _accept_push(ep_t *ep, uint32_t id) noexcept nogil:
     ep.acq[slot] = id
     ep.acq_gen[slot] = ep.tab.conns[id].gen
     ep.acq_len += 1
+    ep.tab.conns[id].flags |= CONN_F_QUEUED
 
 
 # ---- SEGMENT ARRIVES ----
