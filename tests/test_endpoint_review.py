@@ -139,3 +139,11 @@ def test_a_stale_accept_queue_entry_never_hands_out_a_new_incarnation():
     c = ep.accept()
     assert c is not None and c.state is State.ESTABLISHED and c.key[3] == 3000
     assert ep.accept() is None                    # handed out once
+
+
+def test_user_calls_take_the_time_they_happen_at():
+    client, server, cc, sc = established()
+    cc.send(b"late", now=2.5)
+    assert client.next_deadline() == 2.5 + cc.rto            # the RTO runs from the send
+    cc.close(now=3.0)
+    assert [e.time for e in client.events() if e.cause.name == "CLOSE"] == [3.0]

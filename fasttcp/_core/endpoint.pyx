@@ -240,9 +240,12 @@ cdef class Connection:
     def srtt(self):
         return None if self._srtt == 0 else self._srtt / 1e6
 
-    def send(self, data):
+    def send(self, data, *, now=None):
         """Queue bytes; they leave in MSS-sized segments within the peer's window (call
-        Endpoint.transmit()). Raises ConnectionError_ if the connection cannot send."""
+        Endpoint.transmit()). ``now``: the time of the call (default: the endpoint's last
+        call). Raises ConnectionError_ if the connection cannot send."""
+        if now is not None:
+            self._ep._now = _us(now, "now")
         st = self.state
         if st not in (_State.ESTABLISHED, _State.CLOSE_WAIT, _State.SYN_SENT, _State.SYN_RECEIVED) \
                 or self._fin_pending:
@@ -269,9 +272,12 @@ cdef class Connection:
         """Bytes queued or in flight (not yet acknowledged)."""
         return len(self._sndbuf)
 
-    def close(self):
+    def close(self, *, now=None):
         """Half-close: FIN after the queued data; receiving continues (CLOSE-WAIT peers
-        may keep sending). Raises ConnectionError_ if already closed."""
+        may keep sending). ``now`` as for send(). Raises ConnectionError_ if already
+        closed."""
+        if now is not None:
+            self._ep._now = _us(now, "now")
         st = self.state
         if st in (_State.CLOSED, _State.LISTEN, _State.TIME_WAIT, _State.FIN_WAIT_1, _State.FIN_WAIT_2,
                   _State.CLOSING, _State.LAST_ACK):
@@ -286,8 +292,11 @@ cdef class Connection:
             self._ep._flush(self)
         self._ep._after_call()                 # report the CLOSE event now
 
-    def abort(self):
-        """Reset the connection (RST to the peer if synchronized); it is CLOSED at once."""
+    def abort(self, *, now=None):
+        """Reset the connection (RST to the peer if synchronized); it is CLOSED at once.
+        ``now`` as for send()."""
+        if now is not None:
+            self._ep._now = _us(now, "now")
         if self._rec() == NULL:
             raise ConnectionError_("abort() on a closed connection")
         ep_abort(self._ep._ep, self.id, self._ep._now)
