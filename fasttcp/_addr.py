@@ -13,9 +13,6 @@ from fasttcp.errors import UsageError
 
 __all__ = ["packed", "to_ip"]
 
-AddressLike = "str | bytes | bytearray | ipaddress.IPv4Address | ipaddress.IPv6Address"
-
-
 @lru_cache(maxsize=4096)
 def _packed_hashable(addr: object) -> bytes:
     if isinstance(addr, bytes):
