@@ -33,7 +33,10 @@ _FLAG_ORDER = (Flags.SYN, Flags.FIN, Flags.RST, Flags.PSH, Flags.ACK, Flags.URG,
 
 
 class Verdict(enum.IntEnum):
-    """Outcome of parsing one packet; a column of every batch result."""
+    """Outcome of parsing one packet; a column of every batch result.
+
+    NOT_IP, UNSUPPORTED_LINK and LINK_TRUNCATED come from the capture reader
+    (`fasttcp.read_pcap`), which strips the link layer before any IP parsing."""
 
     OK = 0
     TRUNCATED = 1
@@ -45,6 +48,9 @@ class Verdict(enum.IntEnum):
     FRAGMENT = 7
     BAD_VERSION = 8
     BAD_IP_CHECKSUM = 9
+    NOT_IP = 10
+    UNSUPPORTED_LINK = 11
+    LINK_TRUNCATED = 12
 
 
 class OptionBits(enum.IntFlag):

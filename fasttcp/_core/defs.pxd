@@ -18,7 +18,11 @@ cdef enum:
     FT_ERR_FRAGMENT = 7         # fragment: non-first, or first fragment whose checksum cannot be verified
     FT_ERR_BAD_VERSION = 8      # IP version nibble is neither 4 nor 6
     FT_ERR_BAD_IP_CHECKSUM = 9  # IPv4 header checksum does not verify
-    FT_ERR_COUNT = 10
+    # link-layer verdicts, set by the capture reader before any IP parsing
+    FT_ERR_NOT_IP = 10          # the frame carries something else (ARP, LLDP, ...)
+    FT_ERR_UNSUPPORTED_LINK = 11  # a link type (or encapsulation) the reader does not decode
+    FT_ERR_LINK_TRUNCATED = 12  # the frame ends inside its link-layer header
+    FT_ERR_COUNT = 13
 
 # ---- which field an error points at (fasttcp errors carry .field) ----
 cdef enum:
