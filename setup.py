@@ -20,7 +20,7 @@ else:
     # the wheel runs on any x86-64/aarch64 machine.
     cflags = ["-O3", "-fno-strict-aliasing"]
 
-MODULES = ["addr", "csum", "seq", "wire", "segment", "batch", "table", "endpoint", "capture"]
+MODULES = ["addr", "csum", "seq", "wire", "segment", "batch", "table", "endpoint", "capture", "tracker"]
 
 extensions = [
     Extension(

@@ -17,6 +17,7 @@ the `fasttcp analyze` hot path; this module only reads the file into buffers.
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 
 from fasttcp._core.capture import (FORMAT_PCAP, FORMAT_PCAPNG, MAX_RECORD, CaptureScanner,
                                    strip_link)
-from fasttcp.errors import FastTcpError
+from fasttcp.errors import FastTcpError, UsageError
 
 __all__ = [
     "CaptureBatch",
@@ -149,6 +150,7 @@ class CaptureReader:
             self._f.close()
             raise
         self._eof = False
+        self._error: CaptureError | None = None
 
     def _start(self) -> None:
         head = self._f.read(24)
@@ -195,6 +197,10 @@ class CaptureReader:
 
     def read_batch(self) -> CaptureBatch | None:
         """The next batch, or None at the end of the file."""
+        if self._error is not None:
+            self._eof = True
+            err, self._error = self._error, None
+            raise err
         if self._eof:
             return None
         cap = self.batch_bytes
@@ -208,17 +214,22 @@ class CaptureReader:
             at_eof = not got
             status, n, pos, need, arrays = self._scanner.scan(buf, 0, end, self.batch_packets)
             if status == _SCAN_CORRUPT:
-                self._eof = True
-                raise CaptureError(f"corrupt record (length field reads {self._field_at(buf, pos, need)})",
-                                   path=self.path, offset=self._file_pos + pos + need)
-            if n == 0 and status == _SCAN_MORE and not at_eof:
-                # the next record does not fit: grow (bounded by MAX_RECORD) and refill
-                cap = max(cap * 2, need + 4096)
-                if cap > 2 * MAX_RECORD + self.batch_bytes:
-                    raise CaptureError("record larger than any real packet", path=self.path,
-                                       offset=self._file_pos + pos)
+                # deliver the good packets before the corruption; raise on the next call
+                self._error = CaptureError(
+                    f"corrupt record (length field reads {self._field_at(buf, pos, need)})",
+                    path=self.path, offset=self._file_pos + pos + need)
+                if n == 0:
+                    self._eof = True
+                    raise self._error
+            elif n == 0 and status == _SCAN_MORE and not at_eof:
                 carry = buf[pos:end].tobytes()
                 self._file_pos += pos
+                if pos == 0:
+                    # the next record does not fit: grow (bounded by MAX_RECORD) and refill
+                    cap = max(cap * 2, need + 4096)
+                    if cap > 2 * MAX_RECORD + self.batch_bytes:
+                        raise CaptureError("record larger than any real packet", path=self.path,
+                                           offset=self._file_pos)
                 continue
             break
         self._pending = buf[pos:end].tobytes()
@@ -266,33 +277,53 @@ def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int 
     return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes)
 
 
+def _split_ns(ns: int, nanosecond: bool) -> tuple[int, int]:
+    sec, frac = divmod(ns, 1_000_000_000)
+    return sec, frac if nanosecond else frac // 1000
+
+
+def _float_to_ns(t: float, nanosecond: bool) -> int:
+    """Seconds as a float -> integer ns, exact to the file's resolution: the fraction is
+    taken after removing the whole seconds (exact in binary), so 1700000001.25 stays .25."""
+    sec = math.floor(t)
+    frac = t - sec
+    if nanosecond:
+        return sec * 1_000_000_000 + round(frac * 1e9)
+    return sec * 1_000_000_000 + round(frac * 1e6) * 1000
+
+
 def write_pcap(path: str | Path, packets: Iterable[bytes] | CaptureBatch, timestamps: Iterable[float] | None = None,
                *, linktype: int = LINKTYPE_RAW, nanosecond: bool = False, snaplen: int = 262144) -> int:
     """Write packets to a classic little-endian pcap file; returns how many.
 
     `packets` is an iterable of frames of `linktype` (raw IP by default) or a
-    `CaptureBatch` (its IP packets, written as raw IP with their timestamps).
-    `timestamps` are float seconds (default: 0, 1 µs, 2 µs, ...). With `nanosecond`
-    the file uses the nanosecond magic.
+    `CaptureBatch`, whose IP packets (rows with link verdict OK) are written as raw IP
+    with their timestamps. `timestamps` are float seconds, one per packet (default:
+    0, 1 µs, 2 µs, ...); with `nanosecond` the file uses the nanosecond magic.
+    Raises `UsageError` if there are fewer timestamps than packets.
     """
     if isinstance(packets, CaptureBatch):
         batch = packets
-        packets = (batch.packet(i) for i in range(len(batch)))
-        ns_list: Iterable[int] = (int(t) for t in batch.ts_ns)
+        keep = [i for i in range(len(batch)) if batch.verdicts[i] == 0]
+        frames: Iterable[bytes] = (batch.packet(i) for i in keep)
+        ns_iter: Iterator[int] | None = iter([int(batch.ts_ns[i]) for i in keep])
         linktype = LINKTYPE_RAW
     else:
-        ns_list = (round(t * 1e9) for t in timestamps) if timestamps is not None else None  # type: ignore[assignment]
+        frames = packets
+        ns_iter = (_float_to_ns(float(t), nanosecond) for t in timestamps) if timestamps is not None else None
     magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
     count = 0
     with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
-        ts_iter = iter(ns_list) if ns_list is not None else None
-        for pkt in packets:
+        f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype & 0xFFFFFFFF))
+        for pkt in frames:
             data = bytes(pkt)
-            ns = next(ts_iter) if ts_iter is not None else count * 1000
-            sec, frac = divmod(int(ns), 1_000_000_000)
-            if not nanosecond:
-                frac //= 1000
+            if ns_iter is not None:
+                ns = next(ns_iter, None)
+                if ns is None:
+                    raise UsageError(f"write_pcap: {count} timestamps for more packets")
+            else:
+                ns = count * 1000
+            sec, frac = _split_ns(ns, nanosecond)
             cap = data[:snaplen]
             f.write(struct.pack("<IIII", sec, frac, len(cap), len(data)))
             f.write(cap)

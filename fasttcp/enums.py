@@ -36,7 +36,11 @@ class Verdict(enum.IntEnum):
     """Outcome of parsing one packet; a column of every batch result.
 
     NOT_IP, UNSUPPORTED_LINK and LINK_TRUNCATED come from the capture reader
-    (`fasttcp.read_pcap`), which strips the link layer before any IP parsing."""
+    (`fasttcp.read_pcap`), which strips the link layer before any IP parsing.
+    The last four are the tracker's (`Tracker.feed_batch`): conntrack would mark the
+    packet INVALID (out of window, impossible flags) or IGNORE it (e.g. an old SYN on
+    an established connection); UNTRACKED: no connection and, with ``loose=False``,
+    only a SYN may start one; TABLE_FULL: a new connection found no room."""
 
     OK = 0
     TRUNCATED = 1
@@ -51,6 +55,10 @@ class Verdict(enum.IntEnum):
     NOT_IP = 10
     UNSUPPORTED_LINK = 11
     LINK_TRUNCATED = 12
+    CONNTRACK_INVALID = 13
+    CONNTRACK_IGNORED = 14
+    UNTRACKED = 15
+    TABLE_FULL = 16
 
 
 class OptionBits(enum.IntFlag):

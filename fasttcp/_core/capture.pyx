@@ -60,6 +60,7 @@ cdef enum:
 ctypedef struct ft_iface_t:
     uint32_t linktype
     uint32_t snaplen
+    uint32_t fcs_bytes                # frame check sequence at the end of each frame
     uint64_t ts_mul                   # timestamp units -> ns: ns = units * mul / div
     uint64_t ts_div
     int64_t ts_offset_ns              # if_tsoffset (seconds) in ns
@@ -226,6 +227,7 @@ cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nog
     ifc.ts_mul = 1000                 # default resolution: microseconds
     ifc.ts_div = 1
     ifc.ts_offset_ns = 0
+    ifc.fcs_bytes = 0
     while pos + 4 <= end:
         code = _rd16(b + pos, st.swap)
         olen = _rd16(b + pos + 2, st.swap)
@@ -233,6 +235,8 @@ cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nog
             break
         if code == 9 and olen >= 1:
             _set_resolution(ifc, b[pos + 4])
+        elif code == 13 and olen >= 1:
+            ifc.fcs_bytes = b[pos + 4]     # if_fcslen
         elif code == 14 and olen == 8:
             # if_tsoffset: signed 64-bit seconds, in the section's byte order
             if st.swap:
@@ -249,9 +253,14 @@ cdef inline void _emit(ft_scan_t *st, uint32_t linktype, const uint8_t *buf, Py_
                        uint32_t caplen, uint32_t wirelen, int64_t ts, uint16_t ifidx,
                        Py_ssize_t k, int64_t *off, int64_t *length, int64_t *ts_out,
                        uint32_t *wire_out, uint8_t *verdict, uint16_t *iface_out,
-                       int64_t *frame_out) noexcept nogil:
-    cdef uint32_t ip_off = 0
-    cdef int v = ft_strip_link(linktype, buf + data, caplen, &ip_off)
+                       int64_t *frame_out, uint32_t fcs) noexcept nogil:
+    cdef uint32_t ip_off = 0, cut
+    cdef int v
+    if fcs:
+        # the FCS is the frame's last bytes: cut whatever part of it was captured
+        cut = fcs - (wirelen - caplen) if wirelen - caplen < fcs and wirelen >= caplen else 0
+        caplen = caplen - cut if cut <= caplen else 0
+    v = ft_strip_link(linktype, buf + data, caplen, &ip_off)
     st.frames += 1
     if v != FT_OK:
         ip_off = 0 if ip_off > caplen else ip_off
@@ -298,7 +307,7 @@ cdef int ft_scan(ft_scan_t *st, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t e
             t = <int64_t>_rd32(buf + pos, st.swap) * 1000000000
             t += <int64_t>_rd32(buf + pos + 4, st.swap) * (1 if st.nano else 1000)
             _emit(st, st.iface[0].linktype, buf, pos + 16, caplen, wire, t, 0, k,
-                  off, length, ts, wirelen, verdict, iface, frame)
+                  off, length, ts, wirelen, verdict, iface, frame, st.iface[0].fcs_bytes)
             k += 1
             pos += 16 + caplen
             continue
@@ -354,11 +363,11 @@ cdef int ft_scan(ft_scan_t *st, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t e
             if ifidx < st.niface and ifidx < FT_MAX_IFACES:
                 _emit(st, st.iface[ifidx].linktype, buf, pos + 28, caplen, wire,
                       _units_to_ns(&st.iface[ifidx], units), <uint16_t>ifidx, k,
-                      off, length, ts, wirelen, verdict, iface, frame)
+                      off, length, ts, wirelen, verdict, iface, frame, st.iface[ifidx].fcs_bytes)
             else:
                 st.bad_interface += 1
                 _emit(st, 0xffff, buf, pos + 28, caplen, wire, 0, 0xffff, k,
-                      off, length, ts, wirelen, verdict, iface, frame)
+                      off, length, ts, wirelen, verdict, iface, frame, 0)
             k += 1
         elif btype == 3 and blen >= 16:
             # Simple Packet Block: interface 0, no timestamp, captured = min(len, snaplen, room)
@@ -370,11 +379,11 @@ cdef int ft_scan(ft_scan_t *st, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t e
                 if st.iface[0].snaplen and caplen > st.iface[0].snaplen:
                     caplen = st.iface[0].snaplen
                 _emit(st, st.iface[0].linktype, buf, pos + 12, caplen, wire, 0, 0, k,
-                      off, length, ts, wirelen, verdict, iface, frame)
+                      off, length, ts, wirelen, verdict, iface, frame, st.iface[0].fcs_bytes)
             else:
                 st.bad_interface += 1
                 _emit(st, 0xffff, buf, pos + 12, caplen, wire, 0, 0xffff, k,
-                      off, length, ts, wirelen, verdict, iface, frame)
+                      off, length, ts, wirelen, verdict, iface, frame, 0)
             k += 1
         elif btype != 0x0A0D0D0A and btype != 1:
             st.blocks_skipped += 1
@@ -405,6 +414,8 @@ cdef class CaptureScanner:
         self.st.niface = 1
         self.st.iface[0].linktype = linktype
         self.st.iface[0].snaplen = snaplen
+        # pcap link-type field: bit 26 says the FCS length (16-bit words) is in bits 28..31
+        self.st.iface[0].fcs_bytes = ((linktype >> 28) & 0xf) * 2 if linktype & (1 << 26) else 0
 
     def start_pcapng(self):
         """Configure for pcapng; the first block must be a Section Header Block."""
@@ -455,7 +466,7 @@ cdef class CaptureScanner:
         return rc, n, newpos, need, (off[:n], ln[:n], ts[:n], wl[:n], vd[:n], ifc[:n], fr[:n])
 
 
-def strip_link(int linktype, frame) -> tuple:
+def strip_link(linktype, frame) -> tuple:
     """Find the IP packet in one link-layer frame: ``(verdict, ip_offset)``.
 
     `verdict` is a `fasttcp.Verdict` code: OK, NOT_IP (e.g. ARP), UNSUPPORTED_LINK or
@@ -465,8 +476,9 @@ def strip_link(int linktype, frame) -> tuple:
     """
     cdef const uint8_t[::1] f = frame
     cdef uint32_t ip_off = 0
+    cdef uint8_t empty = 0
     cdef int v
-    if f.shape[0] == 0:
-        return FT_ERR_LINK_TRUNCATED, 0
-    v = ft_strip_link(<uint32_t>linktype, &f[0], <uint32_t>f.shape[0], &ip_off)
+    if not isinstance(linktype, int) or not 0 <= linktype <= 0xffffffff:
+        raise UsageError(f"linktype must be a 32-bit link-type value, got {linktype!r}")
+    v = ft_strip_link(<uint32_t>linktype, &f[0] if f.shape[0] else &empty, <uint32_t>f.shape[0], &ip_off)
     return v, ip_off

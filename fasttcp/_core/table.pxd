@@ -12,7 +12,8 @@ Layout (chosen for memory per connection, see the README's table section):
     (t_prev/t_next), one bucket per 1.024 ms tick, 65536 buckets (67 s per turn; later
     deadlines wait in their bucket for the right turn).
   * eviction classes: FIFO lists (c_prev/c_next) of TIME-WAIT and of never-established
-    (SYN-SENT/SYN-RECEIVED) records, oldest at the head.
+    (SYN-SENT/SYN-RECEIVED) records, oldest at the head. Which state codes belong to
+    which class is a per-table map, so the tracker's conntrack-style states use it too.
 The table knows nothing of TCP beyond "a record has a state, a deadline and a class".
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
@@ -119,6 +120,7 @@ ctypedef struct ft_table_t:
     uint64_t cursor                   # timer wheel: last tick processed by expire
     uint32_t class_head[3]
     uint32_t class_tail[3]
+    uint8_t state_class[16]           # eviction class of each state code (the owner's states)
     bint symmetric                    # canonical key order: both directions find one record
     bint evict                        # when full: evict by rule (else refuse)
     ft_stats_t stats
@@ -126,6 +128,9 @@ ctypedef struct ft_table_t:
 cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_t seed1,
                        bint symmetric, bint evict) noexcept nogil
 cdef void ft_table_free(ft_table_t *t) noexcept nogil
+# Replace the state -> eviction class map (default: the TCPS_* states of the endpoint).
+# Only on an empty table: records carry no class of their own.
+cdef void ft_table_set_classes(ft_table_t *t, const uint8_t *classes, int n) noexcept nogil
 
 # Keys and hashing
 cdef bint ft_key_canonical(ft_key_t *k) noexcept nogil      # swap to canonical order; True if swapped

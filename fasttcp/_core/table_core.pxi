@@ -123,6 +123,9 @@ cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_
     for i in range(FT_NCLASSES):
         t.class_head[i] = FT_NIL
         t.class_tail[i] = FT_NIL
+    t.state_class[TCPS_TIME_WAIT] = FT_CLASS_TIME_WAIT
+    t.state_class[TCPS_SYN_SENT] = FT_CLASS_EMBRYONIC
+    t.state_class[TCPS_SYN_RECEIVED] = FT_CLASS_EMBRYONIC
     # expand the two seed words into the hash key (splitmix64)
     x = seed0 ^ (seed1 * 0x9e3779b97f4a7c15ULL)
     for i in range(6):
@@ -249,12 +252,14 @@ cdef inline void _wheel_link(ft_table_t *t, uint32_t id, uint64_t deadline) noex
     t.wheel[b] = id
 
 
-cdef inline int _class_of(uint8_t state) noexcept nogil:
-    if state == TCPS_TIME_WAIT:
-        return FT_CLASS_TIME_WAIT
-    if state == TCPS_SYN_SENT or state == TCPS_SYN_RECEIVED:
-        return FT_CLASS_EMBRYONIC
-    return FT_CLASS_NONE
+cdef inline int _class_of(const ft_table_t *t, uint8_t state) noexcept nogil:
+    return t.state_class[state & 15]
+
+
+cdef void ft_table_set_classes(ft_table_t *t, const uint8_t *classes, int n) noexcept nogil:
+    cdef int i
+    for i in range(16):
+        t.state_class[i] = classes[i] if i < n and classes[i] < FT_NCLASSES else FT_CLASS_NONE
 
 
 cdef inline void _class_unlink(ft_table_t *t, uint32_t id, int cls) noexcept nogil:
@@ -427,6 +432,8 @@ cdef int64_t ft_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t h, uint8
     t.count += 1
     t.stats.inserts += 1
     c.state = TCPS_CLOSED
+    # start in the class of state 0 (the owner's map may give it one), then move
+    _class_append(t, id, _class_of(t, c.state))
     ft_set_state(t, id, state, now)
     return id
 
@@ -443,7 +450,7 @@ cdef inline void _remove_hashed(ft_table_t *t, uint32_t id, uint64_t h) noexcept
     if _find(t, <const ft_key_t *>c, h, &slot) == id:
         _index_delete(t, slot)
     _wheel_unlink(t, id)
-    _class_unlink(t, id, _class_of(c.state))
+    _class_unlink(t, id, _class_of(t, c.state))
     c.family = 0
     c.gen += 1                        # stale Connection views notice
     c.c_next = t.free_head
@@ -473,7 +480,7 @@ cdef void ft_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64_t now) 
     """Enter `state`: move between eviction classes (a TIME-WAIT re-entry goes to the
     back: it is young again) and arm the state's timeout (none if it is 0)."""
     cdef ft_conn_t *c = &t.conns[id]
-    cdef int old_cls = _class_of(c.state), new_cls = _class_of(state)
+    cdef int old_cls = _class_of(t, c.state), new_cls = _class_of(t, state)
     if old_cls != new_cls or new_cls == FT_CLASS_TIME_WAIT:
         _class_unlink(t, id, old_cls)
         _class_append(t, id, new_cls)

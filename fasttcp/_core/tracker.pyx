@@ -1,0 +1,565 @@
+# cython: language_level=3
+"""Passive TCP connection tracker: conntrack states and window tracking plus Zeek's
+conn_state/history, over a symmetric connection table.
+
+The per-packet work is C (tracker_core.pxi) and runs without the GIL over a whole
+batch; Python sees `Tracker`, finished connections as FLOW_DTYPE rows and state
+changes as TRACKER_EVENT_DTYPE rows.
+"""
+cimport cython
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+
+from fasttcp._core.defs cimport *
+from fasttcp._core.wire cimport ft_parse_ip
+from fasttcp._core.table cimport *
+from fasttcp._core.tracker cimport *
+
+import os
+
+import numpy as np
+
+from fasttcp.errors import UsageError
+
+__all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
+
+cdef extern from "mem_impl.h" nogil:
+    void *ft_alloc_zeroed(size_t size)
+    void ft_free_zeroed(void *p, size_t size)
+
+include "tracker_core.pxi"
+
+FLOW_DTYPE = np.dtype([
+    ("start_us", "u8"), ("end_us", "u8"),
+    ("orig_bytes", "u8"), ("resp_bytes", "u8"), ("orig_ip_bytes", "u8"), ("resp_ip_bytes", "u8"),
+    ("orig_payload", "u8"), ("resp_payload", "u8"), ("missed_bytes", "u8"),
+    ("orig_pkts", "u4"), ("resp_pkts", "u4"), ("orig_retrans", "u4"), ("resp_retrans", "u4"),
+    ("rtt_syn_synack", "u4"), ("rtt_synack_ack", "u4"), ("id", "u4"),
+    ("orig_p", "u2"), ("resp_p", "u2"),
+    ("family", "u1"), ("state", "u1"), ("conn_state", "u1"), ("end_reason", "u1"),
+    ("orig_state", "u1"), ("resp_state", "u1"), ("flipped", "u1"), ("_pad", "u1"),
+    ("orig_h", "u1", (16,)), ("resp_h", "u1", (16,)), ("history", "S32"),
+], align=True)
+"""One connection summary per row: times in microseconds, Zeek-style byte counts
+(sequence space, retransmissions once) and wire payload bytes, packets, retransmitted
+segments, handshake RTTs in microseconds (0xffffffff = not seen), the final
+`TrackerState` and Zeek `ConnState`, the `EndReason`, Zeek endpoint states, the
+history string, and the originator/responder addresses (IPv4 in the first 4 bytes)."""
+
+TRACKER_EVENT_DTYPE = np.dtype([
+    ("time_us", "u8"), ("packet", "i8"), ("conn", "u4"), ("old_state", "u1"), ("new_state", "u1"),
+    ("direction", "u1"), ("_pad", "u1"), ("tcp_flags", "u2"), ("_pad2", "u2"),
+], align=True)
+"""A conntrack state change: time, the batch index of the packet that caused it (-1
+for timers), the record id, old and new `TrackerState`, the direction of that packet
+(0 originator, 1 responder) and its TCP flags."""
+
+assert FLOW_DTYPE.itemsize == sizeof(flow_row_t)
+assert TRACKER_EVENT_DTYPE.itemsize == sizeof(trk_event_t)
+
+RECORD_BYTES = sizeof(ft_conn_t) + sizeof(trk_t)
+
+cdef enum:
+    _DONE_CAP = 65536                 # finished rows buffered in C before Python collects them
+    _EXPIRE_CHUNK = 4096
+
+
+cdef inline uint64_t _max64(uint64_t a, uint64_t b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef void _expire(tr_t *tr, uint64_t now) noexcept nogil:
+    """Finish every record whose idle time in its state has run out by `now`. A record
+    is refreshed lazily: its wheel deadline may be older than its last accepted packet,
+    in which case it is re-armed instead of finished."""
+    cdef Py_ssize_t n, i, room
+    cdef uint32_t id
+    cdef uint64_t due
+    while True:
+        room = tr.cap_done - tr.ndone
+        if room <= 0:
+            return
+        n = ft_expire(&tr.tab, now, tr.expired, NULL, room if room < _EXPIRE_CHUNK else _EXPIRE_CHUNK)
+        for i in range(n):
+            id = tr.expired[i]
+            due = tr.recs[id].touch_us + _timeout_of(tr, id)
+            if due > now:
+                ft_set_deadline(&tr.tab, id, due)
+            else:
+                tr.timed_out += 1
+                _finish(tr, id, END_TIMEOUT)
+        if n < _EXPIRE_CHUNK:
+            return
+
+
+cdef int _track(tr_t *tr, const uint8_t *buf, size_t length, uint64_t now, int64_t pkt) noexcept nogil:
+    """One IP packet. Returns its verdict (a parse verdict or TV_*)."""
+    cdef pkt_t p
+    cdef parse_err_t err
+    cdef ft_key_t k
+    cdef uint64_t h
+    cdef int64_t id
+    cdef uint32_t uid, plen, ip_len, victim
+    cdef int rc, zd, ct
+    cdef bint swapped, usable, bad_csum
+    cdef trk_t *r
+    uid = 0
+    rc = ft_parse_ip(buf, length, &p, &err, tr.cfg.verify)
+    usable = rc == FT_OK or (p.header_len != 0 and (rc == FT_ERR_TRUNCATED or rc == FT_ERR_BAD_CHECKSUM))
+    if not usable:
+        return rc
+    bad_csum = rc == FT_ERR_BAD_CHECKSUM
+    plen = p.tcp_len - p.header_len
+    ip_len = (p.tcp_off - p.ip_off) + p.tcp_len
+    memset(&k, 0, sizeof(ft_key_t))
+    k.family = p.version
+    k.lport = p.src_port
+    k.rport = p.dst_port
+    memcpy(k.laddr, p.src, 16)
+    memcpy(k.raddr, p.dst, 16)
+    swapped = ft_key_canonical(&k)
+    h = ft_hash(&tr.tab, &k)
+    id = ft_lookup_hashed(&tr.tab, &k, h)
+    if id < 0:
+        if not tr.cfg.loose and (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) \
+                != TCP_FLAG_SYN:
+            return TV_UNTRACKED
+        if tr.tab.count >= tr.tab.capacity:
+            victim = tr.tab.class_head[FT_CLASS_TIME_WAIT]
+            if victim == FT_NIL:
+                victim = tr.tab.class_head[FT_CLASS_EMBRYONIC]
+            if victim == FT_NIL or not tr.tab.evict:
+                return TV_TABLE_FULL
+            tr.evicted += 1
+            _finish(tr, victim, END_EVICTED)
+        id = _create(tr, &k, h, swapped, now)
+        if id < 0:
+            return TV_TABLE_FULL
+        if _server_side_first(tr, &p):
+            # Zeek's likely_server_ports: a first packet that is not a plain SYN, sent
+            # from a server port, came from the responder
+            _swap_roles(tr, <uint32_t>id)
+            _hist_raw(&tr.recs[id], 94)        # '^'
+    else:
+        uid = <uint32_t>id
+        if _zeek_reuse(tr, uid, swapped, &p):
+            # a SYN on a 4-tuple whose connection closed, or with a new ISN: the old one
+            # ends here and this packet starts a new one
+            tr.reused += 1
+            _finish(tr, uid, END_REUSED)
+            id = _create(tr, &k, h, swapped, now)
+            if id < 0:
+                return TV_TABLE_FULL
+    uid = <uint32_t>id
+    r = &tr.recs[uid]
+    zd = swapped ^ ((tr.tab.conns[uid].flags & CONN_F_SWAPPED) != 0)
+    if bad_csum:
+        # like Zeek without -C: the packet only leaves a 'C' in the history
+        _hist_scaled(r, H_C, zd, &r.d[zd].n_csum)
+        return FT_ERR_BAD_CHECKSUM
+    if r.hist_len == 1 and r.history[0] == 72 and not (p.flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) \
+            and ((p.flags & TCP_FLAG_ACK) or plen):
+        # the connection began with a SYN-ACK ('H'): the side that answers it with an
+        # ACK or data is the client after all
+        _flip_rewrite(tr, uid)
+        zd ^= 1
+    ct = _conntrack(tr, uid, zd, &p, plen, now, pkt)
+    if ct == CT_REOPEN:
+        # conntrack reopens a closed 4-tuple on a new SYN (its sender is the new originator)
+        tr.reused += 1
+        _finish(tr, uid, END_REUSED)
+        id = _create(tr, &k, h, swapped, now)
+        if id < 0:
+            return TV_TABLE_FULL
+        uid = <uint32_t>id
+        r = &tr.recs[uid]
+        zd = 0
+        ct = _conntrack(tr, uid, zd, &p, plen, now, pkt)
+    if _zeek(tr, uid, zd, &p, plen, ip_len, now):
+        _flip_plain(tr, uid)
+    _rtt(tr, r, zd, &p, now)
+    if ct == CT_OK:
+        return TV_OK
+    return TV_CONNTRACK_IGNORED if ct == CT_IGNORED else TV_CONNTRACK_INVALID
+
+
+cdef inline bint _is_server_port(const tr_t *tr, uint16_t port) noexcept nogil:
+    return (tr.server_ports[port >> 3] >> (port & 7)) & 1
+
+
+cdef bint _server_side_first(const tr_t *tr, const pkt_t *p) noexcept nogil:
+    cdef bint syn = (p.flags & TCP_FLAG_SYN) != 0, ack = (p.flags & TCP_FLAG_ACK) != 0
+    if syn and not ack:
+        return False                  # a plain SYN names its originator
+    if not _is_server_port(tr, p.src_port):
+        return False
+    if _is_server_port(tr, p.dst_port):
+        return not syn and p.src_port < p.dst_port
+    return True
+
+
+cdef bint _zeek_reuse(tr_t *tr, uint32_t id, bint swapped, const pkt_t *p) noexcept nogil:
+    """Zeek's IsReuse: does this SYN start a new connection on the 4-tuple?"""
+    cdef trk_t *r = &tr.recs[id]
+    cdef trk_dir_t *co = &r.d[0]
+    cdef uint16_t f = p.flags
+    if not (f & TCP_FLAG_SYN):
+        return False
+    if f & TCP_FLAG_ACK:
+        if r.d[0].zstate != Z_INACTIVE:
+            return False              # SYN-ACKs reuse only connections nobody opened
+        co = &r.d[1]
+    if not ((r.d[0].flags | r.d[1].flags) & D_DID_CLOSE):
+        if p.seq == co.start_seq:
+            return False              # the same ISN: a retransmission
+        if not (f & TCP_FLAG_ACK) and co.zstate == Z_SYN_ACK_SENT and r.d[1].zstate == Z_INACTIVE \
+                and p.seq == r.d[1].start_seq:
+            return False              # the SYN/SYN-ACK reversal, handled by the state machine
+    return True
+
+
+cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
+                      const int64_t *ts_ns, const uint8_t *link, Py_ssize_t start, Py_ssize_t n,
+                      uint8_t *verdicts) noexcept nogil:
+    """Packets [start, n): returns the index of the first packet not processed (< n when
+    the finished-row buffer needs collecting first)."""
+    cdef Py_ssize_t i
+    cdef uint64_t now, tick
+    cdef int v
+    for i in range(start, n):
+        if tr.cap_done - tr.ndone < 4:
+            return i
+        now = <uint64_t>(ts_ns[i] // 1000) if ts_ns[i] > 0 else 0
+        if now > tr.now:
+            tr.now = now
+            tick = now >> FT_TICK_SHIFT
+            if tick != tr.last_tick:
+                tr.last_tick = tick
+                _expire(tr, now)
+        else:
+            now = tr.now              # time never runs backwards inside the tracker
+        tr.packets += 1
+        if link != NULL and link[i] != FT_OK:
+            v = link[i]
+        else:
+            v = _track(tr, buf + offs[i], <size_t>lens[i], now, i)
+        tr.verdicts[v] += 1
+        verdicts[i] = <uint8_t>v
+    return n
+
+
+cdef class Tracker:
+    """Passive connection tracker: feed it both directions of real traffic.
+
+    ``Tracker(capacity=1_000_000, *, timeouts=None, verify_checksum=True, loose=True,
+    liberal=False, seed=None, events=False, max_events=1_000_000)``
+
+    * ``timeouts``: a `TrackerTimeouts` (default: netfilter conntrack's), or the name
+      of a preset, ``"conntrack"`` or ``"zeek"``.
+    * ``verify_checksum``: packets with a bad TCP checksum (or IPv4 header checksum)
+      are counted and leave a ``C`` in the history but change nothing else, as Zeek
+      does by default. Pass False for captures taken where checksums are offloaded.
+    * ``loose``: pick up connections whose SYN was not seen (conntrack's tcp_loose,
+      Zeek's behaviour). With False only a SYN starts a connection; anything else for
+      an unknown 4-tuple gets the UNTRACKED verdict.
+    * ``liberal``: window-tracking failures are counted but never make a packet
+      INVALID (conntrack's tcp_be_liberal).
+    * ``server_ports``: ports taken to be servers when a connection's first packet is
+      not a plain SYN (Zeek's likely_server_ports; the default is Zeek's default set,
+      `fasttcp.tracking.LIKELY_SERVER_PORTS`; ``()`` turns the heuristic off, as
+      ``zeek -b`` runs have it).
+    * ``events``: keep conntrack state changes for `events()` (at most ``max_events``
+      between calls; the rest are counted in ``stats()["events_dropped"]``).
+
+    Time is the packets' own: `feed` takes seconds, `feed_batch` the batch's
+    nanosecond timestamps. Connections whose state's idle time has run out are
+    finished as packet time passes; `finished()` collects their summaries (a
+    FLOW_DTYPE array).
+    """
+
+    cdef tr_t *_tr
+    cdef public object timeouts
+    cdef object _done_chunks
+    cdef object _event_chunks
+    cdef bint _busy
+
+    def __cinit__(self):
+        self._tr = NULL
+
+    def __init__(self, capacity=1_000_000, *, timeouts=None, verify_checksum=True, loose=True,
+                 liberal=False, seed=None, events=False, max_events=1_000_000, server_ports=None):
+        from fasttcp.tracking import TrackerTimeouts, TRACKER_STATE_CLASSES, LIKELY_SERVER_PORTS
+        if server_ports is None:
+            server_ports = LIKELY_SERVER_PORTS
+        ports = [int(x) for x in server_ports]
+        if any(not 0 <= x <= 65535 for x in ports):
+            raise UsageError("server_ports must be port numbers 0..65535")
+        if self._tr != NULL:
+            raise UsageError("Tracker already initialised")
+        if not isinstance(capacity, int) or capacity < 1 or capacity > (1 << 31):
+            raise UsageError(f"capacity must be an int in 1..{1 << 31}, got {capacity!r}")
+        if timeouts is None or timeouts == "conntrack":
+            timeouts = TrackerTimeouts()
+        elif timeouts == "zeek":
+            timeouts = TrackerTimeouts.zeek()
+        elif not isinstance(timeouts, TrackerTimeouts):
+            raise UsageError(f"timeouts must be a TrackerTimeouts, 'conntrack' or 'zeek', got {timeouts!r}")
+        if not isinstance(max_events, int) or max_events < 0:
+            raise UsageError(f"max_events must be a non-negative int, got {max_events!r}")
+        if seed is None:
+            s0, s1 = int.from_bytes(os.urandom(8), "little"), int.from_bytes(os.urandom(8), "little")
+        else:
+            if not isinstance(seed, int) or seed < 0:
+                raise UsageError(f"seed must be a non-negative int, got {seed!r}")
+            s0, s1 = seed & 0xffffffffffffffff, (seed >> 64) & 0xffffffffffffffff
+        cdef tr_t *tr = <tr_t *>calloc(1, sizeof(tr_t))
+        if tr == NULL:
+            raise MemoryError()
+        cdef uint8_t classes[16]
+        cdef int i
+        if ft_table_init(&tr.tab, capacity, s0, s1, True, True) != 0:
+            free(tr)
+            raise MemoryError(f"cannot allocate a table of {capacity} connections")
+        self._tr = tr
+        for i in range(16):
+            classes[i] = TRACKER_STATE_CLASSES[i] if i < len(TRACKER_STATE_CLASSES) else 0
+        ft_table_set_classes(&tr.tab, classes, 16)
+        tr.recs = <trk_t *>ft_alloc_zeroed(<size_t>capacity * sizeof(trk_t))
+        tr.done = <flow_row_t *>calloc(_DONE_CAP, sizeof(flow_row_t))
+        tr.expired = <uint32_t *>calloc(_EXPIRE_CHUNK, sizeof(uint32_t))
+        tr.cap_done = _DONE_CAP
+        tr.cap_ev = max_events if events else 0
+        tr.ev = <trk_event_t *>calloc(tr.cap_ev if tr.cap_ev else 1, sizeof(trk_event_t))
+        if tr.recs == NULL or tr.done == NULL or tr.expired == NULL or tr.ev == NULL:
+            raise MemoryError(f"cannot allocate tracker records for {capacity} connections")
+        micros = timeouts.as_micros()
+        for i in range(TRK_NSTATES):
+            tr.timeout[i] = micros[i]
+            tr.tab.timeout[i] = micros[i]
+        tr.unack = micros[TRK_NSTATES]
+        tr.cfg.verify = bool(verify_checksum)
+        tr.cfg.loose = bool(loose)
+        tr.cfg.liberal = bool(liberal)
+        tr.cfg.want_events = bool(events)
+        for port in ports:
+            tr.server_ports[port >> 3] |= 1 << (port & 7)
+        self._done_chunks = []
+        self._event_chunks = []
+        self.timeouts = timeouts
+
+    def __dealloc__(self):
+        cdef tr_t *tr = self._tr
+        if tr == NULL:
+            return
+        if tr.recs != NULL:
+            ft_free_zeroed(tr.recs, <size_t>tr.tab.capacity * sizeof(trk_t))
+        ft_table_free(&tr.tab)
+        free(tr.done)
+        free(tr.ev)
+        free(tr.expired)
+        free(tr)
+        self._tr = NULL
+
+    cdef tr_t *_get(self) except NULL:
+        if self._tr == NULL or self._tr.recs == NULL:
+            raise UsageError("Tracker is not initialised")
+        if self._busy:
+            raise UsageError("Tracker is in use by another call (not re-entrant)")
+        return self._tr
+
+    cdef void _collect(self):
+        """Move C-side finished rows and events into Python arrays."""
+        cdef tr_t *tr = self._tr
+        cdef uint8_t[::1] v
+        if tr.ndone:
+            arr = np.empty(tr.ndone, dtype=FLOW_DTYPE)
+            v = arr.view(np.uint8).reshape(-1)
+            memcpy(&v[0], tr.done, tr.ndone * sizeof(flow_row_t))
+            tr.ndone = 0
+            self._done_chunks.append(arr)
+        if tr.nev:
+            arr = np.empty(tr.nev, dtype=TRACKER_EVENT_DTYPE)
+            v = arr.view(np.uint8).reshape(-1)
+            memcpy(&v[0], tr.ev, tr.nev * sizeof(trk_event_t))
+            tr.nev = 0
+            self._event_chunks.append(arr)
+
+    @property
+    def capacity(self) -> int:
+        return self._get().tab.capacity
+
+    def __len__(self):
+        return self._get().tab.count
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes reserved for connections: table records, index and tracker records."""
+        cdef tr_t *tr = self._get()
+        return (tr.tab.capacity * (sizeof(ft_conn_t) + sizeof(trk_t)) + tr.tab.nslots * 8
+                + FT_WHEEL_SIZE * 4)
+
+    def feed(self, packet, ts):
+        """Track one IP packet captured at `ts` (float seconds). Returns its verdict
+        code (`fasttcp.Verdict`)."""
+        cdef tr_t *tr = self._get()
+        cdef Py_buffer view
+        cdef int64_t off = 0, ln, t
+        cdef uint8_t verdict = 0
+        if not isinstance(ts, (int, float)) or ts != ts or ts < 0 or ts > 1e11:
+            raise UsageError(f"ts must be seconds >= 0, got {ts!r}")
+        t = <int64_t>round(ts * 1e6) * 1000
+        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        self._busy = True
+        try:
+            ln = view.len
+            if tr.cap_done - tr.ndone < 4:
+                self._collect()
+            _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, 0, 1, &verdict)
+        finally:
+            self._busy = False
+            PyBuffer_Release(&view)
+        if tr.ndone or tr.nev:
+            self._collect()
+        from fasttcp.enums import Verdict
+        return Verdict(verdict)
+
+    def feed_batch(self, batch, lengths=None, ts_ns=None, *, buffer=None, offsets=None):
+        """Track a batch of packets in order; returns a uint8 array of verdicts.
+
+        `batch` is a `fasttcp.CaptureBatch` (its link-layer verdicts are kept), or
+        call ``feed_batch(buffer, offsets, lengths, ts_ns)`` with ``ts_ns`` int64
+        nanoseconds per packet.
+        """
+        cdef tr_t *tr = self._get()
+        cdef Py_buffer view
+        link = None
+        if lengths is None and ts_ns is None:
+            buf, offs, lens, tss, link = batch.buffer, batch.offsets, batch.lengths, batch.ts_ns, batch.verdicts
+        else:
+            buf, offs, lens, tss = batch, offsets if offsets is not None else buffer, lengths, ts_ns
+            if offs is None:
+                raise UsageError("feed_batch(buffer, offsets, lengths, ts_ns)")
+        off = np.ascontiguousarray(offs, dtype=np.int64)
+        ln = np.ascontiguousarray(lens, dtype=np.int64)
+        ts = np.ascontiguousarray(tss, dtype=np.int64)
+        if off.ndim != 1 or off.shape != ln.shape or off.shape != ts.shape:
+            raise UsageError(f"offsets, lengths and ts_ns must be 1-D and the same length "
+                             f"({off.shape}, {ln.shape}, {ts.shape})")
+        cdef Py_ssize_t n = off.shape[0], done = 0
+        verdicts = np.zeros(n, dtype=np.uint8)
+        if n == 0:
+            return verdicts
+        lk = np.ascontiguousarray(link, dtype=np.uint8) if link is not None else None
+        if lk is not None and lk.shape != off.shape:
+            raise UsageError("link verdicts must have one entry per packet")
+        cdef const int64_t[::1] o = off
+        cdef const int64_t[::1] l = ln
+        cdef const int64_t[::1] t = ts
+        cdef uint8_t[::1] vd = verdicts
+        cdef const uint8_t[::1] lkv
+        cdef const uint8_t *lkp = NULL
+        if lk is not None:
+            lkv = lk
+            lkp = &lkv[0]
+        PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
+        self._busy = True
+        try:
+            bad = (off < 0) | (ln < 0) | (off > view.len) | (ln > view.len - off)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise UsageError(f"packet {i}: offset {off[i]} + length {ln[i]} is outside the "
+                                 f"{view.len}-byte buffer")
+            while done < n:
+                with nogil:
+                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, done, n, &vd[0])
+                self._collect()
+        finally:
+            self._busy = False
+            PyBuffer_Release(&view)
+        return verdicts
+
+    def expire(self, now):
+        """Finish connections idle past their state's timeout at `now` (seconds) and
+        return every finished summary not yet collected (see `finished`)."""
+        cdef tr_t *tr = self._get()
+        cdef uint64_t t
+        if not isinstance(now, (int, float)) or now != now or now < 0 or now > 1e11:
+            raise UsageError(f"now must be seconds >= 0, got {now!r}")
+        t = <uint64_t>round(now * 1e6)
+        if t > tr.now:
+            tr.now = t
+            tr.last_tick = t >> FT_TICK_SHIFT
+        while True:
+            _expire(tr, tr.now)
+            more = tr.ndone == tr.cap_done
+            self._collect()
+            if not more:
+                break
+        return self.finished()
+
+    def finished(self):
+        """Summaries (FLOW_DTYPE) of connections that ended since the last call --
+        timed out, reopened by a new SYN, evicted, or flushed by `close()` -- in the
+        order they ended."""
+        self._get()
+        self._collect()
+        chunks, self._done_chunks = self._done_chunks, []
+        if not chunks:
+            return np.empty(0, dtype=FLOW_DTYPE)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def events(self):
+        """conntrack state changes (TRACKER_EVENT_DTYPE) since the last call; empty
+        unless the tracker was made with ``events=True``."""
+        self._get()
+        self._collect()
+        chunks, self._event_chunks = self._event_chunks, []
+        if not chunks:
+            return np.empty(0, dtype=TRACKER_EVENT_DTYPE)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def connections(self):
+        """Summaries (FLOW_DTYPE, end_reason LIVE) of every connection still tracked."""
+        cdef tr_t *tr = self._get()
+        cdef uint32_t i, k = 0
+        arr = np.empty(tr.tab.count, dtype=FLOW_DTYPE)
+        cdef uint8_t[::1] v = arr.view(np.uint8).reshape(-1) if tr.tab.count else np.empty(0, np.uint8)
+        cdef flow_row_t *rows = <flow_row_t *>&v[0] if tr.tab.count else NULL
+        for i in range(tr.tab.fresh):
+            if tr.tab.conns[i].family != 0 and k < tr.tab.count:
+                _fill_row(tr, i, &rows[k], END_LIVE)
+                k += 1
+        return arr[:k]
+
+    def close(self):
+        """Finish every connection still tracked (end of capture) and return all
+        summaries not yet collected. The tracker stays usable."""
+        cdef tr_t *tr = self._get()
+        cdef uint32_t i
+        self._collect()
+        for i in range(tr.tab.fresh):
+            if tr.tab.conns[i].family != 0:
+                if tr.ndone == tr.cap_done:
+                    self._collect()
+                _finish(tr, i, END_FLUSHED)
+        return self.finished()
+
+    def stats(self) -> dict:
+        """Counters: packets, verdicts by name, connections created / reused / evicted /
+        timed out, out-of-window packets, RTT samples, live connections."""
+        cdef tr_t *tr = self._get()
+        from fasttcp.enums import Verdict
+        return {
+            "packets": tr.packets,
+            "verdicts": {Verdict(i).name: tr.verdicts[i] for i in range(TV_COUNT) if tr.verdicts[i]},
+            "created": tr.created,
+            "reused": tr.reused,
+            "evicted": tr.evicted,
+            "timed_out": tr.timed_out,
+            "out_of_window": tr.out_of_window,
+            "rtt_samples": tr.rtt_samples,
+            "live": tr.tab.count,
+            "events_dropped": tr.ev_dropped,
+        }

@@ -1,0 +1,580 @@
+# The tracker's protocol logic, in C (included by tracker.pyx; no Python objects here).
+#
+# One pass per packet does two jobs over one record:
+#   * conntrack: the netfilter TCP state machine (the T[dir][class][state] table) with
+#     per-direction window tracking (td_end/td_maxend/td_maxwin, window scaling, SACK),
+#     verdicts ACCEPT / IGNORED / INVALID, ASSURED, and port reuse after TIME_WAIT/CLOSE;
+#   * Zeek: the endpoint states (INACTIVE .. RESET) and the history letters that give
+#     conn.log's conn_state and history, plus its packet/byte counters.
+# Both read the same parsed packet and the same record, so a packet is touched once.
+
+cdef enum:
+    # conntrack packet classes (index into the transition table)
+    K_SYN = 0
+    K_SYNACK = 1
+    K_FIN = 2
+    K_ACK = 3
+    K_RST = 4
+    K_NONE = 5
+
+    _MAXACKWIN_MIN = 66000            # conntrack MAXACKWINDOW floor
+
+# history letters (index into _LETTERS)
+cdef enum:
+    H_S = 0
+    H_H = 1
+    H_A = 2
+    H_D = 3
+    H_F = 4
+    H_R = 5
+    H_C = 6
+    H_T = 7
+    H_W = 8
+    H_I = 9
+    H_Q = 10
+    H_G = 11
+
+cdef const char *_LETTERS = b"SHADFRCTWIQG"
+
+# Transition table T[dir][class][old state]: new state, TRK_IGNORE or TRK_INVALID.
+# Restated from netfilter's nf_conntrack_proto_tcp.c tables (see docs/tracker.md).
+DEF sNO = 0
+DEF sSS = 1
+DEF sSR = 2
+DEF sES = 3
+DEF sFW = 4
+DEF sCW = 5
+DEF sLA = 6
+DEF sTW = 7
+DEF sCL = 8
+DEF sS2 = 9
+DEF sIG = 10
+DEF sIV = 11
+
+cdef uint8_t _T[2][6][10]
+# ORIGINAL direction
+_T[0][K_SYN][:] = [sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2]
+_T[0][K_SYNACK][:] = [sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR]
+_T[0][K_FIN][:] = [sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV]
+_T[0][K_ACK][:] = [sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV]
+_T[0][K_RST][:] = [sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL]
+_T[0][K_NONE][:] = [sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV]
+# REPLY direction
+_T[1][K_SYN][:] = [sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2]
+_T[1][K_SYNACK][:] = [sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR]
+_T[1][K_FIN][:] = [sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV]
+_T[1][K_ACK][:] = [sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG]
+_T[1][K_RST][:] = [sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL]
+_T[1][K_NONE][:] = [sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV]
+
+
+cdef inline bint _before(uint32_t a, uint32_t b) noexcept nogil:
+    return <int32_t>(a - b) < 0
+
+
+cdef inline bint _after(uint32_t a, uint32_t b) noexcept nogil:
+    return <int32_t>(b - a) < 0
+
+
+cdef inline int _class(uint16_t f) noexcept nogil:
+    if f & TCP_FLAG_RST:
+        return K_RST
+    if f & TCP_FLAG_SYN:
+        return K_SYNACK if f & TCP_FLAG_ACK else K_SYN
+    if f & TCP_FLAG_FIN:
+        return K_FIN
+    if f & TCP_FLAG_ACK:
+        return K_ACK
+    return K_NONE
+
+
+cdef inline bint _valid_flags(uint16_t f) noexcept nogil:
+    """conntrack's whitelist of flag combinations (PSH, ECE, CWR, AE masked out)."""
+    f &= TCP_FLAG_FIN | TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK | TCP_FLAG_URG
+    return (f == TCP_FLAG_SYN or f == (TCP_FLAG_SYN | TCP_FLAG_URG) or f == (TCP_FLAG_SYN | TCP_FLAG_ACK)
+            or f == TCP_FLAG_RST or f == (TCP_FLAG_RST | TCP_FLAG_ACK)
+            or f == (TCP_FLAG_FIN | TCP_FLAG_ACK) or f == (TCP_FLAG_FIN | TCP_FLAG_ACK | TCP_FLAG_URG)
+            or f == TCP_FLAG_ACK or f == (TCP_FLAG_ACK | TCP_FLAG_URG))
+
+
+# ---- history ----
+
+cdef inline void _hist_add(trk_t *r, int letter, int d) noexcept nogil:
+    cdef char ch = _LETTERS[letter]
+    if d:
+        ch = ch + 32                  # responder: lower case
+    if r.hist_len < sizeof(r.history):
+        r.history[r.hist_len] = ch
+        r.hist_len += 1
+
+
+cdef inline void _hist_raw(trk_t *r, char ch) noexcept nogil:
+    if r.hist_len < sizeof(r.history):
+        r.history[r.hist_len] = ch
+        r.hist_len += 1
+
+
+cdef inline void _hist_scaled(trk_t *r, int letter, int d, uint32_t *count) noexcept nogil:
+    """Letters that repeat on a log scale (Zeek ScaledHistoryEntry): at the 1st, 10th,
+    100th, ... occurrence in this direction."""
+    cdef uint32_t n
+    count[0] += 1
+    n = count[0]
+    while n % 10 == 0:
+        n //= 10
+    if n == 1:
+        _hist_add(r, letter, d)
+
+
+# ---- records ----
+
+cdef inline void _event(tr_t *tr, uint32_t id, uint8_t old, uint8_t new, int d, uint16_t flags,
+                        int64_t pkt, uint64_t now) noexcept nogil:
+    cdef trk_event_t *e
+    if not tr.cfg.want_events:
+        return
+    if tr.nev >= tr.cap_ev:
+        tr.ev_dropped += 1
+        return
+    e = &tr.ev[tr.nev]
+    tr.nev += 1
+    e.time_us = now
+    e.packet = pkt
+    e.conn = id
+    e.old_state = old
+    e.new_state = new
+    e.direction = <uint8_t>d
+    e.tcp_flags = flags
+
+
+cdef inline uint32_t _span(uint64_t later, uint64_t earlier) noexcept nogil:
+    cdef uint64_t d = later - earlier if later > earlier else 0
+    return <uint32_t>d if d < 0xfffffffeu else 0xfffffffeu
+
+
+cdef int _conn_state(const trk_t *r) noexcept nogil:
+    """Zeek's conn_state from the two endpoint states (base/protocols/conn/main.zeek)."""
+    cdef uint8_t os = r.d[0].zstate, rs = r.d[1].zstate
+    cdef bint o_inact = os == Z_INACTIVE or os == Z_PARTIAL
+    cdef bint r_inact = rs == Z_INACTIVE or rs == Z_PARTIAL
+    if rs == Z_RESET:
+        if os == Z_SYN_SENT or os == Z_SYN_ACK_SENT or \
+                (os == Z_RESET and _size(&r.d[0], &r.d[1]) == 0 and _size(&r.d[1], &r.d[0]) == 0):
+            return CS_REJ
+        if o_inact:
+            return CS_RSTRH
+        return CS_RSTR
+    if os == Z_RESET:
+        if r_inact:
+            return CS_RSTOS0 if _rstos0_history(r) else CS_OTH
+        return CS_RSTO
+    if rs == Z_CLOSED and os == Z_CLOSED:
+        return CS_SF
+    if os == Z_CLOSED:
+        return CS_SH if r_inact else CS_S2
+    if rs == Z_CLOSED:
+        return CS_SHR if o_inact else CS_S3
+    if os == Z_SYN_SENT and rs == Z_INACTIVE:
+        return CS_S0
+    if os == Z_ESTABLISHED and rs == Z_ESTABLISHED:
+        return CS_S1
+    return CS_OTH
+
+
+cdef bint _rstos0_history(const trk_t *r) noexcept nogil:
+    """history matches ^?S[^HAFGIQ]*R : the originator's SYN, then its RST, with no
+    SYN-ACK, ACK, FIN, gap, inconsistency or multi-flag packet from it in between."""
+    cdef int i = 0
+    cdef char ch
+    if r.hist_len > 0 and r.history[0] == 94:
+        i = 1
+    if i >= r.hist_len or r.history[i] != b'S':
+        return False
+    i += 1
+    while i < r.hist_len:
+        ch = r.history[i]
+        if ch == 82:
+            return True
+        if ch == 72 or ch == 65 or ch == 70 or ch == 71 or ch == 73 or ch == 81:
+            return False
+        i += 1
+    return False
+
+
+cdef void _fill_row(tr_t *tr, uint32_t id, flow_row_t *row, uint8_t reason) noexcept nogil:
+    cdef const ft_conn_t *c = &tr.tab.conns[id]
+    cdef const trk_t *r = &tr.recs[id]
+    cdef bint swapped = (c.flags & CONN_F_SWAPPED) != 0
+    memset(row, 0, sizeof(flow_row_t))
+    row.start_us = r.first_us
+    row.end_us = r.last_us
+    row.orig_bytes = _size(&r.d[0], &r.d[1])
+    row.resp_bytes = _size(&r.d[1], &r.d[0])
+    row.orig_ip_bytes = r.d[0].ip_bytes
+    row.resp_ip_bytes = r.d[1].ip_bytes
+    row.orig_payload = r.d[0].bytes
+    row.resp_payload = r.d[1].bytes
+    row.missed_bytes = r.d[0].missed + r.d[1].missed
+    row.orig_pkts = r.d[0].pkts
+    row.resp_pkts = r.d[1].pkts
+    row.orig_retrans = r.d[0].retrans
+    row.resp_retrans = r.d[1].retrans
+    row.rtt_syn_synack = r.rtt1 if r.cflags & C_RTT1 else 0xffffffffu
+    row.rtt_synack_ack = r.rtt2 if r.cflags & C_RTT2 else 0xffffffffu
+    row.id = id
+    row.family = c.family
+    row.state = c.state
+    row.conn_state = <uint8_t>_conn_state(r)
+    row.end_reason = reason
+    row.orig_state = r.d[0].zstate
+    row.resp_state = r.d[1].zstate
+    row.flipped = (r.cflags & C_FLIPPED) != 0
+    # the stored key is canonical; SWAPPED says the originator is its r side
+    if swapped:
+        memcpy(row.orig_h, c.raddr, 16)
+        memcpy(row.resp_h, c.laddr, 16)
+        row.orig_p = c.rport
+        row.resp_p = c.lport
+    else:
+        memcpy(row.orig_h, c.laddr, 16)
+        memcpy(row.resp_h, c.raddr, 16)
+        row.orig_p = c.lport
+        row.resp_p = c.rport
+    memcpy(row.history, r.history, r.hist_len)
+
+
+cdef void _finish(tr_t *tr, uint32_t id, uint8_t reason) noexcept nogil:
+    """Hand the connection's summary to the caller and free its record."""
+    if tr.ndone < tr.cap_done:
+        _fill_row(tr, id, &tr.done[tr.ndone], reason)
+        tr.ndone += 1
+    ft_remove(&tr.tab, id)
+
+
+cdef inline uint64_t _timeout_of(const tr_t *tr, uint32_t id) noexcept nogil:
+    cdef uint8_t st = tr.tab.conns[id].state
+    cdef uint64_t t = tr.timeout[st]
+    if st == TRK_ESTABLISHED and not (tr.recs[id].cflags & C_SEEN_REPLY) and t > tr.unack:
+        t = tr.unack                  # one-sided traffic must not hold an entry for days
+    return t
+
+
+cdef inline void _arm(tr_t *tr, uint32_t id, uint64_t touch) noexcept nogil:
+    """(Re)arm the idle timer of the record's state from `touch` (its last refresh)."""
+    ft_set_deadline(&tr.tab, id, touch + _timeout_of(tr, id))
+
+
+cdef int64_t _create(tr_t *tr, const ft_key_t *k, uint64_t h, bint swapped, uint64_t now) noexcept nogil:
+    cdef uint32_t evicted
+    cdef int64_t id = ft_insert_new(&tr.tab, k, h, TRK_NONE, now, &evicted)
+    cdef trk_t *r
+    if id < 0:
+        return id
+    r = &tr.recs[id]
+    memset(r, 0, sizeof(trk_t))
+    tr.tab.conns[id].flags = CONN_F_SWAPPED if swapped else 0
+    r.first_us = now
+    r.last_us = now
+    r.touch_us = now
+    tr.created += 1
+    _arm(tr, <uint32_t>id, now)
+    return id
+
+
+cdef inline void _swap_roles(tr_t *tr, uint32_t id) noexcept nogil:
+    cdef trk_t *r = &tr.recs[id]
+    cdef trk_dir_t tmp = r.d[0]
+    r.d[0] = r.d[1]
+    r.d[1] = tmp
+    tr.tab.conns[id].flags ^= CONN_F_SWAPPED
+    r.cflags ^= C_FLIPPED
+    r.ct_orig ^= 1                    # conntrack's ORIGINAL stays the same physical side
+
+
+cdef void _flip_plain(tr_t *tr, uint32_t id) noexcept nogil:
+    """Swap originator and responder mid-connection (SYN/SYN-ACK reversal): '^' is
+    appended to the history, the letters so far keep their case."""
+    _swap_roles(tr, id)
+    _hist_raw(&tr.recs[id], 94)       # '^'
+
+
+cdef void _flip_rewrite(tr_t *tr, uint32_t id) noexcept nogil:
+    """Swap the roles of a connection that began with a SYN-ACK, once the next packet
+    (an ACK or data) shows who the client is: history becomes '^' + the letters so
+    far with their case swapped, as if the roles had been right from the start."""
+    cdef trk_t *r = &tr.recs[id]
+    cdef uint32_t lo, hi, seen = r.hist_seen
+    cdef int i
+    _swap_roles(tr, id)
+    if r.hist_len >= sizeof(r.history):
+        r.hist_len = sizeof(r.history) - 1
+    for i in range(r.hist_len, 0, -1):
+        r.history[i] = r.history[i - 1] ^ 32      # ASCII case swap
+    r.history[0] = 94                 # '^'
+    r.hist_len += 1
+    lo = seen & 0x55555555u
+    hi = seen & 0xaaaaaaaau
+    r.hist_seen = (lo << 1) | (hi >> 1)
+
+
+# ---- conntrack window tracking (tcp_in_window) ----
+#
+# `snd`/`rcv` are the sender's and receiver's halves of the record; `ctd` is the packet's
+# conntrack direction (0 = the side that started conntrack's view, 1 = the reply).
+
+cdef enum:
+    W_ACCEPT = 0
+    W_IGNORE = 1
+    W_INVALID = 2
+
+
+cdef inline uint32_t _sack_edge(const pkt_t *p, uint32_t ack) noexcept nogil:
+    cdef uint32_t s = ack
+    cdef int i
+    for i in range(p.opts.sack_count):
+        if _after(p.opts.sack_right[i], s):
+            s = p.opts.sack_right[i]
+    return s
+
+
+cdef void _init_sender(trk_dir_t *snd, trk_dir_t *rcv, int ctd, const pkt_t *p, uint32_t end) noexcept nogil:
+    snd.td_end = end
+    snd.td_maxend = end
+    snd.td_maxwin = p.window if p.window else 1
+    snd.ct_flags &= CT_BE_LIBERAL
+    snd.td_scale = 0
+    if p.opts.present & OPT_HAS_WSCALE:
+        snd.td_scale = p.opts.wscale if p.opts.wscale <= TCP_WSCALE_MAX else TCP_WSCALE_MAX
+        snd.ct_flags |= CT_WINDOW_SCALE
+    if p.opts.present & OPT_HAS_SACK_PERM:
+        snd.ct_flags |= CT_SACK_PERM
+    if ctd == 1 and not ((snd.ct_flags & CT_WINDOW_SCALE) and (rcv.ct_flags & CT_WINDOW_SCALE)):
+        # RFC 7323: scaling applies only when both SYNs carried the option
+        snd.td_scale = 0
+        rcv.td_scale = 0
+
+
+cdef int _in_window(tr_t *tr, trk_t *r, uint8_t state, trk_dir_t *snd, trk_dir_t *rcv, int ctd,
+                    const pkt_t *p, uint32_t plen, int cls) noexcept nogil:
+    cdef uint16_t f = p.flags
+    cdef uint32_t seq = p.seq, ack = p.ack, sack, end, win = p.window, swin, maxackwin
+    cdef bint liberal = tr.cfg.liberal or (snd.ct_flags & CT_BE_LIBERAL) != 0
+    cdef bint ok1, ok2, ok3, ok4
+    end = seq + plen + (1 if f & TCP_FLAG_SYN else 0) + (1 if f & TCP_FLAG_FIN else 0)
+    sack = ack
+    if (rcv.ct_flags & CT_SACK_PERM) and p.opts.sack_count:
+        sack = _sack_edge(p, ack)
+    if snd.td_maxwin == 0:
+        if f & TCP_FLAG_SYN:
+            _init_sender(snd, rcv, ctd, p, end)
+            if not (f & TCP_FLAG_ACK):
+                return W_ACCEPT
+        else:
+            # midstream: the first packet from this side
+            snd.td_end = end
+            snd.td_maxwin = (win << snd.td_scale) if win else 1
+            snd.td_maxend = end + snd.td_maxwin
+            if rcv.td_maxwin == 0:
+                rcv.td_end = sack
+                rcv.td_maxend = sack
+            elif sack == rcv.td_end + 1:
+                rcv.td_end += 1           # answer to a keepalive (sent at snd_nxt - 1)
+    elif (f & TCP_FLAG_SYN) and _after(end, snd.td_end) and \
+            (state == TRK_SYN_SENT or state == TRK_SYN_RECV):
+        # a newer SYN re-initialises the sender (RFC 793 reuse with higher numbers)
+        _init_sender(snd, rcv, ctd, p, end)
+        if ctd == 1 and not (f & TCP_FLAG_ACK):
+            return W_ACCEPT
+    if not (f & TCP_FLAG_ACK) or ((f & TCP_FLAG_RST) and ack == 0):
+        ack = rcv.td_end
+        sack = ack
+    if (f & TCP_FLAG_RST) and seq == 0 and state == TRK_SYN_SENT:
+        seq = snd.td_end
+        end = seq
+    maxackwin = snd.td_maxwin if snd.td_maxwin > _MAXACKWIN_MIN else _MAXACKWIN_MIN
+    ok1 = _before(seq, snd.td_maxend + 1)
+    ok2 = rcv.td_maxwin == 0 or _after(end, snd.td_end - rcv.td_maxwin - 1)
+    ok3 = _before(sack, rcv.td_end + 1)
+    ok4 = _after(sack, rcv.td_end - maxackwin - 1)
+    if not ok1:
+        if rcv.td_maxwin != 0 and _after(end, snd.td_end - rcv.td_maxwin - 1) and ok4 and ok3 \
+                and end - snd.td_maxend + 1 <= rcv.td_maxwin:
+            # a little more than the window allowed: remember it so its ACK passes
+            snd.td_end = end
+            snd.ct_flags |= CT_DATA_UNACK
+            return W_ACCEPT if liberal else W_IGNORE
+        return W_ACCEPT if liberal else W_INVALID
+    if not ok3:
+        return W_ACCEPT if liberal else W_INVALID
+    if not ok2 or not ok4:
+        return W_ACCEPT if liberal else W_IGNORE
+    # accepted: update the bounds
+    if not (f & TCP_FLAG_SYN):
+        win <<= snd.td_scale
+    swin = win + (sack - ack)
+    if snd.td_maxwin < swin:
+        snd.td_maxwin = swin
+    if _after(end, snd.td_end):
+        snd.td_end = end
+        snd.ct_flags |= CT_DATA_UNACK
+    if f & TCP_FLAG_ACK:
+        if not (snd.ct_flags & CT_MAXACK_SET):
+            snd.td_maxack = ack
+            snd.ct_flags |= CT_MAXACK_SET
+        elif _after(ack, snd.td_maxack):
+            snd.td_maxack = ack
+    if rcv.td_maxwin != 0 and _after(end, snd.td_maxend):
+        rcv.td_maxwin += end - snd.td_maxend
+    if _after(sack + win, rcv.td_maxend - 1):
+        rcv.td_maxend = sack + win
+        if win == 0:
+            rcv.td_maxend += 1            # room for a zero-window probe
+    if ack == rcv.td_end:
+        rcv.ct_flags &= ~CT_DATA_UNACK
+    if cls == K_ACK:
+        # conntrack's retransmission detector: the same ACK-class packet again
+        if r.last_dir == ctd and r.last_seq == seq and r.last_ack == ack and r.last_end == end \
+                and r.last_win == p.window:
+            if r.ct_retrans < 255:
+                r.ct_retrans += 1
+        else:
+            r.last_dir = <uint8_t>ctd
+            r.last_seq = seq
+            r.last_ack = ack
+            r.last_end = end
+            r.last_win = p.window
+            r.ct_retrans = 0
+    return W_ACCEPT
+
+
+# ---- conntrack state machine (nf_conntrack_tcp_packet) ----
+
+cdef enum:
+    CT_OK = 0                         # accepted (the state may have changed)
+    CT_IGNORED = 1                    # conntrack IGNORE: no change, timer not refreshed
+    CT_INVALID = 2
+    CT_REOPEN = 3                     # a SYN reopens a closed 4-tuple: finish and start anew
+
+
+cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint64_t now,
+                    int64_t pkt) noexcept nogil:
+    """conntrack's view of one packet; zd is its Zeek direction (0 = originator)."""
+    cdef ft_conn_t *c = &tr.tab.conns[id]
+    cdef trk_t *r = &tr.recs[id]
+    cdef uint8_t old = c.state, new
+    cdef int cls, w, ctd
+    cdef uint32_t end
+    cdef trk_dir_t *snd
+    cdef trk_dir_t *rcv
+    if not _valid_flags(p.flags):
+        return CT_INVALID
+    cls = _class(p.flags)
+    end = p.seq + plen + (1 if p.flags & TCP_FLAG_SYN else 0) + (1 if p.flags & TCP_FLAG_FIN else 0)
+    if not (r.cflags & C_CT_STARTED):
+        # conntrack's entry starts with a SYN or, when loose, an ACK (midstream pickup);
+        # its ORIGINAL direction is that packet's
+        if cls == K_SYN:
+            r.ct_orig = <uint8_t>zd
+        elif cls == K_ACK and tr.cfg.loose:
+            r.ct_orig = <uint8_t>zd
+            snd = &r.d[zd]
+            snd.td_end = end
+            snd.td_maxwin = p.window if p.window else 1
+            snd.td_maxend = end + snd.td_maxwin
+            r.d[0].ct_flags |= CT_SACK_PERM | CT_BE_LIBERAL
+            r.d[1].ct_flags |= CT_SACK_PERM | CT_BE_LIBERAL
+            r.cflags |= C_CT_STARTED | C_MIDSTREAM
+            r.last_class = K_ACK
+            r.last_dir = 0
+            r.touch_us = now
+            c.state = TRK_ESTABLISHED
+            ft_set_state(&tr.tab, id, TRK_ESTABLISHED, now)
+            _arm(tr, id, now)
+            _event(tr, id, TRK_NONE, TRK_ESTABLISHED, zd, p.flags, pkt, now)
+            return CT_OK
+        else:
+            return CT_INVALID
+        r.cflags |= C_CT_STARTED
+    ctd = zd ^ r.ct_orig
+    snd = &r.d[zd]
+    rcv = &r.d[1 - zd]
+    new = _T[ctd][cls][old]
+    if new == TRK_SYN_SENT and old >= TRK_TIME_WAIT and old != TRK_SYN_SENT2:
+        if ((r.d[0].ct_flags | r.d[1].ct_flags) & CT_CLOSE_INIT) or \
+                (r.last_dir == ctd and r.last_class == K_RST):
+            return CT_REOPEN
+        new = TRK_IGNORE
+    if new == TRK_IGNORE:
+        r.last_class = <uint8_t>cls
+        r.last_dir = <uint8_t>ctd
+        r.last_seq = p.seq
+        r.last_end = end
+        r.last_win = p.window
+        if ctd == 1:
+            r.cflags |= C_SEEN_REPLY
+        return CT_IGNORED
+    if new == TRK_INVALID:
+        return CT_INVALID
+    if new == TRK_SYN_SENT2:
+        r.cflags |= C_SIMOPEN
+    if new == TRK_SYN_RECV and ctd == 1 and cls == K_ACK and (r.cflags & C_SIMOPEN):
+        new = TRK_ESTABLISHED
+    if not (cls == K_RST and old >= TRK_FIN_WAIT and old <= TRK_CLOSE):
+        # RST below what the peer already acknowledged is not believed (old or forged)
+        if cls == K_RST and (rcv.ct_flags & CT_MAXACK_SET) and r.last_class != K_SYN \
+                and not (p.seq == 0 and not (old == TRK_ESTABLISHED and (r.cflags & C_ASSURED))) \
+                and _before(p.seq, rcv.td_maxack):
+            tr.out_of_window += 1
+            return CT_INVALID
+        w = _in_window(tr, r, old, snd, rcv, ctd, p, plen, cls)
+        if w == W_IGNORE:
+            tr.out_of_window += 1
+            if ctd == 1:
+                r.cflags |= C_SEEN_REPLY
+            return CT_IGNORED
+        if w == W_INVALID:
+            tr.out_of_window += 1
+            return CT_INVALID
+    r.last_class = <uint8_t>cls
+    r.last_dir = <uint8_t>ctd
+    if new != old and new == TRK_FIN_WAIT:
+        snd.ct_flags |= CT_CLOSE_INIT
+    if ctd == 1 and not (r.cflags & C_SEEN_REPLY):
+        r.cflags |= C_SEEN_REPLY      # set after this packet: the SYN-ACK itself does not assure
+    elif (r.cflags & C_SEEN_REPLY) and not (r.cflags & C_ASSURED) and \
+            (old == TRK_SYN_RECV or old == TRK_ESTABLISHED) and new == TRK_ESTABLISHED:
+        r.cflags |= C_ASSURED
+    # a retransmitted SYN with no reply yet must not keep the entry alive
+    if not (cls == K_SYN and old == TRK_SYN_SENT and not (r.cflags & C_SEEN_REPLY)):
+        r.touch_us = now
+    if new != old:
+        c.state = new
+        ft_set_state(&tr.tab, id, new, now)
+        _arm(tr, id, r.touch_us)
+        _event(tr, id, old, new, zd, p.flags, pkt, now)
+    return CT_OK
+
+
+include "tracker_zeek.pxi"
+
+
+cdef void _rtt(tr_t *tr, trk_t *r, int d, const pkt_t *p, uint64_t now) noexcept nogil:
+    """Handshake RTTs as a passive observer sees them: SYN -> SYN-ACK, SYN-ACK -> ACK."""
+    cdef uint16_t f = p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)
+    if f == TCP_FLAG_SYN and d == 0:
+        if not (r.cflags & C_SYN_TIME):
+            r.syn_us = now
+            r.cflags |= C_SYN_TIME
+    elif f == (TCP_FLAG_SYN | TCP_FLAG_ACK) and d == 1:
+        if not (r.cflags & C_RTT_SYNACK):
+            r.synack_us = now
+            r.synack_seq = p.seq
+            r.cflags |= C_RTT_SYNACK
+            if (r.cflags & C_SYN_TIME) and not (r.cflags & C_RTT1):
+                r.rtt1 = _span(now, r.syn_us)
+                r.cflags |= C_RTT1
+                tr.rtt_samples += 1
+    elif d == 0 and (f & TCP_FLAG_ACK) and not (f & (TCP_FLAG_SYN | TCP_FLAG_RST)) and \
+            (r.cflags & C_RTT_SYNACK) and not (r.cflags & C_RTT2) and p.ack == r.synack_seq + 1:
+        r.rtt2 = _span(now, r.synack_us)
+        r.cflags |= C_RTT2
