@@ -94,36 +94,78 @@ cdef void _expire(tr_t *tr, uint64_t now) noexcept nogil:
             return
 
 
-cdef int _track(tr_t *tr, const uint8_t *buf, size_t length, uint64_t now, int64_t pkt) noexcept nogil:
-    """One IP packet. Returns its verdict (a parse verdict or TV_*)."""
-    cdef pkt_t p
+cdef extern from *:
+    """
+    #define FT_TR_PREFETCH(p) __builtin_prefetch((const void *)(p), 1, 1)
+    """
+    void FT_TR_PREFETCH(const void *p) nogil
+
+
+ctypedef struct _stage_t:
+    pkt_t p
+    ft_key_t k
+    uint64_t h
+    uint32_t plen
+    uint32_t ip_len
+    int rc                            # parse verdict; -1: usable (go on to tracking)
+    bint swapped
+    bint bad_csum
+
+
+cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stage_t *s) noexcept nogil:
+    """First half of a packet: parse (and verify), build the canonical key, hash it."""
     cdef parse_err_t err
-    cdef ft_key_t k
-    cdef uint64_t h
+    cdef int rc = ft_parse_ip(buf, length, &s.p, &err, tr.cfg.verify)
+    if not (rc == FT_OK or (s.p.header_len != 0 and (rc == FT_ERR_TRUNCATED or rc == FT_ERR_BAD_CHECKSUM))):
+        s.rc = rc
+        return
+    s.rc = -1
+    s.bad_csum = rc == FT_ERR_BAD_CHECKSUM
+    s.plen = s.p.tcp_len - s.p.header_len
+    s.ip_len = (s.p.tcp_off - s.p.ip_off) + s.p.tcp_len
+    memset(&s.k, 0, sizeof(ft_key_t))
+    s.k.family = s.p.version
+    s.k.lport = s.p.src_port
+    s.k.rport = s.p.dst_port
+    memcpy(s.k.laddr, s.p.src, 16)
+    memcpy(s.k.raddr, s.p.dst, 16)
+    s.swapped = ft_key_canonical(&s.k)
+    s.h = ft_hash(&tr.tab, &s.k)
+
+
+cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
+    """Second stage: the home index slot has (probably) arrived; start loading the table
+    record and the tracker record it points to."""
+    cdef uint64_t e = tr.tab.index[(<uint64_t>(<uint32_t>(h >> 32)) * tr.tab.nslots) >> 32]
+    cdef uint32_t id
+    cdef const char *rec
+    if e != 0 and <uint32_t>(e >> 32) == <uint32_t>(h >> 32):
+        id = <uint32_t>e - 1
+        FT_TR_PREFETCH(&tr.tab.conns[id])
+        FT_TR_PREFETCH((<const char *>&tr.tab.conns[id]) + 64)
+        rec = <const char *>&tr.recs[id]
+        FT_TR_PREFETCH(rec)
+        FT_TR_PREFETCH(rec + 64)
+        FT_TR_PREFETCH(rec + 128)
+        FT_TR_PREFETCH(rec + 192)
+        FT_TR_PREFETCH(rec + 256)
+        FT_TR_PREFETCH(rec + 320)
+
+
+cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil:
+    """Second half of a packet: find or create its connection and run both views."""
+    cdef pkt_t *pp = &s.p
+    cdef ft_key_t *kp = &s.k
+    cdef uint64_t h = s.h
     cdef int64_t id
-    cdef uint32_t uid, plen, ip_len, victim
-    cdef int rc, zd, ct
-    cdef bint swapped, usable, bad_csum
+    cdef uint32_t uid, plen = s.plen, ip_len = s.ip_len, victim
+    cdef int zd, ct
+    cdef bint swapped = s.swapped, bad_csum = s.bad_csum
     cdef trk_t *r
     uid = 0
-    rc = ft_parse_ip(buf, length, &p, &err, tr.cfg.verify)
-    usable = rc == FT_OK or (p.header_len != 0 and (rc == FT_ERR_TRUNCATED or rc == FT_ERR_BAD_CHECKSUM))
-    if not usable:
-        return rc
-    bad_csum = rc == FT_ERR_BAD_CHECKSUM
-    plen = p.tcp_len - p.header_len
-    ip_len = (p.tcp_off - p.ip_off) + p.tcp_len
-    memset(&k, 0, sizeof(ft_key_t))
-    k.family = p.version
-    k.lport = p.src_port
-    k.rport = p.dst_port
-    memcpy(k.laddr, p.src, 16)
-    memcpy(k.raddr, p.dst, 16)
-    swapped = ft_key_canonical(&k)
-    h = ft_hash(&tr.tab, &k)
-    id = ft_lookup_hashed(&tr.tab, &k, h)
+    id = ft_lookup_hashed(&tr.tab, kp, h)
     if id < 0:
-        if not tr.cfg.loose and (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) \
+        if not tr.cfg.loose and (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) \
                 != TCP_FLAG_SYN:
             return TV_UNTRACKED
         if tr.tab.count >= tr.tab.capacity:
@@ -134,22 +176,22 @@ cdef int _track(tr_t *tr, const uint8_t *buf, size_t length, uint64_t now, int64
                 return TV_TABLE_FULL
             tr.evicted += 1
             _finish(tr, victim, END_EVICTED)
-        id = _create(tr, &k, h, swapped, now)
+        id = _create(tr, kp, h, swapped, now)
         if id < 0:
             return TV_TABLE_FULL
-        if _server_side_first(tr, &p):
+        if _server_side_first(tr, pp):
             # Zeek's likely_server_ports: a first packet that is not a plain SYN, sent
             # from a server port, came from the responder
             _swap_roles(tr, <uint32_t>id)
             _hist_raw(&tr.recs[id], 94)        # '^'
     else:
         uid = <uint32_t>id
-        if _zeek_reuse(tr, uid, swapped, &p):
+        if _zeek_reuse(tr, uid, swapped, pp):
             # a SYN on a 4-tuple whose connection closed, or with a new ISN: the old one
             # ends here and this packet starts a new one
             tr.reused += 1
             _finish(tr, uid, END_REUSED)
-            id = _create(tr, &k, h, swapped, now)
+            id = _create(tr, kp, h, swapped, now)
             if id < 0:
                 return TV_TABLE_FULL
     uid = <uint32_t>id
@@ -159,27 +201,27 @@ cdef int _track(tr_t *tr, const uint8_t *buf, size_t length, uint64_t now, int64
         # like Zeek without -C: the packet only leaves a 'C' in the history
         _hist_scaled(r, H_C, zd, &r.d[zd].n_csum)
         return FT_ERR_BAD_CHECKSUM
-    if r.hist_len == 1 and r.history[0] == 72 and not (p.flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) \
-            and ((p.flags & TCP_FLAG_ACK) or plen):
+    if r.hist_len == 1 and r.history[0] == 72 and not (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) \
+            and ((pp.flags & TCP_FLAG_ACK) or plen):
         # the connection began with a SYN-ACK ('H'): the side that answers it with an
         # ACK or data is the client after all
         _flip_rewrite(tr, uid)
         zd ^= 1
-    ct = _conntrack(tr, uid, zd, &p, plen, now, pkt)
+    ct = _conntrack(tr, uid, zd, pp, plen, now, pkt)
     if ct == CT_REOPEN:
         # conntrack reopens a closed 4-tuple on a new SYN (its sender is the new originator)
         tr.reused += 1
         _finish(tr, uid, END_REUSED)
-        id = _create(tr, &k, h, swapped, now)
+        id = _create(tr, kp, h, swapped, now)
         if id < 0:
             return TV_TABLE_FULL
         uid = <uint32_t>id
         r = &tr.recs[uid]
         zd = 0
-        ct = _conntrack(tr, uid, zd, &p, plen, now, pkt)
-    if _zeek(tr, uid, zd, &p, plen, ip_len, now):
+        ct = _conntrack(tr, uid, zd, pp, plen, now, pkt)
+    if _zeek(tr, uid, zd, pp, plen, ip_len, now):
         _flip_plain(tr, uid)
-    _rtt(tr, r, zd, &p, now)
+    _rtt(tr, r, zd, pp, now)
     if ct == CT_OK:
         return TV_OK
     return TV_CONNTRACK_IGNORED if ct == CT_IGNORED else TV_CONNTRACK_INVALID
@@ -220,33 +262,58 @@ cdef bint _zeek_reuse(tr_t *tr, uint32_t id, bint swapped, const pkt_t *p) noexc
     return True
 
 
+cdef enum:
+    _AHEAD = 8                        # packets parsed (and their index slots prefetched) ahead
+
+
 cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
                       const int64_t *ts_ns, const uint8_t *link, Py_ssize_t start, Py_ssize_t n,
                       uint8_t *verdicts) noexcept nogil:
-    """Packets [start, n): returns the index of the first packet not processed (< n when
-    the finished-row buffer needs collecting first)."""
-    cdef Py_ssize_t i
+    """Packets [start, n), pipelined: packet i+8 is parsed and hashed and its index slot
+    prefetched, packet i+4's records are prefetched, while packet i is tracked -- so the
+    table's cache misses overlap. Parsing is pure, so the order of effects is the
+    packets' order. Returns the index of the first packet not processed (< n when the
+    finished-row buffer needs collecting first; those packets are parsed again then)."""
+    cdef _stage_t ring[_AHEAD]
+    cdef Py_ssize_t i, j
     cdef uint64_t now, tick
     cdef int v
-    for i in range(start, n):
-        if tr.cap_done - tr.ndone < 4:
-            return i
-        now = <uint64_t>(ts_ns[i] // 1000) if ts_ns[i] > 0 else 0
-        if now > tr.now:
-            tr.now = now
-            tick = now >> FT_TICK_SHIFT
-            if tick != tr.last_tick:
-                tr.last_tick = tick
-                _expire(tr, now)
-        else:
-            now = tr.now              # time never runs backwards inside the tracker
-        tr.packets += 1
-        if link != NULL and link[i] != FT_OK:
-            v = link[i]
-        else:
-            v = _track(tr, buf + offs[i], <size_t>lens[i], now, i)
-        tr.verdicts[v] += 1
-        verdicts[i] = <uint8_t>v
+    cdef _stage_t *s
+    for i in range(start, n + _AHEAD):
+        j = i - _AHEAD
+        if j >= start:
+            if tr.cap_done - tr.ndone < 4:
+                return j
+            s = &ring[j % _AHEAD]
+            now = <uint64_t>(ts_ns[j] // 1000) if ts_ns[j] > 0 else 0
+            if now > tr.now:
+                tr.now = now
+                tick = now >> FT_TICK_SHIFT
+                if tick != tr.last_tick:
+                    tr.last_tick = tick
+                    _expire(tr, now)
+            else:
+                now = tr.now          # time never runs backwards inside the tracker
+            tr.packets += 1
+            if link != NULL and link[j] != FT_OK:
+                v = link[j]
+            elif s.rc >= 0:
+                v = s.rc
+            else:
+                v = _track(tr, s, now, j)
+            tr.verdicts[v] += 1
+            verdicts[j] = <uint8_t>v
+        j = i - _AHEAD // 2
+        if start <= j < n and ring[j % _AHEAD].rc < 0:
+            _prefetch_records(tr, ring[j % _AHEAD].h)
+        if i < n:
+            s = &ring[i % _AHEAD]
+            if link != NULL and link[i] != FT_OK:
+                s.rc = link[i]
+            else:
+                _parse_stage(tr, buf + offs[i], <size_t>lens[i], s)
+                if s.rc < 0:
+                    FT_TR_PREFETCH(&tr.tab.index[(<uint64_t>(<uint32_t>(s.h >> 32)) * tr.tab.nslots) >> 32])
     return n
 
 

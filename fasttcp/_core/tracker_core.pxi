@@ -487,7 +487,6 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
             r.last_class = K_ACK
             r.last_dir = 0
             r.touch_us = now
-            c.state = TRK_ESTABLISHED
             ft_set_state(&tr.tab, id, TRK_ESTABLISHED, now)
             _arm(tr, id, now)
             _event(tr, id, TRK_NONE, TRK_ESTABLISHED, zd, p.flags, pkt, now)
@@ -548,7 +547,6 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
     if not (cls == K_SYN and old == TRK_SYN_SENT and not (r.cflags & C_SEEN_REPLY)):
         r.touch_us = now
     if new != old:
-        c.state = new
         ft_set_state(&tr.tab, id, new, now)
         _arm(tr, id, r.touch_us)
         _event(tr, id, old, new, zd, p.flags, pkt, now)
