@@ -210,7 +210,7 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
     say = cfg.progress or (lambda msg: None)
     say("tracker: synthesising the capture")
     path = _cached_capture(cfg, cfg.packets, cfg.concurrent)
-    batches = list(read_pcap(path, batch_bytes=64 << 20))
+    batches = list(read_pcap(path, batch_bytes=8 << 20))
     n = sum(len(b) for b in batches)
     rates, open_at = [], []
     # one tracker, as in a long-running process: round 0 touches its pages for the

@@ -89,6 +89,9 @@ class CaptureBatch:
       UNSUPPORTED_LINK, LINK_TRUNCATED); IP/TCP verdicts come from parsing.
     - ``interfaces`` (uint16): pcapng interface index (0 for pcap).
     - ``frames`` (int64): 1-based frame number in the file, as Wireshark counts.
+    - ``snapped`` (bool): the capture's snap length cut the frame (captured < wire
+      length). A packet shorter than its IP length that was *not* snapped was short on
+      the wire: its length fields lie.
 
     The batch owns its buffer; keeping it alive keeps its memory.
     """
@@ -101,6 +104,7 @@ class CaptureBatch:
     verdicts: np.ndarray
     interfaces: np.ndarray
     frames: np.ndarray
+    snapped: np.ndarray
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
@@ -243,11 +247,11 @@ class CaptureReader:
         if n == 0:
             self._eof = True
             return None
-        off, ln, ts, wl, vd, ifc, fr = arrays
+        off, ln, ts, wl, vd, ifc, fr, snapped = arrays
         self.stats.packets += n
         for v, c in zip(*np.unique(vd, return_counts=True)):
             self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(c)
-        return CaptureBatch(buf[:end], off, ln, ts, wl, vd, ifc, fr)
+        return CaptureBatch(buf[:end], off, ln, ts, wl, vd, ifc, fr, snapped)
 
     @staticmethod
     def _field_at(buf: np.ndarray, pos: int, rel: int) -> str:

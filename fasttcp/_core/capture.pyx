@@ -256,6 +256,9 @@ cdef inline void _emit(ft_scan_t *st, uint32_t linktype, const uint8_t *buf, Py_
                        int64_t *frame_out, uint32_t fcs) noexcept nogil:
     cdef uint32_t ip_off = 0, cut
     cdef int v
+    # bit 7 of the verdict byte is scratch here: "the capture's snap length cut this
+    # frame" (scan() splits it out into its own array)
+    cdef uint8_t snapped = 0x80 if caplen < wirelen else 0
     if fcs:
         # the FCS is the frame's last bytes: cut whatever part of it was captured
         cut = fcs - (wirelen - caplen) if wirelen - caplen < fcs and wirelen >= caplen else 0
@@ -268,7 +271,7 @@ cdef inline void _emit(ft_scan_t *st, uint32_t linktype, const uint8_t *buf, Py_
     length[k] = caplen - ip_off
     ts_out[k] = ts
     wire_out[k] = wirelen
-    verdict[k] = <uint8_t>v
+    verdict[k] = <uint8_t>v | snapped
     iface_out[k] = ifidx
     frame_out[k] = <int64_t>st.frames
 
@@ -399,7 +402,7 @@ cdef class CaptureScanner:
     `fasttcp.read_pcap` drives it; use that. ``scan(buf, pos, end, max_pkts)`` walks
     complete records of ``buf[pos:end]`` and returns ``(status, npkts, pos, need,
     arrays)`` where arrays = (offsets, lengths, ts_ns, wire_lengths, verdicts,
-    interfaces, frames), each with npkts rows.
+    interfaces, frames, snapped), each with npkts rows.
     """
     cdef ft_scan_t st
 
@@ -459,11 +462,14 @@ cdef class CaptureScanner:
         cdef int rc
         cdef const uint8_t *p = &b[0] if b.shape[0] else NULL
         if p == NULL:
-            return SCAN_MORE, 0, pos, 0, tuple(a[:0] for a in (off, ln, ts, wl, vd, ifc, fr))
+            return SCAN_MORE, 0, pos, 0, tuple(a[:0] for a in (off, ln, ts, wl, vd, ifc, fr, vd.astype(bool)))
         with nogil:
             rc = ft_scan(&self.st, p, pos, end, max_pkts, &o[0], &l[0], &t[0], &w[0], &v[0],
                          &i[0], &f[0], &n, &newpos, &need)
-        return rc, n, newpos, need, (off[:n], ln[:n], ts[:n], wl[:n], vd[:n], ifc[:n], fr[:n])
+        vd = vd[:n]
+        snapped = (vd & 0x80) != 0
+        vd &= 0x7f
+        return rc, n, newpos, need, (off[:n], ln[:n], ts[:n], wl[:n], vd, ifc[:n], fr[:n], snapped)
 
 
 def strip_link(linktype, frame) -> tuple:

@@ -152,6 +152,9 @@ cdef void ft_remove_batch(ft_table_t *t, const uint32_t *ids, Py_ssize_t n) noex
 # State and timers
 cdef void ft_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64_t now) noexcept nogil
 cdef void ft_set_deadline(ft_table_t *t, uint32_t id, uint64_t deadline) noexcept nogil
+# Change the state (and eviction class) only; the timer is left as it is (for owners
+# that re-arm lazily, like the tracker).
+cdef void ft_set_state_only(ft_table_t *t, uint32_t id, uint8_t state) noexcept nogil
 cdef Py_ssize_t ft_expire(ft_table_t *t, uint64_t now, uint32_t *out, uint64_t *fired,
                           Py_ssize_t max_out) noexcept nogil
 

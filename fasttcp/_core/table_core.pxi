@@ -76,9 +76,30 @@ cdef inline bint _key_eq(const ft_conn_t *c, const ft_key_t *k) noexcept nogil:
     return ((_w(c, 2) ^ _w(k, 2)) | (_w(c, 3) ^ _w(k, 3)) | (_w(c, 4) ^ _w(k, 4))) == 0
 
 
+cdef extern from *:
+    """
+    /* memcmp order of two 16-byte addresses (<0, 0, >0) as two big-endian word compares:
+       no libc call on the per-packet path */
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define FT_BE64(v) (v)
+    #else
+    #define FT_BE64(v) __builtin_bswap64(v)
+    #endif
+    static inline int ft_addr_cmp16(const unsigned char *a, const unsigned char *b) {
+        unsigned long long x, y;
+        __builtin_memcpy(&x, a, 8); __builtin_memcpy(&y, b, 8);
+        if (x != y) { x = FT_BE64(x); y = FT_BE64(y); return x < y ? -1 : 1; }
+        __builtin_memcpy(&x, a + 8, 8); __builtin_memcpy(&y, b + 8, 8);
+        if (x != y) { x = FT_BE64(x); y = FT_BE64(y); return x < y ? -1 : 1; }
+        return 0;
+    }
+    """
+    int ft_addr_cmp16(const uint8_t *a, const uint8_t *b) nogil
+
+
 cdef bint ft_key_canonical(ft_key_t *k) noexcept nogil:
     """Order (addr, port) pairs so both directions of a flow give the same key."""
-    cdef int c = memcmp(k.laddr, k.raddr, 16)
+    cdef int c = ft_addr_cmp16(k.laddr, k.raddr)
     cdef uint8_t tmp[16]
     cdef uint16_t p
     if c < 0 or (c == 0 and k.lport <= k.rport):
@@ -488,6 +509,15 @@ cdef void ft_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64_t now) 
     _wheel_unlink(t, id)
     if t.timeout[state]:
         _wheel_link(t, id, now + t.timeout[state])
+
+
+cdef void ft_set_state_only(ft_table_t *t, uint32_t id, uint8_t state) noexcept nogil:
+    cdef ft_conn_t *c = &t.conns[id]
+    cdef int old_cls = _class_of(t, c.state), new_cls = _class_of(t, state)
+    if old_cls != new_cls or new_cls == FT_CLASS_TIME_WAIT:
+        _class_unlink(t, id, old_cls)
+        _class_append(t, id, new_cls)
+    c.state = state
 
 
 cdef void ft_set_deadline(ft_table_t *t, uint32_t id, uint64_t deadline) noexcept nogil:

@@ -92,6 +92,7 @@ cdef enum:
     C_SEEN_REPLY = 256                # conntrack SEEN_REPLY
     C_SIMOPEN = 512                   # conntrack entered SYN_SENT2 (simultaneous open)
     C_PARTIAL = 1024                  # Zeek is_partial: did not start with the originator's SYN
+    C_RST_TIMER = 2048                # an in-window, inexact RST kept the state: CLOSE's timeout
 
 # trk_dir_t.ct_flags: conntrack's per-direction flags
 cdef enum:
@@ -146,6 +147,8 @@ ctypedef struct trk_t:
     uint64_t syn_us                   # when the originator's first SYN / the SYN-ACK was seen
     uint64_t synack_us
     uint32_t synack_seq
+    uint32_t syn_seq
+    uint32_t syn_len
     uint32_t rtt1                     # SYN -> SYN-ACK, microseconds
     uint32_t rtt2                     # SYN-ACK -> ACK
     uint32_t hist_seen                # letters recorded once per direction: bit = letter*2 + dir

@@ -110,16 +110,23 @@ ctypedef struct _stage_t:
     int rc                            # parse verdict; -1: usable (go on to tracking)
     bint swapped
     bint bad_csum
+    bint truncated                    # cut by the capture's snap length (still tracked)
 
 
-cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stage_t *s) noexcept nogil:
-    """First half of a packet: parse (and verify), build the canonical key, hash it."""
+cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stage_t *s,
+                              bint wire_short) noexcept nogil:
+    """First half of a packet: parse (and verify), build the canonical key, hash it.
+    A packet cut short is tracked when the capture's snap length cut it, not when the
+    packet itself was shorter on the wire than its IP length says (`wire_short`: a
+    lying length, which Zeek drops too)."""
     cdef parse_err_t err
     cdef int rc = ft_parse_ip(buf, length, &s.p, &err, tr.cfg.verify)
-    if not (rc == FT_OK or (s.p.header_len != 0 and (rc == FT_ERR_TRUNCATED or rc == FT_ERR_BAD_CHECKSUM))):
+    if not (rc == FT_OK or (s.p.header_len != 0 and (rc == FT_ERR_BAD_CHECKSUM or
+                                                     (rc == FT_ERR_TRUNCATED and not wire_short)))):
         s.rc = rc
         return
     s.rc = -1
+    s.truncated = rc == FT_ERR_TRUNCATED
     s.bad_csum = rc == FT_ERR_BAD_CHECKSUM
     s.plen = s.p.tcp_len - s.p.header_len
     s.ip_len = (s.p.tcp_off - s.p.ip_off) + s.p.tcp_len
@@ -186,7 +193,7 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
             _hist_raw(&tr.recs[id], 94)        # '^'
     else:
         uid = <uint32_t>id
-        if _zeek_reuse(tr, uid, swapped, pp):
+        if _zeek_reuse(tr, uid, pp, swapped ^ ((tr.tab.conns[uid].flags & CONN_F_SWAPPED) != 0)):
             # a SYN on a 4-tuple whose connection closed, or with a new ISN: the old one
             # ends here and this packet starts a new one
             tr.reused += 1
@@ -223,7 +230,7 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
         _flip_plain(tr, uid)
     _rtt(tr, r, zd, pp, now)
     if ct == CT_OK:
-        return TV_OK
+        return FT_ERR_TRUNCATED if s.truncated else TV_OK
     return TV_CONNTRACK_IGNORED if ct == CT_IGNORED else TV_CONNTRACK_INVALID
 
 
@@ -242,8 +249,12 @@ cdef bint _server_side_first(const tr_t *tr, const pkt_t *p) noexcept nogil:
     return True
 
 
-cdef bint _zeek_reuse(tr_t *tr, uint32_t id, bint swapped, const pkt_t *p) noexcept nogil:
-    """Zeek's IsReuse: does this SYN start a new connection on the 4-tuple?"""
+cdef bint _zeek_reuse(tr_t *tr, uint32_t id, const pkt_t *p, int zd) noexcept nogil:
+    """Does this SYN start a new connection on the 4-tuple? Zeek's rule (IsReuse) for
+    closed connections and for a new ISN on an attempt nobody answered; but a SYN on a
+    live, answered connection is an old duplicate that conntrack ignores (RFC 9293
+    figure 8: it must not end the connection), and a SYN from the responder while the
+    originator's SYN is unanswered is a simultaneous open (SYN_SENT2)."""
     cdef trk_t *r = &tr.recs[id]
     cdef trk_dir_t *co = &r.d[0]
     cdef uint16_t f = p.flags
@@ -253,12 +264,18 @@ cdef bint _zeek_reuse(tr_t *tr, uint32_t id, bint swapped, const pkt_t *p) noexc
         if r.d[0].zstate != Z_INACTIVE:
             return False              # SYN-ACKs reuse only connections nobody opened
         co = &r.d[1]
-    if not ((r.d[0].flags | r.d[1].flags) & D_DID_CLOSE):
-        if p.seq == co.start_seq:
-            return False              # the same ISN: a retransmission
-        if not (f & TCP_FLAG_ACK) and co.zstate == Z_SYN_ACK_SENT and r.d[1].zstate == Z_INACTIVE \
-                and p.seq == r.d[1].start_seq:
-            return False              # the SYN/SYN-ACK reversal, handled by the state machine
+    if (r.d[0].flags | r.d[1].flags) & D_DID_CLOSE:
+        return True                   # any SYN on a closed (or reset) connection
+    if p.seq == co.start_seq:
+        return False                  # the same ISN: a retransmission
+    if not (f & TCP_FLAG_ACK) and co.zstate == Z_SYN_ACK_SENT and r.d[1].zstate == Z_INACTIVE \
+            and p.seq == r.d[1].start_seq:
+        return False                  # the SYN/SYN-ACK reversal, handled by the state machine
+    if not (f & TCP_FLAG_ACK):
+        if zd == 1:
+            return False              # the responder's own SYN: simultaneous open
+        if r.d[1].zstate != Z_INACTIVE:
+            return False              # answered and live: an old duplicate SYN (ignored)
     return True
 
 
@@ -267,8 +284,8 @@ cdef enum:
 
 
 cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
-                      const int64_t *ts_ns, const uint8_t *link, Py_ssize_t start, Py_ssize_t n,
-                      uint8_t *verdicts) noexcept nogil:
+                      const int64_t *ts_ns, const uint8_t *link, const uint8_t *whole,
+                      Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts) noexcept nogil:
     """Packets [start, n), pipelined: packet i+8 is parsed and hashed and its index slot
     prefetched, packet i+4's records are prefetched, while packet i is tracked -- so the
     table's cache misses overlap. Parsing is pure, so the order of effects is the
@@ -306,12 +323,17 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
         j = i - _AHEAD // 2
         if start <= j < n and ring[j % _AHEAD].rc < 0:
             _prefetch_records(tr, ring[j % _AHEAD].h)
+        if i + 2 * _AHEAD < n:
+            # the packet bytes themselves: headers 16 packets ahead (batches come from
+            # capture files far larger than the cache)
+            FT_TR_PREFETCH(buf + offs[i + 2 * _AHEAD])
+            FT_TR_PREFETCH(buf + offs[i + 2 * _AHEAD] + 64)
         if i < n:
             s = &ring[i % _AHEAD]
             if link != NULL and link[i] != FT_OK:
                 s.rc = link[i]
             else:
-                _parse_stage(tr, buf + offs[i], <size_t>lens[i], s)
+                _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, whole != NULL and whole[i] != 0)
                 if s.rc < 0:
                     FT_TR_PREFETCH(&tr.tab.index[(<uint64_t>(<uint32_t>(s.h >> 32)) * tr.tab.nslots) >> 32])
     return n
@@ -350,6 +372,8 @@ cdef class Tracker:
     cdef public object timeouts
     cdef object _done_chunks
     cdef object _event_chunks
+    cdef Py_ssize_t _max_events
+    cdef Py_ssize_t _pending_events
     cdef bint _busy
 
     def __cinit__(self):
@@ -403,8 +427,7 @@ cdef class Tracker:
             raise MemoryError(f"cannot allocate tracker records for {capacity} connections")
         micros = timeouts.as_micros()
         for i in range(TRK_NSTATES):
-            tr.timeout[i] = micros[i]
-            tr.tab.timeout[i] = micros[i]
+            tr.timeout[i] = micros[i]     # the table's own timeouts stay 0: timers are lazy here
         tr.unack = micros[TRK_NSTATES]
         tr.cfg.verify = bool(verify_checksum)
         tr.cfg.loose = bool(loose)
@@ -414,6 +437,8 @@ cdef class Tracker:
             tr.server_ports[port >> 3] |= 1 << (port & 7)
         self._done_chunks = []
         self._event_chunks = []
+        self._max_events = max_events if events else 0
+        self._pending_events = 0
         self.timeouts = timeouts
 
     def __dealloc__(self):
@@ -447,11 +472,17 @@ cdef class Tracker:
             tr.ndone = 0
             self._done_chunks.append(arr)
         if tr.nev:
-            arr = np.empty(tr.nev, dtype=TRACKER_EVENT_DTYPE)
-            v = arr.view(np.uint8).reshape(-1)
-            memcpy(&v[0], tr.ev, tr.nev * sizeof(trk_event_t))
+            # max_events bounds what waits for events(), not each C buffer fill
+            room = self._max_events - self._pending_events
+            keep = min(tr.nev, max(room, 0))
+            tr.ev_dropped += tr.nev - keep
+            if keep:
+                arr = np.empty(keep, dtype=TRACKER_EVENT_DTYPE)
+                v = arr.view(np.uint8).reshape(-1)
+                memcpy(&v[0], tr.ev, keep * sizeof(trk_event_t))
+                self._event_chunks.append(arr)
+                self._pending_events += keep
             tr.nev = 0
-            self._event_chunks.append(arr)
 
     @property
     def capacity(self) -> int:
@@ -483,7 +514,7 @@ cdef class Tracker:
             ln = view.len
             if tr.cap_done - tr.ndone < 4:
                 self._collect()
-            _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, 0, 1, &verdict)
+            _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, 0, 1, &verdict)
         finally:
             self._busy = False
             PyBuffer_Release(&view)
@@ -492,22 +523,29 @@ cdef class Tracker:
         from fasttcp.enums import Verdict
         return Verdict(verdict)
 
-    def feed_batch(self, batch, lengths=None, ts_ns=None, *, buffer=None, offsets=None):
-        """Track a batch of packets in order; returns a uint8 array of verdicts.
+    def feed_batch(self, batch, offsets=None, lengths=None, ts_ns=None):
+        """Track a batch of packets in order; returns a uint8 array of verdicts
+        (`fasttcp.Verdict` codes).
 
-        `batch` is a `fasttcp.CaptureBatch` (its link-layer verdicts are kept), or
-        call ``feed_batch(buffer, offsets, lengths, ts_ns)`` with ``ts_ns`` int64
-        nanoseconds per packet.
+        Either ``feed_batch(capture_batch)`` with a `fasttcp.CaptureBatch` (its
+        link-layer verdicts are kept, and a packet shorter than its IP length is tracked
+        only if the snap length cut it), or ``feed_batch(buffer, offsets, lengths,
+        ts_ns)`` with IP packets at ``buffer[offsets[i]:offsets[i]+lengths[i]]`` and
+        int64 nanosecond timestamps (a short packet is then taken as snap-length cut).
         """
         cdef tr_t *tr = self._get()
         cdef Py_buffer view
         link = None
-        if lengths is None and ts_ns is None:
+        whole = None
+        if offsets is None and lengths is None and ts_ns is None:
+            if not hasattr(batch, "snapped"):
+                raise UsageError("feed_batch(capture_batch) or feed_batch(buffer, offsets, lengths, ts_ns)")
             buf, offs, lens, tss, link = batch.buffer, batch.offsets, batch.lengths, batch.ts_ns, batch.verdicts
+            whole = ~np.asarray(batch.snapped, dtype=bool)
         else:
-            buf, offs, lens, tss = batch, offsets if offsets is not None else buffer, lengths, ts_ns
-            if offs is None:
-                raise UsageError("feed_batch(buffer, offsets, lengths, ts_ns)")
+            if offsets is None or lengths is None or ts_ns is None:
+                raise UsageError("feed_batch(buffer, offsets, lengths, ts_ns): all four are needed")
+            buf, offs, lens, tss = batch, offsets, lengths, ts_ns
         off = np.ascontiguousarray(offs, dtype=np.int64)
         ln = np.ascontiguousarray(lens, dtype=np.int64)
         ts = np.ascontiguousarray(tss, dtype=np.int64)
@@ -527,9 +565,17 @@ cdef class Tracker:
         cdef uint8_t[::1] vd = verdicts
         cdef const uint8_t[::1] lkv
         cdef const uint8_t *lkp = NULL
+        cdef const uint8_t[::1] whv
+        cdef const uint8_t *whp = NULL
         if lk is not None:
             lkv = lk
             lkp = &lkv[0]
+        if whole is not None:
+            wh = np.ascontiguousarray(whole, dtype=np.uint8)
+            if wh.shape != off.shape:
+                raise UsageError("snapped must have one entry per packet")
+            whv = wh
+            whp = &whv[0]
         PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
         self._busy = True
         try:
@@ -540,7 +586,7 @@ cdef class Tracker:
                                  f"{view.len}-byte buffer")
             while done < n:
                 with nogil:
-                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, done, n, &vd[0])
+                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, whp, done, n, &vd[0])
                 self._collect()
         finally:
             self._busy = False
@@ -583,6 +629,7 @@ cdef class Tracker:
         self._get()
         self._collect()
         chunks, self._event_chunks = self._event_chunks, []
+        self._pending_events = 0
         if not chunks:
             return np.empty(0, dtype=TRACKER_EVENT_DTYPE)
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)

@@ -252,16 +252,30 @@ cdef void _finish(tr_t *tr, uint32_t id, uint8_t reason) noexcept nogil:
 
 
 cdef inline uint64_t _timeout_of(const tr_t *tr, uint32_t id) noexcept nogil:
+    """The idle timeout of a record now (conntrack's choice of timeout)."""
     cdef uint8_t st = tr.tab.conns[id].state
+    cdef const trk_t *r = &tr.recs[id]
     cdef uint64_t t = tr.timeout[st]
-    if st == TRK_ESTABLISHED and not (tr.recs[id].cflags & C_SEEN_REPLY) and t > tr.unack:
-        t = tr.unack                  # one-sided traffic must not hold an entry for days
+    if (r.cflags & C_RST_TIMER) and t > tr.timeout[TRK_CLOSE]:
+        t = tr.timeout[TRK_CLOSE]     # an in-window RST kept the state: it gets CLOSE's time
+    if t > tr.unack and ((st == TRK_ESTABLISHED and not (r.cflags & C_SEEN_REPLY))
+                         or ((r.d[0].ct_flags | r.d[1].ct_flags) & CT_DATA_UNACK)):
+        t = tr.unack                  # one-sided traffic, or data never acknowledged
     return t
 
 
 cdef inline void _arm(tr_t *tr, uint32_t id, uint64_t touch) noexcept nogil:
     """(Re)arm the idle timer of the record's state from `touch` (its last refresh)."""
     ft_set_deadline(&tr.tab, id, touch + _timeout_of(tr, id))
+
+
+cdef inline void _rearm_if_sooner(tr_t *tr, uint32_t id, uint64_t touch) noexcept nogil:
+    """After a state change: the timer is lazy (expiry re-arms a record that was touched
+    since), so it only has to move when the new state's deadline comes sooner."""
+    cdef uint64_t due = touch + _timeout_of(tr, id)
+    cdef uint64_t armed = tr.tab.conns[id].deadline
+    if armed == 0 or due < armed:
+        ft_set_deadline(&tr.tab, id, due)
 
 
 cdef int64_t _create(tr_t *tr, const ft_key_t *k, uint64_t h, bint swapped, uint64_t now) noexcept nogil:
@@ -464,6 +478,7 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
     cdef uint8_t old = c.state, new
     cdef int cls, w, ctd
     cdef uint32_t end
+    cdef bint rst_keep = False, est
     cdef trk_dir_t *snd
     cdef trk_dir_t *rcv
     if not _valid_flags(p.flags):
@@ -487,8 +502,8 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
             r.last_class = K_ACK
             r.last_dir = 0
             r.touch_us = now
-            ft_set_state(&tr.tab, id, TRK_ESTABLISHED, now)
-            _arm(tr, id, now)
+            ft_set_state_only(&tr.tab, id, TRK_ESTABLISHED)
+            _rearm_if_sooner(tr, id, now)
             _event(tr, id, TRK_NONE, TRK_ESTABLISHED, zd, p.flags, pkt, now)
             return CT_OK
         else:
@@ -518,13 +533,25 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
         r.cflags |= C_SIMOPEN
     if new == TRK_SYN_RECV and ctd == 1 and cls == K_ACK and (r.cflags & C_SIMOPEN):
         new = TRK_ESTABLISHED
+    rst_keep = False
     if not (cls == K_RST and old >= TRK_FIN_WAIT and old <= TRK_CLOSE):
-        # RST below what the peer already acknowledged is not believed (old or forged)
-        if cls == K_RST and (rcv.ct_flags & CT_MAXACK_SET) and r.last_class != K_SYN \
-                and not (p.seq == 0 and not (old == TRK_ESTABLISHED and (r.cflags & C_ASSURED))) \
-                and _before(p.seq, rcv.td_maxack):
-            tr.out_of_window += 1
-            return CT_INVALID
+        if cls == K_RST and (rcv.ct_flags & CT_MAXACK_SET) and r.last_class != K_SYN:
+            # RFC 5961 as conntrack applies it: a RST below what the peer already
+            # acknowledged is not believed; one in the window but not exactly at the
+            # peer's highest ACK keeps the state (the peer will send a challenge ACK)
+            est = old == TRK_ESTABLISHED and (r.cflags & C_ASSURED) != 0
+            if p.seq == 0 and not est:
+                pass
+            elif _before(p.seq, rcv.td_maxack):
+                tr.out_of_window += 1
+                return CT_INVALID
+            elif not est or p.seq == rcv.td_maxack:
+                pass
+            elif r.last_class == K_ACK and r.last_dir == ctd and p.seq == r.last_end:
+                pass
+            else:
+                new = old
+                rst_keep = True
         w = _in_window(tr, r, old, snd, rcv, ctd, p, plen, cls)
         if w == W_IGNORE:
             tr.out_of_window += 1
@@ -536,6 +563,11 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
             return CT_INVALID
     r.last_class = <uint8_t>cls
     r.last_dir = <uint8_t>ctd
+    if rst_keep:
+        r.cflags |= C_RST_TIMER
+        _rearm_if_sooner(tr, id, now)
+    elif cls != K_RST:
+        r.cflags &= ~C_RST_TIMER
     if new != old and new == TRK_FIN_WAIT:
         snd.ct_flags |= CT_CLOSE_INIT
     if ctd == 1 and not (r.cflags & C_SEEN_REPLY):
@@ -547,8 +579,8 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
     if not (cls == K_SYN and old == TRK_SYN_SENT and not (r.cflags & C_SEEN_REPLY)):
         r.touch_us = now
     if new != old:
-        ft_set_state(&tr.tab, id, new, now)
-        _arm(tr, id, r.touch_us)
+        ft_set_state_only(&tr.tab, id, new)
+        _rearm_if_sooner(tr, id, r.touch_us)
         _event(tr, id, old, new, zd, p.flags, pkt, now)
     return CT_OK
 
@@ -557,14 +589,21 @@ include "tracker_zeek.pxi"
 
 
 cdef void _rtt(tr_t *tr, trk_t *r, int d, const pkt_t *p, uint64_t now) noexcept nogil:
-    """Handshake RTTs as a passive observer sees them: SYN -> SYN-ACK, SYN-ACK -> ACK."""
+    """Handshake RTTs as a passive observer sees them: the originator's SYN -> the
+    SYN-ACK that acknowledges it, and that SYN-ACK -> the ACK of it. Matching is by
+    sequence numbers, so a stray SYN-ACK is no sample, and the SYN-ACK -> ACK time
+    survives a role flip (a capture that begins with the SYN-ACK)."""
     cdef uint16_t f = p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)
     if f == TCP_FLAG_SYN and d == 0:
         if not (r.cflags & C_SYN_TIME):
             r.syn_us = now
+            r.syn_seq = p.seq
+            r.syn_len = p.tcp_len - p.header_len      # data on the SYN (TCP Fast Open)
             r.cflags |= C_SYN_TIME
-    elif f == (TCP_FLAG_SYN | TCP_FLAG_ACK) and d == 1:
-        if not (r.cflags & C_RTT_SYNACK):
+    elif f == (TCP_FLAG_SYN | TCP_FLAG_ACK):
+        if not (r.cflags & C_RTT_SYNACK) and \
+                (not (r.cflags & C_SYN_TIME) or
+                 (d == 1 and _after(p.ack, r.syn_seq) and not _after(p.ack, r.syn_seq + 1 + r.syn_len))):
             r.synack_us = now
             r.synack_seq = p.seq
             r.cflags |= C_RTT_SYNACK
@@ -572,7 +611,8 @@ cdef void _rtt(tr_t *tr, trk_t *r, int d, const pkt_t *p, uint64_t now) noexcept
                 r.rtt1 = _span(now, r.syn_us)
                 r.cflags |= C_RTT1
                 tr.rtt_samples += 1
-    elif d == 0 and (f & TCP_FLAG_ACK) and not (f & (TCP_FLAG_SYN | TCP_FLAG_RST)) and \
+    elif (f & TCP_FLAG_ACK) and not (f & (TCP_FLAG_SYN | TCP_FLAG_RST)) and \
             (r.cflags & C_RTT_SYNACK) and not (r.cflags & C_RTT2) and p.ack == r.synack_seq + 1:
+        # only the other side acknowledges the SYN-ACK's sequence number
         r.rtt2 = _span(now, r.synack_us)
         r.cflags |= C_RTT2
