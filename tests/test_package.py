@@ -38,12 +38,36 @@ def test_verdict_codes_match_the_core():
         Verdict.BAD_VERSION: bytes([0x55]) + good[1:],
         Verdict.BAD_IP_CHECKSUM: good[:10] + bytes([good[10] ^ 1]) + good[11:],
     }
-    assert set(cases) == set(Verdict)
+    assert set(cases) == {v for v in Verdict if v < Verdict.NOT_IP}    # the parse verdicts
     pkts = list(cases.values())
     lengths = np.array([len(p) for p in pkts])
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     rows = fasttcp.parse_batch(b"".join(pkts), offsets, lengths)
     assert [Verdict(v) for v in rows["verdict"]] == list(cases)
+
+
+def test_link_and_tracker_verdicts_are_produced_by_the_core():
+    # the link verdicts come from the capture reader's link-layer decoder...
+    from fasttcp.capture import strip_link
+
+    ip = fasttcp.build("198.18.0.1", "198.18.0.2", 1, 2)
+    assert strip_link(1, bytes(12) + b"\x08\x06" + bytes(28))[0] == Verdict.NOT_IP          # ARP
+    assert strip_link(147, ip)[0] == Verdict.UNSUPPORTED_LINK                               # a user DLT
+    assert strip_link(1, bytes(13))[0] == Verdict.LINK_TRUNCATED
+    # ...and the rest from the tracker
+    syn = fasttcp.build("198.18.0.1", "198.18.0.2", 1000, 80, seq=100, flags=Flags.SYN)
+    synack = fasttcp.build("198.18.0.2", "198.18.0.1", 80, 1000, seq=300, ack=101, flags=Flags.SYN | Flags.ACK)
+    ack = fasttcp.build("198.18.0.1", "198.18.0.2", 1000, 80, seq=101, ack=301, flags=Flags.ACK)
+    t = fasttcp.Tracker(1)
+    assert [t.feed(p, 1.0) for p in (syn, synack, ack)] == [Verdict.OK] * 3
+    old_syn = fasttcp.build("198.18.0.1", "198.18.0.2", 1000, 80, seq=100, flags=Flags.SYN)
+    assert t.feed(old_syn, 1.1) == Verdict.CONNTRACK_IGNORED
+    assert t.feed(fasttcp.build("198.18.0.1", "198.18.0.2", 1000, 80, seq=101, flags=Flags.FIN), 1.2) \
+        == Verdict.CONNTRACK_INVALID                      # FIN without ACK: not a valid flag set
+    assert t.feed(fasttcp.build("198.18.0.3", "198.18.0.2", 1000, 80, seq=1, flags=Flags.SYN), 1.3) \
+        == Verdict.TABLE_FULL                             # the only record is established
+    strict = fasttcp.Tracker(4, loose=False)
+    assert strict.feed(ack, 1.0) == Verdict.UNTRACKED
 
 
 def test_flag_and_option_bits_match_wire_positions():
