@@ -685,14 +685,14 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
     k.rport = p.src_port
     memcpy(k.laddr, p.dst, 16)
     memcpy(k.raddr, p.src, 16)
-    h[0] = ft_hash(&ep.tab, k)
+    h[0] = ft_hash_key(&ep.tab, k)
     return -1
 
 
 cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, const uint8_t *buf,
                    uint32_t base, uint64_t now) noexcept nogil:
     """Second half: find the connection and run the state's rules."""
-    cdef int64_t id = ft_lookup_hashed(&ep.tab, k, h)
+    cdef int64_t id = ft_lookup_fast(&ep.tab, k, h)
     ep.last_conn = <uint32_t>id if id >= 0 else FT_NIL
     if id < 0:
         if _listening(ep, p.dst_port):
@@ -773,8 +773,8 @@ cdef int64_t ep_connect(ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogi
     cdef uint32_t evicted
     cdef int64_t id
     cdef ft_conn_t *c
-    cdef uint64_t h = ft_hash(&ep.tab, k)
-    if ft_lookup_hashed(&ep.tab, k, h) >= 0:
+    cdef uint64_t h = ft_hash_key(&ep.tab, k)
+    if ft_lookup_fast(&ep.tab, k, h) >= 0:
         return FT_TABLE_EXISTS             # before making room: nothing is evicted for it
     _make_room(ep, now)
     id = ft_insert_new(&ep.tab, k, h, TCPS_SYN_SENT, now, &evicted)

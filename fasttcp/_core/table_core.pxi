@@ -1,6 +1,8 @@
 # C core of the connection table (included by table.pyx). See table.pxd for the layout.
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memcmp, memset
+from fasttcp._core.tablehash cimport (FT_KEY0_MASK, ft_w as _w, ft_fmix64 as _fmix64, ft_nh as _nh,
+                                      ft_hash_key as _hash, ft_key_eq as _key_eq, ft_home as _home)
 
 cdef uint64_t MAX_CAPACITY = 1u << 31     # ids are uint32 with FT_NIL reserved
 
@@ -16,64 +18,12 @@ cdef extern from *:
     void FT_PREFETCH(const void *p) nogil
     void FT_PREFETCH_W(const void *p) nogil
 
-# bytes 1..3 of the first key word hold state/flags/retransmits in a record: not key
-cdef extern from *:
-    """
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    #define FT_KEY0_MASK 0xff00000000ffffffULL
-    #else
-    #define FT_KEY0_MASK 0xffffffff000000ffULL
-    #endif
-    """
-    const uint64_t FT_KEY0_MASK
 
 
 # ---- hashing ----
 
-cdef inline uint64_t _fmix64(uint64_t h) noexcept nogil:
-    # MurmurHash3 finaliser: a bijection that spreads every input bit over the output
-    h ^= h >> 33
-    h *= 0xff51afd7ed558ccdULL
-    h ^= h >> 33
-    h *= 0xc4ceb9fe1a85ec53ULL
-    h ^= h >> 33
-    return h
-
-
 cdef uint64_t ft_hash(const ft_table_t *t, const void *key) noexcept nogil:
     return _hash(t, key)
-
-
-cdef inline uint64_t _hash(const ft_table_t *t, const void *key) noexcept nogil:
-    """Keyed hash of the 40 key bytes (a key or a record): NH universal hashing.
-
-    NH (UMAC, RFC 4418) sums ((m_lo + k_lo) * (m_hi + k_hi)) over 32-bit halves with a
-    secret key; two distinct keys collide with probability <= 2^-32 over the choice of
-    the secret, so someone who does not know it cannot aim many 4-tuples at one slot.
-    """
-    cdef uint64_t acc = _nh(_w(key, 0) & FT_KEY0_MASK, t.secret[0])
-    acc += _nh(_w(key, 1), t.secret[1])
-    acc += _nh(_w(key, 2), t.secret[2])
-    acc += _nh(_w(key, 3), t.secret[3])
-    acc += _nh(_w(key, 4), t.secret[4])
-    return _fmix64(acc ^ t.secret[5])
-
-
-cdef inline uint64_t _nh(uint64_t w, uint64_t s) noexcept nogil:
-    return <uint64_t><uint32_t>(<uint32_t>w + <uint32_t>s) * <uint64_t><uint32_t>(<uint32_t>(w >> 32) + <uint32_t>(s >> 32))
-
-
-cdef inline uint64_t _w(const void *p, int i) noexcept nogil:
-    cdef uint64_t v
-    memcpy(&v, (<const char *>p) + 8 * i, 8)      # one unaligned load
-    return v
-
-
-cdef inline bint _key_eq(const ft_conn_t *c, const ft_key_t *k) noexcept nogil:
-    # ports + family and the first address word reject almost every non-match at once
-    if ((_w(c, 0) ^ _w(k, 0)) & FT_KEY0_MASK) | (_w(c, 1) ^ _w(k, 1)):
-        return False
-    return ((_w(c, 2) ^ _w(k, 2)) | (_w(c, 3) ^ _w(k, 3)) | (_w(c, 4) ^ _w(k, 4))) == 0
 
 
 cdef extern from *:
@@ -168,11 +118,6 @@ cdef void ft_table_free(ft_table_t *t) noexcept nogil:
 
 
 # ---- index (Robin Hood) ----
-
-cdef inline uint64_t _home(const ft_table_t *t, uint32_t h32) noexcept nogil:
-    # Lemire's multiply-shift range reduction: h32 * nslots / 2^32, no division
-    return (<uint64_t>h32 * t.nslots) >> 32
-
 
 cdef inline uint64_t _next(const ft_table_t *t, uint64_t i) noexcept nogil:
     i += 1

@@ -16,6 +16,7 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip
 from fasttcp._core.table cimport *
 from fasttcp._core.tracker cimport *
+from fasttcp._core.tablehash cimport ft_hash_key, ft_lookup_fast, ft_home
 
 import os
 
@@ -137,7 +138,7 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     memcpy(s.k.laddr, s.p.src, 16)
     memcpy(s.k.raddr, s.p.dst, 16)
     s.swapped = ft_key_canonical(&s.k)
-    s.h = ft_hash(&tr.tab, &s.k)
+    s.h = ft_hash_key(&tr.tab, &s.k)
 
 
 cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
@@ -170,7 +171,7 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
     cdef bint swapped = s.swapped, bad_csum = s.bad_csum
     cdef trk_t *r
     uid = 0
-    id = ft_lookup_hashed(&tr.tab, kp, h)
+    id = ft_lookup_fast(&tr.tab, kp, h)
     if id < 0:
         if not tr.cfg.loose and (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) \
                 != TCP_FLAG_SYN:

@@ -1,0 +1,77 @@
+# cython: language_level=3
+"""The table's per-packet helpers as inline functions: the keyed hash, key comparison
+and the home-slot lookup. In a .pxd so that every module that cimports them (the
+table itself, the endpoint, the tracker) compiles them inline into its own hot loop
+instead of calling across modules -- the hash and the first probe are most of a
+lookup's cost."""
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy
+from fasttcp._core.table cimport ft_table_t, ft_conn_t, ft_key_t, ft_lookup_hashed
+
+# bytes 1..3 of the first key word hold state/flags/retransmits in a record: not key
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define FT_KEY0_MASK 0xff00000000ffffffULL
+    #else
+    #define FT_KEY0_MASK 0xffffffff000000ffULL
+    #endif
+    """
+    const uint64_t FT_KEY0_MASK
+
+
+cdef inline uint64_t ft_w(const void *p, int i) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, (<const char *>p) + 8 * i, 8)      # one unaligned load
+    return v
+
+
+cdef inline uint64_t ft_fmix64(uint64_t h) noexcept nogil:
+    # MurmurHash3 finaliser: a bijection that spreads every input bit over the output
+    h ^= h >> 33
+    h *= 0xff51afd7ed558ccdULL
+    h ^= h >> 33
+    h *= 0xc4ceb9fe1a85ec53ULL
+    h ^= h >> 33
+    return h
+
+
+cdef inline uint64_t ft_nh(uint64_t w, uint64_t s) noexcept nogil:
+    return <uint64_t><uint32_t>(<uint32_t>w + <uint32_t>s) * <uint64_t><uint32_t>(<uint32_t>(w >> 32) + <uint32_t>(s >> 32))
+
+
+cdef inline uint64_t ft_hash_key(const ft_table_t *t, const void *key) noexcept nogil:
+    """Keyed hash of the 40 key bytes (a key or a record): NH universal hashing.
+
+    NH (UMAC, RFC 4418) sums ((m_lo + k_lo) * (m_hi + k_hi)) over 32-bit halves with a
+    secret key; two distinct keys collide with probability <= 2^-32 over the choice of
+    the secret, so someone who does not know it cannot aim many 4-tuples at one slot.
+    """
+    cdef uint64_t acc = ft_nh(ft_w(key, 0) & FT_KEY0_MASK, t.secret[0])
+    acc += ft_nh(ft_w(key, 1), t.secret[1])
+    acc += ft_nh(ft_w(key, 2), t.secret[2])
+    acc += ft_nh(ft_w(key, 3), t.secret[3])
+    acc += ft_nh(ft_w(key, 4), t.secret[4])
+    return ft_fmix64(acc ^ t.secret[5])
+
+
+cdef inline bint ft_key_eq(const ft_conn_t *c, const ft_key_t *k) noexcept nogil:
+    # ports + family and the first address word reject almost every non-match at once
+    if ((ft_w(c, 0) ^ ft_w(k, 0)) & FT_KEY0_MASK) | (ft_w(c, 1) ^ ft_w(k, 1)):
+        return False
+    return ((ft_w(c, 2) ^ ft_w(k, 2)) | (ft_w(c, 3) ^ ft_w(k, 3)) | (ft_w(c, 4) ^ ft_w(k, 4))) == 0
+
+
+cdef inline uint64_t ft_home(const ft_table_t *t, uint32_t h32) noexcept nogil:
+    # Lemire's multiply-shift range reduction: h32 * nslots / 2^32, no division
+    return (<uint64_t>h32 * t.nslots) >> 32
+
+
+cdef inline int64_t ft_lookup_fast(ft_table_t *t, const ft_key_t *key, uint64_t h) noexcept nogil:
+    """ft_lookup_hashed with its common case inline: the key in its home slot (below
+    60% load most keys are); anything else takes the full probe."""
+    cdef uint64_t e = t.index[ft_home(t, <uint32_t>(h >> 32))]
+    if e != 0 and <uint32_t>(e >> 32) == <uint32_t>(h >> 32) and ft_key_eq(&t.conns[<uint32_t>e - 1], key):
+        t.stats.hits += 1
+        return <uint32_t>e - 1
+    return ft_lookup_hashed(t, key, h)
