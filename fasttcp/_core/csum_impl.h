@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
+#include <stdlib.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define FT_BIG_ENDIAN 1
@@ -72,7 +73,8 @@ static int ft_csum_avx2 = -1;       /* -1: not probed yet */
 static inline uint64_t ft_csum_partial_long(const uint8_t *p, size_t len, uint64_t *sum) {
     if (__builtin_expect(ft_csum_avx2 < 0, 0)) {
         __builtin_cpu_init();
-        ft_csum_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        /* FASTTCP_NO_AVX2=1 forces the baseline loop (tests compare the two) */
+        ft_csum_avx2 = (__builtin_cpu_supports("avx2") && getenv("FASTTCP_NO_AVX2") == NULL) ? 1 : 0;
     }
     return ft_csum_avx2 ? ft_csum_long_avx2(p, len, sum) : ft_csum_long_base(p, len, sum);
 }
