@@ -253,10 +253,12 @@ class CaptureReader:
             self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(c)
         return CaptureBatch(buf[:end], off, ln, ts, wl, vd, ifc, fr, snapped)
 
-    @staticmethod
-    def _field_at(buf: np.ndarray, pos: int, rel: int) -> str:
+    def _field_at(self, buf: np.ndarray, pos: int, rel: int) -> str:
+        """The 32-bit length field that cannot be right, as the number it encodes."""
         b = buf[pos + rel: pos + rel + 4].tobytes()
-        return f"0x{b.hex()}" if b else "nothing"
+        if len(b) < 4:
+            return "nothing"
+        return f"{int.from_bytes(b, 'big' if self._scanner.big_endian else 'little'):#x}"
 
     def close(self) -> None:
         self._f.close()

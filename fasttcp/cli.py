@@ -143,16 +143,12 @@ def _analyze(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
+    # the capture is checked before the output file is opened: a bad capture must
+    # neither be blamed on the output path nor empty an existing output file
+    from fasttcp.capture import read_pcap
+
     try:
-        if not args.summary_only:
-            out = open(args.output, "w", newline="") if args.output else sys.stdout
-        try:
-            summary = analyze(args.capture, cfg, fmt=args.format, out=out, progress=progress)
-        finally:
-            if bar is not None:
-                bar.close()
-            if out is not None and out is not sys.stdout:
-                out.close()
+        read_pcap(args.capture).close()
     except FileNotFoundError:
         print(f"fasttcp analyze: {args.capture}: no such file", file=sys.stderr)
         return 2
@@ -165,9 +161,25 @@ def _analyze(args: argparse.Namespace) -> int:
     except CaptureError as e:
         print(f"fasttcp analyze: {e}", file=sys.stderr)
         return 2
+    if not args.summary_only:
+        try:
+            out = open(args.output, "w", newline="") if args.output else sys.stdout
+        except OSError as e:
+            print(f"fasttcp analyze: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+            return 2
+    try:
+        summary = analyze(args.capture, cfg, fmt=args.format, out=out, progress=progress)
+    except (OSError, CaptureError) as e:             # the file changed under us
+        print(f"fasttcp analyze: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.close()
+        if out is not None and out is not sys.stdout:
+            out.close()
     text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
     # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
-    to_stderr = not args.summary_only and args.output is None and args.format != "table"
+    to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
     print(text, file=sys.stderr if to_stderr else sys.stdout)
     if summary.truncated_tail:
         print(f"fasttcp analyze: warning: {args.capture}: the last record is cut short "

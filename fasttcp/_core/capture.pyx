@@ -429,6 +429,11 @@ cdef class CaptureScanner:
         return self.st.frames
 
     @property
+    def big_endian(self) -> bool:
+        """The current file (pcap) or section (pcapng) is big-endian."""
+        return bool(self.st.swap)
+
+    @property
     def blocks_skipped(self) -> int:
         return self.st.blocks_skipped
 

@@ -4,7 +4,7 @@ and the home-slot lookup. In a .pxd so that every module that cimports them (the
 table itself, the endpoint, the tracker) compiles them inline into its own hot loop
 instead of calling across modules -- the hash and the first probe are most of a
 lookup's cost."""
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 from fasttcp._core.table cimport ft_table_t, ft_conn_t, ft_key_t, ft_lookup_hashed
 
@@ -18,6 +18,29 @@ cdef extern from *:
     #endif
     """
     const uint64_t FT_KEY0_MASK
+
+cdef extern from *:
+    """
+    /* word 0 of a key (family, 3 pad bytes, lport, rport) built in a register */
+    static inline unsigned long long ft_key_word0(unsigned char family, unsigned short lport,
+                                                  unsigned short rport) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        return ((unsigned long long)family << 56) | ((unsigned long long)lport << 16) | rport;
+    #else
+        return family | ((unsigned long long)lport << 32) | ((unsigned long long)rport << 48);
+    #endif
+    }
+    /* big-endian value of 8 bytes loaded natively: memcmp order as integer order */
+    static inline unsigned long long ft_be64(unsigned long long v) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        return v;
+    #else
+        return __builtin_bswap64(v);
+    #endif
+    }
+    """
+    uint64_t ft_key_word0(uint8_t family, uint16_t lport, uint16_t rport) nogil
+    uint64_t ft_be64(uint64_t v) nogil
 
 
 cdef inline uint64_t ft_w(const void *p, int i) noexcept nogil:
@@ -47,11 +70,18 @@ cdef inline uint64_t ft_hash_key(const ft_table_t *t, const void *key) noexcept 
     secret key; two distinct keys collide with probability <= 2^-32 over the choice of
     the secret, so someone who does not know it cannot aim many 4-tuples at one slot.
     """
-    cdef uint64_t acc = ft_nh(ft_w(key, 0) & FT_KEY0_MASK, t.secret[0])
-    acc += ft_nh(ft_w(key, 1), t.secret[1])
-    acc += ft_nh(ft_w(key, 2), t.secret[2])
-    acc += ft_nh(ft_w(key, 3), t.secret[3])
-    acc += ft_nh(ft_w(key, 4), t.secret[4])
+    return ft_hash_words(t, ft_w(key, 0), ft_w(key, 1), ft_w(key, 2), ft_w(key, 3), ft_w(key, 4))
+
+
+cdef inline uint64_t ft_hash_words(const ft_table_t *t, uint64_t w0, uint64_t w1, uint64_t w2,
+                                   uint64_t w3, uint64_t w4) noexcept nogil:
+    """ft_hash_key of a key held in registers as its five 64-bit words (callers that
+    build keys word by word avoid a store-then-reload of the key)."""
+    cdef uint64_t acc = ft_nh(w0 & FT_KEY0_MASK, t.secret[0])
+    acc += ft_nh(w1, t.secret[1])
+    acc += ft_nh(w2, t.secret[2])
+    acc += ft_nh(w3, t.secret[3])
+    acc += ft_nh(w4, t.secret[4])
     return ft_fmix64(acc ^ t.secret[5])
 
 

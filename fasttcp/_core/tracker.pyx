@@ -16,7 +16,7 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip
 from fasttcp._core.table cimport *
 from fasttcp._core.tracker cimport *
-from fasttcp._core.tablehash cimport ft_hash_key, ft_lookup_fast, ft_home
+from fasttcp._core.tablehash cimport ft_hash_words, ft_lookup_fast, ft_key_word0, ft_be64
 
 import os
 
@@ -131,14 +131,32 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     s.bad_csum = rc == FT_ERR_BAD_CHECKSUM
     s.plen = s.p.tcp_len - s.p.header_len
     s.ip_len = (s.p.tcp_off - s.p.ip_off) + s.p.tcp_len
-    memset(&s.k, 0, sizeof(ft_key_t))
-    s.k.family = s.p.version
-    s.k.lport = s.p.src_port
-    s.k.rport = s.p.dst_port
-    memcpy(s.k.laddr, s.p.src, 16)
-    memcpy(s.k.raddr, s.p.dst, 16)
-    s.swapped = ft_key_canonical(&s.k)
-    s.h = ft_hash_key(&tr.tab, &s.k)
+    # the canonical key (same order as ft_key_canonical: addresses as big-endian
+    # numbers, then ports), built and hashed as five words in registers and stored
+    # word by word: no byte stores reloaded as words (a store-forwarding stall)
+    cdef uint64_t a0, a1, b0, b1, t0, w0
+    cdef uint16_t lp = s.p.src_port, rp = s.p.dst_port, tp
+    memcpy(&a0, s.p.src, 8)
+    memcpy(&a1, s.p.src + 8, 8)
+    memcpy(&b0, s.p.dst, 8)
+    memcpy(&b1, s.p.dst + 8, 8)
+    if a0 != b0:
+        s.swapped = ft_be64(a0) > ft_be64(b0)
+    elif a1 != b1:
+        s.swapped = ft_be64(a1) > ft_be64(b1)
+    else:
+        s.swapped = lp > rp
+    if s.swapped:
+        t0 = a0; a0 = b0; b0 = t0
+        t0 = a1; a1 = b1; b1 = t0
+        tp = lp; lp = rp; rp = tp
+    w0 = ft_key_word0(s.p.version, lp, rp)
+    memcpy(<char *>&s.k, &w0, 8)
+    memcpy((<char *>&s.k) + 8, &a0, 8)
+    memcpy((<char *>&s.k) + 16, &a1, 8)
+    memcpy((<char *>&s.k) + 24, &b0, 8)
+    memcpy((<char *>&s.k) + 32, &b1, 8)
+    s.h = ft_hash_words(&tr.tab, w0, a0, a1, b0, b1)
 
 
 cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
@@ -156,8 +174,8 @@ cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
         FT_TR_PREFETCH(rec + 64)
         FT_TR_PREFETCH(rec + 128)
         FT_TR_PREFETCH(rec + 192)
-        FT_TR_PREFETCH(rec + 256)
-        FT_TR_PREFETCH(rec + 320)
+
+
 
 
 cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil:
