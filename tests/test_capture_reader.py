@@ -846,7 +846,8 @@ def test_tshark_reads_a_written_capture_batch(tmp_path):
 
 # ---- fuzz ----
 
-FUZZ = settings(max_examples=int(os.environ.get("FASTTCP_FUZZ_EXAMPLES", 300)), deadline=None,
+# a fifth of the parse fuzzers' budget: each example is a whole file through the reader
+FUZZ = settings(max_examples=max(300, int(os.environ.get("FASTTCP_FUZZ_EXAMPLES", 1500)) // 5), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 KNOWN_LINKTYPES = sorted({p.values[0] for p in LINK_CASES})
 LINKTYPES = st.one_of(st.sampled_from(KNOWN_LINKTYPES), st.integers(0, 2**32 - 1))
