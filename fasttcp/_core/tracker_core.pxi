@@ -36,20 +36,22 @@ cdef enum:
 
 cdef const char *_LETTERS = b"SHADFRCTWIQG"
 
-# Transition table T[dir][class][old state]: new state, TRK_IGNORE or TRK_INVALID.
-# Restated from netfilter's nf_conntrack_proto_tcp.c tables (see docs/tracker.md).
-DEF sNO = 0
-DEF sSS = 1
-DEF sSR = 2
-DEF sES = 3
-DEF sFW = 4
-DEF sCW = 5
-DEF sLA = 6
-DEF sTW = 7
-DEF sCL = 8
-DEF sS2 = 9
-DEF sIG = 10
-DEF sIV = 11
+# Transition table T[dir][class][old state]: new state, TRK_IGNORE or TRK_INVALID,
+# restated from the tables of netfilter's nf_conntrack_proto_tcp.c (the reasoning per
+# cell is in the README's tracker section and in that file's comments).
+cdef enum:
+    sNO = TRK_NONE
+    sSS = TRK_SYN_SENT
+    sSR = TRK_SYN_RECV
+    sES = TRK_ESTABLISHED
+    sFW = TRK_FIN_WAIT
+    sCW = TRK_CLOSE_WAIT
+    sLA = TRK_LAST_ACK
+    sTW = TRK_TIME_WAIT
+    sCL = TRK_CLOSE
+    sS2 = TRK_SYN_SENT2
+    sIG = TRK_IGNORE
+    sIV = TRK_INVALID
 
 cdef uint8_t _T[2][6][10]
 # ORIGINAL direction
