@@ -1320,3 +1320,17 @@ def test_garbage_never_crashes_the_tracker(packets):
     # every connection ever created ends as exactly one row: those that ended while
     # feeding (reused, evicted, timed out) and the rest flushed by close()
     assert len(t.close()) == st_["created"]
+
+
+def test_unacknowledged_data_on_a_long_lived_connection_brings_its_timer_forward():
+    """An ESTABLISHED connection that has been quiet and acknowledged for an hour is
+    armed days ahead; when data then goes unacknowledged, conntrack's 300 s cap applies
+    from that packet on, so the connection times out 300 s later -- not days later."""
+    w = Wire()
+    handshake(w)
+    w("C > S  PSH|ACK seq=101 ack=301 len=10", at=10.0)
+    w("S > C  ACK seq=301 ack=111", at=10.1)                 # all acknowledged
+    w("C > S  PSH|ACK seq=111 ack=301 len=10", at=3600.0)    # never acknowledged
+    assert w.expire(3600.0 + 299.0) == []
+    (row,) = w.expire(3600.0 + 300.5)
+    assert row["end_reason"] == EndReason.TIMEOUT.name and row["state"] == ESTABLISHED.name

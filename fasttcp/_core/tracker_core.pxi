@@ -582,8 +582,10 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
         r.touch_us = now
     if new != old:
         ft_set_state_only(&tr.tab, id, new)
-        _rearm_if_sooner(tr, id, r.touch_us)
         _event(tr, id, old, new, zd, p.flags, pkt, now)
+    # the timeout may also have shrunk without a state change (data left unacknowledged,
+    # an in-window RST): a timer armed for later must come forward
+    _rearm_if_sooner(tr, id, r.touch_us)
     return CT_OK
 
 
