@@ -181,10 +181,12 @@ def _single_packet(n: int) -> float:
     client = Endpoint([CLIENT_NET], capacity=n, seed=3)
     server = Endpoint([SERVER_ADDR], capacity=n, seed=4)
     server.listen(SERVER_PORT)
+    # the client's addresses, as a load generator would hold them (60000 ports each)
+    addrs = [f"198.18.{1 + h // 256}.{1 + h % 256}" for h in range(n // 60000 + 1)]
     t0 = time.perf_counter()
     for i in range(n):
         client.connect(SERVER_ADDR, SERVER_PORT, local_port=1024 + i % 60000,
-                       local_addr=f"198.18.{1 + i // 60000 // 256}.{1 + (i // 60000) % 256}", now=0.0)
+                       local_addr=addrs[i // 60000], now=0.0)
         for p in client.transmit():
             server.receive(p, 0.0)
         for p in server.transmit():

@@ -67,6 +67,7 @@ cdef inline uint32_t _payload_room(const ft_conn_t *r) noexcept:
 
 
 @cython.final
+@cython.no_gc      # holds no containers and nothing refers back to it: no cycles, no GC cost
 cdef class Event:
     """One state change (or data delivery / retransmission) of one connection.
 
@@ -117,6 +118,7 @@ class ConnectionError_(UsageError):
 
 
 @cython.final
+@cython.no_gc      # holds no containers and nothing refers back to it: no cycles, no GC cost
 cdef class Connection:
     """One connection of an Endpoint. Data methods queue bytes; the endpoint sends them.
 
@@ -931,6 +933,7 @@ cdef class Endpoint:
 
 
 @cython.final
+@cython.no_gc      # holds no containers and nothing refers back to it: no cycles, no GC cost
 cdef class _Detached:
     """Stands in, in an Event, for a connection the user never held (it came and went
     inside one call). Its key is decoded only when asked for."""
