@@ -20,6 +20,9 @@ import dpkt
 
 __all__ = [
     "Frame",
+    "IpInfo",
+    "ip_info",
+    "oracle_path",
     "captures_dir",
     "list_captures",
     "read_frames",
@@ -315,3 +318,69 @@ def read_frames(path: Path | str) -> list[Frame]:
         if magic == _PCAPNG_MAGIC:
             return list(_read_pcapng(f))
         return list(_read_pcap(f))
+
+
+# ---- the tshark oracle next to each capture ----
+
+
+def oracle_path(capture: Path) -> Path | None:
+    for suffix in (".tshark.jsonl", ".tshark.jsonl.gz"):
+        p = capture.with_name(capture.name + suffix)
+        if p.is_file():
+            return p
+    return None
+
+
+# ---- an independent look at IP headers (not fasttcp's parser) ----
+
+
+class IpInfo(NamedTuple):
+    version: int | None
+    header_len: int | None     # bytes before the upper-layer header (IPv6: with extension headers); None if not captured
+    proto: int | None          # upper-layer protocol, None if not reached
+    claimed_len: int | None    # datagram length the IP header claims (None: unknown, e.g. jumbogram)
+    fragment: bool             # part of a fragmented datagram: MF set or nonzero offset
+    first_fragment: bool       # offset 0 and MF set
+
+    def truncated(self, ip: bytes) -> bool:
+        """The capture holds fewer bytes than the IP header says the datagram has."""
+        return self.header_len is None or (self.claimed_len is not None and len(ip) < self.claimed_len)
+
+
+_IPV6_EXT_8 = (0, 43, 60)      # hop-by-hop, routing, destination options: (len + 1) * 8 bytes
+_IPPROTO_AH = 51
+_IPPROTO_FRAGMENT = 44
+_IPPROTO_TCP = 6
+
+
+def ip_info(ip: bytes) -> IpInfo:
+    version = ip[0] >> 4 if ip else None
+    if version == 4:
+        if len(ip) < 20:
+            return IpInfo(4, None, None, None, False, False)
+        total = struct.unpack_from("!H", ip, 2)[0] or len(ip)   # 0: TSO / BIG TCP, length is the buffer's
+        frag = struct.unpack_from("!H", ip, 6)[0]
+        offset, more = frag & 0x1FFF, bool(frag & 0x2000)
+        return IpInfo(4, (ip[0] & 0x0F) * 4, ip[9], total, more or offset != 0, more and offset == 0)
+    if version == 6:
+        if len(ip) < 40:
+            return IpInfo(6, None, None, None, False, False)
+        plen = struct.unpack_from("!H", ip, 4)[0]
+        claimed = None if plen == 0 and ip[6] == 0 else 40 + plen
+        nh, off, fragment, first = ip[6], 40, False, False
+        while nh in _IPV6_EXT_8 or nh in (_IPPROTO_AH, _IPPROTO_FRAGMENT):
+            if off + 8 > len(ip):
+                return IpInfo(6, None, None, claimed, fragment, first)
+            if nh == _IPPROTO_FRAGMENT:
+                fo = struct.unpack_from("!H", ip, off + 2)[0]
+                offset, more = fo & 0xFFF8, bool(fo & 1)
+                fragment, first = more or offset != 0, more and offset == 0
+                size = 8
+            elif nh == _IPPROTO_AH:
+                size = (ip[off + 1] + 2) * 4
+            else:
+                size = (ip[off + 1] + 1) * 8
+            nh = ip[off]
+            off += size
+        return IpInfo(6, off, nh, claimed, fragment, first)
+    return IpInfo(version, None, None, None, False, False)

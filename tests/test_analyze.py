@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import io
 import json
 import os
@@ -38,20 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 300
 
 
-def _load(name: str):
-    # --import-mode=importlib does not put tests/ on sys.path: load the helpers by path
-    # (registered in sys.modules so every test module shares one copy)
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-linklayer = _load("linklayer")
-zeek_expected = _load("zeek_expected")
+from tests import linklayer, zeek_expected
 
 CAPTURES = linklayer.captures_dir()
 

@@ -11,13 +11,11 @@ Bugs a review found in the reader are kept as regression tests at the end.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import shutil
 import struct
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,19 +29,8 @@ from fasttcp import Verdict
 from fasttcp.capture import CaptureBatch, CaptureError, CaptureReader, read_pcap, strip_link, write_pcap
 
 
-def _load_linklayer():
-    # --import-mode=importlib keeps tests/ off sys.path: load the helper by path, shared
-    # through sys.modules with test_captures.py
-    if "linklayer" in sys.modules:
-        return sys.modules["linklayer"]
-    spec = importlib.util.spec_from_file_location("linklayer", Path(__file__).with_name("linklayer.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["linklayer"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-linklayer = _load_linklayer()
+from tests import linklayer
+from tests.linklayer import oracle_path
 
 CAPTURES = linklayer.captures_dir()
 LINK_VERDICTS = {Verdict.NOT_IP, Verdict.UNSUPPORTED_LINK, Verdict.LINK_TRUNCATED}
@@ -230,14 +217,6 @@ def record_wire_lengths(path: Path) -> list[int]:
 
 
 # ---- the real captures ----
-
-
-def oracle_path(capture: Path) -> Path | None:
-    for suffix in (".tshark.jsonl", ".tshark.jsonl.gz"):
-        p = capture.with_name(capture.name + suffix)
-        if p.is_file():
-            return p
-    return None
 
 
 def load_oracle(path: Path) -> tuple[dict, list[dict]]:

@@ -11,15 +11,12 @@ The oracle schema is at the end of shared/captures/MANIFEST.md.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import ipaddress
 import json
 import struct
-import sys
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
 
 import dpkt
 import numpy as np
@@ -29,19 +26,8 @@ import fasttcp
 from fasttcp import OptionBits, Verdict
 
 
-def _load_linklayer():
-    # --import-mode=importlib does not put tests/ on sys.path, so load the helper by path
-    # (registered in sys.modules so every test module shares one copy)
-    if "linklayer" in sys.modules:
-        return sys.modules["linklayer"]
-    spec = importlib.util.spec_from_file_location("linklayer", Path(__file__).with_name("linklayer.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["linklayer"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-linklayer = _load_linklayer()
+from tests import linklayer
+from tests.linklayer import IpInfo, ip_info, oracle_path
 
 CAPTURES = linklayer.captures_dir()
 BUNDLED = linklayer.BUNDLED_CAPTURES
@@ -62,14 +48,6 @@ SUSPECTED_FASTTCP_BUGS: dict[tuple[str, int], str] = {}
 
 
 # ---- the oracle ----
-
-
-def oracle_path(capture: Path) -> Path | None:
-    for suffix in (".tshark.jsonl", ".tshark.jsonl.gz"):
-        p = capture.with_name(capture.name + suffix)
-        if p.is_file():
-            return p
-    return None
 
 
 def capture_names() -> list[str]:
@@ -125,58 +103,6 @@ def capture(request) -> Capture:
 
 
 # ---- an independent look at the IP header ----
-
-
-class IpInfo(NamedTuple):
-    version: int | None
-    header_len: int | None     # bytes before the upper-layer header (IPv6: with extension headers); None if not captured
-    proto: int | None          # upper-layer protocol, None if not reached
-    claimed_len: int | None    # datagram length the IP header claims (None: unknown, e.g. jumbogram)
-    fragment: bool             # part of a fragmented datagram: MF set or nonzero offset
-    first_fragment: bool       # offset 0 and MF set
-
-    def truncated(self, ip: bytes) -> bool:
-        """The capture holds fewer bytes than the IP header says the datagram has."""
-        return self.header_len is None or (self.claimed_len is not None and len(ip) < self.claimed_len)
-
-
-_IPV6_EXT_8 = (0, 43, 60)      # hop-by-hop, routing, destination options: (len + 1) * 8 bytes
-_IPPROTO_AH = 51
-_IPPROTO_FRAGMENT = 44
-_IPPROTO_TCP = 6
-
-
-def ip_info(ip: bytes) -> IpInfo:
-    version = ip[0] >> 4 if ip else None
-    if version == 4:
-        if len(ip) < 20:
-            return IpInfo(4, None, None, None, False, False)
-        total = struct.unpack_from("!H", ip, 2)[0] or len(ip)   # 0: TSO / BIG TCP, length is the buffer's
-        frag = struct.unpack_from("!H", ip, 6)[0]
-        offset, more = frag & 0x1FFF, bool(frag & 0x2000)
-        return IpInfo(4, (ip[0] & 0x0F) * 4, ip[9], total, more or offset != 0, more and offset == 0)
-    if version == 6:
-        if len(ip) < 40:
-            return IpInfo(6, None, None, None, False, False)
-        plen = struct.unpack_from("!H", ip, 4)[0]
-        claimed = None if plen == 0 and ip[6] == 0 else 40 + plen
-        nh, off, fragment, first = ip[6], 40, False, False
-        while nh in _IPV6_EXT_8 or nh in (_IPPROTO_AH, _IPPROTO_FRAGMENT):
-            if off + 8 > len(ip):
-                return IpInfo(6, None, None, claimed, fragment, first)
-            if nh == _IPPROTO_FRAGMENT:
-                fo = struct.unpack_from("!H", ip, off + 2)[0]
-                offset, more = fo & 0xFFF8, bool(fo & 1)
-                fragment, first = more or offset != 0, more and offset == 0
-                size = 8
-            elif nh == _IPPROTO_AH:
-                size = (ip[off + 1] + 2) * 4
-            else:
-                size = (ip[off + 1] + 1) * 8
-            nh = ip[off]
-            off += size
-        return IpInfo(6, off, nh, claimed, fragment, first)
-    return IpInfo(version, None, None, None, False, False)
 
 
 # ---- what each side says ----
@@ -308,7 +234,7 @@ def expected_non_tcp_verdicts(info: IpInfo, ip: bytes) -> set[Verdict]:
         return {Verdict.BAD_VERSION}
     if info.header_len is None:
         return {Verdict.TRUNCATED}
-    if info.proto != _IPPROTO_TCP:
+    if info.proto != 6:                 # not TCP
         return {Verdict.NOT_TCP}
     if info.fragment:
         # tshark shows TCP only in the frame that completes the reassembly

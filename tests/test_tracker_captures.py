@@ -19,12 +19,10 @@ right behaviour and is a strict xfail, so it fails loudly (XPASS) once fixed.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import ipaddress
 import json
 import re
 import struct
-import sys
 from collections import defaultdict
 from decimal import Decimal
 from functools import lru_cache
@@ -38,20 +36,8 @@ import fasttcp
 from fasttcp.tracking import ConnState, EndReason, TrackerState, TrackerTimeouts, flow_records
 
 
-def _load(name: str):
-    # --import-mode=importlib does not put tests/ on sys.path: load the helpers by path
-    # (registered in sys.modules so every test module shares one copy)
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-linklayer = _load("linklayer")
-zeek_expected = _load("zeek_expected")
+from tests import linklayer, zeek_expected
+from tests.linklayer import oracle_path
 
 CAPTURES = linklayer.captures_dir()
 NO_RTT = 0xFFFFFFFF
@@ -166,14 +152,6 @@ class Oracle(NamedTuple):
     streams: list[dict]
 
 
-def oracle_path(capture: Path) -> Path | None:
-    for suffix in (".tshark.jsonl", ".tshark.jsonl.gz"):
-        p = capture.with_name(capture.name + suffix)
-        if p.is_file():
-            return p
-    return None
-
-
 @lru_cache(maxsize=3)
 def load_oracle(path: Path) -> Oracle:
     op = oracle_path(path)
@@ -206,39 +184,11 @@ def all_captures() -> list[str]:
 
 # ---- an independent look at the IP header (not fasttcp's parser) ----
 
-_IPV6_EXT_8 = (0, 43, 60)          # hop-by-hop, routing, destination options: (len + 1) * 8
-_IPPROTO_FRAGMENT, _IPPROTO_AH = 44, 51
-
-
 def ip_header_info(ip: bytes) -> tuple[int | None, bool]:
     """(bytes before the TCP header or None if the IP header is not all captured,
     whether the packet is an IP fragment)."""
-    if not ip:
-        return None, False
-    if ip[0] >> 4 == 4:
-        if len(ip) < 20:
-            return None, False
-        frag = struct.unpack_from("!H", ip, 6)[0]
-        return (ip[0] & 0x0F) * 4, bool(frag & 0x2000) or (frag & 0x1FFF) != 0
-    if ip[0] >> 4 == 6:
-        if len(ip) < 40:
-            return None, False
-        nh, off, fragment = ip[6], 40, False
-        while nh in _IPV6_EXT_8 or nh in (_IPPROTO_FRAGMENT, _IPPROTO_AH):
-            if off + 8 > len(ip):
-                return None, fragment
-            if nh == _IPPROTO_FRAGMENT:
-                fo = struct.unpack_from("!H", ip, off + 2)[0]
-                fragment = fragment or bool(fo & 1) or (fo & 0xFFF8) != 0
-                size = 8
-            elif nh == _IPPROTO_AH:
-                size = (ip[off + 1] + 2) * 4
-            else:
-                size = (ip[off + 1] + 1) * 8
-            nh = ip[off]
-            off += size
-        return off, fragment
-    return None, False
+    info = linklayer.ip_info(ip)
+    return info.header_len, info.fragment
 
 
 def exclusion(pkt: Pkt, frame, verify: bool) -> str | None:
