@@ -1334,3 +1334,20 @@ def test_unacknowledged_data_on_a_long_lived_connection_brings_its_timer_forward
     assert w.expire(3600.0 + 299.0) == []
     (row,) = w.expire(3600.0 + 300.5)
     assert row["end_reason"] == EndReason.TIMEOUT.name and row["state"] == ESTABLISHED.name
+
+
+def test_a_batch_whose_link_verdicts_are_not_verdict_codes_is_refused():
+    """The batch's link verdicts index the tracker's counters in C: a code beyond
+    fasttcp.Verdict (a hand-edited CaptureBatch) is a UsageError naming the packet,
+    not a write past the counters."""
+    pkt = fasttcp.build("198.18.0.1", "198.18.0.2", 1000, 80, seq=1, flags=Flags.SYN)
+    n = 3
+    batch = fasttcp.CaptureBatch(
+        buffer=np.frombuffer(pkt * n, dtype=np.uint8), offsets=np.arange(n) * len(pkt),
+        lengths=np.full(n, len(pkt)), ts_ns=np.arange(n) + 10**9, wire_lengths=np.full(n, len(pkt), np.uint32),
+        verdicts=np.array([0, 200, 0], np.uint8), interfaces=np.zeros(n, np.uint16),
+        frames=np.arange(1, n + 1), snapped=np.zeros(n, bool))
+    t = Tracker(8)
+    with pytest.raises(fasttcp.UsageError, match="packet 1: link verdict 200"):
+        t.feed_batch(batch)
+    assert t.stats()["packets"] == 0

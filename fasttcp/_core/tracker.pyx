@@ -178,6 +178,19 @@ cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
 
 
 
+cdef inline int _direction(const tr_t *tr, uint32_t id, bint swapped) noexcept nogil:
+    """0 if the packet (whose key needed `swapped`) comes from the originator, else 1."""
+    return swapped ^ ((tr.tab.conns[id].flags & CONN_F_SWAPPED) != 0)
+
+
+cdef int64_t _reopen(tr_t *tr, uint32_t id, const ft_key_t *k, uint64_t h, bint swapped,
+                     uint64_t now) noexcept nogil:
+    """The connection on this 4-tuple ends (REUSED); a new one starts with this packet."""
+    tr.reused += 1
+    _finish(tr, id, END_REUSED)
+    return _create(tr, k, h, swapped, now)
+
+
 cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil:
     """Second half of a packet: find or create its connection and run both views."""
     cdef pkt_t *pp = &s.p
@@ -212,17 +225,15 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
             _hist_raw(&tr.recs[id], 94)        # '^'
     else:
         uid = <uint32_t>id
-        if _zeek_reuse(tr, uid, pp, swapped ^ ((tr.tab.conns[uid].flags & CONN_F_SWAPPED) != 0)):
+        if _zeek_reuse(tr, uid, pp, _direction(tr, uid, swapped)):
             # a SYN on a 4-tuple whose connection closed, or with a new ISN: the old one
             # ends here and this packet starts a new one
-            tr.reused += 1
-            _finish(tr, uid, END_REUSED)
-            id = _create(tr, kp, h, swapped, now)
+            id = _reopen(tr, uid, kp, h, swapped, now)
             if id < 0:
                 return TV_TABLE_FULL
     uid = <uint32_t>id
     r = &tr.recs[uid]
-    zd = swapped ^ ((tr.tab.conns[uid].flags & CONN_F_SWAPPED) != 0)
+    zd = _direction(tr, uid, swapped)
     if bad_csum:
         # like Zeek without -C: the packet only leaves a 'C' in the history
         _hist_scaled(r, H_C, zd, &r.d[zd].n_csum)
@@ -236,9 +247,7 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
     ct = _conntrack(tr, uid, zd, pp, plen, now, pkt)
     if ct == CT_REOPEN:
         # conntrack reopens a closed 4-tuple on a new SYN (its sender is the new originator)
-        tr.reused += 1
-        _finish(tr, uid, END_REUSED)
-        id = _create(tr, kp, h, swapped, now)
+        id = _reopen(tr, uid, kp, h, swapped, now)
         if id < 0:
             return TV_TABLE_FULL
         uid = <uint32_t>id
@@ -578,6 +587,10 @@ cdef class Tracker:
         lk = np.ascontiguousarray(link, dtype=np.uint8) if link is not None else None
         if lk is not None and lk.shape != off.shape:
             raise UsageError("link verdicts must have one entry per packet")
+        if lk is not None and lk.size and lk.max() >= TV_COUNT:
+            # the codes index the verdict counters in C: a stray value must not write past them
+            i = int(np.flatnonzero(lk >= TV_COUNT)[0])
+            raise UsageError(f"packet {i}: link verdict {int(lk[i])} is not a fasttcp.Verdict code")
         cdef const int64_t[::1] o = off
         cdef const int64_t[::1] l = ln
         cdef const int64_t[::1] t = ts
