@@ -45,21 +45,32 @@ static inline uint64_t ft_add_carry(uint64_t a, uint64_t b) {
     return a + (a < b);
 }
 
-/* Bulk loop for long buffers: four independent 64-bit accumulators of 32-bit words,
- * a shape gcc -O3 turns into SIMD widening adds. FT_CSUM_LONG_BODY is that loop; it
- * is compiled twice on x86-64: for the baseline ISA (SSE2, what the wheel may assume)
- * and for AVX2, picked at run time -- twice the width for the payload checksums that
- * dominate verifying captures. */
+/* Bulk loop for long buffers. Each 32-bit word is added as its two 16-bit halves into
+ * a 32-bit accumulator (w = hi*65536 + lo, and 65536 = 1 mod 0xffff, so hi + lo is the
+ * same sum after folding): a shape gcc -O3 vectorises as and/shift/add/add per vector,
+ * with no widening to 64 bits. A word adds less than 2^17, so a block of 2^14 words
+ * cannot overflow the accumulator; blocks are folded into a 64-bit total. Returns the
+ * bytes consumed (a multiple of 32); ft_csum_partial sums the tail.
+ * FT_CSUM_LONG_BODY is compiled twice on x86-64: for the baseline ISA (SSE2, what the
+ * wheel may assume) and for AVX2, picked at run time -- twice the width for the
+ * payload checksums that dominate verifying captures. */
 #define FT_CSUM_LONG_BODY                                                               \
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                            \
-    uint32_t w0, w1, w2, w3;                                                            \
-    size_t done = len & ~(size_t)15;                                                    \
-    while (len >= 16) {                                                                 \
-        memcpy(&w0, p, 4); memcpy(&w1, p + 4, 4); memcpy(&w2, p + 8, 4); memcpy(&w3, p + 12, 4); \
-        s0 += w0; s1 += w1; s2 += w2; s3 += w3;                                         \
-        p += 16; len -= 16;                                                             \
+    size_t done = len & ~(size_t)31;                                                    \
+    uint64_t total = 0;                                                                 \
+    while (len >= 32) {                                                                 \
+        size_t n = (len < ((size_t)1 << 16) ? len : ((size_t)1 << 16)) / 32 * 8;        \
+        uint32_t acc = 0;                                                               \
+        size_t i;                                                                       \
+        _Pragma("GCC unroll 4")                                                         \
+        for (i = 0; i < n; i++) {                                                       \
+            uint32_t w;                                                                 \
+            memcpy(&w, p + 4 * i, 4);                                                   \
+            acc += (w & 0xffffu) + (w >> 16);                                           \
+        }                                                                               \
+        total += acc;                                                                   \
+        p += 4 * n; len -= 4 * n;                                                       \
     }                                                                                   \
-    *sum = ft_add_carry(*sum, s0 + s1 + s2 + s3);                                       \
+    *sum = ft_add_carry(*sum, total);                                                   \
     return done;
 
 static size_t ft_csum_long_base(const uint8_t *p, size_t len, uint64_t *sum) { FT_CSUM_LONG_BODY }

@@ -110,3 +110,6 @@ def build(
     ttl: int = 64,
 ) -> bytes:
     """A complete IPv4/IPv6 packet with lengths and both checksums filled."""
+
+def _parse_paths_agree(packet: _Buffer, *, verify_checksum: bool = True) -> tuple[bool, bool]:
+    """Test hook: (fast path took the packet, fast and general parses agree)."""

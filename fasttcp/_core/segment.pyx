@@ -13,7 +13,8 @@ from libc.string cimport memcpy, memcmp, memset
 
 from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport (ft_parse_ip, ft_parse_tcp, ft_parse_options, ft_encode_options,
-                                 ft_build_packet, ft_tcp_fill_checksum)
+                                 ft_build_packet, ft_tcp_fill_checksum,
+                                ft_parse_ip_fast, ft_parse_ip_general, FT_PARSE_SLOW)
 from fasttcp._core.csum cimport ft_csum_partial, ft_csum_fold
 
 from fasttcp._addr import packed as _packed, to_ip as _to_ip
@@ -648,3 +649,26 @@ def build(src, dst, src_port, dst_port, *, seq=0, ack=0, flags=0x002, window=655
     if n < 0:
         raise UsageError("packet does not fit")
     return out
+
+
+def _parse_paths_agree(packet, *, bint verify_checksum=True):
+    """Test hook: parse `packet` with the inline common-case parser and with the
+    general one. Returns (fast_handled, agree): whether the fast path took the packet,
+    and, when it did, whether both produced the same verdict and byte-identical
+    parsed packets (every field, options included)."""
+    cdef Py_buffer view
+    cdef pkt_t a, b
+    cdef parse_err_t ea, eb
+    cdef int ra, rb
+    PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+    try:
+        memset(&a, 0xA5, sizeof(pkt_t))      # garbage: the fast path must write every byte
+        memset(&b, 0x5A, sizeof(pkt_t))
+        ra = ft_parse_ip_fast(<const uint8_t *>view.buf, <size_t>view.len, &a, &ea, verify_checksum)
+        rb = ft_parse_ip_general(<const uint8_t *>view.buf, <size_t>view.len, &b, &eb, verify_checksum)
+    finally:
+        PyBuffer_Release(&view)
+    if ra == FT_PARSE_SLOW:
+        return False, True
+    return True, (ra == rb and ea.code == eb.code and ea.field == eb.field and ea.offset == eb.offset
+                  and memcmp(&a, &b, sizeof(pkt_t)) == 0)

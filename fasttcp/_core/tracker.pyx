@@ -308,7 +308,7 @@ cdef bint _zeek_reuse(tr_t *tr, uint32_t id, const pkt_t *p, int zd) noexcept no
 
 
 cdef enum:
-    _AHEAD = 8                        # packets parsed (and their index slots prefetched) ahead
+    _AHEAD = 8                        # packets parsed (and their index slots prefetched) ahead; a power of 2
 
 
 cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
@@ -329,7 +329,7 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
         if j >= start:
             if tr.cap_done - tr.ndone < 4:
                 return j
-            s = &ring[j % _AHEAD]
+            s = &ring[j & (_AHEAD - 1)]
             now = <uint64_t>(ts_ns[j] // 1000) if ts_ns[j] > 0 else 0
             if now > tr.now:
                 tr.now = now
@@ -349,15 +349,15 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
             tr.verdicts[v] += 1
             verdicts[j] = <uint8_t>v
         j = i - _AHEAD // 2
-        if start <= j < n and ring[j % _AHEAD].rc < 0:
-            _prefetch_records(tr, ring[j % _AHEAD].h)
+        if start <= j < n and ring[j & (_AHEAD - 1)].rc < 0:
+            _prefetch_records(tr, ring[j & (_AHEAD - 1)].h)
         if i + 2 * _AHEAD < n:
             # the packet bytes themselves: headers 16 packets ahead (batches come from
             # capture files far larger than the cache)
             FT_TR_PREFETCH(buf + offs[i + 2 * _AHEAD])
             FT_TR_PREFETCH(buf + offs[i + 2 * _AHEAD] + 64)
         if i < n:
-            s = &ring[i % _AHEAD]
+            s = &ring[i & (_AHEAD - 1)]
             if link != NULL and link[i] != FT_OK:
                 s.rc = link[i]
             else:

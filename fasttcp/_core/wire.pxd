@@ -13,6 +13,17 @@ from fasttcp._core.defs cimport pkt_t, parse_err_t, tcp_opts_t
 cdef int ft_parse_ip(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
                      bint verify) noexcept nogil
 
+# ft_parse_ip is these two: the inline common case (IPv4 without IP options, IPv6
+# without extension headers, whole, unfragmented, checksums good when verifying), which
+# returns FT_PARSE_SLOW for anything else, and the general parser that decides every
+# other packet. Both are exposed so tests can check they agree.
+cdef enum:
+    FT_PARSE_SLOW = -1
+cdef int ft_parse_ip_fast(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
+                          bint verify) noexcept nogil
+cdef int ft_parse_ip_general(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
+                             bint verify) noexcept nogil
+
 # Parse a bare TCP header + payload starting at buf[0]; no checksum verification.
 cdef int ft_parse_tcp(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err) noexcept nogil
 

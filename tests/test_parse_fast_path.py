@@ -1,0 +1,147 @@
+"""The inline common-case parser against the general one.
+
+`ft_parse_ip` first tries a straight-line parse for the shapes nearly all traffic has
+(IPv4 without IP options, IPv6 without extension headers, whole, unfragmented,
+checksums good) and hands everything else to the general parser. These tests hold
+the two to the same answer: whenever the fast path takes a packet, its verdict and
+every byte of the parsed packet equal the general parser's -- on real captures, on
+built packets with every option layout, and on damaged packets. They also check the
+fast path does take the common shapes (a fast path that never ran would pass the
+agreement check vacuously) and declines the ones it must leave alone.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fasttcp
+from fasttcp._core.segment import _parse_paths_agree
+from tests import linklayer
+from tests.reference import packets as P
+
+SRC4, DST4 = "198.18.0.1", "198.19.0.2"
+SRC6, DST6 = "2001:db8::1", "2001:db8:ffff::2"
+TS = b"\x01\x01\x08\x0a" + (123456).to_bytes(4, "big") + (654321).to_bytes(4, "big")
+SYN_OPTS = (b"\x02\x04\x05\xb4" + b"\x04\x02\x08\x0a" + (1).to_bytes(4, "big") + b"\x00" * 4
+            + b"\x01\x03\x03\x07")
+SACK = b"\x01\x01\x05\x12" + b"".join(i.to_bytes(4, "big") for i in (100, 200, 300, 400))
+
+FUZZ = settings(max_examples=max(200, int(os.environ.get("FASTTCP_FUZZ_EXAMPLES", 1500)) // 5),
+                deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def packet(v6: bool = False, *, options: bytes = b"", payload: bytes = b"", flags: int = 0x018, **ip):
+    src, dst = (SRC6, DST6) if v6 else (SRC4, DST4)
+    seg = P.tcp_segment(src, dst, 40000, 443, seq=1000, ack=2000, flags=flags, options=options,
+                        payload=payload)
+    return P.ipv6_packet(src, dst, seg, **ip) if v6 else P.ipv4_packet(src, dst, seg, **ip)
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("options", [b"", TS, SYN_OPTS, SACK, TS + b"\x01\x01\x05\x0a" + bytes(8),
+                                     b"\xfd\x06abcd", b"\x01" * 8, b"\x00" * 4],
+                         ids=["none", "nop-nop-ts", "syn", "sack", "ts+sack", "unknown", "nops", "eol"])
+@pytest.mark.parametrize("payload", [b"", b"x", bytes(range(256)) * 6], ids=["empty", "odd", "long"])
+@pytest.mark.parametrize("verify", [True, False], ids=["verify", "no-verify"])
+def test_common_shapes_take_the_fast_path_and_agree(v6, options, payload, verify):
+    taken, agree = _parse_paths_agree(packet(v6, options=options, payload=payload), verify_checksum=verify)
+    assert taken, "a whole, unfragmented packet with good checksums must take the fast path"
+    assert agree
+
+
+def _damaged(good: bytes, at: int, value: int) -> bytes:
+    b = bytearray(good)
+    b[at] = value
+    return bytes(b)
+
+
+GOOD4 = packet(options=TS, payload=b"hello")
+GOOD6 = packet(True, options=TS, payload=b"hello")
+
+
+@pytest.mark.parametrize("name, pkt, verify", [
+    ("ipv4 with IP options", packet(ip_options=b"\x01\x01\x01\x00"), True),
+    ("ipv4 first fragment", packet(flags_frag=0x2000), True),
+    ("ipv4 later fragment", packet(flags_frag=0x0010), True),
+    ("ipv4 not tcp", packet(protocol=17), True),
+    ("ipv4 total length 0 (TSO)", packet(total_length=0), True),
+    ("ipv4 total length past the buffer", packet(total_length=len(GOOD4) + 1), True),
+    ("ipv4 truncated", GOOD4[:-1], True),
+    ("ipv4 bad ip checksum", _damaged(GOOD4, 10, GOOD4[10] ^ 1), True),
+    ("ipv4 bad tcp checksum", _damaged(GOOD4, 36, GOOD4[36] ^ 1), True),
+    ("ipv4 data offset past the segment", _damaged(GOOD4, 32, 0xF0), False),
+    ("ipv4 data offset below 5", _damaged(GOOD4, 32, 0x40), False),
+    ("ipv4 bad option length", packet(options=b"\x02\x09\x05\xb4"), False),
+    ("ipv6 extension header", packet(True, ext_headers=[(0, P.options_header())]), True),
+    ("ipv6 fragment header", packet(True, ext_headers=[(44, P.fragment_header())]), True),
+    ("ipv6 payload length past the buffer", packet(True, payload_length=len(GOOD6) - 39), True),
+    ("ipv6 truncated", GOOD6[:-3], True),
+    ("ipv6 bad tcp checksum", _damaged(GOOD6, 56, GOOD6[56] ^ 1), True),
+    ("version 5", _damaged(GOOD4, 0, 0x55), True),
+    ("too short", GOOD4[:30], True),
+])
+def test_uncommon_or_broken_packets_go_to_the_general_parser(name, pkt, verify):
+    taken, agree = _parse_paths_agree(pkt, verify_checksum=verify)
+    assert not taken, f"{name}: the general parser must decide this packet"
+
+
+def test_bad_checksums_are_taken_without_verification_and_still_agree():
+    bad = _damaged(GOOD4, 36, GOOD4[36] ^ 1)
+    assert _parse_paths_agree(bad, verify_checksum=False) == (True, True)
+
+
+def test_ethernet_padding_beyond_the_ip_length_is_fast_and_agrees():
+    taken, agree = _parse_paths_agree(GOOD4 + b"\x00" * 6)
+    assert taken and agree
+    seg = fasttcp.parse(GOOD4 + b"\x00" * 6)
+    assert seg.payload == b"hello"
+
+
+@given(v6=st.booleans(),
+       options=st.lists(st.sampled_from([b"\x01", b"\x02\x04\x05\xb4", b"\x03\x03\x07", b"\x04\x02",
+                                         TS[2:], b"\x05\x0a" + bytes(8), b"\xfe\x04ab"]), max_size=4),
+       payload=st.binary(max_size=300), flags=st.integers(0, 0x1ff), verify=st.booleans(),
+       cut=st.integers(0, 400), flip=st.integers(0, 400), bit=st.integers(0, 7), mode=st.integers(0, 3))
+@FUZZ
+def test_random_and_damaged_packets_agree(v6, options, payload, flags, verify, cut, flip, bit, mode):
+    opts = b"".join(options)[:40]
+    pkt = bytearray(packet(v6, options=opts, payload=payload, flags=flags))
+    if mode == 1:
+        del pkt[min(cut, len(pkt)):]
+    elif mode == 2:
+        pkt[flip % len(pkt)] ^= 1 << bit
+    elif mode == 3:
+        pkt += bytes(cut % 17)                 # trailing link padding
+    taken, agree = _parse_paths_agree(bytes(pkt), verify_checksum=verify)
+    assert agree
+    if mode == 0 and len(opts) == len(b"".join(options)) and len(P.pad_options(opts)) <= 40:
+        assert taken
+
+
+def test_the_fast_path_carries_real_traffic():
+    """On the captures, every packet the fast path takes agrees, and it takes most of
+    the TCP packets (the rest: IP options, extension headers, fragments, damage)."""
+    folder = linklayer.captures_dir()
+    if folder is None:
+        pytest.skip("no capture folder")
+    taken = total = 0
+    for path in linklayer.list_captures(folder):
+        try:
+            batches = list(fasttcp.read_pcap(path))
+        except (fasttcp.CaptureError, OSError, ValueError):
+            continue                               # captures that test the reader's errors
+        for b in batches:
+            for i in range(len(b)):
+                if b.verdicts[i] != 0:
+                    continue
+                ip = bytes(b.buffer[b.offsets[i]:b.offsets[i] + b.lengths[i]])
+                for verify in (True, False):
+                    t, agree = _parse_paths_agree(ip, verify_checksum=verify)
+                    assert agree, f"{path.name} packet {int(b.frames[i])} (verify={verify})"
+                    taken += t
+                    total += 1
+    assert total > 0
+    assert taken / total > 0.5, f"the fast path took only {taken} of {total} parses"
