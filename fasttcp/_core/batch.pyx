@@ -10,7 +10,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
 from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
-from fasttcp._core.wire cimport ft_parse_ip
+from fasttcp._core.wire cimport ft_parse_ip_inline
 
 import numpy as np
 from fasttcp.errors import UsageError
@@ -40,7 +40,7 @@ cdef void ft_parse_batch(const uint8_t *buf, const int64_t *offsets, const int64
     cdef seg_row_t *r
     cdef int rc
     for i in range(n):
-        rc = ft_parse_ip(buf + offsets[i], <size_t>lengths[i], &p, &err, verify)
+        rc = ft_parse_ip_inline(buf + offsets[i], <size_t>lengths[i], &p, &err, verify)
         r = &rows[i]
         r.verdict = <uint8_t>rc
         r.error_field = <uint8_t>err.field

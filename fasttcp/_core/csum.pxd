@@ -9,6 +9,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 cdef extern from "csum_impl.h" nogil:
     uint64_t ft_csum_partial(const void *buf, size_t len, uint64_t sum)
     uint16_t ft_csum_fold(uint64_t sum)
+    bint ft_csum_ok(uint64_t sum)
     uint16_t ft_csum_buffer(const void *buf, size_t len)
     uint64_t ft_csum_pseudo4(const uint8_t *src, const uint8_t *dst, uint32_t tcp_len, uint8_t proto)
     uint64_t ft_csum_pseudo6(const uint8_t *src, const uint8_t *dst, uint32_t tcp_len, uint8_t proto)
