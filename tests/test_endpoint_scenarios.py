@@ -1327,6 +1327,34 @@ def test_packets_to_other_addresses_are_not_local():
     assert net.receive(fasttcp.build(CLIENT, "198.18.1.77", 40000, 80, seq=1, flags=Flags.SYN), 1.0) == "not_local"
 
 
+
+@pytest.mark.parametrize("network", ["198.18.0.0/15", "198.18.0.128/25", "198.18.7.9/32", "0.0.0.0/0",
+                                     "2001:db8::/33", "2001:db8:0:8000::/49", "::/0", "2001:db8::1/128"])
+def test_local_networks_match_exactly_their_prefix(network):
+    """A segment is ours exactly when its destination is in one of the endpoint's
+    networks, for every prefix length (the masked compare against ipaddress)."""
+    import ipaddress
+    import random
+    net = ipaddress.ip_network(network)
+    rng = random.Random(network)
+    base = int(net.network_address)
+    bits = net.max_prefixlen
+    near = [base, base + net.num_addresses - 1, base - 1, base + net.num_addresses,
+            base ^ (1 << (bits - net.prefixlen)) if net.prefixlen else base]
+    candidates = [a % (1 << bits) for a in near] + [rng.getrandbits(bits) for _ in range(40)] + \
+                 [(base & ~((1 << (bits - net.prefixlen)) - 1)) | rng.getrandbits(bits - net.prefixlen)
+                  for _ in range(10)]
+    ep = Endpoint([network], seed=1)
+    ep.listen(80)
+    src = CLIENT if net.version == 4 else CLIENT6
+    for value in candidates:
+        dst = ipaddress.ip_address(value) if net.version == 6 else ipaddress.IPv4Address(value)
+        if str(dst) == src or "." in str(dst):     # (IPv4-mapped spellings are IPv4 to build())
+            continue
+        got = ep.receive(fasttcp.build(src, str(dst), 40000, 80, seq=1, flags=Flags.SYN), 1.0)
+        assert (got != "not_local") == (dst in net), (str(dst), got)
+        ep.transmit()
+
 def test_caller_misuse_raises(pair):
     with pytest.raises(UsageError):
         pair.server.listen(SERVER_PORT)                     # twice

@@ -368,6 +368,8 @@ cdef class Endpoint:
             ep.local[ep.nlocal].family = 4 if net.version == 4 else 6
             ep.local[ep.nlocal].prefix = net.prefixlen
             memcpy(ep.local[ep.nlocal].addr, <char *>raw, len(raw))
+            mask = (((1 << net.prefixlen) - 1) << (net.max_prefixlen - net.prefixlen)).to_bytes(len(raw), "big")
+            memcpy(ep.local[ep.nlocal].mask, <char *>mask, len(mask))
             ep.nlocal += 1
         self._local = [ipaddress.ip_network(a, strict=False) if not isinstance(a, bytes)
                        else ipaddress.ip_network(_to_ip(addr_bytes(a))) for a in addresses]

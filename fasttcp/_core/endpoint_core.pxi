@@ -34,6 +34,7 @@ ctypedef struct ep_local_t:
     uint8_t family
     uint8_t prefix               # address bits that must match
     uint8_t addr[16]
+    uint8_t mask[16]             # the prefix as a bit mask (zero past it, and past 4 bytes for IPv4)
 
 ctypedef struct ep_t:
     ft_table_t tab
@@ -299,26 +300,21 @@ cdef void _reset_reply(ep_t *ep, const pkt_t *p, uint64_t now) noexcept nogil:
 
 
 cdef bint _is_local(const ep_t *ep, const uint8_t *addr, uint8_t family) noexcept nogil:
-    cdef int i, full, rest
+    # masked compare, 8 bytes at a time (addresses are zero-padded to 16 bytes)
+    cdef int i
+    cdef uint64_t a0, a1, n0, n1, m0, m1
+    memcpy(&a0, addr, 8)
+    memcpy(&a1, addr + 8, 8)
     for i in range(ep.nlocal):
         if ep.local[i].family != family:
             continue
-        full = ep.local[i].prefix // 8
-        rest = ep.local[i].prefix % 8
-        if memcmp_(ep.local[i].addr, addr, full) != 0:
-            continue
-        if rest and ((ep.local[i].addr[full] ^ addr[full]) & (0xff << (8 - rest)) & 0xff):
-            continue
-        return True
+        memcpy(&n0, ep.local[i].addr, 8)
+        memcpy(&n1, ep.local[i].addr + 8, 8)
+        memcpy(&m0, ep.local[i].mask, 8)
+        memcpy(&m1, ep.local[i].mask + 8, 8)
+        if (((a0 ^ n0) & m0) | ((a1 ^ n1) & m1)) == 0:
+            return True
     return False
-
-
-cdef inline int memcmp_(const uint8_t *a, const uint8_t *b, int n) noexcept nogil:
-    cdef int i
-    for i in range(n):
-        if a[i] != b[i]:
-            return 1
-    return 0
 
 
 cdef inline bint _listening(const ep_t *ep, uint16_t port) noexcept nogil:
