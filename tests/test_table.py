@@ -682,6 +682,25 @@ def test_scalar_churn_on_near_keys_against_a_set():
     assert t.probe_lengths().max() < 16
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_keys_differing_only_in_address_padding_spread_over_the_index(family):
+    """IPv4 keys hash their 8 address bytes as one word; keys a caller builds with
+    bytes after the 4th address byte set (distinct keys to the table) must still
+    spread, not pile onto one slot as they would if the hash ignored those bytes."""
+    n = 4000
+    k = np.zeros(n, dtype=KEY_DTYPE)
+    k["family"] = family
+    k["lport"], k["rport"] = 80, 1234
+    k["laddr"][:, 0], k["raddr"][:, 0] = 10, 11
+    k["laddr"][:, 8] = np.arange(n) & 0xFF
+    k["laddr"][:, 9] = np.arange(n) >> 8
+    t = ConnectionTable(8192, seed=1)
+    assert (t.insert_batch(k) >= 0).all()
+    p = t.probe_lengths()
+    assert p.mean() < 2 and p.max() < 32, (p.mean(), p.max())
+    assert (t.lookup_batch(k) >= 0).all()
+
+
 # ---------------------------------------------------------------------------
 # 3. timers
 # ---------------------------------------------------------------------------

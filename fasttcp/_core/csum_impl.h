@@ -1,9 +1,9 @@
 /* RFC 1071 Internet checksum kernels for fasttcp (the hot path of every packet).
  *
  * Written in C rather than Cython because the accumulation loop is the one place
- * where the exact shape of the loop decides whether gcc vectorises it: 32-bit loads
- * widened into 64-bit accumulators, summed in the machine's byte order (RFC 1071
- * section 2(B): the sum is byte-order independent; we swap once at the end).
+ * where the exact shape of the loop decides whether gcc vectorises it (see the bulk
+ * loop below); sums are taken in the machine's byte order (RFC 1071 section 2(B): the
+ * sum is byte-order independent; we swap once at the end).
  *
  * Conventions: a "partial" is an unfolded 64-bit sum in host byte order; fold it to
  * 16 bits with ft_csum_fold; ~fold is the checksum as it is stored in the packet
@@ -96,8 +96,8 @@ static inline uint64_t ft_csum_partial_long(const uint8_t *p, size_t len, uint64
 #endif
 
 /* Sum `len` bytes starting at an even position of the checksummed stream.
- * A 64-bit accumulator of 32-bit words cannot overflow before 2^32 words (16 GiB),
- * so callers with larger inputs fold between chunks (ft_csum_buffer does).
+ * The running sum keeps its carries end-around (exact modulo 2^64 - 1), so it cannot
+ * overflow; ft_csum_buffer still folds between 1 GiB chunks.
  * Headers are short: below 128 bytes a plain scalar loop beats the SIMD set-up and
  * horizontal reduction, so the bulk loop is only entered for long payloads. */
 static inline uint64_t ft_csum_partial(const void *buf, size_t len, uint64_t sum) {

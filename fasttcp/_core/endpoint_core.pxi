@@ -325,7 +325,8 @@ cdef uint32_t _isn(const ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nog
     """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
     cdef ft_table_t keyed
     memcpy(keyed.secret, ep.cfg.isn_key, sizeof(keyed.secret))
-    return <uint32_t>((now >> 2) + (ft_hash(&keyed, k) >> 32))
+    return <uint32_t>((now >> 2) + (ft_hash_words5(&keyed, ft_w(k, 0), ft_w(k, 1), ft_w(k, 2), ft_w(k, 3),
+                                                   ft_w(k, 4)) >> 32))
 
 
 cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:

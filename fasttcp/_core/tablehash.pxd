@@ -12,7 +12,7 @@ from fasttcp._core.table cimport ft_table_t, ft_conn_t, ft_key_t, ft_lookup_hash
 cdef extern from *:
     """
     #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    #define FT_KEY0_MASK 0xff00000000ffffffULL
+    #define FT_KEY0_MASK 0xff000000ffffffffULL
     #else
     #define FT_KEY0_MASK 0xffffffff000000ffULL
     #endif
@@ -47,6 +47,16 @@ cdef extern from *:
         return (w0 & 0xff) == 4;
     #endif
     }
+    /* nonzero when an IPv4 key's address padding (bytes 4..15 of each address) is not
+     * zero: only a caller-built key can have it */
+    static inline unsigned long long ft_v4_padding(unsigned long long w1, unsigned long long w2,
+                                                   unsigned long long w3, unsigned long long w4) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        return w2 | w4 | (w1 & 0xffffffffULL) | (w3 & 0xffffffffULL);
+    #else
+        return w2 | w4 | (w1 >> 32) | (w3 >> 32);
+    #endif
+    }
     static inline unsigned long long ft_v4_pair(unsigned long long w1, unsigned long long w3) {
     #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
         return (w1 & 0xffffffff00000000ULL) | (w3 >> 32);
@@ -59,6 +69,7 @@ cdef extern from *:
     uint64_t ft_be64(uint64_t v) nogil
     bint ft_key0_is_v4(uint64_t w0) nogil
     uint64_t ft_v4_pair(uint64_t w1, uint64_t w3) nogil
+    uint64_t ft_v4_padding(uint64_t w1, uint64_t w2, uint64_t w3, uint64_t w4) nogil
 
 
 cdef inline uint64_t ft_w(const void *p, int i) noexcept nogil:
@@ -99,12 +110,21 @@ cdef inline uint64_t ft_hash_words(const ft_table_t *t, uint64_t w0, uint64_t w1
     An IPv4 key's 8 address bytes are one NH word (its other 24 bytes are zero
     padding): two products instead of five on the common path. The pair is injective
     on IPv4 addresses, so the collision bound holds for IPv4 keys as for IPv6 ones.
-    (Padding that is not zero -- only a caller-built key could have it -- is ignored
-    by the hash and still compared by ft_key_eq.)"""
+    An IPv4 key whose padding is not zero (only a caller-built key can have it) takes
+    the full five-word hash, so such keys cannot pile onto one slot."""
     cdef uint64_t acc = ft_nh(w0 & FT_KEY0_MASK, t.secret[0])
-    if ft_key0_is_v4(w0):
+    if ft_key0_is_v4(w0) and ft_v4_padding(w1, w2, w3, w4) == 0:
         acc += ft_nh(ft_v4_pair(w1, w3), t.secret[1])
         return ft_fmix64(acc ^ t.secret[5])
+    return ft_hash_words5(t, w0, w1, w2, w3, w4)
+
+
+cdef inline uint64_t ft_hash_words5(const ft_table_t *t, uint64_t w0, uint64_t w1, uint64_t w2,
+                                    uint64_t w3, uint64_t w4) noexcept nogil:
+    """NH over all five key words, whatever the family (the endpoint's RFC 6528 ISN
+    function uses it directly, so ISNs for a given secret do not depend on the
+    table's shortcuts)."""
+    cdef uint64_t acc = ft_nh(w0 & FT_KEY0_MASK, t.secret[0])
     acc += ft_nh(w1, t.secret[1])
     acc += ft_nh(w2, t.secret[2])
     acc += ft_nh(w3, t.secret[3])
