@@ -30,14 +30,12 @@ static inline uint32_t ft_bswap32(uint32_t x) { return __builtin_bswap32(x); }
 static inline uint16_t ft_htons(uint16_t x) { return FT_BIG_ENDIAN ? x : ft_bswap16(x); }
 static inline uint32_t ft_htonl(uint32_t x) { return FT_BIG_ENDIAN ? x : ft_bswap32(x); }
 
-static inline uint16_t ft_load_be16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static inline uint32_t ft_load_be32(const uint8_t *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-static inline void ft_store_be16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static inline void ft_store_be32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
+/* one unaligned load or store and a byte swap (gcc does not merge the byte-at-a-time
+ * form of the stores: it cost a dozen instructions per header field) */
+static inline uint16_t ft_load_be16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return ft_htons(v); }
+static inline uint32_t ft_load_be32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return ft_htonl(v); }
+static inline void ft_store_be16(uint8_t *p, uint16_t v) { v = ft_htons(v); memcpy(p, &v, 2); }
+static inline void ft_store_be32(uint8_t *p, uint32_t v) { v = ft_htonl(v); memcpy(p, &v, 4); }
 
 /* a + b with end-around carry: exact modulo 2^64-1, hence modulo 0xffff after folding */
 static inline uint64_t ft_add_carry(uint64_t a, uint64_t b) {
