@@ -1629,3 +1629,27 @@ def test_batch_path_matches_the_single_packet_path():
         (LISTEN, SYN_RECEIVED, Cause.SYN_RECEIVED), (SYN_RECEIVED, ESTABLISHED, Cause.ACK_OF_SYN),
         (ESTABLISHED, CLOSE_WAIT, Cause.PEER_FIN), (CLOSE_WAIT, LAST_ACK, Cause.CLOSE),
         (LAST_ACK, CLOSED, Cause.ACK_OF_FIN))}
+
+
+@pytest.mark.parametrize("capacity", [64, 20], ids=["room", "table-fills"])
+def test_connect_batch_equals_connects_one_by_one(capacity):
+    """connect_batch hashes and prefetches keys ahead of opening them; what it returns
+    and sends must be what the same connects one at a time give: duplicates inside the
+    batch and keys already open get -2 (in use), a full table makes room the same way
+    (by evicting embryonic connections), and the SYNs are byte for byte the same."""
+    flows = [(CLIENT, 20000 + i % 37, SERVER, SERVER_PORT) for i in range(50)]   # 13 repeats
+    flows += [(CLIENT, 20000, SERVER, SERVER_PORT)] * 3
+    one = Endpoint([CLIENT], seed=7, capacity=capacity)
+    one.connect(SERVER, SERVER_PORT, local_port=20001, now=1.0)                 # already open
+    batch = Endpoint([CLIENT], seed=7, capacity=capacity)
+    batch.connect(SERVER, SERVER_PORT, local_port=20001, now=1.0)
+    keys = make_keys(flows)
+    got = batch.connect_batch(keys, 2.0)
+    want = np.array([one.connect_batch(keys[i:i + 1], 2.0)[0] for i in range(len(keys))])
+    assert got.tolist() == want.tolist()
+    if capacity == 64:
+        assert (got == -2).sum() == 13 + 3 + 1                 # repeats, and the one already open
+    else:
+        assert len(batch) == capacity                            # full: SYN-SENT records made room
+    assert batch.transmit() == one.transmit()
+    assert len(batch) == len(one)

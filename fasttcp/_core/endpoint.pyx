@@ -725,8 +725,7 @@ cdef class Endpoint:
         if n:
             kp = <const ft_key_t *>&kv[0]
             with nogil:
-                for i in range(n):
-                    o[i] = ep_connect(self._ep, &kp[i], t)
+                ep_connect_batch(self._ep, kp, n, t, &o[0])
         return out
 
     def close_batch(self, ids, now):
