@@ -28,6 +28,7 @@ __all__ = ["BenchConfig", "run", "format_report"]
 CLIENT_NET = "198.18.0.0/16"      # RFC 2544 benchmarking range
 SERVER_ADDR = "198.19.0.1"
 SERVER_PORT = 80
+CACHE_RESIDENT_FLOWS = 16_384     # two tables of this size (~4 MB) and their queues stay in L2/L3
 
 
 def flow_keys(n: int, offset: int = 0) -> np.ndarray:
@@ -118,6 +119,27 @@ def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, sin
     v, s = _median(life)
     rep.figures["lifecycles_per_s"] = Figure("lifecycles_per_s", v, "lifecycles/s", s)
     rep.figures["bytes_per_connection"] = Figure("bytes_per_connection", server.memory_bytes / n, "bytes")
+    del client, server
+
+    # the same with a table that stays in the cache (the condition the 10 M/s target is
+    # stated for): few enough flows per round that both tables and the segment queues
+    # fit in L2/L3, and more rounds so each is still long enough to time
+    small = min(n, CACHE_RESIDENT_FLOWS)
+    say(f"batch, cache-resident table: {small:,} handshakes x {4 * cfg.repeat} rounds")
+    client, server = _pair(small)
+    keys = flow_keys(small)
+    rates = []
+    for rnd in range(4 * cfg.repeat + 1):
+        t0 = time.perf_counter()
+        cids, sids = _handshakes(client, server, keys, now)
+        t1 = time.perf_counter()
+        _close_all(client, server, cids, sids, now, msl)
+        now += 2 * msl + 1
+        if rnd:
+            rates.append(small / (t1 - t0))
+    v, s = _median(rates)
+    rep.figures["handshakes_per_s_cache_resident"] = Figure("handshakes_per_s_cache_resident", v, "handshakes/s", s)
+    del client, server
 
     if many_open:
         say(f"many open: {many_open:,} connections held, then {n:,} more handshakes")
@@ -271,6 +293,7 @@ def _kernel_loopback(seconds: float) -> float:
 
 _LABELS = {
     "handshakes_per_s": "handshakes/s, batch (C loop)",
+    "handshakes_per_s_cache_resident": "handshakes/s, batch, cache-resident table",
     "lifecycles_per_s": "full lifecycles/s (open+close+2MSL)",
     "handshakes_per_s_many_open": "handshakes/s with N held open",
     "handshakes_per_s_python_api": "handshakes/s, single-packet API",
@@ -286,7 +309,7 @@ def format_report(rep: Report) -> str:
     cfg = rep.config
     lines = [f"fasttcp bench: {cfg.flows:,} flows per round, median of {cfg.repeat} rounds after a warm-up "
              f"(spread = (max-min)/median), pid {os.getpid()}"]
-    for name in ("handshakes_per_s", "lifecycles_per_s", "handshakes_per_s_many_open",
+    for name in ("handshakes_per_s", "handshakes_per_s_cache_resident", "lifecycles_per_s", "handshakes_per_s_many_open",
                  "handshakes_per_s_python_api", "bytes_per_connection"):
         f = rep.figures.get(name)
         if f is None:

@@ -76,7 +76,7 @@ def _bench(args: argparse.Namespace) -> int:
     tracker_packets, analyze_bytes = args.tracker_packets, args.analyze_bytes
     if args.quick:
         tracker_packets, analyze_bytes = min(tracker_packets, 60_000), min(analyze_bytes, 16 << 20)
-    steps = 1 + (many > 0) + (single > 0) + 2 * cfg.peers + (0 if args.no_codec else 6 + 2 * cfg.peers)
+    steps = 2 + (many > 0) + (single > 0) + 2 * cfg.peers + (0 if args.no_codec else 6 + 2 * cfg.peers)
     if not args.no_tracker:
         steps += 2 + cfg.repeat + (max(1, cfg.repeat // 2) + 1 if analyze_bytes else 0) + 2 * cfg.peers
     progress = None

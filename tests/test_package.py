@@ -106,8 +106,8 @@ def test_cli_bench_json_reports_figures_and_peers():
                           "--many-open", "3000", "--single", "500"],
                          capture_output=True, text=True, check=True, timeout=300)
     report = json.loads(out.stdout)
-    for key in ("handshakes_per_s", "lifecycles_per_s", "handshakes_per_s_many_open",
-                "handshakes_per_s_python_api", "bytes_per_connection",
+    for key in ("handshakes_per_s", "handshakes_per_s_cache_resident", "lifecycles_per_s",
+                "handshakes_per_s_many_open", "handshakes_per_s_python_api", "bytes_per_connection",
                 "parse_batch_pps", "parse_pps", "build_pps", "checksum_bytes_per_s"):
         assert report[key] > 0, key
     assert report["flows"] == 2000
