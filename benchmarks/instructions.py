@@ -1,0 +1,146 @@
+"""Instructions per packet and per handshake, counted by callgrind: a speed figure that
+does not move with the machine's load.
+
+    python benchmarks/instructions.py [--packets 120000] [--flows 20000] [--top 12]
+
+Wall-clock figures on the shared 2-core development machines move by 5-10% between
+runs; an instruction count is exact for a given build and input (valgrind counts, it
+does not time). The hot paths here run at about 4 instructions per cycle, so the count
+tracks their speed closely -- use it to judge a change to the C core, and `fasttcp
+bench` for the figures themselves.
+
+It runs two small drivers under `valgrind --tool=callgrind`, collecting only inside the
+C entry points:
+  * tracker: `Tracker.feed_batch` over a synthetic capture (the `fasttcp bench`
+    workload: 12-packet lifecycles, checksums verified) -> instructions per packet;
+  * endpoint: batch handshakes and closes between two endpoints (`fasttcp bench`'s
+    batch mode) -> instructions per segment processed and per handshake.
+Each prints the total and the functions (inlined code counted where it was written)
+that take the most. Needs valgrind (Debian's `valgrind`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRACKER_DRIVER = """
+import sys, fasttcp
+from fasttcp.bench_tracker import synth_capture
+path, packets = sys.argv[1], int(sys.argv[2])
+synth_capture(path, packets, 4000)
+batches = list(fasttcp.read_pcap(path))
+t = fasttcp.Tracker(packets // 12 + 5000, timeouts="conntrack", verify_checksum=True)
+for b in batches:
+    t.feed_batch(b)
+print(sum(len(b) for b in batches))
+"""
+
+ENDPOINT_DRIVER = """
+import sys
+from fasttcp.bench import _pair, flow_keys, _handshakes, _close_all
+flows = int(sys.argv[1])
+client, server = _pair(flows)
+keys = flow_keys(flows)
+for r in range(2):
+    c, s = _handshakes(client, server, keys, r * 100.0)
+    _close_all(client, server, c, s, r * 100.0, 30.0)
+print(flows * 2)
+"""
+
+TRACKER_ENTRY = "__pyx_f_7fasttcp_5_core_7tracker__feed"
+ENDPOINT_ENTRIES = ("__pyx_f_7fasttcp_5_core_8endpoint_ep_process_batch",
+                    "__pyx_f_7fasttcp_5_core_8endpoint_ep_connect",        # older builds
+                    "__pyx_f_7fasttcp_5_core_8endpoint_ep_connect_batch")
+
+
+def callgrind(script: str, args: list[str], entries, out: Path) -> str:
+    """Run `script` under callgrind collecting inside `entries`; returns its stdout."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    cmd += [f"--toggle-collect={e}" for e in entries]
+    cmd += [sys.executable, "-c", script, *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    return res.stdout
+
+
+def per_function(out: Path, c_file: Path) -> tuple[int, Counter]:
+    """Total instructions, and instructions per source-level function of `c_file`
+    (inlined code is attributed to the function it was written in)."""
+    ann = subprocess.run(["callgrind_annotate", "--auto=yes", "--context=0", "--threshold=100",
+                          "--show-percs=no", str(out)], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout
+    total = int(re.search(r"^\s*([\d,]+)\s+\(?[\d.%]*\)?\s*PROGRAM TOTALS", ann, re.M).group(1).replace(",", ""))
+    src = c_file.read_text(errors="replace").splitlines()
+    func_at, cur = [None] * (len(src) + 2), None
+    head = re.compile(r"^(?:static |CYTHON_INLINE |inline )*[A-Za-z_][\w \*]*?\b(\w+)\(.*\)\s*\{\s*$")
+    for i, line in enumerate(src, 1):
+        m = head.match(line)
+        if m:
+            cur = m.group(1)
+        func_at[i] = cur
+    counts: Counter = Counter()
+    inside, line_no = False, None
+    for line in ann.splitlines():
+        if line.startswith("-- Auto-annotated source:"):
+            inside, line_no = line.strip().endswith(c_file.name), None
+            continue
+        if not inside:
+            continue
+        m = re.match(r"-- line (\d+) -+", line.strip())
+        if m:
+            line_no = int(m.group(1))
+            continue
+        m = re.match(r"\s*([\d,]+|\.)\s", line)
+        if m and line_no is not None and "=>" not in line:
+            if m.group(1) != "." and line_no < len(func_at) and func_at[line_no]:
+                name = re.sub(r"^__pyx_f_7fasttcp_5_core_\d+\w+?_(?=_?[a-z])", "", func_at[line_no])
+                counts[name] += int(m.group(1).replace(",", ""))
+            line_no += 1
+    return total, counts
+
+
+def report(title: str, total: int, units: int, unit: str, counts: Counter, top: int) -> None:
+    print(f"{title}: {total / units:,.0f} instructions per {unit} ({total:,} over {units:,})")
+    for name, n in counts.most_common(top):
+        print(f"  {n / units:8.1f}  {name}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--packets", type=int, default=120_000, help="tracker capture size (default 120000)")
+    ap.add_argument("--flows", type=int, default=20_000, help="endpoint flows per round (default 20000)")
+    ap.add_argument("--top", type=int, default=12, help="functions listed per figure")
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    core = ROOT / "fasttcp" / "_core"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        n = int(callgrind(TRACKER_DRIVER, [str(tmpd / "t.pcap"), str(args.packets)], [TRACKER_ENTRY],
+                          tmpd / "tracker.cg").split()[-1])
+        total, counts = per_function(tmpd / "tracker.cg", core / "tracker.c")
+        report("tracker feed_batch", total, n, "packet", counts, args.top)
+        handshakes = int(callgrind(ENDPOINT_DRIVER, [str(args.flows)], ENDPOINT_ENTRIES,
+                                   tmpd / "endpoint.cg").split()[-1])
+        total, counts = per_function(tmpd / "endpoint.cg", core / "endpoint.c")
+        segments = 7 * handshakes          # SYN, SYN-ACK, ACK, FIN, ACK, FIN, ACK
+        print()
+        report("endpoint batch (handshake + close)", total, segments, "segment", counts, args.top)
+        print(f"  = {total / handshakes:,.0f} instructions per full connection")
+    return 0
+
+
+if __name__ == "__main__":
+    if not (ROOT / "fasttcp" / "_core" / "tracker.c").exists():
+        sys.exit("build the package in place first (pip install -e .)")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    sys.exit(main())
