@@ -692,8 +692,12 @@ def test_keys_differing_only_in_address_padding_spread_over_the_index(family):
     k["family"] = family
     k["lport"], k["rport"] = 80, 1234
     k["laddr"][:, 0], k["raddr"][:, 0] = 10, 11
-    k["laddr"][:, 8] = np.arange(n) & 0xFF
-    k["laddr"][:, 9] = np.arange(n) >> 8
+    # vary each of the four padding words in turn (bytes 4-7 and 8-15 of both addresses)
+    i = np.arange(n)
+    for col, (field, byte) in enumerate((("laddr", 4), ("laddr", 8), ("raddr", 5), ("raddr", 12))):
+        part = i[col::4]
+        k[field][col::4, byte] = part & 0xFF
+        k[field][col::4, byte + 1] = part >> 8
     t = ConnectionTable(8192, seed=1)
     assert (t.insert_batch(k) >= 0).all()
     p = t.probe_lengths()

@@ -492,6 +492,7 @@ cdef class Endpoint:
         cdef int64_t id
         cdef bytes r = addr_bytes(remote_addr)
         cdef bytes l
+        cdef uint8_t padded[16]
         cdef uint64_t t = _us(now, "now")
         self._now = t
         if not isinstance(remote_port, int) or remote_port < 1 or remote_port > 65535:
@@ -507,7 +508,9 @@ cdef class Endpoint:
             l = addr_bytes(local_addr)
             if len(l) != len(r):
                 raise UsageError("local and remote address families differ")
-            if not _is_local(self._ep, <const uint8_t *><char *>l, 4 if len(l) == 4 else 6):
+            memset(padded, 0, 16)             # _is_local reads 16 bytes, zero-padded as in a key
+            memcpy(padded, <char *>l, len(l))
+            if not _is_local(self._ep, padded, 4 if len(l) == 4 else 6):
                 raise UsageError(f"{_to_ip(l)} is not one of this endpoint's addresses")
         memset(&k, 0, sizeof(k))
         k.family = 4 if len(r) == 4 else 6

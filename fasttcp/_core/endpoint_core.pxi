@@ -300,7 +300,8 @@ cdef void _reset_reply(ep_t *ep, const pkt_t *p, uint64_t now) noexcept nogil:
 
 
 cdef bint _is_local(const ep_t *ep, const uint8_t *addr, uint8_t family) noexcept nogil:
-    # masked compare, 8 bytes at a time (addresses are zero-padded to 16 bytes)
+    # masked compare, 8 bytes at a time: `addr` must be 16 readable bytes (an IPv4
+    # address zero-padded, as in pkt_t and keys)
     cdef int i
     cdef uint64_t a0, a1, n0, n1, m0, m1
     memcpy(&a0, addr, 8)
