@@ -10,12 +10,11 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
-from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options, ft_build_packet
-from fasttcp._core.csum cimport ft_store_be32
+from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
                                   ft_lookup, ft_lookup_hashed, ft_prefetch, ft_prefetch_record, ft_insert, ft_insert_new, ft_remove, ft_set_state, ft_set_deadline,
-                                  ft_expire, ft_hash, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
+                                  ft_expire, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
                                   TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
                                   TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
                                   TCPS_CLOSE_WAIT, TCPS_CLOSING, TCPS_LAST_ACK, TCPS_TIME_WAIT,
@@ -221,18 +220,7 @@ cdef Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint
         wnd = c.rcv_wnd >> (c.wscale & 15)
         if wnd > 65535:
             wnd = 65535
-    if o.present == OPT_HAS_TIMESTAMP:
-        # the option area of every segment after the handshake: NOP NOP TS, written
-        # directly (ft_encode_options would lay it out the same way)
-        optbuf[0] = TCPOPT_NOP; optbuf[1] = TCPOPT_NOP
-        optbuf[2] = TCPOPT_TIMESTAMP; optbuf[3] = 10
-        ft_store_be32(optbuf + 4, o.tsval)
-        ft_store_be32(optbuf + 8, o.tsecr)
-        optlen = 12
-    elif o.present == 0:
-        optlen = 0
-    else:
-        optlen = ft_encode_options(&o, optbuf, 40)
+    optlen = ft_encode_options_inline(&o, optbuf, 40)
     p = _reserve(ep, 40 + 20 + <size_t>optlen + plen)
     if p == NULL:
         return -1

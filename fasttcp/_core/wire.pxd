@@ -38,6 +38,41 @@ cdef int ft_encode_options(const tcp_opts_t *o, uint8_t *out, size_t cap) noexce
 
 
 
+# ---- helpers shared by the general code in wire.pyx and the inline paths below ----
+
+cdef inline void ft_tcp_fixed_fields(const uint8_t *t, pkt_t *p) noexcept nogil:
+    """The fixed 20-byte TCP header's fields (t points at it; the caller checked it is there)."""
+    p.src_port = ft_load_be16(t)
+    p.dst_port = ft_load_be16(t + 2)
+    p.seq = ft_load_be32(t + 4)
+    p.ack = ft_load_be32(t + 8)
+    p.flags = ((t[12] & 1) << 8) | t[13]
+    p.window = ft_load_be16(t + 14)
+    p.checksum = ft_load_be16(t + 16)
+    p.urgent = ft_load_be16(t + 18)
+
+
+cdef inline void ft_put_timestamp_option(uint8_t *out, uint8_t lead0, uint8_t lead1,
+                                         uint32_t tsval, uint32_t tsecr) noexcept nogil:
+    """Two lead bytes (NOP NOP, or SACK-permitted) and the 10-byte timestamp option: the
+    12-byte word-aligned layout Linux sends."""
+    out[0] = lead0; out[1] = lead1
+    out[2] = TCPOPT_TIMESTAMP; out[3] = 10
+    ft_store_be32(out + 4, tsval)
+    ft_store_be32(out + 8, tsecr)
+
+
+cdef inline int ft_encode_options_inline(const tcp_opts_t *o, uint8_t *out, size_t cap) noexcept nogil:
+    """ft_encode_options with the two layouts of nearly every segment after the handshake
+    -- none, or timestamps alone -- compiled into the caller's loop."""
+    if o.present == 0:
+        return 0
+    if o.present == OPT_HAS_TIMESTAMP and cap >= 12:
+        ft_put_timestamp_option(out, TCPOPT_NOP, TCPOPT_NOP, o.tsval, o.tsecr)
+        return 12
+    return ft_encode_options(o, out, cap)
+
+
 # ---- the common case, inline in every module that parses per packet ----
 
 cdef inline bint _nop_nop_timestamp(const uint8_t *o) noexcept nogil:
@@ -107,14 +142,7 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
         memcpy(p.dst, b + 24, 16)
         memcpy(p.csum_dst, b + 24, 16)
     p.csum_state = 1 if verify else 0
-    p.src_port = ft_load_be16(t)
-    p.dst_port = ft_load_be16(t + 2)
-    p.seq = ft_load_be32(t + 4)
-    p.ack = ft_load_be32(t + 8)
-    p.flags = ((t[12] & 1) << 8) | t[13]
-    p.window = ft_load_be16(t + 14)
-    p.checksum = ft_load_be16(t + 16)
-    p.urgent = ft_load_be16(t + 18)
+    ft_tcp_fixed_fields(t, p)
     p.tcp_off = <uint32_t>ipl
     p.tcp_len = <uint32_t>tcp_len
     p.payload_off = <uint32_t>(ipl + hl)

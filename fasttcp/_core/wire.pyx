@@ -118,12 +118,9 @@ cdef int ft_encode_options(const tcp_opts_t *o, uint8_t *out, size_t cap) noexce
         n = 4
     if ts:
         if sp:
-            out[n] = TCPOPT_SACK_PERM; out[n + 1] = 2
+            ft_put_timestamp_option(out + n, TCPOPT_SACK_PERM, 2, o.tsval, o.tsecr)
         else:
-            out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_NOP
-        out[n + 2] = TCPOPT_TIMESTAMP; out[n + 3] = 10
-        ft_store_be32(out + n + 4, o.tsval)
-        ft_store_be32(out + n + 8, o.tsecr)
+            ft_put_timestamp_option(out + n, TCPOPT_NOP, TCPOPT_NOP, o.tsval, o.tsecr)
         n += 12
     elif sp:
         out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_NOP
@@ -168,14 +165,7 @@ cdef inline int _parse_tcp_at(const uint8_t *buf, size_t length, size_t off, siz
         return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + 12)
     if length < off + hl:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_TCP_HEADER, off + 20)
-    p.src_port = ft_load_be16(t)
-    p.dst_port = ft_load_be16(t + 2)
-    p.seq = ft_load_be32(t + 4)
-    p.ack = ft_load_be32(t + 8)
-    p.flags = ((t[12] & 1) << 8) | t[13]
-    p.window = ft_load_be16(t + 14)
-    p.checksum = ft_load_be16(t + 16)
-    p.urgent = ft_load_be16(t + 18)
+    ft_tcp_fixed_fields(t, p)
     p.tcp_off = <uint32_t>off
     p.tcp_len = <uint32_t>tcp_len
     p.payload_off = <uint32_t>(off + hl)
