@@ -129,11 +129,7 @@ def test_the_fast_path_carries_real_traffic():
         pytest.skip("no capture folder")
     taken = total = 0
     for path in linklayer.list_captures(folder):
-        try:
-            batches = list(fasttcp.read_pcap(path))
-        except (fasttcp.CaptureError, OSError, ValueError):
-            continue                               # captures that test the reader's errors
-        for b in batches:
+        for b in fasttcp.read_pcap(path):
             for i in range(len(b)):
                 if b.verdicts[i] != 0:
                     continue
