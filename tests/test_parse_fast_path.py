@@ -52,6 +52,40 @@ def test_common_shapes_take_the_fast_path_and_agree(v6, options, payload, verify
     assert agree
 
 
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("mss", [None, 1460])
+@pytest.mark.parametrize("sack_permitted", [False, True])
+@pytest.mark.parametrize("timestamp", [None, (0xDEADBEEF, 7)])
+@pytest.mark.parametrize("wscale", [None, 0, 14])
+def test_every_layout_the_encoder_writes_takes_the_fast_path_and_agrees(v6, mss, sack_permitted, timestamp, wscale):
+    # the word-at-a-time decoder of the Linux layouts must read each exactly as the
+    # general option parser does
+    src, dst = (SRC6, DST6) if v6 else (SRC4, DST4)
+    opts = fasttcp.Options(mss=mss, sack_permitted=sack_permitted, timestamp=timestamp, wscale=wscale)
+    pkt = fasttcp.build(src, dst, 40000, 443, seq=1, flags=0x002, options=opts)
+    assert _parse_paths_agree(pkt) == (True, True)
+    got = fasttcp.parse(pkt).options
+    assert (got.mss, got.sack_permitted, got.timestamp, got.wscale) == (mss, sack_permitted, timestamp, wscale)
+
+
+@pytest.mark.parametrize("options", [
+    b"\x02\x04\x05\xb4\x01\x03\x03\x07\x01\x01\x01\x01",          # WS, then NOPs
+    b"\x01\x03\x03\x07\x02\x04\x05\xb4",                          # WS first
+    b"\x02\x04\x05\xb4\x02\x04\x02\x18",                          # MSS twice: the last counts
+    b"\x04\x02\x08\x0a" + bytes(8) + b"\x01\x03\x03\x07\x01\x01\x01\x00",  # a word after WS
+    b"\x01\x01\x04\x02\x01\x01\x08\x0a" + bytes(8),              # SACKOK then TS
+    b"\x02\x04\x05\xb4\x01\x01\x08\x0a" + bytes(8) + b"\x01\x01\x05\x0a" + bytes(8),  # + SACK
+    b"\x01\x03\x03\x07\x00\x00\x00\x00",                          # WS, EOL
+    b"\x02\x04\x05\xb4\x04\x02\x08\x0a" + bytes(4) + b"\x01\x01\x01\x01",  # TS runs past the end
+    b"\x02\x04\x05\xb4\x04\x02\x08\x0a",                          # TS cut off by the header end
+], ids=["ws-nops", "ws-first", "mss-twice", "word-after-ws", "sackok-then-ts", "with-sack", "ws-eol",
+        "ts-overruns", "ts-cut"])
+def test_near_miss_option_layouts_agree(options):
+    for v6 in (False, True):
+        assert _parse_paths_agree(packet(v6, options=options, flags=0x002))[1]
+        assert _parse_paths_agree(packet(v6, options=options, flags=0x002), verify_checksum=False)[1]
+
+
 def _damaged(good: bytes, at: int, value: int) -> bytes:
     b = bytearray(good)
     b[at] = value

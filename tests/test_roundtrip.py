@@ -914,3 +914,22 @@ def test_to_bytes_after_owner_shrank_does_not_read_out_of_bounds():
     proc = subprocess.run([sys.executable, "-c", _SHRUNK_SCRIPT], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-500:]
     assert proc.stdout.startswith("RAISED"), proc.stdout
+
+
+@pytest.mark.parametrize("src, dst", [
+    ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"),
+    ("::", "::7f:ffff:ffff"),
+    ("255.255.255.255", "255.255.255.254"),
+])
+@pytest.mark.parametrize("payload", [b"", b"\xff", b"\xff" * 1501])
+def test_built_checksums_equal_the_oracle_when_the_sums_carry(src, dst, payload):
+    # build() sums both checksums from the field values as it writes them; all-ones
+    # addresses, ports and sequence numbers make every partial sum carry
+    pkt = build(src, dst, 0xFFFF, 0xFFFF, seq=0xFFFFFFFF, ack=0xFFFFFFFF, flags=0x1FF, window=0xFFFF,
+                urgent=0xFFFF, ttl=255, options=Options(timestamp=(0xFFFFFFFF, 0xFFFFFFFF), mss=0xFFFF),
+                payload=payload)
+    ihl = 20 if ":" not in src else 40
+    seg = pkt[ihl:]
+    assert int.from_bytes(seg[16:18], "big") == oracle.tcp_checksum_to_store(src, dst, seg)
+    if ihl == 20:
+        assert int.from_bytes(pkt[10:12], "big") == oracle.ipv4_header_checksum(pkt[:20])

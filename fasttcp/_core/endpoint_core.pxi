@@ -20,6 +20,9 @@ from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init
                                   TCPS_CLOSE_WAIT, TCPS_CLOSING, TCPS_LAST_ACK, TCPS_TIME_WAIT,
                                   CONN_F_SACK, CONN_F_TIMESTAMPS, CONN_F_WSCALE)
 
+cdef extern from "mem_impl.h" nogil:
+    void ft_copy_words(void *dst, const void *src, size_t n)
+
 cdef enum:
     CONN_F_PASSIVE = 16         # opened from a listening port: a reset returns it to LISTEN
     CONN_F_BUFFERED = 32        # delivered data waits in a Connection's receive buffer:
@@ -122,10 +125,11 @@ cdef inline void _event(ep_t *ep, uint32_t id, uint8_t old, uint8_t new, uint8_t
     e.cause = cause
     e.gen = c.gen
     e.data_offset = data_offset
-    memcpy(e.key, c, 40)
-    e.key[1] = 0
-    e.key[2] = 0
-    e.key[3] = 0
+    # the key's first word from its fields, not by reloading the record's first 8
+    # bytes: the state byte in them was usually just stored (a store-forwarding stall)
+    cdef uint64_t w = ft_key_word0(c.family, c.lport, c.rport)
+    memcpy(e.key, &w, 8)
+    ft_copy_words(e.key + 8, c.laddr, 4)
 
 
 cdef inline uint8_t *_reserve(ep_t *ep, size_t n) noexcept nogil:
@@ -677,13 +681,19 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
     if not _is_local(ep, p.dst, p.version):
         ep.drops[DROP_NOT_LOCAL] += 1
         return DROP_NOT_LOCAL
-    memset(k, 0, sizeof(ft_key_t))
-    k.family = p.version
-    k.lport = p.dst_port
-    k.rport = p.src_port
-    memcpy(k.laddr, p.dst, 16)
-    memcpy(k.raddr, p.src, 16)
-    h[0] = ft_hash_key(&ep.tab, k)
+    # the key built and hashed as five words in registers and stored word by word (byte
+    # stores reloaded as words would stall store forwarding)
+    cdef uint64_t w0 = ft_key_word0(p.version, p.dst_port, p.src_port), a0, a1, b0, b1
+    memcpy(&a0, p.dst, 8)
+    memcpy(&a1, p.dst + 8, 8)
+    memcpy(&b0, p.src, 8)
+    memcpy(&b1, p.src + 8, 8)
+    memcpy(<char *>k, &w0, 8)
+    memcpy((<char *>k) + 8, &a0, 8)
+    memcpy((<char *>k) + 16, &a1, 8)
+    memcpy((<char *>k) + 24, &b0, 8)
+    memcpy((<char *>k) + 32, &b1, 8)
+    h[0] = ft_hash_words(&ep.tab, w0, a0, a1, b0, b1)
     return -1
 
 

@@ -1,4 +1,5 @@
-/* Large zeroed allocations for the connection table.
+/* Memory helpers of the core: large zeroed allocations for the connection table, and
+ * word-by-word copies for data that is read back a word at a time.
  *
  * Anonymous mmap gives zero pages that become resident only when touched (a table's
  * RSS grows with its connections, not its capacity), and MADV_HUGEPAGE asks for 2 MiB
@@ -10,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -32,5 +34,23 @@ static inline void ft_free_zeroed(void *p, size_t size) {
 static inline void *ft_alloc_zeroed(size_t size) { return calloc(1, size == 0 ? 1 : size); }
 static inline void ft_free_zeroed(void *p, size_t size) { (void)size; free(p); }
 #endif
+
+/* Copy n 8-byte words through a general register, one load and one store each.
+ * Records and keys are read back as 8-byte words (hash, compare, events) soon after
+ * they are written; a load that spans two stores still in flight cannot be forwarded
+ * from the store buffer and waits for them to reach the cache. gcc merges plain
+ * adjacent 8-byte copies into 16-byte vector moves -- exactly that case -- so the
+ * empty asm keeps each word in a register. */
+static inline void ft_copy_words(void *dst, const void *src, size_t n) {
+    unsigned long long w;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        memcpy(&w, (const char *)src + 8 * i, 8);
+#if defined(__GNUC__)
+        __asm__("" : "+r"(w));
+#endif
+        memcpy((char *)dst + 8 * i, &w, 8);
+    }
+}
 
 #endif

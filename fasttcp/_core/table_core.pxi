@@ -9,6 +9,7 @@ cdef uint64_t MAX_CAPACITY = 1u << 31     # ids are uint32 with FT_NIL reserved
 cdef extern from "mem_impl.h" nogil:
     void *ft_alloc_zeroed(size_t size)
     void ft_free_zeroed(void *p, size_t size)
+    void ft_copy_words(void *dst, const void *src, size_t n)
 
 cdef extern from *:
     """
@@ -388,7 +389,7 @@ cdef int64_t ft_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t h, uint8
     c = &t.conns[id]
     gen = c.gen
     memset(c, 0, sizeof(ft_conn_t))
-    memcpy(c, key, 40)
+    ft_copy_words(c, key, 5)          # read back as words: see mem_impl.h
     c.family = key.family
     c.state = 0
     c.gen = gen

@@ -8,7 +8,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from fasttcp._core.defs cimport *
 from fasttcp._core.csum cimport (ft_csum_partial, ft_csum_fold, ft_csum_ok, ft_csum_pseudo4, ft_csum_pseudo6,
-                                 ft_load_be16, ft_load_be32, ft_store_be16, ft_store_be32)
+                                 ft_load_be16, ft_load_be32, ft_store_be16, ft_store_be32, ft_htonl, ft_htons)
 
 # Parse a whole IP packet (IPv4 or IPv6, extension headers walked) carrying TCP.
 # On FT_ERR_TRUNCATED and FT_ERR_FRAGMENT the header fields are still filled when the
@@ -40,6 +40,19 @@ cdef int ft_encode_options(const tcp_opts_t *o, uint8_t *out, size_t cap) noexce
 
 # ---- helpers shared by the general code in wire.pyx and the inline paths below ----
 
+cdef extern from *:
+    """
+    /* the first 8 bytes of a zero-padded IPv4 address field as one native word */
+    static inline unsigned long long ft_addr4_word(unsigned int a4) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        return (unsigned long long)a4 << 32;
+    #else
+        return a4;
+    #endif
+    }
+    """
+    uint64_t ft_addr4_word(uint32_t a4) nogil
+
 cdef inline void ft_tcp_fixed_fields(const uint8_t *t, pkt_t *p) noexcept nogil:
     """The fixed 20-byte TCP header's fields (t points at it; the caller checked it is there)."""
     p.src_port = ft_load_be16(t)
@@ -55,9 +68,9 @@ cdef inline void ft_tcp_fixed_fields(const uint8_t *t, pkt_t *p) noexcept nogil:
 cdef inline void ft_put_timestamp_option(uint8_t *out, uint8_t lead0, uint8_t lead1,
                                          uint32_t tsval, uint32_t tsecr) noexcept nogil:
     """Two lead bytes (NOP NOP, or SACK-permitted) and the 10-byte timestamp option: the
-    12-byte word-aligned layout Linux sends."""
-    out[0] = lead0; out[1] = lead1
-    out[2] = TCPOPT_TIMESTAMP; out[3] = 10
+    12-byte word-aligned layout Linux sends. Written as three 32-bit stores, the width
+    the segment builder reads them back with (store forwarding)."""
+    ft_store_be32(out, (<uint32_t>lead0 << 24) | (<uint32_t>lead1 << 16) | (TCPOPT_TIMESTAMP << 8) | 10)
     ft_store_be32(out + 4, tsval)
     ft_store_be32(out + 8, tsecr)
 
@@ -75,10 +88,41 @@ cdef inline int ft_encode_options_inline(const tcp_opts_t *o, uint8_t *out, size
 
 # ---- the common case, inline in every module that parses per packet ----
 
-cdef inline bint _nop_nop_timestamp(const uint8_t *o) noexcept nogil:
-    # NOP NOP TS(10): the option area of nearly every Linux, BSD and Windows segment
-    # after the handshake
-    return o[0] == TCPOPT_NOP and o[1] == TCPOPT_NOP and o[2] == TCPOPT_TIMESTAMP and o[3] == 10
+cdef inline bint _linux_layout(const uint8_t *opt, size_t n, tcp_opts_t *o) noexcept nogil:
+    # The word-aligned layouts ft_encode_options writes, as Linux does (and BSD and
+    # Windows after the handshake): [MSS] [SACK-permitted + TS | NOP NOP TS | NOP NOP
+    # SACK-permitted] [NOP WS], nothing else -- NOP NOP TS alone is nearly every segment
+    # after the handshake, MSS SACKOK+TS NOP WS nearly every SYN. Decoded a word at a
+    # time into `o` (zeroed by the caller), exactly as ft_parse_options would decode
+    # them; False (o possibly partly written) for any other layout, which then goes to
+    # ft_parse_options.
+    cdef size_t i = 0
+    cdef uint32_t w = ft_load_be32(opt)          # n >= 4: a TCP header grows in words
+    if (w >> 16) == 0x0204:
+        o.mss = <uint16_t>w
+        o.present = OPT_HAS_MSS
+        i = 4
+        if i == n:
+            return True
+        w = ft_load_be32(opt + i)
+    if w == 0x0101080a or w == 0x0402080a:
+        if i + 12 > n:
+            return False
+        o.present |= OPT_HAS_TIMESTAMP | (OPT_HAS_SACK_PERM if w == 0x0402080a else 0)
+        o.tsval = ft_load_be32(opt + i + 4)
+        o.tsecr = ft_load_be32(opt + i + 8)
+        i += 12
+    elif w == 0x01010402:
+        o.present |= OPT_HAS_SACK_PERM
+        i += 4
+    if i == n:
+        return True
+    w = ft_load_be32(opt + i)
+    if (w >> 8) == 0x010303 and i + 4 == n:
+        o.wscale = <uint8_t>w
+        o.present |= OPT_HAS_WSCALE
+        return True
+    return False
 
 
 cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, parse_err_t *err,
@@ -92,7 +136,8 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
     # results on valid and damaged packets.
     cdef size_t tot, ipl, hl, tcp_len
     cdef const uint8_t *t
-    cdef uint64_t s
+    cdef uint64_t s, w
+    cdef uint32_t a4, b4
     if length >= 40 and b[0] == 0x45:
         tot = ft_load_be16(b + 2)
         if tot < 40 or tot > length or b[9] != 6 or (ft_load_be16(b + 6) & 0x3fff):
@@ -120,20 +165,28 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
         if not ft_csum_ok(s):
             return FT_PARSE_SLOW
     memset(p, 0, sizeof(pkt_t))
-    if hl > 20:
-        if hl == 32 and _nop_nop_timestamp(t + 20):
-            p.opts.present = OPT_HAS_TIMESTAMP
-            p.opts.tsval = ft_load_be32(t + 24)
-            p.opts.tsecr = ft_load_be32(t + 28)
-        elif ft_parse_options(t + 20, hl - 20, &p.opts, err, <uint32_t>(ipl + 20)) != FT_OK:
+    if hl > 20 and not _linux_layout(t + 20, hl - 20, &p.opts):
+        memset(&p.opts, 0, sizeof(tcp_opts_t))
+        if ft_parse_options(t + 20, hl - 20, &p.opts, err, <uint32_t>(ipl + 20)) != FT_OK:
             return FT_PARSE_SLOW
     if ipl == 20:
         p.version = 4
         p.ttl = b[8]
         p.ip_id = ft_load_be16(b + 4)
-        memcpy(p.src, b + 12, 4)
-        memcpy(p.dst, b + 16, 4)
-        memcpy(p.csum_dst, b + 16, 4)
+        # each address as two whole 8-byte words (zero padded), the width its readers
+        # load it with: a load that spans a 4-byte store and the memset above cannot
+        # be forwarded from the store buffer and stalls
+        memcpy(&a4, b + 12, 4)
+        memcpy(&b4, b + 16, 4)
+        w = ft_addr4_word(a4)
+        memcpy(p.src, &w, 8)
+        w = ft_addr4_word(b4)
+        memcpy(p.dst, &w, 8)
+        memcpy(p.csum_dst, &w, 8)
+        w = 0
+        memcpy(p.src + 8, &w, 8)
+        memcpy(p.dst + 8, &w, 8)
+        memcpy(p.csum_dst + 8, &w, 8)
         p.ip_csum_state = 1 if verify else 0
     else:
         p.version = 6
@@ -189,47 +242,65 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
                                        uint16_t flags, uint16_t window, uint16_t urgent,
                                        const uint8_t *opts, size_t optlen,
                                        const uint8_t *payload, size_t payload_len) noexcept nogil:
+    # Both checksums are summed from the values as they are written, one 32-bit word at
+    # a time, never by reading the fresh header back: a wide load over bytes just stored
+    # by narrower stores cannot be forwarded from the store buffer and stalls until they
+    # reach the cache (that stall, three times a handshake, was a quarter of the
+    # endpoint's time). A word is summed as its native-order load would read it
+    # (ft_htonl of the big-endian value), so the sum matches ft_csum_partial's.
     cdef size_t iphl = 20 if version == 4 else 40
     cdef size_t thl = 20 + optlen
     cdef size_t total = iphl + thl + payload_len
+    cdef size_t i
     cdef uint8_t *t
-    cdef uint16_t c
+    cdef uint32_t w, a4, b4
+    cdef uint64_t s
     if optlen > TCP_MAX_OPT_BYTES or optlen % 4 != 0 or total > cap:
         return -1
     if (version == 4 and total > 0xffff) or (version == 6 and total - 40 > 0xffff):
         return -1
     if version == 4:
-        out[0] = 0x45
-        out[1] = 0
-        ft_store_be16(out + 2, <uint16_t>total)
-        out[4] = 0; out[5] = 0                 # ID 0 with DF, as Linux does (RFC 6864)
-        out[6] = 0x40; out[7] = 0
-        out[8] = ttl
-        out[9] = 6
-        out[10] = 0; out[11] = 0
-        memcpy(out + 12, src, 4)
-        memcpy(out + 16, dst, 4)
-        c = <uint16_t>~ft_csum_fold(ft_csum_partial(out, 20, 0))
-        memcpy(out + 10, &c, 2)
+        memcpy(&a4, src, 4)
+        memcpy(&b4, dst, 4)
+        # ID 0 with DF, as Linux does (RFC 6864)
+        s = (<uint64_t>ft_htonl(0x45000000u | <uint32_t>total) + ft_htonl(0x00004000u)
+             + ft_htonl((<uint32_t>ttl << 24) | (6u << 16)) + a4 + b4)
+        ft_store_be32(out, 0x45000000u | <uint32_t>total)
+        ft_store_be32(out + 4, 0x00004000u)
+        ft_store_be32(out + 8, (<uint32_t>ttl << 24) | (6u << 16) | ft_htons(<uint16_t>~ft_csum_fold(s)))
+        memcpy(out + 12, &a4, 4)
+        memcpy(out + 16, &b4, 4)
+        s = ft_csum_pseudo4(src, dst, <uint32_t>(thl + payload_len), 6)
     else:
-        out[0] = 0x60; out[1] = 0; out[2] = 0; out[3] = 0
-        ft_store_be16(out + 4, <uint16_t>(thl + payload_len))
-        out[6] = 6
-        out[7] = ttl
+        ft_store_be32(out, 0x60000000u)
+        ft_store_be32(out + 4, (<uint32_t>(thl + payload_len) << 16) | (6u << 8) | ttl)
         memcpy(out + 8, src, 16)
         memcpy(out + 24, dst, 16)
+        s = ft_csum_pseudo6(src, dst, <uint32_t>(thl + payload_len), 6)
+    # the pseudo-header partial can be any 64-bit value (IPv6 addresses are summed as
+    # 64-bit words): fold it to 33 bits so the plain adds below cannot carry out
+    # (2^32 = 1 modulo 0xffff, so the fold keeps the sum)
+    s = (s & 0xffffffffu) + (s >> 32)
     t = out + iphl
-    ft_store_be16(t, src_port)
-    ft_store_be16(t + 2, dst_port)
+    w = (<uint32_t>src_port << 16) | dst_port
+    ft_store_be32(t, w)
+    s += ft_htonl(w)
     ft_store_be32(t + 4, seq)
+    s += ft_htonl(seq)
     ft_store_be32(t + 8, ack)
-    t[12] = <uint8_t>(((thl // 4) << 4) | ((flags >> 8) & 1))
-    t[13] = <uint8_t>(flags & 0xff)
-    ft_store_be16(t + 14, window)
-    ft_store_be16(t + 18, urgent)
-    if optlen:
-        memcpy(t + 20, opts, optlen)
+    s += ft_htonl(ack)
+    w = ((<uint32_t>(((thl // 4) << 4) | ((flags >> 8) & 1))) << 24) | ((<uint32_t>flags & 0xff) << 16) | window
+    ft_store_be32(t + 12, w)
+    s += ft_htonl(w)
+    i = 0
+    while i < optlen:                 # word by word: the options usually were just encoded
+        memcpy(&w, opts + i, 4)
+        memcpy(t + 20 + i, &w, 4)
+        s += w
+        i += 4
+    s += ft_htonl(<uint32_t>urgent)
     if payload_len:
         memcpy(t + thl, payload, payload_len)
-    ft_tcp_fill_checksum(t, thl + payload_len, version, src, dst)
+        s = ft_csum_partial(payload, payload_len, s)      # the source, not the fresh copy
+    ft_store_be32(t + 16, (<uint32_t>ft_htons(<uint16_t>~ft_csum_fold(s)) << 16) | urgent)
     return <Py_ssize_t>total

@@ -112,9 +112,10 @@ cdef int ft_encode_options(const tcp_opts_t *o, uint8_t *out, size_t cap) noexce
         need += 4 + 8 * o.sack_count
     if need > cap:
         return -1
+    # every option word is one 32-bit store: the segment builder reads the area back a
+    # word at a time, and a word assembled from byte stores cannot be store-forwarded
     if o.present & OPT_HAS_MSS:
-        out[0] = TCPOPT_MSS; out[1] = 4
-        ft_store_be16(out + 2, o.mss)
+        ft_store_be32(out, (TCPOPT_MSS << 24) | (4 << 16) | <uint32_t>o.mss)
         n = 4
     if ts:
         if sp:
@@ -123,15 +124,14 @@ cdef int ft_encode_options(const tcp_opts_t *o, uint8_t *out, size_t cap) noexce
             ft_put_timestamp_option(out + n, TCPOPT_NOP, TCPOPT_NOP, o.tsval, o.tsecr)
         n += 12
     elif sp:
-        out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_NOP
-        out[n + 2] = TCPOPT_SACK_PERM; out[n + 3] = 2
+        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK_PERM << 8) | 2)
         n += 4
     if o.present & OPT_HAS_WSCALE:
-        out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_WSCALE; out[n + 2] = 3; out[n + 3] = o.wscale
+        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_WSCALE << 16) | (3 << 8) | <uint32_t>o.wscale)
         n += 4
     if (o.present & OPT_HAS_SACK) and o.sack_count:
-        out[n] = TCPOPT_NOP; out[n + 1] = TCPOPT_NOP
-        out[n + 2] = TCPOPT_SACK; out[n + 3] = <uint8_t>(2 + 8 * o.sack_count)
+        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK << 8)
+                      | <uint32_t>(2 + 8 * o.sack_count))
         n += 4
         for k in range(o.sack_count):
             ft_store_be32(out + n, o.sack_left[k])
