@@ -10,6 +10,8 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
+from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_record, ftx_insert_new, ftx_remove,
+                                     ftx_set_state, ftx_set_deadline)
 from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
@@ -351,11 +353,11 @@ cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
 cdef inline void _enter(ep_t *ep, uint32_t id, uint8_t state, uint8_t cause, uint64_t now) noexcept nogil:
     cdef uint8_t old = ep.tab.conns[id].state
     cdef uint64_t running = ep.tab.conns[id].deadline
-    ft_set_state(&ep.tab, id, state, now)
+    ftx_set_state(&ep.tab, id, state, now)
     if ep.tab.timeout[state] == 0 and running != 0:
         # a state without a timeout of its own (CLOSING, CLOSE-WAIT, ...) keeps the
         # retransmission timer that was running: what is outstanding still needs it
-        ft_set_deadline(&ep.tab, id, running)
+        ftx_set_deadline(&ep.tab, id, running)
     _event(ep, id, old, state, cause, 0, 0, now)
 
 
@@ -363,11 +365,11 @@ cdef inline void _close_record(ep_t *ep, uint32_t id, uint8_t final_state, uint8
     """The connection is gone (CLOSED, or back to LISTEN for a passive SYN-RECEIVED)."""
     cdef uint8_t old = ep.tab.conns[id].state
     _event(ep, id, old, final_state, cause, 0, 0, now)
-    ft_remove(&ep.tab, id)
+    ftx_remove(&ep.tab, id)
 
 
 cdef inline void _arm(ep_t *ep, uint32_t id, uint64_t deadline) noexcept nogil:
-    ft_set_deadline(&ep.tab, id, deadline)
+    ftx_set_deadline(&ep.tab, id, deadline)
 
 
 cdef void _accept_push(ep_t *ep, uint32_t id) noexcept nogil:
@@ -406,7 +408,7 @@ cdef int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now
     cdef int64_t id
     _make_room(ep, now)
     if h != 0:
-        id = ft_insert_new(&ep.tab, k, h, TCPS_SYN_RECEIVED, now, &evicted)
+        id = ftx_insert_new(&ep.tab, k, h, TCPS_SYN_RECEIVED, now, &evicted)
     else:
         id = ft_insert(&ep.tab, k, TCPS_SYN_RECEIVED, now, &evicted)
     cdef ft_conn_t *c
@@ -543,7 +545,7 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
         if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_FIN) and p.seq + p.payload_len + 1 == c.rcv_nxt:
             # the peer retransmitted its FIN: our last ACK was lost. Acknowledge it and
             # restart the 2 MSL timeout (RFC 9293 3.10.7.4, TIME-WAIT)
-            ft_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
+            ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
             _send_ack(ep, c, now)
             return -1
         _send_ack(ep, c, now)             # "send an acknowledgment ... drop the segment"
@@ -662,7 +664,7 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
             elif st == TCPS_FIN_WAIT_2:
                 _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
             elif st == TCPS_TIME_WAIT:
-                ft_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)   # restart 2 MSL
+                ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)   # restart 2 MSL
     if need_ack:
         _send_ack(ep, c, now)
     c.segs += 1
@@ -700,7 +702,7 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
 cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, const uint8_t *buf,
                    uint32_t base, uint64_t now) noexcept nogil:
     """Second half: find the connection and run the state's rules."""
-    cdef int64_t id = ft_lookup_fast(&ep.tab, k, h)
+    cdef int64_t id = ftx_lookup(&ep.tab, k, h)
     ep.last_conn = <uint32_t>id if id >= 0 else FT_NIL
     if id < 0:
         if _listening(ep, p.dst_port):
@@ -765,12 +767,12 @@ cdef void ep_process_batch(ep_t *ep, const uint8_t *buf, const int64_t *offs, co
         # packet i-4: its index slot has arrived; start loading its record
         j = i - _AHEAD // 2
         if 0 <= j < n and ring[j & (_AHEAD - 1)].rc < 0:
-            ft_prefetch_record(&ep.tab, ring[j & (_AHEAD - 1)].h)
+            ftx_prefetch_record(&ep.tab, ring[j & (_AHEAD - 1)].h)
         if i < n:
             s = &ring[i & (_AHEAD - 1)]
             s.rc = _parse_stage(ep, buf + offs[i], <size_t>lens[i], &s.p, &s.k, &s.h)
             if s.rc < 0:
-                ft_prefetch(&ep.tab, s.h)
+                ftx_prefetch(&ep.tab, s.h)
 
 
 # ---- user calls ----
@@ -793,17 +795,17 @@ cdef void ep_connect_batch(ep_t *ep, const ft_key_t *keys, Py_ssize_t n, uint64_
             out[i - _AHEAD] = _connect_hashed(ep, &keys[i - _AHEAD], hs[(i - _AHEAD) & (_AHEAD - 1)], now)
         if i < n:
             hs[i & (_AHEAD - 1)] = ft_hash_key(&ep.tab, &keys[i])
-            ft_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
+            ftx_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
 
 
 cdef int64_t _connect_hashed(ep_t *ep, const ft_key_t *k, uint64_t h, uint64_t now) noexcept nogil:
     cdef uint32_t evicted
     cdef int64_t id
     cdef ft_conn_t *c
-    if ft_lookup_fast(&ep.tab, k, h) >= 0:
+    if ftx_lookup(&ep.tab, k, h) >= 0:
         return FT_TABLE_EXISTS             # before making room: nothing is evicted for it
     _make_room(ep, now)
-    id = ft_insert_new(&ep.tab, k, h, TCPS_SYN_SENT, now, &evicted)
+    id = ftx_insert_new(&ep.tab, k, h, TCPS_SYN_SENT, now, &evicted)
     if id < 0:
         return id
     c = &ep.tab.conns[id]

@@ -1,12 +1,12 @@
 # cython: language_level=3
 """The table's per-packet helpers as inline functions: the keyed hash, key comparison
-and the home-slot lookup. In a .pxd so that every module that cimports them (the
+and the home slot (the operations themselves are in tableops.pxd). In a .pxd so that every module that cimports them (the
 table itself, the endpoint, the tracker) compiles them inline into its own hot loop
 instead of calling across modules -- the hash and the first probe are most of a
 lookup's cost."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
-from fasttcp._core.table cimport ft_table_t, ft_conn_t, ft_key_t, ft_lookup_hashed
+from fasttcp._core.table cimport ft_table_t, ft_conn_t, ft_key_t
 
 # bytes 1..3 of the first key word hold state/flags/retransmits in a record: not key
 cdef extern from *:
@@ -142,13 +142,3 @@ cdef inline bint ft_key_eq(const ft_conn_t *c, const ft_key_t *k) noexcept nogil
 cdef inline uint64_t ft_home(const ft_table_t *t, uint32_t h32) noexcept nogil:
     # Lemire's multiply-shift range reduction: h32 * nslots / 2^32, no division
     return (<uint64_t>h32 * t.nslots) >> 32
-
-
-cdef inline int64_t ft_lookup_fast(ft_table_t *t, const ft_key_t *key, uint64_t h) noexcept nogil:
-    """ft_lookup_hashed with its common case inline: the key in its home slot (below
-    60% load most keys are); anything else takes the full probe."""
-    cdef uint64_t e = t.index[ft_home(t, <uint32_t>(h >> 32))]
-    if e != 0 and <uint32_t>(e >> 32) == <uint32_t>(h >> 32) and ft_key_eq(&t.conns[<uint32_t>e - 1], key):
-        t.stats.hits += 1
-        return <uint32_t>e - 1
-    return ft_lookup_hashed(t, key, h)

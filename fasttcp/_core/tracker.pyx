@@ -16,7 +16,9 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip_inline
 from fasttcp._core.table cimport *
 from fasttcp._core.tracker cimport *
-from fasttcp._core.tablehash cimport ft_hash_words, ft_lookup_fast, ft_key_word0, ft_be64
+from fasttcp._core.tablehash cimport ft_hash_words, ft_key_word0, ft_be64
+from fasttcp._core.tableops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
+                                     ftx_set_deadline)
 
 import os
 
@@ -87,7 +89,7 @@ cdef void _expire(tr_t *tr, uint64_t now) noexcept nogil:
             id = tr.expired[i]
             due = tr.recs[id].touch_us + _timeout_of(tr, id)
             if due > now:
-                ft_set_deadline(&tr.tab, id, due)
+                ftx_set_deadline(&tr.tab, id, due)
             else:
                 tr.timed_out += 1
                 _finish(tr, id, END_TIMEOUT)
@@ -202,7 +204,7 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
     cdef bint swapped = s.swapped, bad_csum = s.bad_csum
     cdef trk_t *r
     uid = 0
-    id = ft_lookup_fast(&tr.tab, kp, h)
+    id = ftx_lookup(&tr.tab, kp, h)
     if id < 0:
         if not tr.cfg.loose and (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) \
                 != TCP_FLAG_SYN:

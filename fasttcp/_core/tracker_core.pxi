@@ -250,7 +250,7 @@ cdef void _finish(tr_t *tr, uint32_t id, uint8_t reason) noexcept nogil:
     if tr.ndone < tr.cap_done:
         _fill_row(tr, id, &tr.done[tr.ndone], reason)
         tr.ndone += 1
-    ft_remove(&tr.tab, id)
+    ftx_remove(&tr.tab, id)
 
 
 cdef inline uint64_t _timeout_of(const tr_t *tr, uint32_t id) noexcept nogil:
@@ -268,7 +268,7 @@ cdef inline uint64_t _timeout_of(const tr_t *tr, uint32_t id) noexcept nogil:
 
 cdef inline void _arm(tr_t *tr, uint32_t id, uint64_t touch) noexcept nogil:
     """(Re)arm the idle timer of the record's state from `touch` (its last refresh)."""
-    ft_set_deadline(&tr.tab, id, touch + _timeout_of(tr, id))
+    ftx_set_deadline(&tr.tab, id, touch + _timeout_of(tr, id))
 
 
 cdef inline void _rearm_if_sooner(tr_t *tr, uint32_t id, uint64_t touch) noexcept nogil:
@@ -277,12 +277,12 @@ cdef inline void _rearm_if_sooner(tr_t *tr, uint32_t id, uint64_t touch) noexcep
     cdef uint64_t due = touch + _timeout_of(tr, id)
     cdef uint64_t armed = tr.tab.conns[id].deadline
     if armed == 0 or due < armed:
-        ft_set_deadline(&tr.tab, id, due)
+        ftx_set_deadline(&tr.tab, id, due)
 
 
 cdef int64_t _create(tr_t *tr, const ft_key_t *k, uint64_t h, bint swapped, uint64_t now) noexcept nogil:
     cdef uint32_t evicted
-    cdef int64_t id = ft_insert_new(&tr.tab, k, h, TRK_NONE, now, &evicted)
+    cdef int64_t id = ftx_insert_new(&tr.tab, k, h, TRK_NONE, now, &evicted)
     cdef trk_t *r
     if id < 0:
         return id
@@ -504,7 +504,7 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
             r.last_class = K_ACK
             r.last_dir = 0
             r.touch_us = now
-            ft_set_state_only(&tr.tab, id, TRK_ESTABLISHED)
+            ftx_set_state_only(&tr.tab, id, TRK_ESTABLISHED)
             _rearm_if_sooner(tr, id, now)
             _event(tr, id, TRK_NONE, TRK_ESTABLISHED, zd, p.flags, pkt, now)
             return CT_OK
@@ -581,7 +581,7 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
     if not (cls == K_SYN and old == TRK_SYN_SENT and not (r.cflags & C_SEEN_REPLY)):
         r.touch_us = now
     if new != old:
-        ft_set_state_only(&tr.tab, id, new)
+        ftx_set_state_only(&tr.tab, id, new)
         _event(tr, id, old, new, zd, p.flags, pkt, now)
     # the timeout may also have shrunk without a state change (data left unacknowledged,
     # an in-window RST): a timer armed for later must come forward
