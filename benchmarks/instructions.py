@@ -98,6 +98,8 @@ def per_function(out: Path, c_file: Path) -> tuple[int, Counter]:
         if m:
             line_no = int(m.group(1))
             continue
+        if "events annotated" in line:
+            continue                  # callgrind_annotate's per-file summary, not a source line
         m = re.match(r"\s*([\d,]+|\.)\s", line)
         if m and line_no is not None and "=>" not in line:
             if m.group(1) != "." and line_no < len(func_at) and func_at[line_no]:
