@@ -10,12 +10,12 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
-from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_record, ftx_insert_new, ftx_remove,
-                                     ftx_set_state, ftx_set_deadline)
+from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_record, ftx_insert_new,
+                                     ftx_remove, ftx_set_state, ftx_set_deadline)
 from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
-                                  ft_lookup, ft_lookup_hashed, ft_prefetch, ft_prefetch_record, ft_insert, ft_insert_new, ft_remove, ft_set_state, ft_set_deadline,
+                                  ft_lookup, ft_insert, ft_set_deadline,
                                   ft_expire, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
                                   TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
                                   TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,

@@ -113,3 +113,6 @@ def build(
 
 def _parse_paths_agree(packet: _Buffer, *, verify_checksum: bool = True) -> tuple[bool, bool]:
     """Test hook: (fast path took the packet, fast and general parses agree)."""
+
+def _linux_layout_decodes(options: bytes) -> bool:
+    """Test hook: whether the fast parser's word-at-a-time option decoder takes `options`."""

@@ -14,7 +14,7 @@ from libc.string cimport memcpy, memcmp, memset
 from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport (ft_parse_ip, ft_parse_tcp, ft_parse_options, ft_encode_options,
                                  ft_build_packet, ft_tcp_fill_checksum,
-                                ft_parse_ip_fast, ft_parse_ip_general, FT_PARSE_SLOW)
+                                ft_parse_ip_fast, ft_parse_ip_general, FT_PARSE_SLOW, _linux_layout)
 from fasttcp._core.csum cimport ft_csum_partial, ft_csum_fold
 
 from fasttcp._addr import packed as _packed, to_ip as _to_ip
@@ -672,3 +672,14 @@ def _parse_paths_agree(packet, *, bint verify_checksum=True):
         return False, True
     return True, (ra == rb and ea.code == eb.code and ea.field == eb.field and ea.offset == eb.offset
                   and memcmp(&a, &b, sizeof(pkt_t)) == 0)
+
+
+def _linux_layout_decodes(options):
+    """Test hook: does the fast parser's word-at-a-time decoder take this options area
+    itself (True), or leave it to the general option parser (False)?"""
+    cdef bytes b = bytes(options)
+    cdef tcp_opts_t o
+    if len(b) == 0 or len(b) % 4 or len(b) > TCP_MAX_OPT_BYTES:
+        raise UsageError("an options area is 4 to 40 bytes, a multiple of 4")
+    memset(&o, 0, sizeof(o))
+    return bool(_linux_layout(<const uint8_t *><char *>b, len(b), &o))

@@ -1,9 +1,9 @@
 # cython: language_level=3
 """The table's per-packet helpers as inline functions: the keyed hash, key comparison
-and the home slot (the operations themselves are in tableops.pxd). In a .pxd so that every module that cimports them (the
-table itself, the endpoint, the tracker) compiles them inline into its own hot loop
-instead of calling across modules -- the hash and the first probe are most of a
-lookup's cost."""
+and the home slot (the operations themselves are in tableops.pxd). In a .pxd so that
+every module that cimports them (the table itself, the endpoint, the tracker) compiles
+them inline into its own hot loop instead of calling across modules -- the hash and the
+first probe are most of a lookup's cost."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy
 from fasttcp._core.table cimport ft_table_t, ft_conn_t, ft_key_t

@@ -5,7 +5,7 @@ table.pyx exports them as ft_* functions (table.pxd) for any module to call; the
 per-packet loops of the endpoint and the tracker cimport these ftx_* versions instead,
 so a lookup, insert, state change or timer re-arm compiles into the loop that does it:
 no call across modules, no argument spills, and constant states fold away. The
-exported ft_* functions are thin wrappers around these, so the code exists once.
+exported ft_* operations of the same name are thin wrappers around these.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memset
@@ -39,7 +39,8 @@ cdef inline uint64_t ftx_dib(const ft_table_t *t, uint64_t slot, uint64_t entry)
     return slot - home if slot >= home else slot + t.nslots - home
 
 
-cdef inline int64_t ftx_find(const ft_table_t *t, const ft_key_t *key, uint64_t h, uint64_t *slot_out) noexcept nogil:
+cdef inline int64_t ftx_find(const ft_table_t *t, const ft_key_t *key, uint64_t h,
+                             uint64_t *slot_out) noexcept nogil:
     cdef uint32_t h32 = <uint32_t>(h >> 32)
     cdef uint64_t i = ft_home(t, h32), d = 0, e
     while True:
@@ -262,8 +263,8 @@ cdef inline uint32_t ftx_victim(ft_table_t *t) noexcept nogil:
     return t.class_head[FT_CLASS_EMBRYONIC]
 
 
-cdef inline int64_t ftx_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t h, uint8_t state, uint64_t now,
-                                   uint32_t *evicted) noexcept nogil:
+cdef inline int64_t ftx_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t h, uint8_t state,
+                                   uint64_t now, uint32_t *evicted) noexcept nogil:
     """ft_insert for a key the caller just looked up and did not find (h = its hash):
     no second hash, no second probe."""
     cdef uint32_t id

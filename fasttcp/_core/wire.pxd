@@ -89,9 +89,9 @@ cdef inline int ft_encode_options_inline(const tcp_opts_t *o, uint8_t *out, size
 # ---- the common case, inline in every module that parses per packet ----
 
 cdef inline bint _linux_layout(const uint8_t *opt, size_t n, tcp_opts_t *o) noexcept nogil:
-    # The word-aligned layouts ft_encode_options writes, as Linux does (and BSD and
-    # Windows after the handshake): [MSS] [SACK-permitted + TS | NOP NOP TS | NOP NOP
-    # SACK-permitted] [NOP WS], nothing else -- NOP NOP TS alone is nearly every segment
+    # The word-aligned layouts ft_encode_options writes without SACK blocks, as Linux
+    # does (and BSD and Windows after the handshake): [MSS] [SACK-permitted + TS | NOP
+    # NOP TS | NOP NOP SACK-permitted] [NOP WS], nothing else -- NOP NOP TS alone is nearly every segment
     # after the handshake, MSS SACKOK+TS NOP WS nearly every SYN. Decoded a word at a
     # time into `o` (zeroed by the caller), exactly as ft_parse_options would decode
     # them; False (o possibly partly written) for any other layout, which then goes to
@@ -217,11 +217,8 @@ cdef inline int ft_parse_ip_inline(const uint8_t *buf, size_t length, pkt_t *p, 
 
 # ---- building, inline for the endpoint's per-segment path ----
 
-# Write a complete IPv4 (version 4, 4-byte addresses) or IPv6 packet into out.
-# `opts` must already be padded to a multiple of 4 (<= 40 bytes). Fills both
-# checksums. Returns total length, or -1 if out is too small / lengths overflow.
-# (ft_tcp_fill_checksum: the TCP checksum of a segment, recomputed in place from the
-# pseudo-header inputs.)
+# ft_tcp_fill_checksum: the TCP checksum of a segment, recomputed in place from the
+# pseudo-header inputs (Segment.to_bytes refreshes checksums with it).
 cdef inline void ft_tcp_fill_checksum(uint8_t *tcp, size_t tcp_len, int version,
                                       const uint8_t *src, const uint8_t *dst) noexcept nogil:
     cdef uint64_t s
@@ -236,6 +233,9 @@ cdef inline void ft_tcp_fill_checksum(uint8_t *tcp, size_t tcp_len, int version,
     memcpy(tcp + 16, &c, 2)          # host-order sum stored as-is is the wire value
 
 
+# Write a complete IPv4 (version 4, 4-byte addresses) or IPv6 packet into out.
+# `opts` must already be padded to a multiple of 4 (<= 40 bytes). Fills both
+# checksums. Returns total length, or -1 if out is too small / lengths overflow.
 cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
                                        const uint8_t *src, const uint8_t *dst, uint8_t ttl,
                                        uint16_t src_port, uint16_t dst_port, uint32_t seq, uint32_t ack,
@@ -289,7 +289,8 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
     s += ft_htonl(seq)
     ft_store_be32(t + 8, ack)
     s += ft_htonl(ack)
-    w = ((<uint32_t>(((thl // 4) << 4) | ((flags >> 8) & 1))) << 24) | ((<uint32_t>flags & 0xff) << 16) | window
+    w = ((<uint32_t>(((thl // 4) << 4) | ((flags >> 8) & 1))) << 24) | ((<uint32_t>flags & 0xff) << 16) \
+        | window
     ft_store_be32(t + 12, w)
     s += ft_htonl(w)
     i = 0

@@ -377,5 +377,5 @@ cdef int ft_parse_ip_general(const uint8_t *buf, size_t length, pkt_t *p, parse_
 
 # ---- building ----
 
-# ft_tcp_fill_checksum and ft_build_packet are inline in wire.pxd (the endpoint's
-# per-segment path compiles them into its own loop).
+# ft_build_packet and ft_tcp_fill_checksum are inline in wire.pxd (the endpoint's
+# per-segment path compiles ft_build_packet into its own loop).
