@@ -76,14 +76,53 @@ cdef inline void ft_put_timestamp_option(uint8_t *out, uint8_t lead0, uint8_t le
 
 
 cdef inline int ft_encode_options_inline(const tcp_opts_t *o, uint8_t *out, size_t cap) noexcept nogil:
-    """ft_encode_options with the two layouts of nearly every segment after the handshake
-    -- none, or timestamps alone -- compiled into the caller's loop."""
-    if o.present == 0:
-        return 0
-    if o.present == OPT_HAS_TIMESTAMP and cap >= 12:
-        ft_put_timestamp_option(out, TCPOPT_NOP, TCPOPT_NOP, o.tsval, o.tsecr)
-        return 12
-    return ft_encode_options(o, out, cap)
+    """ft_encode_options compiled into the caller (the endpoint writes options on every
+    segment it builds)."""
+    # Linux's SYN layout (tcp_options_write): MSS, SACK_PERM+TS (or NOP NOP TS),
+    # NOP WS, then SACK blocks after NOP NOP -- every 4-byte field word-aligned.
+    cdef size_t n = 0, need = 0, k
+    cdef bint ts = (o.present & OPT_HAS_TIMESTAMP) != 0
+    cdef bint sp = (o.present & OPT_HAS_SACK_PERM) != 0
+    if o.present & OPT_HAS_MSS:
+        need += 4
+    if ts:
+        need += 12
+    elif sp:
+        need += 4
+    if o.present & OPT_HAS_WSCALE:
+        need += 4
+    if (o.present & OPT_HAS_SACK) and o.sack_count:
+        if o.sack_count > TCP_MAX_SACK_BLOCKS:
+            return -1
+        need += 4 + 8 * o.sack_count
+    if need > cap:
+        return -1
+    # every option word is one 32-bit store: the segment builder reads the area back a
+    # word at a time, and a word assembled from byte stores cannot be store-forwarded
+    if o.present & OPT_HAS_MSS:
+        ft_store_be32(out, (TCPOPT_MSS << 24) | (4 << 16) | <uint32_t>o.mss)
+        n = 4
+    if ts:
+        if sp:
+            ft_put_timestamp_option(out + n, TCPOPT_SACK_PERM, 2, o.tsval, o.tsecr)
+        else:
+            ft_put_timestamp_option(out + n, TCPOPT_NOP, TCPOPT_NOP, o.tsval, o.tsecr)
+        n += 12
+    elif sp:
+        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK_PERM << 8) | 2)
+        n += 4
+    if o.present & OPT_HAS_WSCALE:
+        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_WSCALE << 16) | (3 << 8) | <uint32_t>o.wscale)
+        n += 4
+    if (o.present & OPT_HAS_SACK) and o.sack_count:
+        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK << 8)
+                      | <uint32_t>(2 + 8 * o.sack_count))
+        n += 4
+        for k in range(o.sack_count):
+            ft_store_be32(out + n, o.sack_left[k])
+            ft_store_be32(out + n + 4, o.sack_right[k])
+            n += 8
+    return <int>n
 
 
 # ---- the common case, inline in every module that parses per packet ----
