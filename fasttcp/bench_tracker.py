@@ -118,9 +118,13 @@ def _median(xs: list[float]) -> tuple[float, float]:
 @dataclass
 class TrackerReport:
     figures: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)      # e.g. a peer that is not installed
 
     def as_dict(self) -> dict:
-        return dict(self.figures)
+        out = dict(self.figures)
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
 
 
 def _cached_capture(cfg: TrackerBenchConfig, packets: int, concurrent: int) -> Path:
@@ -269,10 +273,17 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
             if ts is not None:
                 rep.figures["tshark_pps"] = round(ts[0] / ts[1])
                 rep.figures["feed_batch_vs_tshark"] = round(rep.figures["tracker_feed_batch_pps"] / (ts[0] / ts[1]), 1)
+            else:
+                rep.notes.append("tshark not found: no tshark peer (Debian: apt-get install tshark)")
             say("tracker: dpkt peer")
-            dp = dpkt_tracker(prefix)
-            rep.figures["dpkt_dict_pps"] = round(dp[0] / dp[1])
-            rep.figures["feed_batch_vs_dpkt"] = round(rep.figures["tracker_feed_batch_pps"] / (dp[0] / dp[1]), 1)
+            try:
+                dp = dpkt_tracker(prefix)
+            except ImportError:
+                # the peers are test extras: `pip install fasttcp && fasttcp bench` runs without them
+                rep.notes.append("dpkt not installed: no dpkt tracker peer (pip install 'fasttcp[test]')")
+            else:
+                rep.figures["dpkt_dict_pps"] = round(dp[0] / dp[1])
+                rep.figures["feed_batch_vs_dpkt"] = round(rep.figures["tracker_feed_batch_pps"] / (dp[0] / dp[1]), 1)
     return rep
 
 
@@ -290,4 +301,5 @@ def format_tracker_report(rep: TrackerReport) -> str:
     if "dpkt_dict_pps" in f:
         lines.append(f"  peer dpkt + dict tracker: {f['dpkt_dict_pps'] / 1e3:.0f}k packets/s -> feed_batch is "
                      f"{f['feed_batch_vs_dpkt']}x")
+    lines += [f"note: {n}" for n in rep.notes]
     return "\n".join(lines)

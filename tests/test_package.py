@@ -1,5 +1,6 @@
 """The installed package is the compiled one, and its Python and C views agree."""
 import importlib.machinery
+import os
 import subprocess
 import sys
 
@@ -117,6 +118,31 @@ def test_cli_bench_json_reports_figures_and_peers():
     assert report["peers"]["kernel_loopback_connections_per_s"] > 0
     assert report["peers"]["dpkt_parse_pps"] > 0
     assert report["ratios"]["handshakes_vs_dpkt_handshakes"] > 1
+
+
+def test_cli_bench_runs_without_the_test_extras_and_says_which_peers_are_missing(tmp_path):
+    # `pip install . && fasttcp bench` (README's first command) has neither dpkt, scapy
+    # nor tshark: modules that fail to import stand in for the missing packages, and
+    # PATH holds no tshark
+    import json
+
+    for name in ("dpkt", "scapy"):
+        (tmp_path / f"{name}.py").write_text("raise ImportError('not installed in this test')\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               PATH=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "fasttcp", "bench", "--quick", "--json", "--flows", "2000",
+                          "--many-open", "3000", "--single", "500", "--tracker-packets", "24000",
+                          "--analyze-bytes", "0"],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert report["handshakes_per_s"] > 0 and report["tracker"]["tracker_feed_batch_pps"] > 0
+    assert "dpkt_handshakes_per_s" not in report["peers"] and "dpkt_dict_pps" not in report["tracker"]
+    assert "tshark_pps" not in report["tracker"]
+    notes = report["notes"] + report["tracker"]["notes"]
+    for missing in ("dpkt not installed: no dpkt peer", "scapy not installed", "dpkt not installed: no dpkt tracker",
+                    "tshark not found"):
+        assert any(n.startswith(missing) for n in notes), (missing, notes)
 
 
 def test_cli_bench_rejects_bad_arguments():
