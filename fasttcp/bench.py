@@ -56,8 +56,9 @@ def _pair(capacity: int) -> tuple[Endpoint, Endpoint]:
     return client, server
 
 
-def _handshakes(client: Endpoint, server: Endpoint, keys: np.ndarray, now: float) -> np.ndarray:
-    """SYN -> SYN-ACK -> ACK for every key; returns the server's record ids."""
+def _handshakes(client: Endpoint, server: Endpoint, keys: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+    """SYN -> SYN-ACK -> ACK for every key; returns the client's and the server's record
+    ids (raises if any handshake did not complete)."""
     ids = client.connect_batch(keys, now)
     pipe(client, server, now)          # SYNs
     pipe(server, client, now)          # SYN-ACKs
@@ -86,6 +87,24 @@ def _close_all(client: Endpoint, server: Endpoint, cids, sids, now: float, msl: 
         raise RuntimeError(f"{len(client)} + {len(server)} connections left after the close")
 
 
+def _rounds(client: Endpoint, server: Endpoint, keys: np.ndarray, rounds: int, now: float, msl: float):
+    """Open and close every key `rounds` times after one warm-up round (it brings the
+    memory in). Returns the handshakes/s and lifecycles/s of each measured round, and
+    the clock after the last one."""
+    hs, life = [], []
+    for rnd in range(rounds + 1):
+        t0 = time.perf_counter()
+        cids, sids = _handshakes(client, server, keys, now)
+        t1 = time.perf_counter()
+        _close_all(client, server, cids, sids, now, msl)
+        t2 = time.perf_counter()
+        now += 2 * msl + 1
+        if rnd:
+            hs.append(len(keys) / (t1 - t0))
+            life.append(len(keys) / (t2 - t0))
+    return hs, life, now
+
+
 def _median(values):
     med = statistics.median(values)
     return med, (max(values) - min(values)) / med if med else 0.0
@@ -101,19 +120,7 @@ def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, sin
 
     say(f"batch: {n:,} handshakes x {cfg.repeat} rounds")
     client, server = _pair(n)
-    keys = flow_keys(n)
-    hs, life = [], []
-    now = 0.0
-    for rnd in range(cfg.repeat + 1):            # round 0 warms the memory up
-        t0 = time.perf_counter()
-        cids, sids = _handshakes(client, server, keys, now)
-        t1 = time.perf_counter()
-        _close_all(client, server, cids, sids, now, msl)
-        t2 = time.perf_counter()
-        now += 2 * msl + 1
-        if rnd:
-            hs.append(n / (t1 - t0))
-            life.append(n / (t2 - t0))
+    hs, life, now = _rounds(client, server, flow_keys(n), cfg.repeat, 0.0, msl)
     v, s = _median(hs)
     rep.figures["handshakes_per_s"] = Figure("handshakes_per_s", v, "handshakes/s", s)
     v, s = _median(life)
@@ -127,17 +134,8 @@ def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, sin
     small = min(n, CACHE_RESIDENT_FLOWS)
     say(f"batch, cache-resident table: {small:,} handshakes x {4 * cfg.repeat} rounds")
     client, server = _pair(small)
-    keys = flow_keys(small)
-    rates = []
-    for rnd in range(4 * cfg.repeat + 1):
-        t0 = time.perf_counter()
-        cids, sids = _handshakes(client, server, keys, now)
-        t1 = time.perf_counter()
-        _close_all(client, server, cids, sids, now, msl)
-        now += 2 * msl + 1
-        if rnd:
-            rates.append(small / (t1 - t0))
-    v, s = _median(rates)
+    hs, _, now = _rounds(client, server, flow_keys(small), 4 * cfg.repeat, now, msl)
+    v, s = _median(hs)
     rep.figures["handshakes_per_s_cache_resident"] = Figure("handshakes_per_s_cache_resident", v, "handshakes/s", s)
     rep.notes.append(f"cache-resident: {small:,} flows per round, median of {4 * cfg.repeat} rounds")
     del client, server
@@ -310,8 +308,8 @@ def format_report(rep: Report) -> str:
     cfg = rep.config
     lines = [f"fasttcp bench: {cfg.flows:,} flows per round, median of {cfg.repeat} rounds after a warm-up "
              f"(spread = (max-min)/median), pid {os.getpid()}"]
-    for name in ("handshakes_per_s", "handshakes_per_s_cache_resident", "lifecycles_per_s", "handshakes_per_s_many_open",
-                 "handshakes_per_s_python_api", "bytes_per_connection"):
+    for name in ("handshakes_per_s", "handshakes_per_s_cache_resident", "lifecycles_per_s",
+                 "handshakes_per_s_many_open", "handshakes_per_s_python_api", "bytes_per_connection"):
         f = rep.figures.get(name)
         if f is None:
             continue

@@ -683,19 +683,13 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
     if not _is_local(ep, p.dst, p.version):
         ep.drops[DROP_NOT_LOCAL] += 1
         return DROP_NOT_LOCAL
-    # the key built and hashed as five words in registers and stored word by word (byte
-    # stores reloaded as words would stall store forwarding)
-    cdef uint64_t w0 = ft_key_word0(p.version, p.dst_port, p.src_port), a0, a1, b0, b1
+    # the key built and hashed as five words in registers
+    cdef uint64_t a0, a1, b0, b1
     memcpy(&a0, p.dst, 8)
     memcpy(&a1, p.dst + 8, 8)
     memcpy(&b0, p.src, 8)
     memcpy(&b1, p.src + 8, 8)
-    memcpy(<char *>k, &w0, 8)
-    memcpy((<char *>k) + 8, &a0, 8)
-    memcpy((<char *>k) + 16, &a1, 8)
-    memcpy((<char *>k) + 24, &b0, 8)
-    memcpy((<char *>k) + 32, &b1, 8)
-    h[0] = ft_hash_words(&ep.tab, w0, a0, a1, b0, b1)
+    h[0] = ft_key_store_hash(&ep.tab, k, ft_key_word0(p.version, p.dst_port, p.src_port), a0, a1, b0, b1)
     return -1
 
 

@@ -124,13 +124,7 @@ cdef void ft_table_set_classes(ft_table_t *t, const uint8_t *classes, int n) noe
 # ---- operations ----
 
 cdef int64_t ft_lookup(ft_table_t *t, const ft_key_t *key) noexcept nogil:
-    cdef uint64_t slot
-    cdef int64_t id = _find(t, key, _hash(t, key), &slot)
-    if id >= 0:
-        t.stats.hits += 1
-    else:
-        t.stats.misses += 1
-    return id
+    return ftx_lookup_hashed(t, key, _hash(t, key))
 
 
 cdef int64_t ft_lookup_hashed(ft_table_t *t, const ft_key_t *key, uint64_t h) noexcept nogil:

@@ -119,6 +119,18 @@ cdef inline uint64_t ft_hash_words(const ft_table_t *t, uint64_t w0, uint64_t w1
     return ft_hash_words5(t, w0, w1, w2, w3, w4)
 
 
+cdef inline uint64_t ft_key_store_hash(const ft_table_t *t, ft_key_t *k, uint64_t w0, uint64_t w1,
+                                       uint64_t w2, uint64_t w3, uint64_t w4) noexcept nogil:
+    """Store a key built in registers word by word (the width it is read back with:
+    byte stores reloaded as words would stall store forwarding) and return its hash."""
+    memcpy(<char *>k, &w0, 8)
+    memcpy((<char *>k) + 8, &w1, 8)
+    memcpy((<char *>k) + 16, &w2, 8)
+    memcpy((<char *>k) + 24, &w3, 8)
+    memcpy((<char *>k) + 32, &w4, 8)
+    return ft_hash_words(t, w0, w1, w2, w3, w4)
+
+
 cdef inline uint64_t ft_hash_words5(const ft_table_t *t, uint64_t w0, uint64_t w1, uint64_t w2,
                                     uint64_t w3, uint64_t w4) noexcept nogil:
     """NH over all five key words, whatever the family (the endpoint's RFC 6528 ISN

@@ -222,17 +222,20 @@ cdef inline void ftx_remove_hashed(ft_table_t *t, uint32_t id, uint64_t h) noexc
     t.stats.removals += 1
 
 
-cdef inline void ftx_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64_t now) noexcept nogil:
-    """Enter `state`: move between eviction classes (a TIME-WAIT re-entry goes to the
-    back: it is young again) and arm the state's timeout (none if it is 0)."""
-    # The class move is written out here and in ftx_set_state_only rather than shared:
-    # with one calling the other gcc stops inlining the table operations into the
-    # endpoint's loop (+176 instructions per connection, benchmarks/instructions.py).
-    cdef ft_conn_t *c = &t.conns[id]
-    cdef int old_cls = ftx_class_of(t, c.state), new_cls = ftx_class_of(t, state)
+cdef inline void ftx_class_move(ft_table_t *t, uint32_t id, uint8_t old, uint8_t state) noexcept nogil:
+    """Move a record leaving state `old` for `state` between eviction classes (a
+    TIME-WAIT re-entry goes to the back: it is young again)."""
+    cdef int old_cls = ftx_class_of(t, old), new_cls = ftx_class_of(t, state)
     if old_cls != new_cls or new_cls == FT_CLASS_TIME_WAIT:
         ftx_class_unlink(t, id, old_cls)
         ftx_class_append(t, id, new_cls)
+
+
+cdef inline void ftx_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64_t now) noexcept nogil:
+    """Enter `state`: move between eviction classes and arm the state's timeout (none if
+    it is 0)."""
+    cdef ft_conn_t *c = &t.conns[id]
+    ftx_class_move(t, id, c.state, state)
     c.state = state
     ftx_wheel_unlink(t, id)
     if t.timeout[state]:
@@ -241,12 +244,8 @@ cdef inline void ftx_set_state(ft_table_t *t, uint32_t id, uint8_t state, uint64
 
 cdef inline void ftx_set_state_only(ft_table_t *t, uint32_t id, uint8_t state) noexcept nogil:
     """ftx_set_state without the timer (for owners that re-arm lazily, like the tracker)."""
-    cdef ft_conn_t *c = &t.conns[id]
-    cdef int old_cls = ftx_class_of(t, c.state), new_cls = ftx_class_of(t, state)
-    if old_cls != new_cls or new_cls == FT_CLASS_TIME_WAIT:
-        ftx_class_unlink(t, id, old_cls)
-        ftx_class_append(t, id, new_cls)
-    c.state = state
+    ftx_class_move(t, id, t.conns[id].state, state)
+    t.conns[id].state = state
 
 
 cdef inline void ftx_set_deadline(ft_table_t *t, uint32_t id, uint64_t deadline) noexcept nogil:

@@ -16,9 +16,9 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip_inline
 from fasttcp._core.table cimport *
 from fasttcp._core.tracker cimport *
-from fasttcp._core.tablehash cimport ft_hash_words, ft_key_word0, ft_be64
+from fasttcp._core.tablehash cimport ft_key_store_hash, ft_key_word0, ft_be64, ft_home
 from fasttcp._core.tableops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
-                                     ftx_set_deadline)
+                                     ftx_set_deadline, FT_PREFETCH_W)
 
 import os
 
@@ -97,13 +97,6 @@ cdef void _expire(tr_t *tr, uint64_t now) noexcept nogil:
             return
 
 
-cdef extern from *:
-    """
-    #define FT_TR_PREFETCH(p) __builtin_prefetch((const void *)(p), 1, 1)
-    """
-    void FT_TR_PREFETCH(const void *p) nogil
-
-
 ctypedef struct _stage_t:
     pkt_t p
     ft_key_t k
@@ -134,9 +127,8 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     s.plen = s.p.tcp_len - s.p.header_len
     s.ip_len = (s.p.tcp_off - s.p.ip_off) + s.p.tcp_len
     # the canonical key (same order as ft_key_canonical: addresses as big-endian
-    # numbers, then ports), built and hashed as five words in registers and stored
-    # word by word: no byte stores reloaded as words (a store-forwarding stall)
-    cdef uint64_t a0, a1, b0, b1, t0, w0
+    # numbers, then ports), built and hashed as five words in registers
+    cdef uint64_t a0, a1, b0, b1, t0
     cdef uint16_t lp = s.p.src_port, rp = s.p.dst_port, tp
     memcpy(&a0, s.p.src, 8)
     memcpy(&a1, s.p.src + 8, 8)
@@ -152,30 +144,24 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
         t0 = a0; a0 = b0; b0 = t0
         t0 = a1; a1 = b1; b1 = t0
         tp = lp; lp = rp; rp = tp
-    w0 = ft_key_word0(s.p.version, lp, rp)
-    memcpy(<char *>&s.k, &w0, 8)
-    memcpy((<char *>&s.k) + 8, &a0, 8)
-    memcpy((<char *>&s.k) + 16, &a1, 8)
-    memcpy((<char *>&s.k) + 24, &b0, 8)
-    memcpy((<char *>&s.k) + 32, &b1, 8)
-    s.h = ft_hash_words(&tr.tab, w0, a0, a1, b0, b1)
+    s.h = ft_key_store_hash(&tr.tab, &s.k, ft_key_word0(s.p.version, lp, rp), a0, a1, b0, b1)
 
 
 cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
     """Second stage: the home index slot has (probably) arrived; start loading the table
     record and the tracker record it points to."""
-    cdef uint64_t e = tr.tab.index[(<uint64_t>(<uint32_t>(h >> 32)) * tr.tab.nslots) >> 32]
+    cdef uint64_t e = tr.tab.index[ft_home(&tr.tab, <uint32_t>(h >> 32))]
     cdef uint32_t id
     cdef const char *rec
     if e != 0 and <uint32_t>(e >> 32) == <uint32_t>(h >> 32):
         id = <uint32_t>e - 1
-        FT_TR_PREFETCH(&tr.tab.conns[id])
-        FT_TR_PREFETCH((<const char *>&tr.tab.conns[id]) + 64)
+        FT_PREFETCH_W(&tr.tab.conns[id])
+        FT_PREFETCH_W((<const char *>&tr.tab.conns[id]) + 64)
         rec = <const char *>&tr.recs[id]
-        FT_TR_PREFETCH(rec)
-        FT_TR_PREFETCH(rec + 64)
-        FT_TR_PREFETCH(rec + 128)
-        FT_TR_PREFETCH(rec + 192)
+        FT_PREFETCH_W(rec)
+        FT_PREFETCH_W(rec + 64)
+        FT_PREFETCH_W(rec + 128)
+        FT_PREFETCH_W(rec + 192)
 
 
 
@@ -356,8 +342,8 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
         if i + 2 * _AHEAD < n:
             # the packet bytes themselves: headers 16 packets ahead (batches come from
             # capture files far larger than the cache)
-            FT_TR_PREFETCH(buf + offs[i + 2 * _AHEAD])
-            FT_TR_PREFETCH(buf + offs[i + 2 * _AHEAD] + 64)
+            FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD])
+            FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD] + 64)
         if i < n:
             s = &ring[i & (_AHEAD - 1)]
             if link != NULL and link[i] != FT_OK:
@@ -365,7 +351,7 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
             else:
                 _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, whole != NULL and whole[i] != 0)
                 if s.rc < 0:
-                    FT_TR_PREFETCH(&tr.tab.index[(<uint64_t>(<uint32_t>(s.h >> 32)) * tr.tab.nslots) >> 32])
+                    FT_PREFETCH_W(&tr.tab.index[ft_home(&tr.tab, <uint32_t>(s.h >> 32))])
     return n
 
 

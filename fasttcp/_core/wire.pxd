@@ -22,6 +22,7 @@ cdef int ft_parse_ip(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *e
 # other packet. Both are exposed so tests can check they agree.
 cdef enum:
     FT_PARSE_SLOW = -1
+    IPPROTO_TCP = 6
 cdef int ft_parse_ip_general(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
                              bint verify) noexcept nogil
 
@@ -179,10 +180,10 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
     cdef uint32_t a4, b4
     if length >= 40 and b[0] == 0x45:
         tot = ft_load_be16(b + 2)
-        if tot < 40 or tot > length or b[9] != 6 or (ft_load_be16(b + 6) & 0x3fff):
+        if tot < 40 or tot > length or b[9] != IPPROTO_TCP or (ft_load_be16(b + 6) & 0x3fff):
             return FT_PARSE_SLOW
         ipl = 20
-    elif length >= 60 and (b[0] >> 4) == 6 and b[6] == 6:
+    elif length >= 60 and (b[0] >> 4) == 6 and b[6] == IPPROTO_TCP:
         tot = 40 + <size_t>ft_load_be16(b + 4)
         if tot < 60 or tot > length:
             return FT_PARSE_SLOW
@@ -198,9 +199,9 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
         if ipl == 20:
             if not ft_csum_ok(ft_csum_partial(b, 20, 0)):
                 return FT_PARSE_SLOW
-            s = ft_csum_partial(t, tcp_len, ft_csum_pseudo4(b + 12, b + 16, <uint32_t>tcp_len, 6))
+            s = ft_csum_partial(t, tcp_len, ft_csum_pseudo4(b + 12, b + 16, <uint32_t>tcp_len, IPPROTO_TCP))
         else:
-            s = ft_csum_partial(t, tcp_len, ft_csum_pseudo6(b + 8, b + 24, <uint32_t>tcp_len, 6))
+            s = ft_csum_partial(t, tcp_len, ft_csum_pseudo6(b + 8, b + 24, <uint32_t>tcp_len, IPPROTO_TCP))
         if not ft_csum_ok(s):
             return FT_PARSE_SLOW
     memset(p, 0, sizeof(pkt_t))
@@ -265,9 +266,9 @@ cdef inline void ft_tcp_fill_checksum(uint8_t *tcp, size_t tcp_len, int version,
     tcp[16] = 0
     tcp[17] = 0
     if version == 4:
-        s = ft_csum_pseudo4(src, dst, <uint32_t>tcp_len, 6)
+        s = ft_csum_pseudo4(src, dst, <uint32_t>tcp_len, IPPROTO_TCP)
     else:
-        s = ft_csum_pseudo6(src, dst, <uint32_t>tcp_len, 6)
+        s = ft_csum_pseudo6(src, dst, <uint32_t>tcp_len, IPPROTO_TCP)
     c = <uint16_t>~ft_csum_fold(ft_csum_partial(tcp, tcp_len, s))
     memcpy(tcp + 16, &c, 2)          # host-order sum stored as-is is the wire value
 
@@ -302,20 +303,21 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
         memcpy(&a4, src, 4)
         memcpy(&b4, dst, 4)
         # ID 0 with DF, as Linux does (RFC 6864)
+        w = (<uint32_t>ttl << 24) | (<uint32_t>IPPROTO_TCP << 16)       # checksum field 0
         s = (<uint64_t>ft_htonl(0x45000000u | <uint32_t>total) + ft_htonl(0x00004000u)
-             + ft_htonl((<uint32_t>ttl << 24) | (6u << 16)) + a4 + b4)
+             + ft_htonl(w) + a4 + b4)
         ft_store_be32(out, 0x45000000u | <uint32_t>total)
         ft_store_be32(out + 4, 0x00004000u)
-        ft_store_be32(out + 8, (<uint32_t>ttl << 24) | (6u << 16) | ft_htons(<uint16_t>~ft_csum_fold(s)))
+        ft_store_be32(out + 8, w | ft_htons(<uint16_t>~ft_csum_fold(s)))
         memcpy(out + 12, &a4, 4)
         memcpy(out + 16, &b4, 4)
-        s = ft_csum_pseudo4(src, dst, <uint32_t>(thl + payload_len), 6)
+        s = ft_csum_pseudo4(src, dst, <uint32_t>(thl + payload_len), IPPROTO_TCP)
     else:
         ft_store_be32(out, 0x60000000u)
-        ft_store_be32(out + 4, (<uint32_t>(thl + payload_len) << 16) | (6u << 8) | ttl)
+        ft_store_be32(out + 4, (<uint32_t>(thl + payload_len) << 16) | (<uint32_t>IPPROTO_TCP << 8) | ttl)
         memcpy(out + 8, src, 16)
         memcpy(out + 24, dst, 16)
-        s = ft_csum_pseudo6(src, dst, <uint32_t>(thl + payload_len), 6)
+        s = ft_csum_pseudo6(src, dst, <uint32_t>(thl + payload_len), IPPROTO_TCP)
     # the pseudo-header partial can be any 64-bit value (IPv6 addresses are summed as
     # 64-bit words): fold it to 33 bits so the plain adds below cannot carry out
     # (2^32 = 1 modulo 0xffff, so the fold keeps the sum)

@@ -16,7 +16,6 @@ from fasttcp._core.csum cimport (ft_csum_partial, ft_csum_fold, ft_csum_pseudo4,
 
 cdef enum:
     IPPROTO_HOPOPTS = 0
-    IPPROTO_TCP = 6
     IPPROTO_ROUTING = 43
     IPPROTO_FRAGMENT = 44
     IPPROTO_AH = 51
@@ -303,10 +302,7 @@ cdef inline int _ipv6_jumbo_length(const uint8_t *h, size_t hlen, size_t *end) n
 
 cdef int ft_parse_ip(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
                      bint verify) noexcept nogil:
-    cdef int rc = ft_parse_ip_fast(buf, length, p, err, verify)
-    if rc != FT_PARSE_SLOW:
-        return rc
-    return ft_parse_ip_general(buf, length, p, err, verify)
+    return ft_parse_ip_inline(buf, length, p, err, verify)
 
 
 cdef int ft_parse_ip_general(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
