@@ -21,7 +21,6 @@ import numpy as np
 from fasttcp._core.endpoint import Endpoint, pipe
 from fasttcp._core.table import KEY_DTYPE
 from fasttcp.bench_codec import BenchConfig, Figure, Report, run_codec
-from fasttcp.events import Cause
 
 __all__ = ["BenchConfig", "run", "format_report"]
 
@@ -63,10 +62,9 @@ def _handshakes(client: Endpoint, server: Endpoint, keys: np.ndarray, now: float
     pipe(client, server, now)          # SYNs
     pipe(server, client, now)          # SYN-ACKs
     pipe(client, server, now)          # ACKs
-    ev = server.events_batch()
+    established = server.accept_batch()     # what a server does with new connections
     client.clear_events()
     server.clear_events()
-    established = ev["conn"][ev["cause"] == int(Cause.ACK_OF_SYN)]
     if len(established) != len(keys) or (ids < 0).any():
         raise RuntimeError(f"only {len(established)} of {len(keys)} handshakes completed")
     return ids, established

@@ -1589,6 +1589,37 @@ def _batch_run():
     return out
 
 
+def test_accept_batch_hands_out_every_established_connection_once():
+    # the batch path's accept(): the ids of the connections whose handshake completed,
+    # minus one reset while it waited, each handed out once
+    client = Endpoint([CLIENT], seed=1)
+    server = Endpoint([SERVER], seed=33)
+    server.listen(SERVER_PORT)
+    t = 5.0
+    client.connect_batch(make_keys(_flows()), t)
+
+    def move(src, dst):
+        buf, offs, lens = src.transmit_batch()
+        assert (dst.receive_batch(buf, offs, lens, t) == -1).all()
+        return [fasttcp.parse(bytes(buf[o:o + n])) for o, n in zip(offs, lens)]
+
+    move(client, server)                                    # SYN
+    move(server, client)                                    # SYN-ACK
+    assert server.accept_batch().size == 0                  # nothing established yet
+    acks = move(client, server)                             # ACK
+    gone = acks[7]
+    rst = fasttcp.build(CLIENT, SERVER, gone.src_port, SERVER_PORT, seq=gone.seq, flags=Flags.RST)
+    assert server.receive_batch(rst, [0], [len(rst)], t)[0] == -1
+    sev = server.events_batch()
+    established = set(sev["conn"][sev["cause"] == int(Cause.ACK_OF_SYN)].tolist())
+    reset = set(sev["conn"][sev["cause"] == int(Cause.RST_RECEIVED)].tolist())
+    assert len(established) == N_FLOWS and len(reset) == 1 and reset <= established
+    got = server.accept_batch()
+    assert got.dtype == np.int64 and len(got) == N_FLOWS - 1
+    assert set(got.tolist()) == established - reset
+    assert server.accept_batch().size == 0 and server.accept() is None      # handed out once
+
+
 def _single_run():
     client = Endpoint([CLIENT], seed=1)
     server = Endpoint([SERVER], seed=33)

@@ -559,6 +559,29 @@ cdef class Endpoint:
                 return conn
         return None
 
+    def accept_batch(self):
+        """Every connection waiting in the accept queue, as an int64 array of record ids
+        (the batch path's accept(): no Connection objects are made). Ids of entries that
+        were reset or reused since they completed their handshake are left out."""
+        cdef ep_t *ep = self._ep
+        out = np.empty(ep.acq_len, dtype=np.int64)
+        cdef int64_t[::1] o = out
+        cdef Py_ssize_t n = 0
+        cdef uint32_t id
+        cdef uint8_t gen
+        with nogil:
+            while ep.acq_len:
+                id = ep.acq[ep.acq_head]
+                gen = ep.acq_gen[ep.acq_head]
+                ep.acq_head = (ep.acq_head + 1) % ep.acq_cap
+                ep.acq_len -= 1
+                if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen \
+                        and ep.tab.conns[id].flags & CONN_F_QUEUED:
+                    ep.tab.conns[id].flags &= ~CONN_F_QUEUED
+                    o[n] = id
+                    n += 1
+        return out[:n]
+
     # ---- segments in ----
 
     def receive(self, packet, now):
