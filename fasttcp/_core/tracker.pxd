@@ -206,13 +206,15 @@ ctypedef struct trk_event_t:
     uint8_t direction                 # 0 originator, 1 responder
     uint8_t _pad
     uint16_t tcp_flags
-    uint16_t _pad2
+    uint16_t _pad2                    # padding spelled out and zeroed: every byte of an
+    uint32_t _pad3                    # events() array is defined
 
 ctypedef struct trk_config_t:
     bint verify                       # verify TCP (and IPv4 header) checksums
     bint loose                        # pick up connections without a SYN (midstream)
     bint liberal                      # count out-of-window packets but do not mark them INVALID
     bint want_events
+    bint fast_path                    # header prediction for in-window ESTABLISHED traffic (tests turn it off)
 
 ctypedef struct tr_t:
     ft_table_t tab
@@ -231,6 +233,7 @@ ctypedef struct tr_t:
     uint64_t out_of_window
     uint64_t rtt_samples
     uint64_t ev_dropped
+    uint64_t fast_hits                # packets the header-prediction path took
     flow_row_t *done                  # finished connections awaiting the caller
     Py_ssize_t ndone
     Py_ssize_t cap_done

@@ -146,7 +146,10 @@ cdef inline void _event(tr_t *tr, uint32_t id, uint8_t old, uint8_t new, int d, 
     e.old_state = old
     e.new_state = new
     e.direction = <uint8_t>d
+    e._pad = 0
     e.tcp_flags = flags
+    e._pad2 = 0
+    e._pad3 = 0
 
 
 cdef inline uint32_t _span(uint64_t later, uint64_t earlier) noexcept nogil:
@@ -373,7 +376,7 @@ cdef void _init_sender(trk_dir_t *snd, trk_dir_t *rcv, int ctd, const pkt_t *p, 
 cdef int _in_window(tr_t *tr, trk_t *r, uint8_t state, trk_dir_t *snd, trk_dir_t *rcv, int ctd,
                     const pkt_t *p, uint32_t plen, int cls) noexcept nogil:
     cdef uint16_t f = p.flags
-    cdef uint32_t seq = p.seq, ack = p.ack, sack, end, win = p.window, swin, maxackwin
+    cdef uint32_t seq = p.seq, ack = p.ack, sack, end, win = p.window, maxackwin
     cdef bint liberal = tr.cfg.liberal or (snd.ct_flags & CT_BE_LIBERAL) != 0
     cdef bint ok1, ok2, ok3, ok4
     end = seq + plen + (1 if f & TCP_FLAG_SYN else 0) + (1 if f & TCP_FLAG_FIN else 0)
@@ -424,8 +427,16 @@ cdef int _in_window(tr_t *tr, trk_t *r, uint8_t state, trk_dir_t *snd, trk_dir_t
         return W_ACCEPT if liberal else W_INVALID
     if not ok2 or not ok4:
         return W_ACCEPT if liberal else W_IGNORE
-    # accepted: update the bounds
-    if not (f & TCP_FLAG_SYN):
+    _window_accept(r, snd, rcv, ctd, p, seq, ack, sack, end, cls)
+    return W_ACCEPT
+
+
+cdef inline void _window_accept(trk_t *r, trk_dir_t *snd, trk_dir_t *rcv, int ctd, const pkt_t *p,
+                                uint32_t seq, uint32_t ack, uint32_t sack, uint32_t end,
+                                int cls) noexcept nogil:
+    """tcp_in_window's second half: a packet inside the window moves the bounds."""
+    cdef uint32_t win = p.window, swin
+    if not (p.flags & TCP_FLAG_SYN):
         win <<= snd.td_scale
     swin = win + (sack - ack)
     if snd.td_maxwin < swin:
@@ -433,7 +444,7 @@ cdef int _in_window(tr_t *tr, trk_t *r, uint8_t state, trk_dir_t *snd, trk_dir_t
     if _after(end, snd.td_end):
         snd.td_end = end
         snd.ct_flags |= CT_DATA_UNACK
-    if f & TCP_FLAG_ACK:
+    if p.flags & TCP_FLAG_ACK:
         if not (snd.ct_flags & CT_MAXACK_SET):
             snd.td_maxack = ack
             snd.ct_flags |= CT_MAXACK_SET
@@ -460,7 +471,6 @@ cdef int _in_window(tr_t *tr, trk_t *r, uint8_t state, trk_dir_t *snd, trk_dir_t
             r.last_end = end
             r.last_win = p.window
             r.ct_retrans = 0
-    return W_ACCEPT
 
 
 # ---- conntrack state machine (nf_conntrack_tcp_packet) ----
@@ -620,3 +630,83 @@ cdef void _rtt(tr_t *tr, trk_t *r, int d, const pkt_t *p, uint64_t now) noexcept
         # only the other side acknowledges the SYN-ACK's sequence number
         r.rtt2 = _span(now, r.synack_us)
         r.cflags |= C_RTT2
+
+
+# ---- header prediction ----
+
+cdef inline bint _zeek_open(const trk_dir_t *e) noexcept nogil:
+    """ESTABLISHED, or PARTIAL (picked up midstream): for a segment without SYN, FIN or
+    RST Zeek's endpoint state machine does the same in both -- nothing."""
+    return e.zstate == Z_ESTABLISHED or e.zstate == Z_PARTIAL
+
+
+cdef bint _established_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
+                            uint64_t now) noexcept nogil:
+    """The common case at a glance (Van Jacobson's header prediction, the fast path of
+    Linux's tcp_rcv_established): an ACK or data segment, inside conntrack's window, on
+    an ESTABLISHED connection whose two Zeek endpoints are open (established, or partial
+    for a connection picked up midstream). Does what
+    _conntrack and _zeek do for it, without their SYN/FIN/RST, midstream, flip and state
+    change branches -- in a bulk transfer nearly every packet. Returns False, having
+    changed nothing, for any other packet; the general path then takes it.
+    tests/test_tracker_fast_path.py runs captures and random traffic both ways."""
+    cdef trk_t *r = &tr.recs[id]
+    cdef trk_dir_t *e = &r.d[zd]      # the sender: conntrack's snd, Zeek's endpoint
+    cdef trk_dir_t *peer = &r.d[1 - zd]
+    cdef uint32_t seq = p.seq, ack = p.ack, sack = p.ack, end = p.seq + plen, maxackwin
+    cdef int ctd
+    cdef int32_t dl
+    if tr.tab.conns[id].state != TRK_ESTABLISHED or not (r.cflags & C_CT_STARTED) \
+            or not _zeek_open(e) or not _zeek_open(peer) \
+            or not (e.flags & D_FIRST_SEEN) or e.td_maxwin == 0 or p.window == 0 \
+            or (r.hist_len == 1 and r.history[0] == 72) or (r.cflags & C_RST_TIMER):
+        # (an RST that kept the state left its sender's endpoint RESET, so C_RST_TIMER
+        # should not be met here; if it is, the general path clears it)
+        return False
+    if (peer.ct_flags & CT_SACK_PERM) and p.opts.sack_count:
+        sack = _sack_edge(p, ack)
+    # conntrack's four window bounds (tcp_in_window); any miss is the general path's
+    maxackwin = e.td_maxwin if e.td_maxwin > _MAXACKWIN_MIN else _MAXACKWIN_MIN
+    if not (_before(seq, e.td_maxend + 1) and _before(sack, peer.td_end + 1)
+            and _after(sack, peer.td_end - maxackwin - 1)
+            and (peer.td_maxwin == 0 or _after(end, e.td_end - peer.td_maxwin - 1))):
+        return False
+    # conntrack: accepted, ESTABLISHED stays ESTABLISHED
+    ctd = zd ^ r.ct_orig
+    _window_accept(r, e, peer, ctd, p, seq, ack, sack, end, K_ACK)
+    r.last_class = K_ACK
+    r.last_dir = <uint8_t>ctd
+    if ctd == 1 and not (r.cflags & C_SEEN_REPLY):
+        r.cflags |= C_SEEN_REPLY
+    elif (r.cflags & C_SEEN_REPLY) and not (r.cflags & C_ASSURED):
+        r.cflags |= C_ASSURED
+    r.touch_us = now
+    _rearm_if_sooner(tr, id, now)
+    # Zeek: history, the two sequence spaces, reassembly edges, counters
+    if plen:
+        _check_once(r, HC_DATA, H_D, zd)
+    else:
+        _check_once(r, HC_ACK, H_A, zd)
+    if not ((e.flags & D_DID_CLOSE) and (peer.flags & D_DID_CLOSE)) and now > r.last_us:
+        r.last_us = now
+    cdef bint ack_ok = <int32_t>(ack - peer.start_seq) >= 0
+    if ack_ok:
+        dl = <int32_t>(ack - peer.ack_seq)
+        if dl > 0 and not (ack == 0 and dl > _BIG_JUMP):
+            if ack < peer.ack_seq:
+                peer.ack_wraps += 1
+            peer.ack_seq = ack
+    if <int32_t>(end - e.last_seq) > 0:
+        _set_last(e, end)
+    elif plen:
+        e.retrans += 1
+        _hist_scaled(r, H_T, zd, &e.n_rexmit)
+    if ack_ok:
+        _ack_received(r, peer, e, 1 - zd, ack)      # after the 'T': the letters keep _zeek's order
+    if plen and <int32_t>(seq - e.start_seq) >= 0 and p.payload_len == plen:
+        _data_sent(e, seq, plen)
+    e.pkts += 1
+    e.ip_bytes += ip_len
+    e.bytes += plen
+    _rtt(tr, r, zd, p, now)
+    return True

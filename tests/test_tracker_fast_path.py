@@ -1,0 +1,241 @@
+"""The tracker's header-prediction path against its general path.
+
+`_established_fast` (tracker_core.pxi) restates, for an in-window ACK or data segment on
+an ESTABLISHED connection, what `_conntrack` and `_zeek` do with it. Every test here
+feeds the same packets to two trackers, one with the fast path and one without
+(`Tracker._set_fast_path(False)`), and requires the same results to the byte: verdicts,
+events, live and finished connection rows, every counter. Each also checks that the
+fast path really took packets, so that the comparison is not vacuous.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fasttcp
+from fasttcp import Flags, Tracker
+from fasttcp.bench_tracker import PACKETS_PER_FLOW, synth_capture
+from tests import linklayer
+from tests.test_tracker_scenarios import CLIENT, CLIENT6, SERVER, SERVER6, SERVER_PORT, WRAP, as_batch, Packet
+from tests.test_tracker_scenarios import _corrupt_tcp_checksum, _tcp_header_end
+
+CAPTURES = linklayer.captures_dir()
+
+
+def run(batches, fast: bool, **config):
+    """Feed `batches` (feed_batch argument tuples or CaptureBatch objects) to a fresh
+    tracker; everything it reports, and how many packets took the fast path."""
+    t = Tracker(seed=3, events=True, **config)
+    t._set_fast_path(fast)
+    verdicts = [t.feed_batch(*b) if isinstance(b, tuple) else t.feed_batch(b) for b in batches]
+    out = {
+        "verdicts": np.concatenate(verdicts).tobytes() if verdicts else b"",
+        "events": t.events().tobytes(),
+        "live": t.connections().tobytes(),
+        "finished": t.finished().tobytes(),
+    }
+    stats = t.stats()
+    hits = stats.pop("fast_path")
+    out["stats"] = stats
+    out["closed"] = t.close().tobytes()
+    return out, hits
+
+
+def same_both_ways(batches, **config) -> int:
+    """Assert the fast and the general path agree; return the fast path's hits."""
+    fast, hits = run(batches, True, **config)
+    general, none = run(batches, False, **config)
+    assert none == 0
+    for k in fast:
+        assert fast[k] == general[k], k
+    return hits
+
+
+def _capture_files():
+    if CAPTURES is None:
+        return []
+    return sorted(p for p in CAPTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+
+
+@pytest.mark.parametrize("verify", [True, False])
+@pytest.mark.parametrize("liberal", [False, True])
+def test_every_capture_gives_the_same_results_both_ways(verify, liberal):
+    files = _capture_files()
+    if not files:
+        pytest.skip("no captures folder")
+    hits = {}
+    for path in files:
+        batches = list(fasttcp.read_pcap(path))
+        hits[path.name] = same_both_ways(batches, verify_checksum=verify, liberal=liberal,
+                                         timeouts="zeek")
+    # real traffic: the fast path carries the bulk of the established connections
+    assert sum(hits.values()) > 1000, hits
+    if "zeek-http-get.pcap" in hits:
+        assert hits["zeek-http-get.pcap"] > 0
+
+
+def test_the_bench_capture_takes_the_fast_path_for_exactly_the_mid_connection_packets(tmp_path):
+    # 12 packets per connection: SYN, SYN-ACK, ACK, request, 3 response segments, ACK,
+    # FIN, ACK, FIN, ACK. The request, the response and its ACK (5) are in-window
+    # ESTABLISHED traffic; the rest open, close or change state.
+    path = tmp_path / "synth.pcap"
+    flows = synth_capture(path, 120 * PACKETS_PER_FLOW, 40)
+    hits = same_both_ways(list(fasttcp.read_pcap(path)), timeouts="conntrack")
+    assert hits == 5 * flows
+
+
+# ---- random established traffic ----
+
+FUZZ_EXAMPLES = max(200, int(os.environ.get("FASTTCP_FUZZ_EXAMPLES", 2000)) // 10)
+
+# a step: who sends, what, and how far from what a well-behaved sender would put there.
+# Most steps are well-behaved (they take the fast path); the rest perturb one or more
+# fields, so that the fast path's every exit is taken next to its every update.
+clean_step = st.tuples(
+    st.booleans(),                                                          # client -> server?
+    st.sampled_from([0, 1]),                                                # which connection
+    st.sampled_from(["data", "ack"]),
+    st.just(0), st.just(0),                                                 # seq, ack offsets
+    st.sampled_from([1, 100, 1460]),                                       # payload
+    st.sampled_from([65535, 502]),                                          # window
+    st.sampled_from(["", "", "sack-old", "ts"]),                            # options
+    st.sampled_from([0.0, 0.001]),                                          # time step
+    st.just(""),
+)
+odd_step = st.tuples(
+    st.booleans(),
+    st.sampled_from([0, 1]),
+    st.sampled_from(["data", "ack", "fin", "rst", "syn", "urg"]),
+    st.sampled_from([0, 0, -1, 1, -100, 500, -70000, 70000, 1 << 31]),
+    st.sampled_from([0, 0, -1, 1, -1000, 1000, -70000, 1 << 31]),
+    st.sampled_from([0, 1, 100, 512, 1460]),
+    st.sampled_from([65535, 502, 1, 0]),
+    st.sampled_from(["", "sack", "sack-old", "ts"]),
+    st.sampled_from([0.0, 0.001, 0.5, 30.0, 400.0, 8000.0]),
+    st.sampled_from(["", "", "badsum", "cut"]),
+)
+# runs of well-behaved steps, each followed by at most one odd one
+steps_strategy = st.lists(st.tuples(st.lists(clean_step, min_size=1, max_size=12), st.lists(odd_step, max_size=1)),
+                          min_size=1, max_size=8).map(lambda runs: [x for clean, odd in runs for x in clean + odd])
+opening = st.tuples(
+    st.sampled_from([100, WRAP - 300, 0x7FFFFF00]),                         # client ISN
+    st.sampled_from([5000, WRAP - 700, 0xFFFFFFFF]),                        # server ISN
+    st.sampled_from([None, 0, 7, 14]),                                      # window scale
+    st.booleans(),                                                          # SACK permitted
+    st.booleans(),                                                          # handshake seen
+)
+
+
+def established_traffic(family: int, opening, steps) -> list[Packet]:
+    """Two connections opened (or picked up midstream), then `steps`: mostly what a
+    well-behaved sender would send next, sometimes retransmissions, gaps, old or
+    unsent ACKs, zero windows, SACK blocks, FIN/RST/SYN, bad checksums, cut packets."""
+    c_isn, s_isn, wscale, sack, handshake = opening
+    c, s = (CLIENT, SERVER) if family == 4 else (CLIENT6, SERVER6)
+    ports = (40000, 40001)
+    nxt = {(k, d): ((c_isn if d else s_isn) + 1) % WRAP for k in (0, 1) for d in (True, False)}
+    out, t = [], 1000.0
+    opts = {}
+    if wscale is not None:
+        opts["wscale"] = wscale
+    if sack:
+        opts["sack_permitted"] = True
+
+    def emit(c2s, k, **kw):
+        src, dst, sp, dp = (c, s, ports[k], SERVER_PORT) if c2s else (s, c, SERVER_PORT, ports[k])
+        return fasttcp.build(src, dst, sp, dp, **kw)
+
+    if handshake:
+        for k in (0, 1):
+            out.append(Packet(emit(True, k, seq=c_isn, flags=Flags.SYN, window=64240, options=opts), t, "syn"))
+            out.append(Packet(emit(False, k, seq=s_isn, ack=(c_isn + 1) % WRAP, flags=Flags.SYN | Flags.ACK,
+                                   window=65160, options=opts), t + 0.01, "synack"))
+            out.append(Packet(emit(True, k, seq=(c_isn + 1) % WRAP, ack=(s_isn + 1) % WRAP, flags=Flags.ACK,
+                                   window=502),
+                              t + 0.02, "ack"))
+        t += 0.02
+    for c2s, k, kind, dseq, dack, n, win, o, dt, mutation in steps:
+        t += dt
+        seq = (nxt[(k, c2s)] + dseq) % WRAP
+        ack = (nxt[(k, not c2s)] + dack) % WRAP
+        flags = {"data": Flags.ACK | Flags.PSH, "ack": Flags.ACK, "fin": Flags.FIN | Flags.ACK,
+                 "rst": Flags.RST | Flags.ACK, "syn": Flags.SYN, "urg": Flags.ACK | Flags.URG}[kind]
+        payload = bytes(n if kind in ("data", "urg", "fin") else 0)
+        options = None
+        if o == "sack":
+            options = dict(sack=[((ack + 100) % WRAP, (ack + 600) % WRAP)])
+        elif o == "sack-old":
+            options = dict(sack=[((ack - 3000) % WRAP, (ack - 1000) % WRAP)])
+        elif o == "ts":
+            options = dict(timestamp=(int(t * 1000) % WRAP, 1))
+        pkt = emit(c2s, k, seq=seq, ack=ack, flags=flags, window=win, options=options, payload=payload)
+        if mutation == "badsum":
+            pkt = _corrupt_tcp_checksum(pkt)
+        elif mutation == "cut":
+            pkt = pkt[:_tcp_header_end(pkt)]
+        out.append(Packet(pkt, t, kind))
+        if mutation != "badsum" and abs(dseq) < 1000:
+            end = (seq + len(payload) + (kind in ("fin", "syn"))) % WRAP
+            if 0 < (end - nxt[(k, c2s)]) % WRAP < 1 << 31:
+                nxt[(k, c2s)] = end
+    return out
+
+
+@pytest.mark.fuzz
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(family=st.sampled_from([4, 6]), opening=opening, steps=steps_strategy,
+       liberal=st.booleans(), verify=st.booleans(), timeouts=st.sampled_from(["conntrack", "zeek"]))
+def test_random_established_traffic_gives_the_same_results_both_ways(family, opening, steps, liberal,
+                                                                     verify, timeouts):
+    packets = established_traffic(family, opening, steps)
+    same_both_ways([as_batch(packets)], liberal=liberal, verify_checksum=verify, timeouts=timeouts)
+
+
+def test_well_behaved_traffic_takes_the_fast_path_every_time():
+    # after a handshake, in-window data and ACKs in both directions on two connections:
+    # every one of them is the common case, midstream pickups too
+    for handshake in (True, False):
+        steps = [(i % 3 != 0, i % 2, "data" if i % 4 else "ack", 0, 0, 100, 65535, "", 0.001, "")
+                 for i in range(200)]
+        packets = established_traffic(4, (100, 5000, 7, True, handshake), steps)
+        hits = same_both_ways([as_batch(packets)])
+        # midstream: each side's first packet on each connection sets its Zeek endpoint up
+        assert hits == (200 if handshake else 200 - 4)
+
+
+# every single perturbation, placed between runs of well-behaved traffic: each of the
+# fast path's exits next to the state its updates leave (hypothesis above mixes them)
+ODD_FIELDS = {
+    "kind": ["fin", "rst", "syn", "urg"],
+    "dseq": [-1, 1, -100, 500, -70000, 70000, 1 << 31],
+    "dack": [-1, 1, -1000, 1000, -70000, 1 << 31],
+    "win": [1, 0],
+    "opt": ["sack", "sack-old", "ts"],
+    "mutation": ["badsum", "cut"],
+}
+SINGLE_ODD = [(field, value) for field, values in ODD_FIELDS.items() for value in values]
+
+
+@pytest.mark.parametrize("wscale", [None, 7])
+@pytest.mark.parametrize("field,value", SINGLE_ODD, ids=[f"{f}={v}" for f, v in SINGLE_ODD])
+def test_each_single_perturbation_gives_the_same_results_both_ways(field, value, wscale):
+    def clean(i, c2s):
+        return (c2s, 0, "data" if i % 2 else "ack", 0, 0, 100, 65535, "", 0.001, "")
+
+    odd = dict(kind="data", dseq=0, dack=0, win=65535, opt="", mutation="")
+    odd[field] = value
+    for c2s in (True, False):
+        steps = [clean(i, i % 2 == 0) for i in range(4)]
+        steps.append((c2s, 0, odd["kind"], odd["dseq"], odd["dack"], 100, odd["win"], odd["opt"], 0.001,
+                      odd["mutation"]))
+        steps += [clean(i, i % 2 == 1) for i in range(4)]
+        # then a pause longer than CLOSE's timeout and shorter than ESTABLISHED's: a timer
+        # left as the perturbation set it shows up as a connection that ended, or did not
+        steps.append((True, 0, "ack", 0, 0, 0, 65535, "", 30.0, ""))
+        steps += [clean(i, i % 2 == 0) for i in range(3)]
+        packets = established_traffic(4, (100, 5000, wscale, True, True), steps)
+        same_both_ways([as_batch(packets)], timeouts="conntrack")
