@@ -213,12 +213,13 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
             _hist_raw(&tr.recs[id], 94)        # '^'
     else:
         uid = <uint32_t>id
+        zd = _direction(tr, uid, swapped)
         if (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_ACK \
                 and not bad_csum and tr.cfg.fast_path and \
-                _established_fast(tr, uid, _direction(tr, uid, swapped), pp, plen, ip_len, now):
+                _established_fast(tr, uid, zd, pp, plen, ip_len, now):
             tr.fast_hits += 1
             return FT_ERR_TRUNCATED if s.truncated else TV_OK
-        if _zeek_reuse(tr, uid, pp, _direction(tr, uid, swapped)):
+        if _zeek_reuse(tr, uid, pp, zd):
             # a SYN on a 4-tuple whose connection closed, or with a new ISN: the old one
             # ends here and this packet starts a new one
             id = _reopen(tr, uid, kp, h, swapped, now)

@@ -708,5 +708,6 @@ cdef bint _established_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
     e.pkts += 1
     e.ip_bytes += ip_len
     e.bytes += plen
-    _rtt(tr, r, zd, p, now)
+    if (r.cflags & (C_RTT_SYNACK | C_RTT2)) == C_RTT_SYNACK:
+        _rtt(tr, r, zd, p, now)       # only the SYN-ACK's ACK is still to be timed
     return True

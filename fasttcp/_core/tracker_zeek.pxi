@@ -99,16 +99,21 @@ cdef void _data_sent(trk_dir_t *e, uint32_t seq, uint32_t n) noexcept nogil:
         e.ob_end = end
 
 
-cdef void _ack_received(trk_t *r, trk_dir_t *e, trk_dir_t *peer, int ed, uint32_t ack) noexcept nogil:
+cdef inline void _ack_received(trk_t *r, trk_dir_t *e, trk_dir_t *peer, int ed, uint32_t ack) noexcept nogil:
     """The peer acknowledged e's data up to `ack`: whatever below it never crossed the
-    capture point is a content gap ('G' for e, counted in missed_bytes)."""
-    cdef uint32_t a = ack, cur
-    cdef uint64_t gap = 0
+    capture point is a content gap ('G' for e, counted in missed_bytes). Inline up to
+    the usual answer, that every acknowledged byte was seen."""
+    cdef uint32_t a = ack
     if (e.flags & D_SEEN_FIN) and not _before(a, e.fin_seq):
         a = e.fin_seq - 1             # the FIN octet is not data
-    if not _after(a, e.asm_top):
-        return
-    cur = e.asm_top
+    if _after(a, e.asm_top):
+        _ack_gap(r, e, peer, ed, a)
+
+
+cdef void _ack_gap(trk_t *r, trk_dir_t *e, trk_dir_t *peer, int ed, uint32_t a) noexcept nogil:
+    """_ack_received past e's in-order edge: account the gap below `a`."""
+    cdef uint32_t cur = e.asm_top
+    cdef uint64_t gap = 0
     if (e.flags & D_OB) and _before(e.ob_start, a):
         gap += e.ob_start - cur
         cur = e.ob_end if _after(e.ob_end, cur) else cur
