@@ -1,11 +1,11 @@
 """The tracker's header-prediction path against its general path.
 
-`_established_fast` (tracker_core.pxi) restates, for an in-window ACK or data segment on
-an ESTABLISHED connection, what `_conntrack` and `_zeek` do with it. Every test here
-feeds the same packets to two trackers, one with the fast path and one without
-(`Tracker._set_fast_path(False)`), and requires the same results to the byte: verdicts,
-events, live and finished connection rows, every counter. Each also checks that the
-fast path really took packets, so that the comparison is not vacuous.
+`_ack_fast` (tracker_core.pxi) restates, for an in-window ACK or data segment, what
+`_conntrack` and `_zeek` do with it. Every test here feeds the same packets to two
+trackers, one with the fast path and one without (`Tracker._set_fast_path(False)`),
+and requires the same results to the byte: verdicts, events, live and finished
+connection rows, every counter. Each also checks that the fast path really took
+packets, so that the comparison is not vacuous.
 """
 from __future__ import annotations
 
@@ -78,14 +78,16 @@ def test_every_capture_gives_the_same_results_both_ways(verify, liberal):
         assert hits["zeek-http-get.pcap"] > 0
 
 
-def test_the_bench_capture_takes_the_fast_path_for_exactly_the_mid_connection_packets(tmp_path):
+def test_the_bench_capture_takes_the_fast_path_for_exactly_its_ack_class_packets(tmp_path):
     # 12 packets per connection: SYN, SYN-ACK, ACK, request, 3 response segments, ACK,
-    # FIN, ACK, FIN, ACK. The request, the response and its ACK (5) are in-window
-    # ESTABLISHED traffic; the rest open, close or change state.
+    # FIN, ACK, FIN, ACK. Every ACK-class segment (8) takes the fast path: the one that
+    # completes the handshake (SYN_RECV -> ESTABLISHED), the request, the response and
+    # its ACK, and the two that acknowledge the FINs (-> CLOSE_WAIT, -> TIME_WAIT). The
+    # SYNs and FINs go the general path.
     path = tmp_path / "synth.pcap"
     flows = synth_capture(path, 120 * PACKETS_PER_FLOW, 40)
     hits = same_both_ways(list(fasttcp.read_pcap(path)), timeouts="conntrack")
-    assert hits == 5 * flows
+    assert hits == 8 * flows
 
 
 # ---- random established traffic ----
@@ -197,14 +199,15 @@ def test_random_established_traffic_gives_the_same_results_both_ways(family, ope
 
 def test_well_behaved_traffic_takes_the_fast_path_every_time():
     # after a handshake, in-window data and ACKs in both directions on two connections:
-    # every one of them is the common case, midstream pickups too
+    # every one of them is the common case, in midstream pickups too
     for handshake in (True, False):
         steps = [(i % 3 != 0, i % 2, "data" if i % 4 else "ack", 0, 0, 100, 65535, "", 0.001, "")
                  for i in range(200)]
         packets = established_traffic(4, (100, 5000, 7, True, handshake), steps)
         hits = same_both_ways([as_batch(packets)])
-        # midstream: each side's first packet on each connection sets its Zeek endpoint up
-        assert hits == (200 if handshake else 200 - 4)
+        # with the handshake, its last ACK on each connection too; midstream, each side's
+        # first packet on each connection sets its Zeek endpoint up (general path)
+        assert hits == (200 + 2 if handshake else 200 - 4)
 
 
 # every single perturbation, placed between runs of well-behaved traffic: each of the

@@ -216,7 +216,7 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
         zd = _direction(tr, uid, swapped)
         if (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_ACK \
                 and not bad_csum and tr.cfg.fast_path and \
-                _established_fast(tr, uid, zd, pp, plen, ip_len, now):
+                _ack_fast(tr, uid, zd, pp, plen, ip_len, now, pkt):
             tr.fast_hits += 1
             return FT_ERR_TRUNCATED if s.truncated else TV_OK
         if _zeek_reuse(tr, uid, pp, zd):
@@ -695,8 +695,8 @@ cdef class Tracker:
     def stats(self) -> dict:
         """Counters: packets, verdicts by name, connections created / reused / evicted /
         timed out, out-of-window packets, RTT samples, live connections, and `fast_path`:
-        packets the header-prediction path took (in-window traffic on established
-        connections; Linux counts the same as TCPHPHits)."""
+        packets the header-prediction path took (in-window ACK and data segments;
+        Linux counts the same as TCPHPHits)."""
         cdef tr_t *tr = self._get()
         from fasttcp.enums import Verdict
         return {

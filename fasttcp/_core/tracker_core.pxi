@@ -634,35 +634,41 @@ cdef void _rtt(tr_t *tr, trk_t *r, int d, const pkt_t *p, uint64_t now) noexcept
 
 # ---- header prediction ----
 
-cdef inline bint _zeek_open(const trk_dir_t *e) noexcept nogil:
-    """ESTABLISHED, or PARTIAL (picked up midstream): for a segment without SYN, FIN or
-    RST Zeek's endpoint state machine does the same in both -- nothing."""
-    return e.zstate == Z_ESTABLISHED or e.zstate == Z_PARTIAL
+cdef inline bint _zeek_quiet_for_acks(const trk_dir_t *e, const trk_dir_t *peer) noexcept nogil:
+    """For a segment without SYN, FIN or RST (and a nonzero window), Zeek's endpoint
+    state machine changes nothing in every state but INACTIVE (a first packet sets the
+    sequence space up) and RESET (no longer tracks the sequence space); the peer's only
+    special state is INACTIVE (the ACK sets its sequence space up)."""
+    return e.zstate != Z_INACTIVE and e.zstate != Z_RESET and peer.zstate != Z_INACTIVE
 
 
-cdef bint _established_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
-                            uint64_t now) noexcept nogil:
+cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
+                    uint64_t now, int64_t pkt) noexcept nogil:
     """The common case at a glance (Van Jacobson's header prediction, the fast path of
-    Linux's tcp_rcv_established): an ACK or data segment, inside conntrack's window, on
-    an ESTABLISHED connection whose two Zeek endpoints are open (established, or partial
-    for a connection picked up midstream). Does what
-    _conntrack and _zeek do for it, without their SYN/FIN/RST, midstream, flip and state
-    change branches -- in a bulk transfer nearly every packet. Returns False, having
-    changed nothing, for any other packet; the general path then takes it.
-    tests/test_tracker_fast_path.py runs captures and random traffic both ways."""
+    Linux's tcp_rcv_established): an ACK or data segment inside conntrack's window, on a
+    connection conntrack has started, whose ACK-class transition is a state (not IGNORE
+    or INVALID), and whose Zeek endpoints are quiet for it. That is nearly every packet
+    of a bulk transfer, and the ACKs that complete a handshake and close a connection.
+    Does what _conntrack and _zeek do for it, without their SYN/FIN/RST, midstream, flip
+    and reopen branches. Returns False, having changed nothing, for any other packet;
+    the general path then takes it. tests/test_tracker_fast_path.py runs captures and
+    random traffic both ways and compares."""
     cdef trk_t *r = &tr.recs[id]
     cdef trk_dir_t *e = &r.d[zd]      # the sender: conntrack's snd, Zeek's endpoint
     cdef trk_dir_t *peer = &r.d[1 - zd]
+    cdef uint8_t old = tr.tab.conns[id].state, new
     cdef uint32_t seq = p.seq, ack = p.ack, sack = p.ack, end = p.seq + plen, maxackwin
-    cdef int ctd
+    cdef int ctd = zd ^ r.ct_orig
     cdef int32_t dl
-    if tr.tab.conns[id].state != TRK_ESTABLISHED or not (r.cflags & C_CT_STARTED) \
-            or not _zeek_open(e) or not _zeek_open(peer) \
+    if not (r.cflags & C_CT_STARTED) or old == TRK_NONE or not _zeek_quiet_for_acks(e, peer) \
             or not (e.flags & D_FIRST_SEEN) or e.td_maxwin == 0 or p.window == 0 \
             or (r.hist_len == 1 and r.history[0] == 72) or (r.cflags & C_RST_TIMER):
         # (an RST that kept the state left its sender's endpoint RESET, so C_RST_TIMER
         # should not be met here; if it is, the general path clears it)
         return False
+    new = _T[ctd][K_ACK][old]
+    if new >= TRK_IGNORE or new == TRK_SYN_RECV:
+        return False                  # IGNORE, INVALID, or the simultaneous-open special case
     if (peer.ct_flags & CT_SACK_PERM) and p.opts.sack_count:
         sack = _sack_edge(p, ack)
     # conntrack's four window bounds (tcp_in_window); any miss is the general path's
@@ -671,16 +677,19 @@ cdef bint _established_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
             and _after(sack, peer.td_end - maxackwin - 1)
             and (peer.td_maxwin == 0 or _after(end, e.td_end - peer.td_maxwin - 1))):
         return False
-    # conntrack: accepted, ESTABLISHED stays ESTABLISHED
-    ctd = zd ^ r.ct_orig
+    # conntrack: accepted
     _window_accept(r, e, peer, ctd, p, seq, ack, sack, end, K_ACK)
     r.last_class = K_ACK
     r.last_dir = <uint8_t>ctd
     if ctd == 1 and not (r.cflags & C_SEEN_REPLY):
         r.cflags |= C_SEEN_REPLY
-    elif (r.cflags & C_SEEN_REPLY) and not (r.cflags & C_ASSURED):
+    elif (r.cflags & C_SEEN_REPLY) and not (r.cflags & C_ASSURED) and \
+            (old == TRK_SYN_RECV or old == TRK_ESTABLISHED) and new == TRK_ESTABLISHED:
         r.cflags |= C_ASSURED
     r.touch_us = now
+    if new != old:
+        ftx_set_state_only(&tr.tab, id, new)
+        _event(tr, id, old, new, zd, p.flags, pkt, now)
     _rearm_if_sooner(tr, id, now)
     # Zeek: history, the two sequence spaces, reassembly edges, counters
     if plen:
