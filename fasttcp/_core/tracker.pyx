@@ -22,6 +22,7 @@ from fasttcp._core.tableops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx
 
 import os
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 import numpy as np
 
 from fasttcp.errors import UsageError
@@ -686,6 +687,13 @@ cdef class Tracker:
                     self._collect()
                 _finish(tr, i, END_FLUSHED)
         return self.finished()
+
+    def _raw_records(self):
+        """Test hook: every record ever used, table part and tracker part, as bytes (the
+        fast path's differential tests compare the two paths' internal state too)."""
+        cdef tr_t *tr = self._get()
+        return (PyBytes_FromStringAndSize(<const char *>tr.tab.conns, tr.tab.fresh * sizeof(ft_conn_t)),
+                PyBytes_FromStringAndSize(<const char *>tr.recs, tr.tab.fresh * sizeof(trk_t)))
 
     def _set_fast_path(self, bint on):
         """Test hook: False sends every packet through the general path (the fast path's

@@ -663,8 +663,8 @@ cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
     if not (r.cflags & C_CT_STARTED) or old == TRK_NONE or not _zeek_quiet_for_acks(e, peer) \
             or not (e.flags & D_FIRST_SEEN) or e.td_maxwin == 0 or p.window == 0 \
             or (r.hist_len == 1 and r.history[0] == 72) or (r.cflags & C_RST_TIMER):
-        # (an RST that kept the state left its sender's endpoint RESET, so C_RST_TIMER
-        # should not be met here; if it is, the general path clears it)
+        # (C_RST_TIMER: an in-window, inexact RST kept the state; the peer's challenge
+        # ACK that usually follows goes the general path, which clears the flag)
         return False
     new = _T[ctd][K_ACK][old]
     if new >= TRK_IGNORE or new == TRK_SYN_RECV:
