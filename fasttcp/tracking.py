@@ -107,7 +107,10 @@ class TrackerTimeouts:
     2 * MSL (MSL = 60 s gives conntrack's 120 s). ``none`` covers connections conntrack
     never accepted a packet of (a lone SYN-ACK or RST). An ESTABLISHED connection that
     has never seen a reply is capped at ``unacknowledged`` (conntrack does the same, so
-    one-sided traffic does not hold an entry for five days).
+    one-sided traffic does not hold an entry for five days). A connection whose last
+    packets were the same ACK-class segment again and again (conntrack's
+    ``tcp_max_retrans``, 3 in a row) is capped at ``retrans``: a peer that keeps
+    retransmitting into silence is likely gone.
     """
 
     msl: float = 60.0
@@ -121,6 +124,7 @@ class TrackerTimeouts:
     close: float = 10.0
     syn_sent2: float = 120.0
     unacknowledged: float = 300.0
+    retrans: float = 300.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -139,7 +143,7 @@ class TrackerTimeouts:
         five_min = 300.0
         return cls(msl=2.5, none=five_min, syn_sent=5.0, syn_recv=five_min, established=five_min,
                    fin_wait=five_min, close_wait=five_min, last_ack=five_min, close=5.0,
-                   syn_sent2=five_min, unacknowledged=five_min)
+                   syn_sent2=five_min, unacknowledged=five_min, retrans=five_min)
 
     @property
     def time_wait(self) -> float:
@@ -155,9 +159,9 @@ class TrackerTimeouts:
 
     def as_micros(self) -> list[int]:
         """Per-state timeouts in integer microseconds, indexed by TrackerState value,
-        followed by the unacknowledged cap."""
+        followed by the unacknowledged and the retransmission caps."""
         return [round(self.for_state(s) * 1_000_000) for s in TrackerState] + [
-            round(self.unacknowledged * 1_000_000)]
+            round(self.unacknowledged * 1_000_000), round(self.retrans * 1_000_000)]
 
 
 def _addr(family: int, raw: np.ndarray) -> str:

@@ -652,6 +652,42 @@ def test_unacknowledged_data_caps_established_timeout():
     assert len(w.expire(301.0)) == 1
 
 
+def _same_ack_again(w: Wire, times: int, at: float) -> None:
+    for i in range(times):
+        assert w("S > C  ACK seq=301 ack=101 win=509", at=at + i * 0.2) == OK
+
+
+@pytest.mark.parametrize("repeats, ends", [(3, False), (4, True)])
+def test_the_same_segment_again_and_again_caps_the_timeout_at_retrans(repeats, ends):
+    # conntrack's tcp_max_retrans: the 4th identical ACK-class segment (the 3rd repeat)
+    # gives the connection nf_conntrack_tcp_timeout_max_retrans (300 s), not 5 days
+    w = Wire()
+    handshake(w)
+    _same_ack_again(w, repeats, at=1.0)
+    last = 1.0 + (repeats - 1) * 0.2
+    assert w.expire(last + 299.0) == []
+    assert [r["state"] for r in w.expire(last + 300.5)] == (["ESTABLISHED"] if ends else [])
+
+
+def test_a_different_segment_ends_the_retransmission_cap():
+    w = Wire()
+    handshake(w)
+    _same_ack_again(w, 4, at=1.0)
+    assert w("C > S  ACK seq=101 ack=301 win=502", at=2.0) == OK        # something new
+    assert w.expire(2.0 + 301.0) == [] and w.state is TrackerState.ESTABLISHED
+
+
+def test_retrans_cap_is_a_timeout_setting():
+    w = Wire(timeouts=TrackerTimeouts(retrans=20.0))
+    handshake(w)
+    _same_ack_again(w, 4, at=1.0)
+    assert len(w.expire(1.6 + 20.5)) == 1
+    z = Wire(timeouts="zeek")                  # Zeek has no such rule: its 5 minutes stand
+    handshake(z)
+    _same_ack_again(z, 4, at=1.0)
+    assert z.expire(1.6 + 299.0) == [] and len(z.expire(1.6 + 300.5)) == 1
+
+
 # ---- window tracking (conntrack tcp_in_window) ----
 
 SCALED = "mss=1460 ws=7 sackok"

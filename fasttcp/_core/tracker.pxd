@@ -24,6 +24,7 @@ cdef enum:
     TRK_NSTATES = 10
     TRK_IGNORE = 10                   # transition results that are not states
     TRK_INVALID = 11
+    TRK_MAX_RETRANS = 3               # conntrack's nf_conntrack_tcp_max_retrans default
 
 # Zeek endpoint states (TCP_ENDPOINT_*)
 cdef enum:
@@ -222,6 +223,7 @@ ctypedef struct tr_t:
     trk_config_t cfg
     uint64_t timeout[16]              # per TRK state, microseconds (table copy for lazy refresh)
     uint64_t unack                    # cap for ESTABLISHED without any reply seen
+    uint64_t retrans                  # cap after TRK_MAX_RETRANS identical ACK-class segments
     uint64_t now                      # latest packet time seen
     uint64_t last_tick                # expiry runs when packet time enters a new wheel tick
     uint64_t verdicts[TV_COUNT]

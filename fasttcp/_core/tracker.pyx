@@ -452,6 +452,7 @@ cdef class Tracker:
         for i in range(TRK_NSTATES):
             tr.timeout[i] = micros[i]     # the table's own timeouts stay 0: timers are lazy here
         tr.unack = micros[TRK_NSTATES]
+        tr.retrans = micros[TRK_NSTATES + 1]
         tr.cfg.verify = bool(verify_checksum)
         tr.cfg.loose = bool(loose)
         tr.cfg.liberal = bool(liberal)

@@ -261,6 +261,8 @@ cdef inline uint64_t _timeout_of(const tr_t *tr, uint32_t id) noexcept nogil:
     cdef uint8_t st = tr.tab.conns[id].state
     cdef const trk_t *r = &tr.recs[id]
     cdef uint64_t t = tr.timeout[st]
+    if r.ct_retrans >= TRK_MAX_RETRANS and t > tr.retrans:
+        return tr.retrans             # the same segment again and again (conntrack checks this first)
     if (r.cflags & C_RST_TIMER) and t > tr.timeout[TRK_CLOSE]:
         t = tr.timeout[TRK_CLOSE]     # an in-window RST kept the state: it gets CLOSE's time
     if t > tr.unack and ((st == TRK_ESTABLISHED and not (r.cflags & C_SEEN_REPLY))
