@@ -36,10 +36,13 @@ def test_read_pcap(benchmark, capture):
     benchmark.extra_info["units_per_call"] = n
 
 
-@pytest.mark.parametrize("verify", [True, False], ids=["verified", "unverified"])
-def test_tracker_feed_batch(benchmark, batches, verify):
+@pytest.mark.parametrize("verify, fast", [(True, True), (False, True), (True, False)],
+                         ids=["verified", "unverified", "verified-general-path-only"])
+def test_tracker_feed_batch(benchmark, batches, verify, fast):
+    # the last case turns header prediction off: the fast path's gain in the same run
     n = sum(len(b) for b in batches)
     tracker = fasttcp.Tracker(n // PACKETS_PER_FLOW + CONCURRENT, timeouts="conntrack", verify_checksum=verify)
+    tracker._set_fast_path(fast)
 
     def feed():
         for b in batches:
