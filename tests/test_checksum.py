@@ -393,16 +393,22 @@ def test_update_is_rfc1624_eqn3_for_any_input(c, data):
 def test_avx2_and_baseline_checksum_loops_agree():
     """The bulk loop is compiled for the baseline ISA and for AVX2 (picked at run time);
     a child process with FASTTCP_NO_AVX2=1 takes the baseline one: same checksums for
-    every length and alignment around the 16-byte blocks and the 128-byte threshold."""
+    lengths and alignments around its vectors, rounds and blocks, and extreme words."""
     import os
     import subprocess
     import sys
 
+    # random bytes at four alignments around the 32-byte vectors, the 4-vector rounds and
+    # the 64 KiB blocks; and the words that stress the AVX2 loop's signed arithmetic
+    # (0xffff, and 0x8000, which its bias turns into the most negative word)
     code = ("import fasttcp, random; r = random.Random(5); "
-            "bufs = [bytes(r.getrandbits(8) for _ in range(n)) for n in range(100, 700, 7)]; "
-            "print([fasttcp.checksum(b[k:]) for b in bufs for k in range(4)])")
+            "ns = list(range(100, 700, 7)) + [1400, 1460, 65535, 65536, 65537, 65536 + 129, 3 << 20]; "
+            "bufs = [r.randbytes(n) for n in ns]; "
+            "out = [fasttcp.checksum(b[k:]) for b in bufs for k in range(4)]; "
+            "out += [fasttcp.checksum(w * (n // 2)) for w in (b'\\xff\\xff', b'\\x00\\x80', b'\\x80\\x00') for n in ns]; "
+            "print(out)")
     env = dict(os.environ)
     fast = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     env["FASTTCP_NO_AVX2"] = "1"
     base = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert fast.stdout == base.stdout and fast.stdout.count(",") > 300
+    assert fast.stdout == base.stdout and fast.stdout.count(",") > 600
