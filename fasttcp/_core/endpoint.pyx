@@ -311,6 +311,23 @@ cdef class Connection:
 
 
 @cython.final
+cdef int64_t _accept_next(ep_t *ep) noexcept nogil:
+    """Pop the accept queue up to its next live entry (one whose record still holds the
+    incarnation that completed the handshake, not yet handed out); its id, or -1."""
+    cdef uint32_t id
+    cdef uint8_t gen
+    while ep.acq_len:
+        id = ep.acq[ep.acq_head]
+        gen = ep.acq_gen[ep.acq_head]
+        ep.acq_head = (ep.acq_head + 1) % ep.acq_cap
+        ep.acq_len -= 1
+        if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen \
+                and ep.tab.conns[id].flags & CONN_F_QUEUED:
+            ep.tab.conns[id].flags &= ~CONN_F_QUEUED
+            return id
+    return -1
+
+
 cdef class Endpoint:
     """A TCP endpoint with no I/O of its own.
 
@@ -541,23 +558,15 @@ cdef class Endpoint:
 
     def accept(self):
         """The next connection that completed its handshake on a listening port, or None."""
-        cdef ep_t *ep = self._ep
-        cdef uint32_t id
-        cdef uint8_t gen
-        while ep.acq_len:
-            id = ep.acq[ep.acq_head]
-            gen = ep.acq_gen[ep.acq_head]
-            ep.acq_head = (ep.acq_head + 1) % ep.acq_cap
-            ep.acq_len -= 1
-            if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen \
-                    and ep.tab.conns[id].flags & CONN_F_QUEUED:
-                ep.tab.conns[id].flags &= ~CONN_F_QUEUED
-                conn = self._conns.get(id)
-                if conn is None or (<Connection>conn)._gen != gen:
-                    conn = Connection._new(self, id)
-                    self._conns[id] = conn
-                return conn
-        return None
+        cdef int64_t id = _accept_next(self._ep)
+        if id < 0:
+            return None
+        cdef uint8_t gen = self._ep.tab.conns[id].gen
+        conn = self._conns.get(id)
+        if conn is None or (<Connection>conn)._gen != gen:
+            conn = Connection._new(self, <uint32_t>id)
+            self._conns[id] = conn
+        return conn
 
     def accept_batch(self):
         """Every connection waiting in the accept queue, as an int64 array of record ids
@@ -567,19 +576,14 @@ cdef class Endpoint:
         out = np.empty(ep.acq_len, dtype=np.int64)
         cdef int64_t[::1] o = out
         cdef Py_ssize_t n = 0
-        cdef uint32_t id
-        cdef uint8_t gen
+        cdef int64_t id
         with nogil:
-            while ep.acq_len:
-                id = ep.acq[ep.acq_head]
-                gen = ep.acq_gen[ep.acq_head]
-                ep.acq_head = (ep.acq_head + 1) % ep.acq_cap
-                ep.acq_len -= 1
-                if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen \
-                        and ep.tab.conns[id].flags & CONN_F_QUEUED:
-                    ep.tab.conns[id].flags &= ~CONN_F_QUEUED
-                    o[n] = id
-                    n += 1
+            while True:
+                id = _accept_next(ep)
+                if id < 0:
+                    break
+                o[n] = id
+                n += 1
         return out[:n]
 
     # ---- segments in ----
