@@ -45,6 +45,8 @@ def test_compiled_endpoint_loaded():
     assert DROP_REASONS[0] == "malformed" and EVENT_DTYPE.itemsize >= 48
     with pytest.raises(TypeError):
         Connection()
+    with pytest.raises(TypeError):               # final: its C methods are called directly
+        type("Sub", (Endpoint,), {})
 
 
 # ---- the DSL itself ----

@@ -82,6 +82,10 @@ static size_t ft_csum_long_base(const uint8_t *p, size_t len, uint64_t *sum) {
  * Four vectors per round, summed pairwise before they reach the two accumulators: 3
  * instructions per 32 bytes. A lane gains at most 65534 per vector and a block is at
  * most 2048 vectors, so the accumulators (and their sum) stay far inside int32. */
+/* 32 bytes as 8 lanes of (w0 - 32768) + (w1 - 32768), w0/w1 16-bit words */
+#define FT_MADD_BIASED(q) _mm256_madd_epi16(                                                \
+    _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(q)), bias), ones)
+
 __attribute__((target("avx2")))
 static size_t ft_csum_long_avx2(const uint8_t *p, size_t len, uint64_t *sum) {
     size_t done = len & ~(size_t)31;
@@ -97,17 +101,13 @@ static size_t ft_csum_long_avx2(const uint8_t *p, size_t len, uint64_t *sum) {
         int64_t block;
         for (; i + 4 <= blocks; i += 4) {
             const uint8_t *q = p + 32 * i;
-            __m256i m0 = _mm256_madd_epi16(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)q), bias), ones);
-            __m256i m1 = _mm256_madd_epi16(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(q + 32)), bias), ones);
-            __m256i m2 = _mm256_madd_epi16(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(q + 64)), bias), ones);
-            __m256i m3 = _mm256_madd_epi16(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(q + 96)), bias), ones);
+            __m256i m0 = FT_MADD_BIASED(q), m1 = FT_MADD_BIASED(q + 32);
+            __m256i m2 = FT_MADD_BIASED(q + 64), m3 = FT_MADD_BIASED(q + 96);
             acc0 = _mm256_add_epi32(acc0, _mm256_add_epi32(m0, m1));
             acc1 = _mm256_add_epi32(acc1, _mm256_add_epi32(m2, m3));
         }
-        for (; i < blocks; i++) {
-            __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32 * i));
-            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_xor_si256(v0, bias), ones));
-        }
+        for (; i < blocks; i++)
+            acc0 = _mm256_add_epi32(acc0, FT_MADD_BIASED(p + 32 * i));
         acc0 = _mm256_add_epi32(acc0, acc1);
         lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc0));       /* signed lanes */
         hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc0, 1));

@@ -310,7 +310,6 @@ cdef class Connection:
         return f"<Connection {l}:{lp} -> {r}:{rp} {self.state}>"
 
 
-@cython.final
 cdef int64_t _accept_next(ep_t *ep) noexcept nogil:
     """Pop the accept queue up to its next live entry (one whose record still holds the
     incarnation that completed the handshake, not yet handed out); its id, or -1."""
@@ -328,6 +327,7 @@ cdef int64_t _accept_next(ep_t *ep) noexcept nogil:
     return -1
 
 
+@cython.final
 cdef class Endpoint:
     """A TCP endpoint with no I/O of its own.
 

@@ -215,7 +215,7 @@ ctypedef struct trk_config_t:
     bint loose                        # pick up connections without a SYN (midstream)
     bint liberal                      # count out-of-window packets but do not mark them INVALID
     bint want_events
-    bint fast_path                    # header prediction for in-window ESTABLISHED traffic (tests turn it off)
+    bint fast_path                    # header prediction for in-window ACK-class segments (tests turn it off)
 
 ctypedef struct tr_t:
     ft_table_t tab

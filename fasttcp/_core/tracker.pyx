@@ -699,7 +699,7 @@ cdef class Tracker:
     def _set_fast_path(self, bint on):
         """Test hook: False sends every packet through the general path (the fast path's
         differential tests compare the two)."""
-        self._tr.cfg.fast_path = on
+        self._get().cfg.fast_path = on
 
     def stats(self) -> dict:
         """Counters: packets, verdicts by name, connections created / reused / evicted /
