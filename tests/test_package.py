@@ -155,3 +155,22 @@ def test_field_names_match_the_reference_written_from_defs_pxd():
     from tests.reference.oracle import FIELD_NAMES as REFERENCE
 
     assert FIELD_NAMES == REFERENCE
+
+
+@pytest.mark.skipif(os.environ.get("FASTTCP_EXPECT_PGO") != "1",
+                    reason="set FASTTCP_EXPECT_PGO=1 where the build must be profile-guided (CI does)")
+def test_the_build_is_profile_guided():
+    # setup.py falls back to a plain build when the profile run fails; CI must notice
+    # that instead of publishing lower figures (a plain build is ~10% slower)
+    from fasttcp._core import endpoint, tracker
+
+    assert endpoint.PGO_BUILD is True and tracker.PGO_BUILD is True
+
+
+def test_bench_reports_the_kind_of_build():
+    from fasttcp._core import endpoint, tracker
+    from fasttcp.bench_codec import BenchConfig, Report
+
+    out = Report(BenchConfig()).as_dict()
+    assert out["pgo_build"] == (endpoint.PGO_BUILD and tracker.PGO_BUILD)
+    assert isinstance(out["pgo_build"], bool)

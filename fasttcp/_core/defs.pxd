@@ -6,6 +6,16 @@ enums in fasttcp/enums.py (a test checks the two agree).
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 
+# setup.py defines FASTTCP_PGO=1 when the module was compiled with a gcc profile
+# (its profile-guided build); any other build is a plain one
+cdef extern from *:
+    """
+    #ifndef FASTTCP_PGO
+    #define FASTTCP_PGO 0
+    #endif
+    """
+    int FASTTCP_PGO
+
 # ---- verdicts: the outcome of parsing one packet (fasttcp.Verdict) ----
 cdef enum:
     FT_OK = 0

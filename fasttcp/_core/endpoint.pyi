@@ -16,6 +16,8 @@ _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 EVENT_DTYPE: np.dtype
 DROP_REASONS: tuple[str, ...]
+PGO_BUILD: bool
+"""True when this module was compiled with a gcc profile (setup.py's profile-guided build)."""
 
 class ConnectionError_(UsageError): ...
 

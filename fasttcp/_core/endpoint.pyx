@@ -38,6 +38,9 @@ include "endpoint_core.pxi"
 
 __all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "ConnectionError_", "pipe"]
 
+#: True when this module was compiled with a gcc profile (setup.py's profile-guided build)
+PGO_BUILD = FASTTCP_PGO != 0
+
 EVENT_DTYPE = np.dtype([
     ("time", "u8"), ("conn", "u4"), ("value", "u4"), ("old_state", "u1"), ("new_state", "u1"),
     ("cause", "u1"), ("gen", "u1"), ("data_offset", "u4"),

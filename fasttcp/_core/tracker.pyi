@@ -9,6 +9,8 @@ from fasttcp.tracking import TrackerTimeouts
 
 FLOW_DTYPE: np.dtype
 TRACKER_EVENT_DTYPE: np.dtype
+PGO_BUILD: bool
+"""True when this module was compiled with a gcc profile (setup.py's profile-guided build)."""
 RECORD_BYTES: int
 
 class Tracker:

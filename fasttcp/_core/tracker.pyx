@@ -29,6 +29,9 @@ from fasttcp.errors import UsageError
 
 __all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
 
+#: True when this module was compiled with a gcc profile (setup.py's profile-guided build)
+PGO_BUILD = FASTTCP_PGO != 0
+
 cdef extern from "mem_impl.h" nogil:
     void *ft_alloc_zeroed(size_t size)
     void ft_free_zeroed(void *p, size_t size)
