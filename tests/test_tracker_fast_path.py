@@ -81,16 +81,17 @@ def test_every_capture_gives_the_same_results_both_ways(verify, liberal):
         assert hits["zeek-http-get.pcap"] > 0
 
 
-def test_the_bench_capture_takes_the_fast_path_for_exactly_its_ack_class_packets(tmp_path):
+def test_the_bench_capture_takes_the_fast_path_for_exactly_its_ack_and_fin_segments(tmp_path):
     # 12 packets per connection: SYN, SYN-ACK, ACK, request, 3 response segments, ACK,
     # FIN, ACK, FIN, ACK. Every ACK-class segment (8) takes the fast path: the one that
     # completes the handshake (SYN_RECV -> ESTABLISHED), the request, the response and
-    # its ACK, and the two that acknowledge the FINs (-> CLOSE_WAIT, -> TIME_WAIT). The
-    # SYNs and FINs go the general path.
+    # its ACK, and the two that acknowledge the FINs (-> CLOSE_WAIT, -> TIME_WAIT); so do
+    # both FINs (ESTABLISHED -> FIN_WAIT, CLOSE_WAIT -> LAST_ACK). Only the SYN and the
+    # SYN-ACK go the general path.
     path = tmp_path / "synth.pcap"
     flows = synth_capture(path, 120 * PACKETS_PER_FLOW, 40)
     hits = same_both_ways(list(fasttcp.read_pcap(path)), timeouts="conntrack")
-    assert hits == 8 * flows
+    assert hits == 10 * flows
 
 
 # ---- random established traffic ----
@@ -103,7 +104,7 @@ FUZZ_EXAMPLES = max(200, int(os.environ.get("FASTTCP_FUZZ_EXAMPLES", 2000)) // 1
 clean_step = st.tuples(
     st.booleans(),                                                          # client -> server?
     st.sampled_from([0, 1]),                                                # which connection
-    st.sampled_from(["data", "ack"]),
+    st.sampled_from(["data", "ack", "data", "ack", "fin"]),                 # (FINs take the fast path too)
     st.just(0), st.just(0),                                                 # seq, ack offsets
     st.sampled_from([1, 100, 1460]),                                       # payload
     st.sampled_from([65535, 502]),                                          # window
@@ -219,6 +220,41 @@ def test_well_behaved_traffic_takes_the_fast_path_every_time():
         # with the handshake, its last ACK on each connection too; midstream, each side's
         # first packet on each connection sets its Zeek endpoint up (general path)
         assert hits == (200 + 2 if how == "full" else 200 - 4)
+
+
+CLOSES = {
+    # (client->server?, kind, payload) after the handshake and some data
+    "client-first": [(True, "fin", 0), (False, "ack", 0), (False, "fin", 0), (True, "ack", 0)],
+    "server-first": [(False, "fin", 0), (True, "ack", 0), (True, "fin", 0), (False, "ack", 0)],
+    "simultaneous": [(True, "fin", 0), (False, "fin", 0), (True, "ack", 0), (False, "ack", 0)],
+    "fin-with-data": [(True, "fin", 300), (False, "fin", 1460), (True, "ack", 0), (False, "ack", 0)],
+    "half-close": [(True, "fin", 0), (False, "data", 100), (True, "ack", 0), (False, "data", 100),
+                   (True, "ack", 0), (False, "fin", 0), (True, "ack", 0)],
+    "fin-retransmitted": [(True, "fin", 0), ("again", "fin", 0), (False, "ack", 0), (False, "fin", 0),
+                          ("again", "fin", 0), (True, "ack", 0)],
+    "fin-then-rst": [(True, "fin", 0), (False, "rst", 0), (True, "fin", 0)],
+}
+
+
+@pytest.mark.parametrize("how", sorted(CLOSES))
+@pytest.mark.parametrize("opening_kind", ["full", "midstream", "no-ack"])
+def test_every_way_to_close_gives_the_same_results_both_ways(how, opening_kind):
+    # FINs take the fast path: the close of every connection, in every order
+    steps = [(i % 2 == 0, 0, "data", 0, 0, 100, 65535, "", 0.001, "") for i in range(4)]
+    last = None
+    for c2s, kind, n in CLOSES[how]:
+        if c2s == "again":
+            # the previous segment once more: its sender's next-sequence moved past it
+            c2s, kind, n = last
+            dseq = -(n + 1)
+        else:
+            dseq = 0
+        steps.append((c2s, 0, kind, dseq, 0, n, 65535, "", 0.001, ""))
+        last = (c2s, kind, n)
+    steps.append((True, 0, "ack", 0, 0, 0, 65535, "", 30.0, ""))     # timers as the close left them
+    packets = established_traffic(4, (100, 5000, 7, True, opening_kind), steps)
+    hits = same_both_ways([as_batch(packets)], timeouts="conntrack")
+    assert hits > 0
 
 
 # every single perturbation, placed between runs of well-behaved traffic: each of the

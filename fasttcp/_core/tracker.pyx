@@ -190,6 +190,7 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
     cdef uint64_t h = s.h
     cdef int64_t id
     cdef uint32_t uid, plen = s.plen, ip_len = s.ip_len, victim
+    cdef uint16_t f4
     cdef int zd, ct
     cdef bint swapped = s.swapped, bad_csum = s.bad_csum
     cdef trk_t *r
@@ -218,9 +219,10 @@ cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil
     else:
         uid = <uint32_t>id
         zd = _direction(tr, uid, swapped)
-        if (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_ACK \
-                and not bad_csum and tr.cfg.fast_path and \
-                _ack_fast(tr, uid, zd, pp, plen, ip_len, now, pkt):
+        f4 = pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)
+        if not bad_csum and tr.cfg.fast_path and \
+                ((f4 == TCP_FLAG_ACK and _ack_fast(tr, uid, zd, pp, plen, ip_len, now, pkt)) or
+                 (f4 == (TCP_FLAG_ACK | TCP_FLAG_FIN) and _fin_fast(tr, uid, zd, pp, plen, ip_len, now, pkt))):
             tr.fast_hits += 1
             return FT_ERR_TRUNCATED if s.truncated else TV_OK
         if _zeek_reuse(tr, uid, pp, zd):

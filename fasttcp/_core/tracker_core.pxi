@@ -644,8 +644,8 @@ cdef inline bint _zeek_quiet_for_acks(const trk_dir_t *e, const trk_dir_t *peer)
     return e.zstate != Z_INACTIVE and e.zstate != Z_RESET and peer.zstate != Z_INACTIVE
 
 
-cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
-                    uint64_t now, int64_t pkt) noexcept nogil:
+cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
+                            uint64_t now, int64_t pkt, bint fin) noexcept nogil:
     """The common case at a glance (Van Jacobson's header prediction, the fast path of
     Linux's tcp_rcv_established): an ACK or data segment inside conntrack's window, on a
     connection conntrack has started, whose ACK-class transition is a state (not IGNORE
@@ -654,21 +654,30 @@ cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
     Does what _conntrack and _zeek do for it, without their SYN/FIN/RST, midstream, flip
     and reopen branches. Returns False, having changed nothing, for any other packet;
     the general path then takes it. tests/test_tracker_fast_path.py runs captures and
-    random traffic both ways and compares."""
+    random traffic both ways and compares.
+
+    `fin` (a constant in each caller, so each gets its own copy): the segment is a
+    FIN|ACK, conntrack's FIN class -- the close of every connection. It adds the FIN's
+    sequence octet, the FIN_WAIT close-init mark, and Zeek's 'F', FIN position and
+    endpoint state change (_zeek_state itself, which for a FIN never reverses roles)."""
     cdef trk_t *r = &tr.recs[id]
     cdef trk_dir_t *e = &r.d[zd]      # the sender: conntrack's snd, Zeek's endpoint
     cdef trk_dir_t *peer = &r.d[1 - zd]
     cdef uint8_t old = tr.tab.conns[id].state, new
-    cdef uint32_t seq = p.seq, ack = p.ack, sack = p.ack, end = p.seq + plen, maxackwin
+    cdef uint32_t seq = p.seq, ack = p.ack, sack = p.ack, end = p.seq + plen + fin, maxackwin
     cdef int ctd = zd ^ r.ct_orig
+    cdef int cls = K_FIN if fin else K_ACK
     cdef int32_t dl
+    cdef uint32_t rel_seq
     if not (r.cflags & C_CT_STARTED) or old == TRK_NONE or not _zeek_quiet_for_acks(e, peer) \
             or not (e.flags & D_FIRST_SEEN) or e.td_maxwin == 0 or p.window == 0 \
             or (r.hist_len == 1 and r.history[0] == 72) or (r.cflags & C_RST_TIMER):
         # (C_RST_TIMER: an in-window, inexact RST kept the state; the peer's challenge
         # ACK that usually follows goes the general path, which clears the flag)
         return False
-    new = _T[ctd][K_ACK][old]
+    if fin and not _valid_flags(p.flags):
+        return False
+    new = _T[ctd][cls][old]
     if new >= TRK_IGNORE or new == TRK_SYN_RECV:
         return False                  # IGNORE, INVALID, or the simultaneous-open special case
     if (peer.ct_flags & CT_SACK_PERM) and p.opts.sack_count:
@@ -680,9 +689,11 @@ cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
             and (peer.td_maxwin == 0 or _after(end, e.td_end - peer.td_maxwin - 1))):
         return False
     # conntrack: accepted
-    _window_accept(r, e, peer, ctd, p, seq, ack, sack, end, K_ACK)
-    r.last_class = K_ACK
+    _window_accept(r, e, peer, ctd, p, seq, ack, sack, end, cls)
+    r.last_class = <uint8_t>cls
     r.last_dir = <uint8_t>ctd
+    if fin and new != old and new == TRK_FIN_WAIT:
+        e.ct_flags |= CT_CLOSE_INIT
     if ctd == 1 and not (r.cflags & C_SEEN_REPLY):
         r.cflags |= C_SEEN_REPLY
     elif (r.cflags & C_SEEN_REPLY) and not (r.cflags & C_ASSURED) and \
@@ -694,12 +705,20 @@ cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
         _event(tr, id, old, new, zd, p.flags, pkt, now)
     _rearm_if_sooner(tr, id, now)
     # Zeek: history, the two sequence spaces, reassembly edges, counters
-    if plen:
+    if fin:
+        rel_seq = seq - e.start_seq
+        if _check_once(r, HC_FIN, H_F, zd) and rel_seq + plen != e.hist_last_fin:
+            _hist_add(r, H_F, zd)     # a FIN again, at a new position
+        e.hist_last_fin = rel_seq + plen
+    elif plen:
         _check_once(r, HC_DATA, H_D, zd)
     else:
         _check_once(r, HC_ACK, H_A, zd)
     if not ((e.flags & D_DID_CLOSE) and (peer.flags & D_DID_CLOSE)) and now > r.last_us:
         r.last_us = now
+    if fin:
+        e.flags |= D_SEEN_FIN
+        e.fin_seq = end
     cdef bint ack_ok = <int32_t>(ack - peer.start_seq) >= 0
     if ack_ok:
         dl = <int32_t>(ack - peer.ack_seq)
@@ -707,11 +726,15 @@ cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
             if ack < peer.ack_seq:
                 peer.ack_wraps += 1
             peer.ack_seq = ack
-    if <int32_t>(end - e.last_seq) > 0:
+    if fin and e.last_seq == e.start_seq + 1:
+        _set_last(e, end)             # (Zeek: a FIN right after the SYN)
+    elif <int32_t>(end - e.last_seq) > 0:
         _set_last(e, end)
     elif plen:
         e.retrans += 1
         _hist_scaled(r, H_T, zd, &e.n_rexmit)
+    if fin:
+        _zeek_state(r, e, peer, zd == 0, p.flags, seq, plen)
     if ack_ok:
         _ack_received(r, peer, e, 1 - zd, ack)      # after the 'T': the letters keep _zeek's order
     if plen and <int32_t>(seq - e.start_seq) >= 0 and p.payload_len == plen:
@@ -722,3 +745,15 @@ cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
     if (r.cflags & (C_RTT_SYNACK | C_RTT2)) == C_RTT_SYNACK:
         _rtt(tr, r, zd, p, now)       # only the SYN-ACK's ACK is still to be timed
     return True
+
+
+cdef bint _ack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
+                    uint64_t now, int64_t pkt) noexcept nogil:
+    """_fast_path for an ACK or data segment (no SYN, FIN or RST)."""
+    return _fast_path(tr, id, zd, p, plen, ip_len, now, pkt, False)
+
+
+cdef bint _fin_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
+                    uint64_t now, int64_t pkt) noexcept nogil:
+    """_fast_path for a FIN|ACK segment."""
+    return _fast_path(tr, id, zd, p, plen, ip_len, now, pkt, True)
