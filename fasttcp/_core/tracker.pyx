@@ -183,7 +183,7 @@ cdef int64_t _reopen(tr_t *tr, uint32_t id, const ft_key_t *k, uint64_t h, bint 
     return _create(tr, k, h, swapped, now)
 
 
-cdef int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil:
+cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil:
     """Second half of a packet: find or create its connection and run both views."""
     cdef pkt_t *pp = &s.p
     cdef ft_key_t *kp = &s.k
@@ -328,9 +328,11 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
         j = i - _AHEAD
         if j >= start:
             if tr.cap_done - tr.ndone < 4:
+                tr.packets += <uint64_t>(j - start)
                 return j
             s = &ring[j & (_AHEAD - 1)]
-            now = <uint64_t>(ts_ns[j] // 1000) if ts_ns[j] > 0 else 0
+            # (unsigned: a division by a constant without the sign fix-up)
+            now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
             if now > tr.now:
                 tr.now = now
                 tick = now >> FT_TICK_SHIFT
@@ -339,11 +341,8 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
                     _expire(tr, now)
             else:
                 now = tr.now          # time never runs backwards inside the tracker
-            tr.packets += 1
-            if link != NULL and link[j] != FT_OK:
-                v = link[j]
-            elif s.rc >= 0:
-                v = s.rc
+            if s.rc >= 0:
+                v = s.rc              # the parse stage's verdict, or the link layer's
             else:
                 v = _track(tr, s, now, j)
             tr.verdicts[v] += 1
@@ -364,6 +363,7 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
                 _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, whole != NULL and whole[i] != 0)
                 if s.rc < 0:
                     FT_PREFETCH_W(&tr.tab.index[ft_home(&tr.tab, <uint32_t>(s.h >> 32))])
+    tr.packets += <uint64_t>(n - start)
     return n
 
 
