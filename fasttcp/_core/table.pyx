@@ -217,7 +217,7 @@ cdef class ConnectionTable:
         """Bytes allocated for records, index, timer wheel and header (what capacity costs;
         pages of never-used records are not resident until used)."""
         self._ready()
-        return (self._t.capacity * sizeof(ft_conn_t) + self._t.nslots * sizeof(uint64_t)
+        return (self._t.capacity * sizeof(ft_conn_t) + (self._t.nslots + 8) * sizeof(uint64_t)
                 + FT_WHEEL_SIZE * sizeof(uint32_t) + sizeof(ft_table_t))
 
     @property

@@ -78,7 +78,7 @@ cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_
     t.capacity = <uint32_t>capacity
     t.nslots = nslots
     t.conns = <ft_conn_t *>ft_alloc_zeroed(capacity * sizeof(ft_conn_t))   # zero pages: RSS grows with use
-    t.index = <uint64_t *>ft_alloc_zeroed(nslots * sizeof(uint64_t))
+    t.index = <uint64_t *>ft_alloc_zeroed((nslots + 8) * sizeof(uint64_t))   # + a line for ftx_prefetch
     t.wheel = <uint32_t *>calloc(FT_WHEEL_SIZE, sizeof(uint32_t))
     if t.conns == NULL or t.index == NULL or t.wheel == NULL:
         ft_table_free(t)
@@ -103,7 +103,7 @@ cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_
 
 cdef void ft_table_free(ft_table_t *t) noexcept nogil:
     ft_free_zeroed(t.conns, <size_t>t.capacity * sizeof(ft_conn_t))
-    ft_free_zeroed(t.index, t.nslots * sizeof(uint64_t))
+    ft_free_zeroed(t.index, (t.nslots + 8) * sizeof(uint64_t))
     free(t.wheel)
     t.conns = NULL
     t.index = NULL
@@ -217,7 +217,10 @@ cdef void ft_remove_batch(ft_table_t *t, const uint32_t *ids, Py_ssize_t n) noex
         for i in range(m):
             if t.conns[ids[base + i]].family != 0:
                 h[i] = _hash(t, &t.conns[ids[base + i]])
+                # the home slot's line and the next: the backward shift of a delete
+                # moves the entries after it (see ftx_prefetch)
                 FT_PREFETCH_W(&t.index[_home(t, <uint32_t>(h[i] >> 32))])
+                FT_PREFETCH_W((<const char *>&t.index[_home(t, <uint32_t>(h[i] >> 32))]) + 64)
         for i in range(m):
             if t.conns[ids[base + i]].family != 0:
                 _remove_hashed(t, ids[base + i], h[i])

@@ -324,6 +324,7 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
     cdef uint64_t now, tick
     cdef int v
     cdef _stage_t *s
+    cdef const uint64_t *slot
     for i in range(start, n + _AHEAD):
         j = i - _AHEAD
         if j >= start:
@@ -362,7 +363,10 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
             else:
                 _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, whole != NULL and whole[i] != 0)
                 if s.rc < 0:
-                    FT_PREFETCH_W(&tr.tab.index[ft_home(&tr.tab, <uint32_t>(s.h >> 32))])
+                    # the home slot's line and the next (a probe often runs on: ftx_prefetch)
+                    slot = &tr.tab.index[ft_home(&tr.tab, <uint32_t>(s.h >> 32))]
+                    FT_PREFETCH_W(slot)
+                    FT_PREFETCH_W((<const char *>slot) + 64)
     tr.packets += <uint64_t>(n - start)
     return n
 
