@@ -11,7 +11,8 @@ from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
 from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_record, ftx_insert_new,
-                                     ftx_remove, ftx_set_state, ftx_set_deadline)
+                                     ftx_remove, ftx_remove_hashed, ftx_set_state, ftx_set_deadline,
+                                     FT_PREFETCH_W)
 from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
@@ -366,6 +367,14 @@ cdef inline void _close_record(ep_t *ep, uint32_t id, uint8_t final_state, uint8
     cdef uint8_t old = ep.tab.conns[id].state
     _event(ep, id, old, final_state, cause, 0, 0, now)
     ftx_remove(&ep.tab, id)
+
+
+cdef inline void _close_record_hashed(ep_t *ep, uint32_t id, uint8_t final_state, uint8_t cause, uint64_t now,
+                                      uint64_t h) noexcept nogil:
+    """_close_record when the key's hash is at hand (h: ft_hash_key of the record)."""
+    cdef uint8_t old = ep.tab.conns[id].state
+    _event(ep, id, old, final_state, cause, 0, 0, now)
+    ftx_remove_hashed(&ep.tab, id, h)
 
 
 cdef inline void _arm(ep_t *ep, uint32_t id, uint64_t deadline) noexcept nogil:
@@ -871,25 +880,43 @@ cdef Py_ssize_t ep_resend_data(ep_t *ep, uint32_t id, uint32_t seq, const uint8_
 
 # ---- timers ----
 
+cdef enum:
+    _POLL_GROUP = 32                  # expired records whose index slots are loaded together
+
+
 cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcept nogil:
     """Run every timer due at `now`: retransmit SYN / SYN-ACK / FIN with exponential
     backoff (RFC 6298 5.5) or give up, end TIME-WAIT after 2 MSL and FIN-WAIT-2 after its
     idle limit. Data retransmission is announced with EV_RETRANSMIT for the layer that
     holds the bytes."""
-    cdef Py_ssize_t n, i
+    cdef Py_ssize_t n, i, j
     cdef uint32_t id
     cdef ft_conn_t *c
     cdef uint8_t st
+    cdef uint64_t hs[_POLL_GROUP]
+    cdef const uint64_t *slot
     while True:
         n = ft_expire(&ep.tab, now, ids, NULL, cap)
         for i in range(n):
+            if i % _POLL_GROUP == 0:
+                # the records just came through the cache (ft_expire walked them); their
+                # index slots did not. Hash the next group's keys that are leaving the
+                # table and start loading their slots, so a TIME-WAIT storm's removals
+                # overlap their cache misses instead of paying them one by one
+                for j in range(i, min(n, i + _POLL_GROUP)):
+                    c = &ep.tab.conns[ids[j]]
+                    if c.state == TCPS_TIME_WAIT or c.state == TCPS_FIN_WAIT_2:
+                        hs[j - i] = ft_hash_key(&ep.tab, c)
+                        slot = &ep.tab.index[ft_home(&ep.tab, <uint32_t>(hs[j - i] >> 32))]
+                        FT_PREFETCH_W(slot)
+                        FT_PREFETCH_W((<const char *>slot) + 64)
             id = ids[i]
             c = &ep.tab.conns[id]
             st = c.state
             if st == TCPS_TIME_WAIT:
-                _close_record(ep, id, TCPS_CLOSED, EV_TIMEOUT_2MSL, now)
+                _close_record_hashed(ep, id, TCPS_CLOSED, EV_TIMEOUT_2MSL, now, hs[i % _POLL_GROUP])
             elif st == TCPS_FIN_WAIT_2:
-                _close_record(ep, id, TCPS_CLOSED, EV_TIMEOUT, now)
+                _close_record_hashed(ep, id, TCPS_CLOSED, EV_TIMEOUT, now, hs[i % _POLL_GROUP])
             elif st == TCPS_SYN_SENT:
                 if c.retransmits >= ep.cfg.syn_retries:
                     _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
