@@ -1387,3 +1387,45 @@ def test_a_batch_whose_link_verdicts_are_not_verdict_codes_is_refused():
     with pytest.raises(fasttcp.UsageError, match="packet 1: link verdict 200"):
         t.feed_batch(batch)
     assert t.stats()["packets"] == 0
+
+
+@pytest.mark.parametrize("path", ["feed_batch", "feed"])
+def test_no_finished_row_is_lost_when_a_mass_timeout_fills_the_row_buffer(path):
+    # 66,000 unanswered SYNs time out together (more rows than the C buffer holds,
+    # 65,536), on packet time, just as a SYN reuses the 4-tuple of a connection that
+    # closed: the expiry fills the buffer and the same packet finishes the old
+    # connection (REUSED). Every one of the 66,002 connections must come out once.
+    n = 66_000
+    packets, times = [], []
+    for i in range(n):
+        packets.append(fasttcp.build(f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", "10.200.0.1",
+                                     1024 + i % 50000, 80, seq=i, flags=Flags.SYN, window=1000))
+        times.append(1000.0)
+    c, s = "10.9.9.9", "10.200.0.1"
+    for src, dst, sp, dp, seq, ack, flags in [
+            (c, s, 5555, 80, 100, 0, Flags.SYN), (s, c, 80, 5555, 900, 101, Flags.SYN | Flags.ACK),
+            (c, s, 5555, 80, 101, 901, Flags.ACK), (c, s, 5555, 80, 101, 901, Flags.FIN | Flags.ACK),
+            (s, c, 80, 5555, 901, 102, Flags.FIN | Flags.ACK), (c, s, 5555, 80, 102, 902, Flags.ACK)]:
+        packets.append(fasttcp.build(src, dst, sp, dp, seq=seq, ack=ack, flags=flags, window=1000))
+        times.append(1100.0)
+    # SYN_SENT lasts 120 s: at 1130 s the 66,000 attempts are over, the closed one is reused
+    packets.append(fasttcp.build(c, s, 5555, 80, seq=50000, flags=Flags.SYN, window=1000))
+    times.append(1130.0)
+    tr = Tracker(100_000, timeouts="conntrack")
+    if path == "feed_batch":
+        lens = np.array([len(p) for p in packets], dtype=np.int64)
+        offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        verdicts = tr.feed_batch(b"".join(packets), offs, lens, (np.array(times) * 1e9).astype(np.int64))
+        assert (verdicts == 0).all()
+        rows = tr.finished()
+    else:
+        rows = []
+        for p, t in zip(packets, times):
+            assert tr.feed(p, t) == 0
+            rows.append(tr.finished())
+        rows = np.concatenate(rows)
+    reasons = {EndReason(r).name: int(k) for r, k in zip(*np.unique(rows["end_reason"], return_counts=True))}
+    assert reasons == {"TIMEOUT": n, "REUSED": 1}
+    assert tr.stats()["packets"] == n + 7
+    rows = np.concatenate([rows, tr.expire(5000.0)])
+    assert len(rows) == n + 2

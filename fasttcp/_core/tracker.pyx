@@ -71,24 +71,29 @@ RECORD_BYTES = sizeof(ft_conn_t) + sizeof(trk_t)
 cdef enum:
     _DONE_CAP = 65536                 # finished rows buffered in C before Python collects them
     _EXPIRE_CHUNK = 4096
+    _ROW_RESERVE = 4                  # rows one packet may finish (_feed stops below this)
 
 
 cdef inline uint64_t _max64(uint64_t a, uint64_t b) noexcept nogil:
     return a if a > b else b
 
 
-cdef void _expire(tr_t *tr, uint64_t now) noexcept nogil:
+cdef bint _expire(tr_t *tr, uint64_t now) noexcept nogil:
     """Finish every record whose idle time in its state has run out by `now`. A record
     is refreshed lazily: its wheel deadline may be older than its last accepted packet,
-    in which case it is re-armed instead of finished."""
-    cdef Py_ssize_t n, i, room
+    in which case it is re-armed instead of finished. Returns False when the
+    finished-row buffer filled first (collect the rows, then call again); it always
+    leaves _ROW_RESERVE rows free, for the packet being tracked to finish connections
+    of its own (a reused 4-tuple, an eviction) without losing their rows."""
+    cdef Py_ssize_t n, i, room, ask
     cdef uint32_t id
     cdef uint64_t due
     while True:
-        room = tr.cap_done - tr.ndone
+        room = tr.cap_done - tr.ndone - _ROW_RESERVE
         if room <= 0:
-            return
-        n = ft_expire(&tr.tab, now, tr.expired, NULL, room if room < _EXPIRE_CHUNK else _EXPIRE_CHUNK)
+            return False
+        ask = room if room < _EXPIRE_CHUNK else _EXPIRE_CHUNK
+        n = ft_expire(&tr.tab, now, tr.expired, NULL, ask)
         for i in range(n):
             id = tr.expired[i]
             due = tr.recs[id].touch_us + _timeout_of(tr, id)
@@ -97,8 +102,8 @@ cdef void _expire(tr_t *tr, uint64_t now) noexcept nogil:
             else:
                 tr.timed_out += 1
                 _finish(tr, id, END_TIMEOUT)
-        if n < _EXPIRE_CHUNK:
-            return
+        if n < ask:
+            return True
 
 
 ctypedef struct _stage_t:
@@ -328,7 +333,7 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
     for i in range(start, n + _AHEAD):
         j = i - _AHEAD
         if j >= start:
-            if tr.cap_done - tr.ndone < 4:
+            if tr.cap_done - tr.ndone < _ROW_RESERVE:
                 tr.packets += <uint64_t>(j - start)
                 return j
             s = &ring[j & (_AHEAD - 1)]
@@ -336,12 +341,16 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
             now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
             if now > tr.now:
                 tr.now = now
-                tick = now >> FT_TICK_SHIFT
-                if tick != tr.last_tick:
-                    tr.last_tick = tick
-                    _expire(tr, now)
             else:
                 now = tr.now          # time never runs backwards inside the tracker
+            tick = now >> FT_TICK_SHIFT
+            if tick != tr.last_tick:
+                if not _expire(tr, now):
+                    # the rows ran out mid-expiry: let the caller collect them, then
+                    # finish expiring before this packet (its connection may be one)
+                    tr.packets += <uint64_t>(j - start)
+                    return j
+                tr.last_tick = tick
             if s.rc >= 0:
                 v = s.rc              # the parse stage's verdict, or the link layer's
             else:
@@ -546,9 +555,9 @@ cdef class Tracker:
         self._busy = True
         try:
             ln = view.len
-            if tr.cap_done - tr.ndone < 4:
+            # (0: the finished rows must be collected first, the packet is not tracked yet)
+            while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, 0, 1, &verdict) == 0:
                 self._collect()
-            _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, 0, 1, &verdict)
         finally:
             self._busy = False
             PyBuffer_Release(&view)
@@ -643,10 +652,9 @@ cdef class Tracker:
             tr.now = t
             tr.last_tick = t >> FT_TICK_SHIFT
         while True:
-            _expire(tr, tr.now)
-            more = tr.ndone == tr.cap_done
+            done = _expire(tr, tr.now)
             self._collect()
-            if not more:
+            if done:
                 break
         return self.finished()
 
