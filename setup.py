@@ -69,6 +69,9 @@ def _compiles_with(compiler, flags) -> bool:
 # measured on the bench machine. Any failure falls back to the plain build.
 PGO = os.environ.get("FASTTCP_PGO", "1") != "0" and not DEBUG
 PGO_USE_FLAGS = ["-fprofile-partial-training", "-Wno-missing-profile"]
+# the modules whose hot loops the training must have run (a profile missing for one of
+# them means the run did not do its job: no profile-guided build then)
+PGO_TRAINED = ["csum", "wire", "batch", "segment", "table", "endpoint", "capture", "tracker"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -79,7 +82,10 @@ class BuildExt(build_ext):
     def finalize_options(self):
         super().finalize_options()
         if self.parallel is None:
-            self.parallel = os.cpu_count() or 1
+            # the CPUs this process may use (not the host's), and at most 4: each -O3
+            # compile of a large module takes a few hundred MB
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            self.parallel = max(1, min(cpus, 4))
 
     def build_extensions(self):
         if not DEBUG and _compiles_with(self.compiler, X86_GCC_STRING_FLAGS):
@@ -125,8 +131,9 @@ class BuildExt(build_ext):
             saved = (self.inplace, self.build_lib)
             self.inplace, self.build_lib, self.force = False, stage, True
             try:
+                # (FASTTCP_PGO=1 in both compiles: the profile must be of the same source)
                 self._set_flags(base, [f"-fprofile-generate={prof}", "-fprofile-update=single"],
-                                [f"-fprofile-generate={prof}"], pgo=False)
+                                [f"-fprofile-generate={prof}"], pgo=True)
                 super().build_extensions()
             finally:
                 self.inplace, self.build_lib = saved
@@ -138,12 +145,19 @@ class BuildExt(build_ext):
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([stage, *[p for p in sys.path if p]]))
             subprocess.run([sys.executable, "-m", "fasttcp._pgo"], cwd=stage, env=env, check=True,
                            timeout=600, stdout=subprocess.DEVNULL)
-            if not any(name.endswith(".gcda") for _, _, files in os.walk(prof) for name in files):
-                raise RuntimeError("the training run wrote no profile")
+            written = {name for _, _, files in os.walk(prof) for name in files}
+            # (named after the object file: its path mangled with '#', or as directories)
+            missing = [m for m in PGO_TRAINED
+                       if not any(n == f"{m}.gcda" or n.endswith(f"#{m}.gcda") for n in written)]
+            if missing:
+                raise RuntimeError(f"the training run wrote no profile for {', '.join(missing)}")
             # 3. the real build, with the profile
             self._set_flags(base, [f"-fprofile-use={prof}", *PGO_USE_FLAGS], [], pgo=True)
             self.force = True
-            super().build_extensions()
+            try:
+                super().build_extensions()
+            finally:
+                self._set_flags(base, [], [], pgo=True)     # no flag naming the deleted profile
 
 
 directives = {

@@ -4,10 +4,12 @@ setup.py compiles the extensions once with gcc's ``-fprofile-generate``, runs th
 module against that build (``python -m fasttcp._pgo``), and compiles them again with
 ``-fprofile-use``: gcc then lays out each hot loop for the branches real traffic takes
 and moves what it never saw out of the way. What gcc learns is only as good as what
-it saw, so this is deliberately wider than the benchmark: IPv4 and IPv6, whole
-lifecycles, data with loss and retransmission, resets, the single-packet API, and the
-tracker over a capture with bad checksums, losses, duplicates and a second timeout
-preset, besides the shapes `fasttcp bench` measures. Code the run never reaches is
+it saw, so this is deliberately wider than the benchmark: endpoint lifecycles over
+IPv4 and IPv6, SYNs retransmitted until the connect gives up, SYNs refused with a
+RST, data with loss and retransmission, a lost FIN, aborts, the single-packet API; the
+tracker (IPv4: the synthetic capture is) over a clean capture and over damaged copies
+(bad checksums, losses, duplicates) with both timeout presets; the codec over IPv4 and
+IPv6 -- besides the shapes `fasttcp bench` measures. Code the run never reaches is
 compiled as if there were no profile (``-fprofile-partial-training``), never worse.
 
 It only has to exercise, not to check: the tests do that. It needs numpy and
@@ -54,19 +56,20 @@ def _endpoint_rounds(family: int, flows: int, rounds: int) -> None:
         cids, sids = _handshakes(client, server, keys, now)
         _close_all(client, server, cids, sids, now, 30.0)
         now += 61.0
-    # handshakes left unanswered: SYN retransmissions with backoff, then give-up
+    # SYNs into the void: retransmitted with backoff until the client gives up
     client.connect_batch(keys[: flows // 4], now)
     for k in range(8):
         client.poll_batch(now + 2.0 ** k)
-        if k == 2:
-            # delayed SYNs (and their retransmissions) reach the server: it answers, the
-            # client has moved on to a later SYN, so some answers meet RSTs
-            pipe(client, server, now + 4.0)
-            pipe(server, client, now + 4.0)
-            pipe(client, server, now + 4.0)
-        client.transmit_batch()
-        client.clear_events()
-        server.clear_events()
+    client.transmit_batch()
+    now += 300.0
+    # SYNs to a port nobody listens on: the server answers RST, the client is refused
+    closed = keys[flows // 4: flows // 2].copy()
+    closed["rport"] = 81
+    client.connect_batch(closed, now)
+    pipe(client, server, now)
+    pipe(server, client, now)
+    client.clear_events()
+    server.clear_events()
 
 
 def _endpoint_python_api(n: int) -> None:
@@ -78,10 +81,10 @@ def _endpoint_python_api(n: int) -> None:
     server = Endpoint(["198.19.0.1"], capacity=n, seed=4)
     server.listen(80)
 
-    def carry(src, dst, now, drop_every=0):
+    def carry(src, dst, now, drop_first=False):
         for k, p in enumerate(src.transmit()):
-            if drop_every and k % drop_every == drop_every - 1:
-                continue
+            if drop_first and k == 0:
+                continue                  # lost: later segments arrive out of order
             dst.receive(p, now)
 
     now = 0.0
@@ -95,7 +98,7 @@ def _endpoint_python_api(n: int) -> None:
             continue
         c.send(b"x" * (200 + i % 3000), now=now)
         s.send(b"y" * (100 + i % 1500), now=now)
-        carry(client, server, now, drop_every=3 if i % 5 == 0 else 0)
+        carry(client, server, now, drop_first=i % 5 == 0)
         carry(server, client, now)
         now += 1.5
         client.poll(now)
@@ -112,7 +115,7 @@ def _endpoint_python_api(n: int) -> None:
             carry(client, server, now)
             carry(server, client, now)
             s.close(now=now)
-            carry(server, client, now, drop_every=2 if i % 4 == 0 else 0)
+            carry(server, client, now, drop_first=i % 4 == 0)     # the FIN lost: resent
             carry(client, server, now)
         client.events()
         server.events()

@@ -488,7 +488,7 @@ cdef class Endpoint:
     @property
     def memory_bytes(self):
         """Bytes of the connection table (records + index + timer wheel)."""
-        return (self._ep.tab.capacity * sizeof(ft_conn_t) + self._ep.tab.nslots * 8
+        return (self._ep.tab.capacity * sizeof(ft_conn_t) + (self._ep.tab.nslots + 8) * 8
                 + 65536 * 4 + sizeof(ep_t) + self._ep.acq_cap * 5)
 
     @property

@@ -538,7 +538,7 @@ cdef class Tracker:
     def memory_bytes(self) -> int:
         """Bytes reserved for connections: table records, index and tracker records."""
         cdef tr_t *tr = self._get()
-        return (tr.tab.capacity * (sizeof(ft_conn_t) + sizeof(trk_t)) + tr.tab.nslots * 8
+        return (tr.tab.capacity * (sizeof(ft_conn_t) + sizeof(trk_t)) + (tr.tab.nslots + 8) * 8
                 + FT_WHEEL_SIZE * 4)
 
     def feed(self, packet, ts):
