@@ -340,17 +340,18 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
             # (unsigned: a division by a constant without the sign fix-up)
             now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
             if now > tr.now:
+                tick = now >> FT_TICK_SHIFT
+                if tick != tr.last_tick:
+                    if not _expire(tr, now):
+                        # the rows ran out mid-expiry: let the caller collect them, then
+                        # finish expiring before this packet (its connection may be
+                        # one); tr.now is left behind so that the resumed call does
+                        tr.packets += <uint64_t>(j - start)
+                        return j
+                    tr.last_tick = tick
                 tr.now = now
             else:
                 now = tr.now          # time never runs backwards inside the tracker
-            tick = now >> FT_TICK_SHIFT
-            if tick != tr.last_tick:
-                if not _expire(tr, now):
-                    # the rows ran out mid-expiry: let the caller collect them, then
-                    # finish expiring before this packet (its connection may be one)
-                    tr.packets += <uint64_t>(j - start)
-                    return j
-                tr.last_tick = tick
             if s.rc >= 0:
                 v = s.rc              # the parse stage's verdict, or the link layer's
             else:
