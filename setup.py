@@ -63,10 +63,9 @@ def _compiles_with(compiler, flags) -> bool:
 
 
 # Profile-guided optimisation (as CPython's --enable-optimizations does): compile with
-# -fprofile-generate, run fasttcp._pgo (a few seconds of varied traffic through every
-# hot loop), compile again with -fprofile-use. gcc then lays the per-packet loops out
-# for the branches traffic takes: +10% tracker packets/s and +4% endpoint handshakes/s
-# measured on the bench machine. Any failure falls back to the plain build.
+# -fprofile-generate, run fasttcp._pgo (a second or two of varied traffic through the
+# hot loops), compile again with -fprofile-use. gcc then lays the per-packet loops out
+# for the branches traffic takes. Any failure falls back to the plain build.
 PGO = os.environ.get("FASTTCP_PGO", "1") != "0" and not DEBUG
 PGO_USE_FLAGS = ["-fprofile-partial-training", "-Wno-missing-profile"]
 # The modules compiled with the profile: the two per-packet engines, where it measured
@@ -123,7 +122,7 @@ class BuildExt(build_ext):
         """Flags for the PGO_MODULES (`pgo`: they are built with a profile); every other
         module gets its plain flags."""
         for ext, (c, ld) in zip(self.extensions, base):
-            mine = pgo is not None and ext.name.rsplit(".", 1)[-1] in PGO_MODULES
+            mine = ext.name.rsplit(".", 1)[-1] in PGO_MODULES
             ext.extra_compile_args = c + (cflags if mine else [])
             ext.extra_link_args = ld + (ldflags if mine else [])
             ext.define_macros = [m for m in ext.define_macros if m[0] != "FASTTCP_PGO"]

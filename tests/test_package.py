@@ -168,9 +168,13 @@ def test_the_build_is_profile_guided():
 
 
 def test_bench_reports_the_kind_of_build():
+    # the JSON key and the text report's first line name the build the figures came from
     from fasttcp._core import endpoint, tracker
+    from fasttcp.bench import format_report
     from fasttcp.bench_codec import BenchConfig, Report
 
-    out = Report(BenchConfig()).as_dict()
-    assert out["pgo_build"] == (endpoint.PGO_BUILD and tracker.PGO_BUILD)
-    assert isinstance(out["pgo_build"], bool)
+    pgo = endpoint.PGO_BUILD and tracker.PGO_BUILD
+    rep = Report(BenchConfig())
+    assert rep.as_dict()["pgo_build"] is pgo
+    head = format_report(rep).splitlines()[0]
+    assert head.endswith("profile-guided build" if pgo else "plain (no profile) build"), head

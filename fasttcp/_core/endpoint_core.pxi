@@ -10,9 +10,9 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
-from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_record, ftx_insert_new,
-                                     ftx_remove, ftx_remove_hashed, ftx_set_state, ftx_set_deadline,
-                                     FT_PREFETCH_W)
+from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
+                                     ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
+                                     ftx_set_deadline)
 from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
@@ -894,7 +894,6 @@ cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcep
     cdef ft_conn_t *c
     cdef uint8_t st
     cdef uint64_t hs[_POLL_GROUP]
-    cdef const uint64_t *slot
     while True:
         n = ft_expire(&ep.tab, now, ids, NULL, cap)
         for i in range(n):
@@ -907,9 +906,7 @@ cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcep
                     c = &ep.tab.conns[ids[j]]
                     if c.state == TCPS_TIME_WAIT or c.state == TCPS_FIN_WAIT_2:
                         hs[j - i] = ft_hash_key(&ep.tab, c)
-                        slot = &ep.tab.index[ft_home(&ep.tab, <uint32_t>(hs[j - i] >> 32))]
-                        FT_PREFETCH_W(slot)
-                        FT_PREFETCH_W((<const char *>slot) + 64)
+                        ftx_prefetch_w(&ep.tab, hs[j - i])
             id = ids[i]
             c = &ep.tab.conns[id]
             st = c.state

@@ -212,6 +212,7 @@ cdef void ft_remove_batch(ft_table_t *t, const uint32_t *ids, Py_ssize_t n) noex
     the index misses of a group overlap (expiring a million TIME-WAITs is this loop)."""
     cdef uint64_t h[_HASH_CHUNK]
     cdef Py_ssize_t base = 0, i, m
+    cdef const char *slot
     while base < n:
         m = n - base if n - base < _HASH_CHUNK else _HASH_CHUNK
         for i in range(m):
@@ -219,8 +220,9 @@ cdef void ft_remove_batch(ft_table_t *t, const uint32_t *ids, Py_ssize_t n) noex
                 h[i] = _hash(t, &t.conns[ids[base + i]])
                 # the home slot's line and the next: the backward shift of a delete
                 # moves the entries after it (see ftx_prefetch)
-                FT_PREFETCH_W(&t.index[_home(t, <uint32_t>(h[i] >> 32))])
-                FT_PREFETCH_W((<const char *>&t.index[_home(t, <uint32_t>(h[i] >> 32))]) + 64)
+                slot = <const char *>&t.index[_home(t, <uint32_t>(h[i] >> 32))]
+                FT_PREFETCH_W(slot)
+                FT_PREFETCH_W(slot + 64)
         for i in range(m):
             if t.conns[ids[base + i]].family != 0:
                 _remove_hashed(t, ids[base + i], h[i])

@@ -196,6 +196,13 @@ cdef inline void ftx_prefetch(const ft_table_t *t, uint64_t h) noexcept nogil:
     FT_PREFETCH((<const char *>slot) + 64)
 
 
+cdef inline void ftx_prefetch_w(const ft_table_t *t, uint64_t h) noexcept nogil:
+    """ftx_prefetch for a slot about to be written (an insert or a delete)."""
+    cdef const uint64_t *slot = &t.index[ft_home(t, <uint32_t>(h >> 32))]
+    FT_PREFETCH_W(slot)
+    FT_PREFETCH_W((<const char *>slot) + 64)
+
+
 cdef inline void ftx_prefetch_record(const ft_table_t *t, uint64_t h) noexcept nogil:
     """Second pipeline stage: read the (prefetched) home slot and start loading the record
     it points to, if its stored hash matches."""

@@ -18,7 +18,7 @@ from fasttcp._core.table cimport *
 from fasttcp._core.tracker cimport *
 from fasttcp._core.tablehash cimport ft_key_store_hash, ft_key_word0, ft_be64, ft_home
 from fasttcp._core.tableops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
-                                     ftx_set_deadline, FT_PREFETCH_W)
+                                     ftx_set_deadline, ftx_prefetch_w, FT_PREFETCH_W)
 
 import os
 
@@ -329,7 +329,6 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
     cdef uint64_t now, tick
     cdef int v
     cdef _stage_t *s
-    cdef const uint64_t *slot
     for i in range(start, n + _AHEAD):
         j = i - _AHEAD
         if j >= start:
@@ -373,10 +372,7 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
             else:
                 _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, whole != NULL and whole[i] != 0)
                 if s.rc < 0:
-                    # the home slot's line and the next (a probe often runs on: ftx_prefetch)
-                    slot = &tr.tab.index[ft_home(&tr.tab, <uint32_t>(s.h >> 32))]
-                    FT_PREFETCH_W(slot)
-                    FT_PREFETCH_W((<const char *>slot) + 64)
+                    ftx_prefetch_w(&tr.tab, s.h)
     tr.packets += <uint64_t>(n - start)
     return n
 
@@ -722,8 +718,8 @@ cdef class Tracker:
     def stats(self) -> dict:
         """Counters: packets, verdicts by name, connections created / reused / evicted /
         timed out, out-of-window packets, RTT samples, live connections, and `fast_path`:
-        packets the header-prediction path took (in-window ACK and data segments;
-        Linux counts the same as TCPHPHits)."""
+        packets the header-prediction path took (in-window ACK, data and FIN|ACK
+        segments; Linux counts its like as TCPHPHits)."""
         cdef tr_t *tr = self._get()
         from fasttcp.enums import Verdict
         return {

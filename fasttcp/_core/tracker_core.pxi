@@ -647,7 +647,7 @@ cdef inline bint _zeek_quiet_for_acks(const trk_dir_t *e, const trk_dir_t *peer)
 cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
                             uint64_t now, int64_t pkt, bint fin) noexcept nogil:
     """The common case at a glance (Van Jacobson's header prediction, the fast path of
-    Linux's tcp_rcv_established): an ACK or data segment inside conntrack's window, on a
+    Linux's tcp_rcv_established): an ACK, data segment or FIN|ACK inside conntrack's window, on a
     connection conntrack has started, whose ACK-class transition is a state (not IGNORE
     or INVALID), and whose Zeek endpoints are quiet for it. That is nearly every packet
     of a bulk transfer, and the ACKs that complete a handshake and close a connection.
@@ -656,8 +656,9 @@ cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
     the general path then takes it. tests/test_tracker_fast_path.py runs captures and
     random traffic both ways and compares.
 
-    `fin` (a constant in each caller, so each gets its own copy): the segment is a
-    FIN|ACK, conntrack's FIN class -- the close of every connection. It adds the FIN's
+    `fin`: the segment is a FIN|ACK (ACK and FIN, URG and PSH allowed: always one of
+    conntrack's valid flag sets), conntrack's FIN class -- the close of every
+    connection. It adds the FIN's
     sequence octet, the FIN_WAIT close-init mark, and Zeek's 'F', FIN position and
     endpoint state change (_zeek_state itself, which for a FIN never reverses roles)."""
     cdef trk_t *r = &tr.recs[id]
@@ -674,8 +675,6 @@ cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
             or (r.hist_len == 1 and r.history[0] == 72) or (r.cflags & C_RST_TIMER):
         # (C_RST_TIMER: an in-window, inexact RST kept the state; the peer's challenge
         # ACK that usually follows goes the general path, which clears the flag)
-        return False
-    if fin and not _valid_flags(p.flags):
         return False
     new = _T[ctd][cls][old]
     if new >= TRK_IGNORE or new == TRK_SYN_RECV:
