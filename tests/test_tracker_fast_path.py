@@ -1,7 +1,8 @@
 """The tracker's header-prediction path against its general path.
 
-`_ack_fast` (tracker_core.pxi) restates, for an in-window ACK or data segment, what
-`_conntrack` and `_zeek` do with it. Every test here feeds the same packets to two
+`_ack_fast` and `_fin_fast` (tracker_core.pxi) restate, for an in-window ACK, data
+segment or FIN, what `_conntrack` and `_zeek` do with it; `_syn_new` and `_synack_fast`
+do the same for a connection's opening SYN and the SYN-ACK that answers it. Every test here feeds the same packets to two
 trackers, one with the fast path and one without (`Tracker._set_fast_path(False)`),
 and requires the same results to the byte: verdicts, events, live and finished
 connection rows, every counter, and the records themselves. Each also checks that the fast path really took
@@ -81,17 +82,18 @@ def test_every_capture_gives_the_same_results_both_ways(verify, liberal):
         assert hits["zeek-http-get.pcap"] > 0
 
 
-def test_the_bench_capture_takes_the_fast_path_for_exactly_its_ack_and_fin_segments(tmp_path):
+def test_the_bench_capture_takes_a_fast_path_for_every_segment(tmp_path):
     # 12 packets per connection: SYN, SYN-ACK, ACK, request, 3 response segments, ACK,
-    # FIN, ACK, FIN, ACK. Every ACK-class segment (8) takes the fast path: the one that
-    # completes the handshake (SYN_RECV -> ESTABLISHED), the request, the response and
-    # its ACK, and the two that acknowledge the FINs (-> CLOSE_WAIT, -> TIME_WAIT); so do
-    # both FINs (ESTABLISHED -> FIN_WAIT, CLOSE_WAIT -> LAST_ACK). Only the SYN and the
-    # SYN-ACK go the general path.
+    # FIN, ACK, FIN, ACK. The SYN that opens the connection and the SYN-ACK that answers
+    # it take the opening's fast paths (NONE -> SYN_SENT -> SYN_RECV); every ACK-class
+    # segment (8) takes header prediction: the one that completes the handshake
+    # (SYN_RECV -> ESTABLISHED), the request, the response and its ACK, and the two
+    # that acknowledge the FINs (-> CLOSE_WAIT, -> TIME_WAIT); so do both FINs
+    # (ESTABLISHED -> FIN_WAIT, CLOSE_WAIT -> LAST_ACK).
     path = tmp_path / "synth.pcap"
     flows = synth_capture(path, 120 * PACKETS_PER_FLOW, 40)
     hits = same_both_ways(list(fasttcp.read_pcap(path)), timeouts="conntrack")
-    assert hits == 10 * flows
+    assert hits == PACKETS_PER_FLOW * flows == 12 * flows
 
 
 # ---- random established traffic ----
@@ -217,9 +219,9 @@ def test_well_behaved_traffic_takes_the_fast_path_every_time():
                  for i in range(200)]
         packets = established_traffic(4, (100, 5000, 7, True, how), steps)
         hits = same_both_ways([as_batch(packets)])
-        # with the handshake, its last ACK on each connection too; midstream, each side's
-        # first packet on each connection sets its Zeek endpoint up (general path)
-        assert hits == (200 + 2 if how == "full" else 200 - 4)
+        # with the handshake, its three segments on each connection too; midstream, each
+        # side's first packet on each connection sets its Zeek endpoint up (general path)
+        assert hits == (200 + 2 * 3 if how == "full" else 200 - 4)
 
 
 CLOSES = {
@@ -289,3 +291,125 @@ def test_each_single_perturbation_gives_the_same_results_both_ways(field, value,
         steps += [clean(i, i % 2 == 0) for i in range(3)]
         packets = established_traffic(4, (100, 5000, wscale, True, "full"), steps)
         same_both_ways([as_batch(packets)], timeouts="conntrack")
+
+
+# ---- random openings ----
+#
+# `_syn_new` and `_synack_fast` restate what the general path does with a connection's
+# first SYN and the SYN-ACK that answers it. Here each of two connections on one
+# 4-tuple pair goes through a random opening: the usual SYN, SYN-ACK, ACK mixed with
+# what each of their exits must leave to the general path (SYN retransmitted or with
+# a new ISN, data on a SYN or SYN-ACK, zero windows, URG, ECN flags, SACK blocks on a
+# SYN-ACK, an ACK outside the window, the SYN-ACK first or twice, a responder's SYN
+# for a simultaneous open, RSTs, bad checksums, cut packets, one-sided options), then
+# a little data and a close, and sometimes the 4-tuple reused later.
+
+opening_step = st.tuples(
+    st.sampled_from(["syn", "syn", "synack", "synack", "ack", "rst", "syn-from-server", "synack-from-client",
+                     "data"]),
+    st.sampled_from([0, 0, 0, 1, -1, 1000, 1 << 31]),                      # seq offset (new ISN)
+    st.sampled_from([0, 0, 0, 1, -1, 2, -70000, 1 << 31]),                  # ack offset
+    st.sampled_from([0, 0, 0, 20]),                                         # payload
+    st.sampled_from([64240, 64240, 0, 1]),                                  # window
+    st.sampled_from(["", "", "urg", "ece", "psh"]),                         # extra flags
+    st.sampled_from(["both", "both", "none", "wscale", "sack", "mss", "sack-block", "ts"]),
+    st.sampled_from([0.0, 0.001, 1.0, 200.0]),                              # time step
+    st.sampled_from(["", "", "", "badsum", "cut"]),
+)
+
+
+def random_openings(family: int, isns, openings, then_reuse: bool) -> list[Packet]:
+    c, s = (CLIENT, SERVER) if family == 4 else (CLIENT6, SERVER6)
+    out, t = [], 1000.0
+    extra = {"": 0, "urg": Flags.URG, "ece": Flags.ECE | Flags.CWR, "psh": Flags.PSH}
+    for rnd in range(2 if then_reuse else 1):
+        for k, steps in enumerate(openings):
+            c_isn, s_isn = ((isns[0] + rnd * 100_000) % WRAP, (isns[1] + rnd * 100_000) % WRAP)
+            port = 40000 + k
+            for kind, dseq, dack, n, win, more, opts, dt, mutation in steps:
+                t += dt
+                from_client = kind in ("syn", "ack", "rst", "synack-from-client", "data")
+                src, dst, sp, dp = (c, s, port, SERVER_PORT) if from_client else (s, c, SERVER_PORT, port)
+                flags = {"syn": Flags.SYN, "synack": Flags.SYN | Flags.ACK, "ack": Flags.ACK,
+                         "rst": Flags.RST | Flags.ACK, "syn-from-server": Flags.SYN,
+                         "synack-from-client": Flags.SYN | Flags.ACK, "data": Flags.ACK | Flags.PSH}[kind]
+                own, other = (c_isn, s_isn) if from_client else (s_isn, c_isn)
+                syn = bool(flags & Flags.SYN)
+                seq = (own + dseq + (0 if syn else 1)) % WRAP
+                ack = (other + 1 + dack) % WRAP if flags & Flags.ACK else 0
+                options = {}
+                if syn and opts in ("both", "wscale"):
+                    options["wscale"] = 7
+                if syn and opts in ("both", "sack"):
+                    options["sack_permitted"] = True
+                if syn and opts in ("both", "mss"):
+                    options["mss"] = 1460
+                if opts == "sack-block":
+                    options["sack"] = [((other + 100) % WRAP, (other + 600) % WRAP)]
+                if opts == "ts":
+                    options["timestamp"] = (int(t * 1000) % WRAP, 0)
+                pkt = fasttcp.build(src, dst, sp, dp, seq=seq, ack=ack, flags=flags | extra[more], window=win,
+                                    options=options or None, payload=bytes(n if kind != "rst" else 0))
+                if mutation == "badsum":
+                    pkt = _corrupt_tcp_checksum(pkt)
+                elif mutation == "cut":
+                    pkt = pkt[:_tcp_header_end(pkt)]
+                out.append(Packet(pkt, t, kind))
+            # then data both ways and a client-first close, all well-behaved
+            t += 0.01
+            close = ((True, Flags.ACK | Flags.PSH, 1, 1, 100), (False, Flags.ACK | Flags.PSH, 1, 101, 300),
+                     (True, Flags.FIN | Flags.ACK, 101, 301, 0), (False, Flags.FIN | Flags.ACK, 301, 102, 0),
+                     (True, Flags.ACK, 102, 302, 0))
+            for from_client, flags, dseq, dack, n in close:
+                src, dst, sp, dp = (c, s, port, SERVER_PORT) if from_client else (s, c, SERVER_PORT, port)
+                own, other = (c_isn, s_isn) if from_client else (s_isn, c_isn)
+                out.append(Packet(fasttcp.build(src, dst, sp, dp, seq=(own + dseq) % WRAP, ack=(other + dack) % WRAP,
+                                                flags=flags, window=65535, payload=bytes(n)), t, "close"))
+                t += 0.001
+        t += 300.0          # past TIME_WAIT (conntrack's 120 s): the 4-tuple is free again
+    return out
+
+
+@pytest.mark.fuzz
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(family=st.sampled_from([4, 6]),
+       isns=st.tuples(st.sampled_from([100, WRAP - 1, 0x7FFFFFFF]), st.sampled_from([5000, WRAP - 2, 0])),
+       openings=st.lists(st.lists(opening_step, min_size=1, max_size=6), min_size=1, max_size=2),
+       then_reuse=st.booleans(), liberal=st.booleans(), verify=st.booleans(), loose=st.booleans(),
+       timeouts=st.sampled_from(["conntrack", "zeek"]))
+def test_random_openings_give_the_same_results_both_ways(family, isns, openings, then_reuse, liberal, verify,
+                                                          loose, timeouts):
+    packets = random_openings(family, isns, openings, then_reuse)
+    same_both_ways([as_batch(packets)], liberal=liberal, verify_checksum=verify, loose=loose, timeouts=timeouts)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_clean_opening_takes_the_fast_paths(family):
+    # SYN, SYN-ACK (one-sided or no options too), then the handshake's ACK: each on its fast path
+    for opts in ("both", "none", "wscale", "sack", "mss", "ts"):
+        steps = [("syn", 0, 0, 0, 64240, "", opts, 0.0, ""), ("synack", 0, 0, 0, 64240, "", opts, 0.001, ""),
+                 ("ack", 0, 0, 0, 64240, "", "", 0.001, "")]
+        packets = random_openings(family, (100, 5000), [steps, steps], False)
+        hits = same_both_ways([as_batch(packets)], timeouts="conntrack")
+        # the three opening segments of two connections, and their close's ACK-class
+        # segments (data, data, FIN, FIN, ACK)
+        assert hits == 2 * (3 + 5), opts
+
+
+@pytest.mark.parametrize("acked", [1, 3, 21])
+def test_a_synack_acknowledging_data_the_capture_cut_from_the_syn_leaves_the_same_gap(acked):
+    # A SYN carrying 20 bytes (Fast Open) that the snap length cut: its data never
+    # crossed the capture point. The SYN-ACK acknowledges `acked` - 1 of those bytes and
+    # takes the fast path, which must account the content gap (Zeek's 'G',
+    # missed_bytes) exactly as the general path does.
+    steps = [("syn", 0, 0, 20, 64240, "", "both", 0.0, "cut"),
+             ("synack", 0, acked - 1, 0, 64240, "", "both", 0.001, ""),
+             ("ack", 0, 0, 0, 64240, "", "", 0.001, "")]
+    packets = random_openings(4, (100, 5000), [steps], False)
+    t = Tracker(seed=3)
+    t.feed_batch(*as_batch(packets[:2]))
+    (row,) = t.connections()
+    assert row["missed_bytes"] == acked - 1
+    # the SYN (data) goes the general path, the SYN-ACK the fast one
+    assert same_both_ways([as_batch(packets[:2])], timeouts="conntrack") == 1
+    same_both_ways([as_batch(packets)], timeouts="conntrack")

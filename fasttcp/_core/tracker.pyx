@@ -216,6 +216,10 @@ cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcep
         id = _create(tr, kp, h, swapped, now)
         if id < 0:
             return TV_TABLE_FULL
+        if not bad_csum and tr.cfg.fast_path and _syn_fast_ok(pp, plen):
+            _syn_new(tr, <uint32_t>id, pp, ip_len, now, pkt)
+            tr.fast_hits += 1
+            return FT_ERR_TRUNCATED if s.truncated else TV_OK
         if _server_side_first(tr, pp):
             # Zeek's likely_server_ports: a first packet that is not a plain SYN, sent
             # from a server port, came from the responder
@@ -227,7 +231,8 @@ cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcep
         f4 = pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)
         if not bad_csum and tr.cfg.fast_path and \
                 ((f4 == TCP_FLAG_ACK and _ack_fast(tr, uid, zd, pp, plen, ip_len, now, pkt)) or
-                 (f4 == (TCP_FLAG_ACK | TCP_FLAG_FIN) and _fin_fast(tr, uid, zd, pp, plen, ip_len, now, pkt))):
+                 (f4 == (TCP_FLAG_ACK | TCP_FLAG_FIN) and _fin_fast(tr, uid, zd, pp, plen, ip_len, now, pkt)) or
+                 (f4 == (TCP_FLAG_SYN | TCP_FLAG_ACK) and _synack_fast(tr, uid, zd, pp, plen, ip_len, now, pkt))):
             tr.fast_hits += 1
             return FT_ERR_TRUNCATED if s.truncated else TV_OK
         if _zeek_reuse(tr, uid, pp, zd):
@@ -718,8 +723,9 @@ cdef class Tracker:
     def stats(self) -> dict:
         """Counters: packets, verdicts by name, connections created / reused / evicted /
         timed out, out-of-window packets, RTT samples, live connections, and `fast_path`:
-        packets the header-prediction path took (in-window ACK, data and FIN|ACK
-        segments; Linux counts its like as TCPHPHits)."""
+        packets the fast paths took (header prediction for in-window ACK, data and
+        FIN|ACK segments, as Linux counts in TCPHPHits; and the opening SYN and its
+        SYN-ACK)."""
         cdef tr_t *tr = self._get()
         from fasttcp.enums import Verdict
         return {

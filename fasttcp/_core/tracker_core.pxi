@@ -756,3 +756,112 @@ cdef bint _fin_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
                     uint64_t now, int64_t pkt) noexcept nogil:
     """_fast_path for a FIN|ACK segment."""
     return _fast_path(tr, id, zd, p, plen, ip_len, now, pkt, True)
+
+
+# ---- the opening handshake at a glance ----
+#
+# A connection's first two packets are nearly always the originator's plain SYN and the
+# responder's SYN-ACK answering it. For those, _conntrack, _in_window, _zeek,
+# _zeek_state and _rtt each run their whole chain of cases to arrive at the one
+# outcome below. These two do the same updates in the same order (the same calls
+# where the general path's effect depends on the record: window bookkeeping, timers,
+# history letters) and leave everything else to the general path. As with _fast_path,
+# tests/test_tracker_fast_path.py compares records, rows, events and counters byte
+# for byte with the fast path off.
+
+cdef inline bint _syn_fast_ok(const pkt_t *p, uint32_t plen) noexcept nogil:
+    """A plain SYN (URG, PSH, ECE and CWR allowed: conntrack's valid sets) with no data
+    and a nonzero window. Data on a SYN (Fast Open) and a zero window each add a case
+    (Zeek's 'T' and 'W') that only the general path has."""
+    return plen == 0 and p.window != 0 and \
+        (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN
+
+
+cdef void _syn_new(tr_t *tr, uint32_t id, const pkt_t *p, uint32_t ip_len, uint64_t now,
+                   int64_t pkt) noexcept nogil:
+    """A record _create just made for a plain SYN (_syn_fast_ok): what the general path
+    does with it. conntrack: the entry starts, the SYN's side is ORIGINAL, its window
+    bounds are set from the SYN (SYN_SENT); Zeek: the originator's sequence space, 'S',
+    endpoint SYN_SENT; the SYN's time and sequence number for the RTT."""
+    cdef trk_t *r = &tr.recs[id]
+    cdef trk_dir_t *e = &r.d[0]
+    cdef uint32_t seq = p.seq
+    # conntrack (_conntrack, _in_window: the sender's first SYN is accepted at once)
+    r.cflags |= C_CT_STARTED
+    _init_sender(e, &r.d[1], 0, p, seq + 1)
+    r.last_class = K_SYN
+    r.last_dir = 0
+    ftx_set_state_only(&tr.tab, id, TRK_SYN_SENT)
+    _event(tr, id, TRK_NONE, TRK_SYN_SENT, 0, p.flags, pkt, now)
+    _rearm_if_sooner(tr, id, now)
+    # Zeek (_zeek, _zeek_state)
+    _reinit(e, seq, seq + 1)
+    _check_once(r, HC_SYN, H_S, 0)
+    _zset(e, Z_SYN_SENT)
+    e.flags |= D_FIRST_SEEN
+    e.pkts += 1
+    e.ip_bytes += ip_len
+    # the handshake RTT's first mark (_rtt)
+    r.syn_us = now
+    r.syn_seq = seq
+    r.cflags |= C_SYN_TIME
+
+
+cdef bint _synack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
+                       uint64_t now, int64_t pkt) noexcept nogil:
+    """The responder's first SYN-ACK, without data, answering the originator's plain
+    SYN in conntrack's window: SYN_SENT -> SYN_RECV, Zeek's 'h' and both endpoints
+    ESTABLISHED, the SYN -> SYN-ACK RTT. Returns False, having changed nothing, for
+    anything else (a retransmitted or second SYN-ACK, simultaneous open, SACK blocks,
+    an ACK outside the window, a zero window, URG, ...)."""
+    cdef trk_t *r = &tr.recs[id]
+    cdef trk_dir_t *e = &r.d[1]       # the responder: conntrack's snd (REPLY), Zeek's endpoint
+    cdef trk_dir_t *peer = &r.d[0]
+    cdef uint32_t seq = p.seq, ack = p.ack, end = p.seq + 1, maxackwin
+    cdef int32_t dl
+    cdef bint ack_under
+    if zd != 1 or plen != 0 or p.window == 0 or (p.flags & TCP_FLAG_URG) or p.opts.sack_count \
+            or tr.tab.conns[id].state != TRK_SYN_SENT or r.ct_orig != 0 \
+            or (r.cflags & (C_CT_STARTED | C_RST_TIMER)) != C_CT_STARTED \
+            or e.td_maxwin != 0 or e.zstate != Z_INACTIVE or peer.zstate != Z_SYN_SENT \
+            or (r.hist_len == 1 and r.history[0] == 72):
+        return False
+    # conntrack's window check once _init_sender has set the responder up (td_end =
+    # td_maxend = end: the sequence bounds hold by construction, the ACK is checked)
+    maxackwin = (p.window if p.window > _MAXACKWIN_MIN else _MAXACKWIN_MIN)
+    if not (_before(ack, peer.td_end + 1) and _after(ack, peer.td_end - maxackwin - 1)
+            and (peer.td_maxwin == 0 or _after(end, end - peer.td_maxwin - 1))):
+        return False
+    _init_sender(e, peer, 1, p, end)
+    _window_accept(r, e, peer, 1, p, seq, ack, ack, end, K_SYNACK)
+    r.last_class = K_SYNACK
+    r.last_dir = 1
+    r.cflags |= C_SEEN_REPLY
+    r.touch_us = now
+    ftx_set_state_only(&tr.tab, id, TRK_SYN_RECV)
+    _event(tr, id, TRK_SYN_SENT, TRK_SYN_RECV, 1, p.flags, pkt, now)
+    _rearm_if_sooner(tr, id, now)
+    # Zeek: the responder's sequence space, 'h' (again only at a new position), the
+    # originator's ACKed edge, both endpoints established
+    _reinit(e, seq, end)
+    if _check_once(r, HC_SYN, H_H, 1) and e.hist_last_syn != 0:
+        _hist_add(r, H_H, 1)
+    e.hist_last_syn = 0
+    if not ((e.flags & D_DID_CLOSE) and (peer.flags & D_DID_CLOSE)) and now > r.last_us:
+        r.last_us = now
+    ack_under = <int32_t>(ack - peer.start_seq) < 0
+    if not ack_under:
+        dl = <int32_t>(ack - peer.ack_seq)
+        if dl > 0 and not (ack == 0 and dl > _BIG_JUMP):
+            if ack < peer.ack_seq:
+                peer.ack_wraps += 1
+            peer.ack_seq = ack
+    _zset(peer, Z_ESTABLISHED)
+    _zset(e, Z_ESTABLISHED)
+    if not ack_under:
+        _ack_received(r, peer, e, 0, ack)
+    e.flags |= D_FIRST_SEEN
+    e.pkts += 1
+    e.ip_bytes += ip_len
+    _rtt(tr, r, 1, p, now)
+    return True
