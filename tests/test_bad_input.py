@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fasttcp
 from fasttcp import (
@@ -775,3 +777,56 @@ def test_batch_of_bad_packets_repeated_does_not_grow_memory():
         parse_batch(buf, offs, lens, out=out)
     assert (out["verdict"] != Verdict.OK).all()
     assert _rss_bytes() - rss_before < 16 * 1024 * 1024
+
+
+# ---- the span check every batch call makes (spans.pxd), through each of them ----
+
+def _batch_callers():
+    ep = fasttcp.Endpoint(["198.18.0.2"], capacity=16)
+    tr = fasttcp.Tracker(16)
+    return {
+        "parse_batch": lambda buf, off, ln: parse_batch(buf, off, ln),
+        "receive_batch": lambda buf, off, ln: ep.receive_batch(buf, off, ln, 0.0),
+        "feed_batch": lambda buf, off, ln: tr.feed_batch(buf, off, ln, np.zeros(len(off), dtype=np.int64)),
+    }
+
+
+@pytest.mark.parametrize("caller", ["parse_batch", "receive_batch", "feed_batch"])
+@pytest.mark.parametrize("bad_at", [0, 1, 255, 256, 257, 511, 512, 999])
+@pytest.mark.parametrize("how", ["negative offset", "negative length", "past the end", "offset past the end",
+                                 "sum overflows"])
+def test_batch_calls_name_the_first_packet_outside_the_buffer(caller, bad_at, how):
+    # 1,000 empty spans at the buffer's end (valid, verdict TRUNCATED), one bad one; and a
+    # second bad one further on, which must not be the one reported
+    buf = bytes(100)
+    off = np.full(1000, 100, dtype=np.int64)
+    ln = np.zeros(1000, dtype=np.int64)
+    for i in (bad_at, 999 if bad_at < 999 else None):
+        if i is None:
+            continue
+        off[i], ln[i] = {"negative offset": (-1, 0), "negative length": (0, -1), "past the end": (50, 51),
+                         "offset past the end": (101, 0), "sum overflows": (1, 2**63 - 1)}[how]
+    with pytest.raises(UsageError, match=rf"^packet {bad_at}: offset {off[bad_at]} \+ length {ln[bad_at]} "
+                                         r"is outside the 100-byte buffer$"):
+        _batch_callers()[caller](buf, off, ln)
+
+
+@pytest.mark.parametrize("caller", ["parse_batch", "receive_batch", "feed_batch"])
+def test_batch_calls_take_spans_that_end_exactly_at_the_buffer_end(caller):
+    buf = bytes(100)
+    off = np.array([0, 99, 100, 0] * 300, dtype=np.int64)
+    ln = np.array([100, 1, 0, 0] * 300, dtype=np.int64)
+    _batch_callers()[caller](buf, off, ln)          # no error
+
+
+@pytest.mark.fuzz
+@given(st.lists(st.tuples(st.integers(-3, 120), st.integers(-3, 120)), min_size=1, max_size=700))
+def test_the_span_check_agrees_with_a_plain_statement_of_it(spans):
+    off = np.array([o for o, _ in spans], dtype=np.int64)
+    ln = np.array([n for _, n in spans], dtype=np.int64)
+    bad = [i for i, (o, n) in enumerate(spans) if o < 0 or n < 0 or o + n > 100]
+    if not bad:
+        parse_batch(bytes(100), off, ln)
+        return
+    with pytest.raises(UsageError, match=rf"^packet {bad[0]}: "):
+        parse_batch(bytes(100), off, ln)

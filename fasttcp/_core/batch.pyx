@@ -6,11 +6,12 @@ verdict, so a bad packet is counted, never raised.
 """
 cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip_inline
+from fasttcp._core.spans cimport ft_first_bad_span
 
 import numpy as np
 from fasttcp.errors import UsageError
@@ -83,7 +84,7 @@ def parse_batch(buffer, offsets, lengths, *, bint verify_checksum=True, out=None
     ln = np.ascontiguousarray(lengths, dtype=np.int64)
     if off.ndim != 1 or off.shape != ln.shape:
         raise UsageError(f"offsets and lengths must be 1-D and the same length ({off.shape} vs {ln.shape})")
-    cdef Py_ssize_t n = off.shape[0]
+    cdef Py_ssize_t n = off.shape[0], i
     if out is None:
         rows = np.empty(n, dtype=SEGMENT_DTYPE)
     else:
@@ -97,10 +98,9 @@ def parse_batch(buffer, offsets, lengths, *, bint verify_checksum=True, out=None
     PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
     try:
         if n:
-            # written so that no sum can overflow int64: off <= len and ln <= len - off
-            bad = (off < 0) | (ln < 0) | (off > view.len) | (ln > view.len - off)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
+            with nogil:
+                i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
+            if i >= 0:
                 raise UsageError(f"packet {i}: offset {off[i]} + length {ln[i]} is outside the "
                                  f"{view.len}-byte buffer")
             if view.len > 0xffffffff:

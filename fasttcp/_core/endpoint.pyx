@@ -28,6 +28,7 @@ import numpy as np
 from fasttcp._core.endpoint cimport *
 from fasttcp._core.tablehash cimport ft_hash_key, ft_hash_words5, ft_key_store_hash, ft_key_word0, ft_w
 from fasttcp._core.addr cimport addr_bytes
+from fasttcp._core.spans cimport ft_first_bad_span
 from fasttcp._addr import to_ip as _to_ip
 from fasttcp.enums import Verdict
 from fasttcp.errors import UsageError
@@ -642,9 +643,11 @@ cdef class Endpoint:
         PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
         try:
             if n:
-                bad = (off < 0) | (ln < 0) | (off > view.len) | (ln > view.len - off)
-                if bad.any():
-                    raise UsageError("offsets/lengths outside the buffer")
+                with nogil:
+                    i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
+                if i >= 0:
+                    raise UsageError(f"packet {i}: offset {off[i]} + length {ln[i]} is outside the "
+                                     f"{view.len}-byte buffer")
                 if view.len > 0xffffffff:
                     raise UsageError("batch buffers are limited to 4 GiB")
                 with nogil:

@@ -14,6 +14,7 @@ from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport ft_parse_ip_inline
+from fasttcp._core.spans cimport ft_first_bad_span, ft_first_at_least
 from fasttcp._core.table cimport *
 from fasttcp._core.tracker cimport *
 from fasttcp._core.tablehash cimport ft_key_store_hash, ft_key_word0, ft_be64, ft_home
@@ -322,7 +323,7 @@ cdef enum:
 
 
 cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
-                      const int64_t *ts_ns, const uint8_t *link, const uint8_t *whole,
+                      const int64_t *ts_ns, const uint8_t *link, const uint8_t *snapped,
                       Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts) noexcept nogil:
     """Packets [start, n), pipelined: packet i+8 is parsed and hashed and its index slot
     prefetched, packet i+4's records are prefetched, while packet i is tracked -- so the
@@ -375,7 +376,7 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
             if link != NULL and link[i] != FT_OK:
                 s.rc = link[i]
             else:
-                _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, whole != NULL and whole[i] != 0)
+                _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, snapped != NULL and snapped[i] == 0)
                 if s.rc < 0:
                     ftx_prefetch_w(&tr.tab, s.h)
     tr.packets += <uint64_t>(n - start)
@@ -581,12 +582,12 @@ cdef class Tracker:
         cdef tr_t *tr = self._get()
         cdef Py_buffer view
         link = None
-        whole = None
+        snapped = None
         if offsets is None and lengths is None and ts_ns is None:
             if not hasattr(batch, "snapped"):
                 raise UsageError("feed_batch(capture_batch) or feed_batch(buffer, offsets, lengths, ts_ns)")
             buf, offs, lens, tss, link = batch.buffer, batch.offsets, batch.lengths, batch.ts_ns, batch.verdicts
-            whole = ~np.asarray(batch.snapped, dtype=bool)
+            snapped = batch.snapped
         else:
             if offsets is None or lengths is None or ts_ns is None:
                 raise UsageError("feed_batch(buffer, offsets, lengths, ts_ns): all four are needed")
@@ -597,45 +598,48 @@ cdef class Tracker:
         if off.ndim != 1 or off.shape != ln.shape or off.shape != ts.shape:
             raise UsageError(f"offsets, lengths and ts_ns must be 1-D and the same length "
                              f"({off.shape}, {ln.shape}, {ts.shape})")
-        cdef Py_ssize_t n = off.shape[0], done = 0
+        cdef Py_ssize_t n = off.shape[0], done = 0, i
         verdicts = np.zeros(n, dtype=np.uint8)
         if n == 0:
             return verdicts
         lk = np.ascontiguousarray(link, dtype=np.uint8) if link is not None else None
         if lk is not None and lk.shape != off.shape:
             raise UsageError("link verdicts must have one entry per packet")
-        if lk is not None and lk.size and lk.max() >= TV_COUNT:
-            # the codes index the verdict counters in C: a stray value must not write past them
-            i = int(np.flatnonzero(lk >= TV_COUNT)[0])
-            raise UsageError(f"packet {i}: link verdict {int(lk[i])} is not a fasttcp.Verdict code")
         cdef const int64_t[::1] o = off
         cdef const int64_t[::1] l = ln
         cdef const int64_t[::1] t = ts
         cdef uint8_t[::1] vd = verdicts
         cdef const uint8_t[::1] lkv
         cdef const uint8_t *lkp = NULL
-        cdef const uint8_t[::1] whv
-        cdef const uint8_t *whp = NULL
+        cdef const uint8_t[::1] snv
+        cdef const uint8_t *snp = NULL
         if lk is not None:
             lkv = lk
             lkp = &lkv[0]
-        if whole is not None:
-            wh = np.ascontiguousarray(whole, dtype=np.uint8)
-            if wh.shape != off.shape:
+            with nogil:
+                i = ft_first_at_least(lkp, n, TV_COUNT)
+            if i >= 0:
+                # the codes index the verdict counters in C: a stray value must not write past them
+                raise UsageError(f"packet {i}: link verdict {int(lk[i])} is not a fasttcp.Verdict code")
+        if snapped is not None:
+            sn = np.ascontiguousarray(snapped)
+            if sn.dtype != np.bool_:
+                sn = sn.astype(bool)
+            if sn.shape != off.shape:
                 raise UsageError("snapped must have one entry per packet")
-            whv = wh
-            whp = &whv[0]
+            snv = sn.view(np.uint8)
+            snp = &snv[0]
         PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
         self._busy = True
         try:
-            bad = (off < 0) | (ln < 0) | (off > view.len) | (ln > view.len - off)
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
+            with nogil:
+                i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
+            if i >= 0:
                 raise UsageError(f"packet {i}: offset {off[i]} + length {ln[i]} is outside the "
                                  f"{view.len}-byte buffer")
             while done < n:
                 with nogil:
-                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, whp, done, n, &vd[0])
+                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, done, n, &vd[0])
                 self._collect()
         finally:
             self._busy = False
