@@ -6,11 +6,13 @@ Targets (issue "Tracker"): feed_batch >= 15M packets/s from memory with checksum
 figures with tshark measured in the same run; here the dpkt dictionary tracker is the
 peer. Never asserted: timing belongs here, not in tests.
 """
+import numpy as np
 import pytest
 
 import fasttcp
 from fasttcp.analyze import AnalyzeConfig, analyze
 from fasttcp.bench_tracker import PACKETS_PER_FLOW, dpkt_tracker, synth_capture
+from fasttcp.workload import handshake_batch
 
 PACKETS = 240_000
 CONCURRENT = 4_000
@@ -55,6 +57,31 @@ def test_tracker_feed_batch(benchmark, batches, verify, fast):
     benchmark.pedantic(feed, setup=fresh, rounds=5, warmup_rounds=1)
     benchmark.extra_info["units_per_call"] = n
     assert tracker.stats()["verdicts"] == {"OK": tracker.stats()["packets"]}
+
+
+@pytest.fixture(scope="module")
+def syn_flood():
+    """All a SYN flood sends: 100k SYNs (Linux's SYN options) to one server port from
+    distinct 4-tuples, 10 us apart; each creates a connection nobody answers."""
+    b = handshake_batch(100_000)
+    syns = np.arange(0, len(b), 3)
+    return b.buffer, b.offsets[syns], b.lengths[syns], np.arange(len(syns), dtype=np.int64) * 10_000
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "general-path-only"])
+def test_tracker_syn_flood(benchmark, syn_flood, fast):
+    # the opening SYN's fast path against the general path, in the same run
+    n = len(syn_flood[1])
+    tracker = fasttcp.Tracker(n + 1024, timeouts="conntrack")
+    tracker._set_fast_path(fast)
+
+    def fresh():
+        tracker.close()
+        return (), {}
+
+    benchmark.pedantic(lambda: tracker.feed_batch(*syn_flood), setup=fresh, rounds=7, warmup_rounds=1)
+    benchmark.extra_info["units_per_call"] = n
+    assert len(tracker) == n and tracker.stats()["verdicts"] == {"OK": tracker.stats()["packets"]}
 
 
 def test_analyze_end_to_end(benchmark, capture):
