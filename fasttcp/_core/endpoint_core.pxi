@@ -13,7 +13,7 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
                                      ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
                                      ftx_set_deadline)
-from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet
+from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet, ft_zero_small
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
                                   ft_lookup, ft_insert, ft_set_deadline,
@@ -192,7 +192,7 @@ cdef Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint
     cdef uint8_t *p
     cdef uint32_t wnd
     cdef Py_ssize_t n
-    memset(&o, 0, sizeof(o))
+    ft_zero_small(&o, sizeof(o))
     if flags & TCP_FLAG_SYN:
         o.present |= OPT_HAS_MSS
         o.mss = ep.cfg.mss

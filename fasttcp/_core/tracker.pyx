@@ -13,7 +13,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from fasttcp._core.defs cimport *
-from fasttcp._core.wire cimport ft_parse_ip_inline
+from fasttcp._core.wire cimport ft_parse_ip_inline, ft_zero_small
 from fasttcp._core.spans cimport ft_first_bad_span, ft_first_at_least
 from fasttcp._core.table cimport *
 from fasttcp._core.tracker cimport *

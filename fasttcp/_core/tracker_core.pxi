@@ -292,7 +292,7 @@ cdef int64_t _create(tr_t *tr, const ft_key_t *k, uint64_t h, bint swapped, uint
     if id < 0:
         return id
     r = &tr.recs[id]
-    memset(r, 0, sizeof(trk_t))
+    ft_zero_small(r, sizeof(trk_t))
     tr.tab.conns[id].flags = CONN_F_SWAPPED if swapped else 0
     r.first_us = now
     r.last_us = now
