@@ -1372,21 +1372,43 @@ def test_unacknowledged_data_on_a_long_lived_connection_brings_its_timer_forward
     assert row["end_reason"] == EndReason.TIMEOUT.name and row["state"] == ESTABLISHED.name
 
 
-def test_a_batch_whose_link_verdicts_are_not_verdict_codes_is_refused():
+@pytest.mark.parametrize("n, bad", [(3, 1), (1000, 0), (1000, 255), (1000, 256), (1000, 700), (1000, 999)])
+def test_a_batch_whose_link_verdicts_are_not_verdict_codes_is_refused(n, bad):
     """The batch's link verdicts index the tracker's counters in C: a code beyond
-    fasttcp.Verdict (a hand-edited CaptureBatch) is a UsageError naming the packet,
-    not a write past the counters."""
+    fasttcp.Verdict (a hand-edited CaptureBatch) is a UsageError naming the first such
+    packet, not a write past the counters."""
     pkt = fasttcp.build("198.18.0.1", "198.18.0.2", 1000, 80, seq=1, flags=Flags.SYN)
-    n = 3
+    verdicts = np.zeros(n, np.uint8)
+    verdicts[bad] = 200
+    verdicts[-1] = max(verdicts[-1], len(fasttcp.Verdict))      # a later bad one is not named
     batch = fasttcp.CaptureBatch(
         buffer=np.frombuffer(pkt * n, dtype=np.uint8), offsets=np.arange(n) * len(pkt),
         lengths=np.full(n, len(pkt)), ts_ns=np.arange(n) + 10**9, wire_lengths=np.full(n, len(pkt), np.uint32),
-        verdicts=np.array([0, 200, 0], np.uint8), interfaces=np.zeros(n, np.uint16),
+        verdicts=verdicts, interfaces=np.zeros(n, np.uint16),
         frames=np.arange(1, n + 1), snapped=np.zeros(n, bool))
     t = Tracker(8)
-    with pytest.raises(fasttcp.UsageError, match="packet 1: link verdict 200"):
+    with pytest.raises(fasttcp.UsageError, match=rf"^packet {bad}: link verdict {verdicts[bad]} "):
         t.feed_batch(batch)
     assert t.stats()["packets"] == 0
+
+
+@pytest.mark.parametrize("snapped", [True, False])
+def test_a_short_packet_in_a_capture_batch_is_tracked_only_when_the_snap_length_cut_it(snapped):
+    """feed_batch(CaptureBatch): a packet shorter than its IP length is a capture cut
+    (tracked, TRUNCATED) when the batch says the snap length cut it, else a packet that
+    lied about its length on the wire (not tracked, as Zeek drops it)."""
+    pkt = fasttcp.build("198.18.0.1", "198.18.0.2", 1000, 80, seq=1, flags=Flags.ACK | Flags.PSH, ack=1,
+                        payload=bytes(100))
+    cut = pkt[:60]
+    batch = fasttcp.CaptureBatch(
+        buffer=np.frombuffer(cut, dtype=np.uint8), offsets=np.array([0]), lengths=np.array([len(cut)]),
+        ts_ns=np.array([10**9]), wire_lengths=np.array([len(pkt) if snapped else len(cut)], np.uint32),
+        verdicts=np.zeros(1, np.uint8), interfaces=np.zeros(1, np.uint16), frames=np.array([1]),
+        snapped=np.array([snapped]))
+    t = Tracker(8)
+    (v,) = t.feed_batch(batch)
+    assert fasttcp.Verdict(v) == fasttcp.Verdict.TRUNCATED
+    assert len(t) == (1 if snapped else 0)
 
 
 @pytest.mark.parametrize("path", ["feed_batch", "feed"])

@@ -784,8 +784,8 @@ cdef void _syn_new(tr_t *tr, uint32_t id, const pkt_t *p, uint32_t ip_len, uint6
     bounds are set from the SYN (SYN_SENT); Zeek: the originator's sequence space, 'S',
     endpoint SYN_SENT; the SYN's time and sequence number for the RTT."""
     cdef trk_t *r = &tr.recs[id]
-    cdef trk_dir_t *e = &r.d[0]
-    cdef uint32_t seq = p.seq
+    cdef trk_dir_t *e = &r.d[0]       # the SYN's sender is the originator: _create oriented
+    cdef uint32_t seq = p.seq         # the record by this packet's key (_direction gives 0)
     # conntrack (_conntrack, _in_window: the sender's first SYN is accepted at once)
     r.cflags |= C_CT_STARTED
     _init_sender(e, &r.d[1], 0, p, seq + 1)
@@ -809,8 +809,8 @@ cdef void _syn_new(tr_t *tr, uint32_t id, const pkt_t *p, uint32_t ip_len, uint6
 
 cdef bint _synack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint32_t ip_len,
                        uint64_t now, int64_t pkt) noexcept nogil:
-    """The responder's first SYN-ACK, without data, answering the originator's plain
-    SYN in conntrack's window: SYN_SENT -> SYN_RECV, Zeek's 'h' and both endpoints
+    """The responder's first SYN-ACK, without data, answering the originator's SYN
+    (with or without data) in conntrack's window: SYN_SENT -> SYN_RECV, Zeek's 'h' and both endpoints
     ESTABLISHED, the SYN -> SYN-ACK RTT. Returns False, having changed nothing, for
     anything else (a retransmitted or second SYN-ACK, simultaneous open, SACK blocks,
     an ACK outside the window, a zero window, URG, ...)."""
@@ -828,7 +828,7 @@ cdef bint _synack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t p
         return False
     # conntrack's window check once _init_sender has set the responder up (td_end =
     # td_maxend = end: the sequence bounds hold by construction, the ACK is checked)
-    maxackwin = (p.window if p.window > _MAXACKWIN_MIN else _MAXACKWIN_MIN)
+    maxackwin = (p.window if p.window > _MAXACKWIN_MIN else _MAXACKWIN_MIN)    # (a SYN's window is unscaled: 66000)
     if not (_before(ack, peer.td_end + 1) and _after(ack, peer.td_end - maxackwin - 1)
             and (peer.td_maxwin == 0 or _after(end, end - peer.td_maxwin - 1))):
         return False

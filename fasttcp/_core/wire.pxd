@@ -52,15 +52,19 @@ cdef extern from *:
     #endif
     }
 
-    /* Clear a small fixed-size struct (n a constant >= 16) with 16-byte stores, the
-       last one overlapping, unrolled: the parsed packet is cleared once per packet, and
-       gcc's memset strategy (setup.py) makes that a loop with a counter and a branch
-       per 64 bytes. Elsewhere: memset. */
+    /* Clear a small fixed-size struct (n a constant) with 16-byte stores, the last one
+       overlapping, unrolled: the parsed packet is cleared once per packet, and gcc's
+       memset strategy (setup.py) makes that a loop with a counter and a branch per 64
+       bytes. Below 16 bytes, and without SSE2: memset. */
     #if defined(__SSE2__)
     #include <emmintrin.h>
     static inline void ft_zero_small(void *p, size_t n) {
         __m128i z = _mm_setzero_si128();
         size_t i;
+        if (n < 16) {
+            memset(p, 0, n);
+            return;
+        }
         for (i = 0; i + 16 <= n; i += 16)
             _mm_storeu_si128((__m128i *)((char *)p + i), z);
         if (i < n)
