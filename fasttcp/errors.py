@@ -74,3 +74,9 @@ class UnsupportedPacket(MalformedPacket):
 
 class UsageError(FastTcpError, ValueError):
     """The API was called wrongly (bad argument, wrong address family, out of range)."""
+
+
+def span_outside_buffer(packet: int, offset: int, length: int, size: int) -> UsageError:
+    """The error every batch call raises for the first (offset, length) span that is not
+    inside its buffer (found in C by spans.pxd)."""
+    return UsageError(f"packet {packet}: offset {offset} + length {length} is outside the {size}-byte buffer")

@@ -14,7 +14,7 @@ from fasttcp._core.wire cimport ft_parse_ip_inline
 from fasttcp._core.spans cimport ft_first_bad_span
 
 import numpy as np
-from fasttcp.errors import UsageError
+from fasttcp.errors import UsageError, span_outside_buffer
 
 __all__ = ["parse_batch", "SEGMENT_DTYPE"]
 
@@ -101,8 +101,7 @@ def parse_batch(buffer, offsets, lengths, *, bint verify_checksum=True, out=None
             with nogil:
                 i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
             if i >= 0:
-                raise UsageError(f"packet {i}: offset {off[i]} + length {ln[i]} is outside the "
-                                 f"{view.len}-byte buffer")
+                raise span_outside_buffer(i, off[i], ln[i], view.len)
             if view.len > 0xffffffff:
                 raise UsageError("batch buffers are limited to 4 GiB (payload offsets are 32-bit)")
             with nogil:

@@ -31,7 +31,7 @@ from fasttcp._core.addr cimport addr_bytes
 from fasttcp._core.spans cimport ft_first_bad_span
 from fasttcp._addr import to_ip as _to_ip
 from fasttcp.enums import Verdict
-from fasttcp.errors import UsageError
+from fasttcp.errors import UsageError, span_outside_buffer
 from fasttcp.events import Cause
 from fasttcp.states import State, Timeouts
 
@@ -646,8 +646,7 @@ cdef class Endpoint:
                 with nogil:
                     i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
                 if i >= 0:
-                    raise UsageError(f"packet {i}: offset {off[i]} + length {ln[i]} is outside the "
-                                     f"{view.len}-byte buffer")
+                    raise span_outside_buffer(i, off[i], ln[i], view.len)
                 if view.len > 0xffffffff:
                     raise UsageError("batch buffers are limited to 4 GiB")
                 with nogil:

@@ -26,7 +26,7 @@ import os
 from cpython.bytes cimport PyBytes_FromStringAndSize
 import numpy as np
 
-from fasttcp.errors import UsageError
+from fasttcp.errors import UsageError, span_outside_buffer
 
 __all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
 
@@ -635,8 +635,7 @@ cdef class Tracker:
             with nogil:
                 i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
             if i >= 0:
-                raise UsageError(f"packet {i}: offset {off[i]} + length {ln[i]} is outside the "
-                                 f"{view.len}-byte buffer")
+                raise span_outside_buffer(i, off[i], ln[i], view.len)
             while done < n:
                 with nogil:
                     done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, done, n, &vd[0])

@@ -668,7 +668,6 @@ cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
     cdef uint32_t seq = p.seq, ack = p.ack, sack = p.ack, end = p.seq + plen + fin, maxackwin
     cdef int ctd = zd ^ r.ct_orig
     cdef int cls = K_FIN if fin else K_ACK
-    cdef int32_t dl
     cdef uint32_t rel_seq
     if not (r.cflags & C_CT_STARTED) or old == TRK_NONE or not _zeek_quiet_for_acks(e, peer) \
             or not (e.flags & D_FIRST_SEEN) or e.td_maxwin == 0 or p.window == 0 \
@@ -720,11 +719,7 @@ cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
         e.fin_seq = end
     cdef bint ack_ok = <int32_t>(ack - peer.start_seq) >= 0
     if ack_ok:
-        dl = <int32_t>(ack - peer.ack_seq)
-        if dl > 0 and not (ack == 0 and dl > _BIG_JUMP):
-            if ack < peer.ack_seq:
-                peer.ack_wraps += 1
-            peer.ack_seq = ack
+        _advance_ack(peer, ack)
     if fin and e.last_seq == e.start_seq + 1:
         _set_last(e, end)             # (Zeek: a FIN right after the SYN)
     elif <int32_t>(end - e.last_seq) > 0:
@@ -817,8 +812,7 @@ cdef bint _synack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t p
     cdef trk_t *r = &tr.recs[id]
     cdef trk_dir_t *e = &r.d[1]       # the responder: conntrack's snd (REPLY), Zeek's endpoint
     cdef trk_dir_t *peer = &r.d[0]
-    cdef uint32_t seq = p.seq, ack = p.ack, end = p.seq + 1, maxackwin
-    cdef int32_t dl
+    cdef uint32_t seq = p.seq, ack = p.ack, end = p.seq + 1
     cdef bint ack_under
     if zd != 1 or plen != 0 or p.window == 0 or (p.flags & TCP_FLAG_URG) or p.opts.sack_count \
             or tr.tab.conns[id].state != TRK_SYN_SENT or r.ct_orig != 0 \
@@ -828,8 +822,9 @@ cdef bint _synack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t p
         return False
     # conntrack's window check once _init_sender has set the responder up (td_end =
     # td_maxend = end: the sequence bounds hold by construction, the ACK is checked)
-    maxackwin = (p.window if p.window > _MAXACKWIN_MIN else _MAXACKWIN_MIN)    # (a SYN's window is unscaled: 66000)
-    if not (_before(ack, peer.td_end + 1) and _after(ack, peer.td_end - maxackwin - 1)
+    # (conntrack's max-ACK window is the larger of the sender's td_maxwin -- here the
+    # SYN-ACK's own unscaled 16-bit window -- and a floor above any such window)
+    if not (_before(ack, peer.td_end + 1) and _after(ack, peer.td_end - _MAXACKWIN_MIN - 1)
             and (peer.td_maxwin == 0 or _after(end, end - peer.td_maxwin - 1))):
         return False
     _init_sender(e, peer, 1, p, end)
@@ -851,11 +846,7 @@ cdef bint _synack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t p
         r.last_us = now
     ack_under = <int32_t>(ack - peer.start_seq) < 0
     if not ack_under:
-        dl = <int32_t>(ack - peer.ack_seq)
-        if dl > 0 and not (ack == 0 and dl > _BIG_JUMP):
-            if ack < peer.ack_seq:
-                peer.ack_wraps += 1
-            peer.ack_seq = ack
+        _advance_ack(peer, ack)
     _zset(peer, Z_ESTABLISHED)
     _zset(e, Z_ESTABLISHED)
     if not ack_under:

@@ -49,6 +49,17 @@ cdef inline void _set_last(trk_dir_t *e, uint32_t s) noexcept nogil:
     e.last_seq = s
 
 
+cdef inline void _advance_ack(trk_dir_t *peer, uint32_t ack) noexcept nogil:
+    """The peer's highest acknowledged sequence number moves forward to `ack` (counting
+    2^32 laps); an ACK of 0 far ahead is not trusted (a stack that sends ack 0 with the
+    ACK flag set)."""
+    cdef int32_t dl = <int32_t>(ack - peer.ack_seq)
+    if dl > 0 and not (ack == 0 and dl > _BIG_JUMP):
+        if ack < peer.ack_seq:
+            peer.ack_wraps += 1
+        peer.ack_seq = ack
+
+
 cdef uint64_t _size(const trk_dir_t *e, const trk_dir_t *peer) noexcept nogil:
     """Zeek's endpoint Size(): the sequence space used, SYN and FIN octets excluded
     (retransmissions count once; bytes acknowledged but never seen count)."""
@@ -270,11 +281,7 @@ cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uin
         elif <int32_t>(p.ack - peer.start_seq) < 0:
             ack_under = True
         elif not rst:
-            dl = <int32_t>(p.ack - peer.ack_seq)
-            if dl > 0 and not (p.ack == 0 and dl > _BIG_JUMP):
-                if p.ack < peer.ack_seq:
-                    peer.ack_wraps += 1
-                peer.ack_seq = p.ack
+            _advance_ack(peer, p.ack)
     # last_seq, and retransmissions: payload that does not extend the sequence space
     dl = <int32_t>(end_seq - e.last_seq)
     if (syn or rst) and (dl > _BIG_JUMP or dl < -_BIG_JUMP):
