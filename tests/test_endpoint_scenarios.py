@@ -1347,6 +1347,30 @@ def test_packets_to_other_addresses_are_not_local():
     assert net.receive(fasttcp.build(CLIENT, "198.18.1.77", 40000, 80, seq=1, flags=Flags.SYN), 1.0) == "not_local"
 
 
+def test_connect_batch_refuses_addresses_that_are_not_ours():
+    """connect_batch opens only keys whose local address is the endpoint's (-3 for the
+    others, as connect() raises), so a segment that finds a connection was sent to us:
+    the receive path checks the destination only when the lookup misses. A segment for
+    the refused key is dropped as not local, with no reset."""
+    ep = Endpoint([CLIENT, CLIENT6], seed=1)
+    flows = [(CLIENT, 40000, SERVER, 80), ("198.18.0.3", 40001, SERVER, 80), (CLIENT, 40002, SERVER, 80),
+             (CLIENT6, 40003, SERVER6, 80), ("2001:db8::77", 40004, SERVER6, 80)]
+    ids = ep.connect_batch(make_keys(flows), 1.0)
+    assert (ids >= 0).tolist() == [True, False, True, True, False]
+    assert ids[1] == ids[4] == -3
+    sent = [fasttcp.parse(p) for p in ep.transmit()]
+    assert [(str(s.dst), s.src_port) for s in sent] == [(SERVER, 40000), (SERVER, 40002), (SERVER6, 40003)]
+    assert len(ep) == 3
+    synack = fasttcp.build(SERVER, "198.18.0.3", 80, 40001, seq=5, ack=1, flags=Flags.SYN | Flags.ACK)
+    assert ep.receive(synack, 1.1) == "not_local" and ep.transmit() == []
+    # the SYN-ACK of an opened flow is taken (found, so never checked against the list)
+    syn = sent[0]
+    ok = fasttcp.build(SERVER, CLIENT, 80, 40000, seq=9, ack=syn.seq + 1, flags=Flags.SYN | Flags.ACK)
+    assert ep.receive(ok, 1.1) is None
+    assert [fasttcp.parse(p).flags for p in ep.transmit()] == [Flags.ACK]
+    assert ep.stats["drops"]["not_local"] == 1
+
+
 
 @pytest.mark.parametrize("network", ["198.18.0.0/15", "198.18.0.128/25", "198.18.7.9/32", "0.0.0.0/0",
                                      "2001:db8::/33", "2001:db8:0:8000::/49", "::/0", "2001:db8::1/128"])

@@ -745,7 +745,8 @@ cdef class Endpoint:
 
     def connect_batch(self, keys, now):
         """Active-open every KEY_DTYPE key (local = l*, remote = r*). Returns int64 ids
-        (-1 table full, -2 key in use). Events go to events_batch()."""
+        (-1 table full, -2 key in use, -3 local address not one of this endpoint's).
+        Events go to events_batch()."""
         from fasttcp._core.table import KEY_DTYPE
         if not isinstance(keys, np.ndarray) or keys.dtype != KEY_DTYPE or keys.ndim != 1:
             raise UsageError("keys must be a 1-D KEY_DTYPE array")

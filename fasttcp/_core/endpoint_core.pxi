@@ -13,7 +13,8 @@ from fasttcp._core.defs cimport *
 from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
                                      ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
                                      ftx_set_deadline)
-from fasttcp._core.wire cimport ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet, ft_zero_small
+from fasttcp._core.wire cimport (ft_parse_ip_inline, ft_encode_options_inline, ft_build_packet,
+                                ft_build_ts_segment, ft_zero_small)
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
                                   ft_lookup, ft_insert, ft_set_deadline,
@@ -34,6 +35,7 @@ cdef enum:
                                 # so a stale queue entry can never hand it out)
     EP_MAX_LOCAL = 16
     EP_MAX_SEGMENT = 40 + 60 + 65535   # IPv6 header + TCP header with options + payload
+    EP_NOT_LOCAL = -3           # connect: the local address is not one of the endpoint's
 
 ctypedef struct ep_local_t:
     uint8_t family
@@ -192,6 +194,20 @@ cdef Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint
     cdef uint8_t *p
     cdef uint32_t wnd
     cdef Py_ssize_t n
+    cdef bint ts
+    if not (flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) and plen == 0:
+        # an ACK or FIN: at most the timestamp option, written straight into the packet
+        ts = (c.flags & CONN_F_TIMESTAMPS) != 0
+        wnd = c.rcv_wnd >> (c.wscale & 15)
+        if wnd > 65535:
+            wnd = 65535
+        p = _reserve(ep, 40 + 20 + (12 if ts else 0))
+        if p == NULL:
+            return -1
+        n = ft_build_ts_segment(p, c.family, c.laddr, c.raddr, ep.cfg.ttl, c.lport, c.rport, seq, ack,
+                                flags, <uint16_t>wnd, ts, _tsval(now), c.ts_recent)
+        _commit(ep, n)
+        return n
     ft_zero_small(&o, sizeof(o))
     if flags & TCP_FLAG_SYN:
         o.present |= OPT_HAS_MSS
@@ -509,8 +525,9 @@ cdef int _syn_sent(ep_t *ep, uint32_t id, const pkt_t *p, uint64_t now) noexcept
 
 
 cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
-                       uint32_t base, uint64_t now, const ft_key_t *k) noexcept nogil:
-    """SYN-RECEIVED and every later state (RFC 9293 3.10.7.4, first to eighth check)."""
+                       uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
+    """SYN-RECEIVED and every later state (RFC 9293 3.10.7.4, first to eighth check).
+    `k`, `h`: the segment's key (the record's) and its hash."""
     cdef ft_conn_t *c = &ep.tab.conns[id]
     cdef uint8_t st = c.state
     cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
@@ -566,11 +583,11 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
         if p.seq != c.rcv_nxt:
             return _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
         if st == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE):
-            _close_record(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now)    # back to LISTEN
+            _close_record_hashed(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now, h)    # back to LISTEN
         elif st == TCPS_SYN_RECEIVED:
-            _close_record(ep, id, TCPS_CLOSED, EV_REFUSED, now)
+            _close_record_hashed(ep, id, TCPS_CLOSED, EV_REFUSED, now, h)
         else:
-            _close_record(ep, id, TCPS_CLOSED, EV_RST_RECEIVED, now)
+            _close_record_hashed(ep, id, TCPS_CLOSED, EV_RST_RECEIVED, now, h)
         return -1
 
     # fourth: SYN in a synchronized state (RFC 5961 4.2: challenge ACK)
@@ -630,7 +647,7 @@ cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf
             _enter(ep, id, TCPS_TIME_WAIT, EV_ACK_OF_FIN, now)
             return -1
         elif st == TCPS_LAST_ACK and fin_acked:
-            _close_record(ep, id, TCPS_CLOSED, EV_ACK_OF_FIN, now)
+            _close_record_hashed(ep, id, TCPS_CLOSED, EV_ACK_OF_FIN, now, h)
             return -1
 
     if ts_ok and seq_le(p.seq, c.rcv_nxt):
@@ -689,9 +706,9 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
     if ft_parse_ip_inline(buf, length, p, &err, True) != FT_OK:
         ep.drops[DROP_MALFORMED] += 1
         return DROP_MALFORMED
-    if not _is_local(ep, p.dst, p.version):
-        ep.drops[DROP_NOT_LOCAL] += 1
-        return DROP_NOT_LOCAL
+    # the destination is checked against our addresses only if no connection has the
+    # key (_dispatch): every record's local address is one of ours (connects refuse
+    # others), so a key that is found was sent to us
     # the key built and hashed as five words in registers
     cdef uint64_t a0, a1, b0, b1
     memcpy(&a0, p.dst, 8)
@@ -708,6 +725,9 @@ cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, cons
     cdef int64_t id = ftx_lookup(&ep.tab, k, h)
     ep.last_conn = <uint32_t>id if id >= 0 else FT_NIL
     if id < 0:
+        if not _is_local(ep, p.dst, p.version):
+            ep.drops[DROP_NOT_LOCAL] += 1
+            return DROP_NOT_LOCAL
         if _listening(ep, p.dst_port):
             if p.flags & TCP_FLAG_RST:
                 ep.drops[DROP_OTHER] += 1
@@ -725,7 +745,7 @@ cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, cons
         return DROP_NO_LISTENER
     if ep.tab.conns[id].state == TCPS_SYN_SENT:
         return _syn_sent(ep, <uint32_t>id, p, now)
-    return _synchronized(ep, <uint32_t>id, p, buf, base, now, k)
+    return _synchronized(ep, <uint32_t>id, p, buf, base, now, k, h)
 
 
 cdef int ep_process(ep_t *ep, const uint8_t *buf, size_t length, uint32_t base, uint64_t now) noexcept nogil:
@@ -781,8 +801,8 @@ cdef void ep_process_batch(ep_t *ep, const uint8_t *buf, const int64_t *offs, co
 # ---- user calls ----
 
 cdef int64_t ep_connect(ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogil:
-    """Active open: a SYN-SENT record and its SYN. Returns the id, FT_TABLE_FULL or
-    FT_TABLE_EXISTS."""
+    """Active open: a SYN-SENT record and its SYN. Returns the id, FT_TABLE_FULL,
+    FT_TABLE_EXISTS or EP_NOT_LOCAL."""
     return _connect_hashed(ep, k, ft_hash_key(&ep.tab, k), now)
 
 
@@ -805,6 +825,8 @@ cdef int64_t _connect_hashed(ep_t *ep, const ft_key_t *k, uint64_t h, uint64_t n
     cdef uint32_t evicted
     cdef int64_t id
     cdef ft_conn_t *c
+    if not _is_local(ep, k.laddr, k.family):
+        return EP_NOT_LOCAL                # records hold our addresses only (see _parse_stage)
     if ftx_lookup(&ep.tab, k, h) >= 0:
         return FT_TABLE_EXISTS             # before making room: nothing is evicted for it
     _make_room(ep, now)

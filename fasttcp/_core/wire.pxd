@@ -296,15 +296,13 @@ cdef inline void ft_tcp_fill_checksum(uint8_t *tcp, size_t tcp_len, int version,
     memcpy(tcp + 16, &c, 2)          # host-order sum stored as-is is the wire value
 
 
-# Write a complete IPv4 (version 4, 4-byte addresses) or IPv6 packet into out.
-# `opts` must already be padded to a multiple of 4 (<= 40 bytes). Fills both
-# checksums. Returns total length, or -1 if out is too small / lengths overflow.
-cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
-                                       const uint8_t *src, const uint8_t *dst, uint8_t ttl,
-                                       uint16_t src_port, uint16_t dst_port, uint32_t seq, uint32_t ack,
-                                       uint16_t flags, uint16_t window, uint16_t urgent,
-                                       const uint8_t *opts, size_t optlen,
-                                       const uint8_t *payload, size_t payload_len) noexcept nogil:
+cdef inline uint64_t ft_put_headers(uint8_t *out, int version, const uint8_t *src, const uint8_t *dst,
+                                     uint8_t ttl, size_t thl, size_t payload_len,
+                                     uint16_t src_port, uint16_t dst_port, uint32_t seq, uint32_t ack,
+                                     uint16_t flags, uint16_t window) noexcept nogil:
+    """The IP header (checksum filled) and the TCP header's first 16 bytes of a segment
+    whose TCP header is `thl` bytes; returns the TCP checksum's partial sum so far
+    (pseudo-header and those 16 bytes, below 2^35). The caller checked the lengths."""
     # Both checksums are summed from the values as they are written, one 32-bit word at
     # a time, never by reading the fresh header back: a wide load over bytes just stored
     # by narrower stores cannot be forwarded from the store buffer and stalls until they
@@ -312,16 +310,10 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
     # endpoint's time). A word is summed as its native-order load would read it
     # (ft_htonl of the big-endian value), so the sum matches ft_csum_partial's.
     cdef size_t iphl = 20 if version == 4 else 40
-    cdef size_t thl = 20 + optlen
     cdef size_t total = iphl + thl + payload_len
-    cdef size_t i
     cdef uint8_t *t
     cdef uint32_t w, a4, b4
     cdef uint64_t s
-    if optlen > TCP_MAX_OPT_BYTES or optlen % 4 != 0 or total > cap:
-        return -1
-    if (version == 4 and total > 0xffff) or (version == 6 and total - 40 > 0xffff):
-        return -1
     if version == 4:
         memcpy(&a4, src, 4)
         memcpy(&b4, dst, 4)
@@ -357,15 +349,68 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
         | window
     ft_store_be32(t + 12, w)
     s += ft_htonl(w)
+    return s
+
+
+cdef inline void ft_put_tcp_checksum(uint8_t *t, uint64_t s, uint16_t urgent) noexcept nogil:
+    """The TCP header's last word (checksum of partial sum `s`, urgent pointer), with
+    the urgent pointer's own share of the sum added here."""
+    s += ft_htonl(<uint32_t>urgent)
+    ft_store_be32(t + 16, (<uint32_t>ft_htons(<uint16_t>~ft_csum_fold(s)) << 16) | urgent)
+
+
+# Write a complete IPv4 (version 4, 4-byte addresses) or IPv6 packet into out.
+# `opts` must already be padded to a multiple of 4 (<= 40 bytes). Fills both
+# checksums. Returns total length, or -1 if out is too small / lengths overflow.
+cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
+                                       const uint8_t *src, const uint8_t *dst, uint8_t ttl,
+                                       uint16_t src_port, uint16_t dst_port, uint32_t seq, uint32_t ack,
+                                       uint16_t flags, uint16_t window, uint16_t urgent,
+                                       const uint8_t *opts, size_t optlen,
+                                       const uint8_t *payload, size_t payload_len) noexcept nogil:
+    cdef size_t iphl = 20 if version == 4 else 40
+    cdef size_t thl = 20 + optlen
+    cdef size_t total = iphl + thl + payload_len
+    cdef size_t i
+    cdef uint8_t *t = out + iphl
+    cdef uint32_t w
+    cdef uint64_t s
+    if optlen > TCP_MAX_OPT_BYTES or optlen % 4 != 0 or total > cap:
+        return -1
+    if (version == 4 and total > 0xffff) or (version == 6 and total - 40 > 0xffff):
+        return -1
+    s = ft_put_headers(out, version, src, dst, ttl, thl, payload_len, src_port, dst_port, seq, ack,
+                       flags, window)
     i = 0
     while i < optlen:                 # word by word: the options usually were just encoded
         memcpy(&w, opts + i, 4)
         memcpy(t + 20 + i, &w, 4)
         s += w
         i += 4
-    s += ft_htonl(<uint32_t>urgent)
     if payload_len:
         memcpy(t + thl, payload, payload_len)
         s = ft_csum_partial(payload, payload_len, s)      # the source, not the fresh copy
-    ft_store_be32(t + 16, (<uint32_t>ft_htons(<uint16_t>~ft_csum_fold(s)) << 16) | urgent)
+    ft_put_tcp_checksum(t, s, urgent)
     return <Py_ssize_t>total
+
+
+cdef inline Py_ssize_t ft_build_ts_segment(uint8_t *out, int version, const uint8_t *src, const uint8_t *dst,
+                                           uint8_t ttl, uint16_t src_port, uint16_t dst_port,
+                                           uint32_t seq, uint32_t ack, uint16_t flags, uint16_t window,
+                                           bint ts, uint32_t tsval, uint32_t tsecr) noexcept nogil:
+    """ft_build_packet for a segment without payload whose only option is, if `ts`, the
+    timestamp in the NOP NOP TS layout: nearly every ACK and FIN a connection sends.
+    The option words go straight into the packet (no option set to fill, encode and
+    copy). `out` must have room for 72 bytes; returns the length."""
+    cdef size_t iphl = 20 if version == 4 else 40
+    cdef size_t thl = 32 if ts else 20
+    cdef uint8_t *t = out + iphl
+    cdef uint64_t s = ft_put_headers(out, version, src, dst, ttl, thl, 0, src_port, dst_port, seq, ack,
+                                     flags, window)
+    if ts:
+        ft_store_be32(t + 20, 0x0101080au)          # NOP NOP TS(10)
+        ft_store_be32(t + 24, tsval)
+        ft_store_be32(t + 28, tsecr)
+        s += <uint64_t>ft_htonl(0x0101080au) + ft_htonl(tsval) + ft_htonl(tsecr)
+    ft_put_tcp_checksum(t, s, 0)
+    return <Py_ssize_t>(iphl + thl)
