@@ -7,7 +7,7 @@ They return an FT_* code (defs.pxd); on error `err` says which field and where.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from fasttcp._core.defs cimport *
-from fasttcp._core.csum cimport (ft_csum_partial, ft_csum_fold, ft_csum_ok, ft_csum_pseudo4, ft_csum_pseudo6,
+from fasttcp._core.csum cimport (ft_csum_partial, ft_csum_fold, ft_csum_ok, ft_ipv4_tcp_ok, ft_csum_pseudo4, ft_csum_pseudo6,
                                  ft_load_be16, ft_load_be32, ft_store_be16, ft_store_be32, ft_htonl, ft_htons)
 
 # Parse a whole IP packet (IPv4 or IPv6, extension headers walked) carrying TCP.
@@ -220,13 +220,12 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
         return FT_PARSE_SLOW
     if verify:
         if ipl == 20:
-            if not ft_csum_ok(ft_csum_partial(b, 20, 0)):
+            if not ft_ipv4_tcp_ok(b, <uint32_t>tcp_len):
                 return FT_PARSE_SLOW
-            s = ft_csum_partial(t, tcp_len, ft_csum_pseudo4(b + 12, b + 16, <uint32_t>tcp_len, IPPROTO_TCP))
         else:
             s = ft_csum_partial(t, tcp_len, ft_csum_pseudo6(b + 8, b + 24, <uint32_t>tcp_len, IPPROTO_TCP))
-        if not ft_csum_ok(s):
-            return FT_PARSE_SLOW
+            if not ft_csum_ok(s):
+                return FT_PARSE_SLOW
     ft_zero_small(p, sizeof(pkt_t))
     if hl > 20 and not _linux_layout(t + 20, hl - 20, &p.opts):
         memset(&p.opts, 0, sizeof(tcp_opts_t))
