@@ -703,7 +703,7 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
     Returns -1 to go on, else a drop reason."""
     cdef parse_err_t err
     ep.segs_in += 1
-    if ft_parse_ip_inline(buf, length, p, &err, True) != FT_OK:
+    if ft_parse_ip_inline(buf, length, p, &err, True, True) != FT_OK:     # lean: see wire.pxd
         ep.drops[DROP_MALFORMED] += 1
         return DROP_MALFORMED
     # the destination is checked against our addresses only if no connection has the

@@ -191,7 +191,7 @@ cdef inline bint _linux_layout(const uint8_t *opt, size_t n, tcp_opts_t *o) noex
 
 
 cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, parse_err_t *err,
-                                 bint verify) noexcept nogil:
+                                 bint verify, bint lean=False) noexcept nogil:
     # The shapes nearly all traffic has -- IPv4 without IP options or IPv6 without
     # extension headers, unfragmented, whole in the buffer, checksums good -- parsed
     # straight through: no per-field error bookkeeping, no extension-header walk, the
@@ -199,6 +199,11 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
     # returns FT_PARSE_SLOW and ft_parse_ip_general decides it from scratch,
     # so the two paths cannot disagree on what is wrong; a test compares their
     # results on valid and damaged packets.
+    # `lean` (the endpoint's per-segment loop, where the parse is a fifth of a
+    # segment's instructions): the fields no connection rule reads -- ttl, ip_id,
+    # csum_dst, checksum, urgent, the options' SACK and unknown-option arrays (their
+    # counts are 0 on this path) -- are left as they were instead of cleared and
+    # filled. Every other field is as without it.
     cdef size_t tot, ipl, hl, tcp_len
     cdef const uint8_t *t
     cdef uint64_t s, w
@@ -228,15 +233,23 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
             s = ft_csum_partial(t, tcp_len, ft_csum_pseudo6(b + 8, b + 24, <uint32_t>tcp_len, IPPROTO_TCP))
             if not ft_csum_ok(s):
                 return FT_PARSE_SLOW
-    ft_zero_small(p, sizeof(pkt_t))
+    if lean:
+        w = 0
+        memcpy(p, &w, 8)                  # version .. flags
+        memcpy(&p.ip_off, &w, 4)
+        memcpy(&p.opts, &w, 8)            # present, the counts, mss
+        memcpy((<uint8_t *>&p.opts) + 8, &w, 8)      # tsval, tsecr
+    else:
+        ft_zero_small(p, sizeof(pkt_t))
     if hl > 20 and not _linux_layout(t + 20, hl - 20, &p.opts):
         memset(&p.opts, 0, sizeof(tcp_opts_t))
         if ft_parse_options(t + 20, hl - 20, &p.opts, err, <uint32_t>(ipl + 20)) != FT_OK:
             return FT_PARSE_SLOW
     if ipl == 20:
         p.version = 4
-        p.ttl = b[8]
-        p.ip_id = ft_load_be16(b + 4)
+        if not lean:
+            p.ttl = b[8]
+            p.ip_id = ft_load_be16(b + 4)
         # each address as two whole 8-byte words (zero padded), the width its readers
         # load it with: a load that spans a 4-byte store and the memset above cannot
         # be forwarded from the store buffer and stalls
@@ -246,20 +259,31 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
         memcpy(p.src, &w, 8)
         w = ft_addr4_word(b4)
         memcpy(p.dst, &w, 8)
-        memcpy(p.csum_dst, &w, 8)
+        if not lean:
+            memcpy(p.csum_dst, &w, 8)
         w = 0
         memcpy(p.src + 8, &w, 8)
         memcpy(p.dst + 8, &w, 8)
-        memcpy(p.csum_dst + 8, &w, 8)
+        if not lean:
+            memcpy(p.csum_dst + 8, &w, 8)
         p.ip_csum_state = 1 if verify else 0
     else:
         p.version = 6
-        p.ttl = b[7]
         memcpy(p.src, b + 8, 16)
         memcpy(p.dst, b + 24, 16)
-        memcpy(p.csum_dst, b + 24, 16)
+        if not lean:
+            p.ttl = b[7]
+            memcpy(p.csum_dst, b + 24, 16)
     p.csum_state = 1 if verify else 0
-    ft_tcp_fixed_fields(t, p)
+    if lean:
+        p.src_port = ft_load_be16(t)
+        p.dst_port = ft_load_be16(t + 2)
+        p.seq = ft_load_be32(t + 4)
+        p.ack = ft_load_be32(t + 8)
+        p.flags = ((t[12] & 1) << 8) | t[13]
+        p.window = ft_load_be16(t + 14)
+    else:
+        ft_tcp_fixed_fields(t, p)
     p.tcp_off = <uint32_t>ipl
     p.tcp_len = <uint32_t>tcp_len
     p.payload_off = <uint32_t>(ipl + hl)
@@ -270,10 +294,10 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
 
 
 cdef inline int ft_parse_ip_inline(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
-                                   bint verify) noexcept nogil:
+                                   bint verify, bint lean=False) noexcept nogil:
     """ft_parse_ip with the common case compiled into the calling loop (per-packet
-    loops: batch parse, tracker, endpoint)."""
-    cdef int rc = ft_parse_ip_fast(buf, length, p, err, verify)
+    loops: batch parse, tracker, endpoint). `lean`: see ft_parse_ip_fast."""
+    cdef int rc = ft_parse_ip_fast(buf, length, p, err, verify, lean)
     if rc != FT_PARSE_SLOW:
         return rc
     return ft_parse_ip_general(buf, length, p, err, verify)
