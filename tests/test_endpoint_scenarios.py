@@ -1646,6 +1646,38 @@ def test_accept_batch_hands_out_every_established_connection_once():
     assert server.accept_batch().size == 0 and server.accept() is None      # handed out once
 
 
+def test_the_accept_queue_wraps_around_its_ring():
+    """The accept queue is a ring as long as the table: over many rounds its head and
+    tail wrap past the end (a table of 5, connections accepted one, two or three at a
+    time, the rest left queued while new handshakes complete). Every connection is
+    handed out once, in the order its handshake completed."""
+    client = Endpoint([CLIENT], seed=1, capacity=64)
+    server = Endpoint([SERVER], seed=2, capacity=5)
+    server.listen(SERVER_PORT)
+    t, port, handed, completed = 1.0, 20000, [], []
+    for rnd in range(12):
+        for _ in range(2 if rnd % 3 else 1):
+            conn = client.connect(SERVER, SERVER_PORT, local_port=port, now=t)
+            port += 1
+            for _ in range(3):                                       # SYN, SYN-ACK, ACK
+                for p in client.transmit():
+                    server.receive(p, t)
+                for p in server.transmit():
+                    client.receive(p, t)
+            assert conn.state == ESTABLISHED
+            completed.append(conn.local[1])
+        for _ in range(1 + rnd % 3):
+            peer = server.accept()
+            if peer is None:
+                break
+            handed.append(peer.remote[1])
+            peer.abort()                                             # room for the next rounds
+        t += 1.0
+    while (peer := server.accept()) is not None:
+        handed.append(peer.remote[1])
+    assert handed == completed
+
+
 def _single_run():
     client = Endpoint([CLIENT], seed=1)
     server = Endpoint([SERVER], seed=33)

@@ -322,7 +322,9 @@ cdef int64_t _accept_next(ep_t *ep) noexcept nogil:
     while ep.acq_len:
         id = ep.acq[ep.acq_head]
         gen = ep.acq_gen[ep.acq_head]
-        ep.acq_head = (ep.acq_head + 1) % ep.acq_cap
+        ep.acq_head += 1
+        if ep.acq_head == ep.acq_cap:
+            ep.acq_head = 0
         ep.acq_len -= 1
         if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen \
                 and ep.tab.conns[id].flags & CONN_F_QUEUED:

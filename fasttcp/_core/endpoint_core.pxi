@@ -401,7 +401,9 @@ cdef void _accept_push(ep_t *ep, uint32_t id) noexcept nogil:
     cdef size_t slot
     if ep.acq_len >= ep.acq_cap:
         return                           # queue as long as the table: cannot overflow
-    slot = (ep.acq_head + ep.acq_len) % ep.acq_cap
+    slot = ep.acq_head + ep.acq_len        # both < acq_cap: one wrap at most (no division)
+    if slot >= ep.acq_cap:
+        slot -= ep.acq_cap
     ep.acq[slot] = id
     ep.acq_gen[slot] = ep.tab.conns[id].gen
     ep.acq_len += 1

@@ -163,6 +163,12 @@ cdef inline bint _linux_layout(const uint8_t *opt, size_t n, tcp_opts_t *o) noex
     # ft_parse_options.
     cdef size_t i = 0
     cdef uint32_t w = ft_load_be32(opt)          # n >= 4: a TCP header grows in words
+    if n == 12 and w == 0x0101080a:
+        # NOP NOP TS alone: nearly every segment after the handshake
+        o.present = OPT_HAS_TIMESTAMP
+        o.tsval = ft_load_be32(opt + 4)
+        o.tsecr = ft_load_be32(opt + 8)
+        return True
     if (w >> 16) == 0x0204:
         o.mss = <uint16_t>w
         o.present = OPT_HAS_MSS
