@@ -1575,6 +1575,49 @@ def _per_flow(events_by_port, port, old, new, cause):
     events_by_port[port].append((State(old), State(new), Cause(cause)))
 
 
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 16, 17, 40])
+def test_receive_batch_equals_receive_one_by_one(count):
+    """receive_batch parses packet i+8 and prefetches for packet i+4 while it runs
+    packet i's rules: batches shorter than, equal to and just over the pipeline's
+    depth and its half-way point must give what receive() gives one packet at a time --
+    the same verdicts, segments sent, events and connections -- with malformed and
+    foreign packets mixed in."""
+    flows = [(CLIENT, 30000 + i, SERVER, SERVER_PORT) for i in range(count)]
+    client = Endpoint([CLIENT], seed=1)
+    syns = []
+    if count:
+        client.connect_batch(make_keys(flows), 1.0)
+        syns = list(client.transmit())
+    junk = fasttcp.build(CLIENT, "198.18.9.9", 1, 2, seq=1, flags=Flags.SYN)        # not ours
+    packets = []
+    for i, p in enumerate(syns):
+        packets.append(p)
+        if i % 3 == 1:
+            packets.append(p[:30])                                                    # malformed
+        if i % 5 == 2:
+            packets.append(junk)
+            packets.append(p)                                                         # the SYN again
+    one, batch = (Endpoint([SERVER], seed=5) for _ in range(2))
+    for ep in (one, batch):
+        ep.listen(SERVER_PORT)
+    want = [one.receive(p, 2.0) for p in packets]
+    buf = b"".join(packets)
+    lens = np.array([len(p) for p in packets], dtype=np.int64)
+    offs = (np.cumsum(lens) - lens).astype(np.int64)
+    got = batch.receive_batch(buf, offs, lens, 2.0) if packets else np.empty(0, np.int64)
+    assert [None if r < 0 else DROP_REASONS[r] for r in got] == want
+    assert batch.transmit() == one.transmit()
+    # one's events came out as objects as it went; the batch's stay raw until asked for
+    want_events = [(round(e.time * 1e6), e.connection.key[1], e.connection.key[3], e.old, e.new, e.cause)
+                   for e in one.events()]
+    raw = batch.events_batch()
+    got_events = [(int(e["time"]), int(e["lport"]), int(e["rport"]), State(e["old_state"]), State(e["new_state"]),
+                   Cause(e["cause"])) for e in raw]
+    assert got_events == want_events and len(want_events) == count
+    assert len(batch) == len(one) == count
+    assert batch.stats == one.stats
+
+
 def _batch_run():
     client = Endpoint([CLIENT], seed=1)
     server = Endpoint([SERVER], seed=33)

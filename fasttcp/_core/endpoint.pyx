@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from fasttcp._core.endpoint cimport *
-from fasttcp._core.tablehash cimport ft_hash_key, ft_hash_words5, ft_key_store_hash, ft_key_word0, ft_w
+from fasttcp._core.tablehash cimport ft_hash_key, ft_nh5, ft_key_store_hash, ft_key_word0, ft_w
 from fasttcp._core.addr cimport addr_bytes
 from fasttcp._core.spans cimport ft_first_bad_span
 from fasttcp._addr import to_ip as _to_ip

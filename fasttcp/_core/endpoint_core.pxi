@@ -335,10 +335,8 @@ cdef inline bint _listening(const ep_t *ep, uint16_t port) noexcept nogil:
 
 cdef uint32_t _isn(const ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogil:
     """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
-    cdef ft_table_t keyed
-    memcpy(keyed.secret, ep.cfg.isn_key, sizeof(keyed.secret))
-    return <uint32_t>((now >> 2) + (ft_hash_words5(&keyed, ft_w(k, 0), ft_w(k, 1), ft_w(k, 2), ft_w(k, 3),
-                                                   ft_w(k, 4)) >> 32))
+    return <uint32_t>((now >> 2) + (ft_nh5(ep.cfg.isn_key, ft_w(k, 0), ft_w(k, 1), ft_w(k, 2), ft_w(k, 3),
+                                           ft_w(k, 4)) >> 32))
 
 
 cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
@@ -772,32 +770,55 @@ ctypedef struct _stage_t:
     int rc
 
 
+cdef inline void _pb_finish(ep_t *ep, _stage_t *ring, Py_ssize_t j, const uint8_t *buf, const int64_t *offs,
+                            uint64_t now, int64_t *result) noexcept nogil:
+    # last stage of packet j: the connection's rules
+    cdef _stage_t *s = &ring[j & (_AHEAD - 1)]
+    if s.rc < 0:
+        s.rc = _dispatch(ep, &s.p, &s.k, s.h, buf + offs[j], <uint32_t>offs[j], now)
+    if result != NULL:
+        result[j] = s.rc
+
+
+cdef inline void _pb_middle(ep_t *ep, _stage_t *ring, Py_ssize_t j) noexcept nogil:
+    # packet j's index slot has arrived: start loading its record
+    if ring[j & (_AHEAD - 1)].rc < 0:
+        ftx_prefetch_record(&ep.tab, ring[j & (_AHEAD - 1)].h)
+
+
+cdef inline void _pb_start(ep_t *ep, _stage_t *ring, Py_ssize_t i, const uint8_t *buf, const int64_t *offs,
+                           const int64_t *lens) noexcept nogil:
+    # first stage of packet i: parse, hash, prefetch its index slot
+    cdef _stage_t *s = &ring[i & (_AHEAD - 1)]
+    s.rc = _parse_stage(ep, buf + offs[i], <size_t>lens[i], &s.p, &s.k, &s.h)
+    if s.rc < 0:
+        ftx_prefetch(&ep.tab, s.h)
+
+
 cdef void ep_process_batch(ep_t *ep, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
                            Py_ssize_t n, uint64_t now, int64_t *result) noexcept nogil:
     """Many packets, pipelined: packet i+8 is parsed and its index slot prefetched while
     packet i is processed, so table misses overlap. Same results as ep_process in order
     (a lookup only ever uses its own key's hash, computed from immutable packet bytes)."""
     cdef _stage_t ring[8]
-    cdef Py_ssize_t i, j
-    cdef _stage_t *s
-    for i in range(n + _AHEAD):
-        # finish packet i-8 first: its ring slot is the one packet i is parsed into
-        j = i - _AHEAD
-        if j >= 0:
-            s = &ring[j & (_AHEAD - 1)]
-            if s.rc < 0:
-                s.rc = _dispatch(ep, &s.p, &s.k, s.h, buf + offs[j], <uint32_t>offs[j], now)
-            if result != NULL:
-                result[j] = s.rc
-        # packet i-4: its index slot has arrived; start loading its record
-        j = i - _AHEAD // 2
-        if 0 <= j < n and ring[j & (_AHEAD - 1)].rc < 0:
-            ftx_prefetch_record(&ep.tab, ring[j & (_AHEAD - 1)].h)
-        if i < n:
-            s = &ring[i & (_AHEAD - 1)]
-            s.rc = _parse_stage(ep, buf + offs[i], <size_t>lens[i], &s.p, &s.k, &s.h)
-            if s.rc < 0:
-                ftx_prefetch(&ep.tab, s.h)
+    cdef Py_ssize_t i
+    # Step i finishes packet i-8 (first: its ring slot is the one packet i is parsed
+    # into), prefetches the record of packet i-4 and starts packet i. The steady state
+    # (8 <= i < n) runs all three with no bounds to check; the fill and the drain are
+    # the steps where some do not apply.
+    for i in range(n if n < _AHEAD else _AHEAD):
+        if i >= _AHEAD // 2:
+            _pb_middle(ep, ring, i - _AHEAD // 2)
+        _pb_start(ep, ring, i, buf, offs, lens)
+    for i in range(_AHEAD, n):
+        _pb_finish(ep, ring, i - _AHEAD, buf, offs, now, result)
+        _pb_middle(ep, ring, i - _AHEAD // 2)
+        _pb_start(ep, ring, i, buf, offs, lens)
+    for i in range(n, n + _AHEAD):
+        if i >= _AHEAD:
+            _pb_finish(ep, ring, i - _AHEAD, buf, offs, now, result)
+        if _AHEAD // 2 <= i < n + _AHEAD // 2:
+            _pb_middle(ep, ring, i - _AHEAD // 2)
 
 
 # ---- user calls ----

@@ -133,15 +133,21 @@ cdef inline uint64_t ft_key_store_hash(const ft_table_t *t, ft_key_t *k, uint64_
 
 cdef inline uint64_t ft_hash_words5(const ft_table_t *t, uint64_t w0, uint64_t w1, uint64_t w2,
                                     uint64_t w3, uint64_t w4) noexcept nogil:
-    """NH over all five key words, whatever the family (the endpoint's RFC 6528 ISN
-    function uses it directly, so ISNs for a given secret do not depend on the
-    table's shortcuts)."""
-    cdef uint64_t acc = ft_nh(w0 & FT_KEY0_MASK, t.secret[0])
-    acc += ft_nh(w1, t.secret[1])
-    acc += ft_nh(w2, t.secret[2])
-    acc += ft_nh(w3, t.secret[3])
-    acc += ft_nh(w4, t.secret[4])
-    return ft_fmix64(acc ^ t.secret[5])
+    """NH over all five key words, whatever the family."""
+    return ft_nh5(t.secret, w0, w1, w2, w3, w4)
+
+
+cdef inline uint64_t ft_nh5(const uint64_t *secret, uint64_t w0, uint64_t w1, uint64_t w2,
+                            uint64_t w3, uint64_t w4) noexcept nogil:
+    """ft_hash_words5 under any 6-word secret (the endpoint's RFC 6528 ISN function
+    uses it with its own, so ISNs for a given secret do not depend on the table's
+    shortcuts)."""
+    cdef uint64_t acc = ft_nh(w0 & FT_KEY0_MASK, secret[0])
+    acc += ft_nh(w1, secret[1])
+    acc += ft_nh(w2, secret[2])
+    acc += ft_nh(w3, secret[3])
+    acc += ft_nh(w4, secret[4])
+    return ft_fmix64(acc ^ secret[5])
 
 
 cdef inline bint ft_key_eq(const ft_conn_t *c, const ft_key_t *k) noexcept nogil:
