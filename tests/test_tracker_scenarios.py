@@ -1044,14 +1044,18 @@ def test_feed_and_feed_batch_agree():
     assert s1 == s2 and s1["packets"] == len(packets)
 
 
-def test_feed_batch_in_pieces_is_the_same_as_at_once():
+@pytest.mark.parametrize("piece", [1, 3, 4, 5, 7, 8, 9, 12, 16, 17])
+def test_feed_batch_in_pieces_is_the_same_as_at_once(piece):
+    # feed_batch tracks packet i while it parses packet i+8 and prefetches for i+4:
+    # batches shorter than, equal to and just over that depth give the same results
     packets = sorted(mixed_traffic(), key=lambda p: p.ts)
+    assert len(packets) > 17
     whole, parts = Tracker(8, seed=5), Tracker(8, seed=5)
     buf, offs, lens, ts = as_batch(packets)
     v = whole.feed_batch(buf, offs, lens, ts)
     pieces = []
-    for lo in range(0, len(packets), 4):
-        b2, o2, l2, t2 = as_batch(packets[lo:lo + 4])
+    for lo in range(0, len(packets), piece):
+        b2, o2, l2, t2 = as_batch(packets[lo:lo + piece])
         pieces.append(parts.feed_batch(b2, o2, l2, t2))
     assert list(np.concatenate(pieces)) == list(v)
     assert whole.close().tobytes() == parts.close().tobytes()

@@ -322,6 +322,66 @@ cdef enum:
     _AHEAD = 8                        # packets parsed (and their index slots prefetched) ahead; a power of 2
 
 
+cdef inline bint _feed_track(tr_t *tr, _stage_t *ring, Py_ssize_t j, Py_ssize_t start, const int64_t *ts_ns,
+                             uint8_t *verdicts) noexcept nogil:
+    """Last stage of packet j: advance the clock (expiring what is due) and track it.
+    False to stop before it (tr.packets counted up to it): the finished-row buffer needs
+    collecting first."""
+    cdef _stage_t *s = &ring[j & (_AHEAD - 1)]
+    cdef uint64_t now, tick
+    cdef int v
+    if tr.cap_done - tr.ndone < _ROW_RESERVE:
+        tr.packets += <uint64_t>(j - start)
+        return False
+    # (unsigned: a division by a constant without the sign fix-up)
+    now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
+    if now > tr.now:
+        tick = now >> FT_TICK_SHIFT
+        if tick != tr.last_tick:
+            if not _expire(tr, now):
+                # the rows ran out mid-expiry: let the caller collect them, then
+                # finish expiring before this packet (its connection may be
+                # one); tr.now is left behind so that the resumed call does
+                tr.packets += <uint64_t>(j - start)
+                return False
+            tr.last_tick = tick
+        tr.now = now
+    else:
+        now = tr.now          # time never runs backwards inside the tracker
+    if s.rc >= 0:
+        v = s.rc              # the parse stage's verdict, or the link layer's
+    else:
+        v = _track(tr, s, now, j)
+    tr.verdicts[v] += 1
+    verdicts[j] = <uint8_t>v
+    return True
+
+
+cdef inline void _feed_prefetch(tr_t *tr, _stage_t *ring, Py_ssize_t j) noexcept nogil:
+    """Middle stage of packet j: its index slot has arrived, start loading its records."""
+    if ring[j & (_AHEAD - 1)].rc < 0:
+        _prefetch_records(tr, ring[j & (_AHEAD - 1)].h)
+
+
+cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t i, Py_ssize_t n, const uint8_t *buf,
+                             const int64_t *offs, const int64_t *lens, const uint8_t *link,
+                             const uint8_t *snapped) noexcept nogil:
+    """First stage of packet i: parse and hash it, prefetch its index slot (and the
+    bytes of the packet 16 ahead)."""
+    cdef _stage_t *s = &ring[i & (_AHEAD - 1)]
+    if i + 2 * _AHEAD < n:
+        # the packet bytes themselves: headers 16 packets ahead (batches come from
+        # capture files far larger than the cache)
+        FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD])
+        FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD] + 64)
+    if link != NULL and link[i] != FT_OK:
+        s.rc = link[i]
+    else:
+        _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, snapped != NULL and snapped[i] == 0)
+        if s.rc < 0:
+            ftx_prefetch_w(&tr.tab, s.h)
+
+
 cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
                       const int64_t *ts_ns, const uint8_t *link, const uint8_t *snapped,
                       Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts) noexcept nogil:
@@ -331,54 +391,26 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
     packets' order. Returns the index of the first packet not processed (< n when the
     finished-row buffer needs collecting first; those packets are parsed again then)."""
     cdef _stage_t ring[_AHEAD]
-    cdef Py_ssize_t i, j
-    cdef uint64_t now, tick
-    cdef int v
-    cdef _stage_t *s
-    for i in range(start, n + _AHEAD):
-        j = i - _AHEAD
-        if j >= start:
-            if tr.cap_done - tr.ndone < _ROW_RESERVE:
-                tr.packets += <uint64_t>(j - start)
-                return j
-            s = &ring[j & (_AHEAD - 1)]
-            # (unsigned: a division by a constant without the sign fix-up)
-            now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
-            if now > tr.now:
-                tick = now >> FT_TICK_SHIFT
-                if tick != tr.last_tick:
-                    if not _expire(tr, now):
-                        # the rows ran out mid-expiry: let the caller collect them, then
-                        # finish expiring before this packet (its connection may be
-                        # one); tr.now is left behind so that the resumed call does
-                        tr.packets += <uint64_t>(j - start)
-                        return j
-                    tr.last_tick = tick
-                tr.now = now
-            else:
-                now = tr.now          # time never runs backwards inside the tracker
-            if s.rc >= 0:
-                v = s.rc              # the parse stage's verdict, or the link layer's
-            else:
-                v = _track(tr, s, now, j)
-            tr.verdicts[v] += 1
-            verdicts[j] = <uint8_t>v
-        j = i - _AHEAD // 2
-        if start <= j < n and ring[j & (_AHEAD - 1)].rc < 0:
-            _prefetch_records(tr, ring[j & (_AHEAD - 1)].h)
-        if i + 2 * _AHEAD < n:
-            # the packet bytes themselves: headers 16 packets ahead (batches come from
-            # capture files far larger than the cache)
-            FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD])
-            FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD] + 64)
-        if i < n:
-            s = &ring[i & (_AHEAD - 1)]
-            if link != NULL and link[i] != FT_OK:
-                s.rc = link[i]
-            else:
-                _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, snapped != NULL and snapped[i] == 0)
-                if s.rc < 0:
-                    ftx_prefetch_w(&tr.tab, s.h)
+    cdef Py_ssize_t i
+    # Step i tracks packet i-8 (first: its ring slot is the one packet i is parsed
+    # into), prefetches packet i-4's records and parses packet i. The steady state
+    # (start + 8 <= i < n) runs all three without bounds to check; the fill and the
+    # drain are the steps where some do not apply.
+    for i in range(start, n if n - start < _AHEAD else start + _AHEAD):
+        if i - _AHEAD // 2 >= start:
+            _feed_prefetch(tr, ring, i - _AHEAD // 2)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped)
+    for i in range(start + _AHEAD, n):
+        if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts):
+            return i - _AHEAD
+        _feed_prefetch(tr, ring, i - _AHEAD // 2)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped)
+    for i in range(n, n + _AHEAD):
+        if i - _AHEAD >= start:
+            if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts):
+                return i - _AHEAD
+        if start <= i - _AHEAD // 2 < n:
+            _feed_prefetch(tr, ring, i - _AHEAD // 2)
     tr.packets += <uint64_t>(n - start)
     return n
 
