@@ -836,12 +836,16 @@ cdef void ep_connect_batch(ep_t *ep, const ft_key_t *keys, Py_ssize_t n, uint64_
     cache miss otherwise). Same results as n calls of ep_connect in order."""
     cdef uint64_t hs[8]
     cdef Py_ssize_t i
-    for i in range(n + _AHEAD):
-        if i >= _AHEAD:
-            out[i - _AHEAD] = _connect_hashed(ep, &keys[i - _AHEAD], hs[(i - _AHEAD) & (_AHEAD - 1)], now)
-        if i < n:
-            hs[i & (_AHEAD - 1)] = ft_hash_key(&ep.tab, &keys[i])
-            ftx_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
+    # fill, steady state (no bounds to check), drain: as in ep_process_batch
+    for i in range(n if n < _AHEAD else _AHEAD):
+        hs[i & (_AHEAD - 1)] = ft_hash_key(&ep.tab, &keys[i])
+        ftx_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
+    for i in range(_AHEAD, n):
+        out[i - _AHEAD] = _connect_hashed(ep, &keys[i - _AHEAD], hs[(i - _AHEAD) & (_AHEAD - 1)], now)
+        hs[i & (_AHEAD - 1)] = ft_hash_key(&ep.tab, &keys[i])
+        ftx_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
+    for i in range(n if n > _AHEAD else _AHEAD, n + _AHEAD):
+        out[i - _AHEAD] = _connect_hashed(ep, &keys[i - _AHEAD], hs[(i - _AHEAD) & (_AHEAD - 1)], now)
 
 
 cdef int64_t _connect_hashed(ep_t *ep, const ft_key_t *k, uint64_t h, uint64_t now) noexcept nogil:
