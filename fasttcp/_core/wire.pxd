@@ -79,16 +79,18 @@ cdef extern from *:
     uint64_t ft_addr4_word(uint32_t a4) nogil
     void ft_zero_small(void *p, size_t n) nogil
 
-cdef inline void ft_tcp_fixed_fields(const uint8_t *t, pkt_t *p) noexcept nogil:
-    """The fixed 20-byte TCP header's fields (t points at it; the caller checked it is there)."""
+cdef inline void ft_tcp_fixed_fields(const uint8_t *t, pkt_t *p, bint lean=False) noexcept nogil:
+    """The fixed 20-byte TCP header's fields (t points at it; the caller checked it is
+    there). `lean`: not the checksum and urgent pointer (see ft_parse_ip_fast)."""
     p.src_port = ft_load_be16(t)
     p.dst_port = ft_load_be16(t + 2)
     p.seq = ft_load_be32(t + 4)
     p.ack = ft_load_be32(t + 8)
     p.flags = ((t[12] & 1) << 8) | t[13]
     p.window = ft_load_be16(t + 14)
-    p.checksum = ft_load_be16(t + 16)
-    p.urgent = ft_load_be16(t + 18)
+    if not lean:
+        p.checksum = ft_load_be16(t + 16)
+        p.urgent = ft_load_be16(t + 18)
 
 
 cdef inline void ft_put_timestamp_option(uint8_t *out, uint8_t lead0, uint8_t lead1,
@@ -281,15 +283,7 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
             p.ttl = b[7]
             memcpy(p.csum_dst, b + 24, 16)
     p.csum_state = 1 if verify else 0
-    if lean:
-        p.src_port = ft_load_be16(t)
-        p.dst_port = ft_load_be16(t + 2)
-        p.seq = ft_load_be32(t + 4)
-        p.ack = ft_load_be32(t + 8)
-        p.flags = ((t[12] & 1) << 8) | t[13]
-        p.window = ft_load_be16(t + 14)
-    else:
-        ft_tcp_fixed_fields(t, p)
+    ft_tcp_fixed_fields(t, p, lean)
     p.tcp_off = <uint32_t>ipl
     p.tcp_len = <uint32_t>tcp_len
     p.payload_off = <uint32_t>(ipl + hl)
