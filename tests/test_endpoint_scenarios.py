@@ -1371,6 +1371,17 @@ def test_connect_batch_refuses_addresses_that_are_not_ours():
     assert ep.stats["drops"]["not_local"] == 1
 
 
+def test_connect_raises_if_the_core_refuses_the_local_address():
+    """connect() checks the local address against the endpoint's list itself; should
+    the Python list and the C core's ever disagree (here: the list replaced after
+    construction), the core's refusal is a UsageError, not a connection."""
+    ep = Endpoint([CLIENT], seed=1)
+    ep._local = [ipaddress.ip_network("203.0.113.0/24")]
+    with pytest.raises(UsageError, match="not one of this endpoint's addresses"):
+        ep.connect(SERVER, 80, now=1.0)
+    assert len(ep) == 0 and ep.transmit() == []
+
+
 
 @pytest.mark.parametrize("network", ["198.18.0.0/15", "198.18.0.128/25", "198.18.7.9/32", "0.0.0.0/0",
                                      "2001:db8::/33", "2001:db8:0:8000::/49", "::/0", "2001:db8::1/128"])
@@ -1616,6 +1627,58 @@ def test_receive_batch_equals_receive_one_by_one(count):
     assert got_events == want_events and len(want_events) == count
     assert len(batch) == len(one) == count
     assert batch.stats == one.stats
+
+
+@pytest.mark.parametrize("count", [1, 5, 8, 9, 17])
+def test_a_whole_lifecycle_through_receive_batch_equals_receive(count):
+    """The same, over a connection's whole life on the server side: the client's SYNs,
+    ACKs, FINs and last ACKs (with an unacceptable segment and a duplicate mixed in)
+    go to one server packet by packet and to another in batches; both must answer
+    alike at every step -- through SYN-RECEIVED, ESTABLISHED, CLOSE-WAIT, LAST-ACK and
+    the close that removes the record."""
+    flows = [(CLIENT, 31000 + i, SERVER, SERVER_PORT) for i in range(count)]
+    client = Endpoint([CLIENT], seed=1)
+    one, batch = (Endpoint([SERVER], seed=5) for _ in range(2))
+    for ep in (one, batch):
+        ep.listen(SERVER_PORT)
+    t = 3.0
+
+    def step(packets):
+        """Client packets to both servers; the client gets one's answers (the same
+        as batch's, checked)."""
+        extra = [packets[0][:-1]] if packets else []            # a damaged copy (malformed)
+        if len(packets) > 2:
+            extra.append(packets[2])                             # a duplicate
+        feed = packets + extra
+        want = [one.receive(p, t) for p in feed]
+        buf = b"".join(feed)
+        lens = np.array([len(p) for p in feed], dtype=np.int64)
+        offs = (np.cumsum(lens) - lens).astype(np.int64)
+        got = batch.receive_batch(buf, offs, lens, t)
+        assert [None if r < 0 else DROP_REASONS[r] for r in got] == want
+        answers = one.transmit()
+        assert batch.transmit() == answers
+        for p in answers:
+            client.receive(p, t)
+        assert batch.stats == one.stats and len(batch) == len(one)
+
+    ids = client.connect_batch(make_keys(flows), t)
+    step(client.transmit())                                      # SYN -> SYN-ACK
+    step(client.transmit())                                      # ACK: ESTABLISHED
+    client.close_batch(ids, t)
+    step(client.transmit())                                      # FIN -> ACK: CLOSE-WAIT
+    for ep in (one, batch):
+        ep.close_batch(ep.accept_batch(), t)                     # FIN: LAST-ACK
+    fins = one.transmit()
+    assert batch.transmit() == fins and len(fins) == count
+    for p in fins:
+        client.receive(p, t)
+    step(client.transmit())                                      # last ACK: closed
+    assert len(one) == len(batch) == 0
+    drops = one.stats["drops"]
+    assert drops["malformed"] == 4
+    if count > 2:      # the duplicate FIN (old sequence: ACKed, dropped), the duplicate last ACK (no record)
+        assert drops["unacceptable"] == 1 and drops["no_listener"] == 1
 
 
 def _batch_run():

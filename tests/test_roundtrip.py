@@ -195,6 +195,21 @@ def test_parse_build_roundtrip(spec, addr_form):
     assert ref.unknown == [(k, bytes(d)) for k, d in o.get("unknown", ())]
 
 
+@pytest.mark.parametrize("payload", [bytes.fromhex("98f9f810feffffff"), b"\xff" * 8, b"\xff" * 16,
+                                     b"\xff" * 1000, b"\xfe" + b"\xff" * 7, bytes(8)])
+@pytest.mark.parametrize("urgent", [1, 0x8000, 0xFFFF])
+def test_urgent_pointer_with_a_payload_whose_sum_is_near_the_top(payload, urgent):
+    """The urgent pointer's share of the checksum is added after the payload's: a
+    payload whose 64-bit partial sum sits just below 2^64 must not lose the carry
+    (these payloads were found to, with a plain add)."""
+    spec = dict(src=ipaddress.ip_address("10.0.0.1"), dst=ipaddress.ip_address("10.0.0.2"), src_port=1000,
+                dst_port=2000, seq=0, ack=0, flags=0x18, window=65535, urgent=urgent, ttl=64, options={},
+                payload=payload)
+    pkt = do_build(spec)
+    assert pkt == scapy_packet(spec)
+    assert parse(pkt).urgent == urgent                  # verifies the checksum
+
+
 @settings(suppress_health_check=[HealthCheck.filter_too_much])
 @given(packet_specs())
 def test_build_matches_scapy_byte_for_byte(spec):

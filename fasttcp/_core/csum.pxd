@@ -11,6 +11,7 @@ cdef extern from "csum_impl.h" nogil:
     uint16_t ft_csum_fold(uint64_t sum)
     bint ft_csum_ok(uint64_t sum)
     bint ft_ipv4_tcp_ok(const uint8_t *b, uint32_t tcp_len)
+    uint64_t ft_add_carry(uint64_t a, uint64_t b)
     uint16_t ft_csum_buffer(const void *buf, size_t len)
     uint64_t ft_csum_pseudo4(const uint8_t *src, const uint8_t *dst, uint32_t tcp_len, uint8_t proto)
     uint64_t ft_csum_pseudo6(const uint8_t *src, const uint8_t *dst, uint32_t tcp_len, uint8_t proto)

@@ -557,6 +557,8 @@ cdef class Endpoint:
             raise UsageError(f"{_to_ip(l)}:{k.lport} -> {_to_ip(r)}:{remote_port} is already in use")
         if id == FT_TABLE_FULL:
             raise UsageError("connection table full")
+        if id < 0:                             # EP_NOT_LOCAL: the C core's own check
+            raise UsageError(f"{_to_ip(l)} is not one of this endpoint's addresses")
         conn = Connection._new(self, <uint32_t>id)
         self._conns[<uint32_t>id] = conn
         self._after_call()

@@ -126,7 +126,7 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     packet itself was shorter on the wire than its IP length says (`wire_short`: a
     lying length, which Zeek drops too)."""
     cdef parse_err_t err
-    cdef int rc = ft_parse_ip_inline(buf, length, &s.p, &err, tr.cfg.verify)
+    cdef int rc = ft_parse_ip_inline(buf, length, &s.p, &err, tr.cfg.verify, True)    # lean: wire.pxd
     if not (rc == FT_OK or (s.p.header_len != 0 and (rc == FT_ERR_BAD_CHECKSUM or
                                                      (rc == FT_ERR_TRUNCATED and not wire_short)))):
         s.rc = rc

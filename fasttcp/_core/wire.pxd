@@ -7,7 +7,7 @@ They return an FT_* code (defs.pxd); on error `err` says which field and where.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from fasttcp._core.defs cimport *
-from fasttcp._core.csum cimport (ft_csum_partial, ft_csum_fold, ft_csum_ok, ft_ipv4_tcp_ok, ft_csum_pseudo4, ft_csum_pseudo6,
+from fasttcp._core.csum cimport (ft_csum_partial, ft_csum_fold, ft_csum_ok, ft_ipv4_tcp_ok, ft_add_carry, ft_csum_pseudo4, ft_csum_pseudo6,
                                  ft_load_be16, ft_load_be32, ft_store_be16, ft_store_be32, ft_htonl, ft_htons)
 
 # Parse a whole IP packet (IPv4 or IPv6, extension headers walked) carrying TCP.
@@ -207,11 +207,12 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
     # returns FT_PARSE_SLOW and ft_parse_ip_general decides it from scratch,
     # so the two paths cannot disagree on what is wrong; a test compares their
     # results on valid and damaged packets.
-    # `lean` (the endpoint's per-segment loop, where the parse is a fifth of a
-    # segment's instructions): the fields no connection rule reads -- ttl, ip_id,
+    # `lean` (the endpoint's and the tracker's per-packet loops, where the parse is a
+    # fifth of a packet's instructions): the fields neither reads -- ttl, ip_id,
     # csum_dst, checksum, urgent, the options' SACK and unknown-option arrays (their
-    # counts are 0 on this path) -- are left as they were instead of cleared and
-    # filled. Every other field is as without it.
+    # counts are 0 when the Linux layout decoded the options; any other layout is
+    # decoded in full into a cleared option set) -- are left as they were instead of
+    # cleared and filled. Every other field is as without it.
     cdef size_t tot, ipl, hl, tcp_len
     cdef const uint8_t *t
     cdef uint64_t s, w
@@ -379,8 +380,9 @@ cdef inline uint64_t ft_put_headers(uint8_t *out, int version, const uint8_t *sr
 
 cdef inline void ft_put_tcp_checksum(uint8_t *t, uint64_t s, uint16_t urgent) noexcept nogil:
     """The TCP header's last word (checksum of partial sum `s`, urgent pointer), with
-    the urgent pointer's own share of the sum added here."""
-    s += ft_htonl(<uint32_t>urgent)
+    the urgent pointer's own share of the sum added here -- with its carry: after a
+    payload's ft_csum_partial, `s` can be any 64-bit value."""
+    s = ft_add_carry(s, ft_htonl(<uint32_t>urgent))
     ft_store_be32(t + 16, (<uint32_t>ft_htons(<uint16_t>~ft_csum_fold(s)) << 16) | urgent)
 
 
