@@ -1681,6 +1681,69 @@ def test_a_whole_lifecycle_through_receive_batch_equals_receive(count):
         assert drops["unacceptable"] == 1 and drops["no_listener"] == 1
 
 
+def _rebuilt(pkt: bytes) -> bytes:
+    """The packet built again by fasttcp.build() (the general option encoder) from
+    what parsing it gives."""
+    seg = fasttcp.parse(pkt)
+    o = seg.options
+    opts = {k: v for k, v in (("mss", o.mss), ("wscale", o.wscale), ("timestamp", o.timestamp)) if v is not None}
+    if o.sack_permitted:
+        opts["sack_permitted"] = True
+    return fasttcp.build(seg.src, seg.dst, seg.src_port, seg.dst_port, seq=seg.seq, ack=seg.ack,
+                         flags=seg.flags, window=seg.window, options=opts or None, payload=seg.payload,
+                         ttl=seg.ttl)
+
+
+@pytest.mark.parametrize("wscale", [None, 0, 7, 14])
+@pytest.mark.parametrize("sack", [False, True])
+@pytest.mark.parametrize("timestamps", [False, True])
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_segments_the_endpoint_builds_equal_the_general_builder(wscale, sack, timestamps, v6):
+    """The endpoint writes its options as words in Linux's layout without the general
+    encoder: its SYN (every option it is configured to offer), the SYN-ACK answering a
+    peer that offers all or none, its ACK, data, FIN and RST must be byte for byte what
+    fasttcp.build() makes of the same fields and options."""
+    client_addr, server_addr = (CLIENT6, SERVER6) if v6 else (CLIENT, SERVER)
+    cfg = dict(wscale=wscale, sack=sack, timestamps=timestamps)
+    client = Endpoint([client_addr], seed=1, **cfg)
+    server = Endpoint([server_addr], seed=2, **cfg)
+    server.listen(SERVER_PORT)
+    seen = []
+
+    def move(src, dst, now):
+        for p in src.transmit():
+            seen.append(p)
+            dst.receive(p, now)
+
+    conn = client.connect(server_addr, SERVER_PORT, now=1.0)
+    move(client, server, 1.0)                     # SYN
+    move(server, client, 1.0)                     # SYN-ACK answering our offer
+    move(client, server, 1.0)                     # ACK
+    conn.send(b"hello, world")
+    move(client, server, 1.1)                     # data
+    move(server, client, 1.1)                     # its ACK
+    conn.close()
+    move(client, server, 1.2)                     # FIN
+    conn2 = client.connect(server_addr, SERVER_PORT, now=1.3)
+    for _ in range(3):
+        move(client, server, 1.3)
+        move(server, client, 1.3)
+    conn2.abort()
+    move(client, server, 1.4)                     # RST (abort)
+    stray = fasttcp.build(client_addr, server_addr, 41000, 9, seq=5, ack=9, flags=Flags.ACK)
+    server.receive(stray, 1.4)                    # RST for no connection
+    seen.extend(server.transmit())
+    # a SYN-ACK to a bare SYN (no options offered)
+    syn = fasttcp.build(client_addr, server_addr, 40999, SERVER_PORT, seq=7, flags=Flags.SYN)
+    server.receive(syn, 1.5)
+    seen.extend(server.transmit())
+    kinds = [fasttcp.parse(p).flags for p in seen]
+    assert Flags.SYN in kinds and Flags.SYN | Flags.ACK in kinds and Flags.RST in kinds
+    assert any(f & Flags.FIN for f in kinds) and any(fasttcp.parse(p).payload for p in seen)
+    for p in seen:
+        assert p == _rebuilt(p), fasttcp.parse(p)
+
+
 def _batch_run():
     client = Endpoint([CLIENT], seed=1)
     server = Endpoint([SERVER], seed=33)
