@@ -14,8 +14,7 @@ from fasttcp._core.tableops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, f
                                      ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
                                      ftx_set_deadline)
 from fasttcp._core.wire cimport (ft_parse_ip_inline, ft_build_packet, ft_build_ts_segment,
-                                ft_put_timestamp_option)
-from fasttcp._core.csum cimport ft_store_be32
+                                ft_put_linux_options)
 from fasttcp._core.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp._core.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
                                   ft_lookup, ft_insert, ft_set_deadline,
@@ -194,9 +193,7 @@ cdef Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint
     cdef uint8_t *p
     cdef uint32_t wnd
     cdef Py_ssize_t n
-    cdef bint ts, sp, ws
-    cdef uint8_t shift
-    cdef uint32_t tsecr
+    cdef bint ts
     if not (flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) and plen == 0:
         # an ACK or FIN: at most the timestamp option, written straight into the packet
         ts = (c.flags & CONN_F_TIMESTAMPS) != 0
@@ -210,43 +207,22 @@ cdef Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint
                                 flags, <uint16_t>wnd, ts, _tsval(now), c.ts_recent)
         _commit(ep, n)
         return n
-    # The options as 32-bit words in Linux's layout (ft_encode_options' order: MSS,
-    # SACK-permitted + TS | NOP NOP TS | NOP NOP SACK-permitted, NOP WS); the endpoint
-    # sends no SACK blocks. A test holds them to the general encoder byte for byte.
+    # the options written straight into the buffer in Linux's layout (the endpoint sends
+    # no SACK blocks); a test holds them to the general encoder byte for byte
     if flags & TCP_FLAG_SYN:
         if c.state == TCPS_SYN_SENT or c.state == TCPS_CLOSED:
             # our own SYN: offer everything configured (RFC 7323 1.3, RFC 2018 2)
-            ws = ep.cfg.wscale != 0xff
-            shift = ep.cfg.wscale
-            sp = ep.cfg.sack
-            ts = ep.cfg.timestamps
-            tsecr = 0
+            optlen = ft_put_linux_options(optbuf, True, ep.cfg.mss, ep.cfg.sack, ep.cfg.timestamps,
+                                          _tsval(now), 0, ep.cfg.wscale != 0xff, ep.cfg.wscale)
         else:
             # SYN-ACK: answer only what the peer offered
-            ws = (c.flags & CONN_F_WSCALE) != 0
-            shift = c.wscale & 15
-            sp = (c.flags & CONN_F_SACK) != 0
-            ts = (c.flags & CONN_F_TIMESTAMPS) != 0
-            tsecr = c.ts_recent
-        ft_store_be32(optbuf, (TCPOPT_MSS << 24) | (4 << 16) | <uint32_t>ep.cfg.mss)
-        optlen = 4
-        if ts:
-            if sp:
-                ft_put_timestamp_option(optbuf + 4, TCPOPT_SACK_PERM, 2, _tsval(now), tsecr)
-            else:
-                ft_put_timestamp_option(optbuf + 4, TCPOPT_NOP, TCPOPT_NOP, _tsval(now), tsecr)
-            optlen = 16
-        elif sp:
-            ft_store_be32(optbuf + 4, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK_PERM << 8) | 2)
-            optlen = 8
-        if ws:
-            ft_store_be32(optbuf + optlen, (TCPOPT_NOP << 24) | (TCPOPT_WSCALE << 16) | (3 << 8) | shift)
-            optlen += 4
+            optlen = ft_put_linux_options(optbuf, True, ep.cfg.mss, (c.flags & CONN_F_SACK) != 0,
+                                          (c.flags & CONN_F_TIMESTAMPS) != 0, _tsval(now), c.ts_recent,
+                                          (c.flags & CONN_F_WSCALE) != 0, c.wscale & 15)
         wnd = c.rcv_wnd if c.rcv_wnd < 65535 else 65535       # RFC 7323 2.2: SYN windows unscaled
     else:
         if (c.flags & CONN_F_TIMESTAMPS) and not (flags & TCP_FLAG_RST):
-            ft_put_timestamp_option(optbuf, TCPOPT_NOP, TCPOPT_NOP, _tsval(now), c.ts_recent)
-            optlen = 12
+            optlen = ft_put_linux_options(optbuf, False, 0, False, True, _tsval(now), c.ts_recent, False, 0)
         wnd = c.rcv_wnd >> (c.wscale & 15)
         if wnd > 65535:
             wnd = 65535

@@ -13,9 +13,10 @@ from libc.string cimport memcpy, memcmp, memset
 
 from fasttcp._core.defs cimport *
 from fasttcp._core.wire cimport (ft_parse_ip, ft_parse_tcp, ft_parse_options, ft_encode_options,
-                                 ft_build_packet, ft_build_ts_segment, ft_tcp_fill_checksum,
+                                 ft_build_packet, ft_build_ts_segment, ft_put_timestamp_option,
+                                 ft_tcp_fill_checksum,
                                 ft_parse_ip_fast, ft_parse_ip_general, FT_PARSE_SLOW, _linux_layout)
-from fasttcp._core.csum cimport ft_csum_partial, ft_csum_fold, ft_store_be32
+from fasttcp._core.csum cimport ft_csum_partial, ft_csum_fold
 
 from fasttcp._addr import packed as _packed, to_ip as _to_ip
 from fasttcp.enums import Flags
@@ -716,12 +717,7 @@ def _ts_segment_paths_agree(src, dst, int src_port, int dst_port, uint32_t seq, 
     memcpy(b, <char *>d, len(d))
     memset(out1, 0xA5, 72)
     memset(out2, 0x5A, 72)
-    opts[0] = TCPOPT_NOP
-    opts[1] = TCPOPT_NOP
-    opts[2] = TCPOPT_TIMESTAMP
-    opts[3] = 10
-    ft_store_be32(opts + 4, tsval)
-    ft_store_be32(opts + 8, tsecr)
+    ft_put_timestamp_option(opts, TCPOPT_NOP, TCPOPT_NOP, tsval, tsecr)
     n1 = ft_build_ts_segment(out1, version, a, b, <uint8_t>ttl, <uint16_t>src_port, <uint16_t>dst_port, seq, ack,
                              <uint16_t>flags, <uint16_t>window, ts, tsval, tsecr)
     n2 = ft_build_packet(out2, 72, version, a, b, <uint8_t>ttl, <uint16_t>src_port, <uint16_t>dst_port, seq, ack,

@@ -103,6 +103,33 @@ cdef inline void ft_put_timestamp_option(uint8_t *out, uint8_t lead0, uint8_t le
     ft_store_be32(out + 8, tsecr)
 
 
+cdef inline size_t ft_put_linux_options(uint8_t *out, bint mss, uint16_t mss_value, bint sack_perm, bint ts,
+                                        uint32_t tsval, uint32_t tsecr, bint wscale,
+                                        uint8_t shift) noexcept nogil:
+    """Linux's option layout (tcp_options_write) without SACK blocks: [MSS]
+    [SACK-permitted + TS | NOP NOP TS | NOP NOP SACK-permitted] [NOP WS], every option
+    word one 32-bit store (the segment builder reads the area back a word at a time,
+    and a word assembled from byte stores cannot be store-forwarded). `out` needs 24
+    bytes; returns the bytes written."""
+    cdef size_t n = 0
+    if mss:
+        ft_store_be32(out, (TCPOPT_MSS << 24) | (4 << 16) | <uint32_t>mss_value)
+        n = 4
+    if ts:
+        if sack_perm:
+            ft_put_timestamp_option(out + n, TCPOPT_SACK_PERM, 2, tsval, tsecr)
+        else:
+            ft_put_timestamp_option(out + n, TCPOPT_NOP, TCPOPT_NOP, tsval, tsecr)
+        n += 12
+    elif sack_perm:
+        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK_PERM << 8) | 2)
+        n += 4
+    if wscale:
+        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_WSCALE << 16) | (3 << 8) | <uint32_t>shift)
+        n += 4
+    return n
+
+
 cdef inline int ft_encode_options_inline(const tcp_opts_t *o, uint8_t *out, size_t cap) noexcept nogil:
     """ft_encode_options compiled into the caller (the endpoint writes options on every
     segment it builds)."""
@@ -125,23 +152,8 @@ cdef inline int ft_encode_options_inline(const tcp_opts_t *o, uint8_t *out, size
         need += 4 + 8 * o.sack_count
     if need > cap:
         return -1
-    # every option word is one 32-bit store: the segment builder reads the area back a
-    # word at a time, and a word assembled from byte stores cannot be store-forwarded
-    if o.present & OPT_HAS_MSS:
-        ft_store_be32(out, (TCPOPT_MSS << 24) | (4 << 16) | <uint32_t>o.mss)
-        n = 4
-    if ts:
-        if sp:
-            ft_put_timestamp_option(out + n, TCPOPT_SACK_PERM, 2, o.tsval, o.tsecr)
-        else:
-            ft_put_timestamp_option(out + n, TCPOPT_NOP, TCPOPT_NOP, o.tsval, o.tsecr)
-        n += 12
-    elif sp:
-        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK_PERM << 8) | 2)
-        n += 4
-    if o.present & OPT_HAS_WSCALE:
-        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_WSCALE << 16) | (3 << 8) | <uint32_t>o.wscale)
-        n += 4
+    n = ft_put_linux_options(out, (o.present & OPT_HAS_MSS) != 0, o.mss, sp, ts, o.tsval, o.tsecr,
+                             (o.present & OPT_HAS_WSCALE) != 0, o.wscale)
     if (o.present & OPT_HAS_SACK) and o.sack_count:
         ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK << 8)
                       | <uint32_t>(2 + 8 * o.sack_count))
@@ -435,9 +447,7 @@ cdef inline Py_ssize_t ft_build_ts_segment(uint8_t *out, int version, const uint
     cdef uint64_t s = ft_put_headers(out, version, src, dst, ttl, thl, 0, src_port, dst_port, seq, ack,
                                      flags, window)
     if ts:
-        ft_store_be32(t + 20, 0x0101080au)          # NOP NOP TS(10)
-        ft_store_be32(t + 24, tsval)
-        ft_store_be32(t + 28, tsecr)
-        s += <uint64_t>ft_htonl(0x0101080au) + ft_htonl(tsval) + ft_htonl(tsecr)
+        ft_put_timestamp_option(t + 20, TCPOPT_NOP, TCPOPT_NOP, tsval, tsecr)
+        s += <uint64_t>ft_htonl(0x0101080au) + ft_htonl(tsval) + ft_htonl(tsecr)    # NOP NOP TS(10)
     ft_put_tcp_checksum(t, s, 0)
     return <Py_ssize_t>(iphl + thl)
