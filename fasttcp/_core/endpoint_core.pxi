@@ -184,7 +184,7 @@ cdef inline uint32_t _tsval(uint64_t now) noexcept nogil:
     return <uint32_t>(now // 1000)        # RFC 7323 5.4: a 1 ms timestamp clock
 
 
-cdef Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint32_t ack,
+cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint32_t ack,
                       const uint8_t *payload, size_t plen, uint64_t now) noexcept nogil:
     """Build one segment of connection c into the arena: options as negotiated (the full
     offer on a SYN), window as we advertise it, TS when in use."""
@@ -407,7 +407,7 @@ cdef void _make_room(ep_t *ep, uint64_t now) noexcept nogil:
     ep.tab.stats.evictions += 1
 
 
-cdef int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now, uint8_t cause,
+cdef inline int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now, uint8_t cause,
                        uint64_t h=0) noexcept nogil:
     """LISTEN (RFC 9293 3.10.7.2): a SYN creates a SYN-RECEIVED record and a SYN-ACK.
     `h`: the key's hash when the caller's lookup just missed (skips a second probe)."""
@@ -464,7 +464,7 @@ cdef void _iss_above(ep_t *ep, const ft_key_t *k, uint32_t old_nxt, uint64_t now
     _send_synack(ep, c, now)
 
 
-cdef int _syn_sent(ep_t *ep, uint32_t id, const pkt_t *p, uint64_t now) noexcept nogil:
+cdef inline int _syn_sent(ep_t *ep, uint32_t id, const pkt_t *p, uint64_t now) noexcept nogil:
     """RFC 9293 3.10.7.3."""
     cdef ft_conn_t *c = &ep.tab.conns[id]
     cdef bint acked = False
