@@ -27,7 +27,8 @@ else:
     # the wheel runs on any x86-64/aarch64 machine.
     cflags = ["-O3", "-fno-strict-aliasing"]
 
-MODULES = ["addr", "csum", "seq", "wire", "segment", "batch", "table", "endpoint", "capture", "tracker"]
+MODULES = ["addr", "csum", "seq", "wire", "segment", "batch", "table", "endpoint", "capture", "tracker",
+           "baseline"]
 
 extensions = [
     Extension(

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from fasttcp._core.baseline import bare_handshakes_run
 from fasttcp._core.endpoint import Endpoint, pipe
 from fasttcp._core.table import KEY_DTYPE
 from fasttcp.bench_codec import BenchConfig, Figure, Report, pgo_build, run_codec
@@ -137,6 +138,14 @@ def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, sin
     rep.figures["handshakes_per_s_cache_resident"] = Figure("handshakes_per_s_cache_resident", v, "handshakes/s", s)
     rep.notes.append(f"cache-resident: {small:,} flows per round, median of {4 * cfg.repeat} rounds")
     del client, server
+    if cfg.peers:
+        # the work no handshake can skip, in plain C, on the same flows and rounds: what
+        # the cache-resident figure is worth on this machine (see bare_handshake.h)
+        say(f"peer: bare C handshake loop, {small:,} flows x {4 * cfg.repeat} rounds")
+        _best, median_ns, est = bare_handshakes_run(small, 4 * cfg.repeat)
+        if est != small:
+            raise RuntimeError(f"bare handshake loop: {est} of {small} handshakes completed")
+        rep.peers["bare_c_handshakes_per_s"] = Figure("bare_c_handshakes_per_s", 1e9 / median_ns, "handshakes/s")
 
     if many_open:
         say(f"many open: {many_open:,} connections held, then {n:,} more handshakes")
@@ -297,6 +306,7 @@ _LABELS = {
     "bytes_per_connection": "bytes per connection (table)",
     "dpkt_handshakes_per_s": "dpkt handshake in Python",
     "kernel_loopback_connections_per_s": "Linux kernel loopback connect/accept",
+    "bare_c_handshakes_per_s": "bare C handshake loop (no events, timers)",
 }
 
 
@@ -315,14 +325,20 @@ def format_report(rep: Report) -> str:
         label = _LABELS[name].replace("N held", f"{getattr(rep, 'held_open', 0):,} held")
         val = f"{f.value:10.1f} bytes" if f.unit == "bytes" else f"{f.value / 1e6:8.2f} M/s"
         lines.append(f"  {label:40s} {val}   spread {f.spread:5.1%}")
-    hs_peers = [p for p in rep.peers.values() if p.name in _LABELS]
-    if hs_peers:
+    hs_peers = [p for p in rep.peers.values() if p.name in _LABELS and p.name != "bare_c_handshakes_per_s"]
+    bare = rep.peers.get("bare_c_handshakes_per_s")
+    if hs_peers or bare:
         lines.append("peers, same run:")
         for f in hs_peers:
             lines.append(f"  {_LABELS[f.name]:40s} {f.value / 1e3:8.1f} k/s")
+        if bare:
+            lines.append(f"  {_LABELS[bare.name]:40s} {bare.value / 1e6:8.2f} M/s")
         ours = rep.figures["handshakes_per_s"].value
         for f in hs_peers:
             lines.append(f"  ratio batch handshakes / {_LABELS[f.name]:24s} {ours / f.value:8.0f}x")
+        r = rep.ratio("handshakes_per_s_cache_resident", "bare_c_handshakes_per_s")
+        if r is not None:
+            lines.append(f"  ratio cache-resident handshakes / bare C loop {r:11.2f}x")
     codec = {k: v for k, v in rep.figures.items() if k not in _LABELS}
     if codec:
         sub = Report(cfg, codec, {k: v for k, v in rep.peers.items() if k not in _LABELS}, [])

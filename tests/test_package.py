@@ -118,6 +118,27 @@ def test_cli_bench_json_reports_figures_and_peers():
     assert report["peers"]["kernel_loopback_connections_per_s"] > 0
     assert report["peers"]["dpkt_parse_pps"] > 0
     assert report["ratios"]["handshakes_vs_dpkt_handshakes"] > 1
+    # the bare C loop on the cache-resident flows, and the ratio to it
+    assert report["peers"]["bare_c_handshakes_per_s"] > 0
+    assert report["ratios"]["cache_resident_vs_bare_c"] == pytest.approx(
+        report["handshakes_per_s_cache_resident"] / report["peers"]["bare_c_handshakes_per_s"])
+
+
+def test_bare_handshake_loop_completes_every_handshake_and_verifies_checksums():
+    # the bench's bare C peer must do the work it claims: every handshake completes on
+    # clean segments, and a SYN damaged after its checksum was written is dropped (its
+    # handshake never completes), which only a loop that verifies can do
+    from fasttcp._core.baseline import bare_handshakes_run
+
+    best, median, est = bare_handshakes_run(5000, 2)
+    assert est == 5000 and 0 < best <= median
+    for every in (1, 7, 1000):
+        damaged = len(range(0, 3000, every))
+        assert bare_handshakes_run(3000, 1, every)[2] == 3000 - damaged
+    with pytest.raises(ValueError):
+        bare_handshakes_run(0, 1)
+    with pytest.raises(ValueError):
+        bare_handshakes_run(10, 0)
 
 
 def test_cli_bench_runs_without_the_test_extras_and_says_which_peers_are_missing(tmp_path):

@@ -1,0 +1,342 @@
+/* The bare handshake loop: a benchmark peer, not part of the library.
+ *
+ * Issue 4 sets the cache-resident target (10 M handshakes/s) from "a plain C loop
+ * does the whole synthetic handshake in ~90 ns with a small table". This is that
+ * loop, so `fasttcp bench` can measure it in the same run as the endpoint and report
+ * the ratio instead of comparing with a figure from another machine.
+ *
+ * It does the work no handshake can skip and nothing else: two IPv4 endpoints,
+ * connect -> SYN -> SYN-ACK -> ACK for n flows, batch by batch as the endpoint
+ * benchmark runs them; every segment built with Linux's option layout and both
+ * checksums, parsed (IPv4 header, TCP header, a full option walk), both checksums
+ * verified, looked up in an open-addressing table under a keyed hash (the endpoint's
+ * NH + fmix family), ISNs from a keyed hash of the 4-tuple. What it leaves out is what
+ * the endpoint does besides: events, retransmission timers, eviction lists, RFC 9293
+ * acceptability and RFC 5961 checks, IPv6, option negotiation beyond MSS and the
+ * timestamp, drop accounting, pipelined prefetching, a full table's refusals.
+ *
+ * Written for the compiler, not for reuse: one file, static functions, no allocation
+ * in the timed part. Compiled with the package's flags (-O3, no -march).
+ */
+#ifndef FASTTCP_BARE_HANDSHAKE_H
+#define FASTTCP_BARE_HANDSHAKE_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    uint32_t la, ra;                  /* addresses as they sit in the packet */
+    uint16_t lp, rp;
+    uint8_t state, used;              /* 1 SYN-SENT, 2 SYN-RECEIVED, 3 ESTABLISHED */
+    uint16_t mss;
+    uint32_t iss, snd_nxt, rcv_nxt, ts_recent;
+} bare_conn_t;
+
+typedef struct {
+    bare_conn_t *conns;
+    uint32_t mask, count;
+    uint64_t key[3];                  /* hash secret */
+    uint8_t *out;                     /* segments to send, back to back */
+    uint32_t *off;
+    size_t out_len;
+    uint32_t nout;
+} bare_ep_t;
+
+static inline uint64_t bare_nh(uint64_t w, uint64_t s) {
+    return (uint64_t)(uint32_t)((uint32_t)w + (uint32_t)s) * (uint32_t)((uint32_t)(w >> 32) + (uint32_t)(s >> 32));
+}
+
+static inline uint64_t bare_fmix(uint64_t h) {
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+static inline uint64_t bare_hash(const bare_ep_t *e, uint32_t la, uint32_t ra, uint16_t lp, uint16_t rp) {
+    return bare_fmix((bare_nh(((uint64_t)lp << 16) | rp, e->key[0]) + bare_nh(((uint64_t)ra << 32) | la, e->key[1]))
+                     ^ e->key[2]);
+}
+
+/* Find the record of a 4-tuple, or (insert) claim a free slot for it. */
+static inline bare_conn_t *bare_find(bare_ep_t *e, uint32_t la, uint32_t ra, uint16_t lp, uint16_t rp,
+                                     uint64_t h, int insert) {
+    uint32_t i = (uint32_t)h & e->mask;
+    for (;;) {
+        bare_conn_t *c = &e->conns[i];
+        if (!c->used) {
+            if (!insert)
+                return NULL;
+            c->used = 1; c->la = la; c->ra = ra; c->lp = lp; c->rp = rp;
+            e->count++;
+            return c;
+        }
+        if (c->la == la && c->ra == ra && c->lp == lp && c->rp == rp)
+            return c;
+        i = (i + 1) & e->mask;
+    }
+}
+
+static inline uint16_t bare_fold(uint64_t s) {
+    uint64_t t = s + ((s >> 32) | (s << 32));
+    uint32_t x = (uint32_t)(t >> 32);
+    x += (x >> 16) | (x << 16);
+    return (uint16_t)(x >> 16);
+}
+
+static inline uint64_t bare_addc(uint64_t a, uint64_t b) { a += b; return a + (a < b); }
+
+static inline void bare_be32(uint8_t *p, uint32_t v) { v = __builtin_bswap32(v); memcpy(p, &v, 4); }
+
+static inline uint32_t bare_ld32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return __builtin_bswap32(v); }
+
+/* Build one segment of c into e->out: IPv4 (ID 0, DF, TTL 64), TCP with Linux's SYN
+ * options (MSS, SACK-permitted + TS, NOP WS) or NOP NOP TS, both checksums summed from
+ * the words as they are written. */
+static inline void bare_send(bare_ep_t *e, const bare_conn_t *c, uint8_t flags, uint32_t seq, uint32_t ack,
+                             uint32_t tsval) {
+    uint8_t *p = e->out + e->out_len, *t = p + 20;
+    uint32_t opt[5], ip[5], tcp[4];
+    int n = 0, i, thl, tot;
+    uint64_t s, si = 0;
+    if (flags & 0x02) {
+        opt[n++] = (2u << 24) | (4u << 16) | c->mss;
+        opt[n++] = (4u << 24) | (2u << 16) | (8u << 8) | 10u;
+        opt[n++] = tsval;
+        opt[n++] = c->ts_recent;
+        opt[n++] = (1u << 24) | (3u << 16) | (3u << 8) | 7u;
+    } else {
+        opt[n++] = 0x0101080au;
+        opt[n++] = tsval;
+        opt[n++] = c->ts_recent;
+    }
+    thl = 20 + 4 * n;
+    tot = 20 + thl;
+    ip[0] = 0x45000000u | (uint32_t)tot;
+    ip[1] = 0x4000u;
+    ip[2] = (64u << 24) | (6u << 16);
+    ip[3] = __builtin_bswap32(c->la);
+    ip[4] = __builtin_bswap32(c->ra);
+    for (i = 0; i < 5; i++)
+        si += ip[i];
+    ip[2] |= (uint16_t)~bare_fold(si);
+    for (i = 0; i < 5; i++)
+        bare_be32(p + 4 * i, ip[i]);
+    tcp[0] = ((uint32_t)c->lp << 16) | c->rp;
+    tcp[1] = seq;
+    tcp[2] = ack;
+    tcp[3] = ((uint32_t)(thl / 4) << 28) | ((uint32_t)flags << 16) | 65535u;
+    s = (uint64_t)c->la + c->ra + __builtin_bswap32((6u << 16) | (uint32_t)thl);
+    for (i = 0; i < 4; i++) {
+        bare_be32(t + 4 * i, tcp[i]);
+        s += __builtin_bswap32(tcp[i]);
+    }
+    for (i = 0; i < n; i++) {
+        bare_be32(t + 20 + 4 * i, opt[i]);
+        s += __builtin_bswap32(opt[i]);
+    }
+    bare_be32(t + 16, (uint32_t)__builtin_bswap16((uint16_t)~bare_fold(s)) << 16);
+    e->off[e->nout++] = (uint32_t)e->out_len;
+    e->out_len += (size_t)tot;
+}
+
+typedef struct {
+    uint32_t sa, da, seq, ack, tsval;
+    uint16_t sp, dp, mss;
+    uint8_t flags;
+} bare_seg_t;
+
+/* Parse and verify one packet; 0 if it is not a good IPv4 TCP segment. */
+static inline int bare_parse(const uint8_t *b, size_t len, bare_seg_t *g) {
+    const uint8_t *t = b + 20;
+    size_t tot, tl, hl, i;
+    uint64_t ip = 0, s, w;
+    uint32_t x;
+    if (len < 40 || b[0] != 0x45 || b[9] != 6 || ((b[6] & 0x3f) | b[7]))
+        return 0;
+    tot = ((size_t)b[2] << 8) | b[3];
+    if (tot < 40 || tot > len)
+        return 0;
+    tl = tot - 20;
+    hl = (size_t)(t[12] >> 4) * 4;
+    if (hl < 20 || hl > tl)
+        return 0;
+    for (i = 0; i < 20; i += 4) {
+        memcpy(&x, b + i, 4);
+        ip += x;
+    }
+    memcpy(&g->sa, b + 12, 4);
+    memcpy(&g->da, b + 16, 4);
+    s = (uint64_t)g->sa + g->da + __builtin_bswap32((6u << 16) | (uint32_t)tl);
+    for (i = 0; i + 8 <= tl; i += 8) {
+        memcpy(&w, t + i, 8);
+        s = bare_addc(s, w);
+    }
+    for (; i + 2 <= tl; i += 2) {
+        uint16_t h16;
+        memcpy(&h16, t + i, 2);
+        s += h16;
+    }
+    if (i < tl)
+        s += t[i];                     /* little-endian hosts: the pad byte is the high one */
+    if (bare_fold(ip) != 0xffff || bare_fold(s) != 0xffff)
+        return 0;
+    g->sp = (uint16_t)((t[0] << 8) | t[1]);
+    g->dp = (uint16_t)((t[2] << 8) | t[3]);
+    g->seq = bare_ld32(t + 4);
+    g->ack = bare_ld32(t + 8);
+    g->flags = t[13];
+    g->mss = 536;
+    g->tsval = 0;
+    for (i = 20; i < hl;) {
+        uint8_t kind = t[i], l;
+        if (kind == 0)
+            break;
+        if (kind == 1) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= hl)
+            return 0;
+        l = t[i + 1];
+        if (l < 2 || i + l > hl)
+            return 0;
+        if (kind == 2 && l == 4)
+            g->mss = (uint16_t)((t[i + 2] << 8) | t[i + 3]);
+        else if (kind == 8 && l == 10)
+            g->tsval = bare_ld32(t + i + 2);
+        i += l;
+    }
+    return 1;
+}
+
+/* Every segment src sent, into dst: the three handshake rules and nothing else. */
+static void bare_receive(bare_ep_t *dst, bare_ep_t *src, uint32_t tsval) {
+    uint32_t j;
+    for (j = 0; j < src->nout; j++) {
+        const uint8_t *b = src->out + src->off[j];
+        size_t len = (j + 1 < src->nout ? src->off[j + 1] : src->out_len) - src->off[j];
+        bare_seg_t g;
+        bare_conn_t *c;
+        uint64_t h;
+        if (!bare_parse(b, len, &g))
+            continue;
+        h = bare_hash(dst, g.da, g.sa, g.dp, g.sp);
+        if (g.flags == 0x02) {                                   /* SYN: new record, SYN-ACK */
+            c = bare_find(dst, g.da, g.sa, g.dp, g.sp, h, 1);
+            if (c->state)
+                continue;
+            c->state = 2;
+            c->rcv_nxt = g.seq + 1;
+            c->mss = g.mss < 1460 ? g.mss : 1460;
+            c->ts_recent = g.tsval;
+            c->iss = (uint32_t)bare_fmix(h ^ dst->key[2]) + tsval;
+            c->snd_nxt = c->iss + 1;
+            bare_send(dst, c, 0x12, c->iss, c->rcv_nxt, tsval);
+            continue;
+        }
+        c = bare_find(dst, g.da, g.sa, g.dp, g.sp, h, 0);
+        if (c == NULL)
+            continue;
+        if (c->state == 1 && g.flags == 0x12 && g.ack == c->snd_nxt) {          /* SYN-ACK: ACK */
+            c->state = 3;
+            c->rcv_nxt = g.seq + 1;
+            c->mss = g.mss < 1460 ? g.mss : 1460;
+            c->ts_recent = g.tsval;
+            bare_send(dst, c, 0x10, c->snd_nxt, c->rcv_nxt, tsval);
+        } else if (c->state == 2 && g.flags == 0x10 && g.ack == c->snd_nxt && g.seq == c->rcv_nxt) {
+            c->state = 3;                                         /* ACK of our SYN */
+        }
+    }
+    src->nout = 0;
+    src->out_len = 0;
+}
+
+static double bare_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int bare_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Run `rounds` rounds of n handshakes (client 198.18.a.b:port -> 198.19.0.1:80, as
+ * `fasttcp bench`), after one warm-up round. Every `corrupt_every`-th SYN (0: none)
+ * gets one byte flipped after its checksum, so a test can see that the loop verifies.
+ * Writes the fastest and the median ns per handshake and how many server records of
+ * the last round reached ESTABLISHED. Returns 0, or -1 if out of memory. */
+static int bare_handshakes(uint32_t n, int rounds, uint32_t corrupt_every, double *best_ns,
+                           double *median_ns, uint32_t *established) {
+    bare_ep_t ep[2];
+    uint32_t cap = 16, i;
+    int k, r, rc = -1;
+    double *times = (double *)malloc(sizeof(double) * (size_t)(rounds > 0 ? rounds : 1));
+    memset(ep, 0, sizeof(ep));
+    while (cap < 2 * n)
+        cap <<= 1;
+    for (k = 0; k < 2; k++) {
+        ep[k].conns = (bare_conn_t *)calloc(cap, sizeof(bare_conn_t));
+        ep[k].out = (uint8_t *)calloc((size_t)n + 1, 80);
+        ep[k].off = (uint32_t *)calloc((size_t)n + 1, sizeof(uint32_t));
+        ep[k].mask = cap - 1;
+        ep[k].key[0] = 0x9e3779b97f4a7c15ULL * (uint64_t)(k + 1);
+        ep[k].key[1] = 0xbf58476d1ce4e5b9ULL * (uint64_t)(k + 1);
+        ep[k].key[2] = 0x94d049bb133111ebULL * (uint64_t)(k + 1);
+        if (!ep[k].conns || !ep[k].out || !ep[k].off || !times)
+            goto done;
+    }
+    for (r = -1; r < rounds; r++) {
+        double t0, t1;
+        for (k = 0; k < 2; k++) {
+            memset(ep[k].conns, 0, sizeof(bare_conn_t) * cap);
+            ep[k].count = 0;
+        }
+        t0 = bare_now_ns();
+        for (i = 0; i < n; i++) {                                   /* connect: SYN-SENT, SYN */
+            uint32_t host = 1 + i / 60000;
+            uint32_t la = __builtin_bswap32(0xc6120000u | host), ra = __builtin_bswap32(0xc6130001u);
+            uint16_t lp = (uint16_t)(1024 + i % 60000);
+            uint64_t h = bare_hash(&ep[0], la, ra, lp, 80);
+            bare_conn_t *c = bare_find(&ep[0], la, ra, lp, 80, h, 1);
+            c->state = 1;
+            c->mss = 1460;
+            c->ts_recent = 0;
+            c->iss = (uint32_t)bare_fmix(h ^ ep[0].key[2]) + (uint32_t)r;
+            c->snd_nxt = c->iss + 1;
+            bare_send(&ep[0], c, 0x02, c->iss, 0, 1);
+            if (corrupt_every && i % corrupt_every == 0)
+                ep[0].out[ep[0].out_len - 1] ^= 0x40;                /* the WS option's shift */
+        }
+        bare_receive(&ep[1], &ep[0], 1);                           /* SYNs -> SYN-ACKs */
+        bare_receive(&ep[0], &ep[1], 1);                           /* SYN-ACKs -> ACKs */
+        bare_receive(&ep[1], &ep[0], 1);                           /* ACKs */
+        t1 = bare_now_ns();
+        if (r >= 0)
+            times[r] = (t1 - t0) / (n ? n : 1);
+    }
+    *established = 0;
+    for (i = 0; i < cap; i++)
+        *established += ep[1].conns[i].used && ep[1].conns[i].state == 3;
+    if (rounds > 0) {
+        qsort(times, (size_t)rounds, sizeof(double), bare_cmp);
+        *best_ns = times[0];
+        *median_ns = rounds % 2 ? times[rounds / 2] : (times[rounds / 2 - 1] + times[rounds / 2]) / 2;
+    } else {
+        *best_ns = *median_ns = 0;
+    }
+    rc = 0;
+done:
+    for (k = 0; k < 2; k++) {
+        free(ep[k].conns);
+        free(ep[k].out);
+        free(ep[k].off);
+    }
+    free(times);
+    return rc;
+}
+
+#endif
