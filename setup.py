@@ -74,7 +74,7 @@ PGO_USE_FLAGS = ["-fprofile-partial-training", "-Wno-missing-profile"]
 # parser came out 15-20% slower with it (gcc favoured its IPv6 branches, half the
 # training's codec packets), and the others showed no difference. A profile missing
 # for one of these means the training did not do its job: no profile-guided build then.
-PGO_MODULES = ["endpoint", "tracker"]
+PGO_MODULES = ["endpoint", "tracker", "baseline"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -169,6 +169,13 @@ def _codec() -> None:
         run_codec(BenchConfig(flows=5_000, repeat=1, family=family, peers=False))
 
 
+def _bare_handshakes() -> None:
+    """The bench's bare C peer, built with a profile as the endpoint it is compared with."""
+    from fasttcp._core.baseline import bare_handshakes_run
+
+    bare_handshakes_run(16_384, 3)
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fasttcp-pgo-") as tmp:
         _endpoint_rounds(4, 20_000, 3)
@@ -176,6 +183,7 @@ def main() -> int:
         _endpoint_python_api(1_500)
         _tracker(Path(tmp))
         _codec()
+        _bare_handshakes()
     return 0
 
 

@@ -1,5 +1,8 @@
 """The bare handshake loop: a benchmark peer for `fasttcp bench` (not library API)."""
 
-def bare_handshakes_run(flows: int, rounds: int, corrupt_every: int = 0) -> tuple[float, float, int]:
-    """(fastest ns/handshake, median ns/handshake, server connections established)."""
+PGO_BUILD: bool
+MAX_FLOWS: int
+
+def bare_handshakes_run(flows: int, rounds: int, corrupt_every: int = 0) -> tuple[list[float], int]:
+    """(ns per handshake of each timed round, server connections established)."""
     ...

@@ -7,27 +7,41 @@ building, checksumming, parsing and verifying the three segments and a keyed-has
 table lookup per segment -- so the endpoint's figure can be read as a ratio to it.
 """
 from libc.stdint cimport uint32_t
+from libc.stdlib cimport malloc, free
+from fasttcp._core.defs cimport FASTTCP_PGO
 
 cdef extern from "bare_handshake.h" nogil:
-    int bare_handshakes(uint32_t n, int rounds, uint32_t corrupt_every, double *best_ns,
-                        double *median_ns, uint32_t *established)
+    int bare_handshakes(uint32_t n, int rounds, uint32_t corrupt_every, double *ns_per_round,
+                        uint32_t *established)
+
+#: True when this module was compiled with a gcc profile, as the endpoint is
+PGO_BUILD = FASTTCP_PGO != 0
+
+#: the most flows a run takes (the loop's segment offsets are 32-bit)
+MAX_FLOWS = 1 << 22
 
 
-def bare_handshakes_run(int flows, int rounds, int corrupt_every=0):
+def bare_handshakes_run(flows, rounds, corrupt_every=0):
     """Run `rounds` timed rounds (after one warm-up) of `flows` bare handshakes between
     two in-process IPv4 endpoints. Every `corrupt_every`-th SYN (0: none) is damaged
-    after its checksum is written, so its handshake must not complete.
+    after its checksums were written, alternately in its TCP and its IP header, so its
+    handshake must not complete.
 
-    Returns (fastest ns per handshake, median ns per handshake, server connections
-    established in the last round). Raises ValueError on bad arguments, MemoryError
-    if the tables cannot be allocated."""
-    cdef double best = 0, median = 0
-    cdef uint32_t est = 0
-    cdef int rc
-    if flows < 1 or flows > 50_000_000 or rounds < 1 or corrupt_every < 0:
-        raise ValueError("flows must be 1..50,000,000, rounds >= 1, corrupt_every >= 0")
-    with nogil:
-        rc = bare_handshakes(<uint32_t>flows, rounds, <uint32_t>corrupt_every, &best, &median, &est)
-    if rc != 0:
-        raise MemoryError("bare handshake tables")
-    return best, median, int(est)
+    Returns (ns per handshake of each round, server connections established in the
+    last round). Raises ValueError for flows outside 1..MAX_FLOWS, rounds outside
+    1..10,000 or a negative corrupt_every; MemoryError if the tables cannot be allocated."""
+    if not 1 <= flows <= MAX_FLOWS or not 1 <= rounds <= 10_000 or not 0 <= corrupt_every < 2 ** 32:
+        raise ValueError(f"flows must be 1..{MAX_FLOWS:,}, rounds 1..10,000, corrupt_every >= 0")
+    cdef uint32_t n = <uint32_t>flows, every = <uint32_t>corrupt_every, est = 0
+    cdef int r = <int>rounds, rc
+    cdef double *ns = <double *>malloc(sizeof(double) * r)
+    if ns == NULL:
+        raise MemoryError("bare handshake timings")
+    try:
+        with nogil:
+            rc = bare_handshakes(n, r, every, ns, &est)
+        if rc != 0:
+            raise MemoryError("bare handshake tables")
+        return [ns[i] for i in range(r)], int(est)
+    finally:
+        free(ns)
