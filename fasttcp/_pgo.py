@@ -170,10 +170,12 @@ def _codec() -> None:
 
 
 def _bare_handshakes() -> None:
-    """The bench's bare C peer, built with a profile as the endpoint it is compared with."""
+    """The bench's bare and lean C peers, built with a profile as the endpoint they are
+    compared with."""
     from fasttcp._core.baseline import bare_handshakes_run
 
     bare_handshakes_run(16_384, 3)
+    bare_handshakes_run(16_384, 3, lean=True)
 
 
 def main() -> int:

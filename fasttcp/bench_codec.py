@@ -68,9 +68,10 @@ class Report:
         if "handshakes_per_s" in self.figures:
             for peer in ("dpkt_handshakes_per_s", "kernel_loopback_connections_per_s"):
                 out["ratios"][f"handshakes_vs_{peer.replace('_per_s', '')}"] = self.ratio("handshakes_per_s", peer)
-            # the cache-resident figure against the bare loop run on the same flows
-            out["ratios"]["cache_resident_vs_bare_c"] = self.ratio("handshakes_per_s_cache_resident",
-                                                                   "bare_c_handshakes_per_s")
+            # the cache-resident figure against the C loops run on the same flows
+            for loop in ("bare_c", "lean_c"):
+                out["ratios"][f"cache_resident_vs_{loop}"] = self.ratio("handshakes_per_s_cache_resident",
+                                                                        f"{loop}_handshakes_per_s")
         out["flows"] = self.config.flows
         out["held_open"] = self.held_open
         out["packets"] = 3 * self.config.flows

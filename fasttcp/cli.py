@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--single", type=int, default=20_000,
                    help="handshakes through the single-packet Python API (0 skips it)")
     b.add_argument("--family", choices=("4", "6", "mixed"), default="4", help="IP version of the codec traffic")
-    b.add_argument("--no-peers", action="store_true", help="skip the peers (dpkt, scapy, the kernel, the bare C handshake loop)")
+    b.add_argument("--no-peers", action="store_true", help="skip the peers (dpkt, scapy, the kernel, the bare and lean C handshake loops)")
     b.add_argument("--no-codec", action="store_true", help="skip the wire-layer (parse/build/checksum) figures")
     b.add_argument("--no-tracker", action="store_true",
                    help="skip the passive tracker figures (feed_batch and analyze on a synthetic capture)")
@@ -76,7 +76,7 @@ def _bench(args: argparse.Namespace) -> int:
     tracker_packets, analyze_bytes = args.tracker_packets, args.analyze_bytes
     if args.quick:
         tracker_packets, analyze_bytes = min(tracker_packets, 60_000), min(analyze_bytes, 16 << 20)
-    steps = 2 + (many > 0) + (single > 0) + 3 * cfg.peers + (0 if args.no_codec else 6 + 2 * cfg.peers)
+    steps = 2 + (many > 0) + (single > 0) + 4 * cfg.peers + (0 if args.no_codec else 6 + 2 * cfg.peers)
     if not args.no_tracker:
         steps += 2 + cfg.repeat + (max(1, cfg.repeat // 2) + 1 if analyze_bytes else 0) + 2 * cfg.peers
     progress = None

@@ -118,10 +118,11 @@ def test_cli_bench_json_reports_figures_and_peers():
     assert report["peers"]["kernel_loopback_connections_per_s"] > 0
     assert report["peers"]["dpkt_parse_pps"] > 0
     assert report["ratios"]["handshakes_vs_dpkt_handshakes"] > 1
-    # the bare C loop on the cache-resident flows, and the ratio to it
-    assert report["peers"]["bare_c_handshakes_per_s"] > 0
-    assert report["ratios"]["cache_resident_vs_bare_c"] == pytest.approx(
-        report["handshakes_per_s_cache_resident"] / report["peers"]["bare_c_handshakes_per_s"])
+    # the bare and lean C loops on the cache-resident flows, and the ratios to them
+    for loop in ("bare_c", "lean_c"):
+        assert report["peers"][f"{loop}_handshakes_per_s"] > 0
+        assert report["ratios"][f"cache_resident_vs_{loop}"] == pytest.approx(
+            report["handshakes_per_s_cache_resident"] / report["peers"][f"{loop}_handshakes_per_s"])
 
 
 def test_bare_handshake_loop_completes_every_handshake_and_verifies_checksums():
@@ -130,14 +131,17 @@ def test_bare_handshake_loop_completes_every_handshake_and_verifies_checksums():
     # handshake never completes), which only a loop that verifies can do
     from fasttcp._core.baseline import bare_handshakes_run
 
-    ns, est = bare_handshakes_run(5000, 3)
-    assert est == 5000 and len(ns) == 3 and min(ns) > 0
-    # damaged SYNs alternate between the TCP header (only its checksum covers the
-    # window-scale byte) and the IP header (only its checksum covers the TTL): with
-    # every 2nd SYN damaged, all IP-damaged ones fall on i = 2, 6, 10, ...
-    for every in (1, 2, 7, 1000):
-        damaged = len(range(0, 3000, every))
-        assert bare_handshakes_run(3000, 1, every)[1] == 3000 - damaged, every
+    for lean in (False, True):
+        ns, est = bare_handshakes_run(5000, 3, lean=lean)
+        assert est == 5000 and len(ns) == 3 and min(ns) > 0
+        # damaged SYNs alternate between the TCP header (only its checksum covers the
+        # window-scale byte) and the IP header (only its checksum covers the TTL): with
+        # every 2nd SYN damaged, all IP-damaged ones fall on i = 2, 6, 10, ... The lean
+        # loop also checks its own books (events, accept queue, timers, embryonic list,
+        # drops) against the handshakes that completed, raising if they disagree.
+        for every in (1, 2, 7, 1000):
+            damaged = len(range(0, 3000, every))
+            assert bare_handshakes_run(3000, 1, every, lean=lean)[1] == 3000 - damaged, (lean, every)
     for bad in ((0, 1), (10, 0), (1 << 23, 1), (10, 1, -1), (2 ** 40, 1)):
         with pytest.raises(ValueError):
             bare_handshakes_run(*bad)

@@ -3,6 +3,8 @@
 PGO_BUILD: bool
 MAX_FLOWS: int
 
-def bare_handshakes_run(flows: int, rounds: int, corrupt_every: int = 0) -> tuple[list[float], int]:
-    """(ns per handshake of each timed round, server connections established)."""
+def bare_handshakes_run(flows: int, rounds: int, corrupt_every: int = 0, *,
+                        lean: bool = False) -> tuple[list[float], int]:
+    """(ns per handshake of each timed round, server connections established);
+    `lean` adds the endpoint's bookkeeping (timers, lists, events, RFC 9293 checks)."""
     ...

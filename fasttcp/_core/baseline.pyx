@@ -11,8 +11,8 @@ from libc.stdlib cimport malloc, free
 from fasttcp._core.defs cimport FASTTCP_PGO
 
 cdef extern from "bare_handshake.h" nogil:
-    int bare_handshakes(uint32_t n, int rounds, uint32_t corrupt_every, double *ns_per_round,
-                        uint32_t *established)
+    int bare_handshakes(uint32_t n, int rounds, uint32_t corrupt_every, int features,
+                        double *ns_per_round, uint32_t *established)
 
 #: True when this module was compiled with a gcc profile, as the endpoint is
 PGO_BUILD = FASTTCP_PGO != 0
@@ -21,25 +21,31 @@ PGO_BUILD = FASTTCP_PGO != 0
 MAX_FLOWS = 1 << 22
 
 
-def bare_handshakes_run(flows, rounds, corrupt_every=0):
+def bare_handshakes_run(flows, rounds, corrupt_every=0, *, lean=False):
     """Run `rounds` timed rounds (after one warm-up) of `flows` bare handshakes between
-    two in-process IPv4 endpoints. Every `corrupt_every`-th SYN (0: none) is damaged
-    after its checksums were written, alternately in its TCP and its IP header, so its
-    handshake must not complete.
+    two in-process IPv4 endpoints; `lean`: with the endpoint's bookkeeping added
+    (timers, the embryonic list, events, the accept queue, the RFC 9293 checks; see
+    bare_handshake.h). Every `corrupt_every`-th SYN (0: none) is damaged after its
+    checksums were written, alternately in its TCP and its IP header, so its handshake
+    must not complete.
 
     Returns (ns per handshake of each round, server connections established in the
     last round). Raises ValueError for flows outside 1..MAX_FLOWS, rounds outside
-    1..10,000 or a negative corrupt_every; MemoryError if the tables cannot be allocated."""
+    1..10,000 or a negative corrupt_every; MemoryError if the tables cannot be
+    allocated; RuntimeError if the lean variant's events, accept queue, timers or
+    embryonic list do not match the handshakes it completed."""
     if not 1 <= flows <= MAX_FLOWS or not 1 <= rounds <= 10_000 or not 0 <= corrupt_every < 2 ** 32:
         raise ValueError(f"flows must be 1..{MAX_FLOWS:,}, rounds 1..10,000, corrupt_every >= 0")
     cdef uint32_t n = <uint32_t>flows, every = <uint32_t>corrupt_every, est = 0
-    cdef int r = <int>rounds, rc
+    cdef int r = <int>rounds, rc, f = 1 if lean else 0
     cdef double *ns = <double *>malloc(sizeof(double) * r)
     if ns == NULL:
         raise MemoryError("bare handshake timings")
     try:
         with nogil:
-            rc = bare_handshakes(n, r, every, ns, &est)
+            rc = bare_handshakes(n, r, every, f, ns, &est)
+        if rc == -2:
+            raise RuntimeError("lean handshake loop: its bookkeeping does not match the handshakes")
         if rc != 0:
             raise MemoryError("bare handshake tables")
         return [ns[i] for i in range(r)], int(est)
