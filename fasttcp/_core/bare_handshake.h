@@ -24,7 +24,8 @@
  * lists, as the endpoint's); the never-established eviction list (append, unlink); an
  * event per state change carrying the 40-byte key an IPv6-capable table keeps; the
  * accept queue; segment and drop counters. Its bookkeeping lives in a second array
- * beside the records, so the bare variant's table stays 32 bytes a slot. Still left
+ * beside the table, numbered densely as records open (as the endpoint's record pool
+ * is), so the bare variant's table stays 32 bytes a slot. Still left
  * out: IPv6, negotiation, RFC 5961, data, closes, prefetching, eviction itself.
  *
  * Written for the compiler, not for reuse: one file, static functions, no allocation
@@ -78,7 +79,9 @@ typedef struct {
     size_t out_len;
     uint32_t nout;
     /* the lean variant only */
-    bare_ext_t *ext;
+    uint32_t *dense;                  /* per table slot: its record's dense id */
+    uint32_t next_id;
+    bare_ext_t *ext;                  /* per dense id */
     uint32_t *wheel;
     uint32_t emb_head, emb_tail;
     bare_event_t *ev;
@@ -132,7 +135,11 @@ static inline bare_conn_t *bare_find(bare_ep_t *e, uint32_t la, uint32_t ra, uin
     }
 }
 
-static inline uint32_t bare_id(const bare_ep_t *e, const bare_conn_t *c) { return (uint32_t)(c - e->conns); }
+/* The lean variant's dense id of a record (its bookkeeping, events and accept queue
+ * use it), given when the record opens: records are numbered in the order they open,
+ * as the endpoint's pool hands them out, so timer and list neighbours sit side by side
+ * in `ext` instead of at random table slots. */
+static inline uint32_t bare_id(const bare_ep_t *e, const bare_conn_t *c) { return e->dense[c - e->conns]; }
 
 static inline void bare_event(bare_ep_t *e, const bare_conn_t *c, uint8_t old, uint8_t new_state, uint8_t cause) {
     bare_event_t *v = &e->ev[e->nev++];
@@ -200,8 +207,9 @@ static inline void bare_embryonic_unlink(bare_ep_t *e, uint32_t id) {
 
 /* A new record's bookkeeping: embryonic, a 1 s retransmission timer, its event. */
 static inline void bare_opened(bare_ep_t *e, bare_conn_t *c, uint8_t old, uint8_t new_state, uint8_t cause) {
-    uint32_t id = bare_id(e, c);
+    uint32_t id = e->next_id++;
     bare_ext_t *x = &e->ext[id];
+    e->dense[c - e->conns] = id;
     x->snd_una = c->iss;
     x->rcv_wnd = 65535;
     x->segs = 1;
@@ -530,11 +538,12 @@ static int bare_handshakes(uint32_t n, int rounds, uint32_t corrupt_every, int f
         if (!ep[k].conns || !ep[k].out || !ep[k].off)
             goto done;
         if (features) {
-            ep[k].ext = (bare_ext_t *)calloc(cap, sizeof(bare_ext_t));
+            ep[k].dense = (uint32_t *)calloc(cap, sizeof(uint32_t));
+            ep[k].ext = (bare_ext_t *)calloc(n, sizeof(bare_ext_t));       /* a side opens <= n */
             ep[k].wheel = (uint32_t *)malloc(sizeof(uint32_t) * BARE_WHEEL);
             ep[k].ev = (bare_event_t *)calloc(2 * (size_t)n, sizeof(bare_event_t));
             ep[k].acceptq = (uint32_t *)calloc(n, sizeof(uint32_t));
-            if (!ep[k].ext || !ep[k].wheel || !ep[k].ev || !ep[k].acceptq)
+            if (!ep[k].dense || !ep[k].ext || !ep[k].wheel || !ep[k].ev || !ep[k].acceptq)
                 goto done;
             ep[k].listening[80 >> 3] |= 1u << (80 & 7);
         }
@@ -546,7 +555,7 @@ static int bare_handshakes(uint32_t n, int rounds, uint32_t corrupt_every, int f
             if (features) {
                 memset(ep[k].wheel, 0xff, sizeof(uint32_t) * BARE_WHEEL);
                 ep[k].emb_head = ep[k].emb_tail = BARE_NIL;
-                ep[k].nev = ep[k].nacc = 0;
+                ep[k].nev = ep[k].nacc = ep[k].next_id = 0;
                 ep[k].drops = 0;
                 ep[k].now = 1000000u * (uint64_t)(r + 2);
             }
@@ -586,6 +595,7 @@ done:
         free(ep[k].conns);
         free(ep[k].out);
         free(ep[k].off);
+        free(ep[k].dense);
         free(ep[k].ext);
         free(ep[k].wheel);
         free(ep[k].ev);
