@@ -346,7 +346,8 @@ def format_report(rep: Report) -> str:
             lines.append(f"  ratio batch handshakes / {_LABELS[f.name]:24s} {ours / f.value:8.0f}x")
         for f in loops:
             r = rep.ratio("handshakes_per_s_cache_resident", f.name)
-            lines.append(f"  ratio cache-resident handshakes / {f.name.split('_')[0]} C loop {r:11.2f}x")
+            if r is not None:
+                lines.append(f"  ratio cache-resident handshakes / {f.name.split('_')[0]} C loop {r:11.2f}x")
     codec = {k: v for k, v in rep.figures.items() if k not in _LABELS}
     if codec:
         sub = Report(cfg, codec, {k: v for k, v in rep.peers.items() if k not in _LABELS}, [])

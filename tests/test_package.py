@@ -142,6 +142,11 @@ def test_bare_handshake_loop_completes_every_handshake_and_verifies_checksums():
         for every in (1, 2, 7, 1000):
             damaged = len(range(0, 3000, every))
             assert bare_handshakes_run(3000, 1, every, lean=lean)[1] == 3000 - damaged, (lean, every)
+    # the lean loop's check of its books is live: one timer too many fails it
+    with pytest.raises(RuntimeError, match="bookkeeping"):
+        bare_handshakes_run(3000, 1, lean=True, _stray_timer=True)
+    with pytest.raises(RuntimeError, match="bookkeeping"):
+        bare_handshakes_run(3000, 1, 7, lean=True, _stray_timer=True)
     for bad in ((0, 1), (10, 0), (1 << 23, 1), (10, 1, -1), (2 ** 40, 1)):
         with pytest.raises(ValueError):
             bare_handshakes_run(*bad)
