@@ -29,7 +29,8 @@
  * out: IPv6, negotiation, RFC 5961, data, closes, prefetching, eviction itself.
  *
  * Written for the compiler, not for reuse: one file, static functions, no allocation
- * in the timed part. Built as the endpoint is: the package's flags (-O3, no -march)
+ * in the timed part; the checksum fold, carry add and byte-order helpers are the
+ * project's own (csum_impl.h), so the two sides of the ratio do that arithmetic alike. Built as the endpoint is: the package's flags (-O3, no -march)
  * and, like the endpoint, with a gcc profile (setup.py's PGO_MODULES; fasttcp._pgo
  * trains it), so neither side of the ratio has an advantage of build.
  */
@@ -40,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "csum_impl.h"       /* the project's fold, carry add and big-endian helpers */
 
 typedef struct {
     uint32_t la, ra;                  /* addresses as they sit in the packet */
@@ -233,18 +236,6 @@ static inline void bare_established(bare_ep_t *e, bare_conn_t *c, uint8_t old, u
     bare_event(e, c, old, 4, cause);
 }
 
-static inline uint16_t bare_fold(uint64_t s) {
-    uint64_t t = s + ((s >> 32) | (s << 32));
-    uint32_t x = (uint32_t)(t >> 32);
-    x += (x >> 16) | (x << 16);
-    return (uint16_t)(x >> 16);
-}
-
-static inline uint64_t bare_addc(uint64_t a, uint64_t b) { a += b; return a + (a < b); }
-
-static inline void bare_be32(uint8_t *p, uint32_t v) { v = __builtin_bswap32(v); memcpy(p, &v, 4); }
-
-static inline uint32_t bare_ld32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return __builtin_bswap32(v); }
 
 /* Build one segment of c into e->out: IPv4 (ID 0, DF, TTL 64), TCP with Linux's SYN
  * options (MSS, SACK-permitted + TS, NOP WS) or NOP NOP TS, both checksums summed from
@@ -271,27 +262,27 @@ static inline void bare_send(bare_ep_t *e, const bare_conn_t *c, uint8_t flags, 
     ip[0] = 0x45000000u | (uint32_t)tot;
     ip[1] = 0x4000u;
     ip[2] = (64u << 24) | (6u << 16);
-    ip[3] = __builtin_bswap32(c->la);
-    ip[4] = __builtin_bswap32(c->ra);
+    ip[3] = ft_htonl(c->la);
+    ip[4] = ft_htonl(c->ra);
     for (i = 0; i < 5; i++)
         si += ip[i];
-    ip[2] |= (uint16_t)~bare_fold(si);
+    ip[2] |= (uint16_t)~ft_csum_fold(si);
     for (i = 0; i < 5; i++)
-        bare_be32(p + 4 * i, ip[i]);
+        ft_store_be32(p + 4 * i, ip[i]);
     tcp[0] = ((uint32_t)c->lp << 16) | c->rp;
     tcp[1] = seq;
     tcp[2] = ack;
     tcp[3] = ((uint32_t)(thl / 4) << 28) | ((uint32_t)flags << 16) | 65535u;
-    s = (uint64_t)c->la + c->ra + __builtin_bswap32((6u << 16) | (uint32_t)thl);
+    s = (uint64_t)c->la + c->ra + ft_htonl((6u << 16) | (uint32_t)thl);
     for (i = 0; i < 4; i++) {
-        bare_be32(t + 4 * i, tcp[i]);
-        s += __builtin_bswap32(tcp[i]);
+        ft_store_be32(t + 4 * i, tcp[i]);
+        s += ft_htonl(tcp[i]);
     }
     for (i = 0; i < n; i++) {
-        bare_be32(t + 20 + 4 * i, opt[i]);
-        s += __builtin_bswap32(opt[i]);
+        ft_store_be32(t + 20 + 4 * i, opt[i]);
+        s += ft_htonl(opt[i]);
     }
-    bare_be32(t + 16, (uint32_t)__builtin_bswap16((uint16_t)~bare_fold(s)) << 16);
+    ft_store_be32(t + 16, (uint32_t)ft_htons((uint16_t)~ft_csum_fold(s)) << 16);
     e->off[e->nout++] = (uint32_t)e->out_len;
     e->out_len += (size_t)tot;
 }
@@ -323,24 +314,24 @@ static inline int bare_parse(const uint8_t *b, size_t len, bare_seg_t *g) {
     }
     memcpy(&g->sa, b + 12, 4);
     memcpy(&g->da, b + 16, 4);
-    s = (uint64_t)g->sa + g->da + __builtin_bswap32((6u << 16) | (uint32_t)tl);
+    s = (uint64_t)g->sa + g->da + ft_htonl((6u << 16) | (uint32_t)tl);
     for (i = 0; i + 8 <= tl; i += 8) {
         memcpy(&w, t + i, 8);
-        s = bare_addc(s, w);
+        s = ft_add_carry(s, w);
     }
     for (; i + 2 <= tl; i += 2) {
         uint16_t h16;
         memcpy(&h16, t + i, 2);
-        s = bare_addc(s, h16);
+        s = ft_add_carry(s, h16);
     }
     if (i < tl)
-        s = bare_addc(s, t[i]);        /* little-endian hosts: the pad byte is the high one */
-    if (bare_fold(ip) != 0xffff || bare_fold(s) != 0xffff)
+        s = ft_add_carry(s, FT_BIG_ENDIAN ? (uint32_t)t[i] << 8 : t[i]);   /* zero-padded word */
+    if (ft_csum_fold(ip) != 0xffff || ft_csum_fold(s) != 0xffff)
         return 0;
     g->sp = (uint16_t)((t[0] << 8) | t[1]);
     g->dp = (uint16_t)((t[2] << 8) | t[3]);
-    g->seq = bare_ld32(t + 4);
-    g->ack = bare_ld32(t + 8);
+    g->seq = ft_load_be32(t + 4);
+    g->ack = ft_load_be32(t + 8);
     g->flags = t[13];
     g->mss = 536;
     g->tsval = 0;
@@ -360,7 +351,7 @@ static inline int bare_parse(const uint8_t *b, size_t len, bare_seg_t *g) {
         if (kind == 2 && l == 4)
             g->mss = (uint16_t)((t[i + 2] << 8) | t[i + 3]);
         else if (kind == 8 && l == 10)
-            g->tsval = bare_ld32(t + i + 2);
+            g->tsval = ft_load_be32(t + i + 2);
         i += l;
     }
     return 1;
@@ -473,7 +464,7 @@ static inline __attribute__((always_inline)) void bare_connect_impl(bare_ep_t *e
     uint32_t i, damaged = 0;
     for (i = 0; i < n; i++) {
         uint32_t host = 1 + i / 60000;
-        uint32_t la = __builtin_bswap32(0xc6120000u | host), ra = __builtin_bswap32(0xc6130001u);
+        uint32_t la = ft_htonl(0xc6120000u | host), ra = ft_htonl(0xc6130001u);
         uint16_t lp = (uint16_t)(1024 + i % 60000);
         uint64_t h = bare_hash(e, la, ra, lp, 80);
         bare_conn_t *c = bare_find(e, la, ra, lp, 80, h, 1);

@@ -1,10 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""The bare handshake loop (bare_handshake.h): a benchmark peer for `fasttcp bench`.
+"""The bare and lean C handshake loops (bare_handshake.h): benchmark peers for
+`fasttcp bench`.
 
-Not part of the library's API. It measures, in the same process and run as the
+Not part of the library's API. They measure, in the same process and run as the
 endpoint benchmark, how fast the work no handshake can skip goes on this machine --
 building, checksumming, parsing and verifying the three segments and a keyed-hash
-table lookup per segment -- so the endpoint's figure can be read as a ratio to it.
+table lookup per segment -- and (lean) that work plus the endpoint's bookkeeping
+written as plainly, so the endpoint's figure can be read as a ratio to each.
 """
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport malloc, free
