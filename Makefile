@@ -1,8 +1,9 @@
-# Everyday targets. `make annotate` writes fasttcp/_core/*.html (cython -a): keep the
+# Everyday targets. `make annotate` writes fasttcp/<layer>/*.html (cython -a): keep the
 # hot loops white.
 PY ?= python3
+LAYERS = wire table endpoint tracker capture bench
 
-.PHONY: build test bench annotate debug lint clean
+.PHONY: build test bench annotate debug sanitize lint clean
 build:
 	$(PY) -m pip install -e '.[test]' --no-build-isolation -q
 test: build
@@ -14,9 +15,12 @@ annotate:
 	FASTTCP_ANNOTATE=1 $(PY) -m pip install -e . --no-build-isolation -q
 debug:
 	FASTTCP_DEBUG=1 $(PY) -m pip install -e . --no-build-isolation -q
+sanitize:
+	FASTTCP_SANITIZE=1 $(PY) -m pip install -e . --no-build-isolation -q
 lint:
-	ruff check fasttcp tests benchmarks
-	cython-lint fasttcp/_core
-	mypy fasttcp/_core/*.pyi
+	ruff check fasttcp tests benchmarks setup.py
+	cython-lint fasttcp
+	$(PY) -m mypy.stubtest fasttcp --allowlist .ci/stubtest-allowlist.txt
 clean:
-	rm -rf build *.egg-info fasttcp/_core/*.c fasttcp/_core/*.so fasttcp/_core/*.html
+	rm -rf build *.egg-info
+	for d in $(LAYERS); do rm -f fasttcp/$$d/*.c fasttcp/$$d/*.so fasttcp/$$d/*.html; done

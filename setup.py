@@ -27,14 +27,24 @@ else:
     # the wheel runs on any x86-64/aarch64 machine.
     cflags = ["-O3", "-fno-strict-aliasing"]
 
-MODULES = ["addr", "csum", "seq", "wire", "segment", "batch", "table", "endpoint", "capture", "tracker",
-           "baseline"]
+# The compiled modules, by layer (the folder is the layer: fasttcp/<layer>/<module>.pyx).
+MODULES = [
+    "wire.addr", "wire.checksum", "wire.seq", "wire.codec", "wire.segment", "wire.batch",
+    "table.table",
+    "endpoint.endpoint",
+    "tracker.tracker",
+    "capture.scanner",
+    "bench.baseline",
+]
+# The C headers (csum_impl.h, mem_impl.h) live in fasttcp/wire; every module's C includes them
+# through the .pxd files it cimports.
+INCLUDE_DIRS = [np.get_include(), "fasttcp/wire"]
 
 extensions = [
     Extension(
-        f"fasttcp._core.{name}",
-        [f"fasttcp/_core/{name}.pyx"],
-        include_dirs=[np.get_include(), "fasttcp/_core"],
+        f"fasttcp.{name}",
+        [f"fasttcp/{name.replace('.', '/')}.pyx"],
+        include_dirs=INCLUDE_DIRS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=cflags,
     )
@@ -64,7 +74,7 @@ def _compiles_with(compiler, flags) -> bool:
 
 
 # Profile-guided optimisation (as CPython's --enable-optimizations does): compile with
-# -fprofile-generate, run fasttcp._pgo (a second or two of varied traffic through the
+# -fprofile-generate, run fasttcp.bench.pgo (a second or two of varied traffic through the
 # hot loops), compile again with -fprofile-use. gcc then lays the per-packet loops out
 # for the branches traffic takes. Any failure falls back to the plain build.
 PGO = os.environ.get("FASTTCP_PGO", "1") != "0" and not DEBUG
@@ -74,7 +84,7 @@ PGO_USE_FLAGS = ["-fprofile-partial-training", "-Wno-missing-profile"]
 # parser came out 15-20% slower with it (gcc favoured its IPv6 branches, half the
 # training's codec packets), and the others showed no difference. A profile missing
 # for one of these means the training did not do its job: no profile-guided build then.
-PGO_MODULES = ["endpoint", "tracker", "baseline"]
+PGO_MODULES = ["endpoint", "tracker", "baseline"]      # by the module's last name
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -149,7 +159,7 @@ class BuildExt(build_ext):
             # (with this process's path after it: pip's isolated build environment, where
             # numpy is, is not on the child's default path)
             env = dict(os.environ, PYTHONPATH=os.pathsep.join([stage, *[p for p in sys.path if p]]))
-            subprocess.run([sys.executable, "-m", "fasttcp._pgo"], cwd=stage, env=env, check=True,
+            subprocess.run([sys.executable, "-m", "fasttcp.bench.pgo"], cwd=stage, env=env, check=True,
                            timeout=600, stdout=subprocess.DEVNULL)
             written = {name for _, _, files in os.walk(prof) for name in files}
             # (named after the object file: its path mangled with '#', or as directories)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fasttcp.workload import handshake_batch
+from fasttcp.bench.workload import handshake_batch
 
 sys.path.insert(0, str(Path(__file__).parent))     # benchmarks/tablekeys.py
 

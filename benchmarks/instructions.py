@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TRACKER_DRIVER = """
 import sys, fasttcp
-from fasttcp.bench_tracker import synth_capture
+from fasttcp.bench.tracker import synth_capture
 path, packets = sys.argv[1], int(sys.argv[2])
 synth_capture(path, packets, 4000)
 batches = list(fasttcp.read_pcap(path))
@@ -47,7 +47,7 @@ print(sum(len(b) for b in batches))
 
 ENDPOINT_DRIVER = """
 import sys
-from fasttcp.bench import _pair, flow_keys, _handshakes, _close_all
+from fasttcp.bench.handshakes import _pair, flow_keys, _handshakes, _close_all
 flows = int(sys.argv[1])
 client, server = _pair(flows)
 keys = flow_keys(flows)
@@ -57,16 +57,16 @@ for r in range(2):
 print(flows * 2)
 """
 
-TRACKER_ENTRY = "__pyx_f_7fasttcp_5_core_7tracker__feed"
+TRACKER_ENTRY = "__pyx_f_7fasttcp_7tracker_7tracker__feed"
 # A profile-guided build may inline _feed into the feed_batch method: then the method
 # is the entry (its per-call argument handling is noise over a whole batch). Never
 # both: callgrind toggles collection off again at a nested match.
-TRACKER_METHOD_ENTRY = "__pyx_pf_7fasttcp_5_core_7tracker_7Tracker_*feed_batch"
+TRACKER_METHOD_ENTRY = "__pyx_pf_7fasttcp_7tracker_7tracker_7Tracker_*feed_batch"
 
 
 def tracker_entry() -> str:
     """_feed when the built module has it as a function of its own, else feed_batch."""
-    so = next((ROOT / "fasttcp" / "_core").glob("tracker*.so"), None)
+    so = next((ROOT / "fasttcp" / "tracker").glob("tracker*.so"), None)
     if so is None or shutil.which("nm") is None:
         return TRACKER_ENTRY
     syms = subprocess.run(["nm", str(so)], capture_output=True, text=True).stdout
@@ -76,10 +76,10 @@ def tracker_entry() -> str:
 # Python method, so the method's body is the entry there (its per-call argument checks
 # are noise over 20,000 flows); a pattern, because the method's number in the symbol
 # follows its place in the class.
-ENDPOINT_ENTRIES = ("__pyx_f_7fasttcp_5_core_8endpoint_ep_process_batch",
-                    "__pyx_pf_7fasttcp_5_core_8endpoint_8Endpoint_*connect_batch",
-                    "__pyx_pf_7fasttcp_5_core_8endpoint_8Endpoint_*close_batch",
-                    "__pyx_f_7fasttcp_5_core_8endpoint_ep_poll")
+ENDPOINT_ENTRIES = ("__pyx_f_7fasttcp_8endpoint_8endpoint_ep_process_batch",
+                    "__pyx_pf_7fasttcp_8endpoint_8endpoint_8Endpoint_*connect_batch",
+                    "__pyx_pf_7fasttcp_8endpoint_8endpoint_8Endpoint_*close_batch",
+                    "__pyx_f_7fasttcp_8endpoint_8endpoint_ep_poll")
 
 
 def callgrind(script: str, args: list[str], entries, out: Path) -> str:
@@ -123,7 +123,7 @@ def per_function(out: Path, c_file: Path) -> tuple[int, Counter]:
         m = re.match(r"\s*([\d,]+|\.)\s", line)
         if m and line_no is not None and "=>" not in line:
             if m.group(1) != "." and line_no < len(func_at) and func_at[line_no]:
-                name = re.sub(r"^__pyx_f_7fasttcp_5_core_\d+\w+?_(?=_?[a-z])", "", func_at[line_no])
+                name = re.sub(r"^__pyx_f_7fasttcp_\d+\w+?_\d+\w+?_(?=_?[a-z])", "", func_at[line_no])
                 counts[name] += int(m.group(1).replace(",", ""))
             line_no += 1
     return total, counts
@@ -144,16 +144,16 @@ def main() -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    core = ROOT / "fasttcp" / "_core"
+    pkg = ROOT / "fasttcp"
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         n = int(callgrind(TRACKER_DRIVER, [str(tmpd / "t.pcap"), str(args.packets)], [tracker_entry()],
                           tmpd / "tracker.cg").split()[-1])
-        total, counts = per_function(tmpd / "tracker.cg", core / "tracker.c")
+        total, counts = per_function(tmpd / "tracker.cg", pkg / "tracker" / "tracker.c")
         report("tracker feed_batch", total, n, "packet", counts, args.top)
         handshakes = int(callgrind(ENDPOINT_DRIVER, [str(args.flows)], ENDPOINT_ENTRIES,
                                    tmpd / "endpoint.cg").split()[-1])
-        total, counts = per_function(tmpd / "endpoint.cg", core / "endpoint.c")
+        total, counts = per_function(tmpd / "endpoint.cg", pkg / "endpoint" / "endpoint.c")
         segments = 7 * handshakes          # SYN, SYN-ACK, ACK, FIN, ACK, FIN, ACK
         print()
         report("endpoint batch (open, handshake, close, TIME-WAIT expiry)", total, segments, "segment",
@@ -163,7 +163,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if not (ROOT / "fasttcp" / "_core" / "tracker.c").exists():
+    if not (ROOT / "fasttcp" / "tracker" / "tracker.c").exists():
         sys.exit("build the package in place first (pip install -e .)")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     sys.exit(main())

@@ -5,7 +5,7 @@ handshake in Python, Linux kernel loopback connect/accept) measured in the same 
 """
 import pytest
 
-from fasttcp.bench import _close_all, _handshakes, _pair, _single_packet, flow_keys
+from fasttcp.bench.handshakes import _close_all, _handshakes, _pair, _single_packet, flow_keys
 
 N = 100_000
 

@@ -1,5 +1,5 @@
 """Tracker and capture-reading throughput on a synthetic capture of many concurrent
-connections (fasttcp.bench_tracker.synth_capture), next to peers on the same packets.
+connections (fasttcp.bench.tracker.synth_capture), next to peers on the same packets.
 
 Targets (issue "Tracker"): feed_batch >= 15M packets/s from memory with checksums
 (>= 100x tshark), analyze end to end >= 3M packets/s. `fasttcp bench` prints the same
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import fasttcp
-from fasttcp.analyze import AnalyzeConfig, analyze
-from fasttcp.bench_tracker import PACKETS_PER_FLOW, dpkt_tracker, synth_capture
-from fasttcp.workload import handshake_batch
+from fasttcp.cli.analyze import AnalyzeConfig, analyze
+from fasttcp.bench.tracker import PACKETS_PER_FLOW, dpkt_tracker, synth_capture
+from fasttcp.bench.workload import handshake_batch
 
 PACKETS = 240_000
 CONCURRENT = 4_000

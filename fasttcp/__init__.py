@@ -7,50 +7,68 @@ option (`parse`, `parse_tcp`, `build`, `parse_batch`), RFC 1071/1624 checksums
 connection by its 4-tuple and expires it on time. `Endpoint` is a sans-IO TCP
 endpoint; `Tracker` watches both directions of real traffic (conntrack states and
 window tracking, Zeek's conn_state and history), fed from captures by `read_pcap`.
-The hot paths are Cython over typed C structs (fasttcp._core).
+The hot paths are Cython over typed C structs, a folder per layer: fasttcp.wire,
+fasttcp.table, fasttcp.endpoint, fasttcp.tracker, fasttcp.capture (and fasttcp.cli,
+fasttcp.bench for the command line and what measures it).
 """
-from fasttcp._core import seq
-from fasttcp._core.batch import SEGMENT_DTYPE, parse_batch
-from fasttcp._core.csum import checksum, checksum_update, tcp_checksum
-from fasttcp._core.segment import Options, Segment, build, parse, parse_tcp
-from fasttcp._core.endpoint import (
-    DROP_REASONS,
-    EVENT_DTYPE,
-    Connection,
-    ConnectionError_,
-    Endpoint,
-    Event,
-    pipe,
-)
-from fasttcp._core.table import (
-    CONN_DTYPE,
-    EXPIRED_DTYPE,
-    KEY_DTYPE,
-    ConnectionTable,
-    StaleConnection,
-    TableFull,
-    TableStats,
-    canonical_keys,
-    make_keys,
-)
-from fasttcp._core.table import Connection as ConnectionView
-from fasttcp._core.tracker import FLOW_DTYPE, TRACKER_EVENT_DTYPE, Tracker
+import os as _os
+import warnings as _warnings
+
 from fasttcp._version import __version__
-from fasttcp.capture import CaptureBatch, CaptureError, CaptureReader, read_pcap, write_pcap
-from fasttcp.tracking import ConnState, EndReason, TrackerState, TrackerTimeouts, flow_records
-from fasttcp.enums import Flags, OptionBits, Verdict
-from fasttcp.events import Cause
-from fasttcp.states import State, Timeouts
+from fasttcp.capture.reader import CaptureBatch, CaptureReader, read_pcap, write_pcap
+from fasttcp.endpoint.endpoint import DROP_REASONS, EVENT_DTYPE, Connection, Endpoint, Event, pipe
+from fasttcp.enums import Cause, Flags, OptionBits, State, Verdict
 from fasttcp.errors import (
     BadChecksum,
     BadHeader,
     BadOption,
+    CaptureError,
+    ConnectionStateError,
     FastTcpError,
     MalformedPacket,
+    StaleConnection,
+    TableFull,
     TruncatedPacket,
     UnsupportedPacket,
     UsageError,
 )
+from fasttcp.table.table import (
+    CONN_DTYPE,
+    EXPIRED_DTYPE,
+    KEY_DTYPE,
+    ConnectionTable,
+    ConnectionView,
+    TableStats,
+    canonical_keys,
+    make_keys,
+)
+from fasttcp.table.timeouts import Timeouts
+from fasttcp.tracker.tracker import FLOW_DTYPE, TRACKER_EVENT_DTYPE, Tracker
+from fasttcp.tracker.vocabulary import ConnState, EndReason, TrackerState, TrackerTimeouts, flow_records
+from fasttcp.wire import seq
+from fasttcp.wire.batch import SEGMENT_DTYPE, parse_batch
+from fasttcp.wire.checksum import checksum, checksum_update, tcp_checksum
+from fasttcp.wire.segment import Options, Segment, build, parse, parse_tcp
+
+
+def get_include() -> list[str]:
+    """The directories a C compiler needs to build a Cython module that cimports fasttcp's
+    `.pxd` files (their inline C includes headers from here). Pass them as
+    ``Extension(..., include_dirs=fasttcp.get_include() + [numpy.get_include()])``."""
+    return [_os.path.join(_os.path.dirname(__file__), "wire")]
+
+
+# Old names kept for one release (see CHANGELOG.md).
+_DEPRECATED = {"ConnectionError_": ("ConnectionStateError", ConnectionStateError)}
+
+
+def __getattr__(name: str) -> object:
+    if name in _DEPRECATED:
+        new, value = _DEPRECATED[name]
+        _warnings.warn(f"fasttcp.{name} is deprecated: use fasttcp.{new}", DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module 'fasttcp' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
@@ -64,7 +82,7 @@ __all__ = [
     "SEGMENT_DTYPE",
     "Endpoint",
     "Connection",
-    "ConnectionError_",
+    "ConnectionStateError",
     "Event",
     "Cause",
     "EVENT_DTYPE",
@@ -109,4 +127,5 @@ __all__ = [
     "BadOption",
     "UnsupportedPacket",
     "UsageError",
+    "get_include",
 ]

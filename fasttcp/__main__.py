@@ -1,4 +1,4 @@
 """`python -m fasttcp` is the `fasttcp` command."""
-from fasttcp.cli import main
+from fasttcp.cli.main import main
 
 raise SystemExit(main())

@@ -1,13 +1,13 @@
-"""Enumerations of the public API: TCP flags and parse verdicts.
+"""Enumerations of the public API: TCP flags, parse verdicts, RFC 9293 states, event causes.
 
-The numeric values are the C codes of fasttcp/_core/defs.pxd (a test checks it), so a
+The numeric values are the C codes of fasttcp/wire/defs.pxd (a test checks it), so a
 batch result's ``verdict`` and ``flags`` columns convert with ``Verdict(v)``/``Flags(f)``.
 """
 from __future__ import annotations
 
 import enum
 
-__all__ = ["Flags", "Verdict"]
+__all__ = ["Cause", "Flags", "OptionBits", "State", "Verdict"]
 
 
 class Flags(enum.IntFlag):
@@ -73,4 +73,52 @@ class OptionBits(enum.IntFlag):
     EOL = 64
 
 
-__all__ += ["OptionBits"]
+
+
+class State(enum.IntEnum):
+    """RFC 9293 connection states."""
+
+    CLOSED = 0
+    LISTEN = 1
+    SYN_SENT = 2
+    SYN_RECEIVED = 3
+    ESTABLISHED = 4
+    FIN_WAIT_1 = 5
+    FIN_WAIT_2 = 6
+    CLOSE_WAIT = 7
+    CLOSING = 8
+    LAST_ACK = 9
+    TIME_WAIT = 10
+
+    def __str__(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def synchronized(self) -> bool:
+        """True from ESTABLISHED on (RFC 9293: the states after the handshake)."""
+        return self >= State.ESTABLISHED
+
+
+class Cause(enum.IntEnum):
+    """What made a connection change state."""
+
+    NONE = 0
+    CONNECT = 1            # user connect(): CLOSED -> SYN-SENT
+    SYN_RECEIVED = 2       # SYN on a listening port: LISTEN -> SYN-RECEIVED
+    SYN_ACK_RECEIVED = 3   # SYN-SENT -> ESTABLISHED
+    SIMULTANEOUS_OPEN = 4  # SYN (no ACK) in SYN-SENT: -> SYN-RECEIVED (RFC 9293 figure 7)
+    ACK_OF_SYN = 5         # SYN-RECEIVED -> ESTABLISHED
+    CLOSE = 6              # user close(): FIN sent
+    PEER_FIN = 7           # peer's FIN received
+    ACK_OF_FIN = 8         # our FIN acknowledged
+    RST_RECEIVED = 9       # reset by the peer (validated, RFC 5961)
+    ABORT = 10             # user abort(): RST sent
+    TIMEOUT_2MSL = 11      # TIME-WAIT ended after 2*MSL
+    RETRANSMIT_LIMIT = 12  # gave up retransmitting (SYN, SYN-ACK, FIN or data)
+    TIMEOUT = 13           # idle timeout (FIN-WAIT-2)
+    REOPEN = 14            # TIME-WAIT ended early by a new SYN (RFC 9293 3.10.7.4, RFC 6191)
+    REFUSED = 15           # connect() answered by RST in SYN-SENT (connection refused)
+    DATA = 16              # payload delivered (no state change; value = bytes)
+    RETRANSMIT = 17        # a retransmission timer fired (no state change; value = retransmit count)
+    EVICTED = 18           # removed to make room for a new connection (full table: oldest
+                           # TIME-WAIT first, then the oldest never-established)

@@ -4,8 +4,11 @@ Two families, kept apart on purpose (as h11 does): `MalformedPacket` is about wh
 peer or a capture gave you -- bytes that are not a valid TCP/IP packet -- and carries
 the field and byte offset that failed; `UsageError` is about how the API was called.
 Every malformed-packet exception is also a `ValueError`, so callers can catch either.
+`CaptureError` is the capture reader's: a file that is not a capture, or is corrupt.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 __all__ = [
     "FastTcpError",
@@ -16,6 +19,10 @@ __all__ = [
     "BadOption",
     "UnsupportedPacket",
     "UsageError",
+    "TableFull",
+    "StaleConnection",
+    "ConnectionStateError",
+    "CaptureError",
     "FIELD_NAMES",
 ]
 
@@ -74,6 +81,35 @@ class UnsupportedPacket(MalformedPacket):
 
 class UsageError(FastTcpError, ValueError):
     """The API was called wrongly (bad argument, wrong address family, out of range)."""
+
+
+class TableFull(UsageError):
+    """Insert refused: the table is at capacity and nothing could be evicted."""
+
+
+class StaleConnection(UsageError):
+    """A connection handle whose record was removed (or reused for another connection)."""
+
+
+class ConnectionStateError(UsageError):
+    """A connection cannot do what was asked in its state: send() after close(), close()
+    twice, abort() on a closed connection."""
+
+
+class CaptureError(FastTcpError, ValueError):
+    """The file is not a capture fasttcp can read, or is corrupt at `offset`.
+
+    Attributes:
+        path: the file.
+        offset: byte offset in the file of the field that cannot be right (None when
+            the whole file is the problem, e.g. it is empty).
+    """
+
+    def __init__(self, message: str, *, path: str | Path, offset: int | None = None) -> None:
+        where = f" at byte {offset}" if offset is not None else ""
+        super().__init__(f"{path}: {message}{where}")
+        self.path = str(path)
+        self.offset = offset
 
 
 def span_outside_buffer(packet: int, offset: int, length: int, size: int) -> UsageError:

@@ -33,9 +33,9 @@ import pytest
 
 import fasttcp
 from fasttcp import Flags, State
-from fasttcp._core.endpoint import Endpoint
-from fasttcp._core.table import make_keys
-from fasttcp.events import Cause, Event
+from fasttcp.endpoint.endpoint import Endpoint
+from fasttcp.table.table import make_keys
+from fasttcp import Cause, Event
 
 __all__ = [
     "ANY", "Template", "SEGMENT", "SYN", "SYN_ACK", "ACK", "DATA", "FIN", "FIN_ACK", "RST", "RST_ACK",

@@ -9,10 +9,16 @@ import pytest
 
 import fasttcp
 from fasttcp import Flags, OptionBits, Verdict
-from fasttcp._core import batch, csum, segment, seq, wire
+from fasttcp.bench import baseline
+from fasttcp.capture import scanner
+from fasttcp.endpoint import endpoint
+from fasttcp.table import table
+from fasttcp.tracker import tracker
+from fasttcp.wire import addr, batch, checksum, codec, segment, seq
 
 
-@pytest.mark.parametrize("mod", [batch, csum, segment, seq, wire])
+@pytest.mark.parametrize("mod", [addr, batch, checksum, codec, segment, seq, table, endpoint, tracker, scanner,
+                                 baseline])
 def test_core_modules_are_compiled_extensions(mod):
     assert mod.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), mod.__file__
 
@@ -49,7 +55,7 @@ def test_verdict_codes_match_the_core():
 
 def test_link_and_tracker_verdicts_are_produced_by_the_core():
     # the link verdicts come from the capture reader's link-layer decoder...
-    from fasttcp.capture import strip_link
+    from fasttcp.capture.reader import strip_link
 
     ip = fasttcp.build("198.18.0.1", "198.18.0.2", 1, 2)
     assert strip_link(1, bytes(12) + b"\x08\x06" + bytes(28))[0] == Verdict.NOT_IP          # ARP
@@ -86,10 +92,19 @@ def test_flag_and_option_bits_match_wire_positions():
 def test_pxd_and_stub_files_ship_with_the_package():
     from importlib.resources import files
 
-    core = files("fasttcp._core")
-    for name in ("defs.pxd", "seq.pxd", "csum.pxd", "wire.pxd", "batch.pxd", "csum_impl.h",
-                 "seq.pyi", "csum.pyi", "segment.pyi", "batch.pyi", "wire.pyi"):
-        assert core.joinpath(name).is_file(), name
+    shipped = {
+        "wire": ("defs.pxd", "seq.pxd", "checksum.pxd", "codec.pxd", "batch.pxd", "spans.pxd", "addr.pxd",
+                 "csum_impl.h", "mem_impl.h", "seq.pyi", "checksum.pyi", "segment.pyi", "batch.pyi", "codec.pyi",
+                 "addr.pyi"),
+        "table": ("table.pxd", "keyhash.pxd", "ops.pxd", "table.pyi"),
+        "endpoint": ("endpoint.pxd", "endpoint.pyi"),
+        "tracker": ("tracker.pxd", "tracker.pyi"),
+        "capture": ("scanner.pyi",),
+        "bench": ("baseline.pyi",),
+    }
+    for layer, names in shipped.items():
+        for name in names:
+            assert files(f"fasttcp.{layer}").joinpath(name).is_file(), f"{layer}/{name}"
     assert files("fasttcp").joinpath("py.typed").is_file()
 
 
@@ -129,7 +144,7 @@ def test_bare_handshake_loop_completes_every_handshake_and_verifies_checksums():
     # the bench's bare C peer must do the work it claims: every handshake completes on
     # clean segments, and a SYN damaged after its checksum was written is dropped (its
     # handshake never completes), which only a loop that verifies can do
-    from fasttcp._core.baseline import bare_handshakes_run
+    from fasttcp.bench.baseline import bare_handshakes_run
 
     for lean in (False, True):
         ns, est = bare_handshakes_run(5000, 3, lean=lean)
@@ -194,17 +209,14 @@ def test_field_names_match_the_reference_written_from_defs_pxd():
 def test_the_build_is_profile_guided():
     # setup.py falls back to a plain build when the profile run fails; CI must notice
     # that instead of publishing lower figures (a plain build is ~10% slower)
-    from fasttcp._core import baseline, endpoint, tracker
-
     assert endpoint.PGO_BUILD is True and tracker.PGO_BUILD is True
     assert baseline.PGO_BUILD is True        # the bench compares the endpoint with it
 
 
 def test_bench_reports_the_kind_of_build():
     # the JSON key and the text report's first line name the build the figures came from
-    from fasttcp._core import endpoint, tracker
-    from fasttcp.bench import format_report
-    from fasttcp.bench_codec import BenchConfig, Report
+    from fasttcp.bench.handshakes import format_report
+    from fasttcp.bench.codec import BenchConfig, Report
 
     pgo = endpoint.PGO_BUILD and tracker.PGO_BUILD
     rep = Report(BenchConfig())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import fasttcp
-from fasttcp.tracking import flow_records
+from fasttcp.tracker.vocabulary import flow_records
 
 # True: Zeek verified checksums (no -C); False: zeek -C (or checksums ignored)
 ZEEK_VERIFY = {

@@ -240,7 +240,7 @@ def decode_options(area: bytes, base: int = 0) -> DecodedOptions:
     return out
 
 
-# FT_FIELD_* order of fasttcp/_core/defs.pxd, written out independently of the package:
+# FT_FIELD_* order of fasttcp/wire/defs.pxd, written out independently of the package:
 # the batch column error_field indexes this, MalformedPacket.field carries the name
 FIELD_NAMES = (
     "none", "ip.version", "ip.ihl", "ip.total_length", "ip.protocol", "ip.fragment",

@@ -1,4 +1,4 @@
-"""Pure-Python model of fasttcp's connection table (fasttcp/_core/table.pyx), written
+"""Pure-Python model of fasttcp's connection table (fasttcp/table/table.pyx), written
 from the documented rules only -- no hashing, no wheel, no pool: a dict and counters.
 
 Rules modelled (see ConnectionTable's docstring and table.pxd):

@@ -1,1 +1,0 @@
-"""C-level wire codec (cimport fasttcp._core.wire); no Python-visible names."""

@@ -1,0 +1,1 @@
+"""The `fasttcp` command line: one module per command (`main` parses and dispatches)."""

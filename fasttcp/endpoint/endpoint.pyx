@@ -1,0 +1,1024 @@
+# cython: language_level=3
+"""Sans-IO TCP endpoint: the RFC 9293 connection lifecycle over the connection table.
+
+You hand it IP packets and the time; it hands back packets to transmit and events.
+It never reads a clock or a socket (see h11 and smoltcp for the model). The protocol
+logic is C (endpoint_core.pxi); this module is the Python face:
+
+    ep = Endpoint(["198.18.0.2"]); ep.listen(80)
+    ep.receive(packet, now)          # -> ep.transmit() has the replies, ep.events() the changes
+    ep.poll(now)                     # timers; ep.next_deadline() says when to call again
+
+Data: in-order delivery with ACKs, sending within the peer's window in MSS-sized
+segments, retransmission on RTO (RFC 6298 estimator, Karn's rule). Out-of-order
+segments are dropped and re-ACKed (no reassembly yet).
+"""
+cimport cython
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+
+import ipaddress
+import os
+
+import numpy as np
+
+from fasttcp.endpoint.endpoint cimport *
+from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_store_hash, ft_key_word0, ft_w
+from fasttcp.wire.addr cimport addr_bytes
+from fasttcp.wire.spans cimport ft_first_bad_span
+from fasttcp.wire.address import to_ip as _to_ip
+from fasttcp.enums import Verdict
+from fasttcp.errors import ConnectionStateError, UsageError, span_outside_buffer
+from fasttcp.enums import Cause
+from fasttcp.enums import State
+from fasttcp.table.timeouts import Timeouts
+
+include "endpoint_core.pxi"
+
+__all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "pipe"]
+
+#: True when this module was compiled with a gcc profile (setup.py's profile-guided build)
+PGO_BUILD = FASTTCP_PGO != 0
+
+EVENT_DTYPE = np.dtype([
+    ("time", "u8"), ("conn", "u4"), ("value", "u4"), ("old_state", "u1"), ("new_state", "u1"),
+    ("cause", "u1"), ("gen", "u1"), ("data_offset", "u4"),
+    ("family", "u1"), ("_pad", "u1", (3,)), ("lport", "u2"), ("rport", "u2"),
+    ("laddr", "u1", (16,)), ("raddr", "u1", (16,)),
+], align=True)
+"""Batch events: time in microseconds, the record id, old/new `State`, `Cause`, value
+(DATA: bytes delivered, at ``data_offset`` of the input buffer) and the connection key."""
+
+DROP_REASONS = ("malformed", "not_local", "no_listener", "unacceptable", "bad_ack", "rst_invalid",
+                "rst_challenged", "syn_challenged", "paws", "no_ack", "out_of_order", "table_full",
+                "challenge_limit", "other")
+
+cdef object _State = State
+cdef object _Cause = Cause
+cdef int _EPHEMERAL_LOW = 32768          # Linux ip_local_port_range
+cdef int _EPHEMERAL_HIGH = 60999
+
+
+from fasttcp.table.table cimport micros as _us
+
+
+cdef inline uint32_t _payload_room(const ft_conn_t *r) noexcept:
+    """Payload bytes per segment: the send MSS less our TCP options (RFC 6691)."""
+    cdef uint32_t opts = 12 if (r.flags & CONN_F_TIMESTAMPS) else 0
+    return r.mss - opts if r.mss > opts else 1
+
+
+@cython.final
+@cython.no_gc      # holds no containers and nothing refers back to it: no cycles, no GC cost
+cdef class Event:
+    """One state change (or data delivery / retransmission) of one connection.
+
+    Attributes: ``time`` (seconds), ``connection`` (the `Connection`, or a stand-in
+    with ``key`` for one you never held), ``old`` and ``new`` (`State`), ``cause``
+    (`Cause`), ``value`` (DATA: bytes delivered; RETRANSMIT: the retransmission count).
+    """
+    cdef readonly double time
+    cdef readonly object connection
+    cdef readonly object old
+    cdef readonly object new
+    cdef readonly object cause
+    cdef readonly uint32_t value
+
+    def __init__(self, time, connection, old, new, cause, value=0):
+        self.time = time
+        self.connection = connection
+        self.old = _State(old)
+        self.new = _State(new)
+        self.cause = _Cause(cause)
+        self.value = value
+
+    def __repr__(self):
+        return (f"Event(time={self.time:.6f}, connection={self.connection!r}, old={self.old}, "
+                f"new={self.new}, cause={self.cause.name}, value={self.value})")
+
+    def __str__(self):
+        return f"{self.time:.6f} {self.connection!r}: {self.old} -> {self.new} ({self.cause.name})"
+
+
+cdef list _STATES = list(State)
+cdef list _CAUSES = list(Cause)
+
+
+cdef inline Event _make_event(ep_event_t *e, object conn):
+    cdef Event ev = Event.__new__(Event)
+    ev.time = e.time / 1e6
+    ev.connection = conn
+    ev.old = _STATES[e.old_state]
+    ev.new = _STATES[e.new_state]
+    ev.cause = _CAUSES[e.cause]
+    ev.value = e.value
+    return ev
+
+
+@cython.final
+@cython.no_gc      # holds no containers and nothing refers back to it: no cycles, no GC cost
+cdef class Connection:
+    """One connection of an Endpoint. Data methods queue bytes; the endpoint sends them.
+
+    ``state`` is a `fasttcp.State` (``str()`` gives the RFC name, e.g. ``SYN-SENT``);
+    after the record is gone it stays at its last state (CLOSED, or LISTEN for a reset
+    passive open)."""
+    cdef Endpoint _ep
+    cdef readonly uint32_t id
+    cdef uint8_t _gen
+    cdef tuple _key                    # decoded on first use
+    cdef ft_key_t _k
+    cdef bytearray _sndbuf             # bytes from SND.UNA on: unacknowledged, then unsent
+    cdef uint32_t _sndbuf_seq          # sequence number of _sndbuf[0] (once _seq_set)
+    cdef bint _seq_set                 # set when the connection synchronizes (SND.UNA = ISS+1)
+    cdef bytearray _rcvbuf
+    cdef object _final
+    cdef readonly object reset_cause   # Cause that ended it (RST_RECEIVED, ABORT, ...), or None
+    cdef bint _fin_pending             # close() called while data was still queued
+    # RFC 6298 estimator (microseconds), one timed segment at a time (Karn)
+    cdef double _srtt, _rttvar
+    cdef uint64_t _rto
+    cdef uint32_t _timed_end
+    cdef uint64_t _timed_at
+    cdef bint _timing
+    cdef uint32_t _high                # highest SND.NXT so far: below it a send is a retransmission
+    cdef readonly uint64_t bytes_sent, bytes_received, retransmits_data
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("connections come from Endpoint.connect() and Endpoint.accept()")
+
+    @staticmethod
+    cdef Connection _new(Endpoint ep, uint32_t id):
+        cdef Connection c = Connection.__new__(Connection)
+        cdef ft_conn_t *r = &ep._ep.tab.conns[id]
+        c._ep = ep
+        c.id = id
+        c._gen = r.gen
+        memcpy(&c._k, r, 40)
+        r.flags |= CONN_F_BUFFERED            # its data now waits in c._rcvbuf
+        c._sndbuf = bytearray()
+        c._rcvbuf = bytearray()
+        c._rto = ep._ep.cfg.rto_initial
+        return c
+
+    cdef ft_conn_t *_rec(self) noexcept:
+        cdef ft_conn_t *r
+        if self._final is not None:
+            return NULL
+        r = &self._ep._ep.tab.conns[self.id]
+        if r.family == 0 or r.gen != self._gen:
+            return NULL
+        return r
+
+    @property
+    def key(self):
+        """(local address, local port, remote address, remote port)."""
+        if self._key is None:
+            n = 4 if self._k.family == 4 else 16
+            self._key = (_to_ip(PyBytes_FromStringAndSize(<char *>self._k.laddr, n)), self._k.lport,
+                         _to_ip(PyBytes_FromStringAndSize(<char *>self._k.raddr, n)), self._k.rport)
+        return self._key
+
+    @property
+    def state(self):
+        cdef ft_conn_t *r = self._rec()
+        if r == NULL:
+            return self._final if self._final is not None else _State.CLOSED
+        return _STATES[r.state]
+
+    @property
+    def local(self):
+        return self.key[0], self.key[1]
+
+    @property
+    def remote(self):
+        return self.key[2], self.key[3]
+
+    @property
+    def mss(self):
+        """Send MSS: min(peer's MSS option, ours)."""
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else r.mss
+
+    @property
+    def snd_wscale(self):
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else r.wscale >> 4
+
+    @property
+    def rcv_wscale(self):
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else r.wscale & 15
+
+    @property
+    def sack_permitted(self):
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else bool(r.flags & CONN_F_SACK)
+
+    @property
+    def timestamps(self):
+        cdef ft_conn_t *r = self._rec()
+        return None if r == NULL else bool(r.flags & CONN_F_TIMESTAMPS)
+
+    @property
+    def tcb(self):
+        """Snapshot of the control block as a dict (iss, irs, snd_una, snd_nxt, snd_wnd,
+        rcv_nxt, rcv_wnd, ts_recent, retransmits, deadline), or None once closed."""
+        cdef ft_conn_t *r = self._rec()
+        if r == NULL:
+            return None
+        return dict(iss=r.iss, irs=r.irs, snd_una=r.snd_una, snd_nxt=r.snd_nxt, snd_wnd=r.snd_wnd,
+                    snd_wl1=r.snd_wl1, snd_wl2=r.snd_wl2, rcv_nxt=r.rcv_nxt, rcv_wnd=r.rcv_wnd,
+                    ts_recent=r.ts_recent, retransmits=r.retransmits,
+                    deadline=None if r.deadline == 0 else r.deadline / 1e6)
+
+    @property
+    def rto(self):
+        """Current retransmission timeout in seconds (RFC 6298)."""
+        return self._rto / 1e6
+
+    @property
+    def srtt(self):
+        return None if self._srtt == 0 else self._srtt / 1e6
+
+    def send(self, data, *, now=None):
+        """Queue bytes; they leave in MSS-sized segments within the peer's window (call
+        Endpoint.transmit()). ``now``: the time of the call (default: the endpoint's last
+        call). Raises ConnectionStateError if the connection cannot send."""
+        if now is not None:
+            self._ep._now = _us(now, "now")
+        st = self.state
+        if st not in (_State.ESTABLISHED, _State.CLOSE_WAIT, _State.SYN_SENT, _State.SYN_RECEIVED) \
+                or self._fin_pending:
+            raise ConnectionStateError(f"cannot send in state {st}")
+        self._sndbuf += data
+        self._ep._flush(self)
+
+    def recv(self, max_bytes=-1):
+        """Bytes received in order so far (up to max_bytes); b"" if none."""
+        cdef ft_conn_t *r
+        if max_bytes is None or max_bytes < 0 or max_bytes >= len(self._rcvbuf):
+            out = bytes(self._rcvbuf)
+            self._rcvbuf.clear()
+        else:
+            out = bytes(self._rcvbuf[:max_bytes])
+            del self._rcvbuf[:max_bytes]
+        r = self._rec()
+        if r != NULL:
+            self._ep._reopen_window(self, r)
+        return out
+
+    @property
+    def pending(self):
+        """Bytes queued or in flight (not yet acknowledged)."""
+        return len(self._sndbuf)
+
+    def close(self, *, now=None):
+        """Half-close: FIN after the queued data; receiving continues (CLOSE-WAIT peers
+        may keep sending). ``now`` as for send(). Raises ConnectionStateError if already
+        closed."""
+        if now is not None:
+            self._ep._now = _us(now, "now")
+        st = self.state
+        if st in (_State.CLOSED, _State.LISTEN, _State.TIME_WAIT, _State.FIN_WAIT_1, _State.FIN_WAIT_2,
+                  _State.CLOSING, _State.LAST_ACK):
+            raise ConnectionStateError(f"close() in state {st}")
+        cdef ft_conn_t *r = self._rec()
+        if r != NULL and r.state == TCPS_SYN_SENT:
+            # RFC 9293 3.10.4: SYN-SENT deletes the TCB. (SYN-RECEIVED queues the FIN
+            # until ESTABLISHED, which the RFC allows, so a lost SYN-ACK is still resent.)
+            ep_close(self._ep._ep, self.id, self._ep._now)
+        else:
+            self._fin_pending = True
+            self._ep._flush(self)
+        self._ep._after_call()                 # report the CLOSE event now
+
+    def abort(self, *, now=None):
+        """Reset the connection (RST to the peer if synchronized); it is CLOSED at once.
+        ``now`` as for send()."""
+        if now is not None:
+            self._ep._now = _us(now, "now")
+        if self._rec() == NULL:
+            raise ConnectionStateError("abort() on a closed connection")
+        ep_abort(self._ep._ep, self.id, self._ep._now)
+        self._ep._after_call()
+
+    def __repr__(self):
+        l, lp, r, rp = self.key
+        return f"<Connection {l}:{lp} -> {r}:{rp} {self.state}>"
+
+
+cdef int64_t _accept_next(ep_t *ep) noexcept nogil:
+    """Pop the accept queue up to its next live entry (one whose record still holds the
+    incarnation that completed the handshake, not yet handed out); its id, or -1."""
+    cdef uint32_t id
+    cdef uint8_t gen
+    while ep.acq_len:
+        id = ep.acq[ep.acq_head]
+        gen = ep.acq_gen[ep.acq_head]
+        ep.acq_head += 1
+        if ep.acq_head == ep.acq_cap:
+            ep.acq_head = 0
+        ep.acq_len -= 1
+        if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen \
+                and ep.tab.conns[id].flags & CONN_F_QUEUED:
+            ep.tab.conns[id].flags &= ~CONN_F_QUEUED
+            return id
+    return -1
+
+
+@cython.final
+cdef class Endpoint:
+    """A TCP endpoint with no I/O of its own.
+
+    ``Endpoint(addresses, *, mss=1460, window=65535, wscale=7, sack=True,
+    timestamps=True, msl=30.0, capacity=65536, seed=None, isn_secret=None)``
+
+    ``addresses``: local addresses or networks (``"198.18.0.0/15"``) the endpoint owns;
+    segments to other destinations are dropped. ``wscale=None`` disables window scaling.
+    ``seed``/``isn_secret``: ints making table layout and ISNs reproducible.
+    ``max_transmit_bytes``/``max_events``: how much output and how many events may wait
+    for transmit()/events(); beyond that they are dropped and counted in `stats`, so a
+    peer cannot grow memory without bound while the caller is not draining.
+    """
+    cdef ep_t *_ep
+    cdef dict _conns                  # record id -> Connection (the ones handed out)
+    cdef set _pending                 # connections with unsent bytes or a FIN to send
+    cdef list _events
+    cdef readonly object timeouts
+    cdef uint64_t _now
+    cdef object _scratch_ids
+    cdef int _next_port
+
+    def __cinit__(self):
+        self._ep = <ep_t *>calloc(1, sizeof(ep_t))
+        if self._ep == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self._ep != NULL:
+            ft_table_free(&self._ep.tab)
+            free(self._ep.out)
+            free(self._ep.out_off)
+            free(self._ep.out_lens)
+            free(self._ep.ev)
+            free(self._ep.acq)
+            free(self._ep.acq_gen)
+            free(self._ep)
+
+    def __init__(self, addresses, *, mss=1460, window=65535, wscale=7, sack=True, timestamps=True,
+                 msl=30.0, capacity=65536, seed=None, isn_secret=None, ttl=64,
+                 max_transmit_bytes=256 << 20, max_events=1 << 22):
+        cdef ep_t *ep = self._ep
+        if ep.tab.conns != NULL:
+            raise UsageError("an Endpoint is initialised once")
+        if isinstance(addresses, (str, bytes, ipaddress.IPv4Address, ipaddress.IPv6Address,
+                                  ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            addresses = [addresses]
+        addresses = list(addresses)
+        if not addresses or len(addresses) > EP_MAX_LOCAL:
+            raise UsageError(f"give 1..{EP_MAX_LOCAL} local addresses or networks")
+        for a in addresses:
+            net = ipaddress.ip_network(a, strict=False) if not isinstance(a, bytes) else \
+                ipaddress.ip_network(_to_ip(addr_bytes(a)))
+            raw = net.network_address.packed
+            ep.local[ep.nlocal].family = 4 if net.version == 4 else 6
+            ep.local[ep.nlocal].prefix = net.prefixlen
+            memcpy(ep.local[ep.nlocal].addr, <char *>raw, len(raw))
+            mask = (((1 << net.prefixlen) - 1) << (net.max_prefixlen - net.prefixlen)).to_bytes(len(raw), "big")
+            memcpy(ep.local[ep.nlocal].mask, <char *>mask, len(mask))
+            ep.nlocal += 1
+        self._local = [ipaddress.ip_network(a, strict=False) if not isinstance(a, bytes)
+                       else ipaddress.ip_network(_to_ip(addr_bytes(a))) for a in addresses]
+        for name, v, lo, hi in (("mss", mss, 64, 65495), ("window", window, 1, 1 << 30),
+                                ("capacity", capacity, 1, 1 << 31), ("ttl", ttl, 1, 255)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo or v > hi:
+                raise UsageError(f"{name} must be an int in {lo}..{hi}, got {v!r}")
+        if wscale is not None and (not isinstance(wscale, int) or wscale < 0 or wscale > 14):
+            raise UsageError(f"wscale must be 0..14 or None, got {wscale!r}")
+        if wscale is None and window > 65535:
+            raise UsageError("a window above 65535 needs window scaling (wscale)")
+        if wscale is not None and window > (65535 << wscale):
+            raise UsageError(f"window {window} does not fit 65535 << {wscale}")
+        timeouts = Timeouts(msl=msl, syn_sent=0, syn_received=0, established=0, fin_wait_1=0,
+                            fin_wait_2=0, close_wait=0, closing=0, last_ack=0, closed=0, listen=0)
+        # the ISN secret (RFC 6528) follows `seed` only when a seed is given, so tests can
+        # reproduce ISNs; otherwise it is drawn from the OS, independent of the table seed
+        if isn_secret is None:
+            isn_secret = (int.from_bytes(os.urandom(48), "little") if seed is None
+                          else seed * 0x9E3779B97F4A7C15 + 1)
+        if seed is None:
+            seed = int.from_bytes(os.urandom(16), "little")
+        if ft_table_init(&ep.tab, capacity, seed & 0xffffffffffffffff, (seed >> 64) & 0xffffffffffffffff,
+                         False, True) != 0:
+            raise MemoryError(f"cannot allocate an endpoint for {capacity} connections")
+        # the endpoint arms its own timers; the table's only per-state timeout is
+        # TIME-WAIT (2 MSL), re-armed whenever TIME-WAIT is (re-)entered
+        for i, us in enumerate(timeouts.as_micros()):
+            ep.tab.timeout[i] = us
+        self.timeouts = timeouts
+        ep.cfg.mss = mss
+        ep.cfg.window = window
+        ep.cfg.wscale = 0xff if wscale is None else wscale
+        ep.cfg.sack = bool(sack)
+        ep.cfg.timestamps = bool(timestamps)
+        ep.cfg.ttl = ttl
+        ep.cfg.syn_retries = 6
+        ep.cfg.synack_retries = 5
+        ep.cfg.retries2 = 15
+        ep.cfg.rto_initial = 1000000
+        ep.cfg.rto_max = 60000000
+        ep.cfg.fin_wait_2 = 60000000
+        ep.cfg.challenge_limit = 1000
+        for name, v in (("max_transmit_bytes", max_transmit_bytes), ("max_events", max_events)):
+            if not isinstance(v, int) or v < 1024:
+                raise UsageError(f"{name} must be an int >= 1024, got {v!r}")
+        ep.max_out_bytes = max_transmit_bytes
+        ep.rng = (int.from_bytes(os.urandom(8), "little") | 1)
+        ep.max_events = max_events
+        # expand the secret into six independent 64-bit keys (splitmix64 over its words),
+        # so every key word is well mixed whatever the size of the secret
+        x = isn_secret & ((1 << 384) - 1)
+        state = 0
+        for i in range(6):
+            state = (state + 0x9E3779B97F4A7C15 + ((x >> (64 * i)) & 0xffffffffffffffff)) & 0xffffffffffffffff
+            z = state
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xffffffffffffffff
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xffffffffffffffff
+            ep.cfg.isn_key[i] = z ^ (z >> 31)
+        ep.acq = <uint32_t *>calloc(capacity, sizeof(uint32_t))
+        ep.acq_gen = <uint8_t *>calloc(capacity, sizeof(uint8_t))
+        if ep.acq == NULL or ep.acq_gen == NULL:
+            raise MemoryError()
+        ep.acq_cap = capacity
+        self._conns = {}
+        self._pending = set()
+        self._events = []
+        self._scratch_ids = np.empty(4096, dtype=np.uint32)
+        self._next_port = _EPHEMERAL_LOW
+
+    cdef public list _local
+
+    # ---- configuration ----
+
+    def listen(self, port):
+        """Accept connections on `port` (any local address). Raises UsageError if the
+        port is already listening or out of range."""
+        if not isinstance(port, int) or port < 1 or port > 65535:
+            raise UsageError(f"port must be 1..65535, got {port!r}")
+        if _listening(self._ep, port):
+            raise UsageError(f"already listening on port {port}")
+        self._ep.listen_bits[port >> 3] |= 1 << (port & 7)
+
+    def unlisten(self, port):
+        """Stop accepting new connections on `port` (existing ones continue)."""
+        self._ep.listen_bits[port >> 3] &= ~(1 << (port & 7))
+
+    @property
+    def capacity(self):
+        return self._ep.tab.capacity
+
+    def __len__(self):
+        """Connections in the table (every state but CLOSED and LISTEN)."""
+        return self._ep.tab.count
+
+    @property
+    def memory_bytes(self):
+        """Bytes of the connection table (records + index + timer wheel)."""
+        return (self._ep.tab.capacity * sizeof(ft_conn_t) + (self._ep.tab.nslots + 8) * 8
+                + 65536 * 4 + sizeof(ep_t) + self._ep.acq_cap * 5)
+
+    @property
+    def stats(self):
+        """Counters: segments in/out, resets sent, challenge ACKs, retransmissions, and
+        drops by reason (see DROP_REASONS)."""
+        ep = self._ep
+        return dict(segments_in=ep.segs_in, segments_out=ep.segs_out, resets_sent=ep.rst_out,
+                    transmit_dropped=ep.tx_dropped, events_dropped=ep.events_dropped,
+                    challenge_acks=ep.challenge_acks, retransmissions=ep.retransmissions,
+                    connections=ep.tab.count, evictions=ep.tab.stats.evictions,
+                    drops={DROP_REASONS[i]: ep.drops[i] for i in range(DROP_COUNT)})
+
+    # ---- opening ----
+
+    def connect(self, remote_addr, remote_port, *, local_port=None, local_addr=None, now):
+        """Active open: send a SYN. Returns the Connection (state SYN-SENT).
+        Raises UsageError for a port in use, no local address of that family, or a
+        full table."""
+        cdef ft_key_t k
+        cdef int64_t id
+        cdef bytes r = addr_bytes(remote_addr)
+        cdef bytes l
+        cdef uint8_t padded[16]
+        cdef uint64_t t = _us(now, "now")
+        self._now = t
+        if not isinstance(remote_port, int) or remote_port < 1 or remote_port > 65535:
+            raise UsageError(f"remote_port must be 1..65535, got {remote_port!r}")
+        if local_addr is None:
+            fam = 4 if len(r) == 4 else 6
+            nets = [n for n in self._local if n.version == fam]
+            if not nets:
+                raise UsageError(f"no local IPv{fam} address to connect from")
+            net = nets[0]
+            l = (net.network_address if net.num_addresses == 1 else next(net.hosts())).packed
+        else:
+            l = addr_bytes(local_addr)
+            if len(l) != len(r):
+                raise UsageError("local and remote address families differ")
+            memset(padded, 0, 16)             # _is_local reads 16 bytes, zero-padded as in a key
+            memcpy(padded, <char *>l, len(l))
+            if not _is_local(self._ep, padded, 4 if len(l) == 4 else 6):
+                raise UsageError(f"{_to_ip(l)} is not one of this endpoint's addresses")
+        memset(&k, 0, sizeof(k))
+        k.family = 4 if len(r) == 4 else 6
+        memcpy(k.laddr, <char *>l, len(l))
+        memcpy(k.raddr, <char *>r, len(r))
+        k.rport = remote_port
+        if local_port is None:
+            for _ in range(_EPHEMERAL_HIGH - _EPHEMERAL_LOW + 1):
+                k.lport = self._next_port
+                self._next_port = _EPHEMERAL_LOW if self._next_port >= _EPHEMERAL_HIGH else self._next_port + 1
+                if ft_lookup(&self._ep.tab, &k) < 0:
+                    break
+            else:
+                raise UsageError("no free ephemeral port for this remote address")
+        else:
+            if not isinstance(local_port, int) or local_port < 1 or local_port > 65535:
+                raise UsageError(f"local_port must be 1..65535, got {local_port!r}")
+            k.lport = local_port
+        id = ep_connect(self._ep, &k, t)
+        if id == FT_TABLE_EXISTS:
+            raise UsageError(f"{_to_ip(l)}:{k.lport} -> {_to_ip(r)}:{remote_port} is already in use")
+        if id == FT_TABLE_FULL:
+            raise UsageError("connection table full")
+        if id < 0:                             # EP_NOT_LOCAL: the C core's own check
+            raise UsageError(f"{_to_ip(l)} is not one of this endpoint's addresses")
+        conn = Connection._new(self, <uint32_t>id)
+        self._conns[<uint32_t>id] = conn
+        self._after_call()
+        return conn
+
+    def accept(self):
+        """The next connection that completed its handshake on a listening port, or None."""
+        cdef int64_t id = _accept_next(self._ep)
+        if id < 0:
+            return None
+        cdef uint8_t gen = self._ep.tab.conns[id].gen
+        conn = self._conns.get(id)
+        if conn is None or (<Connection>conn)._gen != gen:
+            conn = Connection._new(self, <uint32_t>id)
+            self._conns[id] = conn
+        return conn
+
+    def accept_batch(self):
+        """Every connection waiting in the accept queue, as an int64 array of record ids
+        (the batch path's accept(): no Connection objects are made). Ids of entries that
+        were reset or reused since they completed their handshake are left out."""
+        cdef ep_t *ep = self._ep
+        out = np.empty(ep.acq_len, dtype=np.int64)
+        cdef int64_t[::1] o = out
+        cdef Py_ssize_t n = 0
+        cdef int64_t id
+        with nogil:
+            while True:
+                id = _accept_next(ep)
+                if id < 0:
+                    break
+                o[n] = id
+                n += 1
+        return out[:n]
+
+    # ---- segments in ----
+
+    def receive(self, packet, now):
+        """Process one IP packet at time `now` (seconds). Never raises for what a peer
+        sends: returns None if the segment was used, else the drop reason (a string from
+        DROP_REASONS; malformed packets count under "malformed")."""
+        cdef Py_buffer view
+        cdef int rc
+        cdef size_t first
+        cdef uint64_t t = _us(now, "now")
+        self._now = t
+        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        try:
+            self._ep.last_conn = FT_NIL
+            first = self._ep.nev
+            if view.len > 0xffffffff:
+                rc = DROP_MALFORMED
+                self._ep.drops[DROP_MALFORMED] += 1
+            else:
+                rc = ep_process(self._ep, <const uint8_t *>view.buf, view.len, 0, t)
+            self._after_call(<const uint8_t *>view.buf, view.len, first)
+            if self._ep.last_conn != FT_NIL:
+                # an ACK may have advanced SND.UNA without any state change: trim the
+                # connection's send buffer and send what the window now allows
+                held = self._conns.get(self._ep.last_conn)
+                if held is not None and ((<Connection>held)._sndbuf or (<Connection>held)._fin_pending
+                                         or (<Connection>held)._timing) \
+                        and (<Connection>held)._rec() != NULL:
+                    self._acked(<Connection>held)
+                    self._flush(<Connection>held)
+        finally:
+            PyBuffer_Release(&view)
+        return None if rc < 0 else DROP_REASONS[rc]
+
+    def receive_batch(self, buffer, offsets, lengths, now):
+        """Process many packets (a segment batch) at time `now` without the GIL. Returns
+        an int64 array with -1 per used packet, else its drop reason index (DROP_REASONS).
+        Events (with DATA at buffer offsets) are collected for `events_batch()`."""
+        cdef Py_buffer view
+        cdef uint64_t t = _us(now, "now")
+        off = np.ascontiguousarray(offsets, dtype=np.int64)
+        ln = np.ascontiguousarray(lengths, dtype=np.int64)
+        if off.ndim != 1 or off.shape != ln.shape:
+            raise UsageError("offsets and lengths must be 1-D and the same length")
+        cdef Py_ssize_t n = off.shape[0], i
+        out = np.empty(n, dtype=np.int64)
+        cdef const int64_t[::1] o = off
+        cdef const int64_t[::1] l = ln
+        cdef int64_t[::1] r = out
+        self._now = t
+        PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+        try:
+            if n:
+                with nogil:
+                    i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
+                if i >= 0:
+                    raise span_outside_buffer(i, off[i], ln[i], view.len)
+                if view.len > 0xffffffff:
+                    raise UsageError("batch buffers are limited to 4 GiB")
+                with nogil:
+                    ep_process_batch(self._ep, <const uint8_t *>view.buf, &o[0], &l[0], n, t, &r[0])
+        finally:
+            PyBuffer_Release(&view)
+        return out
+
+    # ---- time ----
+
+    def poll(self, now):
+        """Run the timers due at `now` (retransmissions, TIME-WAIT and FIN-WAIT-2
+        expiry). Call again at next_deadline()."""
+        cdef uint64_t t = _us(now, "now")
+        cdef uint32_t[::1] ids = self._scratch_ids
+        self._now = t
+        with nogil:
+            ep_poll(self._ep, t, &ids[0], ids.shape[0])
+        self._after_call()
+
+    def poll_batch(self, now):
+        """poll() for batch users: timers run without the GIL and their events stay raw
+        for events_batch() (no Python objects are made)."""
+        cdef uint64_t t = _us(now, "now")
+        cdef uint32_t[::1] ids = self._scratch_ids
+        self._now = t
+        with nogil:
+            ep_poll(self._ep, t, &ids[0], ids.shape[0])
+
+    def next_deadline(self):
+        """When poll() next has work, in seconds, or None."""
+        cdef uint64_t best = 0
+        cdef uint32_t id
+        cdef Py_ssize_t b
+        cdef ft_table_t *tab = &self._ep.tab
+        for b in range(65536):
+            id = tab.wheel[b]
+            while id != FT_NIL:
+                if best == 0 or tab.conns[id].deadline < best:
+                    best = tab.conns[id].deadline
+                id = tab.conns[id].t_next
+        return None if best == 0 else best / 1e6
+
+    # ---- out ----
+
+    def transmit(self):
+        """Packets to send, as a list of bytes (oldest first); the queue is emptied."""
+        cdef ep_t *ep = self._ep
+        cdef size_t i
+        out = [PyBytes_FromStringAndSize(<char *>ep.out + ep.out_off[i], ep.out_lens[i]) for i in range(ep.nout)]
+        ep.nout = 0
+        ep.out_len = 0
+        return out
+
+    def transmit_batch(self):
+        """Packets to send as a segment batch: (uint8 buffer, int64 offsets, int64
+        lengths), copies; the queue is emptied."""
+        cdef ep_t *ep = self._ep
+        buf = np.empty(ep.out_len, dtype=np.uint8)
+        offs = np.empty(ep.nout, dtype=np.int64)
+        lens = np.empty(ep.nout, dtype=np.int64)
+        cdef uint8_t[::1] bv = buf
+        cdef int64_t[::1] ov = offs
+        cdef int64_t[::1] lv = lens
+        if ep.out_len:
+            memcpy(&bv[0], ep.out, ep.out_len)
+        if ep.nout:
+            memcpy(&ov[0], ep.out_off, ep.nout * 8)
+            memcpy(&lv[0], ep.out_lens, ep.nout * 8)
+        ep.nout = 0
+        ep.out_len = 0
+        return buf, offs, lens
+
+    @property
+    def pending_transmit(self):
+        return self._ep.nout
+
+    def events(self):
+        """State changes since the last call, as `fasttcp.Event` objects."""
+        out = self._events
+        self._events = []
+        return out
+
+    def events_batch(self):
+        """Raw events since the last call as an EVENT_DTYPE array (batch path); the
+        single-packet methods turn these into Event objects themselves."""
+        cdef ep_t *ep = self._ep
+        arr = np.empty(ep.nev, dtype=EVENT_DTYPE)
+        cdef uint8_t[::1] v = arr.view(np.uint8).reshape(-1) if ep.nev else np.empty(0, np.uint8)
+        if ep.nev:
+            memcpy(&v[0], ep.ev, ep.nev * sizeof(ep_event_t))
+        ep.nev = 0
+        return arr
+
+    # ---- batch user calls (benchmarks, load generators) ----
+
+    def connect_batch(self, keys, now):
+        """Active-open every KEY_DTYPE key (local = l*, remote = r*). Returns int64 ids
+        (-1 table full, -2 key in use, -3 local address not one of this endpoint's).
+        Events go to events_batch()."""
+        from fasttcp.table.table import KEY_DTYPE
+        if not isinstance(keys, np.ndarray) or keys.dtype != KEY_DTYPE or keys.ndim != 1:
+            raise UsageError("keys must be a 1-D KEY_DTYPE array")
+        keys = np.ascontiguousarray(keys)
+        cdef uint64_t t = _us(now, "now")
+        cdef Py_ssize_t n = keys.shape[0], i
+        out = np.empty(n, dtype=np.int64)
+        cdef int64_t[::1] o = out
+        cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
+        cdef const ft_key_t *kp
+        self._now = t
+        if n:
+            kp = <const ft_key_t *>&kv[0]
+            with nogil:
+                ep_connect_batch(self._ep, kp, n, t, &o[0])
+        return out
+
+    def close_batch(self, ids, now):
+        """close() every id (record ids as returned by connect_batch or in events)."""
+        cdef uint64_t t = _us(now, "now")
+        v = np.ascontiguousarray(ids, dtype=np.int64)
+        cdef const int64_t[::1] iv = v
+        cdef Py_ssize_t i
+        cdef ep_t *ep = self._ep
+        self._now = t
+        with nogil:
+            for i in range(iv.shape[0]):
+                if 0 <= iv[i] < ep.tab.fresh and ep.tab.conns[iv[i]].family != 0:
+                    ep_close(ep, <uint32_t>iv[i], t)
+
+    def clear_events(self):
+        """Drop pending raw events and the accept queue (batch users who track
+        connections through the arrays)."""
+        self._ep.nev = 0
+        self._ep.acq_len = 0
+
+    # ---- internals ----
+
+    cdef void _reopen_window(self, Connection c, ft_conn_t *r):
+        # the advertised window is what the receive buffer can still take
+        cdef uint32_t room = self._ep.cfg.window - min(<size_t>self._ep.cfg.window, len(c._rcvbuf))
+        cdef uint32_t before = r.rcv_wnd
+        r.rcv_wnd = room
+        if before < self._ep.cfg.window // 2 and room >= self._ep.cfg.window // 2 and r.state >= TCPS_ESTABLISHED:
+            _send_ack(self._ep, r, self._now)          # window update after the app read
+
+    cdef _after_call(self, const uint8_t *inbuf=NULL, size_t inlen=0, size_t first=0):
+        """Turn raw events into Event objects, feed received data to connections, trim
+        acknowledged bytes, flush queued data and FINs."""
+        cdef ep_t *ep = self._ep
+        cdef size_t i, nev = ep.nev
+        cdef ep_event_t *e
+        cdef Connection conn
+        if nev == 0:
+            return
+        touched = []
+        for i in range(nev):
+            e = &ep.ev[i]
+            c = self._conns.get(e.conn)
+            if c is not None and (<Connection>c)._gen != e.gen:
+                c = None
+            if c is None and e.cause in (EV_SYN_RECEIVED, EV_REOPEN, EV_CONNECT):
+                if ep.tab.conns[e.conn].family != 0 and ep.tab.conns[e.conn].gen == e.gen:
+                    c = Connection._new(self, e.conn)
+                    self._conns[e.conn] = c
+            if c is None:
+                c = _Detached_new(e)
+            else:
+                conn = <Connection>c
+                # only this call's DATA events point into `inbuf`; data that arrived
+                # through a batch call was reported there (events_batch) and is not
+                # in this buffer
+                if e.cause == EV_DATA and inbuf != NULL and i >= first \
+                        and <size_t>e.data_offset + e.value <= inlen:
+                    conn._rcvbuf += PyBytes_FromStringAndSize(<char *>inbuf + e.data_offset, e.value)
+                    conn.bytes_received += e.value
+                    r = conn._rec()
+                    if r != NULL:
+                        r.rcv_wnd = ep.cfg.window - min(<size_t>ep.cfg.window, len(conn._rcvbuf))
+                if e.new_state in (TCPS_CLOSED, TCPS_LISTEN) and e.cause != EV_DATA and e.cause != EV_RETRANSMIT:
+                    conn._final = _State(e.new_state)
+                    if e.cause in (EV_RST_RECEIVED, EV_ABORT, EV_REFUSED, EV_RETRANSMIT_LIMIT, EV_TIMEOUT,
+                                   EV_EVICTED):
+                        conn.reset_cause = _Cause(e.cause)
+                    self._conns.pop(e.conn, None)
+                elif e.cause == EV_RETRANSMIT and conn._rec() != NULL and e.old_state >= TCPS_ESTABLISHED:
+                    self._retransmit(conn)
+                if not touched or touched[-1] is not conn:
+                    touched.append(conn)
+            if len(self._events) < ep.max_events:
+                self._events.append(_make_event(e, c))
+            else:
+                ep.events_dropped += 1              # events() is not being drained
+        ep.nev = 0
+        for conn in (touched if len(touched) < 2 else dict.fromkeys(touched)):
+            if (conn._sndbuf or conn._fin_pending or conn._timing) and conn._rec() != NULL:
+                self._acked(conn)
+                self._flush(conn)
+        # (a connection waiting for its window is flushed when an ACK for it arrives:
+        # receive() handles the connection each segment belongs to -- no sweep here,
+        # which would cost every call time in proportion to the waiting connections)
+
+    cdef void _acked(self, Connection c):
+        """Drop acknowledged bytes from the send buffer; sample the RTT (RFC 6298, Karn)."""
+        cdef ft_conn_t *r = c._rec()
+        cdef uint32_t acked
+        cdef double sample
+        if r == NULL:
+            return
+        if not c._seq_set:
+            return
+        acked = r.snd_una - c._sndbuf_seq
+        if acked == 0 or acked > 0x7fffffff:
+            pass                                          # nothing new (or an old ACK)
+        elif acked <= len(c._sndbuf):
+            del c._sndbuf[:acked]
+            c._sndbuf_seq = r.snd_una
+            if r.snd_una != r.snd_nxt and r.state >= TCPS_ESTABLISHED:
+                ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)   # RFC 6298 5.3
+        else:
+            c._sndbuf.clear()                             # the data and our FIN after it
+            c._sndbuf_seq = r.snd_una
+        if c._timing and seq_ge(r.snd_una, c._timed_end):
+            sample = <double>(self._now - c._timed_at)
+            if c._srtt == 0:
+                c._srtt = sample                          # RFC 6298 2.2
+                c._rttvar = sample / 2
+            else:                                         # RFC 6298 2.3
+                c._rttvar = 0.75 * c._rttvar + 0.25 * abs(c._srtt - sample)
+                c._srtt = 0.875 * c._srtt + 0.125 * sample
+            c._rto = <uint64_t>max(c._srtt + max(1000.0, 4 * c._rttvar), 1000000.0)   # 2.4: >= 1 s
+            if c._rto > self._ep.cfg.rto_max:
+                c._rto = self._ep.cfg.rto_max
+            c._timing = False
+
+    cdef void _flush(self, Connection c):
+        """Send queued bytes within min(peer window, MSS) segments; then a pending FIN."""
+        cdef ft_conn_t *r = c._rec()
+        cdef uint32_t in_flight, room, n, off
+        cdef const uint8_t *base
+        if r == NULL:
+            self._pending.discard(c)
+            return
+        if r.state < TCPS_ESTABLISHED:
+            if c._fin_pending or c._sndbuf:
+                self._pending.add(c)             # send once the handshake completes
+            return
+        if not c._seq_set:
+            c._seq_set = True                             # first flush after synchronizing
+            c._sndbuf_seq = r.snd_una
+            c._high = r.snd_nxt
+        if r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT:
+            while True:
+                in_flight = r.snd_nxt - r.snd_una
+                off = r.snd_nxt - c._sndbuf_seq
+                if off >= len(c._sndbuf):
+                    break
+                room = r.snd_wnd - in_flight if r.snd_wnd > in_flight else 0
+                # RFC 6691: the MSS counts no TCP options; timestamps take 12 bytes
+                n = min(<uint32_t>(len(c._sndbuf) - off), <uint32_t>_payload_room(r), room)
+                if n == 0:
+                    if in_flight == 0 and r.deadline == 0:
+                        # zero window, nothing in flight: the persist timer (RFC 9293
+                        # 3.8.6.1) makes sure a lost window update cannot deadlock us
+                        ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)
+                    break                                   # window closed: wait for an ACK
+                data = bytes(c._sndbuf[off:off + n])
+                if not c._timing and seq_ge(r.snd_nxt, c._high):
+                    c._timing = True                        # time this segment (Karn: not a retransmission)
+                    c._timed_end = r.snd_nxt + n
+                    c._timed_at = self._now
+                if seq_lt(r.snd_nxt, c._high):
+                    self._ep.retransmissions += 1           # go-back-N resend after an RTO
+                    c.retransmits_data += 1
+                ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, n, self._now, c._rto)
+                c.bytes_sent += n
+                if seq_gt(r.snd_nxt, c._high):
+                    c._high = r.snd_nxt
+        if c._fin_pending and r.snd_nxt - c._sndbuf_seq >= len(c._sndbuf):
+            c._fin_pending = False
+            ep_close(self._ep, c.id, self._now)
+        if c._fin_pending or r.snd_nxt - c._sndbuf_seq < len(c._sndbuf):
+            self._pending.add(c)
+        else:
+            self._pending.discard(c)
+
+    cdef void _retransmit(self, Connection c):
+        """RTO fired with data outstanding: resend the first segment from SND.UNA, back
+        off the timer (RFC 6298 5.4-5.6) and stop timing (Karn)."""
+        cdef ft_conn_t *r = c._rec()
+        cdef uint32_t n, outstanding
+        cdef bint fin
+        if r == NULL:
+            return
+        self._acked(c)
+        outstanding = r.snd_nxt - r.snd_una
+        n = min(<uint32_t>len(c._sndbuf), <uint32_t>_payload_room(r), outstanding)
+        # a FIN alone is resent by the core's timer itself; here only behind data
+        fin = n > 0 and r.state in (TCPS_FIN_WAIT_1, TCPS_CLOSING, TCPS_LAST_ACK) and n + 1 == outstanding
+        if n or fin:
+            data = bytes(c._sndbuf[:n])
+            ep_resend_data(self._ep, c.id, r.snd_una, <const uint8_t *><char *>data, n, fin, self._now)
+            c.retransmits_data += 1
+            if n and not fin and (r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT):
+                # go back N (RFC 6298 5.4 resends the earliest segment; the rest of the
+                # flight follows as ACKs return, instead of one segment per timeout)
+                if seq_gt(r.snd_nxt, c._high):
+                    c._high = r.snd_nxt
+                r.snd_nxt = r.snd_una + n
+        elif outstanding == 0 and len(c._sndbuf) and r.snd_wnd == 0 and \
+                (r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT):
+            # window probe: one new byte past the closed window; the peer's ACK to it
+            # carries its current window (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17)
+            data = bytes(c._sndbuf[:1])
+            ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, 1, self._now, c._rto)
+            c.bytes_sent += 1
+        c._timing = False
+        c._rto = min(c._rto * 2, self._ep.cfg.rto_max)
+        ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)
+
+
+
+@cython.final
+@cython.no_gc      # holds no containers and nothing refers back to it: no cycles, no GC cost
+cdef class _Detached:
+    """Stands in, in an Event, for a connection the user never held (it came and went
+    inside one call). Its key is decoded only when asked for."""
+    cdef readonly uint32_t id
+    cdef ft_key_t _k
+
+    def __init__(self, *a):
+        raise TypeError("internal")
+
+    @property
+    def key(self):
+        n = 4 if self._k.family == 4 else 16
+        return (_to_ip(PyBytes_FromStringAndSize(<char *>self._k.laddr, n)), self._k.lport,
+                _to_ip(PyBytes_FromStringAndSize(<char *>self._k.raddr, n)), self._k.rport)
+
+    @property
+    def state(self):
+        return _State.CLOSED
+
+    def __repr__(self):
+        l, lp, r, rp = self.key
+        return f"<Connection {l}:{lp} -> {r}:{rp} (not held)>"
+
+
+cdef object _Detached_new(ep_event_t *e):
+    cdef _Detached d = _Detached.__new__(_Detached)
+    d.id = e.conn
+    memcpy(&d._k, e.key, 40)
+    return d
+
+
+def pipe(Endpoint src, Endpoint dst, now):
+    """Deliver every packet `src` has queued to `dst` (receive at `now`), as if over a
+    lossless wire, and empty src's queue. Returns how many were delivered.
+
+    The in-memory wire of benchmarks and tests: each packet is still fully parsed,
+    checksum-verified, looked up and processed by `dst`; only the copy out to Python is
+    skipped. Events stay raw (events_batch())."""
+    cdef uint64_t t = _us(now, "now")
+    cdef ep_t *s = src._ep
+    cdef ep_t *d = dst._ep
+    cdef size_t n = s.nout
+    if src is dst:
+        raise UsageError("pipe() needs two endpoints")
+    dst._now = t
+    with nogil:
+        ep_process_batch(d, s.out, <const int64_t *>s.out_off, <const int64_t *>s.out_lens, n, t, NULL)
+    s.nout = 0
+    s.out_len = 0
+    return n

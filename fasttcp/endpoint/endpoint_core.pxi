@@ -1,0 +1,980 @@
+# C core of the sans-IO endpoint (included by endpoint.pyx).
+#
+# Theory of operation: ep_process() takes one IP packet and the time, runs RFC 9293's
+# SEGMENT ARRIVES procedure (3.10.7) against the connection record found in the table
+# (with RFC 5961's RST/SYN/ACK checks and RFC 7323's PAWS), and appends what must be
+# sent to the output arena and what happened to the event array. ep_poll() does the
+# same for timers. Nothing here blocks, reads a clock or touches Python: the caller
+# passes time in and drains the arena and events.
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, memset
+
+from fasttcp.wire.defs cimport *
+from fasttcp.table.ops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
+                                     ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
+                                     ftx_set_deadline)
+from fasttcp.wire.codec cimport (ft_parse_ip_inline, ft_build_packet, ft_build_ts_segment,
+                                ft_put_linux_options)
+from fasttcp.wire.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
+from fasttcp.table.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
+                                  ft_lookup, ft_insert, ft_set_deadline,
+                                  ft_expire, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
+                                  TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
+                                  TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
+                                  TCPS_CLOSE_WAIT, TCPS_CLOSING, TCPS_LAST_ACK, TCPS_TIME_WAIT,
+                                  CONN_F_SACK, CONN_F_TIMESTAMPS, CONN_F_WSCALE)
+
+cdef extern from "mem_impl.h" nogil:
+    void ft_copy_words(void *dst, const void *src, size_t n)
+
+cdef enum:
+    CONN_F_PASSIVE = 16         # opened from a listening port: a reset returns it to LISTEN
+    CONN_F_BUFFERED = 32        # delivered data waits in a Connection's receive buffer:
+                                # it narrows the advertised window until the app reads it
+    CONN_F_QUEUED = 64          # in the accept queue (a new incarnation starts without it,
+                                # so a stale queue entry can never hand it out)
+    EP_MAX_LOCAL = 16
+    EP_MAX_SEGMENT = 40 + 60 + 65535   # IPv6 header + TCP header with options + payload
+    EP_NOT_LOCAL = -3           # connect: the local address is not one of the endpoint's
+
+ctypedef struct ep_local_t:
+    uint8_t family
+    uint8_t prefix               # address bits that must match
+    uint8_t addr[16]
+    uint8_t mask[16]             # the prefix as a bit mask (zero past it, and past 4 bytes for IPv4)
+
+ctypedef struct ep_t:
+    ft_table_t tab
+    ep_config_t cfg
+    ep_local_t local[16]
+    int nlocal
+    uint8_t listen_bits[8192]   # one bit per port
+    # output arena: packets back to back, with offsets and lengths
+    uint8_t *out
+    size_t out_len
+    size_t out_cap
+    uint64_t *out_off           # offsets (uint64 so callers can view them as int64)
+    uint64_t *out_lens
+    size_t nout
+    size_t nout_cap
+    # events
+    ep_event_t *ev
+    size_t nev
+    size_t nev_cap
+    # accept queue: ring of established passive connections (id, gen)
+    uint32_t *acq
+    uint8_t *acq_gen
+    size_t acq_head
+    size_t acq_len
+    size_t acq_cap
+    # counters
+    uint64_t drops[14]
+    uint64_t segs_in
+    uint64_t segs_out
+    uint64_t rst_out
+    uint64_t challenge_acks
+    uint64_t retransmissions
+    uint64_t chal_window
+    uint32_t chal_count
+    uint32_t next_port
+    uint32_t last_conn          # record the last processed segment belonged to (FT_NIL: none)
+    size_t max_out_bytes        # bounds: what a peer can make us queue while the caller
+    size_t max_events           # does not drain (beyond them: dropped and counted)
+    uint64_t tx_dropped
+    uint64_t events_dropped
+    uint64_t rng                # xorshift state (challenge ACK budget)
+    bint oom
+
+
+cdef inline uint64_t _rto(const ep_t *ep, uint8_t n) noexcept nogil:
+    """RFC 6298 5.5: back off by doubling, capped at rto_max."""
+    cdef uint64_t r = ep.cfg.rto_initial
+    while n > 0 and r < ep.cfg.rto_max:
+        r <<= 1
+        n -= 1
+    return r if r < ep.cfg.rto_max else ep.cfg.rto_max
+
+
+cdef inline bint _grow(void **p, size_t *cap, size_t need, size_t item) noexcept nogil:
+    cdef size_t c = cap[0] if cap[0] else 64
+    cdef void *q
+    if need <= cap[0]:
+        return True
+    while c < need:
+        c *= 2
+    q = realloc(p[0], c * item)
+    if q == NULL:
+        return False
+    p[0] = q
+    cap[0] = c
+    return True
+
+
+cdef inline void _event(ep_t *ep, uint32_t id, uint8_t old, uint8_t new, uint8_t cause,
+                        uint32_t value, uint32_t data_offset, uint64_t now) noexcept nogil:
+    cdef ep_event_t *e
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    if ep.nev >= ep.max_events:
+        ep.events_dropped += 1
+        return
+    if not _grow(<void **>&ep.ev, &ep.nev_cap, ep.nev + 1, sizeof(ep_event_t)):
+        ep.oom = True
+        return
+    e = &ep.ev[ep.nev]
+    ep.nev += 1
+    e.time = now
+    e.conn = id
+    e.value = value
+    e.old_state = old
+    e.new_state = new
+    e.cause = cause
+    e.gen = c.gen
+    e.data_offset = data_offset
+    # the key's first word from its fields, not by reloading the record's first 8
+    # bytes: the state byte in them was usually just stored (a store-forwarding stall)
+    cdef uint64_t w = ft_key_word0(c.family, c.lport, c.rport)
+    memcpy(e.key, &w, 8)
+    ft_copy_words(e.key + 8, c.laddr, 4)
+
+
+cdef inline uint8_t *_reserve(ep_t *ep, size_t n) noexcept nogil:
+    """Room for one packet of at most n bytes at the end of the arena."""
+    if ep.out_len + n > ep.max_out_bytes:
+        ep.tx_dropped += 1               # the caller is not draining transmit()
+        return NULL
+    if not _grow(<void **>&ep.out, &ep.out_cap, ep.out_len + n, 1):
+        ep.oom = True
+        return NULL
+    if ep.nout + 1 > ep.nout_cap and not _grow_out(ep, ep.nout + 1):
+        ep.oom = True
+        return NULL
+    return ep.out + ep.out_len
+
+
+cdef bint _grow_out(ep_t *ep, size_t need) noexcept nogil:
+    """Grow the offsets and lengths arrays together (they share nout_cap)."""
+    cdef size_t c = ep.nout_cap if ep.nout_cap else 64
+    cdef void *a
+    cdef void *b
+    while c < need:
+        c *= 2
+    a = realloc(ep.out_off, c * sizeof(uint64_t))
+    if a == NULL:
+        return False
+    ep.out_off = <uint64_t *>a
+    b = realloc(ep.out_lens, c * sizeof(uint64_t))
+    if b == NULL:
+        return False
+    ep.out_lens = <uint64_t *>b
+    ep.nout_cap = c
+    return True
+
+
+cdef inline void _commit(ep_t *ep, Py_ssize_t n) noexcept nogil:
+    if n <= 0:
+        return
+    ep.out_off[ep.nout] = ep.out_len
+    ep.out_lens[ep.nout] = <uint64_t>n
+    ep.nout += 1
+    ep.out_len += <size_t>n
+    ep.segs_out += 1
+
+
+cdef inline uint32_t _tsval(uint64_t now) noexcept nogil:
+    return <uint32_t>(now // 1000)        # RFC 7323 5.4: a 1 ms timestamp clock
+
+
+cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint32_t ack,
+                      const uint8_t *payload, size_t plen, uint64_t now) noexcept nogil:
+    """Build one segment of connection c into the arena: options as negotiated (the full
+    offer on a SYN), window as we advertise it, TS when in use."""
+    cdef uint8_t optbuf[40]
+    cdef size_t optlen = 0
+    cdef uint8_t *p
+    cdef uint32_t wnd
+    cdef Py_ssize_t n
+    cdef bint ts
+    if not (flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) and plen == 0:
+        # an ACK or FIN: at most the timestamp option, written straight into the packet
+        ts = (c.flags & CONN_F_TIMESTAMPS) != 0
+        wnd = c.rcv_wnd >> (c.wscale & 15)
+        if wnd > 65535:
+            wnd = 65535
+        p = _reserve(ep, 40 + 20 + (12 if ts else 0))
+        if p == NULL:
+            return -1
+        n = ft_build_ts_segment(p, c.family, c.laddr, c.raddr, ep.cfg.ttl, c.lport, c.rport, seq, ack,
+                                flags, <uint16_t>wnd, ts, _tsval(now), c.ts_recent)
+        _commit(ep, n)
+        return n
+    # the options written straight into the buffer in Linux's layout (the endpoint sends
+    # no SACK blocks); a test holds them to the general encoder byte for byte
+    if flags & TCP_FLAG_SYN:
+        if c.state == TCPS_SYN_SENT or c.state == TCPS_CLOSED:
+            # our own SYN: offer everything configured (RFC 7323 1.3, RFC 2018 2)
+            optlen = ft_put_linux_options(optbuf, True, ep.cfg.mss, ep.cfg.sack, ep.cfg.timestamps,
+                                          _tsval(now), 0, ep.cfg.wscale != 0xff, ep.cfg.wscale)
+        else:
+            # SYN-ACK: answer only what the peer offered
+            optlen = ft_put_linux_options(optbuf, True, ep.cfg.mss, (c.flags & CONN_F_SACK) != 0,
+                                          (c.flags & CONN_F_TIMESTAMPS) != 0, _tsval(now), c.ts_recent,
+                                          (c.flags & CONN_F_WSCALE) != 0, c.wscale & 15)
+        wnd = c.rcv_wnd if c.rcv_wnd < 65535 else 65535       # RFC 7323 2.2: SYN windows unscaled
+    else:
+        if (c.flags & CONN_F_TIMESTAMPS) and not (flags & TCP_FLAG_RST):
+            optlen = ft_put_linux_options(optbuf, False, 0, False, True, _tsval(now), c.ts_recent, False, 0)
+        wnd = c.rcv_wnd >> (c.wscale & 15)
+        if wnd > 65535:
+            wnd = 65535
+    p = _reserve(ep, 40 + 20 + optlen + plen)
+    if p == NULL:
+        return -1
+    n = ft_build_packet(p, 40 + 20 + optlen + plen, c.family, c.laddr, c.raddr, ep.cfg.ttl,
+                        c.lport, c.rport, seq, ack, flags, <uint16_t>wnd, 0,
+                        optbuf, optlen, payload, plen)
+    _commit(ep, n)
+    if flags & TCP_FLAG_RST:
+        ep.rst_out += 1
+    return n
+
+
+cdef inline void _send_ack(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
+    _send(ep, c, TCP_FLAG_ACK, c.snd_nxt, c.rcv_nxt, NULL, 0, now)
+
+
+cdef inline void _send_synack(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
+    _send(ep, c, TCP_FLAG_SYN | TCP_FLAG_ACK, c.iss, c.rcv_nxt, NULL, 0, now)
+
+
+cdef inline void _send_syn(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
+    _send(ep, c, TCP_FLAG_SYN, c.iss, 0, NULL, 0, now)
+
+
+cdef int _challenge_ack(ep_t *ep, ft_conn_t *c, int reason, uint64_t now) noexcept nogil:
+    """RFC 5961 3.2/4.2/5.2 challenge ACK, limited per second across the endpoint (7).
+    Returns the drop reason that applies: `reason`, or DROP_CHALLENGE_LIMIT if suppressed."""
+    if now - ep.chal_window >= 1000000:
+        ep.chal_window = now
+        # a randomised budget (limit/2 .. limit) each second: an exact global count
+        # lets an off-path attacker probe other connections' windows (CVE-2016-5696)
+        ep.rng ^= ep.rng << 13
+        ep.rng ^= ep.rng >> 7
+        ep.rng ^= ep.rng << 17
+        ep.chal_count = <uint32_t>(ep.rng % (ep.cfg.challenge_limit // 2 + 1))
+    if ep.chal_count >= ep.cfg.challenge_limit:
+        ep.drops[DROP_CHALLENGE_LIMIT] += 1
+        return DROP_CHALLENGE_LIMIT
+    ep.chal_count += 1
+    ep.challenge_acks += 1
+    ep.drops[reason] += 1
+    _send_ack(ep, c, now)
+    return reason
+
+
+cdef void _reset_reply(ep_t *ep, const pkt_t *p, uint64_t now) noexcept nogil:
+    """RFC 9293 3.10.7.1: a reset for a segment that has no connection. If it carried an
+    ACK, RST with seq = SEG.ACK; else RST,ACK with ack = SEG.SEQ + SEG.LEN."""
+    cdef ft_conn_t tmp
+    cdef uint32_t seglen
+    if p.flags & TCP_FLAG_RST:
+        return                           # never answer a reset with a reset
+    memset(&tmp, 0, sizeof(tmp))
+    tmp.family = p.version
+    tmp.lport = p.dst_port
+    tmp.rport = p.src_port
+    memcpy(tmp.laddr, p.dst, 16)
+    memcpy(tmp.raddr, p.src, 16)
+    tmp.state = TCPS_CLOSED
+    if p.flags & TCP_FLAG_ACK:
+        _send(ep, &tmp, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
+    else:
+        seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
+        _send(ep, &tmp, TCP_FLAG_RST | TCP_FLAG_ACK, 0, p.seq + seglen, NULL, 0, now)
+
+
+cdef bint _is_local(const ep_t *ep, const uint8_t *addr, uint8_t family) noexcept nogil:
+    # masked compare, 8 bytes at a time: `addr` must be 16 readable bytes (an IPv4
+    # address zero-padded, as in pkt_t and keys)
+    cdef int i
+    cdef uint64_t a0, a1, n0, n1, m0, m1
+    memcpy(&a0, addr, 8)
+    memcpy(&a1, addr + 8, 8)
+    for i in range(ep.nlocal):
+        if ep.local[i].family != family:
+            continue
+        memcpy(&n0, ep.local[i].addr, 8)
+        memcpy(&n1, ep.local[i].addr + 8, 8)
+        memcpy(&m0, ep.local[i].mask, 8)
+        memcpy(&m1, ep.local[i].mask + 8, 8)
+        if (((a0 ^ n0) & m0) | ((a1 ^ n1) & m1)) == 0:
+            return True
+    return False
+
+
+cdef inline bint _listening(const ep_t *ep, uint16_t port) noexcept nogil:
+    return (ep.listen_bits[port >> 3] >> (port & 7)) & 1
+
+
+cdef uint32_t _isn(const ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogil:
+    """RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock."""
+    return <uint32_t>((now >> 2) + (ft_nh5(ep.cfg.isn_key, ft_w(k, 0), ft_w(k, 1), ft_w(k, 2), ft_w(k, 3),
+                                           ft_w(k, 4)) >> 32))
+
+
+cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
+    """Options from the peer's SYN (or SYN-ACK), RFC 9293 3.7.1, RFC 7323, RFC 2018."""
+    cdef const tcp_opts_t *o = &p.opts
+    cdef uint16_t peer_mss
+    cdef uint8_t ours = 0
+    if o.present & OPT_HAS_MSS:
+        peer_mss = o.mss
+    else:
+        peer_mss = 536 if p.version == 4 else 1220        # RFC 9293 3.7.1 / RFC 8200 5
+    if peer_mss < 64:
+        peer_mss = 64           # a peer cannot make us send 1-byte segments (Linux clamps too)
+    c.mss = peer_mss if peer_mss < ep.cfg.mss else ep.cfg.mss
+    c.flags &= ~(CONN_F_WSCALE | CONN_F_SACK | CONN_F_TIMESTAMPS)
+    c.wscale = 0
+    if (o.present & OPT_HAS_WSCALE) and ep.cfg.wscale != 0xff:
+        c.flags |= CONN_F_WSCALE
+        ours = ep.cfg.wscale
+        # RFC 7323 2.3: a shift above 14 is used as 14
+        c.wscale = <uint8_t>(((o.wscale if o.wscale < 14 else 14) << 4) | ours)
+    if (o.present & OPT_HAS_SACK_PERM) and ep.cfg.sack:
+        c.flags |= CONN_F_SACK
+    if (o.present & OPT_HAS_TIMESTAMP) and ep.cfg.timestamps:
+        c.flags |= CONN_F_TIMESTAMPS
+        c.ts_recent = o.tsval
+
+
+cdef inline void _enter(ep_t *ep, uint32_t id, uint8_t state, uint8_t cause, uint64_t now) noexcept nogil:
+    cdef uint8_t old = ep.tab.conns[id].state
+    cdef uint64_t running = ep.tab.conns[id].deadline
+    ftx_set_state(&ep.tab, id, state, now)
+    if ep.tab.timeout[state] == 0 and running != 0:
+        # a state without a timeout of its own (CLOSING, CLOSE-WAIT, ...) keeps the
+        # retransmission timer that was running: what is outstanding still needs it
+        ftx_set_deadline(&ep.tab, id, running)
+    _event(ep, id, old, state, cause, 0, 0, now)
+
+
+cdef inline void _close_record(ep_t *ep, uint32_t id, uint8_t final_state, uint8_t cause, uint64_t now) noexcept nogil:
+    """The connection is gone (CLOSED, or back to LISTEN for a passive SYN-RECEIVED)."""
+    cdef uint8_t old = ep.tab.conns[id].state
+    _event(ep, id, old, final_state, cause, 0, 0, now)
+    ftx_remove(&ep.tab, id)
+
+
+cdef inline void _close_record_hashed(ep_t *ep, uint32_t id, uint8_t final_state, uint8_t cause, uint64_t now,
+                                      uint64_t h) noexcept nogil:
+    """_close_record when the key's hash is at hand (h: ft_hash_key of the record)."""
+    cdef uint8_t old = ep.tab.conns[id].state
+    _event(ep, id, old, final_state, cause, 0, 0, now)
+    ftx_remove_hashed(&ep.tab, id, h)
+
+
+cdef inline void _arm(ep_t *ep, uint32_t id, uint64_t deadline) noexcept nogil:
+    ftx_set_deadline(&ep.tab, id, deadline)
+
+
+cdef void _accept_push(ep_t *ep, uint32_t id) noexcept nogil:
+    cdef size_t slot
+    if ep.acq_len >= ep.acq_cap:
+        return                           # queue as long as the table: cannot overflow
+    slot = ep.acq_head + ep.acq_len        # both < acq_cap: one wrap at most (no division)
+    if slot >= ep.acq_cap:
+        slot -= ep.acq_cap
+    ep.acq[slot] = id
+    ep.acq_gen[slot] = ep.tab.conns[id].gen
+    ep.acq_len += 1
+    ep.tab.conns[id].flags |= CONN_F_QUEUED
+
+
+# ---- SEGMENT ARRIVES ----
+
+cdef void _make_room(ep_t *ep, uint64_t now) noexcept nogil:
+    """A full table gives up its oldest TIME-WAIT, else its oldest never-established
+    connection (the table's eviction rule), with an EVICTED event, before an insert."""
+    cdef uint32_t victim
+    if ep.tab.count < ep.tab.capacity or not ep.tab.evict:
+        return
+    victim = ep.tab.class_head[1]          # FT_CLASS_TIME_WAIT
+    if victim == FT_NIL:
+        victim = ep.tab.class_head[2]      # FT_CLASS_EMBRYONIC
+    if victim == FT_NIL:
+        return
+    _close_record(ep, victim, TCPS_CLOSED, EV_EVICTED, now)
+    ep.tab.stats.evictions += 1
+
+
+cdef inline int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now, uint8_t cause,
+                       uint64_t h=0) noexcept nogil:
+    """LISTEN (RFC 9293 3.10.7.2): a SYN creates a SYN-RECEIVED record and a SYN-ACK.
+    `h`: the key's hash when the caller's lookup just missed (skips a second probe)."""
+    cdef uint32_t evicted
+    cdef int64_t id
+    _make_room(ep, now)
+    if h != 0:
+        id = ftx_insert_new(&ep.tab, k, h, TCPS_SYN_RECEIVED, now, &evicted)
+    else:
+        id = ft_insert(&ep.tab, k, TCPS_SYN_RECEIVED, now, &evicted)
+    cdef ft_conn_t *c
+    if id < 0:
+        ep.drops[DROP_TABLE_FULL] += 1
+        return DROP_TABLE_FULL
+    c = &ep.tab.conns[id]
+    c.flags = CONN_F_PASSIVE
+    c.irs = p.seq
+    c.rcv_nxt = p.seq + 1
+    c.iss = _isn(ep, k, now)
+    c.snd_una = c.iss
+    c.snd_nxt = c.iss + 1
+    c.snd_wnd = p.window                 # unscaled in a SYN
+    c.snd_wl1 = p.seq
+    c.rcv_wnd = ep.cfg.window
+    c.retransmits = 0
+    _negotiate(ep, c, p)
+    _event(ep, <uint32_t>id, TCPS_LISTEN, TCPS_SYN_RECEIVED, cause, 0, 0, now)
+    _send_synack(ep, c, now)
+    _arm(ep, <uint32_t>id, now + _rto(ep, 0))
+    return -1
+
+
+cdef void _iss_above(ep_t *ep, const ft_key_t *k, uint32_t old_nxt, uint64_t now) noexcept nogil:
+    """A connection reopened from TIME-WAIT must start above everything the old
+    incarnation sent (RFC 1122 4.2.2.13, RFC 6191): if the clock-driven ISN is not, move
+    it past old SND.NXT by a window's worth (as Linux does with tw_snd_nxt + 65537). The
+    SYN-ACK already queued carries the ISS it was built with, so fix it up before it is
+    sent: rebuild it."""
+    cdef int64_t id = ft_lookup(&ep.tab, k)
+    cdef ft_conn_t *c
+    if id < 0:
+        return
+    c = &ep.tab.conns[id]
+    if seq_gt(c.iss, old_nxt):
+        return
+    c.iss = old_nxt + 65537
+    c.snd_una = c.iss
+    c.snd_nxt = c.iss + 1
+    # drop the SYN-ACK just queued (the last packet) and queue one with the new ISS
+    if ep.nout:
+        ep.nout -= 1
+        ep.out_len = ep.out_off[ep.nout]
+        ep.segs_out -= 1
+    _send_synack(ep, c, now)
+
+
+cdef inline int _syn_sent(ep_t *ep, uint32_t id, const pkt_t *p, uint64_t now) noexcept nogil:
+    """RFC 9293 3.10.7.3."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef bint acked = False
+    if p.flags & TCP_FLAG_ACK:
+        if seq_le(p.ack, c.iss) or seq_gt(p.ack, c.snd_nxt):
+            # e.g. the SYN-ACK for an old duplicate SYN (figure 8): reset it
+            if not (p.flags & TCP_FLAG_RST):
+                _send(ep, c, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
+            ep.drops[DROP_BAD_ACK] += 1
+            return DROP_BAD_ACK
+        acked = True
+    if p.flags & TCP_FLAG_RST:
+        if acked:
+            _close_record(ep, id, TCPS_CLOSED, EV_REFUSED, now)   # "connection reset"
+            return -1
+        ep.drops[DROP_RST_INVALID] += 1
+        return DROP_RST_INVALID
+    if not (p.flags & TCP_FLAG_SYN):
+        ep.drops[DROP_OTHER] += 1
+        return DROP_OTHER
+    c.irs = p.seq
+    c.rcv_nxt = p.seq + 1
+    _negotiate(ep, c, p)
+    if acked:
+        c.snd_una = p.ack
+        c.snd_wnd = p.window             # unscaled in a SYN-ACK
+        c.snd_wl1 = p.seq
+        c.snd_wl2 = p.ack
+        c.retransmits = 0
+        _arm(ep, id, 0)
+        _enter(ep, id, TCPS_ESTABLISHED, EV_SYN_ACK_RECEIVED, now)
+        _send_ack(ep, c, now)
+    else:
+        # simultaneous open (figure 7): SYN-RECEIVED, answer with SYN,ACK
+        _enter(ep, id, TCPS_SYN_RECEIVED, EV_SIMULTANEOUS_OPEN, now)
+        _send_synack(ep, c, now)
+        c.retransmits = 0
+        _arm(ep, id, now + _rto(ep, 0))
+    return -1
+
+
+cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
+                       uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
+    """SYN-RECEIVED and every later state (RFC 9293 3.10.7.4, first to eighth check).
+    `k`, `h`: the segment's key (the record's) and its hash."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef uint8_t st = c.state
+    cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
+    cdef bint ts_ok = (c.flags & CONN_F_TIMESTAMPS) and (p.opts.present & OPT_HAS_TIMESTAMP)
+    cdef bint need_ack = False
+    cdef uint32_t fin_seq, take, skip, old_nxt
+    cdef bint fin_acked
+    cdef int rc
+
+    # TIME-WAIT: a new SYN may reopen (RFC 9293 3.10.7.4 note, RFC 6191): only with a
+    # higher sequence number, or (timestamps) a newer timestamp
+    if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_SYN) and not (p.flags & (TCP_FLAG_ACK | TCP_FLAG_RST)):
+        # RFC 6191: with timestamps, a newer timestamp; without, a higher sequence number
+        if (ts_ok and seq_gt(p.opts.tsval, c.ts_recent)) or \
+                (not (c.flags & CONN_F_TIMESTAMPS) and seq_gt(p.seq, c.rcv_nxt)):
+            if _listening(ep, c.lport):
+                old_nxt = c.snd_nxt
+                _close_record(ep, id, TCPS_CLOSED, EV_REOPEN, now)
+                rc = _passive_open(ep, p, k, now, EV_REOPEN)
+                if rc < 0:
+                    _iss_above(ep, k, old_nxt, now)
+                return rc
+    # a retransmission of the SYN that opened this SYN-RECEIVED record: SYN-ACK again
+    if st == TCPS_SYN_RECEIVED and (p.flags & TCP_FLAG_SYN) and not (p.flags & TCP_FLAG_ACK) \
+            and p.seq == c.irs:
+        _send_synack(ep, c, now)
+        return -1
+
+    # RFC 7323 5.3 PAWS: an older timestamp on a non-RST segment is a stale duplicate
+    if ts_ok and not (p.flags & TCP_FLAG_RST) and st != TCPS_SYN_RECEIVED \
+            and seq_lt(p.opts.tsval, c.ts_recent):
+        _send_ack(ep, c, now)
+        ep.drops[DROP_PAWS] += 1
+        return DROP_PAWS
+
+    # first: sequence number acceptable?
+    if not seq_acceptable(p.seq, seglen, c.rcv_nxt, c.rcv_wnd):
+        if p.flags & TCP_FLAG_RST:
+            ep.drops[DROP_RST_INVALID] += 1
+            return DROP_RST_INVALID
+        if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_FIN) and p.seq + p.payload_len + 1 == c.rcv_nxt:
+            # the peer retransmitted its FIN: our last ACK was lost. Acknowledge it and
+            # restart the 2 MSL timeout (RFC 9293 3.10.7.4, TIME-WAIT)
+            ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
+            _send_ack(ep, c, now)
+            return -1
+        _send_ack(ep, c, now)             # "send an acknowledgment ... drop the segment"
+        ep.drops[DROP_UNACCEPTABLE] += 1
+        return DROP_UNACCEPTABLE
+
+    # second: RST (RFC 5961 3.2: reset only on an exact match with RCV.NXT)
+    if p.flags & TCP_FLAG_RST:
+        if p.seq != c.rcv_nxt:
+            return _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
+        if st == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE):
+            _close_record_hashed(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now, h)    # back to LISTEN
+        elif st == TCPS_SYN_RECEIVED:
+            _close_record_hashed(ep, id, TCPS_CLOSED, EV_REFUSED, now, h)
+        else:
+            _close_record_hashed(ep, id, TCPS_CLOSED, EV_RST_RECEIVED, now, h)
+        return -1
+
+    # fourth: SYN in a synchronized state (RFC 5961 4.2: challenge ACK)
+    if p.flags & TCP_FLAG_SYN:
+        return _challenge_ack(ep, c, DROP_SYN_CHALLENGED, now)
+
+    # fifth: ACK
+    if not (p.flags & TCP_FLAG_ACK):
+        ep.drops[DROP_NO_ACK] += 1
+        return DROP_NO_ACK
+    if st == TCPS_SYN_RECEIVED:
+        if seq_lt(c.snd_una, p.ack) and seq_le(p.ack, c.snd_nxt):
+            c.snd_una = p.ack
+            c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
+            c.snd_wl1 = p.seq
+            c.snd_wl2 = p.ack
+            c.retransmits = 0
+            _arm(ep, id, 0)
+            _enter(ep, id, TCPS_ESTABLISHED, EV_ACK_OF_SYN, now)
+            if c.flags & CONN_F_PASSIVE:
+                _accept_push(ep, id)
+            st = TCPS_ESTABLISHED
+        else:
+            _send(ep, c, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
+            ep.drops[DROP_BAD_ACK] += 1
+            return DROP_BAD_ACK
+    else:
+        if seq_gt(p.ack, c.snd_nxt):
+            _send_ack(ep, c, now)          # RFC 5961 5.2: acks something not yet sent
+            ep.drops[DROP_BAD_ACK] += 1
+            return DROP_BAD_ACK
+        # RFC 5961 5.2: SND.UNA - MAX.SND.WND <= SEG.ACK; MAX.SND.WND is not kept, the
+        # larger of the current window and 64 KiB stands in for it
+        if seq_lt(p.ack, c.snd_una - (c.snd_wnd if c.snd_wnd > 65535 else 65535)):
+            return _challenge_ack(ep, c, DROP_BAD_ACK, now)
+        if seq_lt(c.snd_una, p.ack):
+            c.snd_una = p.ack
+            c.retransmits = 0
+            if c.snd_una == c.snd_nxt and st != TCPS_TIME_WAIT and st != TCPS_FIN_WAIT_2:
+                _arm(ep, id, 0)            # everything acknowledged: no retransmission timer
+        # window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule)
+        if seq_le(c.snd_una, p.ack) and \
+                (seq_lt(c.snd_wl1, p.seq) or (c.snd_wl1 == p.seq and seq_le(c.snd_wl2, p.ack))):
+            c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
+            c.snd_wl1 = p.seq
+            c.snd_wl2 = p.ack
+        if c.snd_wnd == 0:
+            # the peer answers our window probes: never give up on it for that
+            # (RFC 1122 4.2.2.17)
+            c.retransmits = 0
+        fin_acked = c.snd_una == c.snd_nxt
+        if st == TCPS_FIN_WAIT_1 and fin_acked:
+            _enter(ep, id, TCPS_FIN_WAIT_2, EV_ACK_OF_FIN, now)
+            _arm(ep, id, now + ep.cfg.fin_wait_2)
+            st = TCPS_FIN_WAIT_2
+        elif st == TCPS_CLOSING and fin_acked:
+            _enter(ep, id, TCPS_TIME_WAIT, EV_ACK_OF_FIN, now)
+            return -1
+        elif st == TCPS_LAST_ACK and fin_acked:
+            _close_record_hashed(ep, id, TCPS_CLOSED, EV_ACK_OF_FIN, now, h)
+            return -1
+
+    if ts_ok and seq_le(p.seq, c.rcv_nxt):
+        c.ts_recent = p.opts.tsval        # RFC 7323 4.3 (RCV.NXT stands in for Last.ACK.sent)
+
+    # seventh: segment text
+    if p.payload_len and (st == TCPS_ESTABLISHED or st == TCPS_FIN_WAIT_1 or st == TCPS_FIN_WAIT_2):
+        if seq_gt(p.seq, c.rcv_nxt):
+            # a hole before it: not reassembled in this release; re-ACK so the peer resends
+            _send_ack(ep, c, now)
+            ep.drops[DROP_OUT_OF_ORDER] += 1
+            return DROP_OUT_OF_ORDER
+        skip = c.rcv_nxt - p.seq          # bytes already received (retransmitted overlap)
+        if skip < p.payload_len:
+            take = p.payload_len - skip
+            if take > c.rcv_wnd:
+                take = c.rcv_wnd          # never accept beyond the advertised window
+            if take:
+                c.rcv_nxt += take
+                if c.flags & CONN_F_BUFFERED:
+                    c.rcv_wnd -= take      # buffered until the application reads it
+                if st == TCPS_FIN_WAIT_2:
+                    _arm(ep, id, now + ep.cfg.fin_wait_2)   # idle limit: the peer is not idle
+                _event(ep, id, st, st, EV_DATA, take, base + p.payload_off + skip, now)
+        need_ack = True
+
+    # eighth: FIN (only in order: everything before it has been received)
+    if p.flags & TCP_FLAG_FIN:
+        fin_seq = p.seq + p.payload_len
+        if fin_seq == c.rcv_nxt and st != TCPS_SYN_RECEIVED:
+            c.rcv_nxt += 1
+            need_ack = True
+            if st == TCPS_ESTABLISHED:
+                _enter(ep, id, TCPS_CLOSE_WAIT, EV_PEER_FIN, now)
+            elif st == TCPS_FIN_WAIT_1:
+                if c.snd_una == c.snd_nxt:
+                    _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
+                else:
+                    _enter(ep, id, TCPS_CLOSING, EV_PEER_FIN, now)   # simultaneous close
+            elif st == TCPS_FIN_WAIT_2:
+                _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
+            elif st == TCPS_TIME_WAIT:
+                ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)   # restart 2 MSL
+    if need_ack:
+        _send_ack(ep, c, now)
+    c.segs += 1
+    return -1
+
+
+cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t *p, ft_key_t *k,
+                             uint64_t *h) noexcept nogil:
+    """First half of SEGMENT ARRIVES: parse, verify, check the destination, hash the key.
+    Returns -1 to go on, else a drop reason."""
+    cdef parse_err_t err
+    ep.segs_in += 1
+    if ft_parse_ip_inline(buf, length, p, &err, True, True) != FT_OK:     # lean: see wire.pxd
+        ep.drops[DROP_MALFORMED] += 1
+        return DROP_MALFORMED
+    # the destination is checked against our addresses only if no connection has the
+    # key (_dispatch): every record's local address is one of ours (connects refuse
+    # others), so a key that is found was sent to us
+    # the key built and hashed as five words in registers
+    cdef uint64_t a0, a1, b0, b1
+    memcpy(&a0, p.dst, 8)
+    memcpy(&a1, p.dst + 8, 8)
+    memcpy(&b0, p.src, 8)
+    memcpy(&b1, p.src + 8, 8)
+    h[0] = ft_key_store_hash(&ep.tab, k, ft_key_word0(p.version, p.dst_port, p.src_port), a0, a1, b0, b1)
+    return -1
+
+
+cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, const uint8_t *buf,
+                   uint32_t base, uint64_t now) noexcept nogil:
+    """Second half: find the connection and run the state's rules."""
+    cdef int64_t id = ftx_lookup(&ep.tab, k, h)
+    ep.last_conn = <uint32_t>id if id >= 0 else FT_NIL
+    if id < 0:
+        if not _is_local(ep, p.dst, p.version):
+            ep.drops[DROP_NOT_LOCAL] += 1
+            return DROP_NOT_LOCAL
+        if _listening(ep, p.dst_port):
+            if p.flags & TCP_FLAG_RST:
+                ep.drops[DROP_OTHER] += 1
+                return DROP_OTHER
+            if p.flags & TCP_FLAG_ACK:
+                _reset_reply(ep, p, now)      # LISTEN: "any acknowledgment is bad"
+                ep.drops[DROP_NO_LISTENER] += 1
+                return DROP_NO_LISTENER
+            if p.flags & TCP_FLAG_SYN:
+                return _passive_open(ep, p, k, now, EV_SYN_RECEIVED, h)
+            ep.drops[DROP_OTHER] += 1
+            return DROP_OTHER
+        _reset_reply(ep, p, now)              # CLOSED: RFC 9293 3.10.7.1
+        ep.drops[DROP_NO_LISTENER] += 1
+        return DROP_NO_LISTENER
+    if ep.tab.conns[id].state == TCPS_SYN_SENT:
+        return _syn_sent(ep, <uint32_t>id, p, now)
+    return _synchronized(ep, <uint32_t>id, p, buf, base, now, k, h)
+
+
+cdef int ep_process(ep_t *ep, const uint8_t *buf, size_t length, uint32_t base, uint64_t now) noexcept nogil:
+    """One IP packet in. Returns -1 when it was used, else the DROP_* reason."""
+    cdef pkt_t p
+    cdef ft_key_t k
+    cdef uint64_t h
+    cdef int rc = _parse_stage(ep, buf, length, &p, &k, &h)
+    if rc >= 0:
+        return rc
+    return _dispatch(ep, &p, &k, h, buf, base, now)
+
+
+cdef enum:
+    _AHEAD = 8                        # packets parsed (and index slots prefetched) ahead
+
+
+ctypedef struct _stage_t:
+    pkt_t p
+    ft_key_t k
+    uint64_t h
+    int rc
+
+
+cdef inline void _pb_finish(ep_t *ep, _stage_t *ring, Py_ssize_t j, const uint8_t *buf, const int64_t *offs,
+                            uint64_t now, int64_t *result) noexcept nogil:
+    # last stage of packet j: the connection's rules
+    cdef _stage_t *s = &ring[j & (_AHEAD - 1)]
+    if s.rc < 0:
+        s.rc = _dispatch(ep, &s.p, &s.k, s.h, buf + offs[j], <uint32_t>offs[j], now)
+    if result != NULL:
+        result[j] = s.rc
+
+
+cdef inline void _pb_middle(ep_t *ep, _stage_t *ring, Py_ssize_t j) noexcept nogil:
+    # packet j's index slot has arrived: start loading its record
+    if ring[j & (_AHEAD - 1)].rc < 0:
+        ftx_prefetch_record(&ep.tab, ring[j & (_AHEAD - 1)].h)
+
+
+cdef inline void _pb_start(ep_t *ep, _stage_t *ring, Py_ssize_t i, const uint8_t *buf, const int64_t *offs,
+                           const int64_t *lens) noexcept nogil:
+    # first stage of packet i: parse, hash, prefetch its index slot
+    cdef _stage_t *s = &ring[i & (_AHEAD - 1)]
+    s.rc = _parse_stage(ep, buf + offs[i], <size_t>lens[i], &s.p, &s.k, &s.h)
+    if s.rc < 0:
+        ftx_prefetch(&ep.tab, s.h)
+
+
+cdef void ep_process_batch(ep_t *ep, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
+                           Py_ssize_t n, uint64_t now, int64_t *result) noexcept nogil:
+    """Many packets, pipelined: packet i+8 is parsed and its index slot prefetched while
+    packet i is processed, so table misses overlap. Same results as ep_process in order
+    (a lookup only ever uses its own key's hash, computed from immutable packet bytes)."""
+    cdef _stage_t ring[8]
+    cdef Py_ssize_t i
+    # Step i finishes packet i-8 (first: its ring slot is the one packet i is parsed
+    # into), prefetches the record of packet i-4 and starts packet i. The steady state
+    # (8 <= i < n) runs all three with no bounds to check; the fill and the drain are
+    # the steps where some do not apply.
+    for i in range(n if n < _AHEAD else _AHEAD):
+        if i >= _AHEAD // 2:
+            _pb_middle(ep, ring, i - _AHEAD // 2)
+        _pb_start(ep, ring, i, buf, offs, lens)
+    for i in range(_AHEAD, n):
+        _pb_finish(ep, ring, i - _AHEAD, buf, offs, now, result)
+        _pb_middle(ep, ring, i - _AHEAD // 2)
+        _pb_start(ep, ring, i, buf, offs, lens)
+    for i in range(n, n + _AHEAD):
+        if i >= _AHEAD:
+            _pb_finish(ep, ring, i - _AHEAD, buf, offs, now, result)
+        if _AHEAD // 2 <= i < n + _AHEAD // 2:
+            _pb_middle(ep, ring, i - _AHEAD // 2)
+
+
+# ---- user calls ----
+
+cdef int64_t ep_connect(ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogil:
+    """Active open: a SYN-SENT record and its SYN. Returns the id, FT_TABLE_FULL,
+    FT_TABLE_EXISTS or EP_NOT_LOCAL."""
+    return _connect_hashed(ep, k, ft_hash_key(&ep.tab, k), now)
+
+
+cdef void ep_connect_batch(ep_t *ep, const ft_key_t *keys, Py_ssize_t n, uint64_t now,
+                           int64_t *out) noexcept nogil:
+    """ep_connect for many keys, pipelined like ep_process_batch: key i+8 is hashed and
+    its index slot prefetched while key i is opened (in a large table every lookup is a
+    cache miss otherwise). Same results as n calls of ep_connect in order."""
+    cdef uint64_t hs[8]
+    cdef Py_ssize_t i
+    # fill, steady state (no bounds to check), drain: as in ep_process_batch
+    for i in range(n if n < _AHEAD else _AHEAD):
+        hs[i & (_AHEAD - 1)] = ft_hash_key(&ep.tab, &keys[i])
+        ftx_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
+    for i in range(_AHEAD, n):
+        out[i - _AHEAD] = _connect_hashed(ep, &keys[i - _AHEAD], hs[(i - _AHEAD) & (_AHEAD - 1)], now)
+        hs[i & (_AHEAD - 1)] = ft_hash_key(&ep.tab, &keys[i])
+        ftx_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
+    for i in range(n if n > _AHEAD else _AHEAD, n + _AHEAD):
+        out[i - _AHEAD] = _connect_hashed(ep, &keys[i - _AHEAD], hs[(i - _AHEAD) & (_AHEAD - 1)], now)
+
+
+cdef int64_t _connect_hashed(ep_t *ep, const ft_key_t *k, uint64_t h, uint64_t now) noexcept nogil:
+    cdef uint32_t evicted
+    cdef int64_t id
+    cdef ft_conn_t *c
+    if not _is_local(ep, k.laddr, k.family):
+        return EP_NOT_LOCAL                # records hold our addresses only (see _parse_stage)
+    if ftx_lookup(&ep.tab, k, h) >= 0:
+        return FT_TABLE_EXISTS             # before making room: nothing is evicted for it
+    _make_room(ep, now)
+    id = ftx_insert_new(&ep.tab, k, h, TCPS_SYN_SENT, now, &evicted)
+    if id < 0:
+        return id
+    c = &ep.tab.conns[id]
+    c.flags = 0
+    c.iss = _isn(ep, k, now)
+    c.snd_una = c.iss
+    c.snd_nxt = c.iss + 1
+    c.rcv_wnd = ep.cfg.window
+    c.mss = ep.cfg.mss
+    c.retransmits = 0
+    _event(ep, <uint32_t>id, TCPS_CLOSED, TCPS_SYN_SENT, EV_CONNECT, 0, 0, now)
+    _send_syn(ep, c, now)
+    _arm(ep, <uint32_t>id, now + _rto(ep, 0))
+    return id
+
+
+cdef int ep_close(ep_t *ep, uint32_t id, uint64_t now) noexcept nogil:
+    """User CLOSE (RFC 9293 3.10.4): FIN after what was sent. 0, or -1 if nothing to do."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef uint8_t st = c.state
+    cdef uint8_t nxt
+    if st == TCPS_SYN_SENT:
+        _close_record(ep, id, TCPS_CLOSED, EV_CLOSE, now)
+        return 0
+    if st == TCPS_SYN_RECEIVED or st == TCPS_ESTABLISHED:
+        nxt = TCPS_FIN_WAIT_1
+    elif st == TCPS_CLOSE_WAIT:
+        nxt = TCPS_LAST_ACK
+    else:
+        return -1
+    _send(ep, c, TCP_FLAG_FIN | TCP_FLAG_ACK, c.snd_nxt, c.rcv_nxt, NULL, 0, now)
+    c.snd_nxt += 1
+    c.retransmits = 0
+    _enter(ep, id, nxt, EV_CLOSE, now)
+    _arm(ep, id, now + _rto(ep, 0))
+    return 0
+
+
+cdef void ep_abort(ep_t *ep, uint32_t id, uint64_t now) noexcept nogil:
+    """User ABORT: RST if synchronized (RFC 9293 3.10.5), then the record is gone."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    if c.state >= TCPS_SYN_RECEIVED and c.state != TCPS_TIME_WAIT and c.state != TCPS_CLOSING \
+            and c.state != TCPS_LAST_ACK:
+        _send(ep, c, TCP_FLAG_RST, c.snd_nxt, 0, NULL, 0, now)
+    _close_record(ep, id, TCPS_CLOSED, EV_ABORT, now)
+
+
+cdef Py_ssize_t ep_send_data(ep_t *ep, uint32_t id, const uint8_t *data, size_t n, uint64_t now,
+                             uint64_t rto) noexcept nogil:
+    """One data segment at SND.NXT (caller respects MSS and SND.WND); arms the
+    retransmission timer if it is not running. Returns bytes sent or -1."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    if _send(ep, c, TCP_FLAG_ACK | TCP_FLAG_PSH, c.snd_nxt, c.rcv_nxt, data, n, now) < 0:
+        return -1
+    c.snd_nxt += <uint32_t>n
+    if c.deadline == 0:
+        _arm(ep, id, now + rto)
+    return <Py_ssize_t>n
+
+
+cdef Py_ssize_t ep_resend_data(ep_t *ep, uint32_t id, uint32_t seq, const uint8_t *data, size_t n,
+                               bint fin, uint64_t now) noexcept nogil:
+    """Retransmit n bytes starting at seq (and the FIN after them when `fin`)."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef uint16_t flags = TCP_FLAG_ACK | (TCP_FLAG_PSH if n else 0) | (TCP_FLAG_FIN if fin else 0)
+    ep.retransmissions += 1
+    return _send(ep, c, flags, seq, c.rcv_nxt, data, n, now)
+
+
+# ---- timers ----
+
+cdef enum:
+    _POLL_GROUP = 32                  # expired records whose index slots are loaded together
+
+
+cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcept nogil:
+    """Run every timer due at `now`: retransmit SYN / SYN-ACK / FIN with exponential
+    backoff (RFC 6298 5.5) or give up, end TIME-WAIT after 2 MSL and FIN-WAIT-2 after its
+    idle limit. Data retransmission is announced with EV_RETRANSMIT for the layer that
+    holds the bytes."""
+    cdef Py_ssize_t n, i, j
+    cdef uint32_t id
+    cdef ft_conn_t *c
+    cdef uint8_t st
+    cdef uint64_t hs[_POLL_GROUP]
+    while True:
+        n = ft_expire(&ep.tab, now, ids, NULL, cap)
+        for i in range(n):
+            if i % _POLL_GROUP == 0:
+                # the records just came through the cache (ft_expire walked them); their
+                # index slots did not. Hash the next group's keys that are leaving the
+                # table and start loading their slots, so a TIME-WAIT storm's removals
+                # overlap their cache misses instead of paying them one by one
+                for j in range(i, min(n, i + _POLL_GROUP)):
+                    c = &ep.tab.conns[ids[j]]
+                    if c.state == TCPS_TIME_WAIT or c.state == TCPS_FIN_WAIT_2:
+                        hs[j - i] = ft_hash_key(&ep.tab, c)
+                        ftx_prefetch_w(&ep.tab, hs[j - i])
+            id = ids[i]
+            c = &ep.tab.conns[id]
+            st = c.state
+            if st == TCPS_TIME_WAIT:
+                _close_record_hashed(ep, id, TCPS_CLOSED, EV_TIMEOUT_2MSL, now, hs[i % _POLL_GROUP])
+            elif st == TCPS_FIN_WAIT_2:
+                _close_record_hashed(ep, id, TCPS_CLOSED, EV_TIMEOUT, now, hs[i % _POLL_GROUP])
+            elif st == TCPS_SYN_SENT:
+                if c.retransmits >= ep.cfg.syn_retries:
+                    _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
+                else:
+                    c.retransmits += 1
+                    ep.retransmissions += 1
+                    _send_syn(ep, c, now)
+                    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+                    _arm(ep, id, now + _rto(ep, c.retransmits))
+            elif st == TCPS_SYN_RECEIVED:
+                if c.retransmits >= ep.cfg.synack_retries:
+                    _close_record(ep, id, TCPS_LISTEN if (c.flags & CONN_F_PASSIVE) else TCPS_CLOSED,
+                                  EV_RETRANSMIT_LIMIT, now)
+                else:
+                    c.retransmits += 1
+                    ep.retransmissions += 1
+                    _send_synack(ep, c, now)
+                    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+                    _arm(ep, id, now + _rto(ep, c.retransmits))
+            else:
+                if c.retransmits >= ep.cfg.retries2:
+                    _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
+                    continue
+                c.retransmits += 1
+                if (st == TCPS_FIN_WAIT_1 or st == TCPS_CLOSING or st == TCPS_LAST_ACK) \
+                        and c.snd_una == c.snd_nxt - 1:
+                    # only our FIN is outstanding: resend it here
+                    ep.retransmissions += 1
+                    _send(ep, c, TCP_FLAG_FIN | TCP_FLAG_ACK, c.snd_nxt - 1, c.rcv_nxt, NULL, 0, now)
+                _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+                _arm(ep, id, now + _rto(ep, c.retransmits))
+        if n < cap:
+            break

@@ -1,0 +1,778 @@
+# cython: language_level=3
+"""Passive TCP connection tracker: conntrack states and window tracking plus Zeek's
+conn_state/history, over a symmetric connection table.
+
+The per-packet work is C (tracker_core.pxi) and runs without the GIL over a whole
+batch; Python sees `Tracker`, finished connections as FLOW_DTYPE rows and state
+changes as TRACKER_EVENT_DTYPE rows.
+"""
+cimport cython
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+
+from fasttcp.wire.defs cimport *
+from fasttcp.wire.codec cimport ft_parse_ip_inline, ft_zero_small
+from fasttcp.wire.spans cimport ft_first_bad_span, ft_first_at_least
+from fasttcp.table.table cimport *
+from fasttcp.tracker.tracker cimport *
+from fasttcp.table.keyhash cimport ft_key_store_hash, ft_key_word0, ft_be64, ft_home
+from fasttcp.table.ops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
+                                     ftx_set_deadline, ftx_prefetch_w, FT_PREFETCH_W)
+
+import os
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+import numpy as np
+
+from fasttcp.errors import UsageError, span_outside_buffer
+
+__all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
+
+#: True when this module was compiled with a gcc profile (setup.py's profile-guided build)
+PGO_BUILD = FASTTCP_PGO != 0
+
+cdef extern from "mem_impl.h" nogil:
+    void *ft_alloc_zeroed(size_t size)
+    void ft_free_zeroed(void *p, size_t size)
+
+include "tracker_core.pxi"
+
+FLOW_DTYPE = np.dtype([
+    ("start_us", "u8"), ("end_us", "u8"),
+    ("orig_bytes", "u8"), ("resp_bytes", "u8"), ("orig_ip_bytes", "u8"), ("resp_ip_bytes", "u8"),
+    ("orig_payload", "u8"), ("resp_payload", "u8"), ("missed_bytes", "u8"),
+    ("orig_pkts", "u4"), ("resp_pkts", "u4"), ("orig_retrans", "u4"), ("resp_retrans", "u4"),
+    ("rtt_syn_synack", "u4"), ("rtt_synack_ack", "u4"), ("id", "u4"),
+    ("orig_p", "u2"), ("resp_p", "u2"),
+    ("family", "u1"), ("state", "u1"), ("conn_state", "u1"), ("end_reason", "u1"),
+    ("orig_state", "u1"), ("resp_state", "u1"), ("flipped", "u1"), ("_pad", "u1"),
+    ("orig_h", "u1", (16,)), ("resp_h", "u1", (16,)), ("history", "S32"),
+], align=True)
+"""One connection summary per row: times in microseconds, Zeek-style byte counts
+(sequence space, retransmissions once) and wire payload bytes, packets, retransmitted
+segments, handshake RTTs in microseconds (0xffffffff = not seen), the final
+`TrackerState` and Zeek `ConnState`, the `EndReason`, Zeek endpoint states, the
+history string, and the originator/responder addresses (IPv4 in the first 4 bytes)."""
+
+TRACKER_EVENT_DTYPE = np.dtype([
+    ("time_us", "u8"), ("packet", "i8"), ("conn", "u4"), ("old_state", "u1"), ("new_state", "u1"),
+    ("direction", "u1"), ("_pad", "u1"), ("tcp_flags", "u2"), ("_pad2", "u2"), ("_pad3", "u4"),
+], align=True)
+"""A conntrack state change: time, the batch index of the packet that caused it (-1
+for timers), the record id, old and new `TrackerState`, the direction of that packet
+(0 originator, 1 responder) and its TCP flags."""
+
+assert FLOW_DTYPE.itemsize == sizeof(flow_row_t)
+assert TRACKER_EVENT_DTYPE.itemsize == sizeof(trk_event_t)
+
+RECORD_BYTES = sizeof(ft_conn_t) + sizeof(trk_t)
+
+cdef enum:
+    _DONE_CAP = 65536                 # finished rows buffered in C before Python collects them
+    _EXPIRE_CHUNK = 4096
+    _ROW_RESERVE = 4                  # rows one packet may finish (_feed stops below this)
+
+
+cdef inline uint64_t _max64(uint64_t a, uint64_t b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef bint _expire(tr_t *tr, uint64_t now) noexcept nogil:
+    """Finish every record whose idle time in its state has run out by `now`. A record
+    is refreshed lazily: its wheel deadline may be older than its last accepted packet,
+    in which case it is re-armed instead of finished. Returns False when the
+    finished-row buffer filled first (collect the rows, then call again); it always
+    leaves _ROW_RESERVE rows free, for the packet being tracked to finish connections
+    of its own (a reused 4-tuple, an eviction) without losing their rows."""
+    cdef Py_ssize_t n, i, room, ask
+    cdef uint32_t id
+    cdef uint64_t due
+    while True:
+        room = tr.cap_done - tr.ndone - _ROW_RESERVE
+        if room <= 0:
+            return False
+        ask = room if room < _EXPIRE_CHUNK else _EXPIRE_CHUNK
+        n = ft_expire(&tr.tab, now, tr.expired, NULL, ask)
+        for i in range(n):
+            id = tr.expired[i]
+            due = tr.recs[id].touch_us + _timeout_of(tr, id)
+            if due > now:
+                ftx_set_deadline(&tr.tab, id, due)
+            else:
+                tr.timed_out += 1
+                _finish(tr, id, END_TIMEOUT)
+        if n < ask:
+            return True
+
+
+ctypedef struct _stage_t:
+    pkt_t p
+    ft_key_t k
+    uint64_t h
+    uint32_t plen
+    uint32_t ip_len
+    int rc                            # parse verdict; -1: usable (go on to tracking)
+    bint swapped
+    bint bad_csum
+    bint truncated                    # cut by the capture's snap length (still tracked)
+
+
+cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stage_t *s,
+                              bint wire_short) noexcept nogil:
+    """First half of a packet: parse (and verify), build the canonical key, hash it.
+    A packet cut short is tracked when the capture's snap length cut it, not when the
+    packet itself was shorter on the wire than its IP length says (`wire_short`: a
+    lying length, which Zeek drops too)."""
+    cdef parse_err_t err
+    cdef int rc = ft_parse_ip_inline(buf, length, &s.p, &err, tr.cfg.verify, True)    # lean: wire.pxd
+    if not (rc == FT_OK or (s.p.header_len != 0 and (rc == FT_ERR_BAD_CHECKSUM or
+                                                     (rc == FT_ERR_TRUNCATED and not wire_short)))):
+        s.rc = rc
+        return
+    s.rc = -1
+    s.truncated = rc == FT_ERR_TRUNCATED
+    s.bad_csum = rc == FT_ERR_BAD_CHECKSUM
+    s.plen = s.p.tcp_len - s.p.header_len
+    s.ip_len = (s.p.tcp_off - s.p.ip_off) + s.p.tcp_len
+    # the canonical key (same order as ft_key_canonical: addresses as big-endian
+    # numbers, then ports), built and hashed as five words in registers
+    cdef uint64_t a0, a1, b0, b1, t0
+    cdef uint16_t lp = s.p.src_port, rp = s.p.dst_port, tp
+    memcpy(&a0, s.p.src, 8)
+    memcpy(&a1, s.p.src + 8, 8)
+    memcpy(&b0, s.p.dst, 8)
+    memcpy(&b1, s.p.dst + 8, 8)
+    if a0 != b0:
+        s.swapped = ft_be64(a0) > ft_be64(b0)
+    elif a1 != b1:
+        s.swapped = ft_be64(a1) > ft_be64(b1)
+    else:
+        s.swapped = lp > rp
+    if s.swapped:
+        t0 = a0; a0 = b0; b0 = t0
+        t0 = a1; a1 = b1; b1 = t0
+        tp = lp; lp = rp; rp = tp
+    s.h = ft_key_store_hash(&tr.tab, &s.k, ft_key_word0(s.p.version, lp, rp), a0, a1, b0, b1)
+
+
+cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
+    """Second stage: the home index slot has (probably) arrived; start loading the table
+    record and the tracker record it points to."""
+    cdef uint64_t e = tr.tab.index[ft_home(&tr.tab, <uint32_t>(h >> 32))]
+    cdef uint32_t id
+    cdef const char *rec
+    if e != 0 and <uint32_t>(e >> 32) == <uint32_t>(h >> 32):
+        id = <uint32_t>e - 1
+        FT_PREFETCH_W(&tr.tab.conns[id])
+        FT_PREFETCH_W((<const char *>&tr.tab.conns[id]) + 64)
+        rec = <const char *>&tr.recs[id]
+        FT_PREFETCH_W(rec)
+        FT_PREFETCH_W(rec + 64)
+        FT_PREFETCH_W(rec + 128)
+        FT_PREFETCH_W(rec + 192)
+
+
+
+
+cdef inline int _direction(const tr_t *tr, uint32_t id, bint swapped) noexcept nogil:
+    """0 if the packet (whose key needed `swapped`) comes from the originator, else 1."""
+    return swapped ^ ((tr.tab.conns[id].flags & CONN_F_SWAPPED) != 0)
+
+
+cdef int64_t _reopen(tr_t *tr, uint32_t id, const ft_key_t *k, uint64_t h, bint swapped,
+                     uint64_t now) noexcept nogil:
+    """The connection on this 4-tuple ends (REUSED); a new one starts with this packet."""
+    tr.reused += 1
+    _finish(tr, id, END_REUSED)
+    return _create(tr, k, h, swapped, now)
+
+
+cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcept nogil:
+    """Second half of a packet: find or create its connection and run both views."""
+    cdef pkt_t *pp = &s.p
+    cdef ft_key_t *kp = &s.k
+    cdef uint64_t h = s.h
+    cdef int64_t id
+    cdef uint32_t uid, plen = s.plen, ip_len = s.ip_len, victim
+    cdef uint16_t f4
+    cdef int zd, ct
+    cdef bint swapped = s.swapped, bad_csum = s.bad_csum
+    cdef trk_t *r
+    uid = 0
+    id = ftx_lookup(&tr.tab, kp, h)
+    if id < 0:
+        if not tr.cfg.loose and (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) \
+                != TCP_FLAG_SYN:
+            return TV_UNTRACKED
+        if tr.tab.count >= tr.tab.capacity:
+            victim = tr.tab.class_head[FT_CLASS_TIME_WAIT]
+            if victim == FT_NIL:
+                victim = tr.tab.class_head[FT_CLASS_EMBRYONIC]
+            if victim == FT_NIL or not tr.tab.evict:
+                return TV_TABLE_FULL
+            tr.evicted += 1
+            _finish(tr, victim, END_EVICTED)
+        id = _create(tr, kp, h, swapped, now)
+        if id < 0:
+            return TV_TABLE_FULL
+        if not bad_csum and tr.cfg.fast_path and _syn_fast_ok(pp, plen):
+            _syn_new(tr, <uint32_t>id, pp, ip_len, now, pkt)
+            tr.fast_hits += 1
+            return FT_ERR_TRUNCATED if s.truncated else TV_OK
+        if _server_side_first(tr, pp):
+            # Zeek's likely_server_ports: a first packet that is not a plain SYN, sent
+            # from a server port, came from the responder
+            _swap_roles(tr, <uint32_t>id)
+            _hist_raw(&tr.recs[id], 94)        # '^'
+    else:
+        uid = <uint32_t>id
+        zd = _direction(tr, uid, swapped)
+        f4 = pp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)
+        if not bad_csum and tr.cfg.fast_path and \
+                ((f4 == TCP_FLAG_ACK and _ack_fast(tr, uid, zd, pp, plen, ip_len, now, pkt)) or
+                 (f4 == (TCP_FLAG_ACK | TCP_FLAG_FIN) and _fin_fast(tr, uid, zd, pp, plen, ip_len, now, pkt)) or
+                 (f4 == (TCP_FLAG_SYN | TCP_FLAG_ACK) and _synack_fast(tr, uid, zd, pp, plen, ip_len, now, pkt))):
+            tr.fast_hits += 1
+            return FT_ERR_TRUNCATED if s.truncated else TV_OK
+        if _zeek_reuse(tr, uid, pp, zd):
+            # a SYN on a 4-tuple whose connection closed, or with a new ISN: the old one
+            # ends here and this packet starts a new one
+            id = _reopen(tr, uid, kp, h, swapped, now)
+            if id < 0:
+                return TV_TABLE_FULL
+    uid = <uint32_t>id
+    r = &tr.recs[uid]
+    zd = _direction(tr, uid, swapped)
+    if bad_csum:
+        # like Zeek without -C: the packet only leaves a 'C' in the history
+        _hist_scaled(r, H_C, zd, &r.d[zd].n_csum)
+        return FT_ERR_BAD_CHECKSUM
+    if r.hist_len == 1 and r.history[0] == 72 and not (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) \
+            and ((pp.flags & TCP_FLAG_ACK) or plen):
+        # the connection began with a SYN-ACK ('H'): the side that answers it with an
+        # ACK or data is the client after all
+        _flip_rewrite(tr, uid)
+        zd ^= 1
+    ct = _conntrack(tr, uid, zd, pp, plen, now, pkt)
+    if ct == CT_REOPEN:
+        # conntrack reopens a closed 4-tuple on a new SYN (its sender is the new originator)
+        id = _reopen(tr, uid, kp, h, swapped, now)
+        if id < 0:
+            return TV_TABLE_FULL
+        uid = <uint32_t>id
+        r = &tr.recs[uid]
+        zd = 0
+        ct = _conntrack(tr, uid, zd, pp, plen, now, pkt)
+    if _zeek(tr, uid, zd, pp, plen, ip_len, now):
+        _flip_plain(tr, uid)
+    _rtt(tr, r, zd, pp, now)
+    if ct == CT_OK:
+        return FT_ERR_TRUNCATED if s.truncated else TV_OK
+    return TV_CONNTRACK_IGNORED if ct == CT_IGNORED else TV_CONNTRACK_INVALID
+
+
+cdef inline bint _is_server_port(const tr_t *tr, uint16_t port) noexcept nogil:
+    return (tr.server_ports[port >> 3] >> (port & 7)) & 1
+
+
+cdef bint _server_side_first(const tr_t *tr, const pkt_t *p) noexcept nogil:
+    cdef bint syn = (p.flags & TCP_FLAG_SYN) != 0, ack = (p.flags & TCP_FLAG_ACK) != 0
+    if syn and not ack:
+        return False                  # a plain SYN names its originator
+    if not _is_server_port(tr, p.src_port):
+        return False
+    if _is_server_port(tr, p.dst_port):
+        return not syn and p.src_port < p.dst_port
+    return True
+
+
+cdef bint _zeek_reuse(tr_t *tr, uint32_t id, const pkt_t *p, int zd) noexcept nogil:
+    """Does this SYN start a new connection on the 4-tuple? Zeek's rule (IsReuse) for
+    closed connections and for a new ISN on an attempt nobody answered; but a SYN on a
+    live, answered connection is an old duplicate that conntrack ignores (RFC 9293
+    figure 8: it must not end the connection), and a SYN from the responder while the
+    originator's SYN is unanswered is a simultaneous open (SYN_SENT2)."""
+    cdef trk_t *r = &tr.recs[id]
+    cdef trk_dir_t *co = &r.d[0]
+    cdef uint16_t f = p.flags
+    if not (f & TCP_FLAG_SYN):
+        return False
+    if f & TCP_FLAG_ACK:
+        if r.d[0].zstate != Z_INACTIVE:
+            return False              # SYN-ACKs reuse only connections nobody opened
+        co = &r.d[1]
+    if (r.d[0].flags | r.d[1].flags) & D_DID_CLOSE:
+        return True                   # any SYN on a closed (or reset) connection
+    if p.seq == co.start_seq:
+        return False                  # the same ISN: a retransmission
+    if not (f & TCP_FLAG_ACK) and co.zstate == Z_SYN_ACK_SENT and r.d[1].zstate == Z_INACTIVE \
+            and p.seq == r.d[1].start_seq:
+        return False                  # the SYN/SYN-ACK reversal, handled by the state machine
+    if not (f & TCP_FLAG_ACK):
+        if zd == 1:
+            return False              # the responder's own SYN: simultaneous open
+        if r.d[1].zstate != Z_INACTIVE:
+            return False              # answered and live: an old duplicate SYN (ignored)
+    return True
+
+
+cdef enum:
+    _AHEAD = 8                        # packets parsed (and their index slots prefetched) ahead; a power of 2
+
+
+cdef inline bint _feed_track(tr_t *tr, _stage_t *ring, Py_ssize_t j, Py_ssize_t start, const int64_t *ts_ns,
+                             uint8_t *verdicts) noexcept nogil:
+    """Last stage of packet j: advance the clock (expiring what is due) and track it.
+    False to stop before it (tr.packets counted up to it): the finished-row buffer needs
+    collecting first."""
+    cdef _stage_t *s = &ring[j & (_AHEAD - 1)]
+    cdef uint64_t now, tick
+    cdef int v
+    if tr.cap_done - tr.ndone < _ROW_RESERVE:
+        tr.packets += <uint64_t>(j - start)
+        return False
+    # (unsigned: a division by a constant without the sign fix-up)
+    now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
+    if now > tr.now:
+        tick = now >> FT_TICK_SHIFT
+        if tick != tr.last_tick:
+            if not _expire(tr, now):
+                # the rows ran out mid-expiry: let the caller collect them, then
+                # finish expiring before this packet (its connection may be
+                # one); tr.now is left behind so that the resumed call does
+                tr.packets += <uint64_t>(j - start)
+                return False
+            tr.last_tick = tick
+        tr.now = now
+    else:
+        now = tr.now          # time never runs backwards inside the tracker
+    if s.rc >= 0:
+        v = s.rc              # the parse stage's verdict, or the link layer's
+    else:
+        v = _track(tr, s, now, j)
+    tr.verdicts[v] += 1
+    verdicts[j] = <uint8_t>v
+    return True
+
+
+cdef inline void _feed_prefetch(tr_t *tr, _stage_t *ring, Py_ssize_t j) noexcept nogil:
+    """Middle stage of packet j: its index slot has arrived, start loading its records."""
+    if ring[j & (_AHEAD - 1)].rc < 0:
+        _prefetch_records(tr, ring[j & (_AHEAD - 1)].h)
+
+
+cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t i, Py_ssize_t n, const uint8_t *buf,
+                             const int64_t *offs, const int64_t *lens, const uint8_t *link,
+                             const uint8_t *snapped) noexcept nogil:
+    """First stage of packet i: parse and hash it, prefetch its index slot (and the
+    bytes of the packet 16 ahead)."""
+    cdef _stage_t *s = &ring[i & (_AHEAD - 1)]
+    if i + 2 * _AHEAD < n:
+        # the packet bytes themselves: headers 16 packets ahead (batches come from
+        # capture files far larger than the cache)
+        FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD])
+        FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD] + 64)
+    if link != NULL and link[i] != FT_OK:
+        s.rc = link[i]
+    else:
+        _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, snapped != NULL and snapped[i] == 0)
+        if s.rc < 0:
+            ftx_prefetch_w(&tr.tab, s.h)
+
+
+cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
+                      const int64_t *ts_ns, const uint8_t *link, const uint8_t *snapped,
+                      Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts) noexcept nogil:
+    """Packets [start, n), pipelined: packet i+8 is parsed and hashed and its index slot
+    prefetched, packet i+4's records are prefetched, while packet i is tracked -- so the
+    table's cache misses overlap. Parsing is pure, so the order of effects is the
+    packets' order. Returns the index of the first packet not processed (< n when the
+    finished-row buffer needs collecting first; those packets are parsed again then)."""
+    cdef _stage_t ring[_AHEAD]
+    cdef Py_ssize_t i
+    # Step i tracks packet i-8 (first: its ring slot is the one packet i is parsed
+    # into), prefetches packet i-4's records and parses packet i. The steady state
+    # (start + 8 <= i < n) runs all three without bounds to check; the fill and the
+    # drain are the steps where some do not apply.
+    for i in range(start, n if n - start < _AHEAD else start + _AHEAD):
+        if i - _AHEAD // 2 >= start:
+            _feed_prefetch(tr, ring, i - _AHEAD // 2)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped)
+    for i in range(start + _AHEAD, n):
+        if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts):
+            return i - _AHEAD
+        _feed_prefetch(tr, ring, i - _AHEAD // 2)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped)
+    for i in range(n, n + _AHEAD):
+        if i - _AHEAD >= start:
+            if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts):
+                return i - _AHEAD
+        if start <= i - _AHEAD // 2 < n:
+            _feed_prefetch(tr, ring, i - _AHEAD // 2)
+    tr.packets += <uint64_t>(n - start)
+    return n
+
+
+cdef class Tracker:
+    """Passive connection tracker: feed it both directions of real traffic.
+
+    ``Tracker(capacity=1_000_000, *, timeouts=None, verify_checksum=True, loose=True,
+    liberal=False, seed=None, events=False, max_events=1_000_000)``
+
+    * ``timeouts``: a `TrackerTimeouts` (default: netfilter conntrack's), or the name
+      of a preset, ``"conntrack"`` or ``"zeek"``.
+    * ``verify_checksum``: packets with a bad TCP checksum (or IPv4 header checksum)
+      are counted and leave a ``C`` in the history but change nothing else, as Zeek
+      does by default. Pass False for captures taken where checksums are offloaded.
+    * ``loose``: pick up connections whose SYN was not seen (conntrack's tcp_loose,
+      Zeek's behaviour). With False only a SYN starts a connection; anything else for
+      an unknown 4-tuple gets the UNTRACKED verdict.
+    * ``liberal``: window-tracking failures are counted but never make a packet
+      INVALID (conntrack's tcp_be_liberal).
+    * ``server_ports``: ports taken to be servers when a connection's first packet is
+      not a plain SYN (Zeek's likely_server_ports; the default is Zeek's default set,
+      `fasttcp.tracker.vocabulary.LIKELY_SERVER_PORTS`; ``()`` turns the heuristic off, as
+      ``zeek -b`` runs have it).
+    * ``events``: keep conntrack state changes for `events()` (at most ``max_events``
+      between calls; the rest are counted in ``stats()["events_dropped"]``).
+
+    Time is the packets' own: `feed` takes seconds, `feed_batch` the batch's
+    nanosecond timestamps. Connections whose state's idle time has run out are
+    finished as packet time passes; `finished()` collects their summaries (a
+    FLOW_DTYPE array).
+    """
+
+    cdef tr_t *_tr
+    cdef public object timeouts
+    cdef object _done_chunks
+    cdef object _event_chunks
+    cdef Py_ssize_t _max_events
+    cdef Py_ssize_t _pending_events
+    cdef bint _busy
+
+    def __cinit__(self):
+        self._tr = NULL
+
+    def __init__(self, capacity=1_000_000, *, timeouts=None, verify_checksum=True, loose=True,
+                 liberal=False, seed=None, events=False, max_events=1_000_000, server_ports=None):
+        from fasttcp.tracker.vocabulary import TrackerTimeouts, TRACKER_STATE_CLASSES, LIKELY_SERVER_PORTS
+        if server_ports is None:
+            server_ports = LIKELY_SERVER_PORTS
+        ports = [int(x) for x in server_ports]
+        if any(not 0 <= x <= 65535 for x in ports):
+            raise UsageError("server_ports must be port numbers 0..65535")
+        if self._tr != NULL:
+            raise UsageError("Tracker already initialised")
+        if not isinstance(capacity, int) or capacity < 1 or capacity > (1 << 31):
+            raise UsageError(f"capacity must be an int in 1..{1 << 31}, got {capacity!r}")
+        if timeouts is None or timeouts == "conntrack":
+            timeouts = TrackerTimeouts()
+        elif timeouts == "zeek":
+            timeouts = TrackerTimeouts.zeek()
+        elif not isinstance(timeouts, TrackerTimeouts):
+            raise UsageError(f"timeouts must be a TrackerTimeouts, 'conntrack' or 'zeek', got {timeouts!r}")
+        if not isinstance(max_events, int) or max_events < 0:
+            raise UsageError(f"max_events must be a non-negative int, got {max_events!r}")
+        if seed is None:
+            s0, s1 = int.from_bytes(os.urandom(8), "little"), int.from_bytes(os.urandom(8), "little")
+        else:
+            if not isinstance(seed, int) or seed < 0:
+                raise UsageError(f"seed must be a non-negative int, got {seed!r}")
+            s0, s1 = seed & 0xffffffffffffffff, (seed >> 64) & 0xffffffffffffffff
+        cdef tr_t *tr = <tr_t *>calloc(1, sizeof(tr_t))
+        if tr == NULL:
+            raise MemoryError()
+        cdef uint8_t classes[16]
+        cdef int i
+        if ft_table_init(&tr.tab, capacity, s0, s1, True, True) != 0:
+            free(tr)
+            raise MemoryError(f"cannot allocate a table of {capacity} connections")
+        self._tr = tr
+        for i in range(16):
+            classes[i] = TRACKER_STATE_CLASSES[i] if i < len(TRACKER_STATE_CLASSES) else 0
+        ft_table_set_classes(&tr.tab, classes, 16)
+        tr.recs = <trk_t *>ft_alloc_zeroed(<size_t>capacity * sizeof(trk_t))
+        tr.done = <flow_row_t *>calloc(_DONE_CAP, sizeof(flow_row_t))
+        tr.expired = <uint32_t *>calloc(_EXPIRE_CHUNK, sizeof(uint32_t))
+        tr.cap_done = _DONE_CAP
+        tr.cap_ev = max_events if events else 0
+        tr.ev = <trk_event_t *>calloc(tr.cap_ev if tr.cap_ev else 1, sizeof(trk_event_t))
+        if tr.recs == NULL or tr.done == NULL or tr.expired == NULL or tr.ev == NULL:
+            raise MemoryError(f"cannot allocate tracker records for {capacity} connections")
+        micros = timeouts.as_micros()
+        for i in range(TRK_NSTATES):
+            tr.timeout[i] = micros[i]     # the table's own timeouts stay 0: timers are lazy here
+        tr.unack = micros[TRK_NSTATES]
+        tr.retrans = micros[TRK_NSTATES + 1]
+        tr.cfg.verify = bool(verify_checksum)
+        tr.cfg.loose = bool(loose)
+        tr.cfg.liberal = bool(liberal)
+        tr.cfg.want_events = bool(events)
+        tr.cfg.fast_path = True
+        for port in ports:
+            tr.server_ports[port >> 3] |= 1 << (port & 7)
+        self._done_chunks = []
+        self._event_chunks = []
+        self._max_events = max_events if events else 0
+        self._pending_events = 0
+        self.timeouts = timeouts
+
+    def __dealloc__(self):
+        cdef tr_t *tr = self._tr
+        if tr == NULL:
+            return
+        if tr.recs != NULL:
+            ft_free_zeroed(tr.recs, <size_t>tr.tab.capacity * sizeof(trk_t))
+        ft_table_free(&tr.tab)
+        free(tr.done)
+        free(tr.ev)
+        free(tr.expired)
+        free(tr)
+        self._tr = NULL
+
+    cdef tr_t *_get(self) except NULL:
+        if self._tr == NULL or self._tr.recs == NULL:
+            raise UsageError("Tracker is not initialised")
+        if self._busy:
+            raise UsageError("Tracker is in use by another call (not re-entrant)")
+        return self._tr
+
+    cdef void _collect(self):
+        """Move C-side finished rows and events into Python arrays."""
+        cdef tr_t *tr = self._tr
+        cdef uint8_t[::1] v
+        if tr.ndone:
+            arr = np.empty(tr.ndone, dtype=FLOW_DTYPE)
+            v = arr.view(np.uint8).reshape(-1)
+            memcpy(&v[0], tr.done, tr.ndone * sizeof(flow_row_t))
+            tr.ndone = 0
+            self._done_chunks.append(arr)
+        if tr.nev:
+            # max_events bounds what waits for events(), not each C buffer fill
+            room = self._max_events - self._pending_events
+            keep = min(tr.nev, max(room, 0))
+            tr.ev_dropped += tr.nev - keep
+            if keep:
+                arr = np.empty(keep, dtype=TRACKER_EVENT_DTYPE)
+                v = arr.view(np.uint8).reshape(-1)
+                memcpy(&v[0], tr.ev, keep * sizeof(trk_event_t))
+                self._event_chunks.append(arr)
+                self._pending_events += keep
+            tr.nev = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._get().tab.capacity
+
+    def __len__(self):
+        return self._get().tab.count
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes reserved for connections: table records, index and tracker records."""
+        cdef tr_t *tr = self._get()
+        return (tr.tab.capacity * (sizeof(ft_conn_t) + sizeof(trk_t)) + (tr.tab.nslots + 8) * 8
+                + FT_WHEEL_SIZE * 4)
+
+    def feed(self, packet, ts):
+        """Track one IP packet captured at `ts` (float seconds). Returns its verdict
+        code (`fasttcp.Verdict`)."""
+        cdef tr_t *tr = self._get()
+        cdef Py_buffer view
+        cdef int64_t off = 0, ln, t
+        cdef uint8_t verdict = 0
+        if not isinstance(ts, (int, float)) or ts != ts or ts < 0 or ts > 1e11:
+            raise UsageError(f"ts must be seconds >= 0, got {ts!r}")
+        t = <int64_t>round(ts * 1e6) * 1000
+        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        self._busy = True
+        try:
+            ln = view.len
+            # (0: the finished rows must be collected first, the packet is not tracked yet)
+            while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, 0, 1, &verdict) == 0:
+                self._collect()
+        finally:
+            self._busy = False
+            PyBuffer_Release(&view)
+        if tr.ndone or tr.nev:
+            self._collect()
+        from fasttcp.enums import Verdict
+        return Verdict(verdict)
+
+    def feed_batch(self, batch, offsets=None, lengths=None, ts_ns=None):
+        """Track a batch of packets in order; returns a uint8 array of verdicts
+        (`fasttcp.Verdict` codes).
+
+        Either ``feed_batch(capture_batch)`` with a `fasttcp.CaptureBatch` (its
+        link-layer verdicts are kept, and a packet shorter than its IP length is tracked
+        only if the snap length cut it), or ``feed_batch(buffer, offsets, lengths,
+        ts_ns)`` with IP packets at ``buffer[offsets[i]:offsets[i]+lengths[i]]`` and
+        int64 nanosecond timestamps (a short packet is then taken as snap-length cut).
+        """
+        cdef tr_t *tr = self._get()
+        cdef Py_buffer view
+        link = None
+        snapped = None
+        if offsets is None and lengths is None and ts_ns is None:
+            if not hasattr(batch, "snapped"):
+                raise UsageError("feed_batch(capture_batch) or feed_batch(buffer, offsets, lengths, ts_ns)")
+            buf, offs, lens, tss, link = batch.buffer, batch.offsets, batch.lengths, batch.ts_ns, batch.verdicts
+            snapped = batch.snapped
+        else:
+            if offsets is None or lengths is None or ts_ns is None:
+                raise UsageError("feed_batch(buffer, offsets, lengths, ts_ns): all four are needed")
+            buf, offs, lens, tss = batch, offsets, lengths, ts_ns
+        off = np.ascontiguousarray(offs, dtype=np.int64)
+        ln = np.ascontiguousarray(lens, dtype=np.int64)
+        ts = np.ascontiguousarray(tss, dtype=np.int64)
+        if off.ndim != 1 or off.shape != ln.shape or off.shape != ts.shape:
+            raise UsageError(f"offsets, lengths and ts_ns must be 1-D and the same length "
+                             f"({off.shape}, {ln.shape}, {ts.shape})")
+        cdef Py_ssize_t n = off.shape[0], done = 0, i
+        verdicts = np.zeros(n, dtype=np.uint8)
+        if n == 0:
+            return verdicts
+        lk = np.ascontiguousarray(link, dtype=np.uint8) if link is not None else None
+        if lk is not None and lk.shape != off.shape:
+            raise UsageError("link verdicts must have one entry per packet")
+        cdef const int64_t[::1] o = off
+        cdef const int64_t[::1] l = ln
+        cdef const int64_t[::1] t = ts
+        cdef uint8_t[::1] vd = verdicts
+        cdef const uint8_t[::1] lkv
+        cdef const uint8_t *lkp = NULL
+        cdef const uint8_t[::1] snv
+        cdef const uint8_t *snp = NULL
+        if lk is not None:
+            lkv = lk
+            lkp = &lkv[0]
+            with nogil:
+                i = ft_first_at_least(lkp, n, TV_COUNT)
+            if i >= 0:
+                # the codes index the verdict counters in C: a stray value must not write past them
+                raise UsageError(f"packet {i}: link verdict {int(lk[i])} is not a fasttcp.Verdict code")
+        if snapped is not None:
+            sn = np.ascontiguousarray(snapped)
+            if sn.dtype != np.bool_:
+                sn = sn.astype(bool)
+            if sn.shape != off.shape:
+                raise UsageError("snapped must have one entry per packet")
+            snv = sn.view(np.uint8)
+            snp = &snv[0]
+        PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
+        self._busy = True
+        try:
+            with nogil:
+                i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
+            if i >= 0:
+                raise span_outside_buffer(i, off[i], ln[i], view.len)
+            while done < n:
+                with nogil:
+                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, done, n, &vd[0])
+                self._collect()
+        finally:
+            self._busy = False
+            PyBuffer_Release(&view)
+        return verdicts
+
+    def expire(self, now):
+        """Finish connections idle past their state's timeout at `now` (seconds) and
+        return every finished summary not yet collected (see `finished`)."""
+        cdef tr_t *tr = self._get()
+        cdef uint64_t t
+        if not isinstance(now, (int, float)) or now != now or now < 0 or now > 1e11:
+            raise UsageError(f"now must be seconds >= 0, got {now!r}")
+        t = <uint64_t>round(now * 1e6)
+        if t > tr.now:
+            tr.now = t
+            tr.last_tick = t >> FT_TICK_SHIFT
+        while True:
+            done = _expire(tr, tr.now)
+            self._collect()
+            if done:
+                break
+        return self.finished()
+
+    def finished(self):
+        """Summaries (FLOW_DTYPE) of connections that ended since the last call --
+        timed out, reopened by a new SYN, evicted, or flushed by `close()` -- in the
+        order they ended."""
+        self._get()
+        self._collect()
+        chunks, self._done_chunks = self._done_chunks, []
+        if not chunks:
+            return np.empty(0, dtype=FLOW_DTYPE)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def events(self):
+        """conntrack state changes (TRACKER_EVENT_DTYPE) since the last call; empty
+        unless the tracker was made with ``events=True``."""
+        self._get()
+        self._collect()
+        chunks, self._event_chunks = self._event_chunks, []
+        self._pending_events = 0
+        if not chunks:
+            return np.empty(0, dtype=TRACKER_EVENT_DTYPE)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def connections(self):
+        """Summaries (FLOW_DTYPE, end_reason LIVE) of every connection still tracked."""
+        cdef tr_t *tr = self._get()
+        cdef uint32_t i, k = 0
+        arr = np.empty(tr.tab.count, dtype=FLOW_DTYPE)
+        cdef uint8_t[::1] v = arr.view(np.uint8).reshape(-1) if tr.tab.count else np.empty(0, np.uint8)
+        cdef flow_row_t *rows = <flow_row_t *>&v[0] if tr.tab.count else NULL
+        for i in range(tr.tab.fresh):
+            if tr.tab.conns[i].family != 0 and k < tr.tab.count:
+                _fill_row(tr, i, &rows[k], END_LIVE)
+                k += 1
+        return arr[:k]
+
+    def close(self):
+        """Finish every connection still tracked (end of capture) and return all
+        summaries not yet collected. The tracker stays usable."""
+        cdef tr_t *tr = self._get()
+        cdef uint32_t i
+        self._collect()
+        for i in range(tr.tab.fresh):
+            if tr.tab.conns[i].family != 0:
+                if tr.ndone == tr.cap_done:
+                    self._collect()
+                _finish(tr, i, END_FLUSHED)
+        return self.finished()
+
+    def _raw_records(self):
+        """Test hook: every record ever used, table part and tracker part, as bytes (the
+        fast path's differential tests compare the two paths' internal state too)."""
+        cdef tr_t *tr = self._get()
+        return (PyBytes_FromStringAndSize(<const char *>tr.tab.conns, tr.tab.fresh * sizeof(ft_conn_t)),
+                PyBytes_FromStringAndSize(<const char *>tr.recs, tr.tab.fresh * sizeof(trk_t)))
+
+    def _set_fast_path(self, bint on):
+        """Test hook: False sends every packet through the general path (the fast path's
+        differential tests compare the two)."""
+        self._get().cfg.fast_path = on
+
+    def stats(self) -> dict:
+        """Counters: packets, verdicts by name, connections created / reused / evicted /
+        timed out, out-of-window packets, RTT samples, live connections, and `fast_path`:
+        packets the fast paths took (header prediction for in-window ACK, data and
+        FIN|ACK segments, as Linux counts in TCPHPHits; and the opening SYN and its
+        SYN-ACK)."""
+        cdef tr_t *tr = self._get()
+        from fasttcp.enums import Verdict
+        return {
+            "packets": tr.packets,
+            "verdicts": {Verdict(i).name: tr.verdicts[i] for i in range(TV_COUNT) if tr.verdicts[i]},
+            "created": tr.created,
+            "reused": tr.reused,
+            "evicted": tr.evicted,
+            "timed_out": tr.timed_out,
+            "out_of_window": tr.out_of_window,
+            "rtt_samples": tr.rtt_samples,
+            "live": tr.tab.count,
+            "events_dropped": tr.ev_dropped,
+            "fast_path": tr.fast_hits,
+        }

@@ -1,0 +1,1 @@
+"""C-level address coercion (cimport fasttcp.wire.addr); no Python-visible names."""

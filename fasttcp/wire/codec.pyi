@@ -1,0 +1,1 @@
+"""C-level wire codec (cimport fasttcp.wire.codec); no Python-visible names."""
