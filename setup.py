@@ -35,6 +35,7 @@ MODULES = [
     "tracker.tracker",
     "capture.scanner",
     "bench.baseline",
+    "_testing",
 ]
 # The C headers (csum_impl.h, mem_impl.h) live in fasttcp/wire; every module's C includes them
 # through the .pxd files it cimports.

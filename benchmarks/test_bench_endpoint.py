@@ -1,4 +1,4 @@
-"""Endpoint throughput (issue "Endpoint"): handshakes and full lifecycles between two
+"""Endpoint throughput: handshakes and full lifecycles between two
 endpoints in one process, every segment built, checksummed, parsed, looked up and run
 through the state machine. `fasttcp bench` prints the same figures with peers (dpkt
 handshake in Python, Linux kernel loopback connect/accept) measured in the same run.

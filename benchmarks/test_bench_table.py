@@ -1,4 +1,4 @@
-"""Connection table throughput (issue "Connection table").
+"""Connection table throughput.
 
 Targets on one core: >= 50M lookups/s at 100k entries, >= 15M/s at 10M with batch
 prefetch (benchmarks/table_scale.py measures 10M: too big for a default run), <= 128

@@ -1,7 +1,7 @@
 """Tracker and capture-reading throughput on a synthetic capture of many concurrent
 connections (fasttcp.bench.tracker.synth_capture), next to peers on the same packets.
 
-Targets (issue "Tracker"): feed_batch >= 15M packets/s from memory with checksums
+Targets: feed_batch >= 15M packets/s from memory with checksums
 (>= 100x tshark), analyze end to end >= 3M packets/s. `fasttcp bench` prints the same
 figures with tshark measured in the same run; here the dpkt dictionary tracker is the
 peer. Never asserted: timing belongs here, not in tests.

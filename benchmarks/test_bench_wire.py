@@ -2,7 +2,7 @@
 
 pytest-benchmark reports time per call; the `extra_info` of each benchmark carries
 packets/s (or bytes/s) so the peer ratio can be read off the JSON output
-(`--benchmark-json`). Targets (issue "Foundation"): parse_batch with checksums >= 20M
+(`--benchmark-json`). Targets: parse_batch with checksums >= 20M
 packets/s (>= 200x dpkt), parse() >= 2M/s, checksum >= 10 GB/s on 1500 bytes,
 build() >= 1.5M/s. Never asserted: timing belongs here, not in tests.
 """

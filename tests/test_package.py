@@ -9,6 +9,7 @@ import pytest
 
 import fasttcp
 from fasttcp import Flags, OptionBits, Verdict
+from fasttcp import _testing
 from fasttcp.bench import baseline
 from fasttcp.capture import scanner
 from fasttcp.endpoint import endpoint
@@ -18,7 +19,7 @@ from fasttcp.wire import addr, batch, checksum, codec, segment, seq
 
 
 @pytest.mark.parametrize("mod", [addr, batch, checksum, codec, segment, seq, table, endpoint, tracker, scanner,
-                                 baseline])
+                                 baseline, _testing])
 def test_core_modules_are_compiled_extensions(mod):
     assert mod.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), mod.__file__
 

@@ -1,7 +1,7 @@
 /* The bare handshake loop: a benchmark peer, not part of the library.
  *
- * Issue 4 sets the cache-resident target (10 M handshakes/s) from "a plain C loop
- * does the whole synthetic handshake in ~90 ns with a small table". This is that
+ * The endpoint's cache-resident handshake rate is judged against what a plain C loop
+ * doing the whole synthetic handshake achieves on the same machine. This is that
  * loop, so `fasttcp bench` can measure it in the same run as the endpoint and report
  * the ratio instead of comparing with a figure from another machine. A second variant
  * of it, "lean", adds the endpoint's bookkeeping (below) written as plainly: what a

@@ -110,13 +110,3 @@ def build(
     ttl: int = 64,
 ) -> bytes:
     """A complete IPv4/IPv6 packet with lengths and both checksums filled."""
-
-def _parse_paths_agree(packet: _Buffer, *, verify_checksum: bool = True) -> tuple[bool, bool]:
-    """Test hook: (fast path took the packet, fast and general parses agree)."""
-
-def _ts_segment_paths_agree(src: _Addr, dst: _Addr, src_port: int, dst_port: int, seq: int, ack: int,
-                            flags: int, window: int, ts: bool, tsval: int, tsecr: int,
-                            ttl: int = 64) -> tuple[bytes, bool]:
-    """Test hook: the endpoint's ACK/FIN builder against the general builder."""
-def _linux_layout_decodes(options: bytes) -> bool:
-    """Test hook: whether the fast parser's word-at-a-time option decoder takes `options`."""

@@ -6,7 +6,7 @@ References, never the reader itself:
   end of shared/captures/MANIFEST.md) and tshark itself for files we write,
 - a tiny struct walker below (record lengths), and files built byte by byte here.
 
-Bugs a review found in the reader are kept as regression tests at the end.
+Bugs once found in the reader are kept as regression tests at the end.
 """
 from __future__ import annotations
 
@@ -954,7 +954,7 @@ def test_fuzz_pcapng_never_crashes_and_stays_in_bounds(tmp_path, data, kw):
     check_fuzz_file(tmp_path / "fuzz.pcapng", data, kw)
 
 
-# ---- regressions: bugs a review found in the reader, fixed ----
+# ---- regressions: bugs once found in the reader, fixed ----
 
 
 def test_write_pcap_microsecond_times_are_the_ones_given(tmp_path):

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fasttcp
-from fasttcp.wire.segment import _linux_layout_decodes, _parse_paths_agree, _ts_segment_paths_agree
+from fasttcp._testing import linux_layout_decodes, parse_paths_agree, ts_segment_paths_agree
 from tests import linklayer
 from tests.reference import packets as P
 
@@ -47,7 +47,7 @@ def packet(v6: bool = False, *, options: bytes = b"", payload: bytes = b"", flag
 @pytest.mark.parametrize("payload", [b"", b"x", bytes(range(256)) * 6], ids=["empty", "odd", "long"])
 @pytest.mark.parametrize("verify", [True, False], ids=["verify", "no-verify"])
 def test_common_shapes_take_the_fast_path_and_agree(v6, options, payload, verify):
-    taken, agree = _parse_paths_agree(packet(v6, options=options, payload=payload), verify_checksum=verify)
+    taken, agree = parse_paths_agree(packet(v6, options=options, payload=payload), verify_checksum=verify)
     assert taken, "a whole, unfragmented packet with good checksums must take the fast path"
     assert agree
 
@@ -63,10 +63,10 @@ def test_every_layout_the_encoder_writes_takes_the_fast_path_and_agrees(v6, mss,
     src, dst = (SRC6, DST6) if v6 else (SRC4, DST4)
     opts = fasttcp.Options(mss=mss, sack_permitted=sack_permitted, timestamp=timestamp, wscale=wscale)
     pkt = fasttcp.build(src, dst, 40000, 443, seq=1, flags=0x002, options=opts)
-    assert _parse_paths_agree(pkt) == (True, True)
+    assert parse_paths_agree(pkt) == (True, True)
     area = pkt[(40 if v6 else 20) + 20:]
     if area:                                   # decoded by the word-at-a-time decoder itself
-        assert _linux_layout_decodes(area)
+        assert linux_layout_decodes(area)
     got = fasttcp.parse(pkt).options
     assert (got.mss, got.sack_permitted, got.timestamp, got.wscale) == (mss, sack_permitted, timestamp, wscale)
 
@@ -84,10 +84,10 @@ def test_every_layout_the_encoder_writes_takes_the_fast_path_and_agrees(v6, mss,
 ], ids=["ws-nops", "ws-first", "mss-twice", "word-after-ws", "sackok-then-ts", "with-sack", "ws-eol",
         "ts-overruns", "ts-cut"])
 def test_near_miss_option_layouts_agree(options):
-    assert not _linux_layout_decodes(options)    # left to the general option parser
+    assert not linux_layout_decodes(options)    # left to the general option parser
     for v6 in (False, True):
-        assert _parse_paths_agree(packet(v6, options=options, flags=0x002))[1]
-        assert _parse_paths_agree(packet(v6, options=options, flags=0x002), verify_checksum=False)[1]
+        assert parse_paths_agree(packet(v6, options=options, flags=0x002))[1]
+        assert parse_paths_agree(packet(v6, options=options, flags=0x002), verify_checksum=False)[1]
 
 
 def _damaged(good: bytes, at: int, value: int) -> bytes:
@@ -122,17 +122,17 @@ GOOD6 = packet(True, options=TS, payload=b"hello")
     ("too short", GOOD4[:30], True),
 ])
 def test_uncommon_or_broken_packets_go_to_the_general_parser(name, pkt, verify):
-    taken, agree = _parse_paths_agree(pkt, verify_checksum=verify)
+    taken, agree = parse_paths_agree(pkt, verify_checksum=verify)
     assert not taken, f"{name}: the general parser must decide this packet"
 
 
 def test_bad_checksums_are_taken_without_verification_and_still_agree():
     bad = _damaged(GOOD4, 36, GOOD4[36] ^ 1)
-    assert _parse_paths_agree(bad, verify_checksum=False) == (True, True)
+    assert parse_paths_agree(bad, verify_checksum=False) == (True, True)
 
 
 def test_ethernet_padding_beyond_the_ip_length_is_fast_and_agrees():
-    taken, agree = _parse_paths_agree(GOOD4 + b"\x00" * 6)
+    taken, agree = parse_paths_agree(GOOD4 + b"\x00" * 6)
     assert taken and agree
     seg = fasttcp.parse(GOOD4 + b"\x00" * 6)
     assert seg.payload == b"hello"
@@ -150,14 +150,14 @@ def test_every_byte_of_an_ipv4_packet_is_in_its_checksums(options, payload):
     options, payload -- must fail verification there (and agree with the general
     parser), for those lengths and for the others the loop sums."""
     good = packet(options=options, payload=payload)
-    assert _parse_paths_agree(good) == (True, True)
+    assert parse_paths_agree(good) == (True, True)
     for i in range(len(good)):
         for bit in range(8):
             if i in (2, 3) or (i == 32 and bit >= 4):   # the IP length and TCP data offset
                 continue                                  # move the packet's edges
             bad = bytearray(good)
             bad[i] ^= 1 << bit
-            taken, agree = _parse_paths_agree(bytes(bad))
+            taken, agree = parse_paths_agree(bytes(bad))
             assert agree, (i, bit)
             assert not taken, f"byte {i} bit {bit}: a damaged packet passed the fast path's checksums"
 
@@ -177,7 +177,7 @@ def test_random_and_damaged_packets_agree(v6, options, payload, flags, verify, c
         pkt[flip % len(pkt)] ^= 1 << bit
     elif mode == 3:
         pkt += bytes(cut % 17)                 # trailing link padding
-    taken, agree = _parse_paths_agree(bytes(pkt), verify_checksum=verify)
+    taken, agree = parse_paths_agree(bytes(pkt), verify_checksum=verify)
     assert agree
     if mode == 0 and len(opts) == len(b"".join(options)) and len(P.pad_options(opts)) <= 40:
         assert taken
@@ -197,7 +197,7 @@ def test_the_fast_path_carries_real_traffic():
                     continue
                 ip = bytes(b.buffer[b.offsets[i]:b.offsets[i] + b.lengths[i]])
                 for verify in (True, False):
-                    t, agree = _parse_paths_agree(ip, verify_checksum=verify)
+                    t, agree = parse_paths_agree(ip, verify_checksum=verify)
                     assert agree, f"{path.name} packet {int(b.frames[i])} (verify={verify})"
                     taken += t
                     total += 1
@@ -215,7 +215,7 @@ def test_the_endpoints_ack_builder_equals_the_general_one(v6, ports, seq, ack, f
     (ft_build_ts_segment): byte for byte what the general builder makes of the same
     segment with NOP NOP TS as its option area, and a packet that parses back."""
     src, dst = (SRC6, DST6) if v6 else (SRC4, DST4)
-    pkt, same = _ts_segment_paths_agree(src, dst, ports[0], ports[1], seq, ack, flags, window, ts, tsval, tsecr,
+    pkt, same = ts_segment_paths_agree(src, dst, ports[0], ports[1], seq, ack, flags, window, ts, tsval, tsecr,
                                         ttl)
     assert same
     seg = fasttcp.parse(pkt)
