@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Connection table: flow key -> connection control block, open addressing, timers.
 
-Layout (chosen for memory per connection, see the README's table section):
+Layout (chosen for memory per connection, see docs/architecture.md):
   * `conns`: a pool of fixed 112-byte ft_conn_t records. A record never moves while
     it is in use, so its id (index) is a stable handle for timers and Python views.
   * `index`: capacity*5/3 open-addressing slots of 8 bytes, (hash32 << 32) | (id + 1), 0 = empty,

@@ -38,7 +38,7 @@ cdef const char *_LETTERS = b"SHADFRCTWIQG"
 
 # Transition table T[dir][class][old state]: new state, TRK_IGNORE or TRK_INVALID,
 # restated from the tables of netfilter's nf_conntrack_proto_tcp.c (the reasoning per
-# cell is in the README's tracker section and in that file's comments).
+# cell is in docs/tracker.md and in that file's comments).
 cdef enum:
     sNO = TRK_NONE
     sSS = TRK_SYN_SENT
