@@ -172,7 +172,7 @@ def _checksum_many(buf: bytes, n: int) -> int:
 def _run_peers(cfg: BenchConfig, batch: Batch, mtu: bytes, rep: Report, say) -> None:
     sample = batch.packets[: cfg.peer_packets]
     try:
-        import dpkt
+        import dpkt  # type: ignore[import-untyped]  # dpkt ships no type information
     except ImportError:
         rep.notes.append("dpkt not installed: no dpkt peer figure (pip install 'fasttcp[test]')")
     else:

@@ -46,7 +46,7 @@ class TrackerBenchConfig:
     progress: Callable[[str], None] | None = None
 
 
-def _flow_packets(i: int, t_client: tuple[bytes, int], server: bytes) -> list[bytes]:
+def _flow_packets(i: int, t_client: tuple[str, int], server: str) -> list[bytes]:
     """The 12 packets of connection i: handshake, request, 3-segment response with an
     ACK, close from the client, close from the server, last ACK."""
     caddr, cport = t_client
@@ -153,7 +153,7 @@ def _prefix_capture(src: Path, dst: Path, packets: int) -> None:
 def dpkt_tracker(path: Path) -> tuple[int, float]:
     """The peer: a Python dict keyed by the 4-tuple, packets parsed with dpkt, conntrack
     style state from the flags. Returns (packets, seconds)."""
-    import dpkt
+    import dpkt  # type: ignore[import-untyped]  # dpkt ships no type information
 
     t0 = time.perf_counter()
     table: dict = {}

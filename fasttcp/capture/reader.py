@@ -21,9 +21,10 @@ import math
 import os
 import struct
 from dataclasses import dataclass, field
+from io import BufferedReader
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class CaptureReader:
         self.batch_packets = batch_packets
         self.batch_bytes = batch_bytes
         self.stats = CaptureStats()
-        self._f: BinaryIO = open(self.path, "rb")     # FileNotFoundError etc. propagate as is
+        self._f: BufferedReader = open(self.path, "rb")     # FileNotFoundError etc. propagate as is
         try:
             self.size = os.fstat(self._f.fileno()).st_size
             self._scanner = CaptureScanner()
@@ -197,7 +198,7 @@ class CaptureReader:
             # a fresh buffer per batch: a batch stays valid after the next one is read
             buf = np.empty(max(cap, len(carry) + 4096), dtype=np.uint8)
             buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
-            got = self._f.readinto(memoryview(buf)[len(carry):])
+            got = self._f.readinto(buf.data[len(carry):])
             end = len(carry) + (got or 0)
             at_eof = not got
             status, n, pos, need, arrays = self._scanner.scan(buf, 0, end, self.batch_packets)

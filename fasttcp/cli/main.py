@@ -82,7 +82,7 @@ def _bench(args: argparse.Namespace) -> int:
     progress = None
     bar = None
     if not args.json and sys.stderr.isatty():
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
 
         bar = tqdm(total=steps, desc="bench", unit="step", leave=False)
 
@@ -135,7 +135,7 @@ def _analyze(args: argparse.Namespace) -> int:
     bar = None
     progress = None
     if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
 
         bar = tqdm(total=0, unit="B", unit_scale=True, desc="analyze", leave=False)
 
