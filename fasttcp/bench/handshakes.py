@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
+from fasttcp.bench.codec import BenchConfig, Figure, Report, pgo_build, run_codec
 from fasttcp.endpoint.endpoint import Endpoint, pipe
 from fasttcp.table.table import KEY_DTYPE
-from fasttcp.bench.codec import BenchConfig, Figure, Report, pgo_build, run_codec
 
 __all__ = ["BenchConfig", "run", "format_report"]
 

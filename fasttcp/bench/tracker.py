@@ -16,15 +16,15 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from fasttcp.wire.segment import build
-from fasttcp.tracker.tracker import Tracker
 from fasttcp.capture.reader import read_pcap
+from fasttcp.tracker.tracker import Tracker
+from fasttcp.wire.segment import build
 
 __all__ = ["TrackerBenchConfig", "synth_capture", "run_tracker_bench", "format_tracker_report", "TrackerReport"]
 
@@ -289,7 +289,8 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
 
 def format_tracker_report(rep: TrackerReport) -> str:
     f = rep.figures
-    lines = [f"tracker feed_batch (from memory, checksums verified): {f['tracker_feed_batch_pps'] / 1e6:.2f} M packets/s"
+    lines = [f"tracker feed_batch (from memory, checksums verified): "
+             f"{f['tracker_feed_batch_pps'] / 1e6:.2f} M packets/s"
              f"  (spread {f['tracker_feed_batch_spread']:.0%}; {f['tracker_packets']:,} packets, "
              f"~{f['tracker_open_connections']:,} connections open, {f['tracker_bytes_per_connection']} B/connection)"]
     if "analyze_pps" in f:

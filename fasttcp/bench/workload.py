@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fasttcp.wire.segment import Options, build
 from fasttcp.enums import Flags
+from fasttcp.wire.segment import Options, build
 
 __all__ = ["Batch", "handshake_batch"]
 
