@@ -17,7 +17,8 @@ debug:
 	FASTTCP_DEBUG=1 $(PY) -m pip install -e . --no-build-isolation -q
 sanitize:
 	FASTTCP_SANITIZE=1 $(PY) -m pip install -e . --no-build-isolation -q
-lint:
+# the same checks as .ci/run; stubtest needs the compiled modules, hence the build
+lint: build
 	ruff check fasttcp tests benchmarks setup.py
 	cython-lint fasttcp
 	$(PY) -m mypy.stubtest fasttcp --allowlist .ci/stubtest-allowlist.txt

@@ -20,12 +20,9 @@ from setuptools.command.build_ext import build_ext
 DEBUG = os.environ.get("FASTTCP_DEBUG") == "1"
 ANNOTATE = os.environ.get("FASTTCP_ANNOTATE") == "1"
 
-if DEBUG:
-    cflags = ["-O0", "-g3"]
-else:
-    # -O3 lets gcc vectorise the checksum accumulation loop; no -march=native so
-    # the wheel runs on any x86-64/aarch64 machine.
-    cflags = ["-O3", "-fno-strict-aliasing"]
+# release: -O3 lets gcc vectorise the checksum accumulation loop; no -march=native so
+# the wheel runs on any x86-64/aarch64 machine.
+cflags = ["-O0", "-g3"] if DEBUG else ["-O3", "-fno-strict-aliasing"]
 
 # The compiled modules, by layer (the folder is the layer: fasttcp/<layer>/<module>.pyx).
 MODULES = [
@@ -68,7 +65,7 @@ def _compiles_with(compiler, flags) -> bool:
         with open(src, "w") as f:
             f.write("int main(void) { return 0; }\n")
         try:
-            compiler.compile([src], output_dir=tmp, extra_postargs=flags + ["-Werror"])
+            compiler.compile([src], output_dir=tmp, extra_postargs=[*flags, "-Werror"])
         except Exception:
             return False
     return True
@@ -133,7 +130,7 @@ class BuildExt(build_ext):
     def _set_flags(self, base, cflags, ldflags, *, pgo):
         """Flags for the PGO_MODULES (`pgo`: they are built with a profile); every other
         module gets its plain flags."""
-        for ext, (c, ld) in zip(self.extensions, base):
+        for ext, (c, ld) in zip(self.extensions, base, strict=True):
             mine = ext.name.rsplit(".", 1)[-1] in PGO_MODULES
             ext.extra_compile_args = c + (cflags if mine else [])
             ext.extra_link_args = ld + (ldflags if mine else [])

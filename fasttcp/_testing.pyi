@@ -1,8 +1,11 @@
 """Test hooks: C paths that must agree, compared from Python. Not imported by the library."""
 import ipaddress
 
-_Addr = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
-_Buffer = bytes | bytearray | memoryview
+__all__ = ["linux_layout_decodes", "parse_paths_agree", "ts_segment_paths_agree"]
+from typing import TypeAlias
+
+_Addr: TypeAlias = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
+_Buffer: TypeAlias = bytes | bytearray | memoryview
 
 def parse_paths_agree(packet: _Buffer, *, verify_checksum: bool = True) -> tuple[bool, bool]:
     """(fast path took the packet, fast and general parses agree)."""

@@ -65,8 +65,8 @@ def parse_paths_agree(packet, *, bint verify_checksum=True):
 
 
 def ts_segment_paths_agree(src, dst, int src_port, int dst_port, uint32_t seq, uint32_t ack, int flags,
-                            int window, bint ts, uint32_t tsval, uint32_t tsecr, int ttl=64):
-    """the endpoint's ACK/FIN builder (ft_build_ts_segment, the timestamp
+                           int window, bint ts, uint32_t tsval, uint32_t tsecr, int ttl=64):
+    """The endpoint's ACK/FIN builder (ft_build_ts_segment, the timestamp
     option written in place) against the general builder given the same segment with
     NOP NOP TS encoded as an option area. Returns (packet, same): the fast builder's
     bytes and whether the general builder's are identical."""

@@ -25,7 +25,8 @@ class Flags(enum.IntFlag):
 
     def __str__(self) -> str:
         """Flag names joined by '|' in wire order from SYN, e.g. ``SYN|ACK``."""
-        names = [f.name for f in _FLAG_ORDER if self & f]
+        # every member here is a single named bit; `and f.name` narrows str | None for type checkers
+        names = [f.name for f in _FLAG_ORDER if self & f and f.name]
         return "|".join(names) if names else "none"
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import dpkt
 
@@ -115,7 +116,7 @@ def _ip_by_version(buf: bytes, off: int, what: str) -> tuple[bytes | None, str]:
 def _from_ethertype(etype: int, buf: bytes, off: int) -> tuple[bytes | None, str]:
     """Follow an EtherType chain (VLAN tags, MPLS, PPPoE) from buf[off] to IP."""
     for _ in range(_MAX_ENCAPS):
-        if etype == ETH_P_IP or etype == ETH_P_IPV6:
+        if etype in (ETH_P_IP, ETH_P_IPV6):
             if off >= len(buf):
                 return None, "frame ends before the IP header"
             return buf[off:], ""
@@ -143,7 +144,7 @@ def _from_ethertype(etype: int, buf: bytes, off: int) -> tuple[bytes | None, str
                 return None, "truncated PPPoE header"
             proto = struct.unpack_from("!H", buf, off + 6)[0]
             off += 8
-            if proto == _PPP_IPV4 or proto == _PPP_IPV6:
+            if proto in (_PPP_IPV4, _PPP_IPV6):
                 if off >= len(buf):
                     return None, "frame ends before the IP header"
                 return buf[off:], ""
@@ -190,7 +191,7 @@ def strip_link_layer(linktype: int, frame: bytes) -> tuple[bytes | None, str]:
         return None, f"loopback address family {family} is not IP"
     if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_DLT14):
         return _ip_by_version(frame, 0, "raw IP")
-    if linktype == LINKTYPE_IPV4 or linktype == LINKTYPE_IPV6:
+    if linktype in (LINKTYPE_IPV4, LINKTYPE_IPV6):
         want = 4 if linktype == LINKTYPE_IPV4 else 6
         if not frame:
             return None, "empty frame"
@@ -336,7 +337,8 @@ def oracle_path(capture: Path) -> Path | None:
 
 class IpInfo(NamedTuple):
     version: int | None
-    header_len: int | None     # bytes before the upper-layer header (IPv6: with extension headers); None if not captured
+    # bytes before the upper-layer header (IPv6: with extension headers); None if not captured
+    header_len: int | None
     proto: int | None          # upper-layer protocol, None if not reached
     claimed_len: int | None    # datagram length the IP header claims (None: unknown, e.g. jumbogram)
     fragment: bool             # part of a fragmented datagram: MF set or nonzero offset

@@ -32,10 +32,9 @@ import numpy as np
 import pytest
 
 import fasttcp
-from fasttcp import Flags, State
+from fasttcp import Cause, Event, Flags, State
 from fasttcp.endpoint.endpoint import Endpoint
 from fasttcp.table.table import make_keys
-from fasttcp import Cause, Event
 
 __all__ = [
     "ANY", "Template", "SEGMENT", "SYN", "SYN_ACK", "ACK", "DATA", "FIN", "FIN_ACK", "RST", "RST_ACK",
@@ -198,7 +197,7 @@ def _client_isn_offset(family: int, client_port: int) -> int:
     return fasttcp.parse(probe.transmit()[0]).seq
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def calibration() -> tuple[int, int]:
     """(server seed, client port) such that, the client's ISS being 8 below 2**32, the
     server's ISS for the same 4-tuple at the same time is SERVER_ISN_BELOW_WRAP below.

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import fasttcp
-from fasttcp import Flags, OptionBits, Verdict
-from fasttcp import _testing
+from fasttcp import Flags, OptionBits, Verdict, _testing
 from fasttcp.bench import baseline
 from fasttcp.capture import scanner
 from fasttcp.endpoint import endpoint
@@ -80,7 +79,8 @@ def test_link_and_tracker_verdicts_are_produced_by_the_core():
 
 def test_flag_and_option_bits_match_wire_positions():
     seg = fasttcp.parse(fasttcp.build("198.18.0.1", "198.18.0.2", 1, 2, flags=0x1FF))
-    assert seg.flags == Flags.FIN | Flags.SYN | Flags.RST | Flags.PSH | Flags.ACK | Flags.URG | Flags.ECE | Flags.CWR | Flags.AE
+    assert seg.flags == (Flags.FIN | Flags.SYN | Flags.RST | Flags.PSH | Flags.ACK | Flags.URG | Flags.ECE | Flags.CWR
+                         | Flags.AE)
     pkt = fasttcp.build("198.18.0.1", "198.18.0.2", 1, 2,
                         options=dict(mss=1, wscale=2, sack_permitted=True, sack=[(1, 2)], timestamp=(3, 4),
                                      unknown=[(30, b"")]))
@@ -216,8 +216,8 @@ def test_the_build_is_profile_guided():
 
 def test_bench_reports_the_kind_of_build():
     # the JSON key and the text report's first line name the build the figures came from
-    from fasttcp.bench.handshakes import format_report
     from fasttcp.bench.codec import BenchConfig, Report
+    from fasttcp.bench.handshakes import format_report
 
     pgo = endpoint.PGO_BUILD and tracker.PGO_BUILD
     rep = Report(BenchConfig())

@@ -67,7 +67,7 @@ def read_conn_log(path: Path) -> list[dict[str, str]]:
         if names is None:
             names = cells
             continue
-        row = dict(zip(names, cells))
+        row = dict(zip(names, cells, strict=True))
         if row.get("proto", "tcp") == "tcp":
             rows.append(row)
     return rows

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fasttcp.bench.workload import Batch, handshake_batch
 from fasttcp.wire.batch import SEGMENT_DTYPE, parse_batch
 from fasttcp.wire.checksum import checksum
 from fasttcp.wire.segment import Options, build, parse
-from fasttcp.bench.workload import Batch, handshake_batch
 
 __all__ = ["BenchConfig", "run_codec", "Report", "Figure", "format_report"]
 
@@ -102,7 +102,7 @@ def _measure(fn: Callable[[], int], repeat: int) -> tuple[float, float]:
     return med, (max(rates) - min(rates)) / med if med else 0.0
 
 
-def run_codec(cfg: BenchConfig, rep: "Report | None" = None) -> Report:
+def run_codec(cfg: BenchConfig, rep: Report | None = None) -> Report:
     """Measure the wire layer and its peers into `rep` (a new Report if None)."""
     say = cfg.progress or (lambda _msg: None)
     rep = rep if rep is not None else Report(cfg)
@@ -172,7 +172,7 @@ def _checksum_many(buf: bytes, n: int) -> int:
 def _run_peers(cfg: BenchConfig, batch: Batch, mtu: bytes, rep: Report, say) -> None:
     sample = batch.packets[: cfg.peer_packets]
     try:
-        import dpkt
+        import dpkt  # type: ignore[import-untyped]  # dpkt ships no type information
     except ImportError:
         rep.notes.append("dpkt not installed: no dpkt peer figure (pip install 'fasttcp[test]')")
     else:

@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
+from fasttcp.bench.codec import BenchConfig, Figure, Report, pgo_build, run_codec
 from fasttcp.endpoint.endpoint import Endpoint, pipe
 from fasttcp.table.table import KEY_DTYPE
-from fasttcp.bench.codec import BenchConfig, Figure, Report, pgo_build, run_codec
 
 __all__ = ["BenchConfig", "run", "format_report"]
 
@@ -238,7 +238,7 @@ def _single_packet(n: int) -> float:
 
 def _dpkt_handshakes(n: int) -> float:
     """Peer: a Python handshake with dpkt (build, parse, verify checksum, dict state)."""
-    import dpkt
+    import dpkt  # type: ignore[import-untyped]  # dpkt ships no type information
 
     def build(src, dst, sport, dport, seq, ack, flags):
         tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=65535,

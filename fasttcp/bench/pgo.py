@@ -27,9 +27,9 @@ import numpy as np
 
 def _endpoint_rounds(family: int, flows: int, rounds: int) -> None:
     """Batch handshakes and whole lifecycles, as `fasttcp bench` runs them."""
+    from fasttcp.bench.handshakes import _close_all, _handshakes, flow_keys
     from fasttcp.endpoint.endpoint import Endpoint, pipe
     from fasttcp.table.table import KEY_DTYPE
-    from fasttcp.bench.handshakes import _close_all, _handshakes, flow_keys
 
     if family == 4:
         client = Endpoint(["198.18.0.0/16"], capacity=flows, seed=1)
@@ -127,10 +127,10 @@ def _tracker(folder: Path) -> None:
     """feed_batch over a synthetic capture as `fasttcp bench` measures it, then over a
     damaged copy (bad checksums, losses, duplicates) with both timeout presets, and
     `analyze` end to end."""
-    from fasttcp.tracker.tracker import Tracker
-    from fasttcp.cli.analyze import AnalyzeConfig, analyze
     from fasttcp.bench.tracker import PACKETS_PER_FLOW, synth_capture
     from fasttcp.capture.reader import read_pcap
+    from fasttcp.cli.analyze import AnalyzeConfig, analyze
+    from fasttcp.tracker.tracker import Tracker
 
     path = folder / "train.pcap"
     synth_capture(path, 60_000, 2_000)

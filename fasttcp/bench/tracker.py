@@ -16,15 +16,15 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from fasttcp.wire.segment import build
-from fasttcp.tracker.tracker import Tracker
 from fasttcp.capture.reader import read_pcap
+from fasttcp.tracker.tracker import Tracker
+from fasttcp.wire.segment import build
 
 __all__ = ["TrackerBenchConfig", "synth_capture", "run_tracker_bench", "format_tracker_report", "TrackerReport"]
 
@@ -46,7 +46,7 @@ class TrackerBenchConfig:
     progress: Callable[[str], None] | None = None
 
 
-def _flow_packets(i: int, t_client: tuple[bytes, int], server: bytes) -> list[bytes]:
+def _flow_packets(i: int, t_client: tuple[str, int], server: str) -> list[bytes]:
     """The 12 packets of connection i: handshake, request, 3-segment response with an
     ACK, close from the client, close from the server, last ACK."""
     caddr, cport = t_client
@@ -153,7 +153,7 @@ def _prefix_capture(src: Path, dst: Path, packets: int) -> None:
 def dpkt_tracker(path: Path) -> tuple[int, float]:
     """The peer: a Python dict keyed by the 4-tuple, packets parsed with dpkt, conntrack
     style state from the flags. Returns (packets, seconds)."""
-    import dpkt
+    import dpkt  # type: ignore[import-untyped]  # dpkt ships no type information
 
     t0 = time.perf_counter()
     table: dict = {}
@@ -289,7 +289,8 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
 
 def format_tracker_report(rep: TrackerReport) -> str:
     f = rep.figures
-    lines = [f"tracker feed_batch (from memory, checksums verified): {f['tracker_feed_batch_pps'] / 1e6:.2f} M packets/s"
+    lines = [f"tracker feed_batch (from memory, checksums verified): "
+             f"{f['tracker_feed_batch_pps'] / 1e6:.2f} M packets/s"
              f"  (spread {f['tracker_feed_batch_spread']:.0%}; {f['tracker_packets']:,} packets, "
              f"~{f['tracker_open_connections']:,} connections open, {f['tracker_bytes_per_connection']} B/connection)"]
     if "analyze_pps" in f:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fasttcp.wire.segment import Options, build
 from fasttcp.enums import Flags
+from fasttcp.wire.segment import Options, build
 
 __all__ = ["Batch", "handshake_batch"]
 
@@ -42,6 +42,8 @@ def handshake_batch(flows: int, *, family: str = "4", seed: int = 1) -> Batch:
     isns = rng.integers(0, 2**32, size=(flows, 2), dtype=np.uint64)
     packets: list[bytes] = []
     syn_opts = Options(mss=1460, wscale=7, sack_permitted=True, timestamp=(1, 0))
+    client: ipaddress.IPv4Address | ipaddress.IPv6Address
+    server: ipaddress.IPv4Address | ipaddress.IPv6Address
     for i in range(flows):
         v6 = family == "6" or (family == "mixed" and i % 2)
         if v6:

@@ -20,15 +20,16 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from io import BufferedReader
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Iterable, Iterator
+from typing import Self
 
 import numpy as np
 
-from fasttcp.capture.scanner import (FORMAT_PCAP, FORMAT_PCAPNG, MAX_RECORD, CaptureScanner,
-                                   strip_link)
+from fasttcp.capture.scanner import MAX_RECORD, CaptureScanner, strip_link
 from fasttcp.errors import CaptureError, UsageError
 
 __all__ = [
@@ -129,7 +130,7 @@ class CaptureReader:
         self.batch_packets = batch_packets
         self.batch_bytes = batch_bytes
         self.stats = CaptureStats()
-        self._f: BinaryIO = open(self.path, "rb")     # FileNotFoundError etc. propagate as is
+        self._f: BufferedReader = open(self.path, "rb")  # noqa: SIM115  -- owned until close(); errors propagate as is
         try:
             self.size = os.fstat(self._f.fileno()).st_size
             self._scanner = CaptureScanner()
@@ -197,7 +198,7 @@ class CaptureReader:
             # a fresh buffer per batch: a batch stays valid after the next one is read
             buf = np.empty(max(cap, len(carry) + 4096), dtype=np.uint8)
             buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
-            got = self._f.readinto(memoryview(buf)[len(carry):])
+            got = self._f.readinto(buf.data[len(carry):])
             end = len(carry) + (got or 0)
             at_eof = not got
             status, n, pos, need, arrays = self._scanner.scan(buf, 0, end, self.batch_packets)
@@ -233,7 +234,7 @@ class CaptureReader:
             return None
         off, ln, ts, wl, vd, ifc, fr, snapped = arrays
         self.stats.packets += n
-        for v, c in zip(*np.unique(vd, return_counts=True)):
+        for v, c in zip(*np.unique(vd, return_counts=True), strict=True):
             self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(c)
         return CaptureBatch(buf[:end], off, ln, ts, wl, vd, ifc, fr, snapped)
 
@@ -247,7 +248,7 @@ class CaptureReader:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> CaptureReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -1,10 +1,14 @@
 """Type stubs for fasttcp.capture.scanner (the C record scanner behind fasttcp.read_pcap)."""
 import numpy as np
+from typing_extensions import disjoint_base
+
+__all__ = ["CaptureScanner", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD"]
 
 FORMAT_PCAP: int
 FORMAT_PCAPNG: int
 MAX_RECORD: int
 
+@disjoint_base
 class CaptureScanner:
     """The C state of one capture file: format, byte order, interfaces."""
     def start_pcap(self, swap: bool, nano: bool, linktype: int, snaplen: int) -> None: ...

@@ -18,7 +18,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memset
 
 from fasttcp.wire.defs cimport (FT_OK, FT_ERR_NOT_IP, FT_ERR_UNSUPPORTED_LINK,
-                                 FT_ERR_LINK_TRUNCATED)
+                                FT_ERR_LINK_TRUNCATED)
 
 import numpy as np
 from fasttcp.errors import UsageError
@@ -184,7 +184,7 @@ cdef inline void _set_resolution(ft_iface_t *ifc, uint8_t tsresol) noexcept nogi
     # if_tsresol: high bit clear -> 10^-v seconds, set -> 2^-v seconds
     cdef uint8_t v = tsresol & 0x7f
     cdef uint64_t p = 1
-    cdef int i
+    cdef int _i
     if tsresol & 0x80:
         if v > 62:
             v = 62
@@ -193,7 +193,7 @@ cdef inline void _set_resolution(ft_iface_t *ifc, uint8_t tsresol) noexcept nogi
         return
     if v > 18:
         v = 18
-    for i in range(v):
+    for _i in range(v):
         p *= 10
     if v <= 9:
         ifc.ts_mul = 1000000000 // p

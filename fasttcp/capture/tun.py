@@ -18,6 +18,7 @@ import struct
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Self
 
 from fasttcp.capture.writer import PcapWriter
 
@@ -62,7 +63,7 @@ class Tun:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> Tun:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 __all__ = ["PcapWriter", "LINKTYPE_RAW"]
 
@@ -21,7 +22,7 @@ class PcapWriter:
 
     def __init__(self, path: str | Path, *, snaplen: int = 262144, linktype: int = LINKTYPE_RAW) -> None:
         self.path = Path(path)
-        self._f = open(self.path, "wb")
+        self._f = open(self.path, "wb")  # noqa: SIM115  -- the writer owns the file until close()
         self._f.write(struct.pack("<IHHiIII", _MAGIC_US, 2, 4, 0, 0, snaplen, linktype))
         self.snaplen = snaplen
         self.count = 0
@@ -30,7 +31,7 @@ class PcapWriter:
         """Append one packet captured at time `ts` (seconds since the epoch or any origin)."""
         data = bytes(packet)
         sec = int(ts)
-        usec = int(round((ts - sec) * 1_000_000))
+        usec = round((ts - sec) * 1_000_000)
         if usec >= 1_000_000:
             sec, usec = sec + 1, usec - 1_000_000
         cap = data[: self.snaplen]
@@ -41,7 +42,7 @@ class PcapWriter:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> PcapWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -8,20 +8,18 @@ conn_state, handshake RTT percentiles, resets, retransmissions and packet verdic
 from __future__ import annotations
 
 import csv
-import io
 import json
-import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import numpy as np
 
-from fasttcp.tracker.tracker import Tracker
 from fasttcp.capture.reader import CaptureError, read_pcap
-from fasttcp.enums import Verdict
+from fasttcp.tracker.tracker import Tracker
 from fasttcp.tracker.vocabulary import ConnState, flow_records
 
 __all__ = ["AnalyzeConfig", "Summary", "analyze", "FORMATS", "ZEEK_FIELDS"]
@@ -77,7 +75,7 @@ class Summary:
         if not len(rows):
             return
         self.connections += len(rows)
-        for code, n in zip(*np.unique(rows["conn_state"], return_counts=True)):
+        for code, n in zip(*np.unique(rows["conn_state"], return_counts=True), strict=True):
             self.conn_states[ConnState(int(code)).name] += int(n)
         hist = rows["history"]
         self.resets += int(np.count_nonzero((np.char.find(hist, b"R") >= 0) | (np.char.find(hist, b"r") >= 0)))
@@ -93,7 +91,7 @@ class Summary:
             return None
         v = np.concatenate(chunks)
         p = np.percentile(v, [50, 90, 99])
-        return {"n": int(len(v)), "p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]),
+        return {"n": len(v), "p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]),
                 "max": float(v.max())}
 
     def as_dict(self) -> dict[str, Any]:

@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--single", type=int, default=20_000,
                    help="handshakes through the single-packet Python API (0 skips it)")
     b.add_argument("--family", choices=("4", "6", "mixed"), default="4", help="IP version of the codec traffic")
-    b.add_argument("--no-peers", action="store_true", help="skip the peers (dpkt, scapy, the kernel, the bare and lean C handshake loops)")
+    b.add_argument("--no-peers", action="store_true",
+                   help="skip the peers (dpkt, scapy, the kernel, the bare and lean C handshake loops)")
     b.add_argument("--no-codec", action="store_true", help="skip the wire-layer (parse/build/checksum) figures")
     b.add_argument("--no-tracker", action="store_true",
                    help="skip the passive tracker figures (feed_batch and analyze on a synthetic capture)")
@@ -82,7 +83,7 @@ def _bench(args: argparse.Namespace) -> int:
     progress = None
     bar = None
     if not args.json and sys.stderr.isatty():
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
 
         bar = tqdm(total=steps, desc="bench", unit="step", leave=False)
 
@@ -123,8 +124,8 @@ def _bench(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     """Exit status: 0 ok, 1 the file turned out corrupt part-way (what was read is
     reported), 2 the file cannot be read at all (missing, empty, not a capture)."""
-    from fasttcp.cli.analyze import AnalyzeConfig, analyze
     from fasttcp.capture.reader import CaptureError
+    from fasttcp.cli.analyze import AnalyzeConfig, analyze
 
     if args.capacity < 1:
         print("fasttcp analyze: --capacity must be positive", file=sys.stderr)
@@ -135,7 +136,7 @@ def _analyze(args: argparse.Namespace) -> int:
     bar = None
     progress = None
     if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
 
         bar = tqdm(total=0, unit="B", unit_scale=True, desc="analyze", leave=False)
 
@@ -163,7 +164,7 @@ def _analyze(args: argparse.Namespace) -> int:
         return 2
     if not args.summary_only:
         try:
-            out = open(args.output, "w", newline="") if args.output else sys.stdout
+            out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115  -- closed below
         except OSError as e:
             print(f"fasttcp analyze: cannot write {args.output}: {e.strerror}", file=sys.stderr)
             return 2

@@ -1,25 +1,27 @@
 """Sans-IO TCP endpoint: RFC 9293 connection lifecycle; segments + time in, segments + events out."""
 import ipaddress
 from collections.abc import Iterable
+from typing import TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 
-from fasttcp.errors import UsageError
-from fasttcp.enums import Cause
-from fasttcp.enums import State
+from fasttcp.enums import Cause, State
 from fasttcp.table.timeouts import Timeouts
 
-_Addr = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
-_Net = _Addr | ipaddress.IPv4Network | ipaddress.IPv6Network
-_Buffer = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
-_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "pipe"]
+
+_Addr: TypeAlias = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
+_Net: TypeAlias = _Addr | ipaddress.IPv4Network | ipaddress.IPv6Network
+_Buffer: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
+_IP: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 EVENT_DTYPE: np.dtype
 DROP_REASONS: tuple[str, ...]
 PGO_BUILD: bool
 """True when this module was compiled with a gcc profile (setup.py's profile-guided build)."""
 
+@final
 class Event:
     """One state change (or DATA / RETRANSMIT) of one connection."""
     time: float
@@ -28,8 +30,10 @@ class Event:
     new: State
     cause: Cause
     value: int
-    def __init__(self, time: float, connection: object, old: State, new: State, cause: Cause, value: int = 0) -> None: ...
+    def __init__(self, time: float, connection: object, old: State, new: State, cause: Cause,
+                 value: int = 0) -> None: ...
 
+@final
 class Connection:
     """One connection of an Endpoint."""
     id: int
@@ -68,6 +72,7 @@ class Connection:
     def close(self, *, now: float | None = None) -> None: ...
     def abort(self, *, now: float | None = None) -> None: ...
 
+@final
 class Endpoint:
     """A TCP endpoint with no I/O of its own."""
     timeouts: Timeouts
@@ -104,7 +109,8 @@ class Endpoint:
     def accept(self) -> Connection | None: ...
     def accept_batch(self) -> npt.NDArray[np.int64]: ...
     def receive(self, packet: _Buffer, now: float) -> str | None: ...
-    def receive_batch(self, buffer: _Buffer, offsets: npt.ArrayLike, lengths: npt.ArrayLike, now: float) -> npt.NDArray[np.int64]: ...
+    def receive_batch(self, buffer: _Buffer, offsets: npt.ArrayLike, lengths: npt.ArrayLike,
+                      now: float) -> npt.NDArray[np.int64]: ...
     def poll(self, now: float) -> None: ...
     def poll_batch(self, now: float) -> None: ...
     def next_deadline(self) -> float | None: ...

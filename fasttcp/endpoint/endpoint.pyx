@@ -15,7 +15,7 @@ segments are dropped and re-ACKed (no reassembly yet).
 """
 cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
@@ -30,7 +30,6 @@ from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_store_hash, ft_ke
 from fasttcp.wire.addr cimport addr_bytes
 from fasttcp.wire.spans cimport ft_first_bad_span
 from fasttcp.wire.address import to_ip as _to_ip
-from fasttcp.enums import Verdict
 from fasttcp.errors import ConnectionStateError, UsageError, span_outside_buffer
 from fasttcp.enums import Cause
 from fasttcp.enums import State
@@ -753,7 +752,7 @@ cdef class Endpoint:
             raise UsageError("keys must be a 1-D KEY_DTYPE array")
         keys = np.ascontiguousarray(keys)
         cdef uint64_t t = _us(now, "now")
-        cdef Py_ssize_t n = keys.shape[0], i
+        cdef Py_ssize_t n = keys.shape[0]
         out = np.empty(n, dtype=np.int64)
         cdef int64_t[::1] o = out
         cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
@@ -887,7 +886,6 @@ cdef class Endpoint:
         """Send queued bytes within min(peer window, MSS) segments; then a pending FIN."""
         cdef ft_conn_t *r = c._rec()
         cdef uint32_t in_flight, room, n, off
-        cdef const uint8_t *base
         if r == NULL:
             self._pending.discard(c)
             return
@@ -967,7 +965,6 @@ cdef class Endpoint:
         c._timing = False
         c._rto = min(c._rto * 2, self._ep.cfg.rto_max)
         ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)
-
 
 
 @cython.final

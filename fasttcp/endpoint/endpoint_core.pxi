@@ -11,10 +11,10 @@ from libc.string cimport memcpy, memset
 
 from fasttcp.wire.defs cimport *
 from fasttcp.table.ops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
-                                     ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
-                                     ftx_set_deadline)
+                                ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
+                                ftx_set_deadline)
 from fasttcp.wire.codec cimport (ft_parse_ip_inline, ft_build_packet, ft_build_ts_segment,
-                                ft_put_linux_options)
+                                 ft_put_linux_options)
 from fasttcp.wire.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp.table.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
                                   ft_lookup, ft_insert, ft_set_deadline,
@@ -185,7 +185,7 @@ cdef inline uint32_t _tsval(uint64_t now) noexcept nogil:
 
 
 cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t seq, uint32_t ack,
-                      const uint8_t *payload, size_t plen, uint64_t now) noexcept nogil:
+                             const uint8_t *payload, size_t plen, uint64_t now) noexcept nogil:
     """Build one segment of connection c into the arena: options as negotiated (the full
     offer on a SYN), window as we advertise it, TS when in use."""
     cdef uint8_t optbuf[40]
@@ -408,7 +408,7 @@ cdef void _make_room(ep_t *ep, uint64_t now) noexcept nogil:
 
 
 cdef inline int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t now, uint8_t cause,
-                       uint64_t h=0) noexcept nogil:
+                              uint64_t h=0) noexcept nogil:
     """LISTEN (RFC 9293 3.10.7.2): a SYN creates a SYN-RECEIVED record and a SYN-ACK.
     `h`: the key's hash when the caller's lookup just missed (skips a second probe)."""
     cdef uint32_t evicted

@@ -89,7 +89,8 @@ cdef inline uint64_t ft_fmix64(uint64_t h) noexcept nogil:
 
 
 cdef inline uint64_t ft_nh(uint64_t w, uint64_t s) noexcept nogil:
-    return <uint64_t><uint32_t>(<uint32_t>w + <uint32_t>s) * <uint64_t><uint32_t>(<uint32_t>(w >> 32) + <uint32_t>(s >> 32))
+    return (<uint64_t><uint32_t>(<uint32_t>w + <uint32_t>s)
+            * <uint64_t><uint32_t>(<uint32_t>(w >> 32) + <uint32_t>(s >> 32)))
 
 
 cdef inline uint64_t ft_hash_key(const ft_table_t *t, const void *key) noexcept nogil:

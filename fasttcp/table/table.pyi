@@ -1,17 +1,19 @@
 """Connection table keyed by the 4-tuple (IPv4 and IPv6), with per-state timers."""
 import ipaddress
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 
-from fasttcp.errors import UsageError
 from fasttcp.enums import State
 from fasttcp.table.timeouts import Timeouts
 
-_Addr = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
-_Key = tuple[_Addr, int, _Addr, int]
+__all__ = ["ConnectionTable", "ConnectionView", "KEY_DTYPE", "CONN_DTYPE", "EXPIRED_DTYPE", "TableStats"]
+
+_Addr: TypeAlias = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
+_Key: TypeAlias = tuple[_Addr, int, _Addr, int]
+_IP: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 KEY_DTYPE: np.dtype
 CONN_DTYPE: np.dtype
@@ -29,12 +31,13 @@ class TableStats(dict[str, int]):
     expirations: int
 
 
+@final
 class ConnectionView:
     """Read-only view of one connection record."""
     @property
     def id(self) -> int: ...
     @property
-    def key(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, ipaddress.IPv4Address | ipaddress.IPv6Address, int]: ...
+    def key(self) -> tuple[_IP, int, _IP, int]: ...
     @property
     def family(self) -> int: ...
     @property
@@ -61,6 +64,7 @@ class ConnectionView:
     retransmits: int
     segments: int
 
+@final
 class ConnectionTable:
     """Fixed-capacity table: open addressing (Robin Hood), keyed NH hash, timer wheel."""
     timeouts: Timeouts
@@ -76,8 +80,8 @@ class ConnectionTable:
         msl: float | None = None,
     ) -> None: ...
     def __len__(self) -> int: ...
-    def __contains__(self, key: _Key) -> bool: ...
-    def __getitem__(self, key: _Key) -> ConnectionView: ...
+    def __contains__(self, key: _Key, /) -> bool: ...
+    def __getitem__(self, key: _Key, /) -> ConnectionView: ...
     def __iter__(self) -> Iterator[ConnectionView]: ...
     @property
     def capacity(self) -> int: ...
@@ -95,7 +99,8 @@ class ConnectionTable:
     def expire(self, now: float, *, out: npt.NDArray[np.void] | None = None) -> npt.NDArray[np.void]: ...
     def next_deadline(self) -> float | None: ...
     def lookup_batch(self, keys: npt.NDArray[np.void]) -> npt.NDArray[np.int64]: ...
-    def insert_batch(self, keys: npt.NDArray[np.void], *, state: State = ..., now: float = 0.0) -> npt.NDArray[np.int64]: ...
+    def insert_batch(self, keys: npt.NDArray[np.void], *, state: State = ...,
+                     now: float = 0.0) -> npt.NDArray[np.int64]: ...
     def remove_ids(self, ids: npt.ArrayLike) -> int: ...
     def snapshot(self) -> tuple[npt.NDArray[np.void], npt.NDArray[np.int64]]: ...
     def probe_lengths(self) -> npt.NDArray[np.uint32]: ...

@@ -6,7 +6,7 @@ fasttcp.table.table and call ft_lookup/ft_insert/... on `ConnectionTable._t` dir
 Time is integer microseconds inside and float seconds at the Python surface.
 """
 cimport cython
-from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 import os
@@ -499,7 +499,7 @@ cdef class ConnectionTable:
         """Verify internal invariants (index <-> records, lists); raises AssertionError.
         O(capacity): for tests and debugging."""
         self._ready()
-        rows, ids = self.snapshot()
+        _, ids = self.snapshot()
         assert len(ids) == self._t.count, "count"
         seen = 0
         cdef uint64_t s, e
@@ -676,5 +676,3 @@ cdef void setattr_tcb(ft_conn_t *c, str name, uint32_t v):
     elif name == "rcv_nxt": c.rcv_nxt = v
     elif name == "rcv_wnd": c.rcv_wnd = v
     elif name == "ts_recent": c.ts_recent = v
-
-

@@ -2,12 +2,12 @@
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memcmp, memset
 from fasttcp.table.keyhash cimport (FT_KEY0_MASK, ft_w as _w, ft_fmix64 as _fmix64, ft_nh as _nh,
-                                      ft_hash_key as _hash, ft_key_eq as _key_eq, ft_home as _home)
+                                    ft_hash_key as _hash, ft_key_eq as _key_eq, ft_home as _home)
 from fasttcp.table.ops cimport (ftx_find as _find, ftx_dib as _dib, ftx_index_delete as _index_delete,
-                                     ftx_wheel_unlink as _wheel_unlink, ftx_class_of as _class_of,
-                                     ftx_remove_hashed as _remove_hashed, ftx_lookup_hashed, ftx_insert_new,
-                                     ftx_remove, ftx_set_state, ftx_set_state_only, ftx_set_deadline,
-                                     ftx_prefetch, ftx_prefetch_record, FT_PREFETCH, FT_PREFETCH_W)
+                                ftx_wheel_unlink as _wheel_unlink, ftx_class_of as _class_of,
+                                ftx_remove_hashed as _remove_hashed, ftx_lookup_hashed, ftx_insert_new,
+                                ftx_remove, ftx_set_state, ftx_set_state_only, ftx_set_deadline,
+                                ftx_prefetch, ftx_prefetch_record, FT_PREFETCH, FT_PREFETCH_W)
 
 cdef uint64_t MAX_CAPACITY = 1u << 31     # ids are uint32 with FT_NIL reserved
 

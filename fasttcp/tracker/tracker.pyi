@@ -1,11 +1,15 @@
 """Type stubs for fasttcp.tracker.tracker (the passive connection tracker)."""
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
+from typing_extensions import disjoint_base
 
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.enums import Verdict
 from fasttcp.tracker.vocabulary import TrackerTimeouts
+
+__all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
 
 FLOW_DTYPE: np.dtype
 TRACKER_EVENT_DTYPE: np.dtype
@@ -13,6 +17,7 @@ PGO_BUILD: bool
 """True when this module was compiled with a gcc profile (setup.py's profile-guided build)."""
 RECORD_BYTES: int
 
+@disjoint_base
 class Tracker:
     """Passive connection tracker: conntrack states and window tracking plus Zeek's
     conn_state/history, over a symmetric connection table."""

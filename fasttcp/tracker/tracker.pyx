@@ -6,7 +6,6 @@ The per-packet work is C (tracker_core.pxi) and runs without the GIL over a whol
 batch; Python sees `Tracker`, finished connections as FLOW_DTYPE rows and state
 changes as TRACKER_EVENT_DTYPE rows.
 """
-cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.stdlib cimport calloc, free
@@ -19,7 +18,7 @@ from fasttcp.table.table cimport *
 from fasttcp.tracker.tracker cimport *
 from fasttcp.table.keyhash cimport ft_key_store_hash, ft_key_word0, ft_be64, ft_home
 from fasttcp.table.ops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
-                                     ftx_set_deadline, ftx_prefetch_w, FT_PREFETCH_W)
+                                ftx_set_deadline, ftx_prefetch_w, FT_PREFETCH_W)
 
 import os
 
@@ -172,8 +171,6 @@ cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
         FT_PREFETCH_W(rec + 64)
         FT_PREFETCH_W(rec + 128)
         FT_PREFETCH_W(rec + 192)
-
-
 
 
 cdef inline int _direction(const tr_t *tr, uint32_t id, bint swapped) noexcept nogil:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

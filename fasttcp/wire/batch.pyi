@@ -2,6 +2,8 @@
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["parse_batch", "SEGMENT_DTYPE"]
+
 SEGMENT_DTYPE: np.dtype
 SEGMENT_ROW_SIZE: int
 

@@ -4,10 +4,9 @@
 The loop holds no GIL and touches no Python object; every packet gets a row with its
 verdict, so a bad packet is counted, never raised.
 """
-cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.string cimport memcpy, memset
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memcpy
 
 from fasttcp.wire.defs cimport *
 from fasttcp.wire.codec cimport ft_parse_ip_inline

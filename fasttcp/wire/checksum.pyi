@@ -1,8 +1,11 @@
 """RFC 1071 checksum, TCP pseudo-header checksum and RFC 1624 incremental update."""
 import ipaddress
+from typing import TypeAlias
 
-_Addr = str | bytes | bytearray | ipaddress.IPv4Address | ipaddress.IPv6Address
-_Buffer = bytes | bytearray | memoryview
+__all__ = ["checksum", "tcp_checksum", "checksum_update"]
+
+_Addr: TypeAlias = str | bytes | bytearray | ipaddress.IPv4Address | ipaddress.IPv6Address
+_Buffer: TypeAlias = bytes | bytearray | memoryview
 
 def checksum(data: _Buffer) -> int:
     """Internet checksum as the 16-bit wire value."""

@@ -1,10 +1,10 @@
 # cython: language_level=3
 """Python face of the checksum kernels: `checksum`, `tcp_checksum`, `checksum_update`."""
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint64_t
 
 from fasttcp.wire.checksum cimport (ft_csum_buffer, ft_csum_partial, ft_csum_fold, ft_csum_pseudo4,
-                                 ft_csum_pseudo6, ft_csum_replace, ft_htons)
+                                    ft_csum_pseudo6, ft_csum_replace, ft_htons)
 from fasttcp.wire.address import packed as _packed
 from fasttcp.errors import UsageError
 

@@ -7,8 +7,9 @@ They return an FT_* code (defs.pxd); on error `err` says which field and where.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from fasttcp.wire.defs cimport *
-from fasttcp.wire.checksum cimport (ft_csum_partial, ft_csum_fold, ft_csum_ok, ft_ipv4_tcp_ok, ft_add_carry, ft_csum_pseudo4, ft_csum_pseudo6,
-                                 ft_load_be16, ft_load_be32, ft_store_be16, ft_store_be32, ft_htonl, ft_htons)
+from fasttcp.wire.checksum cimport (ft_csum_partial, ft_csum_fold, ft_csum_ok, ft_ipv4_tcp_ok, ft_add_carry,
+                                    ft_csum_pseudo4, ft_csum_pseudo6, ft_load_be16, ft_load_be32, ft_store_be16,
+                                    ft_store_be32, ft_htonl, ft_htons)
 
 # Parse a whole IP packet (IPv4 or IPv6, extension headers walked) carrying TCP.
 # On FT_ERR_TRUNCATED and FT_ERR_FRAGMENT the header fields are still filled when the
@@ -36,7 +37,6 @@ cdef int ft_parse_options(const uint8_t *opt, size_t optlen, tcp_opts_t *o, pars
 # Encode the known options of `o` (MSS, SACK-permitted, timestamps, window scale, SACK
 # blocks) in the order Linux uses, NOP-aligned. Returns bytes written or -1 if > cap.
 cdef int ft_encode_options(const tcp_opts_t *o, uint8_t *out, size_t cap) noexcept nogil
-
 
 
 # ---- helpers shared by the general code in wire.pyx and the inline paths below ----
@@ -335,9 +335,9 @@ cdef inline void ft_tcp_fill_checksum(uint8_t *tcp, size_t tcp_len, int version,
 
 
 cdef inline uint64_t ft_put_headers(uint8_t *out, int version, const uint8_t *src, const uint8_t *dst,
-                                     uint8_t ttl, size_t thl, size_t payload_len,
-                                     uint16_t src_port, uint16_t dst_port, uint32_t seq, uint32_t ack,
-                                     uint16_t flags, uint16_t window) noexcept nogil:
+                                    uint8_t ttl, size_t thl, size_t payload_len,
+                                    uint16_t src_port, uint16_t dst_port, uint32_t seq, uint32_t ack,
+                                    uint16_t flags, uint16_t window) noexcept nogil:
     """The IP header (checksum filled) and the TCP header's first 16 bytes of a segment
     whose TCP header is `thl` bytes; returns the TCP checksum's partial sum so far
     (pseudo-header and those 16 bytes, below 2^35). The caller checked the lengths."""

@@ -12,7 +12,7 @@ from libc.string cimport memcpy, memset
 
 from fasttcp.wire.defs cimport *
 from fasttcp.wire.checksum cimport (ft_csum_partial, ft_csum_fold, ft_csum_pseudo4, ft_csum_pseudo6,
-                                 ft_load_be16, ft_load_be32, ft_store_be16, ft_store_be32)
+                                    ft_load_be16, ft_load_be32)
 
 cdef enum:
     IPPROTO_HOPOPTS = 0

@@ -1,12 +1,14 @@
 """Per-packet API: parse, parse_tcp, build, Segment, Options."""
 import ipaddress
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, TypeAlias, final
 
 from fasttcp.enums import Flags
 
-_Addr = str | bytes | bytearray | ipaddress.IPv4Address | ipaddress.IPv6Address
-_Buffer = bytes | bytearray | memoryview
+_Addr: TypeAlias = str | bytes | bytearray | ipaddress.IPv4Address | ipaddress.IPv6Address
+_Buffer: TypeAlias = bytes | bytearray | memoryview
 
+@final
 class Options:
     """Decoded TCP options (immutable). Also the `options=` argument of `build`."""
     def __init__(
@@ -38,9 +40,10 @@ class Options:
     def to_bytes(self) -> bytes:
         """Options area in Linux's layout, padded to a multiple of 4."""
     def __bool__(self) -> bool: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
+@final
 class Segment:
     """One parsed TCP segment (immutable); payload is a zero-copy memoryview."""
     @property

@@ -9,15 +9,14 @@ cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memcmp, memset
+from libc.string cimport memcpy, memset
 
 from fasttcp.wire.defs cimport *
-from fasttcp.wire.codec cimport (ft_parse_ip, ft_parse_tcp, ft_parse_options, ft_encode_options,
-                                 ft_build_packet, ft_build_ts_segment, ft_put_timestamp_option,
-                                 ft_tcp_fill_checksum)
+from fasttcp.wire.codec cimport (ft_parse_ip, ft_parse_tcp, ft_encode_options,
+                                 ft_build_packet, ft_tcp_fill_checksum)
 from fasttcp.wire.checksum cimport ft_csum_partial, ft_csum_fold
 
-from fasttcp.wire.address import packed as _packed, to_ip as _to_ip
+from fasttcp.wire.address import to_ip as _to_ip
 from fasttcp.enums import Flags
 from fasttcp.errors import UsageError
 
@@ -27,7 +26,7 @@ cdef object _Flags = Flags
 
 from fasttcp.wire.addr cimport addr_bytes as _addr
 cdef tuple _BUILD_FIELDS = ("src", "dst", "src_port", "dst_port", "seq", "ack", "flags",
-                           "window", "urgent", "options", "payload", "ttl")
+                            "window", "urgent", "options", "payload", "ttl")
 
 
 # ---- options ----
@@ -502,6 +501,7 @@ cdef int _acquire(object owner, Py_buffer *view, size_t need) except -1:
         raise UsageError("the buffer this segment was parsed from has shrunk since")
     return 0
 
+
 def parse(packet, *, bint verify_checksum=True):
     """Parse one IPv4 or IPv6 packet carrying TCP (no link-layer header).
 
@@ -567,7 +567,7 @@ def parse_tcp(segment, *, src=None, dst=None, verify_checksum=None):
             memcpy(p.dst, <char *>d, len(d))
             memcpy(p.csum_dst, <char *>d, len(d))
             if verify_checksum is None or verify_checksum:
-                sum = _pseudo(&p) 
+                sum = _pseudo(&p)
                 sum = ft_csum_partial(view.buf, view.len, sum)
                 p.csum_state = 1 if ft_csum_fold(sum) == 0xffff else 2
                 if p.csum_state == 2:

@@ -12,7 +12,7 @@ from libc.stdint cimport uint8_t, uint32_t, int64_t
 import numpy as np
 
 from fasttcp.wire.seq cimport (seq_lt, seq_le, seq_gt, seq_ge, seq_add, seq_diff,
-                                seq_between, seq_in_window, seq_acceptable)
+                               seq_between, seq_in_window, seq_acceptable)
 from fasttcp.errors import UsageError
 
 cnp.import_array()

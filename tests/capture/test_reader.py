@@ -27,8 +27,6 @@ from hypothesis import strategies as st
 import fasttcp
 from fasttcp import Verdict
 from fasttcp.capture.reader import CaptureBatch, CaptureError, CaptureReader, read_pcap, strip_link, write_pcap
-
-
 from tests import linklayer
 from tests.linklayer import oracle_path
 
@@ -259,7 +257,7 @@ def test_reader_yields_the_frames_of_the_dpkt_helper(capture):
     IP, a link verdict everywhere else."""
     assert len(capture.rows) == len(capture.frames) > 0
     problems = []
-    for frame, (number, _, ts_ns, _, verdict, packet) in zip(capture.frames, capture.rows):
+    for frame, (number, _, ts_ns, _, verdict, packet) in zip(capture.frames, capture.rows, strict=True):
         where = f"{capture.path.name} frame {frame.number}"
         want_ns = frame.ts * 10**9
         assert want_ns == int(want_ns), f"{where}: helper time {frame.ts} is finer than 1 ns"
@@ -464,7 +462,7 @@ def test_pcapng_binary_resolution_keeps_sub_microsecond_time(tmp_path):
         png.epb(0, units, IP4)
     (batch,), _ = read_all(write_file(tmp_path / "bin.pcapng", png.bytes()))
     exact = [Decimal(u) * 10**9 / 1024 for u in (1, 3, 1023, 1_700_000_000 * 1024 + 1001)]
-    assert all(abs(Decimal(got) - want) < 1 for got, want in zip(batch.ts_ns.tolist(), exact))
+    assert all(abs(Decimal(got) - want) < 1 for got, want in zip(batch.ts_ns.tolist(), exact, strict=True))
 
 
 def test_pcapng_sections_switch_byte_order_and_reset_interfaces(tmp_path):

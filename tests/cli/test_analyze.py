@@ -25,19 +25,17 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fasttcp.cli.analyze import CSV_FIELDS, ZEEK_FIELDS
+from tests import linklayer, zeek_expected
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 300
-
-
-from tests import linklayer, zeek_expected
 
 CAPTURES = linklayer.captures_dir()
 
@@ -70,7 +68,7 @@ def capture(name: str) -> Path:
     return CAPTURES / name
 
 
-@lru_cache(maxsize=None)
+@cache
 def oracle(name: str) -> tuple[dict, list[dict], list[dict]]:
     """(meta, packet rows, stream rows) of a capture's tshark oracle."""
     plain = CAPTURES / f"{name}.tshark.jsonl"
@@ -95,7 +93,7 @@ def json_lines(text: str) -> list[dict]:
     return rows
 
 
-@lru_cache(maxsize=None)
+@cache
 def json_run(name: str, *flags: str) -> tuple[list[dict], dict]:
     """Rows (stdout) and JSON summary (stderr) of `--format json --json-summary`."""
     p = run(capture(name), "--format", "json", "--json-summary", *flags)
@@ -126,7 +124,7 @@ def parse_zeek_log(text: str) -> tuple[list[str], list[str], list[dict[str, str]
         assert not line.startswith("#"), f"header/trailer line among the rows: {line!r}"
         cells = line.split("\t")
         assert len(cells) == len(fields), line
-        rows.append(dict(zip(fields, cells)))
+        rows.append(dict(zip(fields, cells, strict=True)))
     return header, fields, rows, trailer
 
 
@@ -327,7 +325,7 @@ def test_zeek_conn_log_equals_zeek(cap, log, verify, bare):
             assert mine, f"no connection {tuple(z[k] for k in ID_COLUMNS)} in our log"
             pairs.append((mine.pop(0), z))
     else:
-        pairs = list(zip(ours, zeek))          # zeek-cut subsets without the 4-tuple
+        pairs = list(zip(ours, zeek, strict=True))          # zeek-cut subsets without the 4-tuple
     # (the VLAN baselines log only the VLAN ids: there only the connection count is compared)
     for r, z in pairs:
         for k in ZEEK_COMPARED:
@@ -349,10 +347,10 @@ def test_csv_matches_json(name):
     table = list(reader)
     assert tuple(table[0]) == CSV_FIELDS
     assert all(len(r) == len(CSV_FIELDS) for r in table[1:])
-    rows = [dict(zip(CSV_FIELDS, r)) for r in table[1:]]
+    rows = [dict(zip(CSV_FIELDS, r, strict=True)) for r in table[1:]]
     jrows, summary = json_run(name, "-C")
     assert len(rows) == len(jrows) == summary["connections"] > 0
-    for c, j in zip(rows, jrows):
+    for c, j in zip(rows, jrows, strict=True):
         for k in CSV_FIELDS:
             assert c[k] == ("" if j[k] is None else str(j[k])), (k, c, j)
 
@@ -379,7 +377,7 @@ def test_table_rows_and_summary(name):
     assert s["connections"] == len(table_rows) == sum(s["conn_states"].values())
     jrows, _ = json_run(name, "-C")
     assert Counter(r["conn_state"] for r in jrows) == Counter(s["conn_states"])
-    for t, j in zip(table_rows, jrows):
+    for t, j in zip(table_rows, jrows, strict=True):
         assert t[0] == f"{j['orig_h']}:{j['orig_p']}"
         assert t[1] == f"{j['resp_h']}:{j['resp_p']}"
         assert t[2:5] == [j["conn_state"], j["history"], j["state"]]
@@ -665,7 +663,7 @@ def test_no_verify_checksum_changes_the_result_like_zeek():
     for rows, log in ((verified, "expected-conn.log"), (ignored, "expected-conn-ignorechecksums.log")):
         z = zeek_expected.read_conn_log(capture(f"{name}.{log}"))
         assert len(z) == len(rows)
-        for r, zr in zip(rows, z):
+        for r, zr in zip(rows, z, strict=True):
             for k in ID_COLUMNS + ZEEK_COMPARED:
                 assert r[k] == zr[k], (log, k, r, zr)
     # the verdicts say why

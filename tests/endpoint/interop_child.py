@@ -11,8 +11,8 @@ import threading
 import time
 
 import fasttcp
-from fasttcp.capture.writer import PcapWriter
 from fasttcp.capture.tun import Tun, pump
+from fasttcp.capture.writer import PcapWriter
 
 LINUX = "198.18.0.1"        # the namespace's own address, on the TUN device
 FASTTCP = "198.18.0.2"      # the endpoint's address, reached through the TUN device

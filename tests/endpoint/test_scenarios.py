@@ -25,13 +25,26 @@ import pytest
 import fasttcp
 from fasttcp import Flags, State
 from fasttcp.endpoint.endpoint import DROP_REASONS, EVENT_DTYPE, Connection, Endpoint
-from fasttcp.errors import ConnectionStateError
-from fasttcp.table.table import make_keys
-from fasttcp.errors import UsageError
 from fasttcp.enums import Cause
+from fasttcp.errors import ConnectionStateError, UsageError
+from fasttcp.table.table import make_keys
 from tests.scenario import (
-    ACK, ANY, CLIENT, CLIENT6, DATA, FIN_ACK, RST, RST_ACK, SEGMENT, SERVER, SERVER6,
-    SERVER_PORT, SYN, SYN_ACK, WRAP, Pair, pair,  # noqa: F401  (pair is a fixture)
+    ACK,
+    ANY,
+    CLIENT,
+    CLIENT6,
+    DATA,
+    FIN_ACK,
+    RST,
+    RST_ACK,
+    SEGMENT,
+    SERVER,
+    SERVER6,
+    SERVER_PORT,
+    SYN,
+    SYN_ACK,
+    WRAP,
+    Pair,
 )
 
 CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED = State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED
@@ -237,7 +250,7 @@ def test_synack_retransmission_then_back_to_listen(pair):
     pair.forward_to_server(SYN(seq=pair.C))
     pair.drop_next_from_server(SYN_ACK(seq=pair.S, ack=pair.C + 1))
     sc = pair.sc
-    for n, t in enumerate([1, 3, 7, 15, 31], 1):            # 5 retries (Linux tcp_synack_retries)
+    for t in [1, 3, 7, 15, 31]:                             # 5 retries (Linux tcp_synack_retries)
         pair.at(t)
         pair.poll_server()
         pair.drop_next_from_server(SYN_ACK(seq=pair.S, ack=pair.C + 1))
@@ -1797,7 +1810,7 @@ def test_accept_batch_hands_out_every_established_connection_once():
     def move(src, dst):
         buf, offs, lens = src.transmit_batch()
         assert (dst.receive_batch(buf, offs, lens, t) == -1).all()
-        return [fasttcp.parse(bytes(buf[o:o + n])) for o, n in zip(offs, lens)]
+        return [fasttcp.parse(bytes(buf[o:o + n])) for o, n in zip(offs, lens, strict=True)]
 
     move(client, server)                                    # SYN
     move(server, client)                                    # SYN-ACK

@@ -1,6 +1,7 @@
-"""Regression tests for endpoint defects (each was reproduced, then fixed): timers kept across CLOSING/CLOSE-WAIT, batch data never read through a
-later single-packet call's buffer, FIN-WAIT-2 not cut while the peer sends, tiny peer
-MSS clamped, TIME-WAIT reopen judged by timestamps when they are in use."""
+"""Regression tests for endpoint defects (each was reproduced, then fixed): timers kept
+across CLOSING/CLOSE-WAIT, batch data never read through a later single-packet call's
+buffer, FIN-WAIT-2 not cut while the peer sends, tiny peer MSS clamped, TIME-WAIT reopen
+judged by timestamps when they are in use."""
 import fasttcp
 from fasttcp import Endpoint, Flags, State
 

@@ -86,10 +86,7 @@ def tcp_checksum(src, dst, segment: bytes) -> int:
     """Checksum over pseudo-header + segment (the segment's checksum field included
     as it is: zero it first to get the value to store)."""
     s = _packed(src)
-    if len(s) == 4:
-        pseudo = pseudo_header_v4(src, dst, len(segment))
-    else:
-        pseudo = pseudo_header_v6(src, dst, len(segment))
+    pseudo = pseudo_header_v4(src, dst, len(segment)) if len(s) == 4 else pseudo_header_v6(src, dst, len(segment))
     return internet_checksum(pseudo + bytes(segment))
 
 

@@ -54,26 +54,26 @@ def packed(addr) -> bytes:
 def norm_key(key) -> tuple:
     """(family, lport, laddr16, rport, raddr16) as stored by a non-symmetric table."""
     src, sport, dst, dport = key
-    l, r = packed(src), packed(dst)
-    assert len(l) == len(r)
-    fam = 4 if len(l) == 4 else 6
-    return (fam, l.ljust(16, b"\0"), sport, r.ljust(16, b"\0"), dport)
+    la, ra = packed(src), packed(dst)
+    assert len(la) == len(ra)
+    fam = 4 if len(la) == 4 else 6
+    return (fam, la.ljust(16, b"\0"), sport, ra.ljust(16, b"\0"), dport)
 
 
 def canonical(nk: tuple) -> tuple[tuple, bool]:
     """Canonical (symmetric) order of a normalised key, and whether it was swapped."""
-    fam, l, lp, r, rp = nk
-    if (l, lp) <= (r, rp):
+    fam, la, lp, ra, rp = nk
+    if (la, lp) <= (ra, rp):
         return nk, False
-    return (fam, r, rp, l, lp), True
+    return (fam, ra, rp, la, lp), True
 
 
 def key_tuple(nk: tuple) -> tuple:
     """Normalised key back to (ip, port, ip, port) with ipaddress objects."""
-    fam, l, lp, r, rp = nk
+    fam, la, lp, ra, rp = nk
     n = 4 if fam == 4 else 16
     mk = ipaddress.IPv4Address if fam == 4 else ipaddress.IPv6Address
-    return (mk(l[:n]), lp, mk(r[:n]), rp)
+    return (mk(la[:n]), lp, mk(ra[:n]), rp)
 
 
 @dataclass

@@ -35,6 +35,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from fasttcp.enums import State
+from fasttcp.errors import StaleConnection, TableFull, UsageError
 from fasttcp.table.table import (
     CONN_DTYPE,
     EXPIRED_DTYPE,
@@ -44,8 +46,6 @@ from fasttcp.table.table import (
     canonical_keys,
     make_keys,
 )
-from fasttcp.errors import StaleConnection, TableFull, UsageError
-from fasttcp.enums import State
 from fasttcp.table.timeouts import Timeouts
 from tests.reference import table_model as M
 
@@ -96,7 +96,7 @@ def nk_of_row(row) -> tuple:
 
 
 def rows_by_key(rows, ids) -> dict:
-    return {nk_of_row(r): (r, int(i)) for r, i in zip(rows, ids)}
+    return {nk_of_row(r): (r, int(i)) for r, i in zip(rows, ids, strict=True)}
 
 
 def check_links(table: ConnectionTable, model: M.TableModel | None = None,
@@ -118,7 +118,7 @@ def check_links(table: ConnectionTable, model: M.TableModel | None = None,
     the model's order) and holds exactly the records in that class.
     """
     rows, ids = table.snapshot()
-    byid = {int(i): r for r, i in zip(rows, ids)}
+    byid = {int(i): r for r, i in zip(rows, ids, strict=True)}
     heads = {}
     armed = set()
     for i, r in byid.items():
@@ -457,7 +457,7 @@ class TableMachine(RuleBasedStateMachine):
         assert ids.dtype == np.int64 and ids.shape == (len(keys),)
         found = self.model.lookup_many(keys)
         idmap = {k: i for k, (_, i) in rows_by_key(*self.table.snapshot()).items()}
-        for k, e, i in zip(keys, found, ids):
+        for k, e, i in zip(keys, found, ids, strict=True):
             if e is None:
                 assert i == -1
             else:
@@ -468,13 +468,13 @@ class TableMachine(RuleBasedStateMachine):
         out = self.table.insert_batch(make_keys(keys), state=state, now=sec(self.now))
         assert out.dtype == np.int64 and out.shape == (len(keys),)
         results = [self.model.insert(k, int(state), self.now)[0] for k in keys]
-        for res, o in zip(results, out):
+        for res, o in zip(results, out, strict=True):
             assert o == {"exists": -2, "refused": -1}.get(res, o), (res, o)
             if res == "ok":
                 assert o >= 0
         idmap = {k: i for k, (_, i) in rows_by_key(*self.table.snapshot()).items()}
         last_id = {}
-        for k, res, o in zip(keys, results, out):
+        for k, res, o in zip(keys, results, out, strict=True):
             if res == "ok":
                 last_id[self.model.key(k)[0]] = int(o)
         for nk, i in last_id.items():
@@ -522,7 +522,7 @@ class TableMachine(RuleBasedStateMachine):
         # every key of the universe, both directions, in one batch
         ids = t.lookup_batch(make_keys(UNIVERSE))
         found = m.lookup_many(UNIVERSE)
-        for k, e, i in zip(UNIVERSE, found, ids):
+        for k, e, i in zip(UNIVERSE, found, ids, strict=True):
             assert (i >= 0) == (e is not None), k
             if e is not None:
                 assert i == got[m.key(k)[0]][1]
@@ -534,7 +534,7 @@ class TableMachine(RuleBasedStateMachine):
                 self.check_view(view, nk, e)
             else:
                 with pytest.raises(StaleConnection):
-                    view.state
+                    _ = view.state
                 assert "removed" in repr(view)
 
 
@@ -1417,7 +1417,7 @@ def test_field_value_limits_accepted():
     row = t.snapshot()[0][0]
     assert all(int(row[f]) == v for f, v in top.items() if f != "flags")
     assert int(row["flags"]) == 7                      # bit 3 is the table's swapped bit
-    d = t.insert(KEY6, **{f: 0 for f in top})
+    d = t.insert(KEY6, **dict.fromkeys(top, 0))
     assert (d.iss, d.mss, d.sack_permitted) == (0, 0, False)
 
 
@@ -1519,27 +1519,27 @@ def test_stale_connection_views():
     assert a.state == State.SYN_SENT and "removed" not in repr(a)
     t.remove(KEY4)
     with pytest.raises(StaleConnection):
-        a.state
+        _ = a.state
     with pytest.raises(UsageError):                    # StaleConnection is a UsageError
-        a.key
+        _ = a.key
     assert a.id == 0 and "removed" in repr(a)
     b = t.insert(KEY6, now=0.0)                        # reuses record 0
     assert b.id == a.id and b != a
     with pytest.raises(StaleConnection):
-        a.iss
+        _ = a.iss
     assert b.state == State.SYN_SENT
     c = t.insert(KEY4, now=0.0)                        # same key again: a stays stale
     with pytest.raises(StaleConnection):
-        a.deadline
+        _ = a.deadline
     t.expire(1.0)                                      # both expire
     for v in (b, c):
         with pytest.raises(StaleConnection):
-            v.state
+            _ = v.state
     d = t.insert(KEY4, state=State.TIME_WAIT, now=2.0)
     t.insert(KEY6, state=State.ESTABLISHED, now=2.0)
     t.insert(("::9", 1, "::8", 2), now=2.0)             # evicts d
     with pytest.raises(StaleConnection):
-        d.state
+        _ = d.state
     views = {t[KEY6], t[KEY6]}
     assert len(views) == 1
 
@@ -1580,7 +1580,7 @@ def test_stale_view_is_not_equal_to_a_view_of_another_key(cycles):
         t.remove(KEY6)
     w = t.insert(OTHER4)
     with pytest.raises(StaleConnection):
-        v.key
+        _ = v.key
     assert v != w and len({v, w}) == 2
 
 
@@ -1595,9 +1595,9 @@ def test_stale_view_reused_by_the_same_key(cycles):
         w = t.insert(KEY4, iss=2)
     assert w.id == v.id and w.iss == 2
     with pytest.raises(StaleConnection):
-        v.iss
+        _ = v.iss
     with pytest.raises(StaleConnection):
-        v.key
+        _ = v.key
     assert "removed" in repr(v) and v != w and t[KEY4] == w
 
 
@@ -1612,14 +1612,14 @@ def test_stale_view_same_key_every_cycle_count_up_to_255():
     assert live.state == State.SYN_SENT
     for v in views[:-1]:                        # 255 .. 1 cycles old
         with pytest.raises(StaleConnection):
-            v.state
+            _ = v.state
     # the record is then reused by another key: every old view is caught again, including
     # the one exactly 256 cycles older (its generation matches, its key does not)
     t.remove(KEY4)
     t.insert(OTHER4)
     for v in views:
         with pytest.raises(StaleConnection):
-            v.state
+            _ = v.state
 
 
 UNINIT_OPS = {
@@ -1755,7 +1755,7 @@ def test_batch_call_from_another_thread_raises_usage_error():
         assert (t.lookup_batch(B) == -1).all() and K not in t
         assert t.stats["inserts"] == n and t.stats["refusals"] == 1 and v.state == 2
         print('ok')
-    """ % (list(UNINIT_OPS.values()),))
+    """ % (list(UNINIT_OPS.values()),))  # noqa: UP031  -- the template is Python source, full of braces
     r = run_child(code, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stdout[-500:], r.stderr[-2000:])
 
@@ -1830,7 +1830,7 @@ def test_batch_and_scalar_agree(seed, capacity, symmetric, policy, batches):
         la = a.lookup_batch(probe)
         lb = b.lookup_batch(probe)
         assert np.array_equal(la, lb)
-        for k, i in zip(UNIVERSE + keys, la):
+        for k, i in zip(UNIVERSE + keys, la, strict=True):
             for t in (a, b):
                 c = t.get(k)
                 assert (c is None and i == -1) or (c is not None and c.id == i)

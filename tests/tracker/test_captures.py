@@ -34,8 +34,6 @@ import pytest
 
 import fasttcp
 from fasttcp.tracker.vocabulary import ConnState, EndReason, TrackerState, TrackerTimeouts, flow_records
-
-
 from tests import linklayer, zeek_expected
 from tests.linklayer import oracle_path
 
@@ -328,14 +326,14 @@ def compare_zeek_log(zrows: list[dict[str, str]], trows: list[dict]) -> list[str
             name = " <-> ".join(f"{h}:{p}" for h, p in sorted(k))
             if len(zs) != len(ts):
                 problems.append(f"{name}: zeek {len(zs)} connections, tracker {len(ts)}")
-            for i, (z, t) in enumerate(zip(zs, ts)):
+            for i, (z, t) in enumerate(zip(zs, ts, strict=False)):
                 where = f"{name} #{i + 1}"
                 want = (_addr(z["id.orig_h"]), int(z["id.orig_p"]), _addr(z["id.resp_h"]), int(z["id.resp_p"]))
                 if _directed(t) != want:
                     problems.append(f"{where}: tracker orig->resp {_directed(t)}, zeek {want}")
                 problems += compare_zeek_row(where, z, t)
     else:
-        for i, (z, t) in enumerate(zip(zrows, trows)):
+        for i, (z, t) in enumerate(zip(zrows, trows, strict=False)):
             problems += compare_zeek_row(f"row {i + 1}", z, t)
     return problems
 
@@ -519,7 +517,7 @@ def test_handshakes_match_tshark(capture, record_property):
                     sum(1 for k, f in seen.items() if all(f) and k not in hs))
     recs, raw = run_tracker(path, verify=False, timeouts="conntrack")
     by_key = defaultdict(list)
-    for i, (rec, row) in enumerate(zip(recs, raw)):
+    for i, (rec, row) in enumerate(zip(recs, raw, strict=True)):
         by_key[_key(rec["orig_h"], rec["orig_p"], rec["resp_h"], rec["resp_p"])].append((i, rec, row))
     problems, checked = [], 0
     for k, shakes in hs.items():
@@ -556,7 +554,7 @@ def test_rtts_match_tshark(capture):
     path = folder / capture
     recs, raw = run_tracker(path, verify=False, timeouts="conntrack")
     by_key = defaultdict(list)
-    for rec, row in zip(recs, raw):
+    for rec, row in zip(recs, raw, strict=True):
         by_key[_key(rec["orig_h"], rec["orig_p"], rec["resp_h"], rec["resp_p"])].append((rec, row))
     pkts_by_key = trackable_by_key(path)
     problems = []
@@ -710,7 +708,7 @@ def test_link_types_and_formats(case):
     recs, raw = run_tracker(path, verify=False, timeouts="conntrack")
     want = sorted((sorted(_key(*s["a"], *s["b"])), _us(s["first_ts"]), s["packets"]) for s in oracle.streams)
     got = sorted((sorted(_key(r["orig_h"], r["orig_p"], r["resp_h"], r["resp_p"])), int(row["start_us"]),
-                  r["orig_pkts"] + r["resp_pkts"]) for r, row in zip(recs, raw))
+                  r["orig_pkts"] + r["resp_pkts"]) for r, row in zip(recs, raw, strict=True))
     assert len(recs) == len(oracle.streams)
     assert got == want
 

@@ -2,8 +2,8 @@
 
 `_ack_fast` and `_fin_fast` (tracker_core.pxi) restate, for an in-window ACK, data
 segment or FIN, what `_conntrack` and `_zeek` do with it; `_syn_new` and `_synack_fast`
-do the same for a connection's opening SYN and the SYN-ACK that answers it. Every test here feeds the same packets to two
-trackers, one with the fast path and one without (`Tracker._set_fast_path(False)`),
+do the same for a connection's opening SYN and the SYN-ACK that answers it. Every test
+here feeds the same packets to two trackers, one with the fast path and one without (`Tracker._set_fast_path(False)`),
 and requires the same results to the byte: verdicts, events, live and finished
 connection rows, every counter, and the records themselves. The tests of fixed traffic
 also check how many packets the fast paths took, so that the comparison is not vacuous
@@ -22,8 +22,18 @@ import fasttcp
 from fasttcp import Flags, Tracker
 from fasttcp.bench.tracker import PACKETS_PER_FLOW, synth_capture
 from tests import linklayer
-from tests.tracker.test_scenarios import CLIENT, CLIENT6, SERVER, SERVER6, SERVER_PORT, WRAP, as_batch, Packet
-from tests.tracker.test_scenarios import _corrupt_tcp_checksum, _tcp_header_end
+from tests.tracker.test_scenarios import (
+    CLIENT,
+    CLIENT6,
+    SERVER,
+    SERVER6,
+    SERVER_PORT,
+    WRAP,
+    Packet,
+    _corrupt_tcp_checksum,
+    _tcp_header_end,
+    as_batch,
+)
 
 CAPTURES = linklayer.captures_dir()
 

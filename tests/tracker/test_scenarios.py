@@ -28,16 +28,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fasttcp
 from fasttcp import (
-    FLOW_DTYPE, TRACKER_EVENT_DTYPE, ConnState, EndReason, Flags, Tracker, TrackerState,
-    TrackerTimeouts, Verdict, flow_records,
+    FLOW_DTYPE,
+    TRACKER_EVENT_DTYPE,
+    ConnState,
+    EndReason,
+    Flags,
+    Tracker,
+    TrackerState,
+    TrackerTimeouts,
+    Verdict,
+    flow_records,
 )
 from fasttcp.tracker.vocabulary import LIKELY_SERVER_PORTS
-
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 NONE, SYN_SENT, SYN_RECV, ESTABLISHED = (TrackerState.NONE, TrackerState.SYN_SENT,
                                           TrackerState.SYN_RECV, TrackerState.ESTABLISHED)
@@ -99,7 +106,7 @@ class Wire:
         m = _LINE.match(line)
         if not m or m.group(1) == m.group(2):
             raise ValueError(f"bad wire line {line!r}")
-        src, dst = m.group(1), m.group(2)
+        src = m.group(1)                   # dst is the other side (checked above)
         flags = 0
         if m.group(3) != "NONE":
             for name in m.group(3).split("|"):
@@ -261,7 +268,8 @@ def test_three_way_handshake():                            # RFC 9293 figure 6
     assert (row["rtt_syn_synack"], row["rtt_synack_ack"]) == (20_000, 35_000)     # microseconds
     rec = w.conn()
     assert (rec["orig_h"], rec["orig_p"], rec["resp_h"], rec["resp_p"]) == (CLIENT, CLIENT_PORT, SERVER, SERVER_PORT)
-    assert (rec["orig_pkts"], rec["resp_pkts"], rec["orig_ip_bytes"], rec["resp_ip_bytes"]) == (2, 1, 52 + 40, 52)   # options: 12 bytes on the SYNs
+    # options: 12 bytes on the SYNs
+    assert (rec["orig_pkts"], rec["resp_pkts"], rec["orig_ip_bytes"], rec["resp_ip_bytes"]) == (2, 1, 52 + 40, 52)
     assert rec["end_reason"] == "LIVE" and rec["duration"] == pytest.approx(0.055)
     st = w.tracker.stats()
     assert st["created"] == 1 and st["rtt_samples"] == 1 and st["verdicts"] == {"OK": 3} and st["live"] == 1
@@ -317,7 +325,8 @@ def test_time_wait_lasts_exactly_two_msl(msl):
     assert w.expire(1.030 + 2 * msl - 0.000001) == []
     assert len(w.tracker) == 1
     (row,) = w.expire(1.030 + 2 * msl)
-    assert (row["end_reason"], row["state"], row["conn_state"], row["history"]) == ("TIMEOUT", "TIME_WAIT", "SF", "ShAFaf")
+    assert (row["end_reason"], row["state"], row["conn_state"], row["history"]) == (
+        "TIMEOUT", "TIME_WAIT", "SF", "ShAFaf")
     assert len(w.tracker) == 0 and w.tracker.stats()["timed_out"] == 1
     assert w.expire(1.030 + 4 * msl) == []                 # reported once
 
@@ -495,7 +504,8 @@ def test_port_reuse_after_time_wait():
     assert w.state is TIME_WAIT
     w.step("C > S  SYN seq=5000", at=10.0, state=SYN_SENT, history="S", conn_state=S0)
     (old,) = flow_records(w.tracker.finished())
-    assert (old["end_reason"], old["conn_state"], old["state"], old["history"]) == ("REUSED", "SF", "TIME_WAIT", "ShAFaf")
+    assert (old["end_reason"], old["conn_state"], old["state"], old["history"]) == (
+        "REUSED", "SF", "TIME_WAIT", "ShAFaf")
     assert old["orig_pkts"] == 4 and old["resp_pkts"] == 3
     w.step("S > C  SYN|ACK seq=9000 ack=5001", state=SYN_RECV, history="Sh")
     w.step("C > S  ACK seq=5001 ack=9001", state=ESTABLISHED, history="ShA")
@@ -1277,7 +1287,7 @@ def test_random_traffic_keeps_the_books(config, spec):
     verdicts = t.feed_batch(buf, offs, lens, ts)
     assert verdicts.shape == (n,)
     valid = {v.value for v in Verdict}
-    assert set(int(v) for v in verdicts) <= valid
+    assert {int(v) for v in verdicts} <= valid
     assert len(t) <= config["capacity"]
     st_ = t.stats()
     assert st_["packets"] == n and sum(st_["verdicts"].values()) == n and st_["live"] == len(t)
@@ -1451,11 +1461,12 @@ def test_no_finished_row_is_lost_when_a_mass_timeout_fills_the_row_buffer(path, 
         rows = tr.finished()
     else:
         rows = []
-        for p, t in zip(packets, times):
+        for p, t in zip(packets, times, strict=True):
             assert tr.feed(p, t) == 0
             rows.append(tr.finished())
         rows = np.concatenate(rows)
-    reasons = {EndReason(r).name: int(k) for r, k in zip(*np.unique(rows["end_reason"], return_counts=True))}
+    reasons = {EndReason(r).name: int(k)
+               for r, k in zip(*np.unique(rows["end_reason"], return_counts=True), strict=True)}
     assert reasons == {"TIMEOUT": n, "REUSED": 1}
     assert tr.stats()["packets"] == n + 7 + tail
     rows = np.concatenate([rows, tr.expire(5000.0)])

@@ -62,8 +62,10 @@ def test_tshark_decodes_what_build_emits(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     rows = [r["_source"]["layers"] for r in json.loads(out.stdout)]
     assert len(rows) == len(CASES)
-    for case, row, pkt in zip(CASES, rows, packets):
-        get = lambda k: row.get(k, [None])[0]  # noqa: E731
+    for case, row, pkt in zip(CASES, rows, packets, strict=True):
+        def get(k, row=row):
+            return row.get(k, [None])[0]
+
         assert get("ip.src") == case["src"] or get("ipv6.src") == case["src"]
         assert int(get("tcp.srcport")) == case["sport"] and int(get("tcp.dstport")) == case["dport"]
         assert int(get("tcp.seq_raw")) == case["seq"] and int(get("tcp.ack_raw")) == case["ack"]
@@ -80,7 +82,7 @@ def test_tshark_decodes_what_build_emits(tmp_path):
         if opts is not None and opts.timestamp is not None:
             assert (int(get("tcp.options.timestamp.tsval")), int(get("tcp.options.timestamp.tsecr"))) == opts.timestamp
         if opts is not None and opts.sack:
-            assert [int(x) for x in row["tcp.options.sack_le"]] == [l for l, _ in opts.sack]
+            assert [int(x) for x in row["tcp.options.sack_le"]] == [left for left, _ in opts.sack]
         if opts is not None and opts.unknown:
             assert str(opts.unknown[0][0]) in row["tcp.option_kind"]
         # and our own parser agrees with what we built

@@ -111,7 +111,7 @@ def test_every_length_and_alignment_up_to_520():
     }
     for name, data in patterns.items():
         backing = bytearray(8) + bytearray(data)
-        for n in range(0, 521):
+        for n in range(521):
             expected = oracle.internet_checksum(data[:n])
             for shift in range(8):
                 backing[shift : shift + n] = data[:n]
@@ -270,10 +270,7 @@ def test_update_arbitrary_even_region_of_built_packet(pair, payload, data):
     old_c = int.from_bytes(seg[16:18], "big")
     # an even-offset region of the segment that does not cover the checksum field
     start = data.draw(st.integers(0, (len(seg) - 1) // 2), label="start_word") * 2
-    if start < 18:
-        limit = 16 - start if start < 16 else len(seg) - start
-    else:
-        limit = len(seg) - start
+    limit = 16 - start if start < 16 else len(seg) - start
     assume(limit > 0)
     length = data.draw(st.integers(1, limit), label="length")
     assume(start >= 18 or start + length <= 16)
@@ -405,7 +402,8 @@ def test_avx2_and_baseline_checksum_loops_agree():
             "ns = list(range(100, 700, 7)) + [1400, 1460, 65535, 65536, 65537, 65536 + 129, 3 << 20]; "
             "bufs = [r.randbytes(n) for n in ns]; "
             "out = [fasttcp.checksum(b[k:]) for b in bufs for k in range(4)]; "
-            "out += [fasttcp.checksum(w * (n // 2)) for w in (b'\\xff\\xff', b'\\x00\\x80', b'\\x80\\x00') for n in ns]; "
+            "out += [fasttcp.checksum(w * (n // 2)) "
+            "for w in (b'\\xff\\xff', b'\\x00\\x80', b'\\x80\\x00') for n in ns]; "
             "print(out)")
     env = dict(os.environ)
     fast = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)

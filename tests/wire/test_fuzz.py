@@ -308,7 +308,7 @@ def check_batch(bufs: list[bytes], expected: list[dict], gap_byte: int = 0x5C) -
     for verify in (True, False):
         rows = parse_batch(blob, np.array(offs, dtype=np.int64), np.array(lens, dtype=np.int64),
                            verify_checksum=verify)
-        for row, b, off, exp in zip(rows, bufs, offs, expected):
+        for row, b, off, exp in zip(rows, bufs, offs, expected, strict=True):
             verdict, field, offset = exp[verify]
             assert row["verdict"] == verdict, (b.hex(), verify)
             if verdict != Verdict.OK:

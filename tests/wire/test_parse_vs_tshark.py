@@ -24,8 +24,6 @@ import pytest
 
 import fasttcp
 from fasttcp import OptionBits, Verdict
-
-
 from tests import linklayer
 from tests.linklayer import IpInfo, ip_info, oracle_path
 
@@ -297,15 +295,15 @@ def check_checksum_verdict(cap: Capture, row: dict) -> list[str]:
                 f"{sorted(v.name for v in want)} ({ctx})"]
     if verdict == Verdict.OK and result.checksum_ok is not True:
         return [f"{where}: parsed with verification but checksum_ok is {result.checksum_ok!r}"]
-    if verdict == Verdict.BAD_CHECKSUM:
-        if not isinstance(result, fasttcp.BadChecksum) or result.field != "tcp.checksum" \
-                or result.offset != info.header_len + 16:
-            return [f"{where}: {type(result).__name__} field {result.field} at {result.offset}, expected "
-                    f"BadChecksum tcp.checksum at {info.header_len + 16} ({ctx})"]
-    if verdict == Verdict.BAD_IP_CHECKSUM:
-        if not isinstance(result, fasttcp.BadChecksum) or result.field != "ip.checksum" or result.offset != 10:
-            return [f"{where}: {type(result).__name__} field {result.field} at {result.offset}, expected "
-                    f"BadChecksum ip.checksum at 10 ({ctx})"]
+    if verdict == Verdict.BAD_CHECKSUM and (
+            not isinstance(result, fasttcp.BadChecksum) or result.field != "tcp.checksum"
+            or result.offset != info.header_len + 16):
+        return [f"{where}: {type(result).__name__} field {result.field} at {result.offset}, expected "
+                f"BadChecksum tcp.checksum at {info.header_len + 16} ({ctx})"]
+    if verdict == Verdict.BAD_IP_CHECKSUM and (
+            not isinstance(result, fasttcp.BadChecksum) or result.field != "ip.checksum" or result.offset != 10):
+        return [f"{where}: {type(result).__name__} field {result.field} at {result.offset}, expected "
+                f"BadChecksum ip.checksum at 10 ({ctx})"]
     return []
 
 
@@ -416,7 +414,7 @@ def test_batch_agrees_with_per_packet_parse(capture):
     for verify in (True, False):
         rows = cap.batch(verify)
         assert len(rows) == len(cap.frames)
-        for frame, r, off in zip(cap.frames, rows, offsets):
+        for frame, r, off in zip(cap.frames, rows, offsets, strict=True):
             where = f"{cap.name} frame {frame.number} (verify_checksum={verify})"
             verdict, result = outcome(frame.ip or b"", verify)
             if Verdict(int(r["verdict"])) != verdict:

@@ -479,7 +479,8 @@ SYN = dict(seq=1000, window=64240, options=dict(mss=1460, wscale=7, sack_permitt
 
 def test_repr_syn():
     seg = parse(build("198.18.0.1", "198.18.0.2", 49500, 80, **SYN))
-    assert repr(seg) == "<Segment 198.18.0.1:49500 -> 198.18.0.2:80 [SYN] seq=1000 win=64240 mss=1460 ws=7 sack ts=123/0>"
+    assert repr(seg) == ("<Segment 198.18.0.1:49500 -> 198.18.0.2:80 [SYN] seq=1000 win=64240 mss=1460 ws=7 sack "
+                         "ts=123/0>")
 
 
 def test_repr_details():
@@ -563,7 +564,7 @@ REPLACEMENTS = {
 
 
 @pytest.mark.parametrize("family", [4, 6])
-@pytest.mark.parametrize("name", list(REPLACEMENTS) + ["src", "dst"])
+@pytest.mark.parametrize("name", [*REPLACEMENTS, "src", "dst"])
 def test_replace_changes_only_the_named_field(family, name):
     if family == 4:
         s, d, other = "198.18.0.1", "198.18.0.2", ipaddress.ip_address("203.0.113.9")
@@ -622,7 +623,7 @@ def test_equality_and_hash():
     assert a != parse(build("192.0.2.1", "192.0.2.3", 1, 2, **kw))
     assert a != parse(build("192.0.2.1", "192.0.2.2", 1, 2, **{**kw, "options": {"timestamp": (1, 3)}}))
     assert a != parse(build("192.0.2.1", "192.0.2.2", 1, 2, ttl=63, **kw))
-    assert a != "not a segment" and not (a == 5)
+    assert a != "not a segment" and not (a == 5)  # noqa: SIM201  -- __eq__ itself, not __ne__
     # IP ID and checksum are not part of the value
     seg_bytes = P.tcp_segment("192.0.2.1", "192.0.2.2", 1, 2, seq=1, ack=2, flags=0x10, payload=b"x",
                               options=bytes([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]))
@@ -674,7 +675,8 @@ def test_parse_tcp_with_and_without_addresses(spec):
 
 def check_segment_matches_no_ttl(seg, spec):
     assert seg.version == spec["src"].version and seg.src == spec["src"] and seg.dst == spec["dst"]
-    assert (seg.src_port, seg.dst_port, seg.seq, seg.ack) == (spec["src_port"], spec["dst_port"], spec["seq"], spec["ack"])
+    assert (seg.src_port, seg.dst_port, seg.seq, seg.ack) == (
+        spec["src_port"], spec["dst_port"], spec["seq"], spec["ack"])
     assert bytes(seg.payload) == spec["payload"]
 
 

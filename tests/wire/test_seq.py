@@ -84,7 +84,8 @@ def test_exactly_2_31_apart_is_incomparable_all_predicates_false(a):
     assert S.diff(a, b) == S.diff(b, a) == -HALF
 
 
-@pytest.mark.parametrize("d, lt_expected", [(1, True), (HALF - 1, True), (HALF, False), (HALF + 1, False), (MOD - 1, False)])
+@pytest.mark.parametrize("d, lt_expected",
+                         [(1, True), (HALF - 1, True), (HALF, False), (HALF + 1, False), (MOD - 1, False)])
 def test_lt_by_distance(d, lt_expected):
     for a in (0, 12345, HALF, MOD - 1):
         assert S.lt(a, (a + d) % MOD) is lt_expected
@@ -321,14 +322,16 @@ def test_result_dtypes():
     assert S.diff(a, b).tolist() == [-2, 0, 2]
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32, np.uint32, np.uint16, np.uint8, np.int8, ">u4", "<i8"])
+@pytest.mark.parametrize("dtype",
+                         [np.int64, np.uint64, np.int32, np.uint32, np.uint16, np.uint8, np.int8, ">u4", "<i8"])
 def test_other_integer_dtypes(dtype):
     top = np.iinfo(np.dtype(dtype)).max
     vals = [0, 1, 5, 100, 127] + [x for x in (HALF - 1, HALF, HALF + 1, MOD - 1) if x <= top]
     a = np.array(vals, dtype=dtype)
     b = np.array(vals[::-1], dtype=dtype)
     for fn in BINARY:
-        assert fn(a, b).tolist() == [fn(int(x), int(y)) for x, y in zip(vals, vals[::-1])], (fn.__name__, dtype)
+        want = [fn(int(x), int(y)) for x, y in zip(vals, vals[::-1], strict=True)]
+        assert fn(a, b).tolist() == want, (fn.__name__, dtype)
 
 
 def test_int64_wraparound_values():
