@@ -22,8 +22,8 @@ __all__ = [
     "Frame",
     "IpInfo",
     "ip_info",
-    "oracle_path",
     "list_captures",
+    "oracle_path",
     "read_frames",
     "strip_link_layer",
 ]
