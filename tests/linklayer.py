@@ -10,7 +10,6 @@ The product's own capture reader comes later; nothing in fasttcp imports this.
 """
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from decimal import Decimal
@@ -20,37 +19,21 @@ from typing import NamedTuple
 import dpkt
 
 __all__ = [
+    "CAPTURES",
     "Frame",
     "IpInfo",
     "ip_info",
-    "oracle_path",
-    "captures_dir",
     "list_captures",
+    "oracle_path",
     "read_frames",
     "strip_link_layer",
 ]
 
-_TESTS_DIR = Path(__file__).resolve().parent
-BUNDLED_CAPTURES = _TESTS_DIR / "data"
-
-# ---- where the captures are ----
-
-
-def captures_dir() -> Path | None:
-    """The folder with the public captures and their tshark oracles.
-
-    Preference: the shared folder next to the repository (the full set), then
-    $FASTTCP_CAPTURES, then the small set bundled in tests/data. None if none exists.
-    """
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "captures"]
-    env = os.environ.get("FASTTCP_CAPTURES")
-    if env:
-        candidates.append(Path(env))
-    candidates.append(BUNDLED_CAPTURES)
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
+# Every public capture the tests use, with its tshark oracle and the upstream tools'
+# expected outputs (sources, licenses and the oracle schema: LICENSES.md and MANIFEST.md
+# there). All of them live in the repository, so a fresh clone runs the same capture
+# tests as CI and no expectation depends on what happens to lie beside the checkout.
+CAPTURES = Path(__file__).resolve().parent / "data"
 
 
 def list_captures(folder: Path) -> list[Path]:

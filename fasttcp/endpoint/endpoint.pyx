@@ -834,7 +834,8 @@ cdef class Endpoint:
                     self._conns.pop(e.conn, None)
                 elif e.cause == EV_RETRANSMIT and conn._rec() != NULL and e.old_state >= TCPS_ESTABLISHED:
                     self._retransmit(conn)
-                if not touched or touched[-1] is not conn:
+                # (not touched[-1]: with wraparound off that reads the slot before the list)
+                if not touched or touched[len(touched) - 1] is not conn:
                     touched.append(conn)
             if len(self._events) < ep.max_events:
                 self._events.append(_make_event(e, c))

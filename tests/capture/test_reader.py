@@ -3,7 +3,7 @@
 References, never the reader itself:
 - the dpkt-based test helper tests/linklayer.py (frames, IP packets, timestamps),
 - the tshark oracle of each capture (frame numbers, times, wire lengths; schema at the
-  end of shared/captures/MANIFEST.md) and tshark itself for files we write,
+  end of tests/data/MANIFEST.md) and tshark itself for files we write,
 - a tiny struct walker below (record lengths), and files built byte by byte here.
 
 Bugs once found in the reader are kept as regression tests at the end.
@@ -30,7 +30,7 @@ from fasttcp.capture.reader import CaptureBatch, CaptureError, CaptureReader, re
 from tests import linklayer
 from tests.linklayer import oracle_path
 
-CAPTURES = linklayer.captures_dir()
+CAPTURES = linklayer.CAPTURES
 LINK_VERDICTS = {Verdict.NOT_IP, Verdict.UNSUPPORTED_LINK, Verdict.LINK_TRUNCATED}
 ALL_LINK_VERDICTS = {Verdict.OK} | LINK_VERDICTS
 ONE_BATCH = {"batch_packets": 10**7, "batch_bytes": 64 << 20}
@@ -226,15 +226,13 @@ def load_oracle(path: Path) -> tuple[dict, list[dict]]:
 
 
 def capture_names() -> list[str]:
-    return [p.name for p in linklayer.list_captures(CAPTURES)] if CAPTURES is not None else []
+    return [p.name for p in linklayer.list_captures(CAPTURES)]
 
 
 def capture_path(name: str) -> Path:
-    if CAPTURES is None:
-        pytest.skip("no capture folder (shared/captures, $FASTTCP_CAPTURES or tests/data)")
+    """A bundled capture; missing means a broken checkout, not a reason to check less."""
     path = CAPTURES / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in {CAPTURES}")
+    assert path.is_file(), f"{name} is not in {CAPTURES}"
     return path
 
 
@@ -247,9 +245,9 @@ class Capture:
         self.batches = batches
 
 
-@pytest.fixture(scope="module", params=capture_names() or [None], ids=lambda n: n or "no-captures")
+@pytest.fixture(scope="module", params=capture_names())
 def capture(request) -> Capture:
-    return Capture(capture_path(request.param or "none"))
+    return Capture(capture_path(request.param))
 
 
 def test_reader_yields_the_frames_of_the_dpkt_helper(capture):
@@ -284,8 +282,7 @@ def test_reader_wire_lengths_match_the_record_headers(capture):
 
 def test_reader_frame_numbers_times_and_lengths_match_tshark(capture):
     oracle = oracle_path(capture.path)
-    if oracle is None:
-        pytest.skip(f"{capture.path.name} has no tshark oracle")
+    assert oracle is not None, f"{capture.path.name} has no tshark oracle"
     meta, packets = load_oracle(oracle)
     assert len(capture.rows) == meta["frames_total"]
     problems = []

@@ -5,7 +5,7 @@ References, never the code under test:
 - Zeek's own conn.log baselines shipped with the captures (``*.expected-conn*.log``;
   how Zeek was run per capture is in tests/zeek_expected.py and MANIFEST.md),
 - the tshark oracle of each capture (``*.tshark.jsonl[.gz]``: frame count, frame times;
-  schema at the end of shared/captures/MANIFEST.md),
+  schema at the end of tests/data/MANIFEST.md),
 - the file bytes themselves (size, record offsets walked with struct),
 - `fasttcp.bench.tracker.synth_capture`, whose connection count and shape are known.
 
@@ -37,7 +37,7 @@ from tests import linklayer, zeek_expected
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 300
 
-CAPTURES = linklayer.captures_dir()
+CAPTURES = linklayer.CAPTURES
 
 # the 15 keys the brief promises in every JSON line
 JSON_KEYS = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "conn_state", "history", "orig_pkts", "resp_pkts",
@@ -63,9 +63,10 @@ def run(*args: object, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
 
 
 def capture(name: str) -> Path:
-    if CAPTURES is None or not (CAPTURES / name).is_file():
-        pytest.skip(f"capture {name} not available")
-    return CAPTURES / name
+    """A bundled capture (or a file beside it); missing means a broken checkout."""
+    path = CAPTURES / name
+    assert path.is_file(), f"{name} is not in {CAPTURES}"
+    return path
 
 
 @cache
@@ -77,7 +78,7 @@ def oracle(name: str) -> tuple[dict, list[dict], list[dict]]:
     elif plain.with_name(plain.name + ".gz").is_file():
         text = gzip.decompress(plain.with_name(plain.name + ".gz").read_bytes()).decode()
     else:
-        pytest.skip(f"no tshark oracle for {name}")
+        raise AssertionError(f"no tshark oracle for {name} in {CAPTURES}")
     recs = [json.loads(line) for line in text.splitlines() if line.strip()]
     meta = recs[0]
     assert meta["type"] == "meta"
@@ -255,8 +256,6 @@ def test_json_rtts_equal_tshark_frame_times(name):
 
 def _zeek_baselines() -> list[tuple[str, str, bool, bool]]:
     """(capture, baseline file, verify checksums, bare) of every conn.log baseline."""
-    if CAPTURES is None:
-        return []
     out = []
     for log in sorted(CAPTURES.glob("*.expected-conn*.log")):
         cap, suffix = log.name.split(".expected-", 1)
@@ -275,8 +274,6 @@ ZEEK_BASELINES = _zeek_baselines()
 
 
 def test_zeek_baselines_found():
-    if CAPTURES is None or not (CAPTURES / "MANIFEST.md").is_file():
-        pytest.skip("the shared captures (with Zeek baselines) are not available")
     assert len(ZEEK_BASELINES) >= 23
     with_history = [b for b in ZEEK_BASELINES
                     if any("history" in r for r in zeek_expected.read_conn_log(CAPTURES / b[1]))]

@@ -1,6 +1,6 @@
 """fasttcp-built packets as real tshark reads them (tshark runs here, on a pcap we write).
 
-The oracle files in ../shared/captures check our parser against tshark; this checks the
+The oracle files in tests/data check our parser against tshark; this checks the
 other direction: what `fasttcp.build` emits, tshark decodes field for field, with both
 checksums verified good.
 """

@@ -1,18 +1,19 @@
 """fasttcp against an independent oracle: public captures dissected by tshark.
 
-Every capture in the captures folder (see linklayer.captures_dir) that has a
+Every capture in tests/data (linklayer.CAPTURES) that has a
 ``*.tshark.jsonl[.gz]`` oracle is read with the test-only link-layer stripper, and every
 frame tshark dissected as TCP is parsed with fasttcp and compared field by field with
 what tshark saw. Expectations come from the oracle and from the frame's own IP header
 (read by the small independent decoder below), never from fasttcp itself.
 
-The oracle schema is at the end of shared/captures/MANIFEST.md.
+The oracle schema is at the end of tests/data/MANIFEST.md.
 """
 from __future__ import annotations
 
 import gzip
 import ipaddress
 import json
+import re
 import struct
 from decimal import Decimal
 from functools import cached_property
@@ -27,8 +28,7 @@ from fasttcp import OptionBits, Verdict
 from tests import linklayer
 from tests.linklayer import IpInfo, ip_info, oracle_path
 
-CAPTURES = linklayer.captures_dir()
-BUNDLED = linklayer.BUNDLED_CAPTURES
+CAPTURES = linklayer.CAPTURES
 
 # Option kinds fasttcp decodes into named fields; every other kind (EOL and NOP aside)
 # must show up in Options.unknown, in wire order.
@@ -49,8 +49,6 @@ SUSPECTED_FASTTCP_BUGS: dict[tuple[str, int], str] = {}
 
 
 def capture_names() -> list[str]:
-    if CAPTURES is None:
-        return []
     return [p.name for p in linklayer.list_captures(CAPTURES) if oracle_path(p) is not None]
 
 
@@ -91,12 +89,10 @@ class Capture:
         return self._batch[verify]
 
 
-@pytest.fixture(scope="module", params=capture_names() or [None], ids=lambda name: name or "no-captures")
+@pytest.fixture(scope="module", params=capture_names())
 def capture(request) -> Capture:
     # module scope: pytest then runs all tests of one capture before loading the next,
-    # so the 82k-frame capture is read once and not held for the whole session
-    if request.param is None:
-        pytest.skip("no capture folder (shared/captures, $FASTTCP_CAPTURES or tests/data)")
+    # so the 82k-frame capture is read once and not held for the whole run
     return Capture(CAPTURES / request.param)
 
 
@@ -438,49 +434,50 @@ def test_batch_agrees_with_per_packet_parse(capture):
 
 
 def _bug_params():
-    names = set(capture_names())
-    params = []
-    for (name, number), why in sorted(SUSPECTED_FASTTCP_BUGS.items()):
-        marks = [pytest.mark.xfail(strict=True, reason=why)]
-        if name not in names:
-            marks = [pytest.mark.skip(reason=f"{name} is not in {CAPTURES}")]
-        params.append(pytest.param(name, number, marks=marks, id=f"{name}-frame{number}"))
-    return params
+    return [pytest.param(name, number, marks=pytest.mark.xfail(strict=True, reason=why), id=f"{name}-frame{number}")
+            for (name, number), why in sorted(SUSPECTED_FASTTCP_BUGS.items())]
 
 
-@pytest.mark.skipif(not SUSPECTED_FASTTCP_BUGS, reason="no suspected fasttcp bug is open")
-@pytest.mark.parametrize(("name", "number"), _bug_params() or [("none", 0)])
-def test_suspected_fasttcp_bug(name, number):
-    cap = Capture(CAPTURES / name)
-    row = cap.by_frame.get(number)
-    if row is None:
-        problems = check_non_tcp_frame(cap, number)
-    else:
-        problems, _ = check_tcp_frame(cap, row)
-        problems += check_checksum_verdict(cap, row)
-    assert not problems, report(problems)
+# defined only while an entry is open: with none there is nothing to run (pytest would
+# otherwise report an empty parameter list as a skip)
+if SUSPECTED_FASTTCP_BUGS:
+    @pytest.mark.parametrize(("name", "number"), _bug_params())
+    def test_suspected_fasttcp_bug(name, number):
+        cap = Capture(CAPTURES / name)
+        row = cap.by_frame.get(number)
+        if row is None:
+            problems = check_non_tcp_frame(cap, number)
+        else:
+            problems, _ = check_tcp_frame(cap, row)
+            problems += check_checksum_verdict(cap, row)
+        assert not problems, report(problems)
 
 
 # ---- the bundled copies ----
 
 
-def test_bundled_captures_are_licensed_unmodified_copies():
-    """tests/data holds a few captures the tests always have; each must be listed in
-    LICENSES.md and, where the shared folder exists, be byte-identical to its source."""
-    assert BUNDLED.is_dir(), "tests/data is missing"
-    licenses = (BUNDLED / "LICENSES.md").read_text(encoding="utf-8")
-    files = [p for p in BUNDLED.iterdir() if p.is_file() and p.name != "LICENSES.md"]
-    assert files
-    unlisted = [p.name for p in linklayer.list_captures(BUNDLED) if p.name not in licenses]
-    assert not unlisted, f"not in tests/data/LICENSES.md: {unlisted}"
-    for capture in linklayer.list_captures(BUNDLED):
+_DATA_DOCS = {"LICENSES.md", "MANIFEST.md", "selection.json"}
+
+
+def test_bundled_captures_are_licensed():
+    """Every capture and upstream expected output in tests/data has its own row (source,
+    path, license) in LICENSES.md, and every oracle belongs to such a capture. Each
+    capture has its oracle and the size MANIFEST.md recorded for the upstream file, so a
+    truncated or re-encoded copy fails here rather than as an odd mismatch elsewhere."""
+    listed = set(re.findall(r"^\| `([^`]+)` \|", (CAPTURES / "LICENSES.md").read_text(encoding="utf-8"), re.M))
+    sizes = dict(re.findall(r"^\| `([^`]+)` \| (\d+) \|", (CAPTURES / "MANIFEST.md").read_text(encoding="utf-8"),
+                            re.M))
+    unlisted = []
+    for p in CAPTURES.iterdir():
+        upstream = p.name.split(".tshark.jsonl")[0]         # an oracle is covered by its capture's row
+        if p.name not in _DATA_DOCS and upstream not in listed:
+            unlisted.append(p.name)
+    assert not unlisted, f"not in tests/data/LICENSES.md: {sorted(unlisted)}"
+    captures = linklayer.list_captures(CAPTURES)
+    assert captures
+    for capture in captures:
         assert oracle_path(capture) is not None, f"{capture.name} has no tshark oracle"
-    shared = Path(__file__).resolve().parents[3] / "shared" / "captures"
-    if shared.is_dir():
-        for p in files:
-            source = shared / p.name
-            assert source.is_file(), f"{p.name} is not in {shared}"
-            assert p.read_bytes() == source.read_bytes(), f"{p.name} differs from {source}"
+        assert capture.stat().st_size == int(sizes[capture.name]), f"{capture.name}: not the size of its source"
 
 
 # ---- the link-layer helper itself (encapsulations the captures do not all cover) ----
