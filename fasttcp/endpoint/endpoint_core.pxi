@@ -506,173 +506,282 @@ cdef inline int _syn_sent(ep_t *ep, uint32_t id, const pkt_t *p, uint64_t now) n
     return -1
 
 
-cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
-                       uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
-    """SYN-RECEIVED and every later state (RFC 9293 3.10.7.4, first to eighth check).
-    `k`, `h`: the segment's key (the record's) and its hash."""
-    cdef ft_conn_t *c = &ep.tab.conns[id]
-    cdef uint8_t st = c.state
-    cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
-    cdef bint ts_ok = (c.flags & CONN_F_TIMESTAMPS) and (p.opts.present & OPT_HAS_TIMESTAMP)
-    cdef bint need_ack = False
-    cdef uint32_t fin_seq, take, skip, old_nxt
-    cdef bint fin_acked
-    cdef int rc
+cdef enum:
+    _NEXT_STEP = -2             # a SEGMENT ARRIVES step let the segment through to the next;
+                                # steps otherwise return as _synchronized does: -1 (used) or
+                                # a DROP_* reason
+    _MAX_SND_WND_FLOOR = 65535  # stands in for MAX.SND.WND below 64 KiB (RFC 5961 5.2)
 
-    # TIME-WAIT: a new SYN may reopen (RFC 9293 3.10.7.4 note, RFC 6191): only with a
-    # higher sequence number, or (timestamps) a newer timestamp
-    if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_SYN) and not (p.flags & (TCP_FLAG_ACK | TCP_FLAG_RST)):
-        # RFC 6191: with timestamps, a newer timestamp; without, a higher sequence number
-        if (ts_ok and seq_gt(p.opts.tsval, c.ts_recent)) or \
-                (not (c.flags & CONN_F_TIMESTAMPS) and seq_gt(p.seq, c.rcv_nxt)):
-            if _listening(ep, c.lport):
-                old_nxt = c.snd_nxt
-                _close_record(ep, id, TCPS_CLOSED, EV_REOPEN, now)
-                rc = _passive_open(ep, p, k, now, EV_REOPEN)
-                if rc < 0:
-                    _iss_above(ep, k, old_nxt, now)
-                return rc
-    # a retransmission of the SYN that opened this SYN-RECEIVED record: SYN-ACK again
-    if st == TCPS_SYN_RECEIVED and (p.flags & TCP_FLAG_SYN) and not (p.flags & TCP_FLAG_ACK) \
+
+cdef inline int _timewait_syn(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, bint ts_ok,
+                              uint64_t now, const ft_key_t *k) noexcept nogil:
+    """A SYN to a TIME-WAIT record may open a new incarnation (RFC 9293 3.10.7.4 note,
+    RFC 6191; Linux tcp_timewait_state_process, TCP_TW_SYN): with timestamps only if its
+    timestamp is newer, without them only if its sequence number is higher, and only on
+    a listening port. Otherwise it goes through the checks like any segment."""
+    cdef uint32_t old_nxt
+    cdef int rc
+    if c.state != TCPS_TIME_WAIT or not (p.flags & TCP_FLAG_SYN) or (p.flags & (TCP_FLAG_ACK | TCP_FLAG_RST)):
+        return _NEXT_STEP
+    if not ((ts_ok and seq_gt(p.opts.tsval, c.ts_recent)) or
+            (not (c.flags & CONN_F_TIMESTAMPS) and seq_gt(p.seq, c.rcv_nxt))):
+        return _NEXT_STEP
+    if not _listening(ep, c.lport):
+        return _NEXT_STEP
+    old_nxt = c.snd_nxt
+    _close_record(ep, id, TCPS_CLOSED, EV_REOPEN, now)
+    rc = _passive_open(ep, p, k, now, EV_REOPEN)
+    if rc < 0:
+        _iss_above(ep, k, old_nxt, now)
+    return rc
+
+
+cdef inline int _synrecv_syn_again(ep_t *ep, ft_conn_t *c, const pkt_t *p, uint64_t now) noexcept nogil:
+    """A retransmission of the SYN that opened this SYN-RECEIVED record: our SYN-ACK was
+    lost, send it again (Linux tcp_check_req) rather than challenge it as a new SYN."""
+    if c.state == TCPS_SYN_RECEIVED and (p.flags & TCP_FLAG_SYN) and not (p.flags & TCP_FLAG_ACK) \
             and p.seq == c.irs:
         _send_synack(ep, c, now)
         return -1
+    return _NEXT_STEP
 
-    # RFC 7323 5.3 PAWS: an older timestamp on a non-RST segment is a stale duplicate
-    if ts_ok and not (p.flags & TCP_FLAG_RST) and st != TCPS_SYN_RECEIVED \
+
+cdef inline int _paws_check(ep_t *ep, ft_conn_t *c, const pkt_t *p, bint ts_ok, uint64_t now) noexcept nogil:
+    """RFC 7323 5.3 PAWS (Linux tcp_paws_discard): a non-RST segment with a timestamp
+    older than TS.Recent is a stale duplicate: ACK and drop it."""
+    if ts_ok and not (p.flags & TCP_FLAG_RST) and c.state != TCPS_SYN_RECEIVED \
             and seq_lt(p.opts.tsval, c.ts_recent):
         _send_ack(ep, c, now)
         ep.drops[DROP_PAWS] += 1
         return DROP_PAWS
+    return _NEXT_STEP
 
-    # first: sequence number acceptable?
-    if not seq_acceptable(p.seq, seglen, c.rcv_nxt, c.rcv_wnd):
-        if p.flags & TCP_FLAG_RST:
-            ep.drops[DROP_RST_INVALID] += 1
-            return DROP_RST_INVALID
-        if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_FIN) and p.seq + p.payload_len + 1 == c.rcv_nxt:
-            # the peer retransmitted its FIN: our last ACK was lost. Acknowledge it and
-            # restart the 2 MSL timeout (RFC 9293 3.10.7.4, TIME-WAIT)
-            ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
-            _send_ack(ep, c, now)
-            return -1
-        _send_ack(ep, c, now)             # "send an acknowledgment ... drop the segment"
-        ep.drops[DROP_UNACCEPTABLE] += 1
-        return DROP_UNACCEPTABLE
 
-    # second: RST (RFC 5961 3.2: reset only on an exact match with RCV.NXT)
+cdef inline int _sequence_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p,
+                                uint64_t now) noexcept nogil:
+    """First check, the sequence number (RFC 9293 3.10.7.4; Linux tcp_sequence): a
+    segment outside the receive window is dropped with an ACK ("send an acknowledgment
+    ... drop the segment"), a RST silently."""
+    cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
+    if seq_acceptable(p.seq, seglen, c.rcv_nxt, c.rcv_wnd):
+        return _NEXT_STEP
     if p.flags & TCP_FLAG_RST:
-        if p.seq != c.rcv_nxt:
-            return _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
-        if st == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE):
-            _close_record_hashed(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now, h)    # back to LISTEN
-        elif st == TCPS_SYN_RECEIVED:
-            _close_record_hashed(ep, id, TCPS_CLOSED, EV_REFUSED, now, h)
-        else:
-            _close_record_hashed(ep, id, TCPS_CLOSED, EV_RST_RECEIVED, now, h)
+        ep.drops[DROP_RST_INVALID] += 1
+        return DROP_RST_INVALID
+    if c.state == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_FIN) and p.seq + p.payload_len + 1 == c.rcv_nxt:
+        # the peer retransmitted its FIN: our last ACK was lost. Acknowledge it and
+        # restart the 2 MSL timeout (RFC 9293 3.10.7.4, TIME-WAIT)
+        ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
+        _send_ack(ep, c, now)
         return -1
+    _send_ack(ep, c, now)
+    ep.drops[DROP_UNACCEPTABLE] += 1
+    return DROP_UNACCEPTABLE
 
-    # fourth: SYN in a synchronized state (RFC 5961 4.2: challenge ACK)
-    if p.flags & TCP_FLAG_SYN:
-        return _challenge_ack(ep, c, DROP_SYN_CHALLENGED, now)
 
-    # fifth: ACK
+cdef inline int _rst_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint64_t now,
+                           uint64_t h) noexcept nogil:
+    """Second check, the RST bit (RFC 9293 3.10.7.4 with RFC 5961 3.2; Linux
+    tcp_validate_incoming): an in-window RST resets only at exactly RCV.NXT, anywhere
+    else it gets a challenge ACK. A passive SYN-RECEIVED record returns to LISTEN."""
+    if not (p.flags & TCP_FLAG_RST):
+        return _NEXT_STEP
+    if p.seq != c.rcv_nxt:
+        return _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
+    if c.state == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE):
+        _close_record_hashed(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now, h)
+    elif c.state == TCPS_SYN_RECEIVED:
+        _close_record_hashed(ep, id, TCPS_CLOSED, EV_REFUSED, now, h)
+    else:
+        _close_record_hashed(ep, id, TCPS_CLOSED, EV_RST_RECEIVED, now, h)
+    return -1
+
+
+cdef inline int _ack_of_syn(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint8_t *st,
+                            uint64_t now) noexcept nogil:
+    """Fifth check in SYN-RECEIVED (RFC 9293 3.10.7.4): an ACK of our SYN
+    (SND.UNA < SEG.ACK =< SND.NXT) establishes the connection and goes on in
+    ESTABLISHED (`st` updated); any other ACK is answered with <SEQ=SEG.ACK><CTL=RST>."""
+    if seq_lt(c.snd_una, p.ack) and seq_le(p.ack, c.snd_nxt):
+        c.snd_una = p.ack
+        c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
+        c.snd_wl1 = p.seq
+        c.snd_wl2 = p.ack
+        c.retransmits = 0
+        _arm(ep, id, 0)
+        _enter(ep, id, TCPS_ESTABLISHED, EV_ACK_OF_SYN, now)
+        if c.flags & CONN_F_PASSIVE:
+            _accept_push(ep, id)
+        st[0] = TCPS_ESTABLISHED
+        return _NEXT_STEP
+    _send(ep, c, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
+    ep.drops[DROP_BAD_ACK] += 1
+    return DROP_BAD_ACK
+
+
+cdef inline void _snd_wnd_update(ft_conn_t *c, const pkt_t *p) noexcept nogil:
+    """The send window from a segment newer than the one that last set it (RFC 9293
+    3.10.7.4, the SND.WL1/SND.WL2 rule; Linux tcp_may_update_window)."""
+    if seq_le(c.snd_una, p.ack) and \
+            (seq_lt(c.snd_wl1, p.seq) or (c.snd_wl1 == p.seq and seq_le(c.snd_wl2, p.ack))):
+        c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
+        c.snd_wl1 = p.seq
+        c.snd_wl2 = p.ack
+
+
+cdef inline int _fin_acked(ep_t *ep, uint32_t id, ft_conn_t *c, uint8_t *st, uint64_t now,
+                           uint64_t h) noexcept nogil:
+    """The ACK of our FIN (RFC 9293 3.10.7.4, fifth check by state; Linux
+    tcp_rcv_state_process): FIN-WAIT-1 -> FIN-WAIT-2 (going on, `st` updated), CLOSING
+    -> TIME-WAIT and LAST-ACK -> CLOSED (done)."""
+    if c.snd_una != c.snd_nxt:
+        return _NEXT_STEP
+    if st[0] == TCPS_FIN_WAIT_1:
+        _enter(ep, id, TCPS_FIN_WAIT_2, EV_ACK_OF_FIN, now)
+        _arm(ep, id, now + ep.cfg.fin_wait_2)
+        st[0] = TCPS_FIN_WAIT_2
+    elif st[0] == TCPS_CLOSING:
+        _enter(ep, id, TCPS_TIME_WAIT, EV_ACK_OF_FIN, now)
+        return -1
+    elif st[0] == TCPS_LAST_ACK:
+        _close_record_hashed(ep, id, TCPS_CLOSED, EV_ACK_OF_FIN, now, h)
+        return -1
+    return _NEXT_STEP
+
+
+cdef inline int _ack_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint8_t *st,
+                           uint64_t now, uint64_t h) noexcept nogil:
+    """Fifth check, the ACK field (RFC 9293 3.10.7.4 with RFC 5961 5.2; Linux tcp_ack):
+    no ACK bit, drop; in SYN-RECEIVED see _ack_of_syn; else an ACK of something not yet
+    sent is answered and dropped, one too old is challenged, and a new one advances
+    SND.UNA and the send window. `st` follows the state the ACK leads to."""
     if not (p.flags & TCP_FLAG_ACK):
         ep.drops[DROP_NO_ACK] += 1
         return DROP_NO_ACK
-    if st == TCPS_SYN_RECEIVED:
-        if seq_lt(c.snd_una, p.ack) and seq_le(p.ack, c.snd_nxt):
-            c.snd_una = p.ack
-            c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
-            c.snd_wl1 = p.seq
-            c.snd_wl2 = p.ack
-            c.retransmits = 0
-            _arm(ep, id, 0)
-            _enter(ep, id, TCPS_ESTABLISHED, EV_ACK_OF_SYN, now)
-            if c.flags & CONN_F_PASSIVE:
-                _accept_push(ep, id)
-            st = TCPS_ESTABLISHED
-        else:
-            _send(ep, c, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
-            ep.drops[DROP_BAD_ACK] += 1
-            return DROP_BAD_ACK
-    else:
-        if seq_gt(p.ack, c.snd_nxt):
-            _send_ack(ep, c, now)          # RFC 5961 5.2: acks something not yet sent
-            ep.drops[DROP_BAD_ACK] += 1
-            return DROP_BAD_ACK
-        # RFC 5961 5.2: SND.UNA - MAX.SND.WND <= SEG.ACK; MAX.SND.WND is not kept, the
-        # larger of the current window and 64 KiB stands in for it
-        if seq_lt(p.ack, c.snd_una - (c.snd_wnd if c.snd_wnd > 65535 else 65535)):
-            return _challenge_ack(ep, c, DROP_BAD_ACK, now)
-        if seq_lt(c.snd_una, p.ack):
-            c.snd_una = p.ack
-            c.retransmits = 0
-            if c.snd_una == c.snd_nxt and st != TCPS_TIME_WAIT and st != TCPS_FIN_WAIT_2:
-                _arm(ep, id, 0)            # everything acknowledged: no retransmission timer
-        # window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule)
-        if seq_le(c.snd_una, p.ack) and \
-                (seq_lt(c.snd_wl1, p.seq) or (c.snd_wl1 == p.seq and seq_le(c.snd_wl2, p.ack))):
-            c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
-            c.snd_wl1 = p.seq
-            c.snd_wl2 = p.ack
-        if c.snd_wnd == 0:
-            # the peer answers our window probes: never give up on it for that
-            # (RFC 1122 4.2.2.17)
-            c.retransmits = 0
-        fin_acked = c.snd_una == c.snd_nxt
-        if st == TCPS_FIN_WAIT_1 and fin_acked:
-            _enter(ep, id, TCPS_FIN_WAIT_2, EV_ACK_OF_FIN, now)
-            _arm(ep, id, now + ep.cfg.fin_wait_2)
-            st = TCPS_FIN_WAIT_2
-        elif st == TCPS_CLOSING and fin_acked:
-            _enter(ep, id, TCPS_TIME_WAIT, EV_ACK_OF_FIN, now)
-            return -1
-        elif st == TCPS_LAST_ACK and fin_acked:
-            _close_record_hashed(ep, id, TCPS_CLOSED, EV_ACK_OF_FIN, now, h)
-            return -1
+    if st[0] == TCPS_SYN_RECEIVED:
+        return _ack_of_syn(ep, id, c, p, st, now)
+    if seq_gt(p.ack, c.snd_nxt):
+        _send_ack(ep, c, now)              # RFC 5961 5.2: acks something not yet sent
+        ep.drops[DROP_BAD_ACK] += 1
+        return DROP_BAD_ACK
+    # RFC 5961 5.2: SND.UNA - MAX.SND.WND <= SEG.ACK; MAX.SND.WND is not kept, the
+    # larger of the current window and 64 KiB stands in for it
+    if seq_lt(p.ack, c.snd_una - (c.snd_wnd if c.snd_wnd > _MAX_SND_WND_FLOOR else _MAX_SND_WND_FLOOR)):
+        return _challenge_ack(ep, c, DROP_BAD_ACK, now)
+    if seq_lt(c.snd_una, p.ack):
+        c.snd_una = p.ack
+        c.retransmits = 0
+        if c.snd_una == c.snd_nxt and st[0] != TCPS_TIME_WAIT and st[0] != TCPS_FIN_WAIT_2:
+            _arm(ep, id, 0)                # everything acknowledged: no retransmission timer
+    _snd_wnd_update(c, p)
+    if c.snd_wnd == 0:
+        # the peer answers our window probes: never give up on it for that
+        # (RFC 1122 4.2.2.17)
+        c.retransmits = 0
+    return _fin_acked(ep, id, c, st, now, h)
 
+
+cdef inline int _data_queue(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint8_t st,
+                            uint32_t base, uint64_t now) noexcept nogil:
+    """Seventh, the segment text in ESTABLISHED and FIN-WAIT-1/2 (RFC 9293 3.10.7.4;
+    Linux tcp_data_queue): the new part of it, up to the receive window, is delivered
+    (an EV_DATA event at its buffer offset) and advances RCV.NXT. Data beyond RCV.NXT
+    is not reassembled: re-ACKed and dropped. Returns _NEXT_STEP when it is to be ACKed."""
+    cdef uint32_t take, skip
+    if seq_gt(p.seq, c.rcv_nxt):
+        # a hole before it: not reassembled in this release; re-ACK so the peer resends
+        _send_ack(ep, c, now)
+        ep.drops[DROP_OUT_OF_ORDER] += 1
+        return DROP_OUT_OF_ORDER
+    skip = c.rcv_nxt - p.seq              # bytes already received (retransmitted overlap)
+    if skip < p.payload_len:
+        take = p.payload_len - skip
+        if take > c.rcv_wnd:
+            take = c.rcv_wnd              # never accept beyond the advertised window
+        if take:
+            c.rcv_nxt += take
+            if c.flags & CONN_F_BUFFERED:
+                c.rcv_wnd -= take          # buffered until the application reads it
+            if st == TCPS_FIN_WAIT_2:
+                _arm(ep, id, now + ep.cfg.fin_wait_2)   # idle limit: the peer is not idle
+            _event(ep, id, st, st, EV_DATA, take, base + p.payload_off + skip, now)
+    return _NEXT_STEP
+
+
+cdef inline bint _fin_received(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint8_t st,
+                               uint64_t now) noexcept nogil:
+    """Eighth, the FIN bit (RFC 9293 3.10.7.4; Linux tcp_fin): taken only in order
+    (everything before it received), it advances RCV.NXT over the FIN and moves
+    ESTABLISHED -> CLOSE-WAIT, FIN-WAIT-1 -> TIME-WAIT or CLOSING (simultaneous close),
+    FIN-WAIT-2 -> TIME-WAIT; in TIME-WAIT it restarts the 2 MSL timeout. True when it
+    is to be ACKed."""
+    if p.seq + p.payload_len != c.rcv_nxt or st == TCPS_SYN_RECEIVED:
+        return False
+    c.rcv_nxt += 1
+    if st == TCPS_ESTABLISHED:
+        _enter(ep, id, TCPS_CLOSE_WAIT, EV_PEER_FIN, now)
+    elif st == TCPS_FIN_WAIT_1:
+        if c.snd_una == c.snd_nxt:
+            _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
+        else:
+            _enter(ep, id, TCPS_CLOSING, EV_PEER_FIN, now)   # simultaneous close
+    elif st == TCPS_FIN_WAIT_2:
+        _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
+    elif st == TCPS_TIME_WAIT:
+        ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)   # restart 2 MSL
+    return True
+
+
+cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
+                       uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
+    """SYN-RECEIVED and every later state: RFC 9293 3.10.7.4's checks in order, as
+    Linux's tcp_rcv_state_process runs them. Each step either lets the segment through
+    (_NEXT_STEP) or ends it: -1 when it was used, else the DROP_* reason returned.
+    `k`, `h`: the segment's key (the record's) and its hash."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef uint8_t st = c.state
+    cdef bint ts_ok = (c.flags & CONN_F_TIMESTAMPS) and (p.opts.present & OPT_HAS_TIMESTAMP)
+    cdef bint need_ack = False
+    cdef int rc
+    # before the checks: a SYN that reopens TIME-WAIT, or repeats the one that opened
+    # this SYN-RECEIVED record
+    rc = _timewait_syn(ep, id, c, p, ts_ok, now, k)
+    if rc != _NEXT_STEP:
+        return rc
+    rc = _synrecv_syn_again(ep, c, p, now)
+    if rc != _NEXT_STEP:
+        return rc
+    rc = _paws_check(ep, c, p, ts_ok, now)
+    if rc != _NEXT_STEP:
+        return rc
+    # first: the sequence number
+    rc = _sequence_check(ep, id, c, p, now)
+    if rc != _NEXT_STEP:
+        return rc
+    # second: the RST bit
+    rc = _rst_check(ep, id, c, p, now, h)
+    if rc != _NEXT_STEP:
+        return rc
+    # third, security: no compartments here
+    # fourth: a SYN in a synchronized state (RFC 5961 4.2: challenge ACK)
+    if p.flags & TCP_FLAG_SYN:
+        return _challenge_ack(ep, c, DROP_SYN_CHALLENGED, now)
+    # fifth: the ACK field
+    rc = _ack_check(ep, id, c, p, &st, now, h)
+    if rc != _NEXT_STEP:
+        return rc
     if ts_ok and seq_le(p.seq, c.rcv_nxt):
         c.ts_recent = p.opts.tsval        # RFC 7323 4.3 (RCV.NXT stands in for Last.ACK.sent)
-
-    # seventh: segment text
+    # sixth, the URG bit: the urgent pointer is not kept
+    # seventh: the segment text
     if p.payload_len and (st == TCPS_ESTABLISHED or st == TCPS_FIN_WAIT_1 or st == TCPS_FIN_WAIT_2):
-        if seq_gt(p.seq, c.rcv_nxt):
-            # a hole before it: not reassembled in this release; re-ACK so the peer resends
-            _send_ack(ep, c, now)
-            ep.drops[DROP_OUT_OF_ORDER] += 1
-            return DROP_OUT_OF_ORDER
-        skip = c.rcv_nxt - p.seq          # bytes already received (retransmitted overlap)
-        if skip < p.payload_len:
-            take = p.payload_len - skip
-            if take > c.rcv_wnd:
-                take = c.rcv_wnd          # never accept beyond the advertised window
-            if take:
-                c.rcv_nxt += take
-                if c.flags & CONN_F_BUFFERED:
-                    c.rcv_wnd -= take      # buffered until the application reads it
-                if st == TCPS_FIN_WAIT_2:
-                    _arm(ep, id, now + ep.cfg.fin_wait_2)   # idle limit: the peer is not idle
-                _event(ep, id, st, st, EV_DATA, take, base + p.payload_off + skip, now)
+        rc = _data_queue(ep, id, c, p, st, base, now)
+        if rc != _NEXT_STEP:
+            return rc
         need_ack = True
-
-    # eighth: FIN (only in order: everything before it has been received)
-    if p.flags & TCP_FLAG_FIN:
-        fin_seq = p.seq + p.payload_len
-        if fin_seq == c.rcv_nxt and st != TCPS_SYN_RECEIVED:
-            c.rcv_nxt += 1
-            need_ack = True
-            if st == TCPS_ESTABLISHED:
-                _enter(ep, id, TCPS_CLOSE_WAIT, EV_PEER_FIN, now)
-            elif st == TCPS_FIN_WAIT_1:
-                if c.snd_una == c.snd_nxt:
-                    _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
-                else:
-                    _enter(ep, id, TCPS_CLOSING, EV_PEER_FIN, now)   # simultaneous close
-            elif st == TCPS_FIN_WAIT_2:
-                _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
-            elif st == TCPS_TIME_WAIT:
-                ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)   # restart 2 MSL
+    # eighth: the FIN bit
+    if (p.flags & TCP_FLAG_FIN) and _fin_received(ep, id, c, p, st, now):
+        need_ack = True
     if need_ack:
         _send_ack(ep, c, now)
     c.segs += 1
