@@ -12,7 +12,7 @@ from libc.string cimport memcpy, memset
 from fasttcp.wire.defs cimport *
 from fasttcp.table.ops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
                                      ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
-                                     ftx_set_deadline)
+                                     ftx_set_deadline, ftx_victim)
 from fasttcp.wire.codec cimport (ft_parse_ip_inline, ft_build_packet, ft_build_ts_segment,
                                 ft_put_linux_options)
 from fasttcp.wire.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
@@ -396,11 +396,9 @@ cdef void _make_room(ep_t *ep, uint64_t now) noexcept nogil:
     """A full table gives up its oldest TIME-WAIT, else its oldest never-established
     connection (the table's eviction rule), with an EVICTED event, before an insert."""
     cdef uint32_t victim
-    if ep.tab.count < ep.tab.capacity or not ep.tab.evict:
+    if ep.tab.count < ep.tab.capacity:
         return
-    victim = ep.tab.class_head[1]          # FT_CLASS_TIME_WAIT
-    if victim == FT_NIL:
-        victim = ep.tab.class_head[2]      # FT_CLASS_EMBRYONIC
+    victim = ftx_victim(&ep.tab)
     if victim == FT_NIL:
         return
     _close_record(ep, victim, TCPS_CLOSED, EV_EVICTED, now)

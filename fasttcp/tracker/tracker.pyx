@@ -19,7 +19,7 @@ from fasttcp.table.table cimport *
 from fasttcp.tracker.tracker cimport *
 from fasttcp.table.keyhash cimport ft_key_store_hash, ft_key_word0, ft_be64, ft_home
 from fasttcp.table.ops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
-                                     ftx_set_deadline, ftx_prefetch_w, FT_PREFETCH_W)
+                                     ftx_set_deadline, ftx_prefetch_w, ftx_victim, FT_PREFETCH_W)
 
 import os
 
@@ -207,10 +207,8 @@ cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcep
                 != TCP_FLAG_SYN:
             return TV_UNTRACKED
         if tr.tab.count >= tr.tab.capacity:
-            victim = tr.tab.class_head[FT_CLASS_TIME_WAIT]
+            victim = ftx_victim(&tr.tab)
             if victim == FT_NIL:
-                victim = tr.tab.class_head[FT_CLASS_EMBRYONIC]
-            if victim == FT_NIL or not tr.tab.evict:
                 return TV_TABLE_FULL
             tr.evicted += 1
             _finish(tr, victim, END_EVICTED)
