@@ -223,7 +223,7 @@ cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcep
             # Zeek's likely_server_ports: a first packet that is not a plain SYN, sent
             # from a server port, came from the responder
             _swap_roles(tr, <uint32_t>id)
-            _hist_raw(&tr.recs[id], 94)        # '^'
+            _hist_raw(&tr.recs[id], H_FLIPPED)
     else:
         uid = <uint32_t>id
         zd = _direction(tr, uid, swapped)
@@ -245,9 +245,9 @@ cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcep
     zd = _direction(tr, uid, swapped)
     if bad_csum:
         # like Zeek without -C: the packet only leaves a 'C' in the history
-        _hist_scaled(r, H_C, zd, &r.d[zd].n_csum)
+        _hist_scaled(r, H_BAD_CSUM, zd, &r.d[zd].n_csum)
         return FT_ERR_BAD_CHECKSUM
-    if r.hist_len == 1 and r.history[0] == 72 and not (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) \
+    if _began_with_synack(r) and not (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) \
             and ((pp.flags & TCP_FLAG_ACK) or plen):
         # the connection began with a SYN-ACK ('H'): the side that answers it with an
         # ACK or data is the client after all

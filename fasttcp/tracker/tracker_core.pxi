@@ -19,22 +19,43 @@ cdef enum:
 
     _MAXACKWIN_MIN = 66000            # conntrack MAXACKWINDOW floor
 
-# history letters (index into _LETTERS)
-cdef enum:
-    H_S = 0
-    H_H = 1
-    H_A = 2
-    H_D = 3
-    H_F = 4
-    H_R = 5
-    H_C = 6
-    H_T = 7
-    H_W = 8
-    H_I = 9
-    H_Q = 10
-    H_G = 11
-
-cdef const char *_LETTERS = b"SHADFRCTWIQG"
+# Zeek's history letters (conn.log `history`), as the originator writes them; the
+# responder's are the lower-case ones (_hist_add). Declared in C: a Cython enum
+# cannot take character literals.
+cdef extern from *:
+    """
+    enum {
+        H_SYN = 'S',                /* a SYN without ACK */
+        H_SYNACK = 'H',             /* a SYN-ACK ("handshake") */
+        H_ACK = 'A',                /* a pure ACK */
+        H_DATA = 'D',               /* a packet with payload */
+        H_FIN = 'F',
+        H_RST = 'R',
+        H_BAD_CSUM = 'C',           /* a bad checksum */
+        H_RETRANS = 'T',            /* a retransmission */
+        H_ZERO_WIN = 'W',           /* a zero window advertised */
+        H_INCONSISTENT = 'I',       /* FIN and RST together */
+        H_MULTI_FLAG = 'Q',         /* SYN with FIN or RST */
+        H_GAP = 'G',                /* a content gap */
+        H_FLIPPED = '^',            /* roles swapped by the direction heuristics (no case) */
+        H_LOWER = 'a' - 'A'         /* the responder's letters: lower case */
+    };
+    """
+    enum:
+        H_SYN
+        H_SYNACK
+        H_ACK
+        H_DATA
+        H_FIN
+        H_RST
+        H_BAD_CSUM
+        H_RETRANS
+        H_ZERO_WIN
+        H_INCONSISTENT
+        H_MULTI_FLAG
+        H_GAP
+        H_FLIPPED
+        H_LOWER
 
 # Transition table T[dir][class][old state]: new state, TRK_IGNORE or TRK_INVALID,
 # restated from the tables of netfilter's nf_conntrack_proto_tcp.c (the reasoning per
@@ -101,10 +122,10 @@ cdef inline bint _valid_flags(uint16_t f) noexcept nogil:
 
 # ---- history ----
 
-cdef inline void _hist_add(trk_t *r, int letter, int d) noexcept nogil:
-    cdef char ch = _LETTERS[letter]
+cdef inline void _hist_add(trk_t *r, char letter, int d) noexcept nogil:
+    cdef char ch = letter
     if d:
-        ch = ch + 32                  # responder: lower case
+        ch = ch + H_LOWER             # responder: lower case
     if r.hist_len < sizeof(r.history):
         r.history[r.hist_len] = ch
         r.hist_len += 1
@@ -116,7 +137,13 @@ cdef inline void _hist_raw(trk_t *r, char ch) noexcept nogil:
         r.hist_len += 1
 
 
-cdef inline void _hist_scaled(trk_t *r, int letter, int d, uint32_t *count) noexcept nogil:
+cdef inline bint _began_with_synack(const trk_t *r) noexcept nogil:
+    """The history so far is one 'H': the capture began with the responder's SYN-ACK,
+    so the roles are not settled until the next packet shows who the client is."""
+    return r.hist_len == 1 and r.history[0] == H_SYNACK
+
+
+cdef inline void _hist_scaled(trk_t *r, char letter, int d, uint32_t *count) noexcept nogil:
     """Letters that repeat on a log scale (Zeek ScaledHistoryEntry): at the 1st, 10th,
     100th, ... occurrence in this direction."""
     cdef uint32_t n
@@ -191,16 +218,17 @@ cdef bint _rstos0_history(const trk_t *r) noexcept nogil:
     SYN-ACK, ACK, FIN, gap, inconsistency or multi-flag packet from it in between."""
     cdef int i = 0
     cdef char ch
-    if r.hist_len > 0 and r.history[0] == 94:
+    if r.hist_len > 0 and r.history[0] == H_FLIPPED:
         i = 1
-    if i >= r.hist_len or r.history[i] != b'S':
+    if i >= r.hist_len or r.history[i] != H_SYN:
         return False
     i += 1
     while i < r.hist_len:
         ch = r.history[i]
-        if ch == 82:
+        if ch == H_RST:
             return True
-        if ch == 72 or ch == 65 or ch == 70 or ch == 71 or ch == 73 or ch == 81:
+        if ch == H_SYNACK or ch == H_ACK or ch == H_FIN or ch == H_GAP or ch == H_INCONSISTENT \
+                or ch == H_MULTI_FLAG:
             return False
         i += 1
     return False
@@ -316,7 +344,7 @@ cdef void _flip_plain(tr_t *tr, uint32_t id) noexcept nogil:
     """Swap originator and responder mid-connection (SYN/SYN-ACK reversal): '^' is
     appended to the history, the letters so far keep their case."""
     _swap_roles(tr, id)
-    _hist_raw(&tr.recs[id], 94)       # '^'
+    _hist_raw(&tr.recs[id], H_FLIPPED)
 
 
 cdef void _flip_rewrite(tr_t *tr, uint32_t id) noexcept nogil:
@@ -330,9 +358,10 @@ cdef void _flip_rewrite(tr_t *tr, uint32_t id) noexcept nogil:
     if r.hist_len >= sizeof(r.history):
         r.hist_len = sizeof(r.history) - 1
     for i in range(r.hist_len, 0, -1):
-        r.history[i] = r.history[i - 1] ^ 32      # ASCII case swap
-    r.history[0] = 94                 # '^'
+        r.history[i] = r.history[i - 1] ^ H_LOWER     # ASCII case swap
+    r.history[0] = H_FLIPPED
     r.hist_len += 1
+    # the "seen" bits are category * 2 + direction: swap each pair's two directions
     lo = seen & 0x55555555u
     hi = seen & 0xaaaaaaaau
     r.hist_seen = (lo << 1) | (hi >> 1)
@@ -671,7 +700,7 @@ cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
     cdef uint32_t rel_seq
     if not (r.cflags & C_CT_STARTED) or old == TRK_NONE or not _zeek_quiet_for_acks(e, peer) \
             or not (e.flags & D_FIRST_SEEN) or e.td_maxwin == 0 or p.window == 0 \
-            or (r.hist_len == 1 and r.history[0] == 72) or (r.cflags & C_RST_TIMER):
+            or _began_with_synack(r) or (r.cflags & C_RST_TIMER):
         # (C_RST_TIMER: an in-window, inexact RST kept the state; the peer's challenge
         # ACK that usually follows goes the general path, which clears the flag)
         return False
@@ -705,13 +734,13 @@ cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
     # Zeek: history, the two sequence spaces, reassembly edges, counters
     if fin:
         rel_seq = seq - e.start_seq
-        if _check_once(r, HC_FIN, H_F, zd) and rel_seq + plen != e.hist_last_fin:
-            _hist_add(r, H_F, zd)     # a FIN again, at a new position
+        if _check_once(r, HC_FIN, H_FIN, zd) and rel_seq + plen != e.hist_last_fin:
+            _hist_add(r, H_FIN, zd)     # a FIN again, at a new position
         e.hist_last_fin = rel_seq + plen
     elif plen:
-        _check_once(r, HC_DATA, H_D, zd)
+        _check_once(r, HC_DATA, H_DATA, zd)
     else:
-        _check_once(r, HC_ACK, H_A, zd)
+        _check_once(r, HC_ACK, H_ACK, zd)
     if not ((e.flags & D_DID_CLOSE) and (peer.flags & D_DID_CLOSE)) and now > r.last_us:
         r.last_us = now
     if fin:
@@ -726,7 +755,7 @@ cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
         _set_last(e, end)
     elif plen:
         e.retrans += 1
-        _hist_scaled(r, H_T, zd, &e.n_rexmit)
+        _hist_scaled(r, H_RETRANS, zd, &e.n_rexmit)
     if fin:
         _zeek_state(r, e, peer, zd == 0, p.flags, seq, plen)
     if ack_ok:
@@ -791,7 +820,7 @@ cdef void _syn_new(tr_t *tr, uint32_t id, const pkt_t *p, uint32_t ip_len, uint6
     _rearm_if_sooner(tr, id, now)
     # Zeek (_zeek, _zeek_state)
     _reinit(e, seq, seq + 1)
-    _check_once(r, HC_SYN, H_S, 0)
+    _check_once(r, HC_SYN, H_SYN, 0)
     _zset(e, Z_SYN_SENT)
     e.flags |= D_FIRST_SEEN
     e.pkts += 1
@@ -818,7 +847,7 @@ cdef bint _synack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t p
             or tr.tab.conns[id].state != TRK_SYN_SENT or r.ct_orig != 0 \
             or (r.cflags & (C_CT_STARTED | C_RST_TIMER)) != C_CT_STARTED \
             or e.td_maxwin != 0 or e.zstate != Z_INACTIVE or peer.zstate != Z_SYN_SENT \
-            or (r.hist_len == 1 and r.history[0] == 72):
+            or _began_with_synack(r):
         return False
     # conntrack's window check once _init_sender has set the responder up (td_end =
     # td_maxend = end: the sequence bounds hold by construction, the ACK is checked)
@@ -839,8 +868,8 @@ cdef bint _synack_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t p
     # Zeek: the responder's sequence space, 'h' (again only at a new position), the
     # originator's ACKed edge, both endpoints established
     _reinit(e, seq, end)
-    if _check_once(r, HC_SYN, H_H, 1) and e.hist_last_syn != 0:
-        _hist_add(r, H_H, 1)
+    if _check_once(r, HC_SYN, H_SYNACK, 1) and e.hist_last_syn != 0:
+        _hist_add(r, H_SYNACK, 1)
     e.hist_last_syn = 0
     if not ((e.flags & D_DID_CLOSE) and (peer.flags & D_DID_CLOSE)) and now > r.last_us:
         r.last_us = now

@@ -17,7 +17,7 @@ cdef enum:
     _BIG_JUMP = 1 << 20               # a SYN/RST this far off is not trusted to move last_seq
 
 
-cdef inline bint _check_once(trk_t *r, int cat, int letter, int d) noexcept nogil:
+cdef inline bint _check_once(trk_t *r, int cat, char letter, int d) noexcept nogil:
     """Record `letter` the first time category `cat` happens in direction d; True if
     it had happened before (Zeek's CheckHistory)."""
     cdef uint32_t bit = (<uint32_t>1) << (cat * 2 + d)
@@ -138,7 +138,7 @@ cdef void _ack_gap(trk_t *r, trk_dir_t *e, trk_dir_t *peer, int ed, uint32_t a) 
     if (r.cflags & C_PARTIAL) and a - e.start_seq <= 2:
         return
     if _clean(e) and _clean(peer):
-        _hist_scaled(r, H_G, ed, &e.n_gap)
+        _hist_scaled(r, H_GAP, ed, &e.n_gap)
         e.missed += gap
 
 
@@ -246,28 +246,28 @@ cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uin
     # history letters: S/H, F, R again only at a new position; A, D, I, Q once
     if nflags >= 2:
         if fin and rst:
-            _check_once(r, HC_FIN_RST, H_I, d)
+            _check_once(r, HC_FIN_RST, H_INCONSISTENT, d)
         else:
-            _check_once(r, HC_MULTI, H_Q, d)
+            _check_once(r, HC_MULTI, H_MULTI_FLAG, d)
     elif nflags == 1:
         if syn:
-            if _check_once(r, HC_SYN, H_H if ack else H_S, d) and rel_seq != e.hist_last_syn:
-                _hist_add(r, H_H if ack else H_S, d)
+            if _check_once(r, HC_SYN, H_SYNACK if ack else H_SYN, d) and rel_seq != e.hist_last_syn:
+                _hist_add(r, H_SYNACK if ack else H_SYN, d)
             e.hist_last_syn = rel_seq
         if fin:
-            if _check_once(r, HC_FIN, H_F, d) and rel_seq + plen != e.hist_last_fin:
-                _hist_add(r, H_F, d)
+            if _check_once(r, HC_FIN, H_FIN, d) and rel_seq + plen != e.hist_last_fin:
+                _hist_add(r, H_FIN, d)
             e.hist_last_fin = rel_seq + plen
         if rst:
-            if _check_once(r, HC_RST, H_R, d) and rel_seq != e.hist_last_rst:
-                _hist_add(r, H_R, d)
+            if _check_once(r, HC_RST, H_RST, d) and rel_seq != e.hist_last_rst:
+                _hist_add(r, H_RST, d)
             e.hist_last_rst = rel_seq
     elif plen:
-        _check_once(r, HC_DATA, H_D, d)
+        _check_once(r, HC_DATA, H_DATA, d)
     elif ack:
-        _check_once(r, HC_ACK, H_A, d)
+        _check_once(r, HC_ACK, H_ACK, d)
     if p.window == 0 and not rst and peer.zstate != Z_CLOSED and e.zstate != Z_RESET:
-        _hist_scaled(r, H_W, d, &e.n_zero)
+        _hist_scaled(r, H_ZERO_WIN, d, &e.n_zero)
     # duration stops at the packet that completes a close (the last ACK does not count)
     if not ((e.flags & D_DID_CLOSE) and (peer.flags & D_DID_CLOSE)) and now > r.last_us:
         r.last_us = now
@@ -294,7 +294,7 @@ cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uin
         _set_last(e, end_seq)
     elif plen > 0:
         e.retrans += 1
-        _hist_scaled(r, H_T, d, &e.n_rexmit)
+        _hist_scaled(r, H_RETRANS, d, &e.n_rexmit)
     reverse = _zeek_state(r, e, peer, is_orig, f, seq, plen)
     if ack and not ack_under:
         _ack_received(r, peer, e, 1 - d, p.ack)
