@@ -511,99 +511,117 @@ cdef enum:
     CT_IGNORED = 1                    # conntrack IGNORE: no change, timer not refreshed
     CT_INVALID = 2
     CT_REOPEN = 3                     # a SYN reopens a closed 4-tuple: finish and start anew
+    # between _conntrack's steps
+    _CT_GO_ON = -1                    # the step passed the packet on
+    _CT_RST_KEEP = -2                 # an in-window, inexact RST: accepted, the state kept
+    _TRK_REOPEN = TRK_INVALID + 1     # _ct_next_state: CT_REOPEN
 
 
-cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint64_t now,
-                    int64_t pkt) noexcept nogil:
-    """conntrack's view of one packet; zd is its Zeek direction (0 = originator)."""
-    cdef ft_conn_t *c = &tr.tab.conns[id]
-    cdef trk_t *r = &tr.recs[id]
-    cdef uint8_t old = c.state, new
-    cdef int cls, w, ctd
-    cdef uint32_t end
-    cdef bint rst_keep = False, est
+cdef inline int _ct_first_packet(tr_t *tr, uint32_t id, trk_t *r, int zd, int cls, const pkt_t *p,
+                                 uint32_t end, uint64_t now, int64_t pkt) noexcept nogil:
+    """conntrack's entry starts with a SYN or, when loose, an ACK (tcp_new, midstream
+    pickup); its ORIGINAL direction is that packet's. A SYN goes on through the state
+    machine (_CT_GO_ON); an ACK is ESTABLISHED at once, with liberal window tracking
+    both ways (CT_OK); anything else is INVALID."""
     cdef trk_dir_t *snd
-    cdef trk_dir_t *rcv
-    if not _valid_flags(p.flags):
-        return CT_INVALID
-    cls = _class(p.flags)
-    end = p.seq + plen + (1 if p.flags & TCP_FLAG_SYN else 0) + (1 if p.flags & TCP_FLAG_FIN else 0)
-    if not (r.cflags & C_CT_STARTED):
-        # conntrack's entry starts with a SYN or, when loose, an ACK (midstream pickup);
-        # its ORIGINAL direction is that packet's
-        if cls == K_SYN:
-            r.ct_orig = <uint8_t>zd
-        elif cls == K_ACK and tr.cfg.loose:
-            r.ct_orig = <uint8_t>zd
-            snd = &r.d[zd]
-            snd.td_end = end
-            snd.td_maxwin = p.window if p.window else 1
-            snd.td_maxend = end + snd.td_maxwin
-            r.d[0].ct_flags |= CT_SACK_PERM | CT_BE_LIBERAL
-            r.d[1].ct_flags |= CT_SACK_PERM | CT_BE_LIBERAL
-            r.cflags |= C_CT_STARTED | C_MIDSTREAM
-            r.last_class = K_ACK
-            r.last_dir = 0
-            r.touch_us = now
-            ftx_set_state_only(&tr.tab, id, TRK_ESTABLISHED)
-            _rearm_if_sooner(tr, id, now)
-            _event(tr, id, TRK_NONE, TRK_ESTABLISHED, zd, p.flags, pkt, now)
-            return CT_OK
-        else:
-            return CT_INVALID
+    if cls == K_SYN:
+        r.ct_orig = <uint8_t>zd
         r.cflags |= C_CT_STARTED
-    ctd = zd ^ r.ct_orig
+        return _CT_GO_ON
+    if cls != K_ACK or not tr.cfg.loose:
+        return CT_INVALID
+    r.ct_orig = <uint8_t>zd
     snd = &r.d[zd]
-    rcv = &r.d[1 - zd]
-    new = _T[ctd][cls][old]
+    snd.td_end = end
+    snd.td_maxwin = p.window if p.window else 1
+    snd.td_maxend = end + snd.td_maxwin
+    r.d[0].ct_flags |= CT_SACK_PERM | CT_BE_LIBERAL
+    r.d[1].ct_flags |= CT_SACK_PERM | CT_BE_LIBERAL
+    r.cflags |= C_CT_STARTED | C_MIDSTREAM
+    r.last_class = K_ACK
+    r.last_dir = 0
+    r.touch_us = now
+    ftx_set_state_only(&tr.tab, id, TRK_ESTABLISHED)
+    _rearm_if_sooner(tr, id, now)
+    _event(tr, id, TRK_NONE, TRK_ESTABLISHED, zd, p.flags, pkt, now)
+    return CT_OK
+
+
+cdef inline uint8_t _ct_next_state(trk_t *r, uint8_t old, int cls, int ctd) noexcept nogil:
+    """The transition table's new state, TRK_IGNORE or TRK_INVALID, with tcp_packet's
+    own cases: a SYN on a closed entry (TIME_WAIT, CLOSE) reopens it (_TRK_REOPEN) if
+    the entry was closed by a FIN or by this side's RST, else it is ignored; a
+    simultaneous open's ACK from the REPLY side establishes."""
+    cdef uint8_t new = _T[ctd][cls][old]
     if new == TRK_SYN_SENT and old >= TRK_TIME_WAIT and old != TRK_SYN_SENT2:
         if ((r.d[0].ct_flags | r.d[1].ct_flags) & CT_CLOSE_INIT) or \
                 (r.last_dir == ctd and r.last_class == K_RST):
-            return CT_REOPEN
-        new = TRK_IGNORE
-    if new == TRK_IGNORE:
-        r.last_class = <uint8_t>cls
-        r.last_dir = <uint8_t>ctd
-        r.last_seq = p.seq
-        r.last_end = end
-        r.last_win = p.window
-        if ctd == 1:
-            r.cflags |= C_SEEN_REPLY
-        return CT_IGNORED
-    if new == TRK_INVALID:
-        return CT_INVALID
+            return _TRK_REOPEN
+        return TRK_IGNORE
     if new == TRK_SYN_SENT2:
         r.cflags |= C_SIMOPEN
     if new == TRK_SYN_RECV and ctd == 1 and cls == K_ACK and (r.cflags & C_SIMOPEN):
         new = TRK_ESTABLISHED
-    rst_keep = False
-    if not (cls == K_RST and old >= TRK_FIN_WAIT and old <= TRK_CLOSE):
-        if cls == K_RST and (rcv.ct_flags & CT_MAXACK_SET) and r.last_class != K_SYN:
-            # RFC 5961 as conntrack applies it: a RST below what the peer already
-            # acknowledged is not believed; one in the window but not exactly at the
-            # peer's highest ACK keeps the state (the peer will send a challenge ACK)
-            est = old == TRK_ESTABLISHED and (r.cflags & C_ASSURED) != 0
-            if p.seq == 0 and not est:
-                pass
-            elif _before(p.seq, rcv.td_maxack):
-                tr.out_of_window += 1
-                return CT_INVALID
-            elif not est or p.seq == rcv.td_maxack:
-                pass
-            elif r.last_class == K_ACK and r.last_dir == ctd and p.seq == r.last_end:
-                pass
-            else:
-                new = old
-                rst_keep = True
-        w = _in_window(tr, r, old, snd, rcv, ctd, p, plen, cls)
-        if w == W_IGNORE:
-            tr.out_of_window += 1
-            if ctd == 1:
-                r.cflags |= C_SEEN_REPLY
-            return CT_IGNORED
-        if w == W_INVALID:
-            tr.out_of_window += 1
-            return CT_INVALID
+    return new
+
+
+cdef inline void _ct_remember_ignored(trk_t *r, int cls, int ctd, const pkt_t *p, uint32_t end) noexcept nogil:
+    """An ignored packet changes no state, but conntrack remembers it (the last_*
+    fields): the next packet may show it was right after all (a SYN-ACK answering an
+    ignored SYN, a retransmission of it)."""
+    r.last_class = <uint8_t>cls
+    r.last_dir = <uint8_t>ctd
+    r.last_seq = p.seq
+    r.last_end = end
+    r.last_win = p.window
+    if ctd == 1:
+        r.cflags |= C_SEEN_REPLY
+
+
+cdef inline int _ct_rst_check(tr_t *tr, const trk_t *r, const trk_dir_t *rcv, uint8_t old, int ctd,
+                              const pkt_t *p) noexcept nogil:
+    """RFC 5961 as conntrack applies it, once the peer has ACKed something (and not
+    right after a SYN): a RST below what the peer already acknowledged is not believed
+    (CT_INVALID); one in the window but not exactly at the peer's highest ACK keeps the
+    state of an assured connection (_CT_RST_KEEP: the peer will send a challenge ACK);
+    _CT_GO_ON otherwise."""
+    cdef bint est
+    if not (rcv.ct_flags & CT_MAXACK_SET) or r.last_class == K_SYN:
+        return _CT_GO_ON
+    est = old == TRK_ESTABLISHED and (r.cflags & C_ASSURED) != 0
+    if p.seq == 0 and not est:
+        return _CT_GO_ON
+    if _before(p.seq, rcv.td_maxack):
+        tr.out_of_window += 1
+        return CT_INVALID
+    if not est or p.seq == rcv.td_maxack:
+        return _CT_GO_ON
+    if r.last_class == K_ACK and r.last_dir == ctd and p.seq == r.last_end:
+        return _CT_GO_ON             # right after this side's last ACK: exact enough
+    return _CT_RST_KEEP
+
+
+cdef inline int _ct_window_check(tr_t *tr, trk_t *r, uint8_t old, trk_dir_t *snd, trk_dir_t *rcv, int ctd,
+                                 const pkt_t *p, uint32_t plen, int cls) noexcept nogil:
+    """tcp_in_window's verdict as a CT_* result (_CT_GO_ON: in the window); outside it,
+    counted, and IGNORED or INVALID as conntrack decides."""
+    cdef int w = _in_window(tr, r, old, snd, rcv, ctd, p, plen, cls)
+    if w == W_IGNORE:
+        tr.out_of_window += 1
+        if ctd == 1:
+            r.cflags |= C_SEEN_REPLY
+        return CT_IGNORED
+    if w == W_INVALID:
+        tr.out_of_window += 1
+        return CT_INVALID
+    return _CT_GO_ON
+
+
+cdef inline void _ct_accept(tr_t *tr, uint32_t id, trk_t *r, trk_dir_t *snd, uint8_t old, uint8_t new,
+                            int cls, int ctd, bint rst_keep, int zd, const pkt_t *p, uint64_t now,
+                            int64_t pkt) noexcept nogil:
+    """An accepted packet (tcp_packet's end): the last packet remembered, the RST timer,
+    CLOSE_INIT, SEEN_REPLY and ASSURED, the idle timer refreshed, the new state."""
     r.last_class = <uint8_t>cls
     r.last_dir = <uint8_t>ctd
     if rst_keep:
@@ -627,6 +645,53 @@ cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
     # the timeout may also have shrunk without a state change (data left unacknowledged,
     # an in-window RST): a timer armed for later must come forward
     _rearm_if_sooner(tr, id, r.touch_us)
+
+
+cdef int _conntrack(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen, uint64_t now,
+                    int64_t pkt) noexcept nogil:
+    """conntrack's view of one packet (nf_conntrack_tcp_packet); zd is its Zeek
+    direction (0 = originator). Returns a CT_* result."""
+    cdef trk_t *r = &tr.recs[id]
+    cdef uint8_t old = tr.tab.conns[id].state, new
+    cdef int cls, ctd, rc
+    cdef uint32_t end
+    cdef bint rst_keep = False
+    cdef trk_dir_t *snd
+    cdef trk_dir_t *rcv
+    if not _valid_flags(p.flags):
+        return CT_INVALID
+    cls = _class(p.flags)
+    end = p.seq + plen + (1 if p.flags & TCP_FLAG_SYN else 0) + (1 if p.flags & TCP_FLAG_FIN else 0)
+    if not (r.cflags & C_CT_STARTED):
+        rc = _ct_first_packet(tr, id, r, zd, cls, p, end, now, pkt)
+        if rc != _CT_GO_ON:
+            return rc
+    ctd = zd ^ r.ct_orig
+    snd = &r.d[zd]
+    rcv = &r.d[1 - zd]
+    # the transition table, then the cases it cannot say alone
+    new = _ct_next_state(r, old, cls, ctd)
+    if new == _TRK_REOPEN:
+        return CT_REOPEN
+    if new == TRK_IGNORE:
+        _ct_remember_ignored(r, cls, ctd, p, end)
+        return CT_IGNORED
+    if new == TRK_INVALID:
+        return CT_INVALID
+    # a RST is held against the peer's ACKs, every packet against the window; not a RST
+    # while closing (tcp_packet lets those through)
+    if not (cls == K_RST and old >= TRK_FIN_WAIT and old <= TRK_CLOSE):
+        if cls == K_RST:
+            rc = _ct_rst_check(tr, r, rcv, old, ctd, p)
+            if rc == CT_INVALID:
+                return CT_INVALID
+            if rc == _CT_RST_KEEP:
+                new = old
+                rst_keep = True
+        rc = _ct_window_check(tr, r, old, snd, rcv, ctd, p, plen, cls)
+        if rc != _CT_GO_ON:
+            return rc
+    _ct_accept(tr, id, r, snd, old, new, cls, ctd, rst_keep, zd, p, now, pkt)
     return CT_OK
 
 

@@ -203,33 +203,25 @@ cdef bint _zeek_state(trk_t *r, trk_dir_t *e, trk_dir_t *peer, bint is_orig, uin
     return reverse
 
 
-cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uint32_t ip_len,
-                uint64_t now) noexcept nogil:
-    """Zeek's processing of one checksum-valid packet from direction d. Returns True
-    if the roles must be reversed afterwards (the caller flips, appending '^')."""
-    cdef trk_t *r = &tr.recs[id]
-    cdef trk_dir_t *e = &r.d[d]
-    cdef trk_dir_t *peer = &r.d[1 - d]
-    cdef uint16_t f = p.flags
-    cdef bint syn = (f & TCP_FLAG_SYN) != 0, fin = (f & TCP_FLAG_FIN) != 0
-    cdef bint rst = (f & TCP_FLAG_RST) != 0, ack = (f & TCP_FLAG_ACK) != 0
-    cdef bint is_orig = d == 0, underflow, ack_under = False, reverse
-    cdef uint32_t seq = p.seq, seg_len, end_seq, rel_seq
-    cdef int32_t dl
-    cdef int nflags = syn + fin + rst
-    cdef uint8_t st = e.zstate
-    # is_partial: the connection did not start with the originator's plain SYN
-    if not (e.flags & D_FIRST_SEEN):
-        if is_orig:
-            if (not syn) or ack:
-                r.cflags |= C_PARTIAL
-            else:
-                r.cflags &= ~C_PARTIAL
-        elif not (r.cflags & C_PARTIAL) and not syn:
+cdef inline void _zeek_note_partial(trk_t *r, const trk_dir_t *e, bint is_orig, bint syn,
+                                    bint ack) noexcept nogil:
+    """Zeek's is_partial, at each side's first packet: the connection did not start
+    with the originator's plain SYN."""
+    if e.flags & D_FIRST_SEEN:
+        return
+    if is_orig:
+        if (not syn) or ack:
             r.cflags |= C_PARTIAL
-    seg_len = plen + syn + fin - (plen if rst else 0)
-    end_seq = seq + seg_len
-    # the sender's sequence space (a side first seen without SYN gets a pretend SYN at seq-1)
+        else:
+            r.cflags &= ~C_PARTIAL
+    elif not (r.cflags & C_PARTIAL) and not syn:
+        r.cflags |= C_PARTIAL
+
+
+cdef inline void _zeek_seq_space(trk_dir_t *e, bint syn, uint32_t seq, uint32_t end_seq) noexcept nogil:
+    """The sender's sequence space starts at its SYN (again at a new SYN); a side first
+    seen without one gets a pretend SYN at seq - 1."""
+    cdef uint8_t st = e.zstate
     if st == Z_INACTIVE:
         if syn:
             _reinit(e, seq, end_seq)
@@ -241,9 +233,13 @@ cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uin
         _reinit(e, seq, end_seq)
     elif st == Z_RESET and syn and e.zprev == Z_INACTIVE:
         _reinit(e, seq, end_seq)
-    rel_seq = seq - e.start_seq
-    underflow = <int32_t>rel_seq < 0
-    # history letters: S/H, F, R again only at a new position; A, D, I, Q once
+
+
+cdef inline void _zeek_history(trk_t *r, trk_dir_t *e, int d, bint syn, bint fin, bint rst, bint ack,
+                               uint32_t plen, uint32_t rel_seq) noexcept nogil:
+    """The packet's letter: S/H, F and R once, and again only at a new position; D, A,
+    I (FIN with RST) and Q (other flag mixes) once per direction."""
+    cdef int nflags = syn + fin + rst
     if nflags >= 2:
         if fin and rst:
             _check_once(r, HC_FIN_RST, H_INCONSISTENT, d)
@@ -266,6 +262,45 @@ cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uin
         _check_once(r, HC_DATA, H_DATA, d)
     elif ack:
         _check_once(r, HC_ACK, H_ACK, d)
+
+
+cdef inline void _zeek_last_seq(trk_t *r, trk_dir_t *e, int d, bint syn, bint fin, bint rst,
+                                uint32_t plen, uint32_t end_seq) noexcept nogil:
+    """The sender's highest sequence number, and its retransmissions: payload that does
+    not extend the sequence space ('T'). A SYN or RST far off does not move it."""
+    cdef int32_t dl = <int32_t>(end_seq - e.last_seq)
+    if (syn or rst) and (dl > _BIG_JUMP or dl < -_BIG_JUMP):
+        pass
+    elif fin and e.last_seq == e.start_seq + 1:
+        _set_last(e, end_seq)
+    elif e.zstate == Z_RESET:
+        pass
+    elif dl > 0:
+        _set_last(e, end_seq)
+    elif plen > 0:
+        e.retrans += 1
+        _hist_scaled(r, H_RETRANS, d, &e.n_rexmit)
+
+
+cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uint32_t ip_len,
+                uint64_t now) noexcept nogil:
+    """Zeek's processing of one checksum-valid packet from direction d. Returns True
+    if the roles must be reversed afterwards (the caller flips, appending '^')."""
+    cdef trk_t *r = &tr.recs[id]
+    cdef trk_dir_t *e = &r.d[d]
+    cdef trk_dir_t *peer = &r.d[1 - d]
+    cdef uint16_t f = p.flags
+    cdef bint syn = (f & TCP_FLAG_SYN) != 0, fin = (f & TCP_FLAG_FIN) != 0
+    cdef bint rst = (f & TCP_FLAG_RST) != 0, ack = (f & TCP_FLAG_ACK) != 0
+    cdef bint is_orig = d == 0, underflow, ack_under = False, reverse
+    cdef uint32_t seq = p.seq, seg_len, end_seq, rel_seq
+    _zeek_note_partial(r, e, is_orig, syn, ack)
+    seg_len = plen + syn + fin - (plen if rst else 0)
+    end_seq = seq + seg_len
+    _zeek_seq_space(e, syn, seq, end_seq)
+    rel_seq = seq - e.start_seq
+    underflow = <int32_t>rel_seq < 0
+    _zeek_history(r, e, d, syn, fin, rst, ack, plen, rel_seq)
     if p.window == 0 and not rst and peer.zstate != Z_CLOSED and e.zstate != Z_RESET:
         _hist_scaled(r, H_ZERO_WIN, d, &e.n_zero)
     # duration stops at the packet that completes a close (the last ACK does not count)
@@ -282,19 +317,7 @@ cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uin
             ack_under = True
         elif not rst:
             _advance_ack(peer, p.ack)
-    # last_seq, and retransmissions: payload that does not extend the sequence space
-    dl = <int32_t>(end_seq - e.last_seq)
-    if (syn or rst) and (dl > _BIG_JUMP or dl < -_BIG_JUMP):
-        pass
-    elif fin and e.last_seq == e.start_seq + 1:
-        _set_last(e, end_seq)
-    elif e.zstate == Z_RESET:
-        pass
-    elif dl > 0:
-        _set_last(e, end_seq)
-    elif plen > 0:
-        e.retrans += 1
-        _hist_scaled(r, H_RETRANS, d, &e.n_rexmit)
+    _zeek_last_seq(r, e, d, syn, fin, rst, plen, end_seq)
     reverse = _zeek_state(r, e, peer, is_orig, f, seq, plen)
     if ack and not ack_under:
         _ack_received(r, peer, e, 1 - d, p.ack)
