@@ -386,7 +386,6 @@ cdef class Endpoint:
                 ipaddress.ip_network(_to_ip(addr_bytes(a)))
             raw = net.network_address.packed
             ep.local[ep.nlocal].family = 4 if net.version == 4 else 6
-            ep.local[ep.nlocal].prefix = net.prefixlen
             memcpy(ep.local[ep.nlocal].addr, <char *>raw, len(raw))
             mask = (((1 << net.prefixlen) - 1) << (net.max_prefixlen - net.prefixlen)).to_bytes(len(raw), "big")
             memcpy(ep.local[ep.nlocal].mask, <char *>mask, len(mask))

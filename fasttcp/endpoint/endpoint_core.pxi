@@ -39,7 +39,6 @@ cdef enum:
 
 ctypedef struct ep_local_t:
     uint8_t family
-    uint8_t prefix               # address bits that must match
     uint8_t addr[16]
     uint8_t mask[16]             # the prefix as a bit mask (zero past it, and past 4 bytes for IPv4)
 
@@ -76,7 +75,6 @@ ctypedef struct ep_t:
     uint64_t retransmissions
     uint64_t chal_window
     uint32_t chal_count
-    uint32_t next_port
     uint32_t last_conn          # record the last processed segment belonged to (FT_NIL: none)
     size_t max_out_bytes        # bounds: what a peer can make us queue while the caller
     size_t max_events           # does not drain (beyond them: dropped and counted)

@@ -195,7 +195,6 @@ cdef inline int _parse_ipv4(const uint8_t *b, size_t length, pkt_t *p, parse_err
         return rc
     if frag & IPV4_MF:
         # first fragment: the checksum covers the whole datagram, which we do not have
-        p.is_fragment = 1
         return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, IPV4_FRAG_OFF)
     return FT_OK
 
@@ -277,7 +276,6 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
     if rc != FT_OK:
         return rc
     if first_fragment:
-        p.is_fragment = 1
         return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, first_fragment)
     return FT_OK
 

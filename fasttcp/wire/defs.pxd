@@ -156,7 +156,7 @@ ctypedef struct pkt_t:
     uint8_t header_len       # TCP header length in bytes (data offset * 4)
     uint8_t csum_state       # 0 not verified, 1 verified good, 2 bad
     uint8_t ip_csum_state    # same, IPv4 header checksum (0 for IPv6)
-    uint8_t is_fragment      # first fragment of a fragmented datagram (payload incomplete)
+    uint8_t _pad0            # (the first 8 bytes, version .. flags, are cleared as one word)
     uint16_t flags           # TCP_FLAG_* (12 bits)
     uint8_t src[16]          # IPv4: first 4 bytes, rest zero
     uint8_t dst[16]          # header destination
