@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from fasttcp.endpoint.endpoint cimport *
-from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_store_hash, ft_key_word0, ft_w
+from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_build_hash, ft_key_word0, ft_w
 from fasttcp.wire.addr cimport addr_bytes
 from fasttcp.wire.spans cimport ft_first_bad_span
 from fasttcp.wire.address import to_ip as _to_ip

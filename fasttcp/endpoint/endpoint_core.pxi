@@ -796,13 +796,7 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
     # the destination is checked against our addresses only if no connection has the
     # key (_dispatch): every record's local address is one of ours (connects refuse
     # others), so a key that is found was sent to us
-    # the key built and hashed as five words in registers
-    cdef uint64_t a0, a1, b0, b1
-    memcpy(&a0, p.dst, 8)
-    memcpy(&a1, p.dst + 8, 8)
-    memcpy(&b0, p.src, 8)
-    memcpy(&b1, p.src + 8, 8)
-    h[0] = ft_key_store_hash(&ep.tab, k, ft_key_word0(p.version, p.dst_port, p.src_port), a0, a1, b0, b1)
+    h[0] = ft_key_build_hash(&ep.tab, k, p.version, p.dst_port, p.src_port, p.dst, p.src)
     return -1
 
 

@@ -17,7 +17,7 @@ from fasttcp.wire.codec cimport ft_parse_ip_inline, ft_zero_small
 from fasttcp.wire.spans cimport ft_first_bad_span, ft_first_at_least
 from fasttcp.table.table cimport *
 from fasttcp.tracker.tracker cimport *
-from fasttcp.table.keyhash cimport ft_key_store_hash, ft_key_word0, ft_be64, ft_home
+from fasttcp.table.keyhash cimport ft_key_build_hash, ft_be64, ft_home
 from fasttcp.table.ops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
                                      ftx_set_deadline, ftx_prefetch_w, ftx_victim, FT_PREFETCH_W)
 
@@ -137,9 +137,8 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     s.plen = s.p.tcp_len - s.p.header_len
     s.ip_len = (s.p.tcp_off - s.p.ip_off) + s.p.tcp_len
     # the canonical key (same order as ft_key_canonical: addresses as big-endian
-    # numbers, then ports), built and hashed as five words in registers
-    cdef uint64_t a0, a1, b0, b1, t0
-    cdef uint16_t lp = s.p.src_port, rp = s.p.dst_port, tp
+    # numbers, then ports)
+    cdef uint64_t a0, a1, b0, b1
     memcpy(&a0, s.p.src, 8)
     memcpy(&a1, s.p.src + 8, 8)
     memcpy(&b0, s.p.dst, 8)
@@ -149,12 +148,11 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     elif a1 != b1:
         s.swapped = ft_be64(a1) > ft_be64(b1)
     else:
-        s.swapped = lp > rp
+        s.swapped = s.p.src_port > s.p.dst_port
     if s.swapped:
-        t0 = a0; a0 = b0; b0 = t0
-        t0 = a1; a1 = b1; b1 = t0
-        tp = lp; lp = rp; rp = tp
-    s.h = ft_key_store_hash(&tr.tab, &s.k, ft_key_word0(s.p.version, lp, rp), a0, a1, b0, b1)
+        s.h = ft_key_build_hash(&tr.tab, &s.k, s.p.version, s.p.dst_port, s.p.src_port, s.p.dst, s.p.src)
+    else:
+        s.h = ft_key_build_hash(&tr.tab, &s.k, s.p.version, s.p.src_port, s.p.dst_port, s.p.src, s.p.dst)
 
 
 cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
