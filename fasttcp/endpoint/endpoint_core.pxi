@@ -34,7 +34,16 @@ cdef enum:
     CONN_F_QUEUED = 64          # in the accept queue (a new incarnation starts without it,
                                 # so a stale queue entry can never hand it out)
     EP_MAX_LOCAL = 16
-    EP_MAX_SEGMENT = 40 + 60 + 65535   # IPv6 header + TCP header with options + payload
+    EP_MAX_SEGMENT = IPV6_HDR_LEN + TCP_HDR_LEN + TCP_MAX_OPT_BYTES + 65535   # headers + payload
+    EP_MAX_HEADERS = IPV6_HDR_LEN + TCP_HDR_LEN  # the arena room a segment needs besides
+                                # its options and payload (either family)
+    EP_MAX_WINDOW = 0xffff      # the 16-bit window field
+    EP_USEC_PER_SEC = 1000000
+    TCP_MSS_DEFAULT4 = 536      # a peer's MSS when its SYN has none: RFC 9293 3.7.1
+    TCP_MSS_DEFAULT6 = 1220     # RFC 8200 5 (1280 - 60)
+    TCP_MSS_FLOOR = 64          # a peer cannot make us send tinier segments (Linux clamps too)
+    TCP_TW_ISS_GAP = 65537      # a reopened TIME-WAIT's ISS above the old SND.NXT (Linux's
+                                # tw_snd_nxt + 65535 + 2)
     EP_NOT_LOCAL = -3           # connect: the local address is not one of the endpoint's
 
 ctypedef struct ep_local_t:
@@ -45,7 +54,7 @@ ctypedef struct ep_local_t:
 ctypedef struct ep_t:
     ft_table_t tab
     ep_config_t cfg
-    ep_local_t local[16]
+    ep_local_t local[EP_MAX_LOCAL]
     int nlocal
     uint8_t listen_bits[8192]   # one bit per port
     # output arena: packets back to back, with offsets and lengths
@@ -67,7 +76,7 @@ ctypedef struct ep_t:
     size_t acq_len
     size_t acq_cap
     # counters
-    uint64_t drops[14]
+    uint64_t drops[DROP_COUNT]
     uint64_t segs_in
     uint64_t segs_out
     uint64_t rst_out
@@ -196,9 +205,9 @@ cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t se
         # an ACK or FIN: at most the timestamp option, written straight into the packet
         ts = (c.flags & CONN_F_TIMESTAMPS) != 0
         wnd = c.rcv_wnd >> (c.wscale & 15)
-        if wnd > 65535:
-            wnd = 65535
-        p = _reserve(ep, 40 + 20 + (12 if ts else 0))
+        if wnd > EP_MAX_WINDOW:
+            wnd = EP_MAX_WINDOW
+        p = _reserve(ep, EP_MAX_HEADERS + (TCPOLEN_TSTAMP_ALIGNED if ts else 0))
         if p == NULL:
             return -1
         n = ft_build_ts_segment(p, c.family, c.laddr, c.raddr, ep.cfg.ttl, c.lport, c.rport, seq, ack,
@@ -217,17 +226,17 @@ cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t se
             optlen = ft_put_linux_options(optbuf, True, ep.cfg.mss, (c.flags & CONN_F_SACK) != 0,
                                           (c.flags & CONN_F_TIMESTAMPS) != 0, _tsval(now), c.ts_recent,
                                           (c.flags & CONN_F_WSCALE) != 0, c.wscale & 15)
-        wnd = c.rcv_wnd if c.rcv_wnd < 65535 else 65535       # RFC 7323 2.2: SYN windows unscaled
+        wnd = c.rcv_wnd if c.rcv_wnd < EP_MAX_WINDOW else EP_MAX_WINDOW    # RFC 7323 2.2: SYN windows unscaled
     else:
         if (c.flags & CONN_F_TIMESTAMPS) and not (flags & TCP_FLAG_RST):
             optlen = ft_put_linux_options(optbuf, False, 0, False, True, _tsval(now), c.ts_recent, False, 0)
         wnd = c.rcv_wnd >> (c.wscale & 15)
-        if wnd > 65535:
-            wnd = 65535
-    p = _reserve(ep, 40 + 20 + optlen + plen)
+        if wnd > EP_MAX_WINDOW:
+            wnd = EP_MAX_WINDOW
+    p = _reserve(ep, EP_MAX_HEADERS + optlen + plen)
     if p == NULL:
         return -1
-    n = ft_build_packet(p, 40 + 20 + optlen + plen, c.family, c.laddr, c.raddr, ep.cfg.ttl,
+    n = ft_build_packet(p, EP_MAX_HEADERS + optlen + plen, c.family, c.laddr, c.raddr, ep.cfg.ttl,
                         c.lport, c.rport, seq, ack, flags, <uint16_t>wnd, 0,
                         optbuf, optlen, payload, plen)
     _commit(ep, n)
@@ -251,7 +260,7 @@ cdef inline void _send_syn(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
 cdef int _challenge_ack(ep_t *ep, ft_conn_t *c, int reason, uint64_t now) noexcept nogil:
     """RFC 5961 3.2/4.2/5.2 challenge ACK, limited per second across the endpoint (7).
     Returns the drop reason that applies: `reason`, or DROP_CHALLENGE_LIMIT if suppressed."""
-    if now - ep.chal_window >= 1000000:
+    if now - ep.chal_window >= EP_USEC_PER_SEC:
         ep.chal_window = now
         # a randomised budget (limit/2 .. limit) each second: an exact global count
         # lets an off-path attacker probe other connections' windows (CVE-2016-5696)
@@ -327,9 +336,9 @@ cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
     if o.present & OPT_HAS_MSS:
         peer_mss = o.mss
     else:
-        peer_mss = 536 if p.version == 4 else 1220        # RFC 9293 3.7.1 / RFC 8200 5
-    if peer_mss < 64:
-        peer_mss = 64           # a peer cannot make us send 1-byte segments (Linux clamps too)
+        peer_mss = TCP_MSS_DEFAULT4 if p.version == 4 else TCP_MSS_DEFAULT6
+    if peer_mss < TCP_MSS_FLOOR:
+        peer_mss = TCP_MSS_FLOOR
     c.mss = peer_mss if peer_mss < ep.cfg.mss else ep.cfg.mss
     c.flags &= ~(CONN_F_WSCALE | CONN_F_SACK | CONN_F_TIMESTAMPS)
     c.wscale = 0
@@ -337,7 +346,7 @@ cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
         c.flags |= CONN_F_WSCALE
         ours = ep.cfg.wscale
         # RFC 7323 2.3: a shift above 14 is used as 14
-        c.wscale = <uint8_t>(((o.wscale if o.wscale < 14 else 14) << 4) | ours)
+        c.wscale = <uint8_t>(((o.wscale if o.wscale < TCP_WSCALE_MAX else TCP_WSCALE_MAX) << 4) | ours)
     if (o.present & OPT_HAS_SACK_PERM) and ep.cfg.sack:
         c.flags |= CONN_F_SACK
     if (o.present & OPT_HAS_TIMESTAMP) and ep.cfg.timestamps:
@@ -439,7 +448,7 @@ cdef inline int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint6
 cdef void _iss_above(ep_t *ep, const ft_key_t *k, uint32_t old_nxt, uint64_t now) noexcept nogil:
     """A connection reopened from TIME-WAIT must start above everything the old
     incarnation sent (RFC 1122 4.2.2.13, RFC 6191): if the clock-driven ISN is not, move
-    it past old SND.NXT by a window's worth (as Linux does with tw_snd_nxt + 65537). The
+    it past old SND.NXT by a window's worth (TCP_TW_ISS_GAP, as Linux does). The
     SYN-ACK already queued carries the ISS it was built with, so fix it up before it is
     sent: rebuild it."""
     cdef int64_t id = ft_lookup(&ep.tab, k)
@@ -449,7 +458,7 @@ cdef void _iss_above(ep_t *ep, const ft_key_t *k, uint32_t old_nxt, uint64_t now
     c = &ep.tab.conns[id]
     if seq_gt(c.iss, old_nxt):
         return
-    c.iss = old_nxt + 65537
+    c.iss = old_nxt + TCP_TW_ISS_GAP
     c.snd_una = c.iss
     c.snd_nxt = c.iss + 1
     # drop the SYN-ACK just queued (the last packet) and queue one with the new ISS
@@ -506,7 +515,7 @@ cdef enum:
     _NEXT_STEP = -2             # a SEGMENT ARRIVES step let the segment through to the next;
                                 # steps otherwise return as _synchronized does: -1 (used) or
                                 # a DROP_* reason
-    _MAX_SND_WND_FLOOR = 65535  # stands in for MAX.SND.WND below 64 KiB (RFC 5961 5.2)
+    _MAX_SND_WND_FLOOR = EP_MAX_WINDOW  # stands in for MAX.SND.WND below 64 KiB (RFC 5961 5.2)
 
 
 cdef inline int _timewait_syn(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, bint ts_ok,
