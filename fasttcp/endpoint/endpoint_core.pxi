@@ -1023,12 +1023,63 @@ cdef enum:
     _POLL_GROUP = 32                  # expired records whose index slots are loaded together
 
 
+cdef inline void _handshake_timer(ep_t *ep, uint32_t id, ft_conn_t *c, uint8_t st, uint64_t now) noexcept nogil:
+    """SYN-SENT / SYN-RECEIVED timer: send the SYN (SYN-ACK) again with the timeout
+    doubled (RFC 6298 5.5; Linux tcp_retransmit_timer), or give up after syn_retries
+    (synack_retries) tries -- a passive record back to LISTEN."""
+    cdef uint8_t limit = ep.cfg.syn_retries if st == TCPS_SYN_SENT else ep.cfg.synack_retries
+    if c.retransmits >= limit:
+        _close_record(ep, id, TCPS_LISTEN if (st == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE))
+                      else TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
+        return
+    c.retransmits += 1
+    ep.retransmissions += 1
+    if st == TCPS_SYN_SENT:
+        _send_syn(ep, c, now)
+    else:
+        _send_synack(ep, c, now)
+    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+    _arm(ep, id, now + _rto(ep, c.retransmits))
+
+
+cdef inline void _retransmit_timer(ep_t *ep, uint32_t id, ft_conn_t *c, uint8_t st, uint64_t now) noexcept nogil:
+    """A synchronized state's retransmission timer (RFC 6298 5.4-5.6; Linux
+    tcp_retransmit_timer): give up after retries2 (RFC 1122 4.2.3.5's R2), else back
+    off and announce EV_RETRANSMIT for the layer that holds the data; a FIN that is
+    the only thing outstanding is resent here."""
+    if c.retransmits >= ep.cfg.retries2:
+        _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
+        return
+    c.retransmits += 1
+    if (st == TCPS_FIN_WAIT_1 or st == TCPS_CLOSING or st == TCPS_LAST_ACK) \
+            and c.snd_una == c.snd_nxt - 1:
+        ep.retransmissions += 1
+        _send(ep, c, TCP_FLAG_FIN | TCP_FLAG_ACK, c.snd_nxt - 1, c.rcv_nxt, NULL, 0, now)
+    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+    _arm(ep, id, now + _rto(ep, c.retransmits))
+
+
+cdef inline void _prefetch_leaving(ep_t *ep, const uint32_t *ids, Py_ssize_t i, Py_ssize_t n,
+                                   uint64_t *hs) noexcept nogil:
+    """The expired records just came through the cache (ft_expire walked them); their
+    index slots did not. Hash the keys of the group's records that are leaving the
+    table (TIME-WAIT, FIN-WAIT-2) and start loading their slots, so a TIME-WAIT storm's
+    removals overlap their cache misses instead of paying them one by one."""
+    cdef Py_ssize_t j
+    cdef const ft_conn_t *c
+    for j in range(i, min(n, i + _POLL_GROUP)):
+        c = &ep.tab.conns[ids[j]]
+        if c.state == TCPS_TIME_WAIT or c.state == TCPS_FIN_WAIT_2:
+            hs[j - i] = ft_hash_key(&ep.tab, c)
+            ftx_prefetch_w(&ep.tab, hs[j - i])
+
+
 cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcept nogil:
     """Run every timer due at `now`: retransmit SYN / SYN-ACK / FIN with exponential
     backoff (RFC 6298 5.5) or give up, end TIME-WAIT after 2 MSL and FIN-WAIT-2 after its
     idle limit. Data retransmission is announced with EV_RETRANSMIT for the layer that
     holds the bytes."""
-    cdef Py_ssize_t n, i, j
+    cdef Py_ssize_t n, i
     cdef uint32_t id
     cdef ft_conn_t *c
     cdef uint8_t st
@@ -1037,15 +1088,7 @@ cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcep
         n = ft_expire(&ep.tab, now, ids, NULL, cap)
         for i in range(n):
             if i % _POLL_GROUP == 0:
-                # the records just came through the cache (ft_expire walked them); their
-                # index slots did not. Hash the next group's keys that are leaving the
-                # table and start loading their slots, so a TIME-WAIT storm's removals
-                # overlap their cache misses instead of paying them one by one
-                for j in range(i, min(n, i + _POLL_GROUP)):
-                    c = &ep.tab.conns[ids[j]]
-                    if c.state == TCPS_TIME_WAIT or c.state == TCPS_FIN_WAIT_2:
-                        hs[j - i] = ft_hash_key(&ep.tab, c)
-                        ftx_prefetch_w(&ep.tab, hs[j - i])
+                _prefetch_leaving(ep, ids, i, n, hs)
             id = ids[i]
             c = &ep.tab.conns[id]
             st = c.state
@@ -1053,36 +1096,9 @@ cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcep
                 _close_record_hashed(ep, id, TCPS_CLOSED, EV_TIMEOUT_2MSL, now, hs[i % _POLL_GROUP])
             elif st == TCPS_FIN_WAIT_2:
                 _close_record_hashed(ep, id, TCPS_CLOSED, EV_TIMEOUT, now, hs[i % _POLL_GROUP])
-            elif st == TCPS_SYN_SENT:
-                if c.retransmits >= ep.cfg.syn_retries:
-                    _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
-                else:
-                    c.retransmits += 1
-                    ep.retransmissions += 1
-                    _send_syn(ep, c, now)
-                    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
-                    _arm(ep, id, now + _rto(ep, c.retransmits))
-            elif st == TCPS_SYN_RECEIVED:
-                if c.retransmits >= ep.cfg.synack_retries:
-                    _close_record(ep, id, TCPS_LISTEN if (c.flags & CONN_F_PASSIVE) else TCPS_CLOSED,
-                                  EV_RETRANSMIT_LIMIT, now)
-                else:
-                    c.retransmits += 1
-                    ep.retransmissions += 1
-                    _send_synack(ep, c, now)
-                    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
-                    _arm(ep, id, now + _rto(ep, c.retransmits))
+            elif st == TCPS_SYN_SENT or st == TCPS_SYN_RECEIVED:
+                _handshake_timer(ep, id, c, st, now)
             else:
-                if c.retransmits >= ep.cfg.retries2:
-                    _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
-                    continue
-                c.retransmits += 1
-                if (st == TCPS_FIN_WAIT_1 or st == TCPS_CLOSING or st == TCPS_LAST_ACK) \
-                        and c.snd_una == c.snd_nxt - 1:
-                    # only our FIN is outstanding: resend it here
-                    ep.retransmissions += 1
-                    _send(ep, c, TCP_FLAG_FIN | TCP_FLAG_ACK, c.snd_nxt - 1, c.rcv_nxt, NULL, 0, now)
-                _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
-                _arm(ep, id, now + _rto(ep, c.retransmits))
+                _retransmit_timer(ep, id, c, st, now)
         if n < cap:
             break

@@ -747,7 +747,7 @@ cdef inline bint _fast_path(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint3
     of a bulk transfer, and the ACKs that complete a handshake and close a connection.
     Does what _conntrack and _zeek do for it, without their SYN/FIN/RST, midstream, flip
     and reopen branches. Returns False, having changed nothing, for any other packet;
-    the general path then takes it. tests/test_tracker_fast_path.py runs captures and
+    the general path then takes it. tests/tracker/test_fast_path.py runs captures and
     random traffic both ways and compares.
 
     `fin`: the segment is a FIN|ACK (ACK and FIN, URG and PSH allowed: always one of
@@ -855,7 +855,7 @@ cdef bint _fin_fast(tr_t *tr, uint32_t id, int zd, const pkt_t *p, uint32_t plen
 # outcome below. These two do the same updates in the same order (the same calls
 # where the general path's effect depends on the record: window bookkeeping, timers,
 # history letters) and leave everything else to the general path. As with _fast_path,
-# tests/test_tracker_fast_path.py compares records, rows, events and counters byte
+# tests/tracker/test_fast_path.py compares records, rows, events and counters byte
 # for byte with the fast path off.
 
 cdef inline bint _syn_fast_ok(const pkt_t *p, uint32_t plen) noexcept nogil:
