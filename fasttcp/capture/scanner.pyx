@@ -41,7 +41,54 @@ MAX_RECORD = FT_MAX_RECORD
 cdef enum:
     SCAN_MORE = 0                     # stopped at an incomplete record: refill and call again
     SCAN_FULL = 1                     # the output arrays are full
-    SCAN_CORRUPT = 2                  # a length field cannot be right (err_pos says where)
+    SCAN_CORRUPT = 2                  # a length field cannot be right (need says which)
+    _SCAN_NEXT = -1                   # between records: a block without a packet was read
+    _SCAN_PACKET = -2                 # between records: a packet record was read
+
+# classic pcap record header (libpcap's pcap_sf_pkthdr)
+cdef enum:
+    PCAP_TS_SEC = 0
+    PCAP_TS_FRAC = 4                  # microseconds, or nanoseconds (the nano magic)
+    PCAP_CAPLEN = 8
+    PCAP_WIRELEN = 12
+    PCAP_REC_HDR = 16
+
+# pcapng (draft-ietf-opsawg-pcapng): block types, and field offsets from a block's start
+cdef enum:
+    PCAPNG_SHB = 0x0A0D0D0A           # Section Header Block
+    PCAPNG_IDB = 1                    # Interface Description Block
+    PCAPNG_PB = 2                     # Packet Block (obsolete; an EPB with a 16-bit interface)
+    PCAPNG_SPB = 3                    # Simple Packet Block
+    PCAPNG_EPB = 6                    # Enhanced Packet Block
+    PCAPNG_MAGIC = 0x1A2B3C4D         # SHB byte-order magic as read in the file's order
+    PCAPNG_MAGIC_SWAPPED = 0x4D3C2B1A
+    BLK_TYPE = 0                      # every block: type, total length, body, total length
+    BLK_LEN = 4
+    BLK_TRAILER = 4                   # the repeated total length
+    BLK_MIN = 12                      # a block with an empty body
+    SHB_MAGIC = 8
+    IDB_LINKTYPE = 8
+    IDB_SNAPLEN = 12
+    IDB_OPTIONS = 16
+    IDB_MIN = 20
+    EPB_IFACE = 8                     # (PB: 16 bits, then a drops count)
+    EPB_TS_HIGH = 12
+    EPB_TS_LOW = 16
+    EPB_CAPLEN = 20
+    EPB_WIRELEN = 24
+    EPB_DATA = 28
+    EPB_MIN = 32
+    SPB_WIRELEN = 8
+    SPB_DATA = 12
+    SPB_MIN = 16
+    # IDB option codes
+    OPT_ENDOFOPT = 0
+    IF_TSRESOL = 9
+    IF_FCSLEN = 13
+    IF_TSOFFSET = 14
+    # a packet on an interface that was never described
+    IFACE_UNKNOWN = 0xffff            # its interface column
+    LT_UNKNOWN = 0xffff               # its link type (_NO_IFACE)
 
 # link types (LINKTYPE_* numbers as stored in files)
 cdef enum:
@@ -214,7 +261,7 @@ cdef inline int64_t _units_to_ns(const ft_iface_t *ifc, uint64_t units) noexcept
 cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nogil:
     """Interface Description Block: link type, snap length, if_tsresol, if_tsoffset."""
     cdef ft_iface_t *ifc
-    cdef uint32_t pos = 16, end = blen - 4
+    cdef uint32_t pos = IDB_OPTIONS, end = blen - BLK_TRAILER
     cdef uint16_t code, olen
     cdef uint32_t hi, lo
     if st.niface >= FT_MAX_IFACES:
@@ -222,23 +269,24 @@ cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nog
         return
     ifc = &st.iface[st.niface]
     st.niface += 1
-    ifc.linktype = _rd16(b + 8, st.swap)
-    ifc.snaplen = _rd32(b + 12, st.swap)
+    ifc.linktype = _rd16(b + IDB_LINKTYPE, st.swap)
+    ifc.snaplen = _rd32(b + IDB_SNAPLEN, st.swap)
     ifc.ts_mul = 1000                 # default resolution: microseconds
     ifc.ts_div = 1
     ifc.ts_offset_ns = 0
     ifc.fcs_bytes = 0
+    # options: code (2), length (2), value padded to 32 bits
     while pos + 4 <= end:
         code = _rd16(b + pos, st.swap)
         olen = _rd16(b + pos + 2, st.swap)
-        if code == 0 or pos + 4 + olen > end:
+        if code == OPT_ENDOFOPT or pos + 4 + olen > end:
             break
-        if code == 9 and olen >= 1:
+        if code == IF_TSRESOL and olen >= 1:
             _set_resolution(ifc, b[pos + 4])
-        elif code == 13 and olen >= 1:
-            ifc.fcs_bytes = b[pos + 4]     # if_fcslen
-        elif code == 14 and olen == 8:
-            # if_tsoffset: signed 64-bit seconds, in the section's byte order
+        elif code == IF_FCSLEN and olen >= 1:
+            ifc.fcs_bytes = b[pos + 4]
+        elif code == IF_TSOFFSET and olen == 8:
+            # signed 64-bit seconds, in the section's byte order
             if st.swap:
                 hi = _rd32(b + pos + 4, True)
                 lo = _rd32(b + pos + 8, True)
@@ -249,12 +297,40 @@ cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nog
         pos += 4 + ((olen + 3) & ~3)
 
 
-cdef inline void _emit(ft_scan_t *st, uint32_t linktype, const uint8_t *buf, Py_ssize_t data,
-                       uint32_t caplen, uint32_t wirelen, int64_t ts, uint16_t ifidx,
-                       Py_ssize_t k, int64_t *off, int64_t *length, int64_t *ts_out,
-                       uint32_t *wire_out, uint8_t *verdict, uint16_t *iface_out,
-                       int64_t *frame_out, uint32_t fcs) noexcept nogil:
+# Where ft_scan writes a packet: one row of the caller's arrays.
+ctypedef struct ft_scan_out_t:
+    int64_t *off                      # IP header offset in the buffer
+    int64_t *length                   # captured bytes from there
+    int64_t *ts                       # nanoseconds
+    uint32_t *wirelen
+    uint8_t *verdict                  # link verdict; bit 7: cut by the snap length
+    uint16_t *iface
+    int64_t *frame                    # 1-based frame number in the file
+    Py_ssize_t max_pkts               # rows the arrays have
+
+
+# what a packet naming an interface that was never described is captured on: a link
+# type nothing decodes (its packets get UNSUPPORTED_LINK), no FCS
+cdef ft_iface_t _NO_IFACE
+memset(&_NO_IFACE, 0, sizeof(ft_iface_t))
+_NO_IFACE.linktype = LT_UNKNOWN
+
+
+# A packet record's frame, as the record describes it.
+ctypedef struct _frame_t:
+    const ft_iface_t *ifc             # the interface it was captured on (&_NO_IFACE: unknown)
+    Py_ssize_t data                   # its first byte in the buffer
+    uint32_t caplen
+    uint32_t wirelen
+    int64_t ts                        # nanoseconds
+    uint16_t ifidx                    # its interface column
+
+
+cdef inline void _emit(ft_scan_t *st, const ft_scan_out_t *out, Py_ssize_t k, const uint8_t *buf,
+                       const _frame_t *fr) noexcept nogil:
+    """Row k: where the frame's IP packet is, its verdict and its numbers."""
     cdef uint32_t ip_off = 0, cut
+    cdef uint32_t caplen = fr.caplen, wirelen = fr.wirelen, fcs = fr.ifc.fcs_bytes
     cdef int v
     # bit 7 of the verdict byte is scratch here: "the capture's snap length cut this
     # frame" (scan() splits it out into its own array)
@@ -263,137 +339,179 @@ cdef inline void _emit(ft_scan_t *st, uint32_t linktype, const uint8_t *buf, Py_
         # the FCS is the frame's last bytes: cut whatever part of it was captured
         cut = fcs - (wirelen - caplen) if wirelen - caplen < fcs and wirelen >= caplen else 0
         caplen = caplen - cut if cut <= caplen else 0
-    v = ft_strip_link(linktype, buf + data, caplen, &ip_off)
+    v = ft_strip_link(fr.ifc.linktype, buf + fr.data, caplen, &ip_off)
     st.frames += 1
     if v != FT_OK:
         ip_off = 0 if ip_off > caplen else ip_off
-    off[k] = data + ip_off
-    length[k] = caplen - ip_off
-    ts_out[k] = ts
-    wire_out[k] = wirelen
-    verdict[k] = <uint8_t>v | snapped
-    iface_out[k] = ifidx
-    frame_out[k] = <int64_t>st.frames
+    out.off[k] = fr.data + ip_off
+    out.length[k] = caplen - ip_off
+    out.ts[k] = fr.ts
+    out.wirelen[k] = wirelen
+    out.verdict[k] = <uint8_t>v | snapped
+    out.iface[k] = fr.ifidx
+    out.frame[k] = <int64_t>st.frames
+
+
+cdef inline const ft_iface_t *_iface(ft_scan_t *st, uint32_t ifidx) noexcept nogil:
+    """The interface a packet names, or &_NO_IFACE (counted) if it was never described."""
+    if ifidx < st.niface and ifidx < FT_MAX_IFACES:
+        return &st.iface[ifidx]
+    st.bad_interface += 1
+    return &_NO_IFACE
+
+
+cdef inline int _corrupt(Py_ssize_t *need, uint32_t field) noexcept nogil:
+    """A length that cannot be right: the scan stops at the record, and `need` says
+    which field lied (its offset within the record) for the error message."""
+    need[0] = field
+    return SCAN_CORRUPT
+
+
+cdef inline int _pcap_record(ft_scan_t *st, const uint8_t *buf, Py_ssize_t *pos, Py_ssize_t end,
+                             _frame_t *fr, Py_ssize_t *need) noexcept nogil:
+    """One classic pcap record at pos[0]: its frame and pos past it (_SCAN_PACKET), or
+    SCAN_MORE (`need` bytes) / SCAN_CORRUPT with pos left at the record."""
+    cdef const uint8_t *r = buf + pos[0]
+    cdef uint32_t caplen
+    if end - pos[0] < PCAP_REC_HDR:
+        need[0] = PCAP_REC_HDR
+        return SCAN_MORE
+    caplen = _rd32(r + PCAP_CAPLEN, st.swap)
+    if caplen > FT_MAX_RECORD:
+        return _corrupt(need, PCAP_CAPLEN)
+    if end - pos[0] < PCAP_REC_HDR + <Py_ssize_t>caplen:
+        need[0] = PCAP_REC_HDR + caplen
+        return SCAN_MORE
+    fr.ifc = &st.iface[0]
+    fr.ifidx = 0
+    fr.data = pos[0] + PCAP_REC_HDR
+    fr.caplen = caplen
+    fr.wirelen = _rd32(r + PCAP_WIRELEN, st.swap)
+    fr.ts = <int64_t>_rd32(r + PCAP_TS_SEC, st.swap) * 1000000000
+    fr.ts += <int64_t>_rd32(r + PCAP_TS_FRAC, st.swap) * (1 if st.nano else 1000)
+    pos[0] += PCAP_REC_HDR + caplen
+    return _SCAN_PACKET
+
+
+cdef inline int _pcapng_packet(ft_scan_t *st, const uint8_t *b, Py_ssize_t pos, uint32_t btype,
+                               uint32_t blen, _frame_t *fr, Py_ssize_t *need) noexcept nogil:
+    """An Enhanced Packet Block or the obsolete Packet Block (same layout, a 16-bit
+    interface id) at b = buf + pos: its frame, or SCAN_CORRUPT if its captured length
+    overruns it."""
+    cdef uint32_t ifidx
+    cdef uint64_t units
+    if btype == PCAPNG_EPB:
+        ifidx = _rd32(b + EPB_IFACE, st.swap)
+    else:
+        ifidx = _rd16(b + EPB_IFACE, st.swap)
+    units = (<uint64_t>_rd32(b + EPB_TS_HIGH, st.swap) << 32) | _rd32(b + EPB_TS_LOW, st.swap)
+    fr.caplen = _rd32(b + EPB_CAPLEN, st.swap)
+    fr.wirelen = _rd32(b + EPB_WIRELEN, st.swap)
+    if fr.caplen > blen - EPB_MIN:
+        return _corrupt(need, EPB_CAPLEN)
+    fr.data = pos + EPB_DATA
+    fr.ifc = _iface(st, ifidx)
+    if fr.ifc != &_NO_IFACE:
+        fr.ifidx = <uint16_t>ifidx
+        fr.ts = _units_to_ns(fr.ifc, units)
+    else:
+        fr.ifidx = IFACE_UNKNOWN
+        fr.ts = 0
+    return _SCAN_PACKET
+
+
+cdef inline int _pcapng_simple(ft_scan_t *st, const uint8_t *b, Py_ssize_t pos, uint32_t blen,
+                               _frame_t *fr) noexcept nogil:
+    """A Simple Packet Block at b = buf + pos: interface 0, no timestamp, captured =
+    min(original length, snap length, the block's room)."""
+    fr.wirelen = _rd32(b + SPB_WIRELEN, st.swap)
+    fr.caplen = blen - SPB_MIN
+    if fr.wirelen < fr.caplen:
+        fr.caplen = fr.wirelen
+    fr.ifc = _iface(st, 0)
+    if fr.ifc.snaplen and fr.caplen > fr.ifc.snaplen:
+        fr.caplen = fr.ifc.snaplen
+    fr.ifidx = 0 if fr.ifc != &_NO_IFACE else IFACE_UNKNOWN
+    fr.data = pos + SPB_DATA
+    fr.ts = 0
+    return _SCAN_PACKET
+
+
+cdef inline int _pcapng_block(ft_scan_t *st, const uint8_t *buf, Py_ssize_t *pos, Py_ssize_t end,
+                              _frame_t *fr, Py_ssize_t *need) noexcept nogil:
+    """One pcapng block at pos[0] -- type, total length, body, total length again --
+    and pos past it: a packet block's frame (_SCAN_PACKET), or a section, interface or
+    skipped block read (_SCAN_NEXT); else SCAN_MORE (`need` bytes) / SCAN_CORRUPT with
+    pos left at the block."""
+    cdef const uint8_t *b = buf + pos[0]
+    cdef uint32_t btype, blen, magic
+    cdef int rc = _SCAN_NEXT
+    if end - pos[0] < BLK_MIN:
+        need[0] = BLK_MIN
+        return SCAN_MORE
+    btype = _rd32(b + BLK_TYPE, st.swap)
+    if btype == PCAPNG_SHB:
+        # its byte-order magic decides how to read the rest (its own length included),
+        # and a new section forgets all interfaces
+        magic = _rd32(b + SHB_MAGIC, False)
+        if magic == PCAPNG_MAGIC:
+            st.swap = False
+        elif magic == PCAPNG_MAGIC_SWAPPED:
+            st.swap = True
+        else:
+            return _corrupt(need, SHB_MAGIC)
+        st.niface = 0
+    blen = _rd32(b + BLK_LEN, st.swap)
+    if blen < BLK_MIN or blen & 3 or blen > FT_MAX_RECORD:
+        return _corrupt(need, BLK_LEN)
+    if end - pos[0] < <Py_ssize_t>blen:
+        need[0] = blen
+        return SCAN_MORE
+    if _rd32(b + blen - BLK_TRAILER, st.swap) != blen:
+        return _corrupt(need, blen - BLK_TRAILER)
+    if btype == PCAPNG_IDB and blen >= IDB_MIN:
+        _read_idb(st, b, blen)
+    elif (btype == PCAPNG_EPB or btype == PCAPNG_PB) and blen >= EPB_MIN:
+        rc = _pcapng_packet(st, b, pos[0], btype, blen, fr, need)
+        if rc == SCAN_CORRUPT:
+            return rc
+    elif btype == PCAPNG_SPB and blen >= SPB_MIN:
+        rc = _pcapng_simple(st, b, pos[0], blen, fr)
+    elif btype != PCAPNG_SHB and btype != PCAPNG_IDB:
+        st.blocks_skipped += 1
+    pos[0] += blen
+    return rc
 
 
 cdef int ft_scan(ft_scan_t *st, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end,
-                 Py_ssize_t max_pkts, int64_t *off, int64_t *length, int64_t *ts,
-                 uint32_t *wirelen, uint8_t *verdict, uint16_t *iface, int64_t *frame,
-                 Py_ssize_t *npkts, Py_ssize_t *pos_out, Py_ssize_t *need) noexcept nogil:
-    """Walk complete records in buf[pos:end]; fills up to max_pkts packets. On return
-    pos_out is the first unconsumed byte and, for SCAN_MORE, need is the size of the
-    record that did not fit (so the caller can grow its buffer)."""
+                 const ft_scan_out_t *rows, Py_ssize_t *npkts, Py_ssize_t *pos_out,
+                 Py_ssize_t *need) noexcept nogil:
+    """Walk complete records in buf[pos:end], filling up to rows.max_pkts packet rows.
+    On return npkts is the rows filled, pos_out the first unconsumed byte and, for
+    SCAN_MORE, need the size of the record that did not fit (so the caller can grow
+    its buffer); for SCAN_CORRUPT pos_out is the record's offset and need the lying
+    field's offset within it."""
+    cdef ft_scan_out_t out = rows[0]  # a local copy: its pointers stay in registers
+    cdef _frame_t fr
     cdef Py_ssize_t k = 0
-    cdef uint32_t caplen, wire, btype, blen, ifidx, magic
-    cdef uint64_t units
-    cdef int64_t t
+    cdef int rc
     need[0] = 0
     while True:
-        if k == max_pkts:
-            npkts[0] = k
-            pos_out[0] = pos
-            return SCAN_FULL
+        if k == out.max_pkts:
+            rc = SCAN_FULL
+            break
         if st.format == FT_FMT_PCAP:
-            if end - pos < 16:
-                need[0] = 16
-                break
-            caplen = _rd32(buf + pos + 8, st.swap)
-            if caplen > FT_MAX_RECORD:
-                npkts[0] = k
-                pos_out[0] = pos
-                need[0] = 8                   # offset of the lying field within the record
-                return SCAN_CORRUPT
-            if end - pos < 16 + <Py_ssize_t>caplen:
-                need[0] = 16 + caplen
-                break
-            wire = _rd32(buf + pos + 12, st.swap)
-            t = <int64_t>_rd32(buf + pos, st.swap) * 1000000000
-            t += <int64_t>_rd32(buf + pos + 4, st.swap) * (1 if st.nano else 1000)
-            _emit(st, st.iface[0].linktype, buf, pos + 16, caplen, wire, t, 0, k,
-                  off, length, ts, wirelen, verdict, iface, frame, st.iface[0].fcs_bytes)
+            rc = _pcap_record(st, buf, &pos, end, &fr, need)
+        else:
+            rc = _pcapng_block(st, buf, &pos, end, &fr, need)
+        if rc == _SCAN_PACKET:
+            _emit(st, &out, k, buf, &fr)       # the one place rows are written
             k += 1
-            pos += 16 + caplen
-            continue
-        # pcapng: every block is type, total length, body, total length again
-        if end - pos < 12:
-            need[0] = 12
+        elif rc != _SCAN_NEXT:
             break
-        btype = _rd32(buf + pos, st.swap)
-        if btype == 0x0A0D0D0A:
-            # Section Header Block: its byte-order magic decides how to read the rest
-            # (including its own length), and it forgets all interfaces
-            magic = _rd32(buf + pos + 8, False)
-            if magic == 0x1A2B3C4D:
-                st.swap = False
-            elif magic == 0x4D3C2B1A:
-                st.swap = True
-            else:
-                npkts[0] = k
-                pos_out[0] = pos
-                need[0] = 8
-                return SCAN_CORRUPT
-            st.niface = 0
-        blen = _rd32(buf + pos + 4, st.swap)
-        if blen < 12 or blen & 3 or blen > FT_MAX_RECORD:
-            npkts[0] = k
-            pos_out[0] = pos
-            need[0] = 4
-            return SCAN_CORRUPT
-        if end - pos < <Py_ssize_t>blen:
-            need[0] = blen
-            break
-        if _rd32(buf + pos + blen - 4, st.swap) != blen:
-            npkts[0] = k
-            pos_out[0] = pos
-            need[0] = blen - 4
-            return SCAN_CORRUPT
-        if btype == 1 and blen >= 20:
-            _read_idb(st, buf + pos, blen)
-        elif (btype == 6 and blen >= 32) or (btype == 2 and blen >= 32):
-            # Enhanced Packet Block (6) and the obsolete Packet Block (2)
-            if btype == 6:
-                ifidx = _rd32(buf + pos + 8, st.swap)
-            else:
-                ifidx = _rd16(buf + pos + 8, st.swap)
-            units = (<uint64_t>_rd32(buf + pos + 12, st.swap) << 32) | _rd32(buf + pos + 16, st.swap)
-            caplen = _rd32(buf + pos + 20, st.swap)
-            wire = _rd32(buf + pos + 24, st.swap)
-            if caplen > blen - 32:
-                npkts[0] = k
-                pos_out[0] = pos
-                need[0] = 20
-                return SCAN_CORRUPT
-            if ifidx < st.niface and ifidx < FT_MAX_IFACES:
-                _emit(st, st.iface[ifidx].linktype, buf, pos + 28, caplen, wire,
-                      _units_to_ns(&st.iface[ifidx], units), <uint16_t>ifidx, k,
-                      off, length, ts, wirelen, verdict, iface, frame, st.iface[ifidx].fcs_bytes)
-            else:
-                st.bad_interface += 1
-                _emit(st, 0xffff, buf, pos + 28, caplen, wire, 0, 0xffff, k,
-                      off, length, ts, wirelen, verdict, iface, frame, 0)
-            k += 1
-        elif btype == 3 and blen >= 16:
-            # Simple Packet Block: interface 0, no timestamp, captured = min(len, snaplen, room)
-            wire = _rd32(buf + pos + 8, st.swap)
-            caplen = blen - 16
-            if wire < caplen:
-                caplen = wire
-            if st.niface > 0:
-                if st.iface[0].snaplen and caplen > st.iface[0].snaplen:
-                    caplen = st.iface[0].snaplen
-                _emit(st, st.iface[0].linktype, buf, pos + 12, caplen, wire, 0, 0, k,
-                      off, length, ts, wirelen, verdict, iface, frame, st.iface[0].fcs_bytes)
-            else:
-                st.bad_interface += 1
-                _emit(st, 0xffff, buf, pos + 12, caplen, wire, 0, 0xffff, k,
-                      off, length, ts, wirelen, verdict, iface, frame, 0)
-            k += 1
-        elif btype != 0x0A0D0D0A and btype != 1:
-            st.blocks_skipped += 1
-        pos += blen
     npkts[0] = k
     pos_out[0] = pos
-    return SCAN_MORE
+    return rc
 
 
 cdef class CaptureScanner:
@@ -465,12 +583,13 @@ cdef class CaptureScanner:
         cdef uint16_t[::1] i = ifc
         cdef Py_ssize_t n = 0, newpos = pos, need = 0
         cdef int rc
+        cdef ft_scan_out_t rows
         cdef const uint8_t *p = &b[0] if b.shape[0] else NULL
         if p == NULL:
             return SCAN_MORE, 0, pos, 0, tuple(a[:0] for a in (off, ln, ts, wl, vd, ifc, fr, vd.astype(bool)))
+        rows = ft_scan_out_t(&o[0], &l[0], &t[0], &w[0], &v[0], &i[0], &f[0], max_pkts)
         with nogil:
-            rc = ft_scan(&self.st, p, pos, end, max_pkts, &o[0], &l[0], &t[0], &w[0], &v[0],
-                         &i[0], &f[0], &n, &newpos, &need)
+            rc = ft_scan(&self.st, p, pos, end, &rows, &n, &newpos, &need)
         vd = vd[:n]
         snapped = (vd & 0x80) != 0
         vd &= 0x7f

@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from fasttcp.endpoint.endpoint cimport *
-from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_store_hash, ft_key_word0, ft_w
+from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_build_hash, ft_key_word0, ft_w
 from fasttcp.wire.addr cimport addr_bytes
 from fasttcp.wire.spans cimport ft_first_bad_span
 from fasttcp.wire.address import to_ip as _to_ip
@@ -385,7 +385,6 @@ cdef class Endpoint:
                 ipaddress.ip_network(_to_ip(addr_bytes(a)))
             raw = net.network_address.packed
             ep.local[ep.nlocal].family = 4 if net.version == 4 else 6
-            ep.local[ep.nlocal].prefix = net.prefixlen
             memcpy(ep.local[ep.nlocal].addr, <char *>raw, len(raw))
             mask = (((1 << net.prefixlen) - 1) << (net.max_prefixlen - net.prefixlen)).to_bytes(len(raw), "big")
             memcpy(ep.local[ep.nlocal].mask, <char *>mask, len(mask))

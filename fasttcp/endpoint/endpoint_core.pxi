@@ -12,7 +12,7 @@ from libc.string cimport memcpy, memset
 from fasttcp.wire.defs cimport *
 from fasttcp.table.ops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
                                 ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
-                                ftx_set_deadline)
+                                ftx_set_deadline, ftx_victim)
 from fasttcp.wire.codec cimport (ft_parse_ip_inline, ft_build_packet, ft_build_ts_segment,
                                  ft_put_linux_options)
 from fasttcp.wire.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
@@ -34,19 +34,27 @@ cdef enum:
     CONN_F_QUEUED = 64          # in the accept queue (a new incarnation starts without it,
                                 # so a stale queue entry can never hand it out)
     EP_MAX_LOCAL = 16
-    EP_MAX_SEGMENT = 40 + 60 + 65535   # IPv6 header + TCP header with options + payload
+    EP_MAX_SEGMENT = IPV6_HDR_LEN + TCP_HDR_LEN + TCP_MAX_OPT_BYTES + 65535   # headers + payload
+    EP_MAX_HEADERS = IPV6_HDR_LEN + TCP_HDR_LEN  # the arena room a segment needs besides
+                                # its options and payload (either family)
+    EP_MAX_WINDOW = 0xffff      # the 16-bit window field
+    EP_USEC_PER_SEC = 1000000
+    TCP_MSS_DEFAULT4 = 536      # a peer's MSS when its SYN has none: RFC 9293 3.7.1
+    TCP_MSS_DEFAULT6 = 1220     # RFC 8200 5 (1280 - 60)
+    TCP_MSS_FLOOR = 64          # a peer cannot make us send tinier segments (Linux clamps too)
+    TCP_TW_ISS_GAP = 65537      # a reopened TIME-WAIT's ISS above the old SND.NXT (Linux's
+                                # tw_snd_nxt + 65535 + 2)
     EP_NOT_LOCAL = -3           # connect: the local address is not one of the endpoint's
 
 ctypedef struct ep_local_t:
     uint8_t family
-    uint8_t prefix               # address bits that must match
     uint8_t addr[16]
     uint8_t mask[16]             # the prefix as a bit mask (zero past it, and past 4 bytes for IPv4)
 
 ctypedef struct ep_t:
     ft_table_t tab
     ep_config_t cfg
-    ep_local_t local[16]
+    ep_local_t local[EP_MAX_LOCAL]
     int nlocal
     uint8_t listen_bits[8192]   # one bit per port
     # output arena: packets back to back, with offsets and lengths
@@ -68,7 +76,7 @@ ctypedef struct ep_t:
     size_t acq_len
     size_t acq_cap
     # counters
-    uint64_t drops[14]
+    uint64_t drops[DROP_COUNT]
     uint64_t segs_in
     uint64_t segs_out
     uint64_t rst_out
@@ -76,7 +84,6 @@ ctypedef struct ep_t:
     uint64_t retransmissions
     uint64_t chal_window
     uint32_t chal_count
-    uint32_t next_port
     uint32_t last_conn          # record the last processed segment belonged to (FT_NIL: none)
     size_t max_out_bytes        # bounds: what a peer can make us queue while the caller
     size_t max_events           # does not drain (beyond them: dropped and counted)
@@ -198,9 +205,9 @@ cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t se
         # an ACK or FIN: at most the timestamp option, written straight into the packet
         ts = (c.flags & CONN_F_TIMESTAMPS) != 0
         wnd = c.rcv_wnd >> (c.wscale & 15)
-        if wnd > 65535:
-            wnd = 65535
-        p = _reserve(ep, 40 + 20 + (12 if ts else 0))
+        if wnd > EP_MAX_WINDOW:
+            wnd = EP_MAX_WINDOW
+        p = _reserve(ep, EP_MAX_HEADERS + (TCPOLEN_TSTAMP_ALIGNED if ts else 0))
         if p == NULL:
             return -1
         n = ft_build_ts_segment(p, c.family, c.laddr, c.raddr, ep.cfg.ttl, c.lport, c.rport, seq, ack,
@@ -219,17 +226,17 @@ cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t se
             optlen = ft_put_linux_options(optbuf, True, ep.cfg.mss, (c.flags & CONN_F_SACK) != 0,
                                           (c.flags & CONN_F_TIMESTAMPS) != 0, _tsval(now), c.ts_recent,
                                           (c.flags & CONN_F_WSCALE) != 0, c.wscale & 15)
-        wnd = c.rcv_wnd if c.rcv_wnd < 65535 else 65535       # RFC 7323 2.2: SYN windows unscaled
+        wnd = c.rcv_wnd if c.rcv_wnd < EP_MAX_WINDOW else EP_MAX_WINDOW    # RFC 7323 2.2: SYN windows unscaled
     else:
         if (c.flags & CONN_F_TIMESTAMPS) and not (flags & TCP_FLAG_RST):
             optlen = ft_put_linux_options(optbuf, False, 0, False, True, _tsval(now), c.ts_recent, False, 0)
         wnd = c.rcv_wnd >> (c.wscale & 15)
-        if wnd > 65535:
-            wnd = 65535
-    p = _reserve(ep, 40 + 20 + optlen + plen)
+        if wnd > EP_MAX_WINDOW:
+            wnd = EP_MAX_WINDOW
+    p = _reserve(ep, EP_MAX_HEADERS + optlen + plen)
     if p == NULL:
         return -1
-    n = ft_build_packet(p, 40 + 20 + optlen + plen, c.family, c.laddr, c.raddr, ep.cfg.ttl,
+    n = ft_build_packet(p, EP_MAX_HEADERS + optlen + plen, c.family, c.laddr, c.raddr, ep.cfg.ttl,
                         c.lport, c.rport, seq, ack, flags, <uint16_t>wnd, 0,
                         optbuf, optlen, payload, plen)
     _commit(ep, n)
@@ -253,7 +260,7 @@ cdef inline void _send_syn(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
 cdef int _challenge_ack(ep_t *ep, ft_conn_t *c, int reason, uint64_t now) noexcept nogil:
     """RFC 5961 3.2/4.2/5.2 challenge ACK, limited per second across the endpoint (7).
     Returns the drop reason that applies: `reason`, or DROP_CHALLENGE_LIMIT if suppressed."""
-    if now - ep.chal_window >= 1000000:
+    if now - ep.chal_window >= EP_USEC_PER_SEC:
         ep.chal_window = now
         # a randomised budget (limit/2 .. limit) each second: an exact global count
         # lets an off-path attacker probe other connections' windows (CVE-2016-5696)
@@ -329,9 +336,9 @@ cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
     if o.present & OPT_HAS_MSS:
         peer_mss = o.mss
     else:
-        peer_mss = 536 if p.version == 4 else 1220        # RFC 9293 3.7.1 / RFC 8200 5
-    if peer_mss < 64:
-        peer_mss = 64           # a peer cannot make us send 1-byte segments (Linux clamps too)
+        peer_mss = TCP_MSS_DEFAULT4 if p.version == 4 else TCP_MSS_DEFAULT6
+    if peer_mss < TCP_MSS_FLOOR:
+        peer_mss = TCP_MSS_FLOOR
     c.mss = peer_mss if peer_mss < ep.cfg.mss else ep.cfg.mss
     c.flags &= ~(CONN_F_WSCALE | CONN_F_SACK | CONN_F_TIMESTAMPS)
     c.wscale = 0
@@ -339,7 +346,7 @@ cdef void _negotiate(ep_t *ep, ft_conn_t *c, const pkt_t *p) noexcept nogil:
         c.flags |= CONN_F_WSCALE
         ours = ep.cfg.wscale
         # RFC 7323 2.3: a shift above 14 is used as 14
-        c.wscale = <uint8_t>(((o.wscale if o.wscale < 14 else 14) << 4) | ours)
+        c.wscale = <uint8_t>(((o.wscale if o.wscale < TCP_WSCALE_MAX else TCP_WSCALE_MAX) << 4) | ours)
     if (o.present & OPT_HAS_SACK_PERM) and ep.cfg.sack:
         c.flags |= CONN_F_SACK
     if (o.present & OPT_HAS_TIMESTAMP) and ep.cfg.timestamps:
@@ -396,11 +403,9 @@ cdef void _make_room(ep_t *ep, uint64_t now) noexcept nogil:
     """A full table gives up its oldest TIME-WAIT, else its oldest never-established
     connection (the table's eviction rule), with an EVICTED event, before an insert."""
     cdef uint32_t victim
-    if ep.tab.count < ep.tab.capacity or not ep.tab.evict:
+    if ep.tab.count < ep.tab.capacity:
         return
-    victim = ep.tab.class_head[1]          # FT_CLASS_TIME_WAIT
-    if victim == FT_NIL:
-        victim = ep.tab.class_head[2]      # FT_CLASS_EMBRYONIC
+    victim = ftx_victim(&ep.tab)
     if victim == FT_NIL:
         return
     _close_record(ep, victim, TCPS_CLOSED, EV_EVICTED, now)
@@ -443,7 +448,7 @@ cdef inline int _passive_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint6
 cdef void _iss_above(ep_t *ep, const ft_key_t *k, uint32_t old_nxt, uint64_t now) noexcept nogil:
     """A connection reopened from TIME-WAIT must start above everything the old
     incarnation sent (RFC 1122 4.2.2.13, RFC 6191): if the clock-driven ISN is not, move
-    it past old SND.NXT by a window's worth (as Linux does with tw_snd_nxt + 65537). The
+    it past old SND.NXT by a window's worth (TCP_TW_ISS_GAP, as Linux does). The
     SYN-ACK already queued carries the ISS it was built with, so fix it up before it is
     sent: rebuild it."""
     cdef int64_t id = ft_lookup(&ep.tab, k)
@@ -453,7 +458,7 @@ cdef void _iss_above(ep_t *ep, const ft_key_t *k, uint32_t old_nxt, uint64_t now
     c = &ep.tab.conns[id]
     if seq_gt(c.iss, old_nxt):
         return
-    c.iss = old_nxt + 65537
+    c.iss = old_nxt + TCP_TW_ISS_GAP
     c.snd_una = c.iss
     c.snd_nxt = c.iss + 1
     # drop the SYN-ACK just queued (the last packet) and queue one with the new ISS
@@ -506,173 +511,282 @@ cdef inline int _syn_sent(ep_t *ep, uint32_t id, const pkt_t *p, uint64_t now) n
     return -1
 
 
-cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
-                       uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
-    """SYN-RECEIVED and every later state (RFC 9293 3.10.7.4, first to eighth check).
-    `k`, `h`: the segment's key (the record's) and its hash."""
-    cdef ft_conn_t *c = &ep.tab.conns[id]
-    cdef uint8_t st = c.state
-    cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
-    cdef bint ts_ok = (c.flags & CONN_F_TIMESTAMPS) and (p.opts.present & OPT_HAS_TIMESTAMP)
-    cdef bint need_ack = False
-    cdef uint32_t fin_seq, take, skip, old_nxt
-    cdef bint fin_acked
-    cdef int rc
+cdef enum:
+    _NEXT_STEP = -2             # a SEGMENT ARRIVES step let the segment through to the next;
+                                # steps otherwise return as _synchronized does: -1 (used) or
+                                # a DROP_* reason
+    _MAX_SND_WND_FLOOR = EP_MAX_WINDOW  # stands in for MAX.SND.WND below 64 KiB (RFC 5961 5.2)
 
-    # TIME-WAIT: a new SYN may reopen (RFC 9293 3.10.7.4 note, RFC 6191): only with a
-    # higher sequence number, or (timestamps) a newer timestamp
-    if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_SYN) and not (p.flags & (TCP_FLAG_ACK | TCP_FLAG_RST)):
-        # RFC 6191: with timestamps, a newer timestamp; without, a higher sequence number
-        if (ts_ok and seq_gt(p.opts.tsval, c.ts_recent)) or \
-                (not (c.flags & CONN_F_TIMESTAMPS) and seq_gt(p.seq, c.rcv_nxt)):
-            if _listening(ep, c.lport):
-                old_nxt = c.snd_nxt
-                _close_record(ep, id, TCPS_CLOSED, EV_REOPEN, now)
-                rc = _passive_open(ep, p, k, now, EV_REOPEN)
-                if rc < 0:
-                    _iss_above(ep, k, old_nxt, now)
-                return rc
-    # a retransmission of the SYN that opened this SYN-RECEIVED record: SYN-ACK again
-    if st == TCPS_SYN_RECEIVED and (p.flags & TCP_FLAG_SYN) and not (p.flags & TCP_FLAG_ACK) \
+
+cdef inline int _timewait_syn(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, bint ts_ok,
+                              uint64_t now, const ft_key_t *k) noexcept nogil:
+    """A SYN to a TIME-WAIT record may open a new incarnation (RFC 9293 3.10.7.4 note,
+    RFC 6191; Linux tcp_timewait_state_process, TCP_TW_SYN): with timestamps only if its
+    timestamp is newer, without them only if its sequence number is higher, and only on
+    a listening port. Otherwise it goes through the checks like any segment."""
+    cdef uint32_t old_nxt
+    cdef int rc
+    if c.state != TCPS_TIME_WAIT or not (p.flags & TCP_FLAG_SYN) or (p.flags & (TCP_FLAG_ACK | TCP_FLAG_RST)):
+        return _NEXT_STEP
+    if not ((ts_ok and seq_gt(p.opts.tsval, c.ts_recent)) or
+            (not (c.flags & CONN_F_TIMESTAMPS) and seq_gt(p.seq, c.rcv_nxt))):
+        return _NEXT_STEP
+    if not _listening(ep, c.lport):
+        return _NEXT_STEP
+    old_nxt = c.snd_nxt
+    _close_record(ep, id, TCPS_CLOSED, EV_REOPEN, now)
+    rc = _passive_open(ep, p, k, now, EV_REOPEN)
+    if rc < 0:
+        _iss_above(ep, k, old_nxt, now)
+    return rc
+
+
+cdef inline int _synrecv_syn_again(ep_t *ep, ft_conn_t *c, const pkt_t *p, uint64_t now) noexcept nogil:
+    """A retransmission of the SYN that opened this SYN-RECEIVED record: our SYN-ACK was
+    lost, send it again (Linux tcp_check_req) rather than challenge it as a new SYN."""
+    if c.state == TCPS_SYN_RECEIVED and (p.flags & TCP_FLAG_SYN) and not (p.flags & TCP_FLAG_ACK) \
             and p.seq == c.irs:
         _send_synack(ep, c, now)
         return -1
+    return _NEXT_STEP
 
-    # RFC 7323 5.3 PAWS: an older timestamp on a non-RST segment is a stale duplicate
-    if ts_ok and not (p.flags & TCP_FLAG_RST) and st != TCPS_SYN_RECEIVED \
+
+cdef inline int _paws_check(ep_t *ep, ft_conn_t *c, const pkt_t *p, bint ts_ok, uint64_t now) noexcept nogil:
+    """RFC 7323 5.3 PAWS (Linux tcp_paws_discard): a non-RST segment with a timestamp
+    older than TS.Recent is a stale duplicate: ACK and drop it."""
+    if ts_ok and not (p.flags & TCP_FLAG_RST) and c.state != TCPS_SYN_RECEIVED \
             and seq_lt(p.opts.tsval, c.ts_recent):
         _send_ack(ep, c, now)
         ep.drops[DROP_PAWS] += 1
         return DROP_PAWS
+    return _NEXT_STEP
 
-    # first: sequence number acceptable?
-    if not seq_acceptable(p.seq, seglen, c.rcv_nxt, c.rcv_wnd):
-        if p.flags & TCP_FLAG_RST:
-            ep.drops[DROP_RST_INVALID] += 1
-            return DROP_RST_INVALID
-        if st == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_FIN) and p.seq + p.payload_len + 1 == c.rcv_nxt:
-            # the peer retransmitted its FIN: our last ACK was lost. Acknowledge it and
-            # restart the 2 MSL timeout (RFC 9293 3.10.7.4, TIME-WAIT)
-            ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
-            _send_ack(ep, c, now)
-            return -1
-        _send_ack(ep, c, now)             # "send an acknowledgment ... drop the segment"
-        ep.drops[DROP_UNACCEPTABLE] += 1
-        return DROP_UNACCEPTABLE
 
-    # second: RST (RFC 5961 3.2: reset only on an exact match with RCV.NXT)
+cdef inline int _sequence_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p,
+                                uint64_t now) noexcept nogil:
+    """First check, the sequence number (RFC 9293 3.10.7.4; Linux tcp_sequence): a
+    segment outside the receive window is dropped with an ACK ("send an acknowledgment
+    ... drop the segment"), a RST silently."""
+    cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
+    if seq_acceptable(p.seq, seglen, c.rcv_nxt, c.rcv_wnd):
+        return _NEXT_STEP
     if p.flags & TCP_FLAG_RST:
-        if p.seq != c.rcv_nxt:
-            return _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
-        if st == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE):
-            _close_record_hashed(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now, h)    # back to LISTEN
-        elif st == TCPS_SYN_RECEIVED:
-            _close_record_hashed(ep, id, TCPS_CLOSED, EV_REFUSED, now, h)
-        else:
-            _close_record_hashed(ep, id, TCPS_CLOSED, EV_RST_RECEIVED, now, h)
+        ep.drops[DROP_RST_INVALID] += 1
+        return DROP_RST_INVALID
+    if c.state == TCPS_TIME_WAIT and (p.flags & TCP_FLAG_FIN) and p.seq + p.payload_len + 1 == c.rcv_nxt:
+        # the peer retransmitted its FIN: our last ACK was lost. Acknowledge it and
+        # restart the 2 MSL timeout (RFC 9293 3.10.7.4, TIME-WAIT)
+        ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
+        _send_ack(ep, c, now)
         return -1
+    _send_ack(ep, c, now)
+    ep.drops[DROP_UNACCEPTABLE] += 1
+    return DROP_UNACCEPTABLE
 
-    # fourth: SYN in a synchronized state (RFC 5961 4.2: challenge ACK)
-    if p.flags & TCP_FLAG_SYN:
-        return _challenge_ack(ep, c, DROP_SYN_CHALLENGED, now)
 
-    # fifth: ACK
+cdef inline int _rst_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint64_t now,
+                           uint64_t h) noexcept nogil:
+    """Second check, the RST bit (RFC 9293 3.10.7.4 with RFC 5961 3.2; Linux
+    tcp_validate_incoming): an in-window RST resets only at exactly RCV.NXT, anywhere
+    else it gets a challenge ACK. A passive SYN-RECEIVED record returns to LISTEN."""
+    if not (p.flags & TCP_FLAG_RST):
+        return _NEXT_STEP
+    if p.seq != c.rcv_nxt:
+        return _challenge_ack(ep, c, DROP_RST_CHALLENGED, now)
+    if c.state == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE):
+        _close_record_hashed(ep, id, TCPS_LISTEN, EV_RST_RECEIVED, now, h)
+    elif c.state == TCPS_SYN_RECEIVED:
+        _close_record_hashed(ep, id, TCPS_CLOSED, EV_REFUSED, now, h)
+    else:
+        _close_record_hashed(ep, id, TCPS_CLOSED, EV_RST_RECEIVED, now, h)
+    return -1
+
+
+cdef inline int _ack_of_syn(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint8_t *st,
+                            uint64_t now) noexcept nogil:
+    """Fifth check in SYN-RECEIVED (RFC 9293 3.10.7.4): an ACK of our SYN
+    (SND.UNA < SEG.ACK =< SND.NXT) establishes the connection and goes on in
+    ESTABLISHED (`st` updated); any other ACK is answered with <SEQ=SEG.ACK><CTL=RST>."""
+    if seq_lt(c.snd_una, p.ack) and seq_le(p.ack, c.snd_nxt):
+        c.snd_una = p.ack
+        c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
+        c.snd_wl1 = p.seq
+        c.snd_wl2 = p.ack
+        c.retransmits = 0
+        _arm(ep, id, 0)
+        _enter(ep, id, TCPS_ESTABLISHED, EV_ACK_OF_SYN, now)
+        if c.flags & CONN_F_PASSIVE:
+            _accept_push(ep, id)
+        st[0] = TCPS_ESTABLISHED
+        return _NEXT_STEP
+    _send(ep, c, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
+    ep.drops[DROP_BAD_ACK] += 1
+    return DROP_BAD_ACK
+
+
+cdef inline void _snd_wnd_update(ft_conn_t *c, const pkt_t *p) noexcept nogil:
+    """The send window from a segment newer than the one that last set it (RFC 9293
+    3.10.7.4, the SND.WL1/SND.WL2 rule; Linux tcp_may_update_window)."""
+    if seq_le(c.snd_una, p.ack) and \
+            (seq_lt(c.snd_wl1, p.seq) or (c.snd_wl1 == p.seq and seq_le(c.snd_wl2, p.ack))):
+        c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
+        c.snd_wl1 = p.seq
+        c.snd_wl2 = p.ack
+
+
+cdef inline int _fin_acked(ep_t *ep, uint32_t id, ft_conn_t *c, uint8_t *st, uint64_t now,
+                           uint64_t h) noexcept nogil:
+    """The ACK of our FIN (RFC 9293 3.10.7.4, fifth check by state; Linux
+    tcp_rcv_state_process): FIN-WAIT-1 -> FIN-WAIT-2 (going on, `st` updated), CLOSING
+    -> TIME-WAIT and LAST-ACK -> CLOSED (done)."""
+    if c.snd_una != c.snd_nxt:
+        return _NEXT_STEP
+    if st[0] == TCPS_FIN_WAIT_1:
+        _enter(ep, id, TCPS_FIN_WAIT_2, EV_ACK_OF_FIN, now)
+        _arm(ep, id, now + ep.cfg.fin_wait_2)
+        st[0] = TCPS_FIN_WAIT_2
+    elif st[0] == TCPS_CLOSING:
+        _enter(ep, id, TCPS_TIME_WAIT, EV_ACK_OF_FIN, now)
+        return -1
+    elif st[0] == TCPS_LAST_ACK:
+        _close_record_hashed(ep, id, TCPS_CLOSED, EV_ACK_OF_FIN, now, h)
+        return -1
+    return _NEXT_STEP
+
+
+cdef inline int _ack_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint8_t *st,
+                           uint64_t now, uint64_t h) noexcept nogil:
+    """Fifth check, the ACK field (RFC 9293 3.10.7.4 with RFC 5961 5.2; Linux tcp_ack):
+    no ACK bit, drop; in SYN-RECEIVED see _ack_of_syn; else an ACK of something not yet
+    sent is answered and dropped, one too old is challenged, and a new one advances
+    SND.UNA and the send window. `st` follows the state the ACK leads to."""
     if not (p.flags & TCP_FLAG_ACK):
         ep.drops[DROP_NO_ACK] += 1
         return DROP_NO_ACK
-    if st == TCPS_SYN_RECEIVED:
-        if seq_lt(c.snd_una, p.ack) and seq_le(p.ack, c.snd_nxt):
-            c.snd_una = p.ack
-            c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
-            c.snd_wl1 = p.seq
-            c.snd_wl2 = p.ack
-            c.retransmits = 0
-            _arm(ep, id, 0)
-            _enter(ep, id, TCPS_ESTABLISHED, EV_ACK_OF_SYN, now)
-            if c.flags & CONN_F_PASSIVE:
-                _accept_push(ep, id)
-            st = TCPS_ESTABLISHED
-        else:
-            _send(ep, c, TCP_FLAG_RST, p.ack, 0, NULL, 0, now)
-            ep.drops[DROP_BAD_ACK] += 1
-            return DROP_BAD_ACK
-    else:
-        if seq_gt(p.ack, c.snd_nxt):
-            _send_ack(ep, c, now)          # RFC 5961 5.2: acks something not yet sent
-            ep.drops[DROP_BAD_ACK] += 1
-            return DROP_BAD_ACK
-        # RFC 5961 5.2: SND.UNA - MAX.SND.WND <= SEG.ACK; MAX.SND.WND is not kept, the
-        # larger of the current window and 64 KiB stands in for it
-        if seq_lt(p.ack, c.snd_una - (c.snd_wnd if c.snd_wnd > 65535 else 65535)):
-            return _challenge_ack(ep, c, DROP_BAD_ACK, now)
-        if seq_lt(c.snd_una, p.ack):
-            c.snd_una = p.ack
-            c.retransmits = 0
-            if c.snd_una == c.snd_nxt and st != TCPS_TIME_WAIT and st != TCPS_FIN_WAIT_2:
-                _arm(ep, id, 0)            # everything acknowledged: no retransmission timer
-        # window update (RFC 9293 3.10.7.4, SND.WL1/SND.WL2 rule)
-        if seq_le(c.snd_una, p.ack) and \
-                (seq_lt(c.snd_wl1, p.seq) or (c.snd_wl1 == p.seq and seq_le(c.snd_wl2, p.ack))):
-            c.snd_wnd = (<uint32_t>p.window) << (c.wscale >> 4)
-            c.snd_wl1 = p.seq
-            c.snd_wl2 = p.ack
-        if c.snd_wnd == 0:
-            # the peer answers our window probes: never give up on it for that
-            # (RFC 1122 4.2.2.17)
-            c.retransmits = 0
-        fin_acked = c.snd_una == c.snd_nxt
-        if st == TCPS_FIN_WAIT_1 and fin_acked:
-            _enter(ep, id, TCPS_FIN_WAIT_2, EV_ACK_OF_FIN, now)
-            _arm(ep, id, now + ep.cfg.fin_wait_2)
-            st = TCPS_FIN_WAIT_2
-        elif st == TCPS_CLOSING and fin_acked:
-            _enter(ep, id, TCPS_TIME_WAIT, EV_ACK_OF_FIN, now)
-            return -1
-        elif st == TCPS_LAST_ACK and fin_acked:
-            _close_record_hashed(ep, id, TCPS_CLOSED, EV_ACK_OF_FIN, now, h)
-            return -1
+    if st[0] == TCPS_SYN_RECEIVED:
+        return _ack_of_syn(ep, id, c, p, st, now)
+    if seq_gt(p.ack, c.snd_nxt):
+        _send_ack(ep, c, now)              # RFC 5961 5.2: acks something not yet sent
+        ep.drops[DROP_BAD_ACK] += 1
+        return DROP_BAD_ACK
+    # RFC 5961 5.2: SND.UNA - MAX.SND.WND <= SEG.ACK; MAX.SND.WND is not kept, the
+    # larger of the current window and 64 KiB stands in for it
+    if seq_lt(p.ack, c.snd_una - (c.snd_wnd if c.snd_wnd > _MAX_SND_WND_FLOOR else _MAX_SND_WND_FLOOR)):
+        return _challenge_ack(ep, c, DROP_BAD_ACK, now)
+    if seq_lt(c.snd_una, p.ack):
+        c.snd_una = p.ack
+        c.retransmits = 0
+        if c.snd_una == c.snd_nxt and st[0] != TCPS_TIME_WAIT and st[0] != TCPS_FIN_WAIT_2:
+            _arm(ep, id, 0)                # everything acknowledged: no retransmission timer
+    _snd_wnd_update(c, p)
+    if c.snd_wnd == 0:
+        # the peer answers our window probes: never give up on it for that
+        # (RFC 1122 4.2.2.17)
+        c.retransmits = 0
+    return _fin_acked(ep, id, c, st, now, h)
 
+
+cdef inline int _data_queue(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint8_t st,
+                            uint32_t base, uint64_t now) noexcept nogil:
+    """Seventh, the segment text in ESTABLISHED and FIN-WAIT-1/2 (RFC 9293 3.10.7.4;
+    Linux tcp_data_queue): the new part of it, up to the receive window, is delivered
+    (an EV_DATA event at its buffer offset) and advances RCV.NXT. Data beyond RCV.NXT
+    is not reassembled: re-ACKed and dropped. Returns _NEXT_STEP when it is to be ACKed."""
+    cdef uint32_t take, skip
+    if seq_gt(p.seq, c.rcv_nxt):
+        # a hole before it: not reassembled in this release; re-ACK so the peer resends
+        _send_ack(ep, c, now)
+        ep.drops[DROP_OUT_OF_ORDER] += 1
+        return DROP_OUT_OF_ORDER
+    skip = c.rcv_nxt - p.seq              # bytes already received (retransmitted overlap)
+    if skip < p.payload_len:
+        take = p.payload_len - skip
+        if take > c.rcv_wnd:
+            take = c.rcv_wnd              # never accept beyond the advertised window
+        if take:
+            c.rcv_nxt += take
+            if c.flags & CONN_F_BUFFERED:
+                c.rcv_wnd -= take          # buffered until the application reads it
+            if st == TCPS_FIN_WAIT_2:
+                _arm(ep, id, now + ep.cfg.fin_wait_2)   # idle limit: the peer is not idle
+            _event(ep, id, st, st, EV_DATA, take, base + p.payload_off + skip, now)
+    return _NEXT_STEP
+
+
+cdef inline bint _fin_received(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint8_t st,
+                               uint64_t now) noexcept nogil:
+    """Eighth, the FIN bit (RFC 9293 3.10.7.4; Linux tcp_fin): taken only in order
+    (everything before it received), it advances RCV.NXT over the FIN and moves
+    ESTABLISHED -> CLOSE-WAIT, FIN-WAIT-1 -> TIME-WAIT or CLOSING (simultaneous close),
+    FIN-WAIT-2 -> TIME-WAIT; in TIME-WAIT it restarts the 2 MSL timeout. True when it
+    is to be ACKed."""
+    if p.seq + p.payload_len != c.rcv_nxt or st == TCPS_SYN_RECEIVED:
+        return False
+    c.rcv_nxt += 1
+    if st == TCPS_ESTABLISHED:
+        _enter(ep, id, TCPS_CLOSE_WAIT, EV_PEER_FIN, now)
+    elif st == TCPS_FIN_WAIT_1:
+        if c.snd_una == c.snd_nxt:
+            _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
+        else:
+            _enter(ep, id, TCPS_CLOSING, EV_PEER_FIN, now)   # simultaneous close
+    elif st == TCPS_FIN_WAIT_2:
+        _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
+    elif st == TCPS_TIME_WAIT:
+        ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)   # restart 2 MSL
+    return True
+
+
+cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
+                       uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
+    """SYN-RECEIVED and every later state: RFC 9293 3.10.7.4's checks in order, as
+    Linux's tcp_rcv_state_process runs them. Each step either lets the segment through
+    (_NEXT_STEP) or ends it: -1 when it was used, else the DROP_* reason returned.
+    `k`, `h`: the segment's key (the record's) and its hash."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    cdef uint8_t st = c.state
+    cdef bint ts_ok = (c.flags & CONN_F_TIMESTAMPS) and (p.opts.present & OPT_HAS_TIMESTAMP)
+    cdef bint need_ack = False
+    cdef int rc
+    # before the checks: a SYN that reopens TIME-WAIT, or repeats the one that opened
+    # this SYN-RECEIVED record
+    rc = _timewait_syn(ep, id, c, p, ts_ok, now, k)
+    if rc != _NEXT_STEP:
+        return rc
+    rc = _synrecv_syn_again(ep, c, p, now)
+    if rc != _NEXT_STEP:
+        return rc
+    rc = _paws_check(ep, c, p, ts_ok, now)
+    if rc != _NEXT_STEP:
+        return rc
+    # first: the sequence number
+    rc = _sequence_check(ep, id, c, p, now)
+    if rc != _NEXT_STEP:
+        return rc
+    # second: the RST bit
+    rc = _rst_check(ep, id, c, p, now, h)
+    if rc != _NEXT_STEP:
+        return rc
+    # third, security: no compartments here
+    # fourth: a SYN in a synchronized state (RFC 5961 4.2: challenge ACK)
+    if p.flags & TCP_FLAG_SYN:
+        return _challenge_ack(ep, c, DROP_SYN_CHALLENGED, now)
+    # fifth: the ACK field
+    rc = _ack_check(ep, id, c, p, &st, now, h)
+    if rc != _NEXT_STEP:
+        return rc
     if ts_ok and seq_le(p.seq, c.rcv_nxt):
         c.ts_recent = p.opts.tsval        # RFC 7323 4.3 (RCV.NXT stands in for Last.ACK.sent)
-
-    # seventh: segment text
+    # sixth, the URG bit: the urgent pointer is not kept
+    # seventh: the segment text
     if p.payload_len and (st == TCPS_ESTABLISHED or st == TCPS_FIN_WAIT_1 or st == TCPS_FIN_WAIT_2):
-        if seq_gt(p.seq, c.rcv_nxt):
-            # a hole before it: not reassembled in this release; re-ACK so the peer resends
-            _send_ack(ep, c, now)
-            ep.drops[DROP_OUT_OF_ORDER] += 1
-            return DROP_OUT_OF_ORDER
-        skip = c.rcv_nxt - p.seq          # bytes already received (retransmitted overlap)
-        if skip < p.payload_len:
-            take = p.payload_len - skip
-            if take > c.rcv_wnd:
-                take = c.rcv_wnd          # never accept beyond the advertised window
-            if take:
-                c.rcv_nxt += take
-                if c.flags & CONN_F_BUFFERED:
-                    c.rcv_wnd -= take      # buffered until the application reads it
-                if st == TCPS_FIN_WAIT_2:
-                    _arm(ep, id, now + ep.cfg.fin_wait_2)   # idle limit: the peer is not idle
-                _event(ep, id, st, st, EV_DATA, take, base + p.payload_off + skip, now)
+        rc = _data_queue(ep, id, c, p, st, base, now)
+        if rc != _NEXT_STEP:
+            return rc
         need_ack = True
-
-    # eighth: FIN (only in order: everything before it has been received)
-    if p.flags & TCP_FLAG_FIN:
-        fin_seq = p.seq + p.payload_len
-        if fin_seq == c.rcv_nxt and st != TCPS_SYN_RECEIVED:
-            c.rcv_nxt += 1
-            need_ack = True
-            if st == TCPS_ESTABLISHED:
-                _enter(ep, id, TCPS_CLOSE_WAIT, EV_PEER_FIN, now)
-            elif st == TCPS_FIN_WAIT_1:
-                if c.snd_una == c.snd_nxt:
-                    _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
-                else:
-                    _enter(ep, id, TCPS_CLOSING, EV_PEER_FIN, now)   # simultaneous close
-            elif st == TCPS_FIN_WAIT_2:
-                _enter(ep, id, TCPS_TIME_WAIT, EV_PEER_FIN, now)
-            elif st == TCPS_TIME_WAIT:
-                ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)   # restart 2 MSL
+    # eighth: the FIN bit
+    if (p.flags & TCP_FLAG_FIN) and _fin_received(ep, id, c, p, st, now):
+        need_ack = True
     if need_ack:
         _send_ack(ep, c, now)
     c.segs += 1
@@ -691,13 +805,7 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
     # the destination is checked against our addresses only if no connection has the
     # key (_dispatch): every record's local address is one of ours (connects refuse
     # others), so a key that is found was sent to us
-    # the key built and hashed as five words in registers
-    cdef uint64_t a0, a1, b0, b1
-    memcpy(&a0, p.dst, 8)
-    memcpy(&a1, p.dst + 8, 8)
-    memcpy(&b0, p.src, 8)
-    memcpy(&b1, p.src + 8, 8)
-    h[0] = ft_key_store_hash(&ep.tab, k, ft_key_word0(p.version, p.dst_port, p.src_port), a0, a1, b0, b1)
+    h[0] = ft_key_build_hash(&ep.tab, k, p.version, p.dst_port, p.src_port, p.dst, p.src)
     return -1
 
 
@@ -915,12 +1023,63 @@ cdef enum:
     _POLL_GROUP = 32                  # expired records whose index slots are loaded together
 
 
+cdef inline void _handshake_timer(ep_t *ep, uint32_t id, ft_conn_t *c, uint8_t st, uint64_t now) noexcept nogil:
+    """SYN-SENT / SYN-RECEIVED timer: send the SYN (SYN-ACK) again with the timeout
+    doubled (RFC 6298 5.5; Linux tcp_retransmit_timer), or give up after syn_retries
+    (synack_retries) tries -- a passive record back to LISTEN."""
+    cdef uint8_t limit = ep.cfg.syn_retries if st == TCPS_SYN_SENT else ep.cfg.synack_retries
+    if c.retransmits >= limit:
+        _close_record(ep, id, TCPS_LISTEN if (st == TCPS_SYN_RECEIVED and (c.flags & CONN_F_PASSIVE))
+                      else TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
+        return
+    c.retransmits += 1
+    ep.retransmissions += 1
+    if st == TCPS_SYN_SENT:
+        _send_syn(ep, c, now)
+    else:
+        _send_synack(ep, c, now)
+    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+    _arm(ep, id, now + _rto(ep, c.retransmits))
+
+
+cdef inline void _retransmit_timer(ep_t *ep, uint32_t id, ft_conn_t *c, uint8_t st, uint64_t now) noexcept nogil:
+    """A synchronized state's retransmission timer (RFC 6298 5.4-5.6; Linux
+    tcp_retransmit_timer): give up after retries2 (RFC 1122 4.2.3.5's R2), else back
+    off and announce EV_RETRANSMIT for the layer that holds the data; a FIN that is
+    the only thing outstanding is resent here."""
+    if c.retransmits >= ep.cfg.retries2:
+        _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
+        return
+    c.retransmits += 1
+    if (st == TCPS_FIN_WAIT_1 or st == TCPS_CLOSING or st == TCPS_LAST_ACK) \
+            and c.snd_una == c.snd_nxt - 1:
+        ep.retransmissions += 1
+        _send(ep, c, TCP_FLAG_FIN | TCP_FLAG_ACK, c.snd_nxt - 1, c.rcv_nxt, NULL, 0, now)
+    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
+    _arm(ep, id, now + _rto(ep, c.retransmits))
+
+
+cdef inline void _prefetch_leaving(ep_t *ep, const uint32_t *ids, Py_ssize_t i, Py_ssize_t n,
+                                   uint64_t *hs) noexcept nogil:
+    """The expired records just came through the cache (ft_expire walked them); their
+    index slots did not. Hash the keys of the group's records that are leaving the
+    table (TIME-WAIT, FIN-WAIT-2) and start loading their slots, so a TIME-WAIT storm's
+    removals overlap their cache misses instead of paying them one by one."""
+    cdef Py_ssize_t j
+    cdef const ft_conn_t *c
+    for j in range(i, min(n, i + _POLL_GROUP)):
+        c = &ep.tab.conns[ids[j]]
+        if c.state == TCPS_TIME_WAIT or c.state == TCPS_FIN_WAIT_2:
+            hs[j - i] = ft_hash_key(&ep.tab, c)
+            ftx_prefetch_w(&ep.tab, hs[j - i])
+
+
 cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcept nogil:
     """Run every timer due at `now`: retransmit SYN / SYN-ACK / FIN with exponential
     backoff (RFC 6298 5.5) or give up, end TIME-WAIT after 2 MSL and FIN-WAIT-2 after its
     idle limit. Data retransmission is announced with EV_RETRANSMIT for the layer that
     holds the bytes."""
-    cdef Py_ssize_t n, i, j
+    cdef Py_ssize_t n, i
     cdef uint32_t id
     cdef ft_conn_t *c
     cdef uint8_t st
@@ -929,15 +1088,7 @@ cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcep
         n = ft_expire(&ep.tab, now, ids, NULL, cap)
         for i in range(n):
             if i % _POLL_GROUP == 0:
-                # the records just came through the cache (ft_expire walked them); their
-                # index slots did not. Hash the next group's keys that are leaving the
-                # table and start loading their slots, so a TIME-WAIT storm's removals
-                # overlap their cache misses instead of paying them one by one
-                for j in range(i, min(n, i + _POLL_GROUP)):
-                    c = &ep.tab.conns[ids[j]]
-                    if c.state == TCPS_TIME_WAIT or c.state == TCPS_FIN_WAIT_2:
-                        hs[j - i] = ft_hash_key(&ep.tab, c)
-                        ftx_prefetch_w(&ep.tab, hs[j - i])
+                _prefetch_leaving(ep, ids, i, n, hs)
             id = ids[i]
             c = &ep.tab.conns[id]
             st = c.state
@@ -945,36 +1096,9 @@ cdef void ep_poll(ep_t *ep, uint64_t now, uint32_t *ids, Py_ssize_t cap) noexcep
                 _close_record_hashed(ep, id, TCPS_CLOSED, EV_TIMEOUT_2MSL, now, hs[i % _POLL_GROUP])
             elif st == TCPS_FIN_WAIT_2:
                 _close_record_hashed(ep, id, TCPS_CLOSED, EV_TIMEOUT, now, hs[i % _POLL_GROUP])
-            elif st == TCPS_SYN_SENT:
-                if c.retransmits >= ep.cfg.syn_retries:
-                    _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
-                else:
-                    c.retransmits += 1
-                    ep.retransmissions += 1
-                    _send_syn(ep, c, now)
-                    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
-                    _arm(ep, id, now + _rto(ep, c.retransmits))
-            elif st == TCPS_SYN_RECEIVED:
-                if c.retransmits >= ep.cfg.synack_retries:
-                    _close_record(ep, id, TCPS_LISTEN if (c.flags & CONN_F_PASSIVE) else TCPS_CLOSED,
-                                  EV_RETRANSMIT_LIMIT, now)
-                else:
-                    c.retransmits += 1
-                    ep.retransmissions += 1
-                    _send_synack(ep, c, now)
-                    _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
-                    _arm(ep, id, now + _rto(ep, c.retransmits))
+            elif st == TCPS_SYN_SENT or st == TCPS_SYN_RECEIVED:
+                _handshake_timer(ep, id, c, st, now)
             else:
-                if c.retransmits >= ep.cfg.retries2:
-                    _close_record(ep, id, TCPS_CLOSED, EV_RETRANSMIT_LIMIT, now)
-                    continue
-                c.retransmits += 1
-                if (st == TCPS_FIN_WAIT_1 or st == TCPS_CLOSING or st == TCPS_LAST_ACK) \
-                        and c.snd_una == c.snd_nxt - 1:
-                    # only our FIN is outstanding: resend it here
-                    ep.retransmissions += 1
-                    _send(ep, c, TCP_FLAG_FIN | TCP_FLAG_ACK, c.snd_nxt - 1, c.rcv_nxt, NULL, 0, now)
-                _event(ep, id, st, st, EV_RETRANSMIT, c.retransmits, 0, now)
-                _arm(ep, id, now + _rto(ep, c.retransmits))
+                _retransmit_timer(ep, id, c, st, now)
         if n < cap:
             break

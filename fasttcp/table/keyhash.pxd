@@ -132,6 +132,20 @@ cdef inline uint64_t ft_key_store_hash(const ft_table_t *t, ft_key_t *k, uint64_
     return ft_hash_words(t, w0, w1, w2, w3, w4)
 
 
+cdef inline uint64_t ft_key_build_hash(const ft_table_t *t, ft_key_t *k, uint8_t family, uint16_t lport,
+                                       uint16_t rport, const uint8_t *laddr, const uint8_t *raddr) noexcept nogil:
+    """Build a key from a parsed packet's fields (its addresses 16 zero-padded bytes
+    each, as in pkt_t) as five words in registers, store it in `k`, and return its
+    hash: the per-packet key of the endpoint (local = the destination) and of the
+    tracker (canonical order)."""
+    cdef uint64_t a0, a1, b0, b1
+    memcpy(&a0, laddr, 8)
+    memcpy(&a1, laddr + 8, 8)
+    memcpy(&b0, raddr, 8)
+    memcpy(&b1, raddr + 8, 8)
+    return ft_key_store_hash(t, k, ft_key_word0(family, lport, rport), a0, a1, b0, b1)
+
+
 cdef inline uint64_t ft_hash_words5(const ft_table_t *t, uint64_t w0, uint64_t w1, uint64_t w2,
                                     uint64_t w3, uint64_t w4) noexcept nogil:
     """NH over all five key words, whatever the family."""

@@ -268,8 +268,14 @@ cdef inline void ftx_set_deadline(ft_table_t *t, uint32_t id, uint64_t deadline)
         ftx_wheel_link(t, id, deadline)
 
 
-cdef inline uint32_t ftx_victim(ft_table_t *t) noexcept nogil:
-    # conntrack early_drop / Linux tw bucket cap: TIME-WAIT first, then never-established
+cdef inline uint32_t ftx_victim(const ft_table_t *t) noexcept nogil:
+    """The table's eviction rule, for an insert into a full table: the record it gives
+    up, its oldest TIME-WAIT, else its oldest never-established one (conntrack's
+    early_drop, Linux's cap on TIME-WAIT buckets). FT_NIL when it has neither, or when
+    it refuses inserts rather than evict. The endpoint and the tracker ask it too: they
+    finish the victim with an event or a row of their own before inserting."""
+    if not t.evict:
+        return FT_NIL
     if t.class_head[FT_CLASS_TIME_WAIT] != FT_NIL:
         return t.class_head[FT_CLASS_TIME_WAIT]
     return t.class_head[FT_CLASS_EMBRYONIC]
@@ -284,9 +290,6 @@ cdef inline int64_t ftx_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t 
     cdef uint8_t gen
     evicted[0] = FT_NIL
     if t.count >= t.capacity:
-        if not t.evict:
-            t.stats.refusals += 1
-            return FT_TABLE_FULL
         id = ftx_victim(t)
         if id == FT_NIL:
             t.stats.refusals += 1

@@ -116,10 +116,10 @@ ctypedef struct ft_table_t:
     uint32_t free_head                # recycled records, linked through c_next
     uint64_t nslots                   # capacity * 5/3 + 1 (>= 16): index at most 60% full
     uint64_t secret[6]                # hash key: 5 NH words + 1 finaliser
-    uint64_t timeout[11]              # per-state timeout, microseconds (0 = none)
+    uint64_t timeout[TCPS_COUNT]      # per-state timeout, microseconds (0 = none)
     uint64_t cursor                   # timer wheel: last tick processed by expire
-    uint32_t class_head[3]
-    uint32_t class_tail[3]
+    uint32_t class_head[FT_NCLASSES]  # oldest record of each eviction class
+    uint32_t class_tail[FT_NCLASSES]
     uint8_t state_class[16]           # eviction class of each state code (the owner's states)
     bint symmetric                    # canonical key order: both directions find one record
     bint evict                        # when full: evict by rule (else refuse)

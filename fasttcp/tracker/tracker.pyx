@@ -16,9 +16,9 @@ from fasttcp.wire.codec cimport ft_parse_ip_inline, ft_zero_small
 from fasttcp.wire.spans cimport ft_first_bad_span, ft_first_at_least
 from fasttcp.table.table cimport *
 from fasttcp.tracker.tracker cimport *
-from fasttcp.table.keyhash cimport ft_key_store_hash, ft_key_word0, ft_be64, ft_home
+from fasttcp.table.keyhash cimport ft_key_build_hash, ft_be64, ft_home
 from fasttcp.table.ops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
-                                ftx_set_deadline, ftx_prefetch_w, FT_PREFETCH_W)
+                                ftx_set_deadline, ftx_prefetch_w, ftx_victim, FT_PREFETCH_W)
 
 import os
 
@@ -136,9 +136,8 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     s.plen = s.p.tcp_len - s.p.header_len
     s.ip_len = (s.p.tcp_off - s.p.ip_off) + s.p.tcp_len
     # the canonical key (same order as ft_key_canonical: addresses as big-endian
-    # numbers, then ports), built and hashed as five words in registers
-    cdef uint64_t a0, a1, b0, b1, t0
-    cdef uint16_t lp = s.p.src_port, rp = s.p.dst_port, tp
+    # numbers, then ports)
+    cdef uint64_t a0, a1, b0, b1
     memcpy(&a0, s.p.src, 8)
     memcpy(&a1, s.p.src + 8, 8)
     memcpy(&b0, s.p.dst, 8)
@@ -148,12 +147,11 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     elif a1 != b1:
         s.swapped = ft_be64(a1) > ft_be64(b1)
     else:
-        s.swapped = lp > rp
+        s.swapped = s.p.src_port > s.p.dst_port
     if s.swapped:
-        t0 = a0; a0 = b0; b0 = t0
-        t0 = a1; a1 = b1; b1 = t0
-        tp = lp; lp = rp; rp = tp
-    s.h = ft_key_store_hash(&tr.tab, &s.k, ft_key_word0(s.p.version, lp, rp), a0, a1, b0, b1)
+        s.h = ft_key_build_hash(&tr.tab, &s.k, s.p.version, s.p.dst_port, s.p.src_port, s.p.dst, s.p.src)
+    else:
+        s.h = ft_key_build_hash(&tr.tab, &s.k, s.p.version, s.p.src_port, s.p.dst_port, s.p.src, s.p.dst)
 
 
 cdef inline void _prefetch_records(tr_t *tr, uint64_t h) noexcept nogil:
@@ -204,10 +202,8 @@ cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcep
                 != TCP_FLAG_SYN:
             return TV_UNTRACKED
         if tr.tab.count >= tr.tab.capacity:
-            victim = tr.tab.class_head[FT_CLASS_TIME_WAIT]
+            victim = ftx_victim(&tr.tab)
             if victim == FT_NIL:
-                victim = tr.tab.class_head[FT_CLASS_EMBRYONIC]
-            if victim == FT_NIL or not tr.tab.evict:
                 return TV_TABLE_FULL
             tr.evicted += 1
             _finish(tr, victim, END_EVICTED)
@@ -222,7 +218,7 @@ cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcep
             # Zeek's likely_server_ports: a first packet that is not a plain SYN, sent
             # from a server port, came from the responder
             _swap_roles(tr, <uint32_t>id)
-            _hist_raw(&tr.recs[id], 94)        # '^'
+            _hist_raw(&tr.recs[id], H_FLIPPED)
     else:
         uid = <uint32_t>id
         zd = _direction(tr, uid, swapped)
@@ -244,9 +240,9 @@ cdef inline int _track(tr_t *tr, _stage_t *s, uint64_t now, int64_t pkt) noexcep
     zd = _direction(tr, uid, swapped)
     if bad_csum:
         # like Zeek without -C: the packet only leaves a 'C' in the history
-        _hist_scaled(r, H_C, zd, &r.d[zd].n_csum)
+        _hist_scaled(r, H_BAD_CSUM, zd, &r.d[zd].n_csum)
         return FT_ERR_BAD_CHECKSUM
-    if r.hist_len == 1 and r.history[0] == 72 and not (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) \
+    if _began_with_synack(r) and not (pp.flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) \
             and ((pp.flags & TCP_FLAG_ACK) or plen):
         # the connection began with a SYN-ACK ('H'): the side that answers it with an
         # ACK or data is the client after all

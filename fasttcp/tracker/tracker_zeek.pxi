@@ -17,7 +17,7 @@ cdef enum:
     _BIG_JUMP = 1 << 20               # a SYN/RST this far off is not trusted to move last_seq
 
 
-cdef inline bint _check_once(trk_t *r, int cat, int letter, int d) noexcept nogil:
+cdef inline bint _check_once(trk_t *r, int cat, char letter, int d) noexcept nogil:
     """Record `letter` the first time category `cat` happens in direction d; True if
     it had happened before (Zeek's CheckHistory)."""
     cdef uint32_t bit = (<uint32_t>1) << (cat * 2 + d)
@@ -138,7 +138,7 @@ cdef void _ack_gap(trk_t *r, trk_dir_t *e, trk_dir_t *peer, int ed, uint32_t a) 
     if (r.cflags & C_PARTIAL) and a - e.start_seq <= 2:
         return
     if _clean(e) and _clean(peer):
-        _hist_scaled(r, H_G, ed, &e.n_gap)
+        _hist_scaled(r, H_GAP, ed, &e.n_gap)
         e.missed += gap
 
 
@@ -203,6 +203,85 @@ cdef bint _zeek_state(trk_t *r, trk_dir_t *e, trk_dir_t *peer, bint is_orig, uin
     return reverse
 
 
+cdef inline void _zeek_note_partial(trk_t *r, const trk_dir_t *e, bint is_orig, bint syn,
+                                    bint ack) noexcept nogil:
+    """Zeek's is_partial, at each side's first packet: the connection did not start
+    with the originator's plain SYN."""
+    if e.flags & D_FIRST_SEEN:
+        return
+    if is_orig:
+        if (not syn) or ack:
+            r.cflags |= C_PARTIAL
+        else:
+            r.cflags &= ~C_PARTIAL
+    elif not (r.cflags & C_PARTIAL) and not syn:
+        r.cflags |= C_PARTIAL
+
+
+cdef inline void _zeek_seq_space(trk_dir_t *e, bint syn, uint32_t seq, uint32_t end_seq) noexcept nogil:
+    """The sender's sequence space starts at its SYN (again at a new SYN); a side first
+    seen without one gets a pretend SYN at seq - 1."""
+    cdef uint8_t st = e.zstate
+    if st == Z_INACTIVE:
+        if syn:
+            _reinit(e, seq, end_seq)
+        else:
+            _reinit(e, seq - 1, seq)
+    elif (st == Z_SYN_SENT or st == Z_SYN_ACK_SENT) and syn and seq != e.start_seq:
+        _reinit(e, seq, end_seq)
+    elif (st == Z_ESTABLISHED or st == Z_PARTIAL) and syn:
+        _reinit(e, seq, end_seq)
+    elif st == Z_RESET and syn and e.zprev == Z_INACTIVE:
+        _reinit(e, seq, end_seq)
+
+
+cdef inline void _zeek_history(trk_t *r, trk_dir_t *e, int d, bint syn, bint fin, bint rst, bint ack,
+                               uint32_t plen, uint32_t rel_seq) noexcept nogil:
+    """The packet's letter: S/H, F and R once, and again only at a new position; D, A,
+    I (FIN with RST) and Q (other flag mixes) once per direction."""
+    cdef int nflags = syn + fin + rst
+    if nflags >= 2:
+        if fin and rst:
+            _check_once(r, HC_FIN_RST, H_INCONSISTENT, d)
+        else:
+            _check_once(r, HC_MULTI, H_MULTI_FLAG, d)
+    elif nflags == 1:
+        if syn:
+            if _check_once(r, HC_SYN, H_SYNACK if ack else H_SYN, d) and rel_seq != e.hist_last_syn:
+                _hist_add(r, H_SYNACK if ack else H_SYN, d)
+            e.hist_last_syn = rel_seq
+        if fin:
+            if _check_once(r, HC_FIN, H_FIN, d) and rel_seq + plen != e.hist_last_fin:
+                _hist_add(r, H_FIN, d)
+            e.hist_last_fin = rel_seq + plen
+        if rst:
+            if _check_once(r, HC_RST, H_RST, d) and rel_seq != e.hist_last_rst:
+                _hist_add(r, H_RST, d)
+            e.hist_last_rst = rel_seq
+    elif plen:
+        _check_once(r, HC_DATA, H_DATA, d)
+    elif ack:
+        _check_once(r, HC_ACK, H_ACK, d)
+
+
+cdef inline void _zeek_last_seq(trk_t *r, trk_dir_t *e, int d, bint syn, bint fin, bint rst,
+                                uint32_t plen, uint32_t end_seq) noexcept nogil:
+    """The sender's highest sequence number, and its retransmissions: payload that does
+    not extend the sequence space ('T'). A SYN or RST far off does not move it."""
+    cdef int32_t dl = <int32_t>(end_seq - e.last_seq)
+    if (syn or rst) and (dl > _BIG_JUMP or dl < -_BIG_JUMP):
+        pass
+    elif fin and e.last_seq == e.start_seq + 1:
+        _set_last(e, end_seq)
+    elif e.zstate == Z_RESET:
+        pass
+    elif dl > 0:
+        _set_last(e, end_seq)
+    elif plen > 0:
+        e.retrans += 1
+        _hist_scaled(r, H_RETRANS, d, &e.n_rexmit)
+
+
 cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uint32_t ip_len,
                 uint64_t now) noexcept nogil:
     """Zeek's processing of one checksum-valid packet from direction d. Returns True
@@ -215,59 +294,15 @@ cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uin
     cdef bint rst = (f & TCP_FLAG_RST) != 0, ack = (f & TCP_FLAG_ACK) != 0
     cdef bint is_orig = d == 0, underflow, ack_under = False, reverse
     cdef uint32_t seq = p.seq, seg_len, end_seq, rel_seq
-    cdef int32_t dl
-    cdef int nflags = syn + fin + rst
-    cdef uint8_t st = e.zstate
-    # is_partial: the connection did not start with the originator's plain SYN
-    if not (e.flags & D_FIRST_SEEN):
-        if is_orig:
-            if (not syn) or ack:
-                r.cflags |= C_PARTIAL
-            else:
-                r.cflags &= ~C_PARTIAL
-        elif not (r.cflags & C_PARTIAL) and not syn:
-            r.cflags |= C_PARTIAL
+    _zeek_note_partial(r, e, is_orig, syn, ack)
     seg_len = plen + syn + fin - (plen if rst else 0)
     end_seq = seq + seg_len
-    # the sender's sequence space (a side first seen without SYN gets a pretend SYN at seq-1)
-    if st == Z_INACTIVE:
-        if syn:
-            _reinit(e, seq, end_seq)
-        else:
-            _reinit(e, seq - 1, seq)
-    elif (st == Z_SYN_SENT or st == Z_SYN_ACK_SENT) and syn and seq != e.start_seq:
-        _reinit(e, seq, end_seq)
-    elif (st == Z_ESTABLISHED or st == Z_PARTIAL) and syn:
-        _reinit(e, seq, end_seq)
-    elif st == Z_RESET and syn and e.zprev == Z_INACTIVE:
-        _reinit(e, seq, end_seq)
+    _zeek_seq_space(e, syn, seq, end_seq)
     rel_seq = seq - e.start_seq
     underflow = <int32_t>rel_seq < 0
-    # history letters: S/H, F, R again only at a new position; A, D, I, Q once
-    if nflags >= 2:
-        if fin and rst:
-            _check_once(r, HC_FIN_RST, H_I, d)
-        else:
-            _check_once(r, HC_MULTI, H_Q, d)
-    elif nflags == 1:
-        if syn:
-            if _check_once(r, HC_SYN, H_H if ack else H_S, d) and rel_seq != e.hist_last_syn:
-                _hist_add(r, H_H if ack else H_S, d)
-            e.hist_last_syn = rel_seq
-        if fin:
-            if _check_once(r, HC_FIN, H_F, d) and rel_seq + plen != e.hist_last_fin:
-                _hist_add(r, H_F, d)
-            e.hist_last_fin = rel_seq + plen
-        if rst:
-            if _check_once(r, HC_RST, H_R, d) and rel_seq != e.hist_last_rst:
-                _hist_add(r, H_R, d)
-            e.hist_last_rst = rel_seq
-    elif plen:
-        _check_once(r, HC_DATA, H_D, d)
-    elif ack:
-        _check_once(r, HC_ACK, H_A, d)
+    _zeek_history(r, e, d, syn, fin, rst, ack, plen, rel_seq)
     if p.window == 0 and not rst and peer.zstate != Z_CLOSED and e.zstate != Z_RESET:
-        _hist_scaled(r, H_W, d, &e.n_zero)
+        _hist_scaled(r, H_ZERO_WIN, d, &e.n_zero)
     # duration stops at the packet that completes a close (the last ACK does not count)
     if not ((e.flags & D_DID_CLOSE) and (peer.flags & D_DID_CLOSE)) and now > r.last_us:
         r.last_us = now
@@ -282,19 +317,7 @@ cdef bint _zeek(tr_t *tr, uint32_t id, int d, const pkt_t *p, uint32_t plen, uin
             ack_under = True
         elif not rst:
             _advance_ack(peer, p.ack)
-    # last_seq, and retransmissions: payload that does not extend the sequence space
-    dl = <int32_t>(end_seq - e.last_seq)
-    if (syn or rst) and (dl > _BIG_JUMP or dl < -_BIG_JUMP):
-        pass
-    elif fin and e.last_seq == e.start_seq + 1:
-        _set_last(e, end_seq)
-    elif e.zstate == Z_RESET:
-        pass
-    elif dl > 0:
-        _set_last(e, end_seq)
-    elif plen > 0:
-        e.retrans += 1
-        _hist_scaled(r, H_T, d, &e.n_rexmit)
+    _zeek_last_seq(r, e, d, syn, fin, rst, plen, end_seq)
     reverse = _zeek_state(r, e, peer, is_orig, f, seq, plen)
     if ack and not ack_under:
         _ack_received(r, peer, e, 1 - d, p.ack)

@@ -24,6 +24,16 @@ cdef int ft_parse_ip(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *e
 cdef enum:
     FT_PARSE_SLOW = -1
     IPPROTO_TCP = 6
+
+# Option words of Linux's layouts (tcp_options_write), as big-endian 32-bit values (and
+# the top bytes of the two that end in a value)
+cdef enum:
+    OPTW_NOP_NOP_TS = (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_TIMESTAMP << 8) | TCPOLEN_TIMESTAMP
+    OPTW_SACK_PERM_TS = (TCPOPT_SACK_PERM << 24) | (TCPOLEN_SACK_PERM << 16) | (TCPOPT_TIMESTAMP << 8) \
+        | TCPOLEN_TIMESTAMP
+    OPTW_NOP_NOP_SACK_PERM = (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK_PERM << 8) | TCPOLEN_SACK_PERM
+    OPTW_MSS = (TCPOPT_MSS << 8) | TCPOLEN_MSS                              # then the 16-bit MSS
+    OPTW_NOP_WSCALE = (TCPOPT_NOP << 16) | (TCPOPT_WSCALE << 8) | TCPOLEN_WSCALE  # then the shift
 cdef int ft_parse_ip_general(const uint8_t *buf, size_t length, pkt_t *p, parse_err_t *err,
                              bint verify) noexcept nogil
 
@@ -82,15 +92,15 @@ cdef extern from *:
 cdef inline void ft_tcp_fixed_fields(const uint8_t *t, pkt_t *p, bint lean=False) noexcept nogil:
     """The fixed 20-byte TCP header's fields (t points at it; the caller checked it is
     there). `lean`: not the checksum and urgent pointer (see ft_parse_ip_fast)."""
-    p.src_port = ft_load_be16(t)
-    p.dst_port = ft_load_be16(t + 2)
-    p.seq = ft_load_be32(t + 4)
-    p.ack = ft_load_be32(t + 8)
-    p.flags = ((t[12] & 1) << 8) | t[13]
-    p.window = ft_load_be16(t + 14)
+    p.src_port = ft_load_be16(t + TCP_SPORT)
+    p.dst_port = ft_load_be16(t + TCP_DPORT)
+    p.seq = ft_load_be32(t + TCP_SEQ)
+    p.ack = ft_load_be32(t + TCP_ACK_SEQ)
+    p.flags = ((t[TCP_DOFF] & 1) << 8) | t[TCP_FLAGS]        # AE, then CWR .. FIN
+    p.window = ft_load_be16(t + TCP_WINDOW)
     if not lean:
-        p.checksum = ft_load_be16(t + 16)
-        p.urgent = ft_load_be16(t + 18)
+        p.checksum = ft_load_be16(t + TCP_CSUM)
+        p.urgent = ft_load_be16(t + TCP_URG_PTR)
 
 
 cdef inline void ft_put_timestamp_option(uint8_t *out, uint8_t lead0, uint8_t lead1,
@@ -98,7 +108,8 @@ cdef inline void ft_put_timestamp_option(uint8_t *out, uint8_t lead0, uint8_t le
     """Two lead bytes (NOP NOP, or SACK-permitted) and the 10-byte timestamp option: the
     12-byte word-aligned layout Linux sends. Written as three 32-bit stores, the width
     the segment builder reads them back with (store forwarding)."""
-    ft_store_be32(out, (<uint32_t>lead0 << 24) | (<uint32_t>lead1 << 16) | (TCPOPT_TIMESTAMP << 8) | 10)
+    ft_store_be32(out, (<uint32_t>lead0 << 24) | (<uint32_t>lead1 << 16) | (TCPOPT_TIMESTAMP << 8)
+                  | TCPOLEN_TIMESTAMP)
     ft_store_be32(out + 4, tsval)
     ft_store_be32(out + 8, tsecr)
 
@@ -113,19 +124,19 @@ cdef inline size_t ft_put_linux_options(uint8_t *out, bint mss, uint16_t mss_val
     bytes; returns the bytes written."""
     cdef size_t n = 0
     if mss:
-        ft_store_be32(out, (TCPOPT_MSS << 24) | (4 << 16) | <uint32_t>mss_value)
+        ft_store_be32(out, (OPTW_MSS << 16) | <uint32_t>mss_value)
         n = 4
     if ts:
         if sack_perm:
-            ft_put_timestamp_option(out + n, TCPOPT_SACK_PERM, 2, tsval, tsecr)
+            ft_put_timestamp_option(out + n, TCPOPT_SACK_PERM, TCPOLEN_SACK_PERM, tsval, tsecr)
         else:
             ft_put_timestamp_option(out + n, TCPOPT_NOP, TCPOPT_NOP, tsval, tsecr)
-        n += 12
+        n += TCPOLEN_TSTAMP_ALIGNED
     elif sack_perm:
-        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK_PERM << 8) | 2)
+        ft_store_be32(out + n, OPTW_NOP_NOP_SACK_PERM)
         n += 4
     if wscale:
-        ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_WSCALE << 16) | (3 << 8) | <uint32_t>shift)
+        ft_store_be32(out + n, (OPTW_NOP_WSCALE << 8) | <uint32_t>shift)
         n += 4
     return n
 
@@ -141,7 +152,7 @@ cdef inline int ft_encode_options_inline(const tcp_opts_t *o, uint8_t *out, size
     if o.present & OPT_HAS_MSS:
         need += 4
     if ts:
-        need += 12
+        need += TCPOLEN_TSTAMP_ALIGNED
     elif sp:
         need += 4
     if o.present & OPT_HAS_WSCALE:
@@ -149,19 +160,19 @@ cdef inline int ft_encode_options_inline(const tcp_opts_t *o, uint8_t *out, size
     if (o.present & OPT_HAS_SACK) and o.sack_count:
         if o.sack_count > TCP_MAX_SACK_BLOCKS:
             return -1
-        need += 4 + 8 * o.sack_count
+        need += 2 + TCPOLEN_SACK_BASE + TCPOLEN_SACK_BLOCK * o.sack_count     # NOP NOP SACK
     if need > cap:
         return -1
     n = ft_put_linux_options(out, (o.present & OPT_HAS_MSS) != 0, o.mss, sp, ts, o.tsval, o.tsecr,
                              (o.present & OPT_HAS_WSCALE) != 0, o.wscale)
     if (o.present & OPT_HAS_SACK) and o.sack_count:
         ft_store_be32(out + n, (TCPOPT_NOP << 24) | (TCPOPT_NOP << 16) | (TCPOPT_SACK << 8)
-                      | <uint32_t>(2 + 8 * o.sack_count))
+                      | <uint32_t>(TCPOLEN_SACK_BASE + TCPOLEN_SACK_BLOCK * o.sack_count))
         n += 4
         for k in range(o.sack_count):
             ft_store_be32(out + n, o.sack_left[k])
             ft_store_be32(out + n + 4, o.sack_right[k])
-            n += 8
+            n += TCPOLEN_SACK_BLOCK
     return <int>n
 
 
@@ -177,33 +188,33 @@ cdef inline bint _linux_layout(const uint8_t *opt, size_t n, tcp_opts_t *o) noex
     # ft_parse_options.
     cdef size_t i = 0
     cdef uint32_t w = ft_load_be32(opt)          # n >= 4: a TCP header grows in words
-    if n == 12 and w == 0x0101080a:
+    if n == TCPOLEN_TSTAMP_ALIGNED and w == OPTW_NOP_NOP_TS:
         # NOP NOP TS alone: nearly every segment after the handshake
         o.present = OPT_HAS_TIMESTAMP
         o.tsval = ft_load_be32(opt + 4)
         o.tsecr = ft_load_be32(opt + 8)
         return True
-    if (w >> 16) == 0x0204:
+    if (w >> 16) == OPTW_MSS:
         o.mss = <uint16_t>w
         o.present = OPT_HAS_MSS
         i = 4
         if i == n:
             return True
         w = ft_load_be32(opt + i)
-    if w == 0x0101080a or w == 0x0402080a:
-        if i + 12 > n:
+    if w == OPTW_NOP_NOP_TS or w == OPTW_SACK_PERM_TS:
+        if i + TCPOLEN_TSTAMP_ALIGNED > n:
             return False
-        o.present |= OPT_HAS_TIMESTAMP | (OPT_HAS_SACK_PERM if w == 0x0402080a else 0)
+        o.present |= OPT_HAS_TIMESTAMP | (OPT_HAS_SACK_PERM if w == OPTW_SACK_PERM_TS else 0)
         o.tsval = ft_load_be32(opt + i + 4)
         o.tsecr = ft_load_be32(opt + i + 8)
-        i += 12
-    elif w == 0x01010402:
+        i += TCPOLEN_TSTAMP_ALIGNED
+    elif w == OPTW_NOP_NOP_SACK_PERM:
         o.present |= OPT_HAS_SACK_PERM
         i += 4
     if i == n:
         return True
     w = ft_load_be32(opt + i)
-    if (w >> 8) == 0x010303 and i + 4 == n:
+    if (w >> 8) == OPTW_NOP_WSCALE and i + 4 == n:
         o.wscale = <uint8_t>w
         o.present |= OPT_HAS_WSCALE
         return True
@@ -229,29 +240,31 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
     cdef const uint8_t *t
     cdef uint64_t s, w
     cdef uint32_t a4, b4
-    if length >= 40 and b[0] == 0x45:
-        tot = ft_load_be16(b + 2)
-        if tot < 40 or tot > length or b[9] != IPPROTO_TCP or (ft_load_be16(b + 6) & 0x3fff):
+    if length >= IPV4_HDR_LEN + TCP_HDR_LEN and b[IPV4_VER_IHL] == IPV4_VER_IHL_PLAIN:
+        tot = ft_load_be16(b + IPV4_TOT_LEN)
+        if tot < IPV4_HDR_LEN + TCP_HDR_LEN or tot > length or b[IPV4_PROTOCOL] != IPPROTO_TCP \
+                or (ft_load_be16(b + IPV4_FRAG_OFF) & (IPV4_MF | IPV4_OFFSET_MASK)):
             return FT_PARSE_SLOW
-        ipl = 20
-    elif length >= 60 and (b[0] >> 4) == 6 and b[6] == IPPROTO_TCP:
-        tot = 40 + <size_t>ft_load_be16(b + 4)
-        if tot < 60 or tot > length:
+        ipl = IPV4_HDR_LEN
+    elif length >= IPV6_HDR_LEN + TCP_HDR_LEN and (b[0] >> 4) == 6 and b[IPV6_NEXTHDR] == IPPROTO_TCP:
+        tot = IPV6_HDR_LEN + <size_t>ft_load_be16(b + IPV6_PAYLOAD_LEN)
+        if tot < IPV6_HDR_LEN + TCP_HDR_LEN or tot > length:
             return FT_PARSE_SLOW
-        ipl = 40
+        ipl = IPV6_HDR_LEN
     else:
         return FT_PARSE_SLOW
     t = b + ipl
     tcp_len = tot - ipl
-    hl = (t[12] >> 4) * 4
-    if hl < 20 or hl > tcp_len:
+    hl = (t[TCP_DOFF] >> 4) * 4
+    if hl < TCP_HDR_LEN or hl > tcp_len:
         return FT_PARSE_SLOW
     if verify:
-        if ipl == 20:
+        if ipl == IPV4_HDR_LEN:
             if not ft_ipv4_tcp_ok(b, <uint32_t>tcp_len):
                 return FT_PARSE_SLOW
         else:
-            s = ft_csum_partial(t, tcp_len, ft_csum_pseudo6(b + 8, b + 24, <uint32_t>tcp_len, IPPROTO_TCP))
+            s = ft_csum_partial(t, tcp_len, ft_csum_pseudo6(b + IPV6_SADDR, b + IPV6_DADDR, <uint32_t>tcp_len,
+                                                            IPPROTO_TCP))
             if not ft_csum_ok(s):
                 return FT_PARSE_SLOW
     if lean:
@@ -262,20 +275,21 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
         memcpy((<uint8_t *>&p.opts) + 8, &w, 8)      # tsval, tsecr
     else:
         ft_zero_small(p, sizeof(pkt_t))
-    if hl > 20 and not _linux_layout(t + 20, hl - 20, &p.opts):
+    if hl > TCP_HDR_LEN and not _linux_layout(t + TCP_HDR_LEN, hl - TCP_HDR_LEN, &p.opts):
         memset(&p.opts, 0, sizeof(tcp_opts_t))
-        if ft_parse_options(t + 20, hl - 20, &p.opts, err, <uint32_t>(ipl + 20)) != FT_OK:
+        if ft_parse_options(t + TCP_HDR_LEN, hl - TCP_HDR_LEN, &p.opts, err,
+                            <uint32_t>(ipl + TCP_HDR_LEN)) != FT_OK:
             return FT_PARSE_SLOW
-    if ipl == 20:
+    if ipl == IPV4_HDR_LEN:
         p.version = 4
         if not lean:
-            p.ttl = b[8]
-            p.ip_id = ft_load_be16(b + 4)
+            p.ttl = b[IPV4_TTL]
+            p.ip_id = ft_load_be16(b + IPV4_ID)
         # each address as two whole 8-byte words (zero padded), the width its readers
         # load it with: a load that spans a 4-byte store and the memset above cannot
         # be forwarded from the store buffer and stalls
-        memcpy(&a4, b + 12, 4)
-        memcpy(&b4, b + 16, 4)
+        memcpy(&a4, b + IPV4_SADDR, 4)
+        memcpy(&b4, b + IPV4_DADDR, 4)
         w = ft_addr4_word(a4)
         memcpy(p.src, &w, 8)
         w = ft_addr4_word(b4)
@@ -290,11 +304,11 @@ cdef inline int ft_parse_ip_fast(const uint8_t *b, size_t length, pkt_t *p, pars
         p.ip_csum_state = 1 if verify else 0
     else:
         p.version = 6
-        memcpy(p.src, b + 8, 16)
-        memcpy(p.dst, b + 24, 16)
+        memcpy(p.src, b + IPV6_SADDR, 16)
+        memcpy(p.dst, b + IPV6_DADDR, 16)
         if not lean:
-            p.ttl = b[7]
-            memcpy(p.csum_dst, b + 24, 16)
+            p.ttl = b[IPV6_HOP_LIMIT]
+            memcpy(p.csum_dst, b + IPV6_DADDR, 16)
     p.csum_state = 1 if verify else 0
     ft_tcp_fixed_fields(t, p, lean)
     p.tcp_off = <uint32_t>ipl
@@ -324,14 +338,14 @@ cdef inline void ft_tcp_fill_checksum(uint8_t *tcp, size_t tcp_len, int version,
                                       const uint8_t *src, const uint8_t *dst) noexcept nogil:
     cdef uint64_t s
     cdef uint16_t c
-    tcp[16] = 0
-    tcp[17] = 0
+    tcp[TCP_CSUM] = 0
+    tcp[TCP_CSUM + 1] = 0
     if version == 4:
         s = ft_csum_pseudo4(src, dst, <uint32_t>tcp_len, IPPROTO_TCP)
     else:
         s = ft_csum_pseudo6(src, dst, <uint32_t>tcp_len, IPPROTO_TCP)
     c = <uint16_t>~ft_csum_fold(ft_csum_partial(tcp, tcp_len, s))
-    memcpy(tcp + 16, &c, 2)          # host-order sum stored as-is is the wire value
+    memcpy(tcp + TCP_CSUM, &c, 2)    # host-order sum stored as-is is the wire value
 
 
 cdef inline uint64_t ft_put_headers(uint8_t *out, int version, const uint8_t *src, const uint8_t *dst,
@@ -347,7 +361,7 @@ cdef inline uint64_t ft_put_headers(uint8_t *out, int version, const uint8_t *sr
     # reach the cache (that stall, three times a handshake, was a quarter of the
     # endpoint's time). A word is summed as its native-order load would read it
     # (ft_htonl of the big-endian value), so the sum matches ft_csum_partial's.
-    cdef size_t iphl = 20 if version == 4 else 40
+    cdef size_t iphl = IPV4_HDR_LEN if version == 4 else IPV6_HDR_LEN
     cdef size_t total = iphl + thl + payload_len
     cdef uint8_t *t
     cdef uint32_t w, a4, b4
@@ -355,21 +369,23 @@ cdef inline uint64_t ft_put_headers(uint8_t *out, int version, const uint8_t *sr
     if version == 4:
         memcpy(&a4, src, 4)
         memcpy(&b4, dst, 4)
-        # ID 0 with DF, as Linux does (RFC 6864)
-        w = (<uint32_t>ttl << 24) | (<uint32_t>IPPROTO_TCP << 16)       # checksum field 0
-        s = (<uint64_t>ft_htonl(0x45000000u | <uint32_t>total) + ft_htonl(0x00004000u)
+        # words: version/IHL/TOS/total length; ID 0 with DF, as Linux does (RFC 6864);
+        # TTL/protocol/checksum (0 while summing); the addresses
+        w = (<uint32_t>ttl << 24) | (<uint32_t>IPPROTO_TCP << 16)
+        s = (<uint64_t>ft_htonl((<uint32_t>IPV4_VER_IHL_PLAIN << 24) | <uint32_t>total) + ft_htonl(IPV4_DF)
              + ft_htonl(w) + a4 + b4)
-        ft_store_be32(out, 0x45000000u | <uint32_t>total)
-        ft_store_be32(out + 4, 0x00004000u)
-        ft_store_be32(out + 8, w | ft_htons(<uint16_t>~ft_csum_fold(s)))
-        memcpy(out + 12, &a4, 4)
-        memcpy(out + 16, &b4, 4)
+        ft_store_be32(out + IPV4_VER_IHL, (<uint32_t>IPV4_VER_IHL_PLAIN << 24) | <uint32_t>total)
+        ft_store_be32(out + IPV4_ID, IPV4_DF)
+        ft_store_be32(out + IPV4_TTL, w | ft_htons(<uint16_t>~ft_csum_fold(s)))
+        memcpy(out + IPV4_SADDR, &a4, 4)
+        memcpy(out + IPV4_DADDR, &b4, 4)
         s = ft_csum_pseudo4(src, dst, <uint32_t>(thl + payload_len), IPPROTO_TCP)
     else:
-        ft_store_be32(out, 0x60000000u)
-        ft_store_be32(out + 4, (<uint32_t>(thl + payload_len) << 16) | (<uint32_t>IPPROTO_TCP << 8) | ttl)
-        memcpy(out + 8, src, 16)
-        memcpy(out + 24, dst, 16)
+        ft_store_be32(out, IPV6_VERSION_WORD)
+        ft_store_be32(out + IPV6_PAYLOAD_LEN,
+                      (<uint32_t>(thl + payload_len) << 16) | (<uint32_t>IPPROTO_TCP << 8) | ttl)
+        memcpy(out + IPV6_SADDR, src, 16)
+        memcpy(out + IPV6_DADDR, dst, 16)
         s = ft_csum_pseudo6(src, dst, <uint32_t>(thl + payload_len), IPPROTO_TCP)
     # the pseudo-header partial can be any 64-bit value (IPv6 addresses are summed as
     # 64-bit words): fold it to 33 bits so the plain adds below cannot carry out
@@ -377,15 +393,16 @@ cdef inline uint64_t ft_put_headers(uint8_t *out, int version, const uint8_t *sr
     s = (s & 0xffffffffu) + (s >> 32)
     t = out + iphl
     w = (<uint32_t>src_port << 16) | dst_port
-    ft_store_be32(t, w)
+    ft_store_be32(t + TCP_SPORT, w)
     s += ft_htonl(w)
-    ft_store_be32(t + 4, seq)
+    ft_store_be32(t + TCP_SEQ, seq)
     s += ft_htonl(seq)
-    ft_store_be32(t + 8, ack)
+    ft_store_be32(t + TCP_ACK_SEQ, ack)
     s += ft_htonl(ack)
+    # data offset, AE / CWR .. FIN, window
     w = ((<uint32_t>(((thl // 4) << 4) | ((flags >> 8) & 1))) << 24) | ((<uint32_t>flags & 0xff) << 16) \
         | window
-    ft_store_be32(t + 12, w)
+    ft_store_be32(t + TCP_DOFF, w)
     s += ft_htonl(w)
     return s
 
@@ -395,7 +412,7 @@ cdef inline void ft_put_tcp_checksum(uint8_t *t, uint64_t s, uint16_t urgent) no
     the urgent pointer's own share of the sum added here -- with its carry: after a
     payload's ft_csum_partial, `s` can be any 64-bit value."""
     s = ft_add_carry(s, ft_htonl(<uint32_t>urgent))
-    ft_store_be32(t + 16, (<uint32_t>ft_htons(<uint16_t>~ft_csum_fold(s)) << 16) | urgent)
+    ft_store_be32(t + TCP_CSUM, (<uint32_t>ft_htons(<uint16_t>~ft_csum_fold(s)) << 16) | urgent)
 
 
 # Write a complete IPv4 (version 4, 4-byte addresses) or IPv6 packet into out.
@@ -407,8 +424,8 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
                                        uint16_t flags, uint16_t window, uint16_t urgent,
                                        const uint8_t *opts, size_t optlen,
                                        const uint8_t *payload, size_t payload_len) noexcept nogil:
-    cdef size_t iphl = 20 if version == 4 else 40
-    cdef size_t thl = 20 + optlen
+    cdef size_t iphl = IPV4_HDR_LEN if version == 4 else IPV6_HDR_LEN
+    cdef size_t thl = TCP_HDR_LEN + optlen
     cdef size_t total = iphl + thl + payload_len
     cdef size_t i
     cdef uint8_t *t = out + iphl
@@ -416,14 +433,14 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
     cdef uint64_t s
     if optlen > TCP_MAX_OPT_BYTES or optlen % 4 != 0 or total > cap:
         return -1
-    if (version == 4 and total > 0xffff) or (version == 6 and total - 40 > 0xffff):
+    if (version == 4 and total > 0xffff) or (version == 6 and total - IPV6_HDR_LEN > 0xffff):
         return -1
     s = ft_put_headers(out, version, src, dst, ttl, thl, payload_len, src_port, dst_port, seq, ack,
                        flags, window)
     i = 0
     while i < optlen:                 # word by word: the options usually were just encoded
         memcpy(&w, opts + i, 4)
-        memcpy(t + 20 + i, &w, 4)
+        memcpy(t + TCP_HDR_LEN + i, &w, 4)
         s += w
         i += 4
     if payload_len:
@@ -441,13 +458,13 @@ cdef inline Py_ssize_t ft_build_ts_segment(uint8_t *out, int version, const uint
     timestamp in the NOP NOP TS layout: nearly every ACK and FIN a connection sends.
     The option words go straight into the packet (no option set to fill, encode and
     copy). `out` must have room for 72 bytes; returns the length."""
-    cdef size_t iphl = 20 if version == 4 else 40
-    cdef size_t thl = 32 if ts else 20
+    cdef size_t iphl = IPV4_HDR_LEN if version == 4 else IPV6_HDR_LEN
+    cdef size_t thl = TCP_HDR_LEN + TCPOLEN_TSTAMP_ALIGNED if ts else TCP_HDR_LEN
     cdef uint8_t *t = out + iphl
     cdef uint64_t s = ft_put_headers(out, version, src, dst, ttl, thl, 0, src_port, dst_port, seq, ack,
                                      flags, window)
     if ts:
-        ft_put_timestamp_option(t + 20, TCPOPT_NOP, TCPOPT_NOP, tsval, tsecr)
-        s += <uint64_t>ft_htonl(0x0101080au) + ft_htonl(tsval) + ft_htonl(tsecr)    # NOP NOP TS(10)
+        ft_put_timestamp_option(t + TCP_HDR_LEN, TCPOPT_NOP, TCPOPT_NOP, tsval, tsecr)
+        s += <uint64_t>ft_htonl(OPTW_NOP_NOP_TS) + ft_htonl(tsval) + ft_htonl(tsecr)
     ft_put_tcp_checksum(t, s, 0)
     return <Py_ssize_t>(iphl + thl)

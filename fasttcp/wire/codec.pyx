@@ -105,35 +105,36 @@ cdef inline int _parse_tcp_at(const uint8_t *buf, size_t length, size_t off, siz
     cdef const uint8_t *t = buf + off
     cdef size_t hl, have
     cdef int rc
-    if tcp_len < 20:
+    if tcp_len < TCP_HDR_LEN:
         if frag_field:
             return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, frag_field)
         return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_HEADER, off)
-    if length < off + 20:
+    if length < off + TCP_HDR_LEN:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_TCP_HEADER, off)
-    hl = (t[12] >> 4) * 4
-    if hl < 20:
-        return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + 12)
+    hl = (t[TCP_DOFF] >> 4) * 4
+    if hl < TCP_HDR_LEN:
+        return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + TCP_DOFF)
     if hl > tcp_len:
         if frag_field:
             return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, frag_field)
-        return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + 12)
+        return _fail(err, FT_ERR_BAD_TCP_HEADER, FT_FIELD_TCP_DATA_OFFSET, off + TCP_DOFF)
     if length < off + hl:
-        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_TCP_HEADER, off + 20)
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_TCP_HEADER, off + TCP_HDR_LEN)
     ft_tcp_fixed_fields(t, p)
     p.tcp_off = <uint32_t>off
     p.tcp_len = <uint32_t>tcp_len
     p.payload_off = <uint32_t>(off + hl)
     have = length - off               # bytes of the segment the caller really has
     p.payload_len = <uint32_t>((tcp_len if tcp_len < have else have) - hl)
-    if hl > 20:
-        rc = ft_parse_options(t + 20, hl - 20, &p.opts, err, <uint32_t>(off + 20))
+    if hl > TCP_HDR_LEN:
+        rc = ft_parse_options(t + TCP_HDR_LEN, hl - TCP_HDR_LEN, &p.opts, err, <uint32_t>(off + TCP_HDR_LEN))
         if rc != FT_OK:
             return rc
     p.header_len = <uint8_t>hl        # set last: nonzero means "header fields valid"
     if have < tcp_len:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_TOTAL_LENGTH if p.version == 4
-                     else FT_FIELD_IP6_PAYLOAD_LENGTH, p.ip_off + (2 if p.version == 4 else 4))
+                     else FT_FIELD_IP6_PAYLOAD_LENGTH,
+                     p.ip_off + (IPV4_TOT_LEN if p.version == 4 else IPV6_PAYLOAD_LEN))
     return FT_OK
 
 
@@ -160,42 +161,41 @@ cdef inline int _parse_ipv4(const uint8_t *b, size_t length, pkt_t *p, parse_err
     cdef size_t hl, tot
     cdef uint16_t frag
     cdef int rc
-    if length < 20:
+    if length < IPV4_HDR_LEN:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, 0)
-    hl = (b[0] & 0x0f) * 4
-    if hl < 20:
-        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP_IHL, 0)
+    hl = (b[IPV4_VER_IHL] & 0x0f) * 4
+    if hl < IPV4_HDR_LEN:
+        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP_IHL, IPV4_VER_IHL)
     if length < hl:
-        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, 20)
-    tot = ft_load_be16(b + 2)
+        return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, IPV4_HDR_LEN)
+    tot = ft_load_be16(b + IPV4_TOT_LEN)
     if tot == 0:
         # TSO / IPv4 BIG TCP: the stack leaves total length 0 and the real length is
         # the buffer's (Linux, tcpdump and Wireshark all read it so)
         tot = length
     if tot < hl:
-        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP_TOTAL_LENGTH, 2)
+        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP_TOTAL_LENGTH, IPV4_TOT_LEN)
     p.version = 4
-    p.ttl = b[8]
-    p.ip_id = ft_load_be16(b + 4)
-    memcpy(p.src, b + 12, 4)
-    memcpy(p.dst, b + 16, 4)
-    memcpy(p.csum_dst, b + 16, 4)
-    if b[9] != IPPROTO_TCP:
-        return _fail(err, FT_ERR_NOT_TCP, FT_FIELD_IP_PROTOCOL, 9)
-    frag = ft_load_be16(b + 6)
-    if frag & 0x1fff:
-        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, 6)
+    p.ttl = b[IPV4_TTL]
+    p.ip_id = ft_load_be16(b + IPV4_ID)
+    memcpy(p.src, b + IPV4_SADDR, 4)
+    memcpy(p.dst, b + IPV4_DADDR, 4)
+    memcpy(p.csum_dst, b + IPV4_DADDR, 4)
+    if b[IPV4_PROTOCOL] != IPPROTO_TCP:
+        return _fail(err, FT_ERR_NOT_TCP, FT_FIELD_IP_PROTOCOL, IPV4_PROTOCOL)
+    frag = ft_load_be16(b + IPV4_FRAG_OFF)
+    if frag & IPV4_OFFSET_MASK:
+        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, IPV4_FRAG_OFF)
     if verify:
         p.ip_csum_state = 1 if ft_csum_fold(ft_csum_partial(b, hl, 0)) == 0xffff else 2
         if p.ip_csum_state == 2:
-            return _fail(err, FT_ERR_BAD_IP_CHECKSUM, FT_FIELD_IP_CHECKSUM, 10)
-    rc = _parse_tcp_at(b, length, hl, tot - hl, p, err, 6 if (frag & 0x2000) else 0)
+            return _fail(err, FT_ERR_BAD_IP_CHECKSUM, FT_FIELD_IP_CHECKSUM, IPV4_CSUM)
+    rc = _parse_tcp_at(b, length, hl, tot - hl, p, err, IPV4_FRAG_OFF if (frag & IPV4_MF) else 0)
     if rc != FT_OK:
         return rc
-    if frag & 0x2000:
+    if frag & IPV4_MF:
         # first fragment: the checksum covers the whole datagram, which we do not have
-        p.is_fragment = 1
-        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, 6)
+        return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, IPV4_FRAG_OFF)
     return FT_OK
 
 
@@ -205,22 +205,22 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
     cdef uint8_t nh, rtype
     cdef int n_ext = 0, rc
     cdef size_t first_fragment = 0     # offset of the fragment field of a first fragment
-    cdef size_t nh_off = 6             # where the current Next Header value was read
+    cdef size_t nh_off = IPV6_NEXTHDR  # where the current Next Header value was read
     cdef size_t plen
-    if length < 40:
+    if length < IPV6_HDR_LEN:
         return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP_HEADER, 0)
     p.version = 6
-    p.ttl = b[7]
-    memcpy(p.src, b + 8, 16)
-    memcpy(p.dst, b + 24, 16)
-    memcpy(p.csum_dst, b + 24, 16)
-    plen = ft_load_be16(b + 4)
-    nh = b[6]
-    end = 40 + plen
+    p.ttl = b[IPV6_HOP_LIMIT]
+    memcpy(p.src, b + IPV6_SADDR, 16)
+    memcpy(p.dst, b + IPV6_DADDR, 16)
+    memcpy(p.csum_dst, b + IPV6_DADDR, 16)
+    plen = ft_load_be16(b + IPV6_PAYLOAD_LEN)
+    nh = b[IPV6_NEXTHDR]
+    end = IPV6_HDR_LEN + plen
     if plen == 0 and nh == IPPROTO_HOPOPTS:
         end = 0                      # a jumbogram (RFC 2675): the length comes from HBH
     limit = end if (end != 0 and end < length) else length
-    off = 40
+    off = IPV6_HDR_LEN
     while True:
         if nh == IPPROTO_TCP:
             break
@@ -238,8 +238,8 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
                 return _fail(err, FT_ERR_TRUNCATED, FT_FIELD_IP6_EXT_LENGTH, off + 1)
             if nh == IPPROTO_HOPOPTS and end == 0:
                 rc = _ipv6_jumbo_length(b + off, hlen, &end)
-                if rc != FT_OK or end < 40:
-                    return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
+                if rc != FT_OK or end < IPV6_HDR_LEN:
+                    return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, IPV6_PAYLOAD_LEN)
                 limit = end if end < length else length
                 if off + hlen > limit:
                     return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_EXT_LENGTH, off + 1)
@@ -269,14 +269,13 @@ cdef inline int _parse_ipv6(const uint8_t *b, size_t length, pkt_t *p, parse_err
         else:
             return _fail(err, FT_ERR_NOT_TCP, FT_FIELD_IP6_NEXT_HEADER, nh_off)
     if end == 0:
-        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
+        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, IPV6_PAYLOAD_LEN)
     if off > end:
-        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, 4)
+        return _fail(err, FT_ERR_BAD_IP_HEADER, FT_FIELD_IP6_PAYLOAD_LENGTH, IPV6_PAYLOAD_LEN)
     rc = _parse_tcp_at(b, length, off, end - off, p, err, first_fragment)
     if rc != FT_OK:
         return rc
     if first_fragment:
-        p.is_fragment = 1
         return _fail(err, FT_ERR_FRAGMENT, FT_FIELD_IP_FRAGMENT, first_fragment)
     return FT_OK
 
@@ -294,7 +293,7 @@ cdef inline int _ipv6_jumbo_length(const uint8_t *h, size_t hlen, size_t *end) n
         if i + 2 + olen > hlen:
             return FT_ERR_BAD_IP_HEADER
         if h[i] == 0xC2 and olen == 4:
-            end[0] = 40 + ft_load_be32(h + i + 2)
+            end[0] = IPV6_HDR_LEN + ft_load_be32(h + i + 2)
             return FT_OK
         i += 2 + olen
     return FT_ERR_BAD_IP_HEADER
@@ -324,7 +323,7 @@ cdef int ft_parse_ip_general(const uint8_t *buf, size_t length, pkt_t *p, parse_
         p.csum_state = 1
         return FT_OK
     p.csum_state = 2
-    return _fail(err, FT_ERR_BAD_CHECKSUM, FT_FIELD_TCP_CHECKSUM, p.tcp_off + 16)
+    return _fail(err, FT_ERR_BAD_CHECKSUM, FT_FIELD_TCP_CHECKSUM, p.tcp_off + TCP_CSUM)
 
 
 # ---- building ----

@@ -76,6 +76,50 @@ cdef enum:
     TCPOPT_SACK = 5
     TCPOPT_TIMESTAMP = 8
 
+# ---- option lengths (the kind and length bytes included; Linux's TCPOLEN_*) ----
+cdef enum:
+    TCPOLEN_MSS = 4
+    TCPOLEN_WSCALE = 3
+    TCPOLEN_SACK_PERM = 2
+    TCPOLEN_TIMESTAMP = 10
+    TCPOLEN_TSTAMP_ALIGNED = 12  # NOP NOP TS: the timestamp as Linux aligns it
+    TCPOLEN_SACK_BASE = 2       # + 8 per block (RFC 2018 3)
+    TCPOLEN_SACK_BLOCK = 8
+
+# ---- header field offsets (RFC 791 3.1, RFC 8200 3, RFC 9293 3.1) ----
+cdef enum:
+    IPV4_VER_IHL = 0            # version (high nibble), header length in words (low)
+    IPV4_TOT_LEN = 2
+    IPV4_ID = 4
+    IPV4_FRAG_OFF = 6           # flags (reserved, DF, MF) and the fragment offset
+    IPV4_TTL = 8
+    IPV4_PROTOCOL = 9
+    IPV4_CSUM = 10
+    IPV4_SADDR = 12
+    IPV4_DADDR = 16
+    IPV4_HDR_LEN = 20           # without options
+    IPV4_VER_IHL_PLAIN = 0x45   # version 4, a 20-byte header
+    IPV4_DF = 0x4000            # flag bits and the offset as in the 16-bit field
+    IPV4_MF = 0x2000
+    IPV4_OFFSET_MASK = 0x1fff
+    IPV6_PAYLOAD_LEN = 4
+    IPV6_NEXTHDR = 6
+    IPV6_HOP_LIMIT = 7
+    IPV6_SADDR = 8
+    IPV6_DADDR = 24
+    IPV6_HDR_LEN = 40
+    IPV6_VERSION_WORD = 0x60000000   # the first word: version 6, traffic class and flow label 0
+    TCP_SPORT = 0
+    TCP_DPORT = 2
+    TCP_SEQ = 4
+    TCP_ACK_SEQ = 8
+    TCP_DOFF = 12               # data offset in words (high nibble), reserved, AE (bit 0)
+    TCP_FLAGS = 13              # CWR .. FIN
+    TCP_WINDOW = 14
+    TCP_CSUM = 16
+    TCP_URG_PTR = 18
+    TCP_HDR_LEN = 20            # without options
+
 cdef enum:
     TCP_MAX_SACK_BLOCKS = 4     # 40 option bytes hold at most 4 blocks (2 + 4*8 = 34)
     TCP_MAX_UNKNOWN_OPTS = 8    # kinds we do not decode, kept by position (rest counted)
@@ -112,7 +156,7 @@ ctypedef struct pkt_t:
     uint8_t header_len       # TCP header length in bytes (data offset * 4)
     uint8_t csum_state       # 0 not verified, 1 verified good, 2 bad
     uint8_t ip_csum_state    # same, IPv4 header checksum (0 for IPv6)
-    uint8_t is_fragment      # first fragment of a fragmented datagram (payload incomplete)
+    uint8_t _pad0            # (the first 8 bytes, version .. flags, are cleared as one word)
     uint16_t flags           # TCP_FLAG_* (12 bits)
     uint8_t src[16]          # IPv4: first 4 bytes, rest zero
     uint8_t dst[16]          # header destination
