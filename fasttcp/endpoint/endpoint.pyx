@@ -835,7 +835,9 @@ cdef class Endpoint:
                     self._conns.pop(e.conn, None)
                 elif e.cause == EV_RETRANSMIT and conn._rec() != NULL and e.old_state >= TCPS_ESTABLISHED:
                     self._retransmit(conn)
-                if not touched or touched[-1] is not conn:
+                # (the package compiles with wraparound=False: a negative index would
+                # read before the list, so the last item is addressed from the front)
+                if not touched or touched[len(touched) - 1] is not conn:
                     touched.append(conn)
             if len(self._events) < ep.max_events:
                 self._events.append(_make_event(e, c))

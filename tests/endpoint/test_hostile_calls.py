@@ -1,0 +1,129 @@
+"""Hostile calls on the endpoint's public surface: Endpoint, Connection, Event and
+fasttcp.pipe. Every call answers with a clear exception (UsageError or the right
+subclass) or a counted verdict -- never a crash, a hang, silent acceptance of nonsense
+or unbounded growth. Each probe runs in a child process (tests/probe.py), so a crash
+fails one test instead of pytest; the lifetime and stale-handle tests cannot crash and
+run in-process.
+"""
+from __future__ import annotations
+
+import gc
+import re
+import sys
+import tokenize
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fasttcp
+from fasttcp import ConnectionStateError, Endpoint, Flags, State, UsageError
+from tests.probe import expect_ok, expect_raises
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# a ready endpoint (and a peer) for probes to misuse
+EP = """
+ep = fasttcp.Endpoint(['198.18.0.1'], capacity=64, seed=1)
+peer = fasttcp.Endpoint(['198.18.0.2'], capacity=64, seed=2)
+peer.listen(80)
+"""
+
+# Evaluates each expression among the caller's names and reports, per expression, the
+# exception class and message (or "ok"): a probe that crashes or hangs on any fails.
+CALLS_HELPER = """
+def each(calls):
+    names = sys._getframe(1).f_locals
+    seen = {}
+    for text in calls:
+        try:
+            eval(text, globals(), names)
+            seen[text] = ("ok", "")
+        except Exception as exc:
+            seen[text] = (type(exc).__name__, str(exc))
+    return seen
+"""
+
+# every public entry point of an Endpoint called on `e`
+ENDPOINT_CALLS = [
+    "e.poll(1.0)", "e.poll_batch(1.0)", "e.receive(b'x' * 40, 1.0)",
+    "e.receive_batch(b'x' * 40, [0], [40], 1.0)", "e.next_deadline()",
+    "fasttcp.pipe(e, good, 1.0)", "fasttcp.pipe(good, e, 1.0)",
+    "e.connect_batch(fasttcp.make_keys([('198.18.0.1', 1000, '198.18.0.2', 80)]), 1.0)",
+    "e.close_batch([0], 1.0)", "e.accept()", "e.accept_batch()", "e.listen(80)", "e.unlisten(80)",
+    "e.capacity", "len(e)", "e.memory_bytes", "e.stats", "e.pending_transmit", "e.timeouts",
+    "e.connect('198.18.0.2', 80, now=1.0)", "e.transmit()", "e.transmit_batch()", "e.events()",
+    "e.events_batch()", "e.clear_events()",
+]
+
+
+def _all_refused(seen: dict, exc: str, match: str) -> None:
+    bad = {call: got for call, got in seen.items() if got[0] != exc or not re.search(match, got[1])}
+    assert not bad, f"expected {exc} matching {match!r}: {bad}"
+
+
+def _outcomes(body: str) -> dict:
+    import ast
+
+    value = expect_ok(CALLS_HELPER + body)
+    return ast.literal_eval(value)
+
+
+# ---- negative indexes under wraparound=False ----
+
+
+def _negative_constant_subscripts(path: Path) -> list[str]:
+    """`x[-1]`, `x[:-2]`, `x[-3:]` in a .pyx/.pxi/.pxd: strings and comments skipped,
+    list displays (`[-1, 2]`) told from subscripts by what precedes the bracket."""
+    hits = []
+    toks = [t for t in tokenize.generate_tokens(path.open().readline)
+            if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                              tokenize.STRING)]
+    stack: list[bool] = []                  # per open bracket: is it a subscript?
+    for i, t in enumerate(toks):
+        if t.string in "([{" and t.type == tokenize.OP:
+            prev = toks[i - 1] if i else None
+            subscript = t.string == "[" and prev is not None and (
+                (prev.type == tokenize.NAME and prev.string not in ("in", "return", "and", "or", "not", "yield",
+                                                                    "else", "if", "for", "cdef", "is"))
+                or prev.string in (")", "]"))
+            stack.append(subscript)
+        elif t.string in ")]}" and t.type == tokenize.OP:
+            if stack:
+                stack.pop()
+        elif (t.string == "-" and stack and stack[-1] and i + 1 < len(toks) and toks[i + 1].type == tokenize.NUMBER
+              and toks[i - 1].string in ("[", ":", ",")):
+            hits.append(f"{path.name}:{t.start[0]}: {t.line.strip()}")
+    return hits
+
+
+def test_no_negative_constant_index_in_code_compiled_without_wraparound(tmp_path):
+    """setup.py compiles every module with wraparound=False: `touched[-1]` in the
+    endpoint read the slot before a list's items whenever one call produced events for
+    two or more held connections. No negative constant subscript anywhere."""
+    sources = sorted(p for ext in ("pyx", "pxi", "pxd") for p in (ROOT / "fasttcp").glob(f"*/*.{ext}"))
+    assert len(sources) > 10
+    hits = [h for p in sources for h in _negative_constant_subscripts(p)]
+    assert not hits, "\n".join(hits)
+    # the scanner finds what it is for, and not list displays or docstrings
+    probe = tmp_path / "probe.pyx"
+    probe.write_text('cdef f(list touched):\n    """[-2^31, 2^31)"""\n    x = [-1, 2]  # a[-1]\n'
+                     '    return touched[-1] is None and touched[1:-2] and (x)[-3] and touched[i - 1]\n')
+    assert [h.split(": ", 1)[0][-2:] for h in _negative_constant_subscripts(probe)] == [":4"] * 3
+
+
+def test_one_call_with_events_for_several_held_connections():
+    """The path that read touched[-1]: one poll() retransmits the SYNs of three held
+    connections, each flushed once."""
+    out = expect_ok(EP + """
+cs = [ep.connect('198.18.0.2', 80, local_port=5000 + i, now=1.0) for i in range(3)]
+for c in cs:
+    c.send(b'queued until ESTABLISHED')
+ep.transmit(); ep.events()
+ep.poll(2.5)
+sent = [fasttcp.parse(p) for p in ep.transmit()]
+outcome((sorted(s.src_port for s in sent), [e.cause.name for e in ep.events()], [c.pending for c in cs]))
+""")
+    ports, causes, pending = eval(out)
+    assert ports == [5000, 5001, 5002] and causes == ["RETRANSMIT"] * 3 and pending == [24] * 3
