@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from fasttcp.endpoint.endpoint cimport *
-from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_store_hash, ft_key_word0, ft_w
+from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_store_hash, ft_key_word0, ft_w, ft_key_eq
 from fasttcp.wire.addr cimport addr_bytes
 from fasttcp.wire.spans cimport ft_first_bad_span
 from fasttcp.wire.address import to_ip as _to_ip
@@ -118,6 +118,12 @@ cdef inline Event _make_event(ep_event_t *e, object conn):
     return ev
 
 
+cdef inline bint _same_key(const ft_key_t *k, const uint8_t *other) noexcept nogil:
+    """The 4-tuple of a held key equals `other` (a record's or an event's first 40 bytes;
+    bytes 1..3 are not key, ft_key_eq masks them)."""
+    return ft_key_eq(<const ft_conn_t *>other, k)
+
+
 @cython.final
 @cython.no_gc      # holds no containers and nothing refers back to it: no cycles, no GC cost
 cdef class Connection:
@@ -125,7 +131,8 @@ cdef class Connection:
 
     ``state`` is a `fasttcp.State` (``str()`` gives the RFC name, e.g. ``SYN-SENT``);
     after the record is gone it stays at its last state (CLOSED, or LISTEN for a reset
-    passive open)."""
+    passive open). A handle whose record now belongs to another 4-tuple reads CLOSED
+    and acts on nothing."""
     cdef Endpoint _ep
     cdef readonly uint32_t id
     cdef uint8_t _gen
@@ -158,6 +165,7 @@ cdef class Connection:
         c.id = id
         c._gen = r.gen
         memcpy(&c._k, r, 40)
+        memset(c._k._pad, 0, 3)               # bytes 1..3 of a record are its state, not key
         r.flags |= CONN_F_BUFFERED            # its data now waits in c._rcvbuf
         c._sndbuf = bytearray()
         c._rcvbuf = bytearray()
@@ -165,11 +173,15 @@ cdef class Connection:
         return c
 
     cdef ft_conn_t *_rec(self) noexcept:
+        """The record while it still holds this connection, else NULL. The generation
+        alone wraps after 256 reuses of the record; with the 4-tuple a stale handle never
+        reaches another connection (a reuse by its own 4-tuple 256 incarnations later is
+        the one case it cannot tell, as in ConnectionView)."""
         cdef ft_conn_t *r
         if self._final is not None:
             return NULL
         r = &self._ep._ep.tab.conns[self.id]
-        if r.family == 0 or r.gen != self._gen:
+        if r.family == 0 or r.gen != self._gen or not _same_key(&self._k, <const uint8_t *>r):
             return NULL
         return r
 
@@ -298,7 +310,8 @@ cdef class Connection:
 
     def abort(self, *, now=None):
         """Reset the connection (RST to the peer if synchronized); it is CLOSED at once.
-        ``now`` as for send()."""
+        ``now`` as for send(). Raises ConnectionStateError if the connection has ended
+        (or its record now holds another connection)."""
         if now is not None:
             self._ep._now = _us(now, "now")
         if self._rec() == NULL:
@@ -566,9 +579,8 @@ cdef class Endpoint:
         cdef int64_t id = _accept_next(self._ep)
         if id < 0:
             return None
-        cdef uint8_t gen = self._ep.tab.conns[id].gen
         conn = self._conns.get(id)
-        if conn is None or (<Connection>conn)._gen != gen:
+        if conn is None or (<Connection>conn)._rec() == NULL:
             conn = Connection._new(self, <uint32_t>id)
             self._conns[id] = conn
         return conn
@@ -807,10 +819,13 @@ cdef class Endpoint:
         for i in range(nev):
             e = &ep.ev[i]
             c = self._conns.get(e.conn)
-            if c is not None and (<Connection>c)._gen != e.gen:
+            # the generation wraps after 256 reuses of a record (a handle whose end was
+            # reported only to events_batch() stays here that long): the 4-tuple too
+            if c is not None and ((<Connection>c)._gen != e.gen or not _same_key(&(<Connection>c)._k, e.key)):
                 c = None
             if c is None and e.cause in (EV_SYN_RECEIVED, EV_REOPEN, EV_CONNECT):
-                if ep.tab.conns[e.conn].family != 0 and ep.tab.conns[e.conn].gen == e.gen:
+                if ep.tab.conns[e.conn].family != 0 and ep.tab.conns[e.conn].gen == e.gen \
+                        and _same_key(<const ft_key_t *>e.key, <const uint8_t *>&ep.tab.conns[e.conn]):
                     c = Connection._new(self, e.conn)
                     self._conns[e.conn] = c
             if c is None:

@@ -127,3 +127,71 @@ outcome((sorted(s.src_port for s in sent), [e.cause.name for e in ep.events()], 
 """)
     ports, causes, pending = eval(out)
     assert ports == [5000, 5001, 5002] and causes == ["RETRANSMIT"] * 3 and pending == [24] * 3
+
+
+# ---- stale handles ----
+
+
+def test_a_stale_handle_never_acts_on_the_connection_that_reused_its_record():
+    """A handle compared only the record's 8-bit generation: after 256 reuses of its
+    record, abort() on an old closed connection reset an unrelated live one. The
+    4-tuple is compared too."""
+    ep = Endpoint(["198.18.0.1"], capacity=1, seed=1)
+    old = ep.connect("198.18.0.2", 80, local_port=1000, now=1.0)
+    # its end is reported to the batch path only (the handle never sees it)
+    ep.close_batch([old.id], 1.0)
+    ep.clear_events()
+    assert len(ep) == 0
+    ep.transmit()
+    for i in range(300):
+        key = fasttcp.make_keys([("198.18.0.1", 2000 + i, "198.18.0.3", 443)])
+        assert ep.connect_batch(key, 1.0)[0] == old.id          # the same record, reused
+        with pytest.raises(ConnectionStateError, match="closed connection"):
+            old.abort()
+        assert old.state is State.CLOSED and old.tcb is None
+        assert len(ep) == 1 and [fasttcp.parse(p).flags for p in ep.transmit()] == [Flags.SYN]
+        ep.close_batch([old.id], 1.0)
+        ep.clear_events()
+        assert len(ep) == 0
+
+
+def test_a_reused_record_is_not_handed_to_the_handle_of_its_old_connection():
+    """Events of a new connection in a reused record went to the old handle when the
+    generations matched, and accept() returned the old handle with the old 4-tuple."""
+    server = Endpoint(["198.18.0.2"], capacity=1, seed=2)
+    server.listen(80)
+
+    def syn(port, seq=7):
+        return fasttcp.build("198.18.0.9", "198.18.0.2", port, 80, seq=seq, flags=Flags.SYN)
+
+    def rst(port, seq=8):
+        return fasttcp.build("198.18.0.9", "198.18.0.2", port, 80, seq=seq, flags=Flags.RST)
+
+    def batch(*packets):
+        buf = b"".join(packets)
+        lens = [len(p) for p in packets]
+        server.receive_batch(buf, np.cumsum([0] + lens[:-1]), lens, 1.0)
+
+    assert server.receive(syn(1000), 1.0) is None              # single path: a held handle
+    old = server.events()[0].connection
+    batch(rst(1000))                                           # its end, to the batch path only
+    gen = int(server.events_batch()["gen"][-1])
+    port = 2000
+    while True:                                                # reuse until the next one has its generation
+        batch(syn(port))
+        new_gen = int(server.events_batch()["gen"][-1])
+        batch(rst(port))
+        server.events_batch()
+        port += 1
+        if (new_gen + 1) % 256 == gen:
+            break
+    server.transmit()
+    assert server.receive(syn(port, seq=100), 1.0) is None
+    (ev,) = server.events()
+    assert ev.connection is not old and ev.connection.key[3] == port
+    synack = fasttcp.parse(server.transmit()[0])
+    ack = fasttcp.build("198.18.0.9", "198.18.0.2", port, 80, seq=101, ack=synack.seq + 1, flags=Flags.ACK)
+    assert server.receive(ack, 1.0) is None
+    accepted = server.accept()
+    assert accepted is ev.connection and accepted.key[3] == port and accepted.state is State.ESTABLISHED
+    assert old.state is State.CLOSED
