@@ -114,7 +114,10 @@ class Endpoint:
     def events_batch(self) -> npt.NDArray[np.void]: ...
     def connect_batch(self, keys: npt.NDArray[np.void], now: float) -> npt.NDArray[np.int64]:
         """Active-open every KEY_DTYPE key; record ids, or -1 (table full), -2 (4-tuple in
-        use), -3 (local address not one of this endpoint's)."""
+        use), -3 (local address not one of this endpoint's). Raises UsageError, opening
+        nothing, for keys that are not a 1-D KEY_DTYPE array or a row make_keys() could
+        not have made (family not 4 or 6, non-zero padding, port 0, an address that is
+        not unicast: the first such row is named)."""
     def close_batch(self, ids: npt.ArrayLike, now: float) -> None: ...
     def clear_events(self) -> None: ...
 

@@ -26,7 +26,8 @@ import os
 import numpy as np
 
 from fasttcp.endpoint.endpoint cimport *
-from fasttcp.table.keyhash cimport ft_hash_key, ft_nh5, ft_key_store_hash, ft_key_word0, ft_w, ft_key_eq
+from fasttcp.table.keyhash cimport (ft_hash_key, ft_nh5, ft_key_store_hash, ft_key_word0, ft_w, ft_key_eq,
+                                    ft_v4_padding)
 from fasttcp.wire.addr cimport addr_bytes
 from fasttcp.wire.spans cimport ft_first_bad_span
 from fasttcp.wire.address import to_ip as _to_ip
@@ -34,6 +35,7 @@ from fasttcp.enums import Verdict
 from fasttcp.errors import ConnectionStateError, UsageError, span_outside_buffer
 from fasttcp.enums import Cause
 from fasttcp.enums import State
+from fasttcp.table.table import KEY_DTYPE
 from fasttcp.table.timeouts import Timeouts
 
 include "endpoint_core.pxi"
@@ -60,6 +62,8 @@ cdef object _State = State
 cdef object _Cause = Cause
 cdef int _EPHEMERAL_LOW = 32768          # Linux ip_local_port_range
 cdef int _EPHEMERAL_HIGH = 60999
+cdef tuple _BAD_KEY = ("", "family must be 4 or 6", "padding bytes must be zero (make_keys zeroes them)",
+                       "ports must be 1..65535", "addresses must be unicast")
 
 
 from fasttcp.table.table cimport micros as _us
@@ -757,22 +761,33 @@ cdef class Endpoint:
     # ---- batch user calls (benchmarks, load generators) ----
 
     def connect_batch(self, keys, now):
-        """Active-open every KEY_DTYPE key (local = l*, remote = r*). Returns int64 ids
-        (-1 table full, -2 key in use, -3 local address not one of this endpoint's).
-        Events go to events_batch()."""
-        from fasttcp.table.table import KEY_DTYPE
+        """Active-open every KEY_DTYPE key (local = l*, remote = r*). Returns int64 ids,
+        or per key -1 (table full), -2 (4-tuple in use), -3 (local address not one of
+        this endpoint's). Events go to events_batch().
+
+        Raises UsageError, opening nothing, for keys that are not a 1-D KEY_DTYPE array
+        or a key make_keys() could not have made: family not 4 or 6, non-zero padding
+        (the ``_pad`` bytes, an IPv4 address's bytes 4..15), a port 0, an address that
+        is not unicast (the first such row is named)."""
         if not isinstance(keys, np.ndarray) or keys.dtype != KEY_DTYPE or keys.ndim != 1:
-            raise UsageError("keys must be a 1-D KEY_DTYPE array")
+            raise UsageError("keys must be a 1-D KEY_DTYPE array (see fasttcp.make_keys)")
         keys = np.ascontiguousarray(keys)
         cdef uint64_t t = _us(now, "now")
-        cdef Py_ssize_t n = keys.shape[0], i
+        cdef Py_ssize_t n = keys.shape[0], bad = -1
+        cdef int why = 0
         out = np.empty(n, dtype=np.int64)
         cdef int64_t[::1] o = out
         cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
-        cdef const ft_key_t *kp
+        cdef const ft_key_t *kp = <const ft_key_t *>&kv[0] if n else NULL
+        if n:
+            with nogil:
+                bad = ep_first_bad_key(kp, n, &why)
+            if bad >= 0:
+                row = keys[bad]
+                raise UsageError(f"keys[{bad}]: {_BAD_KEY[why]} (family={int(row['family'])}, "
+                                 f"lport={int(row['lport'])}, rport={int(row['rport'])}); nothing was opened")
         self._now = t
         if n:
-            kp = <const ft_key_t *>&kv[0]
             with nogil:
                 ep_connect_batch(self._ep, kp, n, t, &o[0])
         return out

@@ -195,3 +195,59 @@ def test_a_reused_record_is_not_handed_to_the_handle_of_its_old_connection():
     accepted = server.accept()
     assert accepted is ev.connection and accepted.key[3] == port and accepted.state is State.ESTABLISHED
     assert old.state is State.CLOSED
+
+
+# ---- connect_batch keys ----
+
+KEY_DAMAGE = {
+    "family 0": "k['family'][2] = 0",
+    "family 9": "k['family'][2] = 9",
+    "pad byte": "k['_pad'][2, 1] = 1",
+    "IPv4 local padding": "k['laddr'][2, 4] = 1",
+    "IPv4 remote padding": "k['raddr'][2, 15] = 7",
+    "local port 0": "k['lport'][2] = 0",
+    "remote port 0": "k['rport'][2] = 0",
+    "multicast remote": "k['raddr'][2, :4] = (224, 0, 0, 1)",
+    "unspecified remote": "k['raddr'][2, :4] = 0",
+    "broadcast remote": "k['raddr'][2, :4] = 255",
+}
+
+
+@pytest.mark.parametrize("damage", list(KEY_DAMAGE.values()), ids=list(KEY_DAMAGE))
+def test_connect_batch_refuses_malformed_keys_naming_the_first_bad_row(damage):
+    """connect_batch took keys with family 0 or 9 (0 marks a free record), IPv4 keys
+    with non-zero padding and port 0 (which connect() refuses). The whole call is
+    refused, naming the row, and nothing is opened."""
+    out = expect_ok(EP + f"""
+k = fasttcp.make_keys([('198.18.0.1', 1000 + i, '198.18.0.2', 80) for i in range(5)])
+{damage}
+try:
+    ep.connect_batch(k, 1.0)
+    outcome('accepted')
+except fasttcp.UsageError as exc:
+    outcome((str(exc), len(ep), ep.transmit(), len(ep.events_batch())))
+""")
+    assert out != "'accepted'"
+    msg, opened, sent, events = eval(out)
+    assert msg.startswith("keys[2]: ") and (opened, sent, events) == (0, [], 0), msg
+
+
+def test_connect_batch_refuses_arrays_that_are_not_1d_key_arrays():
+    seen = _outcomes(EP + """
+k = fasttcp.make_keys([('198.18.0.1', 1000, '198.18.0.2', 80)])
+outcome(each(['ep.connect_batch(k.reshape(1, 1), 1.0)', 'ep.connect_batch(k.view(np.uint8), 1.0)',
+              'ep.connect_batch([k[0]], 1.0)', 'ep.connect_batch(None, 1.0)', 'ep.connect_batch(k, -1.0)']))
+""")
+    _all_refused(seen, "UsageError", "KEY_DTYPE|now must be")
+
+
+def test_connect_batch_takes_keys_make_keys_made_and_reports_the_rest_per_row():
+    out = expect_ok(EP + """
+k = fasttcp.make_keys([('198.18.0.1', 1000, '198.18.0.2', 80), ('198.18.0.1', 1000, '198.18.0.2', 80),
+                       ('198.18.0.7', 1000, '198.18.0.2', 80), ('2001:db8::1', 1000, '2001:db8::2', 80)])
+k2 = np.zeros(8, fasttcp.KEY_DTYPE)
+k2[::2] = k
+k = k2[::2]                            # not contiguous: copied
+outcome(ep.connect_batch(k, 1.0).tolist())
+""")
+    assert out == "[0, -2, -3, -3]"
