@@ -16,6 +16,9 @@ _Buffer = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 EVENT_DTYPE: np.dtype
+"""Batch events: ``time_us`` (integer microseconds), ``conn`` (record id), ``value``,
+``old_state``/``new_state`` (`State`), ``cause`` (`Cause`), ``gen``, ``data_offset``
+and the connection key (``family``, ``lport``, ``rport``, ``laddr``, ``raddr``)."""
 DROP_REASONS: tuple[str, ...]
 PGO_BUILD: bool
 """True when this module was compiled with a gcc profile (setup.py's profile-guided build)."""

@@ -46,13 +46,16 @@ __all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "pi
 PGO_BUILD = FASTTCP_PGO != 0
 
 EVENT_DTYPE = np.dtype([
-    ("time", "u8"), ("conn", "u4"), ("value", "u4"), ("old_state", "u1"), ("new_state", "u1"),
+    ("time_us", "u8"), ("conn", "u4"), ("value", "u4"), ("old_state", "u1"), ("new_state", "u1"),
     ("cause", "u1"), ("gen", "u1"), ("data_offset", "u4"),
     ("family", "u1"), ("_pad", "u1", (3,)), ("lport", "u2"), ("rport", "u2"),
     ("laddr", "u1", (16,)), ("raddr", "u1", (16,)),
 ], align=True)
-"""Batch events: time in microseconds, the record id, old/new `State`, `Cause`, value
-(DATA: bytes delivered, at ``data_offset`` of the input buffer) and the connection key."""
+"""Batch events: ``time_us`` (integer microseconds; `Event.time` is the same in float
+seconds), the record id, old/new `State`, `Cause`, value (DATA: bytes delivered, at
+``data_offset`` of the input buffer) and the connection key."""
+# events_batch() copies the C events into this dtype byte for byte
+assert EVENT_DTYPE.itemsize == sizeof(ep_event_t)
 
 DROP_REASONS = ("malformed", "not_local", "no_listener", "unacceptable", "bad_ack", "rst_invalid",
                 "rst_challenged", "syn_challenged", "paws", "no_ack", "out_of_order", "table_full",
@@ -113,7 +116,7 @@ cdef list _CAUSES = list(Cause)
 
 cdef inline Event _make_event(ep_event_t *e, object conn):
     cdef Event ev = Event.__new__(Event)
-    ev.time = e.time / 1e6
+    ev.time = e.time_us / 1e6
     ev.connection = conn
     ev.old = _STATES[e.old_state]
     ev.new = _STATES[e.new_state]

@@ -122,7 +122,7 @@ cdef inline void _event(ep_t *ep, uint32_t id, uint8_t old, uint8_t new, uint8_t
         return
     e = &ep.ev[ep.nev]
     ep.nev += 1
-    e.time = now
+    e.time_us = now
     e.conn = id
     e.value = value
     e.old_state = old

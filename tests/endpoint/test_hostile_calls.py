@@ -251,3 +251,15 @@ k = k2[::2]                            # not contiguous: copied
 outcome(ep.connect_batch(k, 1.0).tolist())
 """)
     assert out == "[0, -2, -3, -3]"
+
+
+# ---- EVENT_DTYPE ----
+
+
+def test_event_dtype_names_its_time_unit():
+    assert "time_us" in fasttcp.EVENT_DTYPE.names and "time" not in fasttcp.EVENT_DTYPE.names
+    one, raw = Endpoint(["198.18.0.1"], seed=1), Endpoint(["198.18.0.1"], seed=1)
+    one.connect("198.18.0.2", 80, local_port=1000, now=1.5)
+    raw.connect_batch(fasttcp.make_keys([("198.18.0.1", 1000, "198.18.0.2", 80)]), 1.5)
+    (ev,) = one.events()
+    assert raw.events_batch()["time_us"].tolist() == [1_500_000] and ev.time == 1.5

@@ -1623,7 +1623,7 @@ def test_receive_batch_equals_receive_one_by_one(count):
     want_events = [(round(e.time * 1e6), e.connection.key[1], e.connection.key[3], e.old, e.new, e.cause)
                    for e in one.events()]
     raw = batch.events_batch()
-    got_events = [(int(e["time"]), int(e["lport"]), int(e["rport"]), State(e["old_state"]), State(e["new_state"]),
+    got_events = [(int(e["time_us"]), int(e["lport"]), int(e["rport"]), State(e["old_state"]), State(e["new_state"]),
                    Cause(e["cause"])) for e in raw]
     assert got_events == want_events and len(want_events) == count
     assert len(batch) == len(one) == count
