@@ -942,7 +942,9 @@ cdef class Endpoint:
                     break
                 room = r.snd_wnd - in_flight if r.snd_wnd > in_flight else 0
                 # RFC 6691: the MSS counts no TCP options; timestamps take 12 bytes
-                n = min(<uint32_t>(len(c._sndbuf) - off), <uint32_t>_payload_room(r), room)
+                n = min(_payload_room(r), room)
+                if <size_t>(len(c._sndbuf) - off) < n:      # compared at full width: 4 GiB queued is not 0
+                    n = <uint32_t>(len(c._sndbuf) - off)
                 if n == 0:
                     if in_flight == 0 and r.deadline == 0:
                         # zero window, nothing in flight: the persist timer (RFC 9293
@@ -979,7 +981,9 @@ cdef class Endpoint:
             return
         self._acked(c)
         outstanding = r.snd_nxt - r.snd_una
-        n = min(<uint32_t>len(c._sndbuf), <uint32_t>_payload_room(r), outstanding)
+        n = min(_payload_room(r), outstanding)
+        if <size_t>len(c._sndbuf) < n:                    # at full width, as in _flush
+            n = <uint32_t>len(c._sndbuf)
         # a FIN alone is resent by the core's timer itself; here only behind data
         fin = n > 0 and r.state in (TCPS_FIN_WAIT_1, TCPS_CLOSING, TCPS_LAST_ACK) and n + 1 == outstanding
         if n or fin:
