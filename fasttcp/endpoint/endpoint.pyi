@@ -31,7 +31,9 @@ class Event:
     new: State
     cause: Cause
     value: int
-    def __init__(self, time: float, connection: object, old: State, new: State, cause: Cause, value: int = 0) -> None: ...
+    def __init__(self, time: float, connection: object, old: State, new: State, cause: Cause, value: int = 0) -> None:
+        """Raises UsageError for a time that is not finite seconds >= 0, a state or cause
+        that is not one, or a value outside 0..2^32-1."""
 
 class Connection:
     """One connection of an Endpoint; it lives as long as its endpoint. Once the endpoint

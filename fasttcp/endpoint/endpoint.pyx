@@ -190,6 +190,10 @@ cdef class Event:
     Attributes: ``time`` (seconds), ``connection`` (the `Connection`, or a stand-in
     with ``key`` for one you never held), ``old`` and ``new`` (`State`), ``cause``
     (`Cause`), ``value`` (DATA: bytes delivered; RETRANSMIT: the retransmission count).
+
+    The endpoint makes these; ``Event(time, connection, old, new, cause, value=0)``
+    exists for tests and replays, and raises UsageError for a time that is not finite
+    seconds >= 0, a state or cause that is not one, or a value outside 0..2^32-1.
     """
     cdef readonly double time
     cdef readonly object connection
@@ -199,12 +203,22 @@ cdef class Event:
     cdef readonly uint32_t value
 
     def __init__(self, time, connection, old, new, cause, value=0):
+        # (NaN fails every comparison, so the range test refuses it)
+        if isinstance(time, bool) or not isinstance(time, (int, float)) or not (0 <= time <= 1.8e13):
+            raise UsageError(f"time must be seconds >= 0, got {time!r}")
+        for name, v, kind in (("old", old, _State), ("new", new, _State), ("cause", cause, _Cause)):
+            if isinstance(v, bool):
+                raise UsageError(f"{name} must be a {kind.__name__}, got {v!r}")
+            try:
+                kind(v)
+            except (ValueError, TypeError):
+                raise UsageError(f"{name} must be a {kind.__name__}, got {v!r}") from None
         self.time = time
         self.connection = connection
         self.old = _State(old)
         self.new = _State(new)
         self.cause = _Cause(cause)
-        self.value = value
+        self.value = <uint32_t>_int_in(value, "value", 0, 0xffffffff)
 
     def __repr__(self):
         return (f"Event(time={self.time:.6f}, connection={self.connection!r}, old={self.old}, "

@@ -712,6 +712,20 @@ outcome((c.pending, c.recv(-5), c.recv(2**64), c.recv(0), c.recv(None)))
     assert out == "(10, b'', b'', b'', b'')"
 
 
+def test_event_constructor_refuses_nonsense():
+    seen = _outcomes("""
+S = fasttcp.State.ESTABLISHED; C = fasttcp.Cause.CONNECT
+outcome(each(['fasttcp.Event(float("nan"), None, S, S, C)', 'fasttcp.Event(-1, None, S, S, C)',
+              'fasttcp.Event("1", None, S, S, C)', 'fasttcp.Event(1.0, None, 99, S, C)',
+              'fasttcp.Event(1.0, None, S, True, C)', 'fasttcp.Event(1.0, None, S, S, 1000)',
+              'fasttcp.Event(1.0, None, S, S, C, -1)', 'fasttcp.Event(1.0, None, S, S, C, 2**32)',
+              'fasttcp.Event(1.0, None, S, S, C, 1.5)']))
+""")
+    _all_refused(seen, "UsageError", "must be")
+    assert "value=5" in expect_ok("outcome(repr(fasttcp.Event(1.0, None, 4, 4, 16, 5)))")
+    assert expect_ok("outcome(repr(fasttcp.Event.__new__(fasttcp.Event)))")
+
+
 def test_pipe_refuses_what_is_not_two_endpoints():
     """pipe() typed its arguments as Endpoint, which lets None through: it read the
     C state of None and stored the time into the memory after it."""
