@@ -44,7 +44,7 @@ cdef enum:
     DROP_COUNT = 14
 
 ctypedef struct ep_event_t:
-    uint64_t time               # microseconds
+    uint64_t time_us            # microseconds (EVENT_DTYPE "time_us")
     uint32_t conn               # record id in the table
     uint32_t value              # DATA: bytes; RETRANSMIT: count
     uint8_t old_state

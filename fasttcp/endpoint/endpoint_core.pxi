@@ -129,7 +129,7 @@ cdef inline void _event(ep_t *ep, uint32_t id, uint8_t old, uint8_t new, uint8_t
         return
     e = &ep.ev[ep.nev]
     ep.nev += 1
-    e.time = now
+    e.time_us = now
     e.conn = id
     e.value = value
     e.old_state = old
@@ -316,6 +316,58 @@ cdef bint _is_local(const ep_t *ep, const uint8_t *addr, uint8_t family) noexcep
         if (((a0 ^ n0) & m0) | ((a1 ^ n1) & m1)) == 0:
             return True
     return False
+
+
+cdef inline bint _unicast(const uint8_t *a, uint8_t family) noexcept nogil:
+    """Not the unspecified address, a multicast address or IPv4's limited broadcast. TCP
+    is unicast: an OPEN of an unspecified foreign socket is an error (RFC 9293 3.9.1.1)
+    and a SYN to a broadcast or multicast address is discarded by its receiver (RFC 1122
+    4.2.3.10). `a`: 16 bytes, an IPv4 address zero-padded."""
+    cdef int i
+    cdef uint8_t any_bit = 0
+    if family == 4:
+        if (a[0] | a[1] | a[2] | a[3]) == 0 or 224 <= a[0] <= 239:
+            return False
+        return not (a[0] == 255 and a[1] == 255 and a[2] == 255 and a[3] == 255)
+    for i in range(16):
+        any_bit |= a[i]
+    return any_bit != 0 and a[0] != 0xff
+
+
+cdef enum:
+    # why ep_first_bad_key refused a key (connect_batch names it)
+    KEY_BAD_FAMILY = 1
+    KEY_BAD_PADDING = 2
+    KEY_BAD_PORT = 3
+    KEY_BAD_ADDRESS = 4
+
+
+cdef Py_ssize_t ep_first_bad_key(const ft_key_t *keys, Py_ssize_t n, int *why) noexcept nogil:
+    """The first of n caller-built keys that connect_batch must refuse (KEY_BAD_* in
+    `why`), or -1. The table stores a key as given, so only keys make_keys() could have
+    made get in: family 4 or 6 (0 marks a free record), zero padding (the _pad bytes are
+    copied onto the record's state and flags; an IPv4 address's bytes 4..15 are hashed
+    and compared with the key, so a padded key is one no packet ever matches), two
+    non-zero ports (as connect()), unicast addresses. One pass before anything is
+    opened, so a refused batch changes nothing."""
+    cdef Py_ssize_t i
+    cdef const ft_key_t *k
+    for i in range(n):
+        k = &keys[i]
+        if k.family != 4 and k.family != 6:
+            why[0] = KEY_BAD_FAMILY
+            return i
+        if (k._pad[0] | k._pad[1] | k._pad[2]) != 0 or \
+                (k.family == 4 and ft_v4_padding(ft_w(k, 1), ft_w(k, 2), ft_w(k, 3), ft_w(k, 4)) != 0):
+            why[0] = KEY_BAD_PADDING
+            return i
+        if k.lport == 0 or k.rport == 0:
+            why[0] = KEY_BAD_PORT
+            return i
+        if not _unicast(k.laddr, k.family) or not _unicast(k.raddr, k.family):
+            why[0] = KEY_BAD_ADDRESS
+            return i
+    return -1
 
 
 cdef inline bint _listening(const ep_t *ep, uint16_t port) noexcept nogil:

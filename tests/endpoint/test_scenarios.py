@@ -149,18 +149,19 @@ def test_peer_wscale_above_14_is_clamped(pair):          # RFC 7323 2.3
     pair.expect_from_server(SYN_ACK(ack=WRAP - 2, options=dict(wscale=7, sack_permitted=True), ts=(ANY, 1000)))
     assert pair.sc.snd_wscale == 14 and pair.sc.rcv_wscale == 7
     # and on the client side: a SYN-ACK offering 255
-    cc = pair_client_with_synack(options=dict(mss=1400, wscale=255))
+    _, cc = pair_client_with_synack(options=dict(mss=1400, wscale=255))
     assert cc.state is ESTABLISHED and cc.snd_wscale == 14 and cc.mss == 1400
 
 
 def pair_client_with_synack(options, family=4):
-    """A client whose SYN is answered by a hand-made SYN-ACK from 'the server'."""
+    """A client whose SYN is answered by a hand-made SYN-ACK from 'the server'. Returns
+    the pair with the connection: a connection lives only as long as its endpoint."""
     p = Pair(family=family)
     cc = p.connect()
     p.drop_next_from_client(SYN(seq=p.C))
     p.deliver_to_client(SYN_ACK(seq=1000, ack=p.C + 1, options=options))
     p.expect_from_client(ACK(seq=p.C + 1, ack=1001))
-    return cc
+    return p, cc
 
 
 @pytest.mark.parametrize("family, default_mss", [(4, 536), (6, 1220)])
@@ -179,7 +180,7 @@ def test_peer_without_options(family, default_mss):
                                      (SYN_RECEIVED, ESTABLISHED, Cause.ACK_OF_SYN)]
     assert pair.accept() is sc and sc.tcb["snd_wnd"] == 65535        # unscaled
     # the client side: a bare SYN-ACK turns off everything the client offered
-    cc = pair_client_with_synack(options=None, family=family)
+    _, cc = pair_client_with_synack(options=None, family=family)
     assert cc.mss == default_mss and (cc.snd_wscale, cc.rcv_wscale) == (0, 0)
     assert not cc.sack_permitted and not cc.timestamps
 
@@ -1636,7 +1637,7 @@ def test_receive_batch_equals_receive_one_by_one(count):
     want_events = [(round(e.time * 1e6), e.connection.key[1], e.connection.key[3], e.old, e.new, e.cause)
                    for e in one.events()]
     raw = batch.events_batch()
-    got_events = [(int(e["time"]), int(e["lport"]), int(e["rport"]), State(e["old_state"]), State(e["new_state"]),
+    got_events = [(int(e["time_us"]), int(e["lport"]), int(e["rport"]), State(e["old_state"]), State(e["new_state"]),
                    Cause(e["cause"])) for e in raw]
     assert got_events == want_events and len(want_events) == count
     assert len(batch) == len(one) == count
