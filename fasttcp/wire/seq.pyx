@@ -53,7 +53,10 @@ cdef bint _all_int(tuple args):
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef object _vector(int op, tuple args, tuple names):
-    arrays = np.broadcast_arrays(*[_as_u32_array(arg, nm) for arg, nm in zip(args, names)])
+    try:
+        arrays = np.broadcast_arrays(*[_as_u32_array(arg, nm) for arg, nm in zip(args, names)])
+    except ValueError as exc:             # shapes numpy cannot broadcast together
+        raise UsageError(f"{', '.join(names)}: {exc}") from None
     shape = arrays[0].shape
     flat = [np.ascontiguousarray(arr).reshape(-1) for arr in arrays]
     cdef Py_ssize_t n = flat[0].shape[0], i
