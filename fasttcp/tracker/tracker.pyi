@@ -12,6 +12,9 @@ TRACKER_EVENT_DTYPE: np.dtype
 PGO_BUILD: bool
 """True when this module was compiled with a gcc profile (setup.py's profile-guided build)."""
 RECORD_BYTES: int
+MAX_TIME_S: int
+"""The largest time in seconds a Tracker takes: its nanoseconds fit in int64 (2262)."""
+MAX_EVENTS: int
 
 class Tracker:
     """Passive connection tracker: conntrack states and window tracking plus Zeek's
@@ -26,9 +29,12 @@ class Tracker:
     def __len__(self) -> int: ...
     @property
     def memory_bytes(self) -> int: ...
-    def feed(self, packet: bytes | bytearray | memoryview, ts: float) -> Verdict: ...
+    def feed(self, packet: bytes | bytearray | memoryview, ts: float) -> Verdict:
+        """Raises UsageError for a ts outside 0..MAX_TIME_S seconds."""
     def feed_batch(self, batch: CaptureBatch | Any, offsets: Any = None, lengths: Any = None,
-                   ts_ns: Any = None) -> np.ndarray: ...
+                   ts_ns: Any = None) -> np.ndarray:
+        """Raises UsageError for arrays that are not 1-D integers of one length, spans
+        outside the buffer, timestamps outside 0..2**63-1 ns, bad link verdicts."""
     def expire(self, now: float) -> np.ndarray: ...
     def finished(self) -> np.ndarray: ...
     def events(self) -> np.ndarray: ...

@@ -111,6 +111,9 @@ class TrackerTimeouts:
     packets were the same ACK-class segment again and again (conntrack's
     ``tcp_max_retrans``, 3 in a row) is capped at ``retrans``: a peer that keeps
     retransmitting into silence is likely gone.
+
+    Raises UsageError for a value that is not a number of seconds in 0..10 years
+    (NaN, infinities, negatives and bools included) or an msl of 0.
     """
 
     msl: float = 60.0
@@ -129,7 +132,9 @@ class TrackerTimeouts:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or v > 10 * 365 * 86400:
+            # (a bool is an int to isinstance: True would be a 1-second timeout)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < 0 or v > 10 * 365 * 86400:
                 raise UsageError(f"timeout {f.name} must be 0..10 years in seconds, got {v!r}")
         if self.msl <= 0:
             raise UsageError(f"msl must be positive, got {self.msl!r}")
