@@ -5,7 +5,7 @@ import numpy as np
 
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.enums import Verdict
-from fasttcp.tracker.vocabulary import TrackerTimeouts
+from fasttcp.tracker.vocabulary import TrackerStats, TrackerTimeouts
 
 FLOW_DTYPE: np.dtype
 TRACKER_EVENT_DTYPE: np.dtype
@@ -42,4 +42,6 @@ class Tracker:
     def close(self) -> np.ndarray: ...
     def _raw_records(self) -> tuple[bytes, bytes]: ...
     def _set_fast_path(self, on: bool) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
+    @property
+    def stats(self) -> TrackerStats:
+        """Counters; calling it (``stats()``) is deprecated and warns."""

@@ -462,7 +462,7 @@ cdef class Tracker:
       `fasttcp.tracker.vocabulary.LIKELY_SERVER_PORTS`; ``()`` turns the heuristic off, as
       ``zeek -b`` runs have it).
     * ``events``: keep conntrack state changes for `events()` (at most ``max_events``
-      between calls; the rest are counted in ``stats()["events_dropped"]``).
+      between calls; the rest are counted in ``stats["events_dropped"]``).
 
     Time is the packets' own: `feed` takes seconds, `feed_batch` the batch's
     nanosecond timestamps. Connections whose state's idle time has run out are
@@ -816,15 +816,20 @@ cdef class Tracker:
         differential tests compare the two)."""
         self._get().cfg.fast_path = on
 
-    def stats(self) -> dict:
-        """Counters: packets, verdicts by name, connections created / reused / evicted /
-        timed out, out-of-window packets, RTT samples, live connections, and `fast_path`:
-        packets the fast paths took (header prediction for in-window ACK, data and
-        FIN|ACK segments, as Linux counts in TCPHPHits; and the opening SYN and its
-        SYN-ACK)."""
+    @property
+    def stats(self):
+        """Counters (a `TrackerStats` dict): packets, verdicts by name, connections
+        created / reused / evicted / timed out, out-of-window packets, RTT samples, live
+        connections, and `fast_path`: packets the fast paths took (header prediction for
+        in-window ACK, data and FIN|ACK segments, as Linux counts in TCPHPHits; and the
+        opening SYN and its SYN-ACK).
+
+        A property, as `Endpoint.stats` and `ConnectionTable.stats` are; calling it,
+        ``tracker.stats()``, still works for one release with a DeprecationWarning."""
         cdef tr_t *tr = self._get()
         from fasttcp.enums import Verdict
-        return {
+        from fasttcp.tracker.vocabulary import TrackerStats
+        return TrackerStats({
             "packets": tr.packets,
             "verdicts": {Verdict(i).name: tr.verdicts[i] for i in range(TV_COUNT) if tr.verdicts[i]},
             "created": tr.created,
@@ -836,4 +841,4 @@ cdef class Tracker:
             "live": tr.tab.count,
             "events_dropped": tr.ev_dropped,
             "fast_path": tr.fast_hits,
-        }
+        })

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
@@ -21,6 +22,7 @@ __all__ = [
     "ConnState",
     "EndReason",
     "TrackerTimeouts",
+    "TrackerStats",
     "flow_records",
     "TRACKER_STATE_CLASSES",
     "LIKELY_SERVER_PORTS",
@@ -97,6 +99,18 @@ LIKELY_SERVER_PORTS = frozenset({
 # eviction class of each TrackerState for the table (1 = TIME_WAIT-like, 2 = never
 # established): when full, closed connections go first, then unanswered attempts.
 TRACKER_STATE_CLASSES = (2, 2, 2, 0, 0, 0, 0, 1, 1, 2)
+
+
+class TrackerStats(dict):
+    """`Tracker.stats`: a dict of counters, read as a property.
+
+    Calling it -- ``tracker.stats()``, from when `stats` was a method -- returns the
+    same dict with a DeprecationWarning; that spelling goes in the next release."""
+
+    def __call__(self) -> TrackerStats:
+        warnings.warn("Tracker.stats is a property now: use tracker.stats, not tracker.stats()",
+                      DeprecationWarning, stacklevel=2)
+        return self
 
 
 @dataclass(frozen=True)
