@@ -17,7 +17,6 @@ the `fasttcp analyze` hot path; this module only reads the file into buffers.
 """
 from __future__ import annotations
 
-import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ import numpy as np
 
 from fasttcp.capture.scanner import (FORMAT_PCAP, FORMAT_PCAPNG, MAX_RECORD, CaptureScanner,
                                    strip_link)
+from fasttcp.capture.writer import (LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter, check_linktype, check_ns,
+                                    check_snaplen, seconds_to_ns)
 from fasttcp.errors import CaptureError, UsageError
 
 __all__ = [
@@ -41,9 +42,6 @@ __all__ = [
     "LINKTYPE_ETHERNET",
     "LINKTYPE_RAW",
 ]
-
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
 
 _PCAP_MAGICS = {
     # magic as read little-endian -> (big-endian file?, nanosecond?)
@@ -267,21 +265,6 @@ def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int 
     return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes)
 
 
-def _split_ns(ns: int, nanosecond: bool) -> tuple[int, int]:
-    sec, frac = divmod(ns, 1_000_000_000)
-    return sec, frac if nanosecond else frac // 1000
-
-
-def _float_to_ns(t: float, nanosecond: bool) -> int:
-    """Seconds as a float -> integer ns, exact to the file's resolution: the fraction is
-    taken after removing the whole seconds (exact in binary), so 1700000001.25 stays .25."""
-    sec = math.floor(t)
-    frac = t - sec
-    if nanosecond:
-        return sec * 1_000_000_000 + round(frac * 1e9)
-    return sec * 1_000_000_000 + round(frac * 1e6) * 1000
-
-
 def write_pcap(path: str | Path, packets: Iterable[bytes] | CaptureBatch, timestamps: Iterable[float] | None = None,
                *, linktype: int = LINKTYPE_RAW, nanosecond: bool = False, snaplen: int = 262144) -> int:
     """Write packets to a classic little-endian pcap file; returns how many.
@@ -289,33 +272,39 @@ def write_pcap(path: str | Path, packets: Iterable[bytes] | CaptureBatch, timest
     `packets` is an iterable of frames of `linktype` (raw IP by default) or a
     `CaptureBatch`, whose IP packets (rows with link verdict OK) are written as raw IP
     with their timestamps. `timestamps` are float seconds, one per packet (default:
-    0, 1 µs, 2 µs, ...); with `nanosecond` the file uses the nanosecond magic.
-    Raises `UsageError` if there are fewer timestamps than packets.
+    0, 1 µs, 2 µs, ...); with `nanosecond` the file uses the nanosecond magic. Written
+    through `fasttcp.capture.writer.PcapWriter`.
+
+    Raises `UsageError` before the file is opened for a snaplen outside 1..2**31-1, a
+    linktype outside 0..2**32-1 or a timestamp that is negative, NaN, infinite or
+    beyond the 32-bit seconds field; and for fewer timestamps than packets or a packet
+    that is not bytes-like. On any error once the file was opened -- those, an
+    exception from `packets`, a full disk -- the partial file is removed.
     """
+    check_snaplen(snaplen)
+    check_linktype(linktype)
     if isinstance(packets, CaptureBatch):
         batch = packets
-        keep = [i for i in range(len(batch)) if batch.verdicts[i] == 0]
-        frames: Iterable[bytes] = (batch.packet(i) for i in keep)
-        ns_iter: Iterator[int] | None = iter([int(batch.ts_ns[i]) for i in keep])
+        keep = np.flatnonzero(np.asarray(batch.verdicts) == 0)
+        frames: Iterable[bytes] = (batch.packet(int(i)) for i in keep)
+        ns_list: list[int] | None = [check_ns(int(t)) for t in np.asarray(batch.ts_ns)[keep]]
         linktype = LINKTYPE_RAW
     else:
         frames = packets
-        ns_iter = (_float_to_ns(float(t), nanosecond) for t in timestamps) if timestamps is not None else None
-    magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
-    count = 0
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype & 0xFFFFFFFF))
+        # all of them now, before the file exists: a bad one must not leave half a capture
+        ns_list = [seconds_to_ns(t, nanosecond) for t in timestamps] if timestamps is not None else None
+    w = PcapWriter(path, snaplen=snaplen, linktype=linktype, nanosecond=nanosecond)
+    try:
         for pkt in frames:
-            data = bytes(pkt)
-            if ns_iter is not None:
-                ns = next(ns_iter, None)
-                if ns is None:
-                    raise UsageError(f"write_pcap: {count} timestamps for more packets")
+            if ns_list is None:
+                ns = w.count * 1000
+            elif w.count < len(ns_list):
+                ns = ns_list[w.count]
             else:
-                ns = count * 1000
-            sec, frac = _split_ns(ns, nanosecond)
-            cap = data[:snaplen]
-            f.write(struct.pack("<IIII", sec, frac, len(cap), len(data)))
-            f.write(cap)
-            count += 1
-    return count
+                raise UsageError(f"write_pcap: {len(ns_list)} timestamps for more packets")
+            w.write_ns(pkt, ns)
+        w.close()
+    except BaseException:
+        w.discard()
+        raise
+    return w.count
