@@ -26,7 +26,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from fasttcp.capture.scanner import (FORMAT_PCAP, FORMAT_PCAPNG, MAX_RECORD, CaptureScanner,
+from fasttcp.capture.scanner import (FORMAT_PCAP, FORMAT_PCAPNG, MAX_PACKETS, MAX_RECORD, CaptureScanner,
                                    strip_link)
 from fasttcp.capture.writer import (LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter, check_linktype, check_ns,
                                     check_snaplen, seconds_to_ns)
@@ -42,6 +42,10 @@ __all__ = [
     "LINKTYPE_ETHERNET",
     "LINKTYPE_RAW",
 ]
+
+# batch_bytes: a batch's buffer is allocated whole (and may grow by MAX_RECORD twice);
+# a gigabyte is more than any batch needs
+MAX_BATCH_BYTES = 1 << 30
 
 _PCAP_MAGICS = {
     # magic as read little-endian -> (big-endian file?, nanosecond?)
@@ -112,6 +116,7 @@ class CaptureStats:
     truncated_tail: int = 0           # bytes of an incomplete last record (0 = none)
     blocks_skipped: int = 0           # pcapng blocks fasttcp has no use for (statistics, names, ...)
     bad_interface: int = 0            # pcapng packets naming an undescribed interface
+    bad_timestamp: int = 0            # packets whose time is not in 0..2**63-1 ns (ts_ns 0 instead)
 
 
 class CaptureReader:
@@ -119,10 +124,13 @@ class CaptureReader:
 
     def __init__(self, path: str | Path, *, batch_packets: int = 65536,
                  batch_bytes: int = 8 << 20) -> None:
-        if batch_packets < 1:
-            raise ValueError(f"batch_packets must be >= 1, got {batch_packets}")
-        if batch_bytes < 4096:
-            raise ValueError(f"batch_bytes must be >= 4096, got {batch_bytes}")
+        # both size allocations made up front (41 bytes of arrays per packet, the buffer)
+        if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) \
+                or not 1 <= batch_packets <= MAX_PACKETS:
+            raise UsageError(f"batch_packets must be an int in 1..{MAX_PACKETS}, got {batch_packets!r}")
+        if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) \
+                or not 4096 <= batch_bytes <= MAX_BATCH_BYTES:
+            raise UsageError(f"batch_bytes must be an int in 4096..{MAX_BATCH_BYTES}, got {batch_bytes!r}")
         self.path = Path(path)
         self.batch_packets = batch_packets
         self.batch_bytes = batch_bytes
@@ -182,7 +190,11 @@ class CaptureReader:
         return batch
 
     def read_batch(self) -> CaptureBatch | None:
-        """The next batch, or None at the end of the file."""
+        """The next batch, or None at the end of the file. Raises CaptureError for a
+        corrupt record (after delivering the packets before it) and UsageError once the
+        reader is closed."""
+        if self._f.closed:
+            raise UsageError(f"{self.path}: read from a closed CaptureReader")
         if self._error is not None:
             self._eof = True
             err, self._error = self._error, None
@@ -226,6 +238,7 @@ class CaptureReader:
             self.stats.truncated_tail = end - pos
         self.stats.blocks_skipped = self._scanner.blocks_skipped
         self.stats.bad_interface = self._scanner.bad_interface
+        self.stats.bad_timestamp = self._scanner.bad_timestamp
         if n == 0:
             self._eof = True
             return None
@@ -256,11 +269,15 @@ class CaptureReader:
 def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int = 8 << 20) -> CaptureReader:
     """Open a pcap or pcapng file for streaming: iterate it for `CaptureBatch` objects.
 
-    The format is detected from the first bytes. Raises `FileNotFoundError` (and the
-    other `OSError`s) as `open` does, and `CaptureError` for an empty file, an unknown
-    magic number or a corrupt length field (with its file offset). An incomplete last
-    record -- a capture cut off mid-write -- is not an error: the packets before it
-    are delivered and ``reader.stats.truncated_tail`` says how many bytes were left.
+    The format is detected from the first bytes. Raises `UsageError` for a
+    batch_packets outside 1..MAX_PACKETS or a batch_bytes outside
+    4096..MAX_BATCH_BYTES, `FileNotFoundError` (and the other `OSError`s, e.g.
+    `IsADirectoryError`) as `open` does, and `CaptureError` for an empty file, an
+    unknown magic number or a corrupt length field (with its file offset). An
+    incomplete last record -- a capture cut off mid-write -- is not an error: the
+    packets before it are delivered and ``reader.stats.truncated_tail`` says how many
+    bytes were left. A packet whose timestamp is not a time in 0..2**63-1 ns (a pcapng
+    field overflowing) gets ts_ns 0 and is counted in ``reader.stats.bad_timestamp``.
     """
     return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes)
 

@@ -4,6 +4,7 @@ import numpy as np
 FORMAT_PCAP: int
 FORMAT_PCAPNG: int
 MAX_RECORD: int
+MAX_PACKETS: int
 
 class CaptureScanner:
     """The C state of one capture file: format, byte order, interfaces."""
@@ -17,8 +18,11 @@ class CaptureScanner:
     def blocks_skipped(self) -> int: ...
     @property
     def bad_interface(self) -> int: ...
+    @property
+    def bad_timestamp(self) -> int: ...
     def linktypes(self) -> list[int]: ...
     def scan(self, buf: np.ndarray, pos: int, end: int, max_pkts: int
              ) -> tuple[int, int, int, int, tuple[np.ndarray, ...]]: ...
 
-def strip_link(linktype: int, frame: bytes | bytearray | memoryview | np.ndarray) -> tuple[int, int]: ...
+def strip_link(linktype: int, frame: bytes | bytearray | memoryview | np.ndarray) -> tuple[int, int]:
+    """(verdict, ip_offset); UsageError for a linktype outside 32 bits or a non-contiguous frame."""
