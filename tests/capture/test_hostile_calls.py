@@ -284,3 +284,30 @@ def test_reading_a_closed_capture_reader_is_a_usage_error():
         r.close()
         r.read_batch()
     """), "UsageError", match="closed")
+
+
+# ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
+
+SWEEP = """
+VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
+def sweep(fn):
+    out = []
+    for v in VALUES:
+        try:
+            fn(v)
+            out.append("ok")
+        except fasttcp.FastTcpError as e:       # UsageError, CaptureError
+            out.append(type(e).__name__)
+    return out
+"""
+
+
+@pytest.mark.parametrize("call", [
+    "list(read_pcap(GOOD, batch_packets=v))", "list(read_pcap(GOOD, batch_bytes=v))",
+    "write_pcap(OUT, [PKT], [v])", "write_pcap(OUT, [PKT], [1.0], snaplen=v)",
+    "write_pcap(OUT, [PKT], [1.0], linktype=v)", "PcapWriter(OUT, snaplen=v).close()",
+    "PcapWriter(OUT).write_ns(PKT, v)", "strip_link(v, PKT)",
+])
+def test_capture_integer_arguments_never_crash_and_raise_only_fasttcp_errors(call):
+    out = expect_ok(P(SWEEP + f"outcome(sweep(lambda v: {call}))"))
+    assert "ok" in out or "UsageError" in out, out

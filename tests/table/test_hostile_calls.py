@@ -362,3 +362,34 @@ def test_table_seed_must_be_a_non_negative_int(seed):
 def test_scalar_keys_refuse_ports_that_are_not_ports(key):
     expect_raises(P(f"make_keys([{key}])"), "UsageError")
     expect_raises(P(f"ConnectionTable(4, seed=1).insert({key})"), "UsageError")
+
+
+# ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
+
+SWEEP = """
+VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
+def sweep(fn):
+    out = []
+    for v in VALUES:
+        try:
+            fn(v)
+            out.append("ok")
+        except fasttcp.FastTcpError as e:       # UsageError, MalformedPacket, CaptureError, ...
+            out.append(type(e).__name__)
+    return out
+t = ConnectionTable(8, seed=1)
+t.insert(K4)
+"""
+
+
+@pytest.mark.parametrize("call", [
+    "ConnectionTable(v if v < 2**31 - 1 else v + 2**31)", "ConnectionTable(4, seed=v)",
+    "ConnectionTable(8).insert(K6, state=v)", "ConnectionTable(8).insert(K6, iss=v)",
+    "ConnectionTable(8).insert(K6, mss=v)", "ConnectionTable(8).insert(K6, now=v)",
+    "t.insert(('10.0.0.1', v, '10.0.0.2', 1))", "t.set_state(K4, v, now=0)", "t.set_state(K4, 4, now=v)",
+    "t.set_deadline(K4, v)", "t.expire(v)", "t.remove_ids([v])", "t.insert_batch(make_keys([K6]), state=v)",
+    "t.insert_batch(make_keys([K6]), now=v)", "make_keys([('::1', v, '::2', 1)])",
+])
+def test_table_integer_arguments_never_crash_and_raise_only_fasttcp_errors(call):
+    out = expect_ok(P(SWEEP + f"outcome(sweep(lambda v: {call}))"))
+    assert "ok" in out or "UsageError" in out, out

@@ -317,3 +317,37 @@ def test_seq_takes_non_contiguous_and_read_only_arrays():
         b = np.full(5, 2**32 - 1, dtype=np.int64); b.flags.writeable = False
         outcome((seq.lt(a, b).tolist(), seq.add(b, a).tolist()))
     """)) == "([False, False, False, False, False], [4294967295, 1, 3, 5, 7])"
+
+
+# ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
+
+SWEEP = """
+VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
+def sweep(fn):
+    out = []
+    for v in VALUES:
+        try:
+            fn(v)
+            out.append("ok")
+        except fasttcp.FastTcpError as e:       # UsageError, MalformedPacket, ...
+            out.append(type(e).__name__)
+    return out
+SEG = parse(PKT)
+"""
+
+
+@pytest.mark.parametrize("call", [
+    "build(S4, D4, v, 80)", "build(S4, D4, 1, v)", "build(S4, D4, 1, 2, seq=v)", "build(S4, D4, 1, 2, ack=v)",
+    "build(S4, D4, 1, 2, flags=v)", "build(S4, D4, 1, 2, window=v)", "build(S4, D4, 1, 2, urgent=v)",
+    "build(S4, D4, 1, 2, ttl=v)", "build(S4, D4, 1, 2, options={'mss': v})",
+    "build(S4, D4, 1, 2, options={'timestamp': (v, 0)})", "build(S4, D4, 1, 2, options={'sack': [(v, 0)]})",
+    "build(S4, D4, 1, 2, options={'unknown': [(v, b'')]})", "SEG.replace(seq=v)", "SEG.replace(src_port=v)",
+    "parse_batch(PKT, [v], [len(PKT)])", "parse_batch(PKT, [0], [v])",
+    "parse_batch(PKT, np.array([v % 2**64], dtype=np.uint64), [1])", "checksum_update(v, 1, 2)",
+    "checksum_update(0, v, 2, size=4)", "checksum_update(0, 1, 2, size=v)", "seq.add(v, 1)", "seq.lt(1, v)",
+    "seq.diff(np.array([v % 2**64], dtype=np.uint64), 0)", "seq.acceptable(0, v, 0, 10)",
+    "seq.in_window(v, 0, 10)", "Options(wscale=v)", "parse(PKT[:max(0, min(v, len(PKT)))])",
+])
+def test_wire_integer_arguments_never_crash_and_raise_only_fasttcp_errors(call):
+    out = expect_ok(P(SWEEP + f"outcome(sweep(lambda v: {call}))"))
+    assert "ok" in out or "UsageError" in out or "Truncated" in out, out
