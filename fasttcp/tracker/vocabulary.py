@@ -197,31 +197,49 @@ def flow_records(rows: np.ndarray) -> Iterator[dict[str, Any]]:
     ``orig_p``, ``resp_h``, ``resp_p``, ``duration``, ``orig_bytes``, ``resp_bytes``,
     ``conn_state``, ``history``, ``orig_pkts``, ``orig_ip_bytes``, ``resp_pkts``,
     ``resp_ip_bytes``) plus fasttcp's ``state``, ``rtt_syn_synack``,
-    ``rtt_synack_ack`` (seconds or None), retransmissions and ``end_reason``."""
-    for r in rows:
-        fam = int(r["family"])
-        start, end = int(r["start_us"]), int(r["end_us"])
-        yield {
-            "ts": start / 1e6,
-            "orig_h": _addr(fam, r["orig_h"]),
-            "orig_p": int(r["orig_p"]),
-            "resp_h": _addr(fam, r["resp_h"]),
-            "resp_p": int(r["resp_p"]),
-            "proto": "tcp",
-            "duration": (end - start) / 1e6,
-            "orig_bytes": int(r["orig_bytes"]),
-            "resp_bytes": int(r["resp_bytes"]),
-            "conn_state": ConnState(int(r["conn_state"])).name,
-            "missed_bytes": int(r["missed_bytes"]),
-            "history": r["history"].decode("ascii"),
-            "orig_pkts": int(r["orig_pkts"]),
-            "orig_ip_bytes": int(r["orig_ip_bytes"]),
-            "resp_pkts": int(r["resp_pkts"]),
-            "resp_ip_bytes": int(r["resp_ip_bytes"]),
-            "state": TrackerState(int(r["state"])).name,
-            "rtt_syn_synack": _rtt(int(r["rtt_syn_synack"])),
-            "rtt_synack_ack": _rtt(int(r["rtt_synack_ack"])),
-            "orig_retrans": int(r["orig_retrans"]),
-            "resp_retrans": int(r["resp_retrans"]),
-            "end_reason": EndReason(int(r["end_reason"])).name,
-        }
+    ``rtt_synack_ack`` (seconds or None), retransmissions and ``end_reason``.
+
+    Raises UsageError (at the call, not at the first row) unless `rows` is a FLOW_DTYPE
+    array; a row whose codes name no state or reason raises UsageError when reached."""
+    from fasttcp.tracker.tracker import FLOW_DTYPE
+
+    if not isinstance(rows, np.ndarray) or rows.dtype != FLOW_DTYPE:
+        got = f"dtype {rows.dtype}" if isinstance(rows, np.ndarray) else type(rows).__name__
+        raise UsageError(f"flow_records takes a FLOW_DTYPE array (Tracker.finished(), close(), ...), got {got}")
+    return _flow_records(rows.reshape(-1))
+
+
+def _flow_records(rows: np.ndarray) -> Iterator[dict[str, Any]]:
+    try:
+        yield from (_flow_record(r) for r in rows)
+    except ValueError as exc:         # an enum code no row written by the tracker has
+        raise UsageError(f"not a row the tracker wrote: {exc}") from None
+
+
+def _flow_record(r: np.void) -> dict[str, Any]:
+    fam = int(r["family"])
+    start, end = int(r["start_us"]), int(r["end_us"])
+    return {
+        "ts": start / 1e6,
+        "orig_h": _addr(fam, r["orig_h"]),
+        "orig_p": int(r["orig_p"]),
+        "resp_h": _addr(fam, r["resp_h"]),
+        "resp_p": int(r["resp_p"]),
+        "proto": "tcp",
+        "duration": (end - start) / 1e6,
+        "orig_bytes": int(r["orig_bytes"]),
+        "resp_bytes": int(r["resp_bytes"]),
+        "conn_state": ConnState(int(r["conn_state"])).name,
+        "missed_bytes": int(r["missed_bytes"]),
+        "history": r["history"].decode("ascii"),
+        "orig_pkts": int(r["orig_pkts"]),
+        "orig_ip_bytes": int(r["orig_ip_bytes"]),
+        "resp_pkts": int(r["resp_pkts"]),
+        "resp_ip_bytes": int(r["resp_ip_bytes"]),
+        "state": TrackerState(int(r["state"])).name,
+        "rtt_syn_synack": _rtt(int(r["rtt_syn_synack"])),
+        "rtt_synack_ack": _rtt(int(r["rtt_synack_ack"])),
+        "orig_retrans": int(r["orig_retrans"]),
+        "resp_retrans": int(r["resp_retrans"]),
+        "end_reason": EndReason(int(r["end_reason"])).name,
+    }

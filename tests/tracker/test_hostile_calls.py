@@ -310,3 +310,50 @@ def test_stats_property_for_the_in_process_callers():
         assert t.stats["packets"] == 1
     with pytest.warns(DeprecationWarning):
         assert t.stats()["packets"] == 1
+
+
+# ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
+
+SWEEP = """
+VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
+def sweep(fn):
+    out = []
+    for v in VALUES:
+        try:
+            fn(v)
+            out.append("ok")
+        except fasttcp.FastTcpError as e:
+            out.append(type(e).__name__)
+    return out
+t = Tracker(16, seed=1)
+BUF = np.frombuffer(SYN, dtype=np.uint8)
+"""
+
+
+@pytest.mark.parametrize("call", [
+    "Tracker(v if v < 2**31 - 1 else v + 2**31)", "Tracker(4, max_events=v if v < 2**28 else v, events=True)",
+    "Tracker(4, seed=v)", "Tracker(4, server_ports=[v])", "t.feed(SYN, v)", "t.expire(v)",
+    "t.feed_batch(BUF, [v], [len(SYN)], [0])", "t.feed_batch(BUF, [0], [v], [0])",
+    "t.feed_batch(BUF, [0], [len(SYN)], [v])",
+    "t.feed_batch(BUF, [0], [len(SYN)], np.array([v % 2**64], dtype=np.uint64))",
+    "TrackerTimeouts(established=v)", "TrackerTimeouts(msl=v)",
+])
+def test_tracker_integer_arguments_never_crash_and_raise_only_fasttcp_errors(call):
+    out = expect_ok(P(SWEEP + f"outcome(sweep(lambda v: {call}))"))
+    assert "ok" in out or "UsageError" in out, out
+
+
+@pytest.mark.parametrize("rows", ["np.zeros(2)", "[1, 2]", "None", "np.zeros(2, dtype=fasttcp.TRACKER_EVENT_DTYPE)"])
+def test_flow_records_refuses_what_is_not_flow_rows_at_the_call(rows):
+    expect_raises(P(f"fasttcp.flow_records({rows})"), "UsageError", match="FLOW_DTYPE")
+
+
+@pytest.mark.parametrize("field, value", [("conn_state", 99), ("state", 200), ("end_reason", 7),
+                                          ("history", "b'\\xff\\xfe'")])
+def test_flow_records_refuses_rows_the_tracker_cannot_have_written(field, value):
+    expect_raises(P(f"""
+        rows = np.zeros(1, dtype=fasttcp.FLOW_DTYPE)
+        rows["family"] = 4
+        rows["{field}"] = {value}
+        list(fasttcp.flow_records(rows))
+    """), "UsageError", match="not a row")
