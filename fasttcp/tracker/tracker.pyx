@@ -464,6 +464,11 @@ cdef class Tracker:
     * ``events``: keep conntrack state changes for `events()` (at most ``max_events``
       between calls; the rest are counted in ``stats["events_dropped"]``).
 
+    Raises UsageError for a capacity outside 1..2^31, a max_events outside
+    0..MAX_EVENTS, server ports that are not ints in 0..65535, an unknown timeouts
+    preset, a negative seed (bools and floats are none of these), and MemoryError if
+    the records cannot be allocated.
+
     Time is the packets' own: `feed` takes seconds, `feed_batch` the batch's
     nanosecond timestamps. Connections whose state's idle time has run out are
     finished as packet time passes; `finished()` collects their summaries (a

@@ -4,6 +4,9 @@
 Scalars go straight to the inline C helpers of seq.pxd. Arrays are broadcast against
 each other, checked to lie in 0..2^32-1 (a negative int64 must not silently wrap), and
 run through one C loop per call with the GIL released.
+
+Every function raises UsageError for a value outside 0..2^32-1, a non-integer (a
+float, a bool, a string) and arrays that do not broadcast together.
 """
 cimport cython
 cimport numpy as cnp
