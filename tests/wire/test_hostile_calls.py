@@ -351,3 +351,30 @@ SEG = parse(PKT)
 def test_wire_integer_arguments_never_crash_and_raise_only_fasttcp_errors(call):
     out = expect_ok(P(SWEEP + f"outcome(sweep(lambda v: {call}))"))
     assert "ok" in out or "UsageError" in out or "Truncated" in out, out
+
+
+def test_checksum_of_a_large_buffer_cannot_be_shrunk_under_it_by_another_thread():
+    # checksum releases the GIL from 64 KiB on; the buffer stays exported meanwhile, so
+    # a second thread's resize is refused instead of freeing the bytes being summed
+    assert expect_ok(P("""
+        buf = bytearray(b"\\x01\\x02" * (8 << 20))
+        res = {"blocked": 0, "shrunk": 0}
+        stop = []
+        def shrink():
+            while not stop:
+                try:
+                    del buf[1 << 20:]
+                    buf.extend(b"\\x01\\x02" * ((16 << 20) - len(buf) >> 1))
+                    res["shrunk"] += 1
+                except BufferError:
+                    res["blocked"] += 1
+        th = threading.Thread(target=shrink)
+        th.start()
+        try:
+            for _ in range(20):
+                checksum(buf)             # of whatever the buffer holds while exported
+        finally:
+            stop.append(1)
+            th.join()
+        outcome("ok")
+    """)) == "'ok'"
