@@ -349,7 +349,10 @@ cdef class Segment:
         """Zero-copy read-only memoryview of the payload (bytes after the TCP header up
         to the IP datagram's end; Ethernet padding is not payload). Raises UsageError if
         the parsed buffer has shrunk below it since."""
-        mv = memoryview(self._owner).toreadonly()
+        try:
+            mv = memoryview(self._owner).toreadonly()
+        except (ValueError, BufferError):     # e.g. an mmap closed since
+            raise UsageError("the buffer this segment was parsed from is closed") from None
         if <size_t>len(mv) < self._p.payload_off + self._p.payload_len:
             raise UsageError("the buffer this segment was parsed from has shrunk since")
         return mv[self._p.payload_off:self._p.payload_off + self._p.payload_len]
@@ -539,7 +542,10 @@ cdef object _byte_owner(object obj):
 cdef int _acquire(object owner, Py_buffer *view, size_t need) except -1:
     """Get the bytes of a segment's buffer again, refusing if it shrank since parse
     (the documented contract is to leave it alone; a broken one must not read freed memory)."""
-    PyObject_GetBuffer(owner, view, PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(owner, view, PyBUF_SIMPLE)
+    except (ValueError, BufferError):         # e.g. an mmap closed since
+        raise UsageError("the buffer this segment was parsed from is closed") from None
     if <size_t>view.len < need:
         PyBuffer_Release(view)
         raise UsageError("the buffer this segment was parsed from has shrunk since")

@@ -378,3 +378,24 @@ def test_checksum_of_a_large_buffer_cannot_be_shrunk_under_it_by_another_thread(
             th.join()
         outcome("ok")
     """)) == "'ok'"
+
+
+def test_segment_of_an_mmap_closed_since_parse_refuses_its_accessors():
+    # a Segment keeps a reference, not an export: the mmap can be closed (unmapped)
+    assert expect_ok(P("""
+        import mmap
+        m = mmap.mmap(-1, len(PKT))
+        m[:] = PKT
+        s = parse(m)
+        m.close()
+        res = []
+        for name, call in (("payload", lambda: s.payload), ("to_bytes", s.to_bytes),
+                           ("replace", lambda: s.replace(seq=1))):
+            try:
+                call()
+                res.append(name + " ok")
+            except UsageError as e:
+                assert "closed" in str(e), str(e)
+                res.append(name + " refused")
+        outcome((res, s.options.mss))
+    """)) == "(['payload refused', 'to_bytes refused', 'replace refused'], 1460)"
