@@ -56,7 +56,7 @@ def test_tracker_feed_batch(benchmark, batches, verify, fast):
 
     benchmark.pedantic(feed, setup=fresh, rounds=5, warmup_rounds=1)
     benchmark.extra_info["units_per_call"] = n
-    assert tracker.stats()["verdicts"] == {"OK": tracker.stats()["packets"]}
+    assert tracker.stats["verdicts"] == {"OK": tracker.stats["packets"]}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_tracker_syn_flood(benchmark, syn_flood, fast):
 
     benchmark.pedantic(lambda: tracker.feed_batch(*syn_flood), setup=fresh, rounds=7, warmup_rounds=1)
     benchmark.extra_info["units_per_call"] = n
-    assert len(tracker) == n and tracker.stats()["verdicts"] == {"OK": tracker.stats()["packets"]}
+    assert len(tracker) == n and tracker.stats["verdicts"] == {"OK": tracker.stats["packets"]}
 
 
 def test_analyze_end_to_end(benchmark, capture):

@@ -95,6 +95,7 @@ def test_pxd_and_stub_files_ship_with_the_package():
 
     shipped = {
         "wire": ("defs.pxd", "seq.pxd", "checksum.pxd", "codec.pxd", "batch.pxd", "spans.pxd", "addr.pxd",
+                 "buffers.pxd",
                  "csum_impl.h", "mem_impl.h", "seq.pyi", "checksum.pyi", "segment.pyi", "batch.pyi", "codec.pyi",
                  "addr.pyi"),
         "table": ("table.pxd", "keyhash.pxd", "ops.pxd", "table.pyi"),

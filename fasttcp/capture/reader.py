@@ -17,7 +17,6 @@ the `fasttcp analyze` hot path; this module only reads the file into buffers.
 """
 from __future__ import annotations
 
-import math
 import os
 import struct
 from collections.abc import Iterable, Iterator
@@ -29,7 +28,16 @@ from typing import Self
 
 import numpy as np
 
-from fasttcp.capture.scanner import MAX_RECORD, CaptureScanner, strip_link
+from fasttcp.capture.scanner import MAX_PACKETS, MAX_RECORD, CaptureScanner, strip_link
+from fasttcp.capture.writer import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_RAW,
+    PcapWriter,
+    check_linktype,
+    check_ns,
+    check_snaplen,
+    seconds_to_ns,
+)
 from fasttcp.errors import CaptureError, UsageError
 
 __all__ = [
@@ -43,8 +51,9 @@ __all__ = [
     "LINKTYPE_RAW",
 ]
 
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
+# batch_bytes: a batch's buffer is allocated whole (and may grow by MAX_RECORD twice);
+# a gigabyte is more than any batch needs
+MAX_BATCH_BYTES = 1 << 30
 
 _PCAP_MAGICS = {
     # magic as read little-endian -> (big-endian file?, nanosecond?)
@@ -115,6 +124,7 @@ class CaptureStats:
     truncated_tail: int = 0           # bytes of an incomplete last record (0 = none)
     blocks_skipped: int = 0           # pcapng blocks fasttcp has no use for (statistics, names, ...)
     bad_interface: int = 0            # pcapng packets naming an undescribed interface
+    bad_timestamp: int = 0            # packets whose time is not in 0..2**63-1 ns (ts_ns 0 instead)
 
 
 class CaptureReader:
@@ -122,10 +132,13 @@ class CaptureReader:
 
     def __init__(self, path: str | Path, *, batch_packets: int = 65536,
                  batch_bytes: int = 8 << 20) -> None:
-        if batch_packets < 1:
-            raise ValueError(f"batch_packets must be >= 1, got {batch_packets}")
-        if batch_bytes < 4096:
-            raise ValueError(f"batch_bytes must be >= 4096, got {batch_bytes}")
+        # both size allocations made up front (41 bytes of arrays per packet, the buffer)
+        if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) \
+                or not 1 <= batch_packets <= MAX_PACKETS:
+            raise UsageError(f"batch_packets must be an int in 1..{MAX_PACKETS}, got {batch_packets!r}")
+        if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) \
+                or not 4096 <= batch_bytes <= MAX_BATCH_BYTES:
+            raise UsageError(f"batch_bytes must be an int in 4096..{MAX_BATCH_BYTES}, got {batch_bytes!r}")
         self.path = Path(path)
         self.batch_packets = batch_packets
         self.batch_bytes = batch_bytes
@@ -185,7 +198,11 @@ class CaptureReader:
         return batch
 
     def read_batch(self) -> CaptureBatch | None:
-        """The next batch, or None at the end of the file."""
+        """The next batch, or None at the end of the file. Raises CaptureError for a
+        corrupt record (after delivering the packets before it) and UsageError once the
+        reader is closed."""
+        if self._f.closed:
+            raise UsageError(f"{self.path}: read from a closed CaptureReader")
         if self._error is not None:
             self._eof = True
             err, self._error = self._error, None
@@ -229,6 +246,7 @@ class CaptureReader:
             self.stats.truncated_tail = end - pos
         self.stats.blocks_skipped = self._scanner.blocks_skipped
         self.stats.bad_interface = self._scanner.bad_interface
+        self.stats.bad_timestamp = self._scanner.bad_timestamp
         if n == 0:
             self._eof = True
             return None
@@ -259,28 +277,17 @@ class CaptureReader:
 def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int = 8 << 20) -> CaptureReader:
     """Open a pcap or pcapng file for streaming: iterate it for `CaptureBatch` objects.
 
-    The format is detected from the first bytes. Raises `FileNotFoundError` (and the
-    other `OSError`s) as `open` does, and `CaptureError` for an empty file, an unknown
-    magic number or a corrupt length field (with its file offset). An incomplete last
-    record -- a capture cut off mid-write -- is not an error: the packets before it
-    are delivered and ``reader.stats.truncated_tail`` says how many bytes were left.
+    The format is detected from the first bytes. Raises `UsageError` for a
+    batch_packets outside 1..MAX_PACKETS or a batch_bytes outside
+    4096..MAX_BATCH_BYTES, `FileNotFoundError` (and the other `OSError`s, e.g.
+    `IsADirectoryError`) as `open` does, and `CaptureError` for an empty file, an
+    unknown magic number or a corrupt length field (with its file offset). An
+    incomplete last record -- a capture cut off mid-write -- is not an error: the
+    packets before it are delivered and ``reader.stats.truncated_tail`` says how many
+    bytes were left. A packet whose timestamp is not a time in 0..2**63-1 ns (a pcapng
+    field overflowing) gets ts_ns 0 and is counted in ``reader.stats.bad_timestamp``.
     """
     return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes)
-
-
-def _split_ns(ns: int, nanosecond: bool) -> tuple[int, int]:
-    sec, frac = divmod(ns, 1_000_000_000)
-    return sec, frac if nanosecond else frac // 1000
-
-
-def _float_to_ns(t: float, nanosecond: bool) -> int:
-    """Seconds as a float -> integer ns, exact to the file's resolution: the fraction is
-    taken after removing the whole seconds (exact in binary), so 1700000001.25 stays .25."""
-    sec = math.floor(t)
-    frac = t - sec
-    if nanosecond:
-        return sec * 1_000_000_000 + round(frac * 1e9)
-    return sec * 1_000_000_000 + round(frac * 1e6) * 1000
 
 
 def write_pcap(path: str | Path, packets: Iterable[bytes] | CaptureBatch, timestamps: Iterable[float] | None = None,
@@ -290,33 +297,39 @@ def write_pcap(path: str | Path, packets: Iterable[bytes] | CaptureBatch, timest
     `packets` is an iterable of frames of `linktype` (raw IP by default) or a
     `CaptureBatch`, whose IP packets (rows with link verdict OK) are written as raw IP
     with their timestamps. `timestamps` are float seconds, one per packet (default:
-    0, 1 µs, 2 µs, ...); with `nanosecond` the file uses the nanosecond magic.
-    Raises `UsageError` if there are fewer timestamps than packets.
+    0, 1 µs, 2 µs, ...); with `nanosecond` the file uses the nanosecond magic. Written
+    through `fasttcp.capture.writer.PcapWriter`.
+
+    Raises `UsageError` before the file is opened for a snaplen outside 1..2**31-1, a
+    linktype outside 0..2**32-1 or a timestamp that is negative, NaN, infinite or
+    beyond the 32-bit seconds field; and for fewer timestamps than packets or a packet
+    that is not bytes-like. On any error once the file was opened -- those, an
+    exception from `packets`, a full disk -- the partial file is removed.
     """
+    check_snaplen(snaplen)
+    check_linktype(linktype)
     if isinstance(packets, CaptureBatch):
         batch = packets
-        keep = [i for i in range(len(batch)) if batch.verdicts[i] == 0]
-        frames: Iterable[bytes] = (batch.packet(i) for i in keep)
-        ns_iter: Iterator[int] | None = iter([int(batch.ts_ns[i]) for i in keep])
+        keep = np.flatnonzero(np.asarray(batch.verdicts) == 0)
+        frames: Iterable[bytes] = (batch.packet(int(i)) for i in keep)
+        ns_list: list[int] | None = [check_ns(int(t)) for t in np.asarray(batch.ts_ns)[keep]]
         linktype = LINKTYPE_RAW
     else:
         frames = packets
-        ns_iter = (_float_to_ns(float(t), nanosecond) for t in timestamps) if timestamps is not None else None
-    magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
-    count = 0
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype & 0xFFFFFFFF))
+        # all of them now, before the file exists: a bad one must not leave half a capture
+        ns_list = [seconds_to_ns(t, nanosecond) for t in timestamps] if timestamps is not None else None
+    w = PcapWriter(path, snaplen=snaplen, linktype=linktype, nanosecond=nanosecond)
+    try:
         for pkt in frames:
-            data = bytes(pkt)
-            if ns_iter is not None:
-                ns = next(ns_iter, None)
-                if ns is None:
-                    raise UsageError(f"write_pcap: {count} timestamps for more packets")
+            if ns_list is None:
+                ns = w.count * 1000
+            elif w.count < len(ns_list):
+                ns = ns_list[w.count]
             else:
-                ns = count * 1000
-            sec, frac = _split_ns(ns, nanosecond)
-            cap = data[:snaplen]
-            f.write(struct.pack("<IIII", sec, frac, len(cap), len(data)))
-            f.write(cap)
-            count += 1
-    return count
+                raise UsageError(f"write_pcap: {len(ns_list)} timestamps for more packets")
+            w.write_ns(pkt, ns)
+        w.close()
+    except BaseException:
+        w.discard()
+        raise
+    return w.count

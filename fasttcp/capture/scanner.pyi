@@ -2,11 +2,12 @@
 import numpy as np
 from typing_extensions import disjoint_base
 
-__all__ = ["CaptureScanner", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD"]
+__all__ = ["CaptureScanner", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD", "MAX_PACKETS"]
 
 FORMAT_PCAP: int
 FORMAT_PCAPNG: int
 MAX_RECORD: int
+MAX_PACKETS: int
 
 @disjoint_base
 class CaptureScanner:
@@ -21,8 +22,11 @@ class CaptureScanner:
     def blocks_skipped(self) -> int: ...
     @property
     def bad_interface(self) -> int: ...
+    @property
+    def bad_timestamp(self) -> int: ...
     def linktypes(self) -> list[int]: ...
     def scan(self, buf: np.ndarray, pos: int, end: int, max_pkts: int
              ) -> tuple[int, int, int, int, tuple[np.ndarray, ...]]: ...
 
-def strip_link(linktype: int, frame: bytes | bytearray | memoryview | np.ndarray) -> tuple[int, int]: ...
+def strip_link(linktype: int, frame: bytes | bytearray | memoryview | np.ndarray) -> tuple[int, int]:
+    """(verdict, ip_offset); UsageError for a linktype outside 32 bits or a non-contiguous frame."""

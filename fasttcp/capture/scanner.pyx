@@ -23,7 +23,7 @@ from fasttcp.wire.defs cimport (FT_OK, FT_ERR_NOT_IP, FT_ERR_UNSUPPORTED_LINK,
 import numpy as np
 from fasttcp.errors import UsageError
 
-__all__ = ["CaptureScanner", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD"]
+__all__ = ["CaptureScanner", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD", "MAX_PACKETS"]
 
 cdef enum:
     FT_FMT_PCAP = 1
@@ -36,6 +36,9 @@ cdef enum:
 FORMAT_PCAP = FT_FMT_PCAP
 FORMAT_PCAPNG = FT_FMT_PCAPNG
 MAX_RECORD = FT_MAX_RECORD
+MAX_PACKETS = 1 << 24
+"""The most packets one scan (one batch) holds: its arrays, 41 bytes a packet, are
+allocated up front, so a larger count is a typo costing gigabytes."""
 
 # scan results (ft_scan's return code)
 cdef enum:
@@ -111,6 +114,22 @@ ctypedef struct ft_iface_t:
     uint64_t ts_mul                   # timestamp units -> ns: ns = units * mul / div
     uint64_t ts_div
     int64_t ts_offset_ns              # if_tsoffset (seconds) in ns
+    bint ts_offset_bad                # if_tsoffset beyond what int64 nanoseconds hold
+
+
+cdef extern from *:
+    """
+    /* overflow-checked arithmetic (gcc and clang): a file's timestamp fields are any
+       64-bit values, and signed overflow is undefined behaviour in C */
+    #define ft_mul_u64(a, b, r) __builtin_mul_overflow((a), (b), (r))
+    #define ft_add_u64(a, b, r) __builtin_add_overflow((a), (b), (r))
+    #define ft_mul_i64(a, b, r) __builtin_mul_overflow((a), (b), (r))
+    #define ft_add_i64(a, b, r) __builtin_add_overflow((a), (b), (r))
+    """
+    bint ft_mul_u64(uint64_t a, uint64_t b, uint64_t *r) nogil
+    bint ft_add_u64(uint64_t a, uint64_t b, uint64_t *r) nogil
+    bint ft_mul_i64(int64_t a, int64_t b, int64_t *r) nogil
+    bint ft_add_i64(int64_t a, int64_t b, int64_t *r) nogil
 
 
 ctypedef struct ft_scan_t:
@@ -121,6 +140,7 @@ ctypedef struct ft_scan_t:
     uint64_t frames                   # records with packets seen so far (frame numbers are 1-based)
     uint64_t blocks_skipped           # pcapng blocks of kinds we do not need
     uint64_t bad_interface            # packets naming an interface that was never described
+    uint64_t bad_timestamp            # packets whose time is not in 0..2**63-1 ns (given as 0)
     ft_iface_t iface[FT_MAX_IFACES]
 
 
@@ -251,11 +271,28 @@ cdef inline void _set_resolution(ft_iface_t *ifc, uint8_t tsresol) noexcept nogi
 
 
 cdef inline int64_t _units_to_ns(const ft_iface_t *ifc, uint64_t units) noexcept nogil:
+    """A pcapng timestamp in ns since the epoch, or -1 when it is not in 0..2**63-1 (the
+    int64 ts_ns arrays; the tracker refuses other times): a 64-bit units field times
+    the resolution, plus if_tsoffset, is any number a corrupt file makes it."""
+    cdef uint64_t ns, part
+    cdef int64_t t
+    if ifc.ts_offset_bad:
+        return -1
     if ifc.ts_div == 1:
-        return <int64_t>(units * ifc.ts_mul) + ifc.ts_offset_ns
-    # split so that units * mul cannot overflow for binary resolutions
-    return <int64_t>((units // ifc.ts_div) * ifc.ts_mul
-                     + ((units % ifc.ts_div) * ifc.ts_mul) // ifc.ts_div) + ifc.ts_offset_ns
+        if ft_mul_u64(units, ifc.ts_mul, &ns):
+            return -1
+    else:
+        # split so that units * mul cannot overflow for binary resolutions
+        if ft_mul_u64(units // ifc.ts_div, ifc.ts_mul, &ns):
+            return -1
+        part = ((units % ifc.ts_div) * ifc.ts_mul) // ifc.ts_div
+        if ft_add_u64(ns, part, &ns):
+            return -1
+    if ns > <uint64_t>0x7fffffffffffffff:
+        return -1
+    if ft_add_i64(<int64_t>ns, ifc.ts_offset_ns, &t) or t < 0:
+        return -1
+    return t
 
 
 cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nogil:
@@ -274,6 +311,7 @@ cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nog
     ifc.ts_mul = 1000                 # default resolution: microseconds
     ifc.ts_div = 1
     ifc.ts_offset_ns = 0
+    ifc.ts_offset_bad = False
     ifc.fcs_bytes = 0
     # options: code (2), length (2), value padded to 32 bits
     while pos + 4 <= end:
@@ -293,7 +331,8 @@ cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nog
             else:
                 lo = _rd32(b + pos + 4, False)
                 hi = _rd32(b + pos + 8, False)
-            ifc.ts_offset_ns = <int64_t>((<uint64_t>hi << 32) | lo) * 1000000000
+            ifc.ts_offset_bad = ft_mul_i64(<int64_t>((<uint64_t>hi << 32) | lo), 1000000000,
+                                           &ifc.ts_offset_ns)
         pos += 4 + ((olen + 3) & ~3)
 
 
@@ -414,6 +453,10 @@ cdef inline int _pcapng_packet(ft_scan_t *st, const uint8_t *b, Py_ssize_t pos, 
     if fr.ifc != &_NO_IFACE:
         fr.ifidx = <uint16_t>ifidx
         fr.ts = _units_to_ns(fr.ifc, units)
+        if fr.ts < 0:
+            # not in 0..2**63-1 ns: given as 0 and counted, never a wrapped negative time
+            st.bad_timestamp += 1
+            fr.ts = 0
     else:
         fr.ifidx = IFACE_UNKNOWN
         fr.ts = 0
@@ -559,6 +602,11 @@ cdef class CaptureScanner:
     def bad_interface(self) -> int:
         return self.st.bad_interface
 
+    @property
+    def bad_timestamp(self) -> int:
+        """Packets whose timestamp was not a time in 0..2**63-1 ns (given ts_ns 0)."""
+        return self.st.bad_timestamp
+
     def linktypes(self) -> list:
         """Link type of each interface described so far (pcapng: of the current section)."""
         cdef uint32_t i, n = min(self.st.niface, FT_MAX_IFACES)
@@ -568,8 +616,10 @@ cdef class CaptureScanner:
         cdef const uint8_t[::1] b = buf
         if self.st.format == 0:
             raise UsageError("scanner not started (start_pcap / start_pcapng)")
-        if pos < 0 or end > b.shape[0] or pos > end or max_pkts < 1:
+        if pos < 0 or end > b.shape[0] or pos > end:
             raise UsageError(f"bad scan window {pos}:{end} of {b.shape[0]} bytes")
+        if not 1 <= max_pkts <= MAX_PACKETS:
+            raise UsageError(f"max_pkts must be in 1..{MAX_PACKETS}, got {max_pkts}")
         off = np.empty(max_pkts, np.int64)
         ln = np.empty(max_pkts, np.int64)
         ts = np.empty(max_pkts, np.int64)
@@ -603,12 +653,21 @@ def strip_link(linktype, frame) -> tuple:
     LINK_TRUNCATED. Decodes Ethernet (any number up to 8 of 802.1Q/802.1ad tags, MPLS
     label stacks, PPPoE), raw IP (101, 228, 229, 12, 14), Linux cooked SLL (113) and
     SLL2 (276), BSD loopback NULL (0) and LOOP (108).
+
+    Raises UsageError for a linktype outside 0..2**32-1 or a frame that is not a
+    contiguous bytes-like object.
     """
-    cdef const uint8_t[::1] f = frame
+    cdef const uint8_t[::1] f
     cdef uint32_t ip_off = 0
     cdef uint8_t empty = 0
     cdef int v
-    if not isinstance(linktype, int) or not 0 <= linktype <= 0xffffffff:
+    if isinstance(linktype, bool) or not isinstance(linktype, int) or not 0 <= linktype <= 0xffffffff:
         raise UsageError(f"linktype must be a 32-bit link-type value, got {linktype!r}")
+    try:
+        f = memoryview(frame).cast("B")
+    except (TypeError, ValueError, BufferError) as exc:
+        raise UsageError(f"frame must be a contiguous bytes-like object: {exc}") from None
+    if f.shape[0] > 0xffffffff:
+        raise UsageError(f"a frame of {f.shape[0]} bytes is larger than any capture record")
     v = ft_strip_link(<uint32_t>linktype, &f[0] if f.shape[0] else &empty, <uint32_t>f.shape[0], &ip_off)
     return v, ip_off

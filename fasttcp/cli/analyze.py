@@ -246,7 +246,7 @@ def analyze(path: str | Path, cfg: AnalyzeConfig | None = None, *, fmt: str = "t
         emit(tracker.close())
     finally:
         summary.seconds = time.perf_counter() - t0
-    st = tracker.stats()
+    st = tracker.stats
     summary.packets = st["packets"]
     summary.verdicts.update(st["verdicts"])
     summary.file_bytes = reader.stats.bytes

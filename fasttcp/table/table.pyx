@@ -14,8 +14,10 @@ import os
 import numpy as np
 
 from fasttcp.wire.addr cimport addr_bytes
+from fasttcp.table.keyhash cimport ft_v4_padding
 from fasttcp.wire.address import to_ip as _to_ip
 from fasttcp.errors import StaleConnection, TableFull, UsageError
+from fasttcp.wire.arrays import as_int64 as _as_int64
 from fasttcp.enums import State
 from fasttcp.table.timeouts import Timeouts
 
@@ -76,7 +78,7 @@ cdef int _fill_key(ft_key_t *k, object key) except -1:
     if len(l) != len(r):
         raise UsageError(f"key mixes address families: {key!r}")
     for p in (sport, dport):
-        if not isinstance(p, int) or p < 0 or p > 0xffff:
+        if isinstance(p, bool) or not isinstance(p, int) or p < 0 or p > 0xffff:
             raise UsageError(f"ports must be ints in 0..65535, got {p!r}")
     memset(k, 0, sizeof(ft_key_t))
     k.family = 4 if len(l) == 4 else 6
@@ -88,7 +90,8 @@ cdef int _fill_key(ft_key_t *k, object key) except -1:
 
 
 cdef uint8_t _state(object state) except 255:
-    if isinstance(state, bool):
+    # State(2.0) would be SYN_SENT: only ints (a State is one) are states
+    if isinstance(state, bool) or not isinstance(state, int):
         raise UsageError(f"not a fasttcp.State: {state!r}")
     try:
         return <uint8_t>int(State(state))
@@ -164,7 +167,7 @@ cdef class ConnectionTable:
         if seed is None:
             seed = int.from_bytes(os.urandom(16), "little")
             self.seed = None
-        elif not isinstance(seed, int) or seed < 0:
+        elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise UsageError(f"seed must be a non-negative int, got {seed!r}")
         else:
             self.seed = seed
@@ -395,7 +398,11 @@ cdef class ConnectionTable:
     # ---- bulk ----
 
     def lookup_batch(self, keys):
-        """Look up a KEY_DTYPE array (prefetching ahead). Returns int64 record ids, -1 = absent."""
+        """Look up a KEY_DTYPE array (prefetching ahead). Returns int64 record ids, -1 = absent.
+
+        Raises UsageError for keys that are not a 1-D KEY_DTYPE array and for the first
+        row that is not a valid key (family neither 4 nor 6, an IPv4 key with non-zero
+        address padding)."""
         self._claim()
         try:
             return self._lookup_batch(keys)
@@ -408,16 +415,25 @@ cdef class ConnectionTable:
         out = np.empty(n, dtype=np.int64)
         cdef int64_t[::1] o = out
         if self._t.symmetric:
-            keys = canonical_keys(keys)[0]
+            keys = _canonical(keys)[0]
         cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
         if n:
+            _check_keys(<const ft_key_t *>&kv[0], n)
+            # (a key another thread rewrites from here on can only miss: lookups never
+            # write a record from a key)
             with nogil:
                 ft_lookup_batch(&self._t, <const ft_key_t *>&kv[0], n, &o[0])
         return out
 
     def insert_batch(self, keys, *, state=State.SYN_SENT, now=0.0):
         """Insert a KEY_DTYPE array in `state`. Returns int64 ids; -1 = refused (full),
-        -2 = already present. Never raises for a full table: refusals are counted."""
+        -2 = already present. Never raises for a full table: refusals are counted.
+
+        Raises UsageError, before inserting anything, for keys that are not a 1-D
+        KEY_DTYPE array, for the first row whose family is neither 4 nor 6 or that is
+        an IPv4 key with non-zero address padding (see `make_keys`), and for a bad
+        `state` or `now`. Bytes 1..3 of a key (``_pad``) are not part of it: they are
+        ignored, as in lookups."""
         self._claim()
         try:
             return self._insert_batch(keys, state, now)
@@ -434,24 +450,45 @@ cdef class ConnectionTable:
         cdef int64_t[::1] o = out
         swapped = np.zeros(n, dtype=np.bool_)
         if self._t.symmetric:
-            keys, swapped = canonical_keys(keys)
+            keys, swapped = _canonical(keys)
         cdef const uint8_t[::1] sv = swapped.view(np.uint8) if n else np.empty(0, np.uint8)
         cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
         cdef const ft_key_t *kp
+        cdef ft_key_t k
+        cdef bint changed = False
         if n:
             kp = <const ft_key_t *>&kv[0]
+            _check_keys(kp, n)
             with nogil:
                 for i in range(n):
-                    o[i] = ft_insert(&self._t, &kp[i], st, t_now, &ev)
+                    # Insert a private copy, checked again: the caller's array is not
+                    # ours, and a key rewritten by another thread after the check (a
+                    # family 0 record looks free) must not reach the table. Its pad
+                    # bytes would land in the record's state/flags bytes: zeroed.
+                    memcpy(&k, &kp[i], sizeof(ft_key_t))
+                    k._pad[0] = 0
+                    k._pad[1] = 0
+                    k._pad[2] = 0
+                    if _key_fault(&k) != 0:
+                        changed = True
+                        o[i] = FT_TABLE_FULL
+                        continue
+                    o[i] = ft_insert(&self._t, &k, st, t_now, &ev)
                     if o[i] >= 0 and sv[i]:
                         self._t.conns[o[i]].flags |= CONN_F_SWAPPED
+            if changed:
+                raise UsageError("keys were rewritten (by another thread) while insert_batch ran: "
+                                 "the rows that no longer held a valid key were not inserted")
         return out
 
     def remove_ids(self, ids):
         """Remove records by id (e.g. from lookup_batch); negative, unknown and already
-        removed ids are skipped. Returns how many were removed."""
+        removed ids are skipped. Returns how many were removed.
+
+        Raises UsageError if `ids` is not integers (floats would be truncated to some
+        other record's id)."""
         self._ready()
-        v = np.asarray(ids, dtype=np.int64).reshape(-1)
+        v = _as_int64(ids, "ids").reshape(-1)
         keep = v[(v >= 0) & (v < self._t.fresh)].astype(np.uint32)
         keep = np.unique(keep)
         cdef const uint32_t[::1] kv = keep
@@ -513,14 +550,55 @@ cdef class ConnectionTable:
 
 
 cdef object _as_keys(object keys):
+    """A 1-D C-contiguous KEY_DTYPE array (the caller's, or a contiguous copy of it), else
+    UsageError: the C loops read it as an array of ft_key_t, so its dtype and shape
+    are what keeps them inside it."""
     if not isinstance(keys, np.ndarray) or keys.dtype != KEY_DTYPE or keys.ndim != 1:
-        raise UsageError("keys must be a 1-D KEY_DTYPE array (see fasttcp.make_keys)")
+        got = (f"a {keys.ndim}-D {keys.dtype} array" if isinstance(keys, np.ndarray)
+               else f"a {type(keys).__name__}")
+        raise UsageError(f"keys must be a 1-D KEY_DTYPE array (see fasttcp.make_keys), got {got}")
     return np.ascontiguousarray(keys)
 
 
-def canonical_keys(keys):
-    """Symmetric order of a KEY_DTYPE array: returns (keys, swapped bool array)."""
-    keys = np.array(keys, copy=True)
+cdef inline int _key_fault(const ft_key_t *k) noexcept nogil:
+    """0 for a key the table can hold, else why not: 1 a family other than 4 and 6 (a
+    record of family 0 reads as free, so the table would lose count of its records),
+    2 an IPv4 key with bytes after the first 4 of an address (make_keys writes zeros
+    there; another value would make a second key for the same 4-tuple)."""
+    if k.family == 6:
+        return 0
+    if k.family != 4:
+        return 1
+    if ft_v4_padding(_w(k, 1), _w(k, 2), _w(k, 3), _w(k, 4)) != 0:
+        return 2
+    return 0
+
+
+cdef Py_ssize_t _first_bad_key(const ft_key_t *keys, Py_ssize_t n) noexcept nogil:
+    """The index of the first key that _key_fault refuses, or -1: one pass in C per batch."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if _key_fault(&keys[i]) != 0:
+            return i
+    return -1
+
+
+cdef int _check_keys(const ft_key_t *keys, Py_ssize_t n) except -1:
+    """UsageError naming the first row of `keys` that is not a valid key."""
+    cdef Py_ssize_t i
+    with nogil:
+        i = _first_bad_key(keys, n)
+    if i < 0:
+        return 0
+    if _key_fault(&keys[i]) == 1:
+        raise UsageError(f"keys[{i}]: family {keys[i].family} is neither 4 (IPv4) nor 6 (IPv6)")
+    raise UsageError(f"keys[{i}]: an IPv4 key has non-zero bytes after the first 4 of an address "
+                     f"(make_keys writes zeros there)")
+
+
+cdef tuple _canonical(object keys):
+    """canonical_keys of a contiguous KEY_DTYPE array, as a copy, without checking it."""
+    keys = np.array(keys, copy=True, order="C")
     cdef Py_ssize_t n = keys.shape[0], i
     swapped = np.zeros(n, dtype=np.bool_)
     cdef uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
@@ -528,13 +606,32 @@ def canonical_keys(keys):
     cdef ft_key_t *kp
     if n:
         kp = <ft_key_t *>&kv[0]
-        for i in range(n):
-            sv[i] = ft_key_canonical(&kp[i])
+        with nogil:
+            for i in range(n):
+                sv[i] = ft_key_canonical(&kp[i])
+    return keys, swapped
+
+
+def canonical_keys(keys):
+    """Symmetric order of a KEY_DTYPE array (both directions of a flow give the same key):
+    returns (keys, swapped) -- a new array and a bool array, True where a key was
+    reversed.
+
+    Raises UsageError if `keys` is not a 1-D KEY_DTYPE array (a non-contiguous one is
+    copied) or for the first row that is not a valid key (family neither 4 nor 6, an
+    IPv4 key with non-zero address padding)."""
+    keys, swapped = _canonical(_as_keys(keys))
+    cdef Py_ssize_t n = keys.shape[0]
+    cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
+    if n:
+        _check_keys(<const ft_key_t *>&kv[0], n)
     return keys, swapped
 
 
 def make_keys(tuples):
-    """KEY_DTYPE array from (src, src_port, dst, dst_port) tuples."""
+    """KEY_DTYPE array from (src, src_port, dst, dst_port) tuples: family 4 or 6, IPv4
+    addresses in the first 4 bytes of their 16 and every other byte zero. Raises
+    UsageError for anything that is not such a tuple (see `ConnectionTable.insert`)."""
     tuples = list(tuples)
     keys = np.zeros(len(tuples), dtype=KEY_DTYPE)
     cdef uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if len(tuples) else np.empty(0, np.uint8)

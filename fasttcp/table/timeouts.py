@@ -17,6 +17,9 @@ class Timeouts:
     Defaults follow Linux: netfilter conntrack's TCP timeouts for the states it shares
     with RFC 9293, and the kernel's own TIME-WAIT of 60 s, i.e. MSL = 30 s (RFC 9293
     3.4.2 still says MSL = 2 minutes; pass ``msl=120`` for that).
+
+    Raises UsageError for a value that is not a number of seconds in 0..10 years
+    (NaN, infinities, negatives and bools included) or an msl of 0.
     """
 
     msl: float = 30.0

@@ -244,3 +244,5 @@ ctypedef struct tr_t:
     Py_ssize_t cap_ev
     uint32_t *expired                 # scratch for ft_expire
     uint8_t server_ports[8192]        # bitmap: Zeek's likely_server_ports (direction heuristic)
+    uint64_t buf_size                 # feed_batch: bytes of the buffer the packets are in
+    Py_ssize_t bad_span               # feed_batch: first packet whose span was outside it (-1: none)

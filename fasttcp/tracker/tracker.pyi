@@ -7,7 +7,7 @@ from typing_extensions import disjoint_base
 
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.enums import Verdict
-from fasttcp.tracker.vocabulary import TrackerTimeouts
+from fasttcp.tracker.vocabulary import TrackerStats, TrackerTimeouts
 
 __all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
 
@@ -16,6 +16,9 @@ TRACKER_EVENT_DTYPE: np.dtype
 PGO_BUILD: bool
 """True when this module was compiled with a gcc profile (setup.py's profile-guided build)."""
 RECORD_BYTES: int
+MAX_TIME_S: int
+"""The largest time in seconds a Tracker takes: its nanoseconds fit in int64 (2262)."""
+MAX_EVENTS: int
 
 @disjoint_base
 class Tracker:
@@ -31,9 +34,12 @@ class Tracker:
     def __len__(self) -> int: ...
     @property
     def memory_bytes(self) -> int: ...
-    def feed(self, packet: bytes | bytearray | memoryview, ts: float) -> Verdict: ...
+    def feed(self, packet: bytes | bytearray | memoryview, ts: float) -> Verdict:
+        """Raises UsageError for a ts outside 0..MAX_TIME_S seconds."""
     def feed_batch(self, batch: CaptureBatch | Any, offsets: Any = None, lengths: Any = None,
-                   ts_ns: Any = None) -> np.ndarray: ...
+                   ts_ns: Any = None) -> np.ndarray:
+        """Raises UsageError for arrays that are not 1-D integers of one length, spans
+        outside the buffer, timestamps outside 0..2**63-1 ns, bad link verdicts."""
     def expire(self, now: float) -> np.ndarray: ...
     def finished(self) -> np.ndarray: ...
     def events(self) -> np.ndarray: ...
@@ -41,4 +47,6 @@ class Tracker:
     def close(self) -> np.ndarray: ...
     def _raw_records(self) -> tuple[bytes, bytes]: ...
     def _set_fast_path(self, on: bool) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
+    @property
+    def stats(self) -> TrackerStats:
+        """Counters; calling it (``stats()``) is deprecated and warns."""

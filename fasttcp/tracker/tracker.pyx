@@ -6,14 +6,15 @@ The per-packet work is C (tracker_core.pxi) and runs without the GIL over a whol
 batch; Python sees `Tracker`, finished connections as FLOW_DTYPE rows and state
 changes as TRACKER_EVENT_DTYPE rows.
 """
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.buffer cimport PyBuffer_Release
+from fasttcp.wire.buffers cimport ft_get_bytes
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from fasttcp.wire.defs cimport *
 from fasttcp.wire.codec cimport ft_parse_ip_inline, ft_zero_small
-from fasttcp.wire.spans cimport ft_first_bad_span, ft_first_at_least
+from fasttcp.wire.spans cimport ft_first_bad_span, ft_first_at_least, ft_first_negative, ft_span_outside
 from fasttcp.table.table cimport *
 from fasttcp.tracker.tracker cimport *
 from fasttcp.table.keyhash cimport ft_key_build_hash, ft_be64, ft_home
@@ -26,6 +27,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 import numpy as np
 
 from fasttcp.errors import UsageError, span_outside_buffer
+from fasttcp.wire.arrays import as_int64 as _as_int64
 
 __all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
 
@@ -67,6 +69,23 @@ assert FLOW_DTYPE.itemsize == sizeof(flow_row_t)
 assert TRACKER_EVENT_DTYPE.itemsize == sizeof(trk_event_t)
 
 RECORD_BYTES = sizeof(ft_conn_t) + sizeof(trk_t)
+
+# Times: the largest whole second whose nanoseconds fit in int64 (the ts_ns arrays;
+# 2262-04-11). Every time a Tracker takes is bounded by it, so that seconds -> ns and
+# ns -> us + a timeout (at most 10 years) cannot overflow anywhere inside.
+MAX_TIME_S = 9_223_372_036
+# max_events: 2**28 rows of 24 bytes is 6 GiB of event buffer -- beyond that it is a typo
+MAX_EVENTS = 1 << 28
+
+
+cdef uint64_t _micros(object seconds, str name) except? 0xffffffffffffffff:
+    """Float seconds -> integer microseconds, refusing anything but a finite time in
+    0..MAX_TIME_S (bools, NaN and infinities compare in ways a bound check misses)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds != seconds \
+            or not 0 <= seconds <= MAX_TIME_S:
+        raise UsageError(f"{name} must be a time in seconds in 0..{MAX_TIME_S}, got {seconds!r}")
+    return <uint64_t>round(seconds * 1e6)
+
 
 cdef enum:
     _DONE_CAP = 65536                 # finished rows buffered in C before Python collects them
@@ -367,10 +386,17 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t i, Py_ssize_t 
         # capture files far larger than the cache)
         FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD])
         FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD] + 64)
+    cdef int64_t off = offs[i], length = lens[i]
+    if ft_span_outside(off, length, tr.buf_size):
+        # checked at entry: only another thread rewriting the arrays since gets here
+        if tr.bad_span < 0:
+            tr.bad_span = i
+        off = 0
+        length = 0
     if link != NULL and link[i] != FT_OK:
         s.rc = link[i]
     else:
-        _parse_stage(tr, buf + offs[i], <size_t>lens[i], s, snapped != NULL and snapped[i] == 0)
+        _parse_stage(tr, buf + off, <size_t>length, s, snapped != NULL and snapped[i] == 0)
         if s.rc < 0:
             ftx_prefetch_w(&tr.tab, s.h)
 
@@ -429,7 +455,12 @@ cdef class Tracker:
       `fasttcp.tracker.vocabulary.LIKELY_SERVER_PORTS`; ``()`` turns the heuristic off, as
       ``zeek -b`` runs have it).
     * ``events``: keep conntrack state changes for `events()` (at most ``max_events``
-      between calls; the rest are counted in ``stats()["events_dropped"]``).
+      between calls; the rest are counted in ``stats["events_dropped"]``).
+
+    Raises UsageError for a capacity outside 1..2^31, a max_events outside
+    0..MAX_EVENTS, server ports that are not ints in 0..65535, an unknown timeouts
+    preset, a negative seed (bools and floats are none of these), and MemoryError if
+    the records cannot be allocated.
 
     Time is the packets' own: `feed` takes seconds, `feed_batch` the batch's
     nanosecond timestamps. Connections whose state's idle time has run out are
@@ -451,27 +482,35 @@ cdef class Tracker:
     def __init__(self, capacity=1_000_000, *, timeouts=None, verify_checksum=True, loose=True,
                  liberal=False, seed=None, events=False, max_events=1_000_000, server_ports=None):
         from fasttcp.tracker.vocabulary import TrackerTimeouts, TRACKER_STATE_CLASSES, LIKELY_SERVER_PORTS
-        if server_ports is None:
-            server_ports = LIKELY_SERVER_PORTS
-        ports = [int(x) for x in server_ports]
-        if any(not 0 <= x <= 65535 for x in ports):
-            raise UsageError("server_ports must be port numbers 0..65535")
         if self._tr != NULL:
             raise UsageError("Tracker already initialised")
-        if not isinstance(capacity, int) or capacity < 1 or capacity > (1 << 31):
+        if server_ports is None:
+            server_ports = LIKELY_SERVER_PORTS
+        if isinstance(server_ports, (str, bytes)):
+            raise UsageError(f"server_ports must be port numbers 0..65535, got {server_ports!r}")
+        try:
+            ports = list(server_ports)
+        except TypeError:
+            raise UsageError(f"server_ports must be port numbers 0..65535, got {server_ports!r}") from None
+        for x in ports:
+            # (int() would take 80.9 as 80 and "80" as 80: only ints are ports)
+            if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= 65535:
+                raise UsageError(f"server_ports must be port numbers 0..65535, got {x!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1 or capacity > (1 << 31):
             raise UsageError(f"capacity must be an int in 1..{1 << 31}, got {capacity!r}")
-        if timeouts is None or timeouts == "conntrack":
+        if timeouts is None or (isinstance(timeouts, str) and timeouts == "conntrack"):
             timeouts = TrackerTimeouts()
-        elif timeouts == "zeek":
+        elif isinstance(timeouts, str) and timeouts == "zeek":
             timeouts = TrackerTimeouts.zeek()
         elif not isinstance(timeouts, TrackerTimeouts):
             raise UsageError(f"timeouts must be a TrackerTimeouts, 'conntrack' or 'zeek', got {timeouts!r}")
-        if not isinstance(max_events, int) or max_events < 0:
-            raise UsageError(f"max_events must be a non-negative int, got {max_events!r}")
+        # the C event buffer holds max_events rows of 24 bytes, allocated up front
+        if isinstance(max_events, bool) or not isinstance(max_events, int) or not 0 <= max_events <= MAX_EVENTS:
+            raise UsageError(f"max_events must be an int in 0..{MAX_EVENTS}, got {max_events!r}")
         if seed is None:
             s0, s1 = int.from_bytes(os.urandom(8), "little"), int.from_bytes(os.urandom(8), "little")
         else:
-            if not isinstance(seed, int) or seed < 0:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
                 raise UsageError(f"seed must be a non-negative int, got {seed!r}")
             s0, s1 = seed & 0xffffffffffffffff, (seed >> 64) & 0xffffffffffffffff
         cdef tr_t *tr = <tr_t *>calloc(1, sizeof(tr_t))
@@ -571,18 +610,21 @@ cdef class Tracker:
 
     def feed(self, packet, ts):
         """Track one IP packet captured at `ts` (float seconds). Returns its verdict
-        code (`fasttcp.Verdict`)."""
+        code (`fasttcp.Verdict`).
+
+        Raises UsageError for a `ts` that is not a finite number of seconds in
+        0..`MAX_TIME_S` (nanoseconds must fit in int64, as in `feed_batch`)."""
         cdef tr_t *tr = self._get()
         cdef Py_buffer view
         cdef int64_t off = 0, ln, t
         cdef uint8_t verdict = 0
-        if not isinstance(ts, (int, float)) or ts != ts or ts < 0 or ts > 1e11:
-            raise UsageError(f"ts must be seconds >= 0, got {ts!r}")
-        t = <int64_t>round(ts * 1e6) * 1000
-        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        t = <int64_t>_micros(ts, "ts") * 1000
+        ft_get_bytes(packet, &view, "packet")
         self._busy = True
         try:
             ln = view.len
+            tr.buf_size = <uint64_t>view.len
+            tr.bad_span = -1
             # (0: the finished rows must be collected first, the packet is not tracked yet)
             while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, 0, 1, &verdict) == 0:
                 self._collect()
@@ -603,8 +645,22 @@ cdef class Tracker:
         only if the snap length cut it), or ``feed_batch(buffer, offsets, lengths,
         ts_ns)`` with IP packets at ``buffer[offsets[i]:offsets[i]+lengths[i]]`` and
         int64 nanosecond timestamps (a short packet is then taken as snap-length cut).
+
+        Raises UsageError, before tracking any packet, for offsets/lengths/ts_ns that
+        are not 1-D integer arrays of one length, a span outside the buffer, a
+        timestamp outside 0..2**63-1 ns (the first bad packet is named), link verdicts
+        that are not `fasttcp.Verdict` codes, and while another call is running.
         """
         cdef tr_t *tr = self._get()
+        # claimed before any Python-level work: converting the arrays may let another
+        # thread run, and two batch calls must never be inside one tracker
+        self._busy = True
+        try:
+            return self._feed_batch(tr, batch, offsets, lengths, ts_ns)
+        finally:
+            self._busy = False
+
+    cdef object _feed_batch(self, tr_t *tr, object batch, object offsets, object lengths, object ts_ns):
         cdef Py_buffer view
         link = None
         snapped = None
@@ -617,9 +673,9 @@ cdef class Tracker:
             if offsets is None or lengths is None or ts_ns is None:
                 raise UsageError("feed_batch(buffer, offsets, lengths, ts_ns): all four are needed")
             buf, offs, lens, tss = batch, offsets, lengths, ts_ns
-        off = np.ascontiguousarray(offs, dtype=np.int64)
-        ln = np.ascontiguousarray(lens, dtype=np.int64)
-        ts = np.ascontiguousarray(tss, dtype=np.int64)
+        off = _as_int64(offs, "offsets")
+        ln = _as_int64(lens, "lengths")
+        ts = _as_int64(tss, "ts_ns")
         if off.ndim != 1 or off.shape != ln.shape or off.shape != ts.shape:
             raise UsageError(f"offsets, lengths and ts_ns must be 1-D and the same length "
                              f"({off.shape}, {ln.shape}, {ts.shape})")
@@ -627,7 +683,9 @@ cdef class Tracker:
         verdicts = np.zeros(n, dtype=np.uint8)
         if n == 0:
             return verdicts
-        lk = np.ascontiguousarray(link, dtype=np.uint8) if link is not None else None
+        # a copy of our own (np.array copies): the codes index the verdict counters in
+        # C, so they must not change between their check and their use
+        lk = np.array(link, dtype=np.uint8, order="C") if link is not None else None
         if lk is not None and lk.shape != off.shape:
             raise UsageError("link verdicts must have one entry per packet")
         cdef const int64_t[::1] o = off
@@ -646,6 +704,10 @@ cdef class Tracker:
             if i >= 0:
                 # the codes index the verdict counters in C: a stray value must not write past them
                 raise UsageError(f"packet {i}: link verdict {int(lk[i])} is not a fasttcp.Verdict code")
+        with nogil:
+            i = ft_first_negative(&t[0], n)
+        if i >= 0:
+            raise UsageError(f"packet {i}: ts_ns {int(ts[i])} is not a time in 0..2**63-1 ns")
         if snapped is not None:
             sn = np.ascontiguousarray(snapped)
             if sn.dtype != np.bool_:
@@ -654,30 +716,34 @@ cdef class Tracker:
                 raise UsageError("snapped must have one entry per packet")
             snv = sn.view(np.uint8)
             snp = &snv[0]
-        PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
-        self._busy = True
+        ft_get_bytes(buf, &view, "buffer")
         try:
             with nogil:
                 i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
             if i >= 0:
                 raise span_outside_buffer(i, off[i], ln[i], view.len)
+            tr.buf_size = <uint64_t>view.len
+            tr.bad_span = -1
             while done < n:
                 with nogil:
                     done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, done, n, &vd[0])
                 self._collect()
         finally:
-            self._busy = False
             PyBuffer_Release(&view)
+        if tr.bad_span >= 0:
+            raise UsageError(f"packet {tr.bad_span}: offsets or lengths were rewritten (by another thread) "
+                             f"while feed_batch ran, to a span outside the buffer")
         return verdicts
 
     def expire(self, now):
         """Finish connections idle past their state's timeout at `now` (seconds) and
-        return every finished summary not yet collected (see `finished`)."""
+        return every finished summary not yet collected (see `finished`). A `now`
+        behind the tracker's clock expires what is due at its clock.
+
+        Raises UsageError for a `now` that is not a finite number of seconds in
+        0..`MAX_TIME_S`."""
         cdef tr_t *tr = self._get()
-        cdef uint64_t t
-        if not isinstance(now, (int, float)) or now != now or now < 0 or now > 1e11:
-            raise UsageError(f"now must be seconds >= 0, got {now!r}")
-        t = <uint64_t>round(now * 1e6)
+        cdef uint64_t t = _micros(now, "now")
         if t > tr.now:
             tr.now = t
             tr.last_tick = t >> FT_TICK_SHIFT
@@ -748,15 +814,20 @@ cdef class Tracker:
         differential tests compare the two)."""
         self._get().cfg.fast_path = on
 
-    def stats(self) -> dict:
-        """Counters: packets, verdicts by name, connections created / reused / evicted /
-        timed out, out-of-window packets, RTT samples, live connections, and `fast_path`:
-        packets the fast paths took (header prediction for in-window ACK, data and
-        FIN|ACK segments, as Linux counts in TCPHPHits; and the opening SYN and its
-        SYN-ACK)."""
+    @property
+    def stats(self):
+        """Counters (a `TrackerStats` dict): packets, verdicts by name, connections
+        created / reused / evicted / timed out, out-of-window packets, RTT samples, live
+        connections, and `fast_path`: packets the fast paths took (header prediction for
+        in-window ACK, data and FIN|ACK segments, as Linux counts in TCPHPHits; and the
+        opening SYN and its SYN-ACK).
+
+        A property, as `Endpoint.stats` and `ConnectionTable.stats` are; calling it,
+        ``tracker.stats()``, still works for one release with a DeprecationWarning."""
         cdef tr_t *tr = self._get()
         from fasttcp.enums import Verdict
-        return {
+        from fasttcp.tracker.vocabulary import TrackerStats
+        return TrackerStats({
             "packets": tr.packets,
             "verdicts": {Verdict(i).name: tr.verdicts[i] for i in range(TV_COUNT) if tr.verdicts[i]},
             "created": tr.created,
@@ -768,4 +839,4 @@ cdef class Tracker:
             "live": tr.tab.count,
             "events_dropped": tr.ev_dropped,
             "fast_path": tr.fast_hits,
-        }
+        })

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "ConnState",
     "EndReason",
     "TrackerTimeouts",
+    "TrackerStats",
     "flow_records",
     "TRACKER_STATE_CLASSES",
     "LIKELY_SERVER_PORTS",
@@ -100,6 +102,18 @@ LIKELY_SERVER_PORTS = frozenset({
 TRACKER_STATE_CLASSES = (2, 2, 2, 0, 0, 0, 0, 1, 1, 2)
 
 
+class TrackerStats(dict):
+    """`Tracker.stats`: a dict of counters, read as a property.
+
+    Calling it -- ``tracker.stats()``, from when `stats` was a method -- returns the
+    same dict with a DeprecationWarning; that spelling goes in the next release."""
+
+    def __call__(self) -> TrackerStats:
+        warnings.warn("Tracker.stats is a property now: use tracker.stats, not tracker.stats()",
+                      DeprecationWarning, stacklevel=2)
+        return self
+
+
 @dataclass(frozen=True)
 class TrackerTimeouts:
     """Idle timeout per `TrackerState`, in seconds.
@@ -112,6 +126,9 @@ class TrackerTimeouts:
     packets were the same ACK-class segment again and again (conntrack's
     ``tcp_max_retrans``, 3 in a row) is capped at ``retrans``: a peer that keeps
     retransmitting into silence is likely gone.
+
+    Raises UsageError for a value that is not a number of seconds in 0..10 years
+    (NaN, infinities, negatives and bools included) or an msl of 0.
     """
 
     msl: float = 60.0
@@ -130,7 +147,9 @@ class TrackerTimeouts:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or v > 10 * 365 * 86400:
+            # (a bool is an int to isinstance: True would be a 1-second timeout)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < 0 or v > 10 * 365 * 86400:
                 raise UsageError(f"timeout {f.name} must be 0..10 years in seconds, got {v!r}")
         if self.msl <= 0:
             raise UsageError(f"msl must be positive, got {self.msl!r}")
@@ -179,31 +198,49 @@ def flow_records(rows: np.ndarray) -> Iterator[dict[str, Any]]:
     ``orig_p``, ``resp_h``, ``resp_p``, ``duration``, ``orig_bytes``, ``resp_bytes``,
     ``conn_state``, ``history``, ``orig_pkts``, ``orig_ip_bytes``, ``resp_pkts``,
     ``resp_ip_bytes``) plus fasttcp's ``state``, ``rtt_syn_synack``,
-    ``rtt_synack_ack`` (seconds or None), retransmissions and ``end_reason``."""
-    for r in rows:
-        fam = int(r["family"])
-        start, end = int(r["start_us"]), int(r["end_us"])
-        yield {
-            "ts": start / 1e6,
-            "orig_h": _addr(fam, r["orig_h"]),
-            "orig_p": int(r["orig_p"]),
-            "resp_h": _addr(fam, r["resp_h"]),
-            "resp_p": int(r["resp_p"]),
-            "proto": "tcp",
-            "duration": (end - start) / 1e6,
-            "orig_bytes": int(r["orig_bytes"]),
-            "resp_bytes": int(r["resp_bytes"]),
-            "conn_state": ConnState(int(r["conn_state"])).name,
-            "missed_bytes": int(r["missed_bytes"]),
-            "history": r["history"].decode("ascii"),
-            "orig_pkts": int(r["orig_pkts"]),
-            "orig_ip_bytes": int(r["orig_ip_bytes"]),
-            "resp_pkts": int(r["resp_pkts"]),
-            "resp_ip_bytes": int(r["resp_ip_bytes"]),
-            "state": TrackerState(int(r["state"])).name,
-            "rtt_syn_synack": _rtt(int(r["rtt_syn_synack"])),
-            "rtt_synack_ack": _rtt(int(r["rtt_synack_ack"])),
-            "orig_retrans": int(r["orig_retrans"]),
-            "resp_retrans": int(r["resp_retrans"]),
-            "end_reason": EndReason(int(r["end_reason"])).name,
-        }
+    ``rtt_synack_ack`` (seconds or None), retransmissions and ``end_reason``.
+
+    Raises UsageError (at the call, not at the first row) unless `rows` is a FLOW_DTYPE
+    array; a row whose codes name no state or reason raises UsageError when reached."""
+    from fasttcp.tracker.tracker import FLOW_DTYPE
+
+    if not isinstance(rows, np.ndarray) or rows.dtype != FLOW_DTYPE:
+        got = f"dtype {rows.dtype}" if isinstance(rows, np.ndarray) else type(rows).__name__
+        raise UsageError(f"flow_records takes a FLOW_DTYPE array (Tracker.finished(), close(), ...), got {got}")
+    return _flow_records(rows.reshape(-1))
+
+
+def _flow_records(rows: np.ndarray) -> Iterator[dict[str, Any]]:
+    try:
+        yield from (_flow_record(r) for r in rows)
+    except ValueError as exc:         # an enum code no row written by the tracker has
+        raise UsageError(f"not a row the tracker wrote: {exc}") from None
+
+
+def _flow_record(r: np.void) -> dict[str, Any]:
+    fam = int(r["family"])
+    start, end = int(r["start_us"]), int(r["end_us"])
+    return {
+        "ts": start / 1e6,
+        "orig_h": _addr(fam, r["orig_h"]),
+        "orig_p": int(r["orig_p"]),
+        "resp_h": _addr(fam, r["resp_h"]),
+        "resp_p": int(r["resp_p"]),
+        "proto": "tcp",
+        "duration": (end - start) / 1e6,
+        "orig_bytes": int(r["orig_bytes"]),
+        "resp_bytes": int(r["resp_bytes"]),
+        "conn_state": ConnState(int(r["conn_state"])).name,
+        "missed_bytes": int(r["missed_bytes"]),
+        "history": r["history"].decode("ascii"),
+        "orig_pkts": int(r["orig_pkts"]),
+        "orig_ip_bytes": int(r["orig_ip_bytes"]),
+        "resp_pkts": int(r["resp_pkts"]),
+        "resp_ip_bytes": int(r["resp_ip_bytes"]),
+        "state": TrackerState(int(r["state"])).name,
+        "rtt_syn_synack": _rtt(int(r["rtt_syn_synack"])),
+        "rtt_synack_ack": _rtt(int(r["rtt_synack_ack"])),
+        "orig_retrans": int(r["orig_retrans"]),
+        "resp_retrans": int(r["resp_retrans"]),
+        "end_reason": EndReason(int(r["end_reason"])).name,
+    }

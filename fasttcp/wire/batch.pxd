@@ -4,7 +4,7 @@
 The numpy dtype in batch.pyx (SEGMENT_DTYPE) mirrors this struct field for field; a
 test checks offsets and itemsize, so C code can write rows directly.
 """
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from fasttcp.wire.defs cimport pkt_t, parse_err_t
 
 ctypedef struct seg_row_t:
@@ -33,6 +33,8 @@ ctypedef struct seg_row_t:
     uint8_t src[16]
     uint8_t dst[16]
 
-# Parse n packets of buf into rows; returns nothing, each row carries its verdict.
-cdef void ft_parse_batch(const uint8_t *buf, const int64_t *offsets, const int64_t *lengths,
-                         Py_ssize_t n, seg_row_t *rows, bint verify) noexcept nogil
+# Parse n packets of buf (size bytes) into rows, each row with its verdict; returns -1,
+# or the first packet whose span was outside the buffer when read (then parsed as empty).
+cdef Py_ssize_t ft_parse_batch(const uint8_t *buf, uint64_t size, const int64_t *offsets,
+                               const int64_t *lengths, Py_ssize_t n, seg_row_t *rows,
+                               bint verify) noexcept nogil

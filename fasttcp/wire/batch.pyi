@@ -15,4 +15,6 @@ def parse_batch(
     verify_checksum: bool = True,
     out: npt.NDArray[np.void] | None = None,
 ) -> npt.NDArray[np.void]:
-    """One SEGMENT_DTYPE row per packet, each with a `verdict`; raises only UsageError."""
+    """One SEGMENT_DTYPE row per packet, each with a `verdict`; raises only UsageError
+    (index arrays that are not 1-D integers of one length, a span outside the buffer,
+    a buffer over 4 GiB or a non-contiguous one, a bad `out`)."""

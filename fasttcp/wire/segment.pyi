@@ -73,7 +73,8 @@ class Segment:
     @property
     def header_len(self) -> int: ...
     @property
-    def payload(self) -> memoryview: ...
+    def payload(self) -> memoryview:
+        """Zero-copy view of the payload; UsageError if the buffer shrank since parsing."""
     @property
     def payload_len(self) -> int: ...
     @property
@@ -81,9 +82,11 @@ class Segment:
     @property
     def hop_limit(self) -> int: ...
     @property
-    def options(self) -> Options: ...
+    def options(self) -> Options:
+        """The options as parsed (a copy taken at parse time, whatever became of the buffer)."""
     def to_bytes(self) -> bytes:
-        """The packet as parsed, with fresh IPv4 header and TCP checksums."""
+        """The packet as parsed, with fresh IPv4 header and TCP checksums. UsageError if the
+        buffer shrank or its headers or options were rewritten since parsing."""
     def replace(self, **changes: Any) -> Segment:
         """A rebuilt Segment with the named fields changed."""
     def __eq__(self, other: object) -> bool: ...
@@ -95,7 +98,9 @@ def parse(packet: _Buffer, *, verify_checksum: bool = True) -> Segment:
 def parse_tcp(
     segment: _Buffer, *, src: _Addr | None = None, dst: _Addr | None = None, verify_checksum: bool | None = None
 ) -> Segment:
-    """Parse a bare TCP header + payload; checksum verified when addresses are given."""
+    """Parse a bare TCP header + payload; checksum verified when addresses are given.
+    UsageError for mixed or half-given addresses and a segment longer than its length
+    fields hold (65535 bytes with IPv4 addresses)."""
 
 def build(
     src: _Addr,

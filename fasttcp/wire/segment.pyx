@@ -7,9 +7,10 @@ addresses/options become Python objects only when asked for (then cached).
 """
 cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from fasttcp.wire.buffers cimport ft_get_bytes
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 from fasttcp.wire.defs cimport *
 from fasttcp.wire.codec cimport (ft_parse_ip, ft_parse_tcp, ft_encode_options,
@@ -103,7 +104,10 @@ cdef class Options:
         if o.unknown_count:
             for k in range(min(o.unknown_count, TCP_MAX_UNKNOWN_OPTS)):
                 off = o.unknown_off[k]
-                # lengths were validated by the parser: area[off+1] >= 2 and in bounds
+                # the parser validated these lengths in this very area (the Segment's
+                # own copy); checked again all the same, as reading past it is the cost
+                if off + 2 > arealen or area[off + 1] < 2 or off + area[off + 1] > arealen:
+                    break
                 items.append((area[off], PyBytes_FromStringAndSize(<char *>area + off + 2, area[off + 1] - 2)))
             if o.unknown_count > TCP_MAX_UNKNOWN_OPTS:
                 items.extend(_unknown_tail(area, arealen, TCP_MAX_UNKNOWN_OPTS))
@@ -186,6 +190,8 @@ cdef list _unknown_tail(const uint8_t *area, size_t arealen, size_t skip):
         if area[i] == TCPOPT_NOP:
             i += 1
             continue
+        if i + 2 > arealen or area[i + 1] < 2 or i + area[i + 1] > arealen:
+            break                     # (a validated area never gets here: no endless walk)
         if area[i] not in (TCPOPT_MSS, TCPOPT_WSCALE, TCPOPT_SACK_PERM, TCPOPT_SACK, TCPOPT_TIMESTAMP):
             if seen >= skip:
                 out.append((area[i], PyBytes_FromStringAndSize(<char *>area + i + 2, area[i + 1] - 2)))
@@ -215,7 +221,8 @@ cdef bytes _encode_options(Options opts):
 
 
 cdef inline uint64_t _check_range(object value, uint64_t maximum, str name) except? 0xffffffffffffffff:
-    if not isinstance(value, int):
+    # (a bool is an int to isinstance; True as a port or a sequence number is a slip)
+    if isinstance(value, bool) or not isinstance(value, int):
         raise UsageError(f"{name} must be an int, not {type(value).__name__}")
     if value < 0 or value > maximum:
         raise UsageError(f"{name} must be in 0..{maximum}, got {value}")
@@ -232,18 +239,32 @@ cdef class Segment:
     (``src_port, dst_port, seq, ack, flags, window, urgent, payload_len``); ``payload``
     is a read-only memoryview of the parsed buffer (no copy: keep the buffer unchanged
     while you use the segment).
+
+    A buffer changed after parsing cannot make a Segment read outside it: header
+    fields and options are copied at parse time; ``payload`` shows the buffer's bytes
+    as they are now, and `payload`, `to_bytes` and `replace` raise UsageError once the
+    buffer has shrunk below the parsed packet (`to_bytes` also when its headers were
+    rewritten).
     """
     cdef pkt_t _p
     cdef object _owner          # object exposing the parsed bytes
     cdef object _src_obj, _dst_obj, _opts_obj
     cdef bint _has_addrs        # False for parse_tcp() without addresses
+    # The TCP options area as parsed (header_len - 20 bytes): options and replace()
+    # read this copy, whose lengths the parser validated, never the caller's buffer,
+    # which may have been rewritten since (an option length of 0 or 255 there would
+    # walk forever or read past the buffer).
+    cdef uint8_t _optarea[TCP_MAX_OPT_BYTES]
 
     @staticmethod
-    cdef Segment _new(object owner, pkt_t *p, bint has_addrs):
+    cdef Segment _new(object owner, pkt_t *p, bint has_addrs, const uint8_t *buf):
+        """A Segment of `p`, parsed from `buf` (the bytes of `owner`, still held)."""
         cdef Segment s = Segment.__new__(Segment)
         s._p = p[0]
         s._owner = owner
         s._has_addrs = has_addrs
+        if p.header_len > 20:
+            memcpy(s._optarea, buf + p.tcp_off + 20, p.header_len - 20)
         return s
 
     def __init__(self, *args, **kwargs):
@@ -324,8 +345,12 @@ cdef class Segment:
     @property
     def payload(self):
         """Zero-copy read-only memoryview of the payload (bytes after the TCP header up
-        to the IP datagram's end; Ethernet padding is not payload)."""
-        mv = memoryview(self._owner).toreadonly()
+        to the IP datagram's end; Ethernet padding is not payload). Raises UsageError if
+        the parsed buffer has shrunk below it since."""
+        try:
+            mv = memoryview(self._owner).toreadonly()
+        except (ValueError, BufferError):     # e.g. an mmap closed since
+            raise UsageError("the buffer this segment was parsed from is closed") from None
         if <size_t>len(mv) < self._p.payload_off + self._p.payload_len:
             raise UsageError("the buffer this segment was parsed from has shrunk since")
         return mv[self._p.payload_off:self._p.payload_off + self._p.payload_len]
@@ -342,16 +367,10 @@ cdef class Segment:
 
     @property
     def options(self):
-        """Decoded `Options` (empty Options when the header has none)."""
-        cdef Py_buffer view
+        """Decoded `Options` (empty Options when the header has none), as parsed: from
+        the segment's own copy of the options area, whatever became of the buffer."""
         if self._opts_obj is None:
-            _acquire(self._owner, &view, self._p.tcp_off + self._p.header_len)
-            try:
-                self._opts_obj = Options._from_wire(&self._p.opts,
-                                                    <const uint8_t *>view.buf + self._p.tcp_off + 20,
-                                                    self._p.header_len - 20)
-            finally:
-                PyBuffer_Release(&view)
+            self._opts_obj = Options._from_wire(&self._p.opts, self._optarea, self._p.header_len - 20)
         return self._opts_obj
 
     # ---- re-emitting ----
@@ -360,7 +379,11 @@ cdef class Segment:
         """The packet as bytes, header fields and options exactly as parsed (IPv4 options
         and IPv6 extension headers kept, Ethernet padding dropped), with fresh IPv4 header
         and TCP checksums. For a bare segment from `parse_tcp`, the TCP bytes; that needs
-        the addresses (the pseudo-header), else UsageError."""
+        the addresses (the pseudo-header), else UsageError.
+
+        Raises UsageError if the parsed buffer has shrunk or its headers or options were
+        rewritten since parsing (the result would not be the packet this segment is); a
+        rewritten payload is emitted as it now is, as `payload` shows it."""
         cdef Py_buffer view
         cdef size_t start, end
         cdef uint8_t *out
@@ -382,13 +405,40 @@ cdef class Segment:
             memcpy(out + 10, &c, 2)
         ft_tcp_fill_checksum(out + self._p.tcp_off - start, self._p.tcp_len, self._p.version,
                              self._p.src, self._p.csum_dst)
+        if not self._same_packet(out, end - start, start):
+            raise UsageError("the buffer this segment was parsed from was rewritten since: "
+                             "its headers no longer say what they said")
         return data
+
+    cdef bint _same_packet(self, const uint8_t *out, size_t length, size_t start):
+        """Does `out` (this segment's bytes re-read from its buffer) parse to the same
+        headers and options as when the segment was made?"""
+        cdef pkt_t q
+        cdef parse_err_t err
+        cdef int rc
+        cdef size_t alen = 4 if self._p.version == 4 else 16
+        if self._p.tcp_off == start:
+            rc = ft_parse_tcp(out, length, &q, &err)         # a bare segment (parse_tcp)
+        else:
+            rc = ft_parse_ip(out, length, &q, &err, False)
+            if rc == FT_OK and (q.version != self._p.version or q.ttl != self._p.ttl
+                                or memcmp(q.src, self._p.src, alen) != 0
+                                or memcmp(q.dst, self._p.dst, alen) != 0
+                                or memcmp(q.csum_dst, self._p.csum_dst, alen) != 0):
+                return False
+        return (rc == FT_OK and q.tcp_off == self._p.tcp_off - start and q.tcp_len == self._p.tcp_len
+                and q.header_len == self._p.header_len and q.payload_len == self._p.payload_len
+                and q.src_port == self._p.src_port and q.dst_port == self._p.dst_port
+                and q.seq == self._p.seq and q.ack == self._p.ack and q.flags == self._p.flags
+                and q.window == self._p.window and q.urgent == self._p.urgent
+                and memcmp(out + q.tcp_off + 20, self._optarea, q.header_len - 20) == 0)
 
     def replace(self, **changes):
         """A new Segment with the given fields changed (any of ``src, dst, src_port,
         dst_port, seq, ack, flags, window, urgent, options, payload, ttl``), rebuilt with
         `build` (fresh lengths and checksums; IP options / IPv6 extension headers are not
-        carried over). Raises UsageError for unknown fields or bad values."""
+        carried over). Raises UsageError for unknown fields or bad values, or (as
+        `payload` does) if the parsed buffer has shrunk since."""
         for name in changes:
             if name not in _BUILD_FIELDS:
                 raise UsageError(f"replace(): unknown field {name!r}; expected one of {', '.join(_BUILD_FIELDS)}")
@@ -409,12 +459,7 @@ cdef class Segment:
         return parse(build(src, dst, sport, dport, **args), verify_checksum=False)
 
     cdef bytes _raw_options(self):
-        cdef Py_buffer view
-        _acquire(self._owner, &view, self._p.tcp_off + self._p.header_len)
-        try:
-            return PyBytes_FromStringAndSize(<char *>view.buf + self._p.tcp_off + 20, self._p.header_len - 20)
-        finally:
-            PyBuffer_Release(&view)
+        return PyBytes_FromStringAndSize(<char *>self._optarea, self._p.header_len - 20)
 
     # ---- comparison and display ----
 
@@ -485,17 +530,20 @@ cdef object _byte_owner(object obj):
     if type(obj) is bytearray:
         return obj
     mv = memoryview(obj)
-    if mv.ndim == 1 and mv.itemsize == 1 and mv.format in ("B", "b", "c"):
-        return obj
     if not mv.c_contiguous:
         raise UsageError("packet buffers must be contiguous")
+    if mv.ndim == 1 and mv.itemsize == 1 and mv.format in ("B", "b", "c"):
+        return obj
     return mv.cast("B")
 
 
 cdef int _acquire(object owner, Py_buffer *view, size_t need) except -1:
     """Get the bytes of a segment's buffer again, refusing if it shrank since parse
     (the documented contract is to leave it alone; a broken one must not read freed memory)."""
-    PyObject_GetBuffer(owner, view, PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(owner, view, PyBUF_SIMPLE)
+    except (ValueError, BufferError):         # e.g. an mmap closed since
+        raise UsageError("the buffer this segment was parsed from is closed") from None
     if <size_t>view.len < need:
         PyBuffer_Release(view)
         raise UsageError("the buffer this segment was parsed from has shrunk since")
@@ -520,16 +568,18 @@ def parse(packet, *, bint verify_checksum=True):
     if type(packet) is bytes:
         rc = ft_parse_ip(<const uint8_t *>PyBytes_AS_STRING(packet), PyBytes_GET_SIZE(packet),
                          &p, &err, verify_checksum)
-    else:
-        packet = _byte_owner(packet)
-        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
-        try:
-            rc = ft_parse_ip(<const uint8_t *>view.buf, view.len, &p, &err, verify_checksum)
-        finally:
-            PyBuffer_Release(&view)
-    if rc != FT_OK:
-        _raise_parse_error(&err)
-    return Segment._new(packet, &p, True)
+        if rc != FT_OK:
+            _raise_parse_error(&err)
+        return Segment._new(packet, &p, True, <const uint8_t *>PyBytes_AS_STRING(packet))
+    packet = _byte_owner(packet)
+    ft_get_bytes(packet, &view, "packet")
+    try:
+        rc = ft_parse_ip(<const uint8_t *>view.buf, view.len, &p, &err, verify_checksum)
+        if rc != FT_OK:
+            _raise_parse_error(&err)
+        return Segment._new(packet, &p, True, <const uint8_t *>view.buf)
+    finally:
+        PyBuffer_Release(&view)
 
 
 def parse_tcp(segment, *, src=None, dst=None, verify_checksum=None):
@@ -558,8 +608,13 @@ def parse_tcp(segment, *, src=None, dst=None, verify_checksum=None):
         raise UsageError("verifying a TCP checksum needs src= and dst= (the pseudo-header)")
     if type(segment) is not bytes:
         segment = _byte_owner(segment)
-    PyObject_GetBuffer(segment, &view, PyBUF_SIMPLE)
+    ft_get_bytes(segment, &view, "segment")
     try:
+        # the segment's length goes into 32-bit fields, and into the 16-bit length of
+        # an IPv4 pseudo-header (RFC 9293 3.1): a longer one is no TCP segment
+        if view.len > (0xffff if has_addrs and len(s) == 4 else 0xffffffff):
+            raise UsageError(f"a TCP segment of {view.len} bytes is longer than its "
+                             f"{'IPv4' if has_addrs and len(s) == 4 else 'length'} field can say")
         rc = ft_parse_tcp(<const uint8_t *>view.buf, view.len, &p, &err)
         if rc == FT_OK and has_addrs:
             p.version = 4 if len(s) == 4 else 6
@@ -575,11 +630,11 @@ def parse_tcp(segment, *, src=None, dst=None, verify_checksum=None):
                     err.code = rc
                     err.field = FT_FIELD_TCP_CHECKSUM
                     err.offset = 16
+        if rc != FT_OK:
+            _raise_parse_error(&err)
+        return Segment._new(segment, &p, has_addrs, <const uint8_t *>view.buf)
     finally:
         PyBuffer_Release(&view)
-    if rc != FT_OK:
-        _raise_parse_error(&err)
-    return Segment._new(segment, &p, has_addrs)
 
 
 from fasttcp.wire.checksum cimport ft_csum_pseudo4, ft_csum_pseudo6
@@ -624,7 +679,11 @@ def build(src, dst, src_port, dst_port, *, seq=0, ack=0, flags=0x002, window=655
     elif isinstance(options, Options):
         opt_bytes = _encode_options(<Options>options)
     elif isinstance(options, dict):
-        opt_bytes = _encode_options(Options(**options))
+        try:
+            o = Options(**options)
+        except TypeError as exc:          # a key that is no Options keyword
+            raise UsageError(f"options: {exc}") from None
+        opt_bytes = _encode_options(<Options>o)
     elif isinstance(options, (bytes, bytearray, memoryview)):
         opt_bytes = bytes(options)
         if len(opt_bytes) > TCP_MAX_OPT_BYTES:
@@ -633,7 +692,7 @@ def build(src, dst, src_port, dst_port, *, seq=0, ack=0, flags=0x002, window=655
             opt_bytes += b"\x00" * (4 - len(opt_bytes) % 4)
     else:
         raise UsageError(f"options must be Options, dict, bytes or None, not {type(options).__name__}")
-    PyObject_GetBuffer(payload, &pv, PyBUF_SIMPLE)
+    ft_get_bytes(payload, &pv, "payload")
     try:
         total = (20 if version == 4 else 40) + 20 + len(opt_bytes) + pv.len
         if total - (0 if version == 4 else 40) > 0xffff:

@@ -1,6 +1,8 @@
 """32-bit sequence arithmetic (RFC 9293, RFC 1982) on ints or numpy arrays.
 
 Numbers exactly 2**31 apart are incomparable: every ordering predicate is False.
+Every function raises UsageError for a value outside 0..2**32-1, a non-integer and
+arrays that do not broadcast together.
 """
 from typing import TypeAlias, overload
 

@@ -4,6 +4,9 @@
 Scalars go straight to the inline C helpers of seq.pxd. Arrays are broadcast against
 each other, checked to lie in 0..2^32-1 (a negative int64 must not silently wrap), and
 run through one C loop per call with the GIL released.
+
+Every function raises UsageError for a value outside 0..2^32-1, a non-integer (a
+float, a bool, a string) and arrays that do not broadcast together.
 """
 cimport cython
 cimport numpy as cnp
@@ -53,7 +56,10 @@ cdef bint _all_int(tuple args):
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef object _vector(int op, tuple args, tuple names):
-    arrays = np.broadcast_arrays(*[_as_u32_array(arg, nm) for arg, nm in zip(args, names)])
+    try:
+        arrays = np.broadcast_arrays(*[_as_u32_array(arg, nm) for arg, nm in zip(args, names)])
+    except ValueError as exc:             # shapes numpy cannot broadcast together
+        raise UsageError(f"{', '.join(names)}: {exc}") from None
     shape = arrays[0].shape
     flat = [np.ascontiguousarray(arr).reshape(-1) for arr in arrays]
     cdef Py_ssize_t n = flat[0].shape[0], i

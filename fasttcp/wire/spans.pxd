@@ -51,3 +51,28 @@ cdef inline Py_ssize_t ft_first_at_least(const uint8_t *v, Py_ssize_t n, uint8_t
                     return i
         b = e
     return -1
+
+
+cdef inline Py_ssize_t ft_first_negative(const int64_t *v, Py_ssize_t n) noexcept nogil:
+    """The index of the first negative value, or -1 (timestamps: a time before the epoch,
+    or an unsigned one of 2**63 and above that int64 could not hold)."""
+    cdef Py_ssize_t b = 0, e, i
+    cdef uint64_t bad
+    while b < n:
+        e = b + 256 if n - b > 256 else n
+        bad = 0
+        for i in range(b, e):
+            bad |= <uint64_t>v[i]
+        if bad >> 63:
+            for i in range(b, e):
+                if v[i] < 0:
+                    return i
+        b = e
+    return -1
+
+
+cdef inline bint ft_span_outside(int64_t off, int64_t length, uint64_t size) noexcept nogil:
+    """ft_first_bad_span's test for one span: the batch loops repeat it on the values they
+    actually use, because the caller's index arrays are not theirs -- another thread
+    may rewrite them after the check while the loop runs without the GIL."""
+    return <uint64_t>off > size or <uint64_t>length > size - <uint64_t>off

@@ -50,7 +50,7 @@ def run(batches, fast: bool, **config):
         "live": t.connections().tobytes(),
         "finished": t.finished().tobytes(),
     }
-    stats = t.stats()
+    stats = t.stats
     hits = stats.pop("fast_path")
     out["stats"] = stats
     # the internal state too: window bounds, conntrack's memory of the last packet,

@@ -271,7 +271,7 @@ def test_three_way_handshake():                            # RFC 9293 figure 6
     # options: 12 bytes on the SYNs
     assert (rec["orig_pkts"], rec["resp_pkts"], rec["orig_ip_bytes"], rec["resp_ip_bytes"]) == (2, 1, 52 + 40, 52)
     assert rec["end_reason"] == "LIVE" and rec["duration"] == pytest.approx(0.055)
-    st = w.tracker.stats()
+    st = w.tracker.stats
     assert st["created"] == 1 and st["rtt_samples"] == 1 and st["verdicts"] == {"OK": 3} and st["live"] == 1
     assert w.tracker.connections().dtype == FLOW_DTYPE
 
@@ -327,7 +327,7 @@ def test_time_wait_lasts_exactly_two_msl(msl):
     (row,) = w.expire(1.030 + 2 * msl)
     assert (row["end_reason"], row["state"], row["conn_state"], row["history"]) == (
         "TIMEOUT", "TIME_WAIT", "SF", "ShAFaf")
-    assert len(w.tracker) == 0 and w.tracker.stats()["timed_out"] == 1
+    assert len(w.tracker) == 0 and w.tracker.stats["timed_out"] == 1
     assert w.expire(1.030 + 4 * msl) == []                 # reported once
 
 
@@ -378,7 +378,7 @@ def test_simultaneous_open_rfc9293_figure_7():
     w.step("C > S  SYN|ACK seq=100 ack=301", state=SYN_RECV)
     w.step("S > C  SYN|ACK seq=300 ack=101", verdict=IGNORED, state=SYN_RECV)
     w.step("C > S  ACK seq=101 ack=301", state=ESTABLISHED)
-    assert w.tracker.stats()["created"] == 1 and len(w.tracker.finished()) == 0
+    assert w.tracker.stats["created"] == 1 and len(w.tracker.finished()) == 0
 
 
 @pytest.mark.parametrize("order", ["originator SYN-ACK first", "responder SYN-ACK first"])
@@ -400,7 +400,7 @@ def test_simultaneous_open_conntrack_path(order):
         w.step("C > S  ACK seq=101 ack=101", state=ESTABLISHED, history="SsaA", conn_state=S1)
     changes = [(TrackerState(e["old_state"]), TrackerState(e["new_state"])) for e in w.tracker.events()]
     assert changes == [(NONE, SYN_SENT), (SYN_SENT, SYN_SENT2), (SYN_SENT2, SYN_RECV), (SYN_RECV, ESTABLISHED)]
-    assert w.tracker.stats()["created"] == 1
+    assert w.tracker.stats["created"] == 1
 
 
 def test_simultaneous_close():                             # RFC 9293 figure 13
@@ -451,7 +451,7 @@ def test_rst_below_what_the_peer_acked_is_invalid():
     w.step("S > C  ACK seq=301 ack=201 win=509", state=ESTABLISHED, history="ShADa")
     # seq 150 is below 201, which the server already acknowledged: old or forged
     w.step("C > S  RST seq=150 win=0", verdict=INVALID, state=ESTABLISHED)
-    assert w.tracker.stats()["out_of_window"] == 1
+    assert w.tracker.stats["out_of_window"] == 1
     assert w.expire(20.0) == []                            # no CLOSE timer was armed
     w.step("C > S  RST seq=201 win=0", at=21.0, state=CLOSE)     # the exact one is believed
 
@@ -477,7 +477,7 @@ def test_rfc9293_figure_8_old_duplicate_syn_recovery():
     assert (old["history"], old["end_reason"], old["state"]) == ("ShR", "REUSED", "CLOSE")
     w.step("S > C  SYN|ACK seq=400 ack=101", state=SYN_RECV)             # 6
     w.step("C > S  ACK seq=101 ack=401", state=ESTABLISHED, history="ShA")  # 7
-    assert w.tracker.stats()["created"] == 2 and w.tracker.stats()["reused"] == 1
+    assert w.tracker.stats["created"] == 2 and w.tracker.stats["reused"] == 1
 
 
 def test_late_duplicate_syn_on_established_is_ignored():
@@ -485,7 +485,7 @@ def test_late_duplicate_syn_on_established_is_ignored():
     handshake(w)
     w.step("C > S  SYN seq=100 win=64240", at=1.0, verdict=IGNORED, state=ESTABLISHED, history="ShA")
     w.step("C > S  PSH|ACK seq=101 ack=301 win=502 len=10", state=ESTABLISHED, history="ShAD")
-    assert w.tracker.stats()["created"] == 1 and len(w.tracker.finished()) == 0
+    assert w.tracker.stats["created"] == 1 and len(w.tracker.finished()) == 0
 
 
 def test_old_duplicate_syn_on_established_is_ignored():
@@ -511,7 +511,7 @@ def test_port_reuse_after_time_wait():
     w.step("C > S  ACK seq=5001 ack=9001", state=ESTABLISHED, history="ShA")
     new = w.conn()
     assert new["ts"] == pytest.approx(1010.0) and (new["orig_pkts"], new["resp_pkts"]) == (2, 1)
-    st = w.tracker.stats()
+    st = w.tracker.stats
     assert (st["created"], st["reused"], st["live"]) == (2, 1, 1)
 
 
@@ -550,7 +550,7 @@ def test_sequence_numbers_across_the_wrap():
     w.step(f"S > C  FIN|ACK seq={s + 301} ack={c + 102} win=509", state=LAST_ACK)
     w.step(f"C > S  ACK seq={c + 102} ack={s + 302} win=502", state=TIME_WAIT, history="ShADdFf", conn_state=SF,
            orig_bytes=100, resp_bytes=300, missed_bytes=0, orig_retrans=0, resp_retrans=0)
-    assert w.tracker.stats()["out_of_window"] == 0
+    assert w.tracker.stats["out_of_window"] == 0
     # conntrack's window check works across the wrap too: far beyond it is still INVALID
     w.step(f"S > C  PSH|ACK seq={s + 200301} ack={c + 102} win=509 len=10", verdict=INVALID)
 
@@ -562,7 +562,7 @@ def test_close_flushes_and_the_tracker_stays_usable():
     assert (row["end_reason"], row["state"], row["history"]) == ("FLUSHED", "ESTABLISHED", "ShA")
     assert len(w.tracker) == 0 and len(w.tracker.close()) == 0
     handshake(w, at=5.0)
-    assert w.state is ESTABLISHED and w.tracker.stats()["created"] == 2
+    assert w.state is ESTABLISHED and w.tracker.stats["created"] == 2
 
 
 def test_packets_that_do_not_parse_create_nothing():
@@ -571,7 +571,7 @@ def test_packets_that_do_not_parse_create_nothing():
     not_tcp[9] = 17                                        # UDP
     got = [w.tracker.feed(p, 1.0) for p in (b"", b"\x00" * 10, bytes(not_tcp))]
     assert got == [Verdict.TRUNCATED, Verdict.BAD_VERSION, Verdict.NOT_TCP]
-    assert len(w.tracker) == 0 and w.tracker.stats()["created"] == 0 and w.tracker.stats()["packets"] == 3
+    assert len(w.tracker) == 0 and w.tracker.stats["created"] == 0 and w.tracker.stats["packets"] == 3
 
 
 # ---- midstream ----
@@ -599,7 +599,7 @@ def test_midstream_strict_is_untracked():
     assert w("S > C  FIN|ACK seq=2000 ack=1010 win=509") == Verdict.UNTRACKED
     assert w("S > C  SYN|ACK seq=2000 ack=1010 win=509") == Verdict.UNTRACKED
     assert len(w.tracker) == 0 and w.tracker.connections().size == 0
-    st = w.tracker.stats()
+    st = w.tracker.stats
     assert st["created"] == 0 and st["verdicts"] == {"UNTRACKED": 4}
     w.step("C > S  SYN seq=100", state=SYN_SENT)           # a SYN still starts one
 
@@ -710,7 +710,7 @@ def test_window_scaling_widens_the_acceptable_range():
     handshake(w, opts=SCALED)
     w.step("S > C  PSH|ACK seq=60301 ack=101 win=509 len=1000", at=1.0, state=ESTABLISHED)
     w.step("S > C  PSH|ACK seq=64557 ack=101 win=509 len=1000")             # starts at the edge
-    assert w.tracker.stats()["out_of_window"] == 0
+    assert w.tracker.stats["out_of_window"] == 0
 
 
 @pytest.mark.parametrize("opts", ["", "ws=7 sackok"], ids=["no-wscale", "wscale-one-side"])
@@ -722,7 +722,7 @@ def test_without_negotiated_scaling_the_raw_window_counts(opts):
     assert w("S > C  SYN|ACK seq=300 ack=101 win=65160 mss=1460", 0.01) == OK
     assert w("C > S  ACK seq=101 ack=301 win=502", 0.02) == OK
     w.step("S > C  PSH|ACK seq=60301 ack=101 win=509 len=1000", at=1.0, verdict=IGNORED, state=ESTABLISHED)
-    assert w.tracker.stats()["out_of_window"] == 1
+    assert w.tracker.stats["out_of_window"] == 1
 
 
 @pytest.mark.parametrize("liberal, verdict", [(False, INVALID), (True, OK)])
@@ -731,7 +731,7 @@ def test_segment_far_beyond_the_window(liberal, verdict):
     handshake(w, opts=SCALED)
     # 200000 past the edge: more than the client's largest window, so not a small overshoot
     w.step("S > C  PSH|ACK seq=200301 ack=101 win=509 len=1000", at=1.0, verdict=verdict, state=ESTABLISHED)
-    assert w.tracker.stats()["out_of_window"] == (0 if liberal else 1)
+    assert w.tracker.stats["out_of_window"] == (0 if liberal else 1)
     w.step("S > C  FIN|ACK seq=301 ack=101 win=509", state=FIN_WAIT)      # the connection goes on
 
 
@@ -839,7 +839,7 @@ def test_bad_checksum_only_leaves_a_c():
     for k in ("orig_pkts", "resp_pkts", "orig_ip_bytes", "resp_ip_bytes", "orig_bytes", "duration"):
         assert after[k] == before[k], k
     assert w.raw()["orig_payload"] == 0
-    assert w.tracker.stats()["verdicts"] == {"OK": 3, "BAD_CHECKSUM": 3}
+    assert w.tracker.stats["verdicts"] == {"OK": 3, "BAD_CHECKSUM": 3}
     # and the good copy is processed as if the bad one had never been seen
     w.step("C > S  PSH|ACK seq=101 ack=301 win=502 len=10", verdict=OK, history="ShACcD", orig_pkts=3)
 
@@ -899,7 +899,7 @@ def test_truncated_tcp_header_is_not_tracked():
     w = Wire()
     pkt = w.packet("C > S  SYN seq=100 mss=1460")[:30]    # cut inside the TCP header
     assert w.tracker.feed(pkt, 1.0) == Verdict.TRUNCATED
-    assert len(w.tracker) == 0 and w.tracker.stats()["created"] == 0
+    assert len(w.tracker) == 0 and w.tracker.stats["created"] == 0
 
 
 # ---- a full table ----
@@ -916,7 +916,7 @@ def test_table_full_evicts_time_wait_then_embryonic():
     assert d("C > S  SYN seq=100", at=4.0) == OK          # then the oldest embryonic one: b
     (row,) = flow_records(t.finished())
     assert (row["orig_p"], row["end_reason"], row["state"]) == (40002, "EVICTED", "SYN_SENT")
-    st = t.stats()
+    st = t.stats
     assert (st["evicted"], st["created"], st["live"]) == (2, 4, 2)
     assert sorted(r["orig_p"] for r in flow_records(t.connections())) == [40003, 40004]
 
@@ -929,7 +929,7 @@ def test_table_full_of_established_connections_refuses():
     assert c("C > S  SYN seq=100", at=1.0) == Verdict.TABLE_FULL
     assert c("C > S  PSH|ACK seq=1 ack=1 len=3", at=1.1) == Verdict.TABLE_FULL
     assert len(t) == 2 and len(t.finished()) == 0
-    st = t.stats()
+    st = t.stats
     assert st["evicted"] == 0 and st["created"] == 2 and st["verdicts"]["TABLE_FULL"] == 2
     assert {r["state"] for r in flow_records(t.connections())} == {"ESTABLISHED"}
     # existing connections are still tracked
@@ -978,13 +978,13 @@ def test_events_list_every_state_change():
     assert list(ev["time_us"]) == [ts[i] // 1000 for i in (0, 1, 2, 6, 7, 8, 9)]
     assert len(set(ev["conn"])) == 1 and ev["conn"][0] == t.connections()["id"][0]
     assert len(t.events()) == 0                            # collected once
-    assert t.stats()["events_dropped"] == 0
+    assert t.stats["events_dropped"] == 0
 
 
 def test_events_off_by_default():
     w = Wire()
     handshake(w)
-    assert len(w.tracker.events()) == 0 and w.tracker.stats()["events_dropped"] == 0
+    assert len(w.tracker.events()) == 0 and w.tracker.stats["events_dropped"] == 0
 
 
 def test_max_events_within_one_batch():
@@ -996,13 +996,13 @@ def test_max_events_within_one_batch():
     t.feed_batch(buf, offs, lens, ts)
     ev = t.events()
     assert [TrackerState(e) for e in ev["new_state"]] == [SYN_SENT, SYN_RECV]
-    assert t.stats()["events_dropped"] == 5
+    assert t.stats["events_dropped"] == 5
 
 
 def test_max_events_between_events_calls():
     t = Tracker(8, seed=3, events=True, max_events=2)
     handshake(Wire(t))
-    assert len(t.events()) == 2 and t.stats()["events_dropped"] == 1
+    assert len(t.events()) == 2 and t.stats["events_dropped"] == 1
 
 
 # ---- feed() and feed_batch() agree ----
@@ -1050,7 +1050,7 @@ def test_feed_and_feed_batch_agree():
     for f in ("time_us", "conn", "old_state", "new_state", "direction", "tcp_flags"):
         assert list(ev1[f]) == list(ev2[f]), f
     assert one.close().tobytes() == two.close().tobytes()
-    s1, s2 = one.stats(), two.stats()
+    s1, s2 = one.stats, two.stats
     assert s1 == s2 and s1["packets"] == len(packets)
 
 
@@ -1289,7 +1289,7 @@ def test_random_traffic_keeps_the_books(config, spec):
     valid = {v.value for v in Verdict}
     assert {int(v) for v in verdicts} <= valid
     assert len(t) <= config["capacity"]
-    st_ = t.stats()
+    st_ = t.stats
     assert st_["packets"] == n and sum(st_["verdicts"].values()) == n and st_["live"] == len(t)
     assert st_["verdicts"].get("UNTRACKED", 0) == 0 or not config["loose"]
     assert len(t.connections()) == len(t)
@@ -1323,7 +1323,7 @@ def test_random_traffic_feed_equals_feed_batch(config, spec):
     assert one.connections().tobytes() == two.connections().tobytes()
     assert one.finished().tobytes() == two.finished().tobytes()
     assert one.close().tobytes() == two.close().tobytes()
-    assert one.stats() == two.stats()
+    assert one.stats == two.stats
 
 
 _REAL = [
@@ -1365,7 +1365,7 @@ def test_garbage_never_crashes_the_tracker(packets):
     assert all(int(v) in {x.value for x in Verdict} for v in verdicts)
     one = Tracker(8, seed=3)
     assert [int(one.feed(p, 1.0 + i * 1e-6)) for i, p in enumerate(packets)] == [int(v) for v in verdicts]
-    st_ = t.stats()
+    st_ = t.stats
     assert st_["packets"] == len(packets) and len(t) <= 8
     # every connection ever created ends as exactly one row: those that ended while
     # feeding (reused, evicted, timed out) and the rest flushed by close()
@@ -1403,7 +1403,7 @@ def test_a_batch_whose_link_verdicts_are_not_verdict_codes_is_refused(n, bad):
     t = Tracker(8)
     with pytest.raises(fasttcp.UsageError, match=rf"^packet {bad}: link verdict {verdicts[bad]} "):
         t.feed_batch(batch)
-    assert t.stats()["packets"] == 0
+    assert t.stats["packets"] == 0
 
 
 @pytest.mark.parametrize("snapped", [True, False])
@@ -1468,6 +1468,6 @@ def test_no_finished_row_is_lost_when_a_mass_timeout_fills_the_row_buffer(path, 
     reasons = {EndReason(r).name: int(k)
                for r, k in zip(*np.unique(rows["end_reason"], return_counts=True), strict=True)}
     assert reasons == {"TIMEOUT": n, "REUSED": 1}
-    assert tr.stats()["packets"] == n + 7 + tail
+    assert tr.stats["packets"] == n + 7 + tail
     rows = np.concatenate([rows, tr.expire(5000.0)])
     assert len(rows) == n + 2 + tail

@@ -1,0 +1,313 @@
+"""Hostile calls into the capture edge (read_pcap / CaptureReader, write_pcap, PcapWriter,
+strip_link), each in a child process (tests/probe.py): a crash or a hang fails one
+test. Every answer must be a clear UsageError or CaptureError (OSError for a path that
+is no file, as `open` says), or a counted verdict -- never a crash, a hang, a
+half-written file or nonsense accepted."""
+import textwrap
+
+import pytest
+
+from tests.probe import expect_ok, expect_raises
+
+PRELUDE = """
+import os, struct, tempfile
+from pathlib import Path
+from fasttcp import build, read_pcap, write_pcap, CaptureReader, Tracker, UsageError, CaptureError
+from fasttcp.capture.writer import PcapWriter
+from fasttcp.capture.reader import strip_link
+from tests.capture.test_reader import Pcapng, pcap_bytes
+D = Path(tempfile.mkdtemp())
+OUT = D / "out.pcap"
+PKT = build("198.18.0.1", "198.18.0.2", 40000, 80, seq=1)
+GOOD = D / "good.pcap"
+write_pcap(GOOD, [PKT, PKT], [1.0, 2.0])
+"""
+
+
+def P(body: str) -> str:
+    """The probe: the prelude, then `body` (an indented block is fine)."""
+    return PRELUDE + textwrap.dedent(body)
+
+
+# ---- write_pcap ----
+
+@pytest.mark.parametrize("ts", ["-1", "2**40", "2**32", "float('nan')", "float('inf')", "-float('inf')", "1e300",
+                                "True", "'1.0'", "None", "-1e-9"])
+def test_write_pcap_refuses_timestamps_a_pcap_record_cannot_hold_before_opening_the_file(ts):
+    # -1 and 2**40 used to raise struct.error and leave a half-written file
+    expect_raises(P(f"""
+        try:
+            write_pcap(OUT, [PKT, PKT], [1.0, {ts}])
+        finally:
+            assert not OUT.exists()
+    """), "UsageError", match="timestamp")
+
+
+@pytest.mark.parametrize("snaplen", ["-1", "0", "2**31", "2**32", "2**64", "True", "1.5", "None"])
+def test_write_pcap_refuses_a_snaplen_outside_one_to_two_to_the_31_before_opening_the_file(snaplen):
+    expect_raises(P(f"""
+        try:
+            write_pcap(OUT, [PKT], [1.0], snaplen={snaplen})
+        finally:
+            assert not OUT.exists()
+    """), "UsageError", match="snaplen")
+
+
+@pytest.mark.parametrize("linktype", ["-1", "2**32", "2**64", "True", "1.0", "None"])
+def test_write_pcap_refuses_a_linktype_outside_32_bits_before_opening_the_file(linktype):
+    expect_raises(P(f"""
+        try:
+            write_pcap(OUT, [PKT], [1.0], linktype={linktype})
+        finally:
+            assert not OUT.exists()
+    """), "UsageError", match="linktype")
+
+
+def test_write_pcap_keeps_the_limits_it_can_write():
+    assert expect_ok(P("""
+        n = write_pcap(OUT, [PKT] * 3, [0, 2**32 - 1, 4294967295.999999], snaplen=2**31 - 1, linktype=101)
+        batch = next(iter(read_pcap(OUT)))
+        outcome((n, batch.ts_ns.tolist()))
+    """)) == f"(3, [0, {(2**32 - 1) * 10**9}, {(2**32 - 1) * 10**9 + 999999000}])"
+
+
+def test_write_pcap_removes_the_partial_file_when_packets_fail_mid_way():
+    assert expect_ok(P("""
+        def packets():
+            yield PKT
+            yield PKT
+            raise RuntimeError("source went away")
+        try:
+            write_pcap(OUT, packets(), [1.0, 2.0, 3.0])
+        except RuntimeError:
+            outcome(OUT.exists())
+        outcome("no error")
+    """)) == "False"
+
+
+@pytest.mark.parametrize("packets, times", [("[PKT] * 3", "[1.0, 2.0]"), ("[PKT, 5]", "[1.0, 2.0]"),
+                                            ("[PKT, None]", "[1.0, 2.0]"), ("[PKT, 'text']", "[1.0, 2.0]")])
+def test_write_pcap_removes_the_partial_file_on_a_usage_error_mid_way(packets, times):
+    # a packet that is an int used to be written as that many zero bytes
+    expect_raises(P(f"""
+        try:
+            write_pcap(OUT, {packets}, {times})
+        finally:
+            assert not OUT.exists()
+    """), "UsageError")
+
+
+def test_write_pcap_of_a_capture_batch_refuses_times_a_record_cannot_hold():
+    expect_raises(P("""
+        batch = next(iter(read_pcap(GOOD)))
+        batch.ts_ns[1] = -5
+        try:
+            write_pcap(OUT, batch)
+        finally:
+            assert not OUT.exists()
+    """), "UsageError", match="timestamp")
+
+
+def test_write_pcap_is_importable_from_the_package_and_the_capture_layer():
+    assert expect_ok(P("""
+        import fasttcp, fasttcp.capture, fasttcp.capture.reader
+        outcome(fasttcp.write_pcap is fasttcp.capture.write_pcap is fasttcp.capture.reader.write_pcap)
+    """)) == "True"
+
+
+# ---- PcapWriter ----
+
+@pytest.mark.parametrize("nanosecond", [False, True])
+def test_pcap_writer_writes_what_read_pcap_reads_at_its_resolution(nanosecond):
+    assert expect_ok(P(f"""
+        with PcapWriter(OUT, nanosecond={nanosecond}, snaplen=30) as w:
+            w.write(PKT, 1_700_000_000.123456789)
+            w.write_ns(PKT, 5)
+        r = read_pcap(OUT)
+        b = next(iter(r))
+        outcome((r.nanosecond, b.ts_ns.tolist(), b.lengths.tolist(), b.wire_lengths.tolist()))
+    """)) == (f"({nanosecond}, [{1_700_000_000_123456717 if nanosecond else 1_700_000_000_123457000}, "
+              f"{5 if nanosecond else 0}], [30, 30], [40, 40])")
+
+
+@pytest.mark.parametrize("call", ["w.write(PKT, -1)", "w.write(PKT, float('nan'))", "w.write(PKT, 2**32)",
+                                  "w.write(5, 1.0)", "w.write_ns(PKT, -1)", "w.write_ns(PKT, 1.5)",
+                                  "w.write_ns(PKT, 2**32 * 10**9)"])
+def test_pcap_writer_refuses_a_record_before_writing_any_of_it(call):
+    expect_raises(P(f"""
+        w = PcapWriter(OUT)
+        w.write(PKT, 1.0)
+        try:
+            {call}
+        finally:
+            w.close()
+            assert OUT.stat().st_size == 24 + 16 + len(PKT), OUT.stat().st_size
+    """), "UsageError")
+
+
+@pytest.mark.parametrize("kw", ["snaplen=0", "snaplen=-1", "snaplen=2**31", "linktype=-1", "linktype=2**32"])
+def test_pcap_writer_refuses_its_header_fields_before_opening_the_file(kw):
+    expect_raises(P(f"""
+        try:
+            PcapWriter(OUT, {kw})
+        finally:
+            assert not OUT.exists()
+    """), "UsageError")
+
+
+def test_pcap_writer_refuses_writes_after_close():
+    expect_raises(P("""
+        w = PcapWriter(OUT)
+        w.close()
+        w.close()
+        w.write(PKT, 1.0)
+    """), "UsageError", match="closed")
+
+
+# ---- read_pcap / CaptureReader ----
+
+@pytest.mark.parametrize("kw", ["batch_packets=0", "batch_packets=-1", "batch_packets=2**40", "batch_packets=2**64",
+                                "batch_packets=True", "batch_packets=1.5", "batch_packets=None",
+                                "batch_bytes=0", "batch_bytes=-1", "batch_bytes=4095", "batch_bytes=2**40",
+                                "batch_bytes=2**64", "batch_bytes=True", "batch_bytes=8e6"])
+def test_read_pcap_refuses_batch_sizes_it_cannot_allocate(kw):
+    expect_raises(P(f"read_pcap(GOOD, {kw})"), "UsageError", match=kw.split("=")[0])
+
+
+def test_read_pcap_takes_the_smallest_and_largest_batch_sizes():
+    assert expect_ok(P("""
+        from fasttcp.capture.scanner import MAX_PACKETS
+        from fasttcp.capture.reader import MAX_BATCH_BYTES
+        a = [len(b) for b in read_pcap(GOOD, batch_packets=1, batch_bytes=4096)]
+        b = [len(b) for b in read_pcap(GOOD, batch_packets=MAX_PACKETS)]
+        outcome((a, b))
+    """)) == "([1, 1], [2])"
+
+
+@pytest.mark.parametrize("path, exc", [("D", "IsADirectoryError"), ("D / 'missing.pcap'", "FileNotFoundError")])
+def test_read_pcap_of_a_directory_or_a_missing_file_raises_the_os_error(path, exc):
+    expect_raises(P(f"read_pcap({path})"), exc)
+
+
+@pytest.mark.parametrize("data", ["b''", "b'\\xd4\\xc3'", "b'\\x00' * 24", "b'garbage!' * 100",
+                                  "GOOD.read_bytes()[:20]",
+                                  "struct.pack('<IHHiIII', 0xA1B2C3D4, 3, 0, 0, 0, 65535, 101)"])
+def test_read_pcap_of_garbage_is_a_capture_error(data):
+    expect_raises(P(f"""
+        bad = D / "bad.pcap"
+        bad.write_bytes({data})
+        for batch in read_pcap(bad):
+            pass
+    """), "CaptureError")
+
+
+def test_read_pcap_of_a_device_that_never_ends_stops_at_its_header():
+    expect_raises(P("list(read_pcap('/dev/zero'))"), "CaptureError", match="magic")
+
+
+@pytest.mark.parametrize("cut", [25, 30, 40, 24 + 16 + 5, -1])
+def test_read_pcap_of_a_truncated_file_delivers_what_is_whole_and_counts_the_tail(cut):
+    out = expect_ok(P(f"""
+        bad = D / "cut.pcap"
+        bad.write_bytes(GOOD.read_bytes()[:{cut}])
+        r = read_pcap(bad)
+        n = sum(len(b) for b in r)
+        outcome((n, r.stats.truncated_tail > 0))
+    """))
+    assert out in ("(0, True)", "(1, True)"), out
+
+
+@pytest.mark.parametrize("caplen", ["2**31", "2**32 - 1", "16 << 20 | 1"])
+def test_read_pcap_of_a_lying_record_length_is_a_capture_error_with_its_offset(caplen):
+    out = expect_raises(P(f"""
+        data = bytearray(GOOD.read_bytes())
+        struct.pack_into("<I", data, 24 + 8, {caplen})
+        bad = D / "lie.pcap"
+        bad.write_bytes(bytes(data))
+        list(read_pcap(bad))
+    """), "CaptureError", match="corrupt")
+    assert "at byte 32" in out.message
+
+
+@pytest.mark.parametrize("tsoffset, units, resol", [
+    (2**62, 1, None), (-2**62, 1, None), (-10, 1, None), (0, 2**64 - 1, None), (0, 2**64 - 1, 0x80 | 1),
+    (0, 2**63, 9), (9_223_372_036, 10**6, None),
+])
+def test_pcapng_timestamps_beyond_int64_nanoseconds_are_counted_not_wrapped(tsoffset, units, resol):
+    # a units field times its resolution plus if_tsoffset used to overflow int64 (undefined
+    # behaviour in C) into negative or wrapped times, which the tracker refuses
+    out = expect_ok(P(f"""
+        ng = Pcapng().section().idb(101, tsoffset={tsoffset}, tsresol={resol})
+        ng.epb(0, {units}, PKT).epb(0, 0, PKT)
+        bad = D / "ts.pcapng"
+        bad.write_bytes(ng.bytes())
+        r = read_pcap(bad)
+        batch = next(iter(r))
+        assert (batch.ts_ns >= 0).all(), batch.ts_ns
+        t = Tracker(16, seed=1)
+        t.feed_batch(batch)
+        outcome((r.stats.bad_timestamp, batch.ts_ns.tolist()))
+    """))
+    assert out.startswith(("(1, [0,", "(2, [0, 0]", "(0, [")), out
+
+
+def test_pcapng_timestamp_overflow_is_counted_exactly():
+    assert expect_ok(P("""
+        ng = Pcapng().section().idb(101, tsoffset=2**62).epb(0, 1, PKT)
+        ng.idb(101).epb(1, 5, PKT)
+        bad = D / "ts.pcapng"
+        bad.write_bytes(ng.bytes())
+        r = read_pcap(bad)
+        outcome((next(iter(r)).ts_ns.tolist(), r.stats.bad_timestamp))
+    """)) == "([0, 5000], 1)"
+
+
+# ---- strip_link ----
+
+@pytest.mark.parametrize("call", ["strip_link(True, PKT)", "strip_link(-1, PKT)", "strip_link(2**32, PKT)",
+                                  "strip_link(1.0, PKT)", "strip_link(101, np.frombuffer(PKT * 2, np.uint8)[::2])",
+                                  "strip_link(101, np.zeros((2, 2), np.uint8).T)"])
+def test_strip_link_refuses_linktypes_and_frames_that_are_not_ones(call):
+    expect_raises(P(call), "UsageError")
+
+
+def test_strip_link_of_empty_and_wide_frames_is_a_verdict():
+    assert expect_ok(P("""
+        outcome((strip_link(101, b""), strip_link(1, b"\\x00" * 13), strip_link(101, np.zeros(4, np.uint16))))
+    """)) == "((12, 0), (12, 0), (10, 0))"
+
+
+def test_reading_a_closed_capture_reader_is_a_usage_error():
+    expect_raises(P("""
+        r = read_pcap(GOOD)
+        r.close()
+        r.close()
+        r.read_batch()
+    """), "UsageError", match="closed")
+
+
+# ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
+
+SWEEP = """
+VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
+def sweep(fn):
+    out = []
+    for v in VALUES:
+        try:
+            fn(v)
+            out.append("ok")
+        except fasttcp.FastTcpError as e:       # UsageError, CaptureError
+            out.append(type(e).__name__)
+    return out
+"""
+
+
+@pytest.mark.parametrize("call", [
+    "list(read_pcap(GOOD, batch_packets=v))", "list(read_pcap(GOOD, batch_bytes=v))",
+    "write_pcap(OUT, [PKT], [v])", "write_pcap(OUT, [PKT], [1.0], snaplen=v)",
+    "write_pcap(OUT, [PKT], [1.0], linktype=v)", "PcapWriter(OUT, snaplen=v).close()",
+    "PcapWriter(OUT).write_ns(PKT, v)", "strip_link(v, PKT)",
+])
+def test_capture_integer_arguments_never_crash_and_raise_only_fasttcp_errors(call):
+    out = expect_ok(P(SWEEP + f"outcome(sweep(lambda v: {call}))"))
+    assert "ok" in out or "UsageError" in out, out
