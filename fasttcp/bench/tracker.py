@@ -50,29 +50,28 @@ def _flow_packets(i: int, t_client: tuple[str, int], server: str) -> list[bytes]
     """The 12 packets of connection i: handshake, request, 3-segment response with an
     ACK, close from the client, close from the server, last ACK."""
     caddr, cport = t_client
-    c, s = 1000 + i * 7919, 5000 + i * 104729
-    c &= 0xFFFFFFFF
-    s &= 0xFFFFFFFF
+    m = 0xFFFFFFFF                    # sequence numbers wrap (connection 287072's first)
+    c, s = (1000 + i * 7919) & m, (5000 + i * 104729) & m
     opts = dict(mss=1460, wscale=7, sack_permitted=True)
     req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n" + bytes(170)
     out = [
         build(caddr, server, cport, 80, seq=c, flags=_SYN, window=64240, options=opts),
-        build(server, caddr, 80, cport, seq=s, ack=c + 1, flags=_SYN | _ACK, window=65160, options=opts),
-        build(caddr, server, cport, 80, seq=c + 1, ack=s + 1, flags=_ACK, window=502),
-        build(caddr, server, cport, 80, seq=c + 1, ack=s + 1, flags=_ACK | _PSH, window=502, payload=req),
+        build(server, caddr, 80, cport, seq=s, ack=(c + 1) & m, flags=_SYN | _ACK, window=65160, options=opts),
+        build(caddr, server, cport, 80, seq=(c + 1) & m, ack=(s + 1) & m, flags=_ACK, window=502),
+        build(caddr, server, cport, 80, seq=(c + 1) & m, ack=(s + 1) & m, flags=_ACK | _PSH, window=502, payload=req),
     ]
-    c1 = c + 1 + len(req)
+    c1 = (c + 1 + len(req)) & m
     body = bytes(_MSS)
     for k in range(_RESPONSE_SEGMENTS):
-        out.append(build(server, caddr, 80, cport, seq=s + 1 + k * _MSS, ack=c1, flags=_ACK | _PSH, window=509,
+        out.append(build(server, caddr, 80, cport, seq=(s + 1 + k * _MSS) & m, ack=c1, flags=_ACK | _PSH, window=509,
                          payload=body))
-    s1 = s + 1 + _RESPONSE_SEGMENTS * _MSS
+    s1 = (s + 1 + _RESPONSE_SEGMENTS * _MSS) & m
     out += [
         build(caddr, server, cport, 80, seq=c1, ack=s1, flags=_ACK, window=502),
         build(caddr, server, cport, 80, seq=c1, ack=s1, flags=_FIN | _ACK, window=502),
-        build(server, caddr, 80, cport, seq=s1, ack=c1 + 1, flags=_ACK, window=509),
-        build(server, caddr, 80, cport, seq=s1, ack=c1 + 1, flags=_FIN | _ACK, window=509),
-        build(caddr, server, cport, 80, seq=c1 + 1, ack=s1 + 1, flags=_ACK, window=502),
+        build(server, caddr, 80, cport, seq=s1, ack=(c1 + 1) & m, flags=_ACK, window=509),
+        build(server, caddr, 80, cport, seq=s1, ack=(c1 + 1) & m, flags=_FIN | _ACK, window=509),
+        build(caddr, server, cport, 80, seq=(c1 + 1) & m, ack=(s1 + 1) & m, flags=_ACK, window=502),
     ]
     return out
 

@@ -66,8 +66,15 @@ def _bench(args: argparse.Namespace) -> int:
     if args.flows <= 0 or args.repeat <= 0 or args.many_open < 0 or args.single < 0:
         print("fasttcp bench: --flows and --repeat must be positive, --many-open/--single >= 0", file=sys.stderr)
         return 2
-    if args.flows + args.many_open > 60000 * 65000:
+    if args.tracker_packets < 0 or args.analyze_bytes < 0:
+        print("fasttcp bench: --tracker-packets and --analyze-bytes must be >= 0", file=sys.stderr)
+        return 2
+    # an endpoint holds at most 2^31 connections (and the client range 60000 x 65534)
+    if args.flows + args.many_open > 1 << 31 or args.single > 1 << 31:
         print("fasttcp bench: too many flows for the benchmark address range", file=sys.stderr)
+        return 2
+    if args.tracker_packets > 1 << 32 or args.analyze_bytes > 1 << 40:
+        print("fasttcp bench: --tracker-packets at most 2^32, --analyze-bytes at most 1 TiB", file=sys.stderr)
         return 2
     cfg = BenchConfig(flows=args.flows, repeat=args.repeat, family=args.family, peers=not args.no_peers)
     many, single = args.many_open, args.single
@@ -127,8 +134,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from fasttcp.capture.reader import CaptureError
     from fasttcp.cli.analyze import AnalyzeConfig, analyze
 
-    if args.capacity < 1:
-        print("fasttcp analyze: --capacity must be positive", file=sys.stderr)
+    if not 1 <= args.capacity <= 1 << 31:
+        print("fasttcp analyze: --capacity must be 1..2^31", file=sys.stderr)
         return 2
     cfg = AnalyzeConfig(verify_checksum=not args.no_verify_checksum, timeouts=args.timeouts,
                         capacity=args.capacity, server_ports=not args.no_server_ports)
@@ -168,16 +175,26 @@ def _analyze(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"fasttcp analyze: cannot write {args.output}: {e.strerror}", file=sys.stderr)
             return 2
+    close_error = None
     try:
         summary = analyze(args.capture, cfg, fmt=args.format, out=out, progress=progress)
-    except (OSError, CaptureError) as e:             # the file changed under us
+    except (OSError, CaptureError) as e:             # the file changed under us, or a full disk
         print(f"fasttcp analyze: {e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:                         # a --capacity this machine cannot hold
+        print(f"fasttcp analyze: out of memory: {e}", file=sys.stderr)
         return 2
     finally:
         if bar is not None:
             bar.close()
         if out is not None and out is not sys.stdout:
-            out.close()
+            try:
+                out.close()                          # flushes: a full disk may show only here
+            except OSError as e:
+                close_error = e
+    if close_error is not None:
+        print(f"fasttcp analyze: cannot write {args.output}: {close_error.strerror}", file=sys.stderr)
+        return 2
     text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
     # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
     to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)

@@ -1050,14 +1050,16 @@ cdef void ep_abort(ep_t *ep, uint32_t id, uint64_t now) noexcept nogil:
 cdef Py_ssize_t ep_send_data(ep_t *ep, uint32_t id, const uint8_t *data, size_t n, uint64_t now,
                              uint64_t rto) noexcept nogil:
     """One data segment at SND.NXT (caller respects MSS and SND.WND); arms the
-    retransmission timer if it is not running. Returns bytes sent or -1."""
+    retransmission timer if it is not running. Returns bytes sent, or -1 if the
+    segment was dropped (transmit queue full): SND.NXT moves on all the same, as for a
+    segment lost on the wire, and the retransmission timer resends it. (Left behind,
+    SND.NXT would have the caller's send loop offer the same segment forever.)"""
     cdef ft_conn_t *c = &ep.tab.conns[id]
-    if _send(ep, c, TCP_FLAG_ACK | TCP_FLAG_PSH, c.snd_nxt, c.rcv_nxt, data, n, now) < 0:
-        return -1
+    cdef Py_ssize_t rc = _send(ep, c, TCP_FLAG_ACK | TCP_FLAG_PSH, c.snd_nxt, c.rcv_nxt, data, n, now)
     c.snd_nxt += <uint32_t>n
     if c.deadline == 0:
         _arm(ep, id, now + rto)
-    return <Py_ssize_t>n
+    return -1 if rc < 0 else <Py_ssize_t>n
 
 
 cdef Py_ssize_t ep_resend_data(ep_t *ep, uint32_t id, uint32_t seq, const uint8_t *data, size_t n,

@@ -712,6 +712,40 @@ outcome((c.pending, c.recv(-5), c.recv(2**64), c.recv(0), c.recv(None)))
     assert out == "(10, b'', b'', b'', b'')"
 
 
+def test_sending_into_a_full_transmit_queue_returns_and_the_data_still_arrives():
+    """A data segment that does not fit max_transmit_bytes is dropped (counted), as if
+    lost on the wire: send() used to offer the same segment again forever (SND.NXT
+    stayed put), a hang holding the GIL -- reachable from receive() too, when a
+    SYN-ACK or an ACK flushes queued data. The retransmission timer resends it."""
+    out = expect_ok("""
+cli = fasttcp.Endpoint(['198.18.0.1'], seed=1, max_transmit_bytes=4096)
+srv = fasttcp.Endpoint(['198.18.0.2'], seed=2)
+srv.listen(80)
+c = cli.connect('198.18.0.2', 80, now=1.0)
+def wire(t):
+    for _ in range(2):
+        for p in cli.transmit():
+            srv.receive(p, t)
+        for p in srv.transmit():
+            cli.receive(p, t)
+wire(1.0)
+s = srv.accept()
+data = bytes(range(256)) * 100
+c.send(data, now=1.0)                 # 18 segments, room for 2
+dropped = cli.stats['transmit_dropped']
+t, got = 1.0, b''
+for _ in range(500):
+    wire(t)
+    got += s.recv()
+    if len(got) >= len(data):
+        break
+    t = max(t, cli.next_deadline() or t + 0.1)
+    cli.poll(t)
+outcome((dropped > 0, got == data, c.pending))
+""")
+    assert out == "(True, True, 0)"
+
+
 def test_event_constructor_refuses_nonsense():
     seen = _outcomes("""
 S = fasttcp.State.ESTABLISHED; C = fasttcp.Cause.CONNECT

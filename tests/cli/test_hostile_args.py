@@ -1,0 +1,64 @@
+"""Hostile arguments to the command line: every one is a usage error (exit status 2, one
+line on stderr), never a traceback, a bogus figure or a hang. Each runs as the real
+command line (``python -m fasttcp``) in a subprocess with a timeout.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.probe import expect_ok
+
+REPO = Path(__file__).resolve().parents[2]
+CAPTURE = REPO / "tests" / "data" / "suricata-bug-6733-syn-only.pcap"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fasttcp", *args], capture_output=True, text=True, timeout=60,
+                          cwd=REPO)
+
+
+def _usage_error(proc: subprocess.CompletedProcess, match: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert match in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["--analyze-bytes", "-5"],            # used to run analyze rounds and report a figure
+    ["--tracker-packets", "-1"],          # used to skip the tracker silently
+    ["--tracker-packets", str(10 ** 11)],  # used to end in a UsageError traceback
+    ["--single", str(10 ** 11)],          # an endpoint holds at most 2^31 connections
+    ["--many-open", str(3 * 10 ** 9)],
+    ["--flows", "-1"], ["--flows", "0"], ["--repeat", "0"], ["--flows", str(10 ** 12)],
+])
+def test_bench_refuses_out_of_range_sizes(args):
+    _usage_error(_run("bench", "--quick", "--no-peers", "--no-codec", *args), "fasttcp bench:")
+
+
+@pytest.mark.parametrize("capacity", ["0", "-1", str(2 ** 31 + 1), str(10 ** 23)])
+def test_analyze_refuses_a_capacity_outside_its_range(capacity):
+    _usage_error(_run("analyze", "-q", "--capacity", capacity, str(CAPTURE)), "--capacity")
+
+
+def test_analyze_reports_an_output_that_cannot_be_written():
+    """A full disk shows when the output is flushed on close: that was a traceback."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    _usage_error(_run("analyze", "-q", str(CAPTURE), "-o", "/dev/full"), "cannot write /dev/full")
+
+
+def test_the_bench_capture_survives_sequence_numbers_that_wrap():
+    """Connection 287072 of the synthetic capture starts 2584 below 2^32: its later
+    segments' sequence numbers must wrap, not overflow build()'s range (which made
+    `fasttcp bench --tracker-packets 3500000` end in a traceback)."""
+    out = expect_ok("""
+from fasttcp.bench.tracker import _flow_packets
+pkts = _flow_packets(287072, ('198.18.4.1', 1024), '198.19.0.1')
+segs = [fasttcp.parse(p) for p in pkts]
+outcome((len(segs), segs[4].seq - segs[1].seq - 1 == 0, segs[6].seq < segs[1].seq))
+""")
+    assert out == "(12, True, True)"
