@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from fasttcp.capture.reader import CaptureError, read_pcap
+from fasttcp.capture.reader import CaptureError, CaptureReader, read_pcap
 from fasttcp.tracker.tracker import Tracker
 from fasttcp.tracker.vocabulary import ConnState, flow_records
 
@@ -205,9 +205,10 @@ class _Writer:
             self.out.write(f"#close\t{time.strftime('%Y-%m-%d-%H-%M-%S')}\n")
 
 
-def analyze(path: str | Path, cfg: AnalyzeConfig | None = None, *, fmt: str = "table",
+def analyze(path: str | Path | CaptureReader, cfg: AnalyzeConfig | None = None, *, fmt: str = "table",
             out: IO[str] | None = None, progress: Callable[[int, int], None] | None = None) -> Summary:
-    """Track every TCP connection of the capture at `path`; write each connection to
+    """Track every TCP connection of the capture at `path` (or of a `CaptureReader`
+    already open on it, which this call reads to the end and closes); write each connection to
     `out` (None: only summarise) as it ends, in `fmt`. `progress(done, total)` is called
     with file bytes after each batch. Raises FileNotFoundError/CaptureError for a file
     that cannot be read at all; a corrupt record later in the file ends the run with
@@ -215,12 +216,16 @@ def analyze(path: str | Path, cfg: AnalyzeConfig | None = None, *, fmt: str = "t
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     cfg = cfg or AnalyzeConfig()
+    reader = path if isinstance(path, CaptureReader) else None
+    if reader is not None:
+        path = reader.path
     summary = Summary(path=str(path))
     tracker = Tracker(cfg.capacity, timeouts=cfg.timeouts, verify_checksum=cfg.verify_checksum,
                       server_ports=None if cfg.server_ports else ())
     writer = _Writer(fmt, out) if out is not None else None
     t0 = time.perf_counter()
-    reader = read_pcap(path, batch_bytes=cfg.batch_bytes)
+    if reader is None:
+        reader = read_pcap(path, batch_bytes=cfg.batch_bytes)
     if writer is not None:
         writer.header(str(path))
 

@@ -155,8 +155,10 @@ def _analyze(args: argparse.Namespace) -> int:
     # neither be blamed on the output path nor empty an existing output file
     from fasttcp.capture.reader import read_pcap
 
+    # opened once and handed to analyze(): a pipe or FIFO (/dev/stdin, <(...)) cannot be
+    # read twice
     try:
-        read_pcap(args.capture).close()
+        reader = read_pcap(args.capture, batch_bytes=cfg.batch_bytes)
     except FileNotFoundError:
         print(f"fasttcp analyze: {args.capture}: no such file", file=sys.stderr)
         return 2
@@ -173,11 +175,12 @@ def _analyze(args: argparse.Namespace) -> int:
         try:
             out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115  -- closed below
         except OSError as e:
+            reader.close()
             print(f"fasttcp analyze: cannot write {args.output}: {e.strerror}", file=sys.stderr)
             return 2
     close_error = None
     try:
-        summary = analyze(args.capture, cfg, fmt=args.format, out=out, progress=progress)
+        summary = analyze(reader, cfg, fmt=args.format, out=out, progress=progress)
     except (OSError, CaptureError) as e:             # the file changed under us, or a full disk
         print(f"fasttcp analyze: {e}", file=sys.stderr)
         return 2

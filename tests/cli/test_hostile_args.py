@@ -4,6 +4,7 @@ command line (``python -m fasttcp``) in a subprocess with a timeout.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,13 @@ segs = [fasttcp.parse(p) for p in pkts]
 outcome((len(segs), segs[4].seq - segs[1].seq - 1 == 0, segs[6].seq < segs[1].seq))
 """)
     assert out == "(12, True, True)"
+
+
+def test_analyze_reads_a_capture_from_a_pipe():
+    # the capture is opened once: a pipe's bytes cannot be read a second time
+    data = (REPO / "tests" / "data" / "zeek-http-get.pcap").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "fasttcp", "analyze", "/dev/stdin", "--format", "json"],
+                          input=data, capture_output=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines() if line.startswith("{")]
+    assert [(r["resp_p"], r["conn_state"], r["history"]) for r in rows] == [(80, "SF", "ShADadFf")], proc.stdout
