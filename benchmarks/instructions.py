@@ -61,11 +61,13 @@ TRACKER_ENTRY = "__pyx_f_7fasttcp_7tracker_7tracker__feed"
 # A profile-guided build may inline _feed into the feed_batch method: then the method
 # is the entry (its per-call argument handling is noise over a whole batch). Never
 # both: callgrind toggles collection off again at a nested match.
-TRACKER_METHOD_ENTRY = "__pyx_pf_7fasttcp_7tracker_7tracker_7Tracker_*feed_batch"
+TRACKER_METHOD_ENTRY = "__pyx_pw_7fasttcp_7tracker_7tracker_7Tracker_*feed_batch"
 
 
 def tracker_entry() -> str:
-    """_feed when the built module has it as a function of its own, else feed_batch."""
+    """_feed when the built module has it as a function of its own, else the feed_batch
+    method (gcc may inline _feed, or call a clone such as ``_feed.constprop.0`` that
+    callgrind does not match by the plain name)."""
     so = next((ROOT / "fasttcp" / "tracker").glob("tracker*.so"), None)
     if so is None or shutil.which("nm") is None:
         return TRACKER_ENTRY

@@ -557,8 +557,7 @@ cdef int64_t _accept_next(ep_t *ep) noexcept nogil:
         if ep.acq_head == ep.acq_cap:
             ep.acq_head = 0
         ep.acq_len -= 1
-        if ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen \
-                and ep.tab.conns[id].flags & CONN_F_QUEUED:
+        if _accept_live(ep, id, gen):
             ep.tab.conns[id].flags &= ~CONN_F_QUEUED
             return id
     return -1

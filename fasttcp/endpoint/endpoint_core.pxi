@@ -436,10 +436,52 @@ cdef inline void _arm(ep_t *ep, uint32_t id, uint64_t deadline) noexcept nogil:
     ftx_set_deadline(&ep.tab, id, deadline)
 
 
+cdef inline bint _accept_live(const ep_t *ep, uint32_t id, uint8_t gen) noexcept nogil:
+    """An accept-queue entry still stands for the incarnation that completed its
+    handshake, not yet handed out (reset, reused or accepted records fail this)."""
+    return (ep.tab.conns[id].family != 0 and ep.tab.conns[id].gen == gen
+            and (ep.tab.conns[id].flags & CONN_F_QUEUED) != 0)
+
+
+cdef void _accept_compact(ep_t *ep) noexcept nogil:
+    """Drop the entries of connections that were reset or reused since their handshake,
+    keeping the live ones in order, each once. Entries leave the ring only when popped,
+    so a peer that completes handshakes and resets them faster than the application
+    accepts would otherwise fill it with dead entries and lock every later connection
+    out of accept()."""
+    cdef size_t i, src, dst, kept = 0
+    cdef uint32_t id
+    cdef uint8_t gen
+    for i in range(ep.acq_len):
+        src = ep.acq_head + i
+        if src >= ep.acq_cap:
+            src -= ep.acq_cap
+        id = ep.acq[src]
+        gen = ep.acq_gen[src]
+        if _accept_live(ep, id, gen):
+            ep.tab.conns[id].flags &= ~CONN_F_QUEUED      # taken: a duplicate entry is dropped
+            dst = ep.acq_head + kept                       # kept <= i: never ahead of src
+            if dst >= ep.acq_cap:
+                dst -= ep.acq_cap
+            ep.acq[dst] = id
+            ep.acq_gen[dst] = gen
+            kept += 1
+    for i in range(kept):
+        dst = ep.acq_head + i
+        if dst >= ep.acq_cap:
+            dst -= ep.acq_cap
+        ep.tab.conns[ep.acq[dst]].flags |= CONN_F_QUEUED
+    ep.acq_len = kept
+
+
 cdef void _accept_push(ep_t *ep, uint32_t id) noexcept nogil:
     cdef size_t slot
     if ep.acq_len >= ep.acq_cap:
-        return                           # queue as long as the table: cannot overflow
+        # the ring is as long as the table, so the live entries (at most one per record
+        # other than `id`'s) always leave room once the dead ones are dropped
+        _accept_compact(ep)
+        if ep.acq_len >= ep.acq_cap:
+            return
     slot = ep.acq_head + ep.acq_len        # both < acq_cap: one wrap at most (no division)
     if slot >= ep.acq_cap:
         slot -= ep.acq_cap
