@@ -225,6 +225,7 @@ def analyze(path: str | Path | CaptureReader, cfg: AnalyzeConfig | None = None, 
     writer = _Writer(fmt, out) if out is not None else None
     t0 = time.perf_counter()
     if reader is None:
+        assert not isinstance(path, CaptureReader)
         reader = read_pcap(path, batch_bytes=cfg.batch_bytes)
     if writer is not None:
         writer.header(str(path))

@@ -3,11 +3,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 from fasttcp.enums import State
 from fasttcp.errors import UsageError
 
-__all__ = ["Timeouts"]
+__all__ = ["Timeouts", "check_timeouts"]
+
+MAX_TIMEOUT_S = 10 * 365 * 86400     # 10 years: longer is a unit mistake, not a policy
+
+
+def check_timeouts(obj: Any) -> None:
+    """Every field of the dataclass `obj` is a timeout in seconds in 0..10 years and its
+    `msl` is positive, else UsageError. (NaN compares false with every bound: isfinite
+    is what refuses it; a bool is an int to isinstance: True would be a 1-second
+    timeout.)"""
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or v < 0 or v > MAX_TIMEOUT_S:
+            raise UsageError(f"timeout {f.name} must be 0..10 years in seconds, got {v!r}")
+    msl = obj.msl
+    if msl <= 0:
+        raise UsageError(f"msl must be positive, got {msl!r}")
 
 
 @dataclass(frozen=True)
@@ -35,14 +53,7 @@ class Timeouts:
     listen: float = 0.0              # a listener never times out
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            # (NaN compares false with everything: isfinite is what refuses it)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0 or v > 10 * 365 * 86400:
-                raise UsageError(f"timeout {f.name} must be 0..10 years in seconds, got {v!r}")
-        if self.msl <= 0:
-            raise UsageError(f"msl must be positive, got {self.msl!r}")
+        check_timeouts(self)
 
     @property
     def time_wait(self) -> float:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fasttcp.errors import UsageError
+from fasttcp.table.timeouts import check_timeouts
 
 __all__ = [
     "TrackerState",
@@ -145,14 +145,7 @@ class TrackerTimeouts:
     retrans: float = 300.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            # (a bool is an int to isinstance: True would be a 1-second timeout)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0 or v > 10 * 365 * 86400:
-                raise UsageError(f"timeout {f.name} must be 0..10 years in seconds, got {v!r}")
-        if self.msl <= 0:
-            raise UsageError(f"msl must be positive, got {self.msl!r}")
+        check_timeouts(self)
 
     @classmethod
     def zeek(cls) -> TrackerTimeouts:
