@@ -47,6 +47,22 @@ except BaseException as exc:
 """
 
 
+# Probe code sweeping one integer argument over the values that break C conversions:
+# ``sweep(fn)`` calls fn(v) for each and lists "ok" or the name of the fasttcp exception.
+INTEGER_SWEEP = """
+VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
+def sweep(fn):
+    out = []
+    for v in VALUES:
+        try:
+            fn(v)
+            out.append("ok")
+        except fasttcp.FastTcpError as e:       # UsageError, MalformedPacket, CaptureError
+            out.append(type(e).__name__)
+    return out
+"""
+
+
 @dataclass
 class Outcome:
     """What a probe did: ``kind`` is "ok" (with ``value``) or "raised" (with ``type``,

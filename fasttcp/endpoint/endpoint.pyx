@@ -1005,21 +1005,16 @@ cdef class Endpoint:
         """Run the timers due at `now` (retransmissions, TIME-WAIT and FIN-WAIT-2
         expiry). Call again at next_deadline(). Raises UsageError for a bad `now` or
         while another call is running."""
-        cdef uint64_t t = _us(now, "now")
-        cdef uint32_t[::1] ids
-        cdef ep_t *ep = self._claim()
-        try:
-            t = self._advance(t)
-            ids = self._scratch_ids
-            with nogil:
-                ep_poll(ep, t, &ids[0], ids.shape[0])
-            self._after_call()
-        finally:
-            self._busy = False
+        self._poll(now, True)
 
     def poll_batch(self, now):
         """poll() for batch users: timers run without the GIL and their events stay raw
         for events_batch() (no Python objects are made). Raises as poll() does."""
+        self._poll(now, False)
+
+    cdef _poll(self, now, bint objects):
+        """Both polls: the timers run without the GIL; `objects` makes the Event and
+        Connection objects of the single-packet API afterwards."""
         cdef uint64_t t = _us(now, "now")
         cdef uint32_t[::1] ids
         cdef ep_t *ep = self._claim()
@@ -1028,6 +1023,8 @@ cdef class Endpoint:
             ids = self._scratch_ids
             with nogil:
                 ep_poll(ep, t, &ids[0], ids.shape[0])
+            if objects:
+                self._after_call()
         finally:
             self._busy = False
 

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from tests.probe import expect_ok, expect_raises
+from tests.probe import INTEGER_SWEEP, expect_ok, expect_raises
 
 PRELUDE = """
 import os, struct, tempfile
@@ -288,18 +288,7 @@ def test_reading_a_closed_capture_reader_is_a_usage_error():
 
 # ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
 
-SWEEP = """
-VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
-def sweep(fn):
-    out = []
-    for v in VALUES:
-        try:
-            fn(v)
-            out.append("ok")
-        except fasttcp.FastTcpError as e:       # UsageError, CaptureError
-            out.append(type(e).__name__)
-    return out
-"""
+SWEEP = INTEGER_SWEEP
 
 
 @pytest.mark.parametrize("call", [

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from tests.probe import expect_ok, expect_raises
+from tests.probe import INTEGER_SWEEP, expect_ok, expect_raises
 
 PRELUDE = """
 from fasttcp import ConnectionTable, KEY_DTYPE, make_keys, canonical_keys, Timeouts, UsageError
@@ -367,17 +367,7 @@ def test_scalar_keys_refuse_ports_that_are_not_ports(key):
 
 # ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
 
-SWEEP = """
-VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
-def sweep(fn):
-    out = []
-    for v in VALUES:
-        try:
-            fn(v)
-            out.append("ok")
-        except fasttcp.FastTcpError as e:       # UsageError, MalformedPacket, CaptureError, ...
-            out.append(type(e).__name__)
-    return out
+SWEEP = INTEGER_SWEEP + """
 t = ConnectionTable(8, seed=1)
 t.insert(K4)
 """

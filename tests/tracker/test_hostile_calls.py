@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from tests.probe import expect_ok, expect_raises
+from tests.probe import INTEGER_SWEEP, expect_ok, expect_raises
 
 PRELUDE = """
 import time, warnings
@@ -314,17 +314,7 @@ def test_stats_property_for_the_in_process_callers():
 
 # ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
 
-SWEEP = """
-VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
-def sweep(fn):
-    out = []
-    for v in VALUES:
-        try:
-            fn(v)
-            out.append("ok")
-        except fasttcp.FastTcpError as e:
-            out.append(type(e).__name__)
-    return out
+SWEEP = INTEGER_SWEEP + """
 t = Tracker(16, seed=1)
 BUF = np.frombuffer(SYN, dtype=np.uint8)
 """

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.probe import expect_ok, expect_raises
+from tests.probe import INTEGER_SWEEP, expect_ok, expect_raises
 
 PRELUDE = """
 from fasttcp import parse, parse_tcp, build, parse_batch, Options, UsageError, MalformedPacket, SEGMENT_DTYPE
@@ -321,17 +321,7 @@ def test_seq_takes_non_contiguous_and_read_only_arrays():
 
 # ---- every integer argument: negative, zero, 2^31, 2^32, 2^63, 2^64 ----
 
-SWEEP = """
-VALUES = [-1, 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64, -2**63]
-def sweep(fn):
-    out = []
-    for v in VALUES:
-        try:
-            fn(v)
-            out.append("ok")
-        except fasttcp.FastTcpError as e:       # UsageError, MalformedPacket, ...
-            out.append(type(e).__name__)
-    return out
+SWEEP = INTEGER_SWEEP + """
 SEG = parse(PKT)
 """
 
