@@ -15,6 +15,7 @@ import os as _os
 import warnings as _warnings
 
 from fasttcp._version import __version__
+from fasttcp.analysis import AnalyzeConfig, Summary, analyze
 from fasttcp.capture.reader import CaptureBatch, CaptureReader, read_pcap, write_pcap
 from fasttcp.endpoint.endpoint import DROP_REASONS, EVENT_DTYPE, Connection, Endpoint, Event, pipe
 from fasttcp.enums import Cause, Flags, OptionBits, State, Verdict
@@ -31,6 +32,7 @@ from fasttcp.errors import (
     TruncatedPacket,
     UnsupportedPacket,
     UsageError,
+    WorkerError,
 )
 from fasttcp.table.table import (
     CONN_DTYPE,
@@ -72,6 +74,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "__version__",
+    "analyze",
+    "AnalyzeConfig",
+    "Summary",
     "seq",
     "parse",
     "parse_tcp",
@@ -110,6 +115,7 @@ __all__ = [
     "CaptureBatch",
     "CaptureReader",
     "CaptureError",
+    "WorkerError",
     "canonical_keys",
     "State",
     "Timeouts",

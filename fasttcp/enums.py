@@ -41,7 +41,8 @@ class Verdict(enum.IntEnum):
     The last four are the tracker's (`Tracker.feed_batch`): conntrack would mark the
     packet INVALID (out of window, impossible flags) or IGNORE it (e.g. an old SYN on
     an established connection); UNTRACKED: no connection and, with ``loose=False``,
-    only a SYN may start one; TABLE_FULL: a new connection found no room."""
+    only a SYN may start one; TABLE_FULL: a new connection found no room. OTHER_SHARD:
+    ``feed_batch(select=...)`` left the packet to another shard's tracker."""
 
     OK = 0
     TRUNCATED = 1
@@ -60,6 +61,7 @@ class Verdict(enum.IntEnum):
     CONNTRACK_IGNORED = 14
     UNTRACKED = 15
     TABLE_FULL = 16
+    OTHER_SHARD = 17
 
 
 class OptionBits(enum.IntFlag):

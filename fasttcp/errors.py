@@ -23,6 +23,7 @@ __all__ = [
     "StaleConnection",
     "ConnectionStateError",
     "CaptureError",
+    "WorkerError",
     "FIELD_NAMES",
 ]
 
@@ -110,6 +111,16 @@ class CaptureError(FastTcpError, ValueError):
         super().__init__(f"{path}: {message}{where}")
         self.path = str(path)
         self.offset = offset
+
+
+class WorkerError(FastTcpError, RuntimeError):
+    """A worker process of a multi-process run died or failed: the result would be
+    short, so the run stops. `shard` and `shards` say which of how many."""
+
+    def __init__(self, shard: int, shards: int, what: str) -> None:
+        super().__init__(f"shard {shard} of {shards}: {what}")
+        self.shard = shard
+        self.shards = shards
 
 
 def span_outside_buffer(packet: int, offset: int, length: int, size: int) -> UsageError:

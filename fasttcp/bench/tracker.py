@@ -78,11 +78,49 @@ def _flow_packets(i: int, t_client: tuple[str, int], server: str) -> list[bytes]
 
 PACKETS_PER_FLOW = 12
 
+_REQUEST = 50                     # bytes: a short API call
+_ANSWER = 200                     # bytes: its short answer
 
-def synth_capture(path: str | Path, packets: int, concurrent: int, *, start_ts: float = 1_700_000_000.0) -> int:
-    """Write a pcap of `packets` packets (whole connections) with `concurrent`
-    connections interleaved; returns the number of connections."""
-    flows = max(1, packets // PACKETS_PER_FLOW)
+
+def _short_flow_packets(i: int, t_client: tuple[str, int], server: str) -> list[bytes]:
+    """The 10 packets of a short connection i -- most connections of real traffic:
+    handshake, a 50-byte request, a 200-byte answer (acknowledging the request) and its
+    ACK, then a four-way close from the client."""
+    caddr, cport = t_client
+    m = 0xFFFFFFFF
+    c, s = (3000 + i * 7919) & m, (9000 + i * 104729) & m
+    opts = dict(mss=1460, wscale=7, sack_permitted=True)
+    c1, s1 = (c + 1 + _REQUEST) & m, (s + 1 + _ANSWER) & m
+    return [
+        build(caddr, server, cport, 443, seq=c, flags=_SYN, window=64240, options=opts),
+        build(server, caddr, 443, cport, seq=s, ack=(c + 1) & m, flags=_SYN | _ACK, window=65160, options=opts),
+        build(caddr, server, cport, 443, seq=(c + 1) & m, ack=(s + 1) & m, flags=_ACK, window=502),
+        build(caddr, server, cport, 443, seq=(c + 1) & m, ack=(s + 1) & m, flags=_ACK | _PSH, window=502,
+              payload=bytes(_REQUEST)),
+        build(server, caddr, 443, cport, seq=(s + 1) & m, ack=c1, flags=_ACK | _PSH, window=509,
+              payload=bytes(_ANSWER)),
+        build(caddr, server, cport, 443, seq=c1, ack=s1, flags=_ACK, window=502),
+        build(caddr, server, cport, 443, seq=c1, ack=s1, flags=_FIN | _ACK, window=502),
+        build(server, caddr, 443, cport, seq=s1, ack=(c1 + 1) & m, flags=_ACK, window=509),
+        build(server, caddr, 443, cport, seq=s1, ack=(c1 + 1) & m, flags=_FIN | _ACK, window=509),
+        build(caddr, server, cport, 443, seq=(c1 + 1) & m, ack=(s1 + 1) & m, flags=_ACK, window=502),
+    ]
+
+
+#: connection shapes of the synthetic captures: packets of connection i, and how many
+SHAPES = {
+    "bulk": (_flow_packets, PACKETS_PER_FLOW),           # a request and a 4200-byte response
+    "short": (_short_flow_packets, 10),                  # a request and a 200-byte answer
+}
+
+
+def synth_capture(path: str | Path, packets: int, concurrent: int, *, start_ts: float = 1_700_000_000.0,
+                  shape: str = "bulk") -> int:
+    """Write a pcap of `packets` packets (whole connections of `shape`, one of
+    `SHAPES`) with `concurrent` connections interleaved; returns the number of
+    connections."""
+    flow_packets, per_flow = SHAPES[shape]
+    flows = max(1, packets // per_flow)
     concurrent = max(1, min(concurrent, flows))
     server = "198.19.0.1"
     # each slot runs its connections one after another; slots are interleaved packet by
@@ -94,10 +132,10 @@ def synth_capture(path: str | Path, packets: int, concurrent: int, *, start_ts: 
         for rnd in range(per_slot):
             first = rnd * concurrent
             group = range(first, min(first + concurrent, flows))
-            pkts = [_flow_packets(i, (f"198.18.{(i // 60000) % 256}.{1 + (i // 60000) // 256}",
-                                      1024 + i % 60000), server) for i in group]
+            pkts = [flow_packets(i, (f"198.18.{(i // 60000) % 256}.{1 + (i // 60000) // 256}",
+                                     1024 + i % 60000), server) for i in group]
             chunks = []
-            for k in range(PACKETS_PER_FLOW):
+            for k in range(per_flow):
                 for fp in pkts:
                     frame = _ETH_HDR + fp[k]
                     t = start_ts + us / 1e6

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from fasttcp._version import __version__
 
@@ -41,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "VLAN/MPLS, raw IP, Linux SLL/SLL2, BSD loopback): each connection as it "
                                    "ends, then a summary. Memory is bounded by the connection table, "
                                    "not by the file.")
-    a.add_argument("capture", help="pcap or pcapng file")
+    a.add_argument("capture", nargs="+",
+                   help="pcap or pcapng file; several are read one after another as one capture "
+                        "(the files of a rotated trace, in time order)")
     a.add_argument("--format", choices=("table", "json", "csv", "zeek"), default="table",
                    help="per-connection output: an aligned table (default), JSON lines with Zeek's "
                         "field names, CSV, or a Zeek conn.log (TSV)")
@@ -55,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--no-server-ports", action="store_true",
                    help="do not use Zeek's likely server ports to pick the originator (as zeek -b)")
     a.add_argument("--capacity", type=int, default=1_000_000, help="connections tracked at once (default 1M)")
+    a.add_argument("-w", "--workers", type=int, default=None,
+                   help="worker processes, each tracking one shard of the flows (default: the CPUs "
+                        "this process may use; 1 = this process only)")
     a.add_argument("--json-summary", action="store_true", help="print the summary as one JSON object")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -129,64 +135,66 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    """Exit status: 0 ok, 1 the file turned out corrupt part-way (what was read is
-    reported), 2 the file cannot be read at all (missing, empty, not a capture)."""
+    """Exit status: 0 ok, 1 a capture turned out corrupt part-way (what was read is
+    reported), 2 a capture cannot be read at all (missing, empty, not a capture) or
+    bad arguments, 3 a worker process died (what was counted is reported), 130
+    interrupted (Ctrl-C; what was counted is reported)."""
+    from fasttcp.analysis import MAX_WORKERS, AnalyzeConfig, analyze, default_workers
+    from fasttcp.analysis.source import regular_files
     from fasttcp.capture.reader import CaptureError
-    from fasttcp.cli.analyze import AnalyzeConfig, analyze
+    from fasttcp.errors import WorkerError
 
     if not 1 <= args.capacity <= 1 << 31:
         print("fasttcp analyze: --capacity must be 1..2^31", file=sys.stderr)
         return 2
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        print(f"fasttcp analyze: --workers must be 1..{MAX_WORKERS}", file=sys.stderr)
+        return 2
+    workers = default_workers() if args.workers is None else args.workers
     cfg = AnalyzeConfig(verify_checksum=not args.no_verify_checksum, timeouts=args.timeouts,
                         capacity=args.capacity, server_ports=not args.no_server_ports)
-    out = None
-    bar = None
-    progress = None
-    if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
-
-        bar = tqdm(total=0, unit="B", unit_scale=True, desc="analyze", leave=False)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-    # the capture is checked before the output file is opened: a bad capture must
+    # the captures are checked before the output file is opened: a bad capture must
     # neither be blamed on the output path nor empty an existing output file
-    from fasttcp.capture.reader import read_pcap
-
-    # opened once and handed to analyze(): a pipe or FIFO (/dev/stdin, <(...)) cannot be
-    # read twice
-    try:
-        reader = read_pcap(args.capture, batch_bytes=cfg.batch_bytes)
-    except FileNotFoundError:
-        print(f"fasttcp analyze: {args.capture}: no such file", file=sys.stderr)
-        return 2
-    except IsADirectoryError:
-        print(f"fasttcp analyze: {args.capture}: is a directory", file=sys.stderr)
-        return 2
-    except PermissionError:
-        print(f"fasttcp analyze: {args.capture}: permission denied", file=sys.stderr)
-        return 2
-    except CaptureError as e:
-        print(f"fasttcp analyze: {e}", file=sys.stderr)
-        return 2
+    reader = _open_first(args.capture[0], cfg.batch_bytes)
+    if isinstance(reader, int):
+        return reader
+    for extra in args.capture[1:]:
+        problem = _unreadable(extra)
+        if problem:
+            reader.close()
+            print(f"fasttcp analyze: {extra}: {problem}", file=sys.stderr)
+            return 2
+    if workers > 1 and not regular_files(args.capture):
+        if args.workers is not None:
+            print("fasttcp analyze: note: a capture is not a regular file (a pipe?): read by one process",
+                  file=sys.stderr)
+        workers = 1
+    out = None
     if not args.summary_only:
         try:
-            out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115  -- closed below
+            out = open(args.output, "wb") if args.output else sys.stdout  # noqa: SIM115  -- closed below
         except OSError as e:
             reader.close()
             print(f"fasttcp analyze: cannot write {args.output}: {e.strerror}", file=sys.stderr)
             return 2
+    bar, progress = _progress_bar(args.quiet)
     close_error = None
+    failure, status = None, 0
     try:
-        summary = analyze(reader, cfg, fmt=args.format, out=out, progress=progress)
+        summary = analyze([reader, *args.capture[1:]], cfg, workers=workers, fmt=args.format, out=out,
+                          progress=progress)
     except (OSError, CaptureError) as e:             # the file changed under us, or a full disk
         print(f"fasttcp analyze: {e}", file=sys.stderr)
         return 2
     except MemoryError as e:                         # a --capacity this machine cannot hold
         print(f"fasttcp analyze: out of memory: {e}", file=sys.stderr)
         return 2
+    except WorkerError as e:
+        summary, failure, status = e.summary, str(e), 3   # type: ignore[attr-defined]
+    except KeyboardInterrupt as e:
+        summary, failure, status = getattr(e, "summary", None), "interrupted", 130
+        if summary is None:
+            raise
     finally:
         if bar is not None:
             bar.close()
@@ -201,14 +209,66 @@ def _analyze(args: argparse.Namespace) -> int:
     text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
     # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
     to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
-    print(text, file=sys.stderr if to_stderr else sys.stdout)
+    print(text, file=sys.stderr if to_stderr else sys.stdout, flush=True)
+    if failure is not None:
+        print(f"fasttcp analyze: {failure}", file=sys.stderr)
+        return status
     if summary.truncated_tail:
-        print(f"fasttcp analyze: warning: {args.capture}: the last record is cut short "
+        print(f"fasttcp analyze: warning: the last record is cut short "
               f"({summary.truncated_tail} bytes not read)", file=sys.stderr)
     if summary.error:
         print(f"fasttcp analyze: {summary.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _open_first(path: str, batch_bytes: int) -> Any:
+    """The first capture opened (a pipe or FIFO -- /dev/stdin, <(...) -- can be read
+    once, so it is handed to analyze open), or the exit status if it cannot be."""
+    from fasttcp.capture.reader import CaptureError, read_pcap
+
+    try:
+        return read_pcap(path, batch_bytes=batch_bytes)
+    except CaptureError as e:
+        print(f"fasttcp analyze: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"fasttcp analyze: {path}: {_os_problem(e)}", file=sys.stderr)
+        return 2
+
+
+def _os_problem(e: OSError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, IsADirectoryError):
+        return "is a directory"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    return e.strerror or str(e)
+
+
+def _unreadable(path: str) -> str | None:
+    """Why a later capture cannot be opened now, or None (its contents are read later)."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as e:
+        return _os_problem(e)
+
+
+def _progress_bar(quiet: bool) -> tuple[Any, Any]:
+    """A tqdm bar over file bytes on a terminal (and its update function), else None."""
+    if quiet or not sys.stderr.isatty():
+        return None, None
+    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
+
+    bar = tqdm(total=0, unit="B", unit_scale=True, desc="analyze", leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, progress
 
 
 def main(argv: list[str] | None = None) -> int:

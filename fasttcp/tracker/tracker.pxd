@@ -67,7 +67,8 @@ cdef enum:
     TV_CONNTRACK_IGNORED = 14                   # conntrack IGNORE: e.g. an old SYN on an established flow
     TV_UNTRACKED = 15                 # no connection and this packet may not create one (strict mode)
     TV_TABLE_FULL = 16                # would create a connection but the table refused
-    TV_COUNT = 17
+    TV_COUNT = 17                     # the verdicts counted in tr_t.verdicts
+    TV_OTHER_SHARD = 17               # feed_batch(select=...) left it to another shard: time only
 
 # trk_dir_t.flags
 cdef enum:
@@ -227,7 +228,8 @@ ctypedef struct tr_t:
     uint64_t now                      # latest packet time seen
     uint64_t last_tick                # expiry runs when packet time enters a new wheel tick
     uint64_t verdicts[TV_COUNT]
-    uint64_t packets
+    uint64_t packets                  # packets fed, other shards' included
+    uint64_t other_shard              # of which only the time was used (feed_batch select)
     uint64_t created
     uint64_t reused
     uint64_t evicted

@@ -361,7 +361,13 @@ cdef inline bint _feed_track(tr_t *tr, _stage_t *ring, Py_ssize_t j, Py_ssize_t 
     else:
         now = tr.now          # time never runs backwards inside the tracker
     if s.rc >= 0:
-        v = s.rc              # the parse stage's verdict, or the link layer's
+        v = s.rc              # the parse stage's verdict, the link layer's, or another shard's
+        if v == TV_OTHER_SHARD:
+            # its time has moved the clock (above) exactly as in a tracker fed every
+            # packet, so expiry, and so every row, is the same with any number of shards
+            tr.other_shard += 1
+            verdicts[j] = <uint8_t>v
+            return True
     else:
         v = _track(tr, s, now, j)
     tr.verdicts[v] += 1
@@ -377,15 +383,18 @@ cdef inline void _feed_prefetch(tr_t *tr, _stage_t *ring, Py_ssize_t j) noexcept
 
 cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t i, Py_ssize_t n, const uint8_t *buf,
                              const int64_t *offs, const int64_t *lens, const uint8_t *link,
-                             const uint8_t *snapped) noexcept nogil:
+                             const uint8_t *snapped, const uint8_t *select) noexcept nogil:
     """First stage of packet i: parse and hash it, prefetch its index slot (and the
-    bytes of the packet 16 ahead)."""
+    bytes of the packet 16 ahead). A packet `select` leaves out is not parsed."""
     cdef _stage_t *s = &ring[i & (_AHEAD - 1)]
     if i + 2 * _AHEAD < n:
         # the packet bytes themselves: headers 16 packets ahead (batches come from
         # capture files far larger than the cache)
         FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD])
         FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD] + 64)
+    if select != NULL and select[i] == 0:
+        s.rc = TV_OTHER_SHARD
+        return
     cdef int64_t off = offs[i], length = lens[i]
     if ft_span_outside(off, length, tr.buf_size):
         # checked at entry: only another thread rewriting the arrays since gets here
@@ -403,7 +412,7 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t i, Py_ssize_t 
 
 cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
                       const int64_t *ts_ns, const uint8_t *link, const uint8_t *snapped,
-                      Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts) noexcept nogil:
+                      const uint8_t *select, Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts) noexcept nogil:
     """Packets [start, n), pipelined: packet i+8 is parsed and hashed and its index slot
     prefetched, packet i+4's records are prefetched, while packet i is tracked -- so the
     table's cache misses overlap. Parsing is pure, so the order of effects is the
@@ -418,12 +427,12 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
     for i in range(start, n if n - start < _AHEAD else start + _AHEAD):
         if i - _AHEAD // 2 >= start:
             _feed_prefetch(tr, ring, i - _AHEAD // 2)
-        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select)
     for i in range(start + _AHEAD, n):
         if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts):
             return i - _AHEAD
         _feed_prefetch(tr, ring, i - _AHEAD // 2)
-        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select)
     for i in range(n, n + _AHEAD):
         if i - _AHEAD >= start:
             if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts):
@@ -432,6 +441,18 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
             _feed_prefetch(tr, ring, i - _AHEAD // 2)
     tr.packets += <uint64_t>(n - start)
     return n
+
+
+def _select_mask(select, Py_ssize_t n):
+    """`feed_batch`'s select as a uint8 array of our own (0: another shard's)."""
+    sel = np.asarray(select)
+    if sel.dtype != np.bool_:
+        if sel.dtype.kind not in "iu":
+            raise UsageError(f"select must be a bool array, one per packet (got dtype {sel.dtype})")
+        sel = sel != 0
+    if sel.ndim != 1 or sel.shape[0] != n:
+        raise UsageError(f"select must be 1-D with one entry per packet ({n}), got shape {sel.shape}")
+    return sel.astype(np.uint8)            # a copy: another thread may rewrite the caller's
 
 
 cdef class Tracker:
@@ -626,7 +647,7 @@ cdef class Tracker:
             tr.buf_size = <uint64_t>view.len
             tr.bad_span = -1
             # (0: the finished rows must be collected first, the packet is not tracked yet)
-            while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, 0, 1, &verdict) == 0:
+            while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, NULL, 0, 1, &verdict) == 0:
                 self._collect()
         finally:
             self._busy = False
@@ -636,7 +657,7 @@ cdef class Tracker:
         from fasttcp.enums import Verdict
         return Verdict(verdict)
 
-    def feed_batch(self, batch, offsets=None, lengths=None, ts_ns=None):
+    def feed_batch(self, batch, offsets=None, lengths=None, ts_ns=None, *, select=None):
         """Track a batch of packets in order; returns a uint8 array of verdicts
         (`fasttcp.Verdict` codes).
 
@@ -646,8 +667,15 @@ cdef class Tracker:
         ts_ns)`` with IP packets at ``buffer[offsets[i]:offsets[i]+lengths[i]]`` and
         int64 nanosecond timestamps (a short packet is then taken as snap-length cut).
 
-        Raises UsageError, before tracking any packet, for offsets/lengths/ts_ns that
-        are not 1-D integer arrays of one length, a span outside the buffer, a
+        ``select`` (one bool per packet) makes this tracker one shard of several: a
+        packet it leaves out only moves the clock -- connections expire exactly as in
+        a tracker fed every packet -- and gets the verdict OTHER_SHARD; it is counted in
+        ``stats["other_shard"]``, not in ``stats["packets"]``. With
+        ``select=fasttcp.shard_of_batch(batch, n) == k`` for k in 0..n-1, n trackers
+        finish the same rows as one tracker fed everything.
+
+        Raises UsageError, before tracking any packet, for offsets/lengths/ts_ns (or a
+        select) that are not 1-D arrays of one length, a span outside the buffer, a
         timestamp outside 0..2**63-1 ns (the first bad packet is named), link verdicts
         that are not `fasttcp.Verdict` codes, and while another call is running.
         """
@@ -656,11 +684,12 @@ cdef class Tracker:
         # thread run, and two batch calls must never be inside one tracker
         self._busy = True
         try:
-            return self._feed_batch(tr, batch, offsets, lengths, ts_ns)
+            return self._feed_batch(tr, batch, offsets, lengths, ts_ns, select)
         finally:
             self._busy = False
 
-    cdef object _feed_batch(self, tr_t *tr, object batch, object offsets, object lengths, object ts_ns):
+    cdef object _feed_batch(self, tr_t *tr, object batch, object offsets, object lengths, object ts_ns,
+                            object select):
         cdef Py_buffer view
         link = None
         snapped = None
@@ -708,6 +737,12 @@ cdef class Tracker:
             i = ft_first_negative(&t[0], n)
         if i >= 0:
             raise UsageError(f"packet {i}: ts_ns {int(ts[i])} is not a time in 0..2**63-1 ns")
+        cdef const uint8_t[::1] slv
+        cdef const uint8_t *slp = NULL
+        if select is not None:
+            sl = _select_mask(select, n)
+            slv = sl
+            slp = &slv[0]
         if snapped is not None:
             sn = np.ascontiguousarray(snapped)
             if sn.dtype != np.bool_:
@@ -726,7 +761,7 @@ cdef class Tracker:
             tr.bad_span = -1
             while done < n:
                 with nogil:
-                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, done, n, &vd[0])
+                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, slp, done, n, &vd[0])
                 self._collect()
         finally:
             PyBuffer_Release(&view)
@@ -828,7 +863,8 @@ cdef class Tracker:
         from fasttcp.enums import Verdict
         from fasttcp.tracker.vocabulary import TrackerStats
         return TrackerStats({
-            "packets": tr.packets,
+            "packets": tr.packets - tr.other_shard,
+            "other_shard": tr.other_shard,
             "verdicts": {Verdict(i).name: tr.verdicts[i] for i in range(TV_COUNT) if tr.verdicts[i]},
             "created": tr.created,
             "reused": tr.reused,

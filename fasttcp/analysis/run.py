@@ -1,0 +1,163 @@
+"""`fasttcp.analyze`: track every TCP connection of captures and report, in this
+process or in one worker process per shard of the flows."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from fasttcp.analysis.config import AnalyzeConfig
+from fasttcp.analysis.source import CaptureChain, regular_files
+from fasttcp.analysis.summary import Summary
+from fasttcp.capture.reader import CaptureReader
+from fasttcp.errors import UsageError
+from fasttcp.tracker.tracker import FLOW_DTYPE, Tracker
+
+__all__ = ["analyze", "default_workers", "make_tracker", "MAX_WORKERS"]
+
+#: More shards than this buys nothing on any machine fasttcp runs on and would only
+#: multiply the reading of the capture.
+MAX_WORKERS = 1024
+
+Paths = str | Path | CaptureReader | Sequence[str | Path | CaptureReader]
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):          # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def make_tracker(cfg: AnalyzeConfig, capacity: int) -> Tracker:
+    """The tracker `analyze` runs (one per shard)."""
+    return Tracker(capacity, timeouts=cfg.timeouts, verify_checksum=cfg.verify_checksum,
+                   server_ports=None if cfg.server_ports else ())
+
+
+def _as_paths(paths: Paths) -> list[str | Path | CaptureReader]:
+    if isinstance(paths, (str, Path, CaptureReader)):
+        return [paths]
+    if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Sequence):
+        raise UsageError(f"analyze takes a capture path, an open CaptureReader or a list of them, "
+                         f"got {type(paths).__name__}")
+    out = list(paths)
+    if not out:
+        raise UsageError("analyze needs at least one capture")
+    for p in out:
+        if not isinstance(p, (str, Path, CaptureReader)):
+            raise UsageError(f"not a capture path: {p!r}")
+    return out
+
+
+def _check_workers(workers: int | None) -> int:
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"workers must be an int in 1..{MAX_WORKERS} (or None: the CPUs available), "
+                         f"got {workers!r}")
+    return workers
+
+
+def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | None = 1, fmt: str = "table",
+            out: IO[str] | IO[bytes] | None = None, keep_rows: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> Summary:
+    """Track every TCP connection of the capture(s) at `paths` -- one path, an open
+    `CaptureReader` (read to the end and closed), or a list of them read one after
+    another as one capture -- and summarise them.
+
+    ``workers``: processes tracking one shard of the flows each (`shard_of_batch`:
+    both directions of a connection in one shard); None means the CPUs this process may
+    use. Every worker reads the whole capture through the page cache and tracks its
+    shard; the rows are the same set, and the summary's traffic counts the same, for
+    any number of workers. Captures that are not regular files (a pipe) are read by
+    this process alone.
+
+    ``out``: write each connection as it ends in `fmt` (one of `fasttcp.rows.FORMATS`)
+    to this text or binary stream. Row order: with one worker, the order the tracker
+    finished them; with N, for each batch of the capture, shard 0's rows then shard
+    1's..., each shard's in its tracker's order -- the same for every run with the same
+    N. ``keep_rows``: also return them all in ``summary.rows`` (a FLOW_DTYPE array;
+    memory grows with the capture). ``progress(done, total)`` is called with file bytes
+    after each batch.
+
+    Raises FileNotFoundError/CaptureError when the first capture cannot be read at
+    all; a corrupt record later ends the run with ``summary.error`` set (what was read
+    is still reported). `fasttcp.errors.WorkerError` if a worker process dies (its
+    ``summary`` holds what was counted); on KeyboardInterrupt the workers are stopped
+    and the exception carries the partial ``summary`` too."""
+    from fasttcp.analysis.shards import run_sharded
+    from fasttcp.rows import FORMATS, RowWriter
+
+    if fmt not in FORMATS:
+        raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
+    cfg = cfg or AnalyzeConfig()
+    plist = _as_paths(paths)
+    n = _check_workers(workers)
+    if n > 1 and not regular_files(plist):
+        n = 1
+    chain = CaptureChain(plist, cfg.batch_bytes)
+    summary = Summary(path=", ".join(chain.names), workers=n)
+    writer = RowWriter(out, fmt) if out is not None else None
+    kept: list[np.ndarray] = []
+
+    def emit(rows: np.ndarray) -> None:
+        summary.add_rows(rows)
+        if writer is not None:
+            writer.write(rows)
+        if keep_rows and len(rows):
+            kept.append(rows)
+
+    t0 = time.perf_counter()
+    try:
+        if writer is not None:
+            writer.header()
+        if n == 1:
+            _run_single(chain, cfg, summary, emit, progress)
+        else:
+            run_sharded(chain, cfg, n, summary, emit, progress)
+        if writer is not None:
+            writer.footer()
+    except BaseException as e:
+        chain.close()
+        summary.seconds = time.perf_counter() - t0
+        if isinstance(e, KeyboardInterrupt):
+            summary.interrupted = True
+        e.summary = summary                     # type: ignore[attr-defined]  # what was done
+        raise
+    summary.seconds = time.perf_counter() - t0
+    if keep_rows:
+        summary.rows = np.concatenate(kept) if kept else np.empty(0, FLOW_DTYPE)
+    return summary
+
+
+def _run_single(chain: CaptureChain, cfg: AnalyzeConfig, summary: Summary, emit: Callable[[np.ndarray], None],
+                progress: Callable[[int, int], None] | None) -> None:
+    tracker = make_tracker(cfg, cfg.capacity)
+    try:
+        for batch in chain:
+            tracker.feed_batch(batch)
+            emit(tracker.finished())
+            if progress is not None:
+                progress(chain.bytes_done, chain.total_bytes)
+        emit(tracker.close())
+    finally:
+        _fold_tracker(summary, tracker.stats, tracker.memory_bytes)
+        _fold_chain(summary, chain)
+
+
+def _fold_tracker(summary: Summary, stats: dict[str, Any], memory: int) -> None:
+    summary.packets += stats["packets"]
+    summary.verdicts.update(stats["verdicts"])
+    summary.memory_bytes += memory
+
+
+def _fold_chain(summary: Summary, chain: CaptureChain) -> None:
+    summary.file_bytes = chain.bytes_done
+    summary.truncated_tail = chain.truncated_tail
+    summary.error = chain.error

@@ -1,0 +1,292 @@
+"""`fasttcp.analyze(paths, workers=N)`: N worker processes, one shard of the flows each,
+give the same rows and the same traffic counts as one process.
+
+The reference is the one-process run of the same capture (itself checked against Zeek
+and tshark in tests/cli/test_analyze.py); the captures are every bundled public
+capture plus synthetic ones whose shape is known. Worker deaths are real: a worker
+process is killed with SIGKILL (as the out-of-memory killer does) while it runs.
+"""
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing as mp
+import os
+import signal
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+import fasttcp
+from fasttcp.analysis import RUN_FIELDS, AnalyzeConfig, analyze, default_workers
+from fasttcp.analysis import shards as shards_mod
+from fasttcp.bench.tracker import synth_capture
+from fasttcp.errors import UsageError, WorkerError
+from fasttcp.tracker.tracker import FLOW_DTYPE
+from tests import linklayer
+
+# every field but `id` (the row's slot in its own tracker's table)
+ROW_FIELDS = [f for f in FLOW_DTYPE.names if f not in ("id", "_pad")]
+CAPTURES = linklayer.list_captures(linklayer.CAPTURES)
+
+
+def _canonical(rows: np.ndarray) -> list[tuple]:
+    """Rows as a sorted list of plain tuples (the set, independent of order)."""
+    return sorted(tuple(np.asarray(r[f]).tobytes() for f in ROW_FIELDS) for r in rows)
+
+
+def _traffic(summary) -> dict:
+    d = summary.as_dict()
+    for k in RUN_FIELDS:
+        d.pop(k)
+    return d
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """4000 interleaved connections of each shape, one capture."""
+    folder = tmp_path_factory.mktemp("synth")
+    path = folder / "short.pcap"
+    synth_capture(path, 40_000, 400, shape="short")
+    bulk = folder / "bulk.pcap"
+    synth_capture(bulk, 24_000, 300)
+    return path, bulk
+
+
+@pytest.mark.parametrize("cap", CAPTURES, ids=[c.name for c in CAPTURES])
+def test_bundled_capture_same_rows_and_counts_with_2_workers(cap):
+    one = analyze(cap, workers=1, keep_rows=True)
+    two = analyze(cap, workers=2, keep_rows=True)
+    assert two.workers == 2
+    assert _canonical(two.rows) == _canonical(one.rows)
+    assert _traffic(two) == _traffic(one)
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_synthetic_captures_same_rows_with_n_workers(synthetic, workers):
+    for path in synthetic:
+        one = analyze(path, workers=1, keep_rows=True)
+        many = analyze(path, workers=workers, keep_rows=True)
+        assert len(one.rows) in (4000, 2000)
+        assert _canonical(many.rows) == _canonical(one.rows)
+        assert _traffic(many) == _traffic(one)
+
+
+def test_every_worker_tracks_a_share(synthetic):
+    """The shards really split the work: the packets each shard tracks add up, and
+    neither gets almost all of them."""
+    from fasttcp.capture.reader import read_pcap
+    from fasttcp.wire.rss import shard_of_batch
+
+    counts = [0, 0]
+    for b in read_pcap(synthetic[0]):
+        ids = shard_of_batch(b, 2)
+        for k in range(2):
+            counts[k] += int(np.count_nonzero(ids == k))
+    assert sum(counts) == 40_000 and min(counts) > 40_000 * 0.3
+    assert analyze(synthetic[0], workers=2).packets == 40_000
+
+
+def test_row_order_is_deterministic_for_a_worker_count(synthetic):
+    outs = []
+    for _ in range(3):
+        buf = io.BytesIO()
+        analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 16), workers=2, fmt="json", out=buf)
+        outs.append(buf.getvalue())
+    assert outs[0] == outs[1] == outs[2]
+    assert outs[0].count(b"\n") == 4000
+
+
+def test_row_order_is_batch_by_batch_in_shard_order(synthetic):
+    """Documented order: per capture batch, shard 0's rows then shard 1's."""
+    from fasttcp.capture.reader import read_pcap
+    from fasttcp.tracker.tracker import Tracker
+    from fasttcp.wire.rss import shard_of_batch
+
+    cfg = AnalyzeConfig(batch_bytes=1 << 16)
+    s = analyze(synthetic[0], cfg, workers=2, keep_rows=True)
+    trackers = [Tracker(-(-cfg.capacity // 2), timeouts="zeek") for _ in range(2)]
+    expect = []
+    for b in read_pcap(synthetic[0], batch_bytes=cfg.batch_bytes):
+        ids = shard_of_batch(b, 2)
+        for k, tr in enumerate(trackers):
+            tr.feed_batch(b, select=ids == k)
+            expect.append(tr.finished())
+    expect += [tr.close() for tr in trackers]
+    expect = np.concatenate(expect)
+    assert len(s.rows) == len(expect)
+    for f in ROW_FIELDS:
+        assert (s.rows[f] == expect[f]).all(), f
+
+
+def test_several_captures_are_one_capture(tmp_path, synthetic):
+    """A trace rotated into files gives the rows of the whole trace."""
+    data = synthetic[0].read_bytes()
+    # cut after record 17_777 (mid-connection for many of them)
+    off, n = 24, 0
+    while n < 17_777:
+        off += 16 + struct.unpack_from("<I", data, off + 8)[0]
+        n += 1
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    a.write_bytes(data[:off])
+    b.write_bytes(data[:24] + data[off:])
+    whole = analyze(synthetic[0], workers=1, keep_rows=True)
+    for w in (1, 2):
+        parts = analyze([a, b], workers=w, keep_rows=True)
+        assert _canonical(parts.rows) == _canonical(whole.rows)
+        assert parts.packets == whole.packets
+        assert parts.file_bytes == len(data) + 24
+
+
+def test_corrupt_capture_behaves_as_with_one_worker(tmp_path, synthetic):
+    data = bytearray(synthetic[0].read_bytes())
+    off, n = 24, 0
+    while n < 25_000:
+        off += 16 + struct.unpack_from("<I", data, off + 8)[0]
+        n += 1
+    struct.pack_into("<I", data, off + 8, 0x7FFFFFFF)
+    f = tmp_path / "corrupt.pcap"
+    f.write_bytes(bytes(data))
+    one = analyze(f, workers=1, keep_rows=True)
+    two = analyze(f, workers=2, keep_rows=True)
+    assert one.error and "corrupt" in one.error
+    assert two.error == one.error
+    assert one.packets == two.packets == 25_000
+    assert _canonical(two.rows) == _canonical(one.rows)
+    assert _traffic(two) == _traffic(one)
+
+
+def test_pipe_is_read_by_one_process(tmp_path, synthetic):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = synthetic[1].read_bytes()
+
+    def feed():
+        with open(fifo, "wb") as w:
+            w.write(data)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    s = analyze(str(fifo), workers=2)
+    t.join(30)
+    assert s.workers == 1 and s.packets == 24_000
+
+
+class _Conn:
+    """Wraps a Connection so a test can intercept send (Connection's is read-only)."""
+
+    def __init__(self, conn):
+        self._c = conn
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+
+def test_killed_worker_stops_the_run_naming_its_shard(monkeypatch, synthetic):
+    real = shards_mod._worker
+
+    def body(k, n, paths, cfg, conn):
+        wrapped = _Conn(conn)
+        if k == 1:
+            sent = [0]
+
+            def send(msg):
+                conn.send(msg)
+                sent[0] += 1
+                if sent[0] >= 3:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            wrapped.send = send
+        real(k, n, paths, cfg, wrapped)
+
+    monkeypatch.setattr(shards_mod, "_worker", body)
+    with pytest.raises(WorkerError) as e:
+        analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 14), workers=2)
+    assert e.value.shard == 1 and e.value.shards == 2
+    assert "shard 1 of 2" in str(e.value) and "SIGKILL" in str(e.value)
+    partial = e.value.summary
+    assert 0 < partial.packets < 40_000          # what was counted, not a full report
+    assert mp.active_children() == []
+
+
+def test_failing_worker_reports_its_traceback(monkeypatch, synthetic):
+    def body(k, n, paths, cfg, conn):
+        if k == 0:
+            cfg = AnalyzeConfig(capacity=0)         # the tracker refuses: UsageError in the worker
+        shards_mod.__dict__["_real_worker"](k, n, paths, cfg, conn)
+
+    monkeypatch.setitem(shards_mod.__dict__, "_real_worker", shards_mod._worker)
+    monkeypatch.setattr(shards_mod, "_worker", body)
+    with pytest.raises(WorkerError) as e:
+        analyze(synthetic[0], workers=2)
+    assert e.value.shard == 0 and "UsageError" in str(e.value) and "capacity" in str(e.value)
+    assert mp.active_children() == []
+
+
+def test_ctrl_c_stops_every_worker_and_keeps_the_counts(monkeypatch, synthetic):
+    real = shards_mod._worker
+    started = threading.Event()
+
+    def body(k, n, paths, cfg, conn):
+        # a slow worker: ctrl-c arrives while the run is under way
+        wrapped = _Conn(conn)
+
+        def send(msg):
+            conn.send(msg)
+            import time
+            time.sleep(0.05)
+
+        wrapped.send = send
+        real(k, n, paths, cfg, wrapped)
+
+    monkeypatch.setattr(shards_mod, "_worker", body)
+
+    def progress(done, total):
+        if not started.is_set():
+            started.set()
+            # the terminal's SIGINT reaches the whole process group: the workers too
+            for p in mp.active_children():
+                os.kill(p.pid, signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt) as e:
+        analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 14), workers=2, progress=progress)
+    s = e.value.summary
+    assert s.interrupted and 0 < s.packets < 40_000
+    assert "interrupted" in s.format()
+    assert mp.active_children() == []
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1025, 2 ** 64, 2.0, True, "2", float("nan")])
+def test_bad_worker_counts_raise(bad, synthetic):
+    with pytest.raises(UsageError, match="workers"):
+        analyze(synthetic[1], workers=bad)
+
+
+@pytest.mark.parametrize("bad", [[], b"x.pcap", 3, [None], {"a": 1}])
+def test_bad_paths_raise(bad):
+    with pytest.raises(UsageError):
+        analyze(bad)
+
+
+def test_default_workers_is_the_affinity_mask():
+    assert default_workers() == len(os.sched_getaffinity(0))
+    assert fasttcp.analyze is analyze
+
+
+def test_missing_first_capture_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        analyze(tmp_path / "nope.pcap", workers=2)
+
+
+def test_missing_later_capture_ends_the_run_with_an_error(tmp_path, synthetic):
+    s = analyze([synthetic[1], tmp_path / "nope.pcap"], workers=2)
+    assert s.packets == 24_000 and "nope.pcap" in s.error
+
+
+def test_summary_json_names_the_workers(synthetic):
+    s = analyze(synthetic[1], workers=2)
+    d = json.loads(json.dumps(s.as_dict()))
+    assert d["workers"] == 2 and d["interrupted"] is False
