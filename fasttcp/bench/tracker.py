@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fasttcp.analysis.run import default_workers
 from fasttcp.capture.reader import read_pcap
 from fasttcp.tracker.tracker import Tracker
 from fasttcp.wire.segment import build
@@ -42,6 +43,8 @@ class TrackerBenchConfig:
     repeat: int = 5
     peer_packets: int = 200_000         # packets given to tshark and the dpkt tracker
     peers: bool = True
+    short_packets: int = 1_000_000      # packets of the short-connection capture for analyze (0 skips)
+    workers: int = 0                    # analyze's workers for the many-core figures (0: the CPUs available)
     cache_dir: str = ""                 # where synthetic captures are kept between runs
     progress: Callable[[str], None] | None = None
 
@@ -164,13 +167,13 @@ class TrackerReport:
         return out
 
 
-def _cached_capture(cfg: TrackerBenchConfig, packets: int, concurrent: int) -> Path:
+def _cached_capture(cfg: TrackerBenchConfig, packets: int, concurrent: int, shape: str = "bulk") -> Path:
     folder = Path(cfg.cache_dir or os.path.join(tempfile.gettempdir(), "fasttcp-bench"))
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"synth-{packets}-{concurrent}.pcap"
+    path = folder / f"synth-{shape}-{packets}-{concurrent}.pcap"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        synth_capture(tmp, packets, concurrent)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        synth_capture(tmp, packets, concurrent, shape=shape)
         tmp.replace(path)
     return path
 
@@ -285,22 +288,24 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
     rep.figures["tracker_verdicts"] = verdicts
     rep.figures["tracker_bytes_per_connection"] = round(tr.memory_bytes / tr.capacity, 1)
     del batches
+    workers = cfg.workers or default_workers()
     if cfg.analyze_bytes:
-        from fasttcp.cli.analyze import AnalyzeConfig, analyze
-
         per_packet = os.path.getsize(path) / max(n, 1)
         big = _cached_capture(cfg, int(cfg.analyze_bytes / per_packet), cfg.concurrent)
-        rates = []
-        for r in range(max(1, cfg.repeat // 2) + 1):
-            say(f"tracker: analyze round {r}")
-            s = analyze(big, AnalyzeConfig(timeouts="conntrack", capacity=4 * cfg.concurrent + 1024))
-            if r:
-                rates.append(s.packets / s.seconds)
-        m, spread = _median(rates)
-        rep.figures["analyze_pps"] = round(m)
-        rep.figures["analyze_spread"] = round(spread, 3)
+        _analyze_figures(rep, cfg, big, "analyze", workers, ("summary",))
         rep.figures["analyze_file_bytes"] = os.path.getsize(big)
-        rep.figures["analyze_packets"] = s.packets
+    if cfg.short_packets:
+        short = _cached_capture(cfg, cfg.short_packets, cfg.concurrent, shape="short")
+        _analyze_figures(rep, cfg, short, "analyze_short", workers, ("summary", "json"))
+        rep.figures["analyze_short_file_bytes"] = os.path.getsize(short)
+        if cfg.peers:
+            say("tracker: tshark on the short-connection capture")
+            ts = tshark_tracker(short)
+            if ts is not None:
+                f = rep.figures
+                f["analyze_short_tshark_pps"] = round(ts[0] / ts[1])
+                for k in [k for k in ("json_pps", "json_workers_pps") if f"analyze_short_{k}" in f]:
+                    f[f"analyze_short_{k[:-4]}_vs_tshark"] = round(f[f"analyze_short_{k}"] / (ts[0] / ts[1]), 1)
     if cfg.peers:
         with tempfile.TemporaryDirectory() as tmp:
             prefix = Path(tmp) / "prefix.pcap"
@@ -324,6 +329,45 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
     return rep
 
 
+def _analyze_figures(rep: TrackerReport, cfg: TrackerBenchConfig, capture: Path, name: str, workers: int,
+                     outputs: tuple[str, ...]) -> None:
+    """`fasttcp.analyze` end to end on `capture`, in-process (the figure excludes Python's
+    start-up, includes the workers'): packets/s with one worker and with `workers`, for
+    the summary only and for each output format in `outputs` ("json": JSON lines to
+    /dev/null). Rounds alternate the variants, so the machine's drift hits all alike."""
+    from fasttcp.analysis import AnalyzeConfig, analyze
+
+    acfg = AnalyzeConfig(timeouts="conntrack", capacity=4 * cfg.concurrent + 1024)
+    variants = [(o, w) for o in outputs for w in sorted({1, workers})]
+    rates: dict[tuple[str, int], list[float]] = {v: [] for v in variants}
+    packets = 0
+    with open(os.devnull, "wb") as null:
+        for r in range(max(1, cfg.repeat // 2) + 1):
+            if cfg.progress:
+                cfg.progress(f"tracker: {name} round {r}")
+            for out, w in variants:
+                s = analyze(capture, acfg, workers=w, fmt="table" if out == "summary" else out,
+                            out=None if out == "summary" else null)
+                packets = s.packets
+                if r:                     # round 0 warms the page cache
+                    rates[(out, w)].append(s.packets / s.seconds)
+    f = rep.figures
+    f[f"{name}_packets"] = packets
+    f[f"{name}_workers"] = workers
+    for (out, w), xs in rates.items():
+        m, spread = _median(xs)
+        key = name + ("" if out == "summary" else f"_{out}") + ("_workers" if w > 1 else "")
+        f[f"{key}_pps"] = round(m)
+        f[f"{key}_spread"] = round(spread, 3)
+    for out in outputs:
+        key = name + ("" if out == "summary" else f"_{out}")
+        if workers > 1:
+            f[f"{key}_scaling"] = round(f[f"{key}_workers_pps"] / f[f"{key}_pps"], 2)
+        if out != "summary":
+            # how much writing every row costs: time with rows / time with the summary only
+            f[f"{key}_vs_summary_time"] = round(f[f"{name}_pps"] / f[f"{key}_pps"], 2)
+
+
 def format_tracker_report(rep: TrackerReport) -> str:
     f = rep.figures
     lines = [f"tracker feed_batch (from memory, checksums verified): "
@@ -332,7 +376,20 @@ def format_tracker_report(rep: TrackerReport) -> str:
              f"~{f['tracker_open_connections']:,} connections open, {f['tracker_bytes_per_connection']} B/connection)"]
     if "analyze_pps" in f:
         lines.append(f"fasttcp analyze end to end ({f['analyze_file_bytes'] / 2**30:.2f} GiB pcap): "
-                     f"{f['analyze_pps'] / 1e6:.2f} M packets/s (spread {f['analyze_spread']:.0%})")
+                     f"{f['analyze_pps'] / 1e6:.2f} M packets/s (spread {f['analyze_spread']:.0%})"
+                     + _workers_text(f, "analyze"))
+    if "analyze_short_pps" in f:
+        lines.append(f"fasttcp analyze, short connections ({f['analyze_short_packets']:,} packets of 10-packet "
+                     f"connections): summary only {f['analyze_short_pps'] / 1e6:.2f} M packets/s"
+                     + _workers_text(f, "analyze_short"))
+        lines.append(f"  with JSON rows: {f['analyze_short_json_pps'] / 1e6:.2f} M packets/s "
+                     f"({f['analyze_short_json_vs_summary_time']}x the summary-only time)"
+                     + _workers_text(f, "analyze_short_json"))
+        if "analyze_short_tshark_pps" in f:
+            lines.append(f"  peer tshark -z conv,tcp: {f['analyze_short_tshark_pps'] / 1e3:.0f}k packets/s -> "
+                         f"analyze --format json is {f['analyze_short_json_vs_tshark']}x with one worker"
+                         + (f", {f['analyze_short_json_workers_vs_tshark']}x with {f['analyze_short_workers']}"
+                            if "analyze_short_json_workers_vs_tshark" in f else ""))
     if "tshark_pps" in f:
         lines.append(f"  peer tshark -z conv,tcp: {f['tshark_pps'] / 1e3:.0f}k packets/s -> feed_batch is "
                      f"{f['feed_batch_vs_tshark']}x")
@@ -341,3 +398,10 @@ def format_tracker_report(rep: TrackerReport) -> str:
                      f"{f['feed_batch_vs_dpkt']}x")
     lines += [f"note: {n}" for n in rep.notes]
     return "\n".join(lines)
+
+
+def _workers_text(f: dict, key: str) -> str:
+    if f"{key}_workers_pps" not in f:
+        return ""
+    return (f"; {f[f'{key}_workers_pps'] / 1e6:.2f} M/s with {f[key.split('_json')[0] + '_workers']} workers "
+            f"({f[f'{key}_scaling']}x)")

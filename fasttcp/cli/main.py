@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="packets in the tracker's synthetic capture (default 1M, ~10k connections open)")
     b.add_argument("--analyze-bytes", type=int, default=1 << 30,
                    help="size of the capture for the end-to-end analyze figure (default 1 GiB; 0 skips)")
+    b.add_argument("--short-packets", type=int, default=1_000_000,
+                   help="packets in the short-connection capture for the analyze figures (default 1M, "
+                        "100k connections of 10 packets; 0 skips)")
     b.add_argument("--quick", action="store_true", help="small sizes: a smoke test with noisy figures")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     a = sub.add_parser("analyze", help="track every TCP connection of a pcap/pcapng file and report",
@@ -72,27 +75,31 @@ def _bench(args: argparse.Namespace) -> int:
     if args.flows <= 0 or args.repeat <= 0 or args.many_open < 0 or args.single < 0:
         print("fasttcp bench: --flows and --repeat must be positive, --many-open/--single >= 0", file=sys.stderr)
         return 2
-    if args.tracker_packets < 0 or args.analyze_bytes < 0:
-        print("fasttcp bench: --tracker-packets and --analyze-bytes must be >= 0", file=sys.stderr)
+    if args.tracker_packets < 0 or args.analyze_bytes < 0 or args.short_packets < 0:
+        print("fasttcp bench: --tracker-packets, --analyze-bytes and --short-packets must be >= 0", file=sys.stderr)
         return 2
     # an endpoint holds at most 2^31 connections (and the client range 60000 x 65534)
     if args.flows + args.many_open > 1 << 31 or args.single > 1 << 31:
         print("fasttcp bench: too many flows for the benchmark address range", file=sys.stderr)
         return 2
-    if args.tracker_packets > 1 << 32 or args.analyze_bytes > 1 << 40:
-        print("fasttcp bench: --tracker-packets at most 2^32, --analyze-bytes at most 1 TiB", file=sys.stderr)
+    if args.tracker_packets > 1 << 32 or args.analyze_bytes > 1 << 40 or args.short_packets > 1 << 32:
+        print("fasttcp bench: --tracker-packets and --short-packets at most 2^32, --analyze-bytes at most 1 TiB",
+              file=sys.stderr)
         return 2
     cfg = BenchConfig(flows=args.flows, repeat=args.repeat, family=args.family, peers=not args.no_peers)
     many, single = args.many_open, args.single
     if args.quick:
         cfg.flows, cfg.repeat, cfg.peer_packets = min(cfg.flows, 10_000), min(cfg.repeat, 3), 2_000
         many, single = min(many, 20_000), min(single, 2_000)
-    tracker_packets, analyze_bytes = args.tracker_packets, args.analyze_bytes
+    tracker_packets, analyze_bytes, short_packets = args.tracker_packets, args.analyze_bytes, args.short_packets
     if args.quick:
         tracker_packets, analyze_bytes = min(tracker_packets, 60_000), min(analyze_bytes, 16 << 20)
+        short_packets = min(short_packets, 60_000)
     steps = 2 + (many > 0) + (single > 0) + 4 * cfg.peers + (0 if args.no_codec else 6 + 2 * cfg.peers)
     if not args.no_tracker:
-        steps += 2 + cfg.repeat + (max(1, cfg.repeat // 2) + 1 if analyze_bytes else 0) + 2 * cfg.peers
+        rounds = max(1, cfg.repeat // 2) + 1
+        steps += (2 + cfg.repeat + (rounds if analyze_bytes else 0) + (rounds + cfg.peers if short_packets else 0)
+                  + 2 * cfg.peers)
     progress = None
     bar = None
     if not args.json and sys.stderr.isatty():
@@ -115,7 +122,8 @@ def _bench(args: argparse.Namespace) -> int:
         from fasttcp.bench.tracker import TrackerBenchConfig, run_tracker_bench
 
         tcfg = TrackerBenchConfig(packets=tracker_packets, concurrent=min(10_000, max(1, tracker_packets // 100)),
-                                  analyze_bytes=analyze_bytes, repeat=cfg.repeat, peers=cfg.peers,
+                                  analyze_bytes=analyze_bytes, short_packets=short_packets,
+                                  repeat=cfg.repeat, peers=cfg.peers,
                                   peer_packets=min(200_000, tracker_packets), progress=progress)
         trep = run_tracker_bench(tcfg)
     if bar is not None:
