@@ -46,7 +46,7 @@ if SANITIZE:
 
 # The compiled modules, by layer (the folder is the layer: fasttcp/<layer>/<module>.pyx).
 MODULES = [
-    "wire.addr", "wire.checksum", "wire.seq", "wire.codec", "wire.segment", "wire.batch",
+    "wire.addr", "wire.checksum", "wire.seq", "wire.codec", "wire.segment", "wire.batch", "wire.rss",
     "table.table",
     "endpoint.endpoint",
     "tracker.tracker",

@@ -7,6 +7,8 @@ option (`parse`, `parse_tcp`, `build`, `parse_batch`), RFC 1071/1624 checksums
 connection by its 4-tuple and expires it on time. `Endpoint` is a sans-IO TCP
 endpoint; `Tracker` watches both directions of real traffic (conntrack states and
 window tracking, Zeek's conn_state and history), fed from captures by `read_pcap`.
+`flow_hash` and `shard_of_batch` split traffic into shards by the symmetric RSS hash a
+NIC computes, so both directions of a connection meet in one worker.
 The hot paths are Cython over typed C structs, a folder per layer: fasttcp.wire,
 fasttcp.table, fasttcp.endpoint, fasttcp.tracker, fasttcp.capture (and fasttcp.cli,
 fasttcp.bench for the command line and what measures it).
@@ -50,6 +52,7 @@ from fasttcp.tracker.vocabulary import ConnState, EndReason, TrackerState, Track
 from fasttcp.wire import seq
 from fasttcp.wire.batch import SEGMENT_DTYPE, parse_batch
 from fasttcp.wire.checksum import checksum, checksum_update, tcp_checksum
+from fasttcp.wire.rss import flow_hash, flow_hash_rows, shard_of_batch, shard_of_hash
 from fasttcp.wire.segment import Options, Segment, build, parse, parse_tcp
 
 
@@ -110,6 +113,10 @@ __all__ = [
     "FLOW_DTYPE",
     "TRACKER_EVENT_DTYPE",
     "flow_records",
+    "flow_hash",
+    "flow_hash_rows",
+    "shard_of_batch",
+    "shard_of_hash",
     "read_pcap",
     "write_pcap",
     "CaptureBatch",

@@ -7,9 +7,10 @@ files through the installed `fasttcp` package, the C compiler finds the headers 
 include through ``fasttcp.get_include()``. It calls the checksum kernels
 (fasttcp.wire.checksum), the sequence helpers (fasttcp.wire.seq) and both parsers
 (fasttcp.wire.codec: the exported ``ft_parse_ip`` and the inline ``ft_parse_ip_inline``
-compiled into the extension) filling the structs of fasttcp.wire.defs, on real packets,
-and every answer is compared with fasttcp.checksum / tcp_checksum / checksum_update,
-fasttcp.seq and fasttcp.parse.
+compiled into the extension) filling the structs of fasttcp.wire.defs, and the flow
+hash (fasttcp.wire.rss), on real packets, and every answer is compared with
+fasttcp.checksum / tcp_checksum / checksum_update, fasttcp.seq, fasttcp.parse and
+fasttcp.flow_hash / shard_of_batch.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ from fasttcp.wire.seq cimport (seq_lt, seq_le, seq_gt, seq_ge, seq_add, seq_diff
                                seq_in_window, seq_acceptable)
 from fasttcp.wire.codec cimport ft_parse_ip, ft_parse_ip_inline
 from fasttcp.wire.defs cimport pkt_t, parse_err_t, FT_OK, OPT_HAS_MSS, OPT_HAS_WSCALE, OPT_HAS_TIMESTAMP
+from fasttcp.wire.rss cimport ft_rss_key_t, ft_rss_key_init, ft_rss_packet_hash, ft_rss_shard_batch, ft_toeplitz
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
 
 
 def checksum(bytes data):
@@ -75,6 +79,29 @@ cdef dict _fields(const uint8_t *buf, pkt_t *p):
                 wscale=p.opts.wscale if p.opts.present & OPT_HAS_WSCALE else None,
                 timestamp=(p.opts.tsval, p.opts.tsecr) if p.opts.present & OPT_HAS_TIMESTAMP else None,
                 sack=[(p.opts.sack_left[i], p.opts.sack_right[i]) for i in range(p.opts.sack_count)])
+
+
+def rss(bytes key, bytes packet):
+    """(kind, hash) of one packet by the inline helper, and its shard among 7 by the
+    exported batch loop (the default indirection table of 128 entries), under `key`."""
+    cdef ft_rss_key_t *k = <ft_rss_key_t *>malloc(sizeof(ft_rss_key_t))
+    cdef uint32_t h = 0
+    cdef int kind
+    cdef int64_t off = 0, length = len(packet)
+    cdef uint16_t reta[128]
+    cdef uint16_t shard = 0xffff
+    for i in range(128):
+        reta[i] = i % 7
+    ft_rss_key_init(k, <const uint8_t *><const char *>key)
+    kind = ft_rss_packet_hash(k, <const uint8_t *><const char *>packet, len(packet), &h)
+    ft_rss_shard_batch(k, <const uint8_t *><const char *>packet, len(packet), &off, &length, NULL, 1, reta, 127,
+                       &shard)
+    free(k)
+    return kind, h, shard
+
+
+def toeplitz(bytes key, bytes data):
+    return ft_toeplitz(<const uint8_t *><const char *>key, len(key), <const uint8_t *><const char *>data, len(data))
 
 
 def parse(bytes packet, bint verify, bint inline):
@@ -200,3 +227,22 @@ def test_the_sequence_helpers_through_cimport_equal_fasttcp_seq(probe):
                 for d in (0, 1, 65535):
                     assert probe.seq_ranges(a, b, c, d) == (seq.add(a, b), seq.between(a, b, c),
                                                             seq.in_window(a, b, c), seq.acceptable(a, b, c, d))
+
+
+def test_the_flow_hash_through_cimport_equals_fasttcp(probe):
+    from fasttcp.wire.rss import RSS_KEY_MICROSOFT, RSS_KEY_SYMMETRIC, toeplitz_hash
+
+    kinds = set()
+    for key in (RSS_KEY_SYMMETRIC, RSS_KEY_MICROSOFT):
+        for packet in real_packets():
+            kind, h, shard = probe.rss(key, packet)
+            kinds.add(kind)
+            assert shard == int(fasttcp.shard_of_batch(packet, 7, key=key, offsets=[0], lengths=[len(packet)])[0])
+            if kind == 2:                 # the 4-tuple: the packet's own, as parse_batch reads it
+                row = fasttcp.parse_batch(packet, [0], [len(packet)], verify_checksum=False)[0]
+                n = 4 if row["version"] == 4 else 16
+                assert h == fasttcp.flow_hash(bytes(row["src"][:n]), bytes(row["dst"][:n]), int(row["src_port"]),
+                                              int(row["dst_port"]), key=key)
+                assert shard == int(fasttcp.shard_of_hash(h, 7))
+        assert probe.toeplitz(key, packet[:36]) == toeplitz_hash(packet[:36], key=key)
+    assert kinds == {1, 2}, kinds          # fragments and damaged headers take the address pair

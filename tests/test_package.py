@@ -14,10 +14,10 @@ from fasttcp.capture import scanner
 from fasttcp.endpoint import endpoint
 from fasttcp.table import table
 from fasttcp.tracker import tracker
-from fasttcp.wire import addr, batch, checksum, codec, segment, seq
+from fasttcp.wire import addr, batch, checksum, codec, rss, segment, seq
 
 
-@pytest.mark.parametrize("mod", [addr, batch, checksum, codec, segment, seq, table, endpoint, tracker, scanner,
+@pytest.mark.parametrize("mod", [addr, batch, checksum, codec, rss, segment, seq, table, endpoint, tracker, scanner,
                                  baseline, _testing])
 def test_core_modules_are_compiled_extensions(mod):
     assert mod.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), mod.__file__
@@ -95,9 +95,9 @@ def test_pxd_and_stub_files_ship_with_the_package():
 
     shipped = {
         "wire": ("defs.pxd", "seq.pxd", "checksum.pxd", "codec.pxd", "batch.pxd", "spans.pxd", "addr.pxd",
-                 "buffers.pxd",
+                 "buffers.pxd", "rss.pxd",
                  "csum_impl.h", "mem_impl.h", "seq.pyi", "checksum.pyi", "segment.pyi", "batch.pyi", "codec.pyi",
-                 "addr.pyi"),
+                 "addr.pyi", "rss.pyi"),
         "table": ("table.pxd", "keyhash.pxd", "ops.pxd", "table.pyi"),
         "endpoint": ("endpoint.pxd", "endpoint.pyi"),
         "tracker": ("tracker.pxd", "tracker.pyi"),

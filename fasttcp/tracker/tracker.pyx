@@ -13,7 +13,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from fasttcp.wire.defs cimport *
-from fasttcp.wire.codec cimport ft_parse_ip_inline, ft_zero_small
+from fasttcp.wire.codec cimport ft_parse_ip_inline, ft_tuple_usable, ft_zero_small
 from fasttcp.wire.spans cimport ft_first_bad_span, ft_first_at_least, ft_first_negative, ft_span_outside
 from fasttcp.table.table cimport *
 from fasttcp.tracker.tracker cimport *
@@ -145,8 +145,7 @@ cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stag
     lying length, which Zeek drops too)."""
     cdef parse_err_t err
     cdef int rc = ft_parse_ip_inline(buf, length, &s.p, &err, tr.cfg.verify, True)    # lean: wire.pxd
-    if not (rc == FT_OK or (s.p.header_len != 0 and (rc == FT_ERR_BAD_CHECKSUM or
-                                                     (rc == FT_ERR_TRUNCATED and not wire_short)))):
+    if not ft_tuple_usable(rc, &s.p) or (rc == FT_ERR_TRUNCATED and wire_short):
         s.rc = rc
         return
     s.rc = -1

@@ -330,6 +330,16 @@ cdef inline int ft_parse_ip_inline(const uint8_t *buf, size_t length, pkt_t *p, 
     return ft_parse_ip_general(buf, length, p, err, verify)
 
 
+cdef inline bint ft_tuple_usable(int rc, const pkt_t *p) noexcept nogil:
+    """The packet's 4-tuple (p.src, p.dst, p.src_port, p.dst_port) is one a connection is
+    keyed by: the packet parsed whole, or its TCP header was complete and only its
+    checksum or a cut-short payload is against it (ft_parse_ip's verdict `rc`). The
+    tracker tracks by this rule and the flow hash shards by it (fasttcp.wire.rss), so a
+    tracked packet is always in its connection's shard. Fragments, bad headers and other
+    protocols have no usable tuple."""
+    return rc == FT_OK or (p.header_len != 0 and (rc == FT_ERR_BAD_CHECKSUM or rc == FT_ERR_TRUNCATED))
+
+
 # ---- building, inline for the endpoint's per-segment path ----
 
 # ft_tcp_fill_checksum: the TCP checksum of a segment, recomputed in place from the
