@@ -114,8 +114,9 @@ class CaptureError(FastTcpError, ValueError):
 
 
 class WorkerError(FastTcpError, RuntimeError):
-    """A worker process of a multi-process run died or failed: the result would be
-    short, so the run stops. `shard` and `shards` say which of how many."""
+    """A shard of a sharded run failed (its tracker raised, e.g. MemoryError): the
+    result would be short, so the run stops. `shard` and `shards` say which of how
+    many."""
 
     def __init__(self, shard: int, shards: int, what: str) -> None:
         super().__init__(f"shard {shard} of {shards}: {what}")

@@ -11,7 +11,7 @@ from typing import IO, Any
 import numpy as np
 
 from fasttcp.analysis.config import AnalyzeConfig
-from fasttcp.analysis.source import CaptureChain, regular_files
+from fasttcp.analysis.source import CaptureChain
 from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureReader
 from fasttcp.errors import UsageError
@@ -71,12 +71,11 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     `CaptureReader` (read to the end and closed), or a list of them read one after
     another as one capture -- and summarise them.
 
-    ``workers``: processes tracking one shard of the flows each (`shard_of_batch`:
-    both directions of a connection in one shard); None means the CPUs this process may
-    use. Every worker reads the whole capture through the page cache and tracks its
-    shard; the rows are the same set, and the summary's traffic counts the same, for
-    any number of workers. Captures that are not regular files (a pipe) are read by
-    this process alone.
+    ``workers``: trackers, one per shard of the flows (`shard_of_batch`: both
+    directions of a connection in one shard), each run by its own thread while this
+    one reads the capture once; None means the CPUs this process may use. The rows are
+    the same set, and the summary's traffic counts the same, for any number of
+    workers.
 
     ``out``: write each connection as it ends in `fmt` (one of `fasttcp.rows.FORMATS`)
     to this text or binary stream. Row order: with one worker, the order the tracker
@@ -88,9 +87,10 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
 
     Raises FileNotFoundError/CaptureError when the first capture cannot be read at
     all; a corrupt record later ends the run with ``summary.error`` set (what was read
-    is still reported). `fasttcp.errors.WorkerError` if a worker process dies (its
-    ``summary`` holds what was counted); on KeyboardInterrupt the workers are stopped
-    and the exception carries the partial ``summary`` too."""
+    is still reported). `fasttcp.errors.WorkerError` naming the shard if a shard's
+    tracker fails (its ``summary`` holds what was counted); on KeyboardInterrupt the
+    trackers finish the batch in hand and stop, and the exception carries the partial
+    ``summary`` too."""
     from fasttcp.analysis.shards import run_sharded
     from fasttcp.rows import FORMATS, RowWriter
 
@@ -99,9 +99,9 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     cfg = cfg or AnalyzeConfig()
     plist = _as_paths(paths)
     n = _check_workers(workers)
-    if n > 1 and not regular_files(plist):
-        n = 1
-    chain = CaptureChain(plist, cfg.batch_bytes)
+    # one buffer: each batch is tracked before the next is read; two with N trackers,
+    # which track batch i while batch i+1 is read
+    chain = CaptureChain(plist, cfg.batch_bytes, buffers=1 if n == 1 else 2)
     summary = Summary(path=", ".join(chain.names), workers=n)
     writer = RowWriter(out, fmt) if out is not None else None
     kept: list[np.ndarray] = []
@@ -160,4 +160,5 @@ def _fold_tracker(summary: Summary, stats: dict[str, Any], memory: int) -> None:
 def _fold_chain(summary: Summary, chain: CaptureChain) -> None:
     summary.file_bytes = chain.bytes_done
     summary.truncated_tail = chain.truncated_tail
+    summary.truncated = chain.truncated
     summary.error = chain.error

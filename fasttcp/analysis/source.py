@@ -2,7 +2,6 @@
 ``tcpdump -C``/``-G`` files), batch by batch."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,16 +15,21 @@ class CaptureChain:
     `CaptureReader` already open on it (a pipe can be opened only once); the others are
     opened when reached, so any number of files costs one descriptor at a time.
 
+    With ``buffers=k`` (see `read_pcap`) a batch is valid until k more are read. A
+    first capture given open keeps its own reader's buffers.
+
     A capture that is corrupt part-way, or a later file that cannot be read, ends the
     iteration and is kept in `error` (what was read before stays valid), as a corrupt
     record ends a single capture."""
 
-    def __init__(self, paths: Sequence[str | Path | CaptureReader], batch_bytes: int) -> None:
+    def __init__(self, paths: Sequence[str | Path | CaptureReader], batch_bytes: int, buffers: int = 0) -> None:
         self.paths = list(paths)
         self.batch_bytes = batch_bytes
+        self.buffers = buffers
         self.bytes_done = 0              # file bytes consumed, all files so far
         self.total_bytes = 0             # sizes of the files opened so far (for progress)
         self.truncated_tail = 0
+        self.truncated: list[tuple[str, int]] = []     # (capture, bytes) of each cut-short last record
         self.error: str | None = None
         self._reader: CaptureReader | None = None
 
@@ -34,7 +38,8 @@ class CaptureChain:
         return [str(p.path if isinstance(p, CaptureReader) else p) for p in self.paths]
 
     def _open(self, p: str | Path | CaptureReader) -> CaptureReader:
-        return p if isinstance(p, CaptureReader) else read_pcap(p, batch_bytes=self.batch_bytes)
+        return p if isinstance(p, CaptureReader) else read_pcap(p, batch_bytes=self.batch_bytes,
+                                                                 buffers=self.buffers)
 
     def __iter__(self) -> Iterator[CaptureBatch]:
         for p in self.paths:
@@ -60,7 +65,9 @@ class CaptureChain:
                     if batch is None:
                         break
                     yield batch
-            self.truncated_tail += reader.stats.truncated_tail
+            if reader.stats.truncated_tail:
+                self.truncated_tail += reader.stats.truncated_tail
+                self.truncated.append((str(reader.path), reader.stats.truncated_tail))
             self._reader = None
 
     def close(self) -> None:
@@ -68,18 +75,3 @@ class CaptureChain:
         for p in [self._reader, *self.paths]:
             if isinstance(p, CaptureReader):
                 p.close()
-
-
-def regular_files(paths: Sequence[str | Path | CaptureReader]) -> bool:
-    """True if every capture is a regular file: N workers can each read it (a pipe,
-    a FIFO or a terminal can be read once)."""
-    import stat
-
-    for p in paths:
-        try:
-            st = os.stat(p.path if isinstance(p, CaptureReader) else p)
-        except OSError:
-            return False
-        if not stat.S_ISREG(st.st_mode):
-            return False
-    return True

@@ -34,6 +34,7 @@ class Summary:
     rtt2: list = field(default_factory=list)
     verdicts: Counter = field(default_factory=Counter)
     truncated_tail: int = 0
+    truncated: list = field(default_factory=list)   # (capture, bytes) of each cut-short last record
     error: str | None = None
     memory_bytes: int = 0
     workers: int = 1

@@ -62,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not use Zeek's likely server ports to pick the originator (as zeek -b)")
     a.add_argument("--capacity", type=int, default=1_000_000, help="connections tracked at once (default 1M)")
     a.add_argument("-w", "--workers", type=int, default=None,
-                   help="worker processes, each tracking one shard of the flows (default: the CPUs "
-                        "this process may use; 1 = this process only)")
+                   help="trackers, one per shard of the flows, each on its own thread (default: the "
+                        "CPUs this process may use)")
     a.add_argument("--json-summary", action="store_true", help="print the summary as one JSON object")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -145,10 +145,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     """Exit status: 0 ok, 1 a capture turned out corrupt part-way (what was read is
     reported), 2 a capture cannot be read at all (missing, empty, not a capture) or
-    bad arguments, 3 a worker process died (what was counted is reported), 130
+    bad arguments, 3 a shard's tracker failed (what was counted is reported), 130
     interrupted (Ctrl-C; what was counted is reported)."""
     from fasttcp.analysis import MAX_WORKERS, AnalyzeConfig, analyze, default_workers
-    from fasttcp.analysis.source import regular_files
     from fasttcp.capture.reader import CaptureError
     from fasttcp.errors import WorkerError
 
@@ -172,11 +171,6 @@ def _analyze(args: argparse.Namespace) -> int:
             reader.close()
             print(f"fasttcp analyze: {extra}: {problem}", file=sys.stderr)
             return 2
-    if workers > 1 and not regular_files(args.capture):
-        if args.workers is not None:
-            print("fasttcp analyze: note: a capture is not a regular file (a pipe?): read by one process",
-                  file=sys.stderr)
-        workers = 1
     out = None
     if not args.summary_only:
         try:
@@ -221,9 +215,9 @@ def _analyze(args: argparse.Namespace) -> int:
     if failure is not None:
         print(f"fasttcp analyze: {failure}", file=sys.stderr)
         return status
-    if summary.truncated_tail:
-        print(f"fasttcp analyze: warning: the last record is cut short "
-              f"({summary.truncated_tail} bytes not read)", file=sys.stderr)
+    for path, cut in summary.truncated:
+        print(f"fasttcp analyze: warning: {path}: the last record is cut short ({cut} bytes not read)",
+              file=sys.stderr)
     if summary.error:
         print(f"fasttcp analyze: {summary.error}", file=sys.stderr)
         return 1
@@ -236,7 +230,7 @@ def _open_first(path: str, batch_bytes: int) -> Any:
     from fasttcp.capture.reader import CaptureError, read_pcap
 
     try:
-        return read_pcap(path, batch_bytes=batch_bytes)
+        return read_pcap(path, batch_bytes=batch_bytes, buffers=2)
     except CaptureError as e:
         print(f"fasttcp analyze: {e}", file=sys.stderr)
         return 2

@@ -3,14 +3,13 @@ give the same rows and the same traffic counts as one process.
 
 The reference is the one-process run of the same capture (itself checked against Zeek
 and tshark in tests/cli/test_analyze.py); the captures are every bundled public
-capture plus synthetic ones whose shape is known. Worker deaths are real: a worker
-process is killed with SIGKILL (as the out-of-memory killer does) while it runs.
+capture plus synthetic ones whose shape is known. A failing shard is a real
+exception raised in a shard's tracker thread.
 """
 from __future__ import annotations
 
 import io
 import json
-import multiprocessing as mp
 import os
 import signal
 import struct
@@ -158,7 +157,7 @@ def test_corrupt_capture_behaves_as_with_one_worker(tmp_path, synthetic):
     assert _traffic(two) == _traffic(one)
 
 
-def test_pipe_is_read_by_one_process(tmp_path, synthetic):
+def test_pipe_is_read_once_by_n_trackers(tmp_path, synthetic):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     data = synthetic[1].read_bytes()
@@ -169,86 +168,45 @@ def test_pipe_is_read_by_one_process(tmp_path, synthetic):
 
     t = threading.Thread(target=feed)
     t.start()
-    s = analyze(str(fifo), workers=2)
+    s = analyze(str(fifo), workers=2, keep_rows=True)
     t.join(30)
-    assert s.workers == 1 and s.packets == 24_000
+    assert s.workers == 2 and s.packets == 24_000
+    assert _canonical(s.rows) == _canonical(analyze(synthetic[1], workers=1, keep_rows=True).rows)
 
 
-class _Conn:
-    """Wraps a Connection so a test can intercept send (Connection's is read-only)."""
-
-    def __init__(self, conn):
-        self._c = conn
-
-    def __getattr__(self, name):
-        return getattr(self._c, name)
+def _shard_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("fasttcp-shard")]
 
 
-def test_killed_worker_stops_the_run_naming_its_shard(monkeypatch, synthetic):
-    real = shards_mod._worker
+@pytest.mark.parametrize("error", [MemoryError("cannot allocate"), UsageError("bad batch")])
+def test_a_failing_shard_stops_the_run_naming_it(monkeypatch, synthetic, error):
+    real = shards_mod._Shards._track
+    calls = [0]
 
-    def body(k, n, paths, cfg, conn):
-        wrapped = _Conn(conn)
+    def track(self, k, batch, shard):
         if k == 1:
-            sent = [0]
+            calls[0] += 1
+            if calls[0] == 3:
+                raise error
+        return real(self, k, batch, shard)
 
-            def send(msg):
-                conn.send(msg)
-                sent[0] += 1
-                if sent[0] >= 3:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-            wrapped.send = send
-        real(k, n, paths, cfg, wrapped)
-
-    monkeypatch.setattr(shards_mod, "_worker", body)
+    monkeypatch.setattr(shards_mod._Shards, "_track", track)
     with pytest.raises(WorkerError) as e:
         analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 14), workers=2)
     assert e.value.shard == 1 and e.value.shards == 2
-    assert "shard 1 of 2" in str(e.value) and "SIGKILL" in str(e.value)
+    assert str(e.value).startswith("shard 1 of 2: ") and type(error).__name__ in str(e.value)
+    assert e.value.__cause__ is error
     partial = e.value.summary
     assert 0 < partial.packets < 40_000          # what was counted, not a full report
-    assert mp.active_children() == []
+    assert _shard_threads() == []
 
 
-def test_failing_worker_reports_its_traceback(monkeypatch, synthetic):
-    def body(k, n, paths, cfg, conn):
-        if k == 0:
-            cfg = AnalyzeConfig(capacity=0)         # the tracker refuses: UsageError in the worker
-        shards_mod.__dict__["_real_worker"](k, n, paths, cfg, conn)
-
-    monkeypatch.setitem(shards_mod.__dict__, "_real_worker", shards_mod._worker)
-    monkeypatch.setattr(shards_mod, "_worker", body)
-    with pytest.raises(WorkerError) as e:
-        analyze(synthetic[0], workers=2)
-    assert e.value.shard == 0 and "UsageError" in str(e.value) and "capacity" in str(e.value)
-    assert mp.active_children() == []
-
-
-def test_ctrl_c_stops_every_worker_and_keeps_the_counts(monkeypatch, synthetic):
-    real = shards_mod._worker
-    started = threading.Event()
-
-    def body(k, n, paths, cfg, conn):
-        # a slow worker: ctrl-c arrives while the run is under way
-        wrapped = _Conn(conn)
-
-        def send(msg):
-            conn.send(msg)
-            import time
-            time.sleep(0.05)
-
-        wrapped.send = send
-        real(k, n, paths, cfg, wrapped)
-
-    monkeypatch.setattr(shards_mod, "_worker", body)
+def test_ctrl_c_stops_the_trackers_and_keeps_the_counts(synthetic):
+    sent = []
 
     def progress(done, total):
-        if not started.is_set():
-            started.set()
-            # the terminal's SIGINT reaches the whole process group: the workers too
-            for p in mp.active_children():
-                os.kill(p.pid, signal.SIGINT)
+        if not sent:
+            sent.append(done)
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt) as e:
@@ -256,7 +214,15 @@ def test_ctrl_c_stops_every_worker_and_keeps_the_counts(monkeypatch, synthetic):
     s = e.value.summary
     assert s.interrupted and 0 < s.packets < 40_000
     assert "interrupted" in s.format()
-    assert mp.active_children() == []
+    assert _shard_threads() == []
+
+
+def test_capacity_is_the_total_over_the_shards(synthetic):
+    one = analyze(synthetic[1], AnalyzeConfig(capacity=100_000), workers=1)
+    two = analyze(synthetic[1], AnalyzeConfig(capacity=100_000), workers=2)
+    # the tables hold as many connections in all: memory is what was configured, plus
+    # a timer wheel per shard -- not twice the configured
+    assert one.memory_bytes < two.memory_bytes <= one.memory_bytes * 1.01
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1025, 2 ** 64, 2.0, True, "2", float("nan")])
