@@ -259,7 +259,7 @@ def test_tracker_stats_is_a_property_like_the_table_and_endpoint():
             assert inspect.isdatadescriptor(cls.__dict__["stats"]), cls
         outcome(sorted(st))
     """)) == repr(sorted(["packets", "verdicts", "created", "reused", "evicted", "timed_out", "out_of_window",
-                          "rtt_samples", "live", "events_dropped", "fast_path"]))
+                          "rtt_samples", "live", "events_dropped", "fast_path", "other_shard"]))
 
 
 def test_calling_tracker_stats_still_works_with_a_deprecation_warning():
