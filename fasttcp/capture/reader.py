@@ -18,6 +18,7 @@ the `fasttcp analyze` hot path; this module only reads the file into buffers.
 from __future__ import annotations
 
 import os
+import select
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -221,7 +222,7 @@ class CaptureReader:
         while True:
             buf = self._buffer(max(cap, len(carry) + 4096))
             buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
-            got = self._f.readinto(buf.data[len(carry):])
+            got = self._fill(buf.data[len(carry):])
             end = len(carry) + (got or 0)
             at_eof = not got
             status, n, pos, need, arrays = self._scanner.scan(buf, 0, end, self.batch_packets)
@@ -261,6 +262,26 @@ class CaptureReader:
         for v, c in zip(*np.unique(vd, return_counts=True), strict=True):
             self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(c)
         return CaptureBatch(buf[:end], off, ln, ts, wl, vd, ifc, fr, snapped)
+
+    def _fill(self, view: memoryview) -> int:
+        """Read into `view`: as much as the file has now, at least one byte unless at its
+        end. A regular file fills the view; a pipe gives what its writer has written so
+        far, so a batch is tracked (and Ctrl-C has something to report) without waiting
+        for a whole batch's worth of a slow live capture."""
+        got = self._f.readinto1(view)
+        if not got:
+            return 0
+        total = got
+        if total == len(view):
+            return total
+        ready = select.poll()            # (poll, not select: any descriptor number)
+        ready.register(self._f.fileno(), select.POLLIN)
+        while total < len(view) and ready.poll(0):
+            got = self._f.readinto1(view[total:])
+            if not got:
+                break
+            total += got
+        return total
 
     def _buffer(self, size: int) -> np.ndarray:
         """The buffer the next batch is read into: a fresh one (``buffers=0``), so a
