@@ -6,10 +6,12 @@ option (`parse`, `parse_tcp`, `build`, `parse_batch`), RFC 1071/1624 checksums
 (`fasttcp.seq`). The connection table (`ConnectionTable`) finds a
 connection by its 4-tuple and expires it on time. `Endpoint` is a sans-IO TCP
 endpoint; `Tracker` watches both directions of real traffic (conntrack states and
-window tracking, Zeek's conn_state and history), fed from captures by `read_pcap`.
+window tracking, Zeek's conn_state and history), fed from captures by `read_pcap`;
+`RowWriter` writes the connections it finished as a table, JSON, CSV or a Zeek
+conn.log, with a per-connection uid and the `community_id`.
 The hot paths are Cython over typed C structs, a folder per layer: fasttcp.wire,
-fasttcp.table, fasttcp.endpoint, fasttcp.tracker, fasttcp.capture (and fasttcp.cli,
-fasttcp.bench for the command line and what measures it).
+fasttcp.table, fasttcp.endpoint, fasttcp.tracker, fasttcp.capture, fasttcp.rows (and
+fasttcp.cli, fasttcp.bench for the command line and what measures it).
 """
 import os as _os
 import warnings as _warnings
@@ -32,6 +34,7 @@ from fasttcp.errors import (
     UnsupportedPacket,
     UsageError,
 )
+from fasttcp.rows.writer import RowWriter, community_id
 from fasttcp.table.table import (
     CONN_DTYPE,
     EXPIRED_DTYPE,
@@ -105,6 +108,8 @@ __all__ = [
     "FLOW_DTYPE",
     "TRACKER_EVENT_DTYPE",
     "flow_records",
+    "RowWriter",
+    "community_id",
     "read_pcap",
     "write_pcap",
     "CaptureBatch",

@@ -1,6 +1,7 @@
 """Tracker benchmark: a synthetic capture of many concurrent connections, tracked by
 `Tracker.feed_batch` from memory and by `fasttcp analyze` end to end, with tshark and
-a dpkt dictionary tracker measured on the same packets in the same run.
+a dpkt dictionary tracker measured on the same packets in the same run; and the
+connections it ends written as text in each format by `fasttcp.rows.RowWriter`.
 
 The capture is real pcap: Ethernet frames of IPv4/TCP packets with correct checksums,
 each connection a full lifecycle (handshake, a request, a multi-segment response with
@@ -220,15 +221,18 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
     # first time (the kernel zeroes them), later rounds reuse them; close() between
     # rounds ends every connection so each round starts empty
     tr = Tracker(n // PACKETS_PER_FLOW + cfg.concurrent + 1024, timeouts="conntrack", verify_checksum=True)
+    finished = []
     for r in range(cfg.repeat + 1):
         say(f"tracker: feed_batch round {r}")
         if r == 0:
-            # the warm-up round also counts connections open (not yet TIME_WAIT/CLOSE) mid-capture
+            # the warm-up round also counts connections open (not yet TIME_WAIT/CLOSE)
+            # mid-capture, and keeps the rows of the connections, for the row writer figures
             for k, b in enumerate(batches):
                 tr.feed_batch(b)
+                finished.append(tr.finished())
                 if k == len(batches) // 2:
                     open_at.append(int(np.count_nonzero(tr.connections()["state"] < 7)))
-            tr.close()
+            finished.append(tr.close())
             continue
         t0 = time.perf_counter()
         out = [tr.feed_batch(b) for b in batches]
@@ -247,6 +251,8 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
     rep.figures["tracker_verdicts"] = verdicts
     rep.figures["tracker_bytes_per_connection"] = round(tr.memory_bytes / tr.capacity, 1)
     del batches
+    say("tracker: rows to text")
+    rep.figures.update(_rows_figures(np.concatenate(finished), cfg.repeat))
     if cfg.analyze_bytes:
         from fasttcp.cli.analyze import AnalyzeConfig, analyze
 
@@ -286,12 +292,42 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
     return rep
 
 
+class _NullSink:
+    """A stream that takes every chunk and keeps none: the row figures measure formatting."""
+
+    def write(self, b: bytes) -> int:
+        return len(b)
+
+
+def _rows_figures(rows: np.ndarray, repeat: int) -> dict:
+    """rows/s of RowWriter.write in each format (its default columns: the Community ID in
+    json and csv), median of `repeat` rounds over the capture's rows."""
+    from fasttcp.rows import FORMATS, RowWriter
+
+    per_s, spread = {}, {}
+    for fmt in FORMATS:
+        w = RowWriter(_NullSink(), fmt)
+        w.write(rows)                             # warm: its chunk memory, the code
+        rates = []
+        for _ in range(max(1, repeat)):
+            t0 = time.perf_counter()
+            w.write(rows)
+            rates.append(len(rows) / (time.perf_counter() - t0))
+        m, sp = _median(rates)
+        per_s[fmt], spread[fmt] = round(m), round(sp, 3)
+    return {"rows_per_s": per_s, "rows_spread": spread, "rows_count": len(rows)}
+
+
 def format_tracker_report(rep: TrackerReport) -> str:
     f = rep.figures
     lines = [f"tracker feed_batch (from memory, checksums verified): "
              f"{f['tracker_feed_batch_pps'] / 1e6:.2f} M packets/s"
              f"  (spread {f['tracker_feed_batch_spread']:.0%}; {f['tracker_packets']:,} packets, "
              f"~{f['tracker_open_connections']:,} connections open, {f['tracker_bytes_per_connection']} B/connection)"]
+    if "rows_per_s" in f:
+        lines.append(f"rows to text (RowWriter, {f['rows_count']:,} connections of the capture): "
+                     + ", ".join(f"{fmt} {v / 1e6:.2f} M/s" for fmt, v in f["rows_per_s"].items())
+                     + " (json and csv with the Community ID)")
     if "analyze_pps" in f:
         lines.append(f"fasttcp analyze end to end ({f['analyze_file_bytes'] / 2**30:.2f} GiB pcap): "
                      f"{f['analyze_pps'] / 1e6:.2f} M packets/s (spread {f['analyze_spread']:.0%})")

@@ -2,13 +2,12 @@
 
 Streams the file through `read_pcap` and `Tracker.feed_batch` (memory is bounded by
 the tracker's table, not by the file), writes each connection as it ends -- a table,
-JSON lines, CSV or a Zeek conn.log -- and ends with a summary: connections by
-conn_state, handshake RTT percentiles, resets, retransmissions and packet verdicts.
+JSON lines, CSV or a Zeek conn.log, by `fasttcp.rows.RowWriter` in C -- and ends with a
+summary: connections by conn_state, handshake RTT percentiles, resets, retransmissions
+and packet verdicts.
 """
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,25 +18,26 @@ from typing import IO, Any
 import numpy as np
 
 from fasttcp.capture.reader import CaptureError, CaptureReader, read_pcap
+from fasttcp.errors import UsageError
+from fasttcp.rows.writer import CSV_FIELDS, FORMATS, ZEEK_FIELDS, RowWriter
 from fasttcp.tracker.tracker import Tracker
-from fasttcp.tracker.vocabulary import ConnState, flow_records
+from fasttcp.tracker.vocabulary import ConnState
 
-__all__ = ["AnalyzeConfig", "Summary", "analyze", "FORMATS", "ZEEK_FIELDS"]
+__all__ = ["AnalyzeConfig", "Summary", "analyze", "OutputError", "FORMATS", "ZEEK_FIELDS", "CSV_FIELDS"]
 
-FORMATS = ("table", "json", "csv", "zeek")
 
-ZEEK_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
-               "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
-               "missed_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
-               "tunnel_parents")
-_ZEEK_TYPES = ("time", "string", "addr", "port", "addr", "port", "enum", "string", "interval", "count",
-               "count", "string", "bool", "bool", "count", "string", "count", "count", "count", "count",
-               "set[string]")
-CSV_FIELDS = ("uid", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "duration", "orig_bytes",
-              "resp_bytes", "conn_state", "missed_bytes", "history", "orig_pkts", "orig_ip_bytes",
-              "resp_pkts", "resp_ip_bytes", "state", "rtt_syn_synack", "rtt_synack_ack", "orig_retrans",
-              "resp_retrans", "end_reason")
-_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+class OutputError(OSError):
+    """Writing the connections failed (a full disk, a closed pipe): the output's fault,
+    not the capture's. Carries the errno and strerror of the OSError behind it."""
+
+
+def _to_output(call: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return call(*args)
+    except OutputError:
+        raise
+    except OSError as e:
+        raise OutputError(e.errno, e.strerror) from e
 
 
 @dataclass
@@ -139,82 +139,22 @@ class Summary:
         return "\n".join(lines)
 
 
-def _uid(n: int) -> str:
-    """A Zeek-looking connection id, unique within one run."""
-    x = (n * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & ((1 << 64) - 1)
-    out = "C"
-    while x:
-        x, r = divmod(x, 62)
-        out += _B62[r]
-    return out[:18]
-
-
-def _dash(v: Any) -> str:
-    return "-" if v is None else str(v)
-
-
-class _Writer:
-    """Streams connection records in one of FORMATS."""
-
-    def __init__(self, fmt: str, out: IO[str]) -> None:
-        self.fmt = fmt
-        self.out = out
-        self.n = 0
-        self._csv: Any = None
-
-    def header(self, path: str) -> None:
-        if self.fmt == "zeek":
-            sep = "\t"
-            self.out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
-                           f"#path\tconn\n#open\t{time.strftime('%Y-%m-%d-%H-%M-%S')}\n"
-                           f"#fields{sep}{sep.join(ZEEK_FIELDS)}\n#types{sep}{sep.join(_ZEEK_TYPES)}\n")
-        elif self.fmt == "csv":
-            self._csv = csv.DictWriter(self.out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-            self._csv.writeheader()
-        elif self.fmt == "table":
-            self.out.write(f"{'orig':>41} {'resp':>41} {'conn_state':>6} {'history':<12} {'state':<11} "
-                           f"{'pkts o/r':>13} {'bytes o/r':>21} {'rtt ms':>8}\n")
-
-    def rows(self, rows: np.ndarray) -> None:
-        for rec in flow_records(rows):
-            self.n += 1
-            rec["uid"] = _uid(self.n)
-            if self.fmt == "json":
-                self.out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-            elif self.fmt == "csv":
-                self._csv.writerow(rec)
-            elif self.fmt == "zeek":
-                logged = rec["duration"] > 0          # Zeek logs bytes/duration only then
-                vals = (f"{rec['ts']:.6f}", rec["uid"], rec["orig_h"], rec["orig_p"], rec["resp_h"], rec["resp_p"],
-                        "tcp", "-", f"{rec['duration']:.6f}" if logged else "-",
-                        rec["orig_bytes"] if logged else "-", rec["resp_bytes"] if logged else "-",
-                        rec["conn_state"], "-", "-", rec["missed_bytes"], rec["history"] or "-",
-                        rec["orig_pkts"], rec["orig_ip_bytes"], rec["resp_pkts"], rec["resp_ip_bytes"], "-")
-                self.out.write("\t".join(str(v) for v in vals) + "\n")
-            else:
-                rtt = rec["rtt_syn_synack"]
-                orig = f"{rec['orig_h']}:{rec['orig_p']}"
-                resp = f"{rec['resp_h']}:{rec['resp_p']}"
-                self.out.write(f"{orig:>41} {resp:>41} {rec['conn_state']:>6} {rec['history']:<12} "
-                               f"{rec['state']:<11} {rec['orig_pkts']:>6}/{rec['resp_pkts']:<6} "
-                               f"{rec['orig_bytes']:>10}/{rec['resp_bytes']:<10} "
-                               f"{_dash(None if rtt is None else round(rtt * 1e3, 3)):>8}\n")
-
-    def footer(self) -> None:
-        if self.fmt == "zeek":
-            self.out.write(f"#close\t{time.strftime('%Y-%m-%d-%H-%M-%S')}\n")
-
-
 def analyze(path: str | Path | CaptureReader, cfg: AnalyzeConfig | None = None, *, fmt: str = "table",
-            out: IO[str] | None = None, progress: Callable[[int, int], None] | None = None) -> Summary:
+            out: IO[str] | IO[bytes] | None = None, progress: Callable[[int, int], None] | None = None,
+            community_id: bool | None = None, community_id_seed: int = 0) -> Summary:
     """Track every TCP connection of the capture at `path` (or of a `CaptureReader`
     already open on it, which this call reads to the end and closes); write each connection to
-    `out` (None: only summarise) as it ends, in `fmt`. `progress(done, total)` is called
-    with file bytes after each batch. Raises FileNotFoundError/CaptureError for a file
-    that cannot be read at all; a corrupt record later in the file ends the run with
+    `out` (a text or binary stream; None: only summarise) as it ends, in `fmt`, with
+    `community_id` and `community_id_seed` as `fasttcp.rows.RowWriter` takes them.
+    `progress(done, total)` is called with file bytes after each batch. Raises
+    UsageError (a ValueError) for an unknown format or option, FileNotFoundError/
+    CaptureError for a file that cannot be read at all, OutputError (an OSError) when
+    `out` cannot be written; a corrupt record later in the file ends the run with
     ``summary.error`` set (what was read is still reported)."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
+    writer = RowWriter(out, fmt, community_id=community_id, community_id_seed=community_id_seed) \
+        if out is not None else None
     cfg = cfg or AnalyzeConfig()
     reader = path if isinstance(path, CaptureReader) else None
     if reader is not None:
@@ -222,18 +162,17 @@ def analyze(path: str | Path | CaptureReader, cfg: AnalyzeConfig | None = None, 
     summary = Summary(path=str(path))
     tracker = Tracker(cfg.capacity, timeouts=cfg.timeouts, verify_checksum=cfg.verify_checksum,
                       server_ports=None if cfg.server_ports else ())
-    writer = _Writer(fmt, out) if out is not None else None
     t0 = time.perf_counter()
     if reader is None:
         assert not isinstance(path, CaptureReader)
         reader = read_pcap(path, batch_bytes=cfg.batch_bytes)
     if writer is not None:
-        writer.header(str(path))
+        _to_output(writer.header)
 
     def emit(rows: np.ndarray) -> None:
         summary.add_rows(rows)
         if writer is not None:
-            writer.rows(rows)
+            _to_output(writer.write, rows)
 
     try:
         with reader:
@@ -259,5 +198,5 @@ def analyze(path: str | Path | CaptureReader, cfg: AnalyzeConfig | None = None, 
     summary.truncated_tail = reader.stats.truncated_tail
     summary.memory_bytes = tracker.memory_bytes
     if writer is not None:
-        writer.footer()
+        _to_output(writer.footer)
     return summary

@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="per-connection output: an aligned table (default), JSON lines with Zeek's "
                         "field names, CSV, or a Zeek conn.log (TSV)")
     a.add_argument("-o", "--output", help="write connections to this file instead of standard output")
+    a.add_argument("--community-id", action="store_true",
+                   help="add the Community ID v1 field to the zeek log (json and csv always carry it)")
+    a.add_argument("--community-id-seed", type=int, default=0, metavar="N",
+                   help="Community ID seed, 0..65535 (default 0)")
     a.add_argument("--summary-only", action="store_true", help="no per-connection output, only the summary")
     a.add_argument("-C", "--no-verify-checksum", action="store_true",
                    help="do not verify checksums (captures taken where checksums are offloaded; Zeek's -C)")
@@ -86,7 +90,8 @@ def _bench(args: argparse.Namespace) -> int:
         tracker_packets, analyze_bytes = min(tracker_packets, 60_000), min(analyze_bytes, 16 << 20)
     steps = 2 + (many > 0) + (single > 0) + 4 * cfg.peers + (0 if args.no_codec else 6 + 2 * cfg.peers)
     if not args.no_tracker:
-        steps += 2 + cfg.repeat + (max(1, cfg.repeat // 2) + 1 if analyze_bytes else 0) + 2 * cfg.peers
+        # synthesis, feed_batch rounds, rows to text, analyze rounds, peers
+        steps += 3 + cfg.repeat + (max(1, cfg.repeat // 2) + 1 if analyze_bytes else 0) + 2 * cfg.peers
     progress = None
     bar = None
     if not args.json and sys.stderr.isatty():
@@ -132,10 +137,17 @@ def _analyze(args: argparse.Namespace) -> int:
     """Exit status: 0 ok, 1 the file turned out corrupt part-way (what was read is
     reported), 2 the file cannot be read at all (missing, empty, not a capture)."""
     from fasttcp.capture.reader import CaptureError
-    from fasttcp.cli.analyze import AnalyzeConfig, analyze
+    from fasttcp.cli.analyze import AnalyzeConfig, OutputError, analyze
 
     if not 1 <= args.capacity <= 1 << 31:
         print("fasttcp analyze: --capacity must be 1..2^31", file=sys.stderr)
+        return 2
+    if not 0 <= args.community_id_seed <= 0xFFFF:
+        print("fasttcp analyze: --community-id-seed must be 0..65535", file=sys.stderr)
+        return 2
+    if args.community_id and args.format == "table":
+        print("fasttcp analyze: --community-id: the table format has no community_id column "
+              "(use --format json, csv or zeek)", file=sys.stderr)
         return 2
     cfg = AnalyzeConfig(verify_checksum=not args.no_verify_checksum, timeouts=args.timeouts,
                         capacity=args.capacity, server_ports=not args.no_server_ports)
@@ -180,8 +192,12 @@ def _analyze(args: argparse.Namespace) -> int:
             return 2
     close_error = None
     try:
-        summary = analyze(reader, cfg, fmt=args.format, out=out, progress=progress)
-    except (OSError, CaptureError) as e:             # the file changed under us, or a full disk
+        summary = analyze(reader, cfg, fmt=args.format, out=out, progress=progress,
+                          community_id=True if args.community_id else None, community_id_seed=args.community_id_seed)
+    except OutputError as e:                         # a full disk, a closed pipe
+        print(f"fasttcp analyze: cannot write {args.output or 'standard output'}: {e.strerror}", file=sys.stderr)
+        return 2
+    except (OSError, CaptureError) as e:             # the file changed under us
         print(f"fasttcp analyze: {e}", file=sys.stderr)
         return 2
     except MemoryError as e:                         # a --capacity this machine cannot hold
