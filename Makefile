@@ -1,7 +1,7 @@
 # Everyday targets. `make annotate` writes fasttcp/<layer>/*.html (cython -a): keep the
 # hot loops white.
 PY ?= python3
-LAYERS = wire table endpoint tracker capture bench
+LAYERS = wire table endpoint tracker capture rows bench
 
 .PHONY: build test bench annotate debug sanitize lint clean
 build:

@@ -15,6 +15,7 @@ Switches (environment variables):
                       (PYTHONMALLOC=malloc gives every Python buffer its own allocation
                       with ASan's red zones around it; pymalloc packs small ones together)
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -51,6 +52,7 @@ MODULES = [
     "endpoint.endpoint",
     "tracker.tracker",
     "capture.scanner",
+    "rows.writer",
     "bench.baseline",
     "_testing",
 ]
@@ -58,10 +60,19 @@ MODULES = [
 # through the .pxd files it cimports.
 INCLUDE_DIRS = [np.get_include(), "fasttcp/wire"]
 
+def _headers(name: str) -> list[str]:
+    """The C headers a module's C may include: its folder's and fasttcp/wire's. Cython
+    tracks only the headers a .pyx names itself, not those they include, so an edit to
+    one of these would otherwise leave the module unbuilt."""
+    folder = os.path.dirname(f"fasttcp/{name.replace('.', '/')}")
+    return sorted(set(glob.glob(f"{folder}/*.h") + glob.glob("fasttcp/wire/*.h")))
+
+
 extensions = [
     Extension(
         f"fasttcp.{name}",
         [f"fasttcp/{name.replace('.', '/')}.pyx"],
+        depends=_headers(name),
         include_dirs=INCLUDE_DIRS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=cflags,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import fasttcp
+from fasttcp.analysis import AnalyzeConfig, analyze
 from fasttcp.bench.tracker import PACKETS_PER_FLOW, dpkt_tracker, synth_capture
 from fasttcp.bench.workload import handshake_batch
-from fasttcp.cli.analyze import AnalyzeConfig, analyze
 
 PACKETS = 240_000
 CONCURRENT = 4_000

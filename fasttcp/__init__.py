@@ -6,12 +6,15 @@ option (`parse`, `parse_tcp`, `build`, `parse_batch`), RFC 1071/1624 checksums
 (`fasttcp.seq`). The connection table (`ConnectionTable`) finds a
 connection by its 4-tuple and expires it on time. `Endpoint` is a sans-IO TCP
 endpoint; `Tracker` watches both directions of real traffic (conntrack states and
-window tracking, Zeek's conn_state and history), fed from captures by `read_pcap`.
-`flow_hash` and `shard_of_batch` split traffic into shards by the symmetric RSS hash a
-NIC computes, so both directions of a connection meet in one worker.
-The hot paths are Cython over typed C structs, a folder per layer: fasttcp.wire,
-fasttcp.table, fasttcp.endpoint, fasttcp.tracker, fasttcp.capture (and fasttcp.cli,
-fasttcp.bench for the command line and what measures it).
+window tracking, Zeek's conn_state and history), fed from captures by `read_pcap`;
+`RowWriter` writes the connections it finished as a table, JSON, CSV or a Zeek
+conn.log, with a per-connection uid and the `community_id`. `analyze` does all of that
+for capture files, on every core: `flow_hash` and `shard_of_batch` split traffic into
+shards by the symmetric RSS hash a NIC computes, so both directions of a connection
+meet in one tracker. The hot paths are Cython over typed C structs, a folder per
+layer: fasttcp.wire, fasttcp.table, fasttcp.endpoint, fasttcp.tracker, fasttcp.capture,
+fasttcp.rows, fasttcp.analysis (and fasttcp.cli, fasttcp.bench for the command line and
+what measures it).
 """
 import os as _os
 import warnings as _warnings
@@ -36,6 +39,7 @@ from fasttcp.errors import (
     UsageError,
     WorkerError,
 )
+from fasttcp.rows.writer import RowWriter, community_id
 from fasttcp.table.table import (
     CONN_DTYPE,
     EXPIRED_DTYPE,
@@ -117,6 +121,8 @@ __all__ = [
     "flow_hash_rows",
     "shard_of_batch",
     "shard_of_hash",
+    "RowWriter",
+    "community_id",
     "read_pcap",
     "write_pcap",
     "CaptureBatch",

@@ -24,6 +24,7 @@ __all__ = [
     "ConnectionStateError",
     "CaptureError",
     "WorkerError",
+    "OutputError",
     "FIELD_NAMES",
 ]
 
@@ -111,6 +112,11 @@ class CaptureError(FastTcpError, ValueError):
         super().__init__(f"{path}: {message}{where}")
         self.path = str(path)
         self.offset = offset
+
+
+class OutputError(FastTcpError, OSError):
+    """Writing the connections failed (a full disk, a closed pipe): the output's fault,
+    not the capture's. Carries the errno and strerror of the OSError behind it."""
 
 
 class WorkerError(FastTcpError, RuntimeError):

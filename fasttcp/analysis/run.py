@@ -14,7 +14,8 @@ from fasttcp.analysis.config import AnalyzeConfig
 from fasttcp.analysis.source import CaptureChain
 from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureReader
-from fasttcp.errors import UsageError
+from fasttcp.errors import OutputError, UsageError
+from fasttcp.rows.writer import FORMATS, RowWriter
 from fasttcp.tracker.tracker import FLOW_DTYPE, Tracker
 
 __all__ = ["analyze", "default_workers", "make_tracker", "MAX_WORKERS"]
@@ -66,7 +67,8 @@ def _check_workers(workers: int | None) -> int:
 
 def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | None = 1, fmt: str = "table",
             out: IO[str] | IO[bytes] | None = None, keep_rows: bool = False,
-            progress: Callable[[int, int], None] | None = None) -> Summary:
+            progress: Callable[[int, int], None] | None = None, community_id: bool | None = None,
+            community_id_seed: int = 0) -> Summary:
     """Track every TCP connection of the capture(s) at `paths` -- one path, an open
     `CaptureReader` (read to the end and closed), or a list of them read one after
     another as one capture -- and summarise them.
@@ -78,24 +80,28 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     workers.
 
     ``out``: write each connection as it ends in `fmt` (one of `fasttcp.rows.FORMATS`)
-    to this text or binary stream. Row order: with one worker, the order the tracker
+    to this text or binary stream, with `community_id` and `community_id_seed` as
+    `fasttcp.rows.RowWriter` takes them. Row order: with one worker, the order the tracker
     finished them; with N, for each batch of the capture, shard 0's rows then shard
     1's..., each shard's in its tracker's order -- the same for every run with the same
     N. ``keep_rows``: also return them all in ``summary.rows`` (a FLOW_DTYPE array;
     memory grows with the capture). ``progress(done, total)`` is called with file bytes
     after each batch.
 
-    Raises FileNotFoundError/CaptureError when the first capture cannot be read at
-    all; a corrupt record later ends the run with ``summary.error`` set (what was read
+    Raises UsageError (a ValueError) for an unknown format or option,
+    FileNotFoundError/CaptureError when the first capture cannot be read at all,
+    `fasttcp.errors.OutputError` (an OSError) when `out` cannot be written; a corrupt
+    record later ends the run with ``summary.error`` set (what was read
     is still reported). `fasttcp.errors.WorkerError` naming the shard if a shard's
     tracker fails (its ``summary`` holds what was counted); on KeyboardInterrupt the
     trackers finish the batch in hand and stop, and the exception carries the partial
     ``summary`` too."""
     from fasttcp.analysis.shards import run_sharded
-    from fasttcp.rows import FORMATS, RowWriter
 
     if fmt not in FORMATS:
         raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
+    writer = RowWriter(out, fmt, community_id=community_id, community_id_seed=community_id_seed) \
+        if out is not None else None
     cfg = cfg or AnalyzeConfig()
     plist = _as_paths(paths)
     n = _check_workers(workers)
@@ -103,26 +109,25 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     # which track batch i while batch i+1 is read
     chain = CaptureChain(plist, cfg.batch_bytes, buffers=1 if n == 1 else 2)
     summary = Summary(path=", ".join(chain.names), workers=n)
-    writer = RowWriter(out, fmt) if out is not None else None
     kept: list[np.ndarray] = []
 
     def emit(rows: np.ndarray) -> None:
         summary.add_rows(rows)
         if writer is not None:
-            writer.write(rows)
+            _to_output(writer.write, rows)
         if keep_rows and len(rows):
             kept.append(rows)
 
     t0 = time.perf_counter()
     try:
         if writer is not None:
-            writer.header()
+            _to_output(writer.header)
         if n == 1:
             _run_single(chain, cfg, summary, emit, progress)
         else:
             run_sharded(chain, cfg, n, summary, emit, progress)
         if writer is not None:
-            writer.footer()
+            _to_output(writer.footer)
     except BaseException as e:
         chain.close()
         summary.seconds = time.perf_counter() - t0
@@ -134,6 +139,16 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     if keep_rows:
         summary.rows = np.concatenate(kept) if kept else np.empty(0, FLOW_DTYPE)
     return summary
+
+
+def _to_output(call: Callable[..., Any], *args: Any) -> Any:
+    """`call`, with an OSError from the stream reported as the output's (OutputError)."""
+    try:
+        return call(*args)
+    except OutputError:
+        raise
+    except OSError as e:
+        raise OutputError(e.errno, e.strerror) from e
 
 
 def _run_single(chain: CaptureChain, cfg: AnalyzeConfig, summary: Summary, emit: Callable[[np.ndarray], None],

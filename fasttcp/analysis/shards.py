@@ -66,8 +66,8 @@ class _Shards:
             except Exception as e:       # reported with its shard, below
                 failed = failed or (k, e)
         if failed is not None:
-            k, e = failed
-            raise WorkerError(k, self.n, f"{type(e).__name__}: {e}") from e
+            k, exc = failed
+            raise WorkerError(k, self.n, f"{type(exc).__name__}: {exc}") from exc
         return out
 
     def close(self) -> None:

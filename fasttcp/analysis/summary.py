@@ -39,7 +39,7 @@ class Summary:
     memory_bytes: int = 0
     workers: int = 1
     interrupted: bool = False
-    rows: list = field(default_factory=list, repr=False)   # FLOW_DTYPE batches when asked to keep them
+    rows: np.ndarray | None = field(default=None, repr=False)   # every FLOW_DTYPE row, when asked to keep them
 
     def add_rows(self, rows: np.ndarray) -> None:
         """Fold finished connections (FLOW_DTYPE rows) into the counts."""

@@ -127,9 +127,9 @@ def _tracker(folder: Path) -> None:
     """feed_batch over a synthetic capture as `fasttcp bench` measures it, then over a
     damaged copy (bad checksums, losses, duplicates) with both timeout presets, and
     `analyze` end to end."""
+    from fasttcp.analysis import AnalyzeConfig, analyze
     from fasttcp.bench.tracker import PACKETS_PER_FLOW, synth_capture
     from fasttcp.capture.reader import read_pcap
-    from fasttcp.cli.analyze import AnalyzeConfig, analyze
     from fasttcp.tracker.tracker import Tracker
 
     path = folder / "train.pcap"

@@ -1,6 +1,7 @@
 """Tracker benchmark: a synthetic capture of many concurrent connections, tracked by
 `Tracker.feed_batch` from memory and by `fasttcp analyze` end to end, with tshark and
-a dpkt dictionary tracker measured on the same packets in the same run.
+a dpkt dictionary tracker measured on the same packets in the same run; and the
+connections it ends written as text in each format by `fasttcp.rows.RowWriter`.
 
 The capture is real pcap: Ethernet frames of IPv4/TCP packets with correct checksums,
 each connection a full lifecycle (handshake, a request, a multi-segment response with
@@ -261,15 +262,18 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
     # first time (the kernel zeroes them), later rounds reuse them; close() between
     # rounds ends every connection so each round starts empty
     tr = Tracker(n // PACKETS_PER_FLOW + cfg.concurrent + 1024, timeouts="conntrack", verify_checksum=True)
+    finished = []
     for r in range(cfg.repeat + 1):
         say(f"tracker: feed_batch round {r}")
         if r == 0:
-            # the warm-up round also counts connections open (not yet TIME_WAIT/CLOSE) mid-capture
+            # the warm-up round also counts connections open (not yet TIME_WAIT/CLOSE)
+            # mid-capture, and keeps the rows of the connections, for the row writer figures
             for k, b in enumerate(batches):
                 tr.feed_batch(b)
+                finished.append(tr.finished())
                 if k == len(batches) // 2:
                     open_at.append(int(np.count_nonzero(tr.connections()["state"] < 7)))
-            tr.close()
+            finished.append(tr.close())
             continue
         t0 = time.perf_counter()
         out = [tr.feed_batch(b) for b in batches]
@@ -289,6 +293,8 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
     rep.figures["tracker_bytes_per_connection"] = round(tr.memory_bytes / tr.capacity, 1)
     del batches
     workers = cfg.workers or default_workers()
+    say("tracker: rows to text")
+    rep.figures.update(_rows_figures(np.concatenate(finished), cfg.repeat))
     if cfg.analyze_bytes:
         per_packet = os.path.getsize(path) / max(n, 1)
         big = _cached_capture(cfg, int(cfg.analyze_bytes / per_packet), cfg.concurrent)
@@ -304,8 +310,8 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
             if ts is not None:
                 f = rep.figures
                 f["analyze_short_tshark_pps"] = round(ts[0] / ts[1])
-                for k in [k for k in ("json_pps", "json_workers_pps") if f"analyze_short_{k}" in f]:
-                    f[f"analyze_short_{k[:-4]}_vs_tshark"] = round(f[f"analyze_short_{k}"] / (ts[0] / ts[1]), 1)
+                for fig in [x for x in ("json_pps", "json_workers_pps") if f"analyze_short_{x}" in f]:
+                    f[f"analyze_short_{fig[:-4]}_vs_tshark"] = round(f[f"analyze_short_{fig}"] / (ts[0] / ts[1]), 1)
     if cfg.peers:
         with tempfile.TemporaryDirectory() as tmp:
             prefix = Path(tmp) / "prefix.pcap"
@@ -366,6 +372,30 @@ def _analyze_figures(rep: TrackerReport, cfg: TrackerBenchConfig, capture: Path,
         if out != "summary":
             # how much writing every row costs: time with rows / time with the summary only
             f[f"{key}_vs_summary_time"] = round(f[f"{name}_pps"] / f[f"{key}_pps"], 2)
+class _NullSink:
+    """A stream that takes every chunk and keeps none: the row figures measure formatting."""
+
+    def write(self, b: bytes) -> int:
+        return len(b)
+
+
+def _rows_figures(rows: np.ndarray, repeat: int) -> dict:
+    """rows/s of RowWriter.write in each format (its default columns: the Community ID in
+    json and csv), median of `repeat` rounds over the capture's rows."""
+    from fasttcp.rows import FORMATS, RowWriter
+
+    per_s, spread = {}, {}
+    for fmt in FORMATS:
+        w = RowWriter(_NullSink(), fmt)
+        w.write(rows)                             # warm: its chunk memory, the code
+        rates = []
+        for _ in range(max(1, repeat)):
+            t0 = time.perf_counter()
+            w.write(rows)
+            rates.append(len(rows) / (time.perf_counter() - t0))
+        m, sp = _median(rates)
+        per_s[fmt], spread[fmt] = round(m), round(sp, 3)
+    return {"rows_per_s": per_s, "rows_spread": spread, "rows_count": len(rows)}
 
 
 def format_tracker_report(rep: TrackerReport) -> str:
@@ -374,6 +404,10 @@ def format_tracker_report(rep: TrackerReport) -> str:
              f"{f['tracker_feed_batch_pps'] / 1e6:.2f} M packets/s"
              f"  (spread {f['tracker_feed_batch_spread']:.0%}; {f['tracker_packets']:,} packets, "
              f"~{f['tracker_open_connections']:,} connections open, {f['tracker_bytes_per_connection']} B/connection)"]
+    if "rows_per_s" in f:
+        lines.append(f"rows to text (RowWriter, {f['rows_count']:,} connections of the capture): "
+                     + ", ".join(f"{fmt} {v / 1e6:.2f} M/s" for fmt, v in f["rows_per_s"].items())
+                     + " (json and csv with the Community ID)")
     if "analyze_pps" in f:
         lines.append(f"fasttcp analyze end to end ({f['analyze_file_bytes'] / 2**30:.2f} GiB pcap): "
                      f"{f['analyze_pps'] / 1e6:.2f} M packets/s (spread {f['analyze_spread']:.0%})"

@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="per-connection output: an aligned table (default), JSON lines with Zeek's "
                         "field names, CSV, or a Zeek conn.log (TSV)")
     a.add_argument("-o", "--output", help="write connections to this file instead of standard output")
+    a.add_argument("--community-id", action="store_true",
+                   help="add the Community ID v1 field to the zeek log (json and csv always carry it)")
+    a.add_argument("--community-id-seed", type=int, default=0, metavar="N",
+                   help="Community ID seed, 0..65535 (default 0)")
     a.add_argument("--summary-only", action="store_true", help="no per-connection output, only the summary")
     a.add_argument("-C", "--no-verify-checksum", action="store_true",
                    help="do not verify checksums (captures taken where checksums are offloaded; Zeek's -C)")
@@ -97,8 +101,9 @@ def _bench(args: argparse.Namespace) -> int:
         short_packets = min(short_packets, 60_000)
     steps = 2 + (many > 0) + (single > 0) + 4 * cfg.peers + (0 if args.no_codec else 6 + 2 * cfg.peers)
     if not args.no_tracker:
+        # synthesis, feed_batch rounds, rows to text, analyze rounds (both captures), peers
         rounds = max(1, cfg.repeat // 2) + 1
-        steps += (2 + cfg.repeat + (rounds if analyze_bytes else 0) + (rounds + cfg.peers if short_packets else 0)
+        steps += (3 + cfg.repeat + (rounds if analyze_bytes else 0) + (rounds + cfg.peers if short_packets else 0)
                   + 2 * cfg.peers)
     progress = None
     bar = None
@@ -149,7 +154,7 @@ def _analyze(args: argparse.Namespace) -> int:
     interrupted (Ctrl-C; what was counted is reported)."""
     from fasttcp.analysis import MAX_WORKERS, AnalyzeConfig, analyze, default_workers
     from fasttcp.capture.reader import CaptureError
-    from fasttcp.errors import WorkerError
+    from fasttcp.errors import OutputError, WorkerError
 
     if not 1 <= args.capacity <= 1 << 31:
         print("fasttcp analyze: --capacity must be 1..2^31", file=sys.stderr)
@@ -158,6 +163,13 @@ def _analyze(args: argparse.Namespace) -> int:
         print(f"fasttcp analyze: --workers must be 1..{MAX_WORKERS}", file=sys.stderr)
         return 2
     workers = default_workers() if args.workers is None else args.workers
+    if not 0 <= args.community_id_seed <= 0xFFFF:
+        print("fasttcp analyze: --community-id-seed must be 0..65535", file=sys.stderr)
+        return 2
+    if args.community_id and args.format == "table":
+        print("fasttcp analyze: --community-id: the table format has no community_id column "
+              "(use --format json, csv or zeek)", file=sys.stderr)
+        return 2
     cfg = AnalyzeConfig(verify_checksum=not args.no_verify_checksum, timeouts=args.timeouts,
                         capacity=args.capacity, server_ports=not args.no_server_ports)
     # the captures are checked before the output file is opened: a bad capture must
@@ -184,8 +196,12 @@ def _analyze(args: argparse.Namespace) -> int:
     failure, status = None, 0
     try:
         summary = analyze([reader, *args.capture[1:]], cfg, workers=workers, fmt=args.format, out=out,
-                          progress=progress)
-    except (OSError, CaptureError) as e:             # the file changed under us, or a full disk
+                          progress=progress, community_id=True if args.community_id else None,
+                          community_id_seed=args.community_id_seed)
+    except OutputError as e:                         # a full disk, a closed pipe
+        print(f"fasttcp analyze: cannot write {args.output or 'standard output'}: {e.strerror}", file=sys.stderr)
+        return 2
+    except (OSError, CaptureError) as e:             # the file changed under us
         print(f"fasttcp analyze: {e}", file=sys.stderr)
         return 2
     except MemoryError as e:                         # a --capacity this machine cannot hold
@@ -194,9 +210,9 @@ def _analyze(args: argparse.Namespace) -> int:
     except WorkerError as e:
         summary, failure, status = e.summary, str(e), 3   # type: ignore[attr-defined]
     except KeyboardInterrupt as e:
-        summary, failure, status = getattr(e, "summary", None), "interrupted", 130
-        if summary is None:
-            raise
+        if not hasattr(e, "summary"):
+            raise                                     # before anything was read
+        summary, failure, status = e.summary, "interrupted", 130
     finally:
         if bar is not None:
             bar.close()

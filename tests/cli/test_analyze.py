@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fasttcp.cli.analyze import CSV_FIELDS, ZEEK_FIELDS
+from fasttcp.rows import CSV_FIELDS, ZEEK_FIELDS
 from tests import linklayer, zeek_expected
 
 REPO = Path(__file__).resolve().parents[2]
