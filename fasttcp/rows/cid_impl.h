@@ -76,8 +76,12 @@ static void ftr_sha1_compress_c(uint32_t st[5], const uint8_t *blk)
  * stream. A group's SHA1RNDS4 waits for the last one (several cycles of latency each),
  * so one block leaves the unit mostly idle; the second block's rounds fill the gaps,
  * which makes two blocks cost little more than one. */
+/* The extensions keep A in the top 32 bits of ABCD (so the state's words are reversed,
+ * shuffle 0x1b, on the way in and out), E in the top word of its own register, and the
+ * message as big-endian words (a byte swap of each 16 bytes). */
+#define FTR_SHA_WORDS_REVERSED 0x1b
 #define FTR_SHA_LOAD(L, st, blk)                                                          \
-    __m128i abcd##L = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(st)), 0x1b);    \
+    __m128i abcd##L = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(st)), FTR_SHA_WORDS_REVERSED);  \
     __m128i e0##L = _mm_set_epi32((int)(st)[4], 0, 0, 0);                                 \
     const __m128i abcd0##L = abcd##L, e00##L = e0##L;                                     \
     __m128i e1##L;                                                                        \
@@ -99,7 +103,7 @@ static void ftr_sha1_compress_c(uint32_t st[5], const uint8_t *blk)
     FTR_SHA_MSG1(L, mprev, mg); FTR_SHA_XOR(L, mprev2, mg)
 #define FTR_SHA_STORE(L, st)                                                              \
     e0##L = _mm_sha1nexte_epu32(e0##L, e00##L);                                           \
-    abcd##L = _mm_shuffle_epi32(_mm_add_epi32(abcd##L, abcd0##L), 0x1b);                  \
+    abcd##L = _mm_shuffle_epi32(_mm_add_epi32(abcd##L, abcd0##L), FTR_SHA_WORDS_REVERSED); \
     _mm_storeu_si128((__m128i *)(st), abcd##L);                                           \
     (st)[4] = (uint32_t)_mm_extract_epi32(e0##L, 3)
 

@@ -377,6 +377,10 @@ cdef class RowWriter:
     options are `format_rows`'s. Call `header()` once, `write(rows)` per batch, and
     `footer()` at the end (only Zeek's log has a footer: its #close line).
 
+    `write` hands `out` whole lines, about `WRITE_CHUNK` bytes at a time, each chunk a
+    new bytes object that nothing else holds; batches written from several threads at
+    once may interleave, chunk by chunk, but no line is cut.
+
     Raises UsageError for an unknown format or option, or an `out` without write()."""
 
     cdef object _out
