@@ -259,8 +259,10 @@ class CaptureReader:
             return None
         off, ln, ts, wl, vd, ifc, fr, snapped = arrays
         self.stats.packets += n
-        for v, c in zip(*np.unique(vd, return_counts=True), strict=True):
-            self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(c)
+        # (bincount: one pass over the uint8 codes; np.unique sorts them)
+        counts = np.bincount(vd, minlength=1)
+        for v in np.flatnonzero(counts):
+            self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(counts[v])
         return CaptureBatch(buf[:end], off, ln, ts, wl, vd, ifc, fr, snapped)
 
     def _fill(self, view: memoryview) -> int:
