@@ -33,7 +33,6 @@ __all__ = ["CoresResult", "run_cores", "shard_keys", "allowed_cpus", "MAX_CORES_
 #: `--cores` may ask for this many processes per CPU the bench may use, at most:
 #: beyond a few per CPU the figure measures the scheduler, not the endpoint
 MAX_CORES_PER_CPU = 4
-_START_METHOD = "spawn"           # see the module docstring
 _BARRIER_TIMEOUT = 120.0          # s a worker waits for the others at a barrier
 _POLL = 0.2                       # s between the parent's looks at its workers
 _GRACE = 2.0                      # s a cleanly exited worker's result may take to arrive
@@ -113,7 +112,7 @@ def run_cores(workers: int, flows: int, rounds: int, *, timeout: float = 600.0,
     worker `_die` exits at once after its setup.)"""
     if workers < 1 or flows < 1 or rounds < 1:
         raise ValueError("workers, flows and rounds must be >= 1")
-    ctx = multiprocessing.get_context(_START_METHOD)
+    ctx = multiprocessing.get_context("spawn")          # see the module docstring
     barrier = ctx.Barrier(workers, timeout=_BARRIER_TIMEOUT)
     results = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(k, flows, rounds, barrier, results, k == _die),

@@ -1,7 +1,7 @@
 """Sans-IO TCP endpoint: RFC 9293 connection lifecycle; segments + time in, segments + events out."""
 import ipaddress
 from collections.abc import Iterable
-from typing import TypeAlias, final
+from typing import Any, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -130,7 +130,7 @@ class Endpoint:
     @property
     def stats(self) -> dict[str, object]: ...
     @property
-    def pipeline(self) -> dict[str, object]:
+    def pipeline(self) -> dict[str, Any]:
         """``auto``, ``cache_bytes``, and per pipeline (``segments``, ``connects``) its
         ``depth``, ``calibrations`` and ``ns_per_item`` ({depth: median ns per item} of
         the last measurement)."""
