@@ -975,7 +975,8 @@ cdef int ep_process(ep_t *ep, const uint8_t *buf, size_t length, uint32_t base, 
 # depth is the memory latency over the time per packet, both the machine's, so it is
 # measured, not fixed: the first large batch of an endpoint whose table is bigger than
 # the CPU's private cache runs its first packets in short chunks at each candidate
-# depth, timed, and keeps the fastest (_calibrate). The measurement is real work: the
+# depth, timed, and keeps the fastest, or the shallowest as fast within the noise
+# (_calibrate). The measurement is real work: the
 # chunks are the batch's own packets, in order, with the same results at any depth.
 # It is redone when the table has grown twofold since, or after EP_CAL_PERIOD items.
 
@@ -987,8 +988,12 @@ cdef enum:
     EP_CAL_ITEMS = EP_CAL_CHUNK * EP_CAL_ROUNDS * EP_NDEPTHS
     EP_CAL_MIN_BATCH = 4 * EP_CAL_ITEMS    # a batch measures only if the measurement
                                             # is at most a quarter of it
-    EP_CAL_PERIOD = 1 << 24     # items between measurements of an unchanged table (the
-                                # machine's load, and so its best depth, changes too)
+    EP_CAL_PERIOD = 1 << 22     # items between measurements of an unchanged table: the
+                                # machine's load, and so its best depth, changes too, and a
+                                # measurement a burst of other work spoilt is redone within
+                                # half a second of work (each costs 0.25% of the period)
+    EP_CAL_SLACK_PCT = 3        # a depth this close to the fastest counts as as fast: the
+                                # run-to-run noise of a chunk median on an idle machine
 
 ctypedef void (*_pipe_fn)(ep_t *ep, const void *job, Py_ssize_t lo, Py_ssize_t hi,
                           Py_ssize_t depth) noexcept nogil
@@ -1034,8 +1039,10 @@ cdef inline bint _calibration_due(const ep_t *ep, const ep_pipe_t *pp, Py_ssize_
 cdef Py_ssize_t _calibrate(ep_t *ep, ep_pipe_t *pp, _pipe_fn run, const void *job, uint64_t fp) noexcept nogil:
     """Run the first EP_CAL_ITEMS items of a batch in chunks, each candidate depth in
     turn (rotated every round so no depth always follows the same one), and keep the
-    depth with the lowest median time per item; a tie goes to the shallower. Returns
-    how many items were processed."""
+    shallowest depth whose median time per item is within EP_CAL_SLACK_PCT of the
+    lowest: between depths the noise cannot tell apart, the shallower keeps fewer
+    prefetched lines waiting, which a busier cache would evict before use. Returns how
+    many items were processed."""
     cdef double ns[EP_NDEPTHS][EP_CAL_ROUNDS]
     cdef double t0
     cdef Py_ssize_t pos = 0
@@ -1051,6 +1058,10 @@ cdef Py_ssize_t _calibrate(ep_t *ep, ep_pipe_t *pp, _pipe_fn run, const void *jo
         pp.ns[k] = _median(ns[k], EP_CAL_ROUNDS)
         if pp.ns[k] < pp.ns[best]:
             best = k
+    for k in range(best):
+        if pp.ns[k] * 100 <= pp.ns[best] * (100 + EP_CAL_SLACK_PCT):
+            best = k
+            break
     pp.depth = 2 << best
     pp.footprint = fp
     pp.since = 0
