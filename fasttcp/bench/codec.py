@@ -51,6 +51,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     held_open: int = 0
     pipeline: dict | None = None  # the batch figure's endpoints' Endpoint.pipeline
+    cores_on_cpu: float | None = None  # --cores: the share of its rounds on a CPU
 
     def ratio(self, ours: str, peer: str) -> float | None:
         if ours in self.figures and peer in self.peers and self.peers[peer].value:
@@ -81,6 +82,7 @@ class Report:
             out["cores"] = self.config.cores
             out["scaling"] = (self.figures["handshakes_per_s_cores"].value
                               / self.figures["handshakes_per_s_cores_one"].value)
+            out["cores_on_cpu"] = self.cores_on_cpu
         if self.pipeline is not None:
             out["pipeline"] = self.pipeline
         out["flows"] = self.config.flows

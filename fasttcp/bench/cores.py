@@ -57,12 +57,17 @@ def shard_keys(k: int, flows: int):
 @dataclass
 class CoresResult:
     """Aggregate handshakes/s of each measured round over all workers (``rounds``), its
-    median (``handshakes_per_s``) and spread, and each worker's own median rate."""
+    median (``handshakes_per_s``) and spread, each worker's own median rate, and
+    ``on_cpu``: the share of the rounds' spans the workers spent running (CPU time over
+    workers x span). Near 1, they ran side by side throughout; well below, they waited
+    for a CPU -- other processes competed for the machine, or a worker woke late from
+    the barrier -- and the aggregate understates what the cores can do."""
 
     workers: int
     flows: int                    # per worker and round
     rounds: list[float]
     per_worker: list[float]
+    on_cpu: float
 
     @property
     def handshakes_per_s(self) -> float:
@@ -76,8 +81,8 @@ class CoresResult:
 
 def _worker(k: int, flows: int, rounds: int, barrier, results, die_after_setup: bool) -> None:
     """Worker k: its endpoints, its slice of the keys, one warm-up round and `rounds`
-    timed ones, each started at the barrier. Sends ("ok", k, spans) -- a (start, end)
-    per timed round -- or ("error", k, traceback)."""
+    timed ones, each started at the barrier. Sends ("ok", k, spans) -- a (start, end,
+    CPU time) per timed round -- or ("error", k, traceback)."""
     try:
         from fasttcp.bench.handshakes import _close_all, _handshakes, _pair
 
@@ -88,13 +93,13 @@ def _worker(k: int, flows: int, rounds: int, barrier, results, die_after_setup: 
         now, msl, spans = 0.0, 30.0, []
         for rnd in range(rounds + 1):
             barrier.wait()
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             cids, sids = _handshakes(client, server, keys, now)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             _close_all(client, server, cids, sids, now, msl)
             now += 2 * msl + 1
             if rnd:                   # round 0 brings the memory in
-                spans.append((t0, t1))
+                spans.append((t0, t1, c1 - c0))
         results.put(("ok", k, spans))
     except BaseException:             # any failure is the parent's to report: it fails the run
         results.put(("error", k, traceback.format_exc()))
@@ -123,18 +128,20 @@ def run_cores(workers: int, flows: int, rounds: int, *, timeout: float = 600.0,
         spans = _collect(procs, results, time.monotonic() + timeout)
     finally:
         _stop(procs, barrier)
-    agg = []
+    agg, wall, cpu = [], 0.0, 0.0
     for rnd in range(rounds):
         first = min(spans[k][rnd][0] for k in range(workers))
         last = max(spans[k][rnd][1] for k in range(workers))
         agg.append(workers * flows / (last - first))
-    per_worker = [statistics.median(flows / (t1 - t0) for t0, t1 in spans[k]) for k in range(workers)]
-    return CoresResult(workers, flows, agg, per_worker)
+        wall += workers * (last - first)
+        cpu += sum(spans[k][rnd][2] for k in range(workers))
+    per_worker = [statistics.median(flows / (t1 - t0) for t0, t1, _ in spans[k]) for k in range(workers)]
+    return CoresResult(workers, flows, agg, per_worker, min(1.0, cpu / wall))
 
 
-def _collect(procs, results, deadline: float) -> dict[int, list[tuple[float, float]]]:
+def _collect(procs, results, deadline: float) -> dict[int, list[tuple[float, float, float]]]:
     """Every worker's spans; RuntimeError as soon as one fails, dies or time runs out."""
-    spans: dict[int, list[tuple[float, float]]] = {}
+    spans: dict[int, list[tuple[float, float, float]]] = {}
     gone: dict[int, float] = {}       # worker -> when it was first seen ended without a result
     while len(spans) < len(procs):
         try:

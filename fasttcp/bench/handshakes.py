@@ -32,6 +32,8 @@ SERVER_ADDR = "198.19.0.1"
 SERVER_PORT = 80
 CACHE_RESIDENT_FLOWS = 16_384     # two tables of this size and their queues (~4 MB) stay in L3
 MSL = 30.0                        # the endpoints' MSL: closes wait 2 MSL in TIME-WAIT
+_BUSY_ON_CPU = 0.9                # --cores workers on a CPU less of their rounds than this:
+                                  # they waited for one (measured: 0.95-1.0 on an idle host)
 
 
 def flow_keys(n: int, offset: int = 0) -> np.ndarray:
@@ -212,9 +214,12 @@ def _cores_figures(cfg: BenchConfig, rep: Report) -> None:
                                                        "handshakes/s", one.spread)
     rep.figures["handshakes_per_s_cores"] = Figure("handshakes_per_s_cores", many.handshakes_per_s,
                                                    "handshakes/s", many.spread)
+    rep.cores_on_cpu = many.on_cpu
     each = ", ".join(f"{r / 1e6:.2f}" for r in many.per_worker)
     rep.notes.append(f"{cfg.cores} processes: {small:,} flows each per round, median of {rounds} rounds; "
-                     f"each process alone in its rounds: {each} M/s")
+                     f"each process in its own rounds: {each} M/s; on a CPU {many.on_cpu:.0%} of the rounds' "
+                     "spans" + ("" if many.on_cpu >= _BUSY_ON_CPU else
+                                " (other processes competed for the CPUs: the aggregate understates)"))
 
 
 def _many_open_figure(cfg: BenchConfig, rep: Report, many_open: int) -> None:

@@ -24,6 +24,7 @@ def test_bench_cores_2_reports_the_aggregate_and_the_scaling():
     assert report["handshakes_per_s_cores"] > 0 and report["handshakes_per_s_cores_one"] > 0
     assert report["scaling"] == pytest.approx(report["handshakes_per_s_cores"] / report["handshakes_per_s_cores_one"])
     assert report["scaling"] > 0
+    assert 0 < report["cores_on_cpu"] <= 1
     assert any(n.startswith("2 processes: 2,000 flows each") for n in report["notes"]), report["notes"]
 
 
@@ -38,6 +39,7 @@ def test_every_worker_reports_every_round():
     assert res.workers == 3 and res.flows == 500
     assert len(res.rounds) == 2 and min(res.rounds) > 0
     assert len(res.per_worker) == 3 and min(res.per_worker) > 0
+    assert 0 < res.on_cpu <= 1
 
 
 def test_a_worker_that_dies_fails_the_run_with_a_message_instead_of_hanging():
