@@ -73,12 +73,14 @@ def tracker_entry() -> str:
         return TRACKER_ENTRY
     syms = subprocess.run(["nm", str(so)], capture_output=True, text=True).stdout
     return TRACKER_ENTRY if re.search(rf"\b{TRACKER_ENTRY}$", syms, re.M) else TRACKER_METHOD_ENTRY
-# Every C entry of a connection's life: segments in (pipe -> ep_process_batch), the
-# opens, the closes and the TIME-WAIT expiry. gcc inlines ep_connect_batch into the
-# Python method, so the method's body is the entry there (its per-call argument checks
-# are noise over 20,000 flows); a pattern, because the method's number in the symbol
-# follows its place in the class.
-ENDPOINT_ENTRIES = ("__pyx_f_7fasttcp_8endpoint_8endpoint_ep_process_batch",
+# Every C entry of a connection's life: segments in (pipe -> ep_process_batch -> the
+# segment pipeline, _pb_run), the opens, the closes and the TIME-WAIT expiry. gcc
+# inlines ep_connect_batch into the Python method, so the method's body is the entry
+# there (its per-call argument checks are noise over 20,000 flows); a pattern, because
+# the method's number in the symbol follows its place in the class. (The driver's
+# batches are too short for the pipelines to measure their depth: the count is of the
+# work alone.)
+ENDPOINT_ENTRIES = ("__pyx_f_7fasttcp_8endpoint_8endpoint__pb_run",
                     "__pyx_pf_7fasttcp_8endpoint_8endpoint_8Endpoint_*connect_batch",
                     "__pyx_pf_7fasttcp_8endpoint_8endpoint_8Endpoint_*close_batch",
                     "__pyx_f_7fasttcp_8endpoint_8endpoint_ep_poll")

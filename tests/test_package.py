@@ -121,9 +121,10 @@ def test_cli_bench_json_reports_figures_and_peers():
     import json
 
     out = subprocess.run([sys.executable, "-m", "fasttcp", "bench", "--quick", "--json", "--flows", "2000",
-                          "--many-open", "3000", "--single", "500"],
+                          "--many-open", "3000", "--single", "500", "--cores", "1"],
                          capture_output=True, text=True, check=True, timeout=300)
     report = json.loads(out.stdout)
+    assert "scaling" not in report and "handshakes_per_s_cores" not in report      # --cores 1: none
     for key in ("handshakes_per_s", "handshakes_per_s_cache_resident", "lifecycles_per_s",
                 "handshakes_per_s_many_open", "handshakes_per_s_python_api", "bytes_per_connection",
                 "parse_batch_pps", "parse_pps", "build_pps", "checksum_bytes_per_s"):
@@ -135,11 +136,19 @@ def test_cli_bench_json_reports_figures_and_peers():
     assert report["peers"]["kernel_loopback_connections_per_s"] > 0
     assert report["peers"]["dpkt_parse_pps"] > 0
     assert report["ratios"]["handshakes_vs_dpkt_handshakes"] > 1
-    # the bare and lean C loops on the cache-resident flows, and the ratios to them
+    # the bare and lean C loops on the cache-resident flows and on the batch figure's, and
+    # the ratios to each
     for loop in ("bare_c", "lean_c"):
         assert report["peers"][f"{loop}_handshakes_per_s"] > 0
         assert report["ratios"][f"cache_resident_vs_{loop}"] == pytest.approx(
             report["handshakes_per_s_cache_resident"] / report["peers"][f"{loop}_handshakes_per_s"])
+        assert report["peers"][f"{loop}_batch_handshakes_per_s"] > 0
+        assert report["ratios"][f"batch_vs_{loop}"] == pytest.approx(
+            report["handshakes_per_s"] / report["peers"][f"{loop}_batch_handshakes_per_s"])
+    # the depth the batch figure's endpoints ran their pipelines at, and how it was chosen
+    for side in ("client", "server"):
+        pipe = report["pipeline"][side]
+        assert pipe["auto"] is True and pipe["segments"]["depth"] in (2, 4, 8, 16, 32)
 
 
 def test_bare_handshake_loop_completes_every_handshake_and_verifies_checksums():
@@ -220,7 +229,7 @@ def test_bench_reports_the_kind_of_build():
     from fasttcp.bench.codec import BenchConfig, Report
     from fasttcp.bench.handshakes import format_report
 
-    pgo = endpoint.PGO_BUILD and tracker.PGO_BUILD
+    pgo = endpoint.PGO_BUILD and tracker.PGO_BUILD and baseline.PGO_BUILD
     rep = Report(BenchConfig())
     assert rep.as_dict()["pgo_build"] is pgo
     head = format_report(rep).splitlines()[0]

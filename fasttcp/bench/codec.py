@@ -31,6 +31,7 @@ class BenchConfig:
     family: str = "4"
     peers: bool = True
     peer_packets: int = 20_000    # the peers are ~100x slower; a sample is enough
+    cores: int = 1                # processes for the multi-process figure (1: none)
     progress: Callable[[str], None] | None = None
 
 
@@ -49,6 +50,8 @@ class Report:
     peers: dict[str, Figure] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     held_open: int = 0
+    pipeline: dict | None = None  # the batch figure's endpoints' Endpoint.pipeline
+    cores_on_cpu: float | None = None  # --cores: the share of its rounds on a CPU
 
     def ratio(self, ours: str, peer: str) -> float | None:
         if ours in self.figures and peer in self.peers and self.peers[peer].value:
@@ -68,10 +71,20 @@ class Report:
         if "handshakes_per_s" in self.figures:
             for peer in ("dpkt_handshakes_per_s", "kernel_loopback_connections_per_s"):
                 out["ratios"][f"handshakes_vs_{peer.replace('_per_s', '')}"] = self.ratio("handshakes_per_s", peer)
-            # the cache-resident figure against the C loops run on the same flows
+            # the cache-resident figure against the C loops run on the same flows, and the
+            # batch figure against them at its own flow count
             for loop in ("bare_c", "lean_c"):
                 out["ratios"][f"cache_resident_vs_{loop}"] = self.ratio("handshakes_per_s_cache_resident",
                                                                         f"{loop}_handshakes_per_s")
+                out["ratios"][f"batch_vs_{loop}"] = self.ratio("handshakes_per_s", f"{loop}_batch_handshakes_per_s")
+        if "handshakes_per_s_cores" in self.figures:
+            # N processes against one, both measured by fasttcp.bench.cores in this run
+            out["cores"] = self.config.cores
+            out["scaling"] = (self.figures["handshakes_per_s_cores"].value
+                              / self.figures["handshakes_per_s_cores_one"].value)
+            out["cores_on_cpu"] = self.cores_on_cpu
+        if self.pipeline is not None:
+            out["pipeline"] = self.pipeline
         out["flows"] = self.config.flows
         out["held_open"] = self.held_open
         out["packets"] = 3 * self.config.flows
@@ -83,12 +96,14 @@ class Report:
 
 
 def pgo_build() -> bool:
-    """Were the measured extensions compiled with a profile (setup.py's profile-guided
-    build)? Figures from a plain build (FASTTCP_PGO=0, or not gcc) are lower."""
+    """Were the measured extensions (the endpoint, the tracker and the C loops they are
+    compared with) compiled with a profile (setup.py's profile-guided build)? Figures
+    from a plain build (FASTTCP_PGO=0, or not gcc) are lower."""
+    from fasttcp.bench import baseline
     from fasttcp.endpoint import endpoint
     from fasttcp.tracker import tracker
 
-    return bool(endpoint.PGO_BUILD and tracker.PGO_BUILD)
+    return bool(endpoint.PGO_BUILD and tracker.PGO_BUILD and baseline.PGO_BUILD)
 
 
 def _measure(fn: Callable[[], int], repeat: int) -> tuple[float, float]:

@@ -31,6 +31,9 @@ CLIENT_NET = "198.18.0.0/16"      # RFC 2544 benchmarking range
 SERVER_ADDR = "198.19.0.1"
 SERVER_PORT = 80
 CACHE_RESIDENT_FLOWS = 16_384     # two tables of this size and their queues (~4 MB) stay in L3
+MSL = 30.0                        # the endpoints' MSL: closes wait 2 MSL in TIME-WAIT
+_BUSY_ON_CPU = 0.9                # --cores workers on a CPU less of their rounds than this:
+                                  # they waited for one (measured: 0.95-1.0 on an idle host)
 
 
 def flow_keys(n: int, offset: int = 0) -> np.ndarray:
@@ -112,90 +115,152 @@ def _median(values):
 
 
 def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, single: int = 20_000) -> Report:
-    """Measure handshakes/s (batch, single-packet, many open), full lifecycles/s and
-    memory per connection, then the peers and (``codec``) the wire-layer figures."""
-    say = cfg.progress or (lambda _msg: None)
+    """Measure handshakes/s (batch, cache-resident, in `cfg.cores` processes, single-packet,
+    many open), full lifecycles/s and memory per connection, then the peers and
+    (``codec``) the wire-layer figures."""
     rep = Report(cfg)
-    n = cfg.flows
-    msl = 30.0
+    _batch_figures(cfg, rep)
+    _cache_resident_figures(cfg, rep)
+    if cfg.peers:
+        # the work no handshake can skip, in plain C, in the same run: on the
+        # cache-resident table's flows and on the batch figure's (see bare_handshake.h)
+        _c_loop_peers(cfg, rep)
+    if cfg.cores > 1:
+        _cores_figures(cfg, rep)
+    if many_open:
+        _many_open_figure(cfg, rep, many_open)
+    if single:
+        _single_packet_figure(cfg, rep, single)
+    if cfg.peers:
+        _python_and_kernel_peers(cfg, rep)
+    if codec:
+        run_codec(cfg, rep)
+    return rep
 
-    say(f"batch: {n:,} handshakes x {cfg.repeat} rounds")
+
+def _say(cfg: BenchConfig, msg: str) -> None:
+    if cfg.progress is not None:
+        cfg.progress(msg)
+
+
+def _batch_figures(cfg: BenchConfig, rep: Report) -> None:
+    """The batch figure: cfg.flows handshakes a round (and their lifecycles)."""
+    n = cfg.flows
+    _say(cfg, f"batch: {n:,} handshakes x {cfg.repeat} rounds")
     client, server = _pair(n)
-    hs, life, now = _rounds(client, server, flow_keys(n), cfg.repeat, 0.0, msl)
+    hs, life, _ = _rounds(client, server, flow_keys(n), cfg.repeat, 0.0, MSL)
     v, s = _median(hs)
     rep.figures["handshakes_per_s"] = Figure("handshakes_per_s", v, "handshakes/s", s)
     v, s = _median(life)
     rep.figures["lifecycles_per_s"] = Figure("lifecycles_per_s", v, "lifecycles/s", s)
     rep.figures["bytes_per_connection"] = Figure("bytes_per_connection", server.memory_bytes / n, "bytes")
-    del client, server
+    # the prefetch depth each endpoint measured for its table on this machine
+    rep.pipeline = {"client": client.pipeline, "server": server.pipeline}
+    seg = server.pipeline["segments"]
+    how = "measured" if seg["calibrations"] else "not measured: the table fits the private cache or batches are short"
+    rep.notes.append(f"batch pipeline depth {seg['depth']} (server, {how})")
 
-    # the same with a table that stays in the cache (the condition the 10 M/s target is
-    # stated for): few enough flows per round that both tables and the segment queues
-    # (~4 MB) fit in the L3 cache, and more rounds so each is still long enough to time
-    small = min(n, CACHE_RESIDENT_FLOWS)
-    say(f"batch, cache-resident table: {small:,} handshakes x {4 * cfg.repeat} rounds")
+
+def _cache_resident_figures(cfg: BenchConfig, rep: Report) -> None:
+    """The same with a table that stays in the cache (the condition the 10 M/s target is
+    stated for): few enough flows per round that both tables and the segment queues
+    (~4 MB) fit in the L3 cache, and more rounds so each is still long enough to time."""
+    small = _cache_resident(cfg)
+    _say(cfg, f"batch, cache-resident table: {small:,} handshakes x {4 * cfg.repeat} rounds")
     client, server = _pair(small)
-    hs, _, now = _rounds(client, server, flow_keys(small), 4 * cfg.repeat, now, msl)
+    hs, _, _ = _rounds(client, server, flow_keys(small), 4 * cfg.repeat, 0.0, MSL)
     v, s = _median(hs)
     rep.figures["handshakes_per_s_cache_resident"] = Figure("handshakes_per_s_cache_resident", v, "handshakes/s", s)
     rep.notes.append(f"cache-resident: {small:,} flows per round, median of {4 * cfg.repeat} rounds")
-    del client, server
-    if cfg.peers:
-        # the work no handshake can skip, in plain C, on the same flows and rounds: what
-        # the cache-resident figure is worth on this machine (see bare_handshake.h)
-        from fasttcp.bench.baseline import bare_handshakes_run
 
-        for lean, name in ((False, "bare_c_handshakes_per_s"), (True, "lean_c_handshakes_per_s")):
-            say(f"peer: {'lean' if lean else 'bare'} C handshake loop, {small:,} flows x {4 * cfg.repeat} rounds")
-            ns, est = bare_handshakes_run(small, 4 * cfg.repeat, lean=lean)
-            if est != small:
-                raise RuntimeError(f"{name}: {est} of {small} handshakes completed")
+
+def _cache_resident(cfg: BenchConfig) -> int:
+    return min(cfg.flows, CACHE_RESIDENT_FLOWS)
+
+
+def _c_loop_peers(cfg: BenchConfig, rep: Report) -> None:
+    """The bare and lean C loops on the cache-resident flows and rounds, and on the
+    batch figure's flows and rounds (where they fit the loops' 2^22 flows)."""
+    from fasttcp.bench.baseline import MAX_FLOWS, bare_handshakes_run
+
+    small = _cache_resident(cfg)
+    runs = [(small, 4 * cfg.repeat, "")]
+    if cfg.flows <= MAX_FLOWS:
+        runs.append((cfg.flows, cfg.repeat, "_batch"))
+    else:
+        rep.notes.append(f"no C loops at {cfg.flows:,} flows: they take at most {MAX_FLOWS:,}")
+    for flows, rounds, suffix in runs:
+        for lean in (False, True):
+            name = f"{'lean' if lean else 'bare'}_c{suffix}_handshakes_per_s"
+            _say(cfg, f"peer: {'lean' if lean else 'bare'} C handshake loop, {flows:,} flows x {rounds} rounds")
+            ns, est = bare_handshakes_run(flows, rounds, lean=lean)
+            if est != flows:
+                raise RuntimeError(f"{name}: {est} of {flows} handshakes completed")
             v, s = _median([1e9 / t for t in ns])      # rates per round, as for the endpoint
             rep.peers[name] = Figure(name, v, "handshakes/s", s)
 
-    if many_open:
-        say(f"many open: {many_open:,} connections held, then {n:,} more handshakes")
-        client, server = _pair(many_open + n)
-        held = flow_keys(many_open)
-        _handshakes(client, server, held, 0.0)
-        extra = flow_keys(n, offset=many_open)
-        rates = []
-        for rnd in range(cfg.repeat):
-            t0 = time.perf_counter()
-            cids, sids = _handshakes(client, server, extra, 1.0 + rnd * 100)
-            rates.append(n / (time.perf_counter() - t0))
-            for ep, ids in ((client, cids), (server, sids)):
-                ep.close_batch(ids, 1.0 + rnd * 100)
-            # reset the extra flows so the next round can reopen them
-            _drain_reset(client, server, cids, sids, 1.0 + rnd * 100)
-        v, s = _median(rates)
-        rep.figures["handshakes_per_s_many_open"] = Figure("handshakes_per_s_many_open", v, "handshakes/s", s)
-        rep.notes.append(f"many-open: {len(server):,} server connections held while measuring")
-        rep.held_open = many_open
-        del client, server
 
-    if single:
-        say(f"single-packet Python API: {single:,} handshakes")
-        rates = []
-        for _ in range(max(1, cfg.repeat // 2)):
-            rates.append(_single_packet(single))
-        v, s = _median(rates)
-        rep.figures["handshakes_per_s_python_api"] = Figure("handshakes_per_s_python_api", v, "handshakes/s", s)
+def _cores_figures(cfg: BenchConfig, rep: Report) -> None:
+    """The cache-resident benchmark in cfg.cores processes at once, each on its own
+    slice of the flow keys, and in one process by the same means (fasttcp.bench.cores)."""
+    from fasttcp.bench.cores import run_cores
 
-    if cfg.peers:
-        say("peer: the same handshake with dpkt in Python")
-        try:
-            v = _dpkt_handshakes(min(n, 20_000))
-            rep.peers["dpkt_handshakes_per_s"] = Figure("dpkt_handshakes_per_s", v, "handshakes/s")
-        except ImportError:
-            rep.notes.append("dpkt not installed: no dpkt peer (pip install 'fasttcp[test]')")
-        say("peer: Linux kernel loopback connect/accept")
-        v = _kernel_loopback(2.0)
-        rep.peers["kernel_loopback_connections_per_s"] = Figure("kernel_loopback_connections_per_s", v, "connections/s")
+    small, rounds = _cache_resident(cfg), 4 * cfg.repeat
+    _say(cfg, f"one process: {small:,} handshakes x {rounds} rounds")
+    one = run_cores(1, small, rounds)
+    _say(cfg, f"{cfg.cores} processes at once: {small:,} handshakes each x {rounds} rounds")
+    many = run_cores(cfg.cores, small, rounds)
+    rep.figures["handshakes_per_s_cores_one"] = Figure("handshakes_per_s_cores_one", one.handshakes_per_s,
+                                                       "handshakes/s", one.spread)
+    rep.figures["handshakes_per_s_cores"] = Figure("handshakes_per_s_cores", many.handshakes_per_s,
+                                                   "handshakes/s", many.spread)
+    rep.cores_on_cpu = many.on_cpu
+    each = ", ".join(f"{r / 1e6:.2f}" for r in many.per_worker)
+    rep.notes.append(f"{cfg.cores} processes: {small:,} flows each per round, median of {rounds} rounds; "
+                     f"each process in its own rounds: {each} M/s; on a CPU {many.on_cpu:.0%} of the rounds' "
+                     "spans" + ("" if many.on_cpu >= _BUSY_ON_CPU else
+                                " (other processes competed for the CPUs: the aggregate understates)"))
 
-    if codec:
-        run_codec(cfg, rep)
-    return rep
+
+def _many_open_figure(cfg: BenchConfig, rep: Report, many_open: int) -> None:
+    """Handshakes while `many_open` connections are held open in the same tables."""
+    n = cfg.flows
+    _say(cfg, f"many open: {many_open:,} connections held, then {n:,} more handshakes")
+    client, server = _pair(many_open + n)
+    _handshakes(client, server, flow_keys(many_open), 0.0)
+    extra = flow_keys(n, offset=many_open)
+    rates = []
+    for rnd in range(cfg.repeat):
+        t0 = time.perf_counter()
+        cids, sids = _handshakes(client, server, extra, 1.0 + rnd * 100)
+        rates.append(n / (time.perf_counter() - t0))
+        for ep, ids in ((client, cids), (server, sids)):
+            ep.close_batch(ids, 1.0 + rnd * 100)
+        # reset the extra flows so the next round can reopen them
+        _drain_reset(client, server, cids, sids, 1.0 + rnd * 100)
+    v, s = _median(rates)
+    rep.figures["handshakes_per_s_many_open"] = Figure("handshakes_per_s_many_open", v, "handshakes/s", s)
+    rep.notes.append(f"many-open: {len(server):,} server connections held while measuring")
+    rep.held_open = many_open
+
+
+def _single_packet_figure(cfg: BenchConfig, rep: Report, single: int) -> None:
+    _say(cfg, f"single-packet Python API: {single:,} handshakes")
+    rates = [_single_packet(single) for _ in range(max(1, cfg.repeat // 2))]
+    v, s = _median(rates)
+    rep.figures["handshakes_per_s_python_api"] = Figure("handshakes_per_s_python_api", v, "handshakes/s", s)
+
+
+def _python_and_kernel_peers(cfg: BenchConfig, rep: Report) -> None:
+    _say(cfg, "peer: the same handshake with dpkt in Python")
+    try:
+        v = _dpkt_handshakes(min(cfg.flows, 20_000))
+        rep.peers["dpkt_handshakes_per_s"] = Figure("dpkt_handshakes_per_s", v, "handshakes/s")
+    except ImportError:
+        rep.notes.append("dpkt not installed: no dpkt peer (pip install 'fasttcp[test]')")
+    _say(cfg, "peer: Linux kernel loopback connect/accept")
+    v = _kernel_loopback(2.0)
+    rep.peers["kernel_loopback_connections_per_s"] = Figure("kernel_loopback_connections_per_s", v, "connections/s")
 
 
 def _drain_reset(client: Endpoint, server: Endpoint, cids, sids, now: float) -> None:
@@ -306,6 +371,8 @@ def _kernel_loopback(seconds: float) -> float:
 _LABELS = {
     "handshakes_per_s": "handshakes/s, batch (C loop)",
     "handshakes_per_s_cache_resident": "handshakes/s, batch, cache-resident table",
+    "handshakes_per_s_cores": "handshakes/s, N processes, cache-resident",
+    "handshakes_per_s_cores_one": "handshakes/s, 1 process, same way",
     "lifecycles_per_s": "full lifecycles/s (open+close+2MSL)",
     "handshakes_per_s_many_open": "handshakes/s with N held open",
     "handshakes_per_s_python_api": "handshakes/s, single-packet API",
@@ -314,40 +381,39 @@ _LABELS = {
     "kernel_loopback_connections_per_s": "Linux kernel loopback connect/accept",
     "bare_c_handshakes_per_s": "bare C handshake loop (no events, timers)",
     "lean_c_handshakes_per_s": "lean C loop (+ events, timers, lists)",
+    "bare_c_batch_handshakes_per_s": "bare C loop, batch figure's flows",
+    "lean_c_batch_handshakes_per_s": "lean C loop, batch figure's flows",
 }
+_FIGURES = ("handshakes_per_s", "handshakes_per_s_cache_resident", "handshakes_per_s_cores",
+            "handshakes_per_s_cores_one", "lifecycles_per_s", "handshakes_per_s_many_open",
+            "handshakes_per_s_python_api", "bytes_per_connection")
+# the C loops, and the endpoint figure each is compared with (same flows, same run)
+_C_LOOPS = {"bare_c_handshakes_per_s": "handshakes_per_s_cache_resident",
+            "lean_c_handshakes_per_s": "handshakes_per_s_cache_resident",
+            "bare_c_batch_handshakes_per_s": "handshakes_per_s",
+            "lean_c_batch_handshakes_per_s": "handshakes_per_s"}
 
 
 def format_report(rep: Report) -> str:
+    """The handshake figures, the peers and the ratios to them, then the codec figures
+    and the notes, as text."""
     from fasttcp.bench.codec import format_report as codec_report
 
     cfg = rep.config
     lines = [f"fasttcp bench: {cfg.flows:,} flows per round, median of {cfg.repeat} rounds after a warm-up "
              f"(spread = (max-min)/median), pid {os.getpid()}, "
              f"{'profile-guided' if pgo_build() else 'plain (no profile)'} build"]
-    for name in ("handshakes_per_s", "handshakes_per_s_cache_resident", "lifecycles_per_s",
-                 "handshakes_per_s_many_open", "handshakes_per_s_python_api", "bytes_per_connection"):
+    for name in _FIGURES:
         f = rep.figures.get(name)
         if f is None:
             continue
-        label = _LABELS[name].replace("N held", f"{getattr(rep, 'held_open', 0):,} held")
+        label = _LABELS[name].replace("N held", f"{rep.held_open:,} held").replace("N proc", f"{cfg.cores} proc")
         val = f"{f.value:10.1f} bytes" if f.unit == "bytes" else f"{f.value / 1e6:8.2f} M/s"
         lines.append(f"  {label:40s} {val}   spread {f.spread:5.1%}")
-    c_loops = ("bare_c_handshakes_per_s", "lean_c_handshakes_per_s")
-    hs_peers = [p for p in rep.peers.values() if p.name in _LABELS and p.name not in c_loops]
-    loops = [rep.peers[name] for name in c_loops if name in rep.peers]
-    if hs_peers or loops:
-        lines.append("peers, same run:")
-        for f in hs_peers:
-            lines.append(f"  {_LABELS[f.name]:40s} {f.value / 1e3:8.1f} k/s")
-        for f in loops:
-            lines.append(f"  {_LABELS[f.name]:40s} {f.value / 1e6:8.2f} M/s   spread {f.spread:5.1%}")
-        ours = rep.figures["handshakes_per_s"].value
-        for f in hs_peers:
-            lines.append(f"  ratio batch handshakes / {_LABELS[f.name]:24s} {ours / f.value:8.0f}x")
-        for f in loops:
-            r = rep.ratio("handshakes_per_s_cache_resident", f.name)
-            if r is not None:
-                lines.append(f"  ratio cache-resident handshakes / {f.name.split('_')[0]} C loop {r:11.2f}x")
+    scaling = rep.as_dict().get("scaling")
+    if scaling is not None:
+        lines.append(f"  {'scaling, ' + str(cfg.cores) + ' processes / 1 process':40s} {scaling:8.2f}x")
+    lines += _peer_lines(rep)
     codec = {k: v for k, v in rep.figures.items() if k not in _LABELS}
     if codec:
         sub = Report(cfg, codec, {k: v for k, v in rep.peers.items() if k not in _LABELS}, [])
@@ -355,3 +421,24 @@ def format_report(rep: Report) -> str:
     for note in rep.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def _peer_lines(rep: Report) -> list[str]:
+    hs_peers = [p for p in rep.peers.values() if p.name in _LABELS and p.name not in _C_LOOPS]
+    loops = [rep.peers[name] for name in _C_LOOPS if name in rep.peers]
+    if not hs_peers and not loops:
+        return []
+    lines = ["peers, same run:"]
+    for f in hs_peers:
+        lines.append(f"  {_LABELS[f.name]:40s} {f.value / 1e3:8.1f} k/s")
+    for f in loops:
+        lines.append(f"  {_LABELS[f.name]:40s} {f.value / 1e6:8.2f} M/s   spread {f.spread:5.1%}")
+    ours = rep.figures["handshakes_per_s"].value
+    for f in hs_peers:
+        lines.append(f"  ratio batch handshakes / {_LABELS[f.name]:24s} {ours / f.value:8.0f}x")
+    for f in loops:
+        r = rep.ratio(_C_LOOPS[f.name], f.name)
+        if r is not None:
+            which = "batch" if _C_LOOPS[f.name] == "handshakes_per_s" else "cache-resident"
+            lines.append(f"  ratio {which} handshakes / {f.name.split('_')[0]} C loop {r:{34 - len(which)}.2f}x")
+    return lines

@@ -25,19 +25,20 @@ from pathlib import Path
 import numpy as np
 
 
-def _endpoint_rounds(family: int, flows: int, rounds: int) -> None:
-    """Batch handshakes and whole lifecycles, as `fasttcp bench` runs them."""
+def _endpoint_rounds(family: int, flows: int, rounds: int, depth: int | None = None) -> None:
+    """Batch handshakes and whole lifecycles, as `fasttcp bench` runs them (`depth`: the
+    batch pipelines' depth, None = as the endpoint measures it)."""
     from fasttcp.bench.handshakes import _close_all, _handshakes, flow_keys
     from fasttcp.endpoint.endpoint import Endpoint, pipe
     from fasttcp.table.table import KEY_DTYPE
 
     if family == 4:
-        client = Endpoint(["198.18.0.0/16"], capacity=flows, seed=1)
-        server = Endpoint(["198.19.0.1"], capacity=flows, seed=2)
+        client = Endpoint(["198.18.0.0/16"], capacity=flows, seed=1, pipeline_depth=depth)
+        server = Endpoint(["198.19.0.1"], capacity=flows, seed=2, pipeline_depth=depth)
         keys = flow_keys(flows)
     else:
-        client = Endpoint(["2001:db8:1::/64"], capacity=flows, seed=1)
-        server = Endpoint(["2001:db8:2::1"], capacity=flows, seed=2)
+        client = Endpoint(["2001:db8:1::/64"], capacity=flows, seed=1, pipeline_depth=depth)
+        server = Endpoint(["2001:db8:2::1"], capacity=flows, seed=2, pipeline_depth=depth)
         keys = np.zeros(flows, dtype=KEY_DTYPE)
         i = np.arange(flows)
         keys["family"] = 6
@@ -179,9 +180,15 @@ def _bare_handshakes() -> None:
 
 
 def main() -> int:
+    from fasttcp.endpoint.endpoint import PIPELINE_DEPTHS
+
     with tempfile.TemporaryDirectory(prefix="fasttcp-pgo-") as tmp:
         _endpoint_rounds(4, 20_000, 3)
         _endpoint_rounds(6, 5_000, 2)
+        # the pipelines at every depth a table may measure as its best (each depth's
+        # loop is a copy of its own: see endpoint_core.pxi's _pb_steady)
+        for depth in PIPELINE_DEPTHS:
+            _endpoint_rounds(4, 8_000, 1, depth)
         _endpoint_python_api(1_500)
         _tracker(Path(tmp))
         _codec()

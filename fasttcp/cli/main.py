@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--short-packets", type=int, default=1_000_000,
                    help="packets in the short-connection capture for the analyze figures (default 1M, "
                         "100k connections of 10 packets; 0 skips)")
+    b.add_argument("--cores", type=int, default=None,
+                   help="processes for the multi-process figure: each runs the cache-resident handshake "
+                        "benchmark on its own slice of the flows, all at once, reported with its scaling "
+                        "against one process, and the workers of the analyze figures (default: the CPUs "
+                        "this process may use; 1 skips it)")
     b.add_argument("--quick", action="store_true", help="small sizes: a smoke test with noisy figures")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     a = sub.add_parser("analyze", help="track every TCP connection of a pcap/pcapng file and report",
@@ -74,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from fasttcp.bench.cores import MAX_CORES_PER_CPU, allowed_cpus
     from fasttcp.bench.handshakes import BenchConfig, format_report, run
 
     if args.flows <= 0 or args.repeat <= 0 or args.many_open < 0 or args.single < 0:
@@ -90,7 +96,14 @@ def _bench(args: argparse.Namespace) -> int:
         print("fasttcp bench: --tracker-packets and --short-packets at most 2^32, --analyze-bytes at most 1 TiB",
               file=sys.stderr)
         return 2
-    cfg = BenchConfig(flows=args.flows, repeat=args.repeat, family=args.family, peers=not args.no_peers)
+    cpus = allowed_cpus()
+    cores = cpus if args.cores is None else args.cores
+    if not 1 <= cores <= cpus * MAX_CORES_PER_CPU:
+        print(f"fasttcp bench: --cores must be 1..{cpus * MAX_CORES_PER_CPU} ({MAX_CORES_PER_CPU} per CPU "
+              f"this process may use, {cpus} here)", file=sys.stderr)
+        return 2
+    cfg = BenchConfig(flows=args.flows, repeat=args.repeat, family=args.family, peers=not args.no_peers,
+                      cores=cores)
     many, single = args.many_open, args.single
     if args.quick:
         cfg.flows, cfg.repeat, cfg.peer_packets = min(cfg.flows, 10_000), min(cfg.repeat, 3), 2_000
@@ -99,7 +112,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.quick:
         tracker_packets, analyze_bytes = min(tracker_packets, 60_000), min(analyze_bytes, 16 << 20)
         short_packets = min(short_packets, 60_000)
-    steps = 2 + (many > 0) + (single > 0) + 4 * cfg.peers + (0 if args.no_codec else 6 + 2 * cfg.peers)
+    steps = (2 + (many > 0) + (single > 0) + 6 * cfg.peers + 2 * (cores > 1)
+             + (0 if args.no_codec else 6 + 2 * cfg.peers))
     if not args.no_tracker:
         # synthesis, feed_batch rounds, rows to text, analyze rounds (both captures), peers
         rounds = max(1, cfg.repeat // 2) + 1
@@ -127,7 +141,7 @@ def _bench(args: argparse.Namespace) -> int:
         from fasttcp.bench.tracker import TrackerBenchConfig, run_tracker_bench
 
         tcfg = TrackerBenchConfig(packets=tracker_packets, concurrent=min(10_000, max(1, tracker_packets // 100)),
-                                  analyze_bytes=analyze_bytes, short_packets=short_packets,
+                                  analyze_bytes=analyze_bytes, short_packets=short_packets, workers=cores,
                                   repeat=cfg.repeat, peers=cfg.peers,
                                   peer_packets=min(200_000, tracker_packets), progress=progress)
         trep = run_tracker_bench(tcfg)

@@ -1,7 +1,7 @@
 """Sans-IO TCP endpoint: RFC 9293 connection lifecycle; segments + time in, segments + events out."""
 import ipaddress
 from collections.abc import Iterable
-from typing import TypeAlias, final
+from typing import Any, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -9,7 +9,7 @@ import numpy.typing as npt
 from fasttcp.enums import Cause, State
 from fasttcp.table.timeouts import Timeouts
 
-__all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "pipe"]
+__all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "PIPELINE_DEPTHS", "pipe"]
 
 _Addr: TypeAlias = str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
 _Net: TypeAlias = _Addr | ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -21,6 +21,8 @@ EVENT_DTYPE: np.dtype
 ``old_state``/``new_state`` (`State`), ``cause`` (`Cause`), ``gen``, ``data_offset``
 and the connection key (``family``, ``lport``, ``rport``, ``laddr``, ``raddr``)."""
 DROP_REASONS: tuple[str, ...]
+PIPELINE_DEPTHS: tuple[int, ...]
+"""The prefetch distances (packets ahead) a batch pipeline can run at: 2, 4, 8, 16, 32."""
 PGO_BUILD: bool
 """True when this module was compiled with a gcc profile (setup.py's profile-guided build)."""
 
@@ -110,9 +112,12 @@ class Endpoint:
         ttl: int = 64,
         max_transmit_bytes: int = ...,
         max_events: int = ...,
+        pipeline_depth: int | None = None,
     ) -> None:
-        """Raises UsageError for an argument of the wrong type or out of range (then
-        nothing is allocated), or if the endpoint was initialised before; MemoryError."""
+        """``pipeline_depth``: None measures the batch calls' prefetch distance on this
+        machine (see `pipeline`); one of PIPELINE_DEPTHS fixes it. Raises UsageError
+        for an argument of the wrong type or out of range (then nothing is allocated),
+        or if the endpoint was initialised before; MemoryError."""
     def listen(self, port: int) -> None:
         """Raises UsageError if already listening or the port is not an int in 1..65535."""
     def unlisten(self, port: int) -> None:
@@ -124,6 +129,11 @@ class Endpoint:
     def memory_bytes(self) -> int: ...
     @property
     def stats(self) -> dict[str, object]: ...
+    @property
+    def pipeline(self) -> dict[str, Any]:
+        """``auto``, ``cache_bytes``, and per pipeline (``segments``, ``connects``) its
+        ``depth``, ``calibrations`` and ``ns_per_item`` ({depth: median ns per item} of
+        the last measurement)."""
     @property
     def pending_transmit(self) -> int: ...
     def connect(self, remote_addr: _Addr, remote_port: int, *, local_port: int | None = None,

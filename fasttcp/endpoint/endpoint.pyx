@@ -42,7 +42,7 @@ from fasttcp.table.timeouts import Timeouts
 
 include "endpoint_core.pxi"
 
-__all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "pipe"]
+__all__ = ["Endpoint", "Connection", "Event", "EVENT_DTYPE", "DROP_REASONS", "PIPELINE_DEPTHS", "pipe"]
 
 #: True when this module was compiled with a gcc profile (setup.py's profile-guided build)
 PGO_BUILD = FASTTCP_PGO != 0
@@ -58,6 +58,43 @@ seconds), the record id, old/new `State`, `Cause`, value (DATA: bytes delivered,
 ``data_offset`` of the input buffer) and the connection key."""
 # events_batch() copies the C events into this dtype byte for byte
 assert EVENT_DTYPE.itemsize == sizeof(ep_event_t)
+
+#: the prefetch distances (packets ahead) a batch pipeline can run at; an Endpoint
+#: measures which is fastest on its machine and table (see `Endpoint.pipeline`)
+PIPELINE_DEPTHS = tuple(2 << k for k in range(EP_NDEPTHS))
+
+
+def _private_cache_bytes():
+    """The size of the CPU's level-2 cache (private to a core on current x86-64 and Arm
+    server cores), from Linux's sysfs; 0 where it cannot be read. A table bigger than it
+    misses the core's own caches, which is when the batch pipelines' depth matters."""
+    try:
+        cpu = min(os.sched_getaffinity(0))
+    except (AttributeError, OSError, ValueError):
+        cpu = 0
+    base = f"/sys/devices/system/cpu/cpu{cpu}/cache"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return 0
+    for name in names:
+        try:
+            with open(f"{base}/{name}/level") as f:
+                level = f.read().strip()
+            with open(f"{base}/{name}/type") as f:
+                kind = f.read().strip()
+            with open(f"{base}/{name}/size") as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        if level == "2" and kind in ("Unified", "Data"):
+            digits = size.rstrip("KMG")          # "1024K"
+            scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[len(digits):], 0)
+            return int(digits) * scale if digits.isdigit() else 0
+    return 0
+
+
+cdef uint64_t _CACHE_BYTES = _private_cache_bytes()
 
 DROP_REASONS = ("malformed", "not_local", "no_listener", "unacceptable", "bad_ack", "rst_invalid",
                 "rst_challenged", "syn_challenged", "paws", "no_ack", "out_of_order", "table_full",
@@ -545,6 +582,18 @@ cdef class Connection:
         return f"<Connection {l}:{lp} -> {r}:{rp} {st}>"
 
 
+cdef inline void _accept_prefetch(const ep_t *ep) noexcept nogil:
+    """Start loading the record of the accept-queue entry the segment pipeline's depth
+    ahead of the head: accept_batch reads (and writes) every queued record, in the
+    order the handshakes completed, which in a large table is a cache miss each."""
+    cdef size_t ahead = ep.pipes[EP_PIPE_SEGMENTS].depth
+    if ahead < ep.acq_len:
+        ahead += ep.acq_head
+        if ahead >= ep.acq_cap:
+            ahead -= ep.acq_cap
+        ftx_prefetch_conn_w(&ep.tab.conns[ep.acq[ahead]])
+
+
 cdef int64_t _accept_next(ep_t *ep) noexcept nogil:
     """Pop the accept queue up to its next live entry (one whose record still holds the
     incarnation that completed the handshake, not yet handed out); its id, or -1."""
@@ -569,7 +618,7 @@ cdef class Endpoint:
 
     ``Endpoint(addresses, *, mss=1460, window=65535, wscale=7, sack=True,
     timestamps=True, msl=30.0, capacity=65536, seed=None, isn_secret=None, ttl=64,
-    max_transmit_bytes=256 MiB, max_events=2^22)``
+    max_transmit_bytes=256 MiB, max_events=2^22, pipeline_depth=None)``
 
     ``addresses``: local addresses or networks (``"198.18.0.0/15"``) the endpoint owns,
     1 to 16 of them; segments to other destinations are dropped. ``wscale=None``
@@ -578,6 +627,8 @@ cdef class Endpoint:
     ``max_transmit_bytes``/``max_events``: how much output and how many events may wait
     for transmit()/events(); beyond that they are dropped and counted in `stats`, so a
     peer cannot grow memory without bound while the caller is not draining.
+    ``pipeline_depth``: None (the default) measures the batch calls' prefetch distance
+    on this machine (see `pipeline`); one of PIPELINE_DEPTHS fixes it.
 
     Raises UsageError for an argument of the wrong type or out of range (nothing is
     allocated then), MemoryError if the table cannot be allocated.
@@ -623,9 +674,9 @@ cdef class Endpoint:
 
     def __init__(self, addresses, *, mss=1460, window=65535, wscale=7, sack=True, timestamps=True,
                  msl=30.0, capacity=65536, seed=None, isn_secret=None, ttl=64,
-                 max_transmit_bytes=256 << 20, max_events=1 << 22):
+                 max_transmit_bytes=256 << 20, max_events=1 << 22, pipeline_depth=None):
         cdef ep_t *ep = self._ep
-        cdef int64_t c_mss, c_window, c_capacity, c_ttl, c_wscale, c_max_out, c_max_events
+        cdef int64_t c_mss, c_window, c_capacity, c_ttl, c_wscale, c_max_out, c_max_events, c_depth
         if self._init_started:
             raise UsageError("an Endpoint is initialised once; make a new one")
         # every argument is checked before anything is written: a refused call leaves
@@ -650,6 +701,11 @@ cdef class Endpoint:
         for name, v in (("sack", sack), ("timestamps", timestamps)):
             if not isinstance(v, (bool, int)) or v not in (0, 1):
                 raise UsageError(f"{name} must be True or False, got {v!r}")
+        c_depth = 0
+        if pipeline_depth is not None:
+            c_depth = _int_in(pipeline_depth, "pipeline_depth", 2, EP_DEPTH_MAX)
+            if c_depth not in PIPELINE_DEPTHS:
+                raise UsageError(f"pipeline_depth must be None or one of {PIPELINE_DEPTHS}, got {pipeline_depth!r}")
         for name, v in (("seed", seed), ("isn_secret", isn_secret)):
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
                 raise UsageError(f"{name} must be a non-negative int or None, got {v!r}")
@@ -697,6 +753,10 @@ cdef class Endpoint:
         ep.max_out_bytes = <size_t>c_max_out
         ep.rng = (int.from_bytes(os.urandom(8), "little") | 1)
         ep.max_events = <size_t>c_max_events
+        ep.depth_fixed = pipeline_depth is not None
+        ep.cache_bytes = _CACHE_BYTES
+        for i in range(EP_NPIPES):
+            ep.pipes[i].depth = EP_DEPTH_START if pipeline_depth is None else <uint32_t>c_depth
         # expand the secret into six independent 64-bit keys (splitmix64 over its words),
         # so every key word is well mixed whatever the size of the secret
         x = isn_secret & ((1 << 384) - 1)
@@ -808,6 +868,25 @@ cdef class Endpoint:
                     time_backwards=self._time_back,
                     drops={DROP_REASONS[i]: ep.drops[i] for i in range(DROP_COUNT)})
 
+    @property
+    def pipeline(self):
+        """The batch calls' pipelines and how their depth was chosen, as a dict:
+        ``auto`` (False when the constructor fixed the depth), ``cache_bytes`` (the
+        private cache a table must outgrow before its depth is measured; 0 = unknown),
+        and per pipeline (``segments``: receive_batch and pipe(); ``connects``:
+        connect_batch) its ``depth`` (packets ahead whose index slots are loaded),
+        ``calibrations`` (times it was measured) and ``ns_per_item`` ({depth: median ns
+        per packet or key} of the last measurement; empty before one)."""
+        cdef ep_t *ep = self._core()
+        cdef ep_pipe_t *pp
+        out = {"auto": not ep.depth_fixed, "cache_bytes": ep.cache_bytes}
+        for name, which in (("segments", EP_PIPE_SEGMENTS), ("connects", EP_PIPE_CONNECTS)):
+            pp = &ep.pipes[which]
+            out[name] = {"depth": pp.depth, "calibrations": pp.calibrations,
+                         "ns_per_item": {PIPELINE_DEPTHS[k]: pp.ns[k] for k in range(EP_NDEPTHS)}
+                         if pp.calibrations else {}}
+        return out
+
     # ---- opening ----
 
     def connect(self, remote_addr, remote_port, *, local_port=None, local_addr=None, now):
@@ -909,6 +988,7 @@ cdef class Endpoint:
             o = out
             with nogil:
                 while n < cap:
+                    _accept_prefetch(ep)
                     id = _accept_next(ep)
                     if id < 0:
                         break

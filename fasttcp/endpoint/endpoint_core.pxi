@@ -8,10 +8,11 @@
 # passes time in and drains the arena and events.
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fasttcp.wire.defs cimport *
 from fasttcp.table.ops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
-                                ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
+                                ftx_prefetch_conn_w, ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
                                 ftx_set_deadline, ftx_victim)
 from fasttcp.wire.codec cimport (ft_parse_ip_inline, ft_build_packet, ft_build_ts_segment,
                                  ft_put_linux_options)
@@ -45,6 +46,24 @@ cdef enum:
     TCP_TW_ISS_GAP = 65537      # a reopened TIME-WAIT's ISS above the old SND.NXT (Linux's
                                 # tw_snd_nxt + 65535 + 2)
     EP_NOT_LOCAL = -3           # connect: the local address is not one of the endpoint's
+
+# The batch pipelines (ep_process_batch, ep_connect_batch): how far ahead of the packet
+# (key) being processed its index slot is loaded, measured per endpoint (_calibrate).
+cdef enum:
+    EP_NDEPTHS = 5              # candidate depths: 2, 4, 8, 16, 32 (2 << k)
+    EP_DEPTH_MAX = 2 << (EP_NDEPTHS - 1)      # the ring's size
+    EP_DEPTH_START = 8          # before the first measurement (and for a table that fits
+                                # the private cache, where the depth makes no difference)
+    EP_PIPE_SEGMENTS = 0        # ep_t.pipes[]: segments in
+    EP_PIPE_CONNECTS = 1        # keys opened by connect_batch
+    EP_NPIPES = 2
+
+ctypedef struct ep_pipe_t:
+    uint32_t depth              # prefetch distance in use: 2 << k for a k < EP_NDEPTHS
+    uint32_t calibrations       # times it was measured
+    uint64_t footprint          # table bytes when it was last measured (0: never)
+    uint64_t since              # items through this pipeline since then
+    double ns[EP_NDEPTHS]       # ns per item at each candidate depth, last measurement
 
 ctypedef struct ep_local_t:
     uint8_t family
@@ -91,6 +110,9 @@ ctypedef struct ep_t:
     uint64_t events_dropped
     uint64_t rng                # xorshift state (challenge ACK budget)
     bint oom
+    ep_pipe_t pipes[EP_NPIPES]
+    bint depth_fixed            # the user chose the depth: never measured
+    uint64_t cache_bytes        # the CPU's private (per-core) cache; 0 = unknown
 
 
 cdef inline uint64_t _rto(const ep_t *ep, uint8_t n) noexcept nogil:
@@ -943,8 +965,121 @@ cdef int ep_process(ep_t *ep, const uint8_t *buf, size_t length, uint32_t base, 
     return _dispatch(ep, &p, &k, h, buf, base, now)
 
 
+# ---- batch pipelines and their depth ----
+#
+# A batch call works through its packets (keys) in a pipeline: the index slot of the
+# packet `depth` places ahead is loaded while this one is processed, so the cache
+# misses of a table larger than the cache overlap instead of adding up. Too shallow,
+# and a miss is still in flight when its packet's turn comes; too deep, and loaded
+# lines are evicted again before use, or the core runs out of fill buffers. The best
+# depth is the memory latency over the time per packet, both the machine's, so it is
+# measured, not fixed: the first large batch of an endpoint whose table is bigger than
+# the CPU's private cache runs its first packets in short chunks at each candidate
+# depth, timed, and keeps the fastest, or the shallowest as fast within the noise
+# (_calibrate). The measurement is real work: the
+# chunks are the batch's own packets, in order, with the same results at any depth.
+# It is redone when the table has grown twofold since, or after EP_CAL_PERIOD items.
+
 cdef enum:
-    _AHEAD = 8                        # packets parsed (and index slots prefetched) ahead
+    EP_CAL_CHUNK = 512          # items per timed chunk: >= 16 x the deepest candidate, so
+                                # the fill and drain of a chunk are a few percent of it
+    EP_CAL_ROUNDS = 4           # chunks per candidate; the median is kept (an interrupt
+                                # or a preemption spoils one chunk, not the choice)
+    EP_CAL_ITEMS = EP_CAL_CHUNK * EP_CAL_ROUNDS * EP_NDEPTHS
+    EP_CAL_MIN_BATCH = 4 * EP_CAL_ITEMS    # a batch measures only if the measurement
+                                            # is at most a quarter of it
+    EP_CAL_PERIOD = 1 << 22     # items between measurements of an unchanged table: the
+                                # machine's load, and so its best depth, changes too, and a
+                                # measurement a burst of other work spoilt is redone within
+                                # half a second of work (each costs 0.25% of the period)
+    EP_CAL_SLACK_PCT = 3        # a depth this close to the fastest counts as as fast: the
+                                # run-to-run noise of a chunk median on an idle machine
+
+ctypedef void (*_pipe_fn)(ep_t *ep, const void *job, Py_ssize_t lo, Py_ssize_t hi,
+                          Py_ssize_t depth) noexcept nogil
+
+
+cdef inline double _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec * 1e9 + <double>ts.tv_nsec
+
+
+cdef double _median(double *v, int n) noexcept nogil:
+    """Median of v[0..n-1] (sorted in place: n is a handful)."""
+    cdef int i, j
+    cdef double x
+    for i in range(1, n):
+        x = v[i]
+        j = i - 1
+        while j >= 0 and v[j] > x:
+            v[j + 1] = v[j]
+            j -= 1
+        v[j + 1] = x
+    return v[n // 2] if n & 1 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+cdef inline uint64_t _footprint(const ep_t *ep) noexcept nogil:
+    """Bytes of table a batch can touch: the index and the records handed out so far
+    (`fresh`, which never shrinks: a table that fills and empties every round, as the
+    bench's do, is not measured again each time it refills)."""
+    return <uint64_t>ep.tab.fresh * sizeof(ft_conn_t) + ep.tab.nslots * sizeof(uint64_t)
+
+
+cdef inline bint _calibration_due(const ep_t *ep, const ep_pipe_t *pp, Py_ssize_t n,
+                                  uint64_t fp) noexcept nogil:
+    """Measure now? Only a large batch (the measurement is a small part of it), only a
+    table bigger than the private cache (else every depth runs alike), and only if the
+    table has grown twofold or EP_CAL_PERIOD items went by since the last time."""
+    if ep.depth_fixed or n < EP_CAL_MIN_BATCH or fp <= ep.cache_bytes:
+        return False
+    return pp.footprint == 0 or fp >= 2 * pp.footprint or pp.since >= EP_CAL_PERIOD
+
+
+cdef Py_ssize_t _calibrate(ep_t *ep, ep_pipe_t *pp, _pipe_fn run, const void *job, uint64_t fp) noexcept nogil:
+    """Run the first EP_CAL_ITEMS items of a batch in chunks, each candidate depth in
+    turn (rotated every round so no depth always follows the same one), and keep the
+    shallowest depth whose median time per item is within EP_CAL_SLACK_PCT of the
+    lowest: between depths the noise cannot tell apart, the shallower keeps fewer
+    prefetched lines waiting, which a busier cache would evict before use. Returns how
+    many items were processed."""
+    cdef double ns[EP_NDEPTHS][EP_CAL_ROUNDS]
+    cdef double t0
+    cdef Py_ssize_t pos = 0
+    cdef int r, c, k, best = 0
+    for r in range(EP_CAL_ROUNDS):
+        for c in range(EP_NDEPTHS):
+            k = (c + r) % EP_NDEPTHS
+            t0 = _now_ns()
+            run(ep, job, pos, pos + EP_CAL_CHUNK, 2 << k)
+            ns[k][r] = (_now_ns() - t0) / EP_CAL_CHUNK
+            pos += EP_CAL_CHUNK
+    for k in range(EP_NDEPTHS):
+        pp.ns[k] = _median(ns[k], EP_CAL_ROUNDS)
+        if pp.ns[k] < pp.ns[best]:
+            best = k
+    for k in range(best):
+        if pp.ns[k] * 100 <= pp.ns[best] * (100 + EP_CAL_SLACK_PCT):
+            best = k
+            break
+    pp.depth = 2 << best
+    pp.footprint = fp
+    pp.since = 0
+    pp.calibrations += 1
+    return pos
+
+
+cdef void _pipelined(ep_t *ep, int which, _pipe_fn run, const void *job, Py_ssize_t n) noexcept nogil:
+    """Items 0..n-1 of a batch through pipeline `which` (EP_PIPE_*), measuring its
+    depth first when that is due."""
+    cdef ep_pipe_t *pp = &ep.pipes[which]
+    cdef uint64_t fp = _footprint(ep)
+    cdef Py_ssize_t done = 0
+    if _calibration_due(ep, pp, n, fp):
+        done = _calibrate(ep, pp, run, job, fp)
+    pp.since += <uint64_t>n
+    if done < n:
+        run(ep, job, done, n, pp.depth)
 
 
 ctypedef struct _stage_t:
@@ -954,55 +1089,103 @@ ctypedef struct _stage_t:
     int rc
 
 
-cdef inline void _pb_finish(ep_t *ep, _stage_t *ring, Py_ssize_t j, const uint8_t *buf, const int64_t *offs,
+ctypedef struct _seg_job_t:             # what ep_process_batch's pipeline works through
+    const uint8_t *buf
+    const int64_t *offs
+    const int64_t *lens
+    int64_t *result
+    uint64_t now
+
+
+cdef inline void _pb_finish(ep_t *ep, _stage_t *s, const uint8_t *buf, const int64_t *offs, Py_ssize_t j,
                             uint64_t now, int64_t *result) noexcept nogil:
     # last stage of packet j: the connection's rules
-    cdef _stage_t *s = &ring[j & (_AHEAD - 1)]
     if s.rc < 0:
         s.rc = _dispatch(ep, &s.p, &s.k, s.h, buf + offs[j], <uint32_t>offs[j], now)
     if result != NULL:
         result[j] = s.rc
 
 
-cdef inline void _pb_middle(ep_t *ep, _stage_t *ring, Py_ssize_t j) noexcept nogil:
-    # packet j's index slot has arrived: start loading its record
-    if ring[j & (_AHEAD - 1)].rc < 0:
-        ftx_prefetch_record(&ep.tab, ring[j & (_AHEAD - 1)].h)
+cdef inline void _pb_middle(ep_t *ep, const _stage_t *s) noexcept nogil:
+    # the packet's index slot has arrived: start loading its record
+    if s.rc < 0:
+        ftx_prefetch_record(&ep.tab, s.h)
 
 
-cdef inline void _pb_start(ep_t *ep, _stage_t *ring, Py_ssize_t i, const uint8_t *buf, const int64_t *offs,
-                           const int64_t *lens) noexcept nogil:
+cdef inline void _pb_start(ep_t *ep, _stage_t *s, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
+                           Py_ssize_t i) noexcept nogil:
     # first stage of packet i: parse, hash, prefetch its index slot
-    cdef _stage_t *s = &ring[i & (_AHEAD - 1)]
     s.rc = _parse_stage(ep, buf + offs[i], <size_t>lens[i], &s.p, &s.k, &s.h)
     if s.rc < 0:
         ftx_prefetch(&ep.tab, s.h)
 
 
+cdef inline void _pb_steady(ep_t *ep, _stage_t *ring, const uint8_t *buf, const int64_t *offs,
+                            const int64_t *lens, Py_ssize_t lo, Py_ssize_t hi, uint64_t now, int64_t *result,
+                            const Py_ssize_t d) noexcept nogil:
+    """_pb_run's steady state, lo+d <= i < hi. Inlined once per depth (d a constant in
+    each copy), so the ring's slot arithmetic folds as it did for the fixed depth this
+    replaced: with d a variable it cost 15 instructions a segment and 3% of the
+    cache-resident handshake rate (plain build)."""
+    cdef Py_ssize_t i
+    for i in range(lo + d, hi):
+        _pb_finish(ep, &ring[i & (d - 1)], buf, offs, i - d, now, result)
+        _pb_middle(ep, &ring[(i - d // 2) & (d - 1)])
+        _pb_start(ep, &ring[i & (d - 1)], buf, offs, lens, i)
+
+
+cdef void _pb_run(ep_t *ep, const void *job, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d) noexcept nogil:
+    """Packets lo..hi-1 of a segment batch, pipelined `d` deep (a power of 2 up to
+    EP_DEPTH_MAX): packet i+d is parsed and its index slot prefetched, and packet
+    i+d/2's record prefetched, while packet i is processed, so table misses overlap.
+    Same results as ep_process in order, at any depth (a lookup only ever uses its own
+    key's hash, computed from immutable packet bytes)."""
+    cdef const _seg_job_t *jb = <const _seg_job_t *>job
+    # the job's fields as locals: read through the pointer, every byte the loop stores
+    # (a packet, an event) could have changed them, and they would be reloaded each time
+    cdef const uint8_t *buf = jb.buf
+    cdef const int64_t *offs = jb.offs
+    cdef const int64_t *lens = jb.lens
+    cdef int64_t *result = jb.result
+    cdef uint64_t now = jb.now
+    cdef _stage_t ring[EP_DEPTH_MAX]
+    cdef Py_ssize_t i, m = d - 1, half = d >> 1
+    # Step i finishes packet i-d (first: its ring slot is the one packet i is parsed
+    # into), prefetches the record of packet i-d/2 and starts packet i. The steady
+    # state (lo+d <= i < hi) runs all three with no bounds to check; the fill and the
+    # drain are the steps where some do not apply.
+    for i in range(lo, hi if hi - lo < d else lo + d):
+        if i - half >= lo:
+            _pb_middle(ep, &ring[(i - half) & m])
+        _pb_start(ep, &ring[i & m], buf, offs, lens, i)
+    if d == 2:
+        _pb_steady(ep, ring, buf, offs, lens, lo, hi, now, result, 2)
+    elif d == 4:
+        _pb_steady(ep, ring, buf, offs, lens, lo, hi, now, result, 4)
+    elif d == 8:
+        _pb_steady(ep, ring, buf, offs, lens, lo, hi, now, result, 8)
+    elif d == 16:
+        _pb_steady(ep, ring, buf, offs, lens, lo, hi, now, result, 16)
+    else:
+        _pb_steady(ep, ring, buf, offs, lens, lo, hi, now, result, 32)
+    for i in range(hi, hi + d):
+        if i - d >= lo:
+            _pb_finish(ep, &ring[i & m], buf, offs, i - d, now, result)
+        if lo <= i - half < hi:
+            _pb_middle(ep, &ring[(i - half) & m])
+
+
 cdef void ep_process_batch(ep_t *ep, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
                            Py_ssize_t n, uint64_t now, int64_t *result) noexcept nogil:
-    """Many packets, pipelined: packet i+8 is parsed and its index slot prefetched while
-    packet i is processed, so table misses overlap. Same results as ep_process in order
-    (a lookup only ever uses its own key's hash, computed from immutable packet bytes)."""
-    cdef _stage_t ring[8]
-    cdef Py_ssize_t i
-    # Step i finishes packet i-8 (first: its ring slot is the one packet i is parsed
-    # into), prefetches the record of packet i-4 and starts packet i. The steady state
-    # (8 <= i < n) runs all three with no bounds to check; the fill and the drain are
-    # the steps where some do not apply.
-    for i in range(n if n < _AHEAD else _AHEAD):
-        if i >= _AHEAD // 2:
-            _pb_middle(ep, ring, i - _AHEAD // 2)
-        _pb_start(ep, ring, i, buf, offs, lens)
-    for i in range(_AHEAD, n):
-        _pb_finish(ep, ring, i - _AHEAD, buf, offs, now, result)
-        _pb_middle(ep, ring, i - _AHEAD // 2)
-        _pb_start(ep, ring, i, buf, offs, lens)
-    for i in range(n, n + _AHEAD):
-        if i >= _AHEAD:
-            _pb_finish(ep, ring, i - _AHEAD, buf, offs, now, result)
-        if _AHEAD // 2 <= i < n + _AHEAD // 2:
-            _pb_middle(ep, ring, i - _AHEAD // 2)
+    """Many packets, pipelined (_pb_run) at the endpoint's measured depth. Same results
+    as ep_process in order; `result` (or NULL) gets -1 or the drop reason of each."""
+    cdef _seg_job_t jb
+    jb.buf = buf
+    jb.offs = offs
+    jb.lens = lens
+    jb.result = result
+    jb.now = now
+    _pipelined(ep, EP_PIPE_SEGMENTS, _pb_run, &jb, n)
 
 
 # ---- user calls ----
@@ -1013,23 +1196,44 @@ cdef int64_t ep_connect(ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogi
     return _connect_hashed(ep, k, ft_hash_key(&ep.tab, k), now)
 
 
+ctypedef struct _conn_job_t:            # what ep_connect_batch's pipeline works through
+    const ft_key_t *keys
+    int64_t *out
+    uint64_t now
+
+
+cdef void _cb_run(ep_t *ep, const void *job, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d) noexcept nogil:
+    """Keys lo..hi-1 of a connect batch, pipelined `d` deep as _pb_run: key i+d is
+    hashed and its index slot prefetched while key i is opened (in a large table every
+    lookup is a cache miss otherwise). Same results as ep_connect in order."""
+    cdef const _conn_job_t *jb = <const _conn_job_t *>job
+    cdef const ft_key_t *keys = jb.keys         # as locals: see _pb_run
+    cdef int64_t *out = jb.out
+    cdef uint64_t now = jb.now
+    cdef uint64_t hs[EP_DEPTH_MAX]
+    cdef Py_ssize_t i, m = d - 1
+    # fill, steady state (no bounds to check), drain: as in _pb_run (key i and key i-d
+    # share a slot of hs: i-d is opened before i is hashed into it)
+    for i in range(lo, hi if hi - lo < d else lo + d):
+        hs[i & m] = ft_hash_key(&ep.tab, &keys[i])
+        ftx_prefetch(&ep.tab, hs[i & m])
+    for i in range(lo + d, hi):
+        out[i - d] = _connect_hashed(ep, &keys[i - d], hs[i & m], now)
+        hs[i & m] = ft_hash_key(&ep.tab, &keys[i])
+        ftx_prefetch(&ep.tab, hs[i & m])
+    for i in range(hi if hi - lo > d else lo + d, hi + d):
+        out[i - d] = _connect_hashed(ep, &keys[i - d], hs[i & m], now)
+
+
 cdef void ep_connect_batch(ep_t *ep, const ft_key_t *keys, Py_ssize_t n, uint64_t now,
                            int64_t *out) noexcept nogil:
-    """ep_connect for many keys, pipelined like ep_process_batch: key i+8 is hashed and
-    its index slot prefetched while key i is opened (in a large table every lookup is a
-    cache miss otherwise). Same results as n calls of ep_connect in order."""
-    cdef uint64_t hs[8]
-    cdef Py_ssize_t i
-    # fill, steady state (no bounds to check), drain: as in ep_process_batch
-    for i in range(n if n < _AHEAD else _AHEAD):
-        hs[i & (_AHEAD - 1)] = ft_hash_key(&ep.tab, &keys[i])
-        ftx_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
-    for i in range(_AHEAD, n):
-        out[i - _AHEAD] = _connect_hashed(ep, &keys[i - _AHEAD], hs[(i - _AHEAD) & (_AHEAD - 1)], now)
-        hs[i & (_AHEAD - 1)] = ft_hash_key(&ep.tab, &keys[i])
-        ftx_prefetch(&ep.tab, hs[i & (_AHEAD - 1)])
-    for i in range(n if n > _AHEAD else _AHEAD, n + _AHEAD):
-        out[i - _AHEAD] = _connect_hashed(ep, &keys[i - _AHEAD], hs[(i - _AHEAD) & (_AHEAD - 1)], now)
+    """ep_connect for many keys, pipelined (_cb_run) at the endpoint's measured depth.
+    Same results as n calls of ep_connect in order."""
+    cdef _conn_job_t jb
+    jb.keys = keys
+    jb.out = out
+    jb.now = now
+    _pipelined(ep, EP_PIPE_CONNECTS, _cb_run, &jb, n)
 
 
 cdef int64_t _connect_hashed(ep_t *ep, const ft_key_t *k, uint64_t h, uint64_t now) noexcept nogil:

@@ -35,6 +35,8 @@ def _usage_error(proc: subprocess.CompletedProcess, match: str) -> None:
     ["--single", str(10 ** 11)],          # an endpoint holds at most 2^31 connections
     ["--many-open", str(3 * 10 ** 9)],
     ["--flows", "-1"], ["--flows", "0"], ["--repeat", "0"], ["--flows", str(10 ** 12)],
+    ["--cores", "0"], ["--cores", "-2"], ["--cores", str(10 ** 6)], ["--cores", str(2 ** 64)],
+    ["--cores", "1.5"], ["--cores", "two"], ["--cores", ""],
 ])
 def test_bench_refuses_out_of_range_sizes(args):
     _usage_error(_run("bench", "--quick", "--no-peers", "--no-codec", *args), "fasttcp bench:")

@@ -54,7 +54,7 @@ ENDPOINT_CALLS = [
     "e.close_batch([0], 1.0)", "e.accept()", "e.accept_batch()", "e.listen(80)", "e.unlisten(80)",
     "e.capacity", "len(e)", "e.memory_bytes", "e.stats", "e.pending_transmit", "e.timeouts",
     "e.connect('198.18.0.2', 80, now=1.0)", "e.transmit()", "e.transmit_batch()", "e.events()",
-    "e.events_batch()", "e.clear_events()",
+    "e.events_batch()", "e.clear_events()", "e.pipeline",
 ]
 
 
@@ -648,6 +648,10 @@ BAD_CONSTRUCTIONS = {
     "seed=1.5": "seed", "seed=True": "seed", "isn_secret=-5": "isn_secret", "isn_secret=1.5": "isn_secret",
     "sack='no'": "sack", "sack=2": "sack", "timestamps=None": "timestamps", "msl=float('nan')": "msl",
     "msl=-1": "msl", "msl=0": "msl", "msl=1e300": "msl",
+    "pipeline_depth=0": "pipeline_depth", "pipeline_depth=1": "pipeline_depth", "pipeline_depth=3": "pipeline_depth",
+    "pipeline_depth=-8": "pipeline_depth", "pipeline_depth=64": "pipeline_depth",
+    "pipeline_depth=2**64": "pipeline_depth", "pipeline_depth=True": "pipeline_depth",
+    "pipeline_depth=8.0": "pipeline_depth", "pipeline_depth='8'": "pipeline_depth",
 }
 
 
