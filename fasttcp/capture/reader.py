@@ -219,8 +219,10 @@ class CaptureReader:
             return None
         cap = self.batch_bytes
         carry = self._pending
+        # one buffer per batch, taken once: with ``buffers=k`` the other k-1 may still
+        # be read by whoever holds the last batches (analyze's tracker threads)
+        buf = self._buffer(max(cap, len(carry) + 4096))
         while True:
-            buf = self._buffer(max(cap, len(carry) + 4096))
             buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
             got = self._fill(buf.data[len(carry):])
             end = len(carry) + (got or 0)
@@ -243,6 +245,7 @@ class CaptureReader:
                     if cap > 2 * MAX_RECORD + self.batch_bytes:
                         raise CaptureError("record larger than any real packet", path=self.path,
                                            offset=self._file_pos)
+                    buf = self._grow(buf, max(cap, len(carry) + 4096))
                 continue
             break
         self._pending = buf[pos:end].tobytes()
@@ -296,6 +299,16 @@ class CaptureReader:
         if buf is None or len(buf) < size:
             buf = self._ring[self._turn] = np.empty(size, dtype=np.uint8)
         return buf
+
+    def _grow(self, buf: np.ndarray, size: int) -> np.ndarray:
+        """A buffer of at least `size` bytes in `buf`'s place (the same slot of the
+        ring): a record larger than the batch."""
+        if len(buf) >= size:
+            return buf
+        new = np.empty(size, dtype=np.uint8)
+        if self.buffers:
+            self._ring[self._turn] = new
+        return new
 
     def _field_at(self, buf: np.ndarray, pos: int, rel: int) -> str:
         """The 32-bit length field that cannot be right, as the number it encodes."""

@@ -54,6 +54,43 @@ def synthetic(tmp_path_factory):
     return path, bulk
 
 
+# payload sizes of the segments below: most larger than a 4 KiB batch, as TSO/GRO
+# captures (tcpdump-bigtcp-ipv4.pcap) and jumbo frames are
+_SEGMENT_SIZES = (10, 1400, 8000, 30000, 60000)
+
+
+def _large_segment_capture(path, conns: int) -> None:
+    """`conns` connections, 0.3 ms apart, each a handshake, data segments of every
+    size in `_SEGMENT_SIZES` (each ACKed) and a FIN exchange: raw IP, one pcap."""
+    packets = []
+    for k in range(conns):
+        c, s, port, t = f"10.1.{k >> 8}.{k & 255}", "10.200.0.2", 10_000 + k, 1.7e9 + k * 3e-4
+        seq = 1001
+
+        def add(dt, src, dst, sport, dport, t=t, **kw):
+            packets.append((t + dt, fasttcp.build(src, dst, sport, dport, **kw)))
+
+        add(0, c, s, port, 80, seq=1000, flags=0x002)
+        add(1e-4, s, c, 80, port, seq=5000, ack=1001, flags=0x012)
+        add(2e-4, c, s, port, 80, seq=1001, ack=5001, flags=0x010)
+        for j, size in enumerate(_SEGMENT_SIZES[k % 2:]):
+            add(3e-4 + j * 1e-4, c, s, port, 80, seq=seq, ack=5001, flags=0x018, payload=bytes(size))
+            seq += size
+            add(3.5e-4 + j * 1e-4, s, c, 80, port, seq=5001, ack=seq, flags=0x010)
+        add(0.01, c, s, port, 80, seq=seq, ack=5001, flags=0x011)
+        add(0.011, s, c, 80, port, seq=5001, ack=seq + 1, flags=0x011)
+        add(0.012, c, s, port, 80, seq=seq + 1, ack=5002, flags=0x010)
+    packets.sort(key=lambda p: p[0])
+    fasttcp.write_pcap(path, [p for _, p in packets], [t for t, _ in packets])
+
+
+@pytest.fixture(scope="module")
+def large_segments(tmp_path_factory):
+    path = tmp_path_factory.mktemp("large") / "large-segments.pcap"
+    _large_segment_capture(path, 300)
+    return path
+
+
 @pytest.mark.parametrize("cap", CAPTURES, ids=[c.name for c in CAPTURES])
 def test_bundled_capture_same_rows_and_counts_with_2_workers(cap):
     one = analyze(cap, workers=1, keep_rows=True)
@@ -118,6 +155,19 @@ def test_row_order_is_batch_by_batch_in_shard_order(synthetic):
     assert len(s.rows) == len(expect)
     for f in ROW_FIELDS:
         assert (s.rows[f] == expect[f]).all(), f
+
+
+def test_records_larger_than_the_batch_are_tracked_as_with_one_worker(large_segments):
+    """The reader grows its buffer for a record larger than the batch; with N workers
+    the batch before is still being tracked, so the growing must not reuse its buffer
+    (it did: a third of the packets turned into other packets' bytes)."""
+    cfg = AnalyzeConfig(batch_bytes=4096)
+    one = analyze(large_segments, cfg, workers=1, keep_rows=True)
+    assert one.verdicts == {"OK": one.packets} and one.conn_states == {"SF": 300}
+    for _ in range(3):
+        two = analyze(large_segments, cfg, workers=2, keep_rows=True)
+        assert _traffic(two) == _traffic(one)
+        assert _canonical(two.rows) == _canonical(one.rows)
 
 
 def test_several_captures_are_one_capture(tmp_path, synthetic):
