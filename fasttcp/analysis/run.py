@@ -88,7 +88,8 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     memory grows with the capture). ``progress(done, total)`` is called with file bytes
     after each batch.
 
-    Raises UsageError (a ValueError) for an unknown format or option,
+    Raises UsageError (a ValueError) for an unknown format or option, an open
+    `CaptureReader` that reuses a single buffer (``buffers=1``) with more than one worker,
     FileNotFoundError/CaptureError when the first capture cannot be read at all,
     `fasttcp.errors.OutputError` (an OSError) when `out` cannot be written; a corrupt
     record later ends the run with ``summary.error`` set (what was read

@@ -22,6 +22,7 @@ import fasttcp
 from fasttcp.analysis import RUN_FIELDS, AnalyzeConfig, analyze, default_workers
 from fasttcp.analysis import shards as shards_mod
 from fasttcp.bench.tracker import synth_capture
+from fasttcp.capture.reader import read_pcap
 from fasttcp.errors import UsageError, WorkerError
 from fasttcp.tracker.tracker import FLOW_DTYPE
 from tests import linklayer
@@ -167,6 +168,21 @@ def test_records_larger_than_the_batch_are_tracked_as_with_one_worker(large_segm
     for _ in range(3):
         two = analyze(large_segments, cfg, workers=2, keep_rows=True)
         assert _traffic(two) == _traffic(one)
+        assert _canonical(two.rows) == _canonical(one.rows)
+
+
+def test_an_open_reader_reusing_one_buffer_is_refused_with_workers(large_segments):
+    """N trackers read batch i while batch i+1 is read: a reader that reuses a single
+    buffer would overwrite the batch they read (silently wrong rows), so it is refused;
+    one with no reuse, or two buffers, gives the rows of one worker."""
+    one = analyze(large_segments, workers=1, keep_rows=True)
+    assert analyze(read_pcap(large_segments, buffers=1), workers=1).packets == one.packets
+    reader = read_pcap(large_segments, buffers=1)
+    with pytest.raises(UsageError, match="buffers"):
+        analyze(reader, workers=2)
+    reader.close()
+    for buffers in (0, 2):
+        two = analyze(read_pcap(large_segments, batch_bytes=4096, buffers=buffers), workers=2, keep_rows=True)
         assert _canonical(two.rows) == _canonical(one.rows)
 
 
