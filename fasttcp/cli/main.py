@@ -149,9 +149,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     """Exit status: 0 ok, 1 a capture turned out corrupt part-way (what was read is
-    reported), 2 a capture cannot be read at all (missing, empty, not a capture) or
-    bad arguments, 3 a shard's tracker failed (what was counted is reported), 130
-    interrupted (Ctrl-C; what was counted is reported)."""
+    reported), 2 a capture cannot be read at all (missing, empty, not a capture), the
+    output (file or standard output) cannot be written, or bad arguments, 3 a shard's
+    tracker failed (what was counted is reported), 130 interrupted (Ctrl-C; what was
+    counted is reported)."""
     from fasttcp.analysis import MAX_WORKERS, AnalyzeConfig, analyze, default_workers
     from fasttcp.capture.reader import CaptureError
     from fasttcp.errors import OutputError, WorkerError
@@ -183,6 +184,11 @@ def _analyze(args: argparse.Namespace) -> int:
             reader.close()
             print(f"fasttcp analyze: {extra}: {problem}", file=sys.stderr)
             return 2
+    if sys.stdout is None:
+        # started with standard output closed (`>&-`): rows and summary would vanish
+        reader.close()
+        print("fasttcp analyze: cannot write standard output: it is closed", file=sys.stderr)
+        return 2
     out = None
     if not args.summary_only:
         try:
@@ -227,10 +233,12 @@ def _analyze(args: argparse.Namespace) -> int:
     text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
     # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
     to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
-    print(text, file=sys.stderr if to_stderr else sys.stdout, flush=True)
+    written = _report(text, sys.stderr if to_stderr else sys.stdout)
     if failure is not None:
         print(f"fasttcp analyze: {failure}", file=sys.stderr)
         return status
+    if not written:
+        return 2
     for path, cut in summary.truncated:
         print(f"fasttcp analyze: warning: {path}: the last record is cut short ({cut} bytes not read)",
               file=sys.stderr)
@@ -238,6 +246,21 @@ def _analyze(args: argparse.Namespace) -> int:
         print(f"fasttcp analyze: {summary.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _report(text: str, stream: Any) -> bool:
+    """Print the summary; False (the reason told on stderr) if standard output cannot
+    take it -- a full disk, a closed pipe: a report that was not written must not exit 0."""
+    try:
+        print(text, file=stream, flush=True)
+        return True
+    except OSError as e:
+        if stream is sys.stderr:
+            return True                  # nowhere left to tell anyone; the status tells
+        print(f"fasttcp analyze: cannot write standard output: {e.strerror}", file=sys.stderr)
+        # what is left in stdout's buffer would fail again (and loudly) at exit
+        sys.stdout = None
+        return False
 
 
 def _open_first(path: str, batch_bytes: int) -> Any:
