@@ -18,11 +18,13 @@ from fasttcp.errors import OutputError, UsageError
 from fasttcp.rows.writer import FORMATS, RowWriter
 from fasttcp.tracker.tracker import FLOW_DTYPE, Tracker
 
-__all__ = ["analyze", "default_workers", "make_tracker", "MAX_WORKERS"]
+__all__ = ["analyze", "default_workers", "make_tracker", "MAX_CAPACITY", "MAX_WORKERS"]
 
 #: More shards than this buys nothing on any machine fasttcp runs on and would only
 #: multiply the reading of the capture.
 MAX_WORKERS = 1024
+#: Connections tracked at once, in total: one tracker's table limit, which N shards share.
+MAX_CAPACITY = 1 << 31
 
 Paths = str | Path | CaptureReader | Sequence[str | Path | CaptureReader]
 
@@ -65,6 +67,23 @@ def _check_workers(workers: int | None) -> int:
     return workers
 
 
+def _check_config(cfg: AnalyzeConfig | None) -> AnalyzeConfig:
+    """`cfg`, or the defaults; UsageError for what the trackers would not catch, or
+    would catch only after the capacity was split into shards (naming the share, or
+    taking a total of N * 2**31 connections a share at a time)."""
+    if cfg is None:
+        return AnalyzeConfig()
+    if not isinstance(cfg, AnalyzeConfig):
+        raise UsageError(f"cfg must be an AnalyzeConfig, got {type(cfg).__name__}")
+    cap = cfg.capacity
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CAPACITY:
+        raise UsageError(f"capacity must be an int in 1..{MAX_CAPACITY} (the total over the workers), got {cap!r}")
+    for name in ("verify_checksum", "server_ports"):
+        if not isinstance(getattr(cfg, name), (bool, np.bool_)):
+            raise UsageError(f"{name} must be a bool, got {getattr(cfg, name)!r}")
+    return cfg
+
+
 def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | None = 1, fmt: str = "table",
             out: IO[str] | IO[bytes] | None = None, keep_rows: bool = False,
             progress: Callable[[int, int], None] | None = None, community_id: bool | None = None,
@@ -103,7 +122,7 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
         raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
     writer = RowWriter(out, fmt, community_id=community_id, community_id_seed=community_id_seed) \
         if out is not None else None
-    cfg = cfg or AnalyzeConfig()
+    cfg = _check_config(cfg)
     plist = _as_paths(paths)
     n = _check_workers(workers)
     # one buffer: each batch is tracked before the next is read; two with N trackers,

@@ -297,6 +297,27 @@ def test_bad_worker_counts_raise(bad, synthetic):
         analyze(synthetic[1], workers=bad)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("field, bad", [
+    ("capacity", 0), ("capacity", -1), ("capacity", 1.5), ("capacity", float("nan")), ("capacity", True),
+    ("capacity", "5"), ("capacity", 2 ** 31 + 1), ("capacity", 2 ** 40),
+    ("verify_checksum", "no"), ("server_ports", None),
+])
+def test_bad_config_raises_naming_the_value_given(synthetic, workers, field, bad):
+    """The capacity is the total: with N workers it was split first, so a bad one was
+    named by its share ('got 0' for -1), a string raised TypeError, True passed, and a
+    total over 2**31 was taken (2**32 as 3 tables of 1.4 G connections)."""
+    cfg = AnalyzeConfig(**{field: bad})
+    with pytest.raises(UsageError, match=field) as e:
+        analyze(synthetic[1], cfg, workers=workers)
+    assert f"got {bad!r}" in str(e.value)
+
+
+def test_cfg_that_is_not_an_analyze_config_raises(synthetic):
+    with pytest.raises(UsageError, match="AnalyzeConfig"):
+        analyze(synthetic[1], {"capacity": 10}, workers=2)
+
+
 @pytest.mark.parametrize("bad", [[], b"x.pcap", 3, [None], {"a": 1}])
 def test_bad_paths_raise(bad):
     with pytest.raises(UsageError):
