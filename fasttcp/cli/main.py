@@ -175,7 +175,12 @@ def _analyze(args: argparse.Namespace) -> int:
                         capacity=args.capacity, server_ports=not args.no_server_ports)
     # the captures are checked before the output file is opened: a bad capture must
     # neither be blamed on the output path nor empty an existing output file
-    reader = _open_first(args.capture[0], cfg.batch_bytes)
+    try:
+        # (a FIFO blocks here until its writer opens it and writes the capture header)
+        reader = _open_first(args.capture[0], cfg.batch_bytes)
+    except KeyboardInterrupt:
+        print(f"fasttcp analyze: interrupted before {args.capture[0]} could be read", file=sys.stderr)
+        return 130
     if isinstance(reader, int):
         return reader
     for extra in args.capture[1:]:
@@ -216,8 +221,9 @@ def _analyze(args: argparse.Namespace) -> int:
     except WorkerError as e:
         summary, failure, status = e.summary, str(e), 3   # type: ignore[attr-defined]
     except KeyboardInterrupt as e:
-        if not hasattr(e, "summary"):
-            raise                                     # before anything was read
+        if not hasattr(e, "summary"):                # before anything was read
+            print("fasttcp analyze: interrupted", file=sys.stderr)
+            return 130
         summary, failure, status = e.summary, "interrupted", 130
     finally:
         if bar is not None:

@@ -142,3 +142,26 @@ def test_failing_shard_exits_3_naming_it(short):
     assert "shard 1 of 2: MemoryError: no room for shard 1" in p.stderr
     assert "connections:" in p.stdout                    # what was counted is still reported
     assert "Traceback" not in p.stderr
+
+
+def test_ctrl_c_while_waiting_for_a_fifo_writer_exits_130(tmp_path):
+    """Opening a FIFO waits for its writer (tcpdump not started yet); Ctrl-C there was
+    a KeyboardInterrupt traceback and death by SIGINT, not the documented status."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "fasttcp", "analyze", str(fifo), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            start_new_session=True)
+    try:
+        # in the kernel's FIFO open (not still importing, where Ctrl-C is Python's)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted before" in err and "Traceback" not in err
+    assert out == ""
