@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from typing import Any
 
@@ -297,6 +299,11 @@ def _os_problem(e: OSError) -> str:
 def _unreadable(path: str) -> str | None:
     """Why a later capture cannot be opened now, or None (its contents are read later)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
+            # a FIFO (or a device) is not opened to check it: the open would wait for
+            # its writer, and closing it then would end that writer (SIGPIPE) and leave
+            # the real open, later, waiting for a writer that is gone
+            return None if os.access(path, os.R_OK) else "permission denied"
         with open(path, "rb"):
             return None
     except OSError as e:

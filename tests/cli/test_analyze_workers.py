@@ -165,3 +165,35 @@ def test_ctrl_c_while_waiting_for_a_fifo_writer_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted before" in err and "Traceback" not in err
     assert out == ""
+
+
+def test_a_fifo_as_a_later_capture_is_read_once(short, tmp_path):
+    """The later captures are checked before the output is opened; checking a FIFO by
+    opening it took it from its writer (SIGPIPE) and the run then waited forever."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = short.read_bytes()
+    written = []
+
+    def feed():
+        try:
+            with open(fifo, "wb") as w:
+                w.write(data)
+            written.append(True)
+        except BrokenPipeError:
+            written.append(False)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        p = subprocess.run([sys.executable, "-m", "fasttcp", "analyze", str(short), str(fifo), "--workers", "2",
+                            "--summary-only", "--json-summary"], capture_output=True, text=True, timeout=30,
+                           cwd=REPO)
+    finally:
+        if t.is_alive():                # unblock the writer: open the FIFO's read end once
+            with open(fifo, "rb") as r:
+                r.read()
+        t.join(30)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["packets"] == 60_000
+    assert written == [True]
