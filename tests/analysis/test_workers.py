@@ -111,6 +111,17 @@ def test_synthetic_captures_same_rows_with_n_workers(synthetic, workers):
         assert _traffic(many) == _traffic(one)
 
 
+@pytest.mark.parametrize("workers", [129, 200])
+def test_more_workers_than_a_nic_table_has_entries(synthetic, workers):
+    """MAX_WORKERS is 1024 and the default is the CPUs available, but the shards came
+    from a 128-entry indirection table: above 128 workers every run raised UsageError
+    (on a 192-CPU machine, by default). The table now grows with the shards."""
+    one = analyze(synthetic[1], workers=1, keep_rows=True)
+    many = analyze(synthetic[1], workers=workers, keep_rows=True)
+    assert _canonical(many.rows) == _canonical(one.rows)
+    assert _traffic(many) == _traffic(one)
+
+
 def test_every_worker_tracks_a_share(synthetic):
     """The shards really split the work: the packets each shard tracks add up, and
     neither gets almost all of them."""
