@@ -149,12 +149,13 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
         if writer is not None:
             _to_output(writer.footer)
     except BaseException as e:
-        chain.close()
         summary.seconds = time.perf_counter() - t0
         if isinstance(e, KeyboardInterrupt):
             summary.interrupted = True
         e.summary = summary                     # type: ignore[attr-defined]  # what was done
         raise
+    finally:
+        chain.close()                           # also the open readers a corrupt capture left unread
     summary.seconds = time.perf_counter() - t0
     if keep_rows:
         summary.rows = np.concatenate(kept) if kept else np.empty(0, FLOW_DTYPE)

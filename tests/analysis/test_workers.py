@@ -234,6 +234,21 @@ def test_corrupt_capture_behaves_as_with_one_worker(tmp_path, synthetic):
     assert _traffic(two) == _traffic(one)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_open_readers_left_unread_are_closed(tmp_path, synthetic, workers):
+    """analyze closes the open readers it is given, also those a corrupt capture
+    before them left unread (their descriptors stayed open)."""
+    data = bytearray(synthetic[1].read_bytes())
+    struct.pack_into("<I", data, 24 + 8, 0x7FFFFFFF)          # the first record's length
+    corrupt = tmp_path / "corrupt.pcap"
+    corrupt.write_bytes(bytes(data))
+    later = read_pcap(synthetic[1])
+    s = analyze([corrupt, later], workers=workers)
+    assert "corrupt" in s.error and s.packets == 0
+    with pytest.raises(UsageError, match="closed"):
+        later.read_batch()
+
+
 def test_pipe_is_read_once_by_n_trackers(tmp_path, synthetic):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
