@@ -30,11 +30,13 @@ Paths = str | Path | CaptureReader | Sequence[str | Path | CaptureReader]
 
 
 def default_workers() -> int:
-    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    """The CPUs this process may run on (its affinity mask, not the machine's count), at
+    most MAX_WORKERS."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):          # not Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return min(max(1, cpus), MAX_WORKERS)
 
 
 def make_tracker(cfg: AnalyzeConfig, capacity: int) -> Tracker:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fasttcp
-from fasttcp.analysis import RUN_FIELDS, AnalyzeConfig, analyze, default_workers
+from fasttcp.analysis import MAX_WORKERS, RUN_FIELDS, AnalyzeConfig, analyze, default_workers
 from fasttcp.analysis import shards as shards_mod
 from fasttcp.bench.tracker import synth_capture
 from fasttcp.capture.reader import read_pcap
@@ -353,6 +353,13 @@ def test_bad_paths_raise(bad):
 def test_default_workers_is_the_affinity_mask():
     assert default_workers() == len(os.sched_getaffinity(0))
     assert fasttcp.analyze is analyze
+
+
+def test_default_workers_on_a_machine_of_more_cpus_than_max_workers(monkeypatch):
+    """The default is the CPUs available, which analyze then refused above MAX_WORKERS
+    (a UsageError from workers=None, a traceback from the command line)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(MAX_WORKERS + 500)))
+    assert default_workers() == MAX_WORKERS
 
 
 def test_missing_first_capture_raises(tmp_path):
