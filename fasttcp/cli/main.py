@@ -191,10 +191,10 @@ def _analyze(args: argparse.Namespace) -> int:
             reader.close()
             print(f"fasttcp analyze: {extra}: {problem}", file=sys.stderr)
             return 2
-    if sys.stdout is None:
-        # started with standard output closed (`>&-`): rows and summary would vanish
+    problem = _output_problem(args)
+    if problem:
         reader.close()
-        print("fasttcp analyze: cannot write standard output: it is closed", file=sys.stderr)
+        print(f"fasttcp analyze: {problem}", file=sys.stderr)
         return 2
     out = None
     if not args.summary_only:
@@ -254,6 +254,24 @@ def _analyze(args: argparse.Namespace) -> int:
         print(f"fasttcp analyze: {summary.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _output_problem(args: argparse.Namespace) -> str | None:
+    """Why the output cannot be written, told before it is opened, or None."""
+    if sys.stdout is None:
+        # started with standard output closed (`>&-`): rows and summary would vanish
+        return "cannot write standard output: it is closed"
+    if args.output and not args.summary_only:
+        for capture in args.capture:
+            try:
+                same = os.path.samefile(args.output, capture)
+            except OSError:              # the output does not exist yet (or the capture is gone)
+                same = False
+            if same:
+                # opening it would empty the capture being read: the run would read its own
+                # rows as a cut-short capture, and the capture would be lost
+                return f"cannot write {args.output}: it is the capture {capture}"
+    return None
 
 
 def _report(text: str, stream: Any) -> bool:

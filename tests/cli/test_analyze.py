@@ -833,3 +833,20 @@ def test_a_closed_standard_output_exits_2(args):
     assert p.returncode == 2, p.stderr
     assert "cannot write standard output: it is closed" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--workers", "2"]])
+def test_output_that_is_a_capture_is_refused(tmp_path, extra):
+    """-o naming the capture emptied it as the run read it: the capture was lost and
+    the run reported a few packets of its own output, with exit status 0."""
+    cap = tmp_path / "trace.pcap"
+    cap.write_bytes(capture("zeek-wikipedia.pcap").read_bytes())
+    other = tmp_path / "other.pcap"
+    other.write_bytes(capture("zeek-http-get.pcap").read_bytes())
+    before = cap.read_bytes()
+    for args in ([cap, "-o", cap], [other, cap, "-o", tmp_path / "." / "trace.pcap"]):
+        p = run(*args, "--format", "json", *extra)
+        assert p.returncode == 2, p.stderr
+        assert "is the capture" in p.stderr and "Traceback" not in p.stderr
+        assert cap.read_bytes() == before
+    assert run(cap, "-o", cap, "--summary-only", *extra).returncode == 0     # nothing written to -o
