@@ -18,21 +18,25 @@ from fasttcp.errors import OutputError, UsageError
 from fasttcp.rows.writer import FORMATS, RowWriter
 from fasttcp.tracker.tracker import FLOW_DTYPE, Tracker
 
-__all__ = ["analyze", "default_workers", "make_tracker", "MAX_WORKERS"]
+__all__ = ["analyze", "default_workers", "make_tracker", "MAX_CAPACITY", "MAX_WORKERS"]
 
 #: More shards than this buys nothing on any machine fasttcp runs on and would only
 #: multiply the reading of the capture.
 MAX_WORKERS = 1024
+#: Connections tracked at once, in total: one tracker's table limit, which N shards share.
+MAX_CAPACITY = 1 << 31
 
 Paths = str | Path | CaptureReader | Sequence[str | Path | CaptureReader]
 
 
 def default_workers() -> int:
-    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    """The CPUs this process may run on (its affinity mask, not the machine's count), at
+    most MAX_WORKERS."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):          # not Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return min(max(1, cpus), MAX_WORKERS)
 
 
 def make_tracker(cfg: AnalyzeConfig, capacity: int) -> Tracker:
@@ -65,6 +69,23 @@ def _check_workers(workers: int | None) -> int:
     return workers
 
 
+def _check_config(cfg: AnalyzeConfig | None) -> AnalyzeConfig:
+    """`cfg`, or the defaults; UsageError for what the trackers would not catch, or
+    would catch only after the capacity was split into shards (naming the share, or
+    taking a total of N * 2**31 connections a share at a time)."""
+    if cfg is None:
+        return AnalyzeConfig()
+    if not isinstance(cfg, AnalyzeConfig):
+        raise UsageError(f"cfg must be an AnalyzeConfig, got {type(cfg).__name__}")
+    cap = cfg.capacity
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CAPACITY:
+        raise UsageError(f"capacity must be an int in 1..{MAX_CAPACITY} (the total over the workers), got {cap!r}")
+    for name in ("verify_checksum", "server_ports"):
+        if not isinstance(getattr(cfg, name), (bool, np.bool_)):
+            raise UsageError(f"{name} must be a bool, got {getattr(cfg, name)!r}")
+    return cfg
+
+
 def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | None = 1, fmt: str = "table",
             out: IO[str] | IO[bytes] | None = None, keep_rows: bool = False,
             progress: Callable[[int, int], None] | None = None, community_id: bool | None = None,
@@ -88,7 +109,8 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     memory grows with the capture). ``progress(done, total)`` is called with file bytes
     after each batch.
 
-    Raises UsageError (a ValueError) for an unknown format or option,
+    Raises UsageError (a ValueError) for an unknown format or option, an open
+    `CaptureReader` that reuses a single buffer (``buffers=1``) with more than one worker,
     FileNotFoundError/CaptureError when the first capture cannot be read at all,
     `fasttcp.errors.OutputError` (an OSError) when `out` cannot be written; a corrupt
     record later ends the run with ``summary.error`` set (what was read
@@ -102,7 +124,7 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
         raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
     writer = RowWriter(out, fmt, community_id=community_id, community_id_seed=community_id_seed) \
         if out is not None else None
-    cfg = cfg or AnalyzeConfig()
+    cfg = _check_config(cfg)
     plist = _as_paths(paths)
     n = _check_workers(workers)
     # one buffer: each batch is tracked before the next is read; two with N trackers,
@@ -129,12 +151,13 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
         if writer is not None:
             _to_output(writer.footer)
     except BaseException as e:
-        chain.close()
         summary.seconds = time.perf_counter() - t0
         if isinstance(e, KeyboardInterrupt):
             summary.interrupted = True
         e.summary = summary                     # type: ignore[attr-defined]  # what was done
         raise
+    finally:
+        chain.close()                           # also the open readers a corrupt capture left unread
     summary.seconds = time.perf_counter() - t0
     if keep_rows:
         summary.rows = np.concatenate(kept) if kept else np.empty(0, FLOW_DTYPE)

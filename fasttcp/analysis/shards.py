@@ -32,7 +32,16 @@ from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.errors import WorkerError
 
-__all__ = ["run_sharded"]
+__all__ = ["run_sharded", "reta_size"]
+
+
+def reta_size(n: int) -> int:
+    """The indirection table that shards the packets among `n` trackers: a NIC's default
+    (RETA_DEFAULT entries), or for more shards than that the smallest power of two that
+    gives each an entry (as NICs with more queues have larger tables)."""
+    from fasttcp.wire.rss import RETA_DEFAULT
+
+    return max(RETA_DEFAULT, 1 << (n - 1).bit_length())
 
 
 class _Shards:
@@ -92,10 +101,11 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
     the counts into `summary` (the counts so far if a shard fails or on Ctrl-C)."""
     from fasttcp.wire.rss import shard_of_batch
 
+    reta = reta_size(n)
     shards = _Shards(cfg, n)
     try:
         for batch in chain:
-            shard = shard_of_batch(batch, n)
+            shard = shard_of_batch(batch, n, reta_size=reta)
             for rows in shards.collect():       # the previous batch's, while this one waits
                 emit(rows)
             shards.submit(batch, shard)

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fasttcp.capture.reader import CaptureBatch, CaptureError, CaptureReader, read_pcap
+from fasttcp.errors import UsageError
 
 __all__ = ["CaptureChain"]
 
@@ -16,7 +17,8 @@ class CaptureChain:
     opened when reached, so any number of files costs one descriptor at a time.
 
     With ``buffers=k`` (see `read_pcap`) a batch is valid until k more are read. A
-    first capture given open keeps its own reader's buffers.
+    capture given open keeps its own reader's buffers: UsageError if that reader
+    reuses fewer than k (its batches would be overwritten while still in use).
 
     A capture that is corrupt part-way, or a later file that cannot be read, ends the
     iteration and is kept in `error` (what was read before stays valid), as a corrupt
@@ -24,6 +26,10 @@ class CaptureChain:
 
     def __init__(self, paths: Sequence[str | Path | CaptureReader], batch_bytes: int, buffers: int = 0) -> None:
         self.paths = list(paths)
+        for p in self.paths:
+            if isinstance(p, CaptureReader) and 0 < p.buffers < buffers:
+                raise UsageError(f"{p.path}: a CaptureReader read here needs buffers=0 or at least {buffers} "
+                                 f"(a batch is tracked while the next is read), got buffers={p.buffers}")
         self.batch_bytes = batch_bytes
         self.buffers = buffers
         self.bytes_done = 0              # file bytes consumed, all files so far

@@ -12,10 +12,85 @@ from fasttcp.tracker.vocabulary import ConnState
 __all__ = ["Summary", "RUN_FIELDS"]
 
 _RTT_UNSET = 0xFFFFFFFF
+# samples buffered before they are folded into the histogram: the buffer's memory
+# (8 bytes a sample) against the cost of a fold (a sort of the distinct values)
+_FOLD_EVERY = 1 << 20
 
 #: `Summary.as_dict` keys that describe the run rather than the traffic: they differ
 #: between runs (and worker counts) over the same capture; every other key does not.
 RUN_FIELDS = ("seconds", "packets_per_s", "tracker_memory_bytes", "workers")
+
+
+class Samples:
+    """Samples (RTTs: uint32 microseconds) kept as a histogram: exact percentiles in
+    memory that grows with the distinct values seen -- at most the largest RTT in
+    microseconds, in practice far fewer -- not with the connections in the capture."""
+
+    __slots__ = ("_new", "_pending", "counts", "values")
+
+    def __init__(self) -> None:
+        self.values = np.empty(0, np.uint32)     # distinct samples, ascending
+        self.counts = np.empty(0, np.int64)      # how many times each
+        self._new: list[np.ndarray] = []         # samples not yet folded in
+        self._pending = 0
+
+    def add(self, samples: np.ndarray) -> None:
+        """Count `samples` (uint32)."""
+        if len(samples):
+            self._new.append(np.asarray(samples, dtype=np.uint32))
+            self._pending += len(samples)
+            if self._pending >= _FOLD_EVERY:
+                self._fold()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of samples held: the histogram and the samples not yet folded in."""
+        return self.values.nbytes + self.counts.nbytes + sum(a.nbytes for a in self._new)
+
+    def _fold(self) -> None:
+        """Fold the new samples into the histogram: sort them (~30 ns a sample, about
+        what a percentile over every sample costs), count the runs, merge."""
+        if not self._new:
+            return
+        new_values, new_counts = _runs(np.sort(np.concatenate(self._new)))
+        values = np.concatenate([self.values, new_values])
+        counts = np.concatenate([self.counts, new_counts])
+        order = np.argsort(values, kind="stable")
+        self.values, self.counts = _runs(values[order], counts[order])
+        self._new, self._pending = [], 0
+
+    def percentiles(self, unit: float) -> dict[str, float] | None:
+        """n, p50, p90, p99 and max of the samples divided by `unit` -- the percentiles
+        exactly as `numpy.percentile` computes them over every sample (its default,
+        linear between the two nearest ranks) -- or None if there are none."""
+        self._fold()
+        n = int(self.counts.sum())
+        if n == 0:
+            return None
+        ends = np.cumsum(self.counts)            # rank r is values[first index with ends > r]
+
+        def ranked(r: int) -> float:
+            return float(self.values[np.searchsorted(ends, r, side="right")]) / unit
+
+        out: dict[str, Any] = {"n": n}
+        for name, q in (("p50", 50), ("p90", 90), ("p99", 99)):
+            # numpy's virtual index and interpolation, step for step, so that the figures
+            # do not move in the last digit against a percentile of all the samples
+            h = (n - 1) * (q / 100)
+            lo = int(h)
+            a, b, t = ranked(lo), ranked(min(lo + 1, n - 1)), h - lo
+            out[name] = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
+        out["max"] = float(self.values[-1]) / unit
+        return out
+
+
+def _runs(ascending: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a sorted array and how many times (or what total
+    weight) each has."""
+    starts = np.flatnonzero(np.concatenate(([True], ascending[1:] != ascending[:-1])))
+    if weights is None:
+        return ascending[starts], np.diff(np.append(starts, len(ascending)))
+    return ascending[starts], np.add.reduceat(weights, starts)
 
 
 @dataclass
@@ -30,8 +105,8 @@ class Summary:
     conn_states: Counter = field(default_factory=Counter)
     resets: int = 0
     retransmissions: int = 0
-    rtt1: list = field(default_factory=list)        # arrays of seconds, one per batch of rows
-    rtt2: list = field(default_factory=list)
+    rtt1: Samples = field(default_factory=Samples)  # SYN -> SYN-ACK, microseconds
+    rtt2: Samples = field(default_factory=Samples)  # SYN-ACK -> ACK
     verdicts: Counter = field(default_factory=Counter)
     truncated_tail: int = 0
     truncated: list = field(default_factory=list)   # (capture, bytes) of each cut-short last record
@@ -52,18 +127,7 @@ class Summary:
         self.resets += int(np.count_nonzero((np.char.find(hist, b"R") >= 0) | (np.char.find(hist, b"r") >= 0)))
         self.retransmissions += int(rows["orig_retrans"].sum() + rows["resp_retrans"].sum())
         for src, dst in ((rows["rtt_syn_synack"], self.rtt1), (rows["rtt_synack_ack"], self.rtt2)):
-            got = src[src != _RTT_UNSET]
-            if len(got):
-                dst.append(got / 1e6)
-
-    @staticmethod
-    def _percentiles(chunks: list) -> dict[str, float] | None:
-        if not chunks:
-            return None
-        v = np.concatenate(chunks)
-        p = np.percentile(v, [50, 90, 99])
-        return {"n": len(v), "p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]),
-                "max": float(v.max())}
+            dst.add(src[src != _RTT_UNSET])
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-able values (`RUN_FIELDS` describe the run)."""
@@ -77,8 +141,8 @@ class Summary:
             "conn_states": dict(sorted(self.conn_states.items())),
             "connections_with_reset": self.resets,
             "retransmitted_segments": self.retransmissions,
-            "rtt_syn_synack_s": self._percentiles(self.rtt1),
-            "rtt_synack_ack_s": self._percentiles(self.rtt2),
+            "rtt_syn_synack_s": self.rtt1.percentiles(1e6),
+            "rtt_synack_ack_s": self.rtt2.percentiles(1e6),
             "verdicts": dict(sorted(self.verdicts.items())),
             "truncated_tail_bytes": self.truncated_tail,
             "tracker_memory_bytes": self.memory_bytes,

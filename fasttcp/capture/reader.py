@@ -68,6 +68,8 @@ _PCAP_MAGICS = {
 _PCAPNG_SHB = 0x0A0D0D0A
 
 _SCAN_MORE, _SCAN_FULL, _SCAN_CORRUPT = 0, 1, 2
+# room for at least this much new data in a batch's buffer beyond the bytes carried over
+_MIN_READ = 4096
 
 
 @dataclass(frozen=True)
@@ -217,13 +219,15 @@ class CaptureReader:
             raise err
         if self._eof:
             return None
-        cap = self.batch_bytes
         carry = self._pending
+        # one buffer per batch, taken once: with ``buffers=k`` the other k-1 may still
+        # be read by whoever holds the last batches (analyze's tracker threads)
+        buf = self._buffer(max(self.batch_bytes, len(carry) + _MIN_READ))
+        buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
+        end = len(carry)
         while True:
-            buf = self._buffer(max(cap, len(carry) + 4096))
-            buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
-            got = self._fill(buf.data[len(carry):])
-            end = len(carry) + (got or 0)
+            got = self._fill(buf.data[end:])
+            end += got
             at_eof = not got
             status, n, pos, need, arrays = self._scanner.scan(buf, 0, end, self.batch_packets)
             if status == _SCAN_CORRUPT:
@@ -235,14 +239,16 @@ class CaptureReader:
                     self._eof = True
                     raise self._error
             elif n == 0 and status == _SCAN_MORE and not at_eof:
-                carry = buf[pos:end].tobytes()
-                self._file_pos += pos
-                if pos == 0:
-                    # the next record does not fit: grow (bounded by MAX_RECORD) and refill
-                    cap = max(cap * 2, need + 4096)
-                    if cap > 2 * MAX_RECORD + self.batch_bytes:
-                        raise CaptureError("record larger than any real packet", path=self.path,
-                                           offset=self._file_pos)
+                # no whole record yet: drop the blocks read (pcapng blocks without
+                # packets, whose effect the scanner has kept), then read more -- into
+                # this buffer, grown only if the record cannot fit (a pipe may simply
+                # not have the rest of it yet)
+                if pos:
+                    buf[: end - pos] = buf[pos:end].copy()
+                    end -= pos
+                    self._file_pos += pos
+                if end == len(buf):
+                    buf = self._grow(buf, end, max(2 * len(buf), need + _MIN_READ))
                 continue
             break
         self._pending = buf[pos:end].tobytes()
@@ -298,6 +304,18 @@ class CaptureReader:
         if buf is None or len(buf) < size:
             buf = self._ring[self._turn] = np.empty(size, dtype=np.uint8)
         return buf
+
+    def _grow(self, buf: np.ndarray, end: int, size: int) -> np.ndarray:
+        """A larger buffer in `buf`'s place (the same slot of the ring), holding its
+        first `end` bytes: a record larger than the batch. The scanner refuses a record
+        over MAX_RECORD, so this is a guard against a scanner that did not."""
+        if size > 2 * MAX_RECORD + self.batch_bytes:
+            raise CaptureError("record larger than any real packet", path=self.path, offset=self._file_pos)
+        new = np.empty(size, dtype=np.uint8)
+        new[:end] = buf[:end]
+        if self.buffers:
+            self._ring[self._turn] = new
+        return new
 
     def _field_at(self, buf: np.ndarray, pos: int, rel: int) -> str:
         """The 32-bit length field that cannot be right, as the number it encodes."""

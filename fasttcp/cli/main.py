@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from typing import Any
 
@@ -163,9 +165,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     """Exit status: 0 ok, 1 a capture turned out corrupt part-way (what was read is
-    reported), 2 a capture cannot be read at all (missing, empty, not a capture) or
-    bad arguments, 3 a shard's tracker failed (what was counted is reported), 130
-    interrupted (Ctrl-C; what was counted is reported)."""
+    reported), 2 a capture cannot be read at all (missing, empty, not a capture), the
+    output (file or standard output) cannot be written, or bad arguments, 3 a shard's
+    tracker failed (what was counted is reported), 130 interrupted (Ctrl-C; what was
+    counted is reported)."""
     from fasttcp.analysis import MAX_WORKERS, AnalyzeConfig, analyze, default_workers
     from fasttcp.capture.reader import CaptureError
     from fasttcp.errors import OutputError, WorkerError
@@ -188,7 +191,12 @@ def _analyze(args: argparse.Namespace) -> int:
                         capacity=args.capacity, server_ports=not args.no_server_ports)
     # the captures are checked before the output file is opened: a bad capture must
     # neither be blamed on the output path nor empty an existing output file
-    reader = _open_first(args.capture[0], cfg.batch_bytes)
+    try:
+        # (a FIFO blocks here until its writer opens it and writes the capture header)
+        reader = _open_first(args.capture[0], cfg.batch_bytes)
+    except KeyboardInterrupt:
+        print(f"fasttcp analyze: interrupted before {args.capture[0]} could be read", file=sys.stderr)
+        return 130
     if isinstance(reader, int):
         return reader
     for extra in args.capture[1:]:
@@ -197,6 +205,11 @@ def _analyze(args: argparse.Namespace) -> int:
             reader.close()
             print(f"fasttcp analyze: {extra}: {problem}", file=sys.stderr)
             return 2
+    problem = _output_problem(args)
+    if problem:
+        reader.close()
+        print(f"fasttcp analyze: {problem}", file=sys.stderr)
+        return 2
     out = None
     if not args.summary_only:
         try:
@@ -224,8 +237,9 @@ def _analyze(args: argparse.Namespace) -> int:
     except WorkerError as e:
         summary, failure, status = e.summary, str(e), 3   # type: ignore[attr-defined]
     except KeyboardInterrupt as e:
-        if not hasattr(e, "summary"):
-            raise                                     # before anything was read
+        if not hasattr(e, "summary"):                # before anything was read
+            print("fasttcp analyze: interrupted", file=sys.stderr)
+            return 130
         summary, failure, status = e.summary, "interrupted", 130
     finally:
         if bar is not None:
@@ -241,10 +255,12 @@ def _analyze(args: argparse.Namespace) -> int:
     text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
     # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
     to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
-    print(text, file=sys.stderr if to_stderr else sys.stdout, flush=True)
+    written = _report(text, sys.stderr if to_stderr else sys.stdout)
     if failure is not None:
         print(f"fasttcp analyze: {failure}", file=sys.stderr)
         return status
+    if not written:
+        return 2
     for path, cut in summary.truncated:
         print(f"fasttcp analyze: warning: {path}: the last record is cut short ({cut} bytes not read)",
               file=sys.stderr)
@@ -252,6 +268,39 @@ def _analyze(args: argparse.Namespace) -> int:
         print(f"fasttcp analyze: {summary.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _output_problem(args: argparse.Namespace) -> str | None:
+    """Why the output cannot be written, told before it is opened, or None."""
+    if sys.stdout is None:
+        # started with standard output closed (`>&-`): rows and summary would vanish
+        return "cannot write standard output: it is closed"
+    if args.output and not args.summary_only:
+        for capture in args.capture:
+            try:
+                same = os.path.samefile(args.output, capture)
+            except OSError:              # the output does not exist yet (or the capture is gone)
+                same = False
+            if same:
+                # opening it would empty the capture being read: the run would read its own
+                # rows as a cut-short capture, and the capture would be lost
+                return f"cannot write {args.output}: it is the capture {capture}"
+    return None
+
+
+def _report(text: str, stream: Any) -> bool:
+    """Print the summary; False (the reason told on stderr) if standard output cannot
+    take it -- a full disk, a closed pipe: a report that was not written must not exit 0."""
+    try:
+        print(text, file=stream, flush=True)
+        return True
+    except OSError as e:
+        if stream is sys.stderr:
+            return True                  # nowhere left to tell anyone; the status tells
+        print(f"fasttcp analyze: cannot write standard output: {e.strerror}", file=sys.stderr)
+        # what is left in stdout's buffer would fail again (and loudly) at exit
+        sys.stdout = None
+        return False
 
 
 def _open_first(path: str, batch_bytes: int) -> Any:
@@ -282,6 +331,11 @@ def _os_problem(e: OSError) -> str:
 def _unreadable(path: str) -> str | None:
     """Why a later capture cannot be opened now, or None (its contents are read later)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
+            # a FIFO (or a device) is not opened to check it: the open would wait for
+            # its writer, and closing it then would end that writer (SIGPIPE) and leave
+            # the real open, later, waiting for a writer that is gone
+            return None if os.access(path, os.R_OK) else "permission denied"
         with open(path, "rb"):
             return None
     except OSError as e:

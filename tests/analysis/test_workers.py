@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 import fasttcp
-from fasttcp.analysis import RUN_FIELDS, AnalyzeConfig, analyze, default_workers
+from fasttcp.analysis import MAX_WORKERS, RUN_FIELDS, AnalyzeConfig, analyze, default_workers
 from fasttcp.analysis import shards as shards_mod
 from fasttcp.bench.tracker import synth_capture
+from fasttcp.capture.reader import read_pcap
 from fasttcp.errors import UsageError, WorkerError
 from fasttcp.tracker.tracker import FLOW_DTYPE
 from tests import linklayer
@@ -54,6 +55,43 @@ def synthetic(tmp_path_factory):
     return path, bulk
 
 
+# payload sizes of the segments below: most larger than a 4 KiB batch, as TSO/GRO
+# captures (tcpdump-bigtcp-ipv4.pcap) and jumbo frames are
+_SEGMENT_SIZES = (10, 1400, 8000, 30000, 60000)
+
+
+def _large_segment_capture(path, conns: int) -> None:
+    """`conns` connections, 0.3 ms apart, each a handshake, data segments of every
+    size in `_SEGMENT_SIZES` (each ACKed) and a FIN exchange: raw IP, one pcap."""
+    packets = []
+    for k in range(conns):
+        c, s, port, t = f"10.1.{k >> 8}.{k & 255}", "10.200.0.2", 10_000 + k, 1.7e9 + k * 3e-4
+        seq = 1001
+
+        def add(dt, src, dst, sport, dport, t=t, **kw):
+            packets.append((t + dt, fasttcp.build(src, dst, sport, dport, **kw)))
+
+        add(0, c, s, port, 80, seq=1000, flags=0x002)
+        add(1e-4, s, c, 80, port, seq=5000, ack=1001, flags=0x012)
+        add(2e-4, c, s, port, 80, seq=1001, ack=5001, flags=0x010)
+        for j, size in enumerate(_SEGMENT_SIZES[k % 2:]):
+            add(3e-4 + j * 1e-4, c, s, port, 80, seq=seq, ack=5001, flags=0x018, payload=bytes(size))
+            seq += size
+            add(3.5e-4 + j * 1e-4, s, c, 80, port, seq=5001, ack=seq, flags=0x010)
+        add(0.01, c, s, port, 80, seq=seq, ack=5001, flags=0x011)
+        add(0.011, s, c, 80, port, seq=5001, ack=seq + 1, flags=0x011)
+        add(0.012, c, s, port, 80, seq=seq + 1, ack=5002, flags=0x010)
+    packets.sort(key=lambda p: p[0])
+    fasttcp.write_pcap(path, [p for _, p in packets], [t for t, _ in packets])
+
+
+@pytest.fixture(scope="module")
+def large_segments(tmp_path_factory):
+    path = tmp_path_factory.mktemp("large") / "large-segments.pcap"
+    _large_segment_capture(path, 300)
+    return path
+
+
 @pytest.mark.parametrize("cap", CAPTURES, ids=[c.name for c in CAPTURES])
 def test_bundled_capture_same_rows_and_counts_with_2_workers(cap):
     one = analyze(cap, workers=1, keep_rows=True)
@@ -71,6 +109,17 @@ def test_synthetic_captures_same_rows_with_n_workers(synthetic, workers):
         assert len(one.rows) in (4000, 2000)
         assert _canonical(many.rows) == _canonical(one.rows)
         assert _traffic(many) == _traffic(one)
+
+
+@pytest.mark.parametrize("workers", [129, 200])
+def test_more_workers_than_a_nic_table_has_entries(synthetic, workers):
+    """MAX_WORKERS is 1024 and the default is the CPUs available, but the shards came
+    from a 128-entry indirection table: above 128 workers every run raised UsageError
+    (on a 192-CPU machine, by default). The table now grows with the shards."""
+    one = analyze(synthetic[1], workers=1, keep_rows=True)
+    many = analyze(synthetic[1], workers=workers, keep_rows=True)
+    assert _canonical(many.rows) == _canonical(one.rows)
+    assert _traffic(many) == _traffic(one)
 
 
 def test_every_worker_tracks_a_share(synthetic):
@@ -120,6 +169,34 @@ def test_row_order_is_batch_by_batch_in_shard_order(synthetic):
         assert (s.rows[f] == expect[f]).all(), f
 
 
+def test_records_larger_than_the_batch_are_tracked_as_with_one_worker(large_segments):
+    """The reader grows its buffer for a record larger than the batch; with N workers
+    the batch before is still being tracked, so the growing must not reuse its buffer
+    (it did: a third of the packets turned into other packets' bytes)."""
+    cfg = AnalyzeConfig(batch_bytes=4096)
+    one = analyze(large_segments, cfg, workers=1, keep_rows=True)
+    assert one.verdicts == {"OK": one.packets} and one.conn_states == {"SF": 300}
+    for _ in range(3):
+        two = analyze(large_segments, cfg, workers=2, keep_rows=True)
+        assert _traffic(two) == _traffic(one)
+        assert _canonical(two.rows) == _canonical(one.rows)
+
+
+def test_an_open_reader_reusing_one_buffer_is_refused_with_workers(large_segments):
+    """N trackers read batch i while batch i+1 is read: a reader that reuses a single
+    buffer would overwrite the batch they read (silently wrong rows), so it is refused;
+    one with no reuse, or two buffers, gives the rows of one worker."""
+    one = analyze(large_segments, workers=1, keep_rows=True)
+    assert analyze(read_pcap(large_segments, buffers=1), workers=1).packets == one.packets
+    reader = read_pcap(large_segments, buffers=1)
+    with pytest.raises(UsageError, match="buffers"):
+        analyze(reader, workers=2)
+    reader.close()
+    for buffers in (0, 2):
+        two = analyze(read_pcap(large_segments, batch_bytes=4096, buffers=buffers), workers=2, keep_rows=True)
+        assert _canonical(two.rows) == _canonical(one.rows)
+
+
 def test_several_captures_are_one_capture(tmp_path, synthetic):
     """A trace rotated into files gives the rows of the whole trace."""
     data = synthetic[0].read_bytes()
@@ -155,6 +232,21 @@ def test_corrupt_capture_behaves_as_with_one_worker(tmp_path, synthetic):
     assert one.packets == two.packets == 25_000
     assert _canonical(two.rows) == _canonical(one.rows)
     assert _traffic(two) == _traffic(one)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_open_readers_left_unread_are_closed(tmp_path, synthetic, workers):
+    """analyze closes the open readers it is given, also those a corrupt capture
+    before them left unread (their descriptors stayed open)."""
+    data = bytearray(synthetic[1].read_bytes())
+    struct.pack_into("<I", data, 24 + 8, 0x7FFFFFFF)          # the first record's length
+    corrupt = tmp_path / "corrupt.pcap"
+    corrupt.write_bytes(bytes(data))
+    later = read_pcap(synthetic[1])
+    s = analyze([corrupt, later], workers=workers)
+    assert "corrupt" in s.error and s.packets == 0
+    with pytest.raises(UsageError, match="closed"):
+        later.read_batch()
 
 
 def test_pipe_is_read_once_by_n_trackers(tmp_path, synthetic):
@@ -231,6 +323,27 @@ def test_bad_worker_counts_raise(bad, synthetic):
         analyze(synthetic[1], workers=bad)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("field, bad", [
+    ("capacity", 0), ("capacity", -1), ("capacity", 1.5), ("capacity", float("nan")), ("capacity", True),
+    ("capacity", "5"), ("capacity", 2 ** 31 + 1), ("capacity", 2 ** 40),
+    ("verify_checksum", "no"), ("server_ports", None),
+])
+def test_bad_config_raises_naming_the_value_given(synthetic, workers, field, bad):
+    """The capacity is the total: with N workers it was split first, so a bad one was
+    named by its share ('got 0' for -1), a string raised TypeError, True passed, and a
+    total over 2**31 was taken (2**32 as 3 tables of 1.4 G connections)."""
+    cfg = AnalyzeConfig(**{field: bad})
+    with pytest.raises(UsageError, match=field) as e:
+        analyze(synthetic[1], cfg, workers=workers)
+    assert f"got {bad!r}" in str(e.value)
+
+
+def test_cfg_that_is_not_an_analyze_config_raises(synthetic):
+    with pytest.raises(UsageError, match="AnalyzeConfig"):
+        analyze(synthetic[1], {"capacity": 10}, workers=2)
+
+
 @pytest.mark.parametrize("bad", [[], b"x.pcap", 3, [None], {"a": 1}])
 def test_bad_paths_raise(bad):
     with pytest.raises(UsageError):
@@ -240,6 +353,13 @@ def test_bad_paths_raise(bad):
 def test_default_workers_is_the_affinity_mask():
     assert default_workers() == len(os.sched_getaffinity(0))
     assert fasttcp.analyze is analyze
+
+
+def test_default_workers_on_a_machine_of_more_cpus_than_max_workers(monkeypatch):
+    """The default is the CPUs available, which analyze then refused above MAX_WORKERS
+    (a UsageError from workers=None, a traceback from the command line)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(MAX_WORKERS + 500)))
+    assert default_workers() == MAX_WORKERS
 
 
 def test_missing_first_capture_raises(tmp_path):

@@ -800,3 +800,53 @@ def test_unreadable_capture_leaves_output_file_alone(tmp_path):
     p = run(tmp_path / "missing.pcap", "--format", "json", "-o", out)
     assert p.returncode == 2
     assert out.read_text() == "earlier results\n"
+
+
+def _run_with_stdout(stdout: object, *args: object) -> subprocess.CompletedProcess:
+    """`run`, but with standard output the given file (or closed: `>&-`)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable, "-m", "fasttcp", "analyze", *map(str, args)]
+    if stdout == "closed":
+        cmd = ["sh", "-c", '"$@" >&-', "sh", *cmd]
+        stdout = None
+    return subprocess.run(cmd, cwd=REPO, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("args", [["--summary-only"], ["--summary-only", "--json-summary"],
+                                  ["--format", "table", "-q"], ["--format", "json", "--json-summary"]])
+def test_a_full_standard_output_exits_2(tmp_path, args):
+    """A report that could not be written is not a success (it was exit 1 with a
+    traceback when only the summary was to go there)."""
+    with open("/dev/full", "w") as full:
+        p = _run_with_stdout(full, capture("zeek-http-get.pcap"), *args)
+    assert p.returncode == 2, p.stderr
+    assert "cannot write standard output: No space left on device" in p.stderr
+    assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args", [["--format", "json"], ["--summary-only"]])
+def test_a_closed_standard_output_exits_2(args):
+    """Started with `>&-`, the rows and summary had nowhere to go and it exited 0."""
+    p = _run_with_stdout("closed", capture("zeek-http-get.pcap"), *args, "--workers", "2")
+    assert p.returncode == 2, p.stderr
+    assert "cannot write standard output: it is closed" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--workers", "2"]])
+def test_output_that_is_a_capture_is_refused(tmp_path, extra):
+    """-o naming the capture emptied it as the run read it: the capture was lost and
+    the run reported a few packets of its own output, with exit status 0."""
+    cap = tmp_path / "trace.pcap"
+    cap.write_bytes(capture("zeek-wikipedia.pcap").read_bytes())
+    other = tmp_path / "other.pcap"
+    other.write_bytes(capture("zeek-http-get.pcap").read_bytes())
+    before = cap.read_bytes()
+    for args in ([cap, "-o", cap], [other, cap, "-o", tmp_path / "." / "trace.pcap"]):
+        p = run(*args, "--format", "json", *extra)
+        assert p.returncode == 2, p.stderr
+        assert "is the capture" in p.stderr and "Traceback" not in p.stderr
+        assert cap.read_bytes() == before
+    assert run(cap, "-o", cap, "--summary-only", *extra).returncode == 0     # nothing written to -o

@@ -142,3 +142,58 @@ def test_failing_shard_exits_3_naming_it(short):
     assert "shard 1 of 2: MemoryError: no room for shard 1" in p.stderr
     assert "connections:" in p.stdout                    # what was counted is still reported
     assert "Traceback" not in p.stderr
+
+
+def test_ctrl_c_while_waiting_for_a_fifo_writer_exits_130(tmp_path):
+    """Opening a FIFO waits for its writer (tcpdump not started yet); Ctrl-C there was
+    a KeyboardInterrupt traceback and death by SIGINT, not the documented status."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "fasttcp", "analyze", str(fifo), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            start_new_session=True)
+    try:
+        # in the kernel's FIFO open (not still importing, where Ctrl-C is Python's)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted before" in err and "Traceback" not in err
+    assert out == ""
+
+
+def test_a_fifo_as_a_later_capture_is_read_once(short, tmp_path):
+    """The later captures are checked before the output is opened; checking a FIFO by
+    opening it took it from its writer (SIGPIPE) and the run then waited forever."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = short.read_bytes()
+    written = []
+
+    def feed():
+        try:
+            with open(fifo, "wb") as w:
+                w.write(data)
+            written.append(True)
+        except BrokenPipeError:
+            written.append(False)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        p = subprocess.run([sys.executable, "-m", "fasttcp", "analyze", str(short), str(fifo), "--workers", "2",
+                            "--summary-only", "--json-summary"], capture_output=True, text=True, timeout=30,
+                           cwd=REPO)
+    finally:
+        if t.is_alive():                # unblock the writer: open the FIFO's read end once
+            with open(fifo, "rb") as r:
+                r.read()
+        t.join(30)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["packets"] == 60_000
+    assert written == [True]
