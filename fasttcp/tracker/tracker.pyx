@@ -386,9 +386,11 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t i, Py_ssize_t 
     """First stage of packet i: parse and hash it, prefetch its index slot (and the
     bytes of the packet 16 ahead). A packet `select` leaves out is not parsed."""
     cdef _stage_t *s = &ring[i & (_AHEAD - 1)]
-    if i + 2 * _AHEAD < n:
+    if i + 2 * _AHEAD < n and (select == NULL or select[i + 2 * _AHEAD] != 0):
         # the packet bytes themselves: headers 16 packets ahead (batches come from
-        # capture files far larger than the cache)
+        # capture files far larger than the cache). Not another shard's: its tracker,
+        # on another core, reads them, and a write-intent prefetch here would pull
+        # the lines away from it
         FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD])
         FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD] + 64)
     if select != NULL and select[i] == 0:
