@@ -14,10 +14,9 @@ rows waits.
 Why threads and not worker processes: a worker process must read, scan and shard the
 whole capture itself (or be fed through shared memory by a reader process), then send
 its rows back. Measured on the short-connection capture of `fasttcp bench`
-(benchmarks/analyze_feeding.py: all three ways, same capture, same run), that repeated
-work and the IPC cost a worker process about as much time as tracking its half, so two
-processes beat one thread by a fraction, where two threads sharing one read come close
-to twice one.
+(benchmarks/analyze_feeding.py: all three ways, same capture, same run), processes
+cost more CPU than they save; threads add only the clock walk over the other shards'
+packets (docs/performance.md has the figures, and what does not scale yet).
 """
 from __future__ import annotations
 
