@@ -3,6 +3,7 @@ import importlib.machinery
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,3 +235,13 @@ def test_bench_reports_the_kind_of_build():
     assert rep.as_dict()["pgo_build"] is pgo
     head = format_report(rep).splitlines()[0]
     assert head.endswith("profile-guided build" if pgo else "plain (no profile) build"), head
+
+
+def test_every_package_folder_is_shipped():
+    """A folder with an __init__.py that pyproject.toml does not list is missing from the
+    wheel: the editable install still imports it, so only this test notices."""
+    import tomllib
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "fasttcp").rglob("__init__.py")}
+    assert found == listed
