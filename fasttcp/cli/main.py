@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                         "CPUs this process may use)")
     a.add_argument("--json-summary", action="store_true", help="print the summary as one JSON object")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from fasttcp.cli import load as load_cli
+    load_cli.add_parser(sub)
     return p
 
 
@@ -364,5 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args)
     if args.command == "analyze":
         return _analyze(args)
+    if args.command == "load":
+        from fasttcp.cli import load as load_cli
+        return load_cli.run(args)
     _parser().print_help()
     return 0

@@ -67,14 +67,27 @@ def _port_range(ports: object) -> tuple[int, int]:
     return lo, hi
 
 
+def _peer(peer: object) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    if not isinstance(peer, tuple) or len(peer) != 2:
+        raise UsageError("peer is an (address, port) tuple")
+    try:
+        address = ipaddress.ip_address(peer[0])     # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"guard peer: {exc}") from exc
+    _port_range((peer[1], peer[1]))
+    return address, peer[1]
+
+
 class RstGuard:
     """An nftables input rule dropping TCP to ``addresses`` with a destination port in
-    ``ports`` (a (first, last) range; None = every port), so the kernel neither sees nor
+    ``ports`` (a (first, last) range; None = every port) -- only from ``peer`` (address,
+    port) when given, the narrowest rule a client needs --, so the kernel neither sees nor
     resets the endpoint's connections. Installed by `install` (or entering the ``with``),
     removed by `close` and at exit. Raises UsageError for bad addresses or ports,
     FileNotFoundError without `nft`, PermissionError when nft refuses (not root)."""
 
-    def __init__(self, addresses: Iterable[object], *, ports: tuple[int, int] | None = None) -> None:
+    def __init__(self, addresses: Iterable[object], *, ports: tuple[int, int] | None = None,
+                 peer: tuple[object, int] | None = None) -> None:
         if isinstance(addresses, (str, bytes)):
             addresses = [addresses]
         try:
@@ -84,6 +97,9 @@ class RstGuard:
         if not self.addresses:
             raise UsageError("the guard needs at least one address")
         self.ports = _port_range(ports)
+        self.peer = None if peer is None else _peer(peer)
+        if self.peer is not None and any(a.version != self.peer[0].version for a in self.addresses):
+            raise UsageError("the guard's addresses and its peer must be of one IP version")
         self.table = f"{TABLE_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.installed = False
         self._old_term: Any = None
@@ -95,7 +111,8 @@ class RstGuard:
         lines = []
         for a in self.addresses:
             family = "ip" if a.version == 4 else "ip6"
-            lines.append(f"    {family} daddr {a} tcp dport {dport} drop")
+            match = "" if self.peer is None else f"{family} saddr {self.peer[0]} tcp sport {self.peer[1]} "
+            lines.append(f"    {match}{family} daddr {a} tcp dport {dport} drop")
         return "\n".join(lines)
 
     def install(self) -> Self:
