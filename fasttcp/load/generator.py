@@ -225,6 +225,7 @@ class _Run:
         self.bucket = TokenBucket(cfg.rate, now=link.now())
         self.stop_opening = False
         self.start = link.now()
+        self.now = self.start
 
     # ---- events ----
 
@@ -248,7 +249,7 @@ class _Run:
         m = (cause == Cause.RETRANSMIT) & (old == _SYN_SENT)
         if m.any():
             self.r.syn_retransmits += int(m.sum())
-            self._back_off(self.link.now())
+            self._back_off(self.now)
         self.r.refused += int((cause == Cause.REFUSED).sum())
         self.r.timeouts += int(((cause == Cause.RETRANSMIT_LIMIT) & (old == _SYN_SENT)).sum())
         # a RST in TIME-WAIT comes after both FINs: the connection had completed (RFC 1337)
@@ -280,7 +281,7 @@ class _Run:
             self.r.backoffs += 1
 
     def _close(self, ids: np.ndarray) -> None:
-        now = self.link.now()
+        now = self.now
         if self.cfg.close == "fin":
             self.ep.close_batch(ids, now)
         else:
@@ -338,7 +339,9 @@ class _Run:
         self.r.attempts += len(ids)
 
     def tick(self, now: float) -> None:
-        """The link's on_tick: events in, closes and new connections out."""
+        """The link's on_tick: events in, closes and new connections out (all at `now`:
+        the endpoint's clock must not run backwards between its calls)."""
+        self.now = now
         self._events()
         self._open(now)
 
