@@ -67,13 +67,23 @@ def _port_range(ports: object) -> tuple[int, int]:
     return lo, hi
 
 
+def _address(a: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address given as text or ipaddress (an int or bytes is refused: too easy to pass
+    by mistake, and ipaddress would read either as an address)."""
+    if isinstance(a, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return a
+    if not isinstance(a, str):
+        raise UsageError(f"a guard address is a str or ipaddress, not {type(a).__name__}")
+    try:
+        return ipaddress.ip_address(a)
+    except ValueError as exc:
+        raise UsageError(f"guard address: {exc}") from exc
+
+
 def _peer(peer: object) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
     if not isinstance(peer, tuple) or len(peer) != 2:
         raise UsageError("peer is an (address, port) tuple")
-    try:
-        address = ipaddress.ip_address(peer[0])     # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"guard peer: {exc}") from exc
+    address = _address(peer[0])
     _port_range((peer[1], peer[1]))
     return address, peer[1]
 
@@ -90,10 +100,7 @@ class RstGuard:
                  peer: tuple[object, int] | None = None) -> None:
         if isinstance(addresses, (str, bytes)):
             addresses = [addresses]
-        try:
-            self.addresses = [ipaddress.ip_address(a) for a in addresses]   # type: ignore[arg-type]
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"guard addresses: {exc}") from exc
+        self.addresses = [_address(a) for a in addresses]
         if not self.addresses:
             raise UsageError("the guard needs at least one address")
         self.ports = _port_range(ports)

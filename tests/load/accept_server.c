@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +56,7 @@ int main(int argc, char **argv) {
     if (port <= 0 || port > 65535 || workers < 1 || workers > 64 || pipe(fds) < 0) return 2;
     for (int w = 0; w < workers; w++) {
         if ((kids[w] = fork()) == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);  /* a killed parent takes its workers along */
             int fd = srv_listen(port);
             long n;
             if (fd < 0) { perror("listen"); _exit(1); }
