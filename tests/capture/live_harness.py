@@ -62,8 +62,9 @@ class Tcpdump:
 
     def __init__(self, net: VethPair, path: Path, expression: str = "tcp") -> None:
         self.path = path
-        self.proc = net.popen(net.a, ["tcpdump", "-i", net.a_if, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", "262144", "-w", str(path),
-                                      expression], stdout=subprocess.DEVNULL)
+        cmd = ["tcpdump", "-i", net.a_if, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", "262144",
+               "-w", str(path), expression]
+        self.proc = net.popen(net.a, cmd, stdout=subprocess.DEVNULL)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()        # "listening on ...": the socket is bound
         assert "listening" in line, line + self.proc.stderr.read()
