@@ -118,3 +118,8 @@ def pcap_digests(path: Path) -> tuple[Counter, int]:
                 seen[describe(batch.packet(i))[0]] += 1
                 total += int(batch.lengths[i])
     return seen, total
+
+
+def udp(net: VethPair, count: int, gap: float) -> subprocess.Popen[str]:
+    """Start count UDP datagrams from B to A, gap seconds apart (not TCP: for filters)."""
+    return net.popen(net.b, [sys.executable, str(PEER), "udp", net.a_v4, str(PORT + 3), str(count), str(gap)])

@@ -3,6 +3,7 @@
     python live_peer.py server PORT SECONDS          # echo server on [::]:PORT (v4 and v6)
     python live_peer.py clients V4 V6 PORT N         # N connections, alternating families
     python live_peer.py syns V4 PORT COUNT BAD       # COUNT raw IPv4 SYNs (BAD: wrong checksum)
+    python live_peer.py udp V4 PORT COUNT GAP        # COUNT UDP datagrams, GAP seconds apart
 
 Clients send 100+i bytes, read the echo, half-close and wait for the server's FIN; every
 fifth connection goes to PORT+1, where nothing listens (a reset). Prints one JSON line.
@@ -105,6 +106,15 @@ def syns(dst: str, port: int, count: int, bad: bool) -> None:
     print(json.dumps({"sent": sent}), flush=True)
 
 
+def udp(dst: str, port: int, count: int, gap: float) -> None:
+    """Datagrams nobody receives (the other side answers ICMP port unreachable)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(count):
+            s.sendto(i.to_bytes(4, "big"), (dst, port))
+            time.sleep(gap)
+    print(json.dumps({"sent": count}), flush=True)
+
+
 def _source_for(dst: str) -> str:
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.connect((dst, 9))
@@ -122,5 +132,7 @@ if __name__ == "__main__":
         clients(args[0], args[1], int(args[2]), int(args[3]))
     elif cmd == "syns":
         syns(args[0], int(args[1]), int(args[2]), args[3] == "1")
+    elif cmd == "udp":
+        udp(args[0], int(args[1]), int(args[2]), float(args[3]))
     else:
         raise SystemExit(f"unknown command {cmd!r}")
