@@ -22,6 +22,7 @@ import warnings as _warnings
 from fasttcp._version import __version__
 from fasttcp.analysis import AnalyzeConfig, Summary, analyze
 from fasttcp.capture.reader import CaptureBatch, CaptureReader, read_pcap, write_pcap
+from fasttcp.capture.transmit import Transmitter
 from fasttcp.endpoint.endpoint import DROP_REASONS, EVENT_DTYPE, Connection, Endpoint, Event, pipe
 from fasttcp.enums import Cause, Flags, OptionBits, State, Verdict
 from fasttcp.errors import (
@@ -147,4 +148,5 @@ __all__ = [
     "UnsupportedPacket",
     "UsageError",
     "get_include",
+    "Transmitter",
 ]
