@@ -18,8 +18,7 @@ link was made. Two ways through the endpoint:
 The edge is the TPACKET_V3 ring (`fasttcp.capture.live.LiveCapture`, ``direction="in"``)
 and the transmitter (`fasttcp.capture.transmit.Transmitter`) when they are built
 (``io="ring"``), or plain packet sockets (``io="socket"``, `fasttcp.net.packet_socket`);
-``io="auto"`` takes the transmitter when it imports (RX: see ``_AUTO_RX_RING``). The
-kernel must be kept from resetting the endpoint's connections: see
+``io="auto"`` takes the rings when they import. The kernel must be kept from resetting the endpoint's connections: see
 `fasttcp.net.guard.RstGuard`.
 """
 from __future__ import annotations
@@ -40,10 +39,6 @@ from fasttcp.net.route import Route, interface_info
 __all__ = ["InterfaceLink", "IO_KINDS"]
 
 IO_KINDS = ("auto", "ring", "socket")
-# What io="auto" takes for RX: the packet socket, until the ring's block walk passes the
-# endpoint's traffic (replies interleaved with the host's own sends): measured, the ring
-# flagged most blocks bad and delivered a fifth of the SYN-ACKs. io="ring" forces it.
-_AUTO_RX_RING = False
 _MAX_WAIT = 0.005           # a turn waits at most this long, so on_tick runs often
 _RING_BYTES = 16 << 20      # RX ring of an endpoint link: a few seconds of SYN-ACKs at 1M/s
 _RING_BLOCK_TIMEOUT_MS = 1  # hand a block over after 1 ms: the ring's latency is the RTT's floor
@@ -68,7 +63,7 @@ def _open_edge(io: str, interface: str, dst_mac: bytes) -> tuple[Any, Any, str]:
     rx = tx = None
     kinds = []
     try:
-        if io == "ring" or (io == "auto" and _AUTO_RX_RING):
+        if io != "socket":
             try:
                 rx = _ring_rx(interface)
                 kinds.append("ring")
