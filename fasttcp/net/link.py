@@ -102,6 +102,7 @@ class InterfaceLink:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if io not in IO_KINDS:
             raise UsageError(f"io is one of {', '.join(IO_KINDS)}, not {io!r}")
+        hop: bytes | None
         if isinstance(route, Route):
             interface, hop = route.interface, route.next_hop_mac if next_hop_mac is None else next_hop_mac
         elif isinstance(route, str):

@@ -67,6 +67,8 @@ def _complete_tcp_checksum(pkt: memoryview) -> bool:
     n = len(pkt)
     if n < 20:
         return False
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address
+    dst: ipaddress.IPv4Address | ipaddress.IPv6Address
     version = pkt[0] >> 4
     if version == 4:
         ihl = (pkt[0] & 0x0F) * 4

@@ -40,7 +40,7 @@ _NETNS_DIR = "/run/netns"  # where `ip netns add` keeps named namespaces
 def require_pyroute2() -> Any:
     """The pyroute2 module; raises ModuleNotFoundError saying which extra installs it."""
     try:
-        import pyroute2
+        import pyroute2  # type: ignore[import-untyped]
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError("fasttcp.net needs pyroute2: pip install 'fasttcp[live]'") from exc
     return pyroute2
@@ -135,7 +135,7 @@ def lookup_route(destination: object, *, source: object | None = None) -> Route:
     src = None if source is None else _parse_address(source)
     require_pyroute2()
     from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
     family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
     with IPRoute() as ipr:
         try:
