@@ -168,12 +168,14 @@ class LoadResult:
 
 class _Ports:
     """Source (address, port) slots: which record holds each, and since when it is in
-    TIME-WAIT. Slot s is source s // nports, port first + s % nports."""
+    TIME-WAIT. Slot s is source s % nsources, port first + s // nsources: consecutive
+    attempts take turns over the sources."""
 
     def __init__(self, sources: list[ipaddress.IPv4Address | ipaddress.IPv6Address], first: int, last: int,
                  capacity: int) -> None:
-        self.first, self.nports = first, last - first + 1
-        self.total = self.nports * len(sources)
+        self.first, self.nports, self.nsources = first, last - first + 1, len(sources)
+        self.total = self.nports * self.nsources
+        self.attempts = np.zeros(self.nsources, np.int64)
         self.record = np.full(self.total, -1, np.int64)      # record id holding the slot, -1 free
         self.tw_since = np.zeros(self.total, np.uint64)      # TIME-WAIT entry (us), 0 not in TIME-WAIT
         self.slot_of = np.full(capacity, -1, np.int64)       # record id -> slot
@@ -326,9 +328,10 @@ class _Run:
         slots = np.concatenate((free, reuse))
         keys = np.zeros(len(slots), KEY_DTYPE)
         keys["family"] = self.family
-        keys["lport"] = self.ports.first + slots % self.ports.nports
+        keys["lport"] = self.ports.first + slots // self.ports.nsources
         keys["rport"] = self.cfg.port
-        keys["laddr"] = self.ports.laddr[slots // self.ports.nports]
+        keys["laddr"] = self.ports.laddr[slots % self.ports.nsources]
+        self.ports.attempts += np.bincount(slots % self.ports.nsources, minlength=self.ports.nsources)
         keys["raddr"] = self.raddr
         ids = self.ep.connect_batch(keys, now)
         ok = ids >= 0
@@ -378,9 +381,18 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult
     except ValueError as exc:
         raise UsageError(f"HOST must be an IP address, not {cfg.host!r}") from exc
     why = check_target(remote, i_own_this_network=i_own_this_network)
-    sources = [ipaddress.ip_address(s) for s in cfg.sources] if cfg.sources else []
+    try:
+        sources = [ipaddress.ip_address(s) for s in cfg.sources] if cfg.sources else []
+    except ValueError as exc:
+        raise UsageError(f"--source: {exc}") from exc
     if any(s.version != remote.version for s in sources):
         raise UsageError("every --source must be of the target's IP version")
+    if sources:
+        from fasttcp.net import local_addresses
+        here = local_addresses(all_namespaces=False)
+        foreign = [str(s) for s in sources if s not in here]
+        if foreign:    # the kernel answers ARP/ND only for its own addresses: replies would never come
+            raise UsageError(f"--source {', '.join(foreign)}: not an address of this network namespace")
     route = lookup_route(remote, source=sources[0] if sources else None)
     sources = sources or [route.source]
     first, last = source_port_range()
@@ -413,7 +425,8 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult
             run.r.unfinished = run.active
         result = run.r
         result.info = {"target": f"{remote}:{cfg.port}", "target_allowed": why, "interface": route.interface,
-                       "sources": [str(s) for s in sources], "source_ports": f"{first}-{last}",
+                       "sources": [str(s) for s in sources],
+                       "attempts_per_source": run.ports.attempts.tolist(), "source_ports": f"{first}-{last}",
                        "next_hop_mac": route.next_hop_mac.hex(":"), "io": link.io, "rate_limit": cfg.rate,
                        "close": cfg.close, "time_wait_policy": f"reuse after {TW_REUSE_AFTER:g} s in TIME-WAIT",
                        "time_wait_at_end": max(0, len(ep) - run.active), "link": link.stats,

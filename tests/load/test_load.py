@@ -178,3 +178,21 @@ def test_guard_removed_on_signal(veth, accept_server, sig, status):  # noqa: F81
     if sig == signal.SIGINT:                                 # what was counted is still reported
         r = json.loads(out)
         assert r["interrupted"] and r["connections"] > 0
+
+
+def test_source_that_is_not_ours_refused(veth):  # noqa: F811
+    rc, r, err = load(veth, f"{veth.b_v4}:{PORT}", "--source", "198.18.0.9")
+    assert rc == 2 and "not an address of this network namespace" in err
+
+
+def test_two_source_addresses(veth, accept_server):  # noqa: F811
+    veth.run(veth.a, ["ip", "addr", "add", "198.18.0.3/24", "dev", veth.a_if])
+    server = Server(veth, accept_server)
+    try:
+        rc, r, err = load(veth, f"{veth.b_v4}:{PORT}", "--connections", "3000", "--source", veth.a_v4, "198.18.0.3")
+        accepted = server.stop()
+    finally:
+        server.kill()
+    assert rc == 0, err
+    assert r["connections"] == accepted == 3000 and r["sources"] == [veth.a_v4, "198.18.0.3"]
+    assert r["attempts_per_source"] == [1500, 1500]          # the sources take turns
