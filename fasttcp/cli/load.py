@@ -64,7 +64,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--duration", type=_positive(float), default=None,
                    help="seconds to open connections for (default 10 without --connections)")
     p.add_argument("--request", type=int, default=0, metavar="BYTES",
-                   help="bytes to send on each connection before closing (not implemented: 0 only)")
+                   help="send BYTES on each connection once it is open, read the answer until the "
+                        "server's FIN, then close (default 0: close right after the handshake; "
+                        "requests take the per-connection path, slower)")
     p.add_argument("--close", choices=("fin", "rst"), default="fin",
                    help="close with FIN (TIME-WAIT kept, default) or RST")
     p.add_argument("--source", nargs="+", default=None, metavar="ADDR",
@@ -78,7 +80,7 @@ def add_parser(sub: Any) -> None:
 
 def _text(d: dict[str, Any]) -> str:
     keys = ("connections", "connects_per_s", "attempts", "refused", "timeouts", "resets", "syn_retransmits",
-            "handshake_p50_ms", "handshake_p99_ms", "time_wait_reused", "backoffs", "elapsed_s",
+            "handshake_p50_ms", "handshake_p99_ms", "answered", "time_wait_reused", "backoffs", "elapsed_s",
             "cpu_us_per_connection", "interface", "io")
     return "\n".join(f"{k:>24}  {d.get(k)}" for k in keys)
 

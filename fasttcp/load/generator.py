@@ -21,6 +21,11 @@ endpoint's retransmission limit, closed with FIN (TIME-WAIT kept) or RST. Around
 
 Latency is SYN -> SYN-ACK: the CONNECT event's time to the SYN_ACK_RECEIVED event's,
 from the first SYN (what a user waits), so a retransmitted SYN shows as +1 s.
+
+With ``request`` bytes, each connection sends them once open and reads the answer until
+the server's FIN, then closes; that needs the endpoint's `Connection` objects (their
+send buffers and data retransmission live there), so the link runs its per-packet
+path and the run is slower than the batch path of plain connects.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ BACKOFF_HOLD = 1.0            # at most one halving of the window per second (on
 DRAIN_TIMEOUT = 70.0          # after the last attempt: SYN retries (1+2+4+8+16+32 s) then give up
 DEFAULT_DURATION = 10.0       # `fasttcp load HOST:PORT` with neither --connections nor --duration
 PROGRESS_EVERY = 1.0
+MAX_REQUEST = 1 << 20         # --request: bytes queued per connection at most
 _US = 1_000_000
 _ESTABLISHED, _TIME_WAIT, _CLOSED, _SYN_SENT = (int(State.ESTABLISHED), int(State.TIME_WAIT),
                                                 int(State.CLOSED), int(State.SYN_SENT))
@@ -90,7 +96,7 @@ class LoadConfig:
         if self.connections is not None:
             _int_field("connections", self.connections, 1, 1 << 40)
         _int_field("concurrency", self.concurrency, 1, 1 << 24)
-        _int_field("request", self.request, 0, 0)     # requests: not in this version
+        _int_field("request", self.request, 0, MAX_REQUEST)
         for name in ("rate", "duration"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
@@ -104,9 +110,6 @@ class LoadConfig:
 
 def _int_field(name: str, v: object, lo: int, hi: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        if name == "request" and isinstance(v, int) and not isinstance(v, bool) and v > 0:
-            raise UsageError("--request (send a request, read the answer) is not implemented yet: "
-                             "connections are opened and closed with no payload")
         raise UsageError(f"{name} must be an int in {lo}..{hi}, not {v!r}")
 
 
@@ -124,6 +127,8 @@ class LoadResult:
     time_wait_reused: int = 0
     reset_kinds: dict[str, int] = field(default_factory=dict)
     time_wait_resets: int = 0
+    answered: int = 0
+    answer_bytes: int = 0
     ports_busy: int = 0
     backoffs: int = 0
     elapsed: float = 0.0
@@ -157,7 +162,8 @@ class LoadResult:
                "handshake_max_ms": round(float(lat.max()), 3) if len(lat) else None,
                "attempts": self.attempts, "errors": self.errors, "connect_failed": self.connect_failed,
                "unfinished": self.unfinished, "reset_kinds": self.reset_kinds,
-               "time_wait_resets": self.time_wait_resets, "time_wait_reused": self.time_wait_reused,
+               "time_wait_resets": self.time_wait_resets,
+               "answered": self.answered, "answer_bytes": self.answer_bytes, "time_wait_reused": self.time_wait_reused,
                "ports_busy": self.ports_busy, "backoffs": self.backoffs,
                "max_attempts_in_1s": self.max_attempts_in_window(1.0),
                "elapsed_s": round(self.elapsed, 3), "client_cpu_s": round(self.cpu_s, 3),
@@ -228,15 +234,38 @@ class _Run:
         self.stop_opening = False
         self.start = link.now()
         self.now = self.start
+        self.objects = cfg.request > 0
+        self.request_bytes = b"x" * cfg.request
+        self.handles: dict[int, Any] = {}        # record id -> Connection, handshake just done
+        self.waiting: dict[int, Any] = {}        # record id -> Connection, request sent
 
     # ---- events ----
 
+    def _event_arrays(self) -> tuple[np.ndarray, ...] | None:
+        """(cause, conn, new, old, time_us) of the events since the last tick; with
+        requests (the per-connection path) from the Event objects, whose connections
+        are kept for the ones that completed their handshake."""
+        if not self.objects:
+            ev = self.ep.events_batch()
+            if len(ev) == 0:
+                return None
+            return (ev["cause"], ev["conn"].astype(np.int64), ev["new_state"], ev["old_state"],
+                    ev["time_us"])
+        evs = self.ep.events()
+        if not evs:
+            return None
+        for e in evs:
+            if e.cause is Cause.SYN_ACK_RECEIVED:
+                self.handles[e.connection.id] = e.connection
+        return (np.array([e.cause for e in evs], np.uint8), np.array([e.connection.id for e in evs], np.int64),
+                np.array([e.new for e in evs], np.uint8), np.array([e.old for e in evs], np.uint8),
+                np.array([round(e.time * _US) for e in evs], np.uint64))
+
     def _events(self) -> None:
-        ev = self.ep.events_batch()
-        if len(ev) == 0:
+        arrays = self._event_arrays()
+        if arrays is None:
             return
-        cause, conn, new, old = ev["cause"], ev["conn"].astype(np.int64), ev["new_state"], ev["old_state"]
-        t = ev["time_us"]
+        cause, conn, new, old, t = arrays
         m = cause == Cause.CONNECT
         if m.any():
             self.syn_us[conn[m]] = t[m]
@@ -247,7 +276,10 @@ class _Run:
             self.r.latencies_us.append((t[m] - self.syn_us[ids]).astype(np.int64))
             self.r.connections += len(ids)
             self.window = min(float(self.cfg.concurrency), self.window + len(ids))
-            self._close(ids)
+            if self.objects:
+                self._send_requests(ids)
+            else:
+                self._close(ids)
         m = (cause == Cause.RETRANSMIT) & (old == _SYN_SENT)
         if m.any():
             self.r.syn_retransmits += int(m.sum())
@@ -275,6 +307,34 @@ class _Run:
         if m.any():
             self.active -= int((old[m] != _TIME_WAIT).sum())
             self.ports.release(conn[m])
+
+    # ---- requests (the per-connection path) ----
+
+    def _send_requests(self, ids: np.ndarray) -> None:
+        for i in ids.tolist():
+            conn = self.handles.pop(i, None)
+            if conn is not None:
+                conn.send(self.request_bytes, now=self.now)
+                self.waiting[i] = conn
+
+    def _read_answers(self) -> None:
+        """The answer is what arrives until the server's FIN (CLOSE-WAIT): then close.
+        A connection reset or given up while waiting is counted by its event."""
+        finished, answered = [], []
+        for i, conn in self.waiting.items():
+            data = conn.recv()
+            if data:
+                self.r.answer_bytes += len(data)
+            state = conn.state
+            if state is State.CLOSE_WAIT:
+                answered.append(i)
+            elif state is State.CLOSED:           # reset or given up: its event counted it
+                finished.append(i)
+        for i in finished + answered:
+            del self.waiting[i]
+        if answered:
+            self.r.answered += len(answered)
+            self._close(np.array(answered, np.int64))
 
     def _back_off(self, now: float) -> None:
         if now - self.last_backoff >= BACKOFF_HOLD:
@@ -346,6 +406,8 @@ class _Run:
         the endpoint's clock must not run backwards between its calls)."""
         self.now = now
         self._events()
+        if self.objects:
+            self._read_answers()
         self._open(now)
 
     def done(self) -> bool:
@@ -400,7 +462,7 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult
     ep = Endpoint([str(s) for s in sources], capacity=capacity, msl=cfg.msl)
     result: LoadResult
     with RstGuard(sources, ports=(first, last), peer=(remote, cfg.port)), \
-            InterfaceLink(ep, route, io=cfg.io, objects=False) as link:
+            InterfaceLink(ep, route, io=cfg.io, objects=cfg.request > 0) as link:
         run = _Run(cfg, ep, link, sources, remote, (first, last))
         cpu0, t0 = _cpu(), time.monotonic()
         next_progress = PROGRESS_EVERY

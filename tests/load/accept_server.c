@@ -1,7 +1,8 @@
 /* The Linux peer of the load tests and benchmarks: accept connections on PORT (IPv4 and
  * IPv6, one dual-stack socket), close each at once, count them. SIGTERM or SIGINT ends
- * it; it prints the count on stdout ("accepted N").  Usage: accept_server PORT [WORKERS]
- * (WORKERS processes share the port with SO_REUSEPORT; their counts are summed). */
+ * it; it prints the count on stdout ("accepted N").  Usage: accept_server PORT [WORKERS
+ * [echo]] (WORKERS processes share the port with SO_REUSEPORT; their counts are summed;
+ * with "echo" each connection's first read is written back before the close). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -34,10 +35,20 @@ static int srv_listen(int port) {
     return fd;
 }
 
+static int srv_echo;
+
+static void srv_answer(int c) {
+    char buf[65536];
+    ssize_t got = read(c, buf, sizeof buf);
+    if (got > 0 && write(c, buf, (size_t)got) < 0)
+        perror("write");
+}
+
 static long srv_accept_loop(int fd) {
     long n = 0;
     while (!srv_stop) {
         int c = accept(fd, NULL, NULL);
+        if (c >= 0 && srv_echo) srv_answer(c);
         if (c >= 0) { close(c); n++; }
         else if (errno != EINTR && errno != ECONNABORTED) break;
     }
@@ -47,6 +58,7 @@ static long srv_accept_loop(int fd) {
 int main(int argc, char **argv) {
     int port = argc > 1 ? atoi(argv[1]) : 0, workers = argc > 2 ? atoi(argv[2]) : 1, fds[2];
     pid_t kids[64];
+    srv_echo = argc > 3 && strcmp(argv[3], "echo") == 0;
     struct sigaction sa;
     long total = 0;
     memset(&sa, 0, sizeof sa);

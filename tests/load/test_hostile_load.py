@@ -25,9 +25,10 @@ def test_bad_config_fields(field, value):
                   "LoadConfig(**kw).validate()", "UsageError", field)
 
 
-def test_request_is_refused_as_not_implemented():
-    expect_raises(f"{CFG}LoadConfig(host='198.18.0.2', port=80, request=100).validate()", "UsageError",
-                  "not implemented")
+@pytest.mark.parametrize("value", ["-1", "2**20 + 1", "2**64", "True", "1.0", "'100'"])
+def test_bad_request_sizes(value):
+    expect_raises(f"{CFG}LoadConfig(host='198.18.0.2', port=80, request={value}).validate()", "UsageError",
+                  "request")
 
 
 @pytest.mark.parametrize("host", ["example.com", "", "1.2.3.4.5", "::ffff:zz"])

@@ -33,9 +33,9 @@ def accept_server(tmp_path_factory):
 class Server:
     """The accept loop running in namespace B; `stop` returns how many it accepted."""
 
-    def __init__(self, net, exe, port=PORT):
+    def __init__(self, net, exe, port=PORT, echo=False):
         net.run(net.b, ["sysctl", "-qw", "net.core.somaxconn=65535"])
-        self.proc = net.popen(net.b, [str(exe), str(port)])
+        self.proc = net.popen(net.b, [str(exe), str(port), "1", *(["echo"] if echo else [])])
         assert self.proc.stdout.readline().strip() == "listening"
 
     def stop(self):
@@ -196,3 +196,18 @@ def test_two_source_addresses(veth, accept_server):  # noqa: F811
     assert rc == 0, err
     assert r["connections"] == accepted == 3000 and r["sources"] == [veth.a_v4, "198.18.0.3"]
     assert r["attempts_per_source"] == [1500, 1500]          # the sources take turns
+
+
+@pytest.mark.parametrize("close", ["fin", "rst"])
+def test_request_and_answer(veth, accept_server, close):  # noqa: F811
+    server = Server(veth, accept_server, echo=True)
+    try:
+        rc, r, err = load(veth, f"{veth.b_v4}:{PORT}", "--connections", "2000", "--request", "100",
+                          "--close", close)
+        accepted = server.stop()
+    finally:
+        server.kill()
+    assert rc == 0, err
+    assert r["connections"] == r["answered"] == accepted == 2000
+    assert r["answer_bytes"] == 2000 * 100                  # every request came back whole
+    assert r["time_wait_at_end"] == 0                       # the server closed first: no TIME-WAIT here
