@@ -427,6 +427,46 @@ def _cpu() -> float:
     return u.ru_utime + u.ru_stime
 
 
+def _sources(cfg: LoadConfig, remote: Any) -> list[Any]:
+    """The --source addresses, checked: of the target's version and owned by this
+    namespace (the kernel answers ARP/ND only for its own addresses: replies to any
+    other would never come)."""
+    from fasttcp.net import local_addresses
+    try:
+        sources = [ipaddress.ip_address(s) for s in cfg.sources] if cfg.sources else []
+    except ValueError as exc:
+        raise UsageError(f"--source: {exc}") from exc
+    if any(s.version != remote.version for s in sources):
+        raise UsageError("every --source must be of the target's IP version")
+    if sources:
+        here = local_addresses(all_namespaces=False)
+        foreign = [str(s) for s in sources if s not in here]
+        if foreign:
+            raise UsageError(f"--source {', '.join(foreign)}: not an address of this network namespace")
+    return sources
+
+
+def _drive(run: _Run, link: Any, cfg: LoadConfig) -> bool:
+    """Turn the link until the run is done or the drain after the last attempt times
+    out; progress lines every second. True if interrupted (Ctrl-C)."""
+    next_progress = PROGRESS_EVERY
+    last_attempt_at: float | None = None
+    try:
+        while not run.done():
+            link.step(on_tick=run.tick)
+            now = link.now()
+            if run.stop_opening and last_attempt_at is None:
+                last_attempt_at = now
+            if last_attempt_at is not None and now - last_attempt_at > DRAIN_TIMEOUT:
+                break
+            if cfg.progress is not None and now - run.start >= next_progress:
+                cfg.progress(_progress_line(run, now))
+                next_progress += PROGRESS_EVERY
+    except KeyboardInterrupt:
+        return True                  # report what was counted; the guard goes on the way out
+    return False
+
+
 def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult:
     """Run the load described by ``cfg`` (validated; the target checked by
     `fasttcp.load.safety.check_target` before anything is sent). Installs the RST guard
@@ -443,18 +483,7 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult
     except ValueError as exc:
         raise UsageError(f"HOST must be an IP address, not {cfg.host!r}") from exc
     why = check_target(remote, i_own_this_network=i_own_this_network)
-    try:
-        sources = [ipaddress.ip_address(s) for s in cfg.sources] if cfg.sources else []
-    except ValueError as exc:
-        raise UsageError(f"--source: {exc}") from exc
-    if any(s.version != remote.version for s in sources):
-        raise UsageError("every --source must be of the target's IP version")
-    if sources:
-        from fasttcp.net import local_addresses
-        here = local_addresses(all_namespaces=False)
-        foreign = [str(s) for s in sources if s not in here]
-        if foreign:    # the kernel answers ARP/ND only for its own addresses: replies would never come
-            raise UsageError(f"--source {', '.join(foreign)}: not an address of this network namespace")
+    sources = _sources(cfg, remote)
     route = lookup_route(remote, source=sources[0] if sources else None)
     sources = sources or [route.source]
     first, last = source_port_range()
@@ -465,22 +494,8 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult
             InterfaceLink(ep, route, io=cfg.io, objects=cfg.request > 0) as link:
         run = _Run(cfg, ep, link, sources, remote, (first, last))
         cpu0, t0 = _cpu(), time.monotonic()
-        next_progress = PROGRESS_EVERY
-        last_attempt_at: float | None = None
-        interrupted = False
         try:
-            while not run.done():
-                link.step(on_tick=run.tick)
-                now = link.now()
-                if run.stop_opening and last_attempt_at is None:
-                    last_attempt_at = now
-                if last_attempt_at is not None and now - last_attempt_at > DRAIN_TIMEOUT:
-                    break
-                if cfg.progress is not None and now - run.start >= next_progress:
-                    cfg.progress(_progress_line(run, now))
-                    next_progress += PROGRESS_EVERY
-        except KeyboardInterrupt:
-            interrupted = True           # report what was counted; the guard goes on the way out
+            interrupted = _drive(run, link, cfg)
         finally:
             run.r.elapsed = time.monotonic() - t0
             run.r.cpu_s = _cpu() - cpu0

@@ -40,7 +40,7 @@ __all__ = ["RstGuard", "TABLE_PREFIX", "remove_stale_tables"]
 
 TABLE_PREFIX = "fasttcp_guard_"
 _NFT_TIMEOUT = 10.0
-_INPUT_PRIORITY = -300      # ahead of the usual filter chains (priority 0), after raw's -300 equal
+_INPUT_PRIORITY = -300      # before the usual filter chains (priority 0): no other rule sees them
 _TABLE_RE = re.compile(rf"^table inet ({TABLE_PREFIX}(\d+)_[0-9a-f]+)$", re.M)
 
 
