@@ -53,6 +53,7 @@ MODULES = [
     "tracker.tracker",
     "capture.scanner",
     "capture.ring",
+    "capture.tx",
     "rows.writer",
     "bench.baseline",
     "_testing",
