@@ -52,6 +52,7 @@ MODULES = [
     "endpoint.endpoint",
     "tracker.tracker",
     "capture.scanner",
+    "capture.ring",
     "capture.tx",
     "rows.writer",
     "bench.baseline",
