@@ -77,9 +77,17 @@ def _parser() -> argparse.ArgumentParser:
                         "CPUs this process may use)")
     a.add_argument("--json-summary", action="store_true", help="print the summary as one JSON object")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    from fasttcp.cli import load as load_cli
-    load_cli.add_parser(sub)
+    _add_live_parsers(sub)
     return p
+
+
+def _add_live_parsers(sub: Any) -> None:
+    """The commands on live interfaces, each defined in its own module."""
+    from fasttcp.cli import load as load_cli
+    from fasttcp.cli.replay import add_replay_parser
+
+    add_replay_parser(sub)
+    load_cli.add_parser(sub)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -366,8 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args)
     if args.command == "analyze":
         return _analyze(args)
+    if args.command == "replay":
+        from fasttcp.cli.replay import run_replay
+
+        return run_replay(args)
     if args.command == "load":
         from fasttcp.cli import load as load_cli
+
         return load_cli.run(args)
     _parser().print_help()
     return 0
