@@ -60,6 +60,7 @@ cdef extern from "tx_impl.h" nogil:
     int ftx_ring_open(ftx_ring_t *r, int fd, uint32_t block_size, uint32_t block_nr, uint32_t frame_size,
                       int qdisc_bypass)
     void ftx_ring_close(ftx_ring_t *r)
+    int ftx_qdisc_bypass(int fd)
     int64_t ftx_ring_send(ftx_ring_t *r, const ftx_rule_t *rule, const uint8_t *buf, uint64_t size,
                           const int64_t *off, const int64_t *len, int64_t start, int64_t n,
                           ftx_stats_t *st, int *why, int *err)
@@ -126,6 +127,10 @@ cdef class TxEngine:
             # (what fits in a frame: the kernel's own size_max, tpacket_snd)
             max_frame = min(max_frame, frame_size - <uint32_t>FTX_DATA_OFFSET)
         else:
+            if qdisc_bypass:
+                rc = ftx_qdisc_bypass(fd)
+                if rc < 0:
+                    raise OSError(-rc, f"PACKET_QDISC_BYPASS: {os.strerror(-rc)}")
             self.mmsg = <ftx_mmsg_t *>calloc(1, sizeof(ftx_mmsg_t))
             if self.mmsg == NULL:
                 raise MemoryError()

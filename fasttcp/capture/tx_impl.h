@@ -134,6 +134,14 @@ static inline int ftx_span_outside(int64_t off, int64_t len, uint64_t size)
     return (uint64_t)off > size || (uint64_t)len > size - (uint64_t)off;
 }
 
+/* PACKET_QDISC_BYPASS: dev_queue_xmit's qdisc and packet taps are skipped (the driver's
+ * xmit is called directly); taps on this host then do not see what we send. 0 or -errno. */
+static int ftx_qdisc_bypass(int fd)
+{
+    int one = 1;
+    return setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
 /* ---- the ring ---- */
 
 /* Set a bound AF_PACKET socket up for PACKET_TX_RING and map it. 0, or -errno. */
@@ -154,9 +162,7 @@ static int ftx_ring_open(ftx_ring_t *r, int fd, uint32_t block_size, uint32_t bl
         return -errno;
     if (setsockopt(fd, SOL_PACKET, PACKET_LOSS, &loss, sizeof(loss)) < 0)
         return -errno;
-    /* PACKET_QDISC_BYPASS: dev_queue_xmit's qdisc and packet taps are skipped (the driver's
-     * xmit is called directly); taps on this host then do not see what we send. */
-    if (qdisc_bypass && setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &qdisc_bypass, sizeof(qdisc_bypass)) < 0)
+    if (qdisc_bypass && ftx_qdisc_bypass(fd) < 0)
         return -errno;
     req.tp_block_size = block_size;
     req.tp_block_nr = block_nr;

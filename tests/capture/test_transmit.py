@@ -85,11 +85,12 @@ def test_packets_arrive_byte_identical_in_order_behind_our_ethernet_header(veth,
         assert g == w, f"frame {i} differs"
 
 
-def test_ring_with_qdisc_bypass_delivers_the_same_frames(veth, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("method", ["ring", "sendmmsg"])
+def test_qdisc_bypass_delivers_the_same_frames(veth, tmp_path, method):  # noqa: F811
     packets = known_packets(100)
     pcap = tmp_path / "packets.pcap"
     write_pcap(pcap, packets)
-    report, got = exchange(veth, tmp_path, "ring", "packets", pcap, len(packets), "qdisc_bypass=1")
+    report, got = exchange(veth, tmp_path, method, "packets", pcap, len(packets), "qdisc_bypass=1")
     src = bytes.fromhex(veth.mac("a").replace(":", ""))
     assert report["stats"]["sent"] == len(packets)
     assert got == expected_frames(packets, DEFAULT_DST_MAC, src)
