@@ -27,7 +27,7 @@ __all__ = ["ReplayStats", "replay", "TOP_CHUNK"]
 TOP_CHUNK = 16384
 """Packets per send at top speed: large enough that one system call carries many,
 small enough that progress (and Ctrl-C) is seen every few milliseconds."""
-TX_COUNTERS = ("too_big", "not_ip", "dropped", "would_block", "wrong_format", "syscalls")
+TX_COUNTERS = ("too_big", "not_ip", "dropped", "retried", "would_block", "wrong_format", "syscalls")
 
 
 @dataclass

@@ -41,6 +41,10 @@ MIN_FRAME_BYTES = 128
 MAX_FRAME_BYTES = 1 << 18              # a 64 KiB GSO frame and room to spare
 MAX_RING_BYTES = 1 << 30
 RING_BLOCK_BYTES = 64 << 10            # ring memory comes in blocks; frames never straddle one
+SEND_TIMEOUT = 5.0
+"""Seconds a blocking send may wait for the kernel (SO_SNDTIMEO): a full send buffer or
+ring frames that never come back (a link that stopped) end the batch there, the rest
+counted `would_block`, instead of hanging the caller."""
 
 
 def parse_mac(value: object, name: str) -> bytes:
@@ -128,6 +132,8 @@ class Transmitter:
         self._engine: TxEngine | None = None
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                  struct.pack("ll", int(SEND_TIMEOUT), 0))
             self._sock.bind((interface, 0))
             name = self._sock.getsockname()
             if name[3] != ARPHRD_ETHER:
@@ -174,13 +180,16 @@ class Transmitter:
         return int(self._live().send(buffer, offsets, lengths, False))
 
     def flush(self) -> None:
-        """Wait until the kernel has sent everything handed to it."""
+        """Wait until the kernel has sent everything handed to it. Raises OSError as send()
+        does (ETIMEDOUT: frames still in flight after SEND_TIMEOUT seconds)."""
         self._live().flush()
 
     @property
     def stats(self) -> dict[str, int]:
         """sent (handed to the kernel), bytes, too_big, too_short, not_ip, dropped (of the
-        sent, reported dropped on the way), wrong_format, would_block, syscalls, ring_full."""
+        sent, reported dropped on the way: sendmmsg), wrong_format, would_block, syscalls,
+        ring_full, retried (ring frames the device refused and the kernel kept to send
+        again)."""
         return dict(self._live().stats())
 
     def close(self) -> None:

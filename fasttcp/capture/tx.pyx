@@ -46,7 +46,7 @@ cdef extern from "tx_impl.h" nogil:
     size_t FTX_DATA_OFFSET
     ctypedef struct ftx_stats_t:
         uint64_t sent, bytes, too_big, too_short, not_ip, dropped, wrong_format, would_block
-        uint64_t syscalls, ring_full
+        uint64_t syscalls, ring_full, retried
     ctypedef struct ftx_rule_t:
         uint8_t header[14]
         int add_header
@@ -75,7 +75,7 @@ DATA_OFFSET = FTX_DATA_OFFSET
 sizeof(struct sockaddr_ll)); a frame of frame_bytes carries frame_bytes - DATA_OFFSET."""
 BATCH_MSGS = FTX_BATCH_MSGS
 STAT_NAMES = ("sent", "bytes", "too_big", "too_short", "not_ip", "dropped", "wrong_format", "would_block",
-              "syscalls", "ring_full")
+              "syscalls", "ring_full", "retried")
 
 
 cdef class TxEngine:
@@ -228,7 +228,8 @@ cdef class TxEngine:
         cdef ftx_stats_t s = self.st
         return {"sent": s.sent, "bytes": s.bytes, "too_big": s.too_big, "too_short": s.too_short,
                 "not_ip": s.not_ip, "dropped": s.dropped, "wrong_format": s.wrong_format,
-                "would_block": s.would_block, "syscalls": s.syscalls, "ring_full": s.ring_full}
+                "would_block": s.would_block, "syscalls": s.syscalls, "ring_full": s.ring_full,
+                "retried": s.retried}
 
     def close(self):
         """Unmap the ring (the caller closes the socket afterwards). Idempotent."""
