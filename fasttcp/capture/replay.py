@@ -85,8 +85,8 @@ def replay(captures: Iterable[str | Path], tx: Transmitter, *, pps: float | None
     `tx`: at most `pps` packets a second (a token bucket), or at `speed` times the
     capture's timing (each file's own, the files back to back), or (neither) as fast as
     the transmitter takes them. `progress` is called with the running stats after each
-    send. Returns the stats (also when
-    interrupted: a KeyboardInterrupt carries them as ``.stats``).
+    send. Returns the stats (also when interrupted: a KeyboardInterrupt carries them as
+    ``.stats``).
 
     Raises UsageError for bad pacing or a loop count below 1, and what read_pcap and
     the transmitter raise."""
