@@ -52,6 +52,7 @@ MODULES = [
     "endpoint.endpoint",
     "tracker.tracker",
     "capture.scanner",
+    "capture.records",
     "rows.writer",
     "bench.baseline",
     "_testing",
