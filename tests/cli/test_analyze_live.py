@@ -187,6 +187,64 @@ def test_a_ring_too_small_counts_the_kernels_drops_and_keeps_complete_rows(veth,
     assert _keys(got) == _keys(complete)
 
 
+def test_status_line_on_a_terminal_is_rewritten_and_cleared(veth, tmp_path):  # noqa: F811
+    import os
+    import pty
+    import threading
+
+    server = Server(veth)
+    master, slave = pty.openpty()
+    seen = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:                    # the terminal's last writer is gone
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc = veth.popen(veth.a, [sys.executable, "-m", "fasttcp", "analyze", "--interface", veth.a_if,
+                                   "--format", "json", "-o", str(tmp_path / "live.json"), "--duration", "3.5"],
+                          stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        slave = -1
+        time.sleep(1)
+        clients(veth, 20, kinds=("halfclose",))
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        server.close()
+    reader.join(timeout=10)
+    os.close(master)
+    text = seen.decode(errors="replace")
+    lines = [s for s in text.split("\r\x1b[K") if "packets/s" in s]
+    assert len(lines) >= 2, text                # rewritten in place about once a second
+    assert all("connections open" in s and "drops" in s for s in lines)
+    assert text.rstrip("\r\n").endswith("\r\x1b[K"), text    # and erased at the end
+
+
+def test_no_status_line_when_stderr_is_not_a_terminal(veth, tmp_path):  # noqa: F811
+    live = analyzer(veth, tmp_path / "live.json", tmp_path, "--duration", "2.5")
+    assert live.wait(timeout=60) == 0
+    assert "packets/s" not in live.stderr and "\x1b" not in live.stderr
+
+
+def test_capturing_without_privilege_is_a_usage_error(veth, tmp_path):  # noqa: F811
+    # root without CAP_NET_RAW (setpriv drops it): an AF_PACKET socket needs it
+    p = veth.run(veth.a, ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw",
+                          sys.executable, "-m", "fasttcp", "analyze", "--interface", veth.a_if, "--duration", "1"],
+                 check=False, cwd="/")
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "permission denied" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
 # ---- usage errors: exit 2, one line, no traceback ----
 
 def _run(*args: str) -> subprocess.CompletedProcess:
