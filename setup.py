@@ -53,6 +53,7 @@ MODULES = [
     "tracker.tracker",
     "capture.scanner",
     "capture.records",
+    "capture.ring",
     "rows.writer",
     "bench.baseline",
     "_testing",

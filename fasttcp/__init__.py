@@ -21,6 +21,7 @@ import warnings as _warnings
 
 from fasttcp._version import __version__
 from fasttcp.analysis import AnalyzeConfig, Summary, analyze, analyze_live
+from fasttcp.capture.live import Fanout, LiveCapture
 from fasttcp.capture.reader import CaptureBatch, CaptureReader, read_pcap, write_pcap
 from fasttcp.endpoint.endpoint import DROP_REASONS, EVENT_DTYPE, Connection, Endpoint, Event, pipe
 from fasttcp.enums import Cause, Flags, OptionBits, State, Verdict
@@ -128,6 +129,8 @@ __all__ = [
     "write_pcap",
     "CaptureBatch",
     "CaptureReader",
+    "Fanout",
+    "LiveCapture",
     "CaptureError",
     "WorkerError",
     "canonical_keys",

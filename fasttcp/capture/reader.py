@@ -118,6 +118,20 @@ class CaptureBatch:
         o = int(self.offsets[i])
         return self.buffer[o: o + int(self.lengths[i])].tobytes()
 
+    def copy(self) -> CaptureBatch:
+        """A batch with a compact buffer and arrays of its own: for keeping a batch whose
+        buffer is borrowed (a live capture's ring view is valid until its next batch)."""
+        lengths = np.asarray(self.lengths, dtype=np.int64)
+        offsets = np.zeros(len(lengths), np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        buf = np.empty(int(lengths.sum()), np.uint8)
+        for i in range(len(lengths)):
+            o, n = int(self.offsets[i]), int(lengths[i])
+            buf[int(offsets[i]): int(offsets[i]) + n] = self.buffer[o: o + n]
+        return CaptureBatch(buf, offsets, lengths.copy(), self.ts_ns.copy(), self.wire_lengths.copy(),
+                            self.verdicts.copy(), self.interfaces.copy(), self.frames.copy(),
+                            self.snapped.copy())
+
 
 @dataclass
 class CaptureStats:
