@@ -10,6 +10,7 @@ answers RST), over IPv4 and IPv6.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from tests.netns import VethPair
 
 __all__ = ["ECHO_PORT", "GREET_PORT", "CLOSED_PORT", "HOLD_PORT", "Server", "clients", "Capturer",
            "rows_of_pcap", "row_key", "rows_of_json", "tcpdump", "tcpdump_drops", "analyzer", "summary_of",
-           "wait_for", "WHEN_IT_ENDED"]
+           "wait_for", "WHEN_IT_ENDED", "TIMED", "TIME_TOLERANCE_S", "assert_same_rows"]
 
 ECHO_PORT, GREET_PORT, CLOSED_PORT, HOLD_PORT = 7001, 7002, 7003, 7004
 KINDS = ("halfclose", "greet", "reset", "refused")
@@ -270,8 +271,40 @@ def rows_of_pcap(path: Path | str, *extra: str) -> list[dict]:
 #: capture ran past its idle timeout, not on the packets, so it is left out of the
 #: comparison; everything the packets decide is compared.
 WHEN_IT_ENDED = ("end_reason",)
+#: The fields computed from timestamps. Two packet sockets read the clock each for
+#: itself when the skb carries no receive timestamp of its own (tpacket_rcv: a TCP
+#: segment from the peer namespace keeps its sender's monotonic departure time, which is
+#: not a capture time), so tcpdump's ring and the analyzer's stamp a packet a few
+#: hundred nanoseconds apart; these are compared within TIME_TOLERANCE_S, and the uid
+#: (a hash of the first packet's microsecond) is compared only between two readings of
+#: one capture.
+TIMED = ("ts", "duration", "rtt_syn_synack", "rtt_synack_ack", "uid")
+TIME_TOLERANCE_S = 200e-6
 
 
-def row_key(row: dict) -> tuple:
-    """A row as a comparable tuple (every field but WHEN_IT_ENDED)."""
-    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in row.items() if k not in WHEN_IT_ENDED))
+def row_key(row: dict, exact_times: bool = True) -> tuple:
+    """A row as a comparable tuple (every field but WHEN_IT_ENDED, and without TIMED
+    unless `exact_times`)."""
+    skip = WHEN_IT_ENDED if exact_times else WHEN_IT_ENDED + TIMED
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in row.items() if k not in skip))
+
+
+def assert_same_rows(got: list[dict], want: list[dict], exact_times: bool = True) -> None:
+    """The same connections with the same packet-decided fields; timestamps exactly or
+    (two captures of the same packets) within TIME_TOLERANCE_S."""
+    got_keys = collections.Counter(row_key(r, exact_times) for r in got)
+    want_keys = collections.Counter(row_key(r, exact_times) for r in want)
+    assert got_keys == want_keys, (f"only live: {list((got_keys - want_keys).items())[:3]}; "
+                                   f"only reference: {list((want_keys - got_keys).items())[:3]}")
+    if exact_times:
+        return
+
+    def order(rows: list[dict]) -> list[dict]:
+        return sorted(rows, key=lambda r: (row_key(r, False), r["ts"]))
+
+    for a, b in zip(order(got), order(want), strict=True):
+        for f in TIMED[:-1]:
+            if a[f] is None or b[f] is None:
+                assert a[f] is None and b[f] is None, (f, a, b)
+            else:
+                assert abs(a[f] - b[f]) <= TIME_TOLERANCE_S, (f, a, b)

@@ -21,8 +21,8 @@ from tests.analysis.live_traffic import (
     HOLDER,
     Server,
     analyzer,
+    assert_same_rows,
     clients,
-    row_key,
     rows_of_json,
     rows_of_pcap,
     summary_of,
@@ -34,10 +34,6 @@ from tests.netns import needs_namespaces, veth  # noqa: F401  -- the fixture
 pytestmark = needs_namespaces
 
 CONNECTIONS = 400          # several hundred, every kind, both families
-
-
-def _keys(rows: list[dict]) -> collections.Counter:
-    return collections.Counter(row_key(r) for r in rows)
 
 
 def _tcp_packets(path) -> int:
@@ -61,7 +57,7 @@ def test_live_rows_are_the_rows_of_tcpdumps_capture(veth, tmp_path, workers):  #
     assert done["refused"] == CONNECTIONS // 4
     got, want = rows_of_json(tmp_path / "live.json"), rows_of_pcap(tmp_path / "dump.pcap")
     assert len(want) >= CONNECTIONS
-    assert _keys(got) == _keys(want)
+    assert_same_rows(got, want, exact_times=False)
     states = collections.Counter(r["conn_state"] for r in got)
     assert states["REJ"] == CONNECTIONS // 4                     # refused ports
     assert states["RSTO"] >= CONNECTIONS // 8                     # SO_LINGER 0 aborts
@@ -140,7 +136,7 @@ def test_write_pcap_keeps_what_gives_the_same_rows(veth, tmp_path, workers):  # 
     assert status == 0, live.stderr
     files = [keep] if workers == 1 else [tmp_path / f"kept.pcap.{k}" for k in range(workers)]
     kept_rows = [r for f in files for r in rows_of_pcap(f)]     # each file holds whole flows
-    assert _keys(kept_rows) == _keys(rows_of_json(tmp_path / "live.json"))
+    assert_same_rows(kept_rows, rows_of_json(tmp_path / "live.json"))      # its own packets: exact
     assert sum(_tcp_packets(f) for f in files) == summary_of(live)["packets"]
 
 
@@ -184,7 +180,7 @@ def test_a_ring_too_small_counts_the_kernels_drops_and_keeps_complete_rows(veth,
     complete = [r for r in rows_of_pcap(tmp_path / "dump.pcap") if r["resp_p"] in (ECHO_PORT, GREET_PORT)]
     got = [r for r in rows_of_json(tmp_path / "live.json") if r["resp_p"] in (ECHO_PORT, GREET_PORT)]
     assert len(complete) == 80
-    assert _keys(got) == _keys(complete)
+    assert_same_rows(got, complete, exact_times=False)
 
 
 def test_status_line_on_a_terminal_is_rewritten_and_cleared(veth, tmp_path):  # noqa: F811
