@@ -4,7 +4,7 @@ import builtins
 import numpy as np
 from typing_extensions import disjoint_base
 
-__all__ = ["RxRing", "RingMemory", "BPF_MAX_INSNS", "TPACKET3_HDRLEN"]
+__all__ = ["RxRing", "RingMemory", "walk_blocks", "BPF_MAX_INSNS", "TPACKET3_HDRLEN"]
 
 BPF_MAX_INSNS: int
 TPACKET3_HDRLEN: int
@@ -50,3 +50,7 @@ class RxRing:
     def walk(self, copy: bool) -> tuple[np.ndarray, ...] | None: ...
     def close(self) -> None: ...
     def _need_open(self) -> None: ...
+
+def walk_blocks(buffer: np.ndarray, block_bytes: int, linktype: int = 1, from_net: bool = False
+                ) -> tuple[tuple[np.ndarray, ...], int, int]:
+    """Walk a caller-made TPACKET_V3 ring (tests of the bounds checks)."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from fasttcp.errors import UsageError
 
-__all__ = ["RxRing", "RingMemory", "BPF_MAX_INSNS", "TPACKET3_HDRLEN"]
+__all__ = ["RxRing", "RingMemory", "walk_blocks", "BPF_MAX_INSNS", "TPACKET3_HDRLEN"]
 
 
 cdef extern from "ring_impl.h" nogil:
@@ -112,6 +112,69 @@ cdef class RingMemory:
 
     def __dealloc__(self):
         ftr_unmap(&self.mapping)
+
+
+cdef object _walk_ready(ftr_ring_t *r, int64_t *frame, ftr_walk_stats_t *st):
+    """Walk the ready blocks from r's cursor (they become held): None when there is
+    none, else the columns (offsets, lengths, ts_ns, wire_lengths, verdicts, snapped,
+    frames). The arrays are sized from the descriptors' packet counts, each capped by
+    what a block can hold, so a lying count costs memory, not a write out of bounds."""
+    cdef uint64_t max_pkts = 0
+    cdef uint32_t nblocks = ftr_ready_blocks(r, &max_pkts)
+    cdef ftr_out_t out
+    cdef int64_t n
+    st.blocks = st.bad_blocks = st.csum_completed = st.bytes = 0
+    if nblocks == 0:
+        return None
+    off = np.empty(max_pkts, np.int64)
+    ln = np.empty(max_pkts, np.int64)
+    ts = np.empty(max_pkts, np.int64)
+    wl = np.empty(max_pkts, np.uint32)
+    vd = np.empty(max_pkts, np.uint8)
+    sn = np.empty(max_pkts, np.bool_)
+    fr = np.empty(max_pkts, np.int64)
+    cdef int64_t[::1] o = off, l = ln, t = ts, f = fr
+    cdef uint32_t[::1] w = wl
+    cdef uint8_t[::1] v = vd
+    cdef uint8_t[::1] s = sn.view(np.uint8)
+    if max_pkts:
+        out = ftr_out_t(&o[0], &l[0], &t[0], &w[0], &v[0], &s[0], &f[0], <int64_t>max_pkts)
+    else:
+        out = ftr_out_t(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0)
+    with nogil:
+        n = ftr_walk(r, nblocks, ft_strip_link, &out, frame, st)
+    return off[:n], ln[:n], ts[:n], wl[:n], vd[:n], sn[:n], fr[:n]
+
+
+def walk_blocks(buffer, uint32_t block_bytes, uint32_t linktype=1, bint from_net=False):
+    """Walk a caller-made ring: `buffer` (writable uint8, a whole number of blocks of
+    `block_bytes`) laid out as the kernel lays out TPACKET_V3 blocks. Returns (columns
+    as `RxRing.walk` gives them without the buffer, bad_blocks, csum_completed); the
+    walked blocks are marked TP_STATUS_KERNEL. For tests of the walk's bounds checks
+    with blocks no kernel would write; UsageError for a buffer of another shape."""
+    cdef uint8_t[::1] b
+    cdef ftr_ring_t r
+    cdef ftr_walk_stats_t st
+    cdef int64_t frame = 0
+    try:
+        b = buffer
+    except (TypeError, ValueError, BufferError) as exc:
+        raise UsageError(f"buffer must be a writable contiguous uint8 buffer: {exc}") from None
+    if block_bytes < 4096 or block_bytes & (block_bytes - 1) or b.shape[0] == 0 \
+            or b.shape[0] % block_bytes or b.shape[0] // block_bytes > 0xffffffff:
+        raise UsageError(f"a ring of {b.shape[0]} bytes is not a whole number of blocks of {block_bytes}")
+    r.ring = &b[0]
+    r.ring_bytes = b.shape[0]
+    r.block_bytes = block_bytes
+    r.block_count = <uint32_t>(b.shape[0] // block_bytes)
+    r.cursor = r.held_first = r.held_count = 0
+    r.linktype = linktype
+    r.from_net = from_net
+    got = _walk_ready(&r, &frame, &st)
+    ftr_release(&r)
+    if got is None:
+        got = tuple(np.empty(0, d) for d in (np.int64, np.int64, np.int64, np.uint32, np.uint8, np.bool_, np.int64))
+    return got, int(st.bad_blocks), int(st.csum_completed)
 
 
 cdef inline _check(int err, str what, str interface):
@@ -220,48 +283,25 @@ cdef class RxRing:
         """Walk every handed-over block: None when there is none, else (buffer, offsets,
         lengths, ts_ns, wire_lengths, verdicts, snapped, frames). The blocks stay ours
         until `release` (done here already when `copy`: the buffer is then a copy)."""
-        cdef uint64_t max_pkts = 0
-        cdef uint32_t nblocks
-        cdef ftr_out_t out
         cdef ftr_walk_stats_t st
-        cdef int64_t n, total
         if self.fd < 0 or self.r.ring == NULL:
             raise UsageError(f"interface {self.interface!r}: the capture is closed")
         self.release()
-        nblocks = ftr_ready_blocks(&self.r, &max_pkts)
-        if nblocks == 0:
+        got = _walk_ready(&self.r, &self.frame, &st)
+        if got is None:
             return None
-        off = np.empty(max_pkts, np.int64)
-        ln = np.empty(max_pkts, np.int64)
-        ts = np.empty(max_pkts, np.int64)
-        wl = np.empty(max_pkts, np.uint32)
-        vd = np.empty(max_pkts, np.uint8)
-        sn = np.empty(max_pkts, np.bool_)
-        fr = np.empty(max_pkts, np.int64)
-        cdef int64_t[::1] o = off, l = ln, t = ts, f = fr
-        cdef uint32_t[::1] w = wl
-        cdef uint8_t[::1] v = vd
-        cdef uint8_t[::1] s = sn.view(np.uint8)
-        st.blocks = st.bad_blocks = st.csum_completed = st.bytes = 0
-        if max_pkts:
-            out = ftr_out_t(&o[0], &l[0], &t[0], &w[0], &v[0], &s[0], &f[0], <int64_t>max_pkts)
-        else:
-            out = ftr_out_t(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0)
-        with nogil:
-            n = ftr_walk(&self.r, nblocks, ft_strip_link, &out, &self.frame, &st)
         self.blocks += st.blocks
         self.bad_blocks += st.bad_blocks
         self.csum_completed += st.csum_completed
         self.bytes += st.bytes
-        off, ln = off[:n], ln[:n]
+        off, ln, ts, wl, vd, sn, fr = got
         if copy:
-            total = int(ln.sum()) if n else 0
-            buf = np.empty(total, np.uint8)
-            self._copy_out(buf, off, ln, n)
+            buf = np.empty(int(ln.sum()) if len(ln) else 0, np.uint8)
+            self._copy_out(buf, off, ln, len(off))
             self.release()
         else:
             buf = self.view
-        return buf, off, ln, ts[:n], wl[:n], vd[:n], sn[:n], fr[:n]
+        return buf, off, ln, ts, wl, vd, sn, fr
 
     cdef _copy_out(self, buf, off, ln, int64_t n):
         cdef uint8_t[::1] d = buf

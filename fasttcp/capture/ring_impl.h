@@ -45,6 +45,8 @@
 #define FTR_BLOCK_DESC_BYTES ((uint32_t)sizeof(struct tpacket_block_desc))
 #define FTR_PKT_HDR_BYTES ((uint32_t)sizeof(struct tpacket3_hdr))
 #define FTR_MIN_SLOT ((uint32_t)TPACKET_ALIGN(sizeof(struct tpacket3_hdr)))
+/* packets in a block start at multiples of 8 (net/packet/af_packet.c: V3_ALIGNMENT) */
+#define FTR_V3_ALIGNMENT 8u
 
 /* IP/TCP header fields used to complete a partial checksum */
 #define FTR_IPV4_MIN 20
@@ -190,7 +192,7 @@ static int ftr_walk_block(const ftr_ring_t *r, uint64_t base, ftr_strip_fn strip
         uint32_t mac, net, snap, strip_at, caplen, ip_off = 0, status;
         int v;
         /* the header itself, then the frame it describes, inside the block */
-        if (off < FTR_BLOCK_DESC_BYTES || off > bb - FTR_PKT_HDR_BYTES || off % TPACKET_ALIGNMENT || *k >= out->cap)
+        if (off < FTR_BLOCK_DESC_BYTES || off > bb - FTR_PKT_HDR_BYTES || off % FTR_V3_ALIGNMENT || *k >= out->cap)
             return 1;
         h = (const struct tpacket3_hdr *)(blk + off);
         mac = h->tp_mac;
@@ -291,9 +293,8 @@ static int ftr_setup_ring(int fd, ftr_ring_t *r, uint32_t block_bytes, uint32_t 
     if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0)
         return errno;
     r->ring_bytes = (uint64_t)block_bytes * block_count;
-    m = mmap(NULL, r->ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, fd, 0);
-    if (m == MAP_FAILED)    /* MAP_LOCKED can fail on RLIMIT_MEMLOCK: unlocked is fine too */
-        m = mmap(NULL, r->ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* (the ring's pages are the kernel's, never swapped: no MAP_LOCKED needed) */
+    m = mmap(NULL, r->ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
         return errno;
     r->ring = (uint8_t *)m;
