@@ -25,13 +25,13 @@ import numpy as np
 
 from fasttcp.analysis.config import AnalyzeConfig
 from fasttcp.analysis.live_worker import POLL_S, TICK_S, LiveSettings, LiveWorker, WorkerReport, child_main
-from fasttcp.analysis.run import _check_config, _check_workers, _to_output
+from fasttcp.analysis.run import _check_config, _check_workers, _to_output, default_workers
 from fasttcp.analysis.summary import Summary
 from fasttcp.errors import UsageError, WorkerError
 from fasttcp.rows.writer import FORMATS, RowWriter
 from fasttcp.tracker.tracker import FLOW_DTYPE
 
-__all__ = ["analyze_live", "LiveStatus", "worker_pcap_paths", "MAX_DURATION_S"]
+__all__ = ["analyze_live", "default_live_workers", "LiveStatus", "worker_pcap_paths", "MAX_DURATION_S"]
 
 #: The longest --duration: a year is more than any capture should be left to run.
 MAX_DURATION_S = 365 * 86400.0
@@ -44,6 +44,22 @@ FINISH_TIMEOUT_S = 60.0
 MIN_RING_BYTES = 1 << 16
 MIN_BLOCK_BYTES = 4 << 10
 MAX_BLOCK_TIMEOUT_MS = 60_000
+
+
+#: CPUs per default worker. The packets of a live capture cost CPU time outside the
+#: workers -- the kernel copies each into a ring in softirq context on the CPU that
+#: received it, and on a machine that also runs what makes the traffic, that too -- and
+#: a worker process costs its own start-up and pipe. Measured on two cores
+#: (benchmarks/live_analyze.py, docs/performance.md): two workers took 1.5x the CPU time
+#: per packet of one, plus 0.4 s to start, and dropped no less (nothing, up to the
+#: 450k packets/s the sender reached); one worker used about 0.4 us a packet.
+CPUS_PER_WORKER = 2
+
+
+def default_live_workers() -> int:
+    """Workers `analyze_live` runs by default: one per CPUS_PER_WORKER CPUs this process
+    may use, at least one."""
+    return max(1, default_workers() // CPUS_PER_WORKER)
 
 
 class LiveStatus:
@@ -115,8 +131,9 @@ def analyze_live(interface: str, cfg: AnalyzeConfig | None = None, *, workers: i
     inactivity timeout (on the packets' clock, and on the wall clock while the interface
     is quiet), or flushed at the end, when every connection still open is written.
     ``workers``: capture processes in one PACKET_FANOUT group (hash mode: whole flows
-    per worker), each with its own ring of `ring_bytes` and tracker (None: the CPUs this
-    process may use); the rows are written by this process. ``write_pcap``: keep the
+    per worker), each with its own ring of `ring_bytes` and tracker (None:
+    `default_live_workers`, half the CPUs this process may use); the rows are written by
+    this process. ``write_pcap``: keep the
     IP packets seen (LINKTYPE_RAW, nanosecond timestamps) in that file, or with N
     workers in ``write_pcap.0`` .. ``.N-1`` (`worker_pcap_paths`). ``status`` is called
     about once a second with a `LiveStatus`; ``ready`` once every ring is open (packets
@@ -137,7 +154,7 @@ def analyze_live(interface: str, cfg: AnalyzeConfig | None = None, *, workers: i
     if stop is not None and not hasattr(stop, "is_set"):
         raise UsageError(f"stop must be a threading.Event (or None), got {type(stop).__name__}")
     cfg = _check_config(cfg)
-    n = _check_workers(workers)
+    n = default_live_workers() if workers is None else _check_workers(workers)
     deadline_s = _check_duration(duration)
     if write_pcap is not None and not isinstance(write_pcap, str):
         raise UsageError(f"write_pcap must be a path (str) or None, got {write_pcap!r}")

@@ -25,7 +25,9 @@ _CLEAR_LINE = "\r\x1b[K"
 def add_live_arguments(a: argparse.ArgumentParser) -> None:
     """The live options of the `analyze` subcommand."""
     g = a.add_argument_group("live capture", "analyze the TCP traffic of a network interface instead of captures "
-                                             "(AF_PACKET rings; needs root or CAP_NET_RAW)")
+                                             "(AF_PACKET rings; needs root or CAP_NET_RAW); --workers is then the "
+                                             "number of capture processes (default: half the CPUs this process "
+                                             "may use, at least 1)")
     g.add_argument("-i", "--interface", metavar="IF",
                    help="capture on this interface until SIGINT (exit 130), SIGTERM or --duration (exit 0), "
                         "writing each connection as it ends and every open one at the end")

@@ -272,3 +272,11 @@ def test_live_usage_errors(args, message):
     p = _run(*args)
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "Traceback" not in p.stderr and message in p.stderr, p.stderr
+
+
+def test_the_default_workers_are_half_the_cpus(veth, tmp_path):  # noqa: F811
+    import os
+
+    live = analyzer(veth, tmp_path / "live.json", tmp_path, "--duration", "1")
+    assert live.wait(timeout=60) == 0, live.stderr
+    assert summary_of(live)["workers"] == max(1, min(len(os.sched_getaffinity(0)), 1024) // 2)
