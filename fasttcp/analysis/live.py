@@ -24,7 +24,15 @@ from typing import IO, Any
 import numpy as np
 
 from fasttcp.analysis.config import AnalyzeConfig
-from fasttcp.analysis.live_worker import POLL_S, TICK_S, LiveSettings, LiveWorker, WorkerReport, child_main
+from fasttcp.analysis.live_worker import (
+    POLL_S,
+    TICK_S,
+    LiveSettings,
+    LiveWorker,
+    WorkerReport,
+    blocked_stop_signals,
+    child_main,
+)
 from fasttcp.analysis.run import _check_config, _check_workers, _to_output, default_workers
 from fasttcp.analysis.summary import Summary
 from fasttcp.errors import UsageError, WorkerError
@@ -250,7 +258,8 @@ class _Run:
             ours, theirs = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=child_main, name=f"fasttcp-live-{k}", daemon=True,
                                args=(theirs, self._settings(k), self.cfg, self.capacity, fanout, self.stop_event))
-            proc.start()
+            with blocked_stop_signals():
+                proc.start()
             theirs.close()
             self.procs.append(proc)
             self.conns.append(ours)

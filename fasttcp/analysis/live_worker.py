@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -26,7 +26,8 @@ from fasttcp.analysis.run import make_tracker
 from fasttcp.capture.writer import LINKTYPE_RAW, PcapWriter
 from fasttcp.enums import Verdict
 
-__all__ = ["LiveSettings", "LiveWorker", "WorkerReport", "child_main", "POLL_S", "TICK_S"]
+__all__ = ["LiveSettings", "LiveWorker", "WorkerReport", "child_main", "blocked_stop_signals", "POLL_S",
+           "TICK_S"]
 
 #: How long one wait for packets lasts: the longest a stop request goes unseen.
 POLL_S = 0.1
@@ -171,10 +172,11 @@ class LiveWorker:
             try:
                 _emit(emit, self.tracker.close())
             finally:
-                self._final = self.report()
+                # closing reads the kernel's last counters (LiveStats stays readable)
                 self.capture.close()
                 if self.keeper is not None:
                     self.keeper.close()
+                self._final = self.report()
         return self._final
 
 
@@ -197,6 +199,9 @@ def child_main(conn: Connection, settings: LiveSettings, cfg: AnalyzeConfig, cap
     SIGINT and SIGTERM and stops when the parent says so."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # the parent started this process with both blocked (`blocked_stop_signals`), so a
+    # Ctrl-C during its start-up could not kill it before they were ignored
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     parent = os.getppid()
     try:
         worker = LiveWorker(settings, cfg, capacity, fanout)
@@ -219,6 +224,20 @@ def child_main(conn: Connection, settings: LiveSettings, cfg: AnalyzeConfig, cap
             conn.send(("error", describe(e)))
     finally:
         worker.finish(lambda rows: None)
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def blocked_stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM held back in this thread (and in the processes it starts,
+    which inherit the mask) for the duration; delivered at the end if they came."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def describe(e: BaseException) -> tuple[str, int | None, str]:
