@@ -54,6 +54,7 @@ MODULES = [
     "capture.scanner",
     "capture.records",
     "capture.ring",
+    "capture.tx",
     "rows.writer",
     "bench.baseline",
     "_testing",

@@ -23,6 +23,7 @@ from fasttcp._version import __version__
 from fasttcp.analysis import AnalyzeConfig, Summary, analyze, analyze_live
 from fasttcp.capture.live import Fanout, LiveCapture
 from fasttcp.capture.reader import CaptureBatch, CaptureReader, read_pcap, write_pcap
+from fasttcp.capture.transmit import Transmitter
 from fasttcp.endpoint.endpoint import DROP_REASONS, EVENT_DTYPE, Connection, Endpoint, Event, pipe
 from fasttcp.enums import Cause, Flags, OptionBits, State, Verdict
 from fasttcp.errors import (
@@ -151,4 +152,5 @@ __all__ = [
     "UnsupportedPacket",
     "UsageError",
     "get_include",
+    "Transmitter",
 ]

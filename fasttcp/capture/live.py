@@ -173,6 +173,11 @@ class LiveCapture:
     Raises the OSError the kernel gives, naming the interface: PermissionError without
     CAP_NET_RAW, OSError(ENODEV) for an interface that does not exist, ENOMEM for a ring
     the kernel cannot allocate.
+
+    Attributes: `interface`, `ifindex`, `mac` (6 bytes), `linktype` (the pcap link type
+    of the frames: LINKTYPE_ETHERNET, or LINKTYPE_RAW for interfaces without a link
+    header), `fanout` (the `Fanout` joined, with its group id, or None), `stats`.
+    Not for sharing across fork(): each process opens its own (fanout joins them).
     """
 
     def __init__(self, interface: str, *, ring_bytes: int = 128 << 20, block_bytes: int = 32 << 10,

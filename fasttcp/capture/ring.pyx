@@ -177,6 +177,17 @@ def walk_blocks(buffer, uint32_t block_bytes, uint32_t linktype=1, bint from_net
     return got, int(st.bad_blocks), int(st.csum_completed)
 
 
+cdef _copy_out(const uint8_t *ring, buf, off, ln, int64_t n):
+    """The rows' IP packets into `buf` (sum of lengths), offsets rewritten to it."""
+    cdef uint8_t[::1] d = buf
+    cdef int64_t[::1] o = off
+    cdef const int64_t[::1] l = ln
+    if n == 0 or d.shape[0] == 0:
+        return
+    with nogil:
+        ftr_copy_out(ring, &d[0], &o[0], &l[0], n)
+
+
 cdef inline _check(int err, str what, str interface):
     if err:
         raise OSError(err, f"{os.strerror(err)}: {what} on interface {interface!r}")
@@ -191,6 +202,7 @@ cdef class RxRing:
     cdef RingMemory mem
     cdef object view
     cdef int64_t frame
+    cdef bint busy
     cdef readonly str interface
     cdef readonly uint64_t blocks, bad_blocks, csum_completed, bytes
     cdef readonly uint64_t packets, drops, freeze_q
@@ -282,35 +294,42 @@ cdef class RxRing:
     def walk(self, bint copy):
         """Walk every handed-over block: None when there is none, else (buffer, offsets,
         lengths, ts_ns, wire_lengths, verdicts, snapped, frames). The blocks stay ours
-        until `release` (done here already when `copy`: the buffer is then a copy)."""
+        until `release` (done here already when `copy`: the buffer is then a copy).
+        UsageError once closed, or while another thread is in walk."""
         cdef ftr_walk_stats_t st
+        cdef ftr_ring_t local
         if self.fd < 0 or self.r.ring == NULL:
             raise UsageError(f"interface {self.interface!r}: the capture is closed")
-        self.release()
-        got = _walk_ready(&self.r, &self.frame, &st)
-        if got is None:
-            return None
-        self.blocks += st.blocks
-        self.bad_blocks += st.bad_blocks
-        self.csum_completed += st.csum_completed
-        self.bytes += st.bytes
-        off, ln, ts, wl, vd, sn, fr = got
-        if copy:
-            buf = np.empty(int(ln.sum()) if len(ln) else 0, np.uint8)
-            self._copy_out(buf, off, ln, len(off))
+        if self.busy:
+            raise UsageError(f"interface {self.interface!r}: next_batch is already running in another thread")
+        self.busy = True
+        try:
             self.release()
-        else:
-            buf = self.view
-        return buf, off, ln, ts, wl, vd, sn, fr
-
-    cdef _copy_out(self, buf, off, ln, int64_t n):
-        cdef uint8_t[::1] d = buf
-        cdef int64_t[::1] o = off
-        cdef const int64_t[::1] l = ln
-        if n == 0 or d.shape[0] == 0:
-            return
-        with nogil:
-            ftr_copy_out(self.r.ring, &d[0], &o[0], &l[0], n)
+            # the walk runs on a copy of the ring's state, holding the mapping and its
+            # view: a close() from another thread meanwhile cannot unmap them under it
+            local = self.r
+            mem, view = self.mem, self.view
+            got = _walk_ready(&local, &self.frame, &st)
+            if self.fd >= 0:
+                self.r.cursor, self.r.held_first, self.r.held_count = local.cursor, local.held_first, local.held_count
+            if got is None:
+                return None
+            self.blocks += st.blocks
+            self.bad_blocks += st.bad_blocks
+            self.csum_completed += st.csum_completed
+            self.bytes += st.bytes
+            off, ln, ts, wl, vd, sn, fr = got
+            if copy:
+                buf = np.empty(int(ln.sum()) if len(ln) else 0, np.uint8)
+                _copy_out(local.ring, buf, off, ln, len(off))
+                if self.fd >= 0:
+                    self.release()
+            else:
+                buf = view
+            del mem
+            return buf, off, ln, ts, wl, vd, sn, fr
+        finally:
+            self.busy = False
 
     def close(self):
         """Give back held blocks, close the socket; the ring is unmapped once no batch

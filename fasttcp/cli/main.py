@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json-summary", action="store_true", help="print the summary as one JSON object")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_live(a)
+    _add_live_parsers(sub)
     return p
 
 
@@ -85,6 +86,13 @@ def _add_live(a: argparse.ArgumentParser) -> None:
     from fasttcp.cli.analyze_live import add_live_arguments
 
     add_live_arguments(a)
+
+
+def _add_live_parsers(sub: Any) -> None:
+    """The commands on live interfaces, each defined in its own module."""
+    from fasttcp.cli.replay import add_replay_parser
+
+    add_replay_parser(sub)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -374,5 +382,9 @@ def main(argv: list[str] | None = None) -> int:
 
         status = analyze_dispatch(args)         # --interface, or a usage error
         return _analyze(args) if status is None else status
+    if args.command == "replay":
+        from fasttcp.cli.replay import run_replay
+
+        return run_replay(args)
     _parser().print_help()
     return 0

@@ -177,3 +177,30 @@ def test_walk_blocks_refuses_a_buffer_of_the_wrong_shape():
                  "walk_blocks(np.zeros(0, np.uint8), 4096)", "walk_blocks(b'x' * 4096, 4096)",
                  "walk_blocks(np.zeros(4096, np.int64)[::2], 4096)"):
         expect_raises(f"from fasttcp.capture.ring import walk_blocks\n{call}", "UsageError")
+
+
+@needs_root
+def test_close_from_another_thread_while_reading():
+    # a reader thread in next_batch, the main thread closes: the reader ends with
+    # UsageError (closed) or None, never a crash on unmapped memory
+    assert expect_ok(IN_NEW_NETNS + """
+import socket, time
+cap = fasttcp.LiveCapture('lo', ring_bytes=1 << 20, block_bytes=4096, block_timeout_ms=1)
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(128)
+ended = []
+def reader():
+    try:
+        while True:
+            batch = cap.next_batch(0.01)
+            if batch is not None:
+                batch.buffer[batch.offsets[-1]]
+    except fasttcp.UsageError as exc:
+        ended.append("closed" in str(exc))
+t = threading.Thread(target=reader)
+t.start()
+for _ in range(50):
+    socket.create_connection(srv.getsockname()).close()
+cap.close()
+t.join(10)
+outcome(ended)
+""") == "[True]"

@@ -6,6 +6,7 @@ kernel's own counters and the packets themselves.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -162,7 +163,6 @@ def test_a_batch_is_a_view_of_the_ring_or_a_copy(veth):  # noqa: F811
         if child.poll() is None:
             child.kill()
     assert child.returncode == 0, err
-    import json
     r = json.loads(out.strip().splitlines()[-1])
     assert r["view_len"] == 1 << 20 == r["after_close"]          # the ring, kept mapped by the view
     assert r["kept_same"] and r["kept_len"] == r["kept_sum"]
@@ -186,3 +186,54 @@ def test_other_fanout_modes_deliver_everything_once(veth, mode):  # noqa: F811
 def test_tcpdump_is_there():
     # the comparison above needs it; CI installs it (.ci/run)
     assert subprocess.run(["tcpdump", "--version"], capture_output=True, timeout=30).returncode == 0
+
+
+PROMISC = """
+import sys
+from fasttcp import LiveCapture
+IFF_PROMISC = 0x100
+def flags():
+    return int(open(f"/sys/class/net/{sys.argv[1]}/flags").read(), 16)
+before = flags() & IFF_PROMISC
+with LiveCapture(sys.argv[1], promiscuous=True, ring_bytes=1 << 16, block_bytes=4096):
+    during = flags() & IFF_PROMISC
+after = flags() & IFF_PROMISC
+print(before, during, after)
+"""
+
+
+def test_promiscuous_is_on_while_open_and_off_after(veth):  # noqa: F811
+    assert veth.run(veth.a, [sys.executable, "-c", PROMISC, veth.a_if]).stdout.split() == ["0", "256", "0"]
+
+
+TUN_CHILD = """
+import json, socket, subprocess, sys
+from fasttcp import LiveCapture
+from fasttcp.capture.tun import Tun
+with Tun("fttun0") as tun:
+    subprocess.run(["ip", "addr", "add", "198.19.0.1/24", "dev", "fttun0"], check=True)
+    subprocess.run(["ip", "link", "set", "fttun0", "up"], check=True)
+    cap = LiveCapture("fttun0", ring_bytes=1 << 16, block_bytes=4096)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:   # not TCP: filtered out
+        u.sendto(b"x", ("198.19.0.2", 9))
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex(("198.19.0.2", 80))                             # a SYN out of the TUN device
+    rows = []
+    for _ in range(100):
+        batch = cap.next_batch(0.05)
+        if batch is not None:
+            rows += [(int(batch.verdicts[i]), batch.packet(i)[0] >> 4, batch.packet(i)[9])
+                     for i in range(len(batch))]
+            break
+    cap.close()
+    print(json.dumps({"linktype": cap.linktype, "rows": rows}))
+"""
+
+
+def test_a_raw_ip_interface_gives_ip_packets(veth):  # noqa: F811
+    # a TUN device has no link header: frames start at the IP header, the "tcp" program
+    # is the raw-IP one
+    out = json.loads(veth.run(veth.a, [sys.executable, "-c", TUN_CHILD]).stdout)
+    assert out["linktype"] == 101
+    assert out["rows"] and all(r == [int(Verdict.OK), 4, 6] for r in out["rows"])
