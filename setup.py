@@ -52,6 +52,7 @@ MODULES = [
     "endpoint.endpoint",
     "tracker.tracker",
     "capture.scanner",
+    "capture.records",
     "capture.ring",
     "capture.tx",
     "rows.writer",

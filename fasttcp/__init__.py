@@ -20,7 +20,7 @@ import os as _os
 import warnings as _warnings
 
 from fasttcp._version import __version__
-from fasttcp.analysis import AnalyzeConfig, Summary, analyze
+from fasttcp.analysis import AnalyzeConfig, Summary, analyze, analyze_live
 from fasttcp.capture.live import Fanout, LiveCapture
 from fasttcp.capture.reader import CaptureBatch, CaptureReader, read_pcap, write_pcap
 from fasttcp.capture.transmit import Transmitter
@@ -84,6 +84,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "__version__",
     "analyze",
+    "analyze_live",
     "AnalyzeConfig",
     "Summary",
     "seq",

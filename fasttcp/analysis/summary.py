@@ -114,6 +114,7 @@ class Summary:
     memory_bytes: int = 0
     workers: int = 1
     interrupted: bool = False
+    capture: dict | None = None     # a live capture's kernel counters (LiveStats, summed over workers)
     rows: np.ndarray | None = field(default=None, repr=False)   # every FLOW_DTYPE row, when asked to keep them
 
     def add_rows(self, rows: np.ndarray) -> None:
@@ -130,8 +131,9 @@ class Summary:
             dst.add(src[src != _RTT_UNSET])
 
     def as_dict(self) -> dict[str, Any]:
-        """The summary as plain JSON-able values (`RUN_FIELDS` describe the run)."""
-        return {
+        """The summary as plain JSON-able values (`RUN_FIELDS` describe the run); a live
+        capture adds ``capture_stats``, the kernel's counters (`LiveStats`)."""
+        d: dict[str, Any] = {
             "capture": self.path,
             "packets": self.packets,
             "file_bytes": self.file_bytes,
@@ -150,6 +152,9 @@ class Summary:
             "interrupted": self.interrupted,
             "error": self.error,
         }
+        if self.capture is not None:
+            d["capture_stats"] = dict(sorted(self.capture.items()))
+        return d
 
     def format(self) -> str:
         """Human-readable summary block."""
@@ -171,6 +176,10 @@ class Summary:
         if self.verdicts:
             lines.append("packet verdicts: " + ", ".join(f"{k} {v:,}" for k, v in sorted(
                 self.verdicts.items(), key=lambda kv: -kv[1])))
+        if self.capture is not None:
+            c = self.capture
+            lines.append(f"capture: the kernel passed {c.get('packets', 0):,} packets to the rings, dropped "
+                         f"{c.get('drops', 0):,} (freeze_q {c.get('freeze_q', 0):,})")
         if self.truncated_tail:
             lines.append(f"note: the last record is cut short ({self.truncated_tail} bytes left unread)")
         if self.interrupted:

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import numpy as np
+
 from fasttcp.errors import UsageError
 
 __all__ = ["PcapWriter", "LINKTYPE_RAW", "LINKTYPE_ETHERNET", "MAX_SNAPLEN", "MAX_TIME_S"]
@@ -132,6 +134,23 @@ class PcapWriter:
         cap = data[: self.snaplen]
         self._f.write(struct.pack("<IIII", sec, frac, len(cap), len(data)) + bytes(cap))
         self.count += 1
+
+    def write_batch(self, buffer: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, ts_ns: np.ndarray,
+                    wire_lengths: np.ndarray, select: np.ndarray | None = None) -> int:
+        """Append packets ``buffer[offsets[i]:offsets[i]+lengths[i]]`` (those with
+        ``select[i]``) in one write, their records packed in C
+        (`fasttcp.capture.records.pack_records`): timestamps in int64 ns, original
+        lengths `wire_lengths`. Returns how many were written. Raises UsageError
+        (nothing written) for bad spans, times or lengths, or a closed writer."""
+        from fasttcp.capture.records import pack_records
+
+        if self._f.closed:
+            raise UsageError(f"{self.path}: write to a closed PcapWriter")
+        records, count = pack_records(buffer, offsets, lengths, ts_ns, wire_lengths, select,
+                                      nanosecond=self.nanosecond, snaplen=self.snaplen)
+        self._f.write(records.data)
+        self.count += count
+        return count
 
     def close(self) -> None:
         """Close the file (again: nothing)."""

@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "VLAN/MPLS, raw IP, Linux SLL/SLL2, BSD loopback): each connection as it "
                                    "ends, then a summary. Memory is bounded by the connection table, "
                                    "not by the file.")
-    a.add_argument("capture", nargs="+",
+    a.add_argument("capture", nargs="*",
                    help="pcap or pcapng file; several are read one after another as one capture "
                         "(the files of a rotated trace, in time order)")
     a.add_argument("--format", choices=("table", "json", "csv", "zeek"), default="table",
@@ -77,8 +77,15 @@ def _parser() -> argparse.ArgumentParser:
                         "CPUs this process may use)")
     a.add_argument("--json-summary", action="store_true", help="print the summary as one JSON object")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_live(a)
     _add_live_parsers(sub)
     return p
+
+
+def _add_live(a: argparse.ArgumentParser) -> None:
+    from fasttcp.cli.analyze_live import add_live_arguments
+
+    add_live_arguments(a)
 
 
 def _add_live_parsers(sub: Any) -> None:
@@ -373,7 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         return _bench(args)
     if args.command == "analyze":
-        return _analyze(args)
+        from fasttcp.cli.analyze_live import analyze_dispatch
+
+        status = analyze_dispatch(args)         # --interface, or a usage error
+        return _analyze(args) if status is None else status
     if args.command == "replay":
         from fasttcp.cli.replay import run_replay
 
