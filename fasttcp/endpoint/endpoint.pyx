@@ -1110,16 +1110,23 @@ cdef class Endpoint:
 
     def next_deadline(self):
         """When poll() next has work, in seconds, or None."""
-        cdef uint64_t best = 0
+        cdef uint64_t best = 0, k
         cdef uint32_t id
-        cdef Py_ssize_t b
         cdef ft_table_t *tab = &self._core().tab
-        for b in range(65536):
-            id = tab.wheel[b]
+        # Walk the wheel from the expiry cursor on: a record at k buckets past it is due
+        # at tick cursor + k or a whole turn later (or, filed late, in the cursor's own
+        # bucket), so once the earliest deadline seen is at or before the bucket's tick no
+        # later bucket can hold an earlier one. Busy links call this every turn, with
+        # tens of thousands of TIME-WAIT timers filed a minute ahead: stopping early is
+        # what keeps it O(buckets up to the next deadline), not O(timers).
+        for k in range(FT_WHEEL_SIZE):
+            id = tab.wheel[(tab.cursor + k) & (FT_WHEEL_SIZE - 1)]
             while id != FT_NIL:
                 if best == 0 or tab.conns[id].deadline < best:
                     best = tab.conns[id].deadline
                 id = tab.conns[id].t_next
+            if best != 0 and (best >> FT_TICK_SHIFT) <= tab.cursor + k:
+                break
         return None if best == 0 else best / 1e6
 
     # ---- out ----

@@ -19,7 +19,7 @@ from fasttcp.wire.codec cimport (ft_parse_ip_inline, ft_build_packet, ft_build_t
 from fasttcp.wire.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
 from fasttcp.table.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init, ft_table_free,
                                   ft_lookup, ft_insert, ft_set_deadline,
-                                  ft_expire, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS,
+                                  ft_expire, FT_NIL, FT_TABLE_FULL, FT_TABLE_EXISTS, FT_WHEEL_SIZE, FT_TICK_SHIFT,
                                   TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
                                   TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
                                   TCPS_CLOSE_WAIT, TCPS_CLOSING, TCPS_LAST_ACK, TCPS_TIME_WAIT,
