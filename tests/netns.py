@@ -17,13 +17,15 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import pytest
 
-__all__ = ["VethPair", "can_make_namespaces", "child_env", "veth", "needs_namespaces"]
+__all__ = ["VethPair", "can_make_namespaces", "child_env", "veth", "needs_namespaces", "wait_for_pcap"]
 
 A_V4, B_V4 = "198.18.0.1", "198.18.0.2"
 A_V6, B_V6 = "2001:2::1", "2001:2::2"
@@ -50,6 +52,34 @@ needs_namespaces = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 def child_env() -> dict[str, str]:
     """The environment for a child Python that must import the fasttcp under test."""
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+
+
+def _packets_in(path: Path) -> int:
+    from fasttcp.capture.reader import CaptureError, read_pcap
+    try:
+        return sum(len(b) for b in read_pcap(path))
+    except (CaptureError, OSError):             # not even a header yet
+        return 0
+
+
+def wait_for_pcap(path: str | Path, *, at_least: int = 0, quiet: float = 1.0, limit: float = 30.0) -> int:
+    """Wait until the capture a running tcpdump writes holds ``at_least`` packets and has
+    not grown for ``quiet`` seconds (``limit`` seconds at most); return its packet count.
+
+    On a loaded machine tcpdump lags behind the kernel, and the SIGTERM that ends it drops
+    whatever it has not written yet: a reference capture stopped after a fixed pause
+    can miss packets the capture under test saw."""
+    path = Path(path)
+    deadline = time.monotonic() + limit
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = path.stat().st_size if path.exists() else 0
+        if size != last:
+            last, since = size, time.monotonic()
+        elif time.monotonic() - since >= quiet and _packets_in(path) >= at_least:
+            break
+        time.sleep(0.1)
+    return _packets_in(path)
 
 
 class VethPair:

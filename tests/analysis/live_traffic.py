@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.netns import VethPair
+from tests.netns import VethPair, wait_for_pcap
 
 __all__ = ["ECHO_PORT", "GREET_PORT", "CLOSED_PORT", "HOLD_PORT", "Server", "clients", "Capturer",
            "rows_of_pcap", "row_key", "rows_of_json", "tcpdump", "tcpdump_drops", "analyzer", "summary_of",
@@ -218,14 +218,27 @@ class Capturer:
         return self.stderr_path.read_text(errors="replace")
 
 
-def tcpdump(net: VethPair, path: Path, tmp: Path) -> Capturer:
+class TcpdumpCapturer(Capturer):
+    """A `Capturer` running tcpdump -w: `stop` first waits until tcpdump has written what
+    the kernel handed it (SIGTERM drops the rest, and on a loaded machine it lags)."""
+
+    def __init__(self, net: VethPair, cmd: list[str], stderr: Path, ready: str, path: Path) -> None:
+        super().__init__(net, cmd, stderr, ready)
+        self.path = path
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        wait_for_pcap(self.path)
+        return super().stop(sig)
+
+
+def tcpdump(net: VethPair, path: Path, tmp: Path) -> TcpdumpCapturer:
     """tcpdump -w `path` on A's interface: the reference capture. Nanosecond timestamps
     (the ring's), whole frames, every packet written as it comes (--immediate-mode: none
     left in an open block at the end) and a buffer (-B, KiB) no burst here fills: the
     reference must not drop what the analyzer is compared against."""
-    return Capturer(net, ["tcpdump", "-i", net.a_if, "-n", "-U", "--immediate-mode", "-s", "0", "-B", str(TCPDUMP_KIB),
-                          "--time-stamp-precision", "nano", "-w", str(path), "tcp"], tmp / "tcpdump.err",
-                    "listening on")
+    return TcpdumpCapturer(net, ["tcpdump", "-i", net.a_if, "-n", "-U", "--immediate-mode", "-s", "0", "-B",
+                                 str(TCPDUMP_KIB), "--time-stamp-precision", "nano", "-w", str(path), "tcp"],
+                           tmp / "tcpdump.err", "listening on", path)
 
 
 def tcpdump_drops(cap: Capturer) -> int:

@@ -6,18 +6,16 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-from tests.netns import VethPair
+from tests.netns import VethPair, wait_for_pcap
 
 HERE = Path(__file__).parent
 CHILD = HERE / "live_child.py"
 PEER = HERE / "live_peer.py"
 PORT = 5201
 TIMEOUT = 60
-SETTLE_SECONDS = 0.5
 
 
 def _json_line(proc: subprocess.Popen[str], key: str) -> dict:
@@ -69,10 +67,9 @@ class Tcpdump:
         line = self.proc.stderr.readline()        # "listening on ...": the socket is bound
         assert "listening" in line, line + self.proc.stderr.read()
 
-    def stop(self) -> str:
-        # (immediate mode hands packets over at once; a moment for the last ones to be
-        # written before SIGTERM, which drops what libpcap still holds)
-        time.sleep(SETTLE_SECONDS)
+    def stop(self, at_least: int = 0) -> str:
+        # SIGTERM drops what tcpdump has not written yet: wait until it has caught up
+        wait_for_pcap(self.path, at_least=at_least)
         self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=TIMEOUT)
         return err

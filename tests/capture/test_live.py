@@ -31,7 +31,7 @@ def test_live_capture_sees_what_tcpdump_sees(veth, tmp_path):  # noqa: F811
         peer = clients(veth, 30)
     finally:
         result = cap.finish()["all"]
-        dump.stop()
+        dump.stop(at_least=len(result["packets"]))
         srv.kill()
     assert peer == {"done": 24, "refused": 6}
     rows = result["packets"]
