@@ -46,6 +46,7 @@ MAX_BLOCK_BYTES = 4 << 20           # the kernel allocates a block as one 2**MAX
 MAX_RING_BYTES = (1 << 32) - 1       # the kernel refuses block size x count beyond 32 bits
 MAX_BLOCK_TIMEOUT_MS = 60_000
 MAX_POLL_MS = (1 << 31) - 1
+WAIT_SLICE_MS = 100                  # the longest single poll() of a wait (see next_batch)
 FRAME_BYTES = 2048                   # tp_frame_size: only checked by the kernel for V3
 IFNAMSIZ = 16                        # with the terminating NUL
 
@@ -256,7 +257,8 @@ class LiveCapture:
         blocks returned at once) or ``batch.copy()`` to keep a batch longer. Link
         verdicts and wire lengths are as `fasttcp.read_pcap` gives them (wire lengths
         without a VLAN tag the kernel took off); frames count from 1 over the capture.
-        Raises UsageError once closed, or for a bad timeout."""
+        Raises UsageError once closed (also by another thread during the wait), or for a
+        bad timeout; OSError(ENETDOWN) once when the interface went down or away."""
         if self._closed:
             raise UsageError(f"interface {self.interface!r}: next_batch on a closed LiveCapture")
         if not isinstance(copy, bool):
@@ -265,9 +267,12 @@ class LiveCapture:
         deadline = None if wait_ms < 0 else time.monotonic() + wait_ms / 1000
         got = self._ring.walk(copy)
         while got is None:
-            left = -1 if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
-            if not self._poll.poll(left) and deadline is not None:
-                return None
+            # poll in slices: closing the socket in another thread does not wake a poll()
+            # on it, so the wait checks for that (walk raises UsageError once closed)
+            left = WAIT_SLICE_MS if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
+            events = self._poll.poll(min(left, WAIT_SLICE_MS))
+            if any(ev & select.POLLERR for _, ev in events):
+                self._raise_pending_error()
             got = self._ring.walk(copy)
             if got is None and deadline is not None and time.monotonic() >= deadline:
                 return None
@@ -276,6 +281,13 @@ class LiveCapture:
         self._stats.delivered += len(off)
         self._read_counters()
         return CaptureBatch(buf, off, ln, ts, wl, vd, np.zeros(len(off), np.uint16), frames, snapped)
+
+    def _raise_pending_error(self) -> None:
+        """Raise the socket's pending error (reading it clears it, as recv() would): without
+        this a POLLERR stays set and the wait for a block spins."""
+        err = self._ring.take_error()
+        if err:
+            raise OSError(err, f"{os.strerror(err)}: interface {self.interface!r}")
 
     def _read_counters(self) -> None:
         ring, st = self._ring, self._stats

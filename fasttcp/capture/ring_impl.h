@@ -367,6 +367,17 @@ static int ftr_stats(int fd, uint64_t *packets, uint64_t *drops, uint64_t *freez
     return 0;
 }
 
+/* The socket's pending error (SO_ERROR; reading clears it): the kernel sets ENETDOWN
+ * when the bound interface goes down or away (net/packet/af_packet.c, packet_notifier),
+ * and poll() keeps reporting POLLERR until it is read. */
+static int ftr_take_error(int fd, int *err) {
+    socklen_t len = sizeof *err;
+    *err = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &len) < 0)
+        return errno;
+    return 0;
+}
+
 static void ftr_unmap(ftr_ring_t *r) {
     if (r->ring != NULL)
         munmap(r->ring, r->ring_bytes);

@@ -204,3 +204,50 @@ cap.close()
 t.join(10)
 outcome(ended)
 """) == "[True]"
+
+
+@needs_root
+def test_close_from_another_thread_ends_a_wait_without_timeout():
+    # closing a socket does not wake a poll() on it: a reader waiting with timeout=None
+    # must still end (UsageError, closed) instead of waiting for a packet forever
+    assert expect_ok(IN_NEW_NETNS + """
+import time
+cap = fasttcp.LiveCapture('lo', ring_bytes=1 << 16, block_bytes=4096)
+ended = []
+def reader():
+    try:
+        ended.append(cap.next_batch(None))
+    except fasttcp.UsageError as exc:
+        ended.append("closed" in str(exc))
+t = threading.Thread(target=reader, daemon=True)
+t.start()
+time.sleep(0.3)
+cap.close()
+t.join(10)
+outcome((t.is_alive(), ended))
+""") == "(False, [True])"
+
+
+@needs_root
+def test_an_interface_going_down_is_enetdown_once_then_the_capture_goes_on():
+    # the kernel sets ENETDOWN on the socket (packet_notifier) and poll() says POLLERR
+    # until it is read: next_batch must raise it, not spin on poll until its deadline
+    assert expect_ok(IN_NEW_NETNS + """
+import errno, os, socket
+cap = fasttcp.LiveCapture('lo', ring_bytes=1 << 16, block_bytes=4096, block_timeout_ms=1)
+os.system("ip link set lo down")
+try:
+    got = ("none", cap.next_batch(30.0))
+except OSError as exc:
+    got = (errno.errorcode[exc.errno], "'lo'" in str(exc))
+os.system("ip link set lo up")
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+c = socket.create_connection(srv.getsockname()); c.close()
+seen = 0
+for _ in range(100):
+    batch = cap.next_batch(0.05)
+    seen += 0 if batch is None else len(batch)
+    if seen >= 3:
+        break
+outcome((got, seen >= 3))
+""") == "(('ENETDOWN', True), True)"
