@@ -176,7 +176,9 @@ class Transmitter:
     @property
     def stats(self) -> dict[str, int]:
         """sent (handed to the kernel), bytes, too_big, too_short, not_ip, dropped (of the
-        sent, reported dropped on the way), wrong_format, would_block, syscalls, ring_full."""
+        sent, reported dropped on the way: sendmmsg only, a ring retries a frame the device
+        queue refused and raises OSError(ENOBUFS) when it keeps refusing), wrong_format,
+        would_block, syscalls, ring_full."""
         return dict(self._live().stats())
 
     def close(self) -> None:

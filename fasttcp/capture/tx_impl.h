@@ -40,6 +40,11 @@
  * given up as `would_block` (a link that stopped transmitting). */
 #define FTX_WAIT_MS 1000
 #define FTX_WAIT_ROUNDS 5
+/* How long a kick waits for a device queue that refuses frames (ENOBUFS) before the
+ * caller sees the error: FTX_WAIT_MS in all, in short waits (a full backlog drains in
+ * microseconds; a queue that drops everything never does). */
+#define FTX_QUEUE_WAIT_MS 1
+#define FTX_QUEUE_TRIES (FTX_WAIT_MS / FTX_QUEUE_WAIT_MS)
 
 /* per-packet verdicts of ftx_frame_len */
 #define FTX_NOT_IP (-1)                 /* an IP packet whose version nibble is not 4 or 6 */
@@ -58,7 +63,8 @@ typedef struct {
     uint64_t too_big;       /* skipped: larger than a ring frame or the MTU allows */
     uint64_t too_short;     /* skipped: a frame shorter than an Ethernet header */
     uint64_t not_ip;        /* skipped: send_packets given a packet that is not IPv4/IPv6 */
-    uint64_t dropped;       /* of those, reported dropped on the way (ENOBUFS: a full queue) */
+    uint64_t dropped;       /* of those, reported dropped on the way (sendmmsg's ENOBUFS: a full
+                             * queue; a ring's refused frame stays queued and is retried) */
     uint64_t wrong_format;  /* ring frames the kernel marked TP_STATUS_WRONG_FORMAT */
     uint64_t would_block;   /* not handed over: the kernel returned no frame in time */
     uint64_t syscalls;      /* send()/sendmmsg()/poll() calls made */
@@ -200,22 +206,29 @@ static inline uint32_t ftx_status(const struct tpacket2_hdr *h)
 }
 
 /* Ask the kernel to transmit every frame marked SEND_REQUEST. `wait`: block until all of
- * them are sent and handed back. 0, or an errno the caller must see. An ENOBUFS means the
- * kernel dropped one frame on the way (the queue behind the device was full) and handed
- * it back: it is counted and the kick repeated for the frames after it. */
+ * them are sent and handed back. 0, or an errno the caller must see.
+ *
+ * ENOBUFS: the device's queue refused the frame at the kernel's head (a full qdisc, a
+ * veth peer's full backlog, a qdisc or egress hook that drops). That frame is not
+ * dropped: tpacket_snd (net/packet/af_packet.c) marks it SEND_REQUEST again and leaves
+ * its head there, so the next send() retries it. Retrying at once would spin for as
+ * long as the queue refuses -- forever behind a queue that drops everything -- so we
+ * wait FTX_QUEUE_WAIT_MS between tries, and after FTX_QUEUE_TRIES give ENOBUFS to the
+ * caller (the frames stay queued in the ring). */
 static int ftx_ring_kick(ftx_ring_t *r, ftx_stats_t *st, int wait)
 {
+    int tries = 0;
     for (;;) {
         st->syscalls++;
         if (send(r->fd, NULL, 0, wait ? 0 : MSG_DONTWAIT) >= 0)
             break;
-        if (errno == ENOBUFS) {
-            st->dropped++;
-            continue;
-        }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             break;                  /* MSG_DONTWAIT with the device busy: sent later */
-        return errno;
+        if (errno != ENOBUFS || ++tries >= FTX_QUEUE_TRIES)
+            return errno;
+        st->syscalls++;
+        if (poll(NULL, 0, FTX_QUEUE_WAIT_MS) < 0)
+            return errno;           /* EINTR: the caller runs signal handlers and kicks again */
     }
     r->queued = 0;
     return 0;
