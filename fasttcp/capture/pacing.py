@@ -79,7 +79,7 @@ class CaptureClock:
         self._high_ns = 0
 
     def restart(self) -> None:
-        """A new run (the next --loop): the next packet is due at once."""
+        """A new run (the next capture, or the next --loop): the next packet is due at once."""
         self._first_ns = None
 
     def due(self, ts_ns: np.ndarray) -> np.ndarray:

@@ -83,8 +83,9 @@ def replay(captures: Iterable[str | Path], tx: Transmitter, *, pps: float | None
            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> ReplayStats:
     """Send the IP packets of `captures` (read one after another, `loops` times) through
     `tx`: at most `pps` packets a second (a token bucket), or at `speed` times the
-    capture's timing, or (neither) as fast as the transmitter takes them. `progress`
-    is called with the running stats after each send. Returns the stats (also when
+    capture's timing (each capture from when the one before ended), or (neither) as fast
+    as the transmitter takes them. `progress` is called with the running stats after
+    each send. Returns the stats (also when
     interrupted: a KeyboardInterrupt carries them as ``.stats``).
 
     Raises UsageError for bad pacing or a loop count below 1, and what read_pcap and
@@ -103,9 +104,12 @@ def replay(captures: Iterable[str | Path], tx: Transmitter, *, pps: float | None
     start = clock()
     try:
         for _ in range(loops):
-            if timing is not None:
-                timing.restart()
             for path in paths:
+                if timing is not None:
+                    # each capture keeps its own timing, from when the one before ended
+                    # (another file's timestamps are no reference: earlier ones would be
+                    # held at the previous file's last and sent in one burst)
+                    timing.restart()
                 for batch in read_pcap(path, buffers=2):
                     _send_batch(batch, tx, stats, limit, timing, progress, base, start, clock)
             stats.loops += 1
