@@ -147,8 +147,9 @@ def _timeout_ms(timeout: object) -> int:
     """poll()'s timeout: -1 for None (wait), else whole milliseconds, rounded up."""
     if timeout is None:
         return -1
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
-            or timeout < 0:
+    # (ints compared as ints: math.isfinite cannot take one beyond a float's range)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0 \
+            or (isinstance(timeout, float) and not math.isfinite(timeout)):
         raise UsageError(f"timeout must be None or a finite number of seconds >= 0, got {timeout!r}")
     return min(math.ceil(timeout * 1000), MAX_POLL_MS)
 

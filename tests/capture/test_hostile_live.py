@@ -90,6 +90,7 @@ def test_without_cap_net_raw_the_kernels_permission_error_names_the_interface():
     "cap.next_batch(float('inf'))",
     "cap.next_batch('1')",
     "cap.next_batch(True)",
+    "cap.next_batch(-10**400)",
     "cap.next_batch(0, copy=1)",
 ])
 def test_bad_next_batch_arguments(call):
