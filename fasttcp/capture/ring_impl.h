@@ -282,6 +282,8 @@ static int ftr_setup_ring(int fd, ftr_ring_t *r, uint32_t block_bytes, uint32_t 
     int version = TPACKET_V3;
     struct tpacket_req3 req;
     void *m;
+    if (frame_bytes == 0)           /* (the frame count below divides by it; the kernel says EINVAL) */
+        return EINVAL;
     if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0)
         return errno;
     memset(&req, 0, sizeof req);

@@ -252,3 +252,17 @@ for _ in range(100):
         break
 outcome((got, seen >= 3))
 """) == "(('ENETDOWN', True), True)"
+
+
+@needs_root
+@pytest.mark.parametrize("geometry", ["4096, 2, 0", "0, 0, 0", "4096, 0, 2048", "0, 2, 2048", "4096, 2, 3000"])
+def test_rx_ring_geometry_the_kernel_refuses_is_einval_not_a_crash(geometry):
+    # RxRing is the C half LiveCapture validates for; called directly, a frame size of 0
+    # divided by zero (SIGFPE) before the kernel could refuse it
+    out = expect_raises(IN_NEW_NETNS + f"""
+from fasttcp.capture.ring import RxRing
+r = RxRing('lo')
+r.open()
+r.set_ring({geometry}, 1, 1, False)
+""", "OSError", match="PACKET_RX_RING")
+    assert "Invalid argument" in out.message
