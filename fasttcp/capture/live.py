@@ -113,7 +113,10 @@ def _check_int(name: str, value: object, lo: int, hi: int) -> int:
 def _check_interface(interface: object) -> str:
     if not isinstance(interface, str):
         raise UsageError(f"interface must be a str, got {type(interface).__name__}")
-    raw = interface.encode("utf-8", "surrogateescape")
+    try:
+        raw = interface.encode()     # as the C half passes it (a lone surrogate cannot be)
+    except UnicodeEncodeError:
+        raise UsageError(f"{interface!r} is not an interface name (not UTF-8)") from None
     if not 1 <= len(raw) < IFNAMSIZ or interface in (".", "..") or any(c in interface for c in "/\0") \
             or any(c.isspace() for c in interface):
         raise UsageError(f"{interface!r} is not an interface name (1..{IFNAMSIZ - 1} bytes, no '/', "

@@ -33,6 +33,7 @@ needs_root = pytest.mark.skipif(can_make_namespaces() is not None, reason=can_ma
     "LiveCapture('a b')",
     "LiveCapture('a\\0b')",
     "LiveCapture('..')",
+    "LiveCapture('\\udcff')",
     "LiveCapture('lo', ring_bytes=True)",
     "LiveCapture('lo', ring_bytes=-1)",
     "LiveCapture('lo', ring_bytes=0)",

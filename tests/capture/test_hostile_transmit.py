@@ -39,7 +39,7 @@ def P(net: VethPair, body: str) -> str:
 
 @pytest.mark.parametrize("interface,exc", [
     ("nosuchif0", "OSError"), ("", "UsageError"), ("x" * 16, "UsageError"), ("a/b", "UsageError"),
-    ("a\0b", "UsageError"), (None, "UsageError"), (b"lo", "UsageError"), ("lo", "UsageError"),
+    ("a\0b", "UsageError"), ("\udcff", "UsageError"), (None, "UsageError"), (b"lo", "UsageError"), ("lo", "UsageError"),
 ])
 def test_interfaces_that_cannot_be_used_are_refused(net, interface, exc):
     # "lo" is not Ethernet (ARPHRD_LOOPBACK): frames built for it would be wrong
