@@ -83,11 +83,13 @@ class LiveStats:
     each batch and at close and summed here, since reading resets them.
 
     ``packets`` counts what passed the filter, dropped ones included (tp_packets), so
-    ``delivered + drops == packets`` once the capture is closed; ``drops`` are packets
-    the ring had no room for (tp_drops), ``freeze_q`` the times the ring was full
-    (tp_freeze_q_cnt). ``csum_completed``: locally sent TCP packets whose offloaded
-    checksum was completed in place. ``bad_blocks``: blocks whose headers pointed outside
-    the block (their walk stopped there; never seen from a sane kernel)."""
+    ``delivered + drops + undelivered == packets`` once the capture is closed; ``drops``
+    are packets the ring had no room for (tp_drops), ``freeze_q`` the times the ring was
+    full (tp_freeze_q_cnt). ``undelivered`` (set by close): packets the ring took that no
+    batch delivered -- in the block the kernel was still filling, or in blocks handed
+    over after the last next_batch. ``csum_completed``: locally sent TCP packets whose
+    offloaded checksum was completed in place. ``bad_blocks``: blocks whose headers
+    pointed outside the block (their walk stopped there; never seen from a sane kernel)."""
 
     packets: int = 0
     drops: int = 0
@@ -98,6 +100,7 @@ class LiveStats:
     csum_completed: int = 0
     bytes: int = 0
     bad_blocks: int = 0
+    undelivered: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters by name (for a JSON summary)."""
@@ -321,6 +324,10 @@ class LiveCapture:
         self._closed = True
         try:
             self._read_counters()
+            # (the ring's packets are either walked or still in it: the kernel cannot be
+            # made to hand over the block it is filling, so they are counted, not lost)
+            st = self._stats
+            st.undelivered = max(0, st.packets - st.drops - st.delivered)
         finally:
             self._ring.close()
 

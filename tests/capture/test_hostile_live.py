@@ -267,3 +267,21 @@ r.open()
 r.set_ring({geometry}, 1, 1, False)
 """, "OSError", match="PACKET_RX_RING")
     assert "Invalid argument" in out.message
+
+
+@needs_root
+def test_packets_still_in_the_ring_at_close_are_counted_undelivered():
+    # a block is handed over when full or after block_timeout_ms: closing before that
+    # leaves its packets in the kernel's count (tp_packets) and in no batch -- they must
+    # show up as undelivered, or delivered + drops falls short of packets
+    assert expect_ok(IN_NEW_NETNS + """
+import socket
+cap = fasttcp.LiveCapture('lo', ring_bytes=1 << 16, block_bytes=4096, block_timeout_ms=60_000)
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+socket.create_connection(srv.getsockname()).close()
+assert cap.next_batch(0.2) is None
+cap.close()
+st = cap.stats
+outcome((st.packets > 0, st.delivered, st.drops, st.undelivered == st.packets,
+         st.as_dict()["undelivered"] == st.packets))
+""") == "(True, 0, 0, True, True)"
