@@ -44,6 +44,7 @@
  * caller sees the error: FTX_WAIT_MS in all, in short waits (a full backlog drains in
  * microseconds; a queue that drops everything never does). */
 #define FTX_QUEUE_WAIT_MS 1
+#define FTX_QUEUE_SPINS 64              /* tries at once before the first wait */
 #define FTX_QUEUE_TRIES (FTX_WAIT_MS / FTX_QUEUE_WAIT_MS)
 
 /* per-packet verdicts of ftx_frame_len */
@@ -212,9 +213,9 @@ static inline uint32_t ftx_status(const struct tpacket2_hdr *h)
  * veth peer's full backlog, a qdisc or egress hook that drops). That frame is not
  * dropped: tpacket_snd (net/packet/af_packet.c) marks it SEND_REQUEST again and leaves
  * its head there, so the next send() retries it. Retrying at once would spin for as
- * long as the queue refuses -- forever behind a queue that drops everything -- so we
- * wait FTX_QUEUE_WAIT_MS between tries, and after FTX_QUEUE_TRIES give ENOBUFS to the
- * caller (the frames stay queued in the ring). */
+ * long as the queue refuses -- forever behind a queue that drops everything -- so after
+ * FTX_QUEUE_SPINS quick tries we wait FTX_QUEUE_WAIT_MS between tries, and after
+ * FTX_QUEUE_TRIES waits give ENOBUFS to the caller (the frames stay queued in the ring). */
 static int ftx_ring_kick(ftx_ring_t *r, ftx_stats_t *st, int wait)
 {
     int tries = 0;
@@ -224,8 +225,10 @@ static int ftx_ring_kick(ftx_ring_t *r, ftx_stats_t *st, int wait)
             break;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             break;                  /* MSG_DONTWAIT with the device busy: sent later */
-        if (errno != ENOBUFS || ++tries >= FTX_QUEUE_TRIES)
+        if (errno != ENOBUFS || ++tries >= FTX_QUEUE_SPINS + FTX_QUEUE_TRIES)
             return errno;
+        if (tries <= FTX_QUEUE_SPINS)
+            continue;               /* (a backlog that was full a moment ago: try at once) */
         st->syscalls++;
         if (poll(NULL, 0, FTX_QUEUE_WAIT_MS) < 0)
             return errno;           /* EINTR: the caller runs signal handlers and kicks again */
