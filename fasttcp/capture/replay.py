@@ -27,7 +27,7 @@ __all__ = ["ReplayStats", "replay", "TOP_CHUNK"]
 TOP_CHUNK = 16384
 """Packets per send at top speed: large enough that one system call carries many,
 small enough that progress (and Ctrl-C) is seen every few milliseconds."""
-TX_COUNTERS = ("too_big", "not_ip", "dropped", "would_block", "wrong_format", "syscalls")
+TX_COUNTERS = ("too_big", "not_ip", "dropped", "retried", "would_block", "wrong_format", "syscalls")
 
 
 @dataclass
@@ -83,10 +83,10 @@ def replay(captures: Iterable[str | Path], tx: Transmitter, *, pps: float | None
            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> ReplayStats:
     """Send the IP packets of `captures` (read one after another, `loops` times) through
     `tx`: at most `pps` packets a second (a token bucket), or at `speed` times the
-    capture's timing (each capture from when the one before ended), or (neither) as fast
-    as the transmitter takes them. `progress` is called with the running stats after
-    each send. Returns the stats (also when
-    interrupted: a KeyboardInterrupt carries them as ``.stats``).
+    capture's timing (each file's own, the files back to back), or (neither) as fast as
+    the transmitter takes them. `progress` is called with the running stats after each
+    send. Returns the stats (also when interrupted: a KeyboardInterrupt carries them as
+    ``.stats``).
 
     Raises UsageError for bad pacing or a loop count below 1, and what read_pcap and
     the transmitter raise."""
@@ -106,9 +106,8 @@ def replay(captures: Iterable[str | Path], tx: Transmitter, *, pps: float | None
         for _ in range(loops):
             for path in paths:
                 if timing is not None:
-                    # each capture keeps its own timing, from when the one before ended
-                    # (another file's timestamps are no reference: earlier ones would be
-                    # held at the previous file's last and sent in one burst)
+                    # each file on its own timing, the files back to back: captures taken
+                    # years apart must not wait years between them
                     timing.restart()
                 for batch in read_pcap(path, buffers=2):
                     _send_batch(batch, tx, stats, limit, timing, progress, base, start, clock)

@@ -21,8 +21,11 @@ from fasttcp.errors import UsageError
 __all__ = ["Transmitter", "DEFAULT_DST_MAC", "DEFAULT_METHOD", "METHODS", "parse_mac", "format_mac"]
 
 METHODS = ("ring", "sendmmsg")
-DEFAULT_METHOD = "ring"
-"""The faster of the two on a veth (benchmarks/live_transmit.py; see docs/live.md)."""
+DEFAULT_METHOD = "sendmmsg"
+"""The faster of the two sending frames of one size into a veth (benchmarks/live_transmit.py:
+ahead in 5 of 6 comparisons, by 3-17%), level with the ring replaying the bench capture
+(benchmarks/live_replay.py); figures in docs/live.md. It also needs no ring memory and
+sees every frame the kernel drops (ENOBUFS)."""
 
 DEFAULT_DST_MAC = bytes.fromhex("00005e005300")
 """00:00:5e:00:53:00, the first of the unicast addresses RFC 7042 section 2.1.2 sets
@@ -38,6 +41,10 @@ MIN_FRAME_BYTES = 128
 MAX_FRAME_BYTES = 1 << 18              # a 64 KiB GSO frame and room to spare
 MAX_RING_BYTES = 1 << 30
 RING_BLOCK_BYTES = 64 << 10            # ring memory comes in blocks; frames never straddle one
+SEND_TIMEOUT = 5.0
+"""Seconds a blocking send may wait for the kernel (SO_SNDTIMEO): a full send buffer or
+ring frames that never come back (a link that stopped) end the batch there, the rest
+counted `would_block`, instead of hanging the caller."""
 
 
 def parse_mac(value: object, name: str) -> bytes:
@@ -99,9 +106,9 @@ def ring_geometry(ring_bytes: int, frame_bytes: int) -> tuple[int, int]:
 class Transmitter:
     """Packets out of `interface` (an Ethernet-like interface; root or CAP_NET_RAW).
 
-    `method` "ring" fills a PACKET_TX_RING of `ring_bytes` in `frame_bytes` frames and
-    kicks the kernel with one send() per batch; "sendmmsg" sends up to 1024 frames per
-    system call. `send_packets` prepends an Ethernet header (source `src_mac`, default
+    `method` "sendmmsg" (the default) sends up to 1024 frames per system call; "ring"
+    fills a PACKET_TX_RING of `ring_bytes` in `frame_bytes` frames and kicks the kernel
+    with one send() per batch. `send_packets` prepends an Ethernet header (source `src_mac`, default
     the interface's; destination `dst_mac`, default `DEFAULT_DST_MAC`); `send_frames`
     sends frames as given. `qdisc_bypass` sets PACKET_QDISC_BYPASS (the driver is called
     directly; taps on this host no longer see the frames).
@@ -121,13 +128,16 @@ class Transmitter:
             raise UsageError(f"frame_bytes must be a multiple of {TPACKET_ALIGNMENT}, got {frame_bytes}")
         if not isinstance(qdisc_bypass, bool):
             raise UsageError(f"qdisc_bypass must be a bool, got {type(qdisc_bypass).__name__}")
-        block, blocks = ring_geometry(ring_bytes, frame_bytes) if method == "ring" else (0, 0)
+        # (checked for either method: a setting that is wrong is wrong whichever is used)
+        block, blocks = ring_geometry(ring_bytes, frame_bytes)
         dst = DEFAULT_DST_MAC if dst_mac is None else parse_mac(dst_mac, "dst_mac")
         src = None if src_mac is None else parse_mac(src_mac, "src_mac")
         self.method = method
         self._engine: TxEngine | None = None
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                  struct.pack("ll", int(SEND_TIMEOUT), 0))
             self._sock.bind((interface, 0))
             name = self._sock.getsockname()
             if name[3] != ARPHRD_ETHER:
@@ -138,7 +148,7 @@ class Transmitter:
             self.dst_mac = dst
             self._engine = TxEngine(self._sock.fileno(), method, self.dst_mac, self.src_mac,
                                     self.mtu + ETH_HEADER_LEN, block_size=block, block_nr=blocks,
-                                    frame_size=frame_bytes if method == "ring" else 0, qdisc_bypass=qdisc_bypass)
+                                    frame_size=frame_bytes, qdisc_bypass=qdisc_bypass)
         except BaseException:
             self._sock.close()
             raise
@@ -174,15 +184,16 @@ class Transmitter:
         return int(self._live().send(buffer, offsets, lengths, False))
 
     def flush(self) -> None:
-        """Wait until the kernel has sent everything handed to it."""
+        """Wait until the kernel has sent everything handed to it. Raises OSError as send()
+        does (ETIMEDOUT: frames still in flight after SEND_TIMEOUT seconds)."""
         self._live().flush()
 
     @property
     def stats(self) -> dict[str, int]:
         """sent (handed to the kernel), bytes, too_big, too_short, not_ip, dropped (of the
-        sent, reported dropped on the way: sendmmsg only, a ring retries a frame the device
-        queue refused and raises OSError(ENOBUFS) when it keeps refusing), wrong_format,
-        would_block, syscalls, ring_full."""
+        sent, reported dropped on the way: sendmmsg), wrong_format, would_block, syscalls,
+        ring_full, retried (ring frames the device refused and the kernel kept to send
+        again)."""
         return dict(self._live().stats())
 
     def close(self) -> None:

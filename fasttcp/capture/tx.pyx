@@ -46,7 +46,7 @@ cdef extern from "tx_impl.h" nogil:
     size_t FTX_DATA_OFFSET
     ctypedef struct ftx_stats_t:
         uint64_t sent, bytes, too_big, too_short, not_ip, dropped, wrong_format, would_block
-        uint64_t syscalls, ring_full
+        uint64_t syscalls, ring_full, retried
     ctypedef struct ftx_rule_t:
         uint8_t header[14]
         int add_header
@@ -60,6 +60,7 @@ cdef extern from "tx_impl.h" nogil:
     int ftx_ring_open(ftx_ring_t *r, int fd, uint32_t block_size, uint32_t block_nr, uint32_t frame_size,
                       int qdisc_bypass)
     void ftx_ring_close(ftx_ring_t *r)
+    int ftx_qdisc_bypass(int fd)
     int64_t ftx_ring_send(ftx_ring_t *r, const ftx_rule_t *rule, const uint8_t *buf, uint64_t size,
                           const int64_t *off, const int64_t *len, int64_t start, int64_t n,
                           ftx_stats_t *st, int *why, int *err)
@@ -74,7 +75,7 @@ DATA_OFFSET = FTX_DATA_OFFSET
 sizeof(struct sockaddr_ll)); a frame of frame_bytes carries frame_bytes - DATA_OFFSET."""
 BATCH_MSGS = FTX_BATCH_MSGS
 STAT_NAMES = ("sent", "bytes", "too_big", "too_short", "not_ip", "dropped", "wrong_format", "would_block",
-              "syscalls", "ring_full")
+              "syscalls", "ring_full", "retried")
 
 
 cdef class TxEngine:
@@ -126,6 +127,10 @@ cdef class TxEngine:
             # (what fits in a frame: the kernel's own size_max, tpacket_snd)
             max_frame = min(max_frame, frame_size - <uint32_t>FTX_DATA_OFFSET)
         else:
+            if qdisc_bypass:
+                rc = ftx_qdisc_bypass(fd)
+                if rc < 0:
+                    raise OSError(-rc, f"PACKET_QDISC_BYPASS: {os.strerror(-rc)}")
             self.mmsg = <ftx_mmsg_t *>calloc(1, sizeof(ftx_mmsg_t))
             if self.mmsg == NULL:
                 raise MemoryError()
@@ -151,7 +156,7 @@ cdef class TxEngine:
         integer arrays of one length, a span outside the buffer (the first is named),
         after close, or while another call runs; OSError as the kernel says (ENETDOWN:
         the interface went down, ENXIO: it went away, ENOBUFS: the device's queue kept
-        refusing a ring's frames for seconds; they stay queued)."""
+        refusing a ring's frames for about a second; they stay queued)."""
         cdef Py_buffer view
         cdef int why = FTX_DONE, err = 0
         cdef int64_t start = 0, stop, n
@@ -224,7 +229,8 @@ cdef class TxEngine:
         cdef ftx_stats_t s = self.st
         return {"sent": s.sent, "bytes": s.bytes, "too_big": s.too_big, "too_short": s.too_short,
                 "not_ip": s.not_ip, "dropped": s.dropped, "wrong_format": s.wrong_format,
-                "would_block": s.would_block, "syscalls": s.syscalls, "ring_full": s.ring_full}
+                "would_block": s.would_block, "syscalls": s.syscalls, "ring_full": s.ring_full,
+                "retried": s.retried}
 
     def close(self):
         """Unmap the ring (the caller closes the socket afterwards). Idempotent."""

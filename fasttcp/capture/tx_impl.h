@@ -37,15 +37,12 @@
  * without PACKET_TX_HAS_OFF): the aligned tpacket2_hdr, 32 bytes. */
 #define FTX_DATA_OFFSET (TPACKET2_HDRLEN - sizeof(struct sockaddr_ll))
 /* How long to wait for the kernel to hand a frame back before the rest of a batch is
- * given up as `would_block` (a link that stopped transmitting). */
+ * given up as `would_block` (a link that stopped transmitting); a blocking send() waits
+ * at most the socket's SO_SNDTIMEO (set by the caller) before it gives up too. */
 #define FTX_WAIT_MS 1000
 #define FTX_WAIT_ROUNDS 5
-/* How long a kick waits for a device queue that refuses frames (ENOBUFS) before the
- * caller sees the error: FTX_WAIT_MS in all, in short waits (a full backlog drains in
- * microseconds; a queue that drops everything never does). */
-#define FTX_QUEUE_WAIT_MS 1
-#define FTX_QUEUE_SPINS 64              /* tries at once before the first wait */
-#define FTX_QUEUE_TRIES (FTX_WAIT_MS / FTX_QUEUE_WAIT_MS)
+#define FTX_RETRIES 1000                /* ENOBUFS retries of a waiting ring kick, */
+#define FTX_RETRY_MS 1                  /* this far apart: about a second in all */
 
 /* per-packet verdicts of ftx_frame_len */
 #define FTX_NOT_IP (-1)                 /* an IP packet whose version nibble is not 4 or 6 */
@@ -64,12 +61,12 @@ typedef struct {
     uint64_t too_big;       /* skipped: larger than a ring frame or the MTU allows */
     uint64_t too_short;     /* skipped: a frame shorter than an Ethernet header */
     uint64_t not_ip;        /* skipped: send_packets given a packet that is not IPv4/IPv6 */
-    uint64_t dropped;       /* of those, reported dropped on the way (sendmmsg's ENOBUFS: a full
-                             * queue; a ring's refused frame stays queued and is retried) */
+    uint64_t dropped;       /* of those, reported dropped on the way (sendmmsg: ENOBUFS) */
     uint64_t wrong_format;  /* ring frames the kernel marked TP_STATUS_WRONG_FORMAT */
     uint64_t would_block;   /* not handed over: the kernel returned no frame in time */
     uint64_t syscalls;      /* send()/sendmmsg()/poll() calls made */
     uint64_t ring_full;     /* times the ring had no free frame and we waited */
+    uint64_t retried;       /* ring sends the device refused (ENOBUFS), tried again */
 } ftx_stats_t;
 
 typedef struct {
@@ -141,6 +138,14 @@ static inline int ftx_span_outside(int64_t off, int64_t len, uint64_t size)
     return (uint64_t)off > size || (uint64_t)len > size - (uint64_t)off;
 }
 
+/* PACKET_QDISC_BYPASS: dev_queue_xmit's qdisc and packet taps are skipped (the driver's
+ * xmit is called directly); taps on this host then do not see what we send. 0 or -errno. */
+static int ftx_qdisc_bypass(int fd)
+{
+    int one = 1;
+    return setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
 /* ---- the ring ---- */
 
 /* Set a bound AF_PACKET socket up for PACKET_TX_RING and map it. 0, or -errno. */
@@ -161,9 +166,7 @@ static int ftx_ring_open(ftx_ring_t *r, int fd, uint32_t block_size, uint32_t bl
         return -errno;
     if (setsockopt(fd, SOL_PACKET, PACKET_LOSS, &loss, sizeof(loss)) < 0)
         return -errno;
-    /* PACKET_QDISC_BYPASS: dev_queue_xmit's qdisc and packet taps are skipped (the driver's
-     * xmit is called directly); taps on this host then do not see what we send. */
-    if (qdisc_bypass && setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &qdisc_bypass, sizeof(qdisc_bypass)) < 0)
+    if (qdisc_bypass && ftx_qdisc_bypass(fd) < 0)
         return -errno;
     req.tp_block_size = block_size;
     req.tp_block_nr = block_nr;
@@ -209,29 +212,30 @@ static inline uint32_t ftx_status(const struct tpacket2_hdr *h)
 /* Ask the kernel to transmit every frame marked SEND_REQUEST. `wait`: block until all of
  * them are sent and handed back. 0, or an errno the caller must see.
  *
- * ENOBUFS: the device's queue refused the frame at the kernel's head (a full qdisc, a
- * veth peer's full backlog, a qdisc or egress hook that drops). That frame is not
- * dropped: tpacket_snd (net/packet/af_packet.c) marks it SEND_REQUEST again and leaves
- * its head there, so the next send() retries it. Retrying at once would spin for as
- * long as the queue refuses -- forever behind a queue that drops everything -- so after
- * FTX_QUEUE_SPINS quick tries we wait FTX_QUEUE_WAIT_MS between tries, and after
- * FTX_QUEUE_TRIES waits give ENOBUFS to the caller (the frames stay queued in the ring). */
+ * ENOBUFS: the device refused a frame (a full queue behind it, or a veth whose peer is
+ * down) and the kernel put it back as SEND_REQUEST without moving past it (tpacket_snd:
+ * "skb was destructed already"), so the next send() tries it again. It is counted
+ * `retried`; a waiting kick tries again after FTX_RETRY_MS, at most FTX_RETRIES times,
+ * then returns ENOBUFS; a kick that does not wait leaves the frames for the next one. */
 static int ftx_ring_kick(ftx_ring_t *r, ftx_stats_t *st, int wait)
 {
-    int tries = 0;
+    int retries = 0;
     for (;;) {
         st->syscalls++;
         if (send(r->fd, NULL, 0, wait ? 0 : MSG_DONTWAIT) >= 0)
             break;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        if (errno == ENOBUFS) {
+            st->retried++;
+            if (!wait)
+                return 0;           /* still queued: the next kick sends them */
+            if (retries++ >= FTX_RETRIES)
+                return ENOBUFS;
+            poll(NULL, 0, FTX_RETRY_MS);
+            continue;
+        }
+        if (!wait && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;                  /* MSG_DONTWAIT with the device busy: sent later */
-        if (errno != ENOBUFS || ++tries >= FTX_QUEUE_SPINS + FTX_QUEUE_TRIES)
-            return errno;
-        if (tries <= FTX_QUEUE_SPINS)
-            continue;               /* (a backlog that was full a moment ago: try at once) */
-        st->syscalls++;
-        if (poll(NULL, 0, FTX_QUEUE_WAIT_MS) < 0)
-            return errno;           /* EINTR: the caller runs signal handlers and kicks again */
+        return errno;               /* ETIMEDOUT: SO_SNDTIMEO passed with frames in flight */
     }
     r->queued = 0;
     return 0;
@@ -250,7 +254,7 @@ static int ftx_ring_reclaim(ftx_ring_t *r, struct tpacket2_hdr *h, ftx_stats_t *
             return 0;
         }
         if ((e = ftx_ring_kick(r, st, 1)) != 0)
-            return -e;
+            return e == ETIMEDOUT || e == EAGAIN || e == ENOBUFS ? FTX_STALLED : -e;
         status = ftx_status(h);
         if (status == TP_STATUS_AVAILABLE || (status & TP_STATUS_WRONG_FORMAT))
             continue;
@@ -366,7 +370,8 @@ static unsigned ftx_mmsg_flush(int fd, ftx_mmsg_t *m, unsigned k, ftx_stats_t *s
             st->dropped++;
             done++;
         } else {
-            *err = errno;
+            /* EAGAIN: the socket's send buffer stayed full for SO_SNDTIMEO */
+            *err = errno == EWOULDBLOCK ? EAGAIN : errno;
             return done;
         }
     }
@@ -424,6 +429,12 @@ static int64_t ftx_mmsg_send(int fd, ftx_mmsg_t *m, const ftx_rule_t *rule, cons
         }
         if (k) {
             done = ftx_mmsg_flush(fd, m, k, st, err);
+            if (*err == EAGAIN) {
+                st->would_block += (uint64_t)(n - m->index[done]);
+                *why = FTX_STALLED;
+                *err = 0;
+                return m->index[done];
+            }
             if (*err) {
                 *why = FTX_ERRNO;
                 return m->index[done];

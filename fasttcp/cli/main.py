@@ -83,9 +83,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_live_parsers(sub: Any) -> None:
     """The commands on live interfaces, each defined in its own module."""
+    from fasttcp.cli import load as load_cli
     from fasttcp.cli.replay import add_replay_parser
 
     add_replay_parser(sub)
+    load_cli.add_parser(sub)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -376,5 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         from fasttcp.cli.replay import run_replay
 
         return run_replay(args)
+    if args.command == "load":
+        from fasttcp.cli import load as load_cli
+
+        return load_cli.run(args)
     _parser().print_help()
     return 0

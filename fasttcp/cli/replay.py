@@ -34,7 +34,8 @@ def add_replay_parser(sub: Any) -> None:
     pace = r.add_mutually_exclusive_group()
     pace.add_argument("--pps", type=float, help=f"at most this many packets per second (token bucket; "
                                                 f"up to {MAX_PPS:.0e})")
-    pace.add_argument("--speed", type=float, help="the capture's own timing, X times faster (1: as captured)")
+    pace.add_argument("--speed", type=float, help="the capture's own timing, X times faster (1: as captured; each file "
+                                                  "on its own timing, the files back to back)")
     pace.add_argument("--top", action="store_true", help="as fast as the interface takes them (the default)")
     r.add_argument("--loop", type=int, default=1, metavar="N", help="send the captures N times (default 1)")
     r.add_argument("--dst-mac", help="destination MAC of every frame (default 00:00:5e:00:53:00, an "

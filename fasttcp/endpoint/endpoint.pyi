@@ -166,6 +166,9 @@ class Endpoint:
     def close_batch(self, ids: npt.ArrayLike, now: float) -> int:
         """close() every record id; returns how many it closed (others are skipped).
         Raises UsageError for ids that are not a 1-D integer sequence."""
+    def abort_batch(self, ids: npt.ArrayLike, now: float) -> int:
+        """abort() every record id (a TIME-WAIT record goes without a RST); returns how
+        many it aborted. Raises UsageError for ids that are not a 1-D integer sequence."""
     def clear_events(self) -> None: ...
 
 def pipe(src: Endpoint, dst: Endpoint, now: float) -> int:

@@ -1253,6 +1253,29 @@ cdef class Endpoint:
             self._busy = False
         return closed
 
+    def abort_batch(self, ids, now):
+        """abort() every record id (RST to the peer where RFC 9293 3.10.5 sends one; a
+        TIME-WAIT record just goes, which is how a load generator reuses its 4-tuple);
+        ids that are out of range or free are skipped. Returns how many it aborted.
+        Raises UsageError for ids that are not a 1-D integer sequence, a bad `now`, or
+        while another call is running."""
+        cdef uint64_t t = _us(now, "now")
+        v = _int64_array(ids, "ids")
+        cdef const int64_t[::1] iv = v
+        cdef Py_ssize_t i, aborted = 0
+        cdef ep_t *ep = self._claim()
+        try:
+            t = self._advance(t)
+            with nogil:
+                for i in range(iv.shape[0]):
+                    if 0 <= iv[i] < ep.tab.fresh and ep.tab.conns[iv[i]].family != 0 \
+                            and ep.tab.conns[iv[i]].state != TCPS_CLOSED:
+                        ep_abort(ep, <uint32_t>iv[i], t)
+                        aborted += 1
+        finally:
+            self._busy = False
+        return aborted
+
     def clear_events(self):
         """Drop pending raw events and the accept queue (batch users who track
         connections through the arrays)."""

@@ -119,3 +119,14 @@ def test_a_capture_that_cannot_be_read_is_reported_before_anything_is_sent(veth,
     for bad, message in ((tmp_path / "missing.pcap", "No such file"), (empty, "empty")):
         status, stdout, stderr = replay(veth, str(CAPTURES[0]), str(bad), "-i", veth.a_if, "--json")
         assert status == 2 and message in stderr and stdout == ""
+
+
+def test_speed_follows_each_files_own_timing_and_sends_the_files_back_to_back(veth):  # noqa: F811
+    # the two captures were taken 12 years apart; the first spans 0.21 s
+    first, second = DATA / "zeek-http-get.pcap", DATA / "tcpdump-bigtcp-ipv4.pcap"
+    status, stdout, stderr = replay(veth, str(first), str(second), "-i", veth.a_if, "--speed", "1", "--json",
+                                    timeout=30)
+    assert status == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["packets"] + summary["too_big"] == len(ip_packets([first, second]))
+    assert 0.2 <= summary["seconds"] < 20

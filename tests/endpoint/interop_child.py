@@ -1,9 +1,19 @@
-"""Runs INSIDE a network namespace made by tests/endpoint/test_interop_linux.py (via `ip netns exec`):
-brings up a TUN device, runs one scenario between a fasttcp Endpoint and the Linux TCP
-stack of the namespace, prints one JSON object with what both sides saw, and leaves a
-pcap of the exchange. Usage: python child.py SCENARIO PCAP_PATH
+"""Runs INSIDE a network namespace (via `ip netns exec`): runs one scenario between a
+fasttcp Endpoint and the Linux TCP stack, prints one JSON object with what both sides saw,
+and leaves a pcap of the exchange. Two edges:
+
+- TUN (tests/endpoint/test_interop_linux.py): the namespace's own stack is the peer,
+  reached through a TUN device the child brings up;
+- veth (tests/net/test_interop_veth.py): the child runs in namespace A and pumps the
+  endpoint through an `InterfaceLink` on A's veth end; the Linux sockets are made in
+  namespace B (the creating thread enters B with setns(2) for the call), so they sit
+  behind a real wire; an `RstGuard` keeps A's kernel out of the endpoint's connections.
+
+Usage: python child.py SCENARIO PCAP_PATH [--veth INTERFACE PEER_NAMESPACE [--family 6]]
 """
+import ctypes
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -11,12 +21,15 @@ import threading
 import time
 
 import fasttcp
-from fasttcp.capture.tun import Tun, pump
+from fasttcp.capture.tun import Tun
+from fasttcp.capture.tun import pump as tun_pump
 from fasttcp.capture.writer import PcapWriter
 
 LINUX = "198.18.0.1"        # the namespace's own address, on the TUN device
 FASTTCP = "198.18.0.2"      # the endpoint's address, reached through the TUN device
 PORT = 8080
+PEER_NS = None              # veth: the namespace the Linux sockets live in
+_CLONE_NEWNET = 0x40000000
 
 
 def setup():
@@ -26,9 +39,67 @@ def setup():
     return tun
 
 
+class _PeerNamespace:
+    """While inside, the calling thread is in PEER_NS (sockets made there stay there)."""
+
+    def __enter__(self):
+        if PEER_NS is None:
+            return self
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        peer = os.open(f"/run/netns/{PEER_NS}", os.O_RDONLY)
+        try:
+            if self._libc.setns(peer, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns into the peer namespace")
+        finally:
+            os.close(peer)
+        return self
+
+    def __exit__(self, *exc):
+        if PEER_NS is not None:
+            self._libc.setns(self._home, _CLONE_NEWNET)
+            os.close(self._home)
+
+
+def linux(fn, *args, **kw):
+    """fn(*args, **kw) (a socket constructor) in the Linux peer's namespace."""
+    if fn is socket.create_server and ":" in args[0][0]:
+        kw.setdefault("family", socket.AF_INET6)
+    with _PeerNamespace():
+        return fn(*args, **kw)
+
+
+class VethEdge:
+    """The veth side of `pump`: one InterfaceLink per endpoint, kept across pumps."""
+
+    def __init__(self, interface):
+        from fasttcp.net import lookup_route
+        self.route = lookup_route(LINUX)
+        assert self.route.interface == interface, (self.route, interface)
+        self.links = {}
+
+    def pump(self, ep, **kw):
+        from fasttcp.net import InterfaceLink
+        if id(ep) not in self.links:
+            self.links[id(ep)] = (ep, InterfaceLink(ep, self.route))
+        return self.links[id(ep)][1].pump(**kw)
+
+    def close(self):
+        for _, link in self.links.values():
+            link.close()
+
+
+def pump(ep, edge, **kw):
+    """Run the endpoint over the scenario's edge (a Tun or a VethEdge) until `until()`."""
+    if isinstance(edge, VethEdge):
+        return edge.pump(ep, **kw)
+    return tun_pump(ep, edge, **kw)
+
+
 def ss_states(port):
     """Linux's view: TCP states of sockets with `port` on either end (ss -tan)."""
-    out = subprocess.run(["ss", "-Htan"], capture_output=True, text=True, check=True).stdout
+    prefix = [] if PEER_NS is None else ["ip", "netns", "exec", PEER_NS]
+    out = subprocess.run([*prefix, "ss", "-Htan"], capture_output=True, text=True, check=True).stdout
     states = []
     for line in out.splitlines():
         parts = line.split()
@@ -68,7 +139,7 @@ def recv_all(sock, n):
 # ---- scenarios: each returns a dict ----
 
 def fasttcp_client_closes_first(tun, pcap):
-    srv = socket.create_server((LINUX, PORT))
+    srv = linux(socket.create_server, (LINUX, PORT))
     request, response = payload(3000, 1), payload(5000, 2)
 
     def linux_server():
@@ -103,7 +174,7 @@ def fasttcp_client_closes_first(tun, pcap):
 
 
 def linux_closes_first(tun, pcap):
-    srv = socket.create_server((LINUX, PORT))
+    srv = linux(socket.create_server, (LINUX, PORT))
     response = payload(4000, 3)
 
     def linux_server():
@@ -137,7 +208,7 @@ def linux_client_megabyte_each_way(tun, pcap):
     ep.listen(PORT)
 
     def linux_client():
-        s = socket.create_connection((FASTTCP, PORT), timeout=20)
+        s = linux(socket.create_connection, (FASTTCP, PORT), timeout=20)
         s.sendall(up)
         s.shutdown(socket.SHUT_WR)
         got = recv_all(s, len(down) + 1)
@@ -176,7 +247,7 @@ def refused_both_ways(tun, pcap):
 
     def linux_client():
         try:
-            socket.create_connection((FASTTCP, PORT), timeout=5)
+            linux(socket.create_connection, (FASTTCP, PORT), timeout=5)
             return "connected"
         except ConnectionRefusedError:
             return "refused"
@@ -190,7 +261,7 @@ def refused_both_ways(tun, pcap):
 
 
 def lost_syn_is_retransmitted(tun, pcap):
-    srv = socket.create_server((LINUX, PORT))
+    srv = linux(socket.create_server, (LINUX, PORT))
     th, lin = in_thread(lambda: srv.accept()[0].recv(10))
     ep = fasttcp.Endpoint([FASTTCP], seed=5)
     dropped = []
@@ -217,7 +288,7 @@ def half_close_linux_shuts_write(tun, pcap):
     body = payload(200_000, 7)
 
     def linux_client():
-        s = socket.create_connection((FASTTCP, PORT), timeout=10)
+        s = linux(socket.create_connection, (FASTTCP, PORT), timeout=10)
         s.sendall(b"request")
         s.shutdown(socket.SHUT_WR)                 # half-close: FIN, keep receiving
         got = recv_all(s, len(body) + 1)
@@ -257,7 +328,7 @@ def abort_either_side(tun, pcap):
     results = {}
 
     def linux_reader():
-        s = socket.create_connection((FASTTCP, PORT), timeout=10)
+        s = linux(socket.create_connection, (FASTTCP, PORT), timeout=10)
         try:
             while s.recv(65536):
                 pass
@@ -285,7 +356,7 @@ def abort_either_side(tun, pcap):
     results["fasttcp_abort_cause"] = st["conn"].reset_cause.name if st["conn"] and st["conn"].reset_cause else None
 
     # the other way: Linux resets (SO_LINGER 0 + close) while fasttcp is sending
-    srv = socket.create_server((LINUX, PORT + 2))
+    srv = linux(socket.create_server, (LINUX, PORT + 2))
 
     def linux_resetter():
         c, _ = srv.accept()
@@ -321,7 +392,7 @@ def thousand_linux_clients(tun, pcap):
         sel = selectors.DefaultSelector()
         socks = []
         for i in range(n):
-            s = socket.socket()
+            s = linux(socket.socket)
             s.setblocking(False)
             s.connect_ex((FASTTCP, PORT))
             sel.register(s, selectors.EVENT_WRITE, i)
@@ -369,7 +440,7 @@ def thousand_linux_clients(tun, pcap):
 def lost_fin_and_last_ack(tun, pcap):
     """Drop fasttcp's first FIN (retransmitted on RTO), then fasttcp's last ACK (Linux in
     LAST-ACK retransmits its FIN; fasttcp answers from TIME-WAIT): the close completes."""
-    srv = socket.create_server((LINUX, PORT))
+    srv = linux(socket.create_server, (LINUX, PORT))
 
     def linux_server():
         c, _ = srv.accept()
@@ -422,12 +493,31 @@ SCENARIOS = {f.__name__: f for f in (fasttcp_client_closes_first, linux_closes_f
                                      abort_either_side, thousand_linux_clients, lost_fin_and_last_ack)}
 
 
+def setup_veth(interface, peer_ns, family):
+    """Namespace A's side: the endpoint takes A's address, the Linux peer is B's."""
+    global LINUX, FASTTCP, PEER_NS
+    from fasttcp.net import RstGuard
+    PEER_NS = peer_ns
+    LINUX, FASTTCP = ("198.18.0.2", "198.18.0.1") if family == "4" else ("2001:2::2", "2001:2::1")
+    guard = RstGuard([FASTTCP]).install()       # every port: namespace A is the endpoint's
+    return guard, VethEdge(interface)
+
+
 def main():
     name, pcap_path = sys.argv[1], sys.argv[2]
-    tun = setup()
-    with PcapWriter(pcap_path) as pcap:
-        result = SCENARIOS[name](tun, pcap)
-    tun.close()
+    if "--veth" in sys.argv:
+        at = sys.argv.index("--veth")
+        family = sys.argv[sys.argv.index("--family") + 1] if "--family" in sys.argv else "4"
+        guard, edge = setup_veth(sys.argv[at + 1], sys.argv[at + 2], family)
+    else:
+        guard, edge = None, setup()
+    try:
+        with PcapWriter(pcap_path) as pcap:
+            result = SCENARIOS[name](edge, pcap)
+    finally:
+        edge.close()
+        if guard is not None:
+            guard.close()
     print(json.dumps(result, default=str))
 
 

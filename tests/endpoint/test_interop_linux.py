@@ -54,18 +54,26 @@ def tshark_tcp_count(pcap: Path) -> int:
     return len(out.stdout.split())
 
 
-def run(netns, scenario, tmp_path, timeout=120):
+def run_child(namespace, scenario, tmp_path, extra=(), timeout=120):
+    """Run one scenario of interop_child.py in `namespace`; its JSON result."""
     pcap = tmp_path / f"{scenario}.pcap"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, str(CHILD), scenario, str(pcap)],
-                         capture_output=True, text=True, timeout=timeout, env=env)
+    out = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, str(CHILD), scenario, str(pcap),
+                          *extra], capture_output=True, text=True, timeout=timeout, env=env)
     assert out.returncode == 0, f"child failed (capture: {pcap}):\n{out.stderr[-3000:]}"
     assert pcap.stat().st_size > 24, "no packets were captured"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_fasttcp_client_closes_first(netns, tmp_path):
-    r = run(netns, "fasttcp_client_closes_first", tmp_path)
+@pytest.fixture
+def run(netns):
+    """run(scenario, tmp_path, timeout=...) over the TUN edge (tests/net/test_interop_veth.py
+    gives the same tests a veth edge through a fixture of the same name)."""
+    return lambda scenario, tmp_path, timeout=120: run_child(netns, scenario, tmp_path, timeout=timeout)
+
+
+def test_fasttcp_client_closes_first(run, tmp_path):
+    r = run("fasttcp_client_closes_first", tmp_path)
     assert r["pumped"] and r["got_response"]
     assert r["linux"]["value"] == {"got_request": True, "eof": True}     # Linux saw our FIN as EOF
     assert r["state"] == "TIME-WAIT"                                     # the side that closed first waits
@@ -76,15 +84,15 @@ def test_fasttcp_client_closes_first(netns, tmp_path):
         assert tshark_tcp_count(tmp_path / "fasttcp_client_closes_first.pcap") >= 9
 
 
-def test_linux_closes_first(netns, tmp_path):
-    r = run(netns, "linux_closes_first", tmp_path)
+def test_linux_closes_first(run, tmp_path):
+    r = run("linux_closes_first", tmp_path)
     assert r["pumped"] and r["got"]
     assert r["states"][:3] == ["SYN-SENT", "ESTABLISHED", "CLOSE-WAIT"] and r["states"][-1] == "CLOSED"
     assert "TIME-WAIT" in r["ss"]                                        # ss: Linux closed first, it waits
 
 
-def test_linux_client_megabyte_each_way(netns, tmp_path):
-    r = run(netns, "linux_client_megabyte_each_way", tmp_path)
+def test_linux_client_megabyte_each_way(run, tmp_path):
+    r = run("linux_client_megabyte_each_way", tmp_path)
     assert r["pumped"], r
     assert r["got_upload"] and r["upload_len"] == 1 << 20
     assert r["linux"]["value"] == {"got_download": True, "download_len": 1 << 20}
@@ -94,14 +102,14 @@ def test_linux_client_megabyte_each_way(netns, tmp_path):
     assert r["state"] == "CLOSED"
 
 
-def test_refused_both_ways(netns, tmp_path):
-    r = run(netns, "refused_both_ways", tmp_path)
+def test_refused_both_ways(run, tmp_path):
+    r = run("refused_both_ways", tmp_path)
     assert r["linux"]["value"] == "refused"                              # our RST: ECONNREFUSED
     assert r["pumped"] and r["fasttcp_state"] == "CLOSED" and r["fasttcp_cause"] == "REFUSED"
 
 
-def test_lost_syn_is_retransmitted_after_one_second(netns, tmp_path):
-    r = run(netns, "lost_syn_is_retransmitted", tmp_path)
+def test_lost_syn_is_retransmitted_after_one_second(run, tmp_path):
+    r = run("lost_syn_is_retransmitted", tmp_path)
     assert r["pumped"] and r["dropped"] == 1
     causes = [c for c, _ in r["events"]]
     assert causes[:3] == ["CONNECT", "RETRANSMIT", "SYN_ACK_RECEIVED"]
@@ -109,29 +117,29 @@ def test_lost_syn_is_retransmitted_after_one_second(netns, tmp_path):
     assert r["linux"]["value"] == repr(b"after-rto")
 
 
-def test_half_close_fasttcp_keeps_sending_in_close_wait(netns, tmp_path):
-    r = run(netns, "half_close_linux_shuts_write", tmp_path)
+def test_half_close_fasttcp_keeps_sending_in_close_wait(run, tmp_path):
+    r = run("half_close_linux_shuts_write", tmp_path)
     assert r["pumped"] and r["request"] == "request"
     assert r["linux"]["value"] == {"got": True, "len": 200_000}          # sent after Linux's FIN
     assert "CLOSE-WAIT" in r["states"] and r["states"][-1] == "CLOSED"
     assert r["events"] == ["SYN_RECEIVED", "ACK_OF_SYN", "PEER_FIN", "CLOSE", "ACK_OF_FIN"]
 
 
-def test_abort_either_side(netns, tmp_path):
-    r = run(netns, "abort_either_side", tmp_path)
+def test_abort_either_side(run, tmp_path):
+    r = run("abort_either_side", tmp_path)
     assert r["linux_saw"] == "reset" and r["fasttcp_abort_cause"] == "ABORT"   # our RST: ECONNRESET
     assert r["fasttcp_state"] == "CLOSED" and r["fasttcp_cause"] == "RST_RECEIVED"  # Linux's RST
 
 
-def test_thousand_concurrent_linux_clients(netns, tmp_path):
-    r = run(netns, "thousand_linux_clients", tmp_path, timeout=180)
+def test_thousand_concurrent_linux_clients(run, tmp_path):
+    r = run("thousand_linux_clients", tmp_path, timeout=180)
     assert r["pumped"], r
     assert r["linux"]["value"] == {"completed": 1000}
     assert r["left"] == 0                                                # every one closed cleanly
 
 
-def test_lost_fin_and_lost_last_ack(netns, tmp_path):
-    r = run(netns, "lost_fin_and_last_ack", tmp_path)
+def test_lost_fin_and_lost_last_ack(run, tmp_path):
+    r = run("lost_fin_and_last_ack", tmp_path)
     assert r["pumped"], r
     assert r["log"]["fin"] == 1 and r["log"]["last_ack"] == 1
     causes = [c for c, _ in r["events"]]

@@ -1,0 +1,108 @@
+"""`lookup_route` and `RstGuard` in namespace A of a veth pair (each call in a child
+process inside the namespace: routes, neighbours and nftables are per namespace)."""
+import json
+import sys
+import textwrap
+
+import pytest
+
+from tests.netns import veth  # noqa: F401  (fixture)
+
+pytest.importorskip("pyroute2")
+
+
+def in_a(net, code, timeout=30):
+    """Run `code` (which prints one JSON line) with python in namespace A."""
+    out = net.run(net.a, [sys.executable, "-c", textwrap.dedent(code)], timeout=timeout, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+ROUTE = """
+import json
+from fasttcp.net import lookup_route
+try:
+    r = lookup_route({dst!r})
+    print(json.dumps({{"interface": r.interface, "source": str(r.source), "next_hop": str(r.next_hop),
+                      "mac": r.next_hop_mac.hex(":"), "own": r.mac.hex(":"), "mtu": r.mtu}}))
+except OSError as e:
+    print(json.dumps({{"errno": e.errno, "message": str(e)}}))
+"""
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_route_to_the_peer_resolves_its_mac(veth, family):  # noqa: F811
+    dst = veth.b_v4 if family == 4 else veth.b_v6
+    r = in_a(veth, ROUTE.format(dst=dst))
+    assert r["interface"] == veth.a_if and r["next_hop"] == dst and r["mtu"] == 1500
+    assert r["source"] == (veth.a_v4 if family == 4 else veth.a_v6)
+    assert r["mac"] == veth.mac("b") and r["own"] == veth.mac("a")
+
+
+def test_silent_neighbour_is_host_unreachable(veth):  # noqa: F811
+    r = in_a(veth, ROUTE.format(dst="198.18.0.77"))     # on the link, nobody answers ARP
+    assert r["errno"] == 113 and "198.18.0.77" in r["message"]
+
+
+def test_no_route_is_network_unreachable(veth):  # noqa: F811
+    r = in_a(veth, ROUTE.format(dst="198.19.5.5"))      # no default route in A
+    assert r["errno"] == 101
+
+
+GUARD = """
+import json, subprocess
+from fasttcp.net import RstGuard
+g = RstGuard([{addr!r}], ports=({port}, {port}))
+with g:
+    inside = subprocess.run(["nft", "list", "table", "inet", g.table], capture_output=True, text=True).stdout
+    print(inside, file=__import__("sys").stderr)
+    import time
+    open({ready!r}, "w").close()
+    time.sleep({hold})
+after = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+print(json.dumps({{"rule": "tcp dport {port} drop" in inside, "after": g.table in after}}))
+"""
+
+
+def _connect_from_b(net, port, timeout=1.5):
+    code = (f"import socket\ns = socket.socket()\ns.settimeout({timeout})\n"
+            f"try:\n    s.connect(({net.a_v4!r}, {port})); print('connected')\n"
+            "except ConnectionRefusedError: print('refused')\nexcept OSError: print('timeout')\n")
+    return net.run(net.b, [sys.executable, "-c", code], timeout=30).stdout.strip()
+
+
+def test_guard_hides_the_port_from_the_kernel_and_goes_away(veth, tmp_path):  # noqa: F811
+    port = 4444
+    assert _connect_from_b(veth, port) == "refused"         # the kernel's RST: no socket there
+    ready = tmp_path / "ready"
+    child = veth.popen(veth.a, [sys.executable, "-c", GUARD.format(addr=veth.a_v4, port=port, ready=str(ready),
+                                                                   hold=4)])
+    try:
+        for _ in range(100):
+            if ready.exists():
+                break
+            __import__("time").sleep(0.05)
+        assert _connect_from_b(veth, port) == "timeout"     # dropped in A's input hook: no RST
+        assert _connect_from_b(veth, port + 1) == "refused"  # other ports untouched
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r == {"rule": True, "after": False}, err
+    assert _connect_from_b(veth, port) == "refused"
+
+
+def test_stale_table_of_a_killed_process_is_removed(veth):  # noqa: F811
+    code = ("import os\nfrom fasttcp.net import RstGuard\n"
+            f"RstGuard([{veth.a_v4!r}]).install()\nos._exit(0)\n")      # no atexit: as if killed
+    veth.run(veth.a, [sys.executable, "-c", code])
+    assert "fasttcp_guard_" in veth.run(veth.a, ["nft", "list", "tables"]).stdout
+    r = in_a(veth, "import json\nfrom fasttcp.net import remove_stale_tables\nprint(json.dumps(remove_stale_tables()))")
+    assert len(r) == 1 and "fasttcp_guard_" not in veth.run(veth.a, ["nft", "list", "tables"]).stdout
+
+
+def test_local_addresses_include_other_named_namespaces(veth):  # noqa: F811
+    r = in_a(veth, "import json\nfrom fasttcp.net import local_addresses\n"
+                   "print(json.dumps(sorted(map(str, local_addresses()))))")
+    assert veth.a_v4 in r and veth.b_v4 in r                # B's address, seen from A
