@@ -142,8 +142,11 @@ def compile_expression(expression: str, linktype: int) -> list[tuple[int, int, i
     if linktype not in _TCPDUMP_DLT:
         raise UsageError(f"filter {expression!r}: no tcpdump link type for link type {linktype}")
     try:
+        # (whatever tcpdump prints is decoded with replacement: bytes that are not text
+        # then fail parse_ddd as UsageError, not as UnicodeDecodeError)
         done = subprocess.run([tcpdump, "-ddd", "-y", _TCPDUMP_DLT[linktype], "--", expression],
-                              capture_output=True, text=True, timeout=TCPDUMP_TIMEOUT, check=False)
+                              capture_output=True, encoding="utf-8", errors="replace",
+                              timeout=TCPDUMP_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         raise UsageError(f"filter {expression!r}: tcpdump did not compile it in {TCPDUMP_TIMEOUT} s") from None
     if done.returncode != 0:

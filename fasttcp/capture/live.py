@@ -46,6 +46,7 @@ MAX_BLOCK_BYTES = 4 << 20           # the kernel allocates a block as one 2**MAX
 MAX_RING_BYTES = (1 << 32) - 1       # the kernel refuses block size x count beyond 32 bits
 MAX_BLOCK_TIMEOUT_MS = 60_000
 MAX_POLL_MS = (1 << 31) - 1
+WAIT_SLICE_MS = 100                  # the longest single poll() of a wait (see next_batch)
 FRAME_BYTES = 2048                   # tp_frame_size: only checked by the kernel for V3
 IFNAMSIZ = 16                        # with the terminating NUL
 
@@ -82,11 +83,13 @@ class LiveStats:
     each batch and at close and summed here, since reading resets them.
 
     ``packets`` counts what passed the filter, dropped ones included (tp_packets), so
-    ``delivered + drops == packets`` once the capture is closed; ``drops`` are packets
-    the ring had no room for (tp_drops), ``freeze_q`` the times the ring was full
-    (tp_freeze_q_cnt). ``csum_completed``: locally sent TCP packets whose offloaded
-    checksum was completed in place. ``bad_blocks``: blocks whose headers pointed outside
-    the block (their walk stopped there; never seen from a sane kernel)."""
+    ``delivered + drops + undelivered == packets`` once the capture is closed; ``drops``
+    are packets the ring had no room for (tp_drops), ``freeze_q`` the times the ring was
+    full (tp_freeze_q_cnt). ``undelivered`` (set by close): packets the ring took that no
+    batch delivered -- in the block the kernel was still filling, or in blocks handed
+    over after the last next_batch. ``csum_completed``: locally sent TCP packets whose
+    offloaded checksum was completed in place. ``bad_blocks``: blocks whose headers
+    pointed outside the block (their walk stopped there; never seen from a sane kernel)."""
 
     packets: int = 0
     drops: int = 0
@@ -97,6 +100,7 @@ class LiveStats:
     csum_completed: int = 0
     bytes: int = 0
     bad_blocks: int = 0
+    undelivered: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters by name (for a JSON summary)."""
@@ -112,7 +116,10 @@ def _check_int(name: str, value: object, lo: int, hi: int) -> int:
 def _check_interface(interface: object) -> str:
     if not isinstance(interface, str):
         raise UsageError(f"interface must be a str, got {type(interface).__name__}")
-    raw = interface.encode("utf-8", "surrogateescape")
+    try:
+        raw = interface.encode()     # as the C half passes it (a lone surrogate cannot be)
+    except UnicodeEncodeError:
+        raise UsageError(f"{interface!r} is not an interface name (not UTF-8)") from None
     if not 1 <= len(raw) < IFNAMSIZ or interface in (".", "..") or any(c in interface for c in "/\0") \
             or any(c.isspace() for c in interface):
         raise UsageError(f"{interface!r} is not an interface name (1..{IFNAMSIZ - 1} bytes, no '/', "
@@ -146,8 +153,9 @@ def _timeout_ms(timeout: object) -> int:
     """poll()'s timeout: -1 for None (wait), else whole milliseconds, rounded up."""
     if timeout is None:
         return -1
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
-            or timeout < 0:
+    # (ints compared as ints: math.isfinite cannot take one beyond a float's range)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0 \
+            or (isinstance(timeout, float) and not math.isfinite(timeout)):
         raise UsageError(f"timeout must be None or a finite number of seconds >= 0, got {timeout!r}")
     return min(math.ceil(timeout * 1000), MAX_POLL_MS)
 
@@ -256,7 +264,8 @@ class LiveCapture:
         blocks returned at once) or ``batch.copy()`` to keep a batch longer. Link
         verdicts and wire lengths are as `fasttcp.read_pcap` gives them (wire lengths
         without a VLAN tag the kernel took off); frames count from 1 over the capture.
-        Raises UsageError once closed, or for a bad timeout."""
+        Raises UsageError once closed (also by another thread during the wait), or for a
+        bad timeout; OSError(ENETDOWN) once when the interface went down or away."""
         if self._closed:
             raise UsageError(f"interface {self.interface!r}: next_batch on a closed LiveCapture")
         if not isinstance(copy, bool):
@@ -265,9 +274,12 @@ class LiveCapture:
         deadline = None if wait_ms < 0 else time.monotonic() + wait_ms / 1000
         got = self._ring.walk(copy)
         while got is None:
-            left = -1 if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
-            if not self._poll.poll(left) and deadline is not None:
-                return None
+            # poll in slices: closing the socket in another thread does not wake a poll()
+            # on it, so the wait checks for that (walk raises UsageError once closed)
+            left = WAIT_SLICE_MS if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
+            events = self._poll.poll(min(left, WAIT_SLICE_MS))
+            if any(ev & select.POLLERR for _, ev in events):
+                self._raise_pending_error()
             got = self._ring.walk(copy)
             if got is None and deadline is not None and time.monotonic() >= deadline:
                 return None
@@ -276,6 +288,13 @@ class LiveCapture:
         self._stats.delivered += len(off)
         self._read_counters()
         return CaptureBatch(buf, off, ln, ts, wl, vd, np.zeros(len(off), np.uint16), frames, snapped)
+
+    def _raise_pending_error(self) -> None:
+        """Raise the socket's pending error (reading it clears it, as recv() would): without
+        this a POLLERR stays set and the wait for a block spins."""
+        err = self._ring.take_error()
+        if err:
+            raise OSError(err, f"{os.strerror(err)}: interface {self.interface!r}")
 
     def _read_counters(self) -> None:
         ring, st = self._ring, self._stats
@@ -305,6 +324,10 @@ class LiveCapture:
         self._closed = True
         try:
             self._read_counters()
+            # (the ring's packets are either walked or still in it: the kernel cannot be
+            # made to hand over the block it is filling, so they are counted, not lost)
+            st = self._stats
+            st.undelivered = max(0, st.packets - st.drops - st.delivered)
         finally:
             self._ring.close()
 

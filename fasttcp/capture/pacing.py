@@ -27,6 +27,14 @@ MIN_SLEEP = 1e-6
 clock's resolution) and the bucket waiting on itself."""
 
 
+def _as_float(value: float) -> float:
+    """`value` as a float; an int beyond a float's range as infinity (float() raises)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 class RateLimit:
     """A token bucket of `pps` packets per second. Over any span of t seconds from the
     start it allows at most ``burst + pps * t`` packets: never above the rate beyond one
@@ -70,7 +78,7 @@ class CaptureClock:
 
     def __init__(self, speed: float, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0 < speed < math.inf:
+        if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0 < _as_float(speed) < math.inf:
             raise UsageError(f"speed must be a finite number > 0, got {speed!r}")
         self.speed = float(speed)
         self._clock, self._sleep = clock, sleep
@@ -79,7 +87,7 @@ class CaptureClock:
         self._high_ns = 0
 
     def restart(self) -> None:
-        """A new run (the next --loop): the next packet is due at once."""
+        """A new run (the next capture, or the next --loop): the next packet is due at once."""
         self._first_ns = None
 
     def due(self, ts_ns: np.ndarray) -> np.ndarray:

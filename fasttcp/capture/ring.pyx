@@ -71,6 +71,7 @@ cdef extern from "ring_impl.h" nogil:
     int ftr_bind(int fd, int ifindex)
     int ftr_fanout(int fd, uint32_t mode, int unique, uint32_t *group)
     int ftr_stats(int fd, uint64_t *packets, uint64_t *drops, uint64_t *freeze_q)
+    int ftr_take_error(int fd, int *err)
     void ftr_unmap(ftr_ring_t *r)
 
 cdef extern from "<unistd.h>" nogil:
@@ -277,6 +278,15 @@ cdef class RxRing:
         if self.fd >= 0:
             _check(ftr_stats(self.fd, &self.packets, &self.drops, &self.freeze_q),
                    "PACKET_STATISTICS", self.interface)
+
+    def take_error(self):
+        """The socket's pending error (SO_ERROR, which reading clears: ENETDOWN once the
+        interface went down or away; poll() says POLLERR until then), 0 for none or once
+        closed."""
+        cdef int err = 0
+        if self.fd >= 0:
+            _check(ftr_take_error(self.fd, &err), "SO_ERROR", self.interface)
+        return err
 
     def fileno(self):
         return self.fd

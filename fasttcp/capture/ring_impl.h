@@ -282,6 +282,8 @@ static int ftr_setup_ring(int fd, ftr_ring_t *r, uint32_t block_bytes, uint32_t 
     int version = TPACKET_V3;
     struct tpacket_req3 req;
     void *m;
+    if (frame_bytes == 0)           /* (the frame count below divides by it; the kernel says EINVAL) */
+        return EINVAL;
     if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0)
         return errno;
     memset(&req, 0, sizeof req);
@@ -364,6 +366,17 @@ static int ftr_stats(int fd, uint64_t *packets, uint64_t *drops, uint64_t *freez
     *packets += s.tp_packets;
     *drops += s.tp_drops;
     *freeze_q += s.tp_freeze_q_cnt;
+    return 0;
+}
+
+/* The socket's pending error (SO_ERROR; reading clears it): the kernel sets ENETDOWN
+ * when the bound interface goes down or away (net/packet/af_packet.c, packet_notifier),
+ * and poll() keeps reporting POLLERR until it is read. */
+static int ftr_take_error(int fd, int *err) {
+    socklen_t len = sizeof *err;
+    *err = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &len) < 0)
+        return errno;
     return 0;
 }
 

@@ -82,7 +82,11 @@ def _check_int(value: object, name: str, low: int, high: int) -> int:
 def _check_interface(interface: object) -> str:
     if not isinstance(interface, str):
         raise UsageError(f"interface must be a str, got {type(interface).__name__}")
-    if not 0 < len(interface.encode()) < IFNAMSIZ or "\0" in interface or "/" in interface:
+    try:
+        raw = interface.encode()     # as socket.bind passes it (a lone surrogate cannot be)
+    except UnicodeEncodeError:
+        raise UsageError(f"interface must be an interface name in UTF-8, got {interface!r}") from None
+    if not 0 < len(raw) < IFNAMSIZ or "\0" in interface or "/" in interface:
         raise UsageError(f"interface must be an interface name of 1..{IFNAMSIZ - 1} bytes, got {interface!r}")
     return interface
 

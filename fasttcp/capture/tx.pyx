@@ -155,7 +155,8 @@ cdef class TxEngine:
         Raises UsageError (and sends nothing) for offsets/lengths that are not 1-D
         integer arrays of one length, a span outside the buffer (the first is named),
         after close, or while another call runs; OSError as the kernel says (ENETDOWN:
-        the interface went down, ENXIO: it went away)."""
+        the interface went down, ENXIO: it went away, ENOBUFS: the device's queue kept
+        refusing a ring's frames for about a second; they stay queued)."""
         cdef Py_buffer view
         cdef int why = FTX_DONE, err = 0
         cdef int64_t start = 0, stop, n

@@ -33,6 +33,7 @@ needs_root = pytest.mark.skipif(can_make_namespaces() is not None, reason=can_ma
     "LiveCapture('a b')",
     "LiveCapture('a\\0b')",
     "LiveCapture('..')",
+    "LiveCapture('\\udcff')",
     "LiveCapture('lo', ring_bytes=True)",
     "LiveCapture('lo', ring_bytes=-1)",
     "LiveCapture('lo', ring_bytes=0)",
@@ -90,6 +91,7 @@ def test_without_cap_net_raw_the_kernels_permission_error_names_the_interface():
     "cap.next_batch(float('inf'))",
     "cap.next_batch('1')",
     "cap.next_batch(True)",
+    "cap.next_batch(-10**400)",
     "cap.next_batch(0, copy=1)",
 ])
 def test_bad_next_batch_arguments(call):
@@ -204,3 +206,82 @@ cap.close()
 t.join(10)
 outcome(ended)
 """) == "[True]"
+
+
+@needs_root
+def test_close_from_another_thread_ends_a_wait_without_timeout():
+    # closing a socket does not wake a poll() on it: a reader waiting with timeout=None
+    # must still end (UsageError, closed) instead of waiting for a packet forever
+    assert expect_ok(IN_NEW_NETNS + """
+import time
+cap = fasttcp.LiveCapture('lo', ring_bytes=1 << 16, block_bytes=4096)
+ended = []
+def reader():
+    try:
+        ended.append(cap.next_batch(None))
+    except fasttcp.UsageError as exc:
+        ended.append("closed" in str(exc))
+t = threading.Thread(target=reader, daemon=True)
+t.start()
+time.sleep(0.3)
+cap.close()
+t.join(10)
+outcome((t.is_alive(), ended))
+""") == "(False, [True])"
+
+
+@needs_root
+def test_an_interface_going_down_is_enetdown_once_then_the_capture_goes_on():
+    # the kernel sets ENETDOWN on the socket (packet_notifier) and poll() says POLLERR
+    # until it is read: next_batch must raise it, not spin on poll until its deadline
+    assert expect_ok(IN_NEW_NETNS + """
+import errno, os, socket
+cap = fasttcp.LiveCapture('lo', ring_bytes=1 << 16, block_bytes=4096, block_timeout_ms=1)
+os.system("ip link set lo down")
+try:
+    got = ("none", cap.next_batch(30.0))
+except OSError as exc:
+    got = (errno.errorcode[exc.errno], "'lo'" in str(exc))
+os.system("ip link set lo up")
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+c = socket.create_connection(srv.getsockname()); c.close()
+seen = 0
+for _ in range(100):
+    batch = cap.next_batch(0.05)
+    seen += 0 if batch is None else len(batch)
+    if seen >= 3:
+        break
+outcome((got, seen >= 3))
+""") == "(('ENETDOWN', True), True)"
+
+
+@needs_root
+@pytest.mark.parametrize("geometry", ["4096, 2, 0", "0, 0, 0", "4096, 0, 2048", "0, 2, 2048", "4096, 2, 3000"])
+def test_rx_ring_geometry_the_kernel_refuses_is_einval_not_a_crash(geometry):
+    # RxRing is the C half LiveCapture validates for; called directly, a frame size of 0
+    # divided by zero (SIGFPE) before the kernel could refuse it
+    out = expect_raises(IN_NEW_NETNS + f"""
+from fasttcp.capture.ring import RxRing
+r = RxRing('lo')
+r.open()
+r.set_ring({geometry}, 1, 1, False)
+""", "OSError", match="PACKET_RX_RING")
+    assert "Invalid argument" in out.message
+
+
+@needs_root
+def test_packets_still_in_the_ring_at_close_are_counted_undelivered():
+    # a block is handed over when full or after block_timeout_ms: closing before that
+    # leaves its packets in the kernel's count (tp_packets) and in no batch -- they must
+    # show up as undelivered, or delivered + drops falls short of packets
+    assert expect_ok(IN_NEW_NETNS + """
+import socket
+cap = fasttcp.LiveCapture('lo', ring_bytes=1 << 16, block_bytes=4096, block_timeout_ms=60_000)
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
+socket.create_connection(srv.getsockname()).close()
+assert cap.next_batch(0.2) is None
+cap.close()
+st = cap.stats
+outcome((st.packets > 0, st.delivered, st.drops, st.undelivered == st.packets,
+         st.as_dict()["undelivered"] == st.packets))
+""") == "(True, 0, 0, True, True)"

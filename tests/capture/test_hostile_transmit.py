@@ -39,7 +39,7 @@ def P(net: VethPair, body: str) -> str:
 
 @pytest.mark.parametrize("interface,exc", [
     ("nosuchif0", "OSError"), ("", "UsageError"), ("x" * 16, "UsageError"), ("a/b", "UsageError"),
-    ("a\0b", "UsageError"), (None, "UsageError"), (b"lo", "UsageError"), ("lo", "UsageError"),
+    ("a\0b", "UsageError"), ("\udcff", "UsageError"), (None, "UsageError"), (b"lo", "UsageError"), ("lo", "UsageError"),
 ])
 def test_interfaces_that_cannot_be_used_are_refused(net, interface, exc):
     # "lo" is not Ethernet (ARPHRD_LOOPBACK): frames built for it would be wrong
@@ -147,3 +147,27 @@ def test_a_batch_sent_while_another_thread_rewrites_its_offsets_stays_inside_the
     # each round either sent all (the vandal was between writes), was refused up front,
     # or was stopped by the in-loop check: never a crash or a frame from outside BUF
     assert out is not None and out.startswith("[") and set(eval(out)) <= {"ok", "rewritten", "checked"}
+
+
+def test_a_device_queue_that_drops_everything_is_enobufs_not_a_hang():
+    # pfifo limit 0 refuses every frame (ENOBUFS). The kernel puts a refused ring frame
+    # back to SEND_REQUEST and retries it at the next send(): retrying at once spun
+    # forever without the GIL. The ring gives up with OSError(ENOBUFS) and counts nothing
+    # dropped (nothing was: the frames stay queued); sendmmsg's refused packets are gone
+    # and counted dropped.
+    with VethPair() as own:
+        own.run(own.a, ["tc", "qdisc", "replace", "dev", own.a_if, "root", "pfifo", "limit", "0"])
+        assert expect_ok(P(own, """
+            import errno
+            got = {}
+            for method in ("ring", "sendmmsg"):
+                tx = Transmitter(IF, method=method)
+                try:
+                    tx.send_packets(BUF, np.zeros(4, np.int64), np.full(4, len(PKT), np.int64))
+                    tx.flush()
+                    got[method] = ("ok", tx.stats["dropped"])
+                except OSError as exc:
+                    got[method] = (errno.errorcode[exc.errno], tx.stats["dropped"])
+                tx.close()
+            outcome(got)
+        """)) == "{'ring': ('ENOBUFS', 0), 'sendmmsg': ('ok', 4)}"

@@ -203,3 +203,19 @@ def test_a_bad_expression_is_refused_with_tcpdumps_message(veth):  # noqa: F811
 def test_tcpdump_is_installed():
     assert subprocess.run(["tcpdump", "--version"], capture_output=True, timeout=30,
                           env=dict(os.environ)).returncode == 0
+
+
+@pytest.mark.parametrize("output,status", [
+    (b"\xff\xfe\x00garbage\n", 0),                       # not text at all
+    (b"1\n6 0 0 \xff\n", 0),                             # a byte that is not UTF-8 in a number
+    (b"", 1),                                            # a failure with stderr not UTF-8 below
+])
+def test_hostile_tcpdump_output_is_a_usage_error(monkeypatch, tmp_path, output, status):
+    # whatever a "tcpdump" on PATH prints, the answer is UsageError, never a decoding error
+    fake = tmp_path / "tcpdump"
+    fake.write_bytes(b"#!/bin/sh\nprintf '" + b"".join(b"\\%03o" % c for c in output) + b"'\n"
+                     b"printf '\\377\\376 bad\\n' >&2\nexit " + str(status).encode() + b"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UsageError):
+        compile_expression("tcp; reboot", LINK_ETHERNET)

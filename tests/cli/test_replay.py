@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fasttcp import Verdict, read_pcap
+from fasttcp import Verdict, build, read_pcap, write_pcap
 from fasttcp.capture.transmit import DEFAULT_DST_MAC, format_mac
 from tests.netns import VethPair, veth  # noqa: F401  -- the fixture
 
@@ -78,6 +78,19 @@ def test_loop_sends_the_captures_again_and_pps_paces_them(veth, tmp_path):  # no
     assert got == want * 3
     # never above 100/s: 42 packets with a 1-packet burst take at least 41 / 100 s
     assert summary["seconds"] >= 0.41 and elapsed >= 0.41
+
+
+def test_speed_keeps_each_captures_own_timing(veth, tmp_path):  # noqa: F811
+    # two packets 0.6 s apart, the file given twice: the second copy's timestamps are
+    # all before the first copy's last one, and must still be 0.6 s apart, from when
+    # the first copy ended -- not held at that last timestamp and sent in one burst
+    pcap = tmp_path / "two.pcap"
+    write_pcap(pcap, [build("198.18.0.1", "198.18.0.2", 1, 2, seq=i) for i in range(2)], [100.0, 100.6])
+    status, stdout, stderr = replay(veth, str(pcap), str(pcap), "-i", veth.a_if, "--speed", "1", "--json")
+    assert status == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["packets"] == 4
+    assert summary["seconds"] >= 1.2
 
 
 @pytest.mark.parametrize("args,message", [
