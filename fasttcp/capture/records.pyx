@@ -41,6 +41,21 @@ cdef inline void _put_u32le(uint8_t *p, uint32_t v) noexcept nogil:
     p[3] = (v >> 24) & 0xFF
 
 
+cdef object _own_int64(object v, str name):
+    """A private 1-D int64 copy of integers ``v``. A copy, because the spans are checked
+    first and copied from later without the GIL: another thread changing the caller's
+    array in between would move a checked span outside the buffer. Floats (truncated to
+    another offset), bools and uint64 past 2**63 (wrapped negative) are refused."""
+    a = np.asarray(v)
+    if a.ndim != 1:
+        raise UsageError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.dtype.kind not in "iu" and a.shape[0]:
+        raise UsageError(f"{name} must be integers, got dtype {a.dtype}")
+    if a.dtype == np.uint64 and a.shape[0] and a.max() > 0x7fffffffffffffff:
+        raise UsageError(f"{name} must fit int64, got {int(a.max())}")
+    return np.array(a, dtype=np.int64)
+
+
 def pack_records(const uint8_t[::1] buffer, offsets, lengths, ts_ns, wire_lengths, select=None,
                  bint nanosecond=True, Py_ssize_t snaplen=262144):
     """The pcap records of packets ``buffer[offsets[i]:offsets[i]+lengths[i]]`` (those
@@ -52,10 +67,10 @@ def pack_records(const uint8_t[::1] buffer, offsets, lengths, ts_ns, wire_length
     Raises UsageError, before packing anything, for arrays of different lengths, a
     span outside the buffer, a timestamp outside a record's 0..2**32-1 seconds, a
     wire length shorter than the captured bytes, or a snaplen below 1."""
-    cdef int64_t[::1] offs = np.ascontiguousarray(offsets, dtype=np.int64)
-    cdef int64_t[::1] lens = np.ascontiguousarray(lengths, dtype=np.int64)
-    cdef int64_t[::1] ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
-    cdef int64_t[::1] wire = np.ascontiguousarray(wire_lengths, dtype=np.int64)
+    cdef int64_t[::1] offs = _own_int64(offsets, "offsets")
+    cdef int64_t[::1] lens = _own_int64(lengths, "lengths")
+    cdef int64_t[::1] ts = _own_int64(ts_ns, "ts_ns")
+    cdef int64_t[::1] wire = _own_int64(wire_lengths, "wire_lengths")
     cdef Py_ssize_t n = offs.shape[0], i, k = 0, total = 0
     if lens.shape[0] != n or ts.shape[0] != n or wire.shape[0] != n:
         raise UsageError("offsets, lengths, ts_ns and wire_lengths must have one length")
@@ -65,9 +80,10 @@ def pack_records(const uint8_t[::1] buffer, offsets, lengths, ts_ns, wire_length
     if select is None:
         sel = np.ones(n, dtype=np.uint8)
     else:
-        sel = np.ascontiguousarray(select, dtype=np.bool_).view(np.uint8)
-        if sel.shape[0] != n:
+        select = np.array(select, dtype=np.bool_)        # a copy, as in _own_int64
+        if select.ndim != 1 or select.shape[0] != n:
             raise UsageError("select must have one entry per packet")
+        sel = select.view(np.uint8)
     cdef Py_ssize_t size = buffer.shape[0]
     for i in range(n):
         if not sel[i]:

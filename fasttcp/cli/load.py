@@ -21,7 +21,12 @@ def _target(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        # 2001:2::2:80 reads as 2001:2::2 port 80 or as 2001:2::2:80 without a port:
+        # an IPv6 HOST goes in brackets (RFC 3986 3.2.2), as in a URL
+        raise argparse.ArgumentTypeError(f"an IPv6 HOST goes in brackets, [v6]:PORT, not {text!r}")
     try:
         ipaddress.ip_address(host)
     except ValueError:

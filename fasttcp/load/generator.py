@@ -348,9 +348,10 @@ class _Run:
         if self.cfg.close == "fin":
             self.ep.close_batch(ids, now)
         else:
-            self.ep.abort_batch(ids, now)
+            # a connection the peer reset in the same turn as its SYN-ACK is closed
+            # already (its CLOSED event counts it): only what abort_batch aborted leaves here
+            self.active -= self.ep.abort_batch(ids, now)
             self.ports.release(ids)
-            self.active -= len(ids)
 
     # ---- opening ----
 

@@ -163,11 +163,14 @@ def lookup_route(destination: object, *, source: object | None = None) -> Route:
 
 
 def _addresses_here() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    # IFA_LOCAL is the interface's own address; on a point-to-point link (`ip addr add
+    # LOCAL peer REMOTE`) IFA_ADDRESS is the far end's, which is not this host's
+    # (include/uapi/linux/if_addr.h); an address without a peer may come with IFA_ADDRESS only.
     require_pyroute2()
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
-        return {ipaddress.ip_address(a.get("IFA_ADDRESS").split("%")[0]) for a in ipr.addr("dump")
-                if a.get("IFA_ADDRESS")}
+        own = (a.get("IFA_LOCAL") or a.get("IFA_ADDRESS") for a in ipr.addr("dump"))
+        return {ipaddress.ip_address(a.split("%")[0]) for a in own if a}
 
 
 def _addresses_in_namespace(name: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -68,6 +68,11 @@ def a(*v):
     ("pack_records(buf, a(0, 1), a(10), a(0), a(10))", "one length"),
     ("pack_records(buf, a(0), a(10), a(0), a(10), select=np.ones(2, bool))", "select"),
     ("pack_records(buf, a(0), a(10), a(0), a(10), snaplen=0)", "snaplen"),
+    ("pack_records(buf, np.array([0.9]), a(10), a(0), a(10))", "integers"),
+    ("pack_records(buf, a(0), np.array([True]), a(0), a(10))", "integers"),
+    ("pack_records(buf, a(0), a(10), a(0), np.array([2**64 - 1], np.uint64))", "int64"),
+    ("pack_records(buf, a(0).reshape(1, 1), a(10), a(0), a(10))", "1-D"),
+    ("pack_records(buf, a(0), a(10), a(0), a(10), select=np.ones((1, 1), bool))", "select"),
 ])
 def test_pack_records_refuses_what_would_read_outside_or_lie(call, match):
     expect_raises(SETUP + call, "UsageError", match)

@@ -98,8 +98,27 @@ def test_abort_batch_skips_out_of_range_ids():
     ["198.18.0.2:80", "--rate", "-5"], ["198.18.0.2:80", "--connections", "0"], ["198.18.0.2:80", "--connections",
                                                                                   "1e3"],
     ["198.18.0.2:80", "--duration", "inf"], ["198.18.0.2:80", "--close", "maybe"], ["198.18.0.2:80", "--io", "x"],
+    ["2001:2::2:80"], ["[2001:2::2]"], ["[2001:2::2]:65536"],
 ])
 def test_cli_rejects_bad_arguments(argv):
     out = subprocess.run([sys.executable, "-m", "fasttcp", "load", *argv], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and "fasttcp load" in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize("text", ["2001:2::2:80", "::ffff:198.18.0.2:80", "2001:2::80"])
+def test_cli_unbracketed_ipv6_target_is_ambiguous(text):
+    # rpartition(":") would take the last group for the port: a target the user did
+    # not type (2001:2::2:80 is a whole address, too)
+    import argparse
+
+    from fasttcp.cli.load import _target
+    with pytest.raises(argparse.ArgumentTypeError, match="brackets"):
+        _target(text)
+
+
+@pytest.mark.parametrize(("text", "parsed"), [("[2001:2::2]:80", ("2001:2::2", 80)),
+                                              ("198.18.0.2:8080", ("198.18.0.2", 8080))])
+def test_cli_target_forms(text, parsed):
+    from fasttcp.cli.load import _target
+    assert _target(text) == parsed

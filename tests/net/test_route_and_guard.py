@@ -106,3 +106,31 @@ def test_local_addresses_include_other_named_namespaces(veth):  # noqa: F811
     r = in_a(veth, "import json\nfrom fasttcp.net import local_addresses\n"
                    "print(json.dumps(sorted(map(str, local_addresses()))))")
     assert veth.a_v4 in r and veth.b_v4 in r                # B's address, seen from A
+
+
+PEER_CHECK = """
+import ipaddress, json
+from fasttcp.errors import UsageError
+from fasttcp.load.safety import check_target
+from fasttcp.net import local_addresses
+out = {"local": sorted(map(str, local_addresses())), "verdicts": {}}
+for far in ("203.0.113.7", "2001:db8::7"):
+    try:
+        out["verdicts"][far] = check_target(ipaddress.ip_address(far), i_own_this_network=False)
+    except UsageError:
+        out["verdicts"][far] = "refused"
+print(json.dumps(out))
+"""
+
+
+def test_far_end_of_a_point_to_point_address_is_not_local(veth):  # noqa: F811
+    # `ip addr add LOCAL peer REMOTE`: rtnetlink reports REMOTE as IFA_ADDRESS; it is
+    # someone else's host and must stay refused without --i-own-this-network. Only
+    # the check runs: nothing is sent to the documentation addresses (RFC 5737, 3849).
+    veth.run(veth.a, ["ip", "link", "add", "ptp0", "type", "veth", "peer", "name", "ptp1"])
+    veth.run(veth.a, ["ip", "addr", "add", "198.18.7.1", "peer", "203.0.113.7/32", "dev", "ptp0"])
+    veth.run(veth.a, ["ip", "-6", "addr", "add", "2001:2::7:1", "peer", "2001:db8::7/128", "dev", "ptp0"])
+    r = in_a(veth, PEER_CHECK)
+    assert "198.18.7.1" in r["local"] and "2001:2::7:1" in r["local"]
+    assert "203.0.113.7" not in r["local"] and "2001:db8::7" not in r["local"]
+    assert r["verdicts"] == {"203.0.113.7": "refused", "2001:db8::7": "refused"}
