@@ -16,6 +16,7 @@ CHILD = HERE / "live_child.py"
 PEER = HERE / "live_peer.py"
 PORT = 5201
 TIMEOUT = 60
+TCPDUMP_KIB = 256 << 10          # tcpdump's capture buffer (-B): 1024 frames of 256 KiB
 
 
 def _json_line(proc: subprocess.Popen[str], key: str) -> dict:
@@ -60,18 +61,23 @@ class Tcpdump:
 
     def __init__(self, net: VethPair, path: Path, expression: str = "tcp") -> None:
         self.path = path
+        # immediate mode makes libpcap use a ring of frames each as large as the snap
+        # length: with tcpdump's default 2 MiB buffer that is 8 frames, and a tcpdump the
+        # scheduler keeps waiting drops the ninth packet. -B (KiB) gives it 1024 frames.
         cmd = ["tcpdump", "-i", net.a_if, "-n", "-U", "--immediate-mode", "-Z", "root", "-s", "262144",
-               "-w", str(path), expression]
+               "-B", str(TCPDUMP_KIB), "-w", str(path), expression]
         self.proc = net.popen(net.a, cmd, stdout=subprocess.DEVNULL)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()        # "listening on ...": the socket is bound
         assert "listening" in line, line + self.proc.stderr.read()
 
     def stop(self, at_least: int = 0) -> str:
-        # SIGTERM drops what tcpdump has not written yet: wait until it has caught up
+        """End tcpdump once it has caught up (SIGTERM drops what it has not written yet)
+        and check that the kernel dropped none of its packets: it is the reference."""
         wait_for_pcap(self.path, at_least=at_least)
         self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=TIMEOUT)
+        assert "0 packets dropped by kernel" in err.splitlines(), err
         return err
 
 
