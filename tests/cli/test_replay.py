@@ -36,7 +36,8 @@ def replay(net: VethPair, *args: str, timeout: float = 60) -> tuple[int, str, st
 def captured_in_b(net: VethPair, out: Path, expect: int, *args: str) -> tuple[tuple[int, str, str], list[bytes]]:
     """Run `fasttcp replay *args` from A while tcpdump in B writes `out`; (the replay's
     result, the IP packets tcpdump saw)."""
-    dump = net.popen(net.b, ["tcpdump", "-i", net.b_if, "-w", str(out), "-U", "-n",
+    # (-B 64 MiB: a replay at top speed must not outrun the reference's buffer)
+    dump = net.popen(net.b, ["tcpdump", "-i", net.b_if, "-w", str(out), "-U", "-n", "-B", str(64 << 10),
                              "ether", "dst", format_mac(DEFAULT_DST_MAC)])
     try:
         assert dump.stderr is not None
