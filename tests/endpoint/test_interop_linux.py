@@ -16,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.netns import can_make_namespaces
+
 CHILD = Path(__file__).parent / "interop_child.py"
 
 
 def _can_make_namespaces() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces and TUN devices are Linux only"
-    if shutil.which("ip") is None:
-        return "iproute2 (ip) is not installed"
-    if os.geteuid() != 0:
-        return "creating network namespaces needs root"
+    if (reason := can_make_namespaces()) is not None:
+        return reason
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun is missing"
     return None
