@@ -89,7 +89,7 @@ def _check_config(cfg: AnalyzeConfig | None) -> AnalyzeConfig:
 def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | None = 1, fmt: str = "table",
             out: IO[str] | IO[bytes] | None = None, keep_rows: bool = False,
             progress: Callable[[int, int], None] | None = None, community_id: bool | None = None,
-            community_id_seed: int = 0) -> Summary:
+            community_id_seed: int = 0, report: str | os.PathLike[str] | None = None) -> Summary:
     """Track every TCP connection of the capture(s) at `paths` -- one path, an open
     `CaptureReader` (read to the end and closed), or a list of them read one after
     another as one capture -- and summarise them.
@@ -132,9 +132,12 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     chain = CaptureChain(plist, cfg.batch_bytes, buffers=1 if n == 1 else 2)
     summary = Summary(path=", ".join(chain.names), workers=n)
     kept: list[np.ndarray] = []
+    agg = _report_aggregate(report, chain)
 
     def emit(rows: np.ndarray) -> None:
         summary.add_rows(rows)
+        if agg is not None:
+            agg.add_rows(rows)
         if writer is not None:
             _to_output(writer.write, rows)
         if keep_rows and len(rows):
@@ -161,7 +164,26 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     summary.seconds = time.perf_counter() - t0
     if keep_rows:
         summary.rows = np.concatenate(kept) if kept else np.empty(0, FLOW_DTYPE)
+    if agg is not None:
+        from fasttcp.report.write import write_report
+
+        summary.report = agg
+        write_report(report, summary, agg, captures=plist)   # type: ignore[arg-type]
     return summary
+
+
+def _report_aggregate(report: str | os.PathLike[str] | None, chain: CaptureChain) -> Any:
+    """The report's aggregate, fed each batch's packet times by `chain`; None when no
+    report is asked for."""
+    if report is None:
+        return None
+    from fasttcp.report.aggregate import ReportAggregate
+    from fasttcp.report.write import check_report_path
+
+    check_report_path(report)
+    agg = ReportAggregate()
+    chain.on_batch = lambda batch: agg.add_packet_times(batch.ts_ns)
+    return agg
 
 
 def _to_output(call: Callable[..., Any], *args: Any) -> Any:

@@ -2,7 +2,7 @@
 ``tcpdump -C``/``-G`` files), batch by batch."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from fasttcp.capture.reader import CaptureBatch, CaptureError, CaptureReader, read_pcap
@@ -37,6 +37,8 @@ class CaptureChain:
         self.truncated_tail = 0
         self.truncated: list[tuple[str, int]] = []     # (capture, bytes) of each cut-short last record
         self.error: str | None = None
+        #: called with each batch before it is yielded (the report counts packet times)
+        self.on_batch: Callable[[CaptureBatch], None] | None = None
         self._reader: CaptureReader | None = None
 
     @property
@@ -70,6 +72,8 @@ class CaptureChain:
                     self.bytes_done = base + reader.stats.bytes
                     if batch is None:
                         break
+                    if self.on_batch is not None:
+                        self.on_batch(batch)
                     yield batch
             if reader.stats.truncated_tail:
                 self.truncated_tail += reader.stats.truncated_tail

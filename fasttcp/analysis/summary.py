@@ -116,6 +116,7 @@ class Summary:
     interrupted: bool = False
     capture: dict | None = None     # a live capture's kernel counters (LiveStats, summed over workers)
     rows: np.ndarray | None = field(default=None, repr=False)   # every FLOW_DTYPE row, when asked to keep them
+    report: Any = field(default=None, repr=False)   # the `fasttcp.report.ReportAggregate`, when a report was written
 
     def add_rows(self, rows: np.ndarray) -> None:
         """Fold finished connections (FLOW_DTYPE rows) into the counts."""

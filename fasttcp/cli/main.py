@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json-summary", action="store_true", help="print the summary as one JSON object")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_live(a)
+    _add_report(a)
     _add_live_parsers(sub)
     return p
 
@@ -86,6 +87,12 @@ def _add_live(a: argparse.ArgumentParser) -> None:
     from fasttcp.cli.analyze_live import add_live_arguments
 
     add_live_arguments(a)
+
+
+def _add_report(a: argparse.ArgumentParser) -> None:
+    from fasttcp.cli.report import add_report_argument
+
+    add_report_argument(a)
 
 
 def _add_live_parsers(sub: Any) -> None:
@@ -222,7 +229,7 @@ def _analyze(args: argparse.Namespace) -> int:
             reader.close()
             print(f"fasttcp analyze: {extra}: {problem}", file=sys.stderr)
             return 2
-    problem = _output_problem(args)
+    problem = _output_problem(args) or _report_problem(args)
     if problem:
         reader.close()
         print(f"fasttcp analyze: {problem}", file=sys.stderr)
@@ -241,9 +248,10 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         summary = analyze([reader, *args.capture[1:]], cfg, workers=workers, fmt=args.format, out=out,
                           progress=progress, community_id=True if args.community_id else None,
-                          community_id_seed=args.community_id_seed)
+                          community_id_seed=args.community_id_seed, report=args.report)
     except OutputError as e:                         # a full disk, a closed pipe
-        print(f"fasttcp analyze: cannot write {args.output or 'standard output'}: {e.strerror}", file=sys.stderr)
+        where = e.filename or args.output or "standard output"     # the report names its file
+        print(f"fasttcp analyze: cannot write {where}: {e.strerror}", file=sys.stderr)
         return 2
     except (OSError, CaptureError) as e:             # the file changed under us
         print(f"fasttcp analyze: {e}", file=sys.stderr)
@@ -285,6 +293,12 @@ def _analyze(args: argparse.Namespace) -> int:
         print(f"fasttcp analyze: {summary.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _report_problem(args: argparse.Namespace) -> str | None:
+    from fasttcp.cli.report import report_problem
+
+    return report_problem(args)
 
 
 def _output_problem(args: argparse.Namespace) -> str | None:
@@ -382,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "analyze":
         from fasttcp.cli.analyze_live import analyze_dispatch
 
+        if args.report is not None and args.interface is not None:
+            print("fasttcp analyze: --report is for capture files, not --interface", file=sys.stderr)
+            return 2
         status = analyze_dispatch(args)         # --interface, or a usage error
         return _analyze(args) if status is None else status
     if args.command == "replay":
