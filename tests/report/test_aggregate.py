@@ -134,6 +134,23 @@ def test_slowest_handshakes_are_the_top_of_all_rows() -> None:
     assert list(SlowestHandshakes.total_us(slow.rows)) == sorted(total, reverse=True)[:5]
 
 
+def test_slowest_handshakes_alike_keep_the_earliest() -> None:
+    """Every handshake equally slow (a synthetic capture): the earliest k, whatever
+    the order the rows come in."""
+    rows = np.zeros(1000, fasttcp.FLOW_DTYPE)
+    rows["rtt_syn_synack"], rows["rtt_synack_ack"] = 500, 20
+    rows["start_us"] = np.random.default_rng(4).permutation(1000) + 10_000
+    rows["rtt_synack_ack"][7] = 0xFFFFFFFF           # not a complete handshake: never kept
+    rows["start_us"][7] = 0
+    rows["rtt_syn_synack"][900] = 501                # the one slower
+    slow = SlowestHandshakes(5)
+    for chunk in np.array_split(rows, 9):
+        slow.add(chunk)
+    assert slow.rows[0]["rtt_syn_synack"] == 501
+    earliest = np.sort(np.delete(rows["start_us"], [7, 900]))[:4]
+    assert list(slow.rows["start_us"][1:]) == list(earliest)
+
+
 def test_aggregate_from_analyze_matches_all_rows(tmp_path: Path) -> None:
     """analyze(report=...) aggregates as the rows stream; the same figures come from
     every row at once, for one worker and for two."""
