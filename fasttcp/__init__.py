@@ -24,6 +24,7 @@ from fasttcp.analysis import AnalyzeConfig, Summary, analyze, analyze_live
 from fasttcp.capture.live import Fanout, LiveCapture
 from fasttcp.capture.reader import CaptureBatch, CaptureReader, read_pcap, write_pcap
 from fasttcp.capture.transmit import Transmitter
+from fasttcp.diagram import ladder
 from fasttcp.endpoint.endpoint import DROP_REASONS, EVENT_DTYPE, Connection, Endpoint, Event, pipe
 from fasttcp.enums import Cause, Flags, OptionBits, State, Verdict
 from fasttcp.errors import (
@@ -153,4 +154,5 @@ __all__ = [
     "UsageError",
     "get_include",
     "Transmitter",
+    "ladder",
 ]

@@ -1,0 +1,225 @@
+"""Pick one connection's packets out of a capture for a ladder.
+
+Connections are numbered from 0 in the order their first packet appears, one number
+per 4-tuple (both directions together), as ``tshark``'s ``tcp.stream`` numbers them for
+a capture without port reuse. The capture is streamed batch by batch and only the
+chosen connection's rows are kept: the work per packet is a vectorised key comparison
+(numpy), so a large capture costs a read, not memory. A 4-tuple used again by a later
+connection (a new SYN with another ISN after a FIN or RST) ends the ladder there;
+``start`` picks a later incarnation.
+"""
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fasttcp.capture.reader import CaptureReader, read_pcap
+from fasttcp.diagram.infer import Packet
+from fasttcp.enums import Flags, OptionBits, Verdict
+from fasttcp.errors import UsageError
+from fasttcp.wire.batch import parse_batch
+
+__all__ = ["select_packets", "endpoint_text", "parse_flow_filter"]
+
+_PARSED = (Verdict.OK, Verdict.BAD_CHECKSUM)    # rows whose header fields are filled in
+_SIDE = 19                      # 16 address bytes, 2 port bytes, 1 sentinel byte
+START_SLACK = 1e-6              # seconds: a start time read back from a row's float
+
+
+def endpoint_text(version: int, addr: np.ndarray, port: int) -> str:
+    """``198.18.0.1:80`` or ``[2001:2::1]:80``."""
+    raw = bytes(addr)
+    if version == 4:
+        return f"{ipaddress.IPv4Address(raw[:4])}:{port}"
+    return f"[{ipaddress.IPv6Address(raw)}]:{port}"
+
+
+def parse_flow_filter(text: object) -> tuple[bytes | None, int | None]:
+    """``host:port``, ``[v6host]:port``, ``host`` or ``:port`` as (16 address bytes or
+    None, port or None). Raises UsageError for anything else."""
+    if not isinstance(text, str) or not text:
+        raise UsageError(f"filter must be 'host:port', 'host' or ':port', not {text!r}")
+    host, port = text, None
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or (close + 1 < len(text) and text[close + 1] != ":"):
+            raise UsageError(f"filter {text!r}: an IPv6 host is written [addr]:port")
+        host, rest = text[1:close], text[close + 2:]
+        port = rest or None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        addr = _address_bytes(host) if host else None
+        number = int(port) if port is not None else None
+    except ValueError:
+        raise UsageError(f"filter {text!r}: not a host:port") from None
+    if number is not None and not 0 < number < 65536:
+        raise UsageError(f"filter {text!r}: port must be 1..65535")
+    if addr is None and number is None:
+        raise UsageError(f"filter {text!r}: give a host, a port or both")
+    return addr, number
+
+
+def _address_bytes(host: str) -> bytes:
+    ip = ipaddress.ip_address(host)
+    return ip.packed.ljust(16, b"\0")
+
+
+def _side_keys(addr: np.ndarray, port: np.ndarray) -> np.ndarray:
+    """Each row's (address, port) as comparable fixed-width bytes (the sentinel byte
+    keeps numpy's strip of trailing NULs from merging two keys)."""
+    n = addr.shape[0]
+    out = np.empty((n, _SIDE), np.uint8)
+    out[:, :16] = addr
+    out[:, 16] = port >> 8
+    out[:, 17] = port & 0xFF
+    out[:, 18] = 1
+    return out.view(f"S{_SIDE}").reshape(n)
+
+
+def _keys(rows: np.ndarray) -> np.ndarray:
+    """The canonical 4-tuple key of every row: the lower endpoint first."""
+    a = _side_keys(rows["src"], rows["src_port"].astype(np.uint32))
+    b = _side_keys(rows["dst"], rows["dst_port"].astype(np.uint32))
+    lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)
+    return np.char.add(np.char.add(rows["version"].astype("S1"), lo), hi)
+
+
+def _batches(source: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(parsed rows, capture times in seconds) of each batch."""
+    reader = source if isinstance(source, CaptureReader) else read_pcap(source)
+    try:
+        for batch in reader:
+            rows = parse_batch(batch.buffer, batch.offsets, batch.lengths)
+            rows["verdict"][batch.verdicts != Verdict.OK] = batch.verdicts[batch.verdicts != Verdict.OK]
+            yield rows, batch.ts_ns / 1e9
+    finally:
+        if reader is not source:
+            reader.close()
+
+
+def _check_args(conn: object, flow: object, start: object) -> None:
+    if conn is not None and (isinstance(conn, bool) or not isinstance(conn, int) or conn < 0):
+        raise UsageError(f"conn must be an int >= 0, not {conn!r}")
+    if conn is not None and flow is not None:
+        raise UsageError("give conn or flow, not both")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, (int, float))
+                              or not math.isfinite(start)):
+        raise UsageError(f"start must be a finite time in seconds, not {start!r}")
+
+
+def _flow_mask(rows: np.ndarray, flow: Any) -> np.ndarray:
+    """Rows matching a filter string or an exact (src, sport, dst, dport) tuple."""
+    if isinstance(flow, tuple):
+        if len(flow) != 4:
+            raise UsageError("flow must be 'host:port' or (src, sport, dst, dport)")
+        src, sport, dst, dport = flow
+        try:
+            sa, da = _address_bytes(str(src)), _address_bytes(str(dst))
+        except ValueError:
+            raise UsageError(f"flow {flow!r}: not addresses") from None
+        for p in (sport, dport):
+            if isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536:
+                raise UsageError(f"flow {flow!r}: ports must be ints 1..65535")
+        fwd = _match(rows["src"], rows["src_port"], sa, sport) & _match(rows["dst"], rows["dst_port"], da, dport)
+        rev = _match(rows["src"], rows["src_port"], da, dport) & _match(rows["dst"], rows["dst_port"], sa, sport)
+        return fwd | rev
+    addr, port = parse_flow_filter(flow)
+    return _match(rows["src"], rows["src_port"], addr, port) | _match(rows["dst"], rows["dst_port"], addr, port)
+
+
+def _match(addrs: np.ndarray, ports: np.ndarray, addr: bytes | None, port: int | None) -> np.ndarray:
+    ok = np.ones(addrs.shape[0], bool)
+    if addr is not None:
+        ok &= (addrs == np.frombuffer(addr, np.uint8)).all(axis=1)
+    if port is not None:
+        ok &= ports == port
+    return ok
+
+
+def select_packets(source: str | Path | CaptureReader, *, conn: int | None = None, flow: Any = None,
+                   start: float | None = None) -> list[Packet]:
+    """The packets of one connection: number `conn` (default 0), or the first matching
+    `flow` (a ``host:port`` filter or an exact 4-tuple), from `start` (seconds since
+    the epoch) on if given. Raises UsageError for bad arguments or when nothing
+    matches; OSError and CaptureError as `read_pcap` does."""
+    _check_args(conn, flow, start)
+    want = 0 if conn is None and flow is None else conn
+    seen: dict[bytes, int] = {}
+    target: bytes | None = None
+    picked: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    for rows, ts in _batches(source):
+        ok = np.isin(rows["verdict"], _PARSED)
+        if start is not None:
+            ok &= ts >= start - START_SLACK
+        if target is None:
+            keys = _keys(rows[ok])
+            if flow is not None:
+                hits = np.flatnonzero(_flow_mask(rows[ok], flow))
+                if hits.size:
+                    target = bytes(keys[hits[0]])
+            else:
+                uniq, first = np.unique(keys, return_index=True)
+                for key in uniq[np.argsort(first)]:
+                    seen.setdefault(bytes(key), len(seen))
+                    if seen[bytes(key)] == want:
+                        target = bytes(key)
+                        break
+            if target is None:
+                continue
+        sel = np.flatnonzero(ok)[_keys(rows[ok]) == np.bytes_(target)]
+        picked.append(rows[sel].copy())
+        times.append(ts[sel])
+    if target is None:
+        if flow is not None:
+            raise UsageError(f"no TCP connection matches {flow!r}")
+        raise UsageError(f"no connection {want}: the capture has {len(seen)} TCP connection(s)")
+    return _first_incarnation(_packets(np.concatenate(picked), np.concatenate(times)))
+
+
+def _packets(rows: np.ndarray, ts: np.ndarray) -> list[Packet]:
+    out = []
+    for r, t in zip(rows, ts, strict=True):
+        version = int(r["version"])
+        opts = []
+        bits = OptionBits(int(r["opt_flags"]))
+        if bits & OptionBits.MSS:
+            opts.append(f"mss={int(r['mss'])}")
+        if bits & OptionBits.WSCALE:
+            opts.append(f"ws={int(r['wscale'])}")
+        if bits & OptionBits.SACK_PERMITTED:
+            opts.append("sack")
+        if bits & OptionBits.TIMESTAMP:
+            opts.append("ts")
+        out.append(Packet(
+            t=float(t), src=endpoint_text(version, r["src"], int(r["src_port"])),
+            dst=endpoint_text(version, r["dst"], int(r["dst_port"])), seq=int(r["seq"]), ack=int(r["ack"]),
+            flags=int(r["flags"]), win=int(r["window"]), len=int(r["payload_len"]), options=" ".join(opts),
+            wscale=int(r["wscale"]) if bits & OptionBits.WSCALE else None,
+            bad_checksum=int(r["verdict"]) == Verdict.BAD_CHECKSUM))
+    return out
+
+
+def _first_incarnation(packets: list[Packet]) -> list[Packet]:
+    """Cut where the 4-tuple starts a new connection: a SYN without ACK with another
+    sequence number than the first one, after a FIN or RST was seen."""
+    syn_seq: int | None = None
+    ended = False
+    for i, p in enumerate(packets):
+        if p.bad_checksum:
+            continue
+        f = Flags(p.flags)
+        if f & Flags.SYN and not f & Flags.ACK:
+            if syn_seq is None:
+                syn_seq = p.seq
+            elif ended and p.seq != syn_seq:
+                return packets[:i]
+        if f & (Flags.FIN | Flags.RST):
+            ended = True
+    return packets
