@@ -22,6 +22,7 @@ from fasttcp.report.charts import (
     log_histogram,
     time_series,
 )
+from fasttcp.report.ladders import LADDER_PACKETS
 from fasttcp.tracker.vocabulary import ConnState, EndReason, _addr
 
 __all__ = ["render_page", "CSP", "TOP_ROWS"]
@@ -195,8 +196,10 @@ def _slowest(agg: ReportAggregate, ladders: Sequence[str | None]) -> str:
             figures.append(f'<figure class="ladder"><img class="ladder-svg" data-chart="ladder_{i + 1}" '
                            f'alt="ladder diagram of connection {i + 1}" src="{uri}">'
                            f"<figcaption>{i + 1}. {esc(flow)}</figcaption></figure>")
-    note = "" if figures else ('<p class="sub">Ladder diagrams need the captures as files '
-                               "(read a second time for these connections).</p>")
+    note = (f'<p class="sub">Each ladder: the connection\'s first {LADDER_PACKETS} packets, each side\'s '
+            "state inferred from what it sent and received.</p>") if figures else \
+        ('<p class="sub">No ladders: they need the captures as files (read a second time for these '
+         "connections).</p>")
     return f"<table><tr>{head}</tr>{''.join(lines)}</table>{note}" + "".join(figures)
 
 

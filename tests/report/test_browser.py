@@ -88,6 +88,12 @@ def test_report_renders_every_chart(capture: str, tmp_path: Path) -> None:
         assert ink_fraction(png, box) > MIN_INK, box
         if box["name"] in expected and box["name"] != "time_packets" and _has_data(agg, box["name"]):
             assert _bar_pixels(png, box) > 20, f"{box['name']}: no bars drawn"
+    # the slowest handshakes, each with its ladder picture, loaded and drawn
+    ladders = [b for b in boxes if b["name"].startswith("ladder_")]
+    assert len(ladders) == min(5, len(agg.slowest.rows))
+    for box in ladders:
+        assert box["complete"], box
+        assert ink_fraction(png, box) > MIN_INK, box
     # packets always have times in these captures
     packets = next(b for b in boxes if b["name"] == "time_packets")
     assert _bar_pixels(png, packets) > 20
@@ -136,3 +142,17 @@ def test_console_check_sees_errors(tmp_path: Path) -> None:
     lines = console_lines(done.stderr)
     assert any("Uncaught TypeError" in line for line in lines), done.stderr[-2000:]
     assert any("Content Security Policy" in line for line in lines), done.stderr[-2000:]
+
+
+def test_ladder_svg_alone(tmp_path: Path) -> None:
+    """A ladder SVG (fasttcp.ladder, of a real connection) opened by itself: no console
+    message, and its lifelines and arrows have ink."""
+    require_chromium()
+    svg = fasttcp.ladder(DATA / "zeek-tcp-syn-synack.pcap", fmt="svg")
+    page = tmp_path / "ladder.svg"
+    page.write_text(svg, encoding="utf-8")
+    height = int(re.search(r'height="(\d+)"', svg).group(1))
+    png = artifacts_dir(tmp_path) / "ladder.png"
+    assert screenshot(page, png, height + 20) == []
+    box = {"x": 0, "y": 0, "w": 760, "h": height}
+    assert ink_fraction(png, box) > MIN_INK
