@@ -82,6 +82,12 @@ def fmt_duration(us: float) -> str:
     return f"{_sig3(us / 3600e6)} h"
 
 
+def _round_duration(us: float) -> str:
+    """fmt_duration without trailing zeros, for round bin widths: '10 ms', '500 µs'."""
+    number, unit = fmt_duration(us).split(" ")
+    return f"{number.rstrip('0').rstrip('.') if '.' in number else number} {unit}"
+
+
 def nice_step(span: float, target: int) -> float:
     """A round step (1, 2 or 5 times a power of ten) giving at most about `target`
     ticks over `span`."""
@@ -211,7 +217,7 @@ def time_series(name: str, title: str, start_us: int, width_us: int, counts: np.
     y0 = TOP + PLOT_HEIGHT
     height = y0 + BOTTOM
     body = [_text(0, 16, title, extra=' font-weight="600" font-size="14"'),
-            _text(WIDTH - RIGHT, 16, f"per {fmt_duration(width_us)}", anchor="end", fill=MUTED)]
+            _text(WIDTH - RIGHT, 16, f"per {_round_duration(width_us)}", anchor="end", fill=MUTED)]
     n = len(counts)
     if not n or not counts.any():
         body.append(_text(LEFT, TOP + 20, "none", fill=MUTED))

@@ -58,20 +58,25 @@ def extract(captures: Sequence[str | Path], rows: np.ndarray, out: Path) -> list
     frames: list[bytes] = []
     times: list[float] = []
     got = [0] * len(rows)
+    ports = np.union1d(rows["orig_p"], rows["resp_p"])
+    last_ns = (int(rows["end_us"].max()) + 1) * 1000
     for path in captures:
         with read_pcap(path) as reader:
             for batch in reader:
-                if all(n >= LADDER_PACKETS for n in got):
-                    break
-                seg = parse_batch(batch.buffer, batch.offsets, batch.lengths)
                 ts = np.asarray(batch.ts_ns)
-                linked = np.asarray(batch.verdicts) == Verdict.OK
+                if all(n >= LADDER_PACKETS for n in got) or (len(ts) and ts.min() > last_ns):
+                    break               # all found, or past every connection's end (a capture in time order)
+                seg = parse_batch(batch.buffer, batch.offsets, batch.lengths)
+                # the ports first (a cheap test that leaves few packets), then the full match
+                near = np.flatnonzero(np.isin(seg["src_port"], ports) & np.isin(seg["dst_port"], ports)
+                                      & (np.asarray(batch.verdicts) == Verdict.OK))
+                seg, ts_near = seg[near], ts[near]
                 keep = np.zeros(len(seg), bool)
                 for i, row in enumerate(rows):
-                    hits = np.flatnonzero(_matches(seg, ts, row) & linked)[:LADDER_PACKETS - got[i]]
+                    hits = np.flatnonzero(_matches(seg, ts_near, row))[:LADDER_PACKETS - got[i]]
                     got[i] += len(hits)
                     keep[hits] = True
-                for j in np.flatnonzero(keep):
+                for j in near[keep]:
                     frames.append(batch.packet(int(j)))
                     times.append(int(ts[j]) / 1e9)
     write_pcap(out, frames, times, nanosecond=True)

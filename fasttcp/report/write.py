@@ -35,6 +35,9 @@ def write_report(path: str | os.PathLike[str], summary: Summary, agg: ReportAggr
     check_report_path(path)
     if not isinstance(summary, Summary) or not isinstance(agg, ReportAggregate):
         raise UsageError("write_report takes the Summary and ReportAggregate of one analyze run")
+    if ladders is not None and (isinstance(ladders, (str, bytes)) or not isinstance(ladders, Sequence)
+                                or not all(x is None or isinstance(x, str) for x in ladders)):
+        raise UsageError("ladders must be a sequence of SVG strings (or None for a connection without one)")
     if ladders is None:
         from fasttcp.report.ladders import draw_slowest
 
