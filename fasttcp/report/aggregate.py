@@ -70,9 +70,10 @@ class TimeBins:
         """Make the bins span `t_lo`..`t_hi` (microseconds) and all data so far."""
         while True:
             lo, hi = t_lo // self.width_us, t_hi // self.width_us
-            if self.lo is None:
+            if self.lo is None or self.hi is None:
                 self.lo, self.hi, self.k0 = lo, hi, lo
-            lo, hi = min(lo, self.lo), max(hi, self.hi)
+            else:
+                lo, hi = min(lo, self.lo), max(hi, self.hi)
             if hi - lo < self.nbins:
                 break
             self._coarsen()
@@ -155,7 +156,7 @@ class BoundedTop:
         self.dtype = np.dtype(f"V{key_bytes}")
         self.capacity = capacity
         self.keys = np.empty(0, self.dtype)
-        self.weights = np.empty((0, columns), np.float64)
+        self.weights: np.ndarray = np.empty((0, columns), np.float64)
         self.undercount = 0.0
 
     def add(self, keys: np.ndarray, weights: np.ndarray) -> None:
