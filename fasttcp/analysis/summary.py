@@ -181,10 +181,16 @@ class Summary:
             c = self.capture
             lines.append(f"capture: the kernel passed {c.get('packets', 0):,} packets to the rings, dropped "
                          f"{c.get('drops', 0):,} (freeze_q {c.get('freeze_q', 0):,})")
+        return "\n".join(lines + self.caveats())
+
+    def caveats(self) -> list[str]:
+        """What limits the counts, a line each: a cut-short last record, an interrupt,
+        the error that ended the capture."""
+        out = []
         if self.truncated_tail:
-            lines.append(f"note: the last record is cut short ({self.truncated_tail} bytes left unread)")
+            out.append(f"note: the last record is cut short ({self.truncated_tail} bytes left unread)")
         if self.interrupted:
-            lines.append("interrupted: the counts above cover the packets read before the interrupt")
+            out.append("interrupted: the counts above cover the packets read before the interrupt")
         if self.error:
-            lines.append(f"error: {self.error}")
-        return "\n".join(lines)
+            out.append(f"error: {self.error}")
+        return out

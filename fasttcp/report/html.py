@@ -93,12 +93,7 @@ def _notes(summary: Summary, agg: ReportAggregate) -> str:
     bad = {k: v for k, v in summary.verdicts.items() if k != "OK"}
     if bad:
         lines.append("Packets not tracked: " + ", ".join(f"{k} {fmt_count(v)}" for k, v in sorted(bad.items())) + ".")
-    if summary.truncated_tail:
-        lines.append(f"The last record is cut short ({summary.truncated_tail} bytes not read).")
-    if summary.interrupted:
-        lines.append("Interrupted: the figures cover the packets read before the interrupt.")
-    if summary.error:
-        lines.append(f"The capture ended with an error: {summary.error}")
+    lines += summary.caveats()
     return "".join(f'<p class="sub">{esc(s)}</p>' for s in lines)
 
 
