@@ -4,10 +4,13 @@ the file is one self-contained page, the rows output is unchanged beside it, and
 path is refused before the capture is read."""
 from __future__ import annotations
 
+import base64
+import ipaddress
 import json
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,22 @@ def test_unwritable_report_is_an_output_error(tmp_path: Path) -> None:
     """The report is written last: a failure names the report's path, exit status 2."""
     done = _cli(str(ECHO), "--summary-only", "--report", "/proc/version")
     assert done.returncode == 2 and "/proc/version" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("capture", ["zeek-ftp-ipv6.pcap", "zeek-echo-connections.pcap"])
+def test_each_slow_handshake_gets_its_own_ladder(capture: str, tmp_path: Path) -> None:
+    """The ladder beside each slow handshake draws that connection (IPv6 and IPv4),
+    starting with its SYN."""
+    page = tmp_path / "r.html"
+    summary = fasttcp.analyze(DATA / capture, workers=1, report=page)
+    rows = summary.report.slowest.rows
+    uris = re.findall(r'class="ladder-svg"[^>]*src="data:image/svg\+xml;base64,([^"]+)"', page.read_text())
+    assert len(uris) == len(rows) > 0
+    for row, uri in zip(rows, uris, strict=True):
+        svg = base64.b64decode(uri).decode()
+        fam = int(row["family"])
+        addr = ipaddress.ip_address(bytes(row["orig_h"][:4] if fam == 4 else row["orig_h"]))
+        client = f"{addr}:{int(row['orig_p'])}" if fam == 4 else f"[{addr}]:{int(row['orig_p'])}"
+        assert f"client {client}" in svg
+        first = ET.fromstring(svg)
+        assert "SYN" in [t.text for t in first.iter("{http://www.w3.org/2000/svg}text")]
