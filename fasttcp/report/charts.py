@@ -180,7 +180,7 @@ def log_histogram(name: str, title: str, counts: np.ndarray, bins_per_decade: in
     for d in range(d_lo, d_hi + 1):
         x = LEFT + (d - d_lo) * bins_per_decade * bw
         body.append(f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y0 + 5}" stroke="{MUTED}"/>')
-        body.append(_text(x, y0 + 18, fmt_duration(10.0 ** d), anchor="middle", fill=MUTED))
+        body.append(_text(x, y0 + 18, _round_duration(10.0 ** d), anchor=_tick_anchor(x, plot_w), fill=MUTED))
     body.append(f'<line x1="{LEFT}" y1="{y0}" x2="{LEFT + plot_w}" y2="{y0}" stroke="{MUTED}"/>')
     body += _markers(markers, lo, bw, bins_per_decade, plot_w, y0)
     body.append(_text(LEFT + plot_w, height - 4, "log scale", anchor="end", fill=MUTED))
@@ -237,6 +237,11 @@ def time_series(name: str, title: str, start_us: int, width_us: int, counts: np.
     return _svg(name, title, height, body)
 
 
+def _tick_anchor(x: float, plot_w: float) -> str:
+    """A tick label at the plot's right end is anchored at its end, so it stays inside."""
+    return "end" if x > LEFT + plot_w - 20 else "middle"
+
+
 def _time_ticks(rel_start_us: int, span_us: int, plot_w: float, y0: float) -> list[str]:
     step = nice_step(span_us / 1e6, X_TICKS)
     first = math.ceil(rel_start_us / 1e6 / step - 1e-9)
@@ -248,6 +253,6 @@ def _time_ticks(rel_start_us: int, span_us: int, plot_w: float, y0: float) -> li
         if x > LEFT + plot_w + 0.5:
             break
         out.append(f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y0 + 5}" stroke="{MUTED}"/>')
-        out.append(_text(x, y0 + 18, f"{t:.10g}", anchor="middle", fill=MUTED))
+        out.append(_text(x, y0 + 18, f"{t:.10g}", anchor=_tick_anchor(x, plot_w), fill=MUTED))
         k += 1
     return out
