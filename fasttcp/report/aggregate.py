@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fasttcp.errors import UsageError
 from fasttcp.tracker.vocabulary import ConnState, EndReason
 
 __all__ = ["TimeBins", "LogHistogram", "BoundedTop", "SlowestHandshakes", "ReportAggregate",
@@ -28,6 +29,8 @@ HOST_CAPACITY = 8192
 PORTS = 1 << 16
 #: slowest handshakes kept (each drawn as a ladder)
 SLOWEST = 5
+#: the latest time a tracker reports (`fasttcp.tracker.tracker.MAX_TIME_S`), microseconds
+MAX_TIME_US = 9_223_372_036 * 1_000_000
 #: rows folded at a time: bounds the temporary arrays (~100 bytes a row)
 ROW_CHUNK = 1 << 15
 
@@ -284,6 +287,10 @@ class ReportAggregate:
         """Fold finished connections (FLOW_DTYPE rows) into every table, `ROW_CHUNK`
         rows at a time (the end of a capture flushes every open connection at once:
         the temporaries stay a few MiB)."""
+        from fasttcp.tracker.tracker import FLOW_DTYPE
+
+        if not isinstance(rows, np.ndarray) or rows.dtype != FLOW_DTYPE:
+            raise UsageError(f"add_rows takes FLOW_DTYPE rows, got {getattr(rows, 'dtype', type(rows).__name__)}")
         for i in range(0, len(rows), ROW_CHUNK):
             self._add_chunk(rows[i:i + ROW_CHUNK])
 
@@ -294,8 +301,9 @@ class ReportAggregate:
         for field, hist in (("rtt_syn_synack", self.rtt_syn_synack), ("rtt_synack_ack", self.rtt_synack_ack)):
             v = rows[field]
             hist.add(v[v != RTT_UNSET])
-        start = rows["start_us"].astype(np.int64)
-        end = rows["end_us"].astype(np.int64)
+        # times past any a tracker gives (rows made by hand) are clipped: int64 stays exact
+        start = np.minimum(rows["start_us"], MAX_TIME_US).astype(np.int64)
+        end = np.minimum(rows["end_us"], MAX_TIME_US).astype(np.int64)
         self.time.add("connections", start)
         retrans = (rows["orig_retrans"].astype(np.float64) + rows["resp_retrans"])
         has = retrans > 0

@@ -59,7 +59,7 @@ figure svg{display:block;width:100%;height:auto}figcaption{color:#667;font-size:
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
 th,td{border:1px solid #e1e4e8;padding:4px 8px;text-align:left;vertical-align:top}
 td.n,th.n{text-align:right;white-space:nowrap}code{font-family:ui-monospace,monospace;font-size:12px}
-table+.sub{margin-top:6px}.note{color:#8a4b00}.ladder img{display:block;max-width:100%;height:auto;margin:0 auto}
+table+.sub{margin-top:6px}.ladder img{display:block;max-width:100%;height:auto;margin:0 auto}
 """
 
 
