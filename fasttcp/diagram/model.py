@@ -28,7 +28,7 @@ MARKS = {
     "bad-checksum": "the TCP or IP checksum is wrong: the receiver drops it, the states ignore it",
     "old-duplicate": "a SYN from an earlier incarnation of the connection (RFC 9293 figure 8)",
     "acked-unseen": "acknowledges bytes the capture never saw (the capture missed them, not the network)",
-    "ignored": "the receiver dropped it without a state change",
+    "ignored": "the receiving endpoint dropped it (its receive() gave a drop reason); an answer may follow",
 }
 """Every mark an arrow can carry, with what it means."""
 

@@ -24,9 +24,9 @@ MIN_LABEL_RUN = 3               # dashes kept on each side of an arrow's label
 
 _GLYPHS = {
     False: {"line": "│", "dash": "─", "right": "▶", "left": "◀", "lost": "✕", "event": "┄",
-            "timer": "⏱"},
+            "timer": "⏱", "more": "…"},
     True: {"line": "|", "dash": "-", "right": ">", "left": "<", "lost": "x", "event": ".",
-           "timer": "@"},
+           "timer": "@", "more": "~"},
 }
 
 
@@ -70,7 +70,7 @@ def _row(g: dict[str, str], a: Arrow, span: int, client: str, server: str) -> li
         arrow = _arrow(g, a, span, label if inside else "")
         out = []
         if not inside:
-            out.append(_line(g, "", "", _fit(" " + label, span), ""))
+            out.append(_line(g, "", "", _fit(" " + label, span, g), ""))
         out.append(_line(g, time, client, arrow, server))
     extras = []
     if a.options:
@@ -78,7 +78,7 @@ def _row(g: dict[str, str], a: Arrow, span: int, client: str, server: str) -> li
     if a.marks:
         extras.append("[" + ", ".join(a.marks) + "]")
     extras.extend(_packed([f"{g['timer']} {t}" for t in a.timers], span - len(EXTRA_INDENT)))
-    out.extend(_line(g, "", "", _fit(EXTRA_INDENT + e, span), "") for e in extras)
+    out.extend(_line(g, "", "", _fit(EXTRA_INDENT + e, span, g), "") for e in extras)
     return out
 
 
@@ -128,7 +128,7 @@ def _centered(text: str, span: int, fill: str) -> str:
     return fill * left + text + fill * (span - len(text) - left)
 
 
-def _fit(text: str, span: int) -> str:
+def _fit(text: str, span: int, g: dict[str, str]) -> str:
     if len(text) > span:
-        text = text[: span - 1] + "…"
+        text = text[: span - 1] + g["more"]
     return f"{text:<{span}}"
