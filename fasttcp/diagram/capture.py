@@ -21,13 +21,15 @@ import numpy as np
 from fasttcp.capture.reader import CaptureReader, read_pcap
 from fasttcp.diagram.infer import Packet
 from fasttcp.enums import Flags, OptionBits, Verdict
-from fasttcp.errors import UsageError
+from fasttcp.errors import FIELD_NAMES, UsageError
 from fasttcp.wire.batch import parse_batch
 
-__all__ = ["select_packets", "endpoint_text", "parse_flow_filter"]
+__all__ = ["select_packets", "all_connections", "endpoint_text", "parse_flow_filter"]
 
 _PARSED = (Verdict.OK, Verdict.BAD_CHECKSUM)    # rows whose header fields are filled in
 _SIDE = 19                      # 16 address bytes, 2 port bytes, 1 sentinel byte
+IPV6_HEADER = 40
+_LENGTH_FIELDS = (FIELD_NAMES.index("ip.total_length"), FIELD_NAMES.index("ipv6.payload_length"))
 START_SLACK = 1e-6              # seconds: a start time read back from a row's float
 
 
@@ -97,10 +99,32 @@ def _batches(source: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for batch in reader:
             rows = parse_batch(batch.buffer, batch.offsets, batch.lengths)
             rows["verdict"][batch.verdicts != Verdict.OK] = batch.verdicts[batch.verdicts != Verdict.OK]
+            _accept_snapped(rows, batch)
             yield rows, batch.ts_ns / 1e9
     finally:
         if reader is not source:
             reader.close()
+
+
+def _accept_snapped(rows: np.ndarray, batch: Any) -> None:
+    """Count a packet the capture's snap length cut as parsed when its headers are whole
+    (parsing stopped at the IP length, as the tracker does), its payload length taken
+    from that IP length rather than from the bytes captured. A packet that was short on
+    the wire (not snapped) keeps its TRUNCATED verdict: its length fields lie."""
+    cut = ((rows["verdict"] == Verdict.TRUNCATED) & batch.snapped
+           & np.isin(rows["error_field"], _LENGTH_FIELDS))
+    if not cut.any():
+        return
+    idx = np.flatnonzero(cut)
+    start = batch.offsets[idx]
+    buf = batch.buffer
+    v6 = rows["version"][idx] == 6
+    at = start + np.where(v6, 4, 2)                  # IPv6 payload length / IPv4 total length
+    ip_len = (buf[at].astype(np.int64) << 8) | buf[at + 1]
+    ip_len = np.where(v6, ip_len + IPV6_HEADER, ip_len)
+    headers = rows["payload_offset"][idx].astype(np.int64) - start
+    rows["payload_len"][idx] = np.clip(ip_len - headers, 0, None)
+    rows["verdict"][idx] = Verdict.OK
 
 
 def _check_args(conn: object, flow: object, start: object) -> None:
@@ -181,6 +205,22 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
             raise UsageError(f"no TCP connection matches {flow!r}")
         raise UsageError(f"no connection {want}: the capture has {len(seen)} TCP connection(s)")
     return _first_incarnation(_packets(np.concatenate(picked), np.concatenate(times)))
+
+
+def all_connections(source: str | Path | CaptureReader) -> list[list[Packet]]:
+    """Every connection's packets, numbered as `select_packets` numbers them, in one
+    pass. It holds the whole capture's parsed rows: for small captures (tests, a
+    notebook); `select_packets` streams."""
+    rows_list, ts_list = [], []
+    for rows, ts in _batches(source):
+        ok = np.isin(rows["verdict"], _PARSED)
+        rows_list.append(rows[ok].copy())
+        ts_list.append(ts[ok])
+    if not rows_list:
+        return []
+    rows, ts = np.concatenate(rows_list), np.concatenate(ts_list)
+    _, first, inverse = np.unique(_keys(rows), return_index=True, return_inverse=True)
+    return [_first_incarnation(_packets(rows[inverse == k], ts[inverse == k])) for k in np.argsort(first)]
 
 
 def _packets(rows: np.ndarray, ts: np.ndarray) -> list[Packet]:
