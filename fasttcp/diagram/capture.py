@@ -92,12 +92,12 @@ def _keys(rows: np.ndarray) -> np.ndarray:
     return np.char.add(np.char.add(rows["version"].astype("S1"), lo), hi)
 
 
-def _batches(source: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _batches(source: Any, verify_checksum: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(parsed rows, capture times in seconds) of each batch."""
     reader = source if isinstance(source, CaptureReader) else read_pcap(source)
     try:
         for batch in reader:
-            rows = parse_batch(batch.buffer, batch.offsets, batch.lengths)
+            rows = parse_batch(batch.buffer, batch.offsets, batch.lengths, verify_checksum=verify_checksum)
             rows["verdict"][batch.verdicts != Verdict.OK] = batch.verdicts[batch.verdicts != Verdict.OK]
             _accept_snapped(rows, batch)
             yield rows, batch.ts_ns / 1e9
@@ -167,18 +167,22 @@ def _match(addrs: np.ndarray, ports: np.ndarray, addr: bytes | None, port: int |
 
 
 def select_packets(source: str | Path | CaptureReader, *, conn: int | None = None, flow: Any = None,
-                   start: float | None = None) -> list[Packet]:
+                   start: float | None = None, verify_checksum: bool = True) -> list[Packet]:
     """The packets of one connection: number `conn` (default 0), or the first matching
     `flow` (a ``host:port`` filter or an exact 4-tuple), from `start` (seconds since
-    the epoch) on if given. Raises UsageError for bad arguments or when nothing
-    matches; OSError and CaptureError as `read_pcap` does."""
+    the epoch) on if given. ``verify_checksum=False`` takes every checksum as good (a
+    capture taken where the NIC computes them on transmit, as Zeek's -C). Raises
+    UsageError for bad arguments or when nothing matches; OSError and CaptureError as
+    `read_pcap` does."""
     _check_args(conn, flow, start)
+    if not isinstance(verify_checksum, bool):
+        raise UsageError(f"verify_checksum must be a bool, not {type(verify_checksum).__name__}")
     want = 0 if conn is None and flow is None else conn
     seen: dict[bytes, int] = {}
     target: bytes | None = None
     picked: list[np.ndarray] = []
     times: list[np.ndarray] = []
-    for rows, ts in _batches(source):
+    for rows, ts in _batches(source, verify_checksum):
         ok = np.isin(rows["verdict"], _PARSED)
         if start is not None:
             ok &= ts >= start - START_SLACK
@@ -207,12 +211,12 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
     return _first_incarnation(_packets(np.concatenate(picked), np.concatenate(times)))
 
 
-def all_connections(source: str | Path | CaptureReader) -> list[list[Packet]]:
+def all_connections(source: str | Path | CaptureReader, *, verify_checksum: bool = True) -> list[list[Packet]]:
     """Every connection's packets, numbered as `select_packets` numbers them, in one
     pass. It holds the whole capture's parsed rows: for small captures (tests, a
     notebook); `select_packets` streams."""
     rows_list, ts_list = [], []
-    for rows, ts in _batches(source):
+    for rows, ts in _batches(source, verify_checksum):
         ok = np.isin(rows["verdict"], _PARSED)
         rows_list.append(rows[ok].copy())
         ts_list.append(ts[ok])

@@ -102,11 +102,11 @@ class Ladder:
 
     @classmethod
     def from_capture(cls, source: Any, *, conn: int | None = None, flow: Any = None,
-                     start: float | None = None) -> Ladder:
+                     start: float | None = None, verify_checksum: bool = True) -> Ladder:
         """One connection of a capture (see `fasttcp.diagram.from_capture`)."""
         from fasttcp.diagram import from_capture
 
-        return from_capture(source, conn=conn, flow=flow, start=start)
+        return from_capture(source, conn=conn, flow=flow, start=start, verify_checksum=verify_checksum)
 
     @classmethod
     def from_packets(cls, packets: list[Any], *, client: str | None = None) -> Ladder:
