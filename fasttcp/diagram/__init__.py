@@ -31,8 +31,11 @@ def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, star
     ``verify_checksum=False`` takes every checksum as good (checksum offload).
     Raises UsageError for bad arguments, a missing or unreadable file, or no such
     connection; `fasttcp.CaptureError` for a corrupt capture."""
+    from fasttcp.capture.reader import CaptureReader
     from fasttcp.diagram.capture import select_packets
 
+    if not isinstance(source, (str, Path, CaptureReader)):
+        raise UsageError(f"source must be a capture path or a CaptureReader, not {type(source).__name__}")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():

@@ -29,6 +29,33 @@ taken from the endpoints' own events; timers are read from `next_deadline()`. MS
 capture with `fasttcp ladder CAPTURE`, where the states are inferred passively
 (rules in `fasttcp/diagram/infer.py`).
 
+Drawing your own:
+
+```sh
+fasttcp ladder --scenario list                       # the scenarios below
+fasttcp ladder --scenario lost-syn --format svg -o lost-syn.svg
+fasttcp ladder CAPTURE [--conn N | --filter HOST:PORT] [--format text|mermaid|svg|json] [--ascii] [-C]
+```
+
+```python
+import fasttcp
+from fasttcp.diagram import Ladder
+
+print(fasttcp.ladder("trace.pcap", conn=3))          # text; fmt="mermaid", "svg" or "json"
+ladder = Ladder.from_capture("trace.pcap", flow=("198.18.0.1", 40000, "198.18.0.2", 80), start=1.7e9)
+svg = ladder.render("svg")                           # ladder.arrows: t, dir, flags, seq, ack, len, states
+```
+
+Connections of a capture are numbered from 0 in the order their first packet
+appears, one per 4-tuple; a 4-tuple used again by a new connection ends the ladder
+there (`start` picks the later one). Text fits 80 columns (`--width`), in Unicode unless
+`--ascii` or the terminal cannot show it; JSON is one object per line and row (`dir` is
+`>` client to server, `<` back, `=` an event such as a timer expiring). The SVG is
+written by hand, without a library: a ladder is two lines, arrows and text, a few dozen
+elements that the standard library's XML escaping keeps safe, and the file needs
+nothing outside itself (no fonts, scripts or links), so it can be embedded in a page or
+opened from disk.
+
 Marks under an arrow:
 
 {chr(10).join(f"- `{name}`: {text}" for name, text in MARKS.items())}
