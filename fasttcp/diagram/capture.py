@@ -20,6 +20,7 @@ import numpy as np
 
 from fasttcp.capture.reader import CaptureReader, read_pcap
 from fasttcp.diagram.infer import Packet
+from fasttcp.diagram.model import short_options
 from fasttcp.enums import Flags, OptionBits, Verdict
 from fasttcp.errors import FIELD_NAMES, UsageError
 from fasttcp.wire.batch import parse_batch
@@ -231,21 +232,14 @@ def _packets(rows: np.ndarray, ts: np.ndarray) -> list[Packet]:
     out = []
     for r, t in zip(rows, ts, strict=True):
         version = int(r["version"])
-        opts = []
         bits = OptionBits(int(r["opt_flags"]))
-        if bits & OptionBits.MSS:
-            opts.append(f"mss={int(r['mss'])}")
-        if bits & OptionBits.WSCALE:
-            opts.append(f"ws={int(r['wscale'])}")
-        if bits & OptionBits.SACK_PERMITTED:
-            opts.append("sack")
-        if bits & OptionBits.TIMESTAMP:
-            opts.append("ts")
+        wscale = int(r["wscale"]) if bits & OptionBits.WSCALE else None
+        opts = short_options(int(r["mss"]) if bits & OptionBits.MSS else None, wscale,
+                             bool(bits & OptionBits.SACK_PERMITTED), bool(bits & OptionBits.TIMESTAMP))
         out.append(Packet(
             t=float(t), src=endpoint_text(version, r["src"], int(r["src_port"])),
             dst=endpoint_text(version, r["dst"], int(r["dst_port"])), seq=int(r["seq"]), ack=int(r["ack"]),
-            flags=int(r["flags"]), win=int(r["window"]), len=int(r["payload_len"]), options=" ".join(opts),
-            wscale=int(r["wscale"]) if bits & OptionBits.WSCALE else None,
+            flags=int(r["flags"]), win=int(r["window"]), len=int(r["payload_len"]), options=opts, wscale=wscale,
             bad_checksum=int(r["verdict"]) == Verdict.BAD_CHECKSUM))
     return out
 

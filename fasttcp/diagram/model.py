@@ -16,7 +16,7 @@ from typing import Any
 
 from fasttcp.errors import UsageError
 
-__all__ = ["Arrow", "Ladder", "FORMATS", "MARKS", "TO_SERVER", "TO_CLIENT", "EVENT"]
+__all__ = ["Arrow", "Ladder", "FORMATS", "MARKS", "TO_SERVER", "TO_CLIENT", "EVENT", "short_options"]
 
 TO_SERVER, TO_CLIENT, EVENT = ">", "<", "="
 FORMATS = ("text", "mermaid", "svg", "json")
@@ -31,6 +31,18 @@ MARKS = {
     "ignored": "the receiving endpoint dropped it (its receive() gave a drop reason); an answer may follow",
 }
 """Every mark an arrow can carry, with what it means."""
+
+
+def short_options(mss: int | None, wscale: int | None, sack_permitted: bool, timestamps: bool) -> str:
+    """A SYN's options as an arrow shows them: ``mss=1460 ws=7 sack ts``."""
+    out = [] if mss is None else [f"mss={mss}"]
+    if wscale is not None:
+        out.append(f"ws={wscale}")
+    if sack_permitted:
+        out.append("sack")
+    if timestamps:
+        out.append("ts")
+    return " ".join(out)
 
 
 @dataclasses.dataclass

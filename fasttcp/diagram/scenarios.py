@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 
 import fasttcp
-from fasttcp.diagram.model import EVENT, TO_CLIENT, TO_SERVER, Arrow, Ladder
+from fasttcp.diagram.model import EVENT, TO_CLIENT, TO_SERVER, Arrow, Ladder, short_options
 from fasttcp.endpoint.endpoint import Endpoint
 from fasttcp.enums import Cause, Flags, State
 from fasttcp.errors import UsageError
@@ -31,18 +31,8 @@ _TIMER_OF_STATE = {"TIME-WAIT": "2MSL", "FIN-WAIT-2": "FIN-WAIT-2 timeout"}   # 
 
 
 def _short_options(seg: fasttcp.Segment) -> str:
-    """The options of a SYN in short: ``mss=1460 ws=7 sack ts``."""
     o = seg.options
-    out = []
-    if o.mss is not None:
-        out.append(f"mss={o.mss}")
-    if o.wscale is not None:
-        out.append(f"ws={o.wscale}")
-    if o.sack_permitted:
-        out.append("sack")
-    if o.timestamp is not None:
-        out.append("ts")
-    return " ".join(out)
+    return short_options(o.mss, o.wscale, o.sack_permitted, o.timestamp is not None)
 
 
 class _Wire:

@@ -2,6 +2,8 @@
 a precise exception, never a crash or a silent drawing."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.probe import expect_ok, expect_raises
@@ -60,7 +62,7 @@ def test_a_file_that_is_not_a_capture_is_a_capture_error():
 
 
 def test_a_capture_cut_short_still_draws(tmp_path):
-    data = open(CAPTURE, "rb").read()
+    data = Path(CAPTURE).read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(data[: len(data) - 7])
     drawn = expect_ok(f"outcome(fasttcp.ladder({str(cut)!r}, fmt='json').count(chr(10)))")
