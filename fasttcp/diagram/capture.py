@@ -74,23 +74,36 @@ def _address_bytes(host: str) -> bytes:
 
 
 def _side_keys(addr: np.ndarray, port: np.ndarray) -> np.ndarray:
-    """Each row's (address, port) as comparable fixed-width bytes (the sentinel byte
-    keeps numpy's strip of trailing NULs from merging two keys)."""
+    """Each row's (address, port) as an (n, _SIDE) byte array: big-endian port, then a
+    sentinel byte that keeps numpy's strip of trailing NULs from merging two keys once
+    they are viewed as fixed-width bytes."""
     n = addr.shape[0]
     out = np.empty((n, _SIDE), np.uint8)
     out[:, :16] = addr
     out[:, 16] = port >> 8
     out[:, 17] = port & 0xFF
     out[:, 18] = 1
-    return out.view(f"S{_SIDE}").reshape(n)
+    return out
 
 
 def _keys(rows: np.ndarray) -> np.ndarray:
-    """The canonical 4-tuple key of every row: the lower endpoint first."""
-    a = _side_keys(rows["src"], rows["src_port"].astype(np.uint32))
-    b = _side_keys(rows["dst"], rows["dst_port"].astype(np.uint32))
-    lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)
-    return np.char.add(np.char.add(rows["version"].astype("S1"), lo), hi)
+    """The canonical 4-tuple key of every row (the lower endpoint first) as fixed-width
+    bytes, built in one buffer: no Python object per packet."""
+    n = rows.shape[0]
+    a = _side_keys(rows["src"], rows["src_port"])
+    b = _side_keys(rows["dst"], rows["dst_port"])
+    a_first = (a.view(f"S{_SIDE}").reshape(n) <= b.view(f"S{_SIDE}").reshape(n))[:, None]
+    out = np.empty((n, 1 + 2 * _SIDE), np.uint8)
+    out[:, 0] = rows["version"]
+    out[:, 1:1 + _SIDE] = np.where(a_first, a, b)
+    out[:, 1 + _SIDE:] = np.where(a_first, b, a)
+    return out.view(f"S{1 + 2 * _SIDE}").reshape(n)
+
+
+def _key_ports(key: bytes) -> tuple[int, int]:
+    """The two ports of a key made by `_keys` (the sentinel may have been stripped)."""
+    raw = key.ljust(1 + 2 * _SIDE, b"\0")
+    return (raw[17] << 8 | raw[18], raw[17 + _SIDE] << 8 | raw[18 + _SIDE])
 
 
 def _batches(source: Any, verify_checksum: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -179,7 +192,7 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
     if not isinstance(verify_checksum, bool):
         raise UsageError(f"verify_checksum must be a bool, not {type(verify_checksum).__name__}")
     want = 0 if conn is None and flow is None else conn
-    seen: dict[bytes, int] = {}
+    seen: dict[bytes, int] = {}                 # 4-tuple key -> its number
     target: bytes | None = None
     picked: list[np.ndarray] = []
     times: list[np.ndarray] = []
@@ -195,14 +208,17 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
                     target = bytes(keys[hits[0]])
             else:
                 uniq, first = np.unique(keys, return_index=True)
-                for key in uniq[np.argsort(first)]:
-                    seen.setdefault(bytes(key), len(seen))
-                    if seen[bytes(key)] == want:
-                        target = bytes(key)
+                for key in uniq[np.argsort(first)].tolist():      # in order of first packet
+                    number = seen.setdefault(key, len(seen))
+                    if number == want:
+                        target = key
                         break
             if target is None:
                 continue
-        sel = np.flatnonzero(ok)[_keys(rows[ok]) == np.bytes_(target)]
+        p1, p2 = _key_ports(target)             # a cheap port test first, keys for those only
+        sp, dp = rows["src_port"], rows["dst_port"]
+        cand = np.flatnonzero(ok & (((sp == p1) & (dp == p2)) | ((sp == p2) & (dp == p1))))
+        sel = cand[_keys(rows[cand]) == np.bytes_(target)]
         picked.append(rows[sel].copy())
         times.append(ts[sel])
     if target is None:
