@@ -19,7 +19,7 @@ from fasttcp.diagram.scenarios import SCENARIOS, run_scenario, scenario_names
 from fasttcp.errors import UsageError
 
 __all__ = ["ladder", "Ladder", "Arrow", "Packet", "FORMATS", "MARKS", "SCENARIOS", "scenario_names",
-           "run_scenario", "infer", "from_capture"]
+           "run_scenario", "infer", "from_capture", "ladders_from_capture"]
 
 
 def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, start: float | None = None,
@@ -45,6 +45,26 @@ def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, star
     except OSError as e:
         raise UsageError(f"{source}: {e.strerror or e}") from e
     return infer(packets)
+
+
+def ladders_from_capture(source: Any, flows: list[tuple[Any, float | None]], *,
+                         verify_checksum: bool = True) -> list[Ladder]:
+    """The ladders of several connections of one capture, read once: `flows` is a list
+    of ``((src, sport, dst, dport), start)`` pairs (start: the connection's first packet
+    time in seconds since the epoch, or None). A pair nothing matches gives a ladder
+    without arrows. Raises UsageError as `from_capture`."""
+    from fasttcp.capture.reader import CaptureReader
+    from fasttcp.diagram.capture import select_many
+
+    if not isinstance(source, (str, Path, CaptureReader)):
+        raise UsageError(f"source must be a capture path or a CaptureReader, not {type(source).__name__}")
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise UsageError(f"{source}: no such capture file")
+    try:
+        chosen = select_many(source, flows, verify_checksum=verify_checksum)
+    except OSError as e:
+        raise UsageError(f"{source}: {e.strerror or e}") from e
+    return [infer(packets) for packets in chosen]
 
 
 def ladder(source: Any = None, *, scenario: str | None = None, conn: int | None = None, flow: Any = None,

@@ -25,12 +25,13 @@ from fasttcp.enums import Flags, OptionBits, Verdict
 from fasttcp.errors import FIELD_NAMES, UsageError
 from fasttcp.wire.batch import parse_batch
 
-__all__ = ["select_packets", "all_connections", "endpoint_text", "parse_flow_filter"]
+__all__ = ["select_packets", "select_many", "all_connections", "endpoint_text", "parse_flow_filter"]
 
 _PARSED = (Verdict.OK, Verdict.BAD_CHECKSUM)    # rows whose header fields are filled in
 _SIDE = 19                      # 16 address bytes, 2 port bytes, 1 sentinel byte
 IPV6_HEADER = 40
 _LENGTH_FIELDS = (FIELD_NAMES.index("ip.total_length"), FIELD_NAMES.index("ipv6.payload_length"))
+MAX_FLOWS_AT_ONCE = 1024         # select_many: each costs a vectorised compare per batch
 START_SLACK = 1e-6              # seconds: a start time read back from a row's float
 
 
@@ -226,6 +227,36 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
             raise UsageError(f"no TCP connection matches {flow!r}")
         raise UsageError(f"no connection {want}: the capture has {len(seen)} TCP connection(s)")
     return _first_incarnation(_packets(np.concatenate(picked), np.concatenate(times)))
+
+
+def select_many(source: str | Path | CaptureReader, flows: list[tuple[Any, float | None]], *,
+                verify_checksum: bool = True) -> list[list[Packet]]:
+    """The packets of several connections in one pass over the capture: each of `flows`
+    is an exact ``((src, sport, dst, dport), start)`` pair (`start` in seconds since the
+    epoch, or None), as a report that picked connections from its rows has them. An
+    entry nothing matches gets an empty list. Raises UsageError for a malformed entry."""
+    if not isinstance(flows, list) or len(flows) > MAX_FLOWS_AT_ONCE:
+        raise UsageError(f"flows must be a list of at most {MAX_FLOWS_AT_ONCE} (tuple, start) pairs")
+    for entry in flows:
+        if not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], tuple):
+            raise UsageError(f"each flow must be ((src, sport, dst, dport), start), not {entry!r}")
+        _check_args(None, entry[0], entry[1])
+    if not isinstance(verify_checksum, bool):
+        raise UsageError(f"verify_checksum must be a bool, not {type(verify_checksum).__name__}")
+    picked: list[list[np.ndarray]] = [[] for _ in flows]
+    times: list[list[np.ndarray]] = [[] for _ in flows]
+    for rows, ts in _batches(source, verify_checksum):
+        ok = np.isin(rows["verdict"], _PARSED)
+        for j, (flow, start) in enumerate(flows):
+            mask = ok & _flow_mask(rows, flow)
+            if start is not None:
+                mask &= ts >= start - START_SLACK
+            idx = np.flatnonzero(mask)
+            if idx.size:
+                picked[j].append(rows[idx].copy())
+                times[j].append(ts[idx])
+    return [_first_incarnation(_packets(np.concatenate(p), np.concatenate(t))) if p else []
+            for p, t in zip(picked, times, strict=True)]
 
 
 def all_connections(source: str | Path | CaptureReader, *, verify_checksum: bool = True) -> list[list[Packet]]:

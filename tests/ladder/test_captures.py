@@ -10,7 +10,7 @@ import pytest
 
 import fasttcp
 from fasttcp import Flags
-from fasttcp.diagram import from_capture, infer
+from fasttcp.diagram import from_capture, infer, ladders_from_capture
 from fasttcp.diagram.capture import all_connections, select_packets
 from fasttcp.errors import UsageError
 
@@ -188,6 +188,25 @@ def test_a_reused_four_tuple_is_cut_and_start_picks_the_later_one(tmp_path):
     later = from_capture(path, flow=(C, 40000, S, 80), start=1_700_000_000 + 4 * 0.01)
     assert [a.flags for a in later.arrows] == ["SYN", "SYN|ACK", "ACK"]
     assert later.states("server") == ["LISTEN", "SYN-RECEIVED", "ESTABLISHED"]
+
+
+def test_several_connections_in_one_pass_match_one_at_a_time(tmp_path):
+    first = [_c(CI, flags=Flags.SYN), _s(SI, CI + 1, Flags.SYN | Flags.ACK), _c(CI + 1, SI + 1),
+             _c(CI + 1, SI + 1, Flags.RST)]
+    other = [_seg(C, S, 40001, 81, 7, flags=Flags.SYN), _seg(S, C, 81, 40001, 9, 8, Flags.SYN | Flags.ACK)]
+    second = [_c(77, flags=Flags.SYN), _s(99, 78, Flags.SYN | Flags.ACK), _c(78, 100)]
+    path = _write(tmp_path, first + other + second)
+    t0 = 1_700_000_000
+    wanted = [((C, 40000, S, 80), t0 + 6 * 0.01), ((S, 81, C, 40001), None), ((C, 1, S, 2), None),
+              ((C, 40000, S, 80), t0)]
+    got = ladders_from_capture(path, wanted)
+    assert got[0] == from_capture(path, flow=wanted[0][0], start=wanted[0][1])
+    assert [a.flags for a in got[0].arrows] == ["SYN", "SYN|ACK", "ACK"]
+    assert got[1] == from_capture(path, conn=1) and got[2].arrows == []
+    assert got[3] == from_capture(path, conn=0) and len(got[3].arrows) == 4
+    for bad in ([("x", None)], [((C, 1, S), None)], "nope", [((C, 1, S, 2), float("nan"))]):
+        with pytest.raises(UsageError):
+            ladders_from_capture(path, bad)
 
 
 def test_infer_of_nothing_is_an_empty_ladder():
