@@ -37,6 +37,8 @@ def add_parser(sub: Any) -> None:
                         "object per arrow)")
     p.add_argument("--ascii", action="store_true", help="plain ASCII text instead of Unicode arrows")
     p.add_argument("--width", type=int, default=80, help="text width in columns (default 80, at least 60)")
+    p.add_argument("-C", "--no-verify-checksum", action="store_true",
+                   help="take every checksum as good (captures taken where checksums are offloaded)")
     p.add_argument("-o", "--output", help="write the drawing to this file instead of standard output")
 
 
@@ -55,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         for name in scenario_names():
             print(f"{name:20} {SCENARIOS[name].why.split('. ')[0].rstrip('.')}.")
         return 0
+    if args.scenario is not None and (args.conn is not None or args.filter is not None or args.no_verify_checksum):
+        return _fail("--conn, --filter and -C are about a capture, not a scenario")
     if args.scenario is not None and args.capture is not None:
         return _fail("give a capture or --scenario, not both")
     if args.scenario is None and args.capture is None:
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     ascii = args.ascii or (args.format == "text" and args.output is None and not _stdout_takes_unicode())
     try:
         drawing = ladder(args.capture, scenario=args.scenario, conn=args.conn, flow=args.filter,
-                         fmt=args.format, ascii=ascii, width=args.width)
+                         fmt=args.format, ascii=ascii, width=args.width,
+                         verify_checksum=not args.no_verify_checksum)
     except (UsageError, CaptureError) as e:
         return _fail(str(e))
     try:

@@ -19,31 +19,57 @@ from fasttcp.diagram.scenarios import SCENARIOS, run_scenario, scenario_names
 from fasttcp.errors import UsageError
 
 __all__ = ["ladder", "Ladder", "Arrow", "Packet", "FORMATS", "MARKS", "SCENARIOS", "scenario_names",
-           "run_scenario", "infer", "from_capture"]
+           "run_scenario", "infer", "from_capture", "ladders_from_capture"]
 
 
-def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, start: float | None = None) -> Ladder:
+def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, start: float | None = None,
+                 verify_checksum: bool = True) -> Ladder:
     """The ladder of one connection of a capture (a path or a `fasttcp.CaptureReader`):
     number `conn` (0-based, in the order connections first appear, one per 4-tuple),
     or the first matching `flow` -- a ``"host:port"`` filter or an exact ``(src, sport,
     dst, dport)`` tuple -- from `start` (capture time, seconds since the epoch) on.
+    ``verify_checksum=False`` takes every checksum as good (checksum offload).
     Raises UsageError for bad arguments, a missing or unreadable file, or no such
     connection; `fasttcp.CaptureError` for a corrupt capture."""
+    from fasttcp.capture.reader import CaptureReader
     from fasttcp.diagram.capture import select_packets
 
+    if not isinstance(source, (str, Path, CaptureReader)):
+        raise UsageError(f"source must be a capture path or a CaptureReader, not {type(source).__name__}")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
             raise UsageError(f"{source}: no such capture file")
     try:
-        packets = select_packets(source, conn=conn, flow=flow, start=start)
+        packets = select_packets(source, conn=conn, flow=flow, start=start, verify_checksum=verify_checksum)
     except OSError as e:
         raise UsageError(f"{source}: {e.strerror or e}") from e
     return infer(packets)
 
 
+def ladders_from_capture(source: Any, flows: list[tuple[Any, float | None]], *,
+                         verify_checksum: bool = True) -> list[Ladder]:
+    """The ladders of several connections of one capture, read once: `flows` is a list
+    of ``((src, sport, dst, dport), start)`` pairs (start: the connection's first packet
+    time in seconds since the epoch, or None). A pair nothing matches gives a ladder
+    without arrows. Raises UsageError as `from_capture`."""
+    from fasttcp.capture.reader import CaptureReader
+    from fasttcp.diagram.capture import select_many
+
+    if not isinstance(source, (str, Path, CaptureReader)):
+        raise UsageError(f"source must be a capture path or a CaptureReader, not {type(source).__name__}")
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise UsageError(f"{source}: no such capture file")
+    try:
+        chosen = select_many(source, flows, verify_checksum=verify_checksum)
+    except OSError as e:
+        raise UsageError(f"{source}: {e.strerror or e}") from e
+    return [infer(packets) for packets in chosen]
+
+
 def ladder(source: Any = None, *, scenario: str | None = None, conn: int | None = None, flow: Any = None,
-           start: float | None = None, fmt: str = "text", ascii: bool = False, width: int = 80) -> str:
+           start: float | None = None, fmt: str = "text", ascii: bool = False, width: int = 80,
+           verify_checksum: bool = True) -> str:
     """Draw one connection: from a capture (`source`, a path or CaptureReader; `conn`,
     `flow` and `start` as `from_capture`) or from a named `scenario` (see
     `scenario_names()`), as ``fmt`` text (``width`` columns, ``ascii`` for plain
@@ -62,5 +88,5 @@ def ladder(source: Any = None, *, scenario: str | None = None, conn: int | None 
             raise UsageError("conn, flow and start choose a connection of a capture, not of a scenario")
         drawing = run_scenario(scenario)
     else:
-        drawing = from_capture(source, conn=conn, flow=flow, start=start)
+        drawing = from_capture(source, conn=conn, flow=flow, start=start, verify_checksum=verify_checksum)
     return drawing.render(fmt, ascii=ascii, width=width)

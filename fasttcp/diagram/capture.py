@@ -20,14 +20,18 @@ import numpy as np
 
 from fasttcp.capture.reader import CaptureReader, read_pcap
 from fasttcp.diagram.infer import Packet
+from fasttcp.diagram.model import short_options
 from fasttcp.enums import Flags, OptionBits, Verdict
-from fasttcp.errors import UsageError
+from fasttcp.errors import FIELD_NAMES, UsageError
 from fasttcp.wire.batch import parse_batch
 
-__all__ = ["select_packets", "endpoint_text", "parse_flow_filter"]
+__all__ = ["select_packets", "select_many", "all_connections", "endpoint_text", "parse_flow_filter"]
 
 _PARSED = (Verdict.OK, Verdict.BAD_CHECKSUM)    # rows whose header fields are filled in
 _SIDE = 19                      # 16 address bytes, 2 port bytes, 1 sentinel byte
+IPV6_HEADER = 40
+_LENGTH_FIELDS = (FIELD_NAMES.index("ip.total_length"), FIELD_NAMES.index("ipv6.payload_length"))
+MAX_FLOWS_AT_ONCE = 1024         # select_many: each costs a vectorised compare per batch
 START_SLACK = 1e-6              # seconds: a start time read back from a row's float
 
 
@@ -71,36 +75,71 @@ def _address_bytes(host: str) -> bytes:
 
 
 def _side_keys(addr: np.ndarray, port: np.ndarray) -> np.ndarray:
-    """Each row's (address, port) as comparable fixed-width bytes (the sentinel byte
-    keeps numpy's strip of trailing NULs from merging two keys)."""
+    """Each row's (address, port) as an (n, _SIDE) byte array: big-endian port, then a
+    sentinel byte that keeps numpy's strip of trailing NULs from merging two keys once
+    they are viewed as fixed-width bytes."""
     n = addr.shape[0]
     out = np.empty((n, _SIDE), np.uint8)
     out[:, :16] = addr
     out[:, 16] = port >> 8
     out[:, 17] = port & 0xFF
     out[:, 18] = 1
-    return out.view(f"S{_SIDE}").reshape(n)
+    return out
 
 
 def _keys(rows: np.ndarray) -> np.ndarray:
-    """The canonical 4-tuple key of every row: the lower endpoint first."""
-    a = _side_keys(rows["src"], rows["src_port"].astype(np.uint32))
-    b = _side_keys(rows["dst"], rows["dst_port"].astype(np.uint32))
-    lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)
-    return np.char.add(np.char.add(rows["version"].astype("S1"), lo), hi)
+    """The canonical 4-tuple key of every row (the lower endpoint first) as fixed-width
+    bytes, built in one buffer: no Python object per packet."""
+    n = rows.shape[0]
+    a = _side_keys(rows["src"], rows["src_port"])
+    b = _side_keys(rows["dst"], rows["dst_port"])
+    a_first = (a.view(f"S{_SIDE}").reshape(n) <= b.view(f"S{_SIDE}").reshape(n))[:, None]
+    out = np.empty((n, 1 + 2 * _SIDE), np.uint8)
+    out[:, 0] = rows["version"]
+    out[:, 1:1 + _SIDE] = np.where(a_first, a, b)
+    out[:, 1 + _SIDE:] = np.where(a_first, b, a)
+    return out.view(f"S{1 + 2 * _SIDE}").reshape(n)
 
 
-def _batches(source: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _key_ports(key: bytes) -> tuple[int, int]:
+    """The two ports of a key made by `_keys` (the sentinel may have been stripped)."""
+    raw = key.ljust(1 + 2 * _SIDE, b"\0")
+    return (raw[17] << 8 | raw[18], raw[17 + _SIDE] << 8 | raw[18 + _SIDE])
+
+
+def _batches(source: Any, verify_checksum: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(parsed rows, capture times in seconds) of each batch."""
     reader = source if isinstance(source, CaptureReader) else read_pcap(source)
     try:
         for batch in reader:
-            rows = parse_batch(batch.buffer, batch.offsets, batch.lengths)
+            rows = parse_batch(batch.buffer, batch.offsets, batch.lengths, verify_checksum=verify_checksum)
             rows["verdict"][batch.verdicts != Verdict.OK] = batch.verdicts[batch.verdicts != Verdict.OK]
+            _accept_snapped(rows, batch)
             yield rows, batch.ts_ns / 1e9
     finally:
         if reader is not source:
             reader.close()
+
+
+def _accept_snapped(rows: np.ndarray, batch: Any) -> None:
+    """Count a packet the capture's snap length cut as parsed when its headers are whole
+    (parsing stopped at the IP length, as the tracker does), its payload length taken
+    from that IP length rather than from the bytes captured. A packet that was short on
+    the wire (not snapped) keeps its TRUNCATED verdict: its length fields lie."""
+    cut = ((rows["verdict"] == Verdict.TRUNCATED) & batch.snapped
+           & np.isin(rows["error_field"], _LENGTH_FIELDS))
+    if not cut.any():
+        return
+    idx = np.flatnonzero(cut)
+    start = batch.offsets[idx]
+    buf = batch.buffer
+    v6 = rows["version"][idx] == 6
+    at = start + np.where(v6, 4, 2)                  # IPv6 payload length / IPv4 total length
+    ip_len = (buf[at].astype(np.int64) << 8) | buf[at + 1]
+    ip_len = np.where(v6, ip_len + IPV6_HEADER, ip_len)
+    headers = rows["payload_offset"][idx].astype(np.int64) - start
+    rows["payload_len"][idx] = np.clip(ip_len - headers, 0, None)
+    rows["verdict"][idx] = Verdict.OK
 
 
 def _check_args(conn: object, flow: object, start: object) -> None:
@@ -143,18 +182,22 @@ def _match(addrs: np.ndarray, ports: np.ndarray, addr: bytes | None, port: int |
 
 
 def select_packets(source: str | Path | CaptureReader, *, conn: int | None = None, flow: Any = None,
-                   start: float | None = None) -> list[Packet]:
+                   start: float | None = None, verify_checksum: bool = True) -> list[Packet]:
     """The packets of one connection: number `conn` (default 0), or the first matching
     `flow` (a ``host:port`` filter or an exact 4-tuple), from `start` (seconds since
-    the epoch) on if given. Raises UsageError for bad arguments or when nothing
-    matches; OSError and CaptureError as `read_pcap` does."""
+    the epoch) on if given. ``verify_checksum=False`` takes every checksum as good (a
+    capture taken where the NIC computes them on transmit, as Zeek's -C). Raises
+    UsageError for bad arguments or when nothing matches; OSError and CaptureError as
+    `read_pcap` does."""
     _check_args(conn, flow, start)
+    if not isinstance(verify_checksum, bool):
+        raise UsageError(f"verify_checksum must be a bool, not {type(verify_checksum).__name__}")
     want = 0 if conn is None and flow is None else conn
-    seen: dict[bytes, int] = {}
+    seen: dict[bytes, int] = {}                 # 4-tuple key -> its number
     target: bytes | None = None
     picked: list[np.ndarray] = []
     times: list[np.ndarray] = []
-    for rows, ts in _batches(source):
+    for rows, ts in _batches(source, verify_checksum):
         ok = np.isin(rows["verdict"], _PARSED)
         if start is not None:
             ok &= ts >= start - START_SLACK
@@ -166,14 +209,17 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
                     target = bytes(keys[hits[0]])
             else:
                 uniq, first = np.unique(keys, return_index=True)
-                for key in uniq[np.argsort(first)]:
-                    seen.setdefault(bytes(key), len(seen))
-                    if seen[bytes(key)] == want:
-                        target = bytes(key)
+                for key in uniq[np.argsort(first)].tolist():      # in order of first packet
+                    number = seen.setdefault(key, len(seen))
+                    if number == want:
+                        target = key
                         break
             if target is None:
                 continue
-        sel = np.flatnonzero(ok)[_keys(rows[ok]) == np.bytes_(target)]
+        p1, p2 = _key_ports(target)             # a cheap port test first, keys for those only
+        sp, dp = rows["src_port"], rows["dst_port"]
+        cand = np.flatnonzero(ok & (((sp == p1) & (dp == p2)) | ((sp == p2) & (dp == p1))))
+        sel = cand[_keys(rows[cand]) == np.bytes_(target)]
         picked.append(rows[sel].copy())
         times.append(ts[sel])
     if target is None:
@@ -183,25 +229,64 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
     return _first_incarnation(_packets(np.concatenate(picked), np.concatenate(times)))
 
 
+def select_many(source: str | Path | CaptureReader, flows: list[tuple[Any, float | None]], *,
+                verify_checksum: bool = True) -> list[list[Packet]]:
+    """The packets of several connections in one pass over the capture: each of `flows`
+    is an exact ``((src, sport, dst, dport), start)`` pair (`start` in seconds since the
+    epoch, or None), as a report that picked connections from its rows has them. An
+    entry nothing matches gets an empty list. Raises UsageError for a malformed entry."""
+    if not isinstance(flows, list) or len(flows) > MAX_FLOWS_AT_ONCE:
+        raise UsageError(f"flows must be a list of at most {MAX_FLOWS_AT_ONCE} (tuple, start) pairs")
+    for entry in flows:
+        if not isinstance(entry, tuple) or len(entry) != 2 or not isinstance(entry[0], tuple):
+            raise UsageError(f"each flow must be ((src, sport, dst, dport), start), not {entry!r}")
+        _check_args(None, entry[0], entry[1])
+    if not isinstance(verify_checksum, bool):
+        raise UsageError(f"verify_checksum must be a bool, not {type(verify_checksum).__name__}")
+    picked: list[list[np.ndarray]] = [[] for _ in flows]
+    times: list[list[np.ndarray]] = [[] for _ in flows]
+    for rows, ts in _batches(source, verify_checksum):
+        ok = np.isin(rows["verdict"], _PARSED)
+        for j, (flow, start) in enumerate(flows):
+            mask = ok & _flow_mask(rows, flow)
+            if start is not None:
+                mask &= ts >= start - START_SLACK
+            idx = np.flatnonzero(mask)
+            if idx.size:
+                picked[j].append(rows[idx].copy())
+                times[j].append(ts[idx])
+    return [_first_incarnation(_packets(np.concatenate(p), np.concatenate(t))) if p else []
+            for p, t in zip(picked, times, strict=True)]
+
+
+def all_connections(source: str | Path | CaptureReader, *, verify_checksum: bool = True) -> list[list[Packet]]:
+    """Every connection's packets, numbered as `select_packets` numbers them, in one
+    pass. It holds the whole capture's parsed rows: for small captures (tests, a
+    notebook); `select_packets` streams."""
+    rows_list, ts_list = [], []
+    for rows, ts in _batches(source, verify_checksum):
+        ok = np.isin(rows["verdict"], _PARSED)
+        rows_list.append(rows[ok].copy())
+        ts_list.append(ts[ok])
+    if not rows_list:
+        return []
+    rows, ts = np.concatenate(rows_list), np.concatenate(ts_list)
+    _, first, inverse = np.unique(_keys(rows), return_index=True, return_inverse=True)
+    return [_first_incarnation(_packets(rows[inverse == k], ts[inverse == k])) for k in np.argsort(first)]
+
+
 def _packets(rows: np.ndarray, ts: np.ndarray) -> list[Packet]:
     out = []
     for r, t in zip(rows, ts, strict=True):
         version = int(r["version"])
-        opts = []
         bits = OptionBits(int(r["opt_flags"]))
-        if bits & OptionBits.MSS:
-            opts.append(f"mss={int(r['mss'])}")
-        if bits & OptionBits.WSCALE:
-            opts.append(f"ws={int(r['wscale'])}")
-        if bits & OptionBits.SACK_PERMITTED:
-            opts.append("sack")
-        if bits & OptionBits.TIMESTAMP:
-            opts.append("ts")
+        wscale = int(r["wscale"]) if bits & OptionBits.WSCALE else None
+        opts = short_options(int(r["mss"]) if bits & OptionBits.MSS else None, wscale,
+                             bool(bits & OptionBits.SACK_PERMITTED), bool(bits & OptionBits.TIMESTAMP))
         out.append(Packet(
             t=float(t), src=endpoint_text(version, r["src"], int(r["src_port"])),
             dst=endpoint_text(version, r["dst"], int(r["dst_port"])), seq=int(r["seq"]), ack=int(r["ack"]),
-            flags=int(r["flags"]), win=int(r["window"]), len=int(r["payload_len"]), options=" ".join(opts),
-            wscale=int(r["wscale"]) if bits & OptionBits.WSCALE else None,
+            flags=int(r["flags"]), win=int(r["window"]), len=int(r["payload_len"]), options=opts, wscale=wscale,
             bad_checksum=int(r["verdict"]) == Verdict.BAD_CHECKSUM))
     return out
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from fasttcp.diagram.model import TO_CLIENT, TO_SERVER, Arrow, Ladder
+from fasttcp.diagram.model import EVENT, TO_CLIENT, TO_SERVER, Arrow, Ladder
 from fasttcp.enums import Flags
 
 __all__ = ["Packet", "infer"]
@@ -84,6 +84,8 @@ class _Side:
     snd_nxt: int | None = None       # one past the highest sequence number it sent
     fin_seq: int | None = None       # its FIN's sequence number
     fin_seen: bool = False           # its FIN reached the peer
+    fin_row: int = -1                # the row of its FIN
+    pending_fin: bool = False        # the peer's FIN crossed ours: it arrives after our FIN left
     wscale: int | None = None
     syn_flags: int = 0               # the flags of the last SYN it sent
     rcv_nxt: int | None = None       # the highest ACK it sent
@@ -183,7 +185,10 @@ class _Model:
         else:
             self._check_sequence(p, x, y, space, end, marks, timers)
             if "out-of-window" not in marks:
-                self._send(p, x, f, end)
+                for side in (x, y):
+                    if side.pending_fin:
+                        self._take_crossed_fin(side, p.t)
+                self._send(p, x, y, f, end)
                 self._receive(p, x, y, f, timers)
         self.arrows.append(self._arrow(p, x, f, marks, timers))
 
@@ -192,6 +197,7 @@ class _Model:
     def _check_sequence(self, p: Packet, x: _Side, y: _Side, space: int, end: int,
                         marks: list[str], timers: list[str]) -> None:
         f = Flags(p.flags)
+        acceptable = bool(f & Flags.SYN) or _acceptable(p, y, space)
         # a SYN|ACK after our own SYN (simultaneous open) carries the same ISN but is new
         new_syn = bool(f & Flags.SYN) and (x.iss != p.seq or x.syn_flags != int(f))
         if space and x.snd_nxt is not None and _le(end, x.snd_nxt) and not new_syn:
@@ -199,17 +205,17 @@ class _Model:
             first = x.sent_at.get(p.seq)
             if first is not None:
                 timers.append(f"{x.name} resent after {_duration(p.t - first)}")
-        elif p.len and x.snd_nxt is not None and _lt(x.snd_nxt, p.seq):
+        elif acceptable and p.len and x.snd_nxt is not None and _lt(x.snd_nxt, p.seq):
             self.gap = (p.src, x.snd_nxt, p.seq, len(self.arrows))
         if space:
             x.sent_at.setdefault(p.seq, p.t)
         if f & Flags.ACK and y.snd_nxt is not None and y.state != "CLOSED" and _lt(y.snd_nxt, p.ack):
             marks.append("acked-unseen")
-        self._prove_gap(p, f)
-        if "retransmission" not in marks and not f & Flags.SYN and not _acceptable(p, y, space):
+        self._prove_gap(p, f, marks)
+        if "retransmission" not in marks and not acceptable:
             marks.append("out-of-window")
 
-    def _prove_gap(self, p: Packet, f: Flags) -> None:
+    def _prove_gap(self, p: Packet, f: Flags, marks: list[str]) -> None:
         """A sequence gap is a loss once the receiver's ACK stays at the gap's start
         (a duplicate ACK: it lacks the bytes too, RFC 5681 2); an ACK past it means only
         the capture missed them."""
@@ -217,6 +223,8 @@ class _Model:
             return
         sender, lo, hi, index = self.gap
         self.gap = None
+        if _lt(lo, p.ack) and "acked-unseen" not in marks:
+            marks.append("acked-unseen")
         if p.ack == lo:
             lost = self.arrows[index]
             self.arrows.insert(index, Arrow(lost.t, lost.dir, flags="?", seq=_relative(lo, self.bases[sender]),
@@ -231,7 +239,7 @@ class _Model:
 
     # ---- transitions ----
 
-    def _send(self, p: Packet, x: _Side, f: Flags, end: int) -> None:
+    def _send(self, p: Packet, x: _Side, y: _Side, f: Flags, end: int) -> None:
         if f & Flags.SYN:
             if x.iss is None:
                 x.iss = p.seq
@@ -244,6 +252,9 @@ class _Model:
             x.snd_nxt = end
         if f & Flags.FIN and x.fin_seq is None:
             x.fin_seq = (end - 1) % SEQ_MOD
+            x.fin_row = len(self.arrows)
+            if x.state == "CLOSE-WAIT" and y.fin_seq is not None and f & Flags.ACK and not _lt(y.fin_seq, p.ack):
+                self._uncross(x, y)
             x.state = {"ESTABLISHED": "FIN-WAIT-1", "SYN-RECEIVED": "FIN-WAIT-1",
                        "CLOSE-WAIT": "LAST-ACK"}.get(x.state, x.state)   # 3.10.4 CLOSE
         if f & Flags.RST and x.state in _SYNCHRONIZED:
@@ -292,6 +303,27 @@ class _Model:
                    "FIN-WAIT-2": "TIME-WAIT"}.get(y.state, y.state)
         if y.state == "TIME-WAIT" and before != "TIME-WAIT":
             timers.append(f"{y.name} 2MSL")
+
+    def _uncross(self, x: _Side, y: _Side) -> None:
+        """x's FIN does not acknowledge y's, seen earlier: x sent it before y's FIN
+        arrived, so the FINs crossed (RFC 9293 figure 13). x was still ESTABLISHED on the
+        rows since y's FIN, and takes y's FIN after its own left."""
+        for arrow in self.arrows[y.fin_row:]:
+            if getattr(arrow, f"{x.name}_state") == "CLOSE-WAIT":
+                setattr(arrow, f"{x.name}_state", "ESTABLISHED")
+        x.state, x.pending_fin = "ESTABLISHED", True
+
+    def _take_crossed_fin(self, x: _Side, t: float) -> None:
+        """The crossed FIN has arrived by the time x is seen again (3.10.7.4 eighth):
+        an event row of its own, so the state it enters is drawn."""
+        x.pending_fin = False
+        before = x.state
+        x.state = {"FIN-WAIT-1": "CLOSING", "FIN-WAIT-2": "TIME-WAIT"}.get(x.state, x.state)
+        timers = (f"{x.name} 2MSL",) if x.state == "TIME-WAIT" and before != "TIME-WAIT" else ()
+        by_name = {s.name: s for s in self.sides.values()}
+        self.arrows.append(Arrow(round(t - self.start, 6), EVENT, note=f"{x.name} takes the crossed FIN",
+                                 client_state=by_name["client"].state, server_state=by_name["server"].state,
+                                 timers=timers))
 
     def _receive_rst(self, p: Packet, y: _Side, f: Flags) -> None:
         if y.state == "SYN-SENT":

@@ -16,7 +16,7 @@ from typing import Any
 
 from fasttcp.errors import UsageError
 
-__all__ = ["Arrow", "Ladder", "FORMATS", "MARKS", "TO_SERVER", "TO_CLIENT", "EVENT"]
+__all__ = ["Arrow", "Ladder", "FORMATS", "MARKS", "TO_SERVER", "TO_CLIENT", "EVENT", "short_options"]
 
 TO_SERVER, TO_CLIENT, EVENT = ">", "<", "="
 FORMATS = ("text", "mermaid", "svg", "json")
@@ -28,9 +28,21 @@ MARKS = {
     "bad-checksum": "the TCP or IP checksum is wrong: the receiver drops it, the states ignore it",
     "old-duplicate": "a SYN from an earlier incarnation of the connection (RFC 9293 figure 8)",
     "acked-unseen": "acknowledges bytes the capture never saw (the capture missed them, not the network)",
-    "ignored": "the receiver dropped it without a state change",
+    "ignored": "the receiving endpoint dropped it (its receive() gave a drop reason); an answer may follow",
 }
 """Every mark an arrow can carry, with what it means."""
+
+
+def short_options(mss: int | None, wscale: int | None, sack_permitted: bool, timestamps: bool) -> str:
+    """A SYN's options as an arrow shows them: ``mss=1460 ws=7 sack ts``."""
+    out = [] if mss is None else [f"mss={mss}"]
+    if wscale is not None:
+        out.append(f"ws={wscale}")
+    if sack_permitted:
+        out.append("sack")
+    if timestamps:
+        out.append("ts")
+    return " ".join(out)
 
 
 @dataclasses.dataclass
@@ -102,11 +114,11 @@ class Ladder:
 
     @classmethod
     def from_capture(cls, source: Any, *, conn: int | None = None, flow: Any = None,
-                     start: float | None = None) -> Ladder:
+                     start: float | None = None, verify_checksum: bool = True) -> Ladder:
         """One connection of a capture (see `fasttcp.diagram.from_capture`)."""
         from fasttcp.diagram import from_capture
 
-        return from_capture(source, conn=conn, flow=flow, start=start)
+        return from_capture(source, conn=conn, flow=flow, start=start, verify_checksum=verify_checksum)
 
     @classmethod
     def from_packets(cls, packets: list[Any], *, client: str | None = None) -> Ladder:

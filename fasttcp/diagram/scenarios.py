@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 
 import fasttcp
-from fasttcp.diagram.model import EVENT, TO_CLIENT, TO_SERVER, Arrow, Ladder
+from fasttcp.diagram.model import EVENT, TO_CLIENT, TO_SERVER, Arrow, Ladder, short_options
 from fasttcp.endpoint.endpoint import Endpoint
 from fasttcp.enums import Cause, Flags, State
 from fasttcp.errors import UsageError
@@ -24,24 +24,15 @@ CLIENT_ADDR, SERVER_ADDR = "198.18.0.1", "198.18.0.2"     # RFC 2544 benchmarkin
 CLIENT_PORT, SERVER_PORT = 40000, 80
 MSL = 30.0                      # seconds (Linux's TIME-WAIT is 60 s = 2 x 30 s)
 ONE_WAY = 0.010                 # seconds each segment spends on the virtual wire
+MAX_TIMER_STEPS = 64            # deadlines one advance() may cross
 OLD_SYN_BELOW_ISS = 10          # RFC 9293 figure 8: the old SYN has seq 90 against 100
 _SIDES = ("client", "server")
 _TIMER_OF_STATE = {"TIME-WAIT": "2MSL", "FIN-WAIT-2": "FIN-WAIT-2 timeout"}   # else the RTO
 
 
 def _short_options(seg: fasttcp.Segment) -> str:
-    """The options of a SYN in short: ``mss=1460 ws=7 sack ts``."""
     o = seg.options
-    out = []
-    if o.mss is not None:
-        out.append(f"mss={o.mss}")
-    if o.wscale is not None:
-        out.append(f"ws={o.wscale}")
-    if o.sack_permitted:
-        out.append("sack")
-    if o.timestamp is not None:
-        out.append("ts")
-    return " ".join(out)
+    return short_options(o.mss, o.wscale, o.sack_permitted, o.timestamp is not None)
 
 
 class _Wire:
@@ -96,7 +87,16 @@ class _Wire:
     def advance(self, dt: float) -> None:
         """Move the clock, let both endpoints' timers fire, and record what ended on a
         timer without sending anything (TIME-WAIT's 2·MSL) as an event row."""
-        self.now += dt
+        target = self.now + dt
+        for _ in range(MAX_TIMER_STEPS):       # stop at each deadline on the way: exact times
+            due = [d for d in (self.ep[s].next_deadline() for s in _SIDES) if d is not None and d <= target]
+            if not due:
+                break
+            self._poll(min(due))
+        self._poll(target)
+
+    def _poll(self, now: float) -> None:
+        self.now = max(self.now, now)
         for side in _SIDES:
             self.ep[side].poll(self.now)
         before = dict(self.state)
@@ -132,7 +132,8 @@ class _Wire:
                 row_marks = (*row_marks, "lost")
             else:
                 self.now += ONE_WAY
-                self.ep[peer].receive(pkt, self.now)
+                if self.ep[peer].receive(pkt, self.now) is not None:
+                    row_marks = (*row_marks, "ignored")             # a drop reason
             self._absorb()
             flags = Flags(seg.flags) & ~Flags.PSH
             arrow = Arrow(sent_at, TO_SERVER if side == "client" else TO_CLIENT, flags=str(flags),
@@ -254,7 +255,10 @@ def _simultaneous_open(w: _Wire) -> None:
     w.connect("server")
     crossing = w.take("client") + w.take("server")
     w.deliver(crossing)             # the SYNs cross
-    w.deliver(w.take("client") + w.take("server"))   # both SYN|ACKs
+    w.deliver(w.take("client") + w.take("server"))   # both SYN|ACKs, crossing too
+    # each SYN|ACK lies before RCV.NXT once the other was sent: RFC 9293 3.10.7.4 answers
+    # it with an ACK, and those ACKs complete the handshakes
+    w.deliver(w.take("client") + w.take("server"))
 
 
 def _simultaneous_close(w: _Wire) -> None:

@@ -24,9 +24,9 @@ MIN_LABEL_RUN = 3               # dashes kept on each side of an arrow's label
 
 _GLYPHS = {
     False: {"line": "│", "dash": "─", "right": "▶", "left": "◀", "lost": "✕", "event": "┄",
-            "timer": "⏱"},
+            "timer": "⏱", "more": "…"},
     True: {"line": "|", "dash": "-", "right": ">", "left": "<", "lost": "x", "event": ".",
-           "timer": "@"},
+           "timer": "@", "more": "~"},
 }
 
 
@@ -70,7 +70,7 @@ def _row(g: dict[str, str], a: Arrow, span: int, client: str, server: str) -> li
         arrow = _arrow(g, a, span, label if inside else "")
         out = []
         if not inside:
-            out.append(_line(g, "", "", _fit(" " + label, span), ""))
+            out.append(_line(g, "", "", _fit(" " + label, span, g), ""))
         out.append(_line(g, time, client, arrow, server))
     extras = []
     if a.options:
@@ -78,37 +78,28 @@ def _row(g: dict[str, str], a: Arrow, span: int, client: str, server: str) -> li
     if a.marks:
         extras.append("[" + ", ".join(a.marks) + "]")
     extras.extend(_packed([f"{g['timer']} {t}" for t in a.timers], span - len(EXTRA_INDENT)))
-    out.extend(_line(g, "", "", _fit(EXTRA_INDENT + e, span), "") for e in extras)
+    out.extend(_line(g, "", "", _fit(EXTRA_INDENT + e, span, g), "") for e in extras)
     return out
 
 
 def _arrow(g: dict[str, str], a: Arrow, span: int, label: str) -> str:
     """``--- label --->`` across the span (mirrored for "<"); a lost segment ends in a
-    cross a third of the way short of the other line."""
-    head = g["right"] if a.dir == TO_SERVER else g["left"]
-    body = span - 1
+    cross about two thirds of the way, past its label, short of the other line."""
+    body = span - 1                              # one cell for the head or the cross
     text = f" {label} " if label else ""
-    lead = MIN_LABEL_RUN
-    shaft = g["dash"] * lead + text
-    shaft += g["dash"] * max(0, body - len(shaft))
+    lead = g["dash"] * MIN_LABEL_RUN
+    core = len(lead) + len(text)
     if "lost" in a.marks:
-        stop = body - body // 3
-        shaft = shaft[:stop] + g["lost"]
-        shaft = shaft + " " * (span - len(shaft))
-        if a.dir != TO_SERVER:
-            shaft = _mirror(shaft, g)
-        return shaft
+        length = min(body, max(core + 2, body - body // 3))
+        rest = " " * (span - length - 1)
+        fill = g["dash"] * (length - core)
+        if a.dir == TO_SERVER:
+            return lead + text + fill + g["lost"] + rest
+        return rest + g["lost"] + fill + text + lead
+    fill = g["dash"] * (body - core)
     if a.dir == TO_SERVER:
-        return shaft + head
-    return head + shaft[:lead][::-1] + shaft[lead:]
-
-
-def _mirror(shaft: str, g: dict[str, str]) -> str:
-    """A lost server-to-client arrow: the same picture read right to left, its label
-    kept readable."""
-    stripped = shaft.rstrip()
-    return " " * (len(shaft) - len(stripped)) + stripped[::-1].replace(stripped.strip(g["dash"] + g["lost"])[::-1],
-                                                                       stripped.strip(g["dash"] + g["lost"]))
+        return lead + text + fill + g["right"]
+    return g["left"] + lead + text + fill
 
 
 def _packed(items: list[str], room: int) -> list[str]:
@@ -128,7 +119,7 @@ def _centered(text: str, span: int, fill: str) -> str:
     return fill * left + text + fill * (span - len(text) - left)
 
 
-def _fit(text: str, span: int) -> str:
+def _fit(text: str, span: int, g: dict[str, str]) -> str:
     if len(text) > span:
-        text = text[: span - 1] + "…"
+        text = text[: span - 1] + g["more"]
     return f"{text:<{span}}"
