@@ -7,7 +7,7 @@ would cost memory that grows with the capture. So the captures are read a second
 time, once for all of them: each batch is parsed (`parse_batch`, C) and the packets of
 those few connections within their lifetimes are kept, at most `LADDER_PACKETS` each
 (the handshake and what follows: a ladder longer than that is not read at a glance),
-in a small temporary pcap that `fasttcp.diagram.from_capture` then draws from.
+in a small temporary pcap that `fasttcp.diagram.ladders_from_capture` then draws from.
 """
 from __future__ import annotations
 
@@ -101,23 +101,18 @@ def draw_slowest(captures: Sequence[object], rows: np.ndarray | None) -> list[st
     paths = [_rereadable(c) for c in captures]
     if not paths or None in paths:
         return [None] * len(rows)
-    from fasttcp.diagram import from_capture
+    from fasttcp.diagram import ladders_from_capture
 
-    out: list[str | None] = []
     with tempfile.TemporaryDirectory(prefix="fasttcp-report-") as tmp:
         small = Path(tmp) / "slowest.pcap"
         try:
             got = extract(paths, rows, small)       # type: ignore[arg-type]  # no None, checked above
-        except (OSError, CaptureError):          # the capture changed or went away since
+            drawn = ladders_from_capture(small, [(_flow(row), int(row["start_us"]) / 1e6) for row in rows])
+        except (OSError, CaptureError, UsageError):  # the capture changed or went away since
             return [None] * len(rows)
-        for row, n in zip(rows, got, strict=True):
-            if not n:
-                out.append(None)
-                continue
-            fam = int(row["family"])
-            flow = (_address(fam, row["orig_h"]), int(row["orig_p"]), _address(fam, row["resp_h"]), int(row["resp_p"]))
-            try:
-                out.append(from_capture(small, flow=flow, start=int(row["start_us"]) / 1e6).render("svg"))
-            except (UsageError, CaptureError):
-                out.append(None)
-    return out
+    return [ladder.render("svg") if n else None for ladder, n in zip(drawn, got, strict=True)]
+
+
+def _flow(row: np.ndarray) -> tuple[str, int, str, int]:
+    fam = int(row["family"])
+    return _address(fam, row["orig_h"]), int(row["orig_p"]), _address(fam, row["resp_h"]), int(row["resp_p"])
