@@ -1,6 +1,6 @@
 """What the capture report draws, aggregated as the rows stream past: fixed-size
 histograms, time series whose bins widen as the capture's span grows, bounded top-k
-tables and a heap of the slowest handshakes. Memory is a few MiB whatever the
+tables and the few slowest handshakes. Memory is a few MiB whatever the
 capture's size; no list of rows is kept. Every update is numpy over a whole batch of
 rows (or of packet times), never a Python loop per row."""
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fasttcp.errors import UsageError
+from fasttcp.tracker.tracker import FLOW_DTYPE, MAX_TIME_S
 from fasttcp.tracker.vocabulary import ConnState, EndReason
 
 __all__ = ["TimeBins", "LogHistogram", "BoundedTop", "SlowestHandshakes", "ReportAggregate",
@@ -29,8 +30,8 @@ HOST_CAPACITY = 8192
 PORTS = 1 << 16
 #: slowest handshakes kept (each drawn as a ladder)
 SLOWEST = 5
-#: the latest time a tracker reports (`fasttcp.tracker.tracker.MAX_TIME_S`), microseconds
-MAX_TIME_US = 9_223_372_036 * 1_000_000
+#: the latest time a tracker reports, microseconds
+MAX_TIME_US = MAX_TIME_S * 1_000_000
 #: rows folded at a time: bounds the temporary arrays (~100 bytes a row)
 ROW_CHUNK = 1 << 15
 
@@ -287,8 +288,6 @@ class ReportAggregate:
         """Fold finished connections (FLOW_DTYPE rows) into every table, `ROW_CHUNK`
         rows at a time (the end of a capture flushes every open connection at once:
         the temporaries stay a few MiB)."""
-        from fasttcp.tracker.tracker import FLOW_DTYPE
-
         if not isinstance(rows, np.ndarray) or rows.dtype != FLOW_DTYPE:
             raise UsageError(f"add_rows takes FLOW_DTYPE rows, got {getattr(rows, 'dtype', type(rows).__name__)}")
         for i in range(0, len(rows), ROW_CHUNK):
