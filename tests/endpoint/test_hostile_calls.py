@@ -652,6 +652,10 @@ BAD_CONSTRUCTIONS = {
     "pipeline_depth=-8": "pipeline_depth", "pipeline_depth=64": "pipeline_depth",
     "pipeline_depth=2**64": "pipeline_depth", "pipeline_depth=True": "pipeline_depth",
     "pipeline_depth=8.0": "pipeline_depth", "pipeline_depth='8'": "pipeline_depth",
+    "syn_cookies='sometimes'": "syn_cookies", "syn_cookies=1": "syn_cookies", "syn_cookies=None": "syn_cookies",
+    "syn_cookies=True": "syn_cookies", "syn_cookies=b'auto'": "syn_cookies", "syn_backlog=0": "syn_backlog",
+    "syn_backlog=-1": "syn_backlog", "syn_backlog=True": "syn_backlog", "syn_backlog=2**64": "syn_backlog",
+    "syn_backlog=1.5": "syn_backlog", "max_events=None, syn_backlog='1'": "syn_backlog",
 }
 
 
