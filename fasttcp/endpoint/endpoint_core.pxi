@@ -109,7 +109,7 @@ ctypedef struct ep_t:
     size_t max_events           # does not drain (beyond them: dropped and counted)
     uint64_t tx_dropped
     uint64_t events_dropped
-    uint64_t cookies_sent       # SYN-ACKs that carried a SYN cookie (no record made)
+    uint64_t cookies_sent       # SYN-ACKs with a SYN cookie queued (no record made)
     uint64_t cookies_ok         # ACKs whose cookie opened a connection
     uint64_t cookies_failed     # ACKs whose cookie was checked and refused
     uint64_t cookie_sent_at     # time of the last cookie sent (if cookies_sent)

@@ -155,10 +155,10 @@ cdef int _cookie_synack(ep_t *ep, const pkt_t *p, uint64_t now) noexcept nogil:
     optlen = ft_put_linux_options(optbuf, True, ep.cfg.mss, sack, ts, _cookie_tsval(now, options),
                                   p.opts.tsval, ws, ep.cfg.wscale)
     out = _reserve(ep, EP_MAX_HEADERS + optlen)
-    ep.cookies_sent += 1
-    ep.cookie_sent_at = now              # (the clock never runs backwards: see _advance)
     if out == NULL:
         return -1                        # counted in tx_dropped: the SYN is retransmitted
+    ep.cookies_sent += 1
+    ep.cookie_sent_at = now              # (the clock never runs backwards: see _advance)
     n = ft_build_packet(out, EP_MAX_HEADERS + optlen, p.version, p.dst, p.src, ep.cfg.ttl, p.dst_port,
                         p.src_port, iss, p.seq + 1, TCP_FLAG_SYN | TCP_FLAG_ACK,
                         <uint16_t>(ep.cfg.window if ep.cfg.window < EP_MAX_WINDOW else EP_MAX_WINDOW),

@@ -115,6 +115,8 @@ def test_every_mss_wscale_sack_timestamp_combination_round_trips(family):
         # without timestamps the cookie has no room for window scale and SACK: not offered
         assert sa.options.wscale == (7 if ts and wscale is not None else None)
         assert sa.options.sack_permitted == (ts and sack)
+        if ts:                                        # Linux's decoder reads the options back
+            assert linux.decode_timestamp(sa.options.timestamp[0]) == (wscale, sack)
         echo = (2000 + sport, sa.options.timestamp[0]) if ts else None
         assert ep.receive(_ack(family, sport, seq + 1, sa.seq + 1, ts=echo), T0 + 1) is None
         conn = ep.accept()
@@ -323,6 +325,15 @@ def test_timestamps_off_refuses_a_cookie_ack_that_carries_them():
     assert sa.options.timestamp is None and sa.options.wscale is None and not sa.options.sack_permitted
     _refused(ep, _ack(4, 40000, 100, sa.seq + 1, ts=(6, 0x13)), T0)     # Linux: no timestamps here
     assert ep.receive(_ack(4, 40000, 100, sa.seq + 1), T0) is None
+
+
+def test_a_cookie_syn_ack_the_transmit_bound_drops_is_not_counted_as_sent():
+    ep = _server(4, max_transmit_bytes=1024)
+    for i in range(100):
+        assert ep.receive(_syn(4, 40000 + i, i), T0) is None
+    s = ep.stats
+    assert s["syn_cookies_sent"] == ep.pending_transmit == 100 - s["transmit_dropped"] > 0
+    assert s["transmit_dropped"] > 0 and s["half_open"] == 0
 
 
 # ---- the batch path ----

@@ -110,7 +110,8 @@ def test_undrained_endpoint_memory_is_bounded_with_cookies_off():
 def test_undrained_endpoint_memory_is_bounded_with_cookies_auto():
     r = _undrained("auto")
     s = r["stats"]
-    assert s["syn_cookies_sent"] > 1_900_000 and s["half_open"] <= 32768
+    # past the backlog every SYN got a cookie SYN-ACK, queued or (the queue full) dropped
+    assert s["half_open"] <= 32768 and s["syn_cookies_sent"] + s["transmit_dropped"] > 1_900_000
     assert s["transmit_dropped"] > 1_000_000
     assert r["growth"] < RSS_GROWTH_LIMIT_MB, f"grew {r['growth']:.1f} MB"
 
