@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json-summary", action="store_true", help="print the summary as one JSON object")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_live(a)
+    _add_distributed(a)
     _add_live_parsers(sub)
     return p
 
@@ -86,6 +87,12 @@ def _add_live(a: argparse.ArgumentParser) -> None:
     from fasttcp.cli.analyze_live import add_live_arguments
 
     add_live_arguments(a)
+
+
+def _add_distributed(a: argparse.ArgumentParser) -> None:
+    from fasttcp.cli.analyze_distributed import add_distributed_arguments
+
+    add_distributed_arguments(a)
 
 
 def _add_live_parsers(sub: Any) -> None:
@@ -383,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         from fasttcp.cli.analyze_live import analyze_dispatch
 
         status = analyze_dispatch(args)         # --interface, or a usage error
+        if status is None and args.scheduler is not None:
+            from fasttcp.cli.analyze_distributed import run_distributed
+
+            return run_distributed(args)
         return _analyze(args) if status is None else status
     if args.command == "replay":
         from fasttcp.cli.replay import run_replay

@@ -1,0 +1,100 @@
+"""Reduce: one shard's tracker over its pieces of every chunk, in capture order.
+
+The pieces are read one segment at a time (memory: one segment plus the shard's live
+connections), their clocks corrected with the clock the chunks before them left
+(`carry`), the whole stream's tick instants merged in as packets of another shard,
+and fed to one `Tracker`: it finishes the rows one tracker fed the whole capture
+finishes for this shard's connections (fasttcp/distributed/clock.py says why).
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fasttcp.analysis.config import AnalyzeConfig
+from fasttcp.capture.reader import CaptureBatch
+from fasttcp.capture.records import RECORD_HEADER_BYTES
+from fasttcp.distributed.clock import carry_clock, carry_instants
+from fasttcp.distributed.split import ChunkPieces
+from fasttcp.tracker.tracker import FLOW_DTYPE
+
+__all__ = ["ShardResult", "track_shard"]
+
+
+@dataclass
+class ShardResult:
+    """A shard's rows (FLOW_DTYPE, in the order its tracker finished them) and counts."""
+
+    shard: int
+    rows: np.ndarray
+    packets: int = 0
+    verdicts: Counter = field(default_factory=Counter)
+    memory_bytes: int = 0
+
+
+def _read_segment(f: Any, offset: int, n: int, nbytes: int) -> tuple[np.ndarray, ...]:
+    """A segment's (records, lengths, clocks, verdicts, snapped) from an open piece file."""
+    size = nbytes + n * (8 + 8 + 1 + 1)
+    raw = np.empty(size, np.uint8)
+    if os.preadv(f.fileno(), [raw], offset) != size:
+        raise OSError(f"{f.name}: piece file cut short (a shuffle directory not shared by all workers?)")
+    at = nbytes
+    lengths = raw[at: at + 8 * n].view(np.int64)
+    clocks = raw[at + 8 * n: at + 16 * n].view(np.int64)
+    verdicts = raw[at + 16 * n: at + 17 * n]
+    snapped = raw[at + 17 * n: at + 18 * n].view(np.bool_)
+    return raw[:nbytes], lengths, clocks, verdicts, snapped
+
+
+def _merged_batch(segment: tuple[np.ndarray, ...], instants: np.ndarray, carry: int) -> tuple[CaptureBatch, np.ndarray]:
+    """The segment's packets with the instants merged in before the first packet at or
+    past each (the clock is monotone), and the select mask that leaves the instants out."""
+    records, lengths, clocks, verdicts, snapped = segment
+    n = len(lengths)
+    offsets = np.empty(n, np.int64)
+    if n:
+        # record i's data follows i+1 record headers and the data of records 0..i-1
+        offsets[0] = RECORD_HEADER_BYTES
+        np.cumsum(lengths[:-1] + RECORD_HEADER_BYTES, out=offsets[1:])
+        offsets[1:] += RECORD_HEADER_BYTES
+    clock = carry_clock(clocks, carry)
+    at = np.searchsorted(clock, instants, side="left")
+    ts_ns = np.insert(clock, at, instants) * 1000
+    m = n + len(instants)
+    batch = CaptureBatch(records, np.insert(offsets, at, 0), np.insert(lengths, at, 0), ts_ns,
+                         np.zeros(m, np.uint32), np.insert(verdicts, at, 0), np.zeros(m, np.uint16),
+                         np.zeros(m, np.int64), np.insert(snapped, at, False))
+    return batch, np.insert(np.ones(n, np.bool_), at, False)
+
+
+def track_shard(k: int, pieces: list[ChunkPieces], cfg: AnalyzeConfig, capacity: int) -> ShardResult:
+    """Shard `k`'s tracker over its segments of `pieces` (in capture order)."""
+    from fasttcp.analysis.run import make_tracker
+
+    tracker = make_tracker(cfg, capacity)
+    rows: list[np.ndarray] = []
+    carry = 0
+    for piece in pieces:
+        with open(piece.path, "rb") as f:
+            for unit in piece.units:
+                offset, n, nbytes = (int(x) for x in unit.segments[k])
+                instants = carry_instants(unit.instants, carry)
+                if n or len(instants):
+                    segment = _read_segment(f, offset, n, nbytes) if n else _empty_segment()
+                    batch, select = _merged_batch(segment, instants, carry)
+                    tracker.feed_batch(batch, select=select)
+                    rows.append(tracker.finished())
+                carry = max(carry, unit.last_clock)
+    rows.append(tracker.close())
+    st = tracker.stats
+    out = np.concatenate(rows) if rows else np.empty(0, FLOW_DTYPE)
+    return ShardResult(k, out, st["packets"], Counter(st["verdicts"]), tracker.memory_bytes)
+
+
+def _empty_segment() -> tuple[np.ndarray, ...]:
+    return (np.zeros(1, np.uint8), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint8),
+            np.empty(0, np.bool_))

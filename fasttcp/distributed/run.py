@@ -1,0 +1,197 @@
+"""`fasttcp.distributed.analyze`: index, split and reduce a capture on a Dask cluster
+and merge the shards' rows and counts into one `Summary`."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fasttcp.analysis.config import AnalyzeConfig
+from fasttcp.analysis.summary import Summary
+from fasttcp.capture.reader import CaptureError, read_pcap
+from fasttcp.distributed.client import require_distributed
+from fasttcp.distributed.index import FileIndex, index_file
+from fasttcp.distributed.reduce import ShardResult, track_shard
+from fasttcp.distributed.split import split_chunk
+from fasttcp.errors import UsageError, WorkerError
+from fasttcp.tracker.tracker import FLOW_DTYPE
+
+__all__ = ["analyze", "DEFAULT_CHUNK_BYTES", "MIN_CHUNK_BYTES", "MAX_CHUNK_BYTES", "MAX_SHARDS"]
+
+#: a split task's chunk: large enough that a task's fixed cost (scheduling, a file
+#: open, one piece file) is small against reading it, small enough that a worker holds
+#: a few at once
+DEFAULT_CHUNK_BYTES = 64 << 20
+MIN_CHUNK_BYTES = 1 << 16
+#: `read_pcap`'s largest batch
+MAX_CHUNK_BYTES = 1 << 30
+#: shards (reduce tasks) at most: each chunk writes a segment for each
+MAX_SHARDS = 4096
+#: shards per worker thread by default: a straggling shard leaves the others' threads
+#: work to do, and a rerun after a lost worker repeats less
+SHARDS_PER_THREAD = 2
+
+
+def _check_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Sequence):
+        raise UsageError(f"analyze takes a capture path or a list of them, got {type(paths).__name__}")
+    out = []
+    for p in paths:
+        if not isinstance(p, (str, Path)):
+            raise UsageError(f"not a capture path: {p!r} (the workers open the files themselves)")
+        out.append(str(p))
+    if not out:
+        raise UsageError("analyze needs at least one capture")
+    return out
+
+
+def _check_int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise UsageError(f"{name} must be an int in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def _first_unreadable(paths: list[str]) -> tuple[int, str] | None:
+    """Open every capture's header here, before any work: the first capture that
+    cannot be opened raises (as `fasttcp.analyze` does); a later one that opens but
+    is not a capture ends the run there, as it ends `CaptureChain`: ``(its number,
+    the error)``. A later file that cannot be opened at all raises too: missing
+    files are told before the cluster spends anything."""
+    for i, p in enumerate(paths):
+        try:
+            read_pcap(p, batch_bytes=MIN_CHUNK_BYTES).close()
+        except CaptureError as e:
+            if i == 0:
+                raise
+            return i, f"{p}: {e}"
+    return None
+
+
+def _default_shards(client: Any) -> int:
+    threads = sum(client.nthreads().values()) or 1
+    return min(MAX_SHARDS, SHARDS_PER_THREAD * threads)
+
+
+def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None = None, *, client: Any = None,
+            shards: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES, shuffle_dir: str | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Summary:
+    """Track every TCP connection of the capture(s) at `paths` (files in time order,
+    read as one capture, as `fasttcp.analyze` reads them) on a Dask cluster, and
+    return the summary with every row in ``summary.rows`` (FLOW_DTYPE, shard 0's
+    first, each shard's in its tracker's order).
+
+    The rows are the set, and the summary's traffic counts are the counts, that
+    `fasttcp.analyze(paths, cfg)` gives in one process. ``client``: a
+    `distributed.Client` (default: the current one). ``shards``: reduce tasks, each one
+    tracker over its flows (default: two per worker thread). ``chunk_bytes``: bytes
+    of records a split task reads (its memory). ``shuffle_dir``: where the pieces go,
+    a directory every worker can read and write (default: the system's temporary
+    directory -- right for a `LocalCluster`, not for workers on other machines).
+    ``progress(done, total)`` counts split chunks.
+
+    Raises UsageError for bad arguments, ImportError without Dask (naming the extra),
+    FileNotFoundError/CaptureError (before any work) for a capture that cannot be
+    opened, `fasttcp.errors.WorkerError` naming a shard whose task failed. A corrupt
+    record ends the capture there, as in one process: ``summary.error``."""
+    distributed = require_distributed()
+    names = _check_paths(paths)
+    from fasttcp.analysis.run import _check_config
+    from fasttcp.analysis.shards import reta_size
+
+    cfg = _check_config(cfg)
+    chunk_bytes = _check_int(chunk_bytes, "chunk_bytes", MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
+    if shards is not None:
+        shards = _check_int(shards, "shards", 1, MAX_SHARDS)
+    if shuffle_dir is not None and not os.path.isdir(shuffle_dir):
+        raise UsageError(f"shuffle_dir must be an existing directory, got {shuffle_dir!r}")
+    if progress is not None and not callable(progress):
+        raise UsageError(f"progress must be callable, got {progress!r}")
+    for p in names:
+        os.stat(p)                                   # FileNotFoundError, PermissionError, ...
+    bad = _first_unreadable(names)
+    if client is None:
+        client = distributed.get_client()
+    n = shards if shards is not None else _default_shards(client)
+    summary = Summary(path=", ".join(names), workers=len(client.nthreads()) or 1)
+    run_dir = tempfile.mkdtemp(prefix="fasttcp-shuffle-", dir=shuffle_dir)
+    t0 = time.perf_counter()
+    try:
+        results = _run(client, names[: bad[0]] if bad else names, cfg, n, reta_size(n), chunk_bytes, run_dir,
+                       summary, progress)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if bad and summary.error is None:
+        summary.error = bad[1]
+    _fold(summary, results)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run(client: Any, names: list[str], cfg: AnalyzeConfig, n: int, reta: int, chunk_bytes: int, run_dir: str,
+         summary: Summary, progress: Callable[[int, int], None] | None) -> list[ShardResult]:
+    """Index every file at once, split each file's chunks as its index arrives (up to
+    the first corrupt record), reduce every shard over all of them."""
+    distributed = require_distributed()
+    token = uuid.uuid4().hex[:12]
+    indexes = [client.submit(index_file, p, i, chunk_bytes, key=f"fasttcp-index-{token}-{i}", pure=False)
+               for i, p in enumerate(names)]
+    splits, total = [], 0
+    try:
+        for future in indexes:
+            index: FileIndex = future.result()
+            summary.file_bytes += index.bytes
+            for c in index.chunks:
+                splits.append(client.submit(split_chunk, c, index.pcap_header, n, reta, run_dir,
+                                            key=f"fasttcp-split-{token}-{c.file_no}-{c.seq}", pure=False))
+            total += len(index.chunks)
+            if index.truncated_tail and index.error is None:
+                summary.truncated_tail += index.truncated_tail
+                summary.truncated.append((index.path, index.truncated_tail))
+            if index.error is not None:
+                summary.error = index.error
+                break
+        capacity = -(-cfg.capacity // n)
+        reduces = [client.submit(track_shard, k, splits, cfg, capacity, key=f"fasttcp-reduce-{token}-{k}",
+                                 pure=False) for k in range(n)]
+        if progress is not None:
+            progress(0, total)
+            for done, _ in enumerate(distributed.as_completed(splits), 1):
+                progress(done, total)
+        return _gather_shards(reduces, n)
+    finally:
+        for future in indexes:
+            future.cancel()
+
+
+def _gather_shards(reduces: list[Any], n: int) -> list[ShardResult]:
+    out = []
+    for k, future in enumerate(reduces):
+        try:
+            out.append(future.result())
+        except (CaptureError, OSError):
+            raise                                    # a capture changed (or vanished) under the run
+        except Exception as e:
+            raise WorkerError(k, n, f"{type(e).__name__}: {e}") from e
+    return out
+
+
+def _fold(summary: Summary, results: list[ShardResult]) -> None:
+    """The shards' rows and counts, in shard order, into `summary`."""
+    kept = []
+    for r in results:
+        summary.add_rows(r.rows)
+        summary.packets += r.packets
+        summary.verdicts.update(r.verdicts)
+        summary.memory_bytes += r.memory_bytes
+        if len(r.rows):
+            kept.append(r.rows)
+    summary.rows = np.concatenate(kept) if kept else np.empty(0, FLOW_DTYPE)

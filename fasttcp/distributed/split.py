@@ -1,0 +1,145 @@
+"""Split (the map step): read one chunk and write its packets, shard by shard, to a
+piece file in the shuffle directory.
+
+A piece file holds, for each batch of the chunk (a pcap chunk is one batch; a pcapng
+file is read in batches) and each shard k, a segment: shard k's packets of the batch
+as pcap records (packed in C by `pack_records`, the 16-byte record header kept as a
+separator the reduce skips), then their lengths and clocks (int64), link verdicts
+and snapped flags (uint8). The shard of a packet is the symmetric flow hash's
+(`shard_of_batch`), so both directions of a connection land in one shard. Each
+packet's timestamp is replaced by the whole stream's clock at it, and the batch's
+instants go with it (fasttcp/distributed/clock.py): what the reduce needs to expire
+exactly as one tracker does.
+
+A task's memory is its chunk (a pcap chunk is read whole) plus one copy of it in
+pieces. The file is written under a temporary name and renamed, so a task that Dask
+runs again (its worker died) leaves the same file, and a reader never sees half one.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from fasttcp.capture.reader import CaptureBatch, CaptureError, read_pcap
+from fasttcp.capture.records import pack_records
+from fasttcp.capture.scanner import MAX_PACKETS, MAX_RECORD, CaptureScanner
+from fasttcp.distributed.clock import local_clock
+from fasttcp.distributed.index import MIN_RECORD_BYTES, Chunk
+
+__all__ = ["Unit", "ChunkPieces", "split_chunk", "piece_path", "SEGMENT_FIELDS"]
+
+#: per segment: (file offset, packets, packed record bytes)
+SEGMENT_FIELDS = 3
+#: pcapng batches of a split task: its memory, with the pieces
+PCAPNG_BATCH_BYTES = 64 << 20
+_SCAN_MORE = 0
+
+
+@dataclass
+class Unit:
+    """One batch of a chunk, as the reduce takes it: `segments[k]` locates shard k's
+    piece in the file; `instants` and `last_clock` are the batch's clock
+    (`local_clock` from 0; corrected with the clock carried in the reduce)."""
+
+    segments: np.ndarray             # int64 (shards, SEGMENT_FIELDS)
+    instants: np.ndarray             # int64 microseconds
+    last_clock: int                  # the batch's largest timestamp, microseconds
+
+
+@dataclass
+class ChunkPieces:
+    """What a split task returns: where its pieces are, and their clocks."""
+
+    chunk: Chunk
+    path: str
+    units: list[Unit]
+    packets: int
+    piece_bytes: int                 # bytes written: the chunk's share of the shuffle
+
+
+def piece_path(shuffle_dir: str, chunk: Chunk) -> str:
+    """The piece file of `chunk` (one name per chunk of a run: a rerun overwrites it)."""
+    return os.path.join(shuffle_dir, f"{chunk.file_no:06d}-{chunk.seq:08d}.pieces")
+
+
+def _pcap_batches(chunk: Chunk, header: tuple[bool, bool, int, int]) -> Iterator[CaptureBatch]:
+    """The records of a pcap chunk, read whole and scanned in C (the index found
+    them whole, so the scan ends exactly at the chunk's end)."""
+    size = chunk.end - chunk.start
+    buf = np.empty(size, np.uint8)
+    with open(chunk.path, "rb") as f:
+        got = os.preadv(f.fileno(), [buf], chunk.start) if size else 0
+    if got != size:
+        raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)", path=chunk.path)
+    scanner = CaptureScanner()
+    scanner.start_pcap(*header)
+    pos = 0
+    while pos < size:
+        status, n, pos, _need, arrays = scanner.scan(buf, pos, size, min(MAX_PACKETS, size // MIN_RECORD_BYTES + 1))
+        if n == 0:
+            raise CaptureError(f"changed while read (no record at chunk byte {pos})", path=chunk.path)
+        off, ln, ts, wl, vd, ifc, fr, snapped = arrays
+        yield CaptureBatch(buf, off, ln, ts, wl, vd, ifc, fr, snapped)
+
+
+def _pcapng_batches(chunk: Chunk) -> Iterator[CaptureBatch]:
+    """A pcapng file's batches, up to a corrupt record (which the index has kept)."""
+    with read_pcap(chunk.path, batch_bytes=PCAPNG_BATCH_BYTES) as reader:
+        while True:
+            try:
+                batch = reader.read_batch()
+            except CaptureError:
+                return
+            if batch is None:
+                return
+            yield batch
+
+
+def _write_unit(f: BinaryIO, batch: CaptureBatch, shard: np.ndarray, shards: int, clock: np.ndarray) -> np.ndarray:
+    """Append each shard's segment of `batch` to `f`; their (offset, packets, bytes)."""
+    segments = np.zeros((shards, SEGMENT_FIELDS), np.int64)
+    zeros = np.zeros(len(batch), np.int64)
+    lengths = np.asarray(batch.lengths, np.int64)
+    for k in range(shards):
+        select = shard == k
+        records, n = pack_records(batch.buffer, batch.offsets, lengths, zeros, lengths, select=select,
+                                  snaplen=MAX_RECORD)
+        segments[k] = (f.tell(), n, len(records))
+        if n:
+            f.write(memoryview(records))
+            for part in (lengths[select], clock[select], batch.verdicts[select],
+                         batch.snapped[select].view(np.uint8)):
+                f.write(memoryview(np.ascontiguousarray(part)))
+    return segments
+
+
+def split_chunk(chunk: Chunk, pcap_header: tuple[bool, bool, int, int] | None, shards: int, reta: int,
+                shuffle_dir: str) -> ChunkPieces:
+    """Read `chunk`, shard its packets into `shards` (indirection table of `reta`
+    entries, as `fasttcp.analyze` with that many workers) and write its piece file."""
+    from fasttcp.wire.rss import shard_of_batch
+
+    path = piece_path(shuffle_dir, chunk)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    units, packets, before = [], 0, 0
+    batches = _pcap_batches(chunk, pcap_header) if pcap_header is not None else _pcapng_batches(chunk)
+    try:
+        with open(tmp, "wb") as f:
+            for batch in batches:
+                clock, instants = local_clock(batch.ts_ns, before)
+                shard = shard_of_batch(batch, shards, reta_size=reta)
+                segments = _write_unit(f, batch, np.asarray(shard), shards, clock)
+                before = int(clock[-1]) if len(clock) else before
+                units.append(Unit(segments, instants, before))
+                packets += len(batch)
+            size = f.tell()
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return ChunkPieces(chunk, path, units, packets, size)
+
