@@ -8,12 +8,16 @@ holding whole records. The walk also finds what one process would stop at: a cor
 record (the file's chunks end before it, its message is kept) and a cut-short last
 record.
 
+Only a pcap larger than a chunk is indexed: a smaller one is one chunk, which its
+split task reads to the end (finding a corrupt or cut-short record itself), so the
+common case -- rotated files of a chunk or less -- reads each byte once.
+
 pcapng: a chunk must be read with the section and interface blocks in force at its
 start (byte order, each interface's link type and timestamp resolution), which may
 sit anywhere before it. A pcapng file is therefore one chunk, read whole by one split
-task -- still in batches, so a task's memory is bounded by the batch, but its work
-is not divided. Rotated captures (many files) spread anyway; one huge pcapng file
-does not (convert it with ``editcap -F pcap`` to divide it).
+task -- in batches, so a task's memory is bounded by the batch, but its work is not
+divided. Rotated captures (many files) spread anyway; one huge pcapng file does not
+(convert it with ``editcap -F pcap`` to divide it).
 """
 from __future__ import annotations
 
@@ -33,7 +37,9 @@ MIN_RECORD_BYTES = 16
 @dataclass(frozen=True)
 class Chunk:
     """Record-aligned bytes ``[start, end)`` of file number `file_no` of a run (its
-    `seq`-th chunk), `packets` records; a pcapng file's only chunk covers it whole."""
+    `seq`-th chunk), `packets` records. A `whole` chunk is a file not indexed (a pcap
+    no larger than a chunk, or a pcapng): its split task reads it to the end and
+    finds what the index would have (a corrupt or cut-short last record)."""
 
     path: str
     file_no: int
@@ -41,6 +47,7 @@ class Chunk:
     start: int
     end: int
     packets: int
+    whole: bool = False
 
 
 @dataclass
@@ -57,17 +64,19 @@ class FileIndex:
 
 
 def index_file(path: str, file_no: int, chunk_bytes: int) -> FileIndex:
-    """Cut `path` into chunks of about `chunk_bytes` bytes of whole records. Raises
-    what `read_pcap` raises for a file that cannot be opened or has no capture header
-    (the client checks those before any work starts); a corrupt record later is kept
-    in ``error``, as `fasttcp.analyze` keeps it in ``summary.error``."""
+    """Cut the pcap at `path` into chunks of about `chunk_bytes` bytes of whole
+    records. Raises what `read_pcap` raises for a file that cannot be opened or has no
+    capture header (the client checks those before any work starts); a corrupt
+    record later is kept in ``error``, as `fasttcp.analyze` keeps it in
+    ``summary.error``."""
     reader = read_pcap(path, batch_bytes=chunk_bytes, batch_packets=min(MAX_PACKETS, chunk_bytes // MIN_RECORD_BYTES),
                        buffers=1)
     with reader:
-        pcap = reader.format == "pcap"
-        header = (reader.big_endian, reader.nanosecond, reader.linktypes[0], reader.snaplen) if pcap else None
-        index = FileIndex(path, reader.format, header)
-        start, packets = (PCAP_HEADER_BYTES if pcap else 0), 0
+        if reader.format != "pcap":
+            raise CaptureError("index_file cuts pcap files only (a pcapng file is one chunk)", path=path)
+        index = FileIndex(path, reader.format, (reader.big_endian, reader.nanosecond, reader.linktypes[0],
+                                                reader.snaplen))
+        start = PCAP_HEADER_BYTES
         while True:
             try:
                 batch = reader.read_batch()
@@ -76,13 +85,8 @@ def index_file(path: str, file_no: int, chunk_bytes: int) -> FileIndex:
                 break
             if batch is None:
                 break
-            if pcap:
-                index.chunks.append(Chunk(path, file_no, len(index.chunks), start, reader.stats.bytes, len(batch)))
-                start = reader.stats.bytes
-            else:
-                packets += len(batch)
+            index.chunks.append(Chunk(path, file_no, len(index.chunks), start, reader.stats.bytes, len(batch)))
+            start = reader.stats.bytes
         index.bytes = reader.stats.bytes
         index.truncated_tail = reader.stats.truncated_tail
-        if not pcap and packets:
-            index.chunks.append(Chunk(path, file_no, 0, 0, index.bytes, packets))
     return index

@@ -17,7 +17,7 @@ from fasttcp.analysis.config import AnalyzeConfig
 from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureError, read_pcap
 from fasttcp.distributed.client import require_distributed
-from fasttcp.distributed.index import FileIndex, index_file
+from fasttcp.distributed.index import PCAP_HEADER_BYTES, Chunk, index_file
 from fasttcp.distributed.reduce import ShardResult, track_shard
 from fasttcp.distributed.split import split_chunk
 from fasttcp.errors import UsageError, WorkerError
@@ -60,20 +60,27 @@ def _check_int(value: Any, name: str, lo: int, hi: int) -> int:
     return value
 
 
-def _first_unreadable(paths: list[str]) -> tuple[int, str] | None:
-    """Open every capture's header here, before any work: the first capture that
-    cannot be opened raises (as `fasttcp.analyze` does); a later one that opens but
-    is not a capture ends the run there, as it ends `CaptureChain`: ``(its number,
-    the error)``. A later file that cannot be opened at all raises too: missing
-    files are told before the cluster spends anything."""
+PcapHeader = tuple[bool, bool, int, int]
+
+
+def _headers(paths: list[str]) -> tuple[list[PcapHeader | None], tuple[int, str] | None]:
+    """Open every capture's header here, before any work: each pcap's header (None for
+    a pcapng), and where the run ends early. The first capture that cannot be opened
+    raises (as `fasttcp.analyze` does); a later one that opens but is not a capture
+    ends the run there, as it ends `CaptureChain`: ``(its number, the error)``. A later
+    file that cannot be opened at all raises too: missing files are told before the
+    cluster spends anything."""
+    headers: list[PcapHeader | None] = []
     for i, p in enumerate(paths):
         try:
-            read_pcap(p, batch_bytes=MIN_CHUNK_BYTES).close()
+            with read_pcap(p, batch_bytes=MIN_CHUNK_BYTES) as r:
+                pcap = r.format == "pcap"
+                headers.append((r.big_endian, r.nanosecond, r.linktypes[0], r.snaplen) if pcap else None)
         except CaptureError as e:
             if i == 0:
                 raise
-            return i, f"{p}: {e}"
-    return None
+            return headers, (i, f"{p}: {e}")
+    return headers, None
 
 
 def _default_shards(client: Any) -> int:
@@ -83,7 +90,7 @@ def _default_shards(client: Any) -> int:
 
 def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None = None, *, client: Any = None,
             shards: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES, shuffle_dir: str | None = None,
-            progress: Callable[[int, int], None] | None = None) -> Summary:
+            progress: Callable[[int, int], None] | None = None, report: dict | None = None) -> Summary:
     """Track every TCP connection of the capture(s) at `paths` (files in time order,
     read as one capture, as `fasttcp.analyze` reads them) on a Dask cluster, and
     return the summary with every row in ``summary.rows`` (FLOW_DTYPE, shard 0's
@@ -96,7 +103,8 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
     of records a split task reads (its memory). ``shuffle_dir``: where the pieces go,
     a directory every worker can read and write (default: the system's temporary
     directory -- right for a `LocalCluster`, not for workers on other machines).
-    ``progress(done, total)`` counts split chunks.
+    ``progress(done, total)`` counts split chunks. ``report``: a dict filled with the
+    run's own figures (``chunks``, ``shards``, ``shuffle_bytes``: the pieces written).
 
     Raises UsageError for bad arguments, ImportError without Dask (naming the extra),
     FileNotFoundError/CaptureError (before any work) for a capture that cannot be
@@ -117,7 +125,7 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
         raise UsageError(f"progress must be callable, got {progress!r}")
     for p in names:
         os.stat(p)                                   # FileNotFoundError, PermissionError, ...
-    bad = _first_unreadable(names)
+    headers, bad = _headers(names)
     if client is None:
         client = distributed.get_client()
     n = shards if shards is not None else _default_shards(client)
@@ -125,8 +133,8 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
     run_dir = tempfile.mkdtemp(prefix="fasttcp-shuffle-", dir=shuffle_dir)
     t0 = time.perf_counter()
     try:
-        results = _run(client, names[: bad[0]] if bad else names, cfg, n, reta_size(n), chunk_bytes, run_dir,
-                       summary, progress)
+        results = _run(client, names[: bad[0]] if bad else names, headers, cfg, n, reta_size(n), chunk_bytes,
+                       run_dir, summary, progress, report)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     if bad and summary.error is None:
@@ -136,40 +144,57 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
     return summary
 
 
-def _run(client: Any, names: list[str], cfg: AnalyzeConfig, n: int, reta: int, chunk_bytes: int, run_dir: str,
-         summary: Summary, progress: Callable[[int, int], None] | None) -> list[ShardResult]:
-    """Index every file at once, split each file's chunks as its index arrives (up to
-    the first corrupt record), reduce every shard over all of them."""
+def _run(client: Any, names: list[str], headers: list[PcapHeader | None], cfg: AnalyzeConfig, n: int, reta: int,
+         chunk_bytes: int, run_dir: str, summary: Summary, progress: Callable[[int, int], None] | None,
+         report: dict | None) -> list[ShardResult]:
+    """Index the pcaps larger than a chunk and split every other file whole, all at
+    once; split each indexed file's chunks as its index arrives; take the files in
+    order up to the first corrupt record; reduce every shard over their pieces."""
     distributed = require_distributed()
     token = uuid.uuid4().hex[:12]
-    indexes = [client.submit(index_file, p, i, chunk_bytes, key=f"fasttcp-index-{token}-{i}", pure=False)
-               for i, p in enumerate(names)]
-    splits, total = [], 0
+    started: list[tuple[Any, list[Any]]] = []       # per file: its index, or its one split
+    for i, p in enumerate(names):
+        size = os.path.getsize(p)
+        if headers[i] is not None and size - PCAP_HEADER_BYTES > chunk_bytes:
+            started.append((client.submit(index_file, p, i, chunk_bytes, key=f"fasttcp-index-{token}-{i}",
+                                          pure=False), []))
+        else:
+            whole = Chunk(p, i, 0, PCAP_HEADER_BYTES if headers[i] is not None else 0, size, -1, whole=True)
+            started.append((None, [client.submit(split_chunk, whole, headers[i], n, reta, run_dir,
+                                                 key=f"fasttcp-split-{token}-{i}-0", pure=False)]))
+    splits: list[Any] = []
     try:
-        for future in indexes:
-            index: FileIndex = future.result()
-            summary.file_bytes += index.bytes
-            for c in index.chunks:
-                splits.append(client.submit(split_chunk, c, index.pcap_header, n, reta, run_dir,
-                                            key=f"fasttcp-split-{token}-{c.file_no}-{c.seq}", pure=False))
-            total += len(index.chunks)
-            if index.truncated_tail and index.error is None:
-                summary.truncated_tail += index.truncated_tail
-                summary.truncated.append((index.path, index.truncated_tail))
-            if index.error is not None:
-                summary.error = index.error
+        for i, (index_future, file_splits) in enumerate(started):
+            if index_future is not None:
+                end: Any = index_future.result()
+                file_splits += [client.submit(split_chunk, c, headers[i], n, reta, run_dir,
+                                              key=f"fasttcp-split-{token}-{c.file_no}-{c.seq}", pure=False)
+                                for c in end.chunks]
+            else:
+                end = file_splits[0].result()        # a whole file's split tells how it ended
+            splits += file_splits
+            summary.file_bytes += end.bytes
+            if end.error is not None:
+                summary.error = end.error
                 break
+            if end.truncated_tail:
+                summary.truncated_tail += end.truncated_tail
+                summary.truncated.append((names[i], end.truncated_tail))
         capacity = -(-cfg.capacity // n)
         reduces = [client.submit(track_shard, k, splits, cfg, capacity, key=f"fasttcp-reduce-{token}-{k}",
                                  pure=False) for k in range(n)]
         if progress is not None:
-            progress(0, total)
+            progress(0, len(splits))
             for done, _ in enumerate(distributed.as_completed(splits), 1):
-                progress(done, total)
-        return _gather_shards(reduces, n)
+                progress(done, len(splits))
+        results = _gather_shards(reduces, n)
+        if report is not None:
+            report.update(chunks=len(splits), shards=n, shuffle_bytes=sum(f.result().piece_bytes for f in splits))
+        return results
     finally:
-        for future in indexes:
-            future.cancel()
+        for index_future, file_splits in started:
+            for future in ([index_future] if index_future is not None else []) + file_splits:
+                future.cancel()
 
 
 def _gather_shards(reduces: list[Any], n: int) -> list[ShardResult]:

@@ -26,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from fasttcp.capture.reader import CaptureBatch, CaptureError, read_pcap
-from fasttcp.capture.records import pack_records
+from fasttcp.capture.records import RECORD_HEADER_BYTES, pack_records
 from fasttcp.capture.scanner import MAX_PACKETS, MAX_RECORD, CaptureScanner
 from fasttcp.distributed.clock import local_clock
 from fasttcp.distributed.index import MIN_RECORD_BYTES, Chunk
@@ -37,7 +37,7 @@ __all__ = ["Unit", "ChunkPieces", "split_chunk", "piece_path", "SEGMENT_FIELDS"]
 SEGMENT_FIELDS = 3
 #: pcapng batches of a split task: its memory, with the pieces
 PCAPNG_BATCH_BYTES = 64 << 20
-_SCAN_MORE = 0
+_SCAN_CORRUPT = 2
 
 
 @dataclass
@@ -53,13 +53,27 @@ class Unit:
 
 @dataclass
 class ChunkPieces:
-    """What a split task returns: where its pieces are, and their clocks."""
+    """What a split task returns: where its pieces are, and their clocks; for a
+    chunk that is a whole file (not indexed), also how reading it ended, as
+    `FileIndex` says it for an indexed one."""
 
     chunk: Chunk
     path: str
     units: list[Unit]
     packets: int
     piece_bytes: int                 # bytes written: the chunk's share of the shuffle
+    bytes: int = 0                   # file bytes consumed (a whole-file chunk)
+    truncated_tail: int = 0
+    error: str | None = None
+
+
+@dataclass
+class _ReadEnd:
+    """How the batches of a chunk ended."""
+
+    bytes: int = 0
+    truncated_tail: int = 0
+    error: str | None = None
 
 
 def piece_path(shuffle_dir: str, chunk: Chunk) -> str:
@@ -67,9 +81,11 @@ def piece_path(shuffle_dir: str, chunk: Chunk) -> str:
     return os.path.join(shuffle_dir, f"{chunk.file_no:06d}-{chunk.seq:08d}.pieces")
 
 
-def _pcap_batches(chunk: Chunk, header: tuple[bool, bool, int, int]) -> Iterator[CaptureBatch]:
-    """The records of a pcap chunk, read whole and scanned in C (the index found
-    them whole, so the scan ends exactly at the chunk's end)."""
+def _pcap_batches(chunk: Chunk, header: tuple[bool, bool, int, int], end: _ReadEnd) -> Iterator[CaptureBatch]:
+    """The records of a pcap chunk, read whole and scanned in C. An indexed chunk is
+    whole records; a whole-file chunk may end in a corrupt or cut-short record, which
+    `end` tells as one process would (a corrupt one re-read by `read_pcap`, whose
+    message is the one process's)."""
     size = chunk.end - chunk.start
     buf = np.empty(size, np.uint8)
     with open(chunk.path, "rb") as f:
@@ -80,41 +96,73 @@ def _pcap_batches(chunk: Chunk, header: tuple[bool, bool, int, int]) -> Iterator
     scanner.start_pcap(*header)
     pos = 0
     while pos < size:
-        status, n, pos, _need, arrays = scanner.scan(buf, pos, size, min(MAX_PACKETS, size // MIN_RECORD_BYTES + 1))
-        if n == 0:
+        status, n, new, _need, arrays = scanner.scan(buf, pos, size, min(MAX_PACKETS, size // MIN_RECORD_BYTES + 1))
+        if n:
+            off, ln, ts, wl, vd, ifc, fr, snapped = arrays
+            yield CaptureBatch(buf, off, ln, ts, wl, vd, ifc, fr, snapped)
+            pos = new
+        if (status == _SCAN_CORRUPT or n == 0) and not chunk.whole:
             raise CaptureError(f"changed while read (no record at chunk byte {pos})", path=chunk.path)
-        off, ln, ts, wl, vd, ifc, fr, snapped = arrays
-        yield CaptureBatch(buf, off, ln, ts, wl, vd, ifc, fr, snapped)
+        if status == _SCAN_CORRUPT:
+            end.bytes, end.error = _reader_error(chunk.path)
+            return
+        if n == 0:
+            end.truncated_tail = size - pos            # the file's last record is cut short
+            break
+    end.bytes = chunk.start + pos
 
 
-def _pcapng_batches(chunk: Chunk) -> Iterator[CaptureBatch]:
-    """A pcapng file's batches, up to a corrupt record (which the index has kept)."""
+def _reader_error(path: str) -> tuple[int, str | None]:
+    """(bytes consumed, message) where `read_pcap` stops at a corrupt record."""
+    with read_pcap(path, batch_bytes=PCAPNG_BATCH_BYTES) as reader:
+        try:
+            while reader.read_batch() is not None:
+                pass
+        except CaptureError as e:
+            return reader.stats.bytes, str(e)
+        return reader.stats.bytes, None
+
+
+def _pcapng_batches(chunk: Chunk, end: _ReadEnd) -> Iterator[CaptureBatch]:
+    """A pcapng file's batches, up to a corrupt record."""
     with read_pcap(chunk.path, batch_bytes=PCAPNG_BATCH_BYTES) as reader:
         while True:
             try:
                 batch = reader.read_batch()
-            except CaptureError:
-                return
+            except CaptureError as e:
+                end.error = str(e)
+                batch = None
             if batch is None:
+                end.bytes, end.truncated_tail = reader.stats.bytes, reader.stats.truncated_tail
                 return
             yield batch
 
 
 def _write_unit(f: BinaryIO, batch: CaptureBatch, shard: np.ndarray, shards: int, clock: np.ndarray) -> np.ndarray:
-    """Append each shard's segment of `batch` to `f`; their (offset, packets, bytes)."""
+    """Append each shard's segment of `batch` to `f`; their (offset, packets, bytes).
+    The packets are ordered by shard once (a stable sort keeps each shard's in capture
+    order) and packed in one pass."""
     segments = np.zeros((shards, SEGMENT_FIELDS), np.int64)
-    zeros = np.zeros(len(batch), np.int64)
-    lengths = np.asarray(batch.lengths, np.int64)
+    order = np.argsort(shard, kind="stable")
+    counts = np.bincount(shard, minlength=shards)
+    lengths = np.asarray(batch.lengths, np.int64)[order]
+    records, _ = pack_records(batch.buffer, np.asarray(batch.offsets)[order], lengths, np.zeros(len(order), np.int64),
+                              lengths, snaplen=MAX_RECORD)
+    record_ends = np.cumsum(lengths + RECORD_HEADER_BYTES)
+    parts = (lengths, clock[order], np.asarray(batch.verdicts)[order], np.asarray(batch.snapped)[order].view(np.uint8))
+    first = 0
     for k in range(shards):
-        select = shard == k
-        records, n = pack_records(batch.buffer, batch.offsets, lengths, zeros, lengths, select=select,
-                                  snaplen=MAX_RECORD)
-        segments[k] = (f.tell(), n, len(records))
-        if n:
-            f.write(memoryview(records))
-            for part in (lengths[select], clock[select], batch.verdicts[select],
-                         batch.snapped[select].view(np.uint8)):
-                f.write(memoryview(np.ascontiguousarray(part)))
+        n = int(counts[k])
+        if not n:
+            segments[k] = (f.tell(), 0, 0)
+            continue
+        lo = int(record_ends[first - 1]) if first else 0
+        hi = int(record_ends[first + n - 1])
+        segments[k] = (f.tell(), n, hi - lo)
+        f.write(memoryview(records[lo:hi]))
+        for part in parts:
+            f.write(memoryview(np.ascontiguousarray(part[first: first + n])))
+        first += n
     return segments
 
 
@@ -127,13 +175,14 @@ def split_chunk(chunk: Chunk, pcap_header: tuple[bool, bool, int, int] | None, s
     path = piece_path(shuffle_dir, chunk)
     tmp = f"{path}.{os.getpid()}.tmp"
     units, packets, before = [], 0, 0
-    batches = _pcap_batches(chunk, pcap_header) if pcap_header is not None else _pcapng_batches(chunk)
+    end = _ReadEnd()
+    batches = _pcap_batches(chunk, pcap_header, end) if pcap_header is not None else _pcapng_batches(chunk, end)
     try:
         with open(tmp, "wb") as f:
             for batch in batches:
                 clock, instants = local_clock(batch.ts_ns, before)
-                shard = shard_of_batch(batch, shards, reta_size=reta)
-                segments = _write_unit(f, batch, np.asarray(shard), shards, clock)
+                shard = np.asarray(shard_of_batch(batch, shards, reta_size=reta))
+                segments = _write_unit(f, batch, shard, shards, clock)
                 before = int(clock[-1]) if len(clock) else before
                 units.append(Unit(segments, instants, before))
                 packets += len(batch)
@@ -141,5 +190,4 @@ def split_chunk(chunk: Chunk, pcap_header: tuple[bool, bool, int, int] | None, s
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return ChunkPieces(chunk, path, units, packets, size)
-
+    return ChunkPieces(chunk, path, units, packets, size, end.bytes, end.truncated_tail, end.error)

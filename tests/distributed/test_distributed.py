@@ -222,15 +222,42 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=TASK_TIMEOUT)
 
 
-def test_corrupt_file_same_error_and_status_as_one_process(client, tmp_path):
-    whole = tmp_path / "short.pcap"
+@pytest.fixture(scope="module")
+def short_parts(tmp_path_factory):
+    """The short-connection bench capture (20k packets) in five files."""
+    folder = tmp_path_factory.mktemp("short")
+    whole = folder / "short.pcap"
     synth_capture(whole, 20_000, 100, shape="short")
-    parts = _editcap_split(whole, tmp_path / "parts", 4_000)
+    return _editcap_split(whole, folder / "parts", 4_000)
+
+
+# a chunk smaller than the files (they are indexed) and one larger (each is one chunk
+# whose split task finds the corrupt or cut-short record itself)
+CHUNK_SIZES = (SMALL_CHUNK, 64 << 20)
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+def test_cut_short_last_records_reported_as_one_process(client, tmp_path, short_parts, chunk):
+    parts = [tmp_path / p.name for p in short_parts]
+    for src, dst in zip(short_parts, parts, strict=True):
+        data = src.read_bytes()
+        dst.write_bytes(data[:-7] if src in (short_parts[1], short_parts[-1]) else data)
+    dist = _assert_same(parts, client, shards=3, chunk_bytes=chunk)
+    assert [p for p, _ in dist.truncated] == [str(parts[1]), str(parts[-1])]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+def test_corrupt_file_same_error_and_status_as_one_process(client, tmp_path, short_parts, chunk):
+    parts = [tmp_path / p.name for p in short_parts]
+    for src, dst in zip(short_parts, parts, strict=True):
+        shutil.copy(src, dst)
     _corrupt_copy(parts[2], parts[2], 1234)
     expected = analyze(parts, keep_rows=True)
     assert expected.error and str(parts[2]) in expected.error
-    dist = _assert_same(parts, client, shards=3, chunk_bytes=SMALL_CHUNK)
+    dist = _assert_same(parts, client, shards=3, chunk_bytes=chunk)
     assert dist.error == expected.error
+    if chunk != SMALL_CHUNK:
+        return
     files = [str(p) for p in parts]
     one, many = _cli(*files), _cli("--scheduler", "local:2", *files)
     assert one.returncode == many.returncode == 1
@@ -247,23 +274,17 @@ def test_first_file_not_a_capture(client, tmp_path):
     assert one.stderr == many.stderr
 
 
-def _tasks_seen(client) -> int:
-    """Transitions of fasttcp tasks the scheduler has recorded so far."""
-    return client.run_on_scheduler(
-        lambda dask_scheduler: sum(1 for t in dask_scheduler.transition_log if str(t[0]).startswith("fasttcp-")))
-
-
 def test_missing_file_fails_before_any_work(client, tmp_path):
     good = CAPTURES[0]
     missing = tmp_path / "gone.pcap"
     shuffle = tmp_path / "shuffle"
     shuffle.mkdir()
-    before = _tasks_seen(client)
-    with pytest.raises(FileNotFoundError, match=r"gone\.pcap"):
+    with distributed.get_task_stream(client) as failed, pytest.raises(FileNotFoundError, match=r"gone\.pcap"):
         analyze_distributed([good, missing], client=client, shuffle_dir=str(shuffle))
-    assert _tasks_seen(client) == before and not any(shuffle.iterdir())
-    analyze_distributed([good], client=client, shuffle_dir=str(shuffle))
-    assert _tasks_seen(client) > before                  # the count does see a run's tasks
+    with distributed.get_task_stream(client) as ran:
+        analyze_distributed([good], client=client, shuffle_dir=str(shuffle))
+    assert not failed.data and not any(shuffle.iterdir())
+    assert ran.data                                      # the stream does see a run's tasks
     many = _cli("--scheduler", "local:1", str(good), str(missing))
     assert many.returncode == 2 and "gone.pcap: no such file" in many.stderr
 
