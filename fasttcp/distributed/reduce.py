@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from fasttcp.analysis.config import AnalyzeConfig
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.capture.records import RECORD_HEADER_BYTES
 from fasttcp.distributed.clock import carry_clock, carry_instants
-from fasttcp.distributed.split import ChunkPieces
+from fasttcp.distributed.split import SEGMENT_FIELDS, UNIT_FIELDS, ChunkPieces
 from fasttcp.tracker.tracker import FLOW_DTYPE
 
 __all__ = ["ShardResult", "track_shard"]
@@ -71,6 +72,22 @@ def _merged_batch(segment: tuple[np.ndarray, ...], instants: np.ndarray, carry: 
     return batch, np.insert(np.ones(n, np.bool_), at, False)
 
 
+def _read_int64(f: Any, offset: int, count: int) -> np.ndarray:
+    out = np.empty(count, np.int64)
+    if count and os.preadv(f.fileno(), [out], offset) != out.nbytes:
+        raise OSError(f"{f.name}: piece file cut short (a shuffle directory not shared by all workers?)")
+    return out
+
+
+def _units(f: Any, piece: ChunkPieces, k: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Each unit's (segment row of shard k, instants, last clock), from the footer."""
+    table = _read_int64(f, piece.footer, piece.units * UNIT_FIELDS).reshape(-1, UNIT_FIELDS)
+    segments_at = piece.footer + table.nbytes
+    for u, (at, count, last) in enumerate(table):
+        row = _read_int64(f, segments_at + (u * piece.shards + k) * SEGMENT_FIELDS * 8, SEGMENT_FIELDS)
+        yield row, _read_int64(f, int(at), int(count)), int(last)
+
+
 def track_shard(k: int, pieces: list[ChunkPieces], cfg: AnalyzeConfig, capacity: int) -> ShardResult:
     """Shard `k`'s tracker over its segments of `pieces` (in capture order)."""
     from fasttcp.analysis.run import make_tracker
@@ -80,15 +97,14 @@ def track_shard(k: int, pieces: list[ChunkPieces], cfg: AnalyzeConfig, capacity:
     carry = 0
     for piece in pieces:
         with open(piece.path, "rb") as f:
-            for unit in piece.units:
-                offset, n, nbytes = (int(x) for x in unit.segments[k])
-                instants = carry_instants(unit.instants, carry)
+            for (offset, n, nbytes), local_instants, last in _units(f, piece, k):
+                instants = carry_instants(local_instants, carry)
                 if n or len(instants):
-                    segment = _read_segment(f, offset, n, nbytes) if n else _empty_segment()
+                    segment = _read_segment(f, int(offset), int(n), int(nbytes)) if n else _empty_segment()
                     batch, select = _merged_batch(segment, instants, carry)
                     tracker.feed_batch(batch, select=select)
                     rows.append(tracker.finished())
-                carry = max(carry, unit.last_clock)
+                carry = max(carry, last)
     rows.append(tracker.close())
     st = tracker.stats
     out = np.concatenate(rows) if rows else np.empty(0, FLOW_DTYPE)

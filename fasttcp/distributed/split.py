@@ -1,11 +1,14 @@
 """Split (the map step): read one chunk and write its packets, shard by shard, to a
 piece file in the shuffle directory.
 
-A piece file holds, for each batch of the chunk (a pcap chunk is one batch; a pcapng
-file is read in batches) and each shard k, a segment: shard k's packets of the batch
-as pcap records (packed in C by `pack_records`, the 16-byte record header kept as a
-separator the reduce skips), then their lengths and clocks (int64), link verdicts
-and snapped flags (uint8). The shard of a packet is the symmetric flow hash's
+A piece file holds, for each batch of the chunk (a "unit": a pcap chunk is one batch;
+a pcapng file is read in batches) and each shard k, a segment: shard k's packets of
+the batch as pcap records (packed in C by `pack_records`, the 16-byte record header
+kept as a separator the reduce skips), then their lengths and clocks (int64), link
+verdicts and snapped flags (uint8); after each unit's segments, its instants (int64).
+The footer: a unit table (int64 per unit: instants offset, instants count, last
+clock) and a segment table (int64 per unit and shard: offset, packets, record
+bytes), so a reduce reads its own row of each. The shard of a packet is the symmetric flow hash's
 (`shard_of_batch`), so both directions of a connection land in one shard. Each
 packet's timestamp is replaced by the whole stream's clock at it, and the batch's
 instants go with it (fasttcp/distributed/clock.py): what the reduce needs to expire
@@ -31,35 +34,29 @@ from fasttcp.capture.scanner import MAX_PACKETS, MAX_RECORD, CaptureScanner
 from fasttcp.distributed.clock import local_clock
 from fasttcp.distributed.index import MIN_RECORD_BYTES, Chunk
 
-__all__ = ["Unit", "ChunkPieces", "split_chunk", "piece_path", "SEGMENT_FIELDS"]
+__all__ = ["ChunkPieces", "split_chunk", "piece_path", "SEGMENT_FIELDS", "UNIT_FIELDS"]
 
 #: per segment: (file offset, packets, packed record bytes)
 SEGMENT_FIELDS = 3
+#: per unit: (file offset of its instants, their count, its last clock)
+UNIT_FIELDS = 3
 #: pcapng batches of a split task: its memory, with the pieces
 PCAPNG_BATCH_BYTES = 64 << 20
 _SCAN_CORRUPT = 2
 
 
 @dataclass
-class Unit:
-    """One batch of a chunk, as the reduce takes it: `segments[k]` locates shard k's
-    piece in the file; `instants` and `last_clock` are the batch's clock
-    (`local_clock` from 0; corrected with the clock carried in the reduce)."""
-
-    segments: np.ndarray             # int64 (shards, SEGMENT_FIELDS)
-    instants: np.ndarray             # int64 microseconds
-    last_clock: int                  # the batch's largest timestamp, microseconds
-
-
-@dataclass
 class ChunkPieces:
-    """What a split task returns: where its pieces are, and their clocks; for a
-    chunk that is a whole file (not indexed), also how reading it ended, as
-    `FileIndex` says it for an indexed one."""
+    """What a split task returns: where its piece file is (its tables in the file's
+    footer, see `split_chunk`, so that what every reduce receives stays small: a few
+    numbers a chunk, not a row per shard); for a chunk that is a whole file (not
+    indexed), also how reading it ended, as `FileIndex` says it for an indexed one."""
 
     chunk: Chunk
     path: str
-    units: list[Unit]
+    units: int                       # batches of the chunk
+    shards: int
+    footer: int                      # file offset of the unit table
     packets: int
     piece_bytes: int                 # bytes written: the chunk's share of the shuffle
     bytes: int = 0                   # file bytes consumed (a whole-file chunk)
@@ -174,7 +171,7 @@ def split_chunk(chunk: Chunk, pcap_header: tuple[bool, bool, int, int] | None, s
 
     path = piece_path(shuffle_dir, chunk)
     tmp = f"{path}.{os.getpid()}.tmp"
-    units, packets, before = [], 0, 0
+    unit_rows, segment_rows, packets, before = [], [], 0, 0
     end = _ReadEnd()
     batches = _pcap_batches(chunk, pcap_header, end) if pcap_header is not None else _pcapng_batches(chunk, end)
     try:
@@ -182,12 +179,17 @@ def split_chunk(chunk: Chunk, pcap_header: tuple[bool, bool, int, int] | None, s
             for batch in batches:
                 clock, instants = local_clock(batch.ts_ns, before)
                 shard = np.asarray(shard_of_batch(batch, shards, reta_size=reta))
-                segments = _write_unit(f, batch, shard, shards, clock)
+                segment_rows.append(_write_unit(f, batch, shard, shards, clock))
                 before = int(clock[-1]) if len(clock) else before
-                units.append(Unit(segments, instants, before))
+                unit_rows.append((f.tell(), len(instants), before))
+                f.write(memoryview(np.ascontiguousarray(instants, np.int64)))
                 packets += len(batch)
+            footer = f.tell()
+            f.write(memoryview(np.array(unit_rows, np.int64).reshape(-1, UNIT_FIELDS)))
+            f.write(memoryview(np.array(segment_rows, np.int64).reshape(-1, shards, SEGMENT_FIELDS)))
             size = f.tell()
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return ChunkPieces(chunk, path, units, packets, size, end.bytes, end.truncated_tail, end.error)
+    return ChunkPieces(chunk, path, len(unit_rows), shards, footer, packets, size, end.bytes, end.truncated_tail,
+                       end.error)
