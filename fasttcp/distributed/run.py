@@ -37,6 +37,8 @@ MAX_SHARDS = 4096
 #: shards per worker thread by default: a straggling shard leaves the others' threads
 #: work to do, and a rerun after a lost worker repeats less
 SHARDS_PER_THREAD = 2
+#: the default shuffle directory's root when it has room (a tmpfs on Linux)
+SHM_DIR = "/dev/shm"
 
 
 def _check_paths(paths: str | Path | Sequence[str | Path]) -> list[str]:
@@ -83,6 +85,18 @@ def _headers(paths: list[str]) -> tuple[list[PcapHeader | None], tuple[int, str]
     return headers, None
 
 
+def _default_shuffle_root(total_bytes: int) -> str | None:
+    """Where the run's shuffle directory goes by default: /dev/shm (memory) when it
+    can hold twice the captures -- the pieces are about the captures' size, and a disk
+    under a page cache that the pieces push out costs the split 4x (docs/distributed.md)
+    -- else the temporary directory."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return None
+    return SHM_DIR if st.f_bavail * st.f_frsize >= 2 * total_bytes else None
+
+
 def _default_shards(client: Any) -> int:
     threads = sum(client.nthreads().values()) or 1
     return min(MAX_SHARDS, SHARDS_PER_THREAD * threads)
@@ -101,8 +115,9 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
     `distributed.Client` (default: the current one). ``shards``: reduce tasks, each one
     tracker over its flows (default: two per worker thread). ``chunk_bytes``: bytes
     of records a split task reads (its memory). ``shuffle_dir``: where the pieces go,
-    a directory every worker can read and write (default: the system's temporary
-    directory -- right for a `LocalCluster`, not for workers on other machines).
+    a directory every worker can read and write (default: /dev/shm if it can hold
+    twice the captures, else the system's temporary directory -- right for a
+    `LocalCluster`, not for workers on other machines).
     ``progress(done, total)`` counts split chunks. ``report``: a dict filled with the
     run's own figures (``chunks``, ``shards``, ``shuffle_bytes``: the pieces written).
 
@@ -130,6 +145,8 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
         client = distributed.get_client()
     n = shards if shards is not None else _default_shards(client)
     summary = Summary(path=", ".join(names), workers=len(client.nthreads()) or 1)
+    if shuffle_dir is None:
+        shuffle_dir = _default_shuffle_root(sum(os.path.getsize(p) for p in names))
     run_dir = tempfile.mkdtemp(prefix="fasttcp-shuffle-", dir=shuffle_dir)
     t0 = time.perf_counter()
     try:
