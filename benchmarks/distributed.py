@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--bytes", type=int, default=GiB, help="size of the bench capture (default 1 GiB)")
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--shards", type=int, default=8)
-    ap.add_argument("--chunk-mb", type=int, default=64)
+    ap.add_argument("--chunk-mb", type=int, default=160, help="160: each of 8 files of 1 GiB is one chunk")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

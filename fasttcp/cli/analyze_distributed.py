@@ -19,7 +19,8 @@ def add_distributed_arguments(a: argparse.ArgumentParser) -> None:
                         "processes; -o FILE.parquet writes Parquet (pip install 'fasttcp[parquet]')")
     g.add_argument("--shards", type=int, default=None,
                    help="reduce tasks, one tracker each (default: two per worker thread)")
-    g.add_argument("--chunk-mb", type=int, default=64, help="MiB of records a split task reads (default 64)")
+    g.add_argument("--chunk-mb", type=int, default=128,
+                   help="MiB of records a split task reads; a pcap up to this size is not indexed (default 128)")
     g.add_argument("--shuffle-dir", help="directory for the pieces, shared by every worker (default: /dev/shm "
                                          "if it holds twice the captures, else the temporary directory; "
                                          "right for local:N)")

@@ -28,7 +28,7 @@ __all__ = ["analyze", "DEFAULT_CHUNK_BYTES", "MIN_CHUNK_BYTES", "MAX_CHUNK_BYTES
 #: a split task's chunk: large enough that a task's fixed cost (scheduling, a file
 #: open, one piece file) is small against reading it, small enough that a worker holds
 #: a few at once
-DEFAULT_CHUNK_BYTES = 64 << 20
+DEFAULT_CHUNK_BYTES = 128 << 20
 MIN_CHUNK_BYTES = 1 << 16
 #: `read_pcap`'s largest batch
 MAX_CHUNK_BYTES = 1 << 30
