@@ -4,7 +4,6 @@ analysis on a Dask cluster (`fasttcp.distributed`), with the exit statuses of
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -103,7 +102,7 @@ def run_distributed(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, client: Any) -> int:
     from fasttcp.analysis import AnalyzeConfig
     from fasttcp.capture.reader import CaptureError
-    from fasttcp.cli.main import _progress_bar
+    from fasttcp.cli.main import _progress_bar, captures_status, report_summary
     from fasttcp.distributed import analyze
     from fasttcp.errors import WorkerError
 
@@ -126,16 +125,9 @@ def _run(args: argparse.Namespace, client: Any) -> int:
     status = _write(args, summary.rows)
     if status:
         return status
-    text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
-    to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
-    print(text, file=sys.stderr if to_stderr else sys.stdout, flush=True)
-    for path, cut in summary.truncated:
-        print(f"fasttcp analyze: warning: {path}: the last record is cut short ({cut} bytes not read)",
-              file=sys.stderr)
-    if summary.error:
-        print(f"fasttcp analyze: {summary.error}", file=sys.stderr)
-        return 1
-    return 0
+    if not report_summary(args, summary):
+        return 2
+    return captures_status(summary)
 
 
 def _write(args: argparse.Namespace, rows: Any) -> int:

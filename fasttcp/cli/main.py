@@ -276,15 +276,26 @@ def _analyze(args: argparse.Namespace) -> int:
     if close_error is not None:
         print(f"fasttcp analyze: cannot write {args.output}: {close_error.strerror}", file=sys.stderr)
         return 2
-    text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
-    # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
-    to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
-    written = _report(text, sys.stderr if to_stderr else sys.stdout)
+    written = report_summary(args, summary)
     if failure is not None:
         print(f"fasttcp analyze: {failure}", file=sys.stderr)
         return status
     if not written:
         return 2
+    return captures_status(summary)
+
+
+def report_summary(args: argparse.Namespace, summary: Any) -> bool:
+    """Print the summary where `analyze` prints it; False if it could not be written."""
+    text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
+    # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
+    to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
+    return _report(text, sys.stderr if to_stderr else sys.stdout)
+
+
+def captures_status(summary: Any) -> int:
+    """Warn of cut-short captures; the exit status the captures give: 1 if one was
+    corrupt part-way (said), else 0."""
     for path, cut in summary.truncated:
         print(f"fasttcp analyze: warning: {path}: the last record is cut short ({cut} bytes not read)",
               file=sys.stderr)

@@ -18,19 +18,20 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 import fasttcp  # noqa: E402
-from fasttcp.analysis import RUN_FIELDS, analyze  # noqa: E402
+from fasttcp.analysis import analyze  # noqa: E402
 from fasttcp.bench.tracker import synth_capture  # noqa: E402
 from fasttcp.capture.reader import CaptureBatch, read_pcap, write_pcap  # noqa: E402
 from fasttcp.distributed import analyze as analyze_distributed  # noqa: E402
 from fasttcp.distributed.clock import TICK_SHIFT, carry_instants, local_clock  # noqa: E402
 from fasttcp.errors import CaptureError  # noqa: E402
-from fasttcp.tracker.tracker import FLOW_DTYPE, Tracker  # noqa: E402
+from fasttcp.tracker.tracker import Tracker  # noqa: E402
 from fasttcp.tracker.vocabulary import EndReason  # noqa: E402
 from fasttcp.wire.rss import shard_of_batch  # noqa: E402
 from tests import linklayer  # noqa: E402
 
-# every field but `id` (the row's slot in its own tracker's table) and padding
-ROW_FIELDS = [f for f in FLOW_DTYPE.names if f not in ("id", "_pad")]
+# the set of rows without `id` (a row's slot in its own tracker's table), and the counts
+from tests.analysis.test_workers import _canonical, _traffic  # noqa: E402
+
 CAPTURES = linklayer.list_captures(linklayer.CAPTURES)
 SMALL_CHUNK = 1 << 16                 # the smallest chunk: many chunks from small files
 TASK_TIMEOUT = 120                    # seconds any one run may take here
@@ -48,18 +49,6 @@ def client():
     finally:
         c.close()
         cluster.close()
-
-
-def _canonical(rows: np.ndarray) -> list[tuple]:
-    """Rows as a sorted list (the set, independent of order and of slots)."""
-    return sorted(tuple(np.asarray(r[f]).tobytes() for f in ROW_FIELDS) for r in rows)
-
-
-def _traffic(summary) -> dict:
-    d = summary.as_dict()
-    for k in RUN_FIELDS:
-        d.pop(k)
-    return d
 
 
 def _assert_same(paths, client, **kw) -> fasttcp.Summary:
