@@ -16,8 +16,8 @@ PARQUET_SUFFIX = ".parquet"
 
 def _require_pyarrow() -> Any:
     try:
-        import pyarrow
-        import pyarrow.parquet
+        import pyarrow  # type: ignore[import-untyped]  # pyarrow ships no type information
+        import pyarrow.parquet  # type: ignore[import-untyped]
     except ImportError as e:
         raise ImportError("Parquet output needs pyarrow: pip install 'fasttcp[parquet]'") from e
     return pyarrow

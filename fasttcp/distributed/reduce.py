@@ -41,7 +41,7 @@ def _read_segment(f: Any, offset: int, n: int, nbytes: int) -> tuple[np.ndarray,
     """A segment's (records, lengths, clocks, verdicts, snapped) from an open piece file."""
     size = nbytes + n * (8 + 8 + 1 + 1)
     raw = np.empty(size, np.uint8)
-    if os.preadv(f.fileno(), [raw], offset) != size:
+    if os.preadv(f.fileno(), [raw.data], offset) != size:
         raise OSError(f"{f.name}: piece file cut short (a shuffle directory not shared by all workers?)")
     at = nbytes
     lengths = raw[at: at + 8 * n].view(np.int64)
@@ -74,7 +74,7 @@ def _merged_batch(segment: tuple[np.ndarray, ...], instants: np.ndarray, carry: 
 
 def _read_int64(f: Any, offset: int, count: int) -> np.ndarray:
     out = np.empty(count, np.int64)
-    if count and os.preadv(f.fileno(), [out], offset) != out.nbytes:
+    if count and os.preadv(f.fileno(), [out.data], offset) != out.nbytes:
         raise OSError(f"{f.name}: piece file cut short (a shuffle directory not shared by all workers?)")
     return out
 

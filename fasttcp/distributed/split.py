@@ -86,7 +86,7 @@ def _pcap_batches(chunk: Chunk, header: tuple[bool, bool, int, int], end: _ReadE
     size = chunk.end - chunk.start
     buf = np.empty(size, np.uint8)
     with open(chunk.path, "rb") as f:
-        got = os.preadv(f.fileno(), [buf], chunk.start) if size else 0
+        got = os.preadv(f.fileno(), [buf.data], chunk.start) if size else 0
     if got != size:
         raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)", path=chunk.path)
     scanner = CaptureScanner()
@@ -156,9 +156,9 @@ def _write_unit(f: BinaryIO, batch: CaptureBatch, shard: np.ndarray, shards: int
         lo = int(record_ends[first - 1]) if first else 0
         hi = int(record_ends[first + n - 1])
         segments[k] = (f.tell(), n, hi - lo)
-        f.write(memoryview(records[lo:hi]))
+        f.write(records[lo:hi].data)
         for part in parts:
-            f.write(memoryview(np.ascontiguousarray(part[first: first + n])))
+            f.write(np.ascontiguousarray(part[first: first + n]).data)
         first += n
     return segments
 
@@ -182,11 +182,11 @@ def split_chunk(chunk: Chunk, pcap_header: tuple[bool, bool, int, int] | None, s
                 segment_rows.append(_write_unit(f, batch, shard, shards, clock))
                 before = int(clock[-1]) if len(clock) else before
                 unit_rows.append((f.tell(), len(instants), before))
-                f.write(memoryview(np.ascontiguousarray(instants, np.int64)))
+                f.write(np.ascontiguousarray(instants, np.int64).data)
                 packets += len(batch)
             footer = f.tell()
-            f.write(memoryview(np.array(unit_rows, np.int64).reshape(-1, UNIT_FIELDS)))
-            f.write(memoryview(np.array(segment_rows, np.int64).reshape(-1, shards, SEGMENT_FIELDS)))
+            f.write(np.array(unit_rows, np.int64).reshape(-1, UNIT_FIELDS).data)
+            f.write(np.array(segment_rows, np.int64).reshape(-1, shards, SEGMENT_FIELDS).data)
             size = f.tell()
         os.replace(tmp, path)
     finally:
