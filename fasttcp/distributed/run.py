@@ -142,7 +142,9 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
         os.stat(p)                                   # FileNotFoundError, PermissionError, ...
     headers, bad = _headers(names)
     if client is None:
-        client = distributed.get_client()
+        client = distributed.get_client()          # ValueError when there is none
+    elif not isinstance(client, distributed.Client):
+        raise UsageError(f"client must be a distributed.Client, got {type(client).__name__}")
     n = shards if shards is not None else _default_shards(client)
     summary = Summary(path=", ".join(names), workers=len(client.nthreads()) or 1)
     if shuffle_dir is None:

@@ -65,6 +65,14 @@ def test_bundled_captures_give_one_process_rows_and_counts(client):
         assert dist.workers == 2
 
 
+def test_captures_without_packets(client, tmp_path):
+    empty = tmp_path / "empty.pcap"
+    write_pcap(empty, [])
+    dist = _assert_same([empty], client, shards=2)
+    assert dist.packets == 0 and dist.file_bytes == 24
+    _assert_same([empty, CAPTURES[0], empty], client, shards=2)
+
+
 def test_all_bundled_captures_as_one_rotated_trace(client):
     dist = _assert_same(CAPTURES, client, shards=5, chunk_bytes=SMALL_CHUNK)
     assert dist.connections > 500 and dist.error is None

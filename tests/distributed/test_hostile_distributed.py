@@ -37,6 +37,10 @@ def test_bad_config_progress_and_shuffle_dir(tmp_path):
                   f"analyze([{GOOD!r}], AnalyzeConfig(capacity=0))\n", "UsageError", "capacity")
 
 
+def test_not_a_client():
+    expect_raises(CALL.format(paths=repr([GOOD]), args="client='tcp://127.0.0.1:1'"), "UsageError", "Client")
+
+
 def test_missing_and_unreadable_files(tmp_path):
     expect_raises(CALL.format(paths=repr([GOOD, str(tmp_path / "gone.pcap")]), args=""),
                   "FileNotFoundError", "gone.pcap")
