@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fasttcp.analysis.config import AnalyzeConfig
+from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.capture.records import RECORD_HEADER_BYTES
 from fasttcp.distributed.clock import carry_clock, carry_instants
@@ -28,13 +29,16 @@ __all__ = ["ShardResult", "track_shard"]
 
 @dataclass
 class ShardResult:
-    """A shard's rows (FLOW_DTYPE, in the order its tracker finished them) and counts."""
+    """A shard's rows (FLOW_DTYPE, in the order its tracker finished them) and counts;
+    `rows_summary` holds its rows folded (`Summary.add_rows`), here, in parallel with
+    the other shards, rather than in the client after them."""
 
     shard: int
     rows: np.ndarray
     packets: int = 0
     verdicts: Counter = field(default_factory=Counter)
     memory_bytes: int = 0
+    rows_summary: Summary = field(default_factory=Summary)
 
 
 def _read_segment(f: Any, offset: int, n: int, nbytes: int) -> tuple[np.ndarray, ...]:
@@ -108,7 +112,9 @@ def track_shard(k: int, pieces: list[ChunkPieces], cfg: AnalyzeConfig, capacity:
     rows.append(tracker.close())
     st = tracker.stats
     out = np.concatenate(rows) if rows else np.empty(0, FLOW_DTYPE)
-    return ShardResult(k, out, st["packets"], Counter(st["verdicts"]), tracker.memory_bytes)
+    folded = Summary()
+    folded.add_rows(out)
+    return ShardResult(k, out, st["packets"], Counter(st["verdicts"]), tracker.memory_bytes, folded)
 
 
 def _empty_segment() -> tuple[np.ndarray, ...]:

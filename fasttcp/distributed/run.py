@@ -232,7 +232,13 @@ def _fold(summary: Summary, results: list[ShardResult]) -> None:
     """The shards' rows and counts, in shard order, into `summary`."""
     kept = []
     for r in results:
-        summary.add_rows(r.rows)
+        part = r.rows_summary
+        summary.connections += part.connections
+        summary.conn_states.update(part.conn_states)
+        summary.resets += part.resets
+        summary.retransmissions += part.retransmissions
+        summary.rtt1.merge(part.rtt1)
+        summary.rtt2.merge(part.rtt2)
         summary.packets += r.packets
         summary.verdicts.update(r.verdicts)
         summary.memory_bytes += r.memory_bytes

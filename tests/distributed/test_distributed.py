@@ -310,3 +310,19 @@ def test_import_fasttcp_needs_no_dask(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "pip install 'fasttcp[distributed]'" in r.stdout
     assert shutil.which("editcap")
+
+
+def test_samples_merged_give_the_percentiles_of_all():
+    from fasttcp.analysis.summary import Samples
+
+    rng = np.random.default_rng(3)
+    parts = [rng.integers(0, 5000, n).astype(np.uint32) for n in (0, 1, 999, 20_000)]
+    merged, whole = Samples(), Samples()
+    for p in parts:
+        one = Samples()
+        one.add(p)
+        merged.merge(one)
+        whole.add(p)
+    assert merged.percentiles(1.0) == whole.percentiles(1.0)
+    everything = np.concatenate(parts)
+    assert merged.percentiles(1.0)["p90"] == pytest.approx(float(np.percentile(everything, 90)))
