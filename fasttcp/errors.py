@@ -113,6 +113,19 @@ class CaptureError(FastTcpError, ValueError):
         self.path = str(path)
         self.offset = offset
 
+    def __reduce__(self) -> tuple:
+        # pickled whole (a Dask worker's error reaches the client so): the default
+        # would call __init__ with the formatted message alone
+        return _rebuilt_capture_error, (str(self), self.path, self.offset)
+
+
+def _rebuilt_capture_error(text: str, path: str, offset: int | None) -> CaptureError:
+    """A CaptureError as pickled: its formatted message, path and offset."""
+    err = CaptureError.__new__(CaptureError)
+    Exception.__init__(err, text)
+    err.path, err.offset = path, offset
+    return err
+
 
 class OutputError(FastTcpError, OSError):
     """Writing the connections failed (a full disk, a closed pipe): the output's fault,

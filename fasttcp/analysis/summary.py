@@ -59,6 +59,18 @@ class Samples:
         self.values, self.counts = _runs(values[order], counts[order])
         self._new, self._pending = [], 0
 
+    def merge(self, other: Samples) -> None:
+        """Count `other`'s samples too (histograms add: the percentiles are those of
+        every sample of both, exactly)."""
+        other._fold()
+        if not len(other.values):
+            return
+        self._fold()
+        values = np.concatenate([self.values, other.values])
+        counts = np.concatenate([self.counts, other.counts])
+        order = np.argsort(values, kind="stable")
+        self.values, self.counts = _runs(values[order], counts[order])
+
     def percentiles(self, unit: float) -> dict[str, float] | None:
         """n, p50, p90, p99 and max of the samples divided by `unit` -- the percentiles
         exactly as `numpy.percentile` computes them over every sample (its default,

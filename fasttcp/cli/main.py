@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_live(a)
     _add_report(a)
+    _add_distributed(a)
     _add_live_parsers(sub)
     return p
 
@@ -93,6 +94,12 @@ def _add_report(a: argparse.ArgumentParser) -> None:
     from fasttcp.cli.report import add_report_argument
 
     add_report_argument(a)
+
+
+def _add_distributed(a: argparse.ArgumentParser) -> None:
+    from fasttcp.cli.analyze_distributed import add_distributed_arguments
+
+    add_distributed_arguments(a)
 
 
 def _add_live_parsers(sub: Any) -> None:
@@ -284,15 +291,26 @@ def _analyze(args: argparse.Namespace) -> int:
     if close_error is not None:
         print(f"fasttcp analyze: cannot write {args.output}: {close_error.strerror}", file=sys.stderr)
         return 2
-    text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
-    # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
-    to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
-    written = _report(text, sys.stderr if to_stderr else sys.stdout)
+    written = report_summary(args, summary)
     if failure is not None:
         print(f"fasttcp analyze: {failure}", file=sys.stderr)
         return status
     if not written:
         return 2
+    return captures_status(summary)
+
+
+def report_summary(args: argparse.Namespace, summary: Any) -> bool:
+    """Print the summary where `analyze` prints it; False if it could not be written."""
+    text = json.dumps(summary.as_dict(), sort_keys=True) if args.json_summary else summary.format()
+    # the summary goes to stdout for a table; with machine formats on stdout it goes to stderr
+    to_stderr = not args.summary_only and args.output is None and (args.format != "table" or args.json_summary)
+    return _report(text, sys.stderr if to_stderr else sys.stdout)
+
+
+def captures_status(summary: Any) -> int:
+    """Warn of cut-short captures; the exit status the captures give: 1 if one was
+    corrupt part-way (said), else 0."""
     for path, cut in summary.truncated:
         print(f"fasttcp analyze: warning: {path}: the last record is cut short ({cut} bytes not read)",
               file=sys.stderr)
@@ -403,10 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "analyze":
         from fasttcp.cli.analyze_live import analyze_dispatch
 
-        if args.report is not None and args.interface is not None:
-            print("fasttcp analyze: --report is for capture files, not --interface", file=sys.stderr)
+        if args.report is not None and (args.interface is not None or args.scheduler is not None):
+            print("fasttcp analyze: --report is for capture files analyzed here, not with --interface "
+                  "or --scheduler", file=sys.stderr)
             return 2
         status = analyze_dispatch(args)         # --interface, or a usage error
+        if status is None and args.scheduler is not None:
+            from fasttcp.cli.analyze_distributed import run_distributed
+
+            return run_distributed(args)
         return _analyze(args) if status is None else status
     if args.command == "replay":
         from fasttcp.cli.replay import run_replay

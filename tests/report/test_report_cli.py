@@ -75,9 +75,11 @@ def test_bad_report_path_is_refused_before_reading(tmp_path: Path, how: str) -> 
     assert not (tmp_path / "rows.csv").exists()
 
 
-def test_report_refused_for_an_interface() -> None:
-    done = _cli("--interface", "lo", "--report", "/tmp/never.html")
+@pytest.mark.parametrize("where", [("--interface", "lo"), ("--scheduler", "local:1", str(ECHO))])
+def test_report_refused_where_rows_are_not_made_here(where: tuple[str, ...]) -> None:
+    done = _cli(*where, "--report", "/tmp/never.html")
     assert done.returncode == 2 and "--report" in done.stderr
+    assert not Path("/tmp/never.html").exists()
 
 
 def test_unwritable_report_is_an_output_error(tmp_path: Path) -> None:

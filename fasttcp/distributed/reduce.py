@@ -1,0 +1,122 @@
+"""Reduce: one shard's tracker over its pieces of every chunk, in capture order.
+
+The pieces are read one segment at a time (memory: one segment plus the shard's live
+connections), their clocks corrected with the clock the chunks before them left
+(`carry`), the whole stream's tick instants merged in as packets of another shard,
+and fed to one `Tracker`: it finishes the rows one tracker fed the whole capture
+finishes for this shard's connections (fasttcp/distributed/clock.py says why).
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fasttcp.analysis.config import AnalyzeConfig
+from fasttcp.analysis.summary import Summary
+from fasttcp.capture.reader import CaptureBatch
+from fasttcp.capture.records import RECORD_HEADER_BYTES
+from fasttcp.distributed.clock import carry_clock, carry_instants
+from fasttcp.distributed.split import SEGMENT_FIELDS, UNIT_FIELDS, ChunkPieces
+from fasttcp.tracker.tracker import FLOW_DTYPE
+
+__all__ = ["ShardResult", "track_shard"]
+
+
+@dataclass
+class ShardResult:
+    """A shard's rows (FLOW_DTYPE, in the order its tracker finished them) and counts;
+    `rows_summary` holds its rows folded (`Summary.add_rows`), here, in parallel with
+    the other shards, rather than in the client after them."""
+
+    shard: int
+    rows: np.ndarray
+    packets: int = 0
+    verdicts: Counter = field(default_factory=Counter)
+    memory_bytes: int = 0
+    rows_summary: Summary = field(default_factory=Summary)
+
+
+def _read_segment(f: Any, offset: int, n: int, nbytes: int) -> tuple[np.ndarray, ...]:
+    """A segment's (records, lengths, clocks, verdicts, snapped) from an open piece file."""
+    size = nbytes + n * (8 + 8 + 1 + 1)
+    raw = np.empty(size, np.uint8)
+    if os.preadv(f.fileno(), [raw.data], offset) != size:
+        raise OSError(f"{f.name}: piece file cut short (a shuffle directory not shared by all workers?)")
+    at = nbytes
+    lengths = raw[at: at + 8 * n].view(np.int64)
+    clocks = raw[at + 8 * n: at + 16 * n].view(np.int64)
+    verdicts = raw[at + 16 * n: at + 17 * n]
+    snapped = raw[at + 17 * n: at + 18 * n].view(np.bool_)
+    return raw[:nbytes], lengths, clocks, verdicts, snapped
+
+
+def _merged_batch(segment: tuple[np.ndarray, ...], instants: np.ndarray, carry: int) -> tuple[CaptureBatch, np.ndarray]:
+    """The segment's packets with the instants merged in before the first packet at or
+    past each (the clock is monotone), and the select mask that leaves the instants out."""
+    records, lengths, clocks, verdicts, snapped = segment
+    n = len(lengths)
+    offsets = np.empty(n, np.int64)
+    if n:
+        # record i's data follows i+1 record headers and the data of records 0..i-1
+        offsets[0] = RECORD_HEADER_BYTES
+        np.cumsum(lengths[:-1] + RECORD_HEADER_BYTES, out=offsets[1:])
+        offsets[1:] += RECORD_HEADER_BYTES
+    clock = carry_clock(clocks, carry)
+    at = np.searchsorted(clock, instants, side="left")
+    ts_ns = np.insert(clock, at, instants) * 1000
+    m = n + len(instants)
+    batch = CaptureBatch(records, np.insert(offsets, at, 0), np.insert(lengths, at, 0), ts_ns,
+                         np.zeros(m, np.uint32), np.insert(verdicts, at, 0), np.zeros(m, np.uint16),
+                         np.zeros(m, np.int64), np.insert(snapped, at, False))
+    return batch, np.insert(np.ones(n, np.bool_), at, False)
+
+
+def _read_int64(f: Any, offset: int, count: int) -> np.ndarray:
+    out = np.empty(count, np.int64)
+    if count and os.preadv(f.fileno(), [out.data], offset) != out.nbytes:
+        raise OSError(f"{f.name}: piece file cut short (a shuffle directory not shared by all workers?)")
+    return out
+
+
+def _units(f: Any, piece: ChunkPieces, k: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Each unit's (segment row of shard k, instants, last clock), from the footer."""
+    table = _read_int64(f, piece.footer, piece.units * UNIT_FIELDS).reshape(-1, UNIT_FIELDS)
+    segments_at = piece.footer + table.nbytes
+    for u, (at, count, last) in enumerate(table):
+        row = _read_int64(f, segments_at + (u * piece.shards + k) * SEGMENT_FIELDS * 8, SEGMENT_FIELDS)
+        yield row, _read_int64(f, int(at), int(count)), int(last)
+
+
+def track_shard(k: int, pieces: list[ChunkPieces], cfg: AnalyzeConfig, capacity: int) -> ShardResult:
+    """Shard `k`'s tracker over its segments of `pieces` (in capture order)."""
+    from fasttcp.analysis.run import make_tracker
+
+    tracker = make_tracker(cfg, capacity)
+    rows: list[np.ndarray] = []
+    carry = 0
+    for piece in pieces:
+        with open(piece.path, "rb") as f:
+            for (offset, n, nbytes), local_instants, last in _units(f, piece, k):
+                instants = carry_instants(local_instants, carry)
+                if n or len(instants):
+                    segment = _read_segment(f, int(offset), int(n), int(nbytes)) if n else _empty_segment()
+                    batch, select = _merged_batch(segment, instants, carry)
+                    tracker.feed_batch(batch, select=select)
+                    rows.append(tracker.finished())
+                carry = max(carry, last)
+    rows.append(tracker.close())
+    st = tracker.stats
+    out = np.concatenate(rows) if rows else np.empty(0, FLOW_DTYPE)
+    folded = Summary()
+    folded.add_rows(out)
+    return ShardResult(k, out, st["packets"], Counter(st["verdicts"]), tracker.memory_bytes, folded)
+
+
+def _empty_segment() -> tuple[np.ndarray, ...]:
+    return (np.zeros(1, np.uint8), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint8),
+            np.empty(0, np.bool_))
