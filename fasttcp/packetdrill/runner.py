@@ -175,7 +175,10 @@ class Run:
     def advance(self, to_us: int, until: Any = None) -> None:
         """Fire timers in order up to `to_us` (or until `until()` is true); the clock
         ends at `to_us` unless stopped early. Bounded by MAX_TIMER_STEPS."""
-        while until is None or not until():
+        polled_at = -1
+        while True:
+            if until is not None and until():
+                return                   # stopped early: the clock stays where it got to
             deadline = self.ep.next_deadline()
             if deadline is None:
                 break
@@ -186,13 +189,12 @@ class Run:
             if self.steps > MAX_TIMER_STEPS:
                 raise _Failure(self.last_event.line if self.last_event else 1,
                                f"more than {MAX_TIMER_STEPS} timer firings: runaway timers")
-            if at == self.now_us and self.ep.next_deadline() == deadline and self.steps % 2 == 0:
+            if at == polled_at:
                 at += 1                  # a deadline between two microseconds: step past it
-            self.now_us = at
+            polled_at = self.now_us = at
             self.ep.poll(at / 1e6)
             self.collect()
-        if until is None or not until():
-            self.now_us = max(self.now_us, to_us)
+        self.now_us = max(self.now_us, to_us)
 
     def _tolerance(self, script_us: int) -> int:
         delta = script_us - self.last_event_us
