@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fasttcp.errors import UsageError
+
 __all__ = ["LOCAL_IP", "REMOTE_IP", "BIND_PORT", "CONNECT_PORT", "FIRST_EPHEMERAL_PORT",
            "TOLERANCE_USECS", "TOLERANCE_PERCENT", "FIRST_FD", "endpoint_settings",
            "apply_command", "PROFILES"]
@@ -59,8 +61,8 @@ _DEFAULTS_SH = re.compile(r"(^|/)defaults\.sh$")
 
 def endpoint_settings(profile: str) -> dict[str, Any]:
     """Endpoint keyword arguments of `profile` (a copy the caller may change)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    if not isinstance(profile, str) or profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     return dict(_LINUX)
 
 

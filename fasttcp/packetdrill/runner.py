@@ -20,7 +20,7 @@ from typing import Any
 
 from fasttcp.endpoint.endpoint import Endpoint
 from fasttcp.enums import Cause
-from fasttcp.errors import FastTcpError
+from fasttcp.errors import FastTcpError, UsageError
 from fasttcp.packetdrill import linux
 from fasttcp.packetdrill.compare import compare_segment
 from fasttcp.packetdrill.script import (
@@ -342,7 +342,7 @@ class Run:
         try:
             wait = handler(self, call.args)
         except Unsupported as e:
-            raise _Failure(ev.line, f"unsupported: {call.name}: {e}") from None
+            raise _Failure(ev.line, f"unsupported: {e}") from None
         except SyscallError as e:
             raise _Failure(ev.line, f"runtime error in {call.name} call: {e}") from None
         except FastTcpError as e:
@@ -445,7 +445,10 @@ def _check_options(script: Script) -> None:
 
 
 def run_text(text: str, *, name: str = "<script>", profile: str = "linux") -> Result:
-    """Run script source `text` (see `run`)."""
+    """Run script source `text` (see `run`); `name` stands for its path in messages.
+    Raises UsageError for a `text` that is not str or an unknown profile."""
+    if not isinstance(text, str) or not isinstance(name, str):
+        raise UsageError("run_text() takes the script as str (and its name as str)")
     settings = linux.endpoint_settings(profile)
     try:
         script = parse_script(text)
@@ -468,7 +471,10 @@ def run(path: str | os.PathLike[str], *, profile: str = "linux") -> Result:
     """Run the packetdrill script at `path` against a fresh `Endpoint` set up as
     `profile` ("linux": see fasttcp.packetdrill.linux). Returns a Result; a script that
     cannot be read, parsed or run is a failed Result naming the line, never an
-    exception (ValueError only for an unknown profile)."""
+    exception (UsageError only for a path that is not str/PathLike or an unknown
+    profile)."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise UsageError(f"path must be str or os.PathLike, got {type(path).__name__}")
     linux.endpoint_settings(profile)
     name = os.fspath(path)
     try:

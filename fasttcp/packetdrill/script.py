@@ -27,6 +27,7 @@ __all__ = ["ScriptError", "TimeSpec", "TcpOption", "PacketSpec", "SyscallSpec",
 MAX_SCRIPT_BYTES = 1 << 20       # upstream's longest script is ~20 kB: a megabyte is not a script
 MAX_SCRIPT_SECONDS = 1_000_000   # an event time past ~11.5 days of virtual time is a typo
 MAX_NESTING = 32                 # brackets in a syscall argument (parser.y has no limit; we need one)
+MAX_DIGITS = 40                  # longer numbers are refused before conversion
 MAX_SEQ = 0xFFFFFFFF             # sequence, ack and TS fields are 32 bits (RFC 9293 3.1)
 MAX_WINDOW = 0xFFFF              # the 16-bit window field
 USEC_PER_SEC = 1_000_000
@@ -217,7 +218,7 @@ def _statements(text: str) -> list[tuple[int, str]]:
 _T = r"(?:\d+\.\d+|\d+|\.\d+)"
 _TIME_RE = re.compile(
     rf"(?P<any>\*)|(?P<rel>\+)?(?P<t>{_T})(?:~(?P<rel2>\+)?(?P<t2>{_T}))?")
-_END_RE = re.compile(rf"\.\.\.(?P<end>{_T})")
+_END_RE = re.compile(rf"\s*\.\.\.\s*(?P<end>{_T})")
 
 
 def _usecs(text: str, line: int) -> int:
@@ -253,6 +254,8 @@ _SEG_RE = re.compile(r"(\d+):(\d+)\((\d+)\)")
 def _int_field(text: str, line: int, what: str, limit: int) -> int:
     if not re.fullmatch(r"\d+", text):
         raise ScriptError(line, f"{what} must be a non-negative integer, got {text!r}")
+    if len(text) > MAX_DIGITS:                 # int() of thousands of digits is refused (and slow)
+        raise ScriptError(line, f"{what} {text[:12]}... does not fit its field (max {limit})")
     value = int(text)
     if value > limit:
         raise ScriptError(line, f"{what} {value} does not fit its field (max {limit})")
@@ -262,7 +265,7 @@ def _int_field(text: str, line: int, what: str, limit: int) -> int:
 def _parse_flags(text: str, line: int) -> frozenset[str]:
     bad = [c for c in text if c not in FLAG_LETTERS]
     if bad or not text:
-        raise ScriptError(line, f"unsupported TCP flags {text!r}", unsupported=True)
+        raise ScriptError(line, f"TCP flags {text!r}", unsupported=True)
     return frozenset(FLAG_LETTERS[c] for c in text)
 
 
@@ -291,7 +294,7 @@ def _parse_option(text: str, line: int) -> TcpOption:
         if len(values) > 8:
             raise ScriptError(line, "more than 4 sack blocks do not fit the options")
         return TcpOption(name, tuple(values))
-    raise ScriptError(line, f"unsupported TCP option {text.strip()!r}", unsupported=True)
+    raise ScriptError(line, f"TCP option {text.strip()!r}", unsupported=True)
 
 
 def _parse_options(text: str, line: int) -> tuple[TcpOption, ...] | None:
@@ -333,7 +336,7 @@ def _parse_packet(direction: str, rest: str, line: int) -> PacketSpec:
                 window = _int_field(words[i + 1], line, "win", MAX_WINDOW)
             i += 2
         else:
-            raise ScriptError(line, f"unsupported packet field {key!r}", unsupported=True)
+            raise ScriptError(line, f"packet field {key!r}", unsupported=True)
     if window is None and direction == "<":
         raise ScriptError(line, "window must be specified for inbound packets")   # tcp_packet.c
     options = () if opts_text is None else _parse_options(opts_text, line)
@@ -362,6 +365,8 @@ class _Tokens:
             kind = m.lastgroup or ""
             value: Any = m.group(kind)
             if kind == "num":
+                if len(value) > MAX_DIGITS:
+                    raise ScriptError(line, f"number {value[:12]}... is too large")
                 value = int(value, 0)
             elif kind == "str":
                 value = value[1:-1]
@@ -430,15 +435,39 @@ def _struct(tok: _Tokens, depth: int) -> dict[str, Any]:
     tok.take("punct", "{")
     fields: dict[str, Any] = {}
     while tok.peek() != ("punct", "}"):
-        name = tok.take("word")
-        if tok.peek() == ("punct", "("):          # msg_name(...)=... in a msghdr
-            _list(tok, "(", ")", depth + 1)
-        tok.take("punct", "=")
-        fields[name] = _expr(tok, depth)
+        if tok.peek()[0] != "word":               # {...} or a positional value
+            fields[f"#{len(fields)}"] = _expr(tok, depth)
+        else:
+            name = tok.take("word")
+            if tok.peek() == ("punct", "("):      # msg_name(...)=... in a msghdr
+                _list(tok, "(", ")", depth + 1)
+            tok.take("punct", "=")
+            fields[name] = _expr(tok, depth)
         if tok.peek() == ("punct", ","):
             tok.take()
     tok.take("punct", "}")
     return fields
+
+
+_RESULT_RE = re.compile(r"\s*=\s*(?P<result>\S+?)(?:\s+(?P<errno>[A-Z][A-Z0-9_]*))?"
+                        r"\s*(?:\((?P<note>[^\n]*)\))?\s*$")
+
+
+def _args_end(text: str, line: int) -> int:
+    """Index just past the parenthesised argument list that starts text."""
+    depth, quote = 0, ""
+    for i, c in enumerate(text):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c == '"':
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    raise ScriptError(line, "unterminated argument list")
 
 
 def _parse_syscall(rest: str, line: int) -> SyscallSpec:
@@ -447,27 +476,22 @@ def _parse_syscall(rest: str, line: int) -> SyscallSpec:
     if m:
         end_usecs = _usecs(m.group("end"), line)
         rest = rest[m.end():]
-    tok = _Tokens(rest, line)
-    name = tok.take("word")
+    rest = rest.strip()
+    name_m = re.match(r"[A-Za-z_][A-Za-z0-9_]*", rest)
+    if not name_m or not rest[name_m.end():].startswith("("):
+        raise ScriptError(line, f"expected a system call, got {rest[:20]!r}")
+    cut = name_m.end() + _args_end(rest[name_m.end():], line)
+    tok = _Tokens(rest[name_m.end():cut], line)
     args = tuple(_list(tok, "(", ")", 1))
-    tok.take("punct", "=")
-    result = _expr(tok)
-    errno = None
-    if tok.peek()[0] == "word":
-        errno = tok.take()
-        if tok.peek() == ("punct", "("):        # the strerror() text, not checked
-            depth = 0
-            while True:
-                kind, value = tok.peek()
-                if kind == "end":
-                    break
-                tok.take()
-                depth += {"(": 1, ")": -1}.get(value, 0) if kind == "punct" else 0
-                if depth == 0:
-                    break
-    if tok.peek()[0] != "end":
-        raise ScriptError(line, f"unexpected {tok.peek()[1]!r} after the result")
-    return SyscallSpec(name, args, result, errno, end_usecs)
+    # "= result [ERRNO] [(note)]": the note is strerror() text or a comment, not checked
+    r = _RESULT_RE.match(rest[cut:])
+    if not r:
+        raise ScriptError(line, f"expected '= result' after {name_m.group()}(...)")
+    result_tok = _Tokens(r.group("result"), line)
+    result = _expr(result_tok)
+    if result_tok.peek()[0] != "end":
+        raise ScriptError(line, f"bad result {r.group('result')!r}")
+    return SyscallSpec(name_m.group(), args, result, r.group("errno"), end_usecs)
 
 
 # ---- the script ----
@@ -478,7 +502,7 @@ def _parse_event(line: int, stmt: str) -> Event:
     if not rest[:1].isspace() and not rest.startswith("...") and body:
         raise ScriptError(line, f"expected a space after the event time, got {rest[:10]!r}")
     if body.startswith("%{"):
-        raise ScriptError(line, "unsupported: %{ python }% block", unsupported=True)
+        raise ScriptError(line, "%{ python }% block", unsupported=True)
     if body[:1] in ("<", ">"):
         action: PacketSpec | SyscallSpec | CommandSpec = _parse_packet(body[0], body[1:], line)
     elif body.startswith("`"):
