@@ -22,6 +22,8 @@ from fasttcp.packetdrill.segments import (
 __all__ = ["compare_segment"]
 
 TCP_HDR_WORDS = 5
+TS_DATA_LEN = 8                  # TSval + TSecr
+MASK32 = 0xFFFFFFFF
 _FLAG_FIELDS = (("tcp_fin", "FIN"), ("tcp_syn", "SYN"), ("tcp_rst", "RST"), ("tcp_psh", "PSH"),
                 ("tcp_ack", "ACK"), ("tcp_urg", "URG"), ("tcp_ece", "ECE"), ("tcp_cwr", "CWR"))
 
@@ -38,8 +40,11 @@ def _options_len(options: list[tuple[int, bytes]]) -> int:
     return n + (-n % 4)
 
 
-def compare_segment(spec: PacketSpec, actual: Actual) -> str | None:
-    """None if `actual` is what `spec` expects, else packetdrill's error text."""
+def compare_segment(spec: PacketSpec, actual: Actual, ts_tick_usecs: int = 0,
+                    ts_tolerance_usecs: int = 0) -> str | None:
+    """None if `actual` is what `spec` expects, else packetdrill's error text. With
+    `ts_tick_usecs` (--tcp_ts_tick_usecs) a TS val must be within `ts_tolerance_usecs`
+    of the script's, counted in ticks (verify_outbound_tcp_option)."""
     if spec.payload_len != actual.payload_len:
         return (f"live packet payload: expected {spec.payload_len} bytes vs "
                 f"actual {actual.payload_len} bytes")
@@ -61,10 +66,10 @@ def compare_segment(spec: PacketSpec, actual: Actual) -> str | None:
             return why
     if spec.options is None:
         return None
-    return _compare_options(spec, actual)
+    return _compare_options(spec, actual, ts_tick_usecs, ts_tolerance_usecs)
 
 
-def _compare_options(spec: PacketSpec, actual: Actual) -> str | None:
+def _compare_options(spec: PacketSpec, actual: Actual, tick: int, tolerance: int) -> str | None:
     assert spec.options is not None
     script = decode_options(b"".join(encode_option(o, None, False) for o in spec.options))
     if len(script) != len(actual.options):
@@ -72,6 +77,11 @@ def _compare_options(spec: PacketSpec, actual: Actual) -> str | None:
     for (skind, sdata), (akind, adata) in zip(script, actual.options, strict=False):
         if skind != akind:
             return "bad outbound TCP options"
+        if akind == TCPOPT_TS and tick and len(sdata) == len(adata) == TS_DATA_LEN:
+            drift = (int.from_bytes(adata[:4], "big") - int.from_bytes(sdata[:4], "big")) & MASK32
+            drift = drift - (1 << 32) if drift >= 1 << 31 else drift      # as an s32
+            if abs(drift) * tick > tolerance:
+                return f"bad outbound TCP timestamp value, tolerance {tolerance}"
         if akind in (TCPOPT_EOL, TCPOPT_NOP, TCPOPT_TS):
             continue
         if sdata != adata:

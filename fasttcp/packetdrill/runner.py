@@ -51,7 +51,7 @@ __all__ = ["Result", "run", "run_text", "Run"]
 MAX_TIMER_STEPS = 200_000        # timer firings per script: far above any real script's
 SEARCH_USECS = 120_000_000       # how far past its time an outbound segment is looked for
 _CHECK_FD = ("socket", "accept")  # calls whose result is a new fd (run_system_call.c CHECK_FD)
-_KNOWN_OPTIONS = {"tolerance_usecs", "tolerance_percent", "ip_version"}
+_KNOWN_OPTIONS = {"tolerance_usecs", "tolerance_percent", "ip_version", "tcp_ts_tick_usecs"}
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,9 @@ class Run:
         self.last_event: Event | None = None
         self.last_event_us = 0
         self.blocked: tuple[Event, SyscallSpec, Wait, int, int] | None = None   # ..., end, start
-        self.tolerance = int(script.options.get("tolerance_usecs", linux.TOLERANCE_USECS))
+        self.tolerance = int(float(script.options.get("tolerance_usecs", linux.TOLERANCE_USECS)))
         self.tolerance_pct = float(script.options.get("tolerance_percent", linux.TOLERANCE_PERCENT))
+        self.ts_tick = int(float(script.options.get("tcp_ts_tick_usecs", 0)))
 
     # ---- what the syscall handlers use ----
 
@@ -324,7 +325,9 @@ class Run:
         ts = [o for o in spec.options or () if o.name == "TS"]
         actual = actual_from_packets(got, flow, bool(ts), ts[0].values[0] if ts else None)
         actual_text = format_actual(actual)
-        why = compare_segment(spec, actual)
+        # the TS tolerance counts from the script's start, not the last event
+        ts_tol = max(self.tolerance, int(self.tolerance_pct / 100.0 * start))
+        why = compare_segment(spec, actual, self.ts_tick, ts_tol)
         if why:
             raise _Failure(ev.line, f"error handling packet: {why}", expected, actual_text)
         try:
@@ -433,7 +436,8 @@ def _unsupported_lines(script: Script, settings: dict[str, Any]) -> list[tuple[i
 
 
 def _check_options(script: Script) -> None:
-    for name, limit in (("tolerance_usecs", 10**9), ("tolerance_percent", 1000)):
+    for name, limit in (("tolerance_usecs", 10**9), ("tolerance_percent", 1000),
+                        ("tcp_ts_tick_usecs", 10**9)):
         if name in script.options:
             text = script.options[name]
             try:

@@ -77,7 +77,8 @@ def test_wrong_window_and_option_fail(tmp_path):
     r = run(path)
     assert r.line == line
     assert r.error.endswith("bad value in outbound TCP option (kind=3): expected: wscale 7 actual: wscale 8")
-    path, line = _mutate(tmp_path, "close-local-first", "> F. 1:1(0) ack 1", "> F. 1:1(0) ack 1 <nop,nop,TS val 1 ecr 2>")
+    path, line = _mutate(tmp_path, "close-local-first", "> F. 1:1(0) ack 1",
+                         "> F. 1:1(0) ack 1 <nop,nop,TS val 1 ecr 2>")
     r = run(path)
     assert r.line == line and r.error.endswith("tcp_data_offset: expected: 8 (0x8) vs actual: 5 (0x5)")
 
@@ -95,7 +96,8 @@ def test_time_range_accepts_and_refuses(tmp_path):
     assert run(path).ok
     path, line = _mutate(tmp_path, "syn-retransmit-backoff", "    3 > S", "1.5~2.5 > S")
     r = run(path)
-    assert r.line == line and "expected outbound packet in time range 1.500000~2.500000 sec but happened at 3.000000" in r.error
+    assert r.line == line
+    assert "expected outbound packet in time range 1.500000~2.500000 sec but happened at 3.000000" in r.error
     path, _ = _mutate(tmp_path, "syn-retransmit-backoff", "    3 > S", "    * > S")
     assert run(path).ok
 
@@ -147,12 +149,12 @@ def test_unknown_ts_ecr_is_an_error(tmp_path):
 
 def test_unsupported_lines_are_listed_not_skipped(tmp_path):
     path = tmp_path / "unsupported.pkt"
-    path.write_text("--tcp_ts_tick_usecs=1000\n`ethtool -K tun0 tso off`\n"
+    path.write_text("--bind_port=9000\n`ethtool -K tun0 tso off`\n"
                     "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 epoll_create(1) = 4\n")
     r = run(path)
     assert (r.ok, r.line) == (False, 1)
     assert "unsupported" in r.error
-    for text in ("line 1: option --tcp_ts_tick_usecs=1000", "line 2: command 'ethtool -K tun0 tso off'",
+    for text in ("line 1: option --bind_port=9000", "line 2: command 'ethtool -K tun0 tso off'",
                  "line 4: system call epoll_create()"):
         assert text in r.error
     path.write_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 setsockopt(3, SOL_TCP, TCP_CORK, [1], 4) = 0\n")
@@ -183,3 +185,14 @@ def test_cli_text_shows_both_segments(tmp_path):
     out = _cli(str(bad)).stdout.splitlines()
     assert out[1] == "script packet: 0.300000 . 1:1(0) ack 1"
     assert out[2].startswith("actual packet: 0.300000 F. 1:1(0) ack 1 win ")
+
+
+def test_ts_tick_option_checks_our_ts_val(tmp_path):
+    text = (SCRIPTS / "syn-retransmit-backoff.pkt").read_text()
+    path = tmp_path / "tick.pkt"
+    path.write_text("--tcp_ts_tick_usecs=1000\n" + text)       # our TS clock ticks in ms, as Linux's
+    assert run(path).ok
+    path.write_text("--tcp_ts_tick_usecs=1000\n" + text.replace("TS val 3100", "TS val 3900"))
+    r = run(path)
+    assert r.line == _line_of("syn-retransmit-backoff", "TS val 3100") + 1
+    assert r.error.endswith("bad outbound TCP timestamp value, tolerance 375000")

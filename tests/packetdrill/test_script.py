@@ -3,9 +3,20 @@ from __future__ import annotations
 
 import pytest
 
-from fasttcp.packetdrill.script import (ABSOLUTE, ABSOLUTE_RANGE, ANY, MAX_NESTING, RELATIVE,
-                                        RELATIVE_RANGE, CommandSpec, PacketSpec, ScriptError,
-                                        SyscallSpec, TcpOption, parse_script)
+from fasttcp.packetdrill.script import (
+    ABSOLUTE,
+    ABSOLUTE_RANGE,
+    ANY,
+    MAX_NESTING,
+    RELATIVE,
+    RELATIVE_RANGE,
+    CommandSpec,
+    PacketSpec,
+    ScriptError,
+    SyscallSpec,
+    TcpOption,
+    parse_script,
+)
 
 
 def one(text: str):
