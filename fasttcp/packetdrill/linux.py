@@ -45,7 +45,7 @@ PROFILES = ("linux",)
 
 # sysctls a script may set (in a backquoted block or with `sysctl -q k=v`): the endpoint
 # setting each maps to; anything else in a command is unsupported
-_SYSCTL_MAP = {
+_SYSCTL_MAP: dict[str, tuple[str, dict[str, Any]]] = {
     "net.ipv4.tcp_timestamps": ("timestamps", {"0": False, "1": True}),
     "net.ipv4.tcp_sack": ("sack", {"0": False, "1": True}),
     "net.ipv4.tcp_window_scaling": ("wscale", {"0": None, "1": 8}),
