@@ -9,6 +9,7 @@ docs/packetdrill.md ("Differences from Linux").
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 from fasttcp.errors import UsageError
@@ -91,7 +92,12 @@ def apply_command(text: str, settings: dict[str, Any]) -> str | None:
         line = raw.strip()
         if not line:
             continue
-        words = line.split()
+        try:
+            words = shlex.split(line)         # sysctl -q net.ipv4.tcp_rmem="4096 540000 15728640"
+        except ValueError:
+            return f"command {line!r} is not valid shell"
+        if not words:
+            continue
         if _DEFAULTS_SH.search(words[0]) and len(words) == 1:
             continue
         if words[0] == "sysctl":

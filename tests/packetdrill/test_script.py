@@ -166,3 +166,15 @@ def test_not_text_is_refused():
         parse_script(b"0 close(3) = 0")          # type: ignore[arg-type]
     with pytest.raises(ScriptError, match="NUL byte"):
         parse_script("0 close(3) = 0\n\x00")
+
+
+def test_commands_map_sysctls_and_refuse_the_rest():
+    from fasttcp.packetdrill.linux import apply_command, endpoint_settings
+    settings = endpoint_settings("linux")
+    assert apply_command('../common/defaults.sh\nsysctl -q net.ipv4.tcp_rmem="4096 540000 15728640" '
+                         "net.ipv4.tcp_timestamps=0 net.ipv4.tcp_window_scaling=0", settings) is None
+    assert settings["timestamps"] is False and settings["wscale"] is None
+    assert apply_command("sysctl -q net.ipv4.tcp_sack=2", settings) == "net.ipv4.tcp_sack=2 has no equivalent"
+    assert apply_command("sysctl -q net.core.somaxconn=5", settings) == "sysctl net.core.somaxconn has no equivalent"
+    assert apply_command("rm -rf /", settings) == "command 'rm -rf /' is not run by this runner"
+    assert apply_command('echo "unterminated', settings) == "command 'echo \"unterminated' is not valid shell"

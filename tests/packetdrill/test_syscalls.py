@@ -86,3 +86,17 @@ def test_early_outbound_and_late_inbound_are_timing_errors():
     assert r.line == 6
     assert r.error.endswith("timing error: expected inbound packet at 0.500000 sec but happened at 1.000000 sec; "
                             "tolerance 0.004000 sec")
+
+
+def test_sysctl_command_changes_the_endpoint():
+    script = """\
+`sysctl -q net.ipv4.tcp_timestamps={ts}`
+    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+   +0 bind(3, ..., ...) = 0
+   +0 listen(3, 1) = 0
+  +.1 < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7>
+   +0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
+"""
+    ok(script.format(ts=0))
+    r = run_text(script.format(ts=1))
+    assert r.line == 6 and "tcp_data_offset" in r.error
