@@ -105,6 +105,7 @@ class Run:
         self.last_event: Event | None = None
         self.last_event_us = 0
         self.blocked: tuple[Event, SyscallSpec, Wait, int, int] | None = None   # ..., end, start
+        self.current: Event | None = None                  # the event being run
         self.tolerance = int(float(script.options.get("tolerance_usecs", linux.TOLERANCE_USECS)))
         self.tolerance_pct = float(script.options.get("tolerance_percent", linux.TOLERANCE_PERCENT))
         self.ts_tick = int(float(script.options.get("tcp_ts_tick_usecs", 0)))
@@ -233,6 +234,7 @@ class Run:
     def execute(self) -> None:
         """Run every event; raises _Failure at the first that does not go as scripted."""
         for ev in self.script.events:
+            self.current = ev
             start, end, offset = self._schedule(ev)
             action = ev.action
             if isinstance(action, PacketSpec) and action.direction == ">":
@@ -464,10 +466,16 @@ def run_text(text: str, *, name: str = "<script>", profile: str = "linux") -> Re
     if bad:
         listing = "; ".join(f"line {line}: {why}" for line, why in bad)
         return Result(name, False, bad[0][0], f"{name}:{bad[0][0]}: unsupported: {listing}")
+    runner = Run(script, settings, name)
     try:
-        Run(script, settings, name).execute()
+        runner.execute()
     except _Failure as e:
         return Result(name, False, e.line, f"{name}:{e.line}: {e.message}", e.expected, e.actual)
+    except FastTcpError as e:
+        # the endpoint refused something the script made it do (a malformed segment it
+        # sent would be here too): the event's line and the endpoint's reason
+        line = runner.current.line if runner.current else 1
+        return Result(name, False, line, f"{name}:{line}: the endpoint refused: {type(e).__name__}: {e}")
     return Result(name, True)
 
 

@@ -163,8 +163,10 @@ def sys_getsockopt(run: Run, args: tuple[Any, ...]) -> Wait:
 
 def sys_bind(run: Run, args: tuple[Any, ...]) -> Wait:
     _want_args(args, 3, "bind")
-    run.sock(args[0])
-    return _done(0)                       # packetdrill binds to live_bind_port
+    sock = run.sock(args[0])
+    if any(other.listening for other in run.socks.values() if other is not sock):
+        return _done(-1, _errno.EADDRINUSE)  # packetdrill binds every socket to live_bind_port
+    return _done(0)
 
 
 def sys_listen(run: Run, args: tuple[Any, ...]) -> Wait:

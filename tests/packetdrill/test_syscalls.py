@@ -100,3 +100,12 @@ def test_sysctl_command_changes_the_endpoint():
     ok(script.format(ts=0))
     r = run_text(script.format(ts=1))
     assert r.line == 6 and "tcp_data_offset" in r.error
+
+
+def test_second_listener_cannot_bind():
+    ok("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n+0 listen(3, 1) = 0\n"
+       "+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4\n"
+       "+0 bind(4, ..., ...) = -1 EADDRINUSE (Address already in use)\n")
+    r = run_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 listen(3, 1) = 0\n"
+                 "+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4\n+0 listen(4, 1) = 0\n")
+    assert r.line == 4 and "runtime error in listen call: the endpoint refused:" in r.error
