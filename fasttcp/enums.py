@@ -125,3 +125,5 @@ class Cause(enum.IntEnum):
     RETRANSMIT = 17        # a retransmission timer fired (no state change; value = retransmit count)
     EVICTED = 18           # removed to make room for a new connection (full table: oldest
                            # TIME-WAIT first, then the oldest never-established)
+    SYN_COOKIE = 19        # an ACK returned a valid SYN cookie: LISTEN -> ESTABLISHED (no
+                           # SYN-RECEIVED record existed)

@@ -216,7 +216,7 @@ def calibration() -> tuple[int, int]:
     target = (lo + hi) // 2
     best = (WRAP, 2, int(ports[0]))
     for seed in range(2, 400):
-        server = Endpoint([SERVER], seed=seed, capacity=len(ports) + 16)
+        server = Endpoint([SERVER], seed=seed, capacity=len(ports) + 16, syn_cookies="off")   # RFC 6528 ISNs
         server.listen(SERVER_PORT)
         server.receive_batch(syns, offs, lens, 0)
         synacks, soffs, _ = server.transmit_batch()           # in the order of the SYNs

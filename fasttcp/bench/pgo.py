@@ -5,8 +5,9 @@ module against that build (``python -m fasttcp.bench.pgo``), and compiles them a
 ``-fprofile-use``: gcc then lays out each hot loop for the branches real traffic takes
 and moves what it never saw out of the way. What gcc learns is only as good as what
 it saw, so this is deliberately wider than the benchmark: endpoint lifecycles over
-IPv4 and IPv6, SYNs retransmitted until the connect gives up, SYNs refused with a
-RST, data with loss and retransmission, a lost FIN, aborts, the single-packet API; the
+IPv4 and IPv6 (half of each burst past the SYN backlog, so SYN cookies are made and
+checked too), SYNs retransmitted until the connect gives up, SYNs refused with a RST,
+data with loss and retransmission, a lost FIN, aborts, the single-packet API; the
 tracker (IPv4: the synthetic capture is) over a clean capture and over damaged copies
 (bad checksums, losses, duplicates) with both timeout presets; the codec over IPv4 and
 IPv6 -- besides the shapes `fasttcp bench` measures. Code the run never reaches is

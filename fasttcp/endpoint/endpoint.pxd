@@ -24,6 +24,7 @@ cdef enum:
     EV_DATA = 16
     EV_RETRANSMIT = 17
     EV_EVICTED = 18                 # dropped to make room for a new connection (table full)
+    EV_SYN_COOKIE = 19              # an ACK returned a valid SYN cookie: LISTEN -> ESTABLISHED
 
 # Why a received segment was dropped (counters; fasttcp.Endpoint.drops names them).
 cdef enum:
@@ -41,7 +42,14 @@ cdef enum:
     DROP_TABLE_FULL = 11        # SYN refused: table at capacity, nothing evictable
     DROP_CHALLENGE_LIMIT = 12   # challenge ACK suppressed by the rate limit
     DROP_OTHER = 13             # e.g. segment for LISTEN that is neither SYN nor ACK
-    DROP_COUNT = 14
+    DROP_BAD_COOKIE = 14        # ACK to a listening port whose SYN cookie is forged or stale
+    DROP_COUNT = 15
+
+# Endpoint(syn_cookies=...), like Linux's net.ipv4.tcp_syncookies 0 / 1 / 2
+cdef enum:
+    SYN_COOKIES_OFF = 0         # never: a full backlog evicts the oldest half-open record
+    SYN_COOKIES_AUTO = 1        # when the SYN backlog (or the table) is full
+    SYN_COOKIES_ALWAYS = 2      # for every SYN to a listening port
 
 ctypedef struct ep_event_t:
     uint64_t time_us            # microseconds (EVENT_DTYPE "time_us")
@@ -69,3 +77,7 @@ ctypedef struct ep_config_t:
     uint64_t fin_wait_2         # idle limit of FIN-WAIT-2 (Linux tcp_fin_timeout 60 s)
     uint64_t isn_key[6]         # RFC 6528 F() secret
     uint32_t challenge_limit    # challenge ACKs per second (RFC 5961 7; Linux 1000)
+    uint8_t syn_cookies         # SYN_COOKIES_*
+    uint32_t syn_backlog        # half-open (SYN-SENT, SYN-RECEIVED) records before cookies
+    uint64_t cookie_key[4]      # SipHash keys of cookie_hash: [0:2] for c = 0, [2:4] for c = 1
+    uint32_t cookie_minute_offset   # added to the minute counter (tests move the clock)

@@ -1,7 +1,7 @@
 """Sans-IO TCP endpoint: RFC 9293 connection lifecycle; segments + time in, segments + events out."""
 import ipaddress
 from collections.abc import Iterable
-from typing import Any, TypeAlias, final
+from typing import Any, Literal, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -110,12 +110,19 @@ class Endpoint:
         seed: int | None = None,
         isn_secret: int | None = None,
         ttl: int = 64,
-        max_transmit_bytes: int = ...,
-        max_events: int = ...,
+        max_transmit_bytes: int | None = None,
+        max_events: int | None = None,
         pipeline_depth: int | None = None,
+        syn_cookies: Literal["auto", "always", "off"] = "auto",
+        syn_backlog: int | None = None,
     ) -> None:
         """``pipeline_depth``: None measures the batch calls' prefetch distance on this
-        machine (see `pipeline`); one of PIPELINE_DEPTHS fixes it. Raises UsageError
+        machine (see `pipeline`); one of PIPELINE_DEPTHS fixes it. ``max_transmit_bytes``
+        / ``max_events``: None bounds what waits for transmit() / events() by the
+        capacity (256 bytes and 2 events a connection, at least 16 MiB and 65536
+        events). ``syn_cookies``: as Linux's tcp_syncookies 1 / 2 / 0; "auto" sends
+        cookies once ``syn_backlog`` (None: capacity // 2) half-open connections exist
+        or the table is full. Raises UsageError
         for an argument of the wrong type or out of range (then nothing is allocated),
         or if the endpoint was initialised before; MemoryError."""
     def listen(self, port: int) -> None:
@@ -134,6 +141,9 @@ class Endpoint:
         """``auto``, ``cache_bytes``, and per pipeline (``segments``, ``connects``) its
         ``depth``, ``calibrations`` and ``ns_per_item`` ({depth: median ns per item} of
         the last measurement)."""
+    @property
+    def syn_cookies(self) -> str:
+        """"auto", "always" or "off"."""
     @property
     def pending_transmit(self) -> int: ...
     def connect(self, remote_addr: _Addr, remote_port: int, *, local_port: int | None = None,

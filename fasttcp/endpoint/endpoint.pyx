@@ -98,13 +98,41 @@ cdef uint64_t _CACHE_BYTES = _private_cache_bytes()
 
 DROP_REASONS = ("malformed", "not_local", "no_listener", "unacceptable", "bad_ack", "rst_invalid",
                 "rst_challenged", "syn_challenged", "paws", "no_ack", "out_of_order", "table_full",
-                "challenge_limit", "other")
+                "challenge_limit", "other", "bad_cookie")
 
 cdef object _State = State
 cdef object _Cause = Cause
 cdef int _EPHEMERAL_LOW = 32768          # Linux ip_local_port_range
 cdef int _EPHEMERAL_HIGH = 60999
 cdef int64_t _MAX_QUEUE = 1 << 48       # max_transmit_bytes / max_events: far past any real memory
+# what may wait for transmit() / events() unless the caller says otherwise: per
+# connection of capacity (a bound that grows with the table, not with the traffic),
+# with a floor for small tables
+cdef int64_t _TRANSMIT_BYTES_PER_CONN = 256
+cdef int64_t _TRANSMIT_BYTES_MIN = 16 << 20
+cdef int64_t _EVENTS_PER_CONN = 2
+cdef int64_t _EVENTS_MIN = 1 << 16
+_SYN_COOKIE_MODES = {"off": SYN_COOKIES_OFF, "auto": SYN_COOKIES_AUTO, "always": SYN_COOKIES_ALWAYS}
+_ISN_KEY_WORDS = 6                      # RFC 6528 F() key words (ep_config_t.isn_key)
+_COOKIE_KEY_WORDS = 4                   # two SipHash keys (ep_config_t.cookie_key)
+
+
+def _secret_words(secret, n):
+    """`n` independent 64-bit key words from a secret: splitmix64 over its 64-bit words
+    (the low 64*n bits count), so every word is well mixed whatever the secret's size.
+    Words 0..5 key the ISN function (RFC 6528), 6..9 the SYN cookies' two SipHash keys."""
+    x = secret & ((1 << (64 * n)) - 1)
+    state = 0
+    out = []
+    for i in range(n):
+        state = (state + 0x9E3779B97F4A7C15 + ((x >> (64 * i)) & 0xffffffffffffffff)) & 0xffffffffffffffff
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xffffffffffffffff
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xffffffffffffffff
+        out.append(z ^ (z >> 31))
+    return out
+
+
 cdef object _weakref = weakref.ref
 cdef object _NP_INTEGER = np.integer
 cdef tuple _BAD_KEY = ("", "family must be 4 or 6", "padding bytes must be zero (make_keys zeroes them)",
@@ -618,15 +646,22 @@ cdef class Endpoint:
 
     ``Endpoint(addresses, *, mss=1460, window=65535, wscale=7, sack=True,
     timestamps=True, msl=30.0, capacity=65536, seed=None, isn_secret=None, ttl=64,
-    max_transmit_bytes=256 MiB, max_events=2^22, pipeline_depth=None)``
+    max_transmit_bytes=None, max_events=None, pipeline_depth=None,
+    syn_cookies="auto", syn_backlog=None)``
 
     ``addresses``: local addresses or networks (``"198.18.0.0/15"``) the endpoint owns,
     1 to 16 of them; segments to other destinations are dropped. ``wscale=None``
     disables window scaling. ``seed``/``isn_secret``: non-negative ints making table
-    layout and ISNs reproducible (only the low 384 bits of the secret count).
-    ``max_transmit_bytes``/``max_events``: how much output and how many events may wait
-    for transmit()/events(); beyond that they are dropped and counted in `stats`, so a
-    peer cannot grow memory without bound while the caller is not draining.
+    layout, ISNs and SYN cookies reproducible (only the low 640 bits of the secret
+    count). ``max_transmit_bytes``/``max_events``: how much output and how many events
+    may wait for transmit()/events(); beyond that they are dropped and counted in
+    `stats`, so a peer cannot grow memory without bound while the caller is not
+    draining (None: 256 bytes and 2 events per connection of capacity, at least 16 MiB
+    and 65536 events). ``syn_cookies``: "auto" (the default) answers SYNs with SYN
+    cookies once ``syn_backlog`` half-open connections exist (None: half the capacity)
+    or the table is full, "always" answers every SYN so, "off" never (a full table
+    evicts its oldest half-open connection), like Linux's tcp_syncookies 1, 2, 0 (see
+    docs/syn-cookies.md).
     ``pipeline_depth``: None (the default) measures the batch calls' prefetch distance
     on this machine (see `pipeline`); one of PIPELINE_DEPTHS fixes it.
 
@@ -674,9 +709,10 @@ cdef class Endpoint:
 
     def __init__(self, addresses, *, mss=1460, window=65535, wscale=7, sack=True, timestamps=True,
                  msl=30.0, capacity=65536, seed=None, isn_secret=None, ttl=64,
-                 max_transmit_bytes=256 << 20, max_events=1 << 22, pipeline_depth=None):
+                 max_transmit_bytes=None, max_events=None, pipeline_depth=None, syn_cookies="auto",
+                 syn_backlog=None):
         cdef ep_t *ep = self._ep
-        cdef int64_t c_mss, c_window, c_capacity, c_ttl, c_wscale, c_max_out, c_max_events, c_depth
+        cdef int64_t c_mss, c_window, c_capacity, c_ttl, c_wscale, c_max_out, c_max_events, c_depth, c_backlog
         if self._init_started:
             raise UsageError("an Endpoint is initialised once; make a new one")
         # every argument is checked before anything is written: a refused call leaves
@@ -686,8 +722,14 @@ cdef class Endpoint:
         c_window = _int_in(window, "window", 1, 1 << 30)
         c_capacity = _int_in(capacity, "capacity", 1, 1 << 31)
         c_ttl = _int_in(ttl, "ttl", 1, 255)
-        c_max_out = _int_in(max_transmit_bytes, "max_transmit_bytes", 1024, _MAX_QUEUE)
-        c_max_events = _int_in(max_events, "max_events", 1024, _MAX_QUEUE)
+        c_max_out = (max(_TRANSMIT_BYTES_MIN, _TRANSMIT_BYTES_PER_CONN * c_capacity) if max_transmit_bytes is None
+                     else _int_in(max_transmit_bytes, "max_transmit_bytes", 1024, _MAX_QUEUE))
+        c_max_events = (max(_EVENTS_MIN, _EVENTS_PER_CONN * c_capacity) if max_events is None
+                        else _int_in(max_events, "max_events", 1024, _MAX_QUEUE))
+        if not isinstance(syn_cookies, str) or syn_cookies not in _SYN_COOKIE_MODES:
+            raise UsageError(f"syn_cookies must be one of {sorted(_SYN_COOKIE_MODES)}, got {syn_cookies!r}")
+        c_backlog = (max(1, c_capacity // 2) if syn_backlog is None
+                     else _int_in(syn_backlog, "syn_backlog", 1, 1 << 31))
         c_wscale = 0xff
         if wscale is not None:
             try:
@@ -750,6 +792,8 @@ cdef class Endpoint:
         ep.cfg.rto_max = 60000000
         ep.cfg.fin_wait_2 = 60000000
         ep.cfg.challenge_limit = 1000
+        ep.cfg.syn_cookies = _SYN_COOKIE_MODES[syn_cookies]
+        ep.cfg.syn_backlog = <uint32_t>min(c_backlog, 0xffffffff)
         ep.max_out_bytes = <size_t>c_max_out
         ep.rng = (int.from_bytes(os.urandom(8), "little") | 1)
         ep.max_events = <size_t>c_max_events
@@ -757,16 +801,11 @@ cdef class Endpoint:
         ep.cache_bytes = _CACHE_BYTES
         for i in range(EP_NPIPES):
             ep.pipes[i].depth = EP_DEPTH_START if pipeline_depth is None else <uint32_t>c_depth
-        # expand the secret into six independent 64-bit keys (splitmix64 over its words),
-        # so every key word is well mixed whatever the size of the secret
-        x = isn_secret & ((1 << 384) - 1)
-        state = 0
-        for i in range(6):
-            state = (state + 0x9E3779B97F4A7C15 + ((x >> (64 * i)) & 0xffffffffffffffff)) & 0xffffffffffffffff
-            z = state
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xffffffffffffffff
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xffffffffffffffff
-            ep.cfg.isn_key[i] = z ^ (z >> 31)
+        words = _secret_words(isn_secret, _ISN_KEY_WORDS + _COOKIE_KEY_WORDS)
+        for i in range(_ISN_KEY_WORDS):
+            ep.cfg.isn_key[i] = words[i]
+        for i in range(_COOKIE_KEY_WORDS):
+            ep.cfg.cookie_key[i] = words[_ISN_KEY_WORDS + i]
         ep.acq = <uint32_t *>calloc(c_capacity, sizeof(uint32_t))
         ep.acq_gen = <uint8_t *>calloc(c_capacity, sizeof(uint8_t))
         if ep.acq == NULL or ep.acq_gen == NULL:
@@ -858,14 +897,19 @@ cdef class Endpoint:
     @property
     def stats(self):
         """Counters: segments in/out, resets sent, challenge ACKs, retransmissions,
-        ``time_backwards`` (calls whose ``now`` was behind the clock), and drops by
-        reason (see DROP_REASONS)."""
+        ``time_backwards`` (calls whose ``now`` was behind the clock), output and events
+        dropped because nobody drained them (``transmit_dropped``, ``events_dropped``),
+        SYN cookies sent and returned (``syn_cookies_sent``, ``syn_cookies_ok``,
+        ``syn_cookies_failed``), ``half_open`` (SYN-SENT and SYN-RECEIVED records, what
+        ``syn_backlog`` bounds), and drops by reason (see DROP_REASONS)."""
         cdef ep_t *ep = self._core()
         return dict(segments_in=ep.segs_in, segments_out=ep.segs_out, resets_sent=ep.rst_out,
                     transmit_dropped=ep.tx_dropped, events_dropped=ep.events_dropped,
                     challenge_acks=ep.challenge_acks, retransmissions=ep.retransmissions,
                     connections=ep.tab.count, evictions=ep.tab.stats.evictions,
                     time_backwards=self._time_back,
+                    syn_cookies_sent=ep.cookies_sent, syn_cookies_ok=ep.cookies_ok,
+                    syn_cookies_failed=ep.cookies_failed, half_open=ep.tab.class_count[FT_CLASS_EMBRYONIC],
                     drops={DROP_REASONS[i]: ep.drops[i] for i in range(DROP_COUNT)})
 
     @property
@@ -886,6 +930,18 @@ cdef class Endpoint:
                          "ns_per_item": {PIPELINE_DEPTHS[k]: pp.ns[k] for k in range(EP_NDEPTHS)}
                          if pp.calibrations else {}}
         return out
+
+    @property
+    def syn_cookies(self):
+        """The SYN cookie mode: "auto", "always" or "off"."""
+        cdef uint8_t mode = self._core().cfg.syn_cookies
+        return "off" if mode == SYN_COOKIES_OFF else "always" if mode == SYN_COOKIES_ALWAYS else "auto"
+
+    def _set_cookie_minute_offset(self, offset):
+        """Tests: move the SYN cookie minute counter by `offset` (mod 2^32) from the one
+        the clock gives, as if the counter had started elsewhere (Linux's starts at
+        boot); checks the counter's wrap-around without waiting for it."""
+        self._core().cfg.cookie_minute_offset = <uint32_t>(_int_in(offset, "offset", 0, 0xffffffff))
 
     # ---- opening ----
 
@@ -1317,7 +1373,7 @@ cdef class Endpoint:
             # reported only to events_batch() stays here that long): the 4-tuple too
             if c is not None and ((<Connection>c)._gen != e.gen or not _same_key(&(<Connection>c)._k, e.key)):
                 c = None
-            if c is None and e.cause in (EV_SYN_RECEIVED, EV_REOPEN, EV_CONNECT):
+            if c is None and e.cause in (EV_SYN_RECEIVED, EV_REOPEN, EV_CONNECT, EV_SYN_COOKIE):
                 if ep.tab.conns[e.conn].family != 0 and ep.tab.conns[e.conn].gen == e.gen \
                         and _same_key(<const ft_key_t *>e.key, <const uint8_t *>&ep.tab.conns[e.conn]):
                     c = Connection._new(self, e.conn)

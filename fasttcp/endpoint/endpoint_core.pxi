@@ -23,7 +23,8 @@ from fasttcp.table.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init
                                   TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
                                   TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
                                   TCPS_CLOSE_WAIT, TCPS_CLOSING, TCPS_LAST_ACK, TCPS_TIME_WAIT,
-                                  CONN_F_SACK, CONN_F_TIMESTAMPS, CONN_F_WSCALE)
+                                  CONN_F_SACK, CONN_F_TIMESTAMPS, CONN_F_WSCALE, FT_CLASS_EMBRYONIC,
+                                  FT_CLASS_TIME_WAIT)
 
 cdef extern from "mem_impl.h" nogil:
     void ft_copy_words(void *dst, const void *src, size_t n)
@@ -108,6 +109,10 @@ ctypedef struct ep_t:
     size_t max_events           # does not drain (beyond them: dropped and counted)
     uint64_t tx_dropped
     uint64_t events_dropped
+    uint64_t cookies_sent       # SYN-ACKs with a SYN cookie queued (no record made)
+    uint64_t cookies_ok         # ACKs whose cookie opened a connection
+    uint64_t cookies_failed     # ACKs whose cookie was checked and refused
+    uint64_t cookie_sent_at     # time of the last cookie sent (if cookies_sent)
     uint64_t rng                # xorshift state (challenge ACK budget)
     bint oom
     ep_pipe_t pipes[EP_NPIPES]
@@ -394,6 +399,9 @@ cdef Py_ssize_t ep_first_bad_key(const ft_key_t *keys, Py_ssize_t n, int *why) n
 
 cdef inline bint _listening(const ep_t *ep, uint16_t port) noexcept nogil:
     return (ep.listen_bits[port >> 3] >> (port & 7)) & 1
+
+
+include "syncookies.pxi"
 
 
 cdef uint32_t _isn(const ep_t *ep, const ft_key_t *k, uint64_t now) noexcept nogil:
@@ -939,10 +947,14 @@ cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, cons
                 ep.drops[DROP_OTHER] += 1
                 return DROP_OTHER
             if p.flags & TCP_FLAG_ACK:
+                if _cookie_check_due(ep, p, now):
+                    return _cookie_open(ep, p, k, h, buf, base, now)
                 _reset_reply(ep, p, now)      # LISTEN: "any acknowledgment is bad"
                 ep.drops[DROP_NO_LISTENER] += 1
                 return DROP_NO_LISTENER
             if p.flags & TCP_FLAG_SYN:
+                if _cookie_wanted(ep):
+                    return _cookie_synack(ep, p, now)
                 return _passive_open(ep, p, k, now, EV_SYN_RECEIVED, h)
             ep.drops[DROP_OTHER] += 1
             return DROP_OTHER

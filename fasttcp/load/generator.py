@@ -47,7 +47,7 @@ from fasttcp.errors import UsageError
 from fasttcp.load.bucket import TokenBucket
 from fasttcp.table.table import KEY_DTYPE
 
-__all__ = ["LoadConfig", "LoadResult", "run_load", "source_port_range", "TW_REUSE_AFTER"]
+__all__ = ["LoadConfig", "LoadResult", "run_load", "source_port_range", "MIN_SOURCE_PORTS", "TW_REUSE_AFTER"]
 
 TW_REUSE_AFTER = 1.0          # seconds in TIME-WAIT before the port may carry a new connection
 BACKOFF_HOLD = 1.0            # at most one halving of the window per second (one initial RTO)
@@ -60,17 +60,34 @@ _ESTABLISHED, _TIME_WAIT, _CLOSED, _SYN_SENT = (int(State.ESTABLISHED), int(Stat
                                                 int(State.CLOSED), int(State.SYN_SENT))
 
 
-def source_port_range() -> tuple[int, int]:
-    """The source ports the generator uses: below the kernel's ephemeral range
-    (net.ipv4.ip_local_port_range), so the guard's drop rule never hides the replies of
-    the host's own client connections; the whole 1024..65535 if that range leaves too
-    little below it."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return (1024, low - 1) if low - 1024 >= 4096 else (1024, 65535)
+MIN_SOURCE_PORTS = 1024       # fewer ports than this outside the kernel's range: refuse
+_FIRST_UNPRIVILEGED, _LAST_PORT = 1024, 65535
+
+
+def source_port_range(ephemeral: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The source ports the generator uses: the larger of the two runs of unprivileged
+    ports outside the kernel's ephemeral range (net.ipv4.ip_local_port_range, or
+    ``ephemeral``), so the guard's drop rule never hides the replies of the host's own
+    client connections, and no kernel socket picks a port the endpoint uses. Raises
+    UsageError if that leaves fewer than MIN_SOURCE_PORTS ports."""
+    if ephemeral is None:
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                low, high = (int(v) for v in f.read().split()[:2])
+        except (OSError, ValueError):
+            low, high = 32768, 60999          # the kernel's default range
+    else:
+        low, high = ephemeral
+    below = (_FIRST_UNPRIVILEGED, min(low, _LAST_PORT + 1) - 1)
+    above = (max(high + 1, _FIRST_UNPRIVILEGED), _LAST_PORT)
+    first, last = max(below, above, key=lambda r: r[1] - r[0])
+    if last - first + 1 < MIN_SOURCE_PORTS:
+        raise UsageError(
+            f"the kernel's ephemeral ports ({low}-{high}, net.ipv4.ip_local_port_range) leave fewer than "
+            f"{MIN_SOURCE_PORTS} ports outside them for the generator, whose guard would otherwise hide the "
+            f"replies of this host's own connections; narrow the range, e.g. "
+            f"sysctl -w net.ipv4.ip_local_port_range='32768 60999'")
+    return first, last
 
 
 @dataclass
@@ -486,9 +503,9 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult
         raise UsageError(f"HOST must be an IP address, not {cfg.host!r}") from exc
     why = check_target(remote, i_own_this_network=i_own_this_network)
     sources = _sources(cfg, remote)
+    first, last = source_port_range()
     route = lookup_route(remote, source=sources[0] if sources else None)
     sources = sources or [route.source]
-    first, last = source_port_range()
     capacity = 1 << max(16, math.ceil(math.log2(2 * (last - first + 1) * len(sources) + 2 * cfg.concurrency)))
     ep = Endpoint([str(s) for s in sources], capacity=capacity, msl=cfg.msl)
     result: LoadResult

@@ -27,7 +27,7 @@ from typing import Any
 
 from fasttcp.errors import UsageError
 
-__all__ = ["Route", "lookup_route", "interface_info", "local_addresses", "require_pyroute2"]
+__all__ = ["Route", "lookup_route", "interface_info", "local_addresses", "on_link", "require_pyroute2"]
 
 _ARPHRD_ETHER = 1          # include/uapi/linux/if_arp.h
 _ARPHRD_LOOPBACK = 772
@@ -160,6 +160,24 @@ def lookup_route(destination: object, *, source: object | None = None) -> Route:
     return Route(destination=dst, interface=ifname, ifindex=ifindex, source=ipaddress.ip_address(chosen),
                  next_hop=ipaddress.ip_address(next_hop), next_hop_mac=hop_mac,
                  mac=_mac(link.get("IFLA_ADDRESS")), mtu=int(link.get("IFLA_MTU")), loopback=loopback)
+
+
+def on_link(destination: object) -> bool:
+    """Whether this namespace reaches ``destination`` directly: a route with no gateway,
+    out of an interface that is not loopback. Looks at the routing table only: nothing
+    is sent (no neighbour probe). False when there is no route."""
+    dst = _parse_address(destination)
+    require_pyroute2()
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+    family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
+    with IPRoute() as ipr:
+        try:
+            answer = ipr.route("get", family=family, dst=str(dst))[0]
+        except NetlinkError:
+            return False
+        link = ipr.link("get", index=int(answer.get("RTA_OIF")))[0]
+    return answer.get("RTA_GATEWAY") is None and link["ifi_type"] != _ARPHRD_LOOPBACK
 
 
 def _addresses_here() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:

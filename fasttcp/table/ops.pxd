@@ -146,6 +146,7 @@ cdef inline void ftx_class_unlink(ft_table_t *t, uint32_t id, int cls) noexcept 
         t.class_tail[cls] = c.c_prev
     c.c_prev = FT_NIL
     c.c_next = FT_NIL
+    t.class_count[cls] -= 1
 
 
 cdef inline void ftx_class_append(ft_table_t *t, uint32_t id, int cls) noexcept nogil:
@@ -160,6 +161,7 @@ cdef inline void ftx_class_append(ft_table_t *t, uint32_t id, int cls) noexcept 
     else:
         t.class_head[cls] = id
     t.class_tail[cls] = id
+    t.class_count[cls] += 1
 
 
 # ---- operations ----

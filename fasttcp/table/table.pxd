@@ -120,6 +120,7 @@ ctypedef struct ft_table_t:
     uint64_t cursor                   # timer wheel: last tick processed by expire
     uint32_t class_head[FT_NCLASSES]  # oldest record of each eviction class
     uint32_t class_tail[FT_NCLASSES]
+    uint32_t class_count[FT_NCLASSES]  # records in each eviction class
     uint8_t state_class[16]           # eviction class of each state code (the owner's states)
     bint symmetric                    # canonical key order: both directions find one record
     bint evict                        # when full: evict by rule (else refuse)

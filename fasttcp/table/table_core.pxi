@@ -90,6 +90,7 @@ cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_
     for i in range(FT_NCLASSES):
         t.class_head[i] = FT_NIL
         t.class_tail[i] = FT_NIL
+        t.class_count[i] = 0
     t.state_class[TCPS_TIME_WAIT] = FT_CLASS_TIME_WAIT
     t.state_class[TCPS_SYN_SENT] = FT_CLASS_EMBRYONIC
     t.state_class[TCPS_SYN_RECEIVED] = FT_CLASS_EMBRYONIC

@@ -203,8 +203,22 @@ def linux_closes_first(tun, pcap):
 
 
 def linux_client_megabyte_each_way(tun, pcap):
-    up, down = payload(1 << 20, 4), payload(1 << 20, 5)
-    ep = fasttcp.Endpoint([FASTTCP], seed=3)
+    return _linux_client_each_way(tun, pcap, 1 << 20, fasttcp.Endpoint([FASTTCP], seed=3))
+
+
+def linux_client_syn_cookie(tun, pcap):
+    """The Linux client's handshake answered with a SYN cookie (no SYN-RECEIVED record),
+    then 256 KiB each way over the connection the cookie opened."""
+    ep = fasttcp.Endpoint([FASTTCP], seed=10, syn_cookies="always")
+    r = _linux_client_each_way(tun, pcap, 256 << 10, ep)
+    s = ep.stats
+    r["cookies"] = {k: s[k] for k in ("syn_cookies_sent", "syn_cookies_ok", "syn_cookies_failed")}
+    r["causes"] = [e.cause.name for e in ep.events() if e.cause.name not in ("DATA", "RETRANSMIT")]
+    return r
+
+
+def _linux_client_each_way(tun, pcap, size, ep):
+    up, down = payload(size, 4), payload(size, 5)
     ep.listen(PORT)
 
     def linux_client():
@@ -490,7 +504,8 @@ def lost_fin_and_last_ack(tun, pcap):
 SCENARIOS = {f.__name__: f for f in (fasttcp_client_closes_first, linux_closes_first,
                                      linux_client_megabyte_each_way, refused_both_ways,
                                      lost_syn_is_retransmitted, half_close_linux_shuts_write,
-                                     abort_either_side, thousand_linux_clients, lost_fin_and_last_ack)}
+                                     abort_either_side, thousand_linux_clients, lost_fin_and_last_ack,
+                                     linux_client_syn_cookie)}
 
 
 def setup_veth(interface, peer_ns, family):

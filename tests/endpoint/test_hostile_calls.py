@@ -80,7 +80,7 @@ def test_a_call_during_a_gil_free_batch_call_raises_instead_of_racing():
     out = expect_ok(EP + """
 from fasttcp.bench.handshakes import flow_keys
 src = fasttcp.Endpoint(['198.18.0.0/16'], capacity=1 << 17, seed=3)
-dst = fasttcp.Endpoint(['198.19.0.1'], capacity=1 << 17, seed=4)
+dst = fasttcp.Endpoint(['198.19.0.1'], capacity=1 << 17, seed=4, syn_cookies="off")   # a record per SYN
 dst.listen(80)
 held = dst.connect('198.18.200.1', 443, now=0.5)
 n = 100_000
@@ -652,6 +652,10 @@ BAD_CONSTRUCTIONS = {
     "pipeline_depth=-8": "pipeline_depth", "pipeline_depth=64": "pipeline_depth",
     "pipeline_depth=2**64": "pipeline_depth", "pipeline_depth=True": "pipeline_depth",
     "pipeline_depth=8.0": "pipeline_depth", "pipeline_depth='8'": "pipeline_depth",
+    "syn_cookies='sometimes'": "syn_cookies", "syn_cookies=1": "syn_cookies", "syn_cookies=None": "syn_cookies",
+    "syn_cookies=True": "syn_cookies", "syn_cookies=b'auto'": "syn_cookies", "syn_backlog=0": "syn_backlog",
+    "syn_backlog=-1": "syn_backlog", "syn_backlog=True": "syn_backlog", "syn_backlog=2**64": "syn_backlog",
+    "syn_backlog=1.5": "syn_backlog", "max_events=None, syn_backlog='1'": "syn_backlog",
 }
 
 

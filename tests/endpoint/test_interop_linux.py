@@ -100,6 +100,21 @@ def test_linux_client_megabyte_each_way(run, tmp_path):
     assert r["state"] == "CLOSED"
 
 
+def test_linux_client_handshake_answered_with_a_syn_cookie(run, tmp_path):
+    # syn_cookies="always": the SYN-ACK's ISN is a cookie and no record is kept until
+    # Linux's ACK returns it; the connection it opens then carries data both ways
+    r = run("linux_client_syn_cookie", tmp_path)
+    assert r["pumped"], r
+    assert r["cookies"] == {"syn_cookies_sent": 1, "syn_cookies_ok": 1, "syn_cookies_failed": 0}
+    assert r["causes"][0] == "SYN_COOKIE" and "SYN_RECEIVED" not in r["causes"]
+    assert r["got_upload"] and r["upload_len"] == 256 << 10
+    assert r["linux"]["value"] == {"got_download": True, "download_len": 256 << 10}
+    # Linux offers timestamps, so the cookie's TSval carried its window scale and SACK
+    assert r["options"]["mss"] == 1460 and r["options"]["sack"] and r["options"]["timestamps"]
+    assert 1 <= r["options"]["snd_wscale"] <= 14
+    assert r["state"] == "CLOSED"
+
+
 def test_refused_both_ways(run, tmp_path):
     r = run("refused_both_ways", tmp_path)
     assert r["linux"]["value"] == "refused"                              # our RST: ECONNREFUSED

@@ -49,3 +49,26 @@ def test_reset_in_the_turn_of_the_syn_ack_is_counted_once_with_rst_close():
     run.tick(1.003)
     assert (run.r.connections, run.r.resets, run.active) == (1, 1, 0)
     assert run.done() and run.r.errors == 1
+
+
+def test_source_ports_stay_outside_the_kernels_ephemeral_range():
+    from fasttcp.load.generator import MIN_SOURCE_PORTS, source_port_range
+    assert source_port_range((32768, 60999)) == (1024, 32767)     # Linux's default: below
+    assert source_port_range((1024, 50000)) == (50001, 65535)     # nothing below: above
+    assert source_port_range((5000, 40000)) == (40001, 65535)     # the larger run wins
+    assert source_port_range((20000, 65535)) == (1024, 19999)
+    first, last = source_port_range()                             # this host's sysctl
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = map(int, f.read().split())
+    assert last - first + 1 >= MIN_SOURCE_PORTS and (last < low or first > high)
+
+
+def test_an_ephemeral_range_that_leaves_too_few_ports_is_refused():
+    import pytest
+
+    from fasttcp.errors import UsageError
+    from fasttcp.load.generator import source_port_range
+    with pytest.raises(UsageError, match="ip_local_port_range"):
+        source_port_range((1024, 65535))
+    with pytest.raises(UsageError, match="fewer than 1024"):
+        source_port_range((1500, 65000))

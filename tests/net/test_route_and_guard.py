@@ -134,3 +134,30 @@ def test_far_end_of_a_point_to_point_address_is_not_local(veth):  # noqa: F811
     assert "198.18.7.1" in r["local"] and "2001:2::7:1" in r["local"]
     assert "203.0.113.7" not in r["local"] and "2001:db8::7" not in r["local"]
     assert r["verdicts"] == {"203.0.113.7": "refused", "2001:db8::7": "refused"}
+
+
+NAMESPACE_CHECK = """
+import ipaddress, json
+from fasttcp.errors import UsageError
+from fasttcp.load.safety import check_target
+out = {}
+for far in ("192.0.2.9", "203.0.113.9"):
+    try:
+        out[far] = check_target(ipaddress.ip_address(far), i_own_this_network=False)
+    except UsageError:
+        out[far] = "refused"
+print(json.dumps(out))
+"""
+
+
+def test_address_of_another_namespace_counts_only_on_link(veth):  # noqa: F811
+    # Both addresses belong to namespace B. 192.0.2.9 is on B's side of the veth, on a
+    # subnet A reaches directly: the load would go to B, this host. 203.0.113.9 is
+    # routed from A through a gateway: a packet for it leaves through whatever that
+    # gateway is, so owning the address in some namespace proves nothing. Only the
+    # check runs: nothing is sent (documentation addresses, RFC 5737).
+    veth.run(veth.a, ["ip", "addr", "add", "192.0.2.8/24", "dev", veth.a_if])
+    veth.run(veth.b, ["ip", "addr", "add", "192.0.2.9/24", "dev", veth.b_if])
+    veth.run(veth.b, ["ip", "addr", "add", "203.0.113.9/32", "dev", "lo"])
+    veth.run(veth.a, ["ip", "route", "add", "203.0.113.9/32", "via", "192.0.2.9"])
+    assert in_a(veth, NAMESPACE_CHECK) == {"192.0.2.9": "this host", "203.0.113.9": "refused"}
