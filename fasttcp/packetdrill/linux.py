@@ -39,6 +39,7 @@ _LINUX: dict[str, Any] = {
     "sack": True,                 # net.ipv4.tcp_sack=1
     "timestamps": True,           # net.ipv4.tcp_timestamps=1
     "msl": 30.0,                  # TCP_TIMEWAIT_LEN 60 s = 2 * MSL
+    "syn_cookies": "auto",        # net.ipv4.tcp_syncookies=1: cookies when the SYN queue is full
 }
 
 PROFILES = ("linux",)
@@ -50,13 +51,14 @@ _SYSCTL_MAP: dict[str, tuple[str, dict[str, Any]]] = {
     "net.ipv4.tcp_timestamps": ("timestamps", {"0": False, "1": True}),
     "net.ipv4.tcp_sack": ("sack", {"0": False, "1": True}),
     "net.ipv4.tcp_window_scaling": ("wscale", {"0": None, "1": 8}),
+    "net.ipv4.tcp_syncookies": ("syn_cookies", {"0": "off", "1": "auto", "2": "always"}),
 }
 # sysctls that only tune what the engine does not have (congestion control, FRTO, ECN,
 # pacing, TSO, fastopen, metrics): accepted at their defaults.sh values, nothing to map
 _SYSCTL_NOOP = re.compile(r"net\.ipv4\.tcp_(rmem|wmem|syn_retries|synack_retries|frto|dsack|fack|"
                           r"reordering|congestion_control|slow_start_after_idle|early_retrans|"
                           r"recovery|tso_win_divisor|ecn|ecn_option|pacing_ss_ratio|"
-                          r"pacing_ca_ratio|notsent_lowat|fastopen|fastopen_key|syncookies)$")
+                          r"pacing_ca_ratio|notsent_lowat|fastopen|fastopen_key)$")
 _DEFAULTS_SH = re.compile(r"(^|/)defaults\.sh$")
 
 

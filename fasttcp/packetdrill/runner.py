@@ -93,7 +93,7 @@ class Run:
     MAX_WRITE = 1 << 24
 
     def __init__(self, script: Script, settings: dict[str, Any], path: str) -> None:
-        self.script, self.path = script, path
+        self.script, self.path, self.settings = script, path, settings
         self.ep = Endpoint([linux.LOCAL_IP], seed=1, isn_secret=1, **settings)
         self.now_us = 0
         self.queue: list[tuple[int, bytes]] = []          # (time sent, packet)
@@ -257,7 +257,10 @@ class Run:
         self._wait_blocked(None)
 
     def _command(self, ev: Event, cmd: CommandSpec) -> None:
-        why = linux.apply_command(cmd.text, dict(linux.endpoint_settings("linux")))
+        changed = dict(self.settings)
+        why = linux.apply_command(cmd.text, changed)
+        if why is None and changed != self.settings:
+            why = "a sysctl between events would change the running endpoint's settings"
         if why:
             raise _Failure(ev.line, f"unsupported: {why}")
 

@@ -18,7 +18,7 @@ BEHAVIOURS = {
     "handshake-passive", "handshake-active", "syn-retransmit-backoff", "refused-port",
     "connect-refused", "close-local-first", "close-remote-first", "half-close", "half-close-peer",
     "simultaneous-open", "simultaneous-close", "time-wait", "old-duplicate-syn", "rfc5961-rst",
-    "rfc5961-syn", "paws", "wscale-timestamps", "no-options",
+    "rfc5961-syn", "paws", "wscale-timestamps", "no-options", "syn-cookies",
 }
 
 

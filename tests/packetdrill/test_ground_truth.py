@@ -42,18 +42,23 @@ if _why_not is None and not os.access(PACKETDRILL or "", os.X_OK):
     _why_not = f"FASTTCP_PACKETDRILL={PACKETDRILL} is not an executable"
 
 
+def _apply_profile(name: str) -> None:
+    """The profile's sysctls in namespace `name` (again before every script: a script may
+    change one with a backquoted sysctl, as syn-cookies.pkt does)."""
+    def sh(*cmd: str) -> None:
+        subprocess.run(["ip", "netns", "exec", name, *cmd], check=True, timeout=30)
+    for assignment in LINUX_PROFILE_SYSCTLS:
+        sh("sysctl", "-q", "-w", assignment)
+    if os.path.exists(LINEAR_TIMEOUTS):
+        sh("sysctl", "-q", "-w", "net.ipv4.tcp_syn_linear_timeouts=0")
+
+
 @pytest.fixture(scope="module")
 def namespace():
     name = f"ftpd-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
     try:
-        def sh(*cmd: str) -> None:
-            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True, timeout=30)
-        sh("ip", "link", "set", "lo", "up")
-        for assignment in LINUX_PROFILE_SYSCTLS:
-            sh("sysctl", "-q", "-w", assignment)
-        if os.path.exists(LINEAR_TIMEOUTS):
-            sh("sysctl", "-q", "-w", "net.ipv4.tcp_syn_linear_timeouts=0")
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True, timeout=30)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], timeout=30)
@@ -62,6 +67,7 @@ def namespace():
 @pytest.mark.skipif(_why_not is not None, reason=_why_not or "")
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
 def test_corpus_script_passes_on_linux(namespace, path):
+    _apply_profile(namespace)
     proc = subprocess.run(["ip", "netns", "exec", namespace, PACKETDRILL or "",
                            f"--tolerance_usecs={TOLERANCE}", path.name],
                           cwd=SCRIPTS, capture_output=True, text=True, timeout=600)

@@ -109,3 +109,28 @@ def test_second_listener_cannot_bind():
     r = run_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 listen(3, 1) = 0\n"
                  "+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4\n+0 listen(4, 1) = 0\n")
     assert r.line == 4 and "runtime error in listen call: the endpoint refused:" in r.error
+
+
+def test_sysctl_between_events_is_unsupported_unless_it_changes_nothing():
+    ok("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `sysctl -q net.ipv4.tcp_sack=1`\n")
+    r = run_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `sysctl -q net.ipv4.tcp_sack=0`\n")
+    assert r.line == 2 and r.error.endswith(
+        "unsupported: a sysctl between events would change the running endpoint's settings")
+
+
+def test_syn_cookie_script_really_takes_the_cookie_path():
+    from pathlib import Path
+
+    from fasttcp.packetdrill import linux, parse_script
+    from fasttcp.packetdrill.runner import Run
+
+    script = parse_script((Path(__file__).parent / "scripts" / "syn-cookies.pkt").read_text())
+    settings = linux.endpoint_settings("linux")
+    for _, cmd in script.commands:
+        assert linux.apply_command(cmd.text, settings) is None
+    assert settings["syn_cookies"] == "always"
+    runner = Run(script, settings, "syn-cookies.pkt")
+    runner.execute()
+    stats = runner.ep.stats
+    assert (stats["syn_cookies_sent"], stats["syn_cookies_ok"]) == (1, 1)
+    assert stats["drops"]["bad_cookie"] == 1          # the forged ACK
