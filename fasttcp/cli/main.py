@@ -110,12 +110,19 @@ def _add_live_parsers(sub: Any) -> None:
     add_replay_parser(sub)
     load_cli.add_parser(sub)
     _add_ladder_parser(sub)
+    _add_packetdrill_parser(sub)
 
 
 def _add_ladder_parser(sub: Any) -> None:
     from fasttcp.cli import ladder as ladder_cli
 
     ladder_cli.add_parser(sub)
+
+
+def _add_packetdrill_parser(sub: Any) -> None:
+    from fasttcp.cli import packetdrill as packetdrill_cli
+
+    packetdrill_cli.add_parser(sub)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -443,5 +450,9 @@ def main(argv: list[str] | None = None) -> int:
         from fasttcp.cli import ladder as ladder_cli
 
         return ladder_cli.run(args)
+    if args.command == "packetdrill":
+        from fasttcp.cli import packetdrill as packetdrill_cli
+
+        return packetdrill_cli.run(args)
     _parser().print_help()
     return 0
