@@ -292,6 +292,31 @@ def test_auto_sends_cookies_only_once_the_backlog_is_full():
     assert ep.stats["syn_cookies_ok"] == 1 and ep.stats["evictions"] == 0
 
 
+def test_auto_backlog_counts_only_syn_received_not_our_own_connects():
+    # Linux's request queue holds the listener's SYN-RECEIVED requests; connections this
+    # endpoint opens (SYN-SENT) are not in it and must not turn on cookies
+    ep = _server(4, "auto", syn_backlog=2)
+    for i in range(3):
+        ep.connect("198.18.0.9", 443, local_port=50000 + i, now=T0)
+    ep.transmit()
+    assert ep.stats["half_open"] == 0
+    _handshake(ep, 4, 40000, 99)
+    assert ep.stats["syn_cookies_sent"] == 0 and ep.stats["half_open"] == 1 and len(ep) == 4
+    _handshake(ep, 4, 40001, 99)
+    _handshake(ep, 4, 40002, 99)                    # the third SYN-RECEIVED: the backlog is full
+    assert ep.stats["syn_cookies_sent"] == 1 and ep.stats["half_open"] == 2
+
+
+def test_half_open_follows_records_through_eviction_establishment_and_reset():
+    ep = _server(4, "off", capacity=4)
+    sas = [_handshake(ep, 4, 40000 + i, 10 * i) for i in range(6)]    # the first two evicted
+    assert ep.stats["half_open"] == 4 and ep.stats["evictions"] == 2
+    assert ep.receive(_ack(4, 40005, 51, sas[5].seq + 1), T0) is None  # ESTABLISHED
+    assert ep.stats["half_open"] == 3
+    assert ep.receive(_ack(4, 40004, 41, 0, flags=Flags.RST), T0) is None   # back to LISTEN
+    assert ep.stats["half_open"] == 2 and len(ep) == 3
+
+
 def test_auto_without_recent_cookies_resets_a_bare_ack_without_checking():
     ep = _server(4, "auto")
     assert ep.receive(_ack(4, 40000, 1, 2), T0) == "no_listener"
