@@ -388,6 +388,48 @@ def test_batch_path_makes_and_checks_the_same_cookies():
     assert set(ev["old_state"][ev["cause"] == Cause.SYN_COOKIE]) == {State.LISTEN}
 
 
+def _random_listener_traffic(rng, family, synacks, n):
+    """SYNs with any options, ACKs returning cookies (some stale, some with FIN, RST or
+    SYN set, some with timestamps echoing the cookie's) and blind ACKs, no payload (the
+    batch path reports data at buffer offsets instead of queueing it, so windows differ)."""
+    out = []
+    for _ in range(n):
+        sport, r = 40000 + rng.randrange(500), rng.random()
+        if r < 0.4:
+            out.append(_syn(family, sport, rng.getrandbits(32), mss=rng.choice([100, 536, 1300, 1460, 9000]),
+                            ts=(rng.getrandbits(32), 0) if rng.random() < 0.5 else None,
+                            wscale=rng.choice([None, 0, 7, 14, 15]), sack=rng.random() < 0.5))
+        elif r < 0.8:
+            sa, sport, seq = rng.choice(synacks)
+            ts = (rng.getrandbits(32), sa.options.timestamp[0]) if sa.options.timestamp else None
+            out.append(_ack(family, sport, seq + 1, sa.seq + 1 + rng.choice([0, 0, 0, 1 << 24]), ts=ts,
+                            flags=Flags.ACK | rng.choice([0, 0, Flags.FIN, Flags.RST, Flags.SYN])))
+        else:
+            out.append(_ack(family, sport, rng.getrandbits(32), rng.getrandbits(32)))
+    return out
+
+
+@pytest.mark.parametrize("family,mode", list(itertools.product([4, 6], ["always", "auto"])))
+def test_batch_and_single_paths_agree_on_random_listener_traffic(family, mode):
+    rng = random.Random(family * 10 + len(mode))
+    one, many = _server(family, mode, capacity=128, syn_backlog=8), _server(family, mode, capacity=128, syn_backlog=8)
+    issuer = _server(family, "always")               # same secret: its cookies are theirs
+    synacks = []
+    for i in range(300):
+        seq = rng.getrandbits(32)
+        sa = _handshake(issuer, family, 40000 + i, seq, ts=(1, 0) if i % 2 else None, wscale=i % 16, sack=bool(i & 2))
+        synacks.append((sa, 40000 + i, seq))
+    for rnd in range(3):
+        pkts = _random_listener_traffic(rng, family, synacks, 3000)
+        single = [one.receive(p, T0 + rnd) for p in pkts]
+        lens = [len(p) for p in pkts]
+        res = many.receive_batch(b"".join(pkts), np.cumsum([0, *lens[:-1]]), lens, T0 + rnd)
+        assert [None if r < 0 else DROP_REASONS[r] for r in res] == single
+        assert one.transmit() == many.transmit()
+        assert one.stats == many.stats and one.stats["syn_cookies_ok"] > 0
+        assert len(one.events()) == len(many.events_batch())
+
+
 # ---- arguments ----
 
 def test_minute_offset_hook_checks_its_argument():
