@@ -134,6 +134,17 @@ def test_every_mss_wscale_sack_timestamp_combination_round_trips(family):
     assert s["half_open"] == 0                       # no record was made for any SYN
 
 
+@pytest.mark.parametrize("offered", [15, 255])
+def test_window_scale_above_14_is_carried_as_14(offered):
+    # RFC 7323 2.3: a shift above 14 MUST be used as 14 (Linux's tcp_parse_options); the
+    # cookie's 4 bits must not read 15, which means "no window scaling"
+    ep = _server(4)
+    sa = _handshake(ep, 4, 40000, 99, ts=(5, 0), wscale=offered)
+    assert linux.decode_timestamp(sa.options.timestamp[0]) == (14, False)
+    assert ep.receive(_ack(4, 40000, 100, sa.seq + 1, ts=(6, sa.options.timestamp[0])), T0) is None
+    assert ep.accept().snd_wscale == 14
+
+
 def test_mss_below_and_between_table_entries_round_down():
     ep = _server(4)
     for sport, (mss, got) in enumerate([(100, 536), (1299, 536), (1300, 1300), (1459, 1440), (9000, 1460)]):
@@ -290,6 +301,26 @@ def test_auto_sends_cookies_only_once_the_backlog_is_full():
     assert ep.receive(_ack(4, 40100, 78, sa.seq + 1), T0) is None
     assert ep.accept().key[3] == 40100
     assert ep.stats["syn_cookies_ok"] == 1 and ep.stats["evictions"] == 0
+
+
+def test_valid_cookie_into_a_table_full_of_established_is_dropped_and_counted():
+    ep = _server(4, capacity=2)
+    sas = [_handshake(ep, 4, 40000 + i, 99) for i in range(3)]
+    for i in range(2):
+        assert ep.receive(_ack(4, 40000 + i, 100, sas[i].seq + 1), T0) is None
+    ep.transmit()
+    assert ep.receive(_ack(4, 40002, 100, sas[2].seq + 1), T0) == "table_full"
+    s = ep.stats
+    assert s["drops"]["table_full"] == 1 and s["syn_cookies_ok"] == 2 and s["syn_cookies_failed"] == 0
+    assert len(ep) == 2 and ep.transmit() == []           # no RST: the peer's retransmission may fit
+
+
+def test_cookie_returned_after_unlisten_is_reset_unchecked():
+    ep = _server(4)
+    sa = _handshake(ep, 4, 40000, 99)
+    ep.unlisten(PORT)
+    assert ep.receive(_ack(4, 40000, 100, sa.seq + 1), T0) == "no_listener"
+    assert _one(ep).flags & Flags.RST and ep.stats["syn_cookies_failed"] == 0 and len(ep) == 0
 
 
 def test_auto_backlog_counts_only_syn_received_not_our_own_connects():
