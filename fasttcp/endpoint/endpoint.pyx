@@ -900,7 +900,7 @@ cdef class Endpoint:
         ``time_backwards`` (calls whose ``now`` was behind the clock), output and events
         dropped because nobody drained them (``transmit_dropped``, ``events_dropped``),
         SYN cookies sent and returned (``syn_cookies_sent``, ``syn_cookies_ok``,
-        ``syn_cookies_failed``), ``half_open`` (SYN-SENT and SYN-RECEIVED records, what
+        ``syn_cookies_failed``), ``half_open`` (SYN-RECEIVED records, what
         ``syn_backlog`` bounds), and drops by reason (see DROP_REASONS)."""
         cdef ep_t *ep = self._core()
         return dict(segments_in=ep.segs_in, segments_out=ep.segs_out, resets_sent=ep.rst_out,
@@ -909,7 +909,7 @@ cdef class Endpoint:
                     connections=ep.tab.count, evictions=ep.tab.stats.evictions,
                     time_backwards=self._time_back,
                     syn_cookies_sent=ep.cookies_sent, syn_cookies_ok=ep.cookies_ok,
-                    syn_cookies_failed=ep.cookies_failed, half_open=ep.tab.class_count[FT_CLASS_EMBRYONIC],
+                    syn_cookies_failed=ep.cookies_failed, half_open=ep.tab.state_count[TCPS_SYN_RECEIVED],
                     drops={DROP_REASONS[i]: ep.drops[i] for i in range(DROP_COUNT)})
 
     @property

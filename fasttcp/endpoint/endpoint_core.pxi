@@ -23,7 +23,7 @@ from fasttcp.table.table cimport (ft_table_t, ft_key_t, ft_conn_t, ft_table_init
                                   TCPS_CLOSED, TCPS_LISTEN, TCPS_SYN_SENT, TCPS_SYN_RECEIVED,
                                   TCPS_ESTABLISHED, TCPS_FIN_WAIT_1, TCPS_FIN_WAIT_2,
                                   TCPS_CLOSE_WAIT, TCPS_CLOSING, TCPS_LAST_ACK, TCPS_TIME_WAIT,
-                                  CONN_F_SACK, CONN_F_TIMESTAMPS, CONN_F_WSCALE, FT_CLASS_EMBRYONIC,
+                                  CONN_F_SACK, CONN_F_TIMESTAMPS, CONN_F_WSCALE,
                                   FT_CLASS_TIME_WAIT)
 
 cdef extern from "mem_impl.h" nogil:

@@ -110,14 +110,15 @@ cdef inline uint32_t _cookie_tsval(uint64_t now, uint32_t options) noexcept nogi
 
 
 cdef inline bint _cookie_wanted(const ep_t *ep) noexcept nogil:
-    """Answer this SYN with a cookie? "always"; "auto" when the half-open records reach
-    the SYN backlog (Linux: the listener's request queue is full), or when the table is
-    full with no TIME-WAIT record to give up (instead of evicting a half-open one)."""
+    """Answer this SYN with a cookie? "always"; "auto" when the SYN-RECEIVED records
+    reach the SYN backlog (Linux: the listener's request queue is full; connections we
+    opened, in SYN-SENT, are not in it), or when the table is full with no TIME-WAIT
+    record to give up (instead of evicting a half-open one)."""
     if ep.cfg.syn_cookies == SYN_COOKIES_ALWAYS:
         return True
     if ep.cfg.syn_cookies == SYN_COOKIES_OFF:
         return False
-    return (ep.tab.class_count[FT_CLASS_EMBRYONIC] >= ep.cfg.syn_backlog
+    return (ep.tab.state_count[TCPS_SYN_RECEIVED] >= ep.cfg.syn_backlog
             or (ep.tab.count >= ep.tab.capacity and ep.tab.class_count[FT_CLASS_TIME_WAIT] == 0))
 
 

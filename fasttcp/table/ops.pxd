@@ -242,6 +242,7 @@ cdef inline void ftx_remove_hashed(ft_table_t *t, uint32_t id, uint64_t h) noexc
         ftx_index_delete(t, slot)
     ftx_wheel_unlink(t, id)
     ftx_class_unlink(t, id, ftx_class_of(t, c.state))
+    t.state_count[c.state & 15] -= 1
     c.family = 0
     c.gen += 1                        # stale Connection views notice
     c.c_next = t.free_head
@@ -254,6 +255,8 @@ cdef inline void ftx_class_move(ft_table_t *t, uint32_t id, uint8_t old, uint8_t
     """Move a record leaving state `old` for `state` between eviction classes (a
     TIME-WAIT re-entry goes to the back: it is young again)."""
     cdef int old_cls = ftx_class_of(t, old), new_cls = ftx_class_of(t, state)
+    t.state_count[old & 15] -= 1
+    t.state_count[state & 15] += 1
     if old_cls != new_cls or new_cls == FT_CLASS_TIME_WAIT:
         ftx_class_unlink(t, id, old_cls)
         ftx_class_append(t, id, new_cls)
@@ -338,6 +341,7 @@ cdef inline int64_t ftx_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t 
     t.count += 1
     t.stats.inserts += 1
     c.state = TCPS_CLOSED
+    t.state_count[TCPS_CLOSED] += 1
     # start in the class of state 0 (the owner's map may give it one), then move
     ftx_class_append(t, id, ftx_class_of(t, c.state))
     ftx_set_state(t, id, state, now)

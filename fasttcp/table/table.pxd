@@ -122,6 +122,7 @@ ctypedef struct ft_table_t:
     uint32_t class_tail[FT_NCLASSES]
     uint32_t class_count[FT_NCLASSES]  # records in each eviction class
     uint8_t state_class[16]           # eviction class of each state code (the owner's states)
+    uint32_t state_count[16]          # records in each state code (the owner's states)
     bint symmetric                    # canonical key order: both directions find one record
     bint evict                        # when full: evict by rule (else refuse)
     ft_stats_t stats

@@ -134,6 +134,17 @@ def test_every_mss_wscale_sack_timestamp_combination_round_trips(family):
     assert s["half_open"] == 0                       # no record was made for any SYN
 
 
+@pytest.mark.parametrize("offered", [15, 255])
+def test_window_scale_above_14_is_carried_as_14(offered):
+    # RFC 7323 2.3: a shift above 14 MUST be used as 14 (Linux's tcp_parse_options); the
+    # cookie's 4 bits must not read 15, which means "no window scaling"
+    ep = _server(4)
+    sa = _handshake(ep, 4, 40000, 99, ts=(5, 0), wscale=offered)
+    assert linux.decode_timestamp(sa.options.timestamp[0]) == (14, False)
+    assert ep.receive(_ack(4, 40000, 100, sa.seq + 1, ts=(6, sa.options.timestamp[0])), T0) is None
+    assert ep.accept().snd_wscale == 14
+
+
 def test_mss_below_and_between_table_entries_round_down():
     ep = _server(4)
     for sport, (mss, got) in enumerate([(100, 536), (1299, 536), (1300, 1300), (1459, 1440), (9000, 1460)]):
@@ -292,6 +303,51 @@ def test_auto_sends_cookies_only_once_the_backlog_is_full():
     assert ep.stats["syn_cookies_ok"] == 1 and ep.stats["evictions"] == 0
 
 
+def test_valid_cookie_into_a_table_full_of_established_is_dropped_and_counted():
+    ep = _server(4, capacity=2)
+    sas = [_handshake(ep, 4, 40000 + i, 99) for i in range(3)]
+    for i in range(2):
+        assert ep.receive(_ack(4, 40000 + i, 100, sas[i].seq + 1), T0) is None
+    ep.transmit()
+    assert ep.receive(_ack(4, 40002, 100, sas[2].seq + 1), T0) == "table_full"
+    s = ep.stats
+    assert s["drops"]["table_full"] == 1 and s["syn_cookies_ok"] == 2 and s["syn_cookies_failed"] == 0
+    assert len(ep) == 2 and ep.transmit() == []           # no RST: the peer's retransmission may fit
+
+
+def test_cookie_returned_after_unlisten_is_reset_unchecked():
+    ep = _server(4)
+    sa = _handshake(ep, 4, 40000, 99)
+    ep.unlisten(PORT)
+    assert ep.receive(_ack(4, 40000, 100, sa.seq + 1), T0) == "no_listener"
+    assert _one(ep).flags & Flags.RST and ep.stats["syn_cookies_failed"] == 0 and len(ep) == 0
+
+
+def test_auto_backlog_counts_only_syn_received_not_our_own_connects():
+    # Linux's request queue holds the listener's SYN-RECEIVED requests; connections this
+    # endpoint opens (SYN-SENT) are not in it and must not turn on cookies
+    ep = _server(4, "auto", syn_backlog=2)
+    for i in range(3):
+        ep.connect("198.18.0.9", 443, local_port=50000 + i, now=T0)
+    ep.transmit()
+    assert ep.stats["half_open"] == 0
+    _handshake(ep, 4, 40000, 99)
+    assert ep.stats["syn_cookies_sent"] == 0 and ep.stats["half_open"] == 1 and len(ep) == 4
+    _handshake(ep, 4, 40001, 99)
+    _handshake(ep, 4, 40002, 99)                    # the third SYN-RECEIVED: the backlog is full
+    assert ep.stats["syn_cookies_sent"] == 1 and ep.stats["half_open"] == 2
+
+
+def test_half_open_follows_records_through_eviction_establishment_and_reset():
+    ep = _server(4, "off", capacity=4)
+    sas = [_handshake(ep, 4, 40000 + i, 10 * i) for i in range(6)]    # the first two evicted
+    assert ep.stats["half_open"] == 4 and ep.stats["evictions"] == 2
+    assert ep.receive(_ack(4, 40005, 51, sas[5].seq + 1), T0) is None  # ESTABLISHED
+    assert ep.stats["half_open"] == 3
+    assert ep.receive(_ack(4, 40004, 41, 0, flags=Flags.RST), T0) is None   # back to LISTEN
+    assert ep.stats["half_open"] == 2 and len(ep) == 3
+
+
 def test_auto_without_recent_cookies_resets_a_bare_ack_without_checking():
     ep = _server(4, "auto")
     assert ep.receive(_ack(4, 40000, 1, 2), T0) == "no_listener"
@@ -361,6 +417,48 @@ def test_batch_path_makes_and_checks_the_same_cookies():
     ev = many.events_batch()
     assert (ev["cause"] == Cause.SYN_COOKIE).sum() == 64
     assert set(ev["old_state"][ev["cause"] == Cause.SYN_COOKIE]) == {State.LISTEN}
+
+
+def _random_listener_traffic(rng, family, synacks, n):
+    """SYNs with any options, ACKs returning cookies (some stale, some with FIN, RST or
+    SYN set, some with timestamps echoing the cookie's) and blind ACKs, no payload (the
+    batch path reports data at buffer offsets instead of queueing it, so windows differ)."""
+    out = []
+    for _ in range(n):
+        sport, r = 40000 + rng.randrange(500), rng.random()
+        if r < 0.4:
+            out.append(_syn(family, sport, rng.getrandbits(32), mss=rng.choice([100, 536, 1300, 1460, 9000]),
+                            ts=(rng.getrandbits(32), 0) if rng.random() < 0.5 else None,
+                            wscale=rng.choice([None, 0, 7, 14, 15]), sack=rng.random() < 0.5))
+        elif r < 0.8:
+            sa, sport, seq = rng.choice(synacks)
+            ts = (rng.getrandbits(32), sa.options.timestamp[0]) if sa.options.timestamp else None
+            out.append(_ack(family, sport, seq + 1, sa.seq + 1 + rng.choice([0, 0, 0, 1 << 24]), ts=ts,
+                            flags=Flags.ACK | rng.choice([0, 0, Flags.FIN, Flags.RST, Flags.SYN])))
+        else:
+            out.append(_ack(family, sport, rng.getrandbits(32), rng.getrandbits(32)))
+    return out
+
+
+@pytest.mark.parametrize("family,mode", list(itertools.product([4, 6], ["always", "auto"])))
+def test_batch_and_single_paths_agree_on_random_listener_traffic(family, mode):
+    rng = random.Random(family * 10 + len(mode))
+    one, many = _server(family, mode, capacity=128, syn_backlog=8), _server(family, mode, capacity=128, syn_backlog=8)
+    issuer = _server(family, "always")               # same secret: its cookies are theirs
+    synacks = []
+    for i in range(300):
+        seq = rng.getrandbits(32)
+        sa = _handshake(issuer, family, 40000 + i, seq, ts=(1, 0) if i % 2 else None, wscale=i % 16, sack=bool(i & 2))
+        synacks.append((sa, 40000 + i, seq))
+    for rnd in range(3):
+        pkts = _random_listener_traffic(rng, family, synacks, 3000)
+        single = [one.receive(p, T0 + rnd) for p in pkts]
+        lens = [len(p) for p in pkts]
+        res = many.receive_batch(b"".join(pkts), np.cumsum([0, *lens[:-1]]), lens, T0 + rnd)
+        assert [None if r < 0 else DROP_REASONS[r] for r in res] == single
+        assert one.transmit() == many.transmit()
+        assert one.stats == many.stats and one.stats["syn_cookies_ok"] > 0
+        assert len(one.events()) == len(many.events_batch())
 
 
 # ---- arguments ----

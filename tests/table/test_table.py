@@ -72,7 +72,7 @@ class _TableHeader(ctypes.Structure):
                 ("secret", ctypes.c_uint64 * 6), ("timeout", ctypes.c_uint64 * 11),
                 ("cursor", ctypes.c_uint64), ("class_head", ctypes.c_uint32 * 3),
                 ("class_tail", ctypes.c_uint32 * 3), ("class_count", ctypes.c_uint32 * 3),
-                ("state_class", ctypes.c_uint8 * 16),
+                ("state_class", ctypes.c_uint8 * 16), ("state_count", ctypes.c_uint32 * 16),
                 ("symmetric", ctypes.c_int), ("evict", ctypes.c_int),
                 ("stats", ctypes.c_uint64 * 7)]
 
@@ -1911,7 +1911,7 @@ def test_memory_per_connection(capacity):
 def test_memory_bytes_follows_the_layout():
     # records + index (capacity * 5/3 + 1 slots, at least 16, and a spare cache line for
     # the prefetch of the line after a home slot) + timer wheel + header
-    assert HEADER_BYTES == 312                    # what ft_table_t is on LP64 (as built here)
+    assert HEADER_BYTES == 376                    # what ft_table_t is on LP64 (as built here)
     for capacity in (1, 2, 5, 8, 9, 10, 12, 13, 14, 100, 838_860, 838_861, 838_862, 3_000_001):
         t = ConnectionTable(capacity, seed=1)
         nslots = nslots_for(capacity)
