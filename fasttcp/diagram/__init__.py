@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fasttcp.diagram.infer import Packet, infer
-from fasttcp.diagram.model import FORMATS, MARKS, Arrow, Ladder, check_width
+from fasttcp.diagram.model import EVENT, FORMATS, MARKS, Arrow, Ladder, check_width
 from fasttcp.diagram.scenarios import SCENARIOS, run_scenario, scenario_names
 from fasttcp.errors import UsageError
 
@@ -29,10 +29,12 @@ def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, star
     or the first matching `flow` -- a ``"host:port"`` filter or an exact ``(src, sport,
     dst, dport)`` tuple -- from `start` (capture time, seconds since the epoch) on.
     ``verify_checksum=False`` takes every checksum as good (checksum offload).
+    A connection longer than `fasttcp.diagram.capture.MAX_LADDER_PACKETS` segments is
+    drawn up to there, an event row saying so (reading stops there too).
     Raises UsageError for bad arguments, a missing or unreadable file, or no such
     connection; `fasttcp.CaptureError` for a corrupt capture."""
     from fasttcp.capture.reader import CaptureReader
-    from fasttcp.diagram.capture import select_packets
+    from fasttcp.diagram.capture import MAX_LADDER_PACKETS, select_packets
 
     if not isinstance(source, (str, Path, CaptureReader)):
         raise UsageError(f"source must be a capture path or a CaptureReader, not {type(source).__name__}")
@@ -44,7 +46,14 @@ def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, star
         packets = select_packets(source, conn=conn, flow=flow, start=start, verify_checksum=verify_checksum)
     except OSError as e:
         raise UsageError(f"{source}: {e.strerror or e}") from e
-    return infer(packets)
+    if len(packets) <= MAX_LADDER_PACKETS:
+        return infer(packets)
+    drawn = infer(packets[:MAX_LADDER_PACKETS])
+    last = drawn.arrows[-1] if drawn.arrows else None
+    drawn.arrows.append(Arrow(last.t if last else 0.0, EVENT, client_state=last.client_state if last else
+                              drawn.client_initial, server_state=last.server_state if last else drawn.server_initial,
+                              note=f"the drawing stops after {MAX_LADDER_PACKETS} segments"))
+    return drawn
 
 
 def ladders_from_capture(source: Any, flows: list[tuple[Any, float | None]], *,

@@ -33,6 +33,8 @@ IPV6_HEADER = 40
 _LENGTH_FIELDS = (FIELD_NAMES.index("ip.total_length"), FIELD_NAMES.index("ipv6.payload_length"))
 MAX_FLOWS_AT_ONCE = 1024         # select_many: each costs a vectorised compare per batch
 START_SLACK = 1e-6              # seconds: a start time read back from a row's float
+MAX_LADDER_PACKETS = 10_000     # segments one ladder keeps: a longer drawing is unreadable, and
+                                # each kept segment costs a Python object (about 1 KB)
 
 
 def endpoint_text(version: int, addr: np.ndarray, port: int) -> str:
@@ -185,8 +187,10 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
                    start: float | None = None, verify_checksum: bool = True) -> list[Packet]:
     """The packets of one connection: number `conn` (default 0), or the first matching
     `flow` (a ``host:port`` filter or an exact 4-tuple), from `start` (seconds since
-    the epoch) on if given. ``verify_checksum=False`` takes every checksum as good (a
-    capture taken where the NIC computes them on transmit, as Zeek's -C). Raises
+    the epoch) on if given; at most MAX_LADDER_PACKETS + 1 of them (reading stops
+    there: one more than the cap says the connection was longer).
+    ``verify_checksum=False`` takes every checksum as good (a capture taken where the
+    NIC computes them on transmit, as Zeek's -C). Raises
     UsageError for bad arguments or when nothing matches; OSError and CaptureError as
     `read_pcap` does."""
     _check_args(conn, flow, start)
@@ -197,6 +201,7 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
     target: bytes | None = None
     picked: list[np.ndarray] = []
     times: list[np.ndarray] = []
+    kept = 0
     for rows, ts in _batches(source, verify_checksum):
         ok = np.isin(rows["verdict"], _PARSED)
         if start is not None:
@@ -219,9 +224,12 @@ def select_packets(source: str | Path | CaptureReader, *, conn: int | None = Non
         p1, p2 = _key_ports(target)             # a cheap port test first, keys for those only
         sp, dp = rows["src_port"], rows["dst_port"]
         cand = np.flatnonzero(ok & (((sp == p1) & (dp == p2)) | ((sp == p2) & (dp == p1))))
-        sel = cand[_keys(rows[cand]) == np.bytes_(target)]
+        sel = cand[_keys(rows[cand]) == np.bytes_(target)][:MAX_LADDER_PACKETS + 1 - kept]
         picked.append(rows[sel].copy())
         times.append(ts[sel])
+        kept += sel.size
+        if kept > MAX_LADDER_PACKETS:        # one past the cap tells the caller it was cut
+            break
     if target is None:
         if flow is not None:
             raise UsageError(f"no TCP connection matches {flow!r}")

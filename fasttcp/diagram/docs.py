@@ -49,8 +49,9 @@ svg = ladder.render("svg")                           # ladder.arrows: t, dir, fl
 Connections of a capture are numbered from 0 in the order their first packet
 appears, one per 4-tuple; a 4-tuple used again by a new connection ends the ladder
 there (`start` picks the later one). Text fits 80 columns (`--width`), in Unicode unless
-`--ascii` or the terminal cannot show it; JSON is one object per line and row (`dir` is
-`>` client to server, `<` back, `=` an event such as a timer expiring). The SVG is
+`--ascii` or the terminal cannot show it; JSON is one object per line and arrow (`dir` is
+`>` client to server, `<` back); events that send nothing, such as a timer expiring,
+are drawn in the pictures only. The SVG is
 written by hand, without a library: a ladder is two lines, arrows and text, a few dozen
 elements that the standard library's XML escaping keeps safe, and the file needs
 nothing outside itself (no fonts, scripts or links), so it can be embedded in a page or

@@ -141,8 +141,10 @@ class Ladder:
         return out
 
     def to_json(self) -> str:
-        """JSON Lines: one object per row (see `Arrow`), newline-terminated."""
-        return "".join(json.dumps(a.as_dict(), sort_keys=True) + "\n" for a in self.arrows)
+        """JSON Lines: one object per arrow (see `Arrow`), newline-terminated. Event rows
+        (``dir == "="``) are left out: a tool reading the lines gets only ``">"`` and
+        ``"<"``, one per segment, with the states after it."""
+        return "".join(json.dumps(a.as_dict(), sort_keys=True) + "\n" for a in self.arrows if a.dir != EVENT)
 
     def render(self, fmt: str = "text", *, ascii: bool = False, width: int = 80) -> str:
         """The ladder drawn as ``text`` (``width`` columns; ``ascii`` for plain ASCII),

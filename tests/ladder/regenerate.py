@@ -1,5 +1,5 @@
-"""Rewrite the golden drawings of every scenario (tests/ladder/golden/NAME.txt and
-NAME.mmd) after a deliberate change to a scenario or a renderer:
+"""Rewrite the golden drawings of every scenario (tests/ladder/golden/NAME.txt,
+NAME.ascii.txt and NAME.mmd) after a deliberate change to a scenario or a renderer:
 
     python -m tests.ladder.regenerate
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from fasttcp.diagram import run_scenario, scenario_names
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-KINDS = {"txt": "text", "mmd": "mermaid"}
+KINDS = {"txt": "text", "ascii.txt": "ascii", "mmd": "mermaid"}     # "ascii": text with ascii=True
 
 
 def drawings() -> dict[str, str]:
@@ -21,7 +21,7 @@ def drawings() -> dict[str, str]:
     for name in scenario_names():
         ladder = run_scenario(name)
         for ext, fmt in KINDS.items():
-            out[f"{name}.{ext}"] = ladder.render(fmt)
+            out[f"{name}.{ext}"] = ladder.render("text", ascii=True) if fmt == "ascii" else ladder.render(fmt)
     return out
 
 

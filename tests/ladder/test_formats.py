@@ -60,10 +60,10 @@ def test_svg_escapes_text():
 def test_json_lines_have_the_documented_fields(name):
     ladder = run_scenario(name)
     rows = [json.loads(line) for line in ladder.render("json").splitlines()]
-    assert len(rows) == len(ladder.arrows)
+    assert len(rows) == len([a for a in ladder.arrows if a.dir != "="])
     for row in rows:
         assert {"t", "dir", "flags", "seq", "ack", "len", "client_state", "server_state"} <= set(row)
-        assert row["dir"] in (">", "<", "=")
+        assert row["dir"] in (">", "<")
         assert row["client_state"] in RFC_STATES and row["server_state"] in RFC_STATES
         assert isinstance(row["seq"], int) and (row["ack"] is None or isinstance(row["ack"], int))
 

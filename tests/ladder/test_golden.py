@@ -1,4 +1,4 @@
-"""The text and Mermaid drawings of every scenario, byte for byte against golden files
+"""The text (Unicode and ASCII) and Mermaid drawings of every scenario, byte for byte against golden files
 (regenerate with ``python -m tests.ladder.regenerate``), and docs/lifecycle.md against
 its generator."""
 from __future__ import annotations

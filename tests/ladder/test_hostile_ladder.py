@@ -72,3 +72,33 @@ def test_a_capture_cut_short_still_draws(tmp_path):
 def test_a_reader_object_is_a_source():
     assert expect_ok(f"r = fasttcp.read_pcap({CAPTURE!r})\noutcome(fasttcp.ladder(r, fmt='json').count(chr(10)))") \
         == "3"
+
+
+def _long_connection_pcap(path: Path, segments: int) -> None:
+    """A pcap of one IPv4 connection: a SYN, then `segments` data segments client to
+    server (checksums left zero: read it with verify_checksum=False)."""
+    import struct
+
+    def frame(seq: int, flags: int, payload: bytes) -> bytes:
+        tcp = struct.pack("!HHIIBBHHH", 40000, 80, seq, 0, 5 << 4, flags, 65535, 0, 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0,
+                         bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]))
+        return b"\0" * 12 + b"\x08\x00" + ip + tcp
+
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    frames = [frame(0, 0x02, b"")] + [frame(1 + 10 * i, 0x18, b"x" * 10) for i in range(segments)]
+    for i, f in enumerate(frames):
+        out.append(struct.pack("<IIII", 1000, i, len(f), len(f)) + f)
+    path.write_bytes(b"".join(out))
+
+
+def test_a_very_long_connection_is_drawn_up_to_a_cap(tmp_path):
+    from fasttcp.diagram import Ladder
+    from fasttcp.diagram.capture import MAX_LADDER_PACKETS
+
+    capture = tmp_path / "long.pcap"
+    _long_connection_pcap(capture, MAX_LADDER_PACKETS + 50)
+    drawn = Ladder.from_capture(capture, verify_checksum=False)
+    assert len(drawn.arrows) == MAX_LADDER_PACKETS + 1
+    assert drawn.arrows[-1].dir == "=" and "stops after" in drawn.arrows[-1].note
+    assert drawn.render("json").count("\n") == MAX_LADDER_PACKETS
