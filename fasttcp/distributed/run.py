@@ -2,12 +2,14 @@
 and merge the shards' rows and counts into one `Summary`."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +157,33 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
         results = _run(client, names[: bad[0]] if bad else names, headers, cfg, n, reta_size(n), chunk_bytes,
                        run_dir, summary, progress, report)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_run_dir(run_dir)
     if bad and summary.error is None:
         summary.error = bad[1]
     _fold(summary, results)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):               # rmtree below has the last word
+        os.unlink(path)
+
+
+def _remove_run_dir(run_dir: str) -> None:
+    """Delete the run's piece files, several at once, then the folder. Freeing the
+    pages of a GiB of pieces in /dev/shm costs the kernel ~0.14 s of CPU, serial time
+    at the end of every run when done file by file (9% of a 2-worker run of the 1 GiB
+    bench capture); `unlink` releases the GIL, so threads spread it over the cores."""
+    try:
+        names = [os.path.join(run_dir, name) for name in os.listdir(run_dir)]
+    except OSError:
+        names = []
+    threads = min(len(names), len(os.sched_getaffinity(0)))
+    if threads > 1:
+        with ThreadPoolExecutor(threads, thread_name_prefix="fasttcp-cleanup") as pool:
+            list(pool.map(_unlink_quietly, names))
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _run(client: Any, names: list[str], headers: list[PcapHeader | None], cfg: AnalyzeConfig, n: int, reta: int,

@@ -326,3 +326,17 @@ def test_samples_merged_give_the_percentiles_of_all():
     assert merged.percentiles(1.0) == whole.percentiles(1.0)
     everything = np.concatenate(parts)
     assert merged.percentiles(1.0)["p90"] == pytest.approx(float(np.percentile(everything, 90)))
+
+
+def test_run_folder_removed_with_all_its_pieces(tmp_path):
+    # the piece files go several at once (threads), then the folder, leftovers included
+    from fasttcp.distributed.run import _remove_run_dir
+    run = tmp_path / "fasttcp-shuffle-x"
+    run.mkdir()
+    for i in range(9):
+        (run / f"{i:06d}-00000000.pieces").write_bytes(b"\0" * 4096)
+    (run / "sub").mkdir()
+    (run / "sub" / "stray").write_bytes(b"x")
+    _remove_run_dir(str(run))
+    assert not run.exists()
+    _remove_run_dir(str(run))                       # gone already: nothing to do, no error
