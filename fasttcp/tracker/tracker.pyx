@@ -576,6 +576,7 @@ cdef class Tracker:
     cdef Py_ssize_t _max_events
     cdef Py_ssize_t _pending_events
     cdef bint _busy
+    cdef object _visit_scratch           # feed_batch(indices=...)'s visit list and clock, kept
 
     def __cinit__(self):
         self._tr = NULL
@@ -851,8 +852,11 @@ cdef class Tracker:
         cdef uint64_t end_now = 0
         if own is not None:
             m = own.shape[0]
-            visit = np.empty(n, dtype=np.int64)
-            clock = np.empty(n, dtype=np.uint64)
+            # kept between calls: a fresh n-sized pair each batch cost page faults
+            # (glibc maps large blocks anew) on every call of every shard
+            if self._visit_scratch is None or self._visit_scratch[0].shape[0] < n:
+                self._visit_scratch = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64))
+            visit, clock = self._visit_scratch
             visv = visit
             clkv = clock
             visp = &visv[0]
