@@ -309,6 +309,80 @@ def test_ctrl_c_stops_the_trackers_and_keeps_the_counts(synthetic):
     assert _shard_threads() == []
 
 
+def _in_thread(call):
+    """Run `call` on a thread and return what it raised; None if it is still running
+    after two minutes (a hang: the run is left behind, a daemon)."""
+    out = []
+
+    def target():
+        try:
+            call()
+        except BaseException as e:       # what the run raised, for the test to check
+            out.append(e)
+        else:
+            out.append(None)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(120)
+    return out[0] if out else "hung"
+
+
+@pytest.mark.parametrize("where", ["claim", "bookkeeping"])
+@pytest.mark.parametrize("workers", [2, 3, 8])
+def test_ctrl_c_between_a_task_and_its_bookkeeping_does_not_hang(monkeypatch, synthetic, where, workers):
+    # Ctrl-C lands between two bytecodes of the reading thread: here just after it took
+    # a task, or after it tracked one and before it marked it done. That task stays
+    # marked running; finishing the batches in hand must not wait for it for ever.
+    real_claim, real_run = shards_mod._Shards._claim, shards_mod._Shards._run
+    reader, calls = [], [0]
+
+    def claim(self):
+        task = real_claim(self)
+        if where == "claim" and task is not None and threading.current_thread() in reader:
+            calls[0] += 1
+            if calls[0] == 5:
+                raise KeyboardInterrupt
+        return task
+
+    def run(self, b, k):
+        if where == "bookkeeping" and threading.current_thread() in reader:
+            calls[0] += 1
+            if calls[0] == 5:
+                self._track(k, b.batch, b.own[k])
+                raise KeyboardInterrupt
+        return real_run(self, b, k)
+
+    monkeypatch.setattr(shards_mod._Shards, "_claim", claim)
+    monkeypatch.setattr(shards_mod._Shards, "_run", run)
+
+    def call():
+        reader.append(threading.current_thread())
+        analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 12), workers=workers)
+
+    e = _in_thread(call)
+    assert isinstance(e, KeyboardInterrupt), e
+    assert e.summary.interrupted and 0 < e.summary.packets < 40_000
+    assert _shard_threads() == []
+
+
+def test_a_helper_thread_that_cannot_start_is_not_left_waiting(monkeypatch, synthetic):
+    real_start = threading.Thread.start
+    started = []
+
+    def start(self):
+        if self.name.startswith("fasttcp-shard"):
+            started.append(self.name)
+            if len(started) == 2:
+                raise RuntimeError("can't start new thread")
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        analyze(synthetic[0], workers=3)
+    assert _shard_threads() == []
+
+
 def test_capacity_is_the_total_over_the_shards(synthetic):
     one = analyze(synthetic[1], AnalyzeConfig(capacity=100_000), workers=1)
     two = analyze(synthetic[1], AnalyzeConfig(capacity=100_000), workers=2)
