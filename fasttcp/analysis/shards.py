@@ -207,9 +207,18 @@ class _Shards:
             self.stopping = True
             self.pending.clear()
             self.cv.notify_all()
+        interrupted = None
         for t in self.threads:
-            if t.ident is not None:      # (started: __init__ may have failed to start it)
-                t.join()
+            while t.ident is not None:   # (started: __init__ may have failed to start it)
+                try:
+                    t.join()
+                    break
+                except KeyboardInterrupt as e:
+                    # a helper ends its task within a batch's tracking: wait for it
+                    # still, or it outlives the run (and races the caller's next one)
+                    interrupted = e
+        if interrupted is not None:
+            raise interrupted
 
     def fold(self, summary: Summary) -> None:
         """Add the trackers' counts to `summary`."""
@@ -253,9 +262,12 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
             e.summary = summary              # type: ignore[attr-defined]
         raise
     finally:
-        shards.close()
-        shards.fold(summary)
-        summary.file_bytes = chain.bytes_done
-        summary.truncated_tail = chain.truncated_tail
-        summary.truncated = chain.truncated
-        summary.error = chain.error
+        try:
+            shards.close()
+        finally:
+            # the counts even when Ctrl-C lands while the helpers are joined
+            shards.fold(summary)
+            summary.file_bytes = chain.bytes_done
+            summary.truncated_tail = chain.truncated_tail
+            summary.truncated = chain.truncated
+            summary.error = chain.error

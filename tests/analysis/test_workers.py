@@ -366,6 +366,24 @@ def test_ctrl_c_between_a_task_and_its_bookkeeping_does_not_hang(monkeypatch, sy
     assert _shard_threads() == []
 
 
+def test_ctrl_c_while_the_helpers_are_joined_keeps_the_counts_and_joins_them(monkeypatch, synthetic):
+    # the run is over and its helpers are being joined when Ctrl-C lands
+    real_join = threading.Thread.join
+    sent = []
+
+    def join(self, timeout=None):
+        if self.name.startswith("fasttcp-shard") and not sent:
+            sent.append(self.name)
+            raise KeyboardInterrupt
+        return real_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", join)
+    with pytest.raises(KeyboardInterrupt) as e:
+        analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 14), workers=3)
+    assert sent and e.value.summary.packets == 40_000
+    assert _shard_threads() == []
+
+
 def test_a_helper_thread_that_cannot_start_is_not_left_waiting(monkeypatch, synthetic):
     real_start = threading.Thread.start
     started = []
