@@ -191,6 +191,13 @@ class _Shards:
         not started (a failed shard: wait only for the tasks running -- a tracker
         cannot be stopped mid-batch)."""
         me = threading.get_ident()
+        if self.cv._is_owned():          # type: ignore[attr-defined]
+            # close() runs outside every `with self.cv` of this thread, yet a Ctrl-C
+            # inside Condition.__enter__/__exit__ (Python code: after the lock's
+            # acquire, or before its release) can leave the lock held by this thread:
+            # the helpers could never take it again to see `stopping`, and the join
+            # below would wait for ever. Release it, every level of it.
+            self.cv._release_save()      # type: ignore[attr-defined]
         while finish:
             with self.cv:
                 task = self._claim()

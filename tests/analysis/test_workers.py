@@ -367,6 +367,29 @@ def test_ctrl_c_between_a_task_and_its_bookkeeping_does_not_hang(monkeypatch, sy
     assert _shard_threads() == []
 
 
+@pytest.mark.parametrize("workers", [2, 5])
+def test_ctrl_c_that_leaves_the_lock_held_does_not_hang(monkeypatch, synthetic, workers):
+    # Condition.__enter__ and __exit__ are Python code: a Ctrl-C landing in one, just
+    # after the lock's acquire or just before its release, leaves the reading thread
+    # holding the lock when the exception propagates. (Seen sending SIGINT at random
+    # times: the reading thread joined helpers that waited for the lock for ever.)
+    real_collect = shards_mod._Shards.collect
+    calls = [0]
+
+    def collect(self):
+        calls[0] += 1
+        if calls[0] == 3:
+            self.cv.acquire()
+            raise KeyboardInterrupt
+        return real_collect(self)
+
+    monkeypatch.setattr(shards_mod._Shards, "collect", collect)
+    e = _in_thread(lambda: analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 12), workers=workers))
+    assert isinstance(e, KeyboardInterrupt), e
+    assert e.summary.interrupted and 0 < e.summary.packets < 40_000
+    assert _shard_threads() == []
+
+
 def test_ctrl_c_while_the_helpers_are_joined_keeps_the_counts_and_joins_them(monkeypatch, synthetic):
     # the run is over and its helpers are being joined when Ctrl-C lands
     real_join = threading.Thread.join
