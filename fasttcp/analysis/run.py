@@ -129,8 +129,9 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     n = _check_workers(workers)
     # one buffer: each batch is tracked before the next is read; with N trackers the
     # reader runs up to READ_AHEAD batches ahead of them, as far as an open reader's own
-    # buffers allow (at least one: CaptureChain refuses a reader reusing a single buffer)
-    ahead = min([READ_AHEAD] + [p.buffers - 1 for p in plist if isinstance(p, CaptureReader) and p.buffers > 1])
+    # buffers allow (at least one: CaptureChain refuses a reader reusing a single buffer,
+    # and its message names the two a batch ahead needs)
+    ahead = min([READ_AHEAD] + [max(p.buffers - 1, 1) for p in plist if isinstance(p, CaptureReader) and p.buffers])
     chain = CaptureChain(plist, cfg.batch_bytes, buffers=1 if n == 1 else ahead + 1)
     summary = Summary(path=", ".join(chain.names), workers=n)
     kept: list[np.ndarray] = []

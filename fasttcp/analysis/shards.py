@@ -94,15 +94,22 @@ class _Shards:
         # --capacity is the total: the flow hash spreads connections evenly
         self.trackers = [make_tracker(cfg, -(-cfg.capacity // n)) for _ in range(n)]
         self.next_seq = [0] * n          # the batch each tracker takes next
-        self.busy = [False] * n
+        # the thread running each tracker's task (its ident), None when idle
+        self.busy: list[int | None] = [None] * n
         self.pending: deque[_Batch] = deque()
         self.seq = 0
         self.cv = threading.Condition()
         self.stopping = False
         self.threads = [threading.Thread(target=self._helper, name=f"fasttcp-shard{k}", daemon=True)
                         for k in range(1, n)]
-        for t in self.threads:
-            t.start()
+        try:
+            for t in self.threads:
+                t.start()
+        except BaseException:
+            # a thread that cannot start (or Ctrl-C between two): the ones started
+            # would wait for tasks forever
+            self.close()
+            raise
 
     def _track(self, k: int, batch: CaptureBatch, own: np.ndarray) -> np.ndarray:
         tracker = self.trackers[k]
@@ -113,9 +120,9 @@ class _Shards:
         """The oldest runnable task, marked taken (call with `cv` held)."""
         for b in self.pending:
             for k in range(self.n):
-                if not self.busy[k] and self.next_seq[k] == b.seq and b.rows[k] is None \
+                if self.busy[k] is None and self.next_seq[k] == b.seq and b.rows[k] is None \
                         and b.errors[k] is None:
-                    self.busy[k] = True
+                    self.busy[k] = threading.get_ident()
                     return b, k
         return None
 
@@ -128,7 +135,7 @@ class _Shards:
         with self.cv:
             b.rows[k], b.errors[k] = rows, err
             b.left -= 1
-            self.busy[k] = False
+            self.busy[k] = None
             self.next_seq[k] += 1
             self.cv.notify_all()
 
@@ -183,11 +190,22 @@ class _Shards:
         after the READ_AHEAD batches in hand, milliseconds of work), or dropping those
         not started (a failed shard: wait only for the tasks running -- a tracker
         cannot be stopped mid-batch)."""
+        me = threading.get_ident()
+        if self.cv._is_owned():          # type: ignore[attr-defined]
+            # close() runs outside every `with self.cv` of this thread, yet a Ctrl-C
+            # inside Condition.__enter__/__exit__ (Python code: after the lock's
+            # acquire, or before its release) can leave the lock held by this thread:
+            # the helpers could never take it again to see `stopping`, and the join
+            # below would wait for ever. Release it, every level of it.
+            self.cv._release_save()      # type: ignore[attr-defined]
         while finish:
             with self.cv:
                 task = self._claim()
                 if task is None:
-                    if not any(b.left for b in self.pending):
+                    # wait only while a helper runs a task: one this thread was running
+                    # when Ctrl-C came (between a task's claim and its bookkeeping) is
+                    # marked running for ever, and the batches after it never end
+                    if not any(owner is not None and owner != me for owner in self.busy):
                         break
                     self.cv.wait()
                     continue
@@ -196,8 +214,18 @@ class _Shards:
             self.stopping = True
             self.pending.clear()
             self.cv.notify_all()
+        interrupted = None
         for t in self.threads:
-            t.join()
+            while t.ident is not None:   # (started: __init__ may have failed to start it)
+                try:
+                    t.join()
+                    break
+                except KeyboardInterrupt as e:
+                    # a helper ends its task within a batch's tracking: wait for it
+                    # still, or it outlives the run (and races the caller's next one)
+                    interrupted = e
+        if interrupted is not None:
+            raise interrupted
 
     def fold(self, summary: Summary) -> None:
         """Add the trackers' counts to `summary`."""
@@ -241,9 +269,12 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
             e.summary = summary              # type: ignore[attr-defined]
         raise
     finally:
-        shards.close()
-        shards.fold(summary)
-        summary.file_bytes = chain.bytes_done
-        summary.truncated_tail = chain.truncated_tail
-        summary.truncated = chain.truncated
-        summary.error = chain.error
+        try:
+            shards.close()
+        finally:
+            # the counts even when Ctrl-C lands while the helpers are joined
+            shards.fold(summary)
+            summary.file_bytes = chain.bytes_done
+            summary.truncated_tail = chain.truncated_tail
+            summary.truncated = chain.truncated
+            summary.error = chain.error

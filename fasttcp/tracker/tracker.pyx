@@ -503,7 +503,13 @@ cdef Py_ssize_t _visits(const tr_t *tr, const int64_t *ts_ns, Py_ssize_t n, cons
 def _own_indices(indices, Py_ssize_t n):
     """`feed_batch`'s indices as an int64 array of our own, checked: integers, strictly
     ascending, each in 0..n-1 (the visit walk relies on all three)."""
-    idx = np.asarray(indices)
+    try:
+        idx = np.asarray(indices)
+    except (TypeError, ValueError) as e:      # a ragged list: numpy's own words
+        raise UsageError(f"indices must be a 1-D integer array of batch indices: {e}") from None
+    if idx.ndim == 1 and idx.size == 0 and not isinstance(indices, np.ndarray):
+        # [] or (): no packets of this shard (numpy makes an empty list float64)
+        idx = idx.astype(np.int64)
     if idx.dtype.kind not in "iu" or idx.ndim != 1:
         raise UsageError(f"indices must be a 1-D integer array of batch indices, got {idx.dtype} "
                          f"of shape {idx.shape}")

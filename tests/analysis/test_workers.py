@@ -189,10 +189,11 @@ def test_an_open_reader_reusing_one_buffer_is_refused_with_workers(large_segment
     one = analyze(large_segments, workers=1, keep_rows=True)
     assert analyze(read_pcap(large_segments, buffers=1), workers=1).packets == one.packets
     reader = read_pcap(large_segments, buffers=1)
-    with pytest.raises(UsageError, match="buffers"):
+    # (the least that works: the reader then runs one batch ahead)
+    with pytest.raises(UsageError, match=r"needs buffers=0 or at least 2 .*got buffers=1"):
         analyze(reader, workers=2)
     reader.close()
-    for buffers in (0, 2):
+    for buffers in (0, 2, 3):
         two = analyze(read_pcap(large_segments, batch_bytes=4096, buffers=buffers), workers=2, keep_rows=True)
         assert _canonical(two.rows) == _canonical(one.rows)
 
@@ -306,6 +307,121 @@ def test_ctrl_c_stops_the_trackers_and_keeps_the_counts(synthetic):
     s = e.value.summary
     assert s.interrupted and 0 < s.packets < 40_000
     assert "interrupted" in s.format()
+    assert _shard_threads() == []
+
+
+def _in_thread(call):
+    """Run `call` on a thread and return what it raised; None if it is still running
+    after two minutes (a hang: the run is left behind, a daemon)."""
+    out = []
+
+    def target():
+        try:
+            call()
+        except BaseException as e:       # what the run raised, for the test to check
+            out.append(e)
+        else:
+            out.append(None)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(120)
+    return out[0] if out else "hung"
+
+
+@pytest.mark.parametrize("where", ["claim", "bookkeeping"])
+@pytest.mark.parametrize("workers", [2, 3, 8])
+def test_ctrl_c_between_a_task_and_its_bookkeeping_does_not_hang(monkeypatch, synthetic, where, workers):
+    # Ctrl-C lands between two bytecodes of the reading thread: here just after it took
+    # a task, or after it tracked one and before it marked it done. That task stays
+    # marked running; finishing the batches in hand must not wait for it for ever.
+    real_claim, real_run = shards_mod._Shards._claim, shards_mod._Shards._run
+    reader, calls = [], [0]
+
+    def claim(self):
+        task = real_claim(self)
+        if where == "claim" and task is not None and threading.current_thread() in reader:
+            calls[0] += 1
+            if calls[0] == 5:
+                raise KeyboardInterrupt
+        return task
+
+    def run(self, b, k):
+        if where == "bookkeeping" and threading.current_thread() in reader:
+            calls[0] += 1
+            if calls[0] == 5:
+                self._track(k, b.batch, b.own[k])
+                raise KeyboardInterrupt
+        return real_run(self, b, k)
+
+    monkeypatch.setattr(shards_mod._Shards, "_claim", claim)
+    monkeypatch.setattr(shards_mod._Shards, "_run", run)
+
+    def call():
+        reader.append(threading.current_thread())
+        analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 12), workers=workers)
+
+    e = _in_thread(call)
+    assert isinstance(e, KeyboardInterrupt), e
+    assert e.summary.interrupted and 0 < e.summary.packets < 40_000
+    assert _shard_threads() == []
+
+
+@pytest.mark.parametrize("workers", [2, 5])
+def test_ctrl_c_that_leaves_the_lock_held_does_not_hang(monkeypatch, synthetic, workers):
+    # Condition.__enter__ and __exit__ are Python code: a Ctrl-C landing in one, just
+    # after the lock's acquire or just before its release, leaves the reading thread
+    # holding the lock when the exception propagates. (Seen sending SIGINT at random
+    # times: the reading thread joined helpers that waited for the lock for ever.)
+    real_collect = shards_mod._Shards.collect
+    calls = [0]
+
+    def collect(self):
+        calls[0] += 1
+        if calls[0] == 3:
+            self.cv.acquire()
+            raise KeyboardInterrupt
+        return real_collect(self)
+
+    monkeypatch.setattr(shards_mod._Shards, "collect", collect)
+    e = _in_thread(lambda: analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 12), workers=workers))
+    assert isinstance(e, KeyboardInterrupt), e
+    assert e.summary.interrupted and 0 < e.summary.packets < 40_000
+    assert _shard_threads() == []
+
+
+def test_ctrl_c_while_the_helpers_are_joined_keeps_the_counts_and_joins_them(monkeypatch, synthetic):
+    # the run is over and its helpers are being joined when Ctrl-C lands
+    real_join = threading.Thread.join
+    sent = []
+
+    def join(self, timeout=None):
+        if self.name.startswith("fasttcp-shard") and not sent:
+            sent.append(self.name)
+            raise KeyboardInterrupt
+        return real_join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", join)
+    with pytest.raises(KeyboardInterrupt) as e:
+        analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 14), workers=3)
+    assert sent and e.value.summary.packets == 40_000
+    assert _shard_threads() == []
+
+
+def test_a_helper_thread_that_cannot_start_is_not_left_waiting(monkeypatch, synthetic):
+    real_start = threading.Thread.start
+    started = []
+
+    def start(self):
+        if self.name.startswith("fasttcp-shard"):
+            started.append(self.name)
+            if len(started) == 2:
+                raise RuntimeError("can't start new thread")
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        analyze(synthetic[0], workers=3)
     assert _shard_threads() == []
 
 

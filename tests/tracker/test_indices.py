@@ -31,7 +31,8 @@ def both_ways(batches, shards, **kw):
     per shard the verdicts and rows of every batch, the rows at close, and the stats."""
     out = []
     for way in ("select", "indices"):
-        trackers = [Tracker(4096, timeouts="zeek", seed=1, **kw) for _ in range(shards)]
+        kw = {"capacity": 4096, **kw}
+        trackers = [Tracker(timeouts="zeek", seed=1, **kw) for _ in range(shards)]
         got = [[] for _ in range(shards)]
         for args, shard in batches:
             for k, tr in enumerate(trackers):
@@ -101,6 +102,16 @@ def test_no_packets_of_my_own_still_move_the_clock():
     assert tr.stats["packets"] == 1 and tr.stats["other_shard"] == 10
 
 
+@pytest.mark.parametrize("empty", [[], (), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint8)])
+def test_an_empty_list_of_indices_is_no_packets_of_my_own(empty):
+    # what a list comprehension gives a shard without packets in the batch
+    buf, o, ln, ts = batch([(build(S, D, 2000 + i, 80, flags=0x02), 1.0 + i) for i in range(3)])
+    tr = Tracker(16)
+    v = tr.feed_batch(buf, o, ln, ts, indices=empty)
+    assert (v == Verdict.OTHER_SHARD).all()
+    assert tr.stats["packets"] == 0 and tr.stats["other_shard"] == 3
+
+
 def test_indices_are_copied_before_tracking():
     buf, o, ln, ts = batch([(build(S, D, 1000 + i, 80, flags=0x02), 1.0 + i) for i in range(3)])
     idx = np.array([0, 2])
@@ -121,6 +132,7 @@ def test_indices_are_copied_before_tracking():
     ("np.zeros((1, 2), dtype=np.int64)", "1-D"),
     ("np.array(['0'])", "integer"),
     ("[object()]", "integer"),
+    ("[[0], [1, 2]]", "integer"),
 ])
 def test_bad_indices_raise_before_tracking(indices, match):
     expect_raises(f"""
@@ -146,14 +158,25 @@ def test_select_and_indices_together_are_refused():
     assert tr.stats["packets"] == 0
 
 
-def test_a_row_buffer_that_fills_mid_batch_resumes_at_the_same_packet():
-    # more connections finish in one batch than the finished-row buffer holds: the
-    # tracker stops, hands them over, and goes on -- from the same visit
-    pk = [(build(S, D, 1024 + i, 80, flags=0x02), i * 1e-4) for i in range(30000)]
-    pk.append((build(D, S, 9, 9, flags=0x02), 3600.0))
+# finished rows the tracker buffers in C (tracker.pyx _DONE_CAP) before handing them over
+_DONE_CAP = 65536
+
+
+@pytest.mark.parametrize("capacity", [4096, 1, 200_000])
+def test_a_row_buffer_that_fills_mid_batch_resumes_at_the_same_packet(capacity):
+    # more connections of one shard finish in one batch than the finished-row buffer
+    # holds -- at an expiry that another shard's packet brings (capacity 200,000), or
+    # by evictions at its own packets (capacity 1, 4096): the tracker stops, hands
+    # them over, and goes on from the same visit
+    n = _DONE_CAP + 4000
+    pk = [(build(f"198.18.{(i >> 8) & 255}.{i & 255}", D, 1024 + (i >> 16), 80, flags=0x02), 1.0 + i * 1e-6)
+          for i in range(n)]
+    pk += [(build(D, S, 9, 9, flags=0x02), 3600.0), (build(D, S, 10, 10, flags=0x02), 7200.0)]
     buf, o, ln, ts = batch(pk)
-    shard = np.arange(len(pk)) % 2
-    by_select, by_indices = both_ways([((buf, o, ln, ts), shard)], 2)
+    shard = np.zeros(len(pk), dtype=np.int64)
+    shard[1::97] = 1                     # a few of the other shard's, and the first late one
+    shard[-2] = 1
+    by_select, by_indices = both_ways([((buf, o, ln, ts), shard)], 2, capacity=capacity)
     assert by_indices == by_select
     rows = np.frombuffer(by_indices[0][1], dtype=FLOW_DTYPE)
-    assert len(rows) == 15000
+    assert len(rows) > _DONE_CAP
