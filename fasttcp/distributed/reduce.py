@@ -1,7 +1,8 @@
 """Reduce: one shard's tracker over its pieces of every chunk, in capture order.
 
-The pieces are read one segment at a time (memory: one segment plus the shard's live
-connections), their clocks corrected with the clock the chunks before them left
+Each piece file is mapped and its segment for the shard read in place, one at a time
+(memory: a segment's merged arrays plus the shard's live connections; the segment's
+bytes are the shuffle directory's pages, not copied), their clocks corrected with the clock the chunks before them left
 (`carry`), the whole stream's tick instants merged in as packets of another shard,
 and fed to one `Tracker`: it finishes the rows one tracker fed the whole capture
 finishes for this shard's connections (fasttcp/distributed/clock.py says why).

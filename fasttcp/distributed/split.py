@@ -14,8 +14,10 @@ packet's timestamp is replaced by the whole stream's clock at it, and the batch'
 instants go with it (fasttcp/distributed/clock.py): what the reduce needs to expire
 exactly as one tracker does.
 
-A task's memory is its chunk (a pcap chunk is read whole) plus one copy of it in
-pieces. The file is written under a temporary name and renamed, so a task that Dask
+A task's own memory is its scan arrays (41 bytes a packet) and the sort's (about as
+much again), and the block records are packed into: a pcap chunk is mapped from
+the page cache, not copied, and the pieces are written a block at a time. The file
+is written under a temporary name and renamed, so a task that Dask
 runs again (its worker died) leaves the same file, and a reader never sees half one.
 """
 from __future__ import annotations
@@ -119,9 +121,9 @@ def _map_chunk(chunk: Chunk) -> np.ndarray:
         if os.fstat(f.fileno()).st_size < chunk.end:
             raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)", path=chunk.path)
         at = chunk.start - chunk.start % mmap.ALLOCATIONGRANULARITY
-        # MAP_POPULATE: the pages mapped in one call, not one fault per 64 KiB
-        m = mmap.mmap(f.fileno(), chunk.end - at, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ,
-                      offset=at)
+        # MAP_POPULATE (Linux): the pages mapped in one call, not a fault per 64 KiB
+        m = mmap.mmap(f.fileno(), chunk.end - at, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                      prot=mmap.PROT_READ, offset=at)
     return np.frombuffer(m, np.uint8, chunk.end - chunk.start, chunk.start - at)
 
 
