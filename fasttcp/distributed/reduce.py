@@ -92,12 +92,18 @@ def _map_piece(path: str) -> np.ndarray:
     """The piece file, mapped read-only: the reduce reads its segments where the split
     wrote them (the shuffle directory's page cache, /dev/shm's memory by default)
     rather than copying each into fresh buffers. A piece file is the run's own,
-    complete (written aside and renamed) and never cut while the run lasts."""
+    complete (written aside and renamed) and never cut while the run lasts. A shuffle
+    directory that cannot map files has the piece read whole instead (a chunk's worth of
+    memory)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if not size:
             return np.empty(0, np.uint8)
-        return np.frombuffer(mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ), np.uint8)
+        try:
+            return np.frombuffer(mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ), np.uint8)
+        except OSError:
+            buf = np.empty(size, np.uint8)
+            return buf[: os.preadv(f.fileno(), [buf.data], 0)]     # a short read: _cut_short later
 
 
 def _units(piece_map: np.ndarray, piece: ChunkPieces, k: int) -> Iterator[tuple[list[int], np.ndarray, int]]:

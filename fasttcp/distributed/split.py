@@ -121,9 +121,16 @@ def _map_chunk(chunk: Chunk) -> np.ndarray:
         if os.fstat(f.fileno()).st_size < chunk.end:
             raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)", path=chunk.path)
         at = chunk.start - chunk.start % mmap.ALLOCATIONGRANULARITY
-        # MAP_POPULATE (Linux): the pages mapped in one call, not a fault per 64 KiB
-        m = mmap.mmap(f.fileno(), chunk.end - at, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
-                      prot=mmap.PROT_READ, offset=at)
+        try:
+            # MAP_POPULATE (Linux): the pages mapped in one call, not a fault per 64 KiB
+            m = mmap.mmap(f.fileno(), chunk.end - at, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                          prot=mmap.PROT_READ, offset=at)
+        except OSError:                              # a file system that cannot map files: read it
+            buf = np.empty(chunk.end - chunk.start, np.uint8)
+            if os.preadv(f.fileno(), [buf.data], chunk.start) != len(buf):
+                raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)",
+                                   path=chunk.path) from None
+            return buf
     return np.frombuffer(m, np.uint8, chunk.end - chunk.start, chunk.start - at)
 
 
