@@ -1,11 +1,12 @@
 """Reduce: one shard's tracker over its pieces of every chunk, in capture order.
 
-Each piece file is mapped and its segment for the shard read in place, one at a time
+Each piece file is mapped and the shard's segment of it read in place, one at a time
 (memory: a segment's merged arrays plus the shard's live connections; the segment's
-bytes are the shuffle directory's pages, not copied), their clocks corrected with the clock the chunks before them left
-(`carry`), the whole stream's tick instants merged in as packets of another shard,
-and fed to one `Tracker`: it finishes the rows one tracker fed the whole capture
-finishes for this shard's connections (fasttcp/distributed/clock.py says why).
+bytes are the shuffle directory's pages, not copied), its clocks corrected with the
+clock the chunks before it left (`carry`), the whole stream's tick instants merged in
+as packets of another shard, and fed to one `Tracker`: it finishes the rows one
+tracker fed the whole capture finishes for this shard's connections
+(fasttcp/distributed/clock.py says why).
 """
 from __future__ import annotations
 
@@ -92,9 +93,9 @@ def _map_piece(path: str) -> np.ndarray:
     """The piece file, mapped read-only: the reduce reads its segments where the split
     wrote them (the shuffle directory's page cache, /dev/shm's memory by default)
     rather than copying each into fresh buffers. A piece file is the run's own,
-    complete (written aside and renamed) and never cut while the run lasts. A shuffle
-    directory that cannot map files has the piece read whole instead (a chunk's worth of
-    memory)."""
+    complete (written aside and renamed) and never cut while the run lasts. In a
+    shuffle directory that cannot map files the piece is read whole instead (a chunk's
+    worth of memory)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if not size:

@@ -17,8 +17,8 @@ exactly as one tracker does.
 A task's own memory is its scan arrays (41 bytes a packet) and the sort's (about as
 much again), and the block records are packed into: a pcap chunk is mapped from
 the page cache, not copied, and the pieces are written a block at a time. The file
-is written under a temporary name and renamed, so a task that Dask
-runs again (its worker died) leaves the same file, and a reader never sees half one.
+is written under a temporary name and renamed, so a task that Dask runs again (its
+worker died) leaves the same file, and a reader never sees half one.
 """
 from __future__ import annotations
 
@@ -162,9 +162,9 @@ def _pcapng_batches(chunk: Chunk, end: _ReadEnd) -> Iterator[CaptureBatch]:
 
 #: records packed at a time, into one block the task reuses: still in the cache when
 #: it is written, where an array of the chunk's records is fresh memory every task --
-#: page faults and zeroed pages, on every task in a Dask worker, whose allocator hands
-#: every block over 64 KiB back to the kernel (MALLOC_TRIM_THRESHOLD_, set by Dask's
-#: nanny)
+#: page faults and zeroed pages, every task in a Dask worker: its nanny sets
+#: MALLOC_TRIM_THRESHOLD_, which pins glibc's mmap threshold at 128 KiB, so every
+#: larger block is mapped afresh and unmapped when freed
 PACK_BLOCK_BYTES = 1 << 20
 
 
