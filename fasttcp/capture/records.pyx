@@ -57,16 +57,20 @@ cdef object _own_int64(object v, str name):
 
 
 def pack_records(const uint8_t[::1] buffer, offsets, lengths, ts_ns, wire_lengths, select=None,
-                 bint nanosecond=True, Py_ssize_t snaplen=262144):
+                 bint nanosecond=True, Py_ssize_t snaplen=262144, out=None):
     """The pcap records of packets ``buffer[offsets[i]:offsets[i]+lengths[i]]`` (those
     with ``select[i]`` true, all without `select`), timestamps `ts_ns` (int64 ns since
     the epoch, cut to microseconds unless `nanosecond`) and original lengths
     `wire_lengths`, cut to `snaplen` bytes: ``(records, count)``, the records as one
-    uint8 array ready for a file's write.
+    uint8 array ready for a file's write -- a new one, or the first bytes of `out` (a
+    writable uint8 buffer, reused by a caller that packs block after block: a fresh
+    array each time is fresh memory for an allocator that hands large blocks back to
+    the kernel, as Dask's workers' does).
 
     Raises UsageError, before packing anything, for arrays of different lengths, a
     span outside the buffer, a timestamp outside a record's 0..2**32-1 seconds, a
-    wire length shorter than the captured bytes, or a snaplen below 1."""
+    wire length shorter than the captured bytes, a snaplen below 1, or an `out` that
+    is not a writable buffer large enough for the records."""
     cdef int64_t[::1] offs = _own_int64(offsets, "offsets")
     cdef int64_t[::1] lens = _own_int64(lengths, "lengths")
     cdef int64_t[::1] ts = _own_int64(ts_ns, "ts_ns")
@@ -96,8 +100,21 @@ def pack_records(const uint8_t[::1] buffer, offsets, lengths, ts_ns, wire_length
             raise UsageError(f"packet {i}: wire length {wire[i]} below its {lens[i]} captured bytes")
         total += REC_HDR + min(lens[i], snaplen)
         k += 1
-    out = np.empty(total, dtype=np.uint8)
-    cdef uint8_t[::1] dst = out
+    cdef uint8_t[::1] dst
+    if out is None:
+        out = np.empty(total, dtype=np.uint8)
+        dst = out
+    else:
+        try:
+            dst = out
+        except (TypeError, ValueError, BufferError) as e:     # not bytes, read-only, not contiguous
+            raise UsageError(f"out must be a writable contiguous uint8 buffer: {e}") from None
+        if dst.shape[0] < total:
+            raise UsageError(f"out holds {dst.shape[0]} bytes, the records need {total}")
+        if total and size and (<const uint8_t *>&dst[0] < &buffer[0] + size
+                               and &buffer[0] < <const uint8_t *>&dst[0] + total):
+            raise UsageError("out overlaps the packets' buffer")
+        out = np.asarray(dst)[:total]
     cdef const uint8_t *src = &buffer[0] if size else NULL     # only zero-length spans then
     if total:
         with nogil:

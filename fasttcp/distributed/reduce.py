@@ -1,18 +1,20 @@
 """Reduce: one shard's tracker over its pieces of every chunk, in capture order.
 
-The pieces are read one segment at a time (memory: one segment plus the shard's live
-connections), their clocks corrected with the clock the chunks before them left
-(`carry`), the whole stream's tick instants merged in as packets of another shard,
-and fed to one `Tracker`: it finishes the rows one tracker fed the whole capture
-finishes for this shard's connections (fasttcp/distributed/clock.py says why).
+Each piece file is mapped and the shard's segment of it read in place, one at a time
+(memory: a segment's merged arrays plus the shard's live connections; the segment's
+bytes are the shuffle directory's pages, not copied), its clocks corrected with the
+clock the chunks before it left (`carry`), the whole stream's tick instants merged in
+as packets of another shard, and fed to one `Tracker`: it finishes the rows one
+tracker fed the whole capture finishes for this shard's connections
+(fasttcp/distributed/clock.py says why).
 """
 from __future__ import annotations
 
+import mmap
 import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -41,12 +43,17 @@ class ShardResult:
     rows_summary: Summary = field(default_factory=Summary)
 
 
-def _read_segment(f: Any, offset: int, n: int, nbytes: int) -> tuple[np.ndarray, ...]:
-    """A segment's (records, lengths, clocks, verdicts, snapped) from an open piece file."""
+def _cut_short(path: str) -> OSError:
+    return OSError(f"{path}: piece file cut short (a shuffle directory not shared by all workers?)")
+
+
+def _segment(piece: np.ndarray, path: str, offset: int, n: int, nbytes: int) -> tuple[np.ndarray, ...]:
+    """A segment's (records, lengths, clocks, verdicts, snapped): views of the mapped
+    piece file."""
     size = nbytes + n * (8 + 8 + 1 + 1)
-    raw = np.empty(size, np.uint8)
-    if os.preadv(f.fileno(), [raw.data], offset) != size:
-        raise OSError(f"{f.name}: piece file cut short (a shuffle directory not shared by all workers?)")
+    if offset + size > len(piece):
+        raise _cut_short(path)
+    raw = piece[offset: offset + size]
     at = nbytes
     lengths = raw[at: at + 8 * n].view(np.int64)
     clocks = raw[at + 8 * n: at + 16 * n].view(np.int64)
@@ -76,20 +83,37 @@ def _merged_batch(segment: tuple[np.ndarray, ...], instants: np.ndarray, carry: 
     return batch, np.insert(np.ones(n, np.bool_), at, False)
 
 
-def _read_int64(f: Any, offset: int, count: int) -> np.ndarray:
-    out = np.empty(count, np.int64)
-    if count and os.preadv(f.fileno(), [out.data], offset) != out.nbytes:
-        raise OSError(f"{f.name}: piece file cut short (a shuffle directory not shared by all workers?)")
-    return out
+def _int64(piece: np.ndarray, path: str, offset: int, count: int) -> np.ndarray:
+    if offset + 8 * count > len(piece):
+        raise _cut_short(path)
+    return piece[offset: offset + 8 * count].view(np.int64)
 
 
-def _units(f: Any, piece: ChunkPieces, k: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+def _map_piece(path: str) -> np.ndarray:
+    """The piece file, mapped read-only: the reduce reads its segments where the split
+    wrote them (the shuffle directory's page cache, /dev/shm's memory by default)
+    rather than copying each into fresh buffers. A piece file is the run's own,
+    complete (written aside and renamed) and never cut while the run lasts. In a
+    shuffle directory that cannot map files the piece is read whole instead (a chunk's
+    worth of memory)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if not size:
+            return np.empty(0, np.uint8)
+        try:
+            return np.frombuffer(mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ), np.uint8)
+        except OSError:
+            buf = np.empty(size, np.uint8)
+            return buf[: os.preadv(f.fileno(), [buf.data], 0)]     # a short read: _cut_short later
+
+
+def _units(piece_map: np.ndarray, piece: ChunkPieces, k: int) -> Iterator[tuple[list[int], np.ndarray, int]]:
     """Each unit's (segment row of shard k, instants, last clock), from the footer."""
-    table = _read_int64(f, piece.footer, piece.units * UNIT_FIELDS).reshape(-1, UNIT_FIELDS)
-    segments_at = piece.footer + table.nbytes
-    for u, (at, count, last) in enumerate(table):
-        row = _read_int64(f, segments_at + (u * piece.shards + k) * SEGMENT_FIELDS * 8, SEGMENT_FIELDS)
-        yield row, _read_int64(f, int(at), int(count)), int(last)
+    table = _int64(piece_map, piece.path, piece.footer, piece.units * UNIT_FIELDS).reshape(-1, UNIT_FIELDS)
+    segments = _int64(piece_map, piece.path, piece.footer + table.nbytes, piece.units * piece.shards * SEGMENT_FIELDS)
+    rows = segments.reshape(piece.units, piece.shards, SEGMENT_FIELDS)[:, k].tolist()
+    for u, (at, count, last) in enumerate(table.tolist()):
+        yield rows[u], _int64(piece_map, piece.path, at, count), last
 
 
 def track_shard(k: int, pieces: list[ChunkPieces], cfg: AnalyzeConfig, capacity: int) -> ShardResult:
@@ -100,15 +124,15 @@ def track_shard(k: int, pieces: list[ChunkPieces], cfg: AnalyzeConfig, capacity:
     rows: list[np.ndarray] = []
     carry = 0
     for piece in pieces:
-        with open(piece.path, "rb") as f:
-            for (offset, n, nbytes), local_instants, last in _units(f, piece, k):
-                instants = carry_instants(local_instants, carry)
-                if n or len(instants):
-                    segment = _read_segment(f, int(offset), int(n), int(nbytes)) if n else _empty_segment()
-                    batch, select = _merged_batch(segment, instants, carry)
-                    tracker.feed_batch(batch, select=select)
-                    rows.append(tracker.finished())
-                carry = max(carry, last)
+        piece_map = _map_piece(piece.path)
+        for (offset, n, nbytes), local_instants, last in _units(piece_map, piece, k):
+            instants = carry_instants(local_instants, carry)
+            if n or len(instants):
+                segment = _segment(piece_map, piece.path, offset, n, nbytes) if n else _empty_segment()
+                batch, select = _merged_batch(segment, instants, carry)
+                tracker.feed_batch(batch, select=select)
+                rows.append(tracker.finished())
+            carry = max(carry, last)
     rows.append(tracker.close())
     st = tracker.stats
     out = np.concatenate(rows) if rows else np.empty(0, FLOW_DTYPE)

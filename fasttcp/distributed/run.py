@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -153,14 +154,22 @@ def analyze(paths: str | Path | Sequence[str | Path], cfg: AnalyzeConfig | None 
         shuffle_dir = _default_shuffle_root(sum(os.path.getsize(p) for p in names))
     run_dir = tempfile.mkdtemp(prefix="fasttcp-shuffle-", dir=shuffle_dir)
     t0 = time.perf_counter()
+    removal = None
     try:
         results = _run(client, names[: bad[0]] if bad else names, headers, cfg, n, reta_size(n), chunk_bytes,
                        run_dir, summary, progress, report)
+        # every reduce is done with the pieces: delete them while the rows are folded
+        # (both serial work after the cluster's, on cores the workers have left idle)
+        removal = threading.Thread(target=_remove_run_dir, args=(run_dir,), name="fasttcp-cleanup")
+        removal.start()
+        if bad and summary.error is None:
+            summary.error = bad[1]
+        _fold(summary, results)
     finally:
-        _remove_run_dir(run_dir)
-    if bad and summary.error is None:
-        summary.error = bad[1]
-    _fold(summary, results)
+        if removal is None:
+            _remove_run_dir(run_dir)
+        else:
+            removal.join()
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -229,7 +238,7 @@ def _run(client: Any, names: list[str], headers: list[PcapHeader | None], cfg: A
             progress(0, len(splits))
             for done, _ in enumerate(distributed.as_completed(splits), 1):
                 progress(done, len(splits))
-        results = _gather_shards(reduces, n)
+        results = _gather_shards(distributed, reduces, n)
         if report is not None:
             report.update(chunks=len(splits), shards=n, shuffle_bytes=sum(f.result().piece_bytes for f in splits))
         return results
@@ -239,16 +248,21 @@ def _run(client: Any, names: list[str], headers: list[PcapHeader | None], cfg: A
                 future.cancel()
 
 
-def _gather_shards(reduces: list[Any], n: int) -> list[ShardResult]:
-    out = []
-    for k, future in enumerate(reduces):
+def _gather_shards(distributed: Any, reduces: list[Any], n: int) -> list[ShardResult]:
+    """The shards' results, in shard order, each fetched as soon as its task ends: the
+    transfer of its rows to the client overlaps the shards still running, rather
+    than all of them following the last."""
+    out: list[ShardResult | None] = [None] * n
+    shard_of = {future.key: k for k, future in enumerate(reduces)}
+    for future in distributed.as_completed(reduces):
+        k = shard_of[future.key]
         try:
-            out.append(future.result())
+            out[k] = future.result()
         except (CaptureError, OSError):
             raise                                    # a capture changed (or vanished) under the run
         except Exception as e:
             raise WorkerError(k, n, f"{type(e).__name__}: {e}") from e
-    return out
+    return [r for r in out if r is not None]
 
 
 def _fold(summary: Summary, results: list[ShardResult]) -> None:

@@ -14,12 +14,15 @@ packet's timestamp is replaced by the whole stream's clock at it, and the batch'
 instants go with it (fasttcp/distributed/clock.py): what the reduce needs to expire
 exactly as one tracker does.
 
-A task's memory is its chunk (a pcap chunk is read whole) plus one copy of it in
-pieces. The file is written under a temporary name and renamed, so a task that Dask
-runs again (its worker died) leaves the same file, and a reader never sees half one.
+A task's own memory is its scan arrays (41 bytes a packet) and the sort's (about as
+much again), and the block records are packed into: a pcap chunk is mapped from
+the page cache, not copied, and the pieces are written a block at a time. The file
+is written under a temporary name and renamed, so a task that Dask runs again (its
+worker died) leaves the same file, and a reader never sees half one.
 """
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,11 +87,7 @@ def _pcap_batches(chunk: Chunk, header: tuple[bool, bool, int, int], end: _ReadE
     `end` tells as one process would (a corrupt one re-read by `read_pcap`, whose
     message is the one process's)."""
     size = chunk.end - chunk.start
-    buf = np.empty(size, np.uint8)
-    with open(chunk.path, "rb") as f:
-        got = os.preadv(f.fileno(), [buf.data], chunk.start) if size else 0
-    if got != size:
-        raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)", path=chunk.path)
+    buf = _map_chunk(chunk) if size else np.empty(0, np.uint8)
     scanner = CaptureScanner()
     scanner.start_pcap(*header)
     pos = 0
@@ -107,6 +106,32 @@ def _pcap_batches(chunk: Chunk, header: tuple[bool, bool, int, int], end: _ReadE
             end.truncated_tail = size - pos            # the file's last record is cut short
             break
     end.bytes = chunk.start + pos
+
+
+def _map_chunk(chunk: Chunk) -> np.ndarray:
+    """The chunk's bytes, mapped from the file (read-only) rather than read into a
+    buffer: the page cache's pages, with no copy and no fresh memory. A fresh 128 MiB
+    buffer a task costs the kernel zeroed pages (and, in a virtual machine that hands
+    freed memory back to its host, the host's faults: 0.3-0.7 s a buffer where reused
+    memory takes 0.03, docs/distributed.md), more than the copy itself. The file is
+    checked long enough first; a file cut shorter while mapped would fault (SIGBUS) the
+    worker, which Dask restarts and whose task it reruns -- and the rerun then finds
+    it short."""
+    with open(chunk.path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < chunk.end:
+            raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)", path=chunk.path)
+        at = chunk.start - chunk.start % mmap.ALLOCATIONGRANULARITY
+        try:
+            # MAP_POPULATE (Linux): the pages mapped in one call, not a fault per 64 KiB
+            m = mmap.mmap(f.fileno(), chunk.end - at, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                          prot=mmap.PROT_READ, offset=at)
+        except OSError:                              # a file system that cannot map files: read it
+            buf = np.empty(chunk.end - chunk.start, np.uint8)
+            if os.preadv(f.fileno(), [buf.data], chunk.start) != len(buf):
+                raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)",
+                                   path=chunk.path) from None
+            return buf
+    return np.frombuffer(m, np.uint8, chunk.end - chunk.start, chunk.start - at)
 
 
 def _reader_error(path: str) -> tuple[int, str | None]:
@@ -135,31 +160,47 @@ def _pcapng_batches(chunk: Chunk, end: _ReadEnd) -> Iterator[CaptureBatch]:
             yield batch
 
 
-def _write_unit(f: BinaryIO, batch: CaptureBatch, shard: np.ndarray, shards: int, clock: np.ndarray) -> np.ndarray:
+#: records packed at a time, into one block the task reuses: still in the cache when
+#: it is written, where an array of the chunk's records is fresh memory every task --
+#: page faults and zeroed pages, every task in a Dask worker: its nanny sets
+#: MALLOC_TRIM_THRESHOLD_, which pins glibc's mmap threshold at 128 KiB, so every
+#: larger block is mapped afresh and unmapped when freed
+PACK_BLOCK_BYTES = 1 << 20
+
+
+def _write_unit(f: BinaryIO, batch: CaptureBatch, shard: np.ndarray, shards: int, clock: np.ndarray,
+                block: np.ndarray) -> np.ndarray:
     """Append each shard's segment of `batch` to `f`; their (offset, packets, bytes).
     The packets are ordered by shard once (a stable sort keeps each shard's in capture
-    order) and packed in one pass."""
+    order) and packed into `block` (at least `PACK_BLOCK_BYTES` + a record) at a time."""
     segments = np.zeros((shards, SEGMENT_FIELDS), np.int64)
     order = np.argsort(shard, kind="stable")
     counts = np.bincount(shard, minlength=shards)
     lengths = np.asarray(batch.lengths, np.int64)[order]
-    records, _ = pack_records(batch.buffer, np.asarray(batch.offsets)[order], lengths, np.zeros(len(order), np.int64),
-                              lengths, snaplen=MAX_RECORD)
+    offsets = np.asarray(batch.offsets)[order]
     record_ends = np.cumsum(lengths + RECORD_HEADER_BYTES)
+    # where each block starts: a packet index, cut at every shard's first packet too
+    shard_starts = np.concatenate([[0], np.cumsum(counts)])
+    block_starts = np.searchsorted(record_ends, np.arange(0, int(record_ends[-1]) if len(order) else 0,
+                                                          PACK_BLOCK_BYTES), side="right")
+    cuts = np.union1d(block_starts, shard_starts)
     parts = (lengths, clock[order], np.asarray(batch.verdicts)[order], np.asarray(batch.snapped)[order].view(np.uint8))
-    first = 0
+    zeros = np.zeros(min(len(order), int(np.diff(cuts).max()) if len(cuts) > 1 else 0), np.int64)
     for k in range(shards):
-        n = int(counts[k])
-        if not n:
-            segments[k] = (f.tell(), 0, 0)
-            continue
+        first, last = int(shard_starts[k]), int(shard_starts[k + 1])
+        n = last - first
         lo = int(record_ends[first - 1]) if first else 0
-        hi = int(record_ends[first + n - 1])
+        hi = int(record_ends[last - 1]) if n else lo
         segments[k] = (f.tell(), n, hi - lo)
-        f.write(records[lo:hi].data)
+        if not n:
+            continue
+        bounds = cuts[(cuts >= first) & (cuts <= last)]
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            records, _ = pack_records(batch.buffer, offsets[a:b], lengths[a:b], zeros[: b - a], lengths[a:b],
+                                      snaplen=MAX_RECORD, out=block)
+            f.write(records.data)
         for part in parts:
-            f.write(np.ascontiguousarray(part[first: first + n]).data)
-        first += n
+            f.write(np.ascontiguousarray(part[first:last]).data)
     return segments
 
 
@@ -173,13 +214,16 @@ def split_chunk(chunk: Chunk, pcap_header: tuple[bool, bool, int, int] | None, s
     tmp = f"{path}.{os.getpid()}.tmp"
     unit_rows, segment_rows, packets, before = [], [], 0, 0
     end = _ReadEnd()
+    # a block holds up to PACK_BLOCK_BYTES and the record that crosses it; the pages
+    # beyond what the records use are never touched, so never allocated
+    block = np.empty(PACK_BLOCK_BYTES + RECORD_HEADER_BYTES + MAX_RECORD, np.uint8)
     batches = _pcap_batches(chunk, pcap_header, end) if pcap_header is not None else _pcapng_batches(chunk, end)
     try:
         with open(tmp, "wb") as f:
             for batch in batches:
                 clock, instants = local_clock(batch.ts_ns, before)
                 shard = np.asarray(shard_of_batch(batch, shards, reta_size=reta))
-                segment_rows.append(_write_unit(f, batch, shard, shards, clock))
+                segment_rows.append(_write_unit(f, batch, shard, shards, clock, block))
                 before = int(clock[-1]) if len(clock) else before
                 unit_rows.append((f.tell(), len(instants), before))
                 f.write(np.ascontiguousarray(instants, np.int64).data)

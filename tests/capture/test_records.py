@@ -73,9 +73,30 @@ def a(*v):
     ("pack_records(buf, a(0), a(10), a(0), np.array([2**64 - 1], np.uint64))", "int64"),
     ("pack_records(buf, a(0).reshape(1, 1), a(10), a(0), a(10))", "1-D"),
     ("pack_records(buf, a(0), a(10), a(0), a(10), select=np.ones((1, 1), bool))", "select"),
+    ("pack_records(buf, a(0), a(10), a(0), a(10), out=np.zeros(25, np.uint8))", "out holds 25 bytes"),
+    ("pack_records(buf, a(0), a(10), a(0), a(10), out=bytes(26))", "writable"),
+    ("pack_records(buf, a(0), a(10), a(0), a(10), out=np.zeros(52, np.uint8)[::2])", "contiguous"),
+    ("pack_records(buf, a(0), a(10), a(0), a(10), out=np.zeros(26, np.int64))", "uint8"),
+    ("pack_records(buf, a(0), a(10), a(0), a(10), out='x' * 26)", "buffer"),
+    ("pack_records(buf, a(0), a(10), a(0), a(10), out=buf[50:])", "overlaps"),
+    ("pack_records(buf[20:], a(0), a(10), a(0), a(10), out=buf[:60])", "overlaps"),
 ])
 def test_pack_records_refuses_what_would_read_outside_or_lie(call, match):
     expect_raises(SETUP + call, "UsageError", match)
+
+
+def test_pack_records_into_out_packs_what_it_returns_new():
+    batch = next(iter(fasttcp.read_pcap(DATA / "zeek-ftp-ipv6.pcap")))
+    from fasttcp.capture.records import pack_records
+
+    new, n = pack_records(batch.buffer, batch.offsets, batch.lengths, batch.ts_ns, batch.lengths)
+    out = np.full(len(new) + 7, 0xAB, np.uint8)
+    into, m = pack_records(batch.buffer, batch.offsets, batch.lengths, batch.ts_ns, batch.lengths, out=out)
+    assert m == n and len(into) == len(new) and (into == new).all()
+    assert np.shares_memory(into, out) and (out[len(new):] == 0xAB).all()   # the first bytes of out, no more
+    again, _ = pack_records(batch.buffer, batch.offsets[:1], batch.lengths[:1], batch.ts_ns[:1], batch.lengths[:1],
+                            out=bytearray(len(new)))
+    assert bytes(again) == bytes(new[: len(again)])
 
 
 def test_a_bad_span_writes_nothing(tmp_path):

@@ -176,6 +176,42 @@ def test_instants_after_a_carried_clock():
     assert len(whole_instants) == len(np.unique(whole_clock >> TICK_SHIFT))
 
 
+def test_without_mmap_the_pieces_and_rows_are_the_same(tmp_path, monkeypatch):
+    # a file system that cannot map files (some FUSE ones): the split reads its chunk
+    # and the reduce its piece files instead -- the same bytes, the same rows
+    import mmap
+
+    from fasttcp.analysis.config import AnalyzeConfig
+    from fasttcp.analysis.shards import reta_size
+    from fasttcp.distributed.index import index_file
+    from fasttcp.distributed.reduce import track_shard
+    from fasttcp.distributed.split import split_chunk
+
+    whole = tmp_path / "short.pcap"
+    synth_capture(whole, 6_000, 100, shape="short")
+    index = index_file(str(whole), 0, 64 << 10)
+    assert len(index.chunks) > 3
+    cfg = AnalyzeConfig()
+
+    def run(folder: Path) -> tuple[list, list]:
+        folder.mkdir()
+        pieces = [split_chunk(c, index.pcap_header, 4, reta_size(4), str(folder)) for c in index.chunks]
+        return pieces, [track_shard(k, pieces, cfg, -(-cfg.capacity // 4)) for k in range(4)]
+
+    mapped_pieces, mapped = run(tmp_path / "mapped")
+
+    def cannot_map(*args, **kwargs):
+        raise OSError(19, "No such device")          # ENODEV: what mmap says there
+
+    monkeypatch.setattr(mmap, "mmap", cannot_map)
+    read_pieces, read = run(tmp_path / "read")
+    for a, b in zip(mapped_pieces, read_pieces, strict=True):
+        assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
+    for a, b in zip(mapped, read, strict=True):
+        assert _canonical(a.rows) == _canonical(b.rows) and a.packets == b.packets and a.verdicts == b.verdicts
+    assert sum(r.packets for r in read) == 6000 and sum(len(r.rows) for r in read) == analyze(whole).connections
+
+
 def test_worker_killed_mid_run_answer_unchanged(client, tmp_path):
     whole = tmp_path / "short.pcap"
     synth_capture(whole, 200_000, 800, shape="short")
