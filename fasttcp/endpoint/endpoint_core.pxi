@@ -130,10 +130,17 @@ cdef inline uint64_t _rto(const ep_t *ep, uint8_t n) noexcept nogil:
 
 
 cdef inline bint _grow(void **p, size_t *cap, size_t need, size_t item) noexcept nogil:
-    cdef size_t c = cap[0] if cap[0] else 64
-    cdef void *q
+    # the test every event and every packet takes inline; the growth out of line, so
+    # its doubling loop and the realloc call stay out of the per-packet code
     if need <= cap[0]:
         return True
+    return _grow_slow(p, cap, need, item)
+
+
+cdef bint _grow_slow(void **p, size_t *cap, size_t need, size_t item) noexcept nogil:
+    """_grow when `need` exceeds the capacity: double it until it does not."""
+    cdef size_t c = cap[0] if cap[0] else 64
+    cdef void *q
     while c < need:
         c *= 2
     q = realloc(p[0], c * item)
