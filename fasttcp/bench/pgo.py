@@ -5,11 +5,10 @@ module against that build (``python -m fasttcp.bench.pgo``), and compiles them a
 ``-fprofile-use``: gcc then lays out each hot loop for the branches real traffic takes
 and moves what it never saw out of the way. What gcc learns is only as good as what
 it saw, so this is deliberately wider than the benchmark: endpoint lifecycles over
-IPv4 and IPv6 with every SYN given its record (as the benchmark opens them), bursts
-half past the SYN backlog (so SYN cookies are made and checked too, in the share of a
-flood, not of every handshake: trained as half of them, the cookie path made gcc lay
-out the ordinary handshake as the colder one, 5% more instructions a handshake), SYNs
-retransmitted until the connect gives up, SYNs refused with a RST,
+IPv4 and IPv6 with every SYN given its record (as the benchmark opens them), smaller
+bursts half past the SYN backlog (so SYN cookies are made and checked too, as a share
+of the traffic a flood would be, not half of every handshake), SYNs retransmitted
+until the connect gives up, SYNs refused with a RST,
 data with loss and retransmission, a lost FIN, aborts, the single-packet API; the
 tracker (IPv4: the synthetic capture is) over a clean capture and over damaged copies
 (bad checksums, losses, duplicates) with both timeout presets; the codec over IPv4 and

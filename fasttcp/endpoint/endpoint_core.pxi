@@ -868,8 +868,8 @@ cdef inline bint _fin_received(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t 
     return True
 
 
-cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
-                       uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
+cdef inline int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
+                              uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
     """SYN-RECEIVED and every later state: RFC 9293 3.10.7.4's checks in order, as
     Linux's tcp_rcv_state_process runs them. Each step either lets the segment through
     (_NEXT_STEP) or ends it: -1 when it was used, else the DROP_* reason returned.
