@@ -118,7 +118,7 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     tracker fails (its ``summary`` holds what was counted); on KeyboardInterrupt the
     trackers finish the batch in hand and stop, and the exception carries the partial
     ``summary`` too."""
-    from fasttcp.analysis.shards import run_sharded
+    from fasttcp.analysis.shards import READ_AHEAD, run_sharded
 
     if fmt not in FORMATS:
         raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -127,9 +127,11 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     cfg = _check_config(cfg)
     plist = _as_paths(paths)
     n = _check_workers(workers)
-    # one buffer: each batch is tracked before the next is read; two with N trackers,
-    # which track batch i while batch i+1 is read
-    chain = CaptureChain(plist, cfg.batch_bytes, buffers=1 if n == 1 else 2)
+    # one buffer: each batch is tracked before the next is read; with N trackers the
+    # reader runs up to READ_AHEAD batches ahead of them, as far as an open reader's own
+    # buffers allow (at least one: CaptureChain refuses a reader reusing a single buffer)
+    ahead = min([READ_AHEAD] + [p.buffers - 1 for p in plist if isinstance(p, CaptureReader) and p.buffers > 1])
+    chain = CaptureChain(plist, cfg.batch_bytes, buffers=1 if n == 1 else ahead + 1)
     summary = Summary(path=", ".join(chain.names), workers=n)
     kept: list[np.ndarray] = []
     agg = _report_aggregate(report, chain)
@@ -150,7 +152,7 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
         if n == 1:
             _run_single(chain, cfg, summary, emit, progress)
         else:
-            run_sharded(chain, cfg, n, summary, emit, progress)
+            run_sharded(chain, cfg, n, summary, emit, progress, ahead)
         if writer is not None:
             _to_output(writer.footer)
     except BaseException as e:

@@ -1,27 +1,32 @@
-"""`analyze` on N cores: one tracker per shard of the flows, each run by its own thread.
+"""`analyze` on N cores: one tracker per shard of the flows, N threads to run them.
 
 This thread reads the capture once and computes each packet's shard once
 (`shard_of_batch`: the symmetric flow hash, so both directions of a connection land in
-one shard, the shard a NIC queue would be under symmetric RSS); N threads track batch
-i, each its own shard, while this thread reads batch i+1. `Tracker.feed_batch` runs
-its packet loop without the GIL, so the N trackers really run at once, with no shared
-state (one table each). A packet of another shard only moves a tracker's clock
-(`feed_batch(select=...)`), so connections expire exactly as in one tracker fed
-everything, and the rows are the same set. Rows are written batch by batch in shard
-order: the output is the same on every run with the same N, and at most one batch of
-rows waits.
+one shard, the shard a NIC queue would be under symmetric RSS), up to READ_AHEAD
+batches ahead of the trackers. Tracking batch i for shard k is a task; this thread and
+N-1 helper threads run the tasks, oldest batch first, each tracker's in batch order
+and one at a time (`_Shards`). `Tracker.feed_batch` runs its packet loop without the
+GIL, so the trackers really run at once, with no shared state (one table each).
+
+A tracker is given its packets by index (`feed_batch(indices=...)`): it steps through
+them and through the other shards' packets at which its clock ticks over, so
+connections expire exactly as in one tracker fed everything and the rows are the same
+set, while N trackers do about the work of one. Rows are written batch by batch in
+shard order: the output is the same on every run with the same N, and at most
+READ_AHEAD + 1 batches of rows wait.
 
 Why threads and not worker processes: a worker process must read, scan and shard the
 whole capture itself (or be fed through shared memory by a reader process), then send
 its rows back. Measured on the short-connection capture of `fasttcp bench`
 (benchmarks/analyze_feeding.py: all three ways, same capture, same run), processes
-cost more CPU than they save; threads add only the clock walk over the other shards'
-packets (docs/performance.md has the figures, and what does not scale yet).
+cost more CPU than they save (docs/performance.md has the figures, and what does not
+scale yet).
 """
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -31,7 +36,7 @@ from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.errors import WorkerError
 
-__all__ = ["run_sharded", "reta_size"]
+__all__ = ["run_sharded", "reta_size", "shard_indices", "READ_AHEAD"]
 
 
 def reta_size(n: int) -> int:
@@ -43,8 +48,44 @@ def reta_size(n: int) -> int:
     return max(RETA_DEFAULT, 1 << (n - 1).bit_length())
 
 
+def shard_indices(shard: np.ndarray, n: int) -> list[np.ndarray]:
+    """Each shard's packets as ascending batch indices (what `Tracker.feed_batch` takes as
+    ``indices``): a pass per shard for a few shards, one stable sort (a radix sort on
+    these small integers) for many."""
+    if n <= 4:
+        return [np.flatnonzero(shard == k) for k in range(n)]
+    order = np.argsort(shard, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(shard, minlength=n))[:-1])
+
+
+#: Batches read and not yet collected: the reader runs this far ahead of the trackers.
+#: Memory: READ_AHEAD + 1 batch buffers (see `CaptureChain`).
+READ_AHEAD = 3
+
+
+class _Batch:
+    """A batch in flight: its packets' shards and, as the trackers finish it, their rows."""
+
+    __slots__ = ("batch", "errors", "left", "own", "rows", "seq")
+
+    def __init__(self, seq: int, batch: CaptureBatch, own: list[np.ndarray]) -> None:
+        self.seq = seq
+        self.batch = batch
+        self.own = own
+        self.rows: list[np.ndarray | None] = [None] * len(own)
+        self.errors: list[BaseException | None] = [None] * len(own)
+        self.left = len(own)
+
+
 class _Shards:
-    """N trackers, a thread each; `submit` a batch, `collect` its rows in shard order."""
+    """N trackers run by N threads: this one (which also reads) and N-1 helpers.
+
+    The work is a task per (batch, shard): any thread runs any task whose tracker is
+    idle and has finished the batch before (a tracker sees its packets in order, one
+    call at a time), oldest batch first. No thread owns a tracker, so the reading --
+    which only this thread does -- is balanced by the others tracking more: with one
+    thread per tracker plus a reader, N+1 threads shared N cores and each stage waited
+    for the others in turn (measured: no gain from 2 trackers on 2 cores)."""
 
     def __init__(self, cfg: AnalyzeConfig, n: int) -> None:
         from fasttcp.analysis.run import make_tracker
@@ -52,38 +93,111 @@ class _Shards:
         self.n = n
         # --capacity is the total: the flow hash spreads connections evenly
         self.trackers = [make_tracker(cfg, -(-cfg.capacity // n)) for _ in range(n)]
-        self.pool = ThreadPoolExecutor(n, thread_name_prefix="fasttcp-shard")
-        self.pending: list[Future] = []
+        self.next_seq = [0] * n          # the batch each tracker takes next
+        self.busy = [False] * n
+        self.pending: deque[_Batch] = deque()
+        self.seq = 0
+        self.cv = threading.Condition()
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._helper, name=f"fasttcp-shard{k}", daemon=True)
+                        for k in range(1, n)]
+        for t in self.threads:
+            t.start()
 
-    def _track(self, k: int, batch: CaptureBatch, shard: np.ndarray) -> np.ndarray:
+    def _track(self, k: int, batch: CaptureBatch, own: np.ndarray) -> np.ndarray:
         tracker = self.trackers[k]
-        tracker.feed_batch(batch, select=shard == k)
+        tracker.feed_batch(batch, indices=own)
         return tracker.finished()
 
+    def _claim(self) -> tuple[_Batch, int] | None:
+        """The oldest runnable task, marked taken (call with `cv` held)."""
+        for b in self.pending:
+            for k in range(self.n):
+                if not self.busy[k] and self.next_seq[k] == b.seq and b.rows[k] is None \
+                        and b.errors[k] is None:
+                    self.busy[k] = True
+                    return b, k
+        return None
+
+    def _run(self, b: _Batch, k: int) -> None:
+        rows = err = None
+        try:
+            rows = self._track(k, b.batch, b.own[k])
+        except BaseException as e:       # reported with its shard by collect()
+            err = e
+        with self.cv:
+            b.rows[k], b.errors[k] = rows, err
+            b.left -= 1
+            self.busy[k] = False
+            self.next_seq[k] += 1
+            self.cv.notify_all()
+
+    def _helper(self) -> None:
+        while True:
+            with self.cv:
+                task = self._claim()
+                while task is None:
+                    if self.stopping:
+                        return
+                    self.cv.wait()
+                    task = self._claim()
+            self._run(*task)
+
     def submit(self, batch: CaptureBatch, shard: np.ndarray) -> None:
-        self.pending = [self.pool.submit(self._track, k, batch, shard) for k in range(self.n)]
+        b = _Batch(self.seq, batch, shard_indices(shard, self.n))
+        self.seq += 1
+        with self.cv:
+            self.pending.append(b)
+            self.cv.notify_all()
+
+    def in_flight(self) -> int:
+        """Batches submitted and not yet collected."""
+        return len(self.pending)
 
     def collect(self) -> list[np.ndarray]:
-        """The rows of the batch in flight, shard 0's first; WorkerError naming the
-        first shard whose tracker raised (every shard's batch is finished first)."""
-        pending, self.pending = self.pending, []
-        out, failed = [], None
-        for k, f in enumerate(pending):
-            try:
-                out.append(f.result())
-            except Exception as e:       # reported with its shard, below
-                failed = failed or (k, e)
-        if failed is not None:
-            k, exc = failed
-            raise WorkerError(k, self.n, f"{type(exc).__name__}: {exc}") from exc
-        return out
+        """The rows of the oldest batch in flight, shard 0's first (none if nothing is in
+        flight), tracking meanwhile; WorkerError naming the first shard whose tracker
+        raised (every shard's batch is finished first)."""
+        if not self.pending:
+            return []
+        b = self.pending[0]
+        while True:
+            with self.cv:
+                if b.left == 0:
+                    self.pending.popleft()
+                    break
+                task = self._claim()
+                if task is None:
+                    self.cv.wait()
+                    continue
+            self._run(*task)
+        for k, err in enumerate(b.errors):
+            if err is not None:
+                if not isinstance(err, Exception):
+                    raise err            # KeyboardInterrupt, SystemExit: as they are
+                raise WorkerError(k, self.n, f"{type(err).__name__}: {err}") from err
+        return b.rows                    # type: ignore[return-value]  # all set: no error
 
-    def close(self) -> None:
-        """Wait for the batch in flight (a tracker cannot be stopped mid-batch; a batch
-        takes milliseconds) and end the threads."""
-        for f in self.pending:
-            f.exception()
-        self.pool.shutdown(wait=True)
+    def close(self, finish: bool = False) -> None:
+        """End the threads: after tracking the batches read (`finish`: Ctrl-C stops
+        after the READ_AHEAD batches in hand, milliseconds of work), or dropping those
+        not started (a failed shard: wait only for the tasks running -- a tracker
+        cannot be stopped mid-batch)."""
+        while finish:
+            with self.cv:
+                task = self._claim()
+                if task is None:
+                    if not any(b.left for b in self.pending):
+                        break
+                    self.cv.wait()
+                    continue
+            self._run(*task)
+        with self.cv:
+            self.stopping = True
+            self.pending.clear()
+            self.cv.notify_all()
+        for t in self.threads:
+            t.join()
 
     def fold(self, summary: Summary) -> None:
         """Add the trackers' counts to `summary`."""
@@ -95,9 +209,12 @@ class _Shards:
 
 
 def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summary,
-                emit: Callable[[np.ndarray], None], progress: Callable[[int, int], None] | None) -> None:
+                emit: Callable[[np.ndarray], None], progress: Callable[[int, int], None] | None,
+                ahead: int = READ_AHEAD) -> None:
     """Track `chain` in `n` shards, emitting rows in the documented order and folding
-    the counts into `summary` (the counts so far if a shard fails or on Ctrl-C)."""
+    the counts into `summary` (the counts so far if a shard fails or on Ctrl-C). The
+    reader runs `ahead` batches ahead of the trackers: `chain` must keep a batch valid
+    for `ahead` more reads (``buffers=ahead + 1`` or 0)."""
     from fasttcp.wire.rss import shard_of_batch
 
     reta = reta_size(n)
@@ -105,17 +222,21 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
     try:
         for batch in chain:
             shard = shard_of_batch(batch, n, reta_size=reta)
-            for rows in shards.collect():       # the previous batch's, while this one waits
-                emit(rows)
             shards.submit(batch, shard)
+            # the chain reuses a batch's buffer `ahead` + 1 reads later: the oldest
+            # batch must be done before the next read
+            if shards.in_flight() > ahead:
+                for rows in shards.collect():
+                    emit(rows)
             if progress is not None:
                 progress(chain.bytes_done, chain.total_bytes)
-        for rows in shards.collect():
-            emit(rows)
+        while shards.in_flight():
+            for rows in shards.collect():
+                emit(rows)
         for tracker in shards.trackers:
             emit(tracker.close())
     except BaseException as e:
-        shards.close()
+        shards.close(finish=isinstance(e, KeyboardInterrupt))
         if isinstance(e, WorkerError):
             e.summary = summary              # type: ignore[attr-defined]
         raise

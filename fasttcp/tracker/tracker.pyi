@@ -37,9 +37,10 @@ class Tracker:
     def feed(self, packet: bytes | bytearray | memoryview, ts: float) -> Verdict:
         """Raises UsageError for a ts outside 0..MAX_TIME_S seconds."""
     def feed_batch(self, batch: CaptureBatch | Any, offsets: Any = None, lengths: Any = None,
-                   ts_ns: Any = None, *, select: Any = None) -> np.ndarray:
+                   ts_ns: Any = None, *, select: Any = None, indices: Any = None) -> np.ndarray:
         """Raises UsageError for arrays that are not 1-D integers of one length, spans
-        outside the buffer, timestamps outside 0..2**63-1 ns, bad link verdicts."""
+        outside the buffer, timestamps outside 0..2**63-1 ns, bad link verdicts,
+        indices that are not strictly ascending batch indices, select with indices."""
     def expire(self, now: float) -> np.ndarray: ...
     def finished(self) -> np.ndarray: ...
     def events(self) -> np.ndarray: ...

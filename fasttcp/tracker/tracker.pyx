@@ -333,19 +333,29 @@ cdef enum:
     _AHEAD = 8                        # packets parsed (and their index slots prefetched) ahead; a power of 2
 
 
-cdef inline bint _feed_track(tr_t *tr, _stage_t *ring, Py_ssize_t j, Py_ssize_t start, const int64_t *ts_ns,
-                             uint8_t *verdicts) noexcept nogil:
-    """Last stage of packet j: advance the clock (expiring what is due) and track it.
-    False to stop before it (tr.packets counted up to it): the finished-row buffer needs
-    collecting first."""
-    cdef _stage_t *s = &ring[j & (_AHEAD - 1)]
+cdef inline Py_ssize_t _packet_at(const int64_t *visit, Py_ssize_t p) noexcept nogil:
+    """The batch index of pipeline position p: p itself, or the packet a visit list
+    names there (`_visits`)."""
+    return p if visit == NULL else <Py_ssize_t>(visit[p] & _VISIT_INDEX)
+
+
+cdef inline bint _feed_track(tr_t *tr, _stage_t *ring, Py_ssize_t q, Py_ssize_t start, const int64_t *ts_ns,
+                             uint8_t *verdicts, const int64_t *visit, const uint64_t *clock) noexcept nogil:
+    """Last stage of pipeline position q: advance the clock (expiring what is due) and
+    track its packet. False to stop before it (tr.packets counted up to it): the
+    finished-row buffer needs collecting first."""
+    cdef _stage_t *s = &ring[q & (_AHEAD - 1)]
+    cdef Py_ssize_t j = _packet_at(visit, q)
     cdef uint64_t now, tick
     cdef int v
     if tr.cap_done - tr.ndone < _ROW_RESERVE:
-        tr.packets += <uint64_t>(j - start)
+        tr.packets += <uint64_t>(q - start)
         return False
-    # (unsigned: a division by a constant without the sign fix-up)
-    now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
+    if clock != NULL:
+        now = clock[q]        # the batch's clock at this packet, left-out packets included
+    else:
+        # (unsigned: a division by a constant without the sign fix-up)
+        now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
     if now > tr.now:
         tick = now >> FT_TICK_SHIFT
         if tick != tr.last_tick:
@@ -353,7 +363,7 @@ cdef inline bint _feed_track(tr_t *tr, _stage_t *ring, Py_ssize_t j, Py_ssize_t 
                 # the rows ran out mid-expiry: let the caller collect them, then
                 # finish expiring before this packet (its connection may be
                 # one); tr.now is left behind so that the resumed call does
-                tr.packets += <uint64_t>(j - start)
+                tr.packets += <uint64_t>(q - start)
                 return False
             tr.last_tick = tick
         tr.now = now
@@ -375,25 +385,29 @@ cdef inline bint _feed_track(tr_t *tr, _stage_t *ring, Py_ssize_t j, Py_ssize_t 
 
 
 cdef inline void _feed_prefetch(tr_t *tr, _stage_t *ring, Py_ssize_t j) noexcept nogil:
-    """Middle stage of packet j: its index slot has arrived, start loading its records."""
+    """Middle stage of position j: its index slot has arrived, start loading its records."""
     if ring[j & (_AHEAD - 1)].rc < 0:
         _prefetch_records(tr, ring[j & (_AHEAD - 1)].h)
 
 
-cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t i, Py_ssize_t n, const uint8_t *buf,
+cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t p, Py_ssize_t n, const uint8_t *buf,
                              const int64_t *offs, const int64_t *lens, const uint8_t *link,
-                             const uint8_t *snapped, const uint8_t *select) noexcept nogil:
-    """First stage of packet i: parse and hash it, prefetch its index slot (and the
-    bytes of the packet 16 ahead). A packet `select` leaves out is not parsed."""
-    cdef _stage_t *s = &ring[i & (_AHEAD - 1)]
-    if i + 2 * _AHEAD < n and (select == NULL or select[i + 2 * _AHEAD] != 0):
-        # the packet bytes themselves: headers 16 packets ahead (batches come from
-        # capture files far larger than the cache). Not another shard's: its tracker,
-        # on another core, reads them, and a write-intent prefetch here would pull
-        # the lines away from it
-        FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD])
-        FT_PREFETCH_W(buf + offs[i + 2 * _AHEAD] + 64)
-    if select != NULL and select[i] == 0:
+                             const uint8_t *snapped, const uint8_t *select, const int64_t *visit) noexcept nogil:
+    """First stage of position p: parse and hash its packet, prefetch its index slot (and
+    the bytes of the packet 16 positions ahead). A packet `select` leaves out, or a
+    visit list marks as another shard's, is not parsed."""
+    cdef _stage_t *s = &ring[p & (_AHEAD - 1)]
+    cdef Py_ssize_t i = _packet_at(visit, p), ahead
+    if p + 2 * _AHEAD < n:
+        ahead = _packet_at(visit, p + 2 * _AHEAD)
+        if (select == NULL or select[ahead] != 0) and (visit == NULL or visit[p + 2 * _AHEAD] >= 0):
+            # the packet bytes themselves: headers 16 packets ahead (batches come from
+            # capture files far larger than the cache). Not another shard's: its tracker,
+            # on another core, reads them, and a write-intent prefetch here would pull
+            # the lines away from it
+            FT_PREFETCH_W(buf + offs[ahead])
+            FT_PREFETCH_W(buf + offs[ahead] + 64)
+    if (select != NULL and select[i] == 0) or (visit != NULL and visit[p] < 0):
         s.rc = TV_OTHER_SHARD
         return
     cdef int64_t off = offs[i], length = lens[i]
@@ -413,35 +427,100 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t i, Py_ssize_t 
 
 cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
                       const int64_t *ts_ns, const uint8_t *link, const uint8_t *snapped,
-                      const uint8_t *select, Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts) noexcept nogil:
-    """Packets [start, n), pipelined: packet i+8 is parsed and hashed and its index slot
-    prefetched, packet i+4's records are prefetched, while packet i is tracked -- so the
-    table's cache misses overlap. Parsing is pure, so the order of effects is the
-    packets' order. Returns the index of the first packet not processed (< n when the
-    finished-row buffer needs collecting first; those packets are parsed again then)."""
+                      const uint8_t *select, Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts,
+                      const int64_t *visit, const uint64_t *clock) noexcept nogil:
+    """Positions [start, n), pipelined: position i+8 is parsed and hashed and its index
+    slot prefetched, position i+4's records are prefetched, while position i is tracked --
+    so the table's cache misses overlap. A position is the packet of that index, or with
+    a visit list (`_visits`) the packet it names there, at the time `clock` gives.
+    Parsing is pure, so the order of effects is the packets' order. Returns the first
+    position not processed (< n when the finished-row buffer needs collecting first;
+    those packets are parsed again then)."""
     cdef _stage_t ring[_AHEAD]
     cdef Py_ssize_t i
-    # Step i tracks packet i-8 (first: its ring slot is the one packet i is parsed
-    # into), prefetches packet i-4's records and parses packet i. The steady state
+    # Step i tracks position i-8 (first: its ring slot is the one position i is parsed
+    # into), prefetches position i-4's records and parses position i. The steady state
     # (start + 8 <= i < n) runs all three without bounds to check; the fill and the
     # drain are the steps where some do not apply.
     for i in range(start, n if n - start < _AHEAD else start + _AHEAD):
         if i - _AHEAD // 2 >= start:
             _feed_prefetch(tr, ring, i - _AHEAD // 2)
-        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select, visit)
     for i in range(start + _AHEAD, n):
-        if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts):
+        if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts, visit, clock):
             return i - _AHEAD
         _feed_prefetch(tr, ring, i - _AHEAD // 2)
-        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select, visit)
     for i in range(n, n + _AHEAD):
         if i - _AHEAD >= start:
-            if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts):
+            if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts, visit, clock):
                 return i - _AHEAD
         if start <= i - _AHEAD // 2 < n:
             _feed_prefetch(tr, ring, i - _AHEAD // 2)
     tr.packets += <uint64_t>(n - start)
     return n
+
+
+cdef enum:
+    _VISIT_OTHER = -0x8000000000000000    # the sign bit: another shard's packet, visited for its time
+    _VISIT_INDEX = 0x7fffffffffffffff
+
+
+cdef Py_ssize_t _visits(const tr_t *tr, const int64_t *ts_ns, Py_ssize_t n, const int64_t *own, Py_ssize_t m,
+                        int64_t *visit, uint64_t *clock, uint64_t *end_now) noexcept nogil:
+    """The packets a shard's tracker must visit, when it is given only its own (`own`,
+    ascending batch indices): its own packets, and every other packet at which a tracker
+    fed the whole batch would expire connections -- the first packet of each new clock
+    tick (marked with _VISIT_OTHER) -- each with the clock such a tracker would read
+    there, the running maximum of the batch's times (`clock`). Visiting those and
+    nothing else makes the tracker's every expiry and every packet's time the same as
+    when it walks the whole batch with `select`, so its rows are the same, in the same
+    order; the walk over the times is a few instructions a packet, where the pipeline
+    step of a packet it skips was tens. Returns the number of visits; `end_now` is the
+    clock after the batch."""
+    cdef uint64_t now = tr.now, t, tick = tr.last_tick
+    cdef Py_ssize_t j, k = 0, nv = 0
+    for j in range(n):
+        t = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
+        if t > now:
+            now = t
+            if (t >> FT_TICK_SHIFT) != tick:
+                tick = t >> FT_TICK_SHIFT
+                if k >= m or own[k] != j:
+                    visit[nv] = j | _VISIT_OTHER
+                    clock[nv] = now
+                    nv += 1
+                    continue
+        if k < m and own[k] == j:
+            visit[nv] = j
+            clock[nv] = now
+            nv += 1
+            k += 1
+    end_now[0] = now
+    return nv
+
+
+def _own_indices(indices, Py_ssize_t n):
+    """`feed_batch`'s indices as an int64 array of our own, checked: integers, strictly
+    ascending, each in 0..n-1 (the visit walk relies on all three)."""
+    idx = np.asarray(indices)
+    if idx.dtype.kind not in "iu" or idx.ndim != 1:
+        raise UsageError(f"indices must be a 1-D integer array of batch indices, got {idx.dtype} "
+                         f"of shape {idx.shape}")
+    if idx.dtype.kind == "u" and idx.size and int(idx.max()) >= n:
+        raise UsageError(f"indices must be batch indices in 0..{n - 1}, got {int(idx.max())}")
+    own = np.array(idx, dtype=np.int64)     # a copy: another thread may rewrite the caller's
+    cdef const int64_t[::1] v = own
+    cdef Py_ssize_t m = own.shape[0], k, bad = -1
+    with nogil:
+        for k in range(m):
+            if v[k] < 0 or v[k] >= n or (k > 0 and v[k] <= v[k - 1]):
+                bad = k
+                break
+    if bad >= 0:
+        raise UsageError(f"indices must be strictly ascending batch indices in 0..{n - 1}: "
+                         f"entry {bad} is {int(own[bad])}" + (f" after {int(own[bad - 1])}" if bad else ""))
+    return own
 
 
 def _select_mask(select, Py_ssize_t n):
@@ -497,6 +576,7 @@ cdef class Tracker:
     cdef Py_ssize_t _max_events
     cdef Py_ssize_t _pending_events
     cdef bint _busy
+    cdef object _visit_scratch           # feed_batch(indices=...)'s visit list and clock, kept
 
     def __cinit__(self):
         self._tr = NULL
@@ -648,7 +728,8 @@ cdef class Tracker:
             tr.buf_size = <uint64_t>view.len
             tr.bad_span = -1
             # (0: the finished rows must be collected first, the packet is not tracked yet)
-            while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, NULL, 0, 1, &verdict) == 0:
+            while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, NULL, 0, 1, &verdict,
+                        NULL, NULL) == 0:
                 self._collect()
         finally:
             self._busy = False
@@ -658,7 +739,7 @@ cdef class Tracker:
         from fasttcp.enums import Verdict
         return Verdict(verdict)
 
-    def feed_batch(self, batch, offsets=None, lengths=None, ts_ns=None, *, select=None):
+    def feed_batch(self, batch, offsets=None, lengths=None, ts_ns=None, *, select=None, indices=None):
         """Track a batch of packets in order; returns a uint8 array of verdicts
         (`fasttcp.Verdict` codes).
 
@@ -675,8 +756,16 @@ cdef class Tracker:
         ``select=fasttcp.shard_of_batch(batch, n) == k`` for k in 0..n-1, n trackers
         finish the same rows as one tracker fed everything.
 
+        ``indices`` does the same as ``select`` from the other side: the batch indices
+        of this tracker's packets, strictly ascending (``np.flatnonzero(select)``). The
+        tracker then steps only through its own packets and the few others at which
+        its clock ticks over, so n shard trackers together do about the work of one,
+        where with ``select`` each walks every packet; rows, verdicts and counts are
+        the same as with ``select``. Give one of the two.
+
         Raises UsageError, before tracking any packet, for offsets/lengths/ts_ns (or a
-        select) that are not 1-D arrays of one length, a span outside the buffer, a
+        select, or indices) that are not 1-D arrays of one length, indices that are not
+        integers strictly ascending inside the batch, a span outside the buffer, a
         timestamp outside 0..2**63-1 ns (the first bad packet is named), link verdicts
         that are not `fasttcp.Verdict` codes, and while another call is running.
         """
@@ -685,12 +774,12 @@ cdef class Tracker:
         # thread run, and two batch calls must never be inside one tracker
         self._busy = True
         try:
-            return self._feed_batch(tr, batch, offsets, lengths, ts_ns, select)
+            return self._feed_batch(tr, batch, offsets, lengths, ts_ns, select, indices)
         finally:
             self._busy = False
 
     cdef object _feed_batch(self, tr_t *tr, object batch, object offsets, object lengths, object ts_ns,
-                            object select):
+                            object select, object indices):
         cdef Py_buffer view
         link = None
         snapped = None
@@ -709,8 +798,11 @@ cdef class Tracker:
         if off.ndim != 1 or off.shape != ln.shape or off.shape != ts.shape:
             raise UsageError(f"offsets, lengths and ts_ns must be 1-D and the same length "
                              f"({off.shape}, {ln.shape}, {ts.shape})")
-        cdef Py_ssize_t n = off.shape[0], done = 0, i
-        verdicts = np.zeros(n, dtype=np.uint8)
+        cdef Py_ssize_t n = off.shape[0], done = 0, i, m = 0, nvisit = n
+        if select is not None and indices is not None:
+            raise UsageError("give select or indices, not both")
+        own = _own_indices(indices, n) if indices is not None else None
+        verdicts = np.zeros(n, dtype=np.uint8) if own is None else np.full(n, TV_OTHER_SHARD, dtype=np.uint8)
         if n == 0:
             return verdicts
         # a copy of our own (np.array copies): the codes index the verdict counters in
@@ -752,6 +844,30 @@ cdef class Tracker:
                 raise UsageError("snapped must have one entry per packet")
             snv = sn.view(np.uint8)
             snp = &snv[0]
+        cdef const int64_t[::1] ownv
+        cdef int64_t[::1] visv
+        cdef uint64_t[::1] clkv
+        cdef const int64_t *visp = NULL
+        cdef uint64_t *clkp = NULL
+        cdef uint64_t end_now = 0
+        if own is not None:
+            m = own.shape[0]
+            # kept between calls: a fresh n-sized pair each batch cost page faults
+            # (glibc maps large blocks anew) on every call of every shard
+            if self._visit_scratch is None or self._visit_scratch[0].shape[0] < n:
+                self._visit_scratch = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64))
+            visit, clock = self._visit_scratch
+            visv = visit
+            clkv = clock
+            visp = &visv[0]
+            clkp = &clkv[0]
+            if m:
+                ownv = own
+                with nogil:
+                    nvisit = _visits(tr, &t[0], n, &ownv[0], m, &visv[0], clkp, &end_now)
+            else:
+                with nogil:
+                    nvisit = _visits(tr, &t[0], n, NULL, 0, &visv[0], clkp, &end_now)
         ft_get_bytes(buf, &view, "buffer")
         try:
             with nogil:
@@ -760,10 +876,18 @@ cdef class Tracker:
                 raise span_outside_buffer(i, off[i], ln[i], view.len)
             tr.buf_size = <uint64_t>view.len
             tr.bad_span = -1
-            while done < n:
+            while done < nvisit:
                 with nogil:
-                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, slp, done, n, &vd[0])
+                    done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, slp, done, nvisit,
+                                 &vd[0], visp, clkp)
                 self._collect()
+            if own is not None:
+                # the packets not visited are other shards' whose times moved the clock
+                # within a tick: count them, and move the clock as their walk would have
+                tr.packets += <uint64_t>(n - nvisit)
+                tr.other_shard += <uint64_t>(n - nvisit)
+                if end_now > tr.now:
+                    tr.now = end_now
         finally:
             PyBuffer_Release(&view)
         if tr.bad_span >= 0:
