@@ -2,6 +2,7 @@
 does not move with the machine's load.
 
     python benchmarks/instructions.py [--packets 120000] [--flows 20000] [--top 12]
+                                      [--handshake-flows 16384]
 
 Wall-clock figures on the shared 2-core development machines move by 5-10% between
 runs; an instruction count is exact for a given build and input (valgrind counts, it
@@ -9,15 +10,21 @@ does not time). The hot paths here run at about 4 instructions per cycle, so the
 tracks their speed closely -- use it to judge a change to the C core, and `fasttcp
 bench` for the figures themselves.
 
-It runs two small drivers under `valgrind --tool=callgrind`, collecting only inside the
-C entry points:
+It runs three small drivers under `valgrind --tool=callgrind`, the first two collecting
+only inside the C entry points:
   * tracker: `Tracker.feed_batch` over a synthetic capture (the `fasttcp bench`
     workload: 12-packet lifecycles, checksums verified) -> instructions per packet;
   * endpoint: batch opens, handshakes, closes and TIME-WAIT expiry between two
     endpoints (`fasttcp bench`'s batch mode) -> instructions per segment (all of a
-    connection's work over its 7 segments) and per connection.
-Each prints the total and the functions (inlined code counted where it was written)
-that take the most. Needs valgrind (Debian's `valgrind`).
+    connection's work over its 7 segments) and per connection;
+  * handshakes: the rounds `fasttcp bench` times for its cache-resident figure
+    (connect_batch, the three pipes, accept_batch, with the Python calls between them)
+    on a pair of endpoints warmed up by a round -> instructions per handshake. Its
+    closes run between the counted rounds: a callgrind client request (a few lines of
+    C compiled here, needs a C compiler) zeroes the count before each round and
+    dumps it after.
+The first two print the total and the functions (inlined code counted where it was
+written) that take the most; the third its total. Needs valgrind (Debian's `valgrind`).
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -55,6 +63,27 @@ for r in range(2):
     c, s = _handshakes(client, server, keys, r * 100.0)
     _close_all(client, server, c, s, r * 100.0, 30.0)
 print(flows * 2)
+"""
+
+HANDSHAKE_DRIVER = """
+import ctypes, sys
+from fasttcp.bench.handshakes import _pair, flow_keys, _handshakes, _close_all
+cg = ctypes.CDLL(sys.argv[1])
+flows, rounds = int(sys.argv[2]), int(sys.argv[3])
+client, server = _pair(flows)
+keys = flow_keys(flows)
+for r in range(rounds + 1):                 # round 0 warms the tables up, uncounted
+    cg.cg_zero()
+    c, s = _handshakes(client, server, keys, r * 100.0)
+    if r:
+        cg.cg_dump()
+    _close_all(client, server, c, s, r * 100.0, 30.0)
+print(flows * rounds)
+"""
+CLIENT_REQUESTS = """
+#include <valgrind/callgrind.h>
+void cg_zero(void) { CALLGRIND_ZERO_STATS; }
+void cg_dump(void) { CALLGRIND_DUMP_STATS; }
 """
 
 TRACKER_ENTRY = "__pyx_f_7fasttcp_7tracker_7tracker__feed"
@@ -93,6 +122,26 @@ def callgrind(script: str, args: list[str], entries, out: Path) -> str:
     cmd += [sys.executable, "-c", script, *args]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
     return res.stdout
+
+
+def handshake_count(tmpd: Path, flows: int, rounds: int) -> tuple[int, int] | None:
+    """Instructions over `rounds` counted handshake rounds of `flows` each, and the
+    handshakes; None when the client-request helper cannot be compiled."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    src, lib = tmpd / "cg.c", tmpd / "libcg.so"
+    src.write_text(CLIENT_REQUESTS)
+    if subprocess.run([*cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)],
+                      capture_output=True).returncode != 0:
+        return None
+    out = tmpd / "handshakes.cg"
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
+           sys.executable, "-c", HANDSHAKE_DRIVER, str(lib), str(flows), str(rounds)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    total = 0
+    for dump in tmpd.glob("handshakes.cg.*"):        # one file per dump: the counted rounds
+        m = re.search(r"^summary:\s*(\d+)", dump.read_text(errors="replace"), re.M)
+        total += int(m.group(1)) if m else 0
+    return total, int(res.stdout.split()[-1])
 
 
 def per_function(out: Path, c_file: Path) -> tuple[int, Counter]:
@@ -144,6 +193,8 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=120_000, help="tracker capture size (default 120000)")
     ap.add_argument("--flows", type=int, default=20_000, help="endpoint flows per round (default 20000)")
     ap.add_argument("--top", type=int, default=12, help="functions listed per figure")
+    ap.add_argument("--handshake-flows", type=int, default=16_384,
+                    help="flows per counted handshake round (default 16384, the bench's cache-resident figure)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -163,6 +214,13 @@ def main() -> int:
         report("endpoint batch (open, handshake, close, TIME-WAIT expiry)", total, segments, "segment",
                counts, args.top)
         print(f"  = {total / handshakes:,.0f} instructions per full connection")
+        counted = handshake_count(tmpd, args.handshake_flows, 2)
+        print()
+        if counted is None:
+            print("handshakes: not counted (no C compiler for the callgrind client requests)")
+        else:
+            print(f"handshakes, the bench's rounds at {args.handshake_flows:,} flows: "
+                  f"{counted[0] / counted[1]:,.0f} instructions per handshake")
     return 0
 
 

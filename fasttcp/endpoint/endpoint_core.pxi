@@ -130,10 +130,17 @@ cdef inline uint64_t _rto(const ep_t *ep, uint8_t n) noexcept nogil:
 
 
 cdef inline bint _grow(void **p, size_t *cap, size_t need, size_t item) noexcept nogil:
-    cdef size_t c = cap[0] if cap[0] else 64
-    cdef void *q
+    # the test every event and every packet takes inline; the growth out of line, so
+    # its doubling loop and the realloc call stay out of the per-packet code
     if need <= cap[0]:
         return True
+    return _grow_slow(p, cap, need, item)
+
+
+cdef bint _grow_slow(void **p, size_t *cap, size_t need, size_t item) noexcept nogil:
+    """_grow when `need` exceeds the capacity: double it until it does not."""
+    cdef size_t c = cap[0] if cap[0] else 64
+    cdef void *q
     while c < need:
         c *= 2
     q = realloc(p[0], c * item)
@@ -861,8 +868,8 @@ cdef inline bint _fin_received(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t 
     return True
 
 
-cdef int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
-                       uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
+cdef inline int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8_t *buf,
+                              uint32_t base, uint64_t now, const ft_key_t *k, uint64_t h) noexcept nogil:
     """SYN-RECEIVED and every later state: RFC 9293 3.10.7.4's checks in order, as
     Linux's tcp_rcv_state_process runs them. Each step either lets the segment through
     (_NEXT_STEP) or ends it: -1 when it was used, else the DROP_* reason returned.
@@ -933,36 +940,51 @@ cdef inline int _parse_stage(ep_t *ep, const uint8_t *buf, size_t length, pkt_t 
     return -1
 
 
+cdef inline int _no_connection(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, uint64_t now,
+                               int64_t *id) noexcept nogil:
+    """A segment whose key has no record: LISTEN's rules (RFC 9293 3.10.7.2) on a
+    listening port, CLOSED's (3.10.7.1) elsewhere. Returns as _dispatch, or _NEXT_STEP
+    when an ACK's SYN cookie opened the record `id` it goes on to."""
+    if not _is_local(ep, p.dst, p.version):
+        ep.drops[DROP_NOT_LOCAL] += 1
+        return DROP_NOT_LOCAL
+    if _listening(ep, p.dst_port):
+        if p.flags & TCP_FLAG_RST:
+            ep.drops[DROP_OTHER] += 1
+            return DROP_OTHER
+        if p.flags & TCP_FLAG_ACK:
+            if _cookie_check_due(ep, p, now):
+                return _cookie_open(ep, p, k, h, now, id)
+            _reset_reply(ep, p, now)      # LISTEN: "any acknowledgment is bad"
+            ep.drops[DROP_NO_LISTENER] += 1
+            return DROP_NO_LISTENER
+        if p.flags & TCP_FLAG_SYN:
+            if _cookie_wanted(ep):
+                return _cookie_synack(ep, p, now)
+            return _passive_open(ep, p, k, now, EV_SYN_RECEIVED, h)
+        ep.drops[DROP_OTHER] += 1
+        return DROP_OTHER
+    _reset_reply(ep, p, now)              # CLOSED: RFC 9293 3.10.7.1
+    ep.drops[DROP_NO_LISTENER] += 1
+    return DROP_NO_LISTENER
+
+
 cdef int _dispatch(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, const uint8_t *buf,
                    uint32_t base, uint64_t now) noexcept nogil:
     """Second half: find the connection and run the state's rules."""
+    cdef int rc
     cdef int64_t id = ftx_lookup(&ep.tab, k, h)
     ep.last_conn = <uint32_t>id if id >= 0 else FT_NIL
     if id < 0:
-        if not _is_local(ep, p.dst, p.version):
-            ep.drops[DROP_NOT_LOCAL] += 1
-            return DROP_NOT_LOCAL
-        if _listening(ep, p.dst_port):
-            if p.flags & TCP_FLAG_RST:
-                ep.drops[DROP_OTHER] += 1
-                return DROP_OTHER
-            if p.flags & TCP_FLAG_ACK:
-                if _cookie_check_due(ep, p, now):
-                    return _cookie_open(ep, p, k, h, buf, base, now)
-                _reset_reply(ep, p, now)      # LISTEN: "any acknowledgment is bad"
-                ep.drops[DROP_NO_LISTENER] += 1
-                return DROP_NO_LISTENER
-            if p.flags & TCP_FLAG_SYN:
-                if _cookie_wanted(ep):
-                    return _cookie_synack(ep, p, now)
-                return _passive_open(ep, p, k, now, EV_SYN_RECEIVED, h)
-            ep.drops[DROP_OTHER] += 1
-            return DROP_OTHER
-        _reset_reply(ep, p, now)              # CLOSED: RFC 9293 3.10.7.1
-        ep.drops[DROP_NO_LISTENER] += 1
-        return DROP_NO_LISTENER
-    if ep.tab.conns[id].state == TCPS_SYN_SENT:
+        rc = _no_connection(ep, p, k, h, now, &id)
+        if rc != _NEXT_STEP:
+            return rc
+    elif ep.tab.conns[id].state == TCPS_SYN_SENT:
         return _syn_sent(ep, <uint32_t>id, p, now)
+    # one call of the synchronized states' rules, for a found record and a cookie's new
+    # one alike: with a single caller the compiler inlines them here, into every
+    # segment's path (with a second, it kept them a function of their own: a call and
+    # its register saves on every ACK)
     return _synchronized(ep, <uint32_t>id, p, buf, base, now, k, h)
 
 

@@ -203,13 +203,13 @@ cdef int _cookie_refused(ep_t *ep, const pkt_t *p, uint64_t now) noexcept nogil:
     return DROP_BAD_COOKIE
 
 
-cdef int _cookie_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, const uint8_t *buf,
-                      uint32_t base, uint64_t now) noexcept nogil:
+cdef int _cookie_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, uint64_t now,
+                      int64_t *opened) noexcept nogil:
     """The ACK that returns a cookie (cookie_v4_check / cookie_v6_check): a valid one
     opens an ESTABLISHED record with the MSS and options it carries (event LISTEN ->
-    ESTABLISHED, cause SYN_COOKIE, into the accept queue), and the ACK then goes through
-    the ESTABLISHED rules like any (its data is delivered); a forged or stale one is
-    refused. Returns as _dispatch."""
+    ESTABLISHED, cause SYN_COOKIE, into the accept queue): its id in `opened` and
+    _NEXT_STEP, and _dispatch runs the ACK through the ESTABLISHED rules like any (its
+    data is delivered); a forged or stale one is refused (returns as _dispatch)."""
     cdef int mssind = _cookie_decode(ep, p, _cookie_minute(ep, now))
     cdef uint32_t evicted
     cdef int64_t id
@@ -245,4 +245,5 @@ cdef int _cookie_open(ep_t *ep, const pkt_t *p, const ft_key_t *k, uint64_t h, c
     ep.cookies_ok += 1
     _event(ep, <uint32_t>id, TCPS_LISTEN, TCPS_ESTABLISHED, EV_SYN_COOKIE, 0, 0, now)
     _accept_push(ep, <uint32_t>id)
-    return _synchronized(ep, <uint32_t>id, p, buf, base, now, k, h)
+    opened[0] = id
+    return _NEXT_STEP

@@ -340,9 +340,12 @@ cdef inline int64_t ftx_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t 
     ftx_index_insert(t, h, id)
     t.count += 1
     t.stats.inserts += 1
-    c.state = TCPS_CLOSED
-    t.state_count[TCPS_CLOSED] += 1
-    # start in the class of state 0 (the owner's map may give it one), then move
-    ftx_class_append(t, id, ftx_class_of(t, c.state))
-    ftx_set_state(t, id, state, now)
+    # straight into `state`: what entering it from CLOSED would leave (the class list's
+    # tail, its count, its timeout armed) without the detour through CLOSED's class
+    # and count, and the unlink of a timer the zeroed record does not have
+    c.state = state
+    t.state_count[state & 15] += 1
+    ftx_class_append(t, id, ftx_class_of(t, state))
+    if t.timeout[state]:
+        ftx_wheel_link(t, id, now + t.timeout[state])
     return id
