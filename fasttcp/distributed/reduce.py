@@ -23,7 +23,7 @@ from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.capture.records import RECORD_HEADER_BYTES
 from fasttcp.distributed.clock import carry_clock, carry_instants
-from fasttcp.distributed.split import SEGMENT_FIELDS, UNIT_FIELDS, ChunkPieces
+from fasttcp.distributed.split import SEGMENT_FIELDS, UNIT_FIELDS, ChunkPieces, read_at
 from fasttcp.tracker.tracker import FLOW_DTYPE
 
 __all__ = ["ShardResult", "track_shard"]
@@ -118,7 +118,7 @@ def _map_piece(path: str) -> np.ndarray:
             return np.frombuffer(mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ), np.uint8)
         except OSError:
             buf = np.empty(size, np.uint8)
-            return buf[: os.preadv(f.fileno(), [buf.data], 0)]     # a short read: _cut_short later
+            return buf[: read_at(f.fileno(), buf, 0)]     # cut short since: _cut_short later
 
 
 def _units(piece_map: np.ndarray, piece: ChunkPieces, k: int) -> Iterator[tuple[list[int], np.ndarray, int]]:
