@@ -23,7 +23,7 @@ from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.capture.records import RECORD_HEADER_BYTES
 from fasttcp.distributed.clock import carry_clock, carry_instants
-from fasttcp.distributed.split import SEGMENT_FIELDS, UNIT_FIELDS, ChunkPieces
+from fasttcp.distributed.split import SEGMENT_FIELDS, UNIT_FIELDS, ChunkPieces, read_at
 from fasttcp.tracker.tracker import FLOW_DTYPE
 
 __all__ = ["ShardResult", "track_shard"]
@@ -47,9 +47,16 @@ def _cut_short(path: str) -> OSError:
     return OSError(f"{path}: piece file cut short (a shuffle directory not shared by all workers?)")
 
 
+def _corrupt(path: str, what: str) -> OSError:
+    return OSError(f"{path}: piece file corrupt ({what})")
+
+
 def _segment(piece: np.ndarray, path: str, offset: int, n: int, nbytes: int) -> tuple[np.ndarray, ...]:
     """A segment's (records, lengths, clocks, verdicts, snapped): views of the mapped
     piece file."""
+    if offset < 0 or n < 0 or nbytes < 0:
+        # the split writes none: a negative one would slice from the map's end
+        raise _corrupt(path, f"segment at {offset}: {n} packets, {nbytes} bytes")
     size = nbytes + n * (8 + 8 + 1 + 1)
     if offset + size > len(piece):
         raise _cut_short(path)
@@ -59,6 +66,11 @@ def _segment(piece: np.ndarray, path: str, offset: int, n: int, nbytes: int) -> 
     clocks = raw[at + 8 * n: at + 16 * n].view(np.int64)
     verdicts = raw[at + 16 * n: at + 17 * n]
     snapped = raw[at + 17 * n: at + 18 * n].view(np.bool_)
+    # the records' bytes are where the lengths say (`_merged_batch` derives the offsets
+    # from them): a mismatch is a changed file, named here rather than as a tracker's
+    # span error on a packet of the merged batch
+    if n and (int(lengths.min()) < 0 or int(lengths.sum()) + RECORD_HEADER_BYTES * n != nbytes):
+        raise _corrupt(path, f"segment at {offset}: its lengths do not add up to its {nbytes} record bytes")
     return raw[:nbytes], lengths, clocks, verdicts, snapped
 
 
@@ -84,6 +96,8 @@ def _merged_batch(segment: tuple[np.ndarray, ...], instants: np.ndarray, carry: 
 
 
 def _int64(piece: np.ndarray, path: str, offset: int, count: int) -> np.ndarray:
+    if offset < 0 or count < 0:
+        raise _corrupt(path, f"{count} values at {offset}")
     if offset + 8 * count > len(piece):
         raise _cut_short(path)
     return piece[offset: offset + 8 * count].view(np.int64)
@@ -104,7 +118,7 @@ def _map_piece(path: str) -> np.ndarray:
             return np.frombuffer(mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ), np.uint8)
         except OSError:
             buf = np.empty(size, np.uint8)
-            return buf[: os.preadv(f.fileno(), [buf.data], 0)]     # a short read: _cut_short later
+            return buf[: read_at(f.fileno(), buf, 0)]     # cut short since: _cut_short later
 
 
 def _units(piece_map: np.ndarray, piece: ChunkPieces, k: int) -> Iterator[tuple[list[int], np.ndarray, int]]:

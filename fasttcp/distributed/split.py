@@ -127,11 +127,25 @@ def _map_chunk(chunk: Chunk) -> np.ndarray:
                           prot=mmap.PROT_READ, offset=at)
         except OSError:                              # a file system that cannot map files: read it
             buf = np.empty(chunk.end - chunk.start, np.uint8)
-            if os.preadv(f.fileno(), [buf.data], chunk.start) != len(buf):
+            if read_at(f.fileno(), buf, chunk.start) != len(buf):
                 raise CaptureError(f"changed while read (chunk {chunk.start}..{chunk.end} is short)",
                                    path=chunk.path) from None
             return buf
     return np.frombuffer(m, np.uint8, chunk.end - chunk.start, chunk.start - at)
+
+
+def read_at(fd: int, buf: np.ndarray, offset: int) -> int:
+    """Read file `fd` from `offset` into `buf` until it is full or the file ends; the
+    bytes read. One read may return fewer than asked short of the end: Linux's cut at
+    0x7ffff000 bytes (a pcapng file's piece, one chunk however large, passes it), and
+    a network or FUSE file system's -- the ones that cannot map files."""
+    view, got = memoryview(buf).cast("B"), 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _reader_error(path: str) -> tuple[int, str | None]:

@@ -204,6 +204,16 @@ def test_without_mmap_the_pieces_and_rows_are_the_same(tmp_path, monkeypatch):
         raise OSError(19, "No such device")          # ENODEV: what mmap says there
 
     monkeypatch.setattr(mmap, "mmap", cannot_map)
+    # and reads come back short, as Linux cuts any one read at 0x7ffff000 bytes (a
+    # pcapng file's piece, one chunk however large, passes that) and as a network file
+    # system may: a short read is not the end of the file
+    real_preadv = os.preadv
+
+    def short_preadv(fd, buffers, offset):
+        (view,) = buffers
+        return real_preadv(fd, [memoryview(view)[:4096]], offset)
+
+    monkeypatch.setattr(os, "preadv", short_preadv)
     read_pieces, read = run(tmp_path / "read")
     for a, b in zip(mapped_pieces, read_pieces, strict=True):
         assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
@@ -376,3 +386,43 @@ def test_run_folder_removed_with_all_its_pieces(tmp_path):
     _remove_run_dir(str(run))
     assert not run.exists()
     _remove_run_dir(str(run))                       # gone already: nothing to do, no error
+
+
+def _big_packet_capture(path: Path, connections: int = 40) -> None:
+    """Connections whose data segments run from a few bytes to 60 KB (IPv4's limit,
+    minus headers), interleaved: one shard's records of one chunk fill several of the
+    split's pack blocks, and records of every size straddle the blocks' edges."""
+    packets: list[tuple[float, bytes]] = []
+    t0 = 1.7e9
+    rng = np.random.default_rng(11)
+    server = "198.19.0.2"
+    for c in range(connections):
+        client_ip, port, t = f"198.18.1.{c + 1}", 30_000 + c, t0 + c * 1e-3
+        seq = 1001
+        packets.append((t, fasttcp.build(client_ip, server, port, 80, seq=1000, flags=0x002)))
+        packets.append((t + 1e-4, fasttcp.build(server, client_ip, 80, port, seq=5000, ack=1001, flags=0x012)))
+        for j in range(12):
+            size = int(rng.choice([1, 100, 1460, 9000, 32_000, 65_000]))
+            payload = bytes([c & 255]) * size
+            packets.append((t + 2e-4 + j * 5e-2, fasttcp.build(client_ip, server, port, 80, seq=seq, ack=5001,
+                                                                flags=0x018, payload=payload)))
+            seq += size
+        packets.append((t + 0.9, fasttcp.build(client_ip, server, port, 80, seq=seq, ack=5001, flags=0x011)))
+    packets.sort(key=lambda p: p[0])
+    write_pcap(path, [p for _, p in packets], [t for t, _ in packets])
+
+
+def test_records_across_pack_blocks(client, tmp_path):
+    # one large chunk, few shards: each shard's segment is many 1 MiB blocks
+    from fasttcp.distributed.split import PACK_BLOCK_BYTES
+
+    whole = tmp_path / "big.pcap"
+    _big_packet_capture(whole)
+    assert whole.stat().st_size > 8 * PACK_BLOCK_BYTES
+    for shards in (1, 2):
+        dist = _assert_same([whole], client, shards=shards, chunk_bytes=64 << 20)
+        assert dist.connections == 40
+    _assert_same([whole], client, shards=3, chunk_bytes=SMALL_CHUNK)
+    # the largest bundled capture, as one chunk
+    biggest = max(CAPTURES, key=lambda p: Path(p).stat().st_size)
+    _assert_same([biggest], client, shards=2, chunk_bytes=64 << 20)

@@ -68,3 +68,49 @@ def test_cli_bad_distributed_options(tmp_path):
         r = subprocess.run([sys.executable, "-m", "fasttcp", "analyze", *args, GOOD], capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 2 and needle in r.stderr, (args, r.stderr)
+
+
+@pytest.fixture(scope="module")
+def one_piece(tmp_path_factory):
+    """A chunk's piece file (2 shards, one unit) and its ChunkPieces, pickled."""
+    import pickle
+
+    from fasttcp.analysis.shards import reta_size
+    from fasttcp.distributed.index import index_file
+    from fasttcp.distributed.split import split_chunk
+
+    folder = tmp_path_factory.mktemp("piece")
+    index = index_file(GOOD, 0, 1 << 30)
+    piece = split_chunk(index.chunks[0], index.pcap_header, 2, reta_size(2), str(folder))
+    assert piece.units == 1
+    (folder / "piece.pkl").write_bytes(pickle.dumps(piece))
+    return folder / "piece.pkl"
+
+
+# (unit table or segment table of shard 0, field, value): the footer is the unit
+# table (instants at, count, last clock), then each shard's (offset, packets, bytes)
+CORRUPT = [("unit", 0, -8), ("unit", 1, -1), ("unit", 1, 2**61),
+           ("segment", 0, -1), ("segment", 0, 1), ("segment", 0, 2**62),
+           ("segment", 1, -1), ("segment", 1, 1), ("segment", 2, -1), ("segment", 2, 0), ("segment", 2, 17),
+           ("segment", 2, -2**63), ("cut", 0, 1), ("cut", 0, 80)]
+
+
+@pytest.mark.parametrize("table, field, value", CORRUPT)
+def test_piece_file_changed_before_the_reduce(one_piece, table, field, value):
+    # a clear OSError naming the piece file, never a read outside the map nor rows
+    # from garbage (negative counts and offsets would slice from the map's end)
+    expect_raises(f"""
+    import os, pickle
+    from fasttcp.analysis.config import AnalyzeConfig
+    from fasttcp.distributed.reduce import track_shard
+    piece = pickle.loads(open({str(one_piece)!r}, "rb").read())
+    data = bytearray(open(piece.path, "rb").read())
+    if {table!r} == "cut":
+        del data[len(data) - {value}:]
+    else:
+        at = piece.footer + 8 * {field} + (8 * 3 if {table!r} == "segment" else 0)
+        data[at: at + 8] = np.int64({value}).tobytes()
+    piece.path += ".changed"
+    open(piece.path, "wb").write(data)
+    track_shard(0, [piece], AnalyzeConfig(), 10_000)
+""", "OSError", "piece file (corrupt|cut short)")
