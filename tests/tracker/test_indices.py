@@ -10,7 +10,7 @@ import pytest
 from fasttcp import Tracker, UsageError, Verdict, build, read_pcap
 from fasttcp.tracker.tracker import FLOW_DTYPE
 from fasttcp.wire.rss import shard_of_batch
-from tests.probe import expect_raises
+from tests.tracker.shard_probe import expect_refused_before_tracking
 
 S, D = "198.18.0.1", "198.19.0.1"
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -135,19 +135,7 @@ def test_indices_are_copied_before_tracking():
     ("[[0], [1, 2]]", "integer"),
 ])
 def test_bad_indices_raise_before_tracking(indices, match):
-    expect_raises(f"""
-        import numpy as np
-        from fasttcp import Tracker, build
-        pkts = [build("198.18.0.1", "198.19.0.1", 1000 + i, 80, seq=1) for i in range(3)]
-        buf = np.frombuffer(b"".join(pkts), dtype=np.uint8)
-        lens = np.array([len(p) for p in pkts], dtype=np.int64)
-        offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-        tr = Tracker(16)
-        try:
-            tr.feed_batch(buf, offs, lens, np.arange(3, dtype=np.int64), indices={indices})
-        finally:
-            assert tr.stats["packets"] == 0 and len(tr) == 0
-    """, "UsageError", match)
+    expect_refused_before_tracking("indices", indices, match)
 
 
 def test_select_and_indices_together_are_refused():

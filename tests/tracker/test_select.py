@@ -7,7 +7,7 @@ import pytest
 from fasttcp import Tracker, UsageError, Verdict, build
 from fasttcp.tracker.tracker import FLOW_DTYPE
 from fasttcp.tracker.vocabulary import EndReason
-from tests.probe import expect_raises
+from tests.tracker.shard_probe import expect_refused_before_tracking
 
 S, D = "198.18.0.1", "198.19.0.1"
 FIELDS = [f for f in FLOW_DTYPE.names if f not in ("id", "_pad")]
@@ -116,19 +116,7 @@ def test_n_shards_finish_the_rows_of_one_tracker(shards):
     ("np.ones(0, dtype=bool)", "one entry per packet"),
 ])
 def test_bad_select_raises_before_tracking(select, match):
-    expect_raises(f"""
-        import numpy as np
-        from fasttcp import Tracker, build
-        pkts = [build("198.18.0.1", "198.19.0.1", 1000 + i, 80, seq=1) for i in range(3)]
-        buf = np.frombuffer(b"".join(pkts), dtype=np.uint8)
-        lens = np.array([len(p) for p in pkts], dtype=np.int64)
-        offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-        tr = Tracker(16)
-        try:
-            tr.feed_batch(buf, offs, lens, np.arange(3, dtype=np.int64), select={select})
-        finally:
-            assert tr.stats["packets"] == 0 and len(tr) == 0
-    """, "UsageError", match)
+    expect_refused_before_tracking("select", select, match)
 
 
 def test_select_is_copied_before_tracking():
