@@ -139,7 +139,7 @@ def read_at(fd: int, buf: np.ndarray, offset: int) -> int:
     bytes read. One read may return fewer than asked short of the end: Linux's cut at
     0x7ffff000 bytes (a pcapng file's piece, one chunk however large, passes it), and
     a network or FUSE file system's -- the ones that cannot map files."""
-    view, got = memoryview(buf).cast("B"), 0
+    view, got = buf.data.cast("B"), 0
     while got < len(view):
         n = os.preadv(fd, [view[got:]], offset + got)
         if not n:
