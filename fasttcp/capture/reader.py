@@ -278,6 +278,10 @@ class CaptureReader:
                     f"corrupt record (length field reads {self._field_at(buf, pos, need)})",
                     path=self.path, offset=self._file_pos + pos + need)
                 if n == 0:
+                    # the stats count the blocks skipped up to the corrupt record, as a
+                    # file read in chunks counts them: not up to where a batch had ended
+                    self.stats.bytes = self._file_pos + pos
+                    self._scanned_stats()
                     self._eof = True
                     raise self._error
             elif n == 0 and status == _SCAN_MORE and not at_eof:

@@ -323,3 +323,42 @@ def test_a_huge_release_count_is_capped_at_the_batches_read(tmp_path):
             assert b.buffer.tobytes() == copy
         finally:
             ahead.stop()
+
+
+
+def stats_at_the_error(path: str | Path, **kw) -> tuple:
+    """(error text after the path, packets, bytes, blocks_skipped) reading `path` to its end."""
+    with read_pcap(path, **kw) as reader:
+        try:
+            for _ in reader:
+                pass
+            err = None
+        except CaptureError as e:
+            err = str(e).split(": ", 1)[1]
+        return err, reader.stats.packets, reader.stats.bytes, reader.stats.blocks_skipped
+
+
+@pytest.mark.parametrize("batch_bytes", [4096, 1 << 20])
+def test_the_stats_at_a_corrupt_record_after_skipped_blocks_are_the_same(tmp_path, batch_bytes):
+    """The blocks skipped before a corrupt record are counted, and the bytes consumed
+    reach it, however the capture is batched and whether it comes from a pipe."""
+    png = Pcapng().section().idb(1)
+    for i in range(40):
+        png.epb(0, i, eth(0x0800, IP4))
+    for _ in range(3000):
+        png.block(0xBAD, bytes(20))
+    good = len(png.bytes())
+    png.epb(0, 99, eth(0x0800, IP4))
+    data = bytearray(png.bytes())
+    data[good + 4: good + 8] = struct.pack("<I", 3)        # a block length below the minimum
+    path = write_file(tmp_path / "skip.pcapng", bytes(data))
+    want = (f"corrupt record (length field reads 0x3) at byte {good + 4}", 40, good, 3000)
+    assert stats_at_the_error(path, batch_bytes=batch_bytes) == want
+    r, w = os.pipe()
+    feed = threading.Thread(target=lambda: os.fdopen(w, "wb").write(data))
+    feed.start()
+    try:
+        assert stats_at_the_error(f"/dev/fd/{r}", batch_bytes=batch_bytes) == want
+    finally:
+        os.close(r)
+        feed.join(60)
