@@ -40,7 +40,7 @@ class Chunk:
         self.slot = slot                 # the ring slot of `buf`, -1 for a buffer of its own
         self.got = 0
         self.eof = False
-        self.reading = True              # until its bytes are read (by whichever thread)
+        self.reading = True              # while a thread reads its bytes
         self.error: OSError | None = None
 
 
@@ -75,16 +75,24 @@ class FileChunks:
 
     def take(self) -> Chunk | None:
         """The next chunk, its bytes read (here if no other thread read it ahead); None
-        after the chunk at the end of the file. Raises the OSError its read met."""
+        after the chunk at the end of the file. Raises the OSError its read met, again
+        at every later call (the chunk is not skipped).
+
+        A chunk leaves the queue only once its bytes are read: interrupted (Ctrl-C)
+        while another thread reads it or while reading it here, it stays first -- the
+        next call resumes it rather than go on with the chunk after, whose bytes would
+        follow the carried record with a chunk's bytes missing -- and `close` still
+        waits for the read under way."""
         with self._cv:
-            if self._ahead:
-                ch = self._ahead.popleft()
-                while ch.reading:
-                    self._cv.wait()
-            elif self._ended:
-                return None
-            else:
-                ch = self._make(for_reader=True)
+            if not self._ahead:
+                if self._ended:
+                    return None
+                self._ahead.append(self._make(for_reader=True))
+            ch = self._ahead[0]
+            while ch.reading:
+                self._cv.wait()
+            if not ch.eof and ch.got < self.size:
+                # not read yet: made for this thread, or a read interrupted
                 ch.reading = True
                 self._cv.release()
                 try:
@@ -93,8 +101,9 @@ class FileChunks:
                     self._cv.acquire()
                     ch.reading = False
                     self._cv.notify_all()
-        if ch.error is not None:
-            raise ch.error
+            if ch.error is not None:
+                raise ch.error
+            self._ahead.popleft()
         return ch
 
     def batch_from(self, ch: Chunk | None) -> None:
@@ -180,6 +189,7 @@ class FileChunks:
                 buf = self._ring[slot] = np.empty(HEADROOM + self.size, dtype=np.uint8)
             self._slot_held[slot] = True
         ch = Chunk(self._next, buf, slot)
+        ch.reading = not for_reader      # (the reader's own: read by `take` once queued)
         self._next += self.size
         self._index += 1
         return ch

@@ -7,14 +7,16 @@ reads what comes as it comes and knows nothing of chunks.
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import threading
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fasttcp.capture.chunks import HEADROOM
+from fasttcp.capture.chunks import HEADROOM, FileChunks
 from fasttcp.capture.reader import CaptureBatch, CaptureError, read_pcap
 from fasttcp.errors import UsageError
 from tests import linklayer
@@ -362,3 +364,60 @@ def test_the_stats_at_a_corrupt_record_after_skipped_blocks_are_the_same(tmp_pat
     finally:
         os.close(r)
         feed.join(60)
+
+
+
+class Interrupted(Exception):
+    """What the test's SIGINT handler raises where Ctrl-C raises KeyboardInterrupt (which
+    would stop pytest itself if it came late)."""
+
+
+def test_ctrl_c_while_waiting_for_a_chunk_read_ahead_skips_nothing(tmp_path):
+    """Ctrl-C in `take` while another thread reads the chunk it waits for: the chunk is
+    still the next one taken (not the one after: a chunk's bytes would be missing
+    between the carried record and the next ones), and `close` waits for its read."""
+    size = 128 << 20                      # a read long enough for the signal to land in
+    path = tmp_path / "sparse.pcap"
+    with open(path, "wb") as f:
+        f.truncate(3 * size)
+    armed = threading.Event()
+
+    def on_sigint(signum, frame):
+        if armed.is_set():
+            raise Interrupted
+
+    fd = os.open(path, os.O_RDONLY)
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for _ in range(5):
+            chunks = FileChunks(fd, 0, size, 2)
+            helper = threading.Thread(target=chunks.fill_ahead, args=(1,))
+            helper.start()
+            while not chunks._ahead:      # (the helper's chunk is made; its read starts)
+                pass
+            first = chunks._ahead[0]
+            kill = threading.Timer(0.002, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+            armed.set()
+            kill.start()
+            try:
+                chunks.take()
+                kill.join()
+            except Interrupted as e:
+                # (one that came after take returned is no test)
+                interrupted = any(f.f_code.co_name == "take" for f, _ in traceback.walk_tb(e.__traceback__))
+            else:
+                interrupted = False
+            armed.clear()
+            kill.join()
+            if interrupted:
+                chunks.close()
+                assert not first.reading, "close returned while a read into the file was under way"
+                helper.join(60)
+                assert chunks.take() is first
+                break
+            helper.join(60)
+        else:
+            pytest.skip("the read ahead always ended before the signal came")
+    finally:
+        signal.signal(signal.SIGINT, old)
+        os.close(fd)
