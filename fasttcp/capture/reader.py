@@ -397,8 +397,6 @@ class CaptureReader:
         big = np.empty(need, dtype=np.uint8)
         big[:have] = w.buf[pos:w.end]
         start = w.base + pos
-        if w.chunk is not None:
-            self._chunks.done_with(w.chunk)
         eof = False
         fd = self._f.fileno()
         while have < need:
@@ -408,6 +406,10 @@ class CaptureReader:
                 break
             have += got
         self._chunks.restart(start + have)
+        if w.chunk is not None:
+            # only now may other threads read into its buffer: interrupted (Ctrl-C)
+            # before, the next read_batch starts this record from it again
+            self._chunks.done_with(w.chunk)
         return _Window(None, big, 0, have, start, eof)
 
     def _scanned_stats(self) -> None:

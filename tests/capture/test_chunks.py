@@ -421,3 +421,55 @@ def test_ctrl_c_while_waiting_for_a_chunk_read_ahead_skips_nothing(tmp_path):
     finally:
         signal.signal(signal.SIGINT, old)
         os.close(fd)
+
+
+def test_ctrl_c_while_a_huge_record_is_read_leaves_its_start_unread_ahead(tmp_path):
+    """Ctrl-C while the reader reads a record larger than the headroom into a buffer of
+    its own: the chunk holding the record's start is not handed to threads reading
+    ahead before the record is read, so the next read_batch still finds that start."""
+    from fasttcp.capture.scanner import MAX_RECORD
+
+    size = MAX_RECORD - 100
+    recs = [(0, eth(0x0800, IP4)), (1000, eth(0x0800, IP4 + b"\xab" * (size - 100)))]
+    path = write_file(tmp_path / "huge.pcap", pcap_bytes(recs, snaplen=1 << 24))
+    want = [r[5] for r in rows_of(path)]
+    armed = threading.Event()
+
+    def on_sigint(signum, frame):
+        if armed.is_set():
+            raise Interrupted
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for attempt in range(40):
+            with read_pcap(path, batch_bytes=4096, buffers=2) as reader:
+                first = reader.read_batch()
+                reader.release(1)
+                kill = threading.Timer(attempt % 8 / 2000, signal.pthread_kill,
+                                       (threading.main_thread().ident, signal.SIGINT))
+                armed.set()
+                try:
+                    kill.start()
+                    second = reader.read_batch()
+                    kill.join()
+                except Interrupted as e:
+                    where = [f.f_code.co_name for f, _ in traceback.walk_tb(e.__traceback__)]
+                else:
+                    where = []
+                armed.clear()
+                kill.join()
+                if "_huge_window" not in where:
+                    continue
+                while reader.fill_ahead(2):      # every buffer free is read into
+                    pass
+                second = reader.read_batch()
+                assert [first.packet(0), second.packet(0)] == want
+                return
+        pytest.skip("the signal never came while the record was read")
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def rows_of(path: Path) -> list[tuple]:
+    with read_pcap(path) as reader:
+        return read_rows(reader)
