@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import sys
 import threading
 import traceback
 from pathlib import Path
@@ -473,3 +474,58 @@ def test_ctrl_c_while_a_huge_record_is_read_leaves_its_start_unread_ahead(tmp_pa
 def rows_of(path: Path) -> list[tuple]:
     with read_pcap(path) as reader:
         return read_rows(reader)
+
+
+def _interrupt_at(n: int, files: tuple[str, ...]):
+    """A trace function raising Interrupted (a Ctrl-C) at the `n`-th call or return of
+    a function in `files`: where the interpreter handles a signal -- as a function
+    starts, and after a call (a lock's acquire) just before the caller returns."""
+    count = [0]
+
+    def tick() -> None:
+        count[0] += 1
+        if count[0] == n:
+            raise Interrupted
+
+    def local(frame, event, arg):
+        if event == "return":
+            tick()
+        return local
+
+    def trace(frame, event, arg):
+        if not frame.f_code.co_filename.endswith(files):
+            return None
+        tick()
+        return local
+
+    return trace
+
+
+def test_ctrl_c_anywhere_in_read_batch_leaves_no_lock_held(tmp_path):
+    """Ctrl-C landing at any point of a read_batch leaves the read-ahead lock free: a
+    thread reading ahead does not wait for it for ever (analyze joins those threads
+    before it returns), and the reader closes."""
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes(i % 200))) for i in range(3000)]
+    path = write_file(tmp_path / "i.pcap", pcap_bytes(recs))
+    files = (os.path.join("capture", "chunks.py"), os.path.join("capture", "reader.py"), "threading.py")
+    hit = 0
+    for n in range(1, 200):
+        reader = read_pcap(path, batch_bytes=4096, buffers=4)
+        reader.read_batch()
+        reader.release(1)
+        sys.settrace(_interrupt_at(n, files))
+        try:
+            reader.read_batch()
+        except Interrupted:
+            hit += 1
+        finally:
+            sys.settrace(None)
+        ahead = threading.Thread(target=reader.fill_ahead, args=(2,), daemon=True)
+        ahead.start()
+        ahead.join(30)
+        assert not ahead.is_alive(), f"Ctrl-C at step {n}: reading ahead waits for a lock held for ever"
+        closing = threading.Thread(target=reader.close, daemon=True)
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive(), f"Ctrl-C at step {n}: close waits for ever"
+    assert hit > 20
