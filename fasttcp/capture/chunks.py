@@ -40,7 +40,7 @@ class Chunk:
         self.slot = slot                 # the ring slot of `buf`, -1 for a buffer of its own
         self.got = 0
         self.eof = False
-        self.reading = True              # until its bytes are read (by whichever thread)
+        self.reading = True              # while a thread reads its bytes
         self.error: OSError | None = None
 
 
@@ -68,39 +68,51 @@ class FileChunks:
         self._slot_held = [False] * buffers
         self._batches = 0                # batches handed out from all chunks
         self._released = 0               # of those, how many the consumer is done with
-        self._cv = threading.Condition()
+        # the lock is taken with its own C-level `with`, not the Condition's: a Ctrl-C
+        # inside Condition.__enter__ (Python code, just after the acquire) would leave
+        # the reading thread holding it, and the threads reading ahead -- which `analyze`
+        # joins before it returns -- waiting for it for ever
+        self._lock = threading.RLock()
+        self._cv = threading.Condition(self._lock)
         self._closed = False
 
     # ---- the reading thread ----
 
     def take(self) -> Chunk | None:
         """The next chunk, its bytes read (here if no other thread read it ahead); None
-        after the chunk at the end of the file. Raises the OSError its read met."""
-        with self._cv:
-            if self._ahead:
-                ch = self._ahead.popleft()
-                while ch.reading:
-                    self._cv.wait()
-            elif self._ended:
-                return None
-            else:
-                ch = self._make(for_reader=True)
-                ch.reading = True
-                self._cv.release()
-                try:
-                    self._read(ch)
-                finally:
-                    self._cv.acquire()
-                    ch.reading = False
-                    self._cv.notify_all()
-        if ch.error is not None:
-            raise ch.error
+        after the chunk at the end of the file. Raises the OSError its read met, again
+        at every later call (the chunk is not skipped).
+
+        A chunk leaves the queue only once its bytes are read: interrupted (Ctrl-C)
+        while another thread reads it or while reading it here, it stays first -- the
+        next call resumes it rather than go on with the chunk after, whose bytes would
+        follow the carried record with a chunk's bytes missing -- and `close` still
+        waits for the read under way."""
+        with self._lock:
+            if not self._ahead:
+                if self._ended:
+                    return None
+                self._ahead.append(self._make(for_reader=True))
+            ch = self._ahead[0]
+            while ch.reading:
+                self._cv.wait()
+        if not ch.eof and ch.got < self.size:
+            # not read yet: made for this thread, or a read interrupted. Other threads
+            # read only the chunks they make, and only this one takes or drops chunks:
+            # read it without the lock and without marking it (a mark set and cleared
+            # around the read leaves gaps where a Ctrl-C would leave it marked for
+            # ever, and `close` waiting for it)
+            self._read(ch)
+        with self._lock:
+            if ch.error is not None:
+                raise ch.error
+            self._ahead.popleft()
         return ch
 
     def batch_from(self, ch: Chunk | None) -> None:
         """A batch was handed out from `ch`'s buffer (None: a buffer of the reader's own),
         which it keeps valid."""
-        with self._cv:
+        with self._lock:
             self._batches += 1
             if ch is not None and ch.slot >= 0:
                 self._slot_batches[ch.slot] = self._batches
@@ -108,14 +120,14 @@ class FileChunks:
     def done_with(self, ch: Chunk) -> None:
         """No more batches come from `ch`: its slot may take a later chunk once they are
         released."""
-        with self._cv:
+        with self._lock:
             if ch.slot >= 0:
                 self._slot_held[ch.slot] = False
 
     def restart(self, pos: int) -> None:
         """Continue from file offset `pos` (the reader read a huge record itself): the
         chunks read ahead are dropped, once no thread is still reading into them."""
-        with self._cv:
+        with self._lock:
             while any(ch.reading for ch in self._ahead):
                 self._cv.wait()
             for ch in self._ahead:
@@ -128,7 +140,7 @@ class FileChunks:
     def close(self) -> None:
         """Stop reading ahead and wait for the reads under way (the descriptor is closed
         after: a read into a closed, maybe reused, descriptor must not happen)."""
-        with self._cv:
+        with self._lock:
             self._closed = True
             while any(ch.reading for ch in self._ahead):
                 self._cv.wait()
@@ -137,7 +149,7 @@ class FileChunks:
 
     def release(self, batches: int) -> None:
         """The consumer is done with the first `batches` batches handed out."""
-        with self._cv:
+        with self._lock:
             if batches > self._released:
                 self._released = min(batches, self._batches)
 
@@ -145,7 +157,7 @@ class FileChunks:
         """Read the next chunk into a free buffer, in this thread, if fewer than `limit`
         are read ahead and a buffer is free (its batches released); False if there was
         nothing to do. The GIL is released while reading."""
-        with self._cv:
+        with self._lock:
             if self._closed or self._ended or len(self._ahead) >= limit or self.buffers < 2:
                 return False
             slot = self._index % self.buffers
@@ -156,7 +168,7 @@ class FileChunks:
         try:
             self._read(ch)
         finally:
-            with self._cv:
+            with self._lock:
                 ch.reading = False
                 self._cv.notify_all()
         return True
@@ -180,6 +192,7 @@ class FileChunks:
                 buf = self._ring[slot] = np.empty(HEADROOM + self.size, dtype=np.uint8)
             self._slot_held[slot] = True
         ch = Chunk(self._next, buf, slot)
+        ch.reading = not for_reader      # (the reader's own: read by `take` once queued)
         self._next += self.size
         self._index += 1
         return ch
@@ -200,7 +213,7 @@ class FileChunks:
             ch.error = e
             ch.eof = True
         if ch.eof:
-            with self._cv:
+            with self._lock:
                 # no chunk is made after the one the file ended in; the reader takes
                 # none after it either (it ends there), so one made before this read
                 # found the end -- read concurrently into a file still growing -- is

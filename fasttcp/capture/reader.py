@@ -278,6 +278,10 @@ class CaptureReader:
                     f"corrupt record (length field reads {self._field_at(buf, pos, need)})",
                     path=self.path, offset=self._file_pos + pos + need)
                 if n == 0:
+                    # the stats count the blocks skipped up to the corrupt record, as a
+                    # file read in chunks counts them: not up to where a batch had ended
+                    self.stats.bytes = self._file_pos + pos
+                    self._scanned_stats()
                     self._eof = True
                     raise self._error
             elif n == 0 and status == _SCAN_MORE and not at_eof:
@@ -393,8 +397,6 @@ class CaptureReader:
         big = np.empty(need, dtype=np.uint8)
         big[:have] = w.buf[pos:w.end]
         start = w.base + pos
-        if w.chunk is not None:
-            self._chunks.done_with(w.chunk)
         eof = False
         fd = self._f.fileno()
         while have < need:
@@ -404,6 +406,10 @@ class CaptureReader:
                 break
             have += got
         self._chunks.restart(start + have)
+        if w.chunk is not None:
+            # only now may other threads read into its buffer: interrupted (Ctrl-C)
+            # before, the next read_batch starts this record from it again
+            self._chunks.done_with(w.chunk)
         return _Window(None, big, 0, have, start, eof)
 
     def _scanned_stats(self) -> None:

@@ -7,14 +7,17 @@ reads what comes as it comes and knows nothing of chunks.
 from __future__ import annotations
 
 import os
+import signal
 import struct
+import sys
 import threading
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fasttcp.capture.chunks import HEADROOM
+from fasttcp.capture.chunks import HEADROOM, FileChunks
 from fasttcp.capture.reader import CaptureBatch, CaptureError, read_pcap
 from fasttcp.errors import UsageError
 from tests import linklayer
@@ -323,3 +326,206 @@ def test_a_huge_release_count_is_capped_at_the_batches_read(tmp_path):
             assert b.buffer.tobytes() == copy
         finally:
             ahead.stop()
+
+
+
+def stats_at_the_error(path: str | Path, **kw) -> tuple:
+    """(error text after the path, packets, bytes, blocks_skipped) reading `path` to its end."""
+    with read_pcap(path, **kw) as reader:
+        try:
+            for _ in reader:
+                pass
+            err = None
+        except CaptureError as e:
+            err = str(e).split(": ", 1)[1]
+        return err, reader.stats.packets, reader.stats.bytes, reader.stats.blocks_skipped
+
+
+@pytest.mark.parametrize("batch_bytes", [4096, 1 << 20])
+def test_the_stats_at_a_corrupt_record_after_skipped_blocks_are_the_same(tmp_path, batch_bytes):
+    """The blocks skipped before a corrupt record are counted, and the bytes consumed
+    reach it, however the capture is batched and whether it comes from a pipe."""
+    png = Pcapng().section().idb(1)
+    for i in range(40):
+        png.epb(0, i, eth(0x0800, IP4))
+    for _ in range(3000):
+        png.block(0xBAD, bytes(20))
+    good = len(png.bytes())
+    png.epb(0, 99, eth(0x0800, IP4))
+    data = bytearray(png.bytes())
+    data[good + 4: good + 8] = struct.pack("<I", 3)        # a block length below the minimum
+    path = write_file(tmp_path / "skip.pcapng", bytes(data))
+    want = (f"corrupt record (length field reads 0x3) at byte {good + 4}", 40, good, 3000)
+    assert stats_at_the_error(path, batch_bytes=batch_bytes) == want
+    r, w = os.pipe()
+    feed = threading.Thread(target=lambda: os.fdopen(w, "wb").write(data))
+    feed.start()
+    try:
+        assert stats_at_the_error(f"/dev/fd/{r}", batch_bytes=batch_bytes) == want
+    finally:
+        os.close(r)
+        feed.join(60)
+
+
+
+class Interrupted(Exception):
+    """What the test's SIGINT handler raises where Ctrl-C raises KeyboardInterrupt (which
+    would stop pytest itself if it came late)."""
+
+
+def test_ctrl_c_while_waiting_for_a_chunk_read_ahead_skips_nothing(tmp_path):
+    """Ctrl-C in `take` while another thread reads the chunk it waits for: the chunk is
+    still the next one taken (not the one after: a chunk's bytes would be missing
+    between the carried record and the next ones), and `close` waits for its read."""
+    size = 128 << 20                      # a read long enough for the signal to land in
+    path = tmp_path / "sparse.pcap"
+    with open(path, "wb") as f:
+        f.truncate(3 * size)
+    armed = threading.Event()
+
+    def on_sigint(signum, frame):
+        if armed.is_set():
+            raise Interrupted
+
+    fd = os.open(path, os.O_RDONLY)
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for _ in range(5):
+            chunks = FileChunks(fd, 0, size, 2)
+            helper = threading.Thread(target=chunks.fill_ahead, args=(1,))
+            helper.start()
+            while not chunks._ahead:      # (the helper's chunk is made; its read starts)
+                pass
+            first = chunks._ahead[0]
+            kill = threading.Timer(0.002, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+            armed.set()
+            kill.start()
+            try:
+                chunks.take()
+                kill.join()
+            except Interrupted as e:
+                # (one that came after take returned is no test)
+                interrupted = any(f.f_code.co_name == "take" for f, _ in traceback.walk_tb(e.__traceback__))
+            else:
+                interrupted = False
+            armed.clear()
+            kill.join()
+            if interrupted:
+                chunks.close()
+                assert not first.reading, "close returned while a read into the file was under way"
+                helper.join(60)
+                assert chunks.take() is first
+                break
+            helper.join(60)
+        else:
+            pytest.skip("the read ahead always ended before the signal came")
+    finally:
+        signal.signal(signal.SIGINT, old)
+        os.close(fd)
+
+
+def test_ctrl_c_while_a_huge_record_is_read_leaves_its_start_unread_ahead(tmp_path):
+    """Ctrl-C while the reader reads a record larger than the headroom into a buffer of
+    its own: the chunk holding the record's start is not handed to threads reading
+    ahead before the record is read, so the next read_batch still finds that start."""
+    from fasttcp.capture.scanner import MAX_RECORD
+
+    size = MAX_RECORD - 100
+    recs = [(0, eth(0x0800, IP4)), (1000, eth(0x0800, IP4 + b"\xab" * (size - 100)))]
+    path = write_file(tmp_path / "huge.pcap", pcap_bytes(recs, snaplen=1 << 24))
+    want = [r[5] for r in rows_of(path)]
+    armed = threading.Event()
+
+    def on_sigint(signum, frame):
+        if armed.is_set():
+            raise Interrupted
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for attempt in range(40):
+            with read_pcap(path, batch_bytes=4096, buffers=2) as reader:
+                first = reader.read_batch()
+                reader.release(1)
+                kill = threading.Timer(attempt % 8 / 2000, signal.pthread_kill,
+                                       (threading.main_thread().ident, signal.SIGINT))
+                armed.set()
+                try:
+                    kill.start()
+                    second = reader.read_batch()
+                    kill.join()
+                except Interrupted as e:
+                    where = [f.f_code.co_name for f, _ in traceback.walk_tb(e.__traceback__)]
+                else:
+                    where = []
+                armed.clear()
+                kill.join()
+                if "_huge_window" not in where:
+                    continue
+                while reader.fill_ahead(2):      # every buffer free is read into
+                    pass
+                second = reader.read_batch()
+                assert [first.packet(0), second.packet(0)] == want
+                return
+        pytest.skip("the signal never came while the record was read")
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def rows_of(path: Path) -> list[tuple]:
+    with read_pcap(path) as reader:
+        return read_rows(reader)
+
+
+def _interrupt_at(n: int, files: tuple[str, ...]):
+    """A trace function raising Interrupted (a Ctrl-C) at the `n`-th call or return of
+    a function in `files`: where the interpreter handles a signal -- as a function
+    starts, and after a call (a lock's acquire) just before the caller returns."""
+    count = [0]
+
+    def tick() -> None:
+        count[0] += 1
+        if count[0] == n:
+            raise Interrupted
+
+    def local(frame, event, arg):
+        if event == "return":
+            tick()
+        return local
+
+    def trace(frame, event, arg):
+        if not frame.f_code.co_filename.endswith(files):
+            return None
+        tick()
+        return local
+
+    return trace
+
+
+def test_ctrl_c_anywhere_in_read_batch_leaves_no_lock_held(tmp_path):
+    """Ctrl-C landing at any point of a read_batch leaves the read-ahead lock free: a
+    thread reading ahead does not wait for it for ever (analyze joins those threads
+    before it returns), and the reader closes."""
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes(i % 200))) for i in range(3000)]
+    path = write_file(tmp_path / "i.pcap", pcap_bytes(recs))
+    files = (os.path.join("capture", "chunks.py"), os.path.join("capture", "reader.py"), "threading.py")
+    hit = 0
+    for n in range(1, 200):
+        reader = read_pcap(path, batch_bytes=4096, buffers=4)
+        reader.read_batch()
+        reader.release(1)
+        sys.settrace(_interrupt_at(n, files))
+        try:
+            reader.read_batch()
+        except Interrupted:
+            hit += 1
+        finally:
+            sys.settrace(None)
+        ahead = threading.Thread(target=reader.fill_ahead, args=(2,), daemon=True)
+        ahead.start()
+        ahead.join(30)
+        assert not ahead.is_alive(), f"Ctrl-C at step {n}: reading ahead waits for a lock held for ever"
+        closing = threading.Thread(target=reader.close, daemon=True)
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive(), f"Ctrl-C at step {n}: close waits for ever"
+    assert hit > 20
