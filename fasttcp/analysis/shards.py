@@ -36,7 +36,7 @@ from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.errors import WorkerError
 
-__all__ = ["run_sharded", "reta_size", "shard_indices", "READ_AHEAD"]
+__all__ = ["run_sharded", "reta_size", "shard_indices", "BUFFERS", "FILL_AHEAD", "READ_AHEAD"]
 
 
 def reta_size(n: int) -> int:
@@ -59,8 +59,18 @@ def shard_indices(shard: np.ndarray, n: int) -> list[np.ndarray]:
 
 
 #: Batches read and not yet collected: the reader runs this far ahead of the trackers.
-#: Memory: READ_AHEAD + 1 batch buffers (see `CaptureChain`).
 READ_AHEAD = 3
+#: Chunks of a capture file read ahead of the reader by any thread with nothing to
+#: track (`CaptureReader.fill_ahead`), so the reading thread only scans.
+FILL_AHEAD = 2
+#: Batch buffers a capture is read into with N trackers (see `CaptureChain`): the
+#: batches in flight, the one being read, the chunks read ahead.
+BUFFERS = READ_AHEAD + 1 + FILL_AHEAD
+
+
+#: How long an idle helper waits before looking for a chunk to read ahead again (a
+#: buffer comes free when the reading thread collects a batch, which notifies nobody).
+_IDLE_WAIT = 0.001
 
 
 class _Batch:
@@ -87,10 +97,12 @@ class _Shards:
     thread per tracker plus a reader, N+1 threads shared N cores and each stage waited
     for the others in turn (measured: no gain from 2 trackers on 2 cores)."""
 
-    def __init__(self, cfg: AnalyzeConfig, n: int) -> None:
+    def __init__(self, cfg: AnalyzeConfig, n: int, fill: Callable[[], bool] | None = None) -> None:
         from fasttcp.analysis.run import make_tracker
 
         self.n = n
+        # reads the capture ahead of the reading thread; True if it read something
+        self.fill = fill
         # --capacity is the total: the flow hash spreads connections evenly
         self.trackers = [make_tracker(cfg, -(-cfg.capacity // n)) for _ in range(n)]
         self.next_seq = [0] * n          # the batch each tracker takes next
@@ -141,14 +153,21 @@ class _Shards:
 
     def _helper(self) -> None:
         while True:
+            # reading ahead first: the reading thread, which scans, is the one stage
+            # no other thread can take over
+            if self.fill is not None and not self.stopping and self.fill():
+                continue
             with self.cv:
                 task = self._claim()
                 while task is None:
                     if self.stopping:
                         return
-                    self.cv.wait()
+                    self.cv.wait(_IDLE_WAIT if self.fill is not None else None)
                     task = self._claim()
-            self._run(*task)
+                    if task is None and self.fill is not None:
+                        break
+            if task is not None:
+                self._run(*task)
 
     def submit(self, batch: CaptureBatch, shard: np.ndarray) -> None:
         b = _Batch(self.seq, batch, shard_indices(shard, self.n))
@@ -246,7 +265,8 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
     from fasttcp.wire.rss import shard_of_batch
 
     reta = reta_size(n)
-    shards = _Shards(cfg, n)
+    shards = _Shards(cfg, n, fill=lambda: chain.fill_ahead(FILL_AHEAD))
+    collected = 0
     try:
         for batch in chain:
             shard = shard_of_batch(batch, n, reta_size=reta)
@@ -256,6 +276,9 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
             if shards.in_flight() > ahead:
                 for rows in shards.collect():
                     emit(rows)
+                collected += 1
+                # its buffer may now take a chunk read ahead
+                chain.release(collected)
             if progress is not None:
                 progress(chain.bytes_done, chain.total_bytes)
         while shards.in_flight():

@@ -18,13 +18,15 @@ class CaptureChain:
 
     With ``buffers=k`` (see `read_pcap`) a batch is valid until k more are read. A
     capture given open keeps its own reader's buffers: UsageError if that reader
-    reuses fewer than k (its batches would be overwritten while still in use).
+    reuses fewer than k (its batches would be overwritten while still in use). Files
+    opened here get `fill_buffers` more, for chunks read ahead (`fill_ahead`).
 
     A capture that is corrupt part-way, or a later file that cannot be read, ends the
     iteration and is kept in `error` (what was read before stays valid), as a corrupt
     record ends a single capture."""
 
-    def __init__(self, paths: Sequence[str | Path | CaptureReader], batch_bytes: int, buffers: int = 0) -> None:
+    def __init__(self, paths: Sequence[str | Path | CaptureReader], batch_bytes: int, buffers: int = 0,
+                 fill_buffers: int = 0) -> None:
         self.paths = list(paths)
         for p in self.paths:
             if isinstance(p, CaptureReader) and 0 < p.buffers < buffers:
@@ -32,6 +34,7 @@ class CaptureChain:
                                  f"(a batch is tracked while the next is read), got buffers={p.buffers}")
         self.batch_bytes = batch_bytes
         self.buffers = buffers
+        self.fill_buffers = fill_buffers
         self.bytes_done = 0              # file bytes consumed, all files so far
         self.total_bytes = 0             # sizes of the files opened so far (for progress)
         self.truncated_tail = 0
@@ -40,14 +43,16 @@ class CaptureChain:
         #: called with each batch before it is yielded (the report counts packet times)
         self.on_batch: Callable[[CaptureBatch], None] | None = None
         self._reader: CaptureReader | None = None
+        self._yielded = 0                # batches yielded, all files so far
+        self._reader_first = 0           # of those, the ones before the current file's
 
     @property
     def names(self) -> list[str]:
         return [str(p.path if isinstance(p, CaptureReader) else p) for p in self.paths]
 
     def _open(self, p: str | Path | CaptureReader) -> CaptureReader:
-        return p if isinstance(p, CaptureReader) else read_pcap(p, batch_bytes=self.batch_bytes,
-                                                                 buffers=self.buffers)
+        return p if isinstance(p, CaptureReader) else read_pcap(
+            p, batch_bytes=self.batch_bytes, buffers=self.buffers + self.fill_buffers if self.buffers else 0)
 
     def __iter__(self) -> Iterator[CaptureBatch]:
         for p in self.paths:
@@ -58,6 +63,7 @@ class CaptureChain:
                     raise                # nothing read yet: the capture cannot be read at all
                 self.error = f"{p}: {e.strerror if isinstance(e, OSError) else e}"
                 return
+            self._reader_first = self._yielded
             self._reader = reader
             base = self.bytes_done
             self.total_bytes += reader.size
@@ -74,11 +80,24 @@ class CaptureChain:
                         break
                     if self.on_batch is not None:
                         self.on_batch(batch)
+                    self._yielded += 1
                     yield batch
             if reader.stats.truncated_tail:
                 self.truncated_tail += reader.stats.truncated_tail
                 self.truncated.append((str(reader.path), reader.stats.truncated_tail))
             self._reader = None
+
+    def release(self, batches: int) -> None:
+        """The first `batches` batches yielded are no longer used (`CaptureReader.release`)."""
+        reader, first = self._reader, self._reader_first
+        if reader is not None and batches > first:
+            reader.release(batches - first)
+
+    def fill_ahead(self, limit: int) -> bool:
+        """Read ahead into the current file's released buffers, in the calling thread
+        (`CaptureReader.fill_ahead`); False if there was nothing to do."""
+        reader = self._reader
+        return reader is not None and reader.fill_ahead(limit)
 
     def close(self) -> None:
         """Close the file being read (an iteration stopped early)."""

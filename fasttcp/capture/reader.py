@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import select
+import stat
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from typing import Self
 
 import numpy as np
 
+from fasttcp.capture.chunks import HEADROOM, Chunk, FileChunks
 from fasttcp.capture.scanner import MAX_PACKETS, MAX_RECORD, CaptureScanner, strip_link
 from fasttcp.capture.writer import (
     LINKTYPE_ETHERNET,
@@ -146,6 +148,22 @@ class CaptureStats:
     bad_timestamp: int = 0            # packets whose time is not in 0..2**63-1 ns (ts_ns 0 instead)
 
 
+class _Window:
+    """What is left to scan of a regular file's buffer: ``buf[pos:end]``, where
+    ``buf[0]`` is file offset `base`; `eof`: the file ends at `end`. `chunk` is the
+    chunk whose buffer it is (None: a buffer of its own)."""
+
+    __slots__ = ("base", "buf", "chunk", "end", "eof", "pos")
+
+    def __init__(self, chunk: Chunk | None, buf: np.ndarray, pos: int, end: int, base: int, eof: bool) -> None:
+        self.chunk = chunk
+        self.buf = buf
+        self.pos = pos
+        self.end = end
+        self.base = base
+        self.eof = eof
+
+
 class CaptureReader:
     """Iterate a capture file as `CaptureBatch` objects; see `read_pcap`."""
 
@@ -169,7 +187,8 @@ class CaptureReader:
         self.stats = CaptureStats()
         self._f: BufferedReader = open(self.path, "rb")  # noqa: SIM115  -- owned until close(); errors propagate as is
         try:
-            self.size = os.fstat(self._f.fileno()).st_size
+            st = os.fstat(self._f.fileno())
+            self.size = st.st_size
             self._scanner = CaptureScanner()
             self._start()
         except BaseException:
@@ -177,6 +196,13 @@ class CaptureReader:
             raise
         self._eof = False
         self._error: CaptureError | None = None
+        # a regular file is read at known offsets (other threads may read ahead: see
+        # fill_ahead); a pipe, FIFO or device in order, as it comes
+        self._chunks: FileChunks | None = None
+        if stat.S_ISREG(st.st_mode):
+            self._chunks = FileChunks(self._f.fileno(), self._file_pos + len(self._pending), batch_bytes, buffers)
+            self._carry = self._pending
+            self._window: _Window | None = None
 
     def _start(self) -> None:
         head = self._f.read(24)
@@ -233,6 +259,8 @@ class CaptureReader:
             raise err
         if self._eof:
             return None
+        if self._chunks is not None:
+            return self._read_file_batch()
         carry = self._pending
         # one buffer per batch, taken once: with ``buffers=k`` the other k-1 may still
         # be read by whoever holds the last batches (analyze's tracker threads)
@@ -250,6 +278,10 @@ class CaptureReader:
                     f"corrupt record (length field reads {self._field_at(buf, pos, need)})",
                     path=self.path, offset=self._file_pos + pos + need)
                 if n == 0:
+                    # the stats count the blocks skipped up to the corrupt record, as a
+                    # file read in chunks counts them: not up to where a batch had ended
+                    self.stats.bytes = self._file_pos + pos
+                    self._scanned_stats()
                     self._eof = True
                     raise self._error
             elif n == 0 and status == _SCAN_MORE and not at_eof:
@@ -271,19 +303,129 @@ class CaptureReader:
         if at_eof and status == _SCAN_MORE:
             self._eof = True
             self.stats.truncated_tail = end - pos
-        self.stats.blocks_skipped = self._scanner.blocks_skipped
-        self.stats.bad_interface = self._scanner.bad_interface
-        self.stats.bad_timestamp = self._scanner.bad_timestamp
+        self._scanned_stats()
         if n == 0:
             self._eof = True
             return None
+        return self._batch(buf[:end], n, arrays)
+
+    def release(self, batches: int) -> None:
+        """Say that the first `batches` batches read are no longer used: their buffers
+        may take the bytes `fill_ahead` reads (before that, a batch stays valid until
+        `buffers` more are read). For a consumer that tracks batches on other threads.
+        UsageError for a count that is not an int >= 0."""
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
+            raise UsageError(f"release takes a count of batches read (an int >= 0), got {batches!r}")
+        if self._chunks is not None:
+            self._chunks.release(batches)
+
+    def fill_ahead(self, limit: int = 2) -> bool:
+        """Read the file's next chunk (a batch's worth of bytes) into a buffer released by
+        `release`, in the calling thread, so that `read_batch` in another thread only
+        scans it; at most `limit` chunks ahead. False when there is nothing to read ahead
+        now: a pipe, ``buffers`` < 2, no buffer free, `limit` reached, or the end of the
+        file. An error reading is raised by the `read_batch` that reaches it. UsageError
+        for a `limit` that is not an int in 1..MAX_BUFFERS."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFERS:
+            raise UsageError(f"fill_ahead's limit must be an int in 1..{MAX_BUFFERS}, got {limit!r}")
+        if self._chunks is None or self._f.closed:
+            return False
+        return self._chunks.fill_ahead(limit)
+
+    def _read_file_batch(self) -> CaptureBatch | None:
+        """`read_batch` for a regular file: scan the current chunk's buffer from where the
+        last batch ended; move to the next chunk (carrying the incomplete record this
+        one ends with into its headroom) when nothing whole is left."""
+        assert self._chunks is not None
+        while True:
+            w = self._window
+            if w is None:
+                w = self._window = self._next_window()
+                if w is None:
+                    return None
+            status, n, pos, need, arrays = self._scanner.scan(w.buf, w.pos, w.end, self.batch_packets)
+            self.stats.bytes = w.base + pos
+            self._scanned_stats()
+            if status == _SCAN_CORRUPT:
+                # deliver the good packets before the corruption; raise on the next call
+                self._error = CaptureError(
+                    f"corrupt record (length field reads {self._field_at(w.buf, pos, need)})",
+                    path=self.path, offset=w.base + pos + need)
+                if n == 0:
+                    self._eof = True
+                    raise self._error
+            elif n == 0:
+                # nothing whole in what is left of this buffer
+                if w.eof:
+                    self._eof = True
+                    self.stats.truncated_tail = w.end - pos
+                    return None
+                if need > HEADROOM:
+                    self._window = self._huge_window(w, pos, need)
+                else:
+                    self._carry = w.buf[pos:w.end].tobytes()
+                    self._window = None
+                    if w.chunk is not None:
+                        self._chunks.done_with(w.chunk)
+                continue
+            w.pos = pos
+            self._chunks.batch_from(w.chunk)
+            return self._batch(w.buf[:w.end], n, arrays)
+
+    def _next_window(self) -> _Window | None:
+        """The next chunk, with the carried incomplete record put before its bytes."""
+        assert self._chunks is not None
+        carry = self._carry
+        ch = self._chunks.take()
+        if ch is None:
+            self._eof = True
+            self.stats.truncated_tail = len(carry)
+            return None
+        start = HEADROOM - len(carry)
+        ch.buf[start:HEADROOM] = np.frombuffer(carry, dtype=np.uint8)
+        self._carry = b""
+        return _Window(ch, ch.buf, start, HEADROOM + ch.got, ch.pos - HEADROOM, ch.eof)
+
+    def _huge_window(self, w: _Window, pos: int, need: int) -> _Window:
+        """A record longer than a chunk's headroom (`need` bytes from `pos`): read it
+        into a buffer of its own, here, and go on with the chunks after it."""
+        assert self._chunks is not None
+        if need > 2 * MAX_RECORD + self.batch_bytes:
+            # (the scanner refuses a record over MAX_RECORD: a guard against one that did not)
+            raise CaptureError("record larger than any real packet", path=self.path, offset=w.base + pos)
+        have = w.end - pos
+        big = np.empty(need, dtype=np.uint8)
+        big[:have] = w.buf[pos:w.end]
+        start = w.base + pos
+        eof = False
+        fd = self._f.fileno()
+        while have < need:
+            got = os.preadv(fd, [big.data[have:]], start + have)
+            if not got:
+                eof = True
+                break
+            have += got
+        self._chunks.restart(start + have)
+        if w.chunk is not None:
+            # only now may other threads read into its buffer: interrupted (Ctrl-C)
+            # before, the next read_batch starts this record from it again
+            self._chunks.done_with(w.chunk)
+        return _Window(None, big, 0, have, start, eof)
+
+    def _scanned_stats(self) -> None:
+        self.stats.blocks_skipped = self._scanner.blocks_skipped
+        self.stats.bad_interface = self._scanner.bad_interface
+        self.stats.bad_timestamp = self._scanner.bad_timestamp
+
+    def _batch(self, buf: np.ndarray, n: int, arrays: tuple) -> CaptureBatch:
+        """The batch of the `n` packets `arrays` describe, counted in the stats."""
         off, ln, ts, wl, vd, ifc, fr, snapped = arrays
         self.stats.packets += n
         # (bincount: one pass over the uint8 codes; np.unique sorts them)
         counts = np.bincount(vd, minlength=1)
         for v in np.flatnonzero(counts):
             self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(counts[v])
-        return CaptureBatch(buf[:end], off, ln, ts, wl, vd, ifc, fr, snapped)
+        return CaptureBatch(buf, off, ln, ts, wl, vd, ifc, fr, snapped)
 
     def _fill(self, view: memoryview) -> int:
         """Read into `view`: as much as the file has now, at least one byte unless at its
@@ -339,6 +481,8 @@ class CaptureReader:
         return f"{int.from_bytes(b, 'big' if self._scanner.big_endian else 'little'):#x}"
 
     def close(self) -> None:
+        if self._chunks is not None:
+            self._chunks.close()         # (reads ahead under way end before the descriptor)
         self._f.close()
 
     def __enter__(self) -> Self:

@@ -238,7 +238,7 @@ def _analyze(args: argparse.Namespace) -> int:
     # neither be blamed on the output path nor empty an existing output file
     try:
         # (a FIFO blocks here until its writer opens it and writes the capture header)
-        reader = _open_first(args.capture[0], cfg.batch_bytes)
+        reader = _open_first(args.capture[0], cfg.batch_bytes, workers)
     except KeyboardInterrupt:
         print(f"fasttcp analyze: interrupted before {args.capture[0]} could be read", file=sys.stderr)
         return 130
@@ -366,13 +366,16 @@ def _report(text: str, stream: Any) -> bool:
         return False
 
 
-def _open_first(path: str, batch_bytes: int) -> Any:
+def _open_first(path: str, batch_bytes: int, workers: int) -> Any:
     """The first capture opened (a pipe or FIFO -- /dev/stdin, <(...) -- can be read
-    once, so it is handed to analyze open), or the exit status if it cannot be."""
+    once, so it is handed to analyze open), or the exit status if it cannot be. Its
+    buffers are the ones analyze would give a file it opens itself: one for one
+    worker, `BUFFERS` for more (batches in flight and read ahead)."""
+    from fasttcp.analysis.shards import BUFFERS
     from fasttcp.capture.reader import CaptureError, read_pcap
 
     try:
-        return read_pcap(path, batch_bytes=batch_bytes, buffers=2)
+        return read_pcap(path, batch_bytes=batch_bytes, buffers=1 if workers == 1 else BUFFERS)
     except CaptureError as e:
         print(f"fasttcp analyze: {e}", file=sys.stderr)
         return 2

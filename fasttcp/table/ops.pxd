@@ -318,9 +318,14 @@ cdef inline int64_t ftx_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t 
     if t.free_head != FT_NIL:
         id = t.free_head
         t.free_head = t.conns[id].c_next
+        gen = t.conns[id].gen             # a recycled id's generation carries on
     else:
         id = t.fresh
         t.fresh += 1
+        # a record never used is zero: not read here, because reading a page before
+        # writing it maps the shared zero page and the write then copies it, flushing
+        # the TLB of every CPU the process runs on (an IPI each, with worker threads)
+        gen = 0
     # start loading the record the next insert takes: recycled records come off a
     # list, each address read from the record before, a chain no pipeline can run
     # ahead of (one the bench's in-order closes keep sequential, random traffic not)
@@ -329,7 +334,6 @@ cdef inline int64_t ftx_insert_new(ft_table_t *t, const ft_key_t *key, uint64_t 
     elif t.fresh < t.capacity:
         ftx_prefetch_conn_w(&t.conns[t.fresh])
     c = &t.conns[id]
-    gen = c.gen
     memset(c, 0, sizeof(ft_conn_t))
     ft_copy_words(c, key, 5)          # read back as words: see mem_impl.h
     c.family = key.family

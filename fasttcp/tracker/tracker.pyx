@@ -19,7 +19,8 @@ from fasttcp.table.table cimport *
 from fasttcp.tracker.tracker cimport *
 from fasttcp.table.keyhash cimport ft_key_build_hash, ft_be64, ft_home
 from fasttcp.table.ops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_state_only,
-                                ftx_set_deadline, ftx_prefetch_w, ftx_victim, FT_PREFETCH_W)
+                                ftx_set_deadline, ftx_prefetch_w, ftx_victim, FT_PREFETCH_W,
+                                FT_PREFETCH)
 
 import os
 
@@ -390,11 +391,30 @@ cdef inline void _feed_prefetch(tr_t *tr, _stage_t *ring, Py_ssize_t j) noexcept
         _prefetch_records(tr, ring[j & (_AHEAD - 1)].h)
 
 
+cdef enum:
+    _PREFETCH_MAX = 1536              # bytes of a packet prefetched whole: an Ethernet MTU's
+
+
+cdef inline void _prefetch_rest(const uint8_t *pkt, int64_t length) noexcept nogil:
+    """Start loading a packet's lines past the two `_feed_parse` prefetches: the checksum
+    reads them all. A tracker given its packets by index (a shard's) steps over the
+    other shards' packets, so the batch is no longer one ascending stream of lines the
+    hardware prefetcher follows -- measured on the 1 GiB bench capture (438-byte packets),
+    a shard's tracker took 0.168 s against 0.131 s with this."""
+    cdef int64_t o = 128
+    if length > _PREFETCH_MAX:
+        length = _PREFETCH_MAX
+    while o < length:
+        FT_PREFETCH(pkt + o)
+        o += 64
+
+
 cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t p, Py_ssize_t n, const uint8_t *buf,
                              const int64_t *offs, const int64_t *lens, const uint8_t *link,
                              const uint8_t *snapped, const uint8_t *select, const int64_t *visit) noexcept nogil:
     """First stage of position p: parse and hash its packet, prefetch its index slot (and
-    the bytes of the packet 16 positions ahead). A packet `select` leaves out, or a
+    the bytes of the packet 16 positions ahead: its headers, or all of it when walking a
+    visit list). A packet `select` leaves out, or a
     visit list marks as another shard's, is not parsed."""
     cdef _stage_t *s = &ring[p & (_AHEAD - 1)]
     cdef Py_ssize_t i = _packet_at(visit, p), ahead
@@ -407,6 +427,8 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t p, Py_ssize_t 
             # the lines away from it
             FT_PREFETCH_W(buf + offs[ahead])
             FT_PREFETCH_W(buf + offs[ahead] + 64)
+            if visit != NULL:
+                _prefetch_rest(buf + offs[ahead], lens[ahead])
     if (select != NULL and select[i] == 0) or (visit != NULL and visit[p] < 0):
         s.rc = TV_OTHER_SHARD
         return

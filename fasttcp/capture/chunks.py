@@ -1,0 +1,221 @@
+"""A regular capture file read in chunks at fixed offsets, so that other threads can
+read ahead into the reader's buffers while it scans (an edge: `CaptureReader` uses it).
+
+A pipe must be read in order by one thread; a regular file need not. Chunk j is the
+file's bytes [start + j*size, start + (j+1)*size) whatever the records in it, so which
+bytes it holds is known before any of them is scanned: `fill_ahead` reads the next
+ones with ``pread`` in whatever thread calls it (the copy from the page cache is most of
+a batch's reading cost, and a reading thread alone would cap `fasttcp analyze` on many
+cores), while the reader scans, in order, what is already read.
+
+Each buffer is ``headroom + size`` bytes: the chunk's bytes go after the headroom, and
+the reader puts the incomplete record the previous chunk ended with just before them,
+so the scanner sees one run of bytes without the chunk being copied again.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+
+import numpy as np
+
+__all__ = ["Chunk", "FileChunks", "HEADROOM"]
+
+#: Room before a chunk's bytes for the incomplete record the chunk before ended with.
+#: A record that does not fit (larger than any 64 KiB-snaplen or BIG TCP packet) makes
+#: the reader read it into a buffer of its own instead.
+HEADROOM = 1 << 18
+
+
+class Chunk:
+    """One chunk: where it starts in the file, the buffer its bytes are read into (after
+    HEADROOM bytes), how many were read, and whether the file ended inside it."""
+
+    __slots__ = ("buf", "eof", "error", "got", "pos", "reading", "slot")
+
+    def __init__(self, pos: int, buf: np.ndarray, slot: int) -> None:
+        self.pos = pos
+        self.buf = buf
+        self.slot = slot                 # the ring slot of `buf`, -1 for a buffer of its own
+        self.got = 0
+        self.eof = False
+        self.reading = True              # while a thread reads its bytes
+        self.error: OSError | None = None
+
+
+class FileChunks:
+    """The chunks of the regular file `fd` from offset `start`, read into `buffers`
+    buffers in turn (0: a fresh buffer each).
+
+    Buffer reuse follows `read_pcap`'s contract: a batch from chunk j stays valid until
+    `buffers` more batches are read, or -- when the consumer says what it is done with
+    (`release`) -- until it is released; only the second lets other threads read ahead
+    into a buffer (a consumer that never releases gets every chunk read when taken)."""
+
+    def __init__(self, fd: int, start: int, size: int, buffers: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.buffers = buffers
+        self._next = start               # file offset of the next chunk not yet made
+        self._index = 0                  # its number
+        self._ended = False              # a chunk reached the end of the file: no more
+        self._ahead: deque[Chunk] = deque()    # made and not yet taken, in file order
+        self._ring: list[np.ndarray | None] = [None] * buffers
+        # per ring slot: the batch count when its current chunk's last batch was handed
+        # out (0: none yet), and whether a chunk not yet done with holds it
+        self._slot_batches = [0] * buffers
+        self._slot_held = [False] * buffers
+        self._batches = 0                # batches handed out from all chunks
+        self._released = 0               # of those, how many the consumer is done with
+        # the lock is taken with its own C-level `with`, not the Condition's: a Ctrl-C
+        # inside Condition.__enter__ (Python code, just after the acquire) would leave
+        # the reading thread holding it, and the threads reading ahead -- which `analyze`
+        # joins before it returns -- waiting for it for ever
+        self._lock = threading.RLock()
+        self._cv = threading.Condition(self._lock)
+        self._closed = False
+
+    # ---- the reading thread ----
+
+    def take(self) -> Chunk | None:
+        """The next chunk, its bytes read (here if no other thread read it ahead); None
+        after the chunk at the end of the file. Raises the OSError its read met, again
+        at every later call (the chunk is not skipped).
+
+        A chunk leaves the queue only once its bytes are read: interrupted (Ctrl-C)
+        while another thread reads it or while reading it here, it stays first -- the
+        next call resumes it rather than go on with the chunk after, whose bytes would
+        follow the carried record with a chunk's bytes missing -- and `close` still
+        waits for the read under way."""
+        with self._lock:
+            if not self._ahead:
+                if self._ended:
+                    return None
+                self._ahead.append(self._make(for_reader=True))
+            ch = self._ahead[0]
+            while ch.reading:
+                self._cv.wait()
+        if not ch.eof and ch.got < self.size:
+            # not read yet: made for this thread, or a read interrupted. Other threads
+            # read only the chunks they make, and only this one takes or drops chunks:
+            # read it without the lock and without marking it (a mark set and cleared
+            # around the read leaves gaps where a Ctrl-C would leave it marked for
+            # ever, and `close` waiting for it)
+            self._read(ch)
+        with self._lock:
+            if ch.error is not None:
+                raise ch.error
+            self._ahead.popleft()
+        return ch
+
+    def batch_from(self, ch: Chunk | None) -> None:
+        """A batch was handed out from `ch`'s buffer (None: a buffer of the reader's own),
+        which it keeps valid."""
+        with self._lock:
+            self._batches += 1
+            if ch is not None and ch.slot >= 0:
+                self._slot_batches[ch.slot] = self._batches
+
+    def done_with(self, ch: Chunk) -> None:
+        """No more batches come from `ch`: its slot may take a later chunk once they are
+        released."""
+        with self._lock:
+            if ch.slot >= 0:
+                self._slot_held[ch.slot] = False
+
+    def restart(self, pos: int) -> None:
+        """Continue from file offset `pos` (the reader read a huge record itself): the
+        chunks read ahead are dropped, once no thread is still reading into them."""
+        with self._lock:
+            while any(ch.reading for ch in self._ahead):
+                self._cv.wait()
+            for ch in self._ahead:
+                if ch.slot >= 0:
+                    self._slot_held[ch.slot] = False
+            self._ahead.clear()
+            self._next = pos
+            self._ended = False
+
+    def close(self) -> None:
+        """Stop reading ahead and wait for the reads under way (the descriptor is closed
+        after: a read into a closed, maybe reused, descriptor must not happen)."""
+        with self._lock:
+            self._closed = True
+            while any(ch.reading for ch in self._ahead):
+                self._cv.wait()
+
+    # ---- any thread ----
+
+    def release(self, batches: int) -> None:
+        """The consumer is done with the first `batches` batches handed out."""
+        with self._lock:
+            if batches > self._released:
+                self._released = min(batches, self._batches)
+
+    def fill_ahead(self, limit: int) -> bool:
+        """Read the next chunk into a free buffer, in this thread, if fewer than `limit`
+        are read ahead and a buffer is free (its batches released); False if there was
+        nothing to do. The GIL is released while reading."""
+        with self._lock:
+            if self._closed or self._ended or len(self._ahead) >= limit or self.buffers < 2:
+                return False
+            slot = self._index % self.buffers
+            if self._slot_held[slot] or self._released < self._slot_batches[slot]:
+                return False
+            ch = self._make(for_reader=False)
+            self._ahead.append(ch)
+        try:
+            self._read(ch)
+        finally:
+            with self._lock:
+                ch.reading = False
+                self._cv.notify_all()
+        return True
+
+    # ---- inside ----
+
+    def _make(self, for_reader: bool) -> Chunk:
+        """The next chunk with its buffer (call with the lock held)."""
+        slot = self._index % self.buffers if self.buffers else -1
+        if slot >= 0 and for_reader and (self._slot_held[slot] or (
+                self._released < self._slot_batches[slot]
+                and self._batches - self._slot_batches[slot] < self.buffers - 1)):
+            # the slot's batches may still be in use (chunks that gave no batch came in
+            # between): a buffer of its own rather than break the contract
+            slot = -1
+        if slot < 0:
+            buf = np.empty(HEADROOM + self.size, dtype=np.uint8)
+        else:
+            buf = self._ring[slot]
+            if buf is None:
+                buf = self._ring[slot] = np.empty(HEADROOM + self.size, dtype=np.uint8)
+            self._slot_held[slot] = True
+        ch = Chunk(self._next, buf, slot)
+        ch.reading = not for_reader      # (the reader's own: read by `take` once queued)
+        self._next += self.size
+        self._index += 1
+        return ch
+
+    def _read(self, ch: Chunk) -> None:
+        """Read `ch`'s bytes: until it is full or a read returns nothing (the end of the
+        file at that moment -- no later chunk is made then, so a file still growing is
+        read as far as this chunk, as a sequential read would)."""
+        view = ch.buf.data[HEADROOM:]
+        try:
+            while ch.got < self.size:
+                n = os.preadv(self.fd, [view[ch.got:]], ch.pos + ch.got)
+                if n == 0:
+                    ch.eof = True
+                    break
+                ch.got += n
+        except OSError as e:
+            ch.error = e
+            ch.eof = True
+        if ch.eof:
+            with self._lock:
+                # no chunk is made after the one the file ended in; the reader takes
+                # none after it either (it ends there), so one made before this read
+                # found the end -- read concurrently into a file still growing -- is
+                # never used
+                self._ended = True
