@@ -1,7 +1,6 @@
 """How `fasttcp.analyze` runs: the tracker's settings and the batch size."""
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,9 @@ def last_level_cache_bytes(cpu: int = 0) -> int | None:
     return best
 
 
-@functools.cache
+_derived: int | None = None          # default_batch_bytes, once derived
+
+
 def default_batch_bytes() -> int:
     """The batch size `analyze` reads a capture in, derived from this machine's
     last-level cache: the buffers in use with several workers (`shards.BUFFERS`: the
@@ -43,16 +44,19 @@ def default_batch_bytes() -> int:
     reaches them. A power of two in 1..8 MiB (2 MiB with a 32 MiB cache; measured on
     the 1 GiB bench capture with 2 workers: 2 MiB 1.54x one worker, 4 MiB 1.45x,
     8 MiB 1.28x, while one worker runs alike at each)."""
-    from fasttcp.analysis.shards import BUFFERS
+    global _derived
+    if _derived is None:
+        from fasttcp.analysis.shards import BUFFERS
 
-    llc = last_level_cache_bytes()
-    if not llc:
-        return FALLBACK_BATCH
-    want = llc // (2 * BUFFERS)
-    size = MIN_DEFAULT_BATCH
-    while size * 2 <= min(want, MAX_DEFAULT_BATCH):
-        size *= 2
-    return size
+        llc = last_level_cache_bytes()
+        size = FALLBACK_BATCH
+        if llc:
+            want = llc // (2 * BUFFERS)
+            size = MIN_DEFAULT_BATCH
+            while size * 2 <= min(want, MAX_DEFAULT_BATCH):
+                size *= 2
+        _derived = size
+    return _derived
 
 
 @dataclass

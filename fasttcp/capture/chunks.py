@@ -184,12 +184,10 @@ class FileChunks:
             # the slot's batches may still be in use (chunks that gave no batch came in
             # between): a buffer of its own rather than break the contract
             slot = -1
-        if slot < 0:
-            buf = np.empty(HEADROOM + self.size, dtype=np.uint8)
-        else:
-            buf = self._ring[slot]
-            if buf is None:
-                buf = self._ring[slot] = np.empty(HEADROOM + self.size, dtype=np.uint8)
+        kept = self._ring[slot] if slot >= 0 else None
+        buf = kept if kept is not None else np.empty(HEADROOM + self.size, dtype=np.uint8)
+        if slot >= 0:
+            self._ring[slot] = buf
             self._slot_held[slot] = True
         ch = Chunk(self._next, buf, slot)
         ch.reading = not for_reader      # (the reader's own: read by `take` once queued)
