@@ -258,7 +258,8 @@ def test_close_waits_for_reads_ahead_and_ends_them(tmp_path):
 
 def test_batches_stay_valid_until_released_or_k_more_are_read(tmp_path):
     """Threads reading ahead as hard as they can never write into the buffer of a batch
-    not released; without releases they read nothing ahead."""
+    not released; without releases they read ahead only into buffers never used yet,
+    and every batch stays as read until `buffers` more are read."""
     recs = [(i * 1000, eth(0x0800, IP4 + bytes([i % 256]) * (i % 300))) for i in range(3000)]
     path = write_file(tmp_path / "v.pcap", pcap_bytes(recs))
     with read_pcap(path, batch_bytes=4096, buffers=4) as reader:
@@ -270,9 +271,22 @@ def test_batches_stay_valid_until_released_or_k_more_are_read(tmp_path):
             assert first.buffer.tobytes() == copy and all(b is not None for b in held)
         finally:
             ahead.stop()
-    # a consumer that never releases: the reader reads every chunk itself
-    got, _, filled = read_ahead(path, batch_bytes=4096, buffers=2, hold=1, threads=1)
+    # a consumer that never releases: at most the never-used buffers are read ahead
+    k = 3
+    got: list[tuple] = []
+    held: list[tuple[CaptureBatch, bytes]] = []
+    with read_pcap(path, batch_bytes=4096, buffers=k) as reader:
+        ahead = AheadReaders(reader, 2, limit=k)
+        try:
+            while (batch := reader.read_batch()) is not None:
+                got += rows([batch])
+                held = [*held, (batch, batch.buffer.tobytes())][-k:]
+                for b, copy in held:
+                    assert b.buffer.tobytes() == copy
+        finally:
+            ahead.stop()
     assert [r[5] for r in got] == [f[14:] for _, f in recs]
+    assert ahead.filled <= k
 
 
 def test_threads_do_read_ahead(tmp_path):
