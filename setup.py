@@ -56,6 +56,7 @@ MODULES = [
     "capture.ring",
     "capture.tx",
     "rows.writer",
+    "rows.tally",
     "bench.baseline",
     "_testing",
 ]

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from fasttcp.rows.tally import tally_rows
 from fasttcp.tracker.vocabulary import ConnState
 
 __all__ = ["Summary", "RUN_FIELDS"]
 
-_RTT_UNSET = 0xFFFFFFFF
 # samples buffered before they are folded into the histogram: the buffer's memory
 # (8 bytes a sample) against the cost of a fold (a sort of the distinct values)
 _FOLD_EVERY = 1 << 20
@@ -135,13 +135,13 @@ class Summary:
         if not len(rows):
             return
         self.connections += len(rows)
-        for code, n in zip(*np.unique(rows["conn_state"], return_counts=True), strict=True):
-            self.conn_states[ConnState(int(code)).name] += int(n)
-        hist = rows["history"]
-        self.resets += int(np.count_nonzero((np.char.find(hist, b"R") >= 0) | (np.char.find(hist, b"r") >= 0)))
-        self.retransmissions += int(rows["orig_retrans"].sum() + rows["resp_retrans"].sum())
-        for src, dst in ((rows["rtt_syn_synack"], self.rtt1), (rows["rtt_synack_ack"], self.rtt2)):
-            dst.add(src[src != _RTT_UNSET])
+        t = tally_rows(rows)
+        for code in np.flatnonzero(t.conn_states):
+            self.conn_states[ConnState(int(code)).name] += int(t.conn_states[code])
+        self.resets += t.resets
+        self.retransmissions += t.retransmissions
+        self.rtt1.add(t.rtt_syn_synack)
+        self.rtt2.add(t.rtt_synack_ack)
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-able values (`RUN_FIELDS` describe the run); a live
