@@ -2,7 +2,8 @@
 import numpy as np
 from typing_extensions import disjoint_base
 
-__all__ = ["CaptureScanner", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD", "MAX_PACKETS"]
+__all__ = ["CaptureScanner", "scan_arrays", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD",
+           "MAX_PACKETS"]
 
 FORMAT_PCAP: int
 FORMAT_PCAPNG: int
@@ -25,8 +26,13 @@ class CaptureScanner:
     @property
     def bad_timestamp(self) -> int: ...
     def linktypes(self) -> list[int]: ...
-    def scan(self, buf: np.ndarray, pos: int, end: int, max_pkts: int
-             ) -> tuple[int, int, int, int, tuple[np.ndarray, ...]]: ...
+    def scan(self, buf: np.ndarray, pos: int, end: int, max_pkts: int,
+             out: tuple[np.ndarray, ...] | None = None) -> tuple[int, int, int, int, tuple[np.ndarray, ...]]:
+        """(status, n, new pos, bytes the next record needs, the batch's arrays); `out`:
+        arrays from `scan_arrays` to write into instead of new ones."""
+
+def scan_arrays(max_pkts: int) -> tuple[np.ndarray, ...]:
+    """New arrays for `CaptureScanner.scan` to write `max_pkts` packets into (its `out`)."""
 
 def strip_link(linktype: int, frame: bytes | bytearray | memoryview | np.ndarray) -> tuple[int, int]:
     """(verdict, ip_offset); UsageError for a linktype outside 32 bits or a non-contiguous frame."""

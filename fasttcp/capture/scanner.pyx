@@ -23,7 +23,8 @@ from fasttcp.wire.defs cimport (FT_OK, FT_ERR_NOT_IP, FT_ERR_UNSUPPORTED_LINK,
 import numpy as np
 from fasttcp.errors import UsageError
 
-__all__ = ["CaptureScanner", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD", "MAX_PACKETS"]
+__all__ = ["CaptureScanner", "scan_arrays", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD",
+           "MAX_PACKETS"]
 
 cdef enum:
     FT_FMT_PCAP = 1
@@ -612,7 +613,14 @@ cdef class CaptureScanner:
         cdef uint32_t i, n = min(self.st.niface, FT_MAX_IFACES)
         return [int(self.st.iface[i].linktype) for i in range(n)]
 
-    def scan(self, buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t max_pkts):
+    def scan(self, buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t max_pkts, out=None):
+        """Scan the records of ``buf[pos:end]``, at most `max_pkts` packets: (status, n,
+        new pos, bytes the next record needs, the batch's arrays -- offsets, lengths,
+        ts_ns, wire lengths, verdicts, interfaces, frames, snapped -- each n long).
+
+        `out`: where to write the first seven, as `scan_arrays` makes them (reused from
+        one scan to another: the arrays returned are views of them); None for new
+        arrays. UsageError for a bad window, count or `out`."""
         cdef const uint8_t[::1] b = buf
         if self.st.format == 0:
             raise UsageError("scanner not started (start_pcap / start_pcapng)")
@@ -620,13 +628,10 @@ cdef class CaptureScanner:
             raise UsageError(f"bad scan window {pos}:{end} of {b.shape[0]} bytes")
         if not 1 <= max_pkts <= MAX_PACKETS:
             raise UsageError(f"max_pkts must be in 1..{MAX_PACKETS}, got {max_pkts}")
-        off = np.empty(max_pkts, np.int64)
-        ln = np.empty(max_pkts, np.int64)
-        ts = np.empty(max_pkts, np.int64)
-        wl = np.empty(max_pkts, np.uint32)
-        vd = np.empty(max_pkts, np.uint8)
-        ifc = np.empty(max_pkts, np.uint16)
-        fr = np.empty(max_pkts, np.int64)
+        if out is None:
+            off, ln, ts, wl, vd, ifc, fr = scan_arrays(max_pkts)
+        else:
+            off, ln, ts, wl, vd, ifc, fr = _checked_out(out, max_pkts, b)
         cdef int64_t[::1] o = off, l = ln, t = ts, f = fr
         cdef uint32_t[::1] w = wl
         cdef uint8_t[::1] v = vd
@@ -644,6 +649,46 @@ cdef class CaptureScanner:
         snapped = (vd & 0x80) != 0
         vd &= 0x7f
         return rc, n, newpos, need, (off[:n], ln[:n], ts[:n], wl[:n], vd, ifc[:n], fr[:n], snapped)
+
+
+_SCAN_DTYPES = (np.dtype(np.int64), np.dtype(np.int64), np.dtype(np.int64), np.dtype(np.uint32),
+                np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int64))
+
+
+def scan_arrays(max_pkts) -> tuple:
+    """New arrays for `CaptureScanner.scan` to write `max_pkts` packets into (its `out`):
+    offsets, lengths, ts_ns (int64), wire lengths (uint32), verdicts (uint8),
+    interfaces (uint16), frames (int64). UsageError for a count outside 1..MAX_PACKETS."""
+    if isinstance(max_pkts, bool) or not isinstance(max_pkts, int) or not 1 <= max_pkts <= MAX_PACKETS:
+        raise UsageError(f"max_pkts must be an int in 1..{MAX_PACKETS}, got {max_pkts!r}")
+    return tuple(np.empty(max_pkts, dt) for dt in _SCAN_DTYPES)
+
+
+cdef tuple _checked_out(out, Py_ssize_t max_pkts, const uint8_t[::1] buf):
+    """`out` if it is seven arrays `scan` may write `max_pkts` packets into: the dtypes
+    of `scan_arrays`, one-dimensional, contiguous, writable, long enough, and sharing no
+    memory with each other or with the buffer scanned (the scan would overwrite the
+    records it reads)."""
+    if not isinstance(out, tuple) or len(out) != 7:
+        raise UsageError(f"out must be a tuple of 7 arrays (scan_arrays), got {type(out).__name__}")
+    for k, (a, dt) in enumerate(zip(out, _SCAN_DTYPES)):
+        if not isinstance(a, np.ndarray) or a.dtype != dt or a.ndim != 1 or not a.flags.c_contiguous \
+                or not a.flags.writeable:
+            got = f"dtype {a.dtype}, {a.ndim}-D, contiguous {a.flags.c_contiguous}, writable " \
+                  f"{a.flags.writeable}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise UsageError(f"out[{k}] must be a writable 1-D contiguous {dt} array (scan_arrays), got {got}")
+        if a.shape[0] < max_pkts:
+            raise UsageError(f"out[{k}] holds {a.shape[0]} packets, fewer than max_pkts ({max_pkts})")
+    # byte ranges, compared exactly: [start, end) of each array, and of the buffer
+    cdef size_t bstart = <size_t>&buf[0] if buf.shape[0] else 0
+    spans = [(a.__array_interface__["data"][0], a.__array_interface__["data"][0] + a.nbytes) for a in out]
+    for k, (lo, hi) in enumerate(spans):
+        if buf.shape[0] and lo < bstart + <size_t>buf.shape[0] and bstart < hi:
+            raise UsageError(f"out[{k}] overlaps the buffer scanned")
+        for j in range(k):
+            if lo < spans[j][1] and spans[j][0] < hi:
+                raise UsageError(f"out[{k}] overlaps out[{j}]")
+    return out
 
 
 def strip_link(linktype, frame) -> tuple:

@@ -21,7 +21,17 @@ from fasttcp.capture.chunks import HEADROOM, FileChunks
 from fasttcp.capture.reader import CaptureBatch, CaptureError, read_pcap
 from fasttcp.errors import UsageError
 from tests import linklayer
-from tests.capture.test_reader import IP4, IP6, Pcapng, eth, pcap_bytes, rows, write_file
+from tests.capture.test_reader import (
+    IP4,
+    IP6,
+    Pcapng,
+    batch_snapshot,
+    eth,
+    pcap_bytes,
+    rows,
+    same_as_snapshot,
+    write_file,
+)
 
 CAPTURES = linklayer.list_captures(linklayer.CAPTURES)
 
@@ -274,15 +284,15 @@ def test_batches_stay_valid_until_released_or_k_more_are_read(tmp_path):
     # a consumer that never releases: at most the never-used buffers are read ahead
     k = 3
     got: list[tuple] = []
-    held: list[tuple[CaptureBatch, bytes]] = []
+    held: list[tuple[CaptureBatch, tuple]] = []
     with read_pcap(path, batch_bytes=4096, buffers=k) as reader:
         ahead = AheadReaders(reader, 2, limit=k)
         try:
             while (batch := reader.read_batch()) is not None:
                 got += rows([batch])
-                held = [*held, (batch, batch.buffer.tobytes())][-k:]
-                for b, copy in held:
-                    assert b.buffer.tobytes() == copy
+                held = [*held, (batch, batch_snapshot(batch))][-k:]
+                for b, snap in held:
+                    assert same_as_snapshot(b, snap)
         finally:
             ahead.stop()
     assert [r[5] for r in got] == [f[14:] for _, f in recs]

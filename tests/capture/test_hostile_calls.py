@@ -300,3 +300,52 @@ SWEEP = INTEGER_SWEEP
 def test_capture_integer_arguments_never_crash_and_raise_only_fasttcp_errors(call):
     out = expect_ok(P(SWEEP + f"outcome(sweep(lambda v: {call}))"))
     assert "ok" in out or "UsageError" in out, out
+
+
+# ---- CaptureScanner.scan's `out` (the arrays a reader with buffers reuses) ----
+
+SCAN = """
+import numpy as np
+from fasttcp.capture.scanner import CaptureScanner, scan_arrays
+data = np.frombuffer(GOOD.read_bytes(), np.uint8).copy()
+sc = CaptureScanner()
+sc.start_pcap(False, False, 1, 65535)
+"""
+
+
+@pytest.mark.parametrize("out, match", [
+    ("[*scan_arrays(4)]", "tuple of 7 arrays"),
+    ("scan_arrays(4)[:6]", "tuple of 7 arrays"),
+    ("scan_arrays(4) + (np.empty(4),)", "tuple of 7 arrays"),
+    ("scan_arrays(3)", r"out\[0\] holds 3 packets, fewer than max_pkts \(4\)"),
+    ("(np.empty(4, np.int32),) + scan_arrays(4)[1:]", r"out\[0\] must be .*int64.*got dtype int32"),
+    ("scan_arrays(4)[:3] + (np.empty(4, np.uint64),) + scan_arrays(4)[4:]", r"out\[3\] must be .*uint32"),
+    ("(np.empty(8, np.int64)[::2],) + scan_arrays(4)[1:]", r"out\[0\] must be .*contiguous False"),
+    ("(np.empty((2, 4), np.int64),) + scan_arrays(4)[1:]", r"out\[0\] must be .*2-D"),
+    ("(np.broadcast_to(np.int64(0), 4),) + scan_arrays(4)[1:]", r"out\[0\] must be .*writable False"),
+    ("(bytearray(32),) + scan_arrays(4)[1:]", r"out\[0\] must be .*got bytearray"),
+    ("(data[:32].view(np.int64),) + scan_arrays(4)[1:]", r"out\[0\] overlaps the buffer scanned"),
+    ("(lambda a: (a[0], a[0]) + a[2:])(scan_arrays(4))", r"out\[1\] overlaps out\[0\]"),
+    ("(lambda a: a[:4] + (np.empty(3, np.uint8),) + a[5:])(scan_arrays(4))", r"out\[4\] holds 3 packets"),
+    ("(lambda a: a[:6] + (a[6].view(np.uint64),))(scan_arrays(4))", r"out\[6\] must be .*int64.*uint64"),
+])
+def test_scan_refuses_out_arrays_it_must_not_write(out, match):
+    expect_raises(P(SCAN + f"sc.scan(data, 24, len(data), 4, out={out})"), "UsageError", match)
+
+
+@pytest.mark.parametrize("n", ["0", "-1", "2**31", "2**64", "True", "1.5", "None", "'4'"])
+def test_scan_arrays_refuses_counts_it_cannot_allocate(n):
+    expect_raises(P(SCAN + f"scan_arrays({n})"), "UsageError", "max_pkts")
+
+
+def test_scan_into_out_gives_what_a_new_scan_gives_as_views_of_out():
+    assert expect_ok(P(SCAN + textwrap.dedent("""
+        out = scan_arrays(8)
+        a = sc.scan(data, 24, len(data), 8)
+        sc2 = CaptureScanner()
+        sc2.start_pcap(False, False, 1, 65535)
+        b = sc2.scan(data, 24, len(data), 8, out=out)
+        same = a[:4] == b[:4] and all(np.array_equal(x, y) for x, y in zip(a[4], b[4], strict=True))
+        views = all(np.shares_memory(x, o) for x, o in zip(b[4][:7], out, strict=True))
+        outcome((b[1], same, views))
+    """))) == "(2, True, True)"

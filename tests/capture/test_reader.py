@@ -1033,20 +1033,46 @@ def _sized_records(count: int) -> list[tuple[int, bytes]]:
     return [(i * 1000, bytes([i % 251]) * _RECORD_SIZES[i % len(_RECORD_SIZES)]) for i in range(count)]
 
 
+def batch_snapshot(b: CaptureBatch) -> tuple:
+    """A batch's bytes and arrays, copied: to check later that nothing changed them."""
+    return (b.buffer.tobytes(), *(a.copy() for a in (b.offsets, b.lengths, b.ts_ns, b.wire_lengths,
+                                                     b.verdicts, b.interfaces, b.frames, b.snapped)))
+
+
+def same_as_snapshot(b: CaptureBatch, snap: tuple) -> bool:
+    now = batch_snapshot(b)
+    return now[0] == snap[0] and all(np.array_equal(x, y) for x, y in zip(now[1:], snap[1:], strict=True))
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_buffers_keep_a_batch_until_k_more_are_read(tmp_path, k):
     """The `buffers=k` contract that analyze's tracker threads rely on: a batch's bytes
-    stay as read while the next k-1 batches are read, also when a record larger than
-    the batch makes the reader grow its buffer."""
+    and arrays stay as read while the next k-1 batches are read, also when a record
+    larger than the batch makes the reader grow its buffer."""
     path = write_file(tmp_path / "sizes.pcap", pcap_bytes(_sized_records(400), linktype=101))
-    held: list[tuple[CaptureBatch, bytes]] = []
+    held: list[tuple[CaptureBatch, tuple]] = []
     count = 0
     for batch in read_pcap(path, batch_bytes=4096, buffers=k):
-        held = [*held, (batch, batch.buffer.tobytes())][-k:]
-        for b, copy in held:
-            assert b.buffer.tobytes() == copy
+        held = [*held, (batch, batch_snapshot(batch))][-k:]
+        for b, snap in held:
+            assert same_as_snapshot(b, snap)
         count += len(batch)
     assert count == 400
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_the_arrays_of_a_batch_are_reused_k_batches_later(tmp_path, k):
+    """With buffers=k the scanner writes batch i + k's rows into batch i's arrays (new
+    arrays for every batch cost page faults on every batch); with buffers=0 each batch
+    keeps arrays of its own for as long as it is kept."""
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes(i % 200))) for i in range(3000)]
+    path = write_file(tmp_path / "reuse.pcap", pcap_bytes(recs))
+    batches = list(read_pcap(path, batch_bytes=4096, buffers=k))
+    assert len(batches) > 6 and sum(map(len, batches)) == 3000
+    for i, b in enumerate(batches):
+        for j in range(i + 1, min(i + 8, len(batches))):
+            shared = np.shares_memory(b.offsets, batches[j].offsets)
+            assert shared == (k > 0 and (j - i) % k == 0), (k, i, j)
 
 
 def test_a_pipe_may_deliver_large_records_in_pieces(tmp_path):
