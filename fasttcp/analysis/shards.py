@@ -68,11 +68,6 @@ FILL_AHEAD = 2
 BUFFERS = READ_AHEAD + 1 + FILL_AHEAD
 
 
-#: How long an idle helper waits before looking for a chunk to read ahead again (a
-#: buffer comes free when the reading thread collects a batch, which notifies nobody).
-_IDLE_WAIT = 0.001
-
-
 class _Batch:
     """A batch in flight: its packets' shards and, as the trackers finish it, their rows."""
 
@@ -110,6 +105,10 @@ class _Shards:
         self.busy: list[int | None] = [None] * n
         self.pending: deque[_Batch] = deque()
         self.seq = 0
+        # counts what may let a helper read ahead again (a buffer released, a chunk
+        # taken by the reader): an idle helper sleeps until it changes or a task comes,
+        # never polls (it once woke every millisecond, taking the GIL each time)
+        self.fillable = 0
         self.cv = threading.Condition()
         self.stopping = False
         self.threads = [threading.Thread(target=self._helper, name=f"fasttcp-shard{k}", daemon=True)
@@ -155,6 +154,7 @@ class _Shards:
         while True:
             # reading ahead first: the reading thread, which scans, is the one stage
             # no other thread can take over
+            seen = self.fillable
             if self.fill is not None and not self.stopping and self.fill():
                 continue
             with self.cv:
@@ -162,18 +162,27 @@ class _Shards:
                 while task is None:
                     if self.stopping:
                         return
-                    self.cv.wait(_IDLE_WAIT if self.fill is not None else None)
+                    if self.fill is not None and self.fillable != seen:
+                        break            # something came free since fill() said no
+                    self.cv.wait()
                     task = self._claim()
-                    if task is None and self.fill is not None:
-                        break
             if task is not None:
                 self._run(*task)
+
+    def wake(self) -> None:
+        """Tell idle helpers they may read ahead again: the reading thread released a
+        buffer or took a chunk."""
+        with self.cv:
+            self.fillable += 1
+            self.cv.notify_all()
 
     def submit(self, batch: CaptureBatch, shard: np.ndarray) -> None:
         b = _Batch(self.seq, batch, shard_indices(shard, self.n))
         self.seq += 1
         with self.cv:
             self.pending.append(b)
+            # (the read that gave this batch may have taken a chunk read ahead)
+            self.fillable += 1
             self.cv.notify_all()
 
     def in_flight(self) -> int:
@@ -279,6 +288,7 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
                 collected += 1
                 # its buffer may now take a chunk read ahead
                 chain.release(collected)
+                shards.wake()
             if progress is not None:
                 progress(chain.bytes_done, chain.total_bytes)
         while shards.in_flight():

@@ -14,6 +14,7 @@ import os
 import signal
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -265,6 +266,48 @@ def test_pipe_is_read_once_by_n_trackers(tmp_path, synthetic):
     t.join(30)
     assert s.workers == 2 and s.packets == 24_000
     assert _canonical(s.rows) == _canonical(analyze(synthetic[1], workers=1, keep_rows=True).rows)
+
+
+def test_idle_helpers_sleep_until_there_is_work_not_poll(tmp_path, synthetic, monkeypatch):
+    """A slow pipe (a live capture piped in) leaves the helpers idle most of the time:
+    they must sleep until a batch or a freed buffer comes, not wake on a timer (they
+    once looked for a chunk to read ahead every millisecond, ~1000 wake-ups a second
+    each, taking the GIL every time)."""
+    data = synthetic[1].read_bytes()
+    fifo = tmp_path / "slow-fifo"
+    os.mkfifo(fifo)
+    looks = [0]
+    real_init = shards_mod._Shards.__init__
+
+    def init(self, cfg, n, fill=None):
+        def counted():
+            looks[0] += 1
+            return fill()
+        real_init(self, cfg, n, None if fill is None else counted)
+
+    monkeypatch.setattr(shards_mod._Shards, "__init__", init)
+    writes = 12
+
+    def feed():
+        with open(fifo, "wb", buffering=0) as w:
+            step = -(-len(data) // writes)
+            for i in range(writes):
+                w.write(data[i * step:(i + 1) * step])
+                time.sleep(0.05)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    batches = [0]
+
+    def progress(done, total):
+        batches[0] += 1
+
+    s = analyze(str(fifo), AnalyzeConfig(batch_bytes=1 << 20), workers=2, progress=progress)
+    t.join(30)
+    assert s.packets == 24_000
+    # each batch read and each batch collected may wake the helper once; 0.6 s of
+    # polling every millisecond looked ~600 times
+    assert looks[0] <= 3 * batches[0] + 10, (looks[0], batches[0])
 
 
 def _shard_threads() -> list[threading.Thread]:
