@@ -105,9 +105,12 @@ class _Shards:
         self.busy: list[int | None] = [None] * n
         self.pending: deque[_Batch] = deque()
         self.seq = 0
-        # counts what may let a helper read ahead again (a buffer released, a chunk
-        # taken by the reader): an idle helper sleeps until it changes or a task comes,
-        # never polls (it once woke every millisecond, taking the GIL each time)
+        # counts what may let a helper read ahead again (a buffer released; a batch
+        # read, whose read may have taken a chunk read ahead): an idle helper sleeps
+        # until it changes or a task comes, never polls (it once woke every
+        # millisecond, taking the GIL each time). Chunks a read takes without finding
+        # a packet in them (pcapng blocks skipped) wake nobody: the reading thread
+        # reads those itself until the batch it ends with is submitted
         self.fillable = 0
         self.cv = threading.Condition()
         self.stopping = False
@@ -171,7 +174,7 @@ class _Shards:
 
     def wake(self) -> None:
         """Tell idle helpers they may read ahead again: the reading thread released a
-        buffer or took a chunk."""
+        buffer (`submit` says the same of a batch read)."""
         with self.cv:
             self.fillable += 1
             self.cv.notify_all()

@@ -94,7 +94,9 @@ class CaptureBatch:
       length). A packet shorter than its IP length that was *not* snapped was short on
       the wire: its length fields lie.
 
-    The batch owns its buffer; keeping it alive keeps its memory.
+    Read with ``buffers=0`` (`read_pcap`'s default) the batch owns its buffer and
+    arrays: keeping it alive keeps them. With ``buffers=k`` both are the reader's,
+    written again k batches later: `copy` keeps a batch beyond that.
     """
 
     buffer: np.ndarray
