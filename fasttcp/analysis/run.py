@@ -118,7 +118,7 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     tracker fails (its ``summary`` holds what was counted); on KeyboardInterrupt the
     trackers finish the batch in hand and stop, and the exception carries the partial
     ``summary`` too."""
-    from fasttcp.analysis.shards import FILL_AHEAD, READ_AHEAD, run_sharded
+    from fasttcp.analysis.shards import FILL_AHEAD, READ_AHEAD, run_sharded, sharding
 
     if fmt not in FORMATS:
         raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -134,7 +134,7 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     ahead = min([READ_AHEAD] + [max(p.buffers - 1, 1) for p in plist if isinstance(p, CaptureReader) and p.buffers])
     # (N trackers: and FILL_AHEAD more, the chunks other threads read ahead of the reader)
     chain = CaptureChain(plist, cfg.batch_bytes, buffers=1 if n == 1 else ahead + 1,
-                         fill_buffers=0 if n == 1 else FILL_AHEAD)
+                         fill_buffers=0 if n == 1 else FILL_AHEAD, shards=None if n == 1 else sharding(n))
     summary = Summary(path=", ".join(chain.names), workers=n)
     kept: list[np.ndarray] = []
     agg = _report_aggregate(report, chain)

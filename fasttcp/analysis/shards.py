@@ -1,8 +1,9 @@
 """`analyze` on N cores: one tracker per shard of the flows, N threads to run them.
 
-This thread reads the capture once and computes each packet's shard once
+This thread reads the capture once and computes each packet's shard once -- as the
+scanner reads its record, or for a capture given open in a pass of its own
 (`shard_of_batch`: the symmetric flow hash, so both directions of a connection land in
-one shard, the shard a NIC queue would be under symmetric RSS), up to READ_AHEAD
+one shard, the shard a NIC queue would be under symmetric RSS) -- up to READ_AHEAD
 batches ahead of the trackers. Tracking batch i for shard k is a task; this thread and
 N-1 helper threads run the tasks, oldest batch first, each tracker's in batch order
 and one at a time (`_Shards`). `Tracker.feed_batch` runs its packet loop without the
@@ -35,8 +36,9 @@ from fasttcp.analysis.source import CaptureChain
 from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.errors import WorkerError
+from fasttcp.wire.rss import RssShards
 
-__all__ = ["run_sharded", "reta_size", "shard_indices", "BUFFERS", "FILL_AHEAD", "READ_AHEAD"]
+__all__ = ["run_sharded", "reta_size", "sharding", "shard_indices", "BUFFERS", "FILL_AHEAD", "READ_AHEAD"]
 
 
 def reta_size(n: int) -> int:
@@ -46,6 +48,12 @@ def reta_size(n: int) -> int:
     from fasttcp.wire.rss import RETA_DEFAULT
 
     return max(RETA_DEFAULT, 1 << (n - 1).bit_length())
+
+
+def sharding(n: int) -> RssShards:
+    """The sharding of `n` trackers, for a reader to compute as it scans (`read_pcap`'s
+    ``shards``): the symmetric key through `reta_size(n)` entries."""
+    return RssShards(n, reta_size=reta_size(n))
 
 
 def shard_indices(shard: np.ndarray, n: int) -> list[np.ndarray]:
@@ -281,7 +289,9 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
     collected = 0
     try:
         for batch in chain:
-            shard = shard_of_batch(batch, n, reta_size=reta)
+            # (the scanner's shards are those: computed while the headers were in the cache)
+            shard = batch.shards if batch.shards is not None and chain.sharded \
+                else shard_of_batch(batch, n, reta_size=reta)
             shards.submit(batch, shard)
             # the chain reuses a batch's buffer `ahead` + 1 reads later: the oldest
             # batch must be done before the next read

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fasttcp.capture.reader import CaptureBatch, CaptureError, CaptureReader, read_pcap
 from fasttcp.errors import UsageError
+from fasttcp.wire.rss import RssShards
 
 __all__ = ["CaptureChain"]
 
@@ -19,14 +20,16 @@ class CaptureChain:
     With ``buffers=k`` (see `read_pcap`) a batch is valid until k more are read. A
     capture given open keeps its own reader's buffers: UsageError if that reader
     reuses fewer than k (its batches would be overwritten while still in use). Files
-    opened here get `fill_buffers` more, for chunks read ahead (`fill_ahead`).
+    opened here get `fill_buffers` more, for chunks read ahead (`fill_ahead`), and
+    compute each packet's shard as they scan it when given `shards` (an `RssShards`;
+    `sharded` says whether the batch just yielded carries them).
 
     A capture that is corrupt part-way, or a later file that cannot be read, ends the
     iteration and is kept in `error` (what was read before stays valid), as a corrupt
     record ends a single capture."""
 
     def __init__(self, paths: Sequence[str | Path | CaptureReader], batch_bytes: int, buffers: int = 0,
-                 fill_buffers: int = 0) -> None:
+                 fill_buffers: int = 0, shards: RssShards | None = None) -> None:
         self.paths = list(paths)
         for p in self.paths:
             if isinstance(p, CaptureReader) and 0 < p.buffers < buffers:
@@ -35,6 +38,7 @@ class CaptureChain:
         self.batch_bytes = batch_bytes
         self.buffers = buffers
         self.fill_buffers = fill_buffers
+        self.shards = shards
         self.bytes_done = 0              # file bytes consumed, all files so far
         self.total_bytes = 0             # sizes of the files opened so far (for progress)
         self.truncated_tail = 0
@@ -52,7 +56,15 @@ class CaptureChain:
 
     def _open(self, p: str | Path | CaptureReader) -> CaptureReader:
         return p if isinstance(p, CaptureReader) else read_pcap(
-            p, batch_bytes=self.batch_bytes, buffers=self.buffers + self.fill_buffers if self.buffers else 0)
+            p, batch_bytes=self.batch_bytes, buffers=self.buffers + self.fill_buffers if self.buffers else 0,
+            shards=self.shards)
+
+    @property
+    def sharded(self) -> bool:
+        """The batches of the capture being read carry the shards of `shards` (a capture
+        given open may have been opened with another sharding, or none)."""
+        reader = self._reader
+        return self.shards is not None and reader is not None and reader.shards == self.shards
 
     def __iter__(self) -> Iterator[CaptureBatch]:
         for p in self.paths:

@@ -42,6 +42,7 @@ from fasttcp.capture.writer import (
     seconds_to_ns,
 )
 from fasttcp.errors import CaptureError, UsageError
+from fasttcp.wire.rss import RssShards
 
 __all__ = [
     "CaptureBatch",
@@ -93,6 +94,8 @@ class CaptureBatch:
     - ``snapped`` (bool): the capture's snap length cut the frame (captured < wire
       length). A packet shorter than its IP length that was *not* snapped was short on
       the wire: its length fields lie.
+    - ``shards`` (uint16, or None): each packet's shard, when the reader was given a
+      sharding (``read_pcap(..., shards=RssShards(n))``): what `shard_of_batch` gives.
 
     Read with ``buffers=0`` (`read_pcap`'s default) the batch owns its buffer and
     arrays: keeping it alive keeps them. With ``buffers=k`` both are the reader's,
@@ -108,6 +111,7 @@ class CaptureBatch:
     interfaces: np.ndarray
     frames: np.ndarray
     snapped: np.ndarray
+    shards: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
@@ -134,7 +138,7 @@ class CaptureBatch:
             buf[int(offsets[i]): int(offsets[i]) + n] = self.buffer[o: o + n]
         return CaptureBatch(buf, offsets, lengths.copy(), self.ts_ns.copy(), self.wire_lengths.copy(),
                             self.verdicts.copy(), self.interfaces.copy(), self.frames.copy(),
-                            self.snapped.copy())
+                            self.snapped.copy(), None if self.shards is None else self.shards.copy())
 
 
 @dataclass
@@ -170,7 +174,7 @@ class CaptureReader:
     """Iterate a capture file as `CaptureBatch` objects; see `read_pcap`."""
 
     def __init__(self, path: str | Path, *, batch_packets: int = 65536,
-                 batch_bytes: int = 8 << 20, buffers: int = 0) -> None:
+                 batch_bytes: int = 8 << 20, buffers: int = 0, shards: RssShards | None = None) -> None:
         # both size allocations made up front (41 bytes of arrays per packet, the buffer)
         if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) \
                 or not 1 <= batch_packets <= MAX_PACKETS:
@@ -184,6 +188,10 @@ class CaptureReader:
         if isinstance(buffers, bool) or not isinstance(buffers, int) or not 0 <= buffers <= MAX_BUFFERS:
             raise UsageError(f"buffers must be an int in 0..{MAX_BUFFERS}, got {buffers!r}")
         self.buffers = buffers
+        if shards is not None and not isinstance(shards, RssShards):
+            raise UsageError(f"shards must be a fasttcp.wire.rss.RssShards or None, got {type(shards).__name__}")
+        #: the sharding the scanner computes for every packet (`CaptureBatch.shards`), or None
+        self.shards = shards
         self._ring: list[np.ndarray | None] = [None] * buffers
         self._turn = 0
         # the arrays the scanner writes each batch's rows into, `buffers` sets in turn
@@ -191,6 +199,8 @@ class CaptureReader:
         # on every batch -- glibc hands back the memory of the last ones before the next
         # are allocated (about 40% of the faults of an analyze run)
         self._scan_out: list[tuple | None] = [None] * buffers
+        self._shard_out: list[np.ndarray | None] = [None] * buffers
+        self._batch_shards: np.ndarray | None = None
         self._batches = 0
         self.stats = CaptureStats()
         self._f: BufferedReader = open(self.path, "rb")  # noqa: SIM115  -- owned until close(); errors propagate as is
@@ -423,13 +433,22 @@ class CaptureReader:
     def _scan(self, buf: np.ndarray, pos: int, end: int) -> tuple:
         """The scanner's scan of ``buf[pos:end]``, into the next batch's set of arrays (a
         batch with ``buffers=k`` is valid until k more are read: so are its arrays)."""
-        out = None
+        out = sh = None
         if self.buffers:
             slot = self._batches % self.buffers
             out = self._scan_out[slot]
             if out is None:
                 out = self._scan_out[slot] = scan_arrays(self.batch_packets)
-        return self._scanner.scan(buf, pos, end, self.batch_packets, out=out)
+            if self.shards is not None:
+                sh = self._shard_out[slot]
+                if sh is None:
+                    sh = self._shard_out[slot] = np.empty(self.batch_packets, np.uint16)
+        elif self.shards is not None:
+            sh = np.empty(self.batch_packets, np.uint16)
+        self._batch_shards = sh
+        if sh is None:
+            return self._scanner.scan(buf, pos, end, self.batch_packets, out=out)
+        return self._scanner.scan(buf, pos, end, self.batch_packets, out=out, shards=self.shards, shard_out=sh)
 
     def _scanned_stats(self) -> None:
         self.stats.blocks_skipped = self._scanner.blocks_skipped
@@ -445,7 +464,8 @@ class CaptureReader:
         counts = np.bincount(vd, minlength=1)
         for v in np.flatnonzero(counts):
             self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(counts[v])
-        return CaptureBatch(buf, off, ln, ts, wl, vd, ifc, fr, snapped)
+        sh = self._batch_shards
+        return CaptureBatch(buf, off, ln, ts, wl, vd, ifc, fr, snapped, None if sh is None else sh[:n])
 
     def _fill(self, view: memoryview) -> int:
         """Read into `view`: as much as the file has now, at least one byte unless at its
@@ -514,7 +534,7 @@ class CaptureReader:
 
 
 def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int = 8 << 20,
-              buffers: int = 0) -> CaptureReader:
+              buffers: int = 0, shards: RssShards | None = None) -> CaptureReader:
     """Open a pcap or pcapng file for streaming: iterate it for `CaptureBatch` objects.
 
     The format is detected from the first bytes. Raises `UsageError` for a
@@ -532,8 +552,13 @@ def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int 
     until k more have been read -- for a loop done with each batch by then (as
     `fasttcp.analyze` is); it saves the time the kernel takes to give every batch fresh
     zeroed pages. Raises UsageError for a `buffers` outside 0..MAX_BUFFERS.
+
+    ``shards``: a `fasttcp.wire.rss.RssShards`; each batch then carries every packet's
+    shard (``batch.shards``), computed as the scanner reads its record -- its headers
+    in the cache -- rather than in a pass of its own (`shard_of_batch`, the same values).
     """
-    return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes, buffers=buffers)
+    return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes, buffers=buffers,
+                         shards=shards)
 
 
 def write_pcap(path: str | Path, packets: Iterable[bytes] | CaptureBatch, timestamps: Iterable[float] | None = None,

@@ -2,6 +2,8 @@
 import numpy as np
 from typing_extensions import disjoint_base
 
+from fasttcp.wire.rss import RssShards
+
 __all__ = ["CaptureScanner", "scan_arrays", "strip_link", "FORMAT_PCAP", "FORMAT_PCAPNG", "MAX_RECORD",
            "MAX_PACKETS"]
 
@@ -27,9 +29,11 @@ class CaptureScanner:
     def bad_timestamp(self) -> int: ...
     def linktypes(self) -> list[int]: ...
     def scan(self, buf: np.ndarray, pos: int, end: int, max_pkts: int,
-             out: tuple[np.ndarray, ...] | None = None) -> tuple[int, int, int, int, tuple[np.ndarray, ...]]:
+             out: tuple[np.ndarray, ...] | None = None, shards: RssShards | None = None,
+             shard_out: np.ndarray | None = None) -> tuple[int, int, int, int, tuple[np.ndarray, ...]]:
         """(status, n, new pos, bytes the next record needs, the batch's arrays); `out`:
-        arrays from `scan_arrays` to write into instead of new ones."""
+        arrays from `scan_arrays` to write into instead of new ones; `shards` with
+        `shard_out`: each packet's shard written there too."""
 
 def scan_arrays(max_pkts: int) -> tuple[np.ndarray, ...]:
     """New arrays for `CaptureScanner.scan` to write `max_pkts` packets into (its `out`)."""

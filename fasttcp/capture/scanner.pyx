@@ -19,6 +19,7 @@ from libc.string cimport memset
 
 from fasttcp.wire.defs cimport (FT_OK, FT_ERR_NOT_IP, FT_ERR_UNSUPPORTED_LINK,
                                 FT_ERR_LINK_TRUNCATED)
+from fasttcp.wire.rss cimport FT_RSS_NONE, RssShards, ft_rss_key_t, ft_rss_packet_hash, ft_rss_shard
 
 import numpy as np
 from fasttcp.errors import UsageError
@@ -347,6 +348,10 @@ ctypedef struct ft_scan_out_t:
     uint16_t *iface
     int64_t *frame                    # 1-based frame number in the file
     Py_ssize_t max_pkts               # rows the arrays have
+    uint16_t *shard                   # each packet's shard (NULL: not sharded here)
+    const ft_rss_key_t *rss           # ... by this key's hash
+    const uint16_t *reta              # ... through this indirection table
+    uint32_t reta_mask
 
 
 # what a packet naming an interface that was never described is captured on: a link
@@ -369,7 +374,7 @@ ctypedef struct _frame_t:
 cdef inline void _emit(ft_scan_t *st, const ft_scan_out_t *out, Py_ssize_t k, const uint8_t *buf,
                        const _frame_t *fr) noexcept nogil:
     """Row k: where the frame's IP packet is, its verdict and its numbers."""
-    cdef uint32_t ip_off = 0, cut
+    cdef uint32_t ip_off = 0, cut, h
     cdef uint32_t caplen = fr.caplen, wirelen = fr.wirelen, fcs = fr.ifc.fcs_bytes
     cdef int v
     # bit 7 of the verdict byte is scratch here: "the capture's snap length cut this
@@ -390,6 +395,11 @@ cdef inline void _emit(ft_scan_t *st, const ft_scan_out_t *out, Py_ssize_t k, co
     out.verdict[k] = <uint8_t>v | snapped
     out.iface[k] = fr.ifidx
     out.frame[k] = <int64_t>st.frames
+    if out.shard != NULL:
+        # as shard_of_batch computes it, while the headers are in the cache
+        out.shard[k] = 0
+        if v == FT_OK and ft_rss_packet_hash(out.rss, buf + fr.data + ip_off, caplen - ip_off, &h) != FT_RSS_NONE:
+            out.shard[k] = ft_rss_shard(h, out.reta, out.reta_mask)
 
 
 cdef inline const ft_iface_t *_iface(ft_scan_t *st, uint32_t ifidx) noexcept nogil:
@@ -613,14 +623,18 @@ cdef class CaptureScanner:
         cdef uint32_t i, n = min(self.st.niface, FT_MAX_IFACES)
         return [int(self.st.iface[i].linktype) for i in range(n)]
 
-    def scan(self, buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t max_pkts, out=None):
+    def scan(self, buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t max_pkts, out=None, shards=None,
+             shard_out=None):
         """Scan the records of ``buf[pos:end]``, at most `max_pkts` packets: (status, n,
         new pos, bytes the next record needs, the batch's arrays -- offsets, lengths,
         ts_ns, wire lengths, verdicts, interfaces, frames, snapped -- each n long).
 
         `out`: where to write the first seven, as `scan_arrays` makes them (reused from
         one scan to another: the arrays returned are views of them); None for new
-        arrays. UsageError for a bad window, count or `out`."""
+        arrays. `shards` (a `fasttcp.wire.rss.RssShards`) with `shard_out` (a writable
+        contiguous uint16 array of at least `max_pkts`): also write each packet's shard
+        there, what `shard_of_batch` gives the batch. UsageError for a bad window, count,
+        `out`, `shards` or `shard_out`."""
         cdef const uint8_t[::1] b = buf
         if self.st.format == 0:
             raise UsageError("scanner not started (start_pcap / start_pcapng)")
@@ -632,6 +646,17 @@ cdef class CaptureScanner:
             off, ln, ts, wl, vd, ifc, fr = scan_arrays(max_pkts)
         else:
             off, ln, ts, wl, vd, ifc, fr = _checked_out(out, max_pkts, b)
+        cdef RssShards spec = None
+        cdef uint16_t[::1] sh
+        if shards is not None or shard_out is not None:
+            if not isinstance(shards, RssShards):
+                raise UsageError(f"shards must be a fasttcp.wire.rss.RssShards (with shard_out), got "
+                                 f"{type(shards).__name__}")
+            _checked_shard_out(shard_out, max_pkts, b, (off, ln, ts, wl, vd, ifc, fr))
+            spec = <RssShards>shards
+            if spec.k == NULL or spec.reta_p == NULL:
+                raise UsageError("shards: an RssShards that was never initialised (RssShards.__new__)")
+            sh = shard_out
         cdef int64_t[::1] o = off, l = ln, t = ts, f = fr
         cdef uint32_t[::1] w = wl
         cdef uint8_t[::1] v = vd
@@ -642,7 +667,12 @@ cdef class CaptureScanner:
         cdef const uint8_t *p = &b[0] if b.shape[0] else NULL
         if p == NULL:
             return SCAN_MORE, 0, pos, 0, tuple(a[:0] for a in (off, ln, ts, wl, vd, ifc, fr, vd.astype(bool)))
-        rows = ft_scan_out_t(&o[0], &l[0], &t[0], &w[0], &v[0], &i[0], &f[0], max_pkts)
+        rows = ft_scan_out_t(&o[0], &l[0], &t[0], &w[0], &v[0], &i[0], &f[0], max_pkts, NULL, NULL, NULL, 0)
+        if spec is not None:
+            rows.shard = &sh[0]
+            rows.rss = spec.k
+            rows.reta = spec.reta_p
+            rows.reta_mask = spec.mask
         with nogil:
             rc = ft_scan(&self.st, p, pos, end, &rows, &n, &newpos, &need)
         vd = vd[:n]
@@ -662,6 +692,28 @@ def scan_arrays(max_pkts) -> tuple:
     if isinstance(max_pkts, bool) or not isinstance(max_pkts, int) or not 1 <= max_pkts <= MAX_PACKETS:
         raise UsageError(f"max_pkts must be an int in 1..{MAX_PACKETS}, got {max_pkts!r}")
     return tuple(np.empty(max_pkts, dt) for dt in _SCAN_DTYPES)
+
+
+cdef _checked_shard_out(shard_out, Py_ssize_t max_pkts, const uint8_t[::1] buf, tuple out):
+    """`shard_out` must be a writable contiguous uint16 array `scan` may write `max_pkts`
+    shards into, sharing no memory with the buffer scanned or the other arrays."""
+    if not isinstance(shard_out, np.ndarray) or shard_out.dtype != np.uint16 or shard_out.ndim != 1 \
+            or not shard_out.flags.c_contiguous or not shard_out.flags.writeable:
+        got = f"dtype {shard_out.dtype}, {shard_out.ndim}-D, contiguous {shard_out.flags.c_contiguous}, " \
+              f"writable {shard_out.flags.writeable}" if isinstance(shard_out, np.ndarray) \
+            else type(shard_out).__name__
+        raise UsageError(f"shard_out must be a writable 1-D contiguous uint16 array, got {got}")
+    if shard_out.shape[0] < max_pkts:
+        raise UsageError(f"shard_out holds {shard_out.shape[0]} packets, fewer than max_pkts ({max_pkts})")
+    cdef size_t bstart = <size_t>&buf[0] if buf.shape[0] else 0
+    lo = shard_out.__array_interface__["data"][0]
+    hi = lo + shard_out.nbytes
+    if buf.shape[0] and lo < bstart + <size_t>buf.shape[0] and bstart < hi:
+        raise UsageError("shard_out overlaps the buffer scanned")
+    for k, a in enumerate(out):
+        a_lo = a.__array_interface__["data"][0]
+        if lo < a_lo + a.nbytes and a_lo < hi:
+            raise UsageError(f"shard_out overlaps out[{k}]")
 
 
 cdef tuple _checked_out(out, Py_ssize_t max_pkts, const uint8_t[::1] buf):

@@ -370,12 +370,15 @@ def _open_first(path: str, batch_bytes: int, workers: int) -> Any:
     """The first capture opened (a pipe or FIFO -- /dev/stdin, <(...) -- can be read
     once, so it is handed to analyze open), or the exit status if it cannot be. Its
     buffers are the ones analyze would give a file it opens itself: one for one
-    worker, `BUFFERS` for more (batches in flight and read ahead)."""
-    from fasttcp.analysis.shards import BUFFERS
+    worker, `BUFFERS` for more (batches in flight and read ahead), with the sharding
+    the scanner computes for several."""
+    from fasttcp.analysis.shards import BUFFERS, sharding
     from fasttcp.capture.reader import CaptureError, read_pcap
 
     try:
-        return read_pcap(path, batch_bytes=batch_bytes, buffers=1 if workers == 1 else BUFFERS)
+        if workers == 1:
+            return read_pcap(path, batch_bytes=batch_bytes, buffers=1)
+        return read_pcap(path, batch_bytes=batch_bytes, buffers=BUFFERS, shards=sharding(workers))
     except CaptureError as e:
         print(f"fasttcp analyze: {e}", file=sys.stderr)
         return 2

@@ -140,3 +140,16 @@ cdef inline uint16_t ft_rss_shard(uint32_t h, const uint16_t *reta, uint32_t mas
     """A NIC's queue choice: the hash's low bits index the indirection table (`mask` =
     its size - 1, a power of two)."""
     return reta[h & mask]
+
+
+# How packets are sharded, for code that shards them as it reads them (the capture
+# scanner): the key's tables (owned by the cached table object `_tables` keeps alive),
+# the indirection table and its mask. See RssShards in rss.pyx.
+cdef class RssShards:
+    cdef const ft_rss_key_t *k
+    cdef object _tables
+    cdef readonly object reta
+    cdef const uint16_t *reta_p
+    cdef uint32_t mask
+    cdef readonly int shards
+    cdef readonly bytes key

@@ -5,10 +5,11 @@ from typing import TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 from fasttcp.capture.reader import CaptureBatch
 
-__all__ = ["RSS_KEY_MICROSOFT", "RSS_KEY_SYMMETRIC", "toeplitz_hash", "flow_hash", "flow_hash_rows",
+__all__ = ["RSS_KEY_MICROSOFT", "RSS_KEY_SYMMETRIC", "RssShards", "toeplitz_hash", "flow_hash", "flow_hash_rows",
            "shard_of_batch", "shard_of_hash"]
 
 _Addr: TypeAlias = str | bytes | bytearray | ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -56,6 +57,23 @@ def shard_of_hash(hashes: npt.ArrayLike, shards: int, *, reta_size: int = ...) -
     """``reta[hash & (reta_size - 1)]`` with ``reta[i] = i % shards`` (a NIC's default
     indirection table); UsageError for shards outside 1..65535, reta_size not a power of
     two in 1..65536 or below shards, or hashes that are not 32-bit integers."""
+
+@disjoint_base
+class RssShards:
+    """A sharding of packets (shards, key, indirection table) for a reader that computes
+    each packet's shard as it scans it: the shards `shard_of_batch` gives."""
+
+    @property
+    def reta(self) -> np.ndarray: ...
+    @property
+    def shards(self) -> int: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def reta_size(self) -> int: ...
+    def __init__(self, shards: int, *, key: _Key = ..., reta_size: int = ...) -> None: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
 
 def shard_of_batch(batch: CaptureBatch | _Buffer, shards: int, *, key: _Key = ..., reta_size: int = ...,
                    offsets: npt.ArrayLike | None = None,

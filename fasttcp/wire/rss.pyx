@@ -30,7 +30,7 @@ from fasttcp.errors import UsageError, span_outside_buffer
 from fasttcp.wire.address import packed as _packed
 from fasttcp.wire.arrays import as_int64 as _as_int64
 
-__all__ = ["RSS_KEY_MICROSOFT", "RSS_KEY_SYMMETRIC", "toeplitz_hash", "flow_hash", "flow_hash_rows",
+__all__ = ["RSS_KEY_MICROSOFT", "RSS_KEY_SYMMETRIC", "RssShards", "toeplitz_hash", "flow_hash", "flow_hash_rows",
            "shard_of_batch", "shard_of_hash"]
 
 RSS_KEY_MICROSOFT = bytes.fromhex("6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa")
@@ -373,6 +373,44 @@ def shard_of_hash(hashes, shards, *, reta_size=RETA_DEFAULT):
     if a.dtype != np.uint32 and a.size and (a.min() < 0 or a.max() > 0xffffffff):
         raise UsageError("hashes must be 32-bit values (0..2**32-1)")
     return reta[a & mask]
+
+
+cdef class RssShards:
+    """A sharding of packets -- `shards` shards by the Toeplitz hash under `key`, through
+    the default indirection table of `reta_size` entries -- for a reader that computes
+    each packet's shard as it scans the record (`read_pcap(..., shards=...)`: the
+    packet's headers are in the cache then; a pass of its own later reads them again).
+    The shards are exactly those `shard_of_batch` gives with the same arguments.
+    Equal when the arguments are. UsageError for arguments `shard_of_batch` refuses."""
+
+    def __init__(self, shards, *, key=RSS_KEY_SYMMETRIC, reta_size=RETA_DEFAULT):
+        # everything checked before anything is set: a reader must never see a half-made
+        # sharding (the scanner refuses one whose tables are not set: RssShards.__new__)
+        cdef _KeyTables t = _tables(key)
+        reta = _reta(shards, reta_size)
+        cdef const uint16_t[::1] rt = reta
+        self._tables = t
+        self.reta = reta
+        self.shards = int(shards)
+        self.key = _key_bytes(key)[:FT_RSS_KEY_LEN]
+        self.mask = <uint32_t>(rt.shape[0] - 1)
+        self.reta_p = &rt[0]          # (the cached table is read-only and kept by self.reta)
+        self.k = t.k
+
+    @property
+    def reta_size(self) -> int:
+        return int(self.reta.shape[0])
+
+    def __eq__(self, other):
+        if not isinstance(other, RssShards):
+            return NotImplemented
+        return (self.shards, self.reta_size, self.key) == (other.shards, other.reta_size, other.key)
+
+    def __hash__(self):
+        return hash((self.shards, self.reta_size, self.key))
+
+    def __repr__(self):
+        return f"RssShards({self.shards}, reta_size={self.reta_size})"
 
 
 def shard_of_batch(batch, shards, *, key=RSS_KEY_SYMMETRIC, reta_size=RETA_DEFAULT, offsets=None, lengths=None):

@@ -310,6 +310,34 @@ def test_idle_helpers_sleep_until_there_is_work_not_poll(tmp_path, synthetic, mo
     assert looks[0] <= 3 * batches[0] + 10, (looks[0], batches[0])
 
 
+@pytest.mark.parametrize("given", ["path", "reader without shards", "reader with other shards",
+                                   "reader with these shards"])
+def test_the_shards_come_from_the_scan_when_the_reader_has_them(monkeypatch, synthetic, given):
+    """A capture analyze opens is sharded by its scanner as each record is read; one
+    given open is sharded in a pass of its own unless its reader computes the very
+    sharding analyze needs. The rows are the same either way."""
+    import fasttcp.wire.rss as rss
+    from fasttcp.wire.rss import RssShards
+
+    passes = [0]
+    real = rss.shard_of_batch
+
+    def counted(*a, **kw):
+        passes[0] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rss, "shard_of_batch", counted)
+    path = synthetic[0]
+    cfg = AnalyzeConfig(batch_bytes=1 << 16)
+    spec = {"path": None, "reader without shards": None, "reader with other shards": RssShards(3),
+            "reader with these shards": shards_mod.sharding(2)}[given]
+    src = path if given == "path" else read_pcap(path, batch_bytes=1 << 16, buffers=shards_mod.BUFFERS,
+                                                 shards=spec)
+    got = analyze(src, cfg, workers=2, keep_rows=True)
+    assert (passes[0] == 0) == (given in ("path", "reader with these shards")), passes[0]
+    assert _canonical(got.rows) == _canonical(analyze(path, cfg, workers=1, keep_rows=True).rows)
+
+
 def _shard_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("fasttcp-shard")]
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 
 import fasttcp
 from fasttcp import Verdict, flow_hash, flow_hash_rows, parse_batch, shard_of_batch, shard_of_hash
-from fasttcp.wire.rss import RSS_KEY_MICROSOFT, RSS_KEY_SYMMETRIC, toeplitz_hash
+from fasttcp.wire.rss import RSS_KEY_MICROSOFT, RSS_KEY_SYMMETRIC, RssShards, toeplitz_hash
 from tests import linklayer
 from tests.reference import packets
 from tests.reference.toeplitz import queue_of, rss_input, toeplitz
@@ -415,3 +417,55 @@ def test_many_flows_spread_evenly(source, shards, synthetic_capture):
         counts += np.bincount(shard_of_batch(batch, shards), minlength=shards)
     share = counts / counts.sum() * shards
     assert share.min() > 0.9 and share.max() < 1.1, counts
+
+
+@pytest.mark.parametrize("path", CAPTURE_FILES, ids=lambda p: p.name)
+def test_the_scanner_shards_as_shard_of_batch_does_on_every_capture(path):
+    """read_pcap(shards=RssShards(...)) computes each packet's shard as it scans the
+    record: the same values as shard_of_batch over the batch, for any sharding, with a
+    fresh or reused array per batch."""
+    specs = [(RssShards(2), {}), (RssShards(3, reta_size=256), {"reta_size": 256}),
+             (RssShards(8, key=RSS_KEY_MICROSOFT), {"key": RSS_KEY_MICROSOFT})]
+    for spec, kw in specs:
+        for buffers in (0, 3):
+            n = 0
+            for batch in fasttcp.read_pcap(path, batch_bytes=1 << 14, buffers=buffers, shards=spec):
+                assert batch.shards is not None and batch.shards.dtype == np.uint16
+                assert batch.shards.tolist() == shard_of_batch(batch, spec.shards, **kw).tolist()
+                n += len(batch)
+            assert n == sum(len(b) for b in fasttcp.read_pcap(path))
+
+
+def test_the_scanner_shards_a_pipe_as_a_file():
+    path = linklayer.CAPTURES / "zeek-ftp-ipv6.pcap"
+    r, w = os.pipe()
+    data = path.read_bytes()
+    t = threading.Thread(target=lambda: (os.write(w, data), os.close(w)))
+    t.start()
+    try:
+        got = [b.shards.copy() for b in fasttcp.read_pcap(f"/dev/fd/{r}", batch_bytes=4096, buffers=2,
+                                                          shards=RssShards(4))]
+    finally:
+        t.join(30)
+        os.close(r)
+    want = [shard_of_batch(b, 4) for b in fasttcp.read_pcap(path, batch_bytes=4096)]
+    assert np.array_equal(np.concatenate(got), np.concatenate(want))
+
+
+def test_a_batch_without_a_sharding_has_none_and_a_copy_keeps_them():
+    path = CAPTURE_FILES[0]
+    assert all(b.shards is None for b in fasttcp.read_pcap(path))
+    for b in fasttcp.read_pcap(path, buffers=2, shards=RssShards(5)):
+        c = b.copy()
+        assert np.array_equal(c.shards, b.shards) and not np.shares_memory(c.shards, b.shards)
+
+
+def test_rss_shards_are_equal_when_their_arguments_are():
+    assert RssShards(4) == RssShards(4, reta_size=128, key=RSS_KEY_SYMMETRIC)
+    assert len({RssShards(4), RssShards(4)}) == 1
+    assert RssShards(4) != RssShards(4, reta_size=256)
+    assert RssShards(4) != RssShards(4, key=RSS_KEY_MICROSOFT)
+    assert RssShards(4) != RssShards(5)
+    assert RssShards(4) != 4
+    assert (RssShards(3).shards, RssShards(3).reta_size) == (3, 128)
+    assert RssShards(3).reta.tolist() == [i % 3 for i in range(128)]
