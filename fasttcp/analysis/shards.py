@@ -26,6 +26,7 @@ scale yet).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -74,6 +75,11 @@ FILL_AHEAD = 2
 #: Batch buffers a capture is read into with N trackers (see `CaptureChain`): the
 #: batches in flight, the one being read, the chunks read ahead.
 BUFFERS = READ_AHEAD + 1 + FILL_AHEAD
+
+
+#: How long `fold` waits for a helper to end the batch it tracks (polls of 1 ms): far
+#: beyond any batch's tracking time.
+_FOLD_WAIT_POLLS = 60_000
 
 
 class _Batch:
@@ -267,12 +273,28 @@ class _Shards:
             raise interrupted
 
     def fold(self, summary: Summary) -> None:
-        """Add the trackers' counts to `summary`."""
-        for tracker in self.trackers:
+        """Add the trackers' counts to `summary`. A tracker a helper is still tracking a
+        batch with -- Ctrl-C pressed again while the run was stopping its threads -- is
+        waited for (one batch: milliseconds), further Ctrl-Cs meanwhile raised after the
+        counts are in; reading it mid-batch would raise "in use" in their place."""
+        me = threading.get_ident()
+        interrupted: BaseException | None = None
+        for k, tracker in enumerate(self.trackers):
+            waited = 0
+            # (polled, not waited on the condition: a Ctrl-C inside its `with` could leave
+            # the lock held by this thread, and the helper could never say it is done)
+            while self.busy[k] is not None and self.busy[k] != me and waited < _FOLD_WAIT_POLLS:
+                try:
+                    time.sleep(0.001)
+                    waited += 1
+                except KeyboardInterrupt as e:
+                    interrupted = e
             st = tracker.stats
             summary.packets += st["packets"]
             summary.verdicts.update(st["verdicts"])
             summary.memory_bytes += tracker.memory_bytes
+        if interrupted is not None:
+            raise interrupted
 
 
 def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summary,

@@ -338,6 +338,37 @@ def test_the_shards_come_from_the_scan_when_the_reader_has_them(monkeypatch, syn
     assert _canonical(got.rows) == _canonical(analyze(path, cfg, workers=1, keep_rows=True).rows)
 
 
+def test_counts_wait_for_a_batch_a_helper_is_still_tracking(synthetic):
+    """Ctrl-C pressed again while the run stops its threads can leave a helper tracking
+    a batch when the counts are folded: they wait for it (they once raised "Tracker is
+    in use" in place of the KeyboardInterrupt)."""
+    from fasttcp.analysis.summary import Summary
+
+    (batch,) = list(read_pcap(synthetic[0], batch_bytes=1 << 26, batch_packets=1 << 20))
+    shards = shards_mod._Shards(AnalyzeConfig(), 2)
+    started = threading.Event()
+
+    def task():
+        with shards.cv:
+            shards.busy[1] = threading.get_ident()
+        started.set()
+        shards.trackers[1].feed_batch(batch)
+        with shards.cv:
+            shards.busy[1] = None
+
+    t = threading.Thread(target=task)
+    t.start()
+    try:
+        assert started.wait(30)
+        summary = Summary()
+        shards.fold(summary)
+        assert summary.packets == len(batch) == 40_000
+    finally:
+        t.join(30)
+        shards.close()
+    assert _shard_threads() == []
+
+
 def _shard_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("fasttcp-shard")]
 
