@@ -349,3 +349,28 @@ def test_scan_into_out_gives_what_a_new_scan_gives_as_views_of_out():
         views = all(np.shares_memory(x, o) for x, o in zip(b[4][:7], out, strict=True))
         outcome((b[1], same, views))
     """))) == "(2, True, True)"
+
+
+# ---- a sharding the scanner computes (read_pcap(..., shards=RssShards(n))) ----
+
+@pytest.mark.parametrize("kw, match", [
+    ("shards=RssShards(2)", "shard_out must be .*got NoneType"),
+    ("shard_out=np.empty(8, np.uint16)", "shards must be a fasttcp.wire.rss.RssShards.*got NoneType"),
+    ("shards=2, shard_out=np.empty(8, np.uint16)", "shards must be .*got int"),
+    ("shards=RssShards.__new__(RssShards), shard_out=np.empty(8, np.uint16)", "never initialised"),
+    ("shards=RssShards(2), shard_out=np.empty(8, np.int16)", "shard_out must be .*uint16.*dtype int16"),
+    ("shards=RssShards(2), shard_out=np.empty(16, np.uint16)[::2]", "contiguous False"),
+    ("shards=RssShards(2), shard_out=np.empty(3, np.uint16)", "holds 3 packets, fewer than max_pkts"),
+    ("shards=RssShards(2), shard_out=np.broadcast_to(np.uint16(0), 8)", "writable False"),
+    ("shards=RssShards(2), shard_out=data[:16].view(np.uint16)", "overlaps the buffer scanned"),
+    ("out=(o := scan_arrays(8)), shards=RssShards(2), shard_out=o[5][:8]", r"overlaps out\[5\]"),
+])
+def test_scan_refuses_a_sharding_it_cannot_write(kw, match):
+    expect_raises(P(SCAN + "from fasttcp.wire.rss import RssShards\n" + f"sc.scan(data, 24, len(data), 8, {kw})"),
+                  "UsageError", match)
+
+
+def test_a_reader_refuses_a_sharding_that_is_not_one():
+    expect_raises(P("read_pcap(GOOD, shards=2)"), "UsageError", "shards must be")
+    expect_raises(P("from fasttcp.wire.rss import RssShards\n"
+                    "list(read_pcap(GOOD, shards=RssShards.__new__(RssShards)))"), "UsageError", "never initialised")

@@ -271,38 +271,3 @@ def test_rss_integer_arguments_never_crash_and_raise_only_usage_errors(call):
                                          ("4, key=None", "key")])
 def test_rss_shards_refuses_what_shard_of_batch_refuses(args, match):
     expect_raises(P(f"from fasttcp.wire.rss import RssShards\nRssShards({args})"), "UsageError", match)
-
-
-SCAN = """
-from fasttcp.capture.scanner import CaptureScanner, scan_arrays
-from fasttcp.wire.rss import RssShards
-from fasttcp import write_pcap
-import tempfile, pathlib
-f = pathlib.Path(tempfile.mkdtemp()) / "c.pcap"
-write_pcap(f, [PKT] * 4, [1.0] * 4)
-data = np.frombuffer(f.read_bytes(), np.uint8).copy()
-sc = CaptureScanner()
-sc.start_pcap(False, False, 101, 65535)
-"""
-
-
-@pytest.mark.parametrize("kw, match", [
-    ("shards=RssShards(2)", "shard_out must be .*got NoneType"),
-    ("shard_out=np.empty(8, np.uint16)", "shards must be a fasttcp.wire.rss.RssShards.*got NoneType"),
-    ("shards=2, shard_out=np.empty(8, np.uint16)", "shards must be .*got int"),
-    ("shards=RssShards.__new__(RssShards), shard_out=np.empty(8, np.uint16)", "never initialised"),
-    ("shards=RssShards(2), shard_out=np.empty(8, np.int16)", "shard_out must be .*uint16.*dtype int16"),
-    ("shards=RssShards(2), shard_out=np.empty(16, np.uint16)[::2]", "contiguous False"),
-    ("shards=RssShards(2), shard_out=np.empty(3, np.uint16)", "holds 3 packets, fewer than max_pkts"),
-    ("shards=RssShards(2), shard_out=np.broadcast_to(np.uint16(0), 8)", "writable False"),
-    ("shards=RssShards(2), shard_out=data[:16].view(np.uint16)", "overlaps the buffer scanned"),
-    ("out=(o := scan_arrays(8)), shards=RssShards(2), shard_out=o[5][:8]", r"overlaps out\[5\]"),
-])
-def test_scan_refuses_a_sharding_it_cannot_write(kw, match):
-    expect_raises(P(SCAN + f"sc.scan(data, 24, len(data), 8, {kw})"), "UsageError", match)
-
-
-def test_a_reader_refuses_a_sharding_that_is_not_one():
-    expect_raises(P(SCAN + "fasttcp.read_pcap(f, shards=2)"), "UsageError", "shards must be")
-    expect_raises(P(SCAN + "list(fasttcp.read_pcap(f, shards=RssShards.__new__(RssShards)))"), "UsageError",
-                  "never initialised")
