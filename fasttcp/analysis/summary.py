@@ -134,8 +134,8 @@ class Summary:
         """Fold finished connections (FLOW_DTYPE rows) into the counts."""
         if not len(rows):
             return
+        t = tally_rows(rows)             # (checks the rows before anything is counted)
         self.connections += len(rows)
-        t = tally_rows(rows)
         for code in np.flatnonzero(t.conn_states):
             self.conn_states[ConnState(int(code)).name] += int(t.conn_states[code])
         self.resets += t.resets
