@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fasttcp import FLOW_DTYPE
+from fasttcp import FLOW_DTYPE, UsageError
 from fasttcp.analysis import AnalyzeConfig, Summary, analyze
 from fasttcp.rows.tally import tally_rows
 from tests.probe import expect_raises
@@ -136,3 +136,11 @@ def test_an_unknown_conn_state_code_in_the_summary_is_an_error_not_a_count():
     rows["conn_state"] = 200
     with pytest.raises(ValueError):
         Summary().add_rows(rows)
+
+
+def test_a_batch_that_is_not_rows_leaves_the_summary_as_it_was():
+    s = Summary()
+    s.add_rows(np.zeros(2, FLOW_DTYPE))
+    with pytest.raises(UsageError):
+        s.add_rows(np.zeros(3, np.uint8))
+    assert s.connections == 2 and sum(s.conn_states.values()) == 2
