@@ -384,6 +384,10 @@ cdef class RssShards:
     Equal when the arguments are. UsageError for arguments `shard_of_batch` refuses."""
 
     def __init__(self, shards, *, key=RSS_KEY_SYMMETRIC, reta_size=RETA_DEFAULT):
+        # made once: a scan reads its tables without the GIL, so a second __init__ from
+        # another thread must not swap (and free) them under it
+        if self.k != NULL:
+            raise UsageError("an RssShards is not changed once made: make a new one")
         # everything checked before anything is set: a reader must never see a half-made
         # sharding (the scanner refuses one whose tables are not set: RssShards.__new__)
         cdef _KeyTables t = _tables(key)

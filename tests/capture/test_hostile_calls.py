@@ -370,6 +370,11 @@ def test_scan_refuses_a_sharding_it_cannot_write(kw, match):
                   "UsageError", match)
 
 
+def test_a_sharding_is_made_once():
+    expect_raises(P("from fasttcp.wire.rss import RssShards\nRssShards(2).__init__(3)"), "UsageError",
+                  "not changed once made")
+
+
 def test_a_reader_refuses_a_sharding_that_is_not_one():
     expect_raises(P("read_pcap(GOOD, shards=2)"), "UsageError", "shards must be")
     expect_raises(P("from fasttcp.wire.rss import RssShards\n"
