@@ -705,15 +705,20 @@ cdef _checked_shard_out(shard_out, Py_ssize_t max_pkts, const uint8_t[::1] buf, 
         raise UsageError(f"shard_out must be a writable 1-D contiguous uint16 array, got {got}")
     if shard_out.shape[0] < max_pkts:
         raise UsageError(f"shard_out holds {shard_out.shape[0]} packets, fewer than max_pkts ({max_pkts})")
+    _check_disjoint([*out, shard_out], [f"out[{k}]" for k in range(len(out))] + ["shard_out"], buf)
+
+
+cdef _check_disjoint(list arrays, list names, const uint8_t[::1] buf):
+    """UsageError naming the first array whose bytes overlap the buffer scanned or an
+    array before it (byte ranges [start, end), compared exactly)."""
     cdef size_t bstart = <size_t>&buf[0] if buf.shape[0] else 0
-    lo = shard_out.__array_interface__["data"][0]
-    hi = lo + shard_out.nbytes
-    if buf.shape[0] and lo < bstart + <size_t>buf.shape[0] and bstart < hi:
-        raise UsageError("shard_out overlaps the buffer scanned")
-    for k, a in enumerate(out):
-        a_lo = a.__array_interface__["data"][0]
-        if lo < a_lo + a.nbytes and a_lo < hi:
-            raise UsageError(f"shard_out overlaps out[{k}]")
+    spans = [(a.__array_interface__["data"][0], a.__array_interface__["data"][0] + a.nbytes) for a in arrays]
+    for k, (lo, hi) in enumerate(spans):
+        if buf.shape[0] and lo < bstart + <size_t>buf.shape[0] and bstart < hi:
+            raise UsageError(f"{names[k]} overlaps the buffer scanned")
+        for j in range(k):
+            if lo < spans[j][1] and spans[j][0] < hi:
+                raise UsageError(f"{names[k]} overlaps {names[j]}")
 
 
 cdef tuple _checked_out(out, Py_ssize_t max_pkts, const uint8_t[::1] buf):
@@ -731,15 +736,7 @@ cdef tuple _checked_out(out, Py_ssize_t max_pkts, const uint8_t[::1] buf):
             raise UsageError(f"out[{k}] must be a writable 1-D contiguous {dt} array (scan_arrays), got {got}")
         if a.shape[0] < max_pkts:
             raise UsageError(f"out[{k}] holds {a.shape[0]} packets, fewer than max_pkts ({max_pkts})")
-    # byte ranges, compared exactly: [start, end) of each array, and of the buffer
-    cdef size_t bstart = <size_t>&buf[0] if buf.shape[0] else 0
-    spans = [(a.__array_interface__["data"][0], a.__array_interface__["data"][0] + a.nbytes) for a in out]
-    for k, (lo, hi) in enumerate(spans):
-        if buf.shape[0] and lo < bstart + <size_t>buf.shape[0] and bstart < hi:
-            raise UsageError(f"out[{k}] overlaps the buffer scanned")
-        for j in range(k):
-            if lo < spans[j][1] and spans[j][0] < hi:
-                raise UsageError(f"out[{k}] overlaps out[{j}]")
+    _check_disjoint(list(out), [f"out[{k}]" for k in range(len(out))], buf)
     return out
 
 
