@@ -9,7 +9,10 @@ Measured in one run, in alternating rounds, on one capture:
 (b) tracking alone: the capture's batches read into memory beforehand, tracked by one
     tracker, and by N trackers on N threads each taking its shard's packets
     (`Tracker.feed_batch(indices=...)`, the GIL released): the trackers' ceiling, with
-    no reading, scanning or hashing in the run;
+    no reading, scanning or hashing in the run. The same N shard trackers run in turn
+    on one thread split that ceiling in two: what sharding costs the work itself
+    (serial / one tracker), and what running the shards at once costs on top (N
+    threads against serial / N);
 (c) analyze with 1 and with N workers, as a user runs it.
 
 Prints each figure's median and the ratios; `--json` for one object:
@@ -61,9 +64,9 @@ def side_by_side(path: str, n: int) -> float:
     return statistics.median(times)
 
 
-def track_alone(batches: list, shards: list, n: int) -> float:
+def track_alone(batches: list, shards: list, n: int, serial: bool = False) -> float:
     """Seconds to track the pre-read batches: one tracker (n=1), or n trackers on n
-    threads, each its shard."""
+    threads, each its shard (`serial`: the same n trackers in turn on this thread)."""
     if n == 1:
         tracker = make_tracker(CFG, CFG.capacity)
         t = time.perf_counter()
@@ -80,6 +83,11 @@ def track_alone(batches: list, shards: list, n: int) -> float:
             trackers[k].finished()
         trackers[k].close()
 
+    if serial:
+        t = time.perf_counter()
+        for k in range(n):
+            run(k)
+        return time.perf_counter() - t
     threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
     t = time.perf_counter()
     for th in threads:
@@ -110,13 +118,14 @@ def main() -> None:
             synth_capture(Path(path), 1_000_000, 10_000, shape="short")
         batches = [b.copy() for b in read_pcap(path, batch_bytes=CFG.batch_bytes)]
         shards = [shard_indices(shard_of_batch(b, n, reta_size=reta_size(n)), n) for b in batches]
-        figures: dict[str, list[float]] = {k: [] for k in ("alone", "side_by_side", "track_1", "track_n",
-                                                          "analyze_1", "analyze_n")}
+        figures: dict[str, list[float]] = {k: [] for k in ("alone", "side_by_side", "track_1", "track_serial",
+                                                          "track_n", "analyze_1", "analyze_n")}
         run_analyze(path, 1)
         run_analyze(path, n)
         for r in range(args.repeat):
             steps = [("alone", lambda: side_by_side(path, 1)), ("side_by_side", lambda: side_by_side(path, n)),
                      ("track_1", lambda: track_alone(batches, shards, 1)),
+                     ("track_serial", lambda: track_alone(batches, shards, n, serial=True)),
                      ("track_n", lambda: track_alone(batches, shards, n)),
                      ("analyze_1", lambda: run_analyze(path, 1)), ("analyze_n", lambda: run_analyze(path, n))]
             for name, step in (steps if r % 2 == 0 else steps[::-1]):
@@ -130,6 +139,10 @@ def main() -> None:
         "side_by_side_slowdown": round(med["side_by_side"] / med["alone"], 3),
         "cores_ceiling": round(n * med["alone"] / med["side_by_side"], 2),
         "tracking_scaling": round(med["track_1"] / med["track_n"], 2),
+        # the shard trackers' work against one tracker's, both on one thread
+        "sharding_cost": round(med["track_serial"] / med["track_1"], 3),
+        # N threads against the same work in turn: 1.0 is perfect
+        "threads_efficiency": round(med["track_serial"] / (n * med["track_n"]), 3),
         "analyze_scaling": round(med["analyze_1"] / med["analyze_n"], 2),
     }
     res["analyze_of_ceiling"] = round(res["analyze_scaling"] / res["cores_ceiling"], 2)
@@ -142,6 +155,8 @@ def main() -> None:
           f"{s['alone']:.3f} s: slowdown {res['side_by_side_slowdown']}x, ceiling {res['cores_ceiling']}x")
     print(f"  tracking pre-read batches: 1 tracker {s['track_1']:.3f} s, {n} on {n} threads {s['track_n']:.3f} s: "
           f"{res['tracking_scaling']}x")
+    print(f"    the {n} shard trackers in turn on one thread {s['track_serial']:.3f} s: sharding costs "
+          f"{res['sharding_cost']}x the work, the threads run it at {res['threads_efficiency']} of {n}x")
     print(f"  analyze: 1 worker {s['analyze_1']:.3f} s, {n} workers {s['analyze_n']:.3f} s: "
           f"{res['analyze_scaling']}x = {res['analyze_of_ceiling']} of the ceiling")
 
