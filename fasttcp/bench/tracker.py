@@ -156,6 +156,19 @@ def _median(xs: list[float]) -> tuple[float, float]:
     return m, (max(xs) - min(xs)) / m if m else 0.0
 
 
+def paired_ratio(base: list[float], other: list[float]) -> tuple[float, float]:
+    """The median of other[i] / base[i], each pair measured in the same round, and the
+    spread of those ratios (range / median). A ratio of medians mixes rounds the host
+    slowed with rounds it did not: on a shared 2-vCPU machine the same command moves
+    0.6-1.9x between minutes, which a pair measured seconds apart mostly cancels."""
+    if len(base) != len(other) or not base:
+        raise ValueError(f"paired_ratio needs pairs, got {len(base)} and {len(other)} values")
+    ratios = [b / a for a, b in zip(base, other, strict=True) if a > 0]
+    if not ratios:
+        return 0.0, 0.0
+    return _median(ratios)
+
+
 @dataclass
 class TrackerReport:
     figures: dict = field(default_factory=dict)
@@ -340,7 +353,9 @@ def _analyze_figures(rep: TrackerReport, cfg: TrackerBenchConfig, capture: Path,
     """`fasttcp.analyze` end to end on `capture`, in-process (the figure excludes Python's
     start-up, includes the workers'): packets/s with one worker and with `workers`, for
     the summary only and for each output format in `outputs` ("json": JSON lines to
-    /dev/null). Rounds alternate the variants, so the machine's drift hits all alike."""
+    /dev/null). Rounds alternate the variants, in turn forwards and backwards, so the
+    machine's drift hits all alike; the scaling is the median of each round's own ratio
+    (`paired_ratio`), as the host's share of the two vCPUs moves between minutes."""
     from fasttcp.analysis import AnalyzeConfig, analyze
 
     acfg = AnalyzeConfig(timeouts="conntrack", capacity=4 * cfg.concurrent + 1024)
@@ -348,10 +363,10 @@ def _analyze_figures(rep: TrackerReport, cfg: TrackerBenchConfig, capture: Path,
     rates: dict[tuple[str, int], list[float]] = {v: [] for v in variants}
     packets = 0
     with open(os.devnull, "wb") as null:
-        for r in range(max(1, cfg.repeat // 2) + 1):
+        for r in range(max(3, cfg.repeat) + 1):
             if cfg.progress:
                 cfg.progress(f"tracker: {name} round {r}")
-            for out, w in variants:
+            for out, w in (variants if r % 2 else variants[::-1]):
                 s = analyze(capture, acfg, workers=w, fmt="table" if out == "summary" else out,
                             out=None if out == "summary" else null)
                 packets = s.packets
@@ -368,7 +383,9 @@ def _analyze_figures(rep: TrackerReport, cfg: TrackerBenchConfig, capture: Path,
     for out in outputs:
         key = name + ("" if out == "summary" else f"_{out}")
         if workers > 1:
-            f[f"{key}_scaling"] = round(f[f"{key}_workers_pps"] / f[f"{key}_pps"], 2)
+            f[f"{key}_scaling"], spread = paired_ratio(rates[(out, 1)], rates[(out, workers)])
+            f[f"{key}_scaling"] = round(f[f"{key}_scaling"], 2)
+            f[f"{key}_scaling_spread"] = round(spread, 3)
         if out != "summary":
             # how much writing every row costs: time with rows / time with the summary only
             f[f"{key}_vs_summary_time"] = round(f[f"{name}_pps"] / f[f"{key}_pps"], 2)
