@@ -117,7 +117,34 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     is still reported). `fasttcp.errors.WorkerError` naming the shard if a shard's
     tracker fails (its ``summary`` holds what was counted); on KeyboardInterrupt the
     trackers finish the batch in hand and stop, and the exception carries the partial
-    ``summary`` too."""
+    ``summary`` too (a summary of no packets when the interrupt came before the first
+    capture was open)."""
+    try:
+        return _analyze(paths, cfg, workers, fmt, out, keep_rows, progress, community_id, community_id_seed,
+                        report)
+    except KeyboardInterrupt as e:
+        if not hasattr(e, "summary"):
+            # before anything was read (the arguments checked, the capture opening):
+            # the promised summary, of nothing
+            n = default_workers() if workers is None else workers if isinstance(workers, int) else 0
+            e.summary = Summary(path=_names(paths), workers=n, interrupted=True)  # type: ignore[attr-defined]
+        raise
+
+
+def _names(paths: Any) -> str:
+    """The captures' names as far as the arguments tell them (for a summary made before
+    the chain that knows them)."""
+    items = [paths] if isinstance(paths, (str, Path, CaptureReader)) else paths
+    try:
+        return ", ".join(str(p.path if isinstance(p, CaptureReader) else p) for p in items)
+    except TypeError:                   # not a list at all (analyze raises UsageError for it)
+        return str(paths)
+
+
+def _analyze(paths: Paths, cfg: AnalyzeConfig | None, workers: int | None, fmt: str,
+             out: IO[str] | IO[bytes] | None, keep_rows: bool, progress: Callable[[int, int], None] | None,
+             community_id: bool | None, community_id_seed: int,
+             report: str | os.PathLike[str] | None) -> Summary:
     from fasttcp.analysis.shards import FILL_AHEAD, READ_AHEAD, run_sharded, sharding
 
     if fmt not in FORMATS:
@@ -137,7 +164,7 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
                          fill_buffers=0 if n == 1 else FILL_AHEAD, shards=None if n == 1 else sharding(n))
     summary = Summary(path=", ".join(chain.names), workers=n)
     kept: list[np.ndarray] = []
-    agg = _report_aggregate(report, chain)
+    agg: Any = None
 
     def emit(rows: np.ndarray) -> None:
         summary.add_rows(rows)
@@ -150,6 +177,8 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
 
     t0 = time.perf_counter()
     try:
+        # (inside the try: the chain is closed, and an interrupt gets the summary)
+        agg = _report_aggregate(report, chain)
         if writer is not None:
             _to_output(writer.header)
         if n == 1:

@@ -412,6 +412,53 @@ def test_ctrl_c_stops_the_trackers_and_keeps_the_counts(synthetic):
     assert _shard_threads() == []
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_before_the_capture_is_open_still_gives_a_summary(synthetic, monkeypatch, workers):
+    """An interrupt while the capture is being opened (before a packet is read) carries
+    a summary too, of nothing and marked interrupted, as every interrupt does."""
+    from fasttcp.analysis import run as run_mod
+
+    def opening(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "CaptureChain", opening)
+    with pytest.raises(KeyboardInterrupt) as e:
+        analyze([synthetic[0], synthetic[1]], workers=workers)
+    s = e.value.summary
+    assert s.interrupted and s.packets == 0 and s.connections == 0
+    assert s.path == f"{synthetic[0]}, {synthetic[1]}"
+    assert s.workers == workers
+    assert "interrupted" in s.format()
+
+
+def test_ctrl_c_while_the_report_is_set_up_closes_the_capture(synthetic, monkeypatch, tmp_path):
+    """An interrupt between opening the capture and reading it (the report's aggregate
+    being made) closes the capture and carries the run's summary."""
+    from fasttcp.analysis import run as run_mod
+
+    chains, closed = [], []
+    real = run_mod.CaptureChain
+
+    def chain(*args, **kwargs):
+        c = real(*args, **kwargs)
+        close = c.close
+        c.close = lambda: (closed.append(c), close())[1]
+        chains.append(c)
+        return c
+
+    def aggregate(report, chain):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "CaptureChain", chain)
+    monkeypatch.setattr(run_mod, "_report_aggregate", aggregate)
+    with pytest.raises(KeyboardInterrupt) as e:
+        analyze(synthetic[0], workers=2, report=tmp_path / "r.html")
+    s = e.value.summary
+    assert s.interrupted and s.packets == 0 and s.workers == 2
+    assert s.path == str(synthetic[0])
+    assert len(chains) == 1 and closed == chains
+
+
 def _in_thread(call):
     """Run `call` on a thread and return what it raised; None if it is still running
     after two minutes (a hang: the run is left behind, a daemon)."""
