@@ -134,11 +134,10 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
 def _names(paths: Any) -> str:
     """The captures' names as far as the arguments tell them (for a summary made before
     the chain that knows them)."""
-    items = [paths] if isinstance(paths, (str, Path, CaptureReader)) else paths
-    try:
-        return ", ".join(str(p.path if isinstance(p, CaptureReader) else p) for p in items)
-    except TypeError:                   # not a list at all (analyze raises UsageError for it)
-        return str(paths)
+    if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, (str, Path, CaptureReader, Sequence)):
+        return str(paths)               # no list of captures (analyze raises UsageError for it)
+    items = paths if isinstance(paths, Sequence) and not isinstance(paths, str) else [paths]
+    return ", ".join(str(p.path if isinstance(p, CaptureReader) else p) for p in items)
 
 
 def _analyze(paths: Paths, cfg: AnalyzeConfig | None, workers: int | None, fmt: str,

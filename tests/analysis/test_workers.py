@@ -431,6 +431,22 @@ def test_ctrl_c_before_the_capture_is_open_still_gives_a_summary(synthetic, monk
     assert "interrupted" in s.format()
 
 
+@pytest.mark.parametrize("paths, name", [(b"/tmp/x.pcap", "b'/tmp/x.pcap'"), ("/tmp/y.pcap", "/tmp/y.pcap"),
+                                         ({"a": 1}, "{'a': 1}"), (("p", "q"), "p, q")])
+def test_ctrl_c_before_the_arguments_are_checked_names_them_as_given(monkeypatch, paths, name):
+    """The summary of an interrupt before anything was checked names the captures as the
+    arguments gave them, never a list of a bytes path's byte values."""
+    from fasttcp.analysis import run as run_mod
+
+    def checking(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "_check_config", checking)
+    with pytest.raises(KeyboardInterrupt) as e:
+        analyze(paths)
+    assert e.value.summary.path == name and e.value.summary.packets == 0
+
+
 def test_ctrl_c_while_the_report_is_set_up_closes_the_capture(synthetic, monkeypatch, tmp_path):
     """An interrupt between opening the capture and reading it (the report's aggregate
     being made) closes the capture and carries the run's summary."""
