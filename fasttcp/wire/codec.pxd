@@ -85,9 +85,34 @@ cdef extern from *:
     #else
     static inline void ft_zero_small(void *p, size_t n) { memset(p, 0, n); }
     #endif
+
+    /* Copy n bytes (a multiple of 4) of options just encoded by 4-byte stores, a word at
+       a time, and return the words' sum as native-order loads read them (what
+       ft_csum_partial adds). The empty asm keeps each word in a general register: left
+       alone, gcc vectorises the loop for the constant lengths of the common option
+       sets, and a 16-byte load over bytes still in the store buffer from narrower
+       stores cannot be forwarded -- it waits for them to reach the cache (the SYN's
+       and SYN-ACK's 20 bytes of options were one such load and one 4-byte load;
+       measured on a Xeon: cache-resident handshakes 1-2% faster without it). */
+    static inline unsigned long long ft_copy_sum_words32(unsigned char *dst, const unsigned char *src,
+                                                         size_t n) {
+        unsigned long long s = 0;
+        unsigned int w;
+        size_t i;
+        for (i = 0; i + 4 <= n; i += 4) {
+            memcpy(&w, src + i, 4);
+    #if defined(__GNUC__)
+            __asm__("" : "+r"(w));
+    #endif
+            memcpy(dst + i, &w, 4);
+            s += w;
+        }
+        return s;
+    }
     """
     uint64_t ft_addr4_word(uint32_t a4) nogil
     void ft_zero_small(void *p, size_t n) nogil
+    uint64_t ft_copy_sum_words32(uint8_t *dst, const uint8_t *src, size_t n) nogil
 
 cdef inline void ft_tcp_fixed_fields(const uint8_t *t, pkt_t *p, bint lean=False) noexcept nogil:
     """The fixed 20-byte TCP header's fields (t points at it; the caller checked it is
@@ -437,9 +462,7 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
     cdef size_t iphl = IPV4_HDR_LEN if version == 4 else IPV6_HDR_LEN
     cdef size_t thl = TCP_HDR_LEN + optlen
     cdef size_t total = iphl + thl + payload_len
-    cdef size_t i
     cdef uint8_t *t = out + iphl
-    cdef uint32_t w
     cdef uint64_t s
     if optlen > TCP_MAX_OPT_BYTES or optlen % 4 != 0 or total > cap:
         return -1
@@ -447,12 +470,8 @@ cdef inline Py_ssize_t ft_build_packet(uint8_t *out, size_t cap, int version,
         return -1
     s = ft_put_headers(out, version, src, dst, ttl, thl, payload_len, src_port, dst_port, seq, ack,
                        flags, window)
-    i = 0
-    while i < optlen:                 # word by word: the options usually were just encoded
-        memcpy(&w, opts + i, 4)
-        memcpy(t + TCP_HDR_LEN + i, &w, 4)
-        s += w
-        i += 4
+    # word by word: the options usually were just encoded (see ft_copy_sum_words32)
+    s += ft_copy_sum_words32(t + TCP_HDR_LEN, opts, optlen)
     if payload_len:
         memcpy(t + thl, payload, payload_len)
         s = ft_csum_partial(payload, payload_len, s)      # the source, not the fresh copy
