@@ -127,11 +127,15 @@ cdef extern from *:
     #define ft_add_u64(a, b, r) __builtin_add_overflow((a), (b), (r))
     #define ft_mul_i64(a, b, r) __builtin_mul_overflow((a), (b), (r))
     #define ft_add_i64(a, b, r) __builtin_add_overflow((a), (b), (r))
+
+    /* a read prefetch into every cache level (PREFETCHT0 on x86): a hint, never a fault */
+    #define ft_scan_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
     """
     bint ft_mul_u64(uint64_t a, uint64_t b, uint64_t *r) nogil
     bint ft_add_u64(uint64_t a, uint64_t b, uint64_t *r) nogil
     bint ft_mul_i64(int64_t a, int64_t b, int64_t *r) nogil
     bint ft_add_i64(int64_t a, int64_t b, int64_t *r) nogil
+    void ft_scan_prefetch(const uint8_t *p) nogil
 
 
 ctypedef struct ft_scan_t:
@@ -537,6 +541,18 @@ cdef inline int _pcapng_block(ft_scan_t *st, const uint8_t *buf, Py_ssize_t *pos
     return rc
 
 
+cdef enum:
+    # How far ahead of the record it reads the scan prefetches the buffer, in bytes: one
+    # page. The hardware's stream prefetchers stop at each 4 KiB page boundary (Intel's
+    # L2 streamer tracks a stream within its page), so the first lines of every page
+    # are misses they do not hide -- and with `analyze --workers N` those lines were
+    # last written by another core, whose read() filled the buffer. Each record then
+    # finds its header lines on their way. Measured on a Xeon (2 MiB L2), alternating
+    # processes against no prefetch: analyze, 2 workers, 1.03-1.06x on both bench
+    # captures; 1 worker 1.04x on short connections, 1.00x on the 1 GiB capture;
+    # 16 KiB ahead lost 6% on the 1 GiB capture.
+    SCAN_PREFETCH = 4096
+
 cdef int ft_scan(ft_scan_t *st, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end,
                  const ft_scan_out_t *rows, Py_ssize_t *npkts, Py_ssize_t *pos_out,
                  Py_ssize_t *need) noexcept nogil:
@@ -548,12 +564,16 @@ cdef int ft_scan(ft_scan_t *st, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t e
     cdef ft_scan_out_t out = rows[0]  # a local copy: its pointers stay in registers
     cdef _frame_t fr
     cdef Py_ssize_t k = 0
+    cdef Py_ssize_t ahead = pos       # the next line to prefetch (see SCAN_PREFETCH)
     cdef int rc
     need[0] = 0
     while True:
         if k == out.max_pkts:
             rc = SCAN_FULL
             break
+        while ahead < end and ahead - pos < SCAN_PREFETCH:
+            ft_scan_prefetch(buf + ahead)
+            ahead += 64
         if st.format == FT_FMT_PCAP:
             rc = _pcap_record(st, buf, &pos, end, &fr, need)
         else:
