@@ -121,7 +121,7 @@ def test_cli_version_and_help():
 def test_cli_bench_json_reports_figures_and_peers():
     import json
 
-    out = subprocess.run([sys.executable, "-m", "fasttcp", "bench", "--quick", "--json", "--flows", "2000",
+    out = subprocess.run([sys.executable, "-m", "fasttcp", "bench", "--quick", "--json", "--flows", "5000",
                           "--many-open", "3000", "--single", "500", "--cores", "1"],
                          capture_output=True, text=True, check=True, timeout=300)
     report = json.loads(out.stdout)
@@ -130,7 +130,7 @@ def test_cli_bench_json_reports_figures_and_peers():
                 "handshakes_per_s_many_open", "handshakes_per_s_python_api", "bytes_per_connection",
                 "parse_batch_pps", "parse_pps", "build_pps", "checksum_bytes_per_s"):
         assert report[key] > 0, key
-    assert report["flows"] == 2000
+    assert report["flows"] == 5000
     # every synthetic packet verified; every handshake and close completed (else it raises)
     assert not [n for n in report["notes"] if "did not verify" in n]
     assert report["peers"]["dpkt_handshakes_per_s"] > 0
@@ -146,6 +146,21 @@ def test_cli_bench_json_reports_figures_and_peers():
         assert report["peers"][f"{loop}_batch_handshakes_per_s"] > 0
         assert report["ratios"][f"batch_vs_{loop}"] == pytest.approx(
             report["handshakes_per_s"] / report["peers"][f"{loop}_batch_handshakes_per_s"])
+    # the batch flows again in cache-sized bursts, against the same loops and its own
+    # cache-resident figure -- when the flows take more than one burst (5,000 do below a
+    # ~14 MiB private cache); else no figure, and a note says why
+    burst = report["burst"]
+    assert 64 <= burst <= 65536 and burst & (burst - 1) == 0
+    if burst < 5000:
+        assert report["handshakes_per_s_bursts"] > 0
+        for loop in ("bare_c", "lean_c"):
+            assert report["ratios"][f"bursts_vs_{loop}"] == pytest.approx(
+                report["handshakes_per_s_bursts"] / report["peers"][f"{loop}_batch_handshakes_per_s"])
+        assert report["ratios"]["bursts_vs_cache_resident"] == pytest.approx(
+            report["handshakes_per_s_bursts"] / report["handshakes_per_s_cache_resident"])
+    else:
+        assert "handshakes_per_s_bursts" not in report and "bursts_vs_bare_c" not in report["ratios"]
+        assert any(n.startswith("no bursts figure") for n in report["notes"])
     # the depth the batch figure's endpoints ran their pipelines at, and how it was chosen
     for side in ("client", "server"):
         pipe = report["pipeline"][side]

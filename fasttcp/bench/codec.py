@@ -52,6 +52,7 @@ class Report:
     held_open: int = 0
     pipeline: dict | None = None  # the batch figure's endpoints' Endpoint.pipeline
     cores_on_cpu: float | None = None  # --cores: the share of its rounds on a CPU
+    burst: int | None = None      # flows a call of the bursts figure (its figure only if < flows)
 
     def ratio(self, ours: str, peer: str) -> float | None:
         if ours in self.figures and peer in self.peers and self.peers[peer].value:
@@ -77,6 +78,18 @@ class Report:
                 out["ratios"][f"cache_resident_vs_{loop}"] = self.ratio("handshakes_per_s_cache_resident",
                                                                         f"{loop}_handshakes_per_s")
                 out["ratios"][f"batch_vs_{loop}"] = self.ratio("handshakes_per_s", f"{loop}_batch_handshakes_per_s")
+            if self.burst is not None:
+                out["burst"] = self.burst
+            if "handshakes_per_s_bursts" in self.figures:
+                # the same flows opened in cache-sized bursts: against the same loops, and
+                # against the endpoint's own cache-resident figure
+                for loop in ("bare_c", "lean_c"):
+                    out["ratios"][f"bursts_vs_{loop}"] = self.ratio("handshakes_per_s_bursts",
+                                                                    f"{loop}_batch_handshakes_per_s")
+                if "handshakes_per_s_cache_resident" in self.figures:
+                    out["ratios"]["bursts_vs_cache_resident"] = (
+                        self.figures["handshakes_per_s_bursts"].value
+                        / self.figures["handshakes_per_s_cache_resident"].value)
         if "handshakes_per_s_cores" in self.figures:
             # N processes against one, both measured by fasttcp.bench.cores in this run
             out["cores"] = self.config.cores
