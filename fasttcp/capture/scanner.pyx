@@ -571,6 +571,8 @@ cdef int ft_scan(ft_scan_t *st, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t e
         if k == out.max_pkts:
             rc = SCAN_FULL
             break
+        if ahead < pos:
+            ahead = pos               # a record longer than the distance: restart at the next
         while ahead < end and ahead - pos < SCAN_PREFETCH:
             ft_scan_prefetch(buf + ahead)
             ahead += 64

@@ -17,12 +17,13 @@ from fasttcp.table.keyhash cimport ft_hash_key, ft_key_eq, ft_home
 cdef extern from "mem_impl.h" nogil:
     void ft_copy_words(void *dst, const void *src, size_t n)
 
-# Prefetches into every cache level (locality 3: PREFETCHT0 / PREFETCHW on x86). The
-# pipelines read each prefetched line a few packets later, well within the L1's reach;
-# a lower locality hint is PREFETCHT1/T2, which on Intel fill only the L2 and higher
-# (Intel SDM vol. 2, PREFETCHh), so each use still paid an L2 access: measured on a Xeon
-# (2.1 GHz, 2 MiB L2), locality 1 gave the endpoint's cache-resident handshakes 0.73x
-# the lean C loop in the same run and locality 3 0.78x (three runs each).
+# Prefetches into every cache level (locality 3: PREFETCHT0 on x86, for writes too unless
+# the target has PREFETCHW). The pipelines read each prefetched line a few packets later,
+# well within the L1's reach; a lower locality hint is PREFETCHT1/T2, which on Intel fill
+# only the L2 and higher (Intel SDM vol. 2, PREFETCHh), so each use still paid an L2
+# access: measured on a Xeon (2.1 GHz, 2 MiB L2), locality 1 gave the endpoint's
+# cache-resident handshakes 0.73x the lean C loop in the same run and locality 3 0.78x
+# (three runs each).
 cdef extern from *:
     """
     #define FT_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
