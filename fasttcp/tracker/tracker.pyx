@@ -423,10 +423,11 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t p, Py_ssize_t 
         if (select == NULL or select[ahead] != 0) and (visit == NULL or visit[p + 2 * _AHEAD] >= 0):
             # the packet bytes themselves: headers 16 packets ahead (batches come from
             # capture files far larger than the cache). Not another shard's: its tracker,
-            # on another core, reads them, and a write-intent prefetch here would pull
-            # the lines away from it
-            FT_PREFETCH_W(buf + offs[ahead])
-            FT_PREFETCH_W(buf + offs[ahead] + 64)
+            # on another core, reads them. And for reading only: a write-intent prefetch
+            # takes a line away from every other core, where the packets of other shards
+            # that share it, and the reading thread's scan, read it too
+            FT_PREFETCH(buf + offs[ahead])
+            FT_PREFETCH(buf + offs[ahead] + 64)
             if visit != NULL:
                 _prefetch_rest(buf + offs[ahead], lens[ahead])
     if (select != NULL and select[i] == 0) or (visit != NULL and visit[p] < 0):
