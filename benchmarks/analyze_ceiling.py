@@ -8,7 +8,7 @@ Measured in one run, in alternating rounds, on one capture:
     N workers could scale (the cores' ceiling);
 (b) tracking alone: the capture's batches read into memory beforehand, tracked by one
     tracker, and by N trackers on N threads each taking its shard's packets
-    (`Tracker.feed_batch(indices=...)`, the GIL released): the trackers' ceiling, with
+    (`Tracker.feed_plan`, the GIL released): the trackers' ceiling, with
     no reading, scanning or hashing in the run. The same N shard trackers run in turn
     on one thread split that ceiling in two: what sharding costs the work itself
     (serial / one tracker), and what running the shards at once costs on top (N
@@ -34,9 +34,10 @@ from pathlib import Path
 
 from fasttcp.analysis import AnalyzeConfig, analyze
 from fasttcp.analysis.run import make_tracker
-from fasttcp.analysis.shards import reta_size, shard_indices
+from fasttcp.analysis.shards import reta_size
 from fasttcp.bench.tracker import synth_capture
 from fasttcp.capture.reader import read_pcap
+from fasttcp.tracker.tracker import ShardPlan
 from fasttcp.wire.rss import shard_of_batch
 
 # the bench's analyze configuration: the synthetic captures keep ~10k connections open
@@ -78,8 +79,8 @@ def track_alone(batches: list, shards: list, n: int, serial: bool = False) -> fl
     trackers = [make_tracker(CFG, -(-CFG.capacity // n)) for _ in range(n)]
 
     def run(k: int) -> None:
-        for b, own in zip(batches, shards, strict=True):
-            trackers[k].feed_batch(b, indices=own[k])
+        for plan in shards:
+            trackers[k].feed_plan(plan, k)
             trackers[k].finished()
         trackers[k].close()
 
@@ -117,7 +118,12 @@ def main() -> None:
             path = str(Path(tmp) / "short.pcap")
             synth_capture(Path(path), 1_000_000, 10_000, shape="short")
         batches = [b.copy() for b in read_pcap(path, batch_bytes=CFG.batch_bytes)]
-        shards = [shard_indices(shard_of_batch(b, n, reta_size=reta_size(n)), n) for b in batches]
+        # the batches split for the n trackers as analyze splits them, once for all
+        shards = []
+        clock = 0
+        for b in batches:
+            shards.append(ShardPlan(b, shard_of_batch(b, n, reta_size=reta_size(n)), n, clock))
+            clock = shards[-1].clock_after
         figures: dict[str, list[float]] = {k: [] for k in ("alone", "side_by_side", "track_1", "track_serial",
                                                           "track_n", "analyze_1", "analyze_n")}
         run_analyze(path, 1)

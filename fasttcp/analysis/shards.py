@@ -6,15 +6,18 @@ scanner reads its record, or for a capture given open in a pass of its own
 one shard, the shard a NIC queue would be under symmetric RSS) -- up to READ_AHEAD
 batches ahead of the trackers. Tracking batch i for shard k is a task; this thread and
 N-1 helper threads run the tasks, oldest batch first, each tracker's in batch order
-and one at a time (`_Shards`). `Tracker.feed_batch` runs its packet loop without the
+and one at a time (`_Shards`). `Tracker.feed_plan` runs its packet loop without the
 GIL, so the trackers really run at once, with no shared state (one table each).
 
-A tracker is given its packets by index (`feed_batch(indices=...)`): it steps through
-them and through the other shards' packets at which its clock ticks over, so
-connections expire exactly as in one tracker fed everything and the rows are the same
-set, while N trackers do about the work of one. Rows are written batch by batch in
-shard order: the output is the same on every run with the same N, and at most
-READ_AHEAD + 1 batches of rows wait.
+Each batch is split once, for all the trackers, as it is submitted (`ShardPlan`: the
+batch checked, and each shard's visit list written -- its own packets, and the other
+shards' packets at which its clock ticks over). A tracker steps through its list only
+(`Tracker.feed_plan`), so connections expire exactly as in one tracker fed everything
+and the rows are the same set, while N trackers do about the work of one, and no
+tracker walks the whole batch (with `feed_batch(indices=...)` each did: N walks).
+Rows are written batch by batch in shard order: the output is the same on every run
+with the same N, and at most READ_AHEAD + 1 batches of rows wait. At the end the
+trackers flush what they still hold at once, as tasks too.
 
 Why threads and not worker processes: a worker process must read, scan and shard the
 whole capture itself (or be fed through shared memory by a reader process), then send
@@ -37,9 +40,10 @@ from fasttcp.analysis.source import CaptureChain
 from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.errors import WorkerError
+from fasttcp.tracker.tracker import ShardPlan
 from fasttcp.wire.rss import RssShards
 
-__all__ = ["run_sharded", "reta_size", "sharding", "shard_indices", "BUFFERS", "FILL_AHEAD", "READ_AHEAD"]
+__all__ = ["run_sharded", "reta_size", "sharding", "BUFFERS", "FILL_AHEAD", "READ_AHEAD"]
 
 
 def reta_size(n: int) -> int:
@@ -55,16 +59,6 @@ def sharding(n: int) -> RssShards:
     """The sharding of `n` trackers, for a reader to compute as it scans (`read_pcap`'s
     ``shards``): the symmetric key through `reta_size(n)` entries."""
     return RssShards(n, reta_size=reta_size(n))
-
-
-def shard_indices(shard: np.ndarray, n: int) -> list[np.ndarray]:
-    """Each shard's packets as ascending batch indices (what `Tracker.feed_batch` takes as
-    ``indices``): a pass per shard for a few shards, one stable sort (a radix sort on
-    these small integers) for many."""
-    if n <= 4:
-        return [np.flatnonzero(shard == k) for k in range(n)]
-    order = np.argsort(shard, kind="stable")
-    return np.split(order, np.cumsum(np.bincount(shard, minlength=n))[:-1])
 
 
 #: Batches read and not yet collected: the reader runs this far ahead of the trackers.
@@ -83,17 +77,17 @@ _FOLD_WAIT_POLLS = 60_000
 
 
 class _Batch:
-    """A batch in flight: its packets' shards and, as the trackers finish it, their rows."""
+    """A batch in flight: its plan (None: the end of the capture) and, as the trackers
+    finish it, their rows."""
 
-    __slots__ = ("batch", "errors", "left", "own", "rows", "seq")
+    __slots__ = ("errors", "left", "plan", "rows", "seq")
 
-    def __init__(self, seq: int, batch: CaptureBatch, own: list[np.ndarray]) -> None:
+    def __init__(self, seq: int, plan: ShardPlan | None, n: int) -> None:
         self.seq = seq
-        self.batch = batch
-        self.own = own
-        self.rows: list[np.ndarray | None] = [None] * len(own)
-        self.errors: list[BaseException | None] = [None] * len(own)
-        self.left = len(own)
+        self.plan = plan
+        self.rows: list[np.ndarray | None] = [None] * n
+        self.errors: list[BaseException | None] = [None] * n
+        self.left = n
 
 
 class _Shards:
@@ -119,6 +113,7 @@ class _Shards:
         self.busy: list[int | None] = [None] * n
         self.pending: deque[_Batch] = deque()
         self.seq = 0
+        self.clock = 0                   # the trackers' clock (us) after the last batch submitted
         # counts what may let a helper read ahead again (a buffer released; a batch
         # read, whose read may have taken a chunk read ahead): an idle helper sleeps
         # until it changes or a task comes, never polls (it once woke every
@@ -139,9 +134,13 @@ class _Shards:
             self.close()
             raise
 
-    def _track(self, k: int, batch: CaptureBatch, own: np.ndarray) -> np.ndarray:
+    def _track(self, k: int, plan: ShardPlan | None) -> np.ndarray:
         tracker = self.trackers[k]
-        tracker.feed_batch(batch, indices=own)
+        if plan is None:
+            # the end of the capture (`submit_end`): the trackers flush at once, as they
+            # tracked, rather than one after another on the reading thread
+            return tracker.close()
+        tracker.feed_plan(plan, k)
         return tracker.finished()
 
     def _claim(self) -> tuple[_Batch, int] | None:
@@ -157,7 +156,7 @@ class _Shards:
     def _run(self, b: _Batch, k: int) -> None:
         rows = err = None
         try:
-            rows = self._track(k, b.batch, b.own[k])
+            rows = self._track(k, b.plan)
         except BaseException as e:       # reported with its shard by collect()
             err = e
         with self.cv:
@@ -194,12 +193,25 @@ class _Shards:
             self.cv.notify_all()
 
     def submit(self, batch: CaptureBatch, shard: np.ndarray) -> None:
-        b = _Batch(self.seq, batch, shard_indices(shard, self.n))
+        # the batch split once for all the trackers (checked, each one's visit list
+        # written), each plan starting from the clock the last one ended at
+        plan = ShardPlan(batch, shard, self.n, self.clock)
+        self.clock = plan.clock_after
+        b = _Batch(self.seq, plan, self.n)
         self.seq += 1
         with self.cv:
             self.pending.append(b)
             # (the read that gave this batch may have taken a chunk read ahead)
             self.fillable += 1
+            self.cv.notify_all()
+
+    def submit_end(self) -> None:
+        """The end of the capture: a last task per shard finishes every connection its
+        tracker still holds (`Tracker.close`); `collect` returns their rows."""
+        b = _Batch(self.seq, None, self.n)
+        self.seq += 1
+        with self.cv:
+            self.pending.append(b)
             self.cv.notify_all()
 
     def in_flight(self) -> int:
@@ -326,11 +338,10 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
                 shards.wake()
             if progress is not None:
                 progress(chain.bytes_done, chain.total_bytes)
+        shards.submit_end()
         while shards.in_flight():
             for rows in shards.collect():
                 emit(rows)
-        for tracker in shards.trackers:
-            emit(tracker.close())
     except BaseException as e:
         shards.close(finish=isinstance(e, KeyboardInterrupt))
         if isinstance(e, WorkerError):

@@ -9,7 +9,7 @@ from fasttcp.capture.reader import CaptureBatch
 from fasttcp.enums import Verdict
 from fasttcp.tracker.vocabulary import TrackerStats, TrackerTimeouts
 
-__all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
+__all__ = ["Tracker", "ShardPlan", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
 
 FLOW_DTYPE: np.dtype
 TRACKER_EVENT_DTYPE: np.dtype
@@ -19,6 +19,34 @@ RECORD_BYTES: int
 MAX_TIME_S: int
 """The largest time in seconds a Tracker takes: its nanoseconds fit in int64 (2262)."""
 MAX_EVENTS: int
+MAX_CLOCK_US: int
+"""The largest clock a ShardPlan takes (microseconds whose nanoseconds fit in int64)."""
+
+@disjoint_base
+class ShardPlan:
+    """One batch split among N shard trackers once for all of them (checked, each
+    shard's visit list written), for `Tracker.feed_plan`."""
+    @property
+    def batch(self) -> CaptureBatch: ...
+    @property
+    def shards(self) -> int: ...
+    @property
+    def packets(self) -> int: ...
+    @property
+    def lazy(self) -> bool:
+        """No visit lists kept (more ticks than packets between them): each tracker
+        writes its own from the plan's clocks."""
+    def __init__(self, batch: CaptureBatch, shard: np.ndarray, shards: int, clock: int = 0) -> None:
+        """Raises UsageError for a batch that is not a CaptureBatch or not one row per
+        packet, spans outside its buffer, times outside 0..2**63-1 ns, bad link
+        verdicts, shards outside 1..65535, a shard array that is not uint16 with one
+        value below shards per packet, or a clock outside 0..MAX_CLOCK_US; and for a
+        second call (a plan is made once)."""
+    @property
+    def clock_before(self) -> int: ...
+    @property
+    def clock_after(self) -> int: ...
+    def visits(self, shard: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 @disjoint_base
 class Tracker:
@@ -41,6 +69,9 @@ class Tracker:
         """Raises UsageError for arrays that are not 1-D integers of one length, spans
         outside the buffer, timestamps outside 0..2**63-1 ns, bad link verdicts,
         indices that are not strictly ascending batch indices, select with indices."""
+    def feed_plan(self, plan: ShardPlan, shard: int) -> None:
+        """Raises UsageError for a shard outside the plan's, a tracker whose clock is
+        not the plan's clock_before, and while another call is running."""
     def expire(self, now: float) -> np.ndarray: ...
     def finished(self) -> np.ndarray: ...
     def events(self) -> np.ndarray: ...

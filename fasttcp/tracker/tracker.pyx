@@ -22,6 +22,7 @@ from fasttcp.table.ops cimport (ftx_lookup, ftx_insert_new, ftx_remove, ftx_set_
                                 ftx_set_deadline, ftx_prefetch_w, ftx_victim, FT_PREFETCH_W,
                                 FT_PREFETCH)
 
+import operator
 import os
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -30,7 +31,7 @@ import numpy as np
 from fasttcp.errors import UsageError, span_outside_buffer
 from fasttcp.wire.arrays import as_int64 as _as_int64
 
-__all__ = ["Tracker", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
+__all__ = ["Tracker", "ShardPlan", "FLOW_DTYPE", "TRACKER_EVENT_DTYPE"]
 
 #: True when this module was compiled with a gcc profile (setup.py's profile-guided build)
 PGO_BUILD = FASTTCP_PGO != 0
@@ -353,7 +354,7 @@ cdef inline bint _feed_track(tr_t *tr, _stage_t *ring, Py_ssize_t q, Py_ssize_t 
         tr.packets += <uint64_t>(q - start)
         return False
     if clock != NULL:
-        now = clock[q]        # the batch's clock at this packet, left-out packets included
+        now = clock[q] // 1000   # the batch's clock at this packet (ns), left-out packets included
     else:
         # (unsigned: a division by a constant without the sign fix-up)
         now = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
@@ -489,38 +490,360 @@ cdef enum:
     _VISIT_INDEX = 0x7fffffffffffffff
 
 
+cdef inline uint64_t _tick_bound(uint64_t tick) noexcept nogil:
+    """The first nanosecond of the clock tick after `tick`."""
+    return ((tick + 1) << FT_TICK_SHIFT) * 1000
+
+
+cdef inline uint8_t _clock_step(int64_t ts, uint64_t *now, uint64_t *bound) noexcept nogil:
+    """Move the batch's clock (`now`, ns: the running maximum of the times) to a packet's
+    time; 1 if a new clock tick starts at it, which moves `bound` to the next one.
+
+    Without a division a packet: a new tick -- a microsecond time whose tick differs
+    from the last one's (tr.last_tick, always the clock's own: _feed_track and expire
+    set the two together) -- is a time past the clock at or past the next tick's first
+    nanosecond. (Times are at most 2**63-1 ns, so that bound fits in 64 bits; a
+    negative one, checked away by the callers, would count as 0.)"""
+    cdef uint64_t t = <uint64_t>(ts if ts > 0 else 0)
+    cdef uint8_t ticked = (t > now[0]) & (t >= bound[0])
+    now[0] = t if t > now[0] else now[0]
+    if ticked:
+        bound[0] = _tick_bound((now[0] // 1000) >> FT_TICK_SHIFT)
+    return ticked
+
+
 cdef Py_ssize_t _visits(const tr_t *tr, const int64_t *ts_ns, Py_ssize_t n, const int64_t *own, Py_ssize_t m,
-                        int64_t *visit, uint64_t *clock, uint64_t *end_now) noexcept nogil:
+                        int64_t *visit, uint64_t *clock, uint8_t *mark, uint64_t *end_now) noexcept nogil:
     """The packets a shard's tracker must visit, when it is given only its own (`own`,
     ascending batch indices): its own packets, and every other packet at which a tracker
     fed the whole batch would expire connections -- the first packet of each new clock
     tick (marked with _VISIT_OTHER) -- each with the clock such a tracker would read
-    there, the running maximum of the batch's times (`clock`). Visiting those and
+    there, the running maximum of the batch's times (`clock`, in ns). Visiting those and
     nothing else makes the tracker's every expiry and every packet's time the same as
     when it walks the whole batch with `select`, so its rows are the same, in the same
     order; the walk over the times is a few instructions a packet, where the pipeline
-    step of a packet it skips was tens. Returns the number of visits; `end_now` is the
-    clock after the batch."""
-    cdef uint64_t now = tr.now, t, tick = tr.last_tick
-    cdef Py_ssize_t j, k = 0, nv = 0
+    step of a packet it skips was tens. `mark` is scratch (n bytes). Returns the number
+    of visits; `end_now` is the clock after the batch."""
+    cdef uint64_t now = tr.now * 1000, bound
+    cdef Py_ssize_t j, nv = 0
+    cdef uint8_t ticked, mine
+    # Without a branch on whose a packet is: that follows the flow hash, a coin toss to
+    # the branch predictor, and each miss cost more than the rest of a packet's walk
+    # (a walk that stepped through `own` as it went also chained every packet on the
+    # load of the next index). So the packets are marked first, and every packet
+    # writes visit[nv], kept only if visited (nv <= j < n: inside the array).
+    memset(mark, 0, <size_t>n)
+    for j in range(m):
+        mark[own[j]] = 1
+    # (the clock in nanoseconds: `clock` holds them, _feed_track divides what it reads)
+    bound = _tick_bound(tr.last_tick)
     for j in range(n):
-        t = <uint64_t>ts_ns[j] // 1000 if ts_ns[j] > 0 else 0
-        if t > now:
-            now = t
-            if (t >> FT_TICK_SHIFT) != tick:
-                tick = t >> FT_TICK_SHIFT
-                if k >= m or own[k] != j:
-                    visit[nv] = j | _VISIT_OTHER
-                    clock[nv] = now
-                    nv += 1
-                    continue
-        if k < m and own[k] == j:
-            visit[nv] = j
-            clock[nv] = now
-            nv += 1
-            k += 1
-    end_now[0] = now
+        ticked = _clock_step(ts_ns[j], &now, &bound)
+        mine = mark[j]
+        visit[nv] = j | (_VISIT_OTHER if ticked & (mine ^ 1) else 0)
+        clock[nv] = now
+        nv += ticked | mine
+    end_now[0] = now // 1000
     return nv
+
+
+cdef uint32_t _flush_from(tr_t *tr, uint32_t i) noexcept nogil:
+    """Finish the connections of records i.. (end of capture) until the row buffer is
+    full; returns the record to go on from (tab.fresh: all done)."""
+    while i < tr.tab.fresh:
+        if tr.tab.conns[i].family != 0:
+            if tr.ndone == tr.cap_done:
+                return i
+            _finish(tr, i, END_FLUSHED)
+        i += 1
+    return i
+
+
+cdef enum:
+    _PLAN_BAD_SHARD = -2
+
+
+cdef Py_ssize_t _plan_clocks(const int64_t *ts_ns, const uint16_t *shard, Py_ssize_t n, Py_ssize_t nshards,
+                             uint64_t now_us, uint64_t *clock, uint8_t *ticked,
+                             int64_t *counts, uint64_t *end_ns) noexcept nogil:
+    """ShardPlan's first pass: each packet's clock (ns: the running maximum of the
+    times, from `now_us`), whether a new clock tick starts at it (`_visits` says why
+    those are visited by every shard), and each shard's count of packets. Returns the
+    number of ticks, or _PLAN_BAD_SHARD for a shard value not below `nshards` (its
+    index in counts[nshards])."""
+    cdef uint64_t now = now_us * 1000, bound = _tick_bound(now_us >> FT_TICK_SHIFT)
+    cdef Py_ssize_t j, ticks = 0
+    cdef uint16_t k
+    cdef uint8_t tk
+    for j in range(n):
+        k = shard[j]
+        if k >= nshards:
+            counts[nshards] = j
+            return _PLAN_BAD_SHARD
+        counts[k] += 1
+        tk = _clock_step(ts_ns[j], &now, &bound)
+        ticked[j] = tk
+        ticks += tk
+        clock[j] = now
+    end_ns[0] = now
+    return ticks
+
+
+cdef void _plan_visits(const uint16_t *shard, const uint8_t *ticked, const uint64_t *clock, Py_ssize_t n,
+                       Py_ssize_t nshards, int64_t *pos, int64_t *visit, uint64_t *vclock) noexcept nogil:
+    """ShardPlan's second pass: each packet into its shard's visit list (pos[k]: where
+    shard k's next visit goes), and a tick's packet into every shard's -- another
+    shard's marked _VISIT_OTHER."""
+    cdef Py_ssize_t j, k, s
+    for j in range(n):
+        s = shard[j]
+        if ticked[j]:
+            for k in range(nshards):
+                visit[pos[k]] = j if k == s else j | _VISIT_OTHER
+                vclock[pos[k]] = clock[j]
+                pos[k] += 1
+        else:
+            visit[pos[s]] = j
+            vclock[pos[s]] = clock[j]
+            pos[s] += 1
+
+
+cdef Py_ssize_t _shard_visits(const uint16_t *shard, const uint8_t *ticked, const uint64_t *clock, Py_ssize_t n,
+                              uint16_t k, int64_t *visit, uint64_t *vclock) noexcept nogil:
+    """One shard's visit list from a plan's packets (a plan with more ticks than
+    packets: see ShardPlan): its own packets and every tick's, into visit/vclock (n
+    entries); returns how many."""
+    cdef Py_ssize_t j, nv = 0
+    cdef uint8_t mine
+    for j in range(n):
+        # (without a branch on whose a packet is: see _visits)
+        mine = shard[j] == k
+        visit[nv] = j | (_VISIT_OTHER if ticked[j] & (mine ^ 1) else 0)
+        vclock[nv] = clock[j]
+        nv += ticked[j] | mine
+    return nv
+
+
+cdef int _check_codes_and_times(object lk, const uint8_t *lkp, object ts, const int64_t *tsp,
+                                Py_ssize_t n) except -1:
+    """UsageError naming the first packet whose link verdict (lkp: None/NULL for none)
+    is not a `fasttcp.Verdict` code -- the codes index the verdict counters in C, a
+    stray one must not write past them -- or whose time is outside 0..2**63-1 ns."""
+    cdef Py_ssize_t i = -1
+    if lkp != NULL:
+        with nogil:
+            i = ft_first_at_least(lkp, n, TV_COUNT)
+        if i >= 0:
+            raise UsageError(f"packet {i}: link verdict {int(lk[i])} is not a fasttcp.Verdict code")
+    with nogil:
+        i = ft_first_negative(tsp, n)
+    if i >= 0:
+        raise UsageError(f"packet {i}: ts_ns {int(ts[i])} is not a time in 0..2**63-1 ns")
+    return 0
+
+
+#: A plan's clock: microseconds whose nanoseconds fit in int64 (the largest batch time)
+MAX_CLOCK_US = 0x7fffffffffffffff // 1000
+
+
+cdef class ShardPlan:
+    """One batch split among the shard trackers of `fasttcp.analyze`, once for all of
+    them: what `Tracker.feed_plan` tracks as shard k of ``shards``, with the rows,
+    verdict counts and clock of ``feed_batch(batch, indices=np.flatnonzero(shard == k))``.
+
+    ``feed_batch(indices=...)`` checks the batch and walks every packet's time for each
+    shard's tracker, so N trackers did N times the work the batch's checks and its
+    clock take; a plan does both once. It checks the batch (the spans against the
+    buffer, the times, the link verdicts), keeps copies of what the trackers would
+    otherwise trust it for -- the link verdicts (they index counters) and `shard` --
+    and writes each shard's visit list (its own packets, and those where a new clock
+    tick starts, with the clock at each) into memory of its own. The batch's offsets
+    and lengths are its own arrays when they are int64 already: the trackers check each
+    span they read. Memory stays within a few times the batch's rows: a batch with more
+    ticks than packets between them (sparse traffic over many shards, where every
+    shard's list would hold every tick) keeps its clocks alone, and each tracker writes
+    its own list from them (`feed_batch`'s walk).
+
+    ``clock``: the trackers' clock before this batch, in microseconds -- 0 for new
+    trackers, else the last plan's `clock_after` (the trackers must have been given
+    nothing else meanwhile; `Tracker.feed_plan` checks). A plan is made once.
+
+    Raises UsageError for a batch that is not a `fasttcp.CaptureBatch` or whose arrays
+    are not one per packet, a span outside its buffer or a time outside 0..2**63-1 ns
+    (naming the first bad packet), a link verdict that is not a `fasttcp.Verdict`
+    code, `shards` outside 1..65535, a `shard` that is not a 1-D uint16 array of one
+    value per packet each below `shards`, or a `clock` outside 0..`MAX_CLOCK_US`."""
+
+    cdef readonly object batch
+    cdef readonly Py_ssize_t shards
+    cdef readonly Py_ssize_t packets
+    cdef uint64_t before_us
+    cdef uint64_t after_us
+    cdef bint made
+    cdef readonly bint lazy             # no lists: each tracker writes its own (_shard_visits)
+    cdef object _off, _len, _link, _snapped, _visit, _vclock, _starts, _counts
+    cdef object _shard, _clocks, _ticked
+
+    def __init__(self, batch, shard, shards, clock=0):
+        # everything is built in locals and kept only once all is checked: a plan
+        # half made (or made again) must never pair one batch's arrays with another's
+        # visit lists
+        cdef Py_buffer view
+        cdef Py_ssize_t n, i, ticks, ns
+        cdef uint64_t end_ns = 0, before
+        if self.made:
+            raise UsageError("a ShardPlan is made once")
+        if isinstance(shards, (bool, np.bool_)) or not isinstance(shards, (int, np.integer)) \
+                or not 1 <= shards <= 65535:
+            raise UsageError(f"shards must be an int in 1..65535, got {shards!r}")
+        if isinstance(clock, (bool, np.bool_)) or not isinstance(clock, (int, np.integer)) \
+                or not 0 <= clock <= MAX_CLOCK_US:
+            raise UsageError(f"clock must be microseconds in 0..{MAX_CLOCK_US}, got {clock!r}")
+        if not hasattr(batch, "snapped"):
+            raise UsageError(f"ShardPlan takes a fasttcp.CaptureBatch, got {type(batch).__name__}")
+        ns = shards
+        before = <uint64_t>clock
+        off = _as_int64(batch.offsets, "offsets")
+        ln = _as_int64(batch.lengths, "lengths")
+        ts = _as_int64(batch.ts_ns, "ts_ns")
+        if off.ndim != 1 or off.shape != ln.shape or off.shape != ts.shape:
+            raise UsageError(f"offsets, lengths and ts_ns must be 1-D and the same length "
+                             f"({off.shape}, {ln.shape}, {ts.shape})")
+        n = off.shape[0]
+        try:
+            # a copy: the codes index the verdict counters in C (None: no link verdicts)
+            lk = np.zeros(n, np.uint8) if batch.verdicts is None else \
+                np.array(batch.verdicts, dtype=np.uint8, order="C")
+            sn = np.ones(n, bool) if batch.snapped is None else np.ascontiguousarray(batch.snapped)
+            if sn.dtype != np.bool_:
+                sn = sn.astype(bool)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise UsageError(f"link verdicts and snapped must be arrays of one entry per packet: {e}") from None
+        if lk.shape != off.shape or sn.shape != off.shape:
+            raise UsageError("link verdicts and snapped must have one entry per packet")
+        sh = np.asarray(shard)
+        if sh.dtype != np.uint16 or sh.shape != off.shape:
+            raise UsageError(f"shard must be a uint16 array of one value per packet ({n}), got {sh.dtype} "
+                             f"of shape {sh.shape}")
+        sh = np.array(sh, order="C")          # a copy: every pass must read the same values
+        counts = np.zeros(ns + 1, dtype=np.int64)
+        clocks = np.empty(n, dtype=np.uint64)
+        ticked = np.empty(n, dtype=np.uint8)
+        cdef const int64_t[::1] o = off
+        cdef const int64_t[::1] l = ln
+        cdef const int64_t[::1] t = ts
+        cdef const uint8_t[::1] lkv = lk
+        cdef const uint16_t[::1] shv = sh
+        cdef uint64_t[::1] cv = clocks
+        cdef uint8_t[::1] tv = ticked
+        cdef int64_t[::1] cnt = counts
+        cdef int64_t[::1] pv
+        cdef int64_t[::1] vv
+        cdef uint64_t[::1] vcv
+        ticks = 0
+        if n:
+            _check_codes_and_times(lk, &lkv[0], ts, &t[0], n)
+            ft_get_bytes(batch.buffer, &view, "buffer")
+            try:
+                with nogil:
+                    i = ft_first_bad_span(&o[0], &l[0], n, <uint64_t>view.len)
+                if i >= 0:
+                    raise span_outside_buffer(i, off[i], ln[i], view.len)
+            finally:
+                PyBuffer_Release(&view)
+            with nogil:
+                ticks = _plan_clocks(&t[0], &shv[0], n, ns, before, &cv[0], &tv[0], &cnt[0], &end_ns)
+            if ticks == _PLAN_BAD_SHARD:
+                i = counts[ns]
+                raise UsageError(f"shard[{i}] is {int(sh[i])}, not a shard below {ns}")
+        lazy = ticks * (ns - 1) > n
+        visit = vclock = starts = None
+        kept = counts[:ns]
+        if n and not lazy:
+            # each shard's list: its packets and every tick's (a tick's packet of its
+            # own is one of them)
+            starts = np.zeros(ns + 1, dtype=np.int64)
+            np.cumsum(counts[:ns] + ticks, out=starts[1:])
+            visit = np.empty(int(starts[ns]), dtype=np.int64)
+            vclock = np.empty(int(starts[ns]), dtype=np.uint64)
+            pos = starts[:ns].copy()
+            pv = pos
+            vv = visit
+            vcv = vclock
+            with nogil:
+                _plan_visits(&shv[0], &tv[0], &cv[0], n, ns, &pv[0], &vv[0], &vcv[0])
+            # (where each list ended: a tick's packet of its own took one of its slots)
+            kept = pos - starts[:ns]
+        self.batch = batch
+        self.shards = ns
+        self.packets = n
+        self.before_us = before
+        self.after_us = end_ns // 1000 if n else before
+        self.lazy = lazy
+        self._off, self._len, self._link, self._snapped = off, ln, lk, sn.view(np.uint8)
+        self._visit, self._vclock, self._starts, self._counts = visit, vclock, starts, kept
+        if lazy:
+            self._shard, self._clocks, self._ticked = sh, clocks, ticked
+        self.made = True
+
+    @property
+    def clock_before(self) -> int:
+        """The trackers' clock before this batch (microseconds)."""
+        return self.before_us
+
+    @property
+    def clock_after(self) -> int:
+        """The trackers' clock after this batch (microseconds): the next plan's `clock`."""
+        return self.after_us
+
+    cdef Py_ssize_t _list_of(self, Py_ssize_t k, object scratch, const int64_t **visit,
+                             const uint64_t **vclock) except -1:
+        """Shard k's visit list: where it is and how long (a lazy plan's written into
+        `scratch`, a (visit, clock) pair of at least `packets` entries)."""
+        cdef const int64_t[::1] vis
+        cdef const uint64_t[::1] clk
+        cdef int64_t[::1] sv
+        cdef uint64_t[::1] sc
+        cdef const uint16_t[::1] shv
+        cdef const uint8_t[::1] tv
+        cdef const uint64_t[::1] cv
+        cdef Py_ssize_t a, nv
+        if not self.lazy:
+            vis = self._visit
+            clk = self._vclock
+            a = self._starts[k]
+            visit[0] = &vis[0] + a
+            vclock[0] = &clk[0] + a
+            return self._counts[k]
+        sv = scratch[0]
+        sc = scratch[1]
+        shv = self._shard
+        tv = self._ticked
+        cv = self._clocks
+        with nogil:
+            nv = _shard_visits(&shv[0], &tv[0], &cv[0], self.packets, <uint16_t>k, &sv[0], &sc[0])
+        visit[0] = &sv[0]
+        vclock[0] = &sc[0]
+        return nv
+
+    def visits(self, shard):
+        """Test hook: shard `shard`'s visit list (batch indices; another shard's packet,
+        visited for its time, as ``~index``) and the clock at each (ns)."""
+        cdef const int64_t *vis
+        cdef const uint64_t *clk
+        if not self.made:
+            raise UsageError("the ShardPlan was not made")
+        k = operator.index(shard)
+        if not 0 <= k < self.shards:
+            raise UsageError(f"shard must be in 0..{self.shards - 1}, got {shard!r}")
+        if self.packets == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint64)
+        scratch = (np.empty(self.packets, np.int64), np.empty(self.packets, np.uint64))
+        m = self._list_of(k, scratch, &vis, &clk)
+        v = np.array(<const int64_t[:m]>vis if m else np.empty(0, np.int64), dtype=np.int64)
+        c = np.array(<const uint64_t[:m]>clk if m else np.empty(0, np.uint64), dtype=np.uint64)
+        index = np.bitwise_and(v, np.int64(0x7fffffffffffffff))
+        return np.where(v < 0, -index - 1, index), c
 
 
 def _own_indices(indices, Py_ssize_t n):
@@ -606,6 +929,7 @@ cdef class Tracker:
     cdef Py_ssize_t _pending_events
     cdef bint _busy
     cdef object _visit_scratch           # feed_batch(indices=...)'s visit list and clock, kept
+    cdef object _verdict_scratch         # feed_plan's verdicts (counted, not returned), kept
 
     def __cinit__(self):
         self._tr = NULL
@@ -749,20 +1073,25 @@ cdef class Tracker:
         cdef Py_buffer view
         cdef int64_t off = 0, ln, t
         cdef uint8_t verdict = 0
-        t = <int64_t>_micros(ts, "ts") * 1000
-        ft_get_bytes(packet, &view, "packet")
+        # claimed before any Python-level work (the time's conversion and the packet's
+        # buffer can let another thread run): close() and the batch calls change the
+        # table without the GIL
         self._busy = True
         try:
-            ln = view.len
-            tr.buf_size = <uint64_t>view.len
-            tr.bad_span = -1
-            # (0: the finished rows must be collected first, the packet is not tracked yet)
-            while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, NULL, 0, 1, &verdict,
-                        NULL, NULL) == 0:
-                self._collect()
+            t = <int64_t>_micros(ts, "ts") * 1000
+            ft_get_bytes(packet, &view, "packet")
+            try:
+                ln = view.len
+                tr.buf_size = <uint64_t>view.len
+                tr.bad_span = -1
+                # (0: the finished rows must be collected first, the packet is not tracked yet)
+                while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, NULL, 0, 1, &verdict,
+                            NULL, NULL) == 0:
+                    self._collect()
+            finally:
+                PyBuffer_Release(&view)
         finally:
             self._busy = False
-            PyBuffer_Release(&view)
         if tr.ndone or tr.nev:
             self._collect()
         from fasttcp.enums import Verdict
@@ -850,15 +1179,7 @@ cdef class Tracker:
         if lk is not None:
             lkv = lk
             lkp = &lkv[0]
-            with nogil:
-                i = ft_first_at_least(lkp, n, TV_COUNT)
-            if i >= 0:
-                # the codes index the verdict counters in C: a stray value must not write past them
-                raise UsageError(f"packet {i}: link verdict {int(lk[i])} is not a fasttcp.Verdict code")
-        with nogil:
-            i = ft_first_negative(&t[0], n)
-        if i >= 0:
-            raise UsageError(f"packet {i}: ts_ns {int(ts[i])} is not a time in 0..2**63-1 ns")
+        _check_codes_and_times(lk, lkp, ts, &t[0], n)
         cdef const uint8_t[::1] slv
         cdef const uint8_t *slp = NULL
         if select is not None:
@@ -876,6 +1197,7 @@ cdef class Tracker:
         cdef const int64_t[::1] ownv
         cdef int64_t[::1] visv
         cdef uint64_t[::1] clkv
+        cdef uint8_t[::1] markv
         cdef const int64_t *visp = NULL
         cdef uint64_t *clkp = NULL
         cdef uint64_t end_now = 0
@@ -884,19 +1206,21 @@ cdef class Tracker:
             # kept between calls: a fresh n-sized pair each batch cost page faults
             # (glibc maps large blocks anew) on every call of every shard
             if self._visit_scratch is None or self._visit_scratch[0].shape[0] < n:
-                self._visit_scratch = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64))
-            visit, clock = self._visit_scratch
+                self._visit_scratch = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64),
+                                       np.empty(n, dtype=np.uint8))
+            visit, clock, mark = self._visit_scratch
             visv = visit
             clkv = clock
+            markv = mark
             visp = &visv[0]
             clkp = &clkv[0]
             if m:
                 ownv = own
                 with nogil:
-                    nvisit = _visits(tr, &t[0], n, &ownv[0], m, &visv[0], clkp, &end_now)
+                    nvisit = _visits(tr, &t[0], n, &ownv[0], m, &visv[0], clkp, &markv[0], &end_now)
             else:
                 with nogil:
-                    nvisit = _visits(tr, &t[0], n, NULL, 0, &visv[0], clkp, &end_now)
+                    nvisit = _visits(tr, &t[0], n, NULL, 0, &visv[0], clkp, &markv[0], &end_now)
         ft_get_bytes(buf, &view, "buffer")
         try:
             with nogil:
@@ -924,6 +1248,78 @@ cdef class Tracker:
                              f"while feed_batch ran, to a span outside the buffer")
         return verdicts
 
+    def feed_plan(self, ShardPlan plan, shard):
+        """Track shard `shard` of a `ShardPlan`'s batch: the rows, verdict counts and clock
+        of ``feed_batch(plan.batch, indices=...)`` with that shard's packets, without
+        walking the batch again (the plan did, once for every shard). Returns None (the
+        packets' verdicts are counted in `stats`, not returned).
+
+        Raises UsageError for a shard outside the plan's, a tracker whose clock is not
+        the plan's `clock_before` (the plans of a run are made in order, each from the
+        last one's `clock_after`, for trackers given nothing else meanwhile), and while
+        another call is running."""
+        cdef tr_t *tr = self._get()
+        cdef Py_buffer view
+        cdef Py_ssize_t k, n, nvisit, done = 0
+        cdef const int64_t *vis
+        cdef const uint64_t *clk
+        cdef const int64_t[::1] o
+        cdef const int64_t[::1] l
+        cdef const uint8_t[::1] lk
+        cdef const uint8_t[::1] sn
+        cdef uint8_t[::1] vd
+        # claimed before any Python-level work, as feed_batch: a comparison or an
+        # allocation can let another thread run, and two calls must never be inside
+        # one tracker
+        self._busy = True
+        try:
+            if not plan.made:
+                raise UsageError("the ShardPlan was not made")
+            if isinstance(shard, (bool, np.bool_)) or not isinstance(shard, (int, np.integer)) \
+                    or not 0 <= shard < plan.shards:
+                raise UsageError(f"shard must be an int in 0..{plan.shards - 1}, got {shard!r}")
+            k = shard
+            if tr.now != plan.before_us or tr.last_tick != tr.now >> FT_TICK_SHIFT:
+                raise UsageError(f"the plan is for trackers at clock {plan.before_us} us, "
+                                 f"this one is at {tr.now} us")
+            n = plan.packets
+            if n == 0:
+                return None
+            if self._verdict_scratch is None or self._verdict_scratch.shape[0] < n:
+                self._verdict_scratch = np.empty(n, dtype=np.uint8)
+            if plan.lazy and (self._visit_scratch is None or self._visit_scratch[0].shape[0] < n):
+                self._visit_scratch = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64),
+                                       np.empty(n, dtype=np.uint8))
+            o = plan._off
+            l = plan._len
+            lk = plan._link
+            sn = plan._snapped
+            vd = self._verdict_scratch
+            nvisit = plan._list_of(k, self._visit_scratch, &vis, &clk)
+            ft_get_bytes(plan.batch.buffer, &view, "buffer")
+            try:
+                tr.buf_size = <uint64_t>view.len
+                tr.bad_span = -1
+                while done < nvisit:
+                    with nogil:
+                        done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], NULL, &lk[0], &sn[0], NULL,
+                                     done, nvisit, &vd[0], vis, clk)
+                    self._collect()
+            finally:
+                PyBuffer_Release(&view)
+            # the packets not visited are other shards' whose times moved the clock
+            # within a tick: count them, and move the clock as their walk would have
+            tr.packets += <uint64_t>(n - nvisit)
+            tr.other_shard += <uint64_t>(n - nvisit)
+            if plan.after_us > tr.now:
+                tr.now = plan.after_us
+        finally:
+            self._busy = False
+        if tr.bad_span >= 0:
+            raise UsageError(f"packet {tr.bad_span}: offsets or lengths were rewritten (by another thread) "
+                             f"while feed_plan ran, to a span outside the buffer")
+        return None
+
     def expire(self, now):
         """Finish connections idle past their state's timeout at `now` (seconds) and
         return every finished summary not yet collected (see `finished`). A `now`
@@ -932,15 +1328,22 @@ cdef class Tracker:
         Raises UsageError for a `now` that is not a finite number of seconds in
         0..`MAX_TIME_S`."""
         cdef tr_t *tr = self._get()
-        cdef uint64_t t = _micros(now, "now")
-        if t > tr.now:
-            tr.now = t
-            tr.last_tick = t >> FT_TICK_SHIFT
-        while True:
-            done = _expire(tr, tr.now)
-            self._collect()
-            if done:
-                break
+        cdef uint64_t t
+        # claimed before any Python-level work (the time's conversion can let another
+        # thread run): close() and the batch calls change the table without the GIL
+        self._busy = True
+        try:
+            t = _micros(now, "now")
+            if t > tr.now:
+                tr.now = t
+                tr.last_tick = t >> FT_TICK_SHIFT
+            while True:
+                done = _expire(tr, tr.now)
+                self._collect()
+                if done:
+                    break
+        finally:
+            self._busy = False
         return self.finished()
 
     def finished(self):
@@ -982,13 +1385,19 @@ cdef class Tracker:
         """Finish every connection still tracked (end of capture) and return all
         summaries not yet collected. The tracker stays usable."""
         cdef tr_t *tr = self._get()
-        cdef uint32_t i
-        self._collect()
-        for i in range(tr.tab.fresh):
-            if tr.tab.conns[i].family != 0:
-                if tr.ndone == tr.cap_done:
-                    self._collect()
-                _finish(tr, i, END_FLUSHED)
+        cdef uint32_t i = 0
+        # claimed like feed_batch: the walk runs without the GIL (so that the shard
+        # trackers of `analyze --workers N` flush at once), and no other call may
+        # touch the table meanwhile
+        self._busy = True
+        try:
+            self._collect()
+            while i < tr.tab.fresh:
+                with nogil:
+                    i = _flush_from(tr, i)
+                self._collect()
+        finally:
+            self._busy = False
         return self.finished()
 
     def _raw_records(self):

@@ -378,12 +378,12 @@ def test_a_failing_shard_stops_the_run_naming_it(monkeypatch, synthetic, error):
     real = shards_mod._Shards._track
     calls = [0]
 
-    def track(self, k, batch, shard):
+    def track(self, k, plan):
         if k == 1:
             calls[0] += 1
             if calls[0] == 3:
                 raise error
-        return real(self, k, batch, shard)
+        return real(self, k, plan)
 
     monkeypatch.setattr(shards_mod._Shards, "_track", track)
     with pytest.raises(WorkerError) as e:
@@ -515,7 +515,7 @@ def test_ctrl_c_between_a_task_and_its_bookkeeping_does_not_hang(monkeypatch, sy
         if where == "bookkeeping" and threading.current_thread() in reader:
             calls[0] += 1
             if calls[0] == 5:
-                self._track(k, b.batch, b.own[k])
+                self._track(k, b.plan)
                 raise KeyboardInterrupt
         return real_run(self, b, k)
 

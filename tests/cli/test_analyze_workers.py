@@ -129,10 +129,10 @@ def test_failing_shard_exits_3_naming_it(short):
         import sys
         import fasttcp.analysis.shards as shards
         real = shards._Shards._track
-        def track(self, k, batch, shard):
+        def track(self, k, plan):
             if k == 1:
                 raise MemoryError("no room for shard 1")
-            return real(self, k, batch, shard)
+            return real(self, k, plan)
         shards._Shards._track = track
         from fasttcp.cli.main import main
         sys.exit(main(["analyze", {str(short)!r}, "--workers", "2", "--summary-only"]))

@@ -1,5 +1,7 @@
-"""A feed_batch call with a hostile shard argument, probed in a subprocess: it must raise
-the named exception before tracking anything (see tests/probe.py)."""
+"""Shard trackers in tests: a feed_batch call with a hostile shard argument, probed in a
+subprocess -- it must raise the named exception before tracking anything (see
+tests/probe.py) -- and the end state of a set of shard trackers, to compare two ways of
+feeding them."""
 from tests.probe import expect_raises
 
 
@@ -19,3 +21,10 @@ def expect_refused_before_tracking(keyword: str, value: str, match: str) -> None
         finally:
             assert tr.stats["packets"] == 0 and len(tr) == 0
     """, "UsageError", match)
+
+
+def close_all(trackers: list, got: list[list]) -> None:
+    """Append each tracker's rows at close, then its stats, to its list in `got`."""
+    for k, tr in enumerate(trackers):
+        got[k].append(tr.close().tobytes())
+        got[k].append(tr.stats)

@@ -10,7 +10,7 @@ import pytest
 from fasttcp import Tracker, UsageError, Verdict, build, read_pcap
 from fasttcp.tracker.tracker import FLOW_DTYPE
 from fasttcp.wire.rss import shard_of_batch
-from tests.tracker.shard_probe import expect_refused_before_tracking
+from tests.tracker.shard_probe import close_all, expect_refused_before_tracking
 
 S, D = "198.18.0.1", "198.19.0.1"
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -40,9 +40,7 @@ def both_ways(batches, shards, **kw):
                 sel = {"select": mine} if way == "select" else {"indices": np.flatnonzero(mine)}
                 got[k].append(tr.feed_batch(*args, **sel).tobytes())
                 got[k].append(tr.finished().tobytes())
-        for k, tr in enumerate(trackers):
-            got[k].append(tr.close().tobytes())
-            got[k].append(tr.stats)
+        close_all(trackers, got)
         out.append(got)
     return out
 
