@@ -18,8 +18,16 @@ import numpy as np
 import pytest
 
 from fasttcp.capture.chunks import HEADROOM, FileChunks
-from fasttcp.capture.reader import CaptureBatch, CaptureError, read_pcap
+from fasttcp.capture.reader import (
+    RAMP_BATCHES,
+    RAMP_MIN_PACKETS,
+    CaptureBatch,
+    CaptureError,
+    read_pcap,
+    sharded_chunk_bytes,
+)
 from fasttcp.errors import UsageError
+from fasttcp.wire.rss import RssShards
 from tests import linklayer
 from tests.capture.test_reader import (
     IP4,
@@ -553,3 +561,42 @@ def test_ctrl_c_anywhere_in_read_batch_leaves_no_lock_held(tmp_path):
         closing.join(30)
         assert not closing.is_alive(), f"Ctrl-C at step {n}: close waits for ever"
     assert hit > 20
+
+
+# ---- sharded reading: the chunk a file is read in, the first batches ----
+
+@pytest.mark.parametrize("batch_bytes, size, chunk", [
+    (8 << 20, 1 << 30, 8 << 20),          # 128 chunks: as given
+    (8 << 20, 97_400_024, 2 << 20),       # the short-connection bench capture: 46 chunks
+    (8 << 20, 32 << 20, 1 << 20),         # 32 chunks would be 1 MiB: the floor
+    (8 << 20, 10_000, 1 << 20),           # never below it
+    (3 << 20, 97_400_024, 3 << 19),       # halved, whatever the size given
+    (1 << 20, 5, 1 << 20),
+    (4096, 10**9, 4096),                  # never above what was given
+    (65536, 100, 65536),
+])
+def test_a_sharded_file_is_read_in_chunks_of_at_most_a_32nd_of_it(batch_bytes, size, chunk):
+    assert sharded_chunk_bytes(batch_bytes, size) == chunk
+
+
+def test_sharded_reading_starts_with_smaller_batches_and_reads_the_same(tmp_path):
+    # with shards, the first RAMP_BATCHES batches hold 1/8, 1/4, 1/2 of batch_packets
+    # (not below RAMP_MIN_PACKETS), the rest batch_packets: the same packets in order
+    recs = [(i * 1000, eth(0x0800, IP4)) for i in range(40_000)]
+    path = write_file(tmp_path / "r.pcap", pcap_bytes(recs))
+    kw = {"batch_packets": 8192, "batch_bytes": 64 << 20}
+    with read_pcap(path, **kw) as plain:
+        sizes = [len(b) for b in plain]
+    with read_pcap(path, shards=RssShards(2), **kw) as sharded:
+        got = list(sharded)
+    assert sizes[0] == 8192
+    # (the file is read in 1 MiB chunks, sharded_chunk_bytes: a batch also ends where
+    # its chunk does)
+    assert [len(b) for b in got][:3] == [8192 >> RAMP_BATCHES, 8192 >> 2, 8192 >> 1]
+    assert max(len(b) for b in got) == 8192
+    assert sum(len(b) for b in got) == len(recs)
+    with read_pcap(path) as whole:
+        want = np.concatenate([b.ts_ns for b in whole])
+    assert np.array_equal(np.concatenate([b.ts_ns for b in got]), want)
+    with read_pcap(path, shards=RssShards(2), batch_packets=2048, batch_bytes=64 << 20) as small:
+        assert [len(b) for b in small][:4] == [RAMP_MIN_PACKETS, RAMP_MIN_PACKETS, RAMP_MIN_PACKETS, 2048]
