@@ -342,6 +342,43 @@ def test_a_tcp_packet_with_a_bad_checksum_keeps_its_four_tuple(a, b):
     assert shard_of_packets([make(a, b, seg)]) == [four_tuple_shard(a, b, 40000, 443)]
 
 
+# the option layouts the hash reads straight from the bytes (Linux's), and others it
+# leaves to the parser: each with no damage, and with random bytes of its IP and TCP
+# headers and options overwritten
+_OPTIONS = [None, {"timestamp": (1, 2)}, {"mss": 1460, "sack_permitted": True, "timestamp": (5, 0), "wscale": 7},
+            {"mss": 1460}, {"mss": 536, "wscale": 2}, {"sack_permitted": True}, b"\x01\x01\x08\x0a" + bytes(8),
+            b"\x02\x04\x05\xb4\x00", b"\x08\x0a" + bytes(8) + b"\x01\x01", b"\x1e\x03\x00"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_damaged_ipv4_tcp_headers_are_hashed_by_the_rule(seed):
+    # the hash of the common IPv4 shapes reads the bytes itself rather than parse the
+    # packet: on every damage the parser would see (version and header length, the
+    # total length, the protocol, fragment bits, the data offset, the options) its
+    # choice between the 4-tuple, the 2-tuple and nothing must stay the parser's
+    rng = np.random.default_rng(seed)
+    pkts = []
+    for i in range(1500):
+        opts = _OPTIONS[i % len(_OPTIONS)]
+        pkt = bytearray(fasttcp.build(A4, B4, 1024 + i, 443, flags=0x10, seq=i, options=opts,
+                                      payload=bytes(int(rng.integers(0, 30)))))
+        for _ in range(int(rng.integers(0, 3))):
+            at = int(rng.choice([0, 2, 3, 6, 7, 9, 32, 33, *range(40, min(len(pkt), 60))]))
+            if at < len(pkt):
+                pkt[at] = int(rng.integers(0, 256))
+        if rng.random() < 0.1:
+            pkt = pkt[:int(rng.integers(1, len(pkt) + 1))]
+        pkts.append(bytes(pkt))
+    offsets = np.cumsum([0] + [len(p) for p in pkts[:-1]]).astype(np.int64)
+    lengths = np.array([len(p) for p in pkts], dtype=np.int64)
+    buf = np.frombuffer(b"".join(pkts), dtype=np.uint8)
+    batch = fasttcp.CaptureBatch(buf, offsets, lengths, np.zeros(len(pkts), np.int64), lengths.copy(),
+                                 np.zeros(len(pkts), np.uint8), np.zeros(len(pkts), np.uint32),
+                                 np.zeros(len(pkts), np.uint8), np.ones(len(pkts), bool))
+    for shards in (3, 64):
+        assert shard_of_batch(batch, shards).tolist() == expected_shards(batch, shards)
+
+
 def test_other_protocols_and_fragments_take_the_address_pair():
     udp = (40000).to_bytes(2, "big") + (53).to_bytes(2, "big") + (8).to_bytes(2, "big") + b"\0\0"
     seg = packets.tcp_segment(A4, B4, 40000, 443, payload=b"x" * 40)
