@@ -8,6 +8,7 @@ changes as TRACKER_EVENT_DTYPE rows.
 """
 from cpython.buffer cimport PyBuffer_Release
 from fasttcp.wire.buffers cimport ft_get_bytes
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
@@ -642,10 +643,27 @@ cdef int _check_codes_and_times(object lk, const uint8_t *lkp, object ts, const 
     return 0
 
 
+cdef object _exact_int(object value, str name, object lo, object hi, str what):
+    """`value` as a plain int in lo..hi, or UsageError: converted first (operator.index),
+    then compared -- an int subclass answers comparisons itself, and may lie -- and
+    never a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        raise UsageError(f"{name} must be {what}, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise UsageError(f"{name} must be {what}, got {value!r}") from None
+    v = int(v)
+    if not lo <= v <= hi:
+        raise UsageError(f"{name} must be {what}, got {value!r}")
+    return v
+
+
 #: A plan's clock: microseconds whose nanoseconds fit in int64 (the largest batch time)
 MAX_CLOCK_US = 0x7fffffffffffffff // 1000
 
 
+@cython.auto_pickle(False)            # (a pickled state would skip every check)
 cdef class ShardPlan:
     """One batch split among the shard trackers of `fasttcp.analyze`, once for all of
     them: what `Tracker.feed_plan` tracks as shard k of ``shards``, with the rows,
@@ -658,11 +676,13 @@ cdef class ShardPlan:
     otherwise trust it for -- the link verdicts (they index counters) and `shard` --
     and writes each shard's visit list (its own packets, and those where a new clock
     tick starts, with the clock at each) into memory of its own. The batch's offsets
-    and lengths are its own arrays when they are int64 already: the trackers check each
-    span they read. Memory stays within a few times the batch's rows: a batch with more
-    ticks than packets between them (sparse traffic over many shards, where every
-    shard's list would hold every tick) keeps its clocks alone, and each tracker writes
-    its own list from them (`feed_batch`'s walk).
+    and lengths are its own arrays when they are int64 already (the trackers check each
+    span they read), and so are its snapped flags (only ever tested against 0).
+
+    Memory stays within a few times the batch's rows: a batch with more ticks than
+    packets between them (sparse traffic over many shards, where every shard's list
+    would hold every tick) keeps its clocks alone, and each tracker writes its own list
+    from them (`feed_batch`'s walk).
 
     ``clock``: the trackers' clock before this batch, in microseconds -- 0 for new
     trackers, else the last plan's `clock_after` (the trackers must have been given
@@ -680,6 +700,7 @@ cdef class ShardPlan:
     cdef uint64_t before_us
     cdef uint64_t after_us
     cdef bint made
+    cdef bint making
     cdef readonly bint lazy             # no lists: each tracker writes its own (_shard_visits)
     cdef object _off, _len, _link, _snapped, _visit, _vclock, _starts, _counts
     cdef object _shard, _clocks, _ticked
@@ -691,18 +712,15 @@ cdef class ShardPlan:
         cdef Py_buffer view
         cdef Py_ssize_t n, i, ticks, ns
         cdef uint64_t end_ns = 0, before
-        if self.made:
-            raise UsageError("a ShardPlan is made once")
-        if isinstance(shards, (bool, np.bool_)) or not isinstance(shards, (int, np.integer)) \
-                or not 1 <= shards <= 65535:
-            raise UsageError(f"shards must be an int in 1..65535, got {shards!r}")
-        if isinstance(clock, (bool, np.bool_)) or not isinstance(clock, (int, np.integer)) \
-                or not 0 <= clock <= MAX_CLOCK_US:
-            raise UsageError(f"clock must be microseconds in 0..{MAX_CLOCK_US}, got {clock!r}")
+        # claimed before any Python-level work: a second __init__ running meanwhile
+        # (another thread, let in by a property or an allocation) must not make it too
+        if self.made or self.making:
+            raise UsageError("a ShardPlan is made once (this one was, or is being, made)")
+        self.making = True
+        ns = _exact_int(shards, "shards", 1, 65535, "an int in 1..65535")
+        before = <uint64_t>_exact_int(clock, "clock", 0, MAX_CLOCK_US, f"microseconds in 0..{MAX_CLOCK_US}")
         if not hasattr(batch, "snapped"):
             raise UsageError(f"ShardPlan takes a fasttcp.CaptureBatch, got {type(batch).__name__}")
-        ns = shards
-        before = <uint64_t>clock
         off = _as_int64(batch.offsets, "offsets")
         ln = _as_int64(batch.lengths, "lengths")
         ts = _as_int64(batch.ts_ns, "ts_ns")
@@ -833,9 +851,7 @@ cdef class ShardPlan:
         cdef const uint64_t *clk
         if not self.made:
             raise UsageError("the ShardPlan was not made")
-        k = operator.index(shard)
-        if not 0 <= k < self.shards:
-            raise UsageError(f"shard must be in 0..{self.shards - 1}, got {shard!r}")
+        k = _exact_int(shard, "shard", 0, self.shards - 1, f"an int in 0..{self.shards - 1}")
         if self.packets == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint64)
         scratch = (np.empty(self.packets, np.int64), np.empty(self.packets, np.uint64))
@@ -1248,7 +1264,7 @@ cdef class Tracker:
                              f"while feed_batch ran, to a span outside the buffer")
         return verdicts
 
-    def feed_plan(self, ShardPlan plan, shard):
+    def feed_plan(self, ShardPlan plan not None, shard):
         """Track shard `shard` of a `ShardPlan`'s batch: the rows, verdict counts and clock
         of ``feed_batch(plan.batch, indices=...)`` with that shard's packets, without
         walking the batch again (the plan did, once for every shard). Returns None (the
@@ -1275,10 +1291,9 @@ cdef class Tracker:
         try:
             if not plan.made:
                 raise UsageError("the ShardPlan was not made")
-            if isinstance(shard, (bool, np.bool_)) or not isinstance(shard, (int, np.integer)) \
-                    or not 0 <= shard < plan.shards:
-                raise UsageError(f"shard must be an int in 0..{plan.shards - 1}, got {shard!r}")
-            k = shard
+            k = _exact_int(shard, "shard", 0, plan.shards - 1, f"an int in 0..{plan.shards - 1}")
+            # (the plan's arrays held here while their memory is read without the GIL)
+            _held = (plan._off, plan._len, plan._link, plan._snapped, plan._visit, plan._vclock)
             if tr.now != plan.before_us or tr.last_tick != tr.now >> FT_TICK_SHIFT:
                 raise UsageError(f"the plan is for trackers at clock {plan.before_us} us, "
                                  f"this one is at {tr.now} us")

@@ -249,21 +249,21 @@ def test_the_last_microseconds_of_time_chain_from_plan_to_plan():
 
 
 def test_a_call_while_another_is_inside_the_tracker_is_refused():
-    # the shard argument's comparison runs inside feed_plan and lets another thread
+    # the shard argument's conversion runs inside feed_plan and lets another thread
     # in: the tracker is claimed before it, so every other call is refused
     entered, release = threading.Event(), threading.Event()
 
-    class Blocking(int):
-        def __ge__(self, other):             # `0 <= shard` asks the subclass first
+    class Blocking:
+        def __index__(self):
             entered.set()
             release.wait(30)
-            return int(self) >= other
+            return 0
 
     b = good()
     plan = ShardPlan(b, np.zeros(4, np.uint16), 1)
     tr = Tracker(capacity=16)
     errors = []
-    th = threading.Thread(target=lambda: errors.append(tr.feed_plan(plan, Blocking(0))))
+    th = threading.Thread(target=lambda: errors.append(tr.feed_plan(plan, Blocking())))
     th.start()
     try:
         assert entered.wait(30)
@@ -275,3 +275,70 @@ def test_a_call_while_another_is_inside_the_tracker_is_refused():
         release.set()
         th.join(30)
     assert errors == [None] and tr.stats["packets"] == 4
+
+
+class Liar(int):
+    """An int that answers every comparison True: a range check done on it passes."""
+
+    def __lt__(self, other):
+        return True
+
+    __le__ = __gt__ = __ge__ = __lt__
+
+
+@pytest.mark.parametrize("value", [Liar(-1), Liar(70000), True, np.bool_(True), 1.0, "1", None])
+def test_shards_and_clocks_are_checked_as_plain_ints(value):
+    # converted first, then compared: an int subclass's comparisons could pass any value
+    b = good()
+    plan = ShardPlan(b, np.zeros(4, np.uint16), 2)
+    with pytest.raises(UsageError, match="shard must be"):
+        Tracker(capacity=16).feed_plan(plan, value)
+    with pytest.raises(UsageError, match="shard must be"):
+        plan.visits(value)
+    with pytest.raises(UsageError, match="shards must be"):
+        ShardPlan(b, np.zeros(4, np.uint16), value if not isinstance(value, Liar) else Liar(70000))
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        with pytest.raises(UsageError, match="clock must be"):
+            ShardPlan(b, np.zeros(4, np.uint16), 2, value if not isinstance(value, Liar) else Liar(-1))
+
+
+def test_a_plan_is_not_none_and_cannot_be_pickled():
+    # a pickled state would be a plan made without any of its checks
+    import pickle
+
+    plan = ShardPlan(good(), np.zeros(4, np.uint16), 1)
+    with pytest.raises(TypeError):
+        Tracker(capacity=16).feed_plan(None, 0)
+    with pytest.raises(TypeError):
+        pickle.dumps(plan)
+    assert not hasattr(plan, "__setstate_cython__")
+
+
+def test_a_plan_being_made_cannot_be_made_again_meanwhile():
+    # a property of the batch lets another thread in while the plan is being made: its
+    # own __init__ on the same plan is refused, so the arrays can never be swapped
+    entered, release = threading.Event(), threading.Event()
+    b = good()
+
+    class SlowBatch:
+        snapped, lengths, ts_ns, verdicts, buffer = b.snapped, b.lengths, b.ts_ns, b.verdicts, b.buffer
+
+        @property
+        def offsets(self):
+            entered.set()
+            release.wait(30)
+            return b.offsets
+
+    plan = ShardPlan.__new__(ShardPlan)
+    th = threading.Thread(target=plan.__init__, args=(SlowBatch(), np.zeros(4, np.uint16), 1))
+    th.start()
+    try:
+        assert entered.wait(30)
+        with pytest.raises(UsageError, match="made once"):
+            plan.__init__(b, np.zeros(4, np.uint16), 1)
+    finally:
+        release.set()
+        th.join(30)
+    tr = Tracker(capacity=16)
+    tr.feed_plan(plan, 0)
+    assert tr.stats["packets"] == 4
