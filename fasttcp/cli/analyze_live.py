@@ -9,8 +9,7 @@ import math
 import os
 import signal
 import sys
-import threading
-from typing import Any, Self
+from typing import Any
 
 __all__ = ["add_live_arguments", "analyze_dispatch"]
 
@@ -99,30 +98,6 @@ def _check(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
                 block_timeout_ms=timeout_ms), None
 
 
-class _Signals:
-    """SIGINT and SIGTERM set `stop` (the capture ends, every open connection is
-    written) and are remembered; the previous handlers come back on exit."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.received: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is None:
-            self.received = signum
-        self.stop.set()
-
-    def __enter__(self) -> Self:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 class _StatusLine:
     """One line on a terminal's stderr, rewritten in place about once a second and
     erased at the end; nothing when stderr is not a terminal or with --quiet."""
@@ -154,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     still written, and the summary)."""
     from fasttcp.analysis import AnalyzeConfig
     from fasttcp.analysis.live import analyze_live
+    from fasttcp.cli.signals import StopSignals
     from fasttcp.errors import OutputError, UsageError, WorkerError
 
     kwargs, problem = _check(args)
@@ -177,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
             return _usage(f"cannot write {args.output}: {e.strerror}")
     line = _StatusLine(args.interface, args.quiet)
     failure, status = None, 0
-    with _Signals() as signals:
+    with StopSignals() as signals:
         try:
             summary = analyze_live(args.interface, cfg, fmt=args.format, out=out, stop=signals.stop,
                                    status=line.update, ready=lambda: _tell_ready(args, kwargs),

@@ -3,7 +3,8 @@
 Exit status: 0 the run finished (its counters say how it went), 1 it finished with
 errors (refused, timed out, reset, connect failures or connections left unfinished),
 2 bad arguments or a refused target (nothing was sent), 3 the system said no (not
-root, no route, no neighbour answer), 130 interrupted (what was counted is reported).
+root, no route, no neighbour answer), 130 interrupted by SIGINT and 143 stopped by SIGTERM
+(what was counted is reported in both).
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def _text(d: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run `fasttcp load` with parsed ``args``; the exit status."""
+    from fasttcp.cli.signals import StopSignals
     from fasttcp.errors import UsageError
     from fasttcp.load.generator import LoadConfig, print_progress, run_load
     host, port = args.target
@@ -101,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
                      progress=print_progress if sys.stderr.isatty() and not args.json else None)
     status = 0
     try:
-        result = run_load(cfg, i_own_this_network=args.i_own_this_network)
+        with StopSignals() as signals:
+            result = run_load(cfg, i_own_this_network=args.i_own_this_network, stop=signals.stop)
     except UsageError as e:
         print(f"fasttcp load: {e}", file=sys.stderr)
         return 2
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"fasttcp load: {e}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:                       # a Ctrl-C before the handler was in place
         print("\nfasttcp load: interrupted", file=sys.stderr)
         return 130
     if cfg.progress is not None:
@@ -120,4 +123,6 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(d, sort_keys=True) if args.json else _text(d))
     if result.errors:
         status = 1
+    if signals.received is not None:
+        return 128 + signals.received                # 130 Ctrl-C, 143 SIGTERM: as the shell reports them
     return 130 if d.get("interrupted") else status

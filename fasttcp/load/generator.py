@@ -34,6 +34,7 @@ import ipaddress
 import math
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,8 +57,14 @@ DEFAULT_DURATION = 10.0       # `fasttcp load HOST:PORT` with neither --connecti
 PROGRESS_EVERY = 1.0
 MAX_REQUEST = 1 << 20         # --request: bytes queued per connection at most
 _US = 1_000_000
+# plain ints, not the enum members, against numpy arrays: for a member numpy looks up
+# special attributes through EnumType's Python __getattr__ each time -- slow, and a
+# KeyboardInterrupt raised in there is cleared by numpy and lost
 _ESTABLISHED, _TIME_WAIT, _CLOSED, _SYN_SENT = (int(State.ESTABLISHED), int(State.TIME_WAIT),
                                                 int(State.CLOSED), int(State.SYN_SENT))
+_CONNECT, _SYN_ACK_RECEIVED, _RETRANSMIT, _REFUSED = (int(Cause.CONNECT), int(Cause.SYN_ACK_RECEIVED),
+                                                      int(Cause.RETRANSMIT), int(Cause.REFUSED))
+_RETRANSMIT_LIMIT, _RST_RECEIVED, _ABORT = int(Cause.RETRANSMIT_LIMIT), int(Cause.RST_RECEIVED), int(Cause.ABORT)
 
 
 MIN_SOURCE_PORTS = 1024       # fewer ports than this outside the kernel's range: refuse
@@ -275,8 +282,8 @@ class _Run:
         for e in evs:
             if e.cause is Cause.SYN_ACK_RECEIVED:
                 self.handles[e.connection.id] = e.connection
-        return (np.array([e.cause for e in evs], np.uint8), np.array([e.connection.id for e in evs], np.int64),
-                np.array([e.new for e in evs], np.uint8), np.array([e.old for e in evs], np.uint8),
+        return (np.array([int(e.cause) for e in evs], np.uint8), np.array([e.connection.id for e in evs], np.int64),
+                np.array([int(e.new) for e in evs], np.uint8), np.array([int(e.old) for e in evs], np.uint8),
                 np.array([round(e.time * _US) for e in evs], np.uint64))
 
     def _events(self) -> None:
@@ -284,11 +291,11 @@ class _Run:
         if arrays is None:
             return
         cause, conn, new, old, t = arrays
-        m = cause == Cause.CONNECT
+        m = cause == _CONNECT
         if m.any():
             self.syn_us[conn[m]] = t[m]
             self.r.connect_times_us.append(t[m].copy())
-        m = cause == Cause.SYN_ACK_RECEIVED
+        m = cause == _SYN_ACK_RECEIVED
         if m.any():
             ids = conn[m]
             self.r.latencies_us.append((t[m] - self.syn_us[ids]).astype(np.int64))
@@ -298,15 +305,15 @@ class _Run:
                 self._send_requests(ids)
             else:
                 self._close(ids)
-        m = (cause == Cause.RETRANSMIT) & (old == _SYN_SENT)
+        m = (cause == _RETRANSMIT) & (old == _SYN_SENT)
         if m.any():
             self.r.syn_retransmits += int(m.sum())
             self._back_off(self.now)
-        self.r.refused += int((cause == Cause.REFUSED).sum())
-        self.r.timeouts += int(((cause == Cause.RETRANSMIT_LIMIT) & (old == _SYN_SENT)).sum())
+        self.r.refused += int((cause == _REFUSED).sum())
+        self.r.timeouts += int(((cause == _RETRANSMIT_LIMIT) & (old == _SYN_SENT)).sum())
         # a RST in TIME-WAIT comes after both FINs: the connection had completed (RFC 1337)
-        self.r.time_wait_resets += int(((cause == Cause.RST_RECEIVED) & (old == _TIME_WAIT)).sum())
-        m = ((cause == Cause.RST_RECEIVED) | (cause == Cause.RETRANSMIT_LIMIT)) & (old != _SYN_SENT) \
+        self.r.time_wait_resets += int(((cause == _RST_RECEIVED) & (old == _TIME_WAIT)).sum())
+        m = ((cause == _RST_RECEIVED) | (cause == _RETRANSMIT_LIMIT)) & (old != _SYN_SENT) \
             & (old != _TIME_WAIT)
         if m.any():
             self.r.resets += int(m.sum())
@@ -314,7 +321,7 @@ class _Run:
                 k = f"{Cause(c).name} in {State(o)}"
                 self.r.reset_kinds[k] = self.r.reset_kinds.get(k, 0) + 1
         # ABORT events are the generator's own: their bookkeeping was done at the call
-        mine = cause == Cause.ABORT
+        mine = cause == _ABORT
         m = (new == _TIME_WAIT) & ~mine & (old != _TIME_WAIT)
         if m.any():
             slots = self.ports.slot_of[conn[m]]
@@ -465,13 +472,16 @@ def _sources(cfg: LoadConfig, remote: Any) -> list[Any]:
     return sources
 
 
-def _drive(run: _Run, link: Any, cfg: LoadConfig) -> bool:
-    """Turn the link until the run is done or the drain after the last attempt times
-    out; progress lines every second. True if interrupted (Ctrl-C)."""
+def _drive(run: _Run, link: Any, cfg: LoadConfig, stop: threading.Event | None) -> bool:
+    """Turn the link until the run is done, the drain after the last attempt times out
+    or `stop` is set; progress lines every second. True if stopped or interrupted
+    (Ctrl-C)."""
     next_progress = PROGRESS_EVERY
     last_attempt_at: float | None = None
     try:
         while not run.done():
+            if stop is not None and stop.is_set():
+                return True
             link.step(on_tick=run.tick)
             now = link.now()
             if run.stop_opening and last_attempt_at is None:
@@ -486,10 +496,13 @@ def _drive(run: _Run, link: Any, cfg: LoadConfig) -> bool:
     return False
 
 
-def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult:
+def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False,
+             stop: threading.Event | None = None) -> LoadResult:
     """Run the load described by ``cfg`` (validated; the target checked by
     `fasttcp.load.safety.check_target` before anything is sent). Installs the RST guard
     for the run and removes it at exit, KeyboardInterrupt and SIGTERM included.
+    Setting ``stop`` (from a signal handler or another thread) ends the run within a
+    turn of the link (milliseconds): what was counted is returned, ``interrupted``.
     Raises UsageError for bad settings or a refused target, OSError as the system says
     (no route, no neighbour, not root)."""
     from fasttcp.load.safety import check_target
@@ -517,7 +530,7 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False) -> LoadResult
         # collection would walk every object the imports left: park those outside it
         gc.freeze()
         try:
-            interrupted = _drive(run, link, cfg)
+            interrupted = _drive(run, link, cfg, stop)
         finally:
             gc.unfreeze()
             run.r.elapsed = time.monotonic() - t0

@@ -15,7 +15,8 @@ never touches anyone else's rules. It is installed with the `nft` command (``nft
 one atomic transaction per change): pyroute2's nftables support is partial and the nft
 syntax is what an administrator reads and checks (``nft list ruleset``). The table goes
 away in `close`, at interpreter exit (atexit), on SIGINT (KeyboardInterrupt unwinds
-through the ``with``) and on SIGTERM (turned into SystemExit while the guard is up).
+through the ``with``) and on SIGTERM (turned into SystemExit while the guard is up,
+unless the program handles SIGTERM itself).
 SIGKILL cannot be caught: `remove_stale_tables` deletes tables whose process is gone.
 """
 from __future__ import annotations
@@ -132,7 +133,11 @@ class RstGuard:
                  f"{self._rules()}\n  }}\n}}\n")
             self.installed = True
         atexit.register(self.close)
-        if threading.current_thread() is threading.main_thread():
+        # SIGTERM's default would end the process with the table left behind; a program
+        # with a SIGTERM handler of its own ends its run its own way (and the ``with``
+        # or atexit removes the table), so the guard leaves that handler alone
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             self._old_term = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 

@@ -29,6 +29,7 @@ __all__ = ["draw_slowest", "LADDER_PACKETS"]
 LADDER_PACKETS = 12
 # rows whose header fields parse_batch filled in (the ladder marks a bad checksum)
 _PARSED = (Verdict.OK, Verdict.BAD_CHECKSUM)
+_VERDICT_OK = int(Verdict.OK)     # a plain int against arrays: see fasttcp.load.generator
 
 
 def _address(family: int, raw: np.ndarray) -> str:
@@ -69,7 +70,7 @@ def extract(captures: Sequence[str | Path], rows: np.ndarray, out: Path) -> list
                 seg = parse_batch(batch.buffer, batch.offsets, batch.lengths)
                 # the ports first (a cheap test that leaves few packets), then the full match
                 near = np.flatnonzero(np.isin(seg["src_port"], ports) & np.isin(seg["dst_port"], ports)
-                                      & (np.asarray(batch.verdicts) == Verdict.OK))
+                                      & (np.asarray(batch.verdicts) == _VERDICT_OK))
                 seg, ts_near = seg[near], ts[near]
                 keep = np.zeros(len(seg), bool)
                 for i, row in enumerate(rows):

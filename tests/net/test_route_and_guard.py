@@ -1,6 +1,7 @@
 """`lookup_route` and `RstGuard` in namespace A of a veth pair (each call in a child
 process inside the namespace: routes, neighbours and nftables are per namespace)."""
 import json
+import signal
 import sys
 import textwrap
 
@@ -91,6 +92,51 @@ def test_guard_hides_the_port_from_the_kernel_and_goes_away(veth, tmp_path):  # 
     r = json.loads(out.strip().splitlines()[-1])
     assert r == {"rule": True, "after": False}, err
     assert _connect_from_b(veth, port) == "refused"
+
+
+GUARD_UNTIL_SIGTERM = """
+import json, signal, subprocess, sys, time
+from fasttcp.net import RstGuard
+stopped = []
+if {own_handler}:
+    signal.signal(signal.SIGTERM, lambda s, f: stopped.append(s))
+g = RstGuard([{addr!r}])
+with g:
+    open({ready!r}, "w").close()
+    deadline = time.monotonic() + 20
+    while not stopped and time.monotonic() < deadline:
+        time.sleep(0.01)
+    during = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+after = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+print(json.dumps({{"stopped": stopped, "during": g.table in during, "after": g.table in after}}))
+"""
+
+
+@pytest.mark.parametrize("own_handler", [False, True])
+def test_sigterm_removes_the_table_and_respects_a_handler(veth, tmp_path, own_handler):  # noqa: F811
+    # No handler of the program's: SIGTERM ends it as SystemExit(143) with the table
+    # removed. A handler of its own: the guard leaves it in place, the program ends its
+    # run its own way, and the ``with`` removes the table.
+    ready = tmp_path / "ready"
+    child = veth.popen(veth.a, [sys.executable, "-c", GUARD_UNTIL_SIGTERM.format(
+        addr=veth.a_v4, ready=str(ready), own_handler=own_handler)])
+    try:
+        for _ in range(200):
+            if ready.exists():
+                break
+            __import__("time").sleep(0.05)
+        assert ready.exists(), child.stderr.read() if child.poll() is not None else "not ready"
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert "fasttcp_guard_" not in veth.run(veth.a, ["nft", "list", "tables"]).stdout
+    if own_handler:
+        assert child.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1]) == {"stopped": [15], "during": True, "after": False}
+    else:
+        assert child.returncode == 143 and out == "", err
 
 
 def test_stale_table_of_a_killed_process_is_removed(veth):  # noqa: F811
