@@ -94,35 +94,41 @@ def _text(d: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run `fasttcp load` with parsed ``args``; the exit status."""
     from fasttcp.cli.signals import StopSignals
-    from fasttcp.errors import UsageError
-    from fasttcp.load.generator import LoadConfig, print_progress, run_load
+    from fasttcp.load.generator import LoadConfig, print_progress
     host, port = args.target
     cfg = LoadConfig(host=host, port=port, rate=args.rate, connections=args.connections,
                      concurrency=args.concurrency, duration=args.duration, request=args.request,
                      close=args.close, sources=args.source, io=args.io,
                      progress=print_progress if sys.stderr.isatty() and not args.json else None)
-    status = 0
     try:
-        with StopSignals() as signals:
-            result = run_load(cfg, i_own_this_network=args.i_own_this_network, stop=signals.stop)
-    except UsageError as e:
-        print(f"fasttcp load: {e}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as e:
-        print(f"fasttcp load: {e}", file=sys.stderr)
-        return 3
-    except OSError as e:
-        print(f"fasttcp load: {e}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:                       # a Ctrl-C before the handler was in place
+        # (until the report is out: a signal while it is written must not cut it short)
+        with StopSignals(second_raises=True) as signals:
+            return _load(args, cfg, signals)
+    except KeyboardInterrupt:       # a Ctrl-C before the handler was in place, or a second one
         print("\nfasttcp load: interrupted", file=sys.stderr)
         return 130
+
+
+def _load(args: argparse.Namespace, cfg: Any, signals: Any) -> int:
+    from fasttcp.errors import UsageError
+    from fasttcp.load.generator import run_load
+    try:
+        result = run_load(cfg, i_own_this_network=args.i_own_this_network, stop=signals.stop)
+    except (UsageError, ModuleNotFoundError, OSError) as e:
+        if signals.received is not None:
+            # the signal cut the set-up short (a neighbour's wait), or reached a child
+            # of ours too (nft, ip): that is why it failed
+            print("fasttcp load: interrupted", file=sys.stderr)
+            return 128 + signals.received
+        print(f"fasttcp load: {e}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 3
     if cfg.progress is not None:
         sys.stderr.write("\n")
     d = result.as_dict()
     print(json.dumps(d, sort_keys=True) if args.json else _text(d))
-    if result.errors:
-        status = 1
-    if signals.received is not None:
-        return 128 + signals.received                # 130 Ctrl-C, 143 SIGTERM: as the shell reports them
-    return 130 if d.get("interrupted") else status
+    sys.stdout.flush()
+    if d.get("interrupted"):
+        # 130 Ctrl-C, 143 SIGTERM: as the shell reports them (130 for a library-level
+        # KeyboardInterrupt the run caught)
+        return 128 + (signals.received or 2)
+    return 1 if result.errors else 0

@@ -17,16 +17,26 @@ __all__ = ["StopSignals"]
 
 class StopSignals:
     """While entered (main thread only), SIGINT and SIGTERM set `stop` and the first
-    one is remembered in `received`; the previous handlers come back on exit."""
+    one is remembered in `received`; the previous handlers come back on exit.
 
-    def __init__(self) -> None:
+    With ``second_raises``, a second signal raises at once -- KeyboardInterrupt for
+    SIGINT, SystemExit(128 + signal) for SIGTERM -- out of whatever the run is blocked
+    in (a send the link holds up): the way out when the flag is not being looked at.
+    The ``with`` blocks it unwinds through still clean up."""
+
+    def __init__(self, *, second_raises: bool = False) -> None:
         self.stop = threading.Event()
         self.received: int | None = None
+        self.second_raises = second_raises
         self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is None:
             self.received = signum
+        elif self.second_raises:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
         self.stop.set()
 
     def __enter__(self) -> Self:

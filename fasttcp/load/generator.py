@@ -517,7 +517,7 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False,
     why = check_target(remote, i_own_this_network=i_own_this_network)
     sources = _sources(cfg, remote)
     first, last = source_port_range()
-    route = lookup_route(remote, source=sources[0] if sources else None)
+    route = lookup_route(remote, source=sources[0] if sources else None, stop=stop)
     sources = sources or [route.source]
     capacity = 1 << max(16, math.ceil(math.log2(2 * (last - first + 1) * len(sources) + 2 * cfg.concurrency)))
     ep = Endpoint([str(s) for s in sources], capacity=capacity, msl=cfg.msl)

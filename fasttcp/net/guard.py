@@ -142,7 +142,9 @@ class RstGuard:
         return self
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        self.close()
+        # only raise: the ``with`` or atexit removes the table. Removing it here could
+        # run inside close() itself (the signal landing during its nft), whose lock this
+        # thread holds: a deadlock
         raise SystemExit(128 + signum)
 
     def close(self) -> None:
@@ -151,9 +153,11 @@ class RstGuard:
         with self._lock:
             if not self.installed:
                 return
-            self.installed = False
             with contextlib.suppress(PermissionError, FileNotFoundError, subprocess.TimeoutExpired):
                 _nft(f"delete table inet {self.table}\n")     # gone already: nothing to undo
+            # (only once nft ran: an exception while it runs -- a signal's -- leaves the
+            # table to the close at exit)
+            self.installed = False
         atexit.unregister(self.close)
         if self._old_term is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._old_term)

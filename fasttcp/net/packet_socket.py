@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from fasttcp.capture.transmit import SEND_TIMEOUT
 from fasttcp.errors import UsageError
 from fasttcp.wire.checksum import tcp_checksum
 
@@ -168,14 +169,20 @@ class PacketSocketTransmitter:
             raise UsageError("dst_mac is 6 bytes")
         self.dst_mac = dst_mac
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
+        # a link that stopped sending (a full queue that never drains) must not hold
+        # a send for ever: as the ring transmitter, the kernel gives up after
+        # SEND_TIMEOUT (SO_SNDTIMEO) and the rest of the batch is counted failed
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT), 0))
         self.stats = {"sent": 0, "bytes": 0, "failed": 0, "not_ip": 0}
 
     def send_packets(self, buffer: Any, offsets: Any, lengths: Any) -> int:
         """Send each packet; returns how many the kernel took (the others are counted in
-        stats["failed"] or stats["not_ip"])."""
+        stats["failed"] or stats["not_ip"]; after a send the kernel held up for
+        SEND_TIMEOUT, every packet left in the batch is failed)."""
         view = memoryview(buffer).cast("B")
         sent = 0
-        for off, ln in zip(np.asarray(offsets).tolist(), np.asarray(lengths).tolist(), strict=True):
+        spans = list(zip(np.asarray(offsets).tolist(), np.asarray(lengths).tolist(), strict=True))
+        for i, (off, ln) in enumerate(spans):
             pkt = view[off:off + ln]
             version = pkt[0] >> 4 if ln else 0
             if version not in (4, 6):
@@ -184,6 +191,9 @@ class PacketSocketTransmitter:
             proto = ETH_P_IP if version == 4 else ETH_P_IPV6
             try:
                 self._sock.sendto(pkt, (self.interface, proto, 0, 0, self.dst_mac))
+            except BlockingIOError:                     # EAGAIN: SEND_TIMEOUT passed
+                self.stats["failed"] += len(spans) - i
+                break
             except OSError:
                 self.stats["failed"] += 1
                 continue

@@ -17,10 +17,12 @@ the endpoint runs, for no gain.
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -109,13 +111,16 @@ def _provoke_resolution(next_hop: str, family: int, ifname: str) -> None:
 
 
 def resolve_neighbour(ipr: Any, ifindex: int, ifname: str, next_hop: str, family: int,
-                      wait: float = _NEIGHBOUR_WAIT) -> bytes:
+                      wait: float = _NEIGHBOUR_WAIT, stop: threading.Event | None = None) -> bytes:
     """The MAC of ``next_hop`` on interface ``ifindex``, resolving it if needed. Raises
-    OSError(EHOSTUNREACH) when ARP/ND gets no answer within ``wait`` seconds."""
+    OSError(EHOSTUNREACH) when ARP/ND gets no answer within ``wait`` seconds,
+    InterruptedError when ``stop`` is set meanwhile."""
     mac = _neighbour(ipr, ifindex, next_hop, family)
     deadline = time.monotonic() + wait
     probes = 0
     while mac is None:
+        if stop is not None and stop.is_set():
+            raise InterruptedError(errno.EINTR, f"stopped while resolving {next_hop} on {ifname}")
         if time.monotonic() > deadline:
             raise OSError(113, f"no ARP/ND answer from {next_hop} on {ifname}")   # EHOSTUNREACH
         if probes % 10 == 0:
@@ -126,11 +131,13 @@ def resolve_neighbour(ipr: Any, ifindex: int, ifname: str, next_hop: str, family
     return mac
 
 
-def lookup_route(destination: object, *, source: object | None = None) -> Route:
+def lookup_route(destination: object, *, source: object | None = None,
+                 stop: threading.Event | None = None) -> Route:
     """The route a packet to ``destination`` (str or ipaddress) takes in this network
     namespace, with the next hop's MAC resolved. Raises UsageError for something that is
     not an address, OSError(ENETUNREACH) when there is no route, OSError(EHOSTUNREACH)
-    when the neighbour does not answer, ModuleNotFoundError without pyroute2."""
+    when the neighbour does not answer (InterruptedError if ``stop`` is set while
+    waiting for it), ModuleNotFoundError without pyroute2."""
     dst = _parse_address(destination)
     src = None if source is None else _parse_address(source)
     require_pyroute2()
@@ -156,7 +163,7 @@ def lookup_route(destination: object, *, source: object | None = None) -> Route:
         elif link["ifi_type"] != _ARPHRD_ETHER:
             raise UsageError(f"{ifname} is not an Ethernet-like interface (ARPHRD {link['ifi_type']})")
         else:
-            hop_mac = resolve_neighbour(ipr, ifindex, ifname, next_hop, family)
+            hop_mac = resolve_neighbour(ipr, ifindex, ifname, next_hop, family, stop=stop)
     return Route(destination=dst, interface=ifname, ifindex=ifindex, source=ipaddress.ip_address(chosen),
                  next_hop=ipaddress.ip_address(next_hop), next_hop_mac=hop_mac,
                  mac=_mac(link.get("IFLA_ADDRESS")), mtu=int(link.get("IFLA_MTU")), loopback=loopback)

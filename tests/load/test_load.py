@@ -158,15 +158,20 @@ def test_loopback_refused_with_a_reason(veth):  # noqa: F811
     assert rc == 2 and "loopback is not supported" in err
 
 
+def _wait_for_guard(net):
+    """Until the run's guard table is up (it is, once the run is past its set-up)."""
+    deadline = time.monotonic() + 20
+    while not guard_tables(net) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert guard_tables(net), "the guard table never appeared"
+
+
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_guard_removed_on_signal(veth, accept_server, sig, status):  # noqa: F811
     server = Server(veth, accept_server)
     try:
         proc = veth.popen(veth.a, [*LOAD, f"{veth.b_v4}:{PORT}", "--duration", "60", "--rate", "500", "--json"])
-        deadline = time.monotonic() + 20
-        while not guard_tables(veth) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert guard_tables(veth), "the guard table never appeared"
+        _wait_for_guard(veth)
         time.sleep(0.5)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
@@ -177,6 +182,50 @@ def test_guard_removed_on_signal(veth, accept_server, sig, status):  # noqa: F81
     assert guard_tables(veth) == []
     r = json.loads(out)                                      # what was counted is still reported
     assert r["interrupted"] and r["connections"] > 0
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_signal_ends_a_run_whose_link_stopped_sending(veth, accept_server, signals):  # noqa: F811
+    # a queue that never drains (a shaper at 8 bit/s) holds the socket's sends: the
+    # first signal ends the run once a send gives up (SO_SNDTIMEO, seconds), a second
+    # at once -- and either way the counts are reported and the guard goes
+    server = Server(veth, accept_server)
+    try:
+        proc = veth.popen(veth.a, [*LOAD, f"{veth.b_v4}:{PORT}", "--duration", "60", "--rate", "2000",
+                                   "--io", "socket", "--json"])
+        _wait_for_guard(veth)
+        veth.run(veth.a, ["tc", "qdisc", "add", "dev", veth.a_if, "root", "tbf", "rate", "8bit",
+                          "burst", "1600", "limit", "100mb"])
+        time.sleep(1.0)
+        for _ in range(signals):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        veth.run(veth.a, ["tc", "qdisc", "del", "dev", veth.a_if, "root"], check=False)
+        server.kill()
+    assert proc.returncode == 130, err
+    assert guard_tables(veth) == []
+    r = json.loads(out)
+    assert r["interrupted"] and r["connections"] > 0
+    if signals == 1:                                         # the held send gave up: counted
+        assert r["link"]["tx"]["failed"] > 0
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_while_the_neighbour_does_not_answer(veth, sig, status):  # noqa: F811
+    # the set-up waits up to seconds for an ARP answer that never comes: a signal
+    # ends the wait as "interrupted", not as the wait's own failure
+    proc = veth.popen(veth.a, [*LOAD, "198.18.0.77:80", "--json"])
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == status, err
+    assert "interrupted" in err and "ARP" not in err and out == ""
+    assert guard_tables(veth) == []
 
 
 def test_source_that_is_not_ours_refused(veth):  # noqa: F811

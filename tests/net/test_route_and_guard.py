@@ -139,6 +139,33 @@ def test_sigterm_removes_the_table_and_respects_a_handler(veth, tmp_path, own_ha
         assert child.returncode == 143 and out == "", err
 
 
+SIGTERM_WHILE_CLOSING = """
+import json, os, signal, subprocess, time
+from fasttcp.net import RstGuard
+g = RstGuard([{addr!r}]).install()
+raised = None
+g._lock.acquire()                 # as when SIGTERM lands while close() runs its nft
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1)
+except SystemExit as e:
+    raised = e.code
+finally:
+    g._lock.release()
+during = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+g.close()
+after = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+print(json.dumps({{"raised": raised, "during": g.table in during, "after": g.table in after}}))
+"""
+
+
+def test_sigterm_while_the_guard_closes_does_not_deadlock(veth):  # noqa: F811
+    # the handler only raises: the with or atexit removes the table (removing it in the
+    # handler would wait for the lock its own thread holds)
+    r = in_a(veth, SIGTERM_WHILE_CLOSING.format(addr=veth.a_v4))
+    assert r == {"raised": 143, "during": True, "after": False}
+
+
 def test_stale_table_of_a_killed_process_is_removed(veth):  # noqa: F811
     code = ("import os\nfrom fasttcp.net import RstGuard\n"
             f"RstGuard([{veth.a_v4!r}]).install()\nos._exit(0)\n")      # no atexit: as if killed
