@@ -499,10 +499,17 @@ class CaptureReader:
         off, ln, ts, wl, vd, ifc, fr, snapped = arrays
         self._batches += 1
         self.stats.packets += n
-        # (bincount: one pass over the uint8 codes; np.unique sorts them)
-        counts = np.bincount(vd, minlength=1)
-        for v in np.flatnonzero(counts):
-            self.stats.link_verdicts[int(v)] = self.stats.link_verdicts.get(int(v), 0) + int(counts[v])
+        lv = self.stats.link_verdicts
+        if not vd.any():
+            # the common batch, every link layer fine: one vector test, where bincount
+            # first widened the codes to an intp copy (2% of one worker's analyze)
+            if len(vd):
+                lv[0] = lv.get(0, 0) + len(vd)
+        else:
+            # (bincount: one pass over the uint8 codes; np.unique sorts them)
+            counts = np.bincount(vd, minlength=1)
+            for v in np.flatnonzero(counts):
+                lv[int(v)] = lv.get(int(v), 0) + int(counts[v])
         sh = self._batch_shards
         return CaptureBatch(buf, off, ln, ts, wl, vd, ifc, fr, snapped, None if sh is None else sh[:n])
 

@@ -609,6 +609,37 @@ cdef void _plan_visits(const uint16_t *shard, const uint8_t *ticked, const uint6
             pos[s] += 1
 
 
+cdef Py_ssize_t _plan_two(const int64_t *ts_ns, const uint16_t *shard, Py_ssize_t n, uint64_t now_us,
+                          int64_t *visit, uint64_t *vclock, int64_t *kept, uint64_t *end_ns) noexcept nogil:
+    """ShardPlan for two shards, both passes in one: shard 0's list into visit[0:n],
+    shard 1's into visit[n:2n] (with the clock at each, ns), their lengths into kept[0]
+    and kept[1]. Returns 0, or _PLAN_BAD_SHARD for a shard value above 1 (its index in
+    kept[0]). Each list has room for every packet, so no counting pass comes first; and
+    no branch on whose a packet is (see _visits): every packet writes both lists' next
+    slot, each kept only if the packet is that shard's or a tick's."""
+    cdef uint64_t now = now_us * 1000, bound = _tick_bound(now_us >> FT_TICK_SHIFT)
+    cdef Py_ssize_t j, p0 = 0, p1 = n
+    cdef uint16_t k
+    cdef uint8_t tk, one
+    for j in range(n):
+        k = shard[j]
+        if k > 1:
+            kept[0] = j
+            return _PLAN_BAD_SHARD
+        one = <uint8_t>k
+        tk = _clock_step(ts_ns[j], &now, &bound)
+        visit[p0] = j | (_VISIT_OTHER if tk & one else 0)
+        vclock[p0] = now
+        p0 += tk | (one ^ 1)
+        visit[p1] = j | (_VISIT_OTHER if tk & (one ^ 1) else 0)
+        vclock[p1] = now
+        p1 += tk | one
+    kept[0] = p0
+    kept[1] = p1 - n
+    end_ns[0] = now
+    return 0
+
+
 cdef Py_ssize_t _shard_visits(const uint16_t *shard, const uint8_t *ticked, const uint64_t *clock, Py_ssize_t n,
                               uint16_t k, int64_t *visit, uint64_t *vclock) noexcept nogil:
     """One shard's visit list from a plan's packets (a plan with more ticks than
@@ -744,21 +775,27 @@ cdef class ShardPlan:
             raise UsageError(f"shard must be a uint16 array of one value per packet ({n}), got {sh.dtype} "
                              f"of shape {sh.shape}")
         sh = np.array(sh, order="C")          # a copy: every pass must read the same values
-        counts = np.zeros(ns + 1, dtype=np.int64)
-        clocks = np.empty(n, dtype=np.uint64)
-        ticked = np.empty(n, dtype=np.uint8)
+        if ns == 2:
+            # the common case (two cores), in one pass: see _plan_two
+            counts = np.zeros(2, dtype=np.int64)
+            clocks = ticked = np.empty(0, dtype=np.uint8)
+        else:
+            counts = np.zeros(ns + 1, dtype=np.int64)
+            clocks = np.empty(n, dtype=np.uint64)
+            ticked = np.empty(n, dtype=np.uint8)
         cdef const int64_t[::1] o = off
         cdef const int64_t[::1] l = ln
         cdef const int64_t[::1] t = ts
         cdef const uint8_t[::1] lkv = lk
         cdef const uint16_t[::1] shv = sh
-        cdef uint64_t[::1] cv = clocks
-        cdef uint8_t[::1] tv = ticked
+        cdef uint64_t[::1] cv
+        cdef uint8_t[::1] tv
         cdef int64_t[::1] cnt = counts
         cdef int64_t[::1] pv
         cdef int64_t[::1] vv
         cdef uint64_t[::1] vcv
         ticks = 0
+        visit = vclock = starts = None
         if n:
             _check_codes_and_times(lk, &lkv[0], ts, &t[0], n)
             ft_get_bytes(batch.buffer, &view, "buffer")
@@ -769,15 +806,27 @@ cdef class ShardPlan:
                     raise span_outside_buffer(i, off[i], ln[i], view.len)
             finally:
                 PyBuffer_Release(&view)
-            with nogil:
-                ticks = _plan_clocks(&t[0], &shv[0], n, ns, before, &cv[0], &tv[0], &cnt[0], &end_ns)
+            if ns == 2:
+                visit = np.empty(2 * n, dtype=np.int64)
+                vclock = np.empty(2 * n, dtype=np.uint64)
+                starts = np.array([0, n, 2 * n], dtype=np.int64)
+                vv = visit
+                vcv = vclock
+                with nogil:
+                    ticks = _plan_two(&t[0], &shv[0], n, before, &vv[0], &vcv[0], &cnt[0], &end_ns)
+                bad = counts[0]
+            else:
+                cv = clocks
+                tv = ticked
+                with nogil:
+                    ticks = _plan_clocks(&t[0], &shv[0], n, ns, before, &cv[0], &tv[0], &cnt[0], &end_ns)
+                bad = counts[ns]
             if ticks == _PLAN_BAD_SHARD:
-                i = counts[ns]
-                raise UsageError(f"shard[{i}] is {int(sh[i])}, not a shard below {ns}")
-        lazy = ticks * (ns - 1) > n
-        visit = vclock = starts = None
+                raise UsageError(f"shard[{bad}] is {int(sh[bad])}, not a shard below {ns}")
+        # (two shards: never lazy, a list holds at most every packet)
+        lazy = ns > 2 and ticks * (ns - 1) > n
         kept = counts[:ns]
-        if n and not lazy:
+        if n and not lazy and ns != 2:
             # each shard's list: its packets and every tick's (a tick's packet of its
             # own is one of them)
             starts = np.zeros(ns + 1, dtype=np.int64)

@@ -61,8 +61,9 @@ def test_a_plan_gives_what_indices_give_on_every_bundled_capture(path, shards):
     assert by_plan == by_indices
 
 
+@pytest.mark.parametrize("shards", [2, 3])                 # two shards take a pass of their own
 @pytest.mark.parametrize("seed", range(6))
-def test_a_plan_gives_what_indices_give_with_times_out_of_order(seed):
+def test_a_plan_gives_what_indices_give_with_times_out_of_order(seed, shards):
     # connections over minutes in batches of random sizes, times jumping back now and
     # then (a merged capture) and ticks starting on any shard's packet: every expiry
     # must come at the same packet, so the rows come in the same order
@@ -84,13 +85,13 @@ def test_a_plan_gives_what_indices_give_with_times_out_of_order(seed):
     while i < len(packets):
         m = int(rng.integers(1, 400))
         b = capture_batch(packets[i:i + m])
-        batches.append((b, shard_of_batch(b, 3)))
+        batches.append((b, shard_of_batch(b, shards)))
         i += m
-    by_indices, by_plan = both_ways(batches, 3, capacity=64)
+    by_indices, by_plan = both_ways(batches, shards, capacity=64)
     assert by_plan == by_indices
     # (packets 0.4 s apart: nearly each a new tick, more ticks than packets between
-    # them -- plans that keep no lists, each tracker writing its own)
-    assert any(ShardPlan(b, shard, 3).lazy for b, shard in batches)
+    # them -- over three shards, plans that keep no lists, each tracker writing its own)
+    assert any(ShardPlan(b, shard, shards).lazy for b, shard in batches) == (shards == 3)
 
 
 def test_a_dense_batch_keeps_lists_and_a_sparse_one_over_many_shards_does_not():
