@@ -4,13 +4,15 @@ Exit status: 0 the run finished (its counters say how it went), 1 it finished wi
 errors (refused, timed out, reset, connect failures or connections left unfinished),
 2 bad arguments or a refused target (nothing was sent), 3 the system said no (not
 root, no route, no neighbour answer), 130 interrupted by SIGINT and 143 stopped by SIGTERM
-(what was counted is reported in both).
+(what was counted is reported in both; a second signal stops at once, reporting what
+it can).
 """
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import json
+import signal
 import sys
 from typing import Any
 
@@ -100,13 +102,15 @@ def run(args: argparse.Namespace) -> int:
                      concurrency=args.concurrency, duration=args.duration, request=args.request,
                      close=args.close, sources=args.source, io=args.io,
                      progress=print_progress if sys.stderr.isatty() and not args.json else None)
+    signals = StopSignals(second_raises=True)
     try:
-        # (until the report is out: a signal while it is written must not cut it short)
-        with StopSignals(second_raises=True) as signals:
+        # (until the report is out: one signal while it is written does not cut it
+        # short; a second does -- the way out of a write that blocks)
+        with signals:
             return _load(args, cfg, signals)
-    except KeyboardInterrupt:       # a Ctrl-C before the handler was in place, or a second one
+    except KeyboardInterrupt:       # a Ctrl-C before the handler was in place, or a second signal
         print("\nfasttcp load: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (signals.received or signal.SIGINT)
 
 
 def _load(args: argparse.Namespace, cfg: Any, signals: Any) -> int:

@@ -19,10 +19,10 @@ class StopSignals:
     """While entered (main thread only), SIGINT and SIGTERM set `stop` and the first
     one is remembered in `received`; the previous handlers come back on exit.
 
-    With ``second_raises``, a second signal raises at once -- KeyboardInterrupt for
-    SIGINT, SystemExit(128 + signal) for SIGTERM -- out of whatever the run is blocked
-    in (a send the link holds up): the way out when the flag is not being looked at.
-    The ``with`` blocks it unwinds through still clean up."""
+    With ``second_raises``, a second signal of either kind raises KeyboardInterrupt at
+    once, out of whatever the run is blocked in (a send the link holds up): the way out
+    when the flag is not being looked at. The ``with`` blocks it unwinds through still
+    clean up, and `received` still says what the first one was (the exit status)."""
 
     def __init__(self, *, second_raises: bool = False) -> None:
         self.stop = threading.Event()
@@ -34,9 +34,7 @@ class StopSignals:
         if self.received is None:
             self.received = signum
         elif self.second_raises:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)
+            raise KeyboardInterrupt
         self.stop.set()
 
     def __enter__(self) -> Self:

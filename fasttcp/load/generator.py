@@ -29,6 +29,7 @@ path and the run is slower than the batch path of plain connects.
 """
 from __future__ import annotations
 
+import errno
 import gc
 import ipaddress
 import math
@@ -518,33 +519,51 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False,
     sources = _sources(cfg, remote)
     first, last = source_port_range()
     route = lookup_route(remote, source=sources[0] if sources else None, stop=stop)
+    if stop is not None and stop.is_set():
+        # (before anything is installed: nothing to undo, nothing was sent)
+        raise InterruptedError(errno.EINTR, "stopped before the run started")
     sources = sources or [route.source]
     capacity = 1 << max(16, math.ceil(math.log2(2 * (last - first + 1) * len(sources) + 2 * cfg.concurrency)))
     ep = Endpoint([str(s) for s in sources], capacity=capacity, msl=cfg.msl)
-    result: LoadResult
-    with RstGuard(sources, ports=(first, last), peer=(remote, cfg.port)), \
-            InterfaceLink(ep, route, io=cfg.io, objects=cfg.request > 0) as link:
-        run = _Run(cfg, ep, link, sources, remote, (first, last))
-        cpu0, t0 = _cpu(), time.monotonic()
-        # the drive loop makes a few short-lived containers a turn, and each cyclic
-        # collection would walk every object the imports left: park those outside it
-        gc.freeze()
-        try:
-            interrupted = _drive(run, link, cfg, stop)
-        finally:
-            gc.unfreeze()
-            run.r.elapsed = time.monotonic() - t0
-            run.r.cpu_s = _cpu() - cpu0
-            run.r.unfinished = run.active
-        result = run.r
-        result.info = {"target": f"{remote}:{cfg.port}", "target_allowed": why, "interface": route.interface,
-                       "sources": [str(s) for s in sources],
-                       "attempts_per_source": run.ports.attempts.tolist(), "source_ports": f"{first}-{last}",
-                       "next_hop_mac": route.next_hop_mac.hex(":"), "io": link.io, "rate_limit": cfg.rate,
-                       "close": cfg.close, "time_wait_policy": f"reuse after {TW_REUSE_AFTER:g} s in TIME-WAIT",
-                       "time_wait_at_end": max(0, len(ep) - run.active), "link": link.stats,
-                       "endpoint": {k: v for k, v in ep.stats.items() if k != "drops"},
-                       "interrupted": interrupted}
+    result: LoadResult | None = None
+    try:
+        with RstGuard(sources, ports=(first, last), peer=(remote, cfg.port)), \
+                InterfaceLink(ep, route, io=cfg.io, objects=cfg.request > 0) as link:
+            result = _run_on(cfg, ep, link, sources, remote, (first, last), route, why, stop)
+    except KeyboardInterrupt:
+        if result is None:
+            raise
+        # a Ctrl-C while the link and the guard were closing, after the run: its counts
+        # stand (a guard table the close did not get to goes at exit)
+    assert result is not None           # (the with's body set it, or the interrupt is raised)
+    return result
+
+
+def _run_on(cfg: LoadConfig, ep: Endpoint, link: Any, sources: list[Any], remote: Any, ports: tuple[int, int],
+            route: Any, why: str, stop: threading.Event | None) -> LoadResult:
+    """The run itself, guard and link in place: its counts and what it ran on."""
+    first, last = ports
+    run = _Run(cfg, ep, link, sources, remote, (first, last))
+    cpu0, t0 = _cpu(), time.monotonic()
+    # the drive loop makes a few short-lived containers a turn, and each cyclic
+    # collection would walk every object the imports left: park those outside it
+    gc.freeze()
+    try:
+        interrupted = _drive(run, link, cfg, stop)
+    finally:
+        gc.unfreeze()
+        run.r.elapsed = time.monotonic() - t0
+        run.r.cpu_s = _cpu() - cpu0
+        run.r.unfinished = run.active
+    result = run.r
+    result.info = {"target": f"{remote}:{cfg.port}", "target_allowed": why, "interface": route.interface,
+                   "sources": [str(s) for s in sources],
+                   "attempts_per_source": run.ports.attempts.tolist(), "source_ports": f"{first}-{last}",
+                   "next_hop_mac": route.next_hop_mac.hex(":"), "io": link.io, "rate_limit": cfg.rate,
+                   "close": cfg.close, "time_wait_policy": f"reuse after {TW_REUSE_AFTER:g} s in TIME-WAIT",
+                   "time_wait_at_end": max(0, len(ep) - run.active), "link": link.stats,
+                   "endpoint": {k: v for k, v in ep.stats.items() if k != "drops"},
+                   "interrupted": interrupted}
     return result
 
 

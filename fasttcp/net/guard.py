@@ -22,7 +22,6 @@ SIGKILL cannot be caught: `remove_stale_tables` deletes tables whose process is 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ipaddress
 import os
 import re
@@ -48,8 +47,10 @@ _TABLE_RE = re.compile(rf"^table inet ({TABLE_PREFIX}(\d+)_[0-9a-f]+)$", re.M)
 def _nft(script: str) -> None:
     if shutil.which("nft") is None:
         raise FileNotFoundError("the nft command (package nftables) is needed for the RST guard")
+    # in a process group of its own: a Ctrl-C at the terminal goes to the whole
+    # foreground group, and an nft killed halfway would leave the guard's state unknown
     out = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True,
-                         timeout=_NFT_TIMEOUT, check=False)
+                         timeout=_NFT_TIMEOUT, check=False, process_group=0)
     if out.returncode != 0:
         raise PermissionError(out.returncode, f"nft failed: {out.stderr.strip()}")
 
@@ -128,11 +129,19 @@ class RstGuard:
         with self._lock:
             if self.installed:
                 return self
-            _nft(f"table inet {self.table} {{\n  chain input {{\n"
-                 f"    type filter hook input priority {_INPUT_PRIORITY}; policy accept;\n"
-                 f"{self._rules()}\n  }}\n}}\n")
+            # marked installed (and to be closed at exit) before nft runs: a signal's
+            # exception while nft commits must not leave a table nobody removes; only
+            # nft's own failure (nothing was added) unmarks it
             self.installed = True
-        atexit.register(self.close)
+            atexit.register(self.close)
+            try:
+                _nft(f"table inet {self.table} {{\n  chain input {{\n"
+                     f"    type filter hook input priority {_INPUT_PRIORITY}; policy accept;\n"
+                     f"{self._rules()}\n  }}\n}}\n")
+            except Exception:
+                self.installed = False
+                atexit.unregister(self.close)
+                raise
         # SIGTERM's default would end the process with the table left behind; a program
         # with a SIGTERM handler of its own ends its run its own way (and the ``with``
         # or atexit removes the table), so the guard leaves that handler alone
@@ -149,14 +158,22 @@ class RstGuard:
 
     def close(self) -> None:
         """Remove the table if it is installed (idempotent; never raises for a table that
-        someone else already deleted)."""
+        someone else already deleted). When nft does not remove it (killed, refused,
+        timed out) the guard stays installed and the close at exit tries again."""
         with self._lock:
             if not self.installed:
                 return
-            with contextlib.suppress(PermissionError, FileNotFoundError, subprocess.TimeoutExpired):
-                _nft(f"delete table inet {self.table}\n")     # gone already: nothing to undo
-            # (only once nft ran: an exception while it runs -- a signal's -- leaves the
-            # table to the close at exit)
+            try:
+                _nft(f"delete table inet {self.table}\n")
+            except FileNotFoundError:
+                pass                                          # no nft: nothing can remove it
+            except PermissionError as e:
+                if "No such file or directory" not in str(e):  # (gone already: nothing to undo)
+                    return                                    # still there: the close at exit tries again
+            except subprocess.TimeoutExpired:
+                return
+            # (only now: an exception while nft runs -- a signal's -- leaves the table
+            # to the close at exit as well)
             self.installed = False
         atexit.unregister(self.close)
         if self._old_term is not None and threading.current_thread() is threading.main_thread():

@@ -166,6 +166,40 @@ def test_sigterm_while_the_guard_closes_does_not_deadlock(veth):  # noqa: F811
     assert r == {"raised": 143, "during": True, "after": False}
 
 
+NFT_INTERRUPTED = """
+import json, subprocess
+import fasttcp.net.guard as G
+real = G._nft
+def interrupted(script):
+    if {when!r} == "install":
+        real(script)              # nft committed the table, then the signal's exception
+    raise KeyboardInterrupt if {when!r} == "install" else PermissionError(-2, "nft failed: ")
+g = G.RstGuard([{addr!r}])
+if {when!r} == "install":
+    G._nft = interrupted
+    try:
+        g.install()
+    except KeyboardInterrupt:
+        pass
+else:
+    g.install()
+    G._nft = interrupted          # as an nft killed by the signal halfway
+    g.close()
+G._nft = real
+during = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+print(json.dumps({{"installed": g.installed, "during": g.table in during}}))
+"""
+
+
+@pytest.mark.parametrize("when", ["install", "close"])
+def test_a_table_nft_may_have_left_is_removed_at_exit(veth, when):  # noqa: F811
+    # an exception while nft runs (a signal's, or nft killed) leaves the guard marked
+    # installed, so the close at interpreter exit removes what is there
+    r = in_a(veth, NFT_INTERRUPTED.format(addr=veth.a_v4, when=when))
+    assert r == {"installed": True, "during": True}
+    assert "fasttcp_guard_" not in veth.run(veth.a, ["nft", "list", "tables"]).stdout
+
+
 def test_stale_table_of_a_killed_process_is_removed(veth):  # noqa: F811
     code = ("import os\nfrom fasttcp.net import RstGuard\n"
             f"RstGuard([{veth.a_v4!r}]).install()\nos._exit(0)\n")      # no atexit: as if killed
