@@ -134,5 +134,5 @@ def _load(args: argparse.Namespace, cfg: Any, signals: Any) -> int:
     if d.get("interrupted"):
         # 130 Ctrl-C, 143 SIGTERM: as the shell reports them (130 for a library-level
         # KeyboardInterrupt the run caught)
-        return 128 + (signals.received or 2)
+        return 128 + (signals.received or signal.SIGINT)
     return 1 if result.errors else 0

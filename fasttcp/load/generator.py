@@ -503,9 +503,10 @@ def run_load(cfg: LoadConfig, *, i_own_this_network: bool = False,
     `fasttcp.load.safety.check_target` before anything is sent). Installs the RST guard
     for the run and removes it at exit, KeyboardInterrupt and SIGTERM included.
     Setting ``stop`` (from a signal handler or another thread) ends the run within a
-    turn of the link (milliseconds): what was counted is returned, ``interrupted``.
-    Raises UsageError for bad settings or a refused target, OSError as the system says
-    (no route, no neighbour, not root)."""
+    turn of the link (milliseconds; up to `SEND_TIMEOUT` when the link holds a send up):
+    what was counted is returned, ``interrupted``. Raises UsageError for bad settings
+    or a refused target, OSError as the system says (no route, no neighbour, not root),
+    InterruptedError when ``stop`` is set before the run starts (nothing was sent)."""
     from fasttcp.load.safety import check_target
     from fasttcp.net import InterfaceLink, RstGuard, lookup_route
     cfg.validate()
