@@ -19,6 +19,7 @@ what measures it).
 import os as _os
 import warnings as _warnings
 
+from fasttcp import _startup  # noqa: F401  (first: the command's BLAS threads, before numpy loads)
 from fasttcp._version import __version__
 from fasttcp.analysis import AnalyzeConfig, Summary, analyze, analyze_live
 from fasttcp.capture.live import Fanout, LiveCapture
