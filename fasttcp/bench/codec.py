@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fasttcp.bench.stats import paired_ratio
 from fasttcp.bench.workload import Batch, handshake_batch
 from fasttcp.wire.batch import SEGMENT_DTYPE, parse_batch
 from fasttcp.wire.checksum import checksum
@@ -53,8 +54,17 @@ class Report:
     pipeline: dict | None = None  # the batch figure's endpoints' Endpoint.pipeline
     cores_on_cpu: float | None = None  # --cores: the share of its rounds on a CPU
     burst: int | None = None      # flows a call of the bursts figure (its figure only if < flows)
+    # (our figure, peer) -> (our rate, the peer's rate) of each block, the blocks measured
+    # in turn: their ratio is the median of the blocks' own ratios (see `ratio`)
+    paired: dict[tuple[str, str], tuple[list[float], list[float]]] = field(default_factory=dict)
 
     def ratio(self, ours: str, peer: str) -> float | None:
+        """Our figure `ours` over the peer's figure `peer`: the median of the blocks' own
+        ratios where the two were measured in alternating blocks (`paired`), else the
+        ratio of the two medians; None when either is missing or the peer's is 0."""
+        if (ours, peer) in self.paired:
+            mine, theirs = self.paired[(ours, peer)]
+            return paired_ratio(theirs, mine)[0] or None
         if ours in self.figures and peer in self.peers and self.peers[peer].value:
             return self.figures[ours].value / self.peers[peer].value
         return None
@@ -96,6 +106,11 @@ class Report:
             out["scaling"] = (self.figures["handshakes_per_s_cores"].value
                               / self.figures["handshakes_per_s_cores_one"].value)
             out["cores_on_cpu"] = self.cores_on_cpu
+        if self.paired:
+            # the blocks behind the paired ratios, and the noise between them
+            out["paired"] = {f"{ours}/{peer}": {"ours": mine, "peer": theirs,
+                                                "spread": round(paired_ratio(theirs, mine)[1], 3)}
+                             for (ours, peer), (mine, theirs) in self.paired.items()}
         if self.pipeline is not None:
             out["pipeline"] = self.pipeline
         out["flows"] = self.config.flows

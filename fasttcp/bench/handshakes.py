@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from fasttcp.bench.codec import BenchConfig, Figure, Report, pgo_build, run_codec
+from fasttcp.bench.stats import median_spread as _median
 from fasttcp.endpoint.endpoint import Endpoint, pipe
 from fasttcp.table.table import KEY_DTYPE
 
@@ -134,9 +135,48 @@ def _rounds(client: Endpoint, server: Endpoint, keys: np.ndarray, rounds: int, n
     return hs, life, now
 
 
-def _median(values):
-    med = statistics.median(values)
-    return med, (max(values) - min(values)) / med if med else 0.0
+def _c_loops(cfg: BenchConfig, rep: Report, flows: int) -> tuple[bool, ...]:
+    """The C handshake loops (peers: the work no handshake can skip, in plain C; see
+    bare_handshake.h) to run on `flows` flows, as `lean` flags: bare and lean, or none
+    without peers or beyond the loops' MAX_FLOWS (a note says so).
+
+    They are measured in blocks taking turns with the endpoint's, each block after a
+    warm-up round of its own, and their ratios to the endpoint are the medians of the
+    blocks' own ratios (`Report.paired`): the host's speed drifts by a third within a
+    run, and figures measured seconds apart would carry that drift into the ratio."""
+    from fasttcp.bench.baseline import MAX_FLOWS
+
+    if not cfg.peers:
+        return ()
+    if flows > MAX_FLOWS:
+        rep.notes.append(f"no C loops at {flows:,} flows: they take at most {MAX_FLOWS:,}")
+        return ()
+    return (False, True)
+
+
+def _c_loop_rates(flows: int, rounds: int, lean: bool) -> list[float]:
+    """Handshakes/s of each of `rounds` timed rounds of a C loop (after its warm-up)."""
+    from fasttcp.bench.baseline import bare_handshakes_run
+
+    ns, est = bare_handshakes_run(flows, rounds, lean=lean)
+    if est != flows:
+        raise RuntimeError(f"{'lean' if lean else 'bare'} C loop: {est} of {flows} handshakes completed")
+    return [1e9 / t for t in ns]
+
+
+def _c_loop_figures(rep: Report, suffix: str, rates: dict[bool, list[float]], blocks: dict[bool, list[float]],
+                    ours: dict[str, list[float]]) -> None:
+    """The C loops' figures (`rates`: every round; `blocks`: each block's median) and
+    their pairing with our figures (`ours`: figure name -> each block's median)."""
+    for lean, values in rates.items():
+        name = f"{'lean' if lean else 'bare'}_c{suffix}_handshakes_per_s"
+        v, s = _median(values)
+        rep.peers[name] = Figure(name, v, "handshakes/s", s)
+        for figure, mine in ours.items():
+            if mine:
+                rep.paired[(figure, name)] = (mine, blocks[lean])
+
+
 
 
 def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, single: int = 20_000) -> Report:
@@ -144,12 +184,9 @@ def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, sin
     many open), full lifecycles/s and memory per connection, then the peers and
     (``codec``) the wire-layer figures."""
     rep = Report(cfg)
+    # each with the C loops (peers) measured in turn with it: see _c_loops
     _batch_figures(cfg, rep)
     _cache_resident_figures(cfg, rep)
-    if cfg.peers:
-        # the work no handshake can skip, in plain C, in the same run: on the
-        # cache-resident table's flows and on the batch figure's (see bare_handshake.h)
-        _c_loop_peers(cfg, rep)
     if cfg.cores > 1:
         _cores_figures(cfg, rep)
     if many_open:
@@ -169,34 +206,51 @@ def _say(cfg: BenchConfig, msg: str) -> None:
 
 
 def _batch_figures(cfg: BenchConfig, rep: Report) -> None:
-    """The batch figure: cfg.flows handshakes a round (and their lifecycles)."""
+    """The batch figure: cfg.flows handshakes a round (and their lifecycles), the same
+    flows opened in bursts, and the C loops on as many flows; a block of one round of
+    each in turn, cfg.repeat blocks."""
     n = cfg.flows
-    _say(cfg, f"batch: {n:,} handshakes x {cfg.repeat} rounds")
     client, server = _pair(n)
-    hs, life, now = _rounds(client, server, flow_keys(n), cfg.repeat, 0.0, MSL)
+    keys = flow_keys(n)
+    # the same table, opened in bursts that fit the private cache: all n connections
+    # still open at the end of a round, but each handshake's records and segments are
+    # touched again while cached -- as a packet processor fed bursts from a NIC ring
+    # touches them -- where one call streams every stage's n segments through memory
+    # before the next stage reads them
+    burst = rep.burst = burst_size(server.pipeline["cache_bytes"], _handshake_bytes(server))
+    loops = _c_loops(cfg, rep, n)
+    _say(cfg, f"batch: {n:,} handshakes x {cfg.repeat} rounds"
+         + (f", and in bursts of {burst:,}" if burst < n else "") + (", and the C loops" if loops else ""))
+    hs: list[float] = []
+    life: list[float] = []
+    bursts: list[float] = []
+    rates: dict[bool, list[float]] = {lean: [] for lean in loops}
+    now = 0.0
+    for rnd in range(cfg.repeat):
+        h, lc, now = _rounds(client, server, keys, 1, now, MSL)
+        hs += h
+        life += lc
+        if burst < n:
+            h, _, now = _rounds(client, server, keys, 1, now, MSL, burst)
+            bursts += h
+        for lean in loops if rnd % 2 == 0 else loops[::-1]:
+            rates[lean] += _c_loop_rates(n, 1, lean)
     v, s = _median(hs)
     rep.figures["handshakes_per_s"] = Figure("handshakes_per_s", v, "handshakes/s", s)
     v, s = _median(life)
     rep.figures["lifecycles_per_s"] = Figure("lifecycles_per_s", v, "lifecycles/s", s)
     rep.figures["bytes_per_connection"] = Figure("bytes_per_connection", server.memory_bytes / n, "bytes")
+    if bursts:
+        v, s = _median(bursts)
+        rep.figures["handshakes_per_s_bursts"] = Figure("handshakes_per_s_bursts", v, "handshakes/s", s)
+    else:
+        rep.notes.append(f"no bursts figure: {n:,} flows fit in one burst of {burst:,}")
+    _c_loop_figures(rep, "_batch", rates, rates, {"handshakes_per_s": hs, "handshakes_per_s_bursts": bursts})
     # the prefetch depth each endpoint measured for its table on this machine
     rep.pipeline = {"client": client.pipeline, "server": server.pipeline}
     seg = server.pipeline["segments"]
     how = "measured" if seg["calibrations"] else "not measured: the table fits the private cache or batches are short"
     rep.notes.append(f"batch pipeline depth {seg['depth']} (server, {how})")
-    # the same table, opened in bursts that fit the private cache: all n connections
-    # still open at the end of a round, but each handshake's records and segments are
-    # touched again while cached -- as a packet processor fed bursts from a NIC ring
-    # touches them -- where the calls above stream every stage's n segments through
-    # memory before the next stage reads them
-    burst = rep.burst = burst_size(server.pipeline["cache_bytes"], _handshake_bytes(server))
-    if burst < n:
-        _say(cfg, f"batch in bursts: {n:,} handshakes, {burst:,} a call, x {cfg.repeat} rounds")
-        hs, _, _ = _rounds(client, server, flow_keys(n), cfg.repeat, now, MSL, burst)
-        v, s = _median(hs)
-        rep.figures["handshakes_per_s_bursts"] = Figure("handshakes_per_s_bursts", v, "handshakes/s", s)
-    else:
-        rep.notes.append(f"no bursts figure: {n:,} flows fit in one burst of {burst:,}")
 
 
 def _handshake_bytes(ep: Endpoint) -> float:
@@ -212,40 +266,38 @@ def _handshake_bytes(ep: Endpoint) -> float:
 def _cache_resident_figures(cfg: BenchConfig, rep: Report) -> None:
     """The same with a table that stays in the cache (the condition the 10 M/s target is
     stated for): few enough flows per round that both tables and the segment queues
-    (~4 MB) fit in the L3 cache, and more rounds so each is still long enough to time."""
+    (~4 MB) fit in the L3 cache, and more rounds: 4 * cfg.repeat blocks of one round
+    (after a warm-up round), the C loops' blocks on the same flows in turn. A round takes
+    milliseconds: blocks that short pair rounds the host ran at the same speed."""
     small = _cache_resident(cfg)
-    _say(cfg, f"batch, cache-resident table: {small:,} handshakes x {4 * cfg.repeat} rounds")
+    rounds, nblocks = 1, 4 * cfg.repeat
+    loops = _c_loops(cfg, rep, small)
+    _say(cfg, f"batch, cache-resident table: {small:,} handshakes x {rounds * nblocks} rounds"
+         + (", and the C loops" if loops else ""))
     client, server = _pair(small)
-    hs, _, _ = _rounds(client, server, flow_keys(small), 4 * cfg.repeat, 0.0, MSL)
+    keys = flow_keys(small)
+    hs: list[float] = []
+    ours: list[float] = []
+    rates: dict[bool, list[float]] = {lean: [] for lean in loops}
+    blocks: dict[bool, list[float]] = {lean: [] for lean in loops}
+    now = 0.0
+    for b in range(nblocks):
+        h, _, now = _rounds(client, server, keys, rounds, now, MSL)
+        hs += h
+        ours.append(statistics.median(h))
+        for lean in loops if b % 2 == 0 else loops[::-1]:
+            r = _c_loop_rates(small, rounds, lean)
+            rates[lean] += r
+            blocks[lean].append(statistics.median(r))
     v, s = _median(hs)
     rep.figures["handshakes_per_s_cache_resident"] = Figure("handshakes_per_s_cache_resident", v, "handshakes/s", s)
-    rep.notes.append(f"cache-resident: {small:,} flows per round, median of {4 * cfg.repeat} rounds")
+    rep.notes.append(f"cache-resident: {small:,} flows per round, median of {rounds * nblocks} rounds"
+                     + (", each with a round of each C loop in turn" if loops else ""))
+    _c_loop_figures(rep, "", rates, blocks, {"handshakes_per_s_cache_resident": ours})
 
 
 def _cache_resident(cfg: BenchConfig) -> int:
     return min(cfg.flows, CACHE_RESIDENT_FLOWS)
-
-
-def _c_loop_peers(cfg: BenchConfig, rep: Report) -> None:
-    """The bare and lean C loops on the cache-resident flows and rounds, and on the
-    batch figure's flows and rounds (where they fit the loops' 2^22 flows)."""
-    from fasttcp.bench.baseline import MAX_FLOWS, bare_handshakes_run
-
-    small = _cache_resident(cfg)
-    runs = [(small, 4 * cfg.repeat, "")]
-    if cfg.flows <= MAX_FLOWS:
-        runs.append((cfg.flows, cfg.repeat, "_batch"))
-    else:
-        rep.notes.append(f"no C loops at {cfg.flows:,} flows: they take at most {MAX_FLOWS:,}")
-    for flows, rounds, suffix in runs:
-        for lean in (False, True):
-            name = f"{'lean' if lean else 'bare'}_c{suffix}_handshakes_per_s"
-            _say(cfg, f"peer: {'lean' if lean else 'bare'} C handshake loop, {flows:,} flows x {rounds} rounds")
-            ns, est = bare_handshakes_run(flows, rounds, lean=lean)
-            if est != flows:
-                raise RuntimeError(f"{name}: {est} of {flows} handshakes completed")
-            v, s = _median([1e9 / t for t in ns])      # rates per round, as for the endpoint
-            rep.peers[name] = Figure(name, v, "handshakes/s", s)
 
 
 def _cores_figures(cfg: BenchConfig, rep: Report) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import struct
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fasttcp.analysis.run import default_workers
+from fasttcp.bench.stats import median_spread, paired_ratio
 from fasttcp.capture.reader import read_pcap
 from fasttcp.tracker.tracker import Tracker
 from fasttcp.wire.segment import build
@@ -149,24 +149,6 @@ def synth_capture(path: str | Path, packets: int, concurrent: int, *, start_ts: 
                     us += 1
             f.write(b"".join(chunks))
     return flows
-
-
-def _median(xs: list[float]) -> tuple[float, float]:
-    m = statistics.median(xs)
-    return m, (max(xs) - min(xs)) / m if m else 0.0
-
-
-def paired_ratio(base: list[float], other: list[float]) -> tuple[float, float]:
-    """The median of other[i] / base[i], each pair measured in the same round, and the
-    spread of those ratios (range / median). A ratio of medians mixes rounds the host
-    slowed with rounds it did not: on a shared 2-vCPU machine the same command moves
-    0.6-1.9x between minutes, which a pair measured seconds apart mostly cancels."""
-    if len(base) != len(other) or not base:
-        raise ValueError(f"paired_ratio needs pairs, got {len(base)} and {len(other)} values")
-    ratios = [b / a for a, b in zip(base, other, strict=True) if a > 0]
-    if not ratios:
-        return 0.0, 0.0
-    return _median(ratios)
 
 
 @dataclass
@@ -297,7 +279,7 @@ def run_tracker_bench(cfg: TrackerBenchConfig) -> TrackerReport:
         counts = np.bincount(np.concatenate(out), minlength=len(Verdict))
         verdicts = {Verdict(i).name: int(c) for i, c in enumerate(counts) if c}      # this round's
         tr.close()
-    m, spread = _median(rates)
+    m, spread = median_spread(rates)
     rep.figures["tracker_feed_batch_pps"] = round(m)
     rep.figures["tracker_feed_batch_spread"] = round(spread, 3)
     rep.figures["tracker_packets"] = n
@@ -376,7 +358,7 @@ def _analyze_figures(rep: TrackerReport, cfg: TrackerBenchConfig, capture: Path,
     f[f"{name}_packets"] = packets
     f[f"{name}_workers"] = workers
     for (out, w), xs in rates.items():
-        m, spread = _median(xs)
+        m, spread = median_spread(xs)
         key = name + ("" if out == "summary" else f"_{out}") + ("_workers" if w > 1 else "")
         f[f"{key}_pps"] = round(m)
         f[f"{key}_spread"] = round(spread, 3)
@@ -410,7 +392,7 @@ def _rows_figures(rows: np.ndarray, repeat: int) -> dict:
             t0 = time.perf_counter()
             w.write(rows)
             rates.append(len(rows) / (time.perf_counter() - t0))
-        m, sp = _median(rates)
+        m, sp = median_spread(rates)
         per_s[fmt], spread[fmt] = round(m), round(sp, 3)
     return {"rows_per_s": per_s, "rows_spread": spread, "rows_count": len(rows)}
 

@@ -159,8 +159,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.quick:
         tracker_packets, analyze_bytes = min(tracker_packets, 60_000), min(analyze_bytes, 16 << 20)
         short_packets = min(short_packets, 60_000)
-    # batch, batch in bursts (unless the flows fit one burst), cache-resident, then the rest
-    steps = (3 + (many > 0) + (single > 0) + 6 * cfg.peers + 2 * (cores > 1)
+    # batch (with its bursts and C loops), cache-resident (with its C loops), then the rest
+    steps = (2 + (many > 0) + (single > 0) + 2 * cfg.peers + 2 * (cores > 1)
              + (0 if args.no_codec else 6 + 2 * cfg.peers))
     if not args.no_tracker:
         # synthesis, feed_batch rounds, rows to text, analyze rounds (both captures), peers

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fasttcp.bench.tracker import TrackerBenchConfig, TrackerReport, _analyze_figures, paired_ratio, synth_capture
+from fasttcp.bench.stats import paired_ratio
+from fasttcp.bench.tracker import TrackerBenchConfig, TrackerReport, _analyze_figures, synth_capture
 
 
 def test_paired_ratio_is_the_median_of_each_rounds_own_ratio():
