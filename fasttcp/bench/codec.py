@@ -61,10 +61,10 @@ class Report:
     def ratio(self, ours: str, peer: str) -> float | None:
         """Our figure `ours` over the peer's figure `peer`: the median of the blocks' own
         ratios where the two were measured in alternating blocks (`paired`), else the
-        ratio of the two medians; None when either is missing or the peer's is 0."""
+        ratio of the two medians; None when either is missing or the peer measured 0."""
         if (ours, peer) in self.paired:
             mine, theirs = self.paired[(ours, peer)]
-            return paired_ratio(theirs, mine)[0] or None
+            return paired_ratio(theirs, mine)[0] if max(theirs, default=0.0) > 0 else None
         if ours in self.figures and peer in self.peers and self.peers[peer].value:
             return self.figures[ours].value / self.peers[peer].value
         return None

@@ -117,12 +117,12 @@ def _close_all(client: Endpoint, server: Endpoint, cids, sids, now: float, msl: 
 
 
 def _rounds(client: Endpoint, server: Endpoint, keys: np.ndarray, rounds: int, now: float, msl: float,
-            burst: int = 0):
+            burst: int = 0, warm: bool = True):
     """Open and close every key `rounds` times after one warm-up round (it brings the
-    memory in), `burst` keys a call (0: all at once). Returns the handshakes/s and
-    lifecycles/s of each measured round, and the clock after the last one."""
+    memory in; `warm` False: none), `burst` keys a call (0: all at once). Returns the
+    handshakes/s and lifecycles/s of each measured round, and the clock after the last."""
     hs, life = [], []
-    for rnd in range(rounds + 1):
+    for rnd in range(1 - warm, rounds + 1):
         t0 = time.perf_counter()
         cids, sids = _handshakes(client, server, keys, now, burst)
         t1 = time.perf_counter()
@@ -140,10 +140,13 @@ def _c_loops(cfg: BenchConfig, rep: Report, flows: int) -> tuple[bool, ...]:
     bare_handshake.h) to run on `flows` flows, as `lean` flags: bare and lean, or none
     without peers or beyond the loops' MAX_FLOWS (a note says so).
 
-    They are measured in blocks taking turns with the endpoint's, each block after a
-    warm-up round of its own, and their ratios to the endpoint are the medians of the
-    blocks' own ratios (`Report.paired`): the host's speed drifts by a third within a
-    run, and figures measured seconds apart would carry that drift into the ratio."""
+    They are measured in blocks taking turns with the endpoint's, each C loop's block
+    after a warm-up round of its own, and their ratios to the endpoint are the medians
+    of the blocks' own ratios (`Report.paired`): the host's speed drifts by a third
+    within a run, and figures measured seconds apart would carry that drift into the
+    ratio. So the endpoints' tables and a C loop's are allocated at once: at the batch
+    figure's size ~260 bytes a flow of the endpoints' and ~600 of the loop's (1.3 GB at
+    1M flows)."""
     from fasttcp.bench.baseline import MAX_FLOWS
 
     if not cfg.peers:
@@ -175,8 +178,6 @@ def _c_loop_figures(rep: Report, suffix: str, rates: dict[bool, list[float]], bl
         for figure, mine in ours.items():
             if mine:
                 rep.paired[(figure, name)] = (mine, blocks[lean])
-
-
 
 
 def run(cfg: BenchConfig, *, codec: bool = True, many_open: int = 1_000_000, single: int = 20_000) -> Report:
@@ -227,11 +228,13 @@ def _batch_figures(cfg: BenchConfig, rep: Report) -> None:
     rates: dict[bool, list[float]] = {lean: [] for lean in loops}
     now = 0.0
     for rnd in range(cfg.repeat):
-        h, lc, now = _rounds(client, server, keys, 1, now, MSL)
+        # a warm-up round first only: the table's pages are in, and at this size a round
+        # streams through more memory than the caches hold whatever ran before it
+        h, lc, now = _rounds(client, server, keys, 1, now, MSL, warm=rnd == 0)
         hs += h
         life += lc
         if burst < n:
-            h, _, now = _rounds(client, server, keys, 1, now, MSL, burst)
+            h, _, now = _rounds(client, server, keys, 1, now, MSL, burst, warm=rnd == 0)
             bursts += h
         for lean in loops if rnd % 2 == 0 else loops[::-1]:
             rates[lean] += _c_loop_rates(n, 1, lean)

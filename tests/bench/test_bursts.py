@@ -63,6 +63,36 @@ def test_rounds_in_bursts_open_and_close_every_flow(burst):
     assert len(client) == len(server) == 0
 
 
+def test_rounds_without_a_warm_up_time_every_round():
+    # the batch figure's later blocks: no warm-up round before the timed one
+    flows = 500
+    client, server = _pair(flows)
+    hs, life, now = _rounds(client, server, flow_keys(flows), 2, 0.0, MSL, warm=False)
+    assert len(hs) == len(life) == 2 and min(hs) > 0
+    assert now == pytest.approx(2 * (2 * MSL + 1))
+    assert len(client) == len(server) == 0
+
+
+def test_paired_ratio_of_a_report():
+    # our figure against a peer's, measured in turn: the median of each block's own ratio
+    from fasttcp.bench.codec import BenchConfig, Figure, Report
+
+    rep = Report(BenchConfig())
+    rep.figures["handshakes_per_s"] = Figure("handshakes_per_s", 3.0, "handshakes/s")
+    rep.peers["bare_c_batch_handshakes_per_s"] = Figure("bare_c_batch_handshakes_per_s", 2.0, "handshakes/s")
+    # unpaired: the ratio of the two medians
+    assert rep.ratio("handshakes_per_s", "bare_c_batch_handshakes_per_s") == pytest.approx(1.5)
+    # the host ran block 2 twice as fast for both: the pair cancels it
+    rep.paired[("handshakes_per_s", "bare_c_batch_handshakes_per_s")] = ([3.0, 6.0, 2.0], [3.0, 6.0, 1.0])
+    assert rep.ratio("handshakes_per_s", "bare_c_batch_handshakes_per_s") == pytest.approx(1.0)
+    out = rep.as_dict()
+    assert out["ratios"]["batch_vs_bare_c"] == pytest.approx(1.0)
+    assert out["paired"]["handshakes_per_s/bare_c_batch_handshakes_per_s"]["spread"] == pytest.approx(1.0)
+    # a peer that measured nothing: no ratio
+    rep.paired[("handshakes_per_s", "bare_c_batch_handshakes_per_s")] = ([3.0, 6.0], [0.0, 0.0])
+    assert rep.ratio("handshakes_per_s", "bare_c_batch_handshakes_per_s") is None
+
+
 @pytest.mark.parametrize("flows", [50, 3000])
 def test_text_report_with_and_without_the_bursts_figure(flows):
     # 50 flows always fit one burst (at least 64); 3,000 take several below a ~5 MiB cache
