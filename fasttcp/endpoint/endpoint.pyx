@@ -611,10 +611,12 @@ cdef class Connection:
 
 
 cdef inline void _accept_prefetch(const ep_t *ep) noexcept nogil:
-    """Start loading the record of the accept-queue entry the segment pipeline's depth
+    """Start loading the record of the accept-queue entry EP_STREAM_AHEAD entries
     ahead of the head: accept_batch reads (and writes) every queued record, in the
-    order the handshakes completed, which in a large table is a cache miss each."""
-    cdef size_t ahead = ep.pipes[EP_PIPE_SEGMENTS].depth
+    order the handshakes completed, which in a large table is a cache miss each. (Not
+    the segment pipeline's depth: an entry takes a few nanoseconds, a segment ~100, so
+    a miss needs more entries to hide behind.)"""
+    cdef size_t ahead = EP_STREAM_AHEAD
     if ahead < ep.acq_len:
         ahead += ep.acq_head
         if ahead >= ep.acq_cap:
