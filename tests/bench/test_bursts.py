@@ -63,16 +63,6 @@ def test_rounds_in_bursts_open_and_close_every_flow(burst):
     assert len(client) == len(server) == 0
 
 
-def test_rounds_without_a_warm_up_time_every_round():
-    # the batch figure's later blocks: no warm-up round before the timed one
-    flows = 500
-    client, server = _pair(flows)
-    hs, life, now = _rounds(client, server, flow_keys(flows), 2, 0.0, MSL, warm=False)
-    assert len(hs) == len(life) == 2 and min(hs) > 0
-    assert now == pytest.approx(2 * (2 * MSL + 1))
-    assert len(client) == len(server) == 0
-
-
 def test_paired_ratio_of_a_report():
     # our figure against a peer's, measured in turn: the median of each block's own ratio
     from fasttcp.bench.codec import BenchConfig, Figure, Report
