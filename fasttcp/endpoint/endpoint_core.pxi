@@ -11,10 +11,9 @@ from libc.string cimport memcpy, memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from fasttcp.wire.defs cimport *
-from fasttcp.table.ops cimport FT_PREFETCH, FT_PREFETCH_W
-from fasttcp.table.ops cimport (ftx_lookup, ftx_prefetch, ftx_prefetch_w, ftx_prefetch_record,
-                                ftx_prefetch_conn_w, ftx_insert_new, ftx_remove, ftx_remove_hashed, ftx_set_state,
-                                ftx_set_deadline, ftx_victim)
+from fasttcp.table.ops cimport (FT_PREFETCH, FT_PREFETCH_W, ftx_lookup, ftx_prefetch, ftx_prefetch_w,
+                                ftx_prefetch_record, ftx_prefetch_conn_w, ftx_insert_new, ftx_remove,
+                                ftx_remove_hashed, ftx_set_state, ftx_set_deadline, ftx_victim)
 from fasttcp.wire.codec cimport (ft_parse_ip_inline, ft_build_packet, ft_build_ts_segment,
                                  ft_put_linux_options)
 from fasttcp.wire.seq cimport seq_lt, seq_le, seq_gt, seq_ge, seq_acceptable
@@ -60,18 +59,20 @@ cdef enum:
     EP_PIPE_CONNECTS = 1        # keys opened by connect_batch
     EP_NPIPES = 2
 
-# The batch calls' sequential streams -- the segments and keys they read, the segments,
-# events, offsets and ids they write -- are prefetched this many items ahead of where
-# they are read or written. A batch larger than the private cache streams every one of
-# them through memory, and the hardware prefetchers do not keep up with six streams
-# at once on every machine: on a 2-vCPU Xeon (KVM) the stalls on them made a round of
-# 200k handshakes 1.5x slower than with the streams prefetched in software. The
-# distance is derived, not tuned: it must cover a memory miss (100-300 ns) at the
-# fastest a stream is consumed, ~40 ns an item (a connect), so >= 8 items; 16 gives
-# that twice over, and six streams 16 items of <= 64 bytes ahead hold 6 KiB of the L1
-# data cache. (8 and 16 measured alike; within the cache every hint is a hit.)
+# The batch calls' main sequential streams -- the segments and keys they read, the
+# segments, events, offsets and ids they write -- are prefetched this many items ahead
+# of where they are read or written. A batch larger than the private cache streams them
+# all through memory at once, and the hardware prefetchers do not follow that many
+# streams on every machine: on a 2-vCPU Xeon (KVM) the stalls on them made a round of
+# 200k handshakes 1.5x slower than with them prefetched in software. The distance is
+# derived, not tuned: it must cover a memory miss (100-300 ns) at the fastest these
+# streams are consumed, ~40 ns an item (a connect), so >= 8 items; 16 gives that twice
+# over, and the streams' 16 items of <= 80 bytes ahead hold under 8 KiB of the L1 data
+# cache. (8 and 16 measured alike; within the cache every hint is a hit.) The accept
+# queue's entries go by in a few ns each: the same rule puts its distance at 64.
 cdef enum:
     EP_STREAM_AHEAD = 16
+    EP_ACCEPT_AHEAD = 64
 
 ctypedef struct ep_pipe_t:
     uint32_t depth              # prefetch distance in use: 2 << k for a k < EP_NDEPTHS
@@ -206,7 +207,7 @@ cdef inline uint8_t *_reserve(ep_t *ep, size_t n) noexcept nogil:
         ep.oom = True
         return NULL
     if ep.out_len + EP_STREAM_AHEAD * 64 < ep.out_cap:
-        # (the arena in bytes: EP_STREAM_AHEAD handshake segments of up to 64 bytes or so)
+        # (the arena in bytes: about EP_STREAM_AHEAD handshake segments of 52-80 bytes)
         FT_PREFETCH_W(ep.out + ep.out_len + EP_STREAM_AHEAD * 64)
     return ep.out + ep.out_len
 
@@ -410,8 +411,6 @@ cdef Py_ssize_t ep_first_bad_key(const ft_key_t *keys, Py_ssize_t n, int *why) n
     cdef const ft_key_t *k
     for i in range(n):
         k = &keys[i]
-        if i + EP_STREAM_AHEAD < n:
-            FT_PREFETCH(&keys[i + EP_STREAM_AHEAD])
         if k.family != 4 and k.family != 6:
             why[0] = KEY_BAD_FAMILY
             return i
@@ -1188,10 +1187,11 @@ cdef inline void _pb_steady(ep_t *ep, _stage_t *ring, const uint8_t *buf, const 
     cdef Py_ssize_t i
     for i in range(lo + d, hi):
         if i + EP_STREAM_AHEAD < hi:
-            # the segment parsed EP_STREAM_AHEAD steps on: both lines a header with
-            # options can reach into (its offset was checked against the buffer)
+            # the first line of the segment parsed EP_STREAM_AHEAD steps on: at an
+            # offset the caller checked against the buffer (receive_batch, on copies of
+            # the arrays that no other thread can rewrite; pipe, on the arena's own).
+            # A segment's second line is, in a packed batch, the next one's first.
             FT_PREFETCH(buf + offs[i + EP_STREAM_AHEAD])
-            FT_PREFETCH(buf + offs[i + EP_STREAM_AHEAD] + 63)
         _pb_finish(ep, &ring[i & (d - 1)], buf, offs, i - d, now, result)
         _pb_middle(ep, &ring[(i - d // 2) & (d - 1)])
         _pb_start(ep, &ring[i & (d - 1)], buf, offs, lens, i)

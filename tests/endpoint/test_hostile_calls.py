@@ -117,6 +117,45 @@ outcome((busy, len(dst), dst.stats["segments_in"]))
     assert conns >= 100_000 and segments_in >= 100_000
 
 
+def test_offsets_rewritten_by_another_thread_during_receive_batch_never_crash():
+    """receive_batch checks every span, then reads the spans again without the GIL: it
+    works on copies of offsets and lengths, so a thread rewriting the caller's arrays
+    meanwhile (here to an offset far past the buffer) cannot turn a checked span wild.
+    Each call either runs on what it checked or refuses what it saw; none crashes.
+    (Reading the caller's arrays, this crashed in the parser within a few calls.)"""
+    out = expect_ok(EP + """
+from fasttcp.bench.handshakes import flow_keys
+n = 100_000
+src = fasttcp.Endpoint(['198.18.0.0/16'], capacity=n, seed=3, pipeline_depth=8)
+dst = fasttcp.Endpoint(['198.19.0.1'], capacity=n, seed=4, pipeline_depth=8, syn_backlog=n)
+dst.listen(80)
+src.connect_batch(flow_keys(n), 1.0)
+buf, offs, lens = src.transmit_batch()
+good = offs.copy()
+stop = False
+def rewrite():
+    while not stop:
+        offs[n // 2:] = 1 << 40
+        offs[:] = good
+t = threading.Thread(target=rewrite)
+t.start()
+ran = refused = 0
+try:
+    for k in range(30):
+        try:
+            dst.receive_batch(buf, offs, lens, 1.0 + k)
+            ran += 1
+        except fasttcp.UsageError:
+            refused += 1
+finally:
+    stop = True
+    t.join()
+outcome((ran, refused))
+""")
+    ran, refused = eval(out)
+    assert ran + refused == 30
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="from 3.12 the collector runs between bytecodes only")
 def test_a_call_re_entered_from_a_gc_callback_is_refused():
     """Python code that runs while the endpoint is inside a call -- a finaliser or gc
