@@ -231,7 +231,7 @@ def _batch_figures(cfg: BenchConfig, rep: Report) -> None:
         # each measured round after a warm-up round, as each C loop's: the C loops run
         # between them, and a large last-level cache holds a useful part of a round of
         # 200k flows (on a Xeon, five runs without the warm-up read 0.68-0.82x the
-        # cache-resident figure, five with it 0.73-0.87x; it costs the bench ~1 s)
+        # cache-resident figure, five with it 0.73-0.87x; it costs the bench < 1 s)
         h, lc, now = _rounds(client, server, keys, 1, now, MSL)
         hs += h
         life += lc
