@@ -1315,13 +1315,18 @@ cdef class Endpoint:
         v = _int64_array(ids, "ids")
         cdef const int64_t[::1] iv = v
         cdef Py_ssize_t i, closed = 0
+        cdef int64_t j
         cdef ep_t *ep = self._claim()
         try:
             t = self._advance(t)
             with nogil:
                 for i in range(iv.shape[0]):
-                    if 0 <= iv[i] < ep.tab.fresh and ep.tab.conns[iv[i]].family != 0:
-                        if ep_close(ep, <uint32_t>iv[i], t) == 0:
+                    # read once: `iv` may be the caller's array, which another thread
+                    # may rewrite while this runs without the GIL (a second read could
+                    # be an id the check never saw)
+                    j = iv[i]
+                    if 0 <= j < ep.tab.fresh and ep.tab.conns[j].family != 0:
+                        if ep_close(ep, <uint32_t>j, t) == 0:
                             closed += 1
         finally:
             self._busy = False
@@ -1337,14 +1342,16 @@ cdef class Endpoint:
         v = _int64_array(ids, "ids")
         cdef const int64_t[::1] iv = v
         cdef Py_ssize_t i, aborted = 0
+        cdef int64_t j
         cdef ep_t *ep = self._claim()
         try:
             t = self._advance(t)
             with nogil:
                 for i in range(iv.shape[0]):
-                    if 0 <= iv[i] < ep.tab.fresh and ep.tab.conns[iv[i]].family != 0 \
-                            and ep.tab.conns[iv[i]].state != TCPS_CLOSED:
-                        ep_abort(ep, <uint32_t>iv[i], t)
+                    j = iv[i]                   # read once: see close_batch
+                    if 0 <= j < ep.tab.fresh and ep.tab.conns[j].family != 0 \
+                            and ep.tab.conns[j].state != TCPS_CLOSED:
+                        ep_abort(ep, <uint32_t>j, t)
                         aborted += 1
         finally:
             self._busy = False

@@ -1265,30 +1265,41 @@ ctypedef struct _conn_job_t:            # what ep_connect_batch's pipeline works
     uint64_t now
 
 
+cdef inline uint64_t _cb_take(const ep_t *ep, const ft_key_t *src, ft_key_t *dst) noexcept nogil:
+    """Key `src` of a connect batch copied into `dst` and hashed from the copy. The
+    batch runs without the GIL on the caller's array, which another thread may be
+    rewriting: a key read twice -- hashed, then recorded d keys later -- could be
+    recorded under another key's hash, a record no lookup of its 4-tuple finds (and a
+    second record for it). Read once, the hash and the record are of the same bytes."""
+    ft_copy_words(dst, src, 5)
+    return ft_hash_key(&ep.tab, dst)
+
+
 cdef void _cb_run(ep_t *ep, const void *job, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d) noexcept nogil:
     """Keys lo..hi-1 of a connect batch, pipelined `d` deep as _pb_run: key i+d is
-    hashed and its index slot prefetched while key i is opened (in a large table every
-    lookup is a cache miss otherwise). Same results as ep_connect in order."""
+    copied, hashed and its index slot prefetched while key i is opened (in a large
+    table every lookup is a cache miss otherwise). Same results as ep_connect in order."""
     cdef const _conn_job_t *jb = <const _conn_job_t *>job
     cdef const ft_key_t *keys = jb.keys         # as locals: see _pb_run
     cdef int64_t *out = jb.out
     cdef uint64_t now = jb.now
     cdef uint64_t hs[EP_DEPTH_MAX]
+    cdef ft_key_t ks[EP_DEPTH_MAX]              # the keys in flight, as read (_cb_take)
     cdef Py_ssize_t i, m = d - 1
     # fill, steady state (no bounds to check), drain: as in _pb_run (key i and key i-d
-    # share a slot of hs: i-d is opened before i is hashed into it)
+    # share a slot of hs and ks: i-d is opened before i is taken into it)
     for i in range(lo, hi if hi - lo < d else lo + d):
-        hs[i & m] = ft_hash_key(&ep.tab, &keys[i])
+        hs[i & m] = _cb_take(ep, &keys[i], &ks[i & m])
         ftx_prefetch(&ep.tab, hs[i & m])
     for i in range(lo + d, hi):
         if i + EP_STREAM_AHEAD < hi:
             FT_PREFETCH(&keys[i + EP_STREAM_AHEAD])
             FT_PREFETCH_W(&out[i + EP_STREAM_AHEAD - d])
-        out[i - d] = _connect_hashed(ep, &keys[i - d], hs[i & m], now)
-        hs[i & m] = ft_hash_key(&ep.tab, &keys[i])
+        out[i - d] = _connect_hashed(ep, &ks[i & m], hs[i & m], now)
+        hs[i & m] = _cb_take(ep, &keys[i], &ks[i & m])
         ftx_prefetch(&ep.tab, hs[i & m])
     for i in range(hi if hi - lo > d else lo + d, hi + d):
-        out[i - d] = _connect_hashed(ep, &keys[i - d], hs[i & m], now)
+        out[i - d] = _connect_hashed(ep, &ks[i & m], hs[i & m], now)
 
 
 cdef void ep_connect_batch(ep_t *ep, const ft_key_t *keys, Py_ssize_t n, uint64_t now,

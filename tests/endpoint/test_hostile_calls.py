@@ -156,6 +156,44 @@ outcome((ran, refused))
     assert ran + refused == 30
 
 
+def test_keys_rewritten_by_another_thread_during_connect_batch_are_each_recorded_as_read():
+    """connect_batch checks the keys, then opens them without the GIL from the caller's
+    array: a thread flipping every key's remote port between 80 and 81 meanwhile leaves
+    each key opened under one of the two, findable by that 4-tuple -- connecting both
+    variants afterwards finds exactly the ones opened. (Hashing a key and recording it
+    in two reads left records under the other port's hash: a few hundred a call that no
+    lookup found, and a second record for their 4-tuple.)"""
+    out = expect_ok(EP + """
+from fasttcp.bench.handshakes import flow_keys
+n = 50_000
+opened = found = 0
+for call in range(5):
+    e = fasttcp.Endpoint(['198.18.0.0/16'], capacity=3 * n, seed=3, pipeline_depth=8)
+    keys = flow_keys(n)
+    port80 = keys.copy()
+    port81 = keys.copy()
+    port81['rport'] = 81
+    stop = False
+    def flip():
+        while not stop:
+            keys['rport'] = 81
+            keys['rport'] = 80
+    t = threading.Thread(target=flip)
+    t.start()
+    try:
+        ids = e.connect_batch(keys, 1.0)
+    finally:
+        stop = True
+        t.join()
+    opened += int((ids >= 0).sum())
+    found += sum(int((e.connect_batch(v, 2.0) == -2).sum()) for v in (port80, port81))
+outcome((opened, found))
+""")
+    opened, found = eval(out)
+    assert opened == 5 * 50_000
+    assert found == opened
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="from 3.12 the collector runs between bytecodes only")
 def test_a_call_re_entered_from_a_gc_callback_is_refused():
     """Python code that runs while the endpoint is inside a call -- a finaliser or gc
