@@ -684,6 +684,7 @@ cdef class Endpoint:
     cdef object _timeouts
     cdef uint64_t _now
     cdef object _scratch_ids
+    cdef object _key_copy             # connect_batch's copy of its keys (_key_copy_for)
     cdef int _next_port
     cdef object _selfref              # weakref.ref(self), shared by every Connection
     cdef object __weakref__
@@ -1278,7 +1279,11 @@ cdef class Endpoint:
         or a key make_keys() could not have made: family not 4 or 6, non-zero padding
         (the ``_pad`` bytes, an IPv4 address's bytes 4..15), a port 0, an address that
         is not unicast (the first such row is named); also for a bad `now` or while
-        another call is running."""
+        another call is running.
+
+        The call copies the keys before it checks them and opens the copies (40 bytes a
+        key, kept for later calls up to the capacity's worth): what it opens is what it
+        checked, whatever another thread does to `keys` meanwhile."""
         if not isinstance(keys, np.ndarray) or keys.dtype != KEY_DTYPE or keys.ndim != 1:
             raise UsageError("keys must be a 1-D KEY_DTYPE array (see fasttcp.make_keys)")
         keys = np.ascontiguousarray(keys)
@@ -1289,22 +1294,40 @@ cdef class Endpoint:
         cdef int64_t[::1] o = out
         cdef const uint8_t[::1] kv = keys.view(np.uint8).reshape(-1) if n else np.empty(0, np.uint8)
         cdef const ft_key_t *kp = <const ft_key_t *>&kv[0] if n else NULL
+        cdef uint8_t[::1] cv
+        cdef ft_key_t *cp = NULL
         cdef ep_t *ep = self._claim()
         try:
             if n:
+                own = self._key_copy_for(n, ep.tab.capacity)
+                cv = own.view(np.uint8).reshape(-1)
+                cp = <ft_key_t *>&cv[0]
                 with nogil:
-                    bad = ep_first_bad_key(kp, n, &why)
+                    bad = ep_copy_keys(cp, kp, n, &why)
                 if bad >= 0:
-                    row = keys[bad]
+                    row = own[bad]
                     raise UsageError(f"keys[{bad}]: {_BAD_KEY[why]} (family={int(row['family'])}, "
                                      f"lport={int(row['lport'])}, rport={int(row['rport'])}); nothing was opened")
             t = self._advance(t)
             if n:
                 with nogil:
-                    ep_connect_batch(ep, kp, n, t, &o[0])
+                    ep_connect_batch(ep, cp, n, t, &o[0])
         finally:
             self._busy = False
         return out
+
+    cdef object _key_copy_for(self, Py_ssize_t n, Py_ssize_t capacity):
+        """A KEY_DTYPE array of at least n keys for connect_batch to copy its keys into:
+        the one kept from the last call when it is large enough, a new one else, kept
+        for the next calls while it holds no more keys than the table has records (a
+        batch past the capacity cannot open them all: its copy is not kept)."""
+        kept = self._key_copy
+        if kept is not None and kept.shape[0] >= n:
+            return kept
+        own = np.empty(n, dtype=KEY_DTYPE)
+        if n <= capacity:
+            self._key_copy = own
+        return own
 
     def close_batch(self, ids, now):
         """close() every record id (as returned by connect_batch or in events); ids that

@@ -392,25 +392,29 @@ cdef inline bint _unicast(const uint8_t *a, uint8_t family) noexcept nogil:
 
 
 cdef enum:
-    # why ep_first_bad_key refused a key (connect_batch names it)
+    # why ep_copy_keys refused a key (connect_batch names it)
     KEY_BAD_FAMILY = 1
     KEY_BAD_PADDING = 2
     KEY_BAD_PORT = 3
     KEY_BAD_ADDRESS = 4
 
 
-cdef Py_ssize_t ep_first_bad_key(const ft_key_t *keys, Py_ssize_t n, int *why) noexcept nogil:
-    """The first of n caller-built keys that connect_batch must refuse (KEY_BAD_* in
-    `why`), or -1. The table stores a key as given, so only keys make_keys() could have
-    made get in: family 4 or 6 (0 marks a free record), zero padding (the _pad bytes are
-    copied onto the record's state and flags; an IPv4 address's bytes 4..15 are hashed
-    and compared with the key, so a padded key is one no packet ever matches), two
-    non-zero ports (as connect()), unicast addresses. One pass before anything is
-    opened, so a refused batch changes nothing."""
+cdef Py_ssize_t ep_copy_keys(ft_key_t *dst, const ft_key_t *src, Py_ssize_t n, int *why) noexcept nogil:
+    """Copy n caller-built keys into `dst` and check the copies: the first that
+    connect_batch must refuse (KEY_BAD_* in `why`), or -1. The table stores a key as
+    given, so only keys make_keys() could have made get in: family 4 or 6 (0 marks a
+    free record), zero padding (the _pad bytes are copied onto the record's state and
+    flags; an IPv4 address's bytes 4..15 are hashed and compared with the key, so a
+    padded key is one no packet ever matches), two non-zero ports (as connect()),
+    unicast addresses. One pass before anything is opened, so a refused batch changes
+    nothing; and the batch then runs on the copies, which no other thread can rewrite
+    between the check and the use (the caller's array can be, the GIL released: keys
+    opened unchecked, or hashed and recorded as two different keys)."""
     cdef Py_ssize_t i
     cdef const ft_key_t *k
     for i in range(n):
-        k = &keys[i]
+        ft_copy_words(&dst[i], &src[i], 5)
+        k = &dst[i]
         if k.family != 4 and k.family != 6:
             why[0] = KEY_BAD_FAMILY
             return i
@@ -1265,41 +1269,32 @@ ctypedef struct _conn_job_t:            # what ep_connect_batch's pipeline works
     uint64_t now
 
 
-cdef inline uint64_t _cb_take(const ep_t *ep, const ft_key_t *src, ft_key_t *dst) noexcept nogil:
-    """Key `src` of a connect batch copied into `dst` and hashed from the copy. The
-    batch runs without the GIL on the caller's array, which another thread may be
-    rewriting: a key read twice -- hashed, then recorded d keys later -- could be
-    recorded under another key's hash, a record no lookup of its 4-tuple finds (and a
-    second record for it). Read once, the hash and the record are of the same bytes."""
-    ft_copy_words(dst, src, 5)
-    return ft_hash_key(&ep.tab, dst)
-
-
 cdef void _cb_run(ep_t *ep, const void *job, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d) noexcept nogil:
     """Keys lo..hi-1 of a connect batch, pipelined `d` deep as _pb_run: key i+d is
-    copied, hashed and its index slot prefetched while key i is opened (in a large
-    table every lookup is a cache miss otherwise). Same results as ep_connect in order."""
+    hashed and its index slot prefetched while key i is opened (in a large table every
+    lookup is a cache miss otherwise). Same results as ep_connect in order. Each key is
+    read twice, hashed then recorded: the keys must be the call's own (ep_copy_keys),
+    never an array another thread can rewrite in between."""
     cdef const _conn_job_t *jb = <const _conn_job_t *>job
     cdef const ft_key_t *keys = jb.keys         # as locals: see _pb_run
     cdef int64_t *out = jb.out
     cdef uint64_t now = jb.now
     cdef uint64_t hs[EP_DEPTH_MAX]
-    cdef ft_key_t ks[EP_DEPTH_MAX]              # the keys in flight, as read (_cb_take)
     cdef Py_ssize_t i, m = d - 1
     # fill, steady state (no bounds to check), drain: as in _pb_run (key i and key i-d
-    # share a slot of hs and ks: i-d is opened before i is taken into it)
+    # share a slot of hs: i-d is opened before i is hashed into it)
     for i in range(lo, hi if hi - lo < d else lo + d):
-        hs[i & m] = _cb_take(ep, &keys[i], &ks[i & m])
+        hs[i & m] = ft_hash_key(&ep.tab, &keys[i])
         ftx_prefetch(&ep.tab, hs[i & m])
     for i in range(lo + d, hi):
         if i + EP_STREAM_AHEAD < hi:
             FT_PREFETCH(&keys[i + EP_STREAM_AHEAD])
             FT_PREFETCH_W(&out[i + EP_STREAM_AHEAD - d])
-        out[i - d] = _connect_hashed(ep, &ks[i & m], hs[i & m], now)
-        hs[i & m] = _cb_take(ep, &keys[i], &ks[i & m])
+        out[i - d] = _connect_hashed(ep, &keys[i - d], hs[i & m], now)
+        hs[i & m] = ft_hash_key(&ep.tab, &keys[i])
         ftx_prefetch(&ep.tab, hs[i & m])
     for i in range(hi if hi - lo > d else lo + d, hi + d):
-        out[i - d] = _connect_hashed(ep, &ks[i & m], hs[i & m], now)
+        out[i - d] = _connect_hashed(ep, &keys[i - d], hs[i & m], now)
 
 
 cdef void ep_connect_batch(ep_t *ep, const ft_key_t *keys, Py_ssize_t n, uint64_t now,

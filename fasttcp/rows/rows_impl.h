@@ -138,6 +138,24 @@ static inline int ftr_history_len(const ftr_str32_t *h)
     return 0;
 }
 
+/* The row's history read once, into `s` (32 bytes) and `h`; returns its length. The
+ * rows were checked before formatting (ftr_check_row: ASCII), but they are the
+ * caller's, and another thread may rewrite them while they are formatted: a line is
+ * written from the bytes its escaping was chosen by, and a byte >= 0x80 read now is
+ * written '?', as a code that names nothing is, so that every line stays ASCII. */
+static inline int ftr_history_take(ftr_str32_t *h, char *s, const ftr_flow_t *r)
+{
+    memcpy(s, r->history, 32);
+    ftr_str32_load(h, s);
+    if ((h->w[0] | h->w[1] | h->w[2] | h->w[3]) & 0x8080808080808080ull) {
+        for (int i = 0; i < 32; i++)
+            if ((unsigned char)s[i] >= 0x80)
+                s[i] = '?';
+        ftr_str32_load(h, s);
+    }
+    return ftr_history_len(h);
+}
+
 static inline int ftr_check_row(const ftr_flow_t *r)
 {
     if (r->family != 4 && r->family != 6) return FTR_ROW_BAD_FAMILY;
@@ -319,9 +337,9 @@ static char *ftr_row_json(char *p, const ftr_flow_t *r, const ftr_opts_t *o, con
     p = ftr_u64(p, r->missed_bytes);
     p = FTR_LIT(p, ",\"history\":\"");
     ftr_str32_t h;
-    ftr_str32_load(&h, r->history);
-    int hn = ftr_history_len(&h);
-    p = FTR_STR32_ANY(&h, hn, ftr_json_special) ? ftr_json_str(p, r->history, hn) : ftr_put32(p, r->history, hn);
+    char hs[32];
+    int hn = ftr_history_take(&h, hs, r);
+    p = FTR_STR32_ANY(&h, hn, ftr_json_special) ? ftr_json_str(p, hs, hn) : ftr_put32(p, hs, hn);
     p = FTR_LIT(p, "\",\"orig_pkts\":");
     p = ftr_u64(p, r->orig_pkts);
     p = FTR_LIT(p, ",\"orig_ip_bytes\":");
@@ -378,9 +396,9 @@ static char *ftr_row_csv(char *p, const ftr_flow_t *r, const ftr_opts_t *o, cons
     p = ftr_u64(p, r->missed_bytes);
     *p++ = ',';
     ftr_str32_t h;
-    ftr_str32_load(&h, r->history);
-    int hn = ftr_history_len(&h);
-    p = FTR_STR32_ANY(&h, hn, ftr_csv_special) ? ftr_csv_str(p, r->history, hn) : ftr_put32(p, r->history, hn);
+    char hs[32];
+    int hn = ftr_history_take(&h, hs, r);
+    p = FTR_STR32_ANY(&h, hn, ftr_csv_special) ? ftr_csv_str(p, hs, hn) : ftr_put32(p, hs, hn);
     *p++ = ',';
     p = ftr_u64(p, r->orig_pkts);
     *p++ = ',';
@@ -442,12 +460,12 @@ static char *ftr_row_zeek(char *p, const ftr_flow_t *r, const ftr_opts_t *o, con
     *p++ = '\t';
     /* an empty history is written "-" (unset), as fasttcp always has, not "(empty)" */
     ftr_str32_t h;
-    ftr_str32_load(&h, r->history);
-    int hn = ftr_history_len(&h);
-    if (hn > 0 && !FTR_STR32_ANY(&h, hn, ftr_zeek_special) && !ftr_zeek_reserved(r->history, hn))
-        p = ftr_put32(p, r->history, hn);
+    char hs[32];
+    int hn = ftr_history_take(&h, hs, r);
+    if (hn > 0 && !FTR_STR32_ANY(&h, hn, ftr_zeek_special) && !ftr_zeek_reserved(hs, hn))
+        p = ftr_put32(p, hs, hn);
     else
-        p = ftr_zeek_str(p, r->history, hn, "-");
+        p = ftr_zeek_str(p, hs, hn, "-");
     *p++ = '\t';
     p = ftr_u64(p, r->orig_pkts);
     *p++ = '\t';
@@ -503,8 +521,9 @@ static char *ftr_row_table(char *p, const ftr_flow_t *r, const ftr_opts_t *o, co
     p = ftr_rjust(p, name->s, name->n, FTR_TABLE_CONN_STATE_W);
     *p++ = ' ';
     ftr_str32_t h;
-    ftr_str32_load(&h, r->history);
-    p = ftr_ljust(p, r->history, ftr_history_len(&h), FTR_TABLE_HISTORY_W);
+    char hs[32];
+    int hn = ftr_history_take(&h, hs, r);
+    p = ftr_ljust(p, hs, hn, FTR_TABLE_HISTORY_W);
     *p++ = ' ';
     name = FTR_STATE(r);
     p = ftr_ljust(p, name->s, name->n, FTR_TABLE_STATE_W);

@@ -488,7 +488,10 @@ cdef class ConnectionTable:
         Raises UsageError if `ids` is not integers (floats would be truncated to some
         other record's id)."""
         self._ready()
-        v = _as_int64(ids, "ids").reshape(-1)
+        # a copy: numpy lets other threads run inside the mask and the selection below,
+        # and a caller's array rewritten between the two would hand ft_remove_batch an
+        # id the mask never saw
+        v = np.array(_as_int64(ids, "ids"), dtype=np.int64).reshape(-1)
         keep = v[(v >= 0) & (v < self._t.fresh)].astype(np.uint32)
         keep = np.unique(keep)
         cdef const uint32_t[::1] kv = keep

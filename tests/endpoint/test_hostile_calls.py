@@ -156,41 +156,53 @@ outcome((ran, refused))
     assert ran + refused == 30
 
 
-def test_keys_rewritten_by_another_thread_during_connect_batch_are_each_recorded_as_read():
-    """connect_batch checks the keys, then opens them without the GIL from the caller's
-    array: a thread flipping every key's remote port between 80 and 81 meanwhile leaves
-    each key opened under one of the two, findable by that 4-tuple -- connecting both
-    variants afterwards finds exactly the ones opened. (Hashing a key and recording it
-    in two reads left records under the other port's hash: a few hundred a call that no
-    lookup found, and a second record for their 4-tuple.)"""
+def test_keys_rewritten_by_another_thread_during_connect_batch_open_only_what_was_checked():
+    """connect_batch checks the keys, then opens them without the GIL. A thread cycling
+    every key's remote port meanwhile -- through 81 and 80, then also through 0, a port
+    connect_batch refuses -- leaves each call either refused (it saw a port 0) or with
+    every key opened under port 80 or 81, each findable by that 4-tuple: connecting both
+    variants afterwards finds exactly the ones opened. (Reading the caller's array again
+    after the check opened keys with port 0; hashing a key and recording it in two reads
+    left records under the other port's hash, which no lookup found: a few hundred a
+    call, and a second record for their 4-tuple.)"""
     out = expect_ok(EP + """
 from fasttcp.bench.handshakes import flow_keys
 n = 50_000
-opened = found = 0
-for call in range(5):
-    e = fasttcp.Endpoint(['198.18.0.0/16'], capacity=3 * n, seed=3, pipeline_depth=8)
-    keys = flow_keys(n)
-    port80 = keys.copy()
-    port81 = keys.copy()
-    port81['rport'] = 81
-    stop = False
-    def flip():
-        while not stop:
-            keys['rport'] = 81
-            keys['rport'] = 80
-    t = threading.Thread(target=flip)
-    t.start()
-    try:
-        ids = e.connect_batch(keys, 1.0)
-    finally:
-        stop = True
-        t.join()
-    opened += int((ids >= 0).sum())
-    found += sum(int((e.connect_batch(v, 2.0) == -2).sum()) for v in (port80, port81))
-outcome((opened, found))
+seen = {}
+for ports in ((81, 80), (81, 0, 80)):
+    opened = found = refused = 0
+    for call in range(6):
+        e = fasttcp.Endpoint(['198.18.0.0/16'], capacity=3 * n, seed=3, pipeline_depth=8)
+        keys = flow_keys(n)
+        port80 = keys.copy()
+        port81 = keys.copy()
+        port81['rport'] = 81
+        stop = False
+        def cycle():
+            while not stop:
+                for p in ports:
+                    keys['rport'] = p
+        t = threading.Thread(target=cycle)
+        t.start()
+        try:
+            ids = e.connect_batch(keys, 1.0)
+        except fasttcp.UsageError:
+            refused += 1
+            continue
+        finally:
+            stop = True
+            t.join()
+        opened += int((ids >= 0).sum())
+        found += sum(int((e.connect_batch(v, 2.0) == -2).sum()) for v in (port80, port81))
+    seen[len(ports)] = (opened, found, refused)
+outcome(seen)
 """)
-    opened, found = eval(out)
-    assert opened == 5 * 50_000
+    seen = eval(out)
+    opened, found, refused = seen[2]
+    assert (opened, refused) == (6 * 50_000, 0)
+    assert found == opened
+    opened, found, refused = seen[3]
+    assert opened == (6 - refused) * 50_000
     assert found == opened
 
 

@@ -240,3 +240,45 @@ def test_uid_refuses_bad_arguments():
                         ("'1.2.3.4', 1, '5.6.7.8', 2, 1.5", "start_us"), ("'1.2.3.4', 1, '5.6.7.8', 2, True",
                                                                          "start_us")):
         expect_raises(P(f"uid({args})"), "UsageError", match=match)
+
+
+def test_rows_rewritten_by_another_thread_while_written_still_give_ascii_lines():
+    """The writers check a batch, then format the caller's rows, which another thread
+    may rewrite meanwhile (here every history, to bytes the check refuses and back):
+    each call is refused (UsageError) or writes only ASCII lines, each history as one
+    read of it, a byte >= 0x80 as '?'; a text stream never meets a byte it cannot
+    decode. (Formatting from a second read of the history wrote the raw bytes: lines
+    no checked row can give, and writes to a UTF-16 text stream that died half way.)"""
+    out = expect_ok(P("""
+        import threading
+        rows = good_rows(20_000)
+        stop = False
+        def rewrite():
+            while not stop:
+                rows["history"] = b"\\xff\\xff\\"\\\\\\x80"
+                rows["history"] = b"ShADadFf"
+        th = threading.Thread(target=rewrite)
+        th.start()
+        lines = not_ascii = refused = 0
+        try:
+            for k in range(20):
+                for fmt in ("json", "csv", "zeek", "table"):
+                    try:
+                        text = format_rows(rows, fmt)
+                    except UsageError:
+                        refused += 1
+                        continue
+                    lines += text.count(b"\\n")
+                    not_ascii += not text.isascii()
+                    try:
+                        RowWriter(io.TextIOWrapper(io.BytesIO(), encoding="utf-16"), fmt).write(rows)
+                    except UsageError:
+                        pass
+        finally:
+            stop = True
+            th.join()
+        outcome((lines, not_ascii, refused))
+    """))
+    lines, not_ascii, refused = eval(out)
+    assert not_ascii == 0
+    assert lines == (80 - refused) * 20_000

@@ -384,3 +384,36 @@ t.insert(K4)
 def test_table_integer_arguments_never_crash_and_raise_only_fasttcp_errors(call):
     out = expect_ok(P(SWEEP + f"outcome(sweep(lambda v: {call}))"))
     assert "ok" in out or "UsageError" in out, out
+
+
+def test_ids_rewritten_by_another_thread_during_remove_ids_never_crash():
+    """remove_ids keeps the ids within the record pool, then removes them: it works on a
+    copy, so a thread rewriting the caller's ids meanwhile (every other one to an id far
+    past the pool and back) cannot slip one past the check. (Masking and selecting from
+    the caller's array -- numpy lets other threads run in between -- crashed within a
+    few calls.)"""
+    out = expect_ok(P("""
+        import threading
+        from fasttcp.bench.handshakes import flow_keys
+        n = 100_000
+        t = ConnectionTable(n, seed=1)
+        t.insert_batch(flow_keys(n))
+        ids = np.zeros(1_000_000, np.int64)
+        stop = False
+        def rewrite():
+            while not stop:
+                ids[::2] = 0x7fffff00
+                ids[::2] = 0
+        th = threading.Thread(target=rewrite)
+        th.start()
+        removed = 0
+        try:
+            for k in range(100):
+                removed += t.remove_ids(ids)
+        finally:
+            stop = True
+            th.join()
+        outcome((removed, len(t)))
+    """))
+    removed, left = eval(out)
+    assert removed == 1 and left == 100_000 - 1
