@@ -892,10 +892,13 @@ cdef class Endpoint:
 
     @property
     def memory_bytes(self):
-        """Bytes of the connection table (records + index + timer wheel)."""
+        """Bytes of the connection table (records + index + timer wheel), the accept
+        queue, and the copy of its keys connect_batch keeps (40 bytes a key of the
+        largest batch so far, at most the capacity's worth)."""
         cdef ep_t *ep = self._core()
+        kept = self._key_copy
         return (ep.tab.capacity * sizeof(ft_conn_t) + (ep.tab.nslots + 8) * 8
-                + 65536 * 4 + sizeof(ep_t) + ep.acq_cap * 5)
+                + 65536 * 4 + sizeof(ep_t) + ep.acq_cap * 5 + (0 if kept is None else kept.nbytes))
 
     @property
     def stats(self):
@@ -1320,7 +1323,8 @@ cdef class Endpoint:
         """A KEY_DTYPE array of at least n keys for connect_batch to copy its keys into:
         the one kept from the last call when it is large enough, a new one else, kept
         for the next calls while it holds no more keys than the table has records (a
-        batch past the capacity cannot open them all: its copy is not kept)."""
+        batch past the capacity cannot hold them all at once: its copy is not kept, so
+        what is kept stays within the capacity's worth)."""
         kept = self._key_copy
         if kept is not None and kept.shape[0] >= n:
             return kept

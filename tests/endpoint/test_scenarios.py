@@ -1521,6 +1521,25 @@ def test_syn_flood_fills_the_table_without_overflowing_it():
         full.connect(CLIENT, 9999, now=1.0)                 # the user is told, not silently refused
 
 
+def test_connect_batch_keeps_one_copy_of_its_keys_within_the_capacity():
+    # connect_batch opens a copy of its keys (what it checked, whatever another thread
+    # does to the caller's array); the copy of the largest batch so far is kept for the
+    # next calls and counted in memory_bytes, at most the capacity's worth
+    from fasttcp.bench.handshakes import flow_keys
+
+    ep = Endpoint(["198.18.0.0/16"], capacity=1000, seed=3)
+    base = ep.memory_bytes
+    ep.connect_batch(flow_keys(600)[:300], 1.0)
+    assert ep.memory_bytes == base + 300 * 40
+    ep.connect_batch(flow_keys(600)[300:400], 1.0)              # smaller: the same copy
+    assert ep.memory_bytes == base + 300 * 40
+    ep.connect_batch(flow_keys(2000)[1000:1900], 1.0)           # larger: a new one
+    assert ep.memory_bytes == base + 900 * 40
+    ids = ep.connect_batch(flow_keys(5000)[2000:3500], 1.0)     # past the capacity: not kept
+    assert ep.memory_bytes == base + 900 * 40
+    assert (ids >= 0).all() and len(ep) == 1000                 # (evicting to make room)
+
+
 def test_memory_does_not_grow_with_the_number_of_packets():
     ep = Endpoint([SERVER], capacity=8, seed=3)
     ep.listen(80)
