@@ -24,13 +24,29 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = float(os.environ.get("FASTTCP_PROBE_TIMEOUT", "60"))
 
 _PRELUDE = """\
-import gc, json, sys, threading
+import contextlib, gc, json, sys, threading
 import numpy as np
 import fasttcp
 
 def outcome(value=None):
     print(json.dumps({{"kind": "ok", "value": repr(value)}}), flush=True)
     sys.exit(0)
+
+@contextlib.contextmanager
+def rewriting(step):
+    # another thread calling step() over and over while the block runs: a caller
+    # rewriting its arrays during the calls in it
+    stop = []
+    def loop():
+        while not stop:
+            step()
+    th = threading.Thread(target=loop)
+    th.start()
+    try:
+        yield
+    finally:
+        stop.append(True)
+        th.join()
 
 def _run():
 {body}

@@ -132,24 +132,17 @@ dst.listen(80)
 src.connect_batch(flow_keys(n), 1.0)
 buf, offs, lens = src.transmit_batch()
 good = offs.copy()
-stop = False
 def rewrite():
-    while not stop:
-        offs[n // 2:] = 1 << 40
-        offs[:] = good
-t = threading.Thread(target=rewrite)
-t.start()
+    offs[n // 2:] = 1 << 40
+    offs[:] = good
 ran = refused = 0
-try:
+with rewriting(rewrite):
     for k in range(30):
         try:
             dst.receive_batch(buf, offs, lens, 1.0 + k)
             ran += 1
         except fasttcp.UsageError:
             refused += 1
-finally:
-    stop = True
-    t.join()
 outcome((ran, refused))
 """)
     ran, refused = eval(out)
@@ -177,21 +170,15 @@ for ports in ((81, 80), (81, 0, 80)):
         port80 = keys.copy()
         port81 = keys.copy()
         port81['rport'] = 81
-        stop = False
         def cycle():
-            while not stop:
-                for p in ports:
-                    keys['rport'] = p
-        t = threading.Thread(target=cycle)
-        t.start()
+            for p in ports:
+                keys['rport'] = p
         try:
-            ids = e.connect_batch(keys, 1.0)
+            with rewriting(cycle):
+                ids = e.connect_batch(keys, 1.0)
         except fasttcp.UsageError:
             refused += 1
             continue
-        finally:
-            stop = True
-            t.join()
         opened += int((ids >= 0).sum())
         found += sum(int((e.connect_batch(v, 2.0) == -2).sum()) for v in (port80, port81))
     seen[len(ports)] = (opened, found, refused)

@@ -393,26 +393,18 @@ def test_ids_rewritten_by_another_thread_during_remove_ids_never_crash():
     the caller's array -- numpy lets other threads run in between -- crashed within a
     few calls.)"""
     out = expect_ok(P("""
-        import threading
         from fasttcp.bench.handshakes import flow_keys
         n = 100_000
         t = ConnectionTable(n, seed=1)
         t.insert_batch(flow_keys(n))
         ids = np.zeros(1_000_000, np.int64)
-        stop = False
         def rewrite():
-            while not stop:
-                ids[::2] = 0x7fffff00
-                ids[::2] = 0
-        th = threading.Thread(target=rewrite)
-        th.start()
+            ids[::2] = 0x7fffff00
+            ids[::2] = 0
         removed = 0
-        try:
+        with rewriting(rewrite):
             for k in range(100):
                 removed += t.remove_ids(ids)
-        finally:
-            stop = True
-            th.join()
         outcome((removed, len(t)))
     """))
     removed, left = eval(out)
