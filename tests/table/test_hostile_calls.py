@@ -399,7 +399,8 @@ def test_ids_rewritten_by_another_thread_during_remove_ids_never_crash():
         t.insert_batch(flow_keys(n))
         ids = np.zeros(1_000_000, np.int64)
         def rewrite():
-            ids[::2] = 0x7fffff00
+            # one non-zero byte: a copy torn mid-write still reads 0 or this id
+            ids[::2] = 0x7F000000
             ids[::2] = 0
         removed = 0
         with rewriting(rewrite):
