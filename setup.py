@@ -53,6 +53,7 @@ MODULES = [
     "tracker.tracker",
     "capture.scanner",
     "capture.records",
+    "capture.mapped",
     "capture.ring",
     "capture.tx",
     "rows.writer",

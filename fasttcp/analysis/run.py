@@ -251,6 +251,7 @@ def _fold_tracker(summary: Summary, stats: dict[str, Any], memory: int) -> None:
 
 
 def _fold_chain(summary: Summary, chain: CaptureChain) -> None:
+    chain.check_unchanged()
     summary.file_bytes = chain.bytes_done
     summary.truncated_tail = chain.truncated_tail
     summary.truncated = chain.truncated

@@ -353,6 +353,7 @@ def run_sharded(chain: CaptureChain, cfg: AnalyzeConfig, n: int, summary: Summar
         finally:
             # the counts even when Ctrl-C lands while the helpers are joined
             shards.fold(summary)
+            chain.check_unchanged()      # (after the tracking: a tracker may read a page gone)
             summary.file_bytes = chain.bytes_done
             summary.truncated_tail = chain.truncated_tail
             summary.truncated = chain.truncated

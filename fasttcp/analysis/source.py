@@ -47,6 +47,7 @@ class CaptureChain:
         #: called with each batch before it is yielded (the report counts packet times)
         self.on_batch: Callable[[CaptureBatch], None] | None = None
         self._reader: CaptureReader | None = None
+        self._read: list[CaptureReader] = []    # every reader opened, for `check_unchanged`
         self._yielded = 0                # batches yielded, all files so far
         self._reader_first = 0           # of those, the ones before the current file's
 
@@ -77,6 +78,7 @@ class CaptureChain:
                 return
             self._reader_first = self._yielded
             self._reader = reader
+            self._read.append(reader)
             base = self.bytes_done
             self.total_bytes += reader.size
             with reader:
@@ -98,6 +100,18 @@ class CaptureChain:
                 self.truncated_tail += reader.stats.truncated_tail
                 self.truncated.append((str(reader.path), reader.stats.truncated_tail))
             self._reader = None
+
+    def check_unchanged(self) -> None:
+        """Set `error` (unless already set) if a file was cut shorter while its mapped
+        chunks were read -- by the reader or, later, by whoever tracked its batches: the
+        packets read from the pages gone were zeros (`CaptureReader.cut_pages`)."""
+        if self.error is None:
+            for reader in self._read:
+                if reader.cut_pages:
+                    self.error = (f"{reader.path}: the file was cut shorter while it was read "
+                                  f"({reader.cut_pages} pages of it gone; the packets read from them "
+                                  "are not to be trusted)")
+                    return
 
     def release(self, batches: int) -> None:
         """The first `batches` batches yielded are no longer used (`CaptureReader.release`)."""

@@ -202,7 +202,8 @@ class CaptureReader:
     """Iterate a capture file as `CaptureBatch` objects; see `read_pcap`."""
 
     def __init__(self, path: str | Path, *, batch_packets: int = 65536,
-                 batch_bytes: int = 8 << 20, buffers: int = 0, shards: RssShards | None = None) -> None:
+                 batch_bytes: int = 8 << 20, buffers: int = 0, shards: RssShards | None = None,
+                 mapped: bool = True) -> None:
         # both size allocations made up front (41 bytes of arrays per packet, the buffer)
         if isinstance(batch_packets, bool) or not isinstance(batch_packets, int) \
                 or not 1 <= batch_packets <= MAX_PACKETS:
@@ -216,6 +217,8 @@ class CaptureReader:
         if isinstance(buffers, bool) or not isinstance(buffers, int) or not 0 <= buffers <= MAX_BUFFERS:
             raise UsageError(f"buffers must be an int in 0..{MAX_BUFFERS}, got {buffers!r}")
         self.buffers = buffers
+        if not isinstance(mapped, bool):
+            raise UsageError(f"mapped must be a bool, got {mapped!r}")
         if shards is not None and not isinstance(shards, RssShards):
             raise UsageError(f"shards must be a fasttcp.wire.rss.RssShards or None, got {type(shards).__name__}")
         #: the sharding the scanner computes for every packet (`CaptureBatch.shards`), or None
@@ -247,7 +250,8 @@ class CaptureReader:
         self._chunks: FileChunks | None = None
         if stat.S_ISREG(st.st_mode):
             chunk = batch_bytes if shards is None else sharded_chunk_bytes(batch_bytes, st.st_size)
-            self._chunks = FileChunks(self._f.fileno(), self._file_pos + len(self._pending), chunk, buffers)
+            self._chunks = FileChunks(self._f.fileno(), self._file_pos + len(self._pending), chunk, buffers,
+                                      mapped=mapped)
             self._carry = self._pending
             self._window: _Window | None = None
 
@@ -296,14 +300,17 @@ class CaptureReader:
 
     def read_batch(self) -> CaptureBatch | None:
         """The next batch, or None at the end of the file. Raises CaptureError for a
-        corrupt record (after delivering the packets before it) and UsageError once the
-        reader is closed."""
+        corrupt record (after delivering the packets before it) or a file cut shorter
+        while its mapped chunks were read (`cut_pages`), and UsageError once the reader
+        is closed."""
         if self._f.closed:
             raise UsageError(f"{self.path}: read from a closed CaptureReader")
         if self._error is not None:
             self._eof = True
             err, self._error = self._error, None
             raise err
+        if self._chunks is not None:
+            self._check_unchanged()
         if self._eof:
             return None
         if self._chunks is not None:
@@ -389,10 +396,12 @@ class CaptureReader:
             if w is None:
                 w = self._window = self._next_window()
                 if w is None:
+                    self._check_unchanged()
                     return None
             status, n, pos, need, arrays = self._scan(w.buf, w.pos, w.end)
             self.stats.bytes = w.base + pos
             self._scanned_stats()
+            self._check_unchanged()
             if status == _SCAN_CORRUPT:
                 # deliver the good packets before the corruption; raise on the next call
                 self._error = CaptureError(
@@ -419,6 +428,22 @@ class CaptureReader:
             self._chunks.batch_from(w.chunk)
             return self._batch(w.buf[:w.end], n, arrays)
 
+    @property
+    def cut_pages(self) -> int:
+        """Pages of the file's mapped chunks that were past its end when read -- the file
+        was cut shorter while read -- and read as zeros (scanned, or by whoever held the
+        batch). 0 for a file read whole, a pipe, or a reader with ``mapped=False``."""
+        return self._chunks.tally.pages if self._chunks is not None else 0
+
+    def _check_unchanged(self) -> None:
+        """CaptureError, now and at every later read, if the file was cut shorter while
+        a mapped chunk of it was read: what was scanned there was zeros, not packets."""
+        pages = self.cut_pages
+        if pages:
+            self._eof = True
+            raise CaptureError(f"the file was cut shorter while it was read ({pages} pages of it "
+                               "gone; the packets read from them are not to be trusted)", path=self.path)
+
     def _next_window(self) -> _Window | None:
         """The next chunk, with the carried incomplete record put before its bytes."""
         assert self._chunks is not None
@@ -428,10 +453,15 @@ class CaptureReader:
             self._eof = True
             self.stats.truncated_tail = len(carry)
             return None
-        start = HEADROOM - len(carry)
-        ch.buf[start:HEADROOM] = np.frombuffer(carry, dtype=np.uint8)
         self._carry = b""
-        return _Window(ch, ch.buf, start, HEADROOM + ch.got, ch.pos - HEADROOM, ch.eof)
+        head = ch.pos - ch.base          # where the chunk's bytes start in its buffer
+        if ch.mapped:
+            # the file mapped from up to HEADROOM bytes before the chunk: the carried
+            # record is there already (the file's bytes just before the chunk)
+            return _Window(ch, ch.buf, head - len(carry), head + ch.got, ch.base, ch.eof)
+        start = head - len(carry)
+        ch.buf[start:head] = np.frombuffer(carry, dtype=np.uint8)
+        return _Window(ch, ch.buf, start, head + ch.got, ch.base, ch.eof)
 
     def _huge_window(self, w: _Window, pos: int, need: int) -> _Window:
         """A record longer than a chunk's headroom (`need` bytes from `pos`): read it
@@ -580,7 +610,7 @@ class CaptureReader:
 
 
 def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int = 8 << 20,
-              buffers: int = 0, shards: RssShards | None = None) -> CaptureReader:
+              buffers: int = 0, shards: RssShards | None = None, mapped: bool = True) -> CaptureReader:
     """Open a pcap or pcapng file for streaming: iterate it for `CaptureBatch` objects.
 
     The format is detected from the first bytes. Raises `UsageError` for a
@@ -606,9 +636,17 @@ def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int 
     RAMP_BATCHES batches are smaller (1/8, 1/4, 1/2 of `batch_packets`, at least
     RAMP_MIN_PACKETS) and a regular file is read in chunks of at most 1/32 of its size
     (`sharded_chunk_bytes`): the threads start, and end, sooner.
+
+    ``mapped``: a regular file's chunks are mapped from the page cache rather than
+    copied out of it (`fasttcp.capture.mapped`), the buffers then the file itself
+    (private: writing to one never changes the file). Where a chunk cannot be mapped
+    it is copied. A file cut shorter while mapped does not crash the process: the pages
+    gone read as zeros, and the next `read_batch` raises CaptureError saying so
+    (``reader.cut_pages``). ``mapped=False`` copies every chunk; a copy taken before
+    the cut holds the bytes as they were.
     """
     return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes, buffers=buffers,
-                         shards=shards)
+                         shards=shards, mapped=mapped)
 
 
 def write_pcap(path: str | Path, packets: Iterable[bytes] | CaptureBatch, timestamps: Iterable[float] | None = None,

@@ -13,6 +13,7 @@ kernel refills a block once it is handed back) alive, so no view can outlive its
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 
 from fasttcp.capture.scanner cimport ft_strip_link
+from fasttcp.wire.buffers cimport ft_export_bytes
 
 import os
 
@@ -94,19 +95,7 @@ cdef class RingMemory:
         return <Py_ssize_t>self.mapping.ring_bytes
 
     def __getbuffer__(self, Py_buffer *view, int flags):
-        self.shape[0] = <Py_ssize_t>self.mapping.ring_bytes
-        self.strides[0] = 1
-        view.buf = self.mapping.ring
-        view.obj = self
-        view.len = self.shape[0]
-        view.readonly = 0
-        view.itemsize = 1
-        view.format = "B"
-        view.ndim = 1
-        view.shape = self.shape
-        view.strides = self.strides
-        view.suboffsets = NULL
-        view.internal = NULL
+        ft_export_bytes(view, self, self.mapping.ring, <Py_ssize_t>self.mapping.ring_bytes, self.shape, self.strides)
 
     def __releasebuffer__(self, Py_buffer *view):
         pass

@@ -44,6 +44,20 @@ from tests.capture.test_reader import (
 CAPTURES = linklayer.list_captures(linklayer.CAPTURES)
 
 
+@pytest.fixture(autouse=True, params=["mapped", "copied"])
+def chunk_mode(request, monkeypatch):
+    """Every test twice: chunks mapped from the page cache (the default), and copied
+    (``mapped=False``, and the path a chunk that cannot be mapped takes)."""
+    if request.param == "copied":
+        init = FileChunks.__init__
+
+        def copied(self, fd, start, size, buffers, mapped=False):
+            init(self, fd, start, size, buffers, mapped=False)
+
+        monkeypatch.setattr(FileChunks, "__init__", copied)
+    return request.param
+
+
 def read_through_pipe(path: Path, **kw) -> tuple[list[tuple], object]:
     """The packets (test_reader's `rows`) and stats of `path` read from a pipe."""
     data = Path(path).read_bytes()
@@ -311,7 +325,7 @@ def test_threads_do_read_ahead(tmp_path):
     """(The reading-ahead path is the one exercised: other threads read chunks.)"""
     recs = [(i * 1000, eth(0x0800, IP4)) for i in range(20000)]
     path = write_file(tmp_path / "a.pcap", pcap_bytes(recs))
-    got, _, filled = read_ahead(path, batch_bytes=4096, hold=1)
+    got, _, filled = read_ahead(path, batch_bytes=4096, hold=1, mapped=False)
     assert len(got) == len(recs) and filled > 0
 
 

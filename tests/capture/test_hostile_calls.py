@@ -174,6 +174,11 @@ def test_read_pcap_refuses_batch_sizes_it_cannot_allocate(kw):
     expect_raises(P(f"read_pcap(GOOD, {kw})"), "UsageError", match=kw.split("=")[0])
 
 
+@pytest.mark.parametrize("value", ["1", "0", "None", "'yes'", "np.bool_(True)"])
+def test_read_pcap_refuses_a_mapped_flag_that_is_not_a_bool(value):
+    expect_raises(P(f"import numpy as np\nread_pcap(GOOD, mapped={value})"), "UsageError", match="mapped")
+
+
 def test_read_pcap_takes_the_smallest_and_largest_batch_sizes():
     assert expect_ok(P("""
         from fasttcp.capture.scanner import MAX_PACKETS

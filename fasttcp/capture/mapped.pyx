@@ -1,0 +1,103 @@
+# cython: language_level=3
+"""Chunks of a capture file mapped from the page cache instead of copied out of it.
+
+`CaptureReader` reads a regular file in chunks. Copying a chunk (pread) costs a pass
+over every byte before the scanner and the trackers read them; a mapping (mmap,
+private: a write changes this process's copy, never the file) reads the page cache in
+place. A file cut shorter while mapped would make the pages past its new end raise
+SIGBUS and kill the process: mapped_impl.h's handler maps zeros there instead and
+counts each such page in the mapping's `FaultTally`, which the reader checks -- so a
+changed file is reported (a CaptureError), never a crash.
+
+A `FileMapping` is a writable buffer (numpy views of it keep it mapped) and is unmapped
+when the last reference goes.
+"""
+from libc.stdint cimport uint64_t, int64_t
+
+from fasttcp.wire.buffers cimport ft_export_bytes
+
+import os
+
+from fasttcp.errors import UsageError
+
+__all__ = ["FileMapping", "FaultTally", "PAGE_BYTES"]
+
+
+cdef extern from "mapped_impl.h" nogil:
+    int ftm_map(int fd, int64_t offset, size_t length, uint64_t *tally, void **out, int *slot)
+    void ftm_unmap(void *p, size_t length, int slot)
+
+
+#: The alignment of a mapping's file offset.
+PAGE_BYTES = os.sysconf("SC_PAGESIZE")
+
+
+cdef class FaultTally:
+    """The pages of a group of mappings (one reader's) that were past the file's end
+    when read -- the file was cut shorter meanwhile -- and read as zeros."""
+    cdef uint64_t count
+
+    @property
+    def pages(self):
+        """Pages read as zeros so far."""
+        return __atomic_load_n_u64(&self.count)
+
+
+cdef extern from *:
+    """
+    static inline uint64_t __atomic_load_n_u64(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+    """
+    uint64_t __atomic_load_n_u64(uint64_t *p) nogil
+
+
+cdef class FileMapping:
+    """`length` bytes of the open file `fd` from `offset` (a multiple of PAGE_BYTES),
+    mapped privately, read-write; faults past the file's end are counted in `tally`.
+
+    OSError when the mapping cannot be made -- ENOSPC when FTM_SLOTS mappings are alive
+    at once, ENOTSUP when the SIGBUS guard cannot be installed (a sanitizer's runtime
+    may keep the handler) -- for the caller to copy the chunk instead. UsageError for
+    an offset or length out of range."""
+    cdef void *addr
+    cdef size_t size
+    cdef int slot
+    cdef readonly FaultTally tally
+    cdef readonly int64_t offset
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __cinit__(self):
+        self.addr = NULL
+
+    def __init__(self, int fd, offset, length, FaultTally tally not None):
+        if self.addr != NULL:
+            raise UsageError("a FileMapping maps once")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0 \
+                or offset % PAGE_BYTES or offset > (1 << 62):
+            raise UsageError(f"offset must be a multiple of {PAGE_BYTES} in 0..2**62, got {offset!r}")
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 < length <= (1 << 40):
+            raise UsageError(f"length must be an int in 1..2**40, got {length!r}")
+        cdef void *p = NULL
+        cdef int slot = 0
+        cdef int rc = ftm_map(fd, <int64_t>offset, <size_t>length, &tally.count, &p, &slot)
+        if rc != 0:
+            raise OSError(rc, os.strerror(rc))
+        self.addr = p
+        self.size = <size_t>length
+        self.slot = slot
+        self.tally = tally
+        self.offset = <int64_t>offset
+
+    def __len__(self):
+        return <Py_ssize_t>self.size
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        ft_export_bytes(view, self, self.addr, <Py_ssize_t>self.size, self.shape, self.strides)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        # (the tally outlives the table entry: this object holds it until here)
+        ftm_unmap(self.addr, self.size, self.slot)
+        self.addr = NULL

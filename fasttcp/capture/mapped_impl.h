@@ -1,0 +1,149 @@
+/* Capture files mapped from the page cache, and the SIGBUS guard that makes it safe.
+ *
+ * Reading a chunk of a capture with pread copies it from the page cache into our
+ * buffer: for a file of large packets that copy is a large part of `analyze`'s time.
+ * Mapping the chunk instead (mmap of the file, MAP_PRIVATE) reads the page cache in
+ * place. The catch is the one every mmap reader has: a file cut shorter while mapped
+ * (truncated by another process: `logrotate copytruncate`, a capture tool restarting)
+ * makes any access to the pages past its new end raise SIGBUS (BUS_ADRERR), which kills
+ * the process -- and a crash is the one thing a reader of untrusted, changing files
+ * must never do.
+ *
+ * So every mapping is registered here, and a SIGBUS handler checks the faulting
+ * address: inside a registered mapping, it maps an anonymous zero page over the page
+ * (MAP_FIXED), counts it in the mapping's tally and returns -- the access is retried
+ * and reads zeros. The reader checks the tally and reports the capture as changed
+ * while read (a CaptureError), so nothing is silently wrong either. A SIGBUS anywhere
+ * else is not ours: the handler puts the previous disposition back (faulthandler's,
+ * the default) and returns, so the fault happens again exactly as without us (a
+ * signal sent by kill() is raised again for it).
+ *
+ * The table of mappings is read by the handler without a lock (it may interrupt a
+ * thread holding any lock): a slot is published by storing its start last, and
+ * withdrawn by clearing its start first, both atomically. Registration takes a mutex
+ * only against other registrations. A mapping is withdrawn and unmapped only when
+ * nothing refers to it any more (the FileMapping's last reference goes), so no thread
+ * can be faulting inside it then: the zero page is never mapped into address space
+ * that someone else has been given since.
+ */
+#ifndef FASTTCP_MAPPED_IMPL_H
+#define FASTTCP_MAPPED_IMPL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#define FTM_SLOTS 512            /* mappings alive at once; more fall back to copying */
+
+typedef struct {
+    uintptr_t lo;                /* atomic: 0 = free */
+    uintptr_t hi;
+    uint64_t *tally;             /* pages of this mapping read as zeros */
+} ftm_slot_t;
+
+static ftm_slot_t ftm_slots[FTM_SLOTS];
+static struct sigaction ftm_prev;
+static pthread_mutex_t ftm_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t ftm_page;
+
+static void ftm_on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    if (si->si_code == BUS_ADRERR) {
+        uintptr_t a = (uintptr_t)si->si_addr;
+        for (int i = 0; i < FTM_SLOTS; i++) {
+            uintptr_t lo = __atomic_load_n(&ftm_slots[i].lo, __ATOMIC_ACQUIRE);
+            if (lo == 0 || a < lo || a >= ftm_slots[i].hi)
+                continue;
+            void *page = (void *)(a & ~(ftm_page - 1));
+            if (mmap(page, ftm_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+                    != MAP_FAILED) {
+                __atomic_fetch_add(ftm_slots[i].tally, 1, __ATOMIC_RELAXED);
+                return;
+            }
+            break;
+        }
+    }
+    /* not a page of ours: as if this handler had never been installed */
+    int saved = errno;
+    sigaction(SIGBUS, &ftm_prev, NULL);
+    if (si->si_code <= 0)
+        raise(sig);              /* sent, not a fault: delivered again once we return */
+    errno = saved;
+}
+
+/* Install the handler unless it is the current one (another library -- faulthandler,
+ * enabled later -- may have put its own in front: ours goes back in front and calls it
+ * for what is not ours). 0 or an errno. */
+static int ftm_guard(void)
+{
+    struct sigaction cur, act;
+    int rc = 0;
+    pthread_mutex_lock(&ftm_lock);
+    if (ftm_page == 0)
+        ftm_page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (sigaction(SIGBUS, NULL, &cur) != 0) {
+        rc = errno;
+    } else if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == ftm_on_sigbus)) {
+        memset(&act, 0, sizeof act);
+        act.sa_sigaction = ftm_on_sigbus;
+        act.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&act.sa_mask);
+        ftm_prev = cur;
+        if (sigaction(SIGBUS, &act, NULL) != 0)
+            rc = errno;
+        /* read back: a sanitizer runtime may keep its own handler and ignore ours */
+        else if (sigaction(SIGBUS, NULL, &cur) != 0 || !(cur.sa_flags & SA_SIGINFO)
+                 || cur.sa_sigaction != ftm_on_sigbus)
+            rc = ENOTSUP;
+    }
+    pthread_mutex_unlock(&ftm_lock);
+    return rc;
+}
+
+/* Map `length` bytes of `fd` from `offset` (a multiple of the page size), read-write
+ * and private (a write changes this process's copy, never the file), and register it.
+ * 0 and *out set, or an errno: ENOSPC when every slot is taken. */
+static int ftm_map(int fd, int64_t offset, size_t length, uint64_t *tally, void **out, int *slot)
+{
+    int rc = ftm_guard();
+    if (rc != 0)
+        return rc;
+    void *p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, (off_t)offset);
+    if (p == MAP_FAILED)
+        return errno;
+    pthread_mutex_lock(&ftm_lock);
+    int i;
+    for (i = 0; i < FTM_SLOTS; i++)
+        if (__atomic_load_n(&ftm_slots[i].lo, __ATOMIC_RELAXED) == 0)
+            break;
+    if (i == FTM_SLOTS) {
+        pthread_mutex_unlock(&ftm_lock);
+        munmap(p, length);
+        return ENOSPC;
+    }
+    ftm_slots[i].hi = (uintptr_t)p + length;
+    ftm_slots[i].tally = tally;
+    __atomic_store_n(&ftm_slots[i].lo, (uintptr_t)p, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&ftm_lock);
+    *out = p;
+    *slot = i;
+    return 0;
+}
+
+/* Withdraw a mapping from the table, then unmap it. */
+static void ftm_unmap(void *p, size_t length, int slot)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&ftm_lock);
+    __atomic_store_n(&ftm_slots[slot].lo, (uintptr_t)0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&ftm_lock);
+    munmap(p, length);
+}
+
+#endif

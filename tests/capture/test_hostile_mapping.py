@@ -1,0 +1,189 @@
+"""Capture chunks mapped from the page cache (fasttcp.capture.mapped) and the SIGBUS
+guard that makes a file cut shorter while mapped a CaptureError, not a crash.
+
+Every reading test of test_chunks.py runs with chunks mapped and copied against the
+same oracle (a pipe); here: what only a mapping can do -- have its file cut under it --
+and the limits (slots run out: copied instead; a fault not ours: not swallowed).
+Cutting a file happens in a child process (tests/probe.py), so that a guard that failed
+would fail one test instead of killing pytest.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from fasttcp.capture.mapped import FileMapping
+from fasttcp.capture.reader import read_pcap
+from tests.capture.test_chunks import read_through_pipe
+from tests.capture.test_reader import IP4, eth, pcap_bytes, rows, write_file
+from tests.probe import ROOT, expect_ok
+
+# A capture whose first 8 MiB chunk holds more than one batch of 65536 packets: after
+# the first batch, the rest of the chunk is still to be scanned from the mapping.
+WRITE_CAPTURE = """
+import struct
+from pathlib import Path
+from tests.capture.test_reader import IP4, eth, pcap_bytes
+tcp = bytes.fromhex("450000280001000040060000c6120001c6120002")
+tcp += bytes.fromhex("04d2005000000001000000005002ffff00000000")
+path = Path(tempfile.mkdtemp()) / "cut.pcap"
+path.write_bytes(pcap_bytes([(i * 1000, eth(0x0800, tcp)) for i in range(70000)]))
+size = path.stat().st_size
+"""
+
+
+def backing(arr: np.ndarray) -> object:
+    """The object at the end of an array's chain of bases."""
+    obj: object = arr
+    while True:
+        if isinstance(obj, np.ndarray) and obj.base is not None:
+            obj = obj.base
+        elif isinstance(obj, memoryview):
+            obj = obj.obj
+        else:
+            return obj
+
+
+def test_a_file_cut_shorter_under_the_scanner_is_a_capture_error_not_a_crash():
+    """The reader maps the chunk, hands out a batch, then the file is cut to its header:
+    scanning the rest of the chunk reads zeros (SIGBUS caught), and the next read
+    raises CaptureError saying so -- and again at every read after."""
+    value = expect_ok("import os, tempfile\n" + WRITE_CAPTURE + """
+reader = fasttcp.read_pcap(path)
+first = reader.read_batch()
+assert len(first) == 65536
+os.truncate(path, 24)
+errors = []
+for _ in range(2):
+    try:
+        reader.read_batch()
+    except fasttcp.CaptureError as e:
+        errors.append(str(e))
+outcome((len(errors), errors[0], reader.cut_pages > 0, int(first.buffer[-4096:].sum())))
+""")
+    n, message, cut, tail = eval(value)
+    assert n == 2 and "cut shorter while it was read" in message and cut
+    assert tail == 0                          # the batch's bytes past the cut read as zeros
+
+
+def test_a_batch_held_past_the_cut_reads_zeros_and_the_reader_says_so():
+    """A batch the caller still holds reads zeros where the file is gone (no SIGBUS),
+    and the reader reports it on the next read even though its own scan was done."""
+    value = expect_ok("import os, tempfile\n" + WRITE_CAPTURE + """
+reader = fasttcp.read_pcap(path, batch_packets=1000)
+batches = [reader.read_batch() for _ in range(3)]
+os.truncate(path, 4096)
+zeros = int(batches[2].buffer[8192:].astype(np.int64).sum())
+try:
+    reader.read_batch()
+    outcome(("no error", zeros))
+except fasttcp.CaptureError as e:
+    outcome((str(e), zeros))
+""")
+    message, zeros = eval(value)
+    assert "cut shorter" in message and zeros == 0
+
+
+def test_analyze_of_a_file_cut_while_tracked_ends_with_an_error_naming_it():
+    """`analyze`, one worker and two: the file cut after the first batch. The run ends
+    with ``summary.error`` (the CLI's exit status 1), never a crash or a silently short
+    report."""
+    for workers in (1, 2):
+        value = expect_ok("import os, tempfile\n" + WRITE_CAPTURE + f"""
+cut = []
+def progress(done, total):
+    if not cut:
+        cut.append(os.truncate(path, 24))
+s = fasttcp.analyze(str(path), workers={workers}, progress=progress)
+outcome((s.error, s.packets))
+""")
+        error, packets = eval(value)
+        assert error is not None and "cut shorter while it was read" in error, (workers, error)
+        assert packets < 70000
+
+
+def test_a_mapped_batch_is_writable_and_writing_it_never_changes_the_file(tmp_path):
+    recs = [(i * 1000, eth(0x0800, IP4)) for i in range(2000)]
+    data = pcap_bytes(recs)
+    path = write_file(tmp_path / "w.pcap", data)
+    with read_pcap(path) as reader:
+        batch = reader.read_batch()
+    assert isinstance(backing(batch.buffer), FileMapping)
+    batch.buffer[int(batch.offsets[0]):int(batch.offsets[0]) + 4] = 0xEE
+    assert bytes(batch.buffer[int(batch.offsets[0]):][:4]) == b"\xee" * 4
+    assert path.read_bytes() == data
+
+
+def test_more_chunks_held_than_mapping_slots_are_copied_and_read_the_same(tmp_path):
+    """A caller keeping every batch (``buffers=0``) keeps every chunk's mapping alive:
+    past the table's slots, chunks are copied instead, and the packets are the same."""
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes([i & 0xFF]) * 40)) for i in range(60000)]
+    path = write_file(tmp_path / "many.pcap", pcap_bytes(recs))
+    want, _ = read_through_pipe(path, batch_bytes=4096)
+    with read_pcap(path, batch_bytes=4096) as reader:
+        batches = list(reader)
+    mapped = sum(isinstance(backing(b.buffer), FileMapping) for b in batches)
+    assert 0 < mapped <= 512 < len(batches)
+    assert rows(batches) == want
+
+
+def test_a_sigbus_not_on_a_mapping_of_ours_still_kills_as_without_the_guard(tmp_path):
+    """The guard handles faults on its own mappings only: any other SIGBUS reaches the
+    handler before it (faulthandler's report here) and the default action."""
+    code = textwrap.dedent(f"""
+        import mmap, os, numpy as np
+        from fasttcp.capture.mapped import FaultTally, FileMapping
+        p = {str(tmp_path / "f")!r}
+        with open(p, "wb") as f:
+            f.write(b"x" * 8192)
+        fd = os.open(p, os.O_RDONLY)
+        ours = FileMapping(fd, 0, 8192, FaultTally())      # installs the guard
+        theirs = mmap.mmap(fd, 8192, prot=mmap.PROT_READ)
+        os.truncate(p, 0)
+        print(np.frombuffer(ours, np.uint8)[5000], flush=True)   # ours: zeros
+        print(theirs[5000], flush=True)                            # not ours: SIGBUS
+    """)
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    # (the handler before faulthandler's: the default action, or a sanitizer's report)
+    assert proc.returncode == -signal.SIGBUS or "AddressSanitizer: BUS" in proc.stderr, \
+        (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.split() == ["0"]
+    assert "Bus error" in proc.stderr
+
+
+def test_file_mapping_refuses_bad_arguments_and_counts_pages_past_the_end():
+    """Offsets and lengths out of range are UsageError, a bad descriptor the OSError of
+    mmap; pages mapped past the file's end read as zeros and are counted."""
+    value = expect_ok("""
+import os, tempfile
+from fasttcp.capture.mapped import FileMapping, FaultTally, PAGE_BYTES
+path = os.path.join(tempfile.mkdtemp(), "f")
+with open(path, "wb") as f:
+    f.write(b"x" * 100)
+fd = os.open(path, os.O_RDONLY)
+out = []
+for args in [(fd, -PAGE_BYTES, 100), (fd, 1, 100), (fd, 0, 0), (fd, 0, -1), (fd, 0, 2**41), (fd, 2**63, 100),
+             (fd, 0, 1.5), (fd, True, 100), (fd, 0, np.int64(100)), (-1, 0, 100), (999999, 0, 100)]:
+    try:
+        FileMapping(*args, FaultTally())
+        out.append("ok")
+    except Exception as e:
+        out.append(type(e).__name__)
+m = FileMapping(fd, 0, 3 * PAGE_BYTES, FaultTally())
+a = np.frombuffer(memoryview(m), np.uint8)
+out.append((int(a[:100].sum()), int(a[100:].astype(np.int64).sum()), m.tally.pages))
+try:
+    m.__init__(fd, 0, 100, FaultTally())
+    out.append("mapped again")
+except fasttcp.UsageError:
+    out.append("UsageError")
+outcome(out)
+""")
+    assert eval(value) == ["UsageError", "UsageError", "UsageError", "UsageError", "UsageError", "UsageError",
+                           "UsageError", "UsageError", "UsageError", "OSError", "OSError",
+                           (120 * 100, 0, 2), "UsageError"]
