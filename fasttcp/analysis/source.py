@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from fasttcp.capture.mapped import FaultTally
 from fasttcp.capture.reader import CaptureBatch, CaptureError, CaptureReader, read_pcap
 from fasttcp.errors import UsageError
 from fasttcp.wire.rss import RssShards
@@ -47,7 +48,9 @@ class CaptureChain:
         #: called with each batch before it is yielded (the report counts packet times)
         self.on_batch: Callable[[CaptureBatch], None] | None = None
         self._reader: CaptureReader | None = None
-        self._read: list[CaptureReader] = []    # every reader opened, for `check_unchanged`
+        # (capture, fault tally) of every file read, for `check_unchanged`: the tallies
+        # only, not the readers, whose last chunk would stay in memory with them
+        self._tallies: list[tuple[str, FaultTally]] = []
         self._yielded = 0                # batches yielded, all files so far
         self._reader_first = 0           # of those, the ones before the current file's
 
@@ -78,7 +81,8 @@ class CaptureChain:
                 return
             self._reader_first = self._yielded
             self._reader = reader
-            self._read.append(reader)
+            if reader.fault_tally is not None:
+                self._tallies.append((str(reader.path), reader.fault_tally))
             base = self.bytes_done
             self.total_bytes += reader.size
             with reader:
@@ -103,14 +107,14 @@ class CaptureChain:
 
     def check_unchanged(self) -> None:
         """Set `error` (unless already set) if a file was cut shorter while its mapped
-        chunks were read -- by the reader or, later, by whoever tracked its batches: the
-        packets read from the pages gone were zeros (`CaptureReader.cut_pages`)."""
+        chunks were read -- by the reader or, later, by whoever tracked its batches: what
+        was read past the cut was zeros (`CaptureReader.fault_tally`)."""
         if self.error is None:
-            for reader in self._read:
-                if reader.cut_pages:
-                    self.error = (f"{reader.path}: the file was cut shorter while it was read "
-                                  f"({reader.cut_pages} pages of it gone; the packets read from them "
-                                  "are not to be trusted)")
+            for path, tally in self._tallies:
+                if tally.pages or tally.shrunk:
+                    gone = f"{tally.pages} pages of it read as zeros" if tally.pages else "read past its new end"
+                    self.error = (f"{path}: the file was cut shorter while it was read ({gone}: the packets "
+                                  "read there are not to be trusted)")
                     return
 
     def release(self, batches: int) -> None:

@@ -70,6 +70,9 @@ class FileChunks:
         self.mapped = mapped
         #: pages of this file's mappings found past its end (cut shorter while read)
         self.tally = FaultTally()
+        #: the end of what has been mapped of the file (offset): a file found shorter
+        #: than that was cut while read
+        self.mapped_end = 0
         self._next = start               # file offset of the next chunk not yet made
         self._index = 0                  # its number
         self._ended = False              # a chunk reached the end of the file: no more
@@ -233,6 +236,7 @@ class FileChunks:
             # every slot taken (batches kept by the caller hold their mappings), or no
             # mmap for this file or no SIGBUS guard in this process: copied, as before
             return None
+        self.mapped_end = max(self.mapped_end, end)
         ch = Chunk(pos, np.frombuffer(memoryview(mapping), dtype=np.uint8), -1, base=base)
         ch.got = end - pos
         ch.eof = ch.got < self.size      # (as a short read says: the file ends in it)

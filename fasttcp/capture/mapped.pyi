@@ -1,13 +1,17 @@
 """Type stubs for fasttcp.capture.mapped (capture chunks mapped from the page cache)."""
 from typing_extensions import Buffer, disjoint_base
 
-__all__ = ["FileMapping", "FaultTally", "PAGE_BYTES"]
+__all__ = ["FileMapping", "FaultTally", "PAGE_BYTES", "guard"]
 
 PAGE_BYTES: int
+
+def guard() -> bool:
+    """Put the SIGBUS guard back in front if another handler replaced it; True if in place."""
 
 @disjoint_base
 class FaultTally:
     """Pages of a group of mappings found past their file's end and read as zeros."""
+    shrunk: bool
     @property
     def pages(self) -> int: ...
 

@@ -20,10 +20,11 @@ import os
 
 from fasttcp.errors import UsageError
 
-__all__ = ["FileMapping", "FaultTally", "PAGE_BYTES"]
+__all__ = ["FileMapping", "FaultTally", "PAGE_BYTES", "guard"]
 
 
 cdef extern from "mapped_impl.h" nogil:
+    int ftm_guard()
     int ftm_map(int fd, int64_t offset, size_t length, uint64_t *tally, void **out, int *slot)
     void ftm_unmap(void *p, size_t length, int slot)
 
@@ -32,10 +33,21 @@ cdef extern from "mapped_impl.h" nogil:
 PAGE_BYTES = os.sysconf("SC_PAGESIZE")
 
 
+def guard():
+    """Put the SIGBUS guard back in front if another handler has replaced it since the
+    last mapping (faulthandler enabled, `signal.signal`, a SIGBUS not ours handed back
+    to the handler before it); True when it is in place. A reader calls it at every
+    read, so its mappings are never long without it."""
+    return ftm_guard() == 0
+
+
 cdef class FaultTally:
     """The pages of a group of mappings (one reader's) that were past the file's end
-    when read -- the file was cut shorter meanwhile -- and read as zeros."""
+    when read -- the file was cut shorter meanwhile -- and read as zeros; and whether
+    the file was found shorter than what was mapped of it (`shrunk`: a cut inside a
+    page reads zeros without a fault)."""
     cdef uint64_t count
+    cdef public bint shrunk
 
     @property
     def pages(self):
@@ -69,9 +81,11 @@ cdef class FileMapping:
     def __cinit__(self):
         self.addr = NULL
 
-    def __init__(self, int fd, offset, length, FaultTally tally not None):
+    def __init__(self, fd, offset, length, FaultTally tally not None):
         if self.addr != NULL:
             raise UsageError("a FileMapping maps once")
+        if isinstance(fd, bool) or not isinstance(fd, int) or not 0 <= fd < (1 << 31):
+            raise UsageError(f"fd must be a file descriptor (an int in 0..2**31-1), got {fd!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0 \
                 or offset % PAGE_BYTES or offset > (1 << 62):
             raise UsageError(f"offset must be a multiple of {PAGE_BYTES} in 0..2**62, got {offset!r}")

@@ -10,9 +10,9 @@
  * must never do.
  *
  * So every mapping is registered here, and a SIGBUS handler checks the faulting
- * address: inside a registered mapping, it maps an anonymous zero page over the page
- * (MAP_FIXED), counts it in the mapping's tally and returns -- the access is retried
- * and reads zeros. The reader checks the tally and reports the capture as changed
+ * address: inside a registered mapping, it maps anonymous zeros over the page and the
+ * rest of the mapping (MAP_FIXED), counts them in the mapping's tally and returns --
+ * the access is retried and reads zeros. The reader checks the tally and reports the capture as changed
  * while read (a CaptureError), so nothing is silently wrong either. A SIGBUS anywhere
  * else is not ours: the handler puts the previous disposition back (faulthandler's,
  * the default) and returns, so the fault happens again exactly as without us (a
@@ -42,13 +42,19 @@
 typedef struct {
     uintptr_t lo;                /* atomic: 0 = free */
     uintptr_t hi;
-    uint64_t *tally;             /* pages of this mapping read as zeros */
+    uintptr_t zero_from;         /* atomic: where the zeros mapped over the file start (hi: none) */
+    uint64_t *tally;             /* pages of this mapping found gone and read as zeros */
 } ftm_slot_t;
 
 static ftm_slot_t ftm_slots[FTM_SLOTS];
 static struct sigaction ftm_prev;
 static pthread_mutex_t ftm_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t ftm_page;
+/* set when a SIGBUS not ours was handed back to the handler before ours: entered again
+ * for one not ours before ftm_guard runs again, the handlers are calling each other
+ * (one that, like faulthandler, puts back the handler it replaced -- ours -- and raises
+ * again): the default action then ends it, as it would have without us */
+static volatile sig_atomic_t ftm_forwarded;
 
 static void ftm_on_sigbus(int sig, siginfo_t *si, void *uc)
 {
@@ -59,18 +65,38 @@ static void ftm_on_sigbus(int sig, siginfo_t *si, void *uc)
             uintptr_t lo = __atomic_load_n(&ftm_slots[i].lo, __ATOMIC_ACQUIRE);
             if (lo == 0 || a < lo || a >= ftm_slots[i].hi)
                 continue;
-            void *page = (void *)(a & ~(ftm_page - 1));
-            if (mmap(page, ftm_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-                    != MAP_FAILED) {
-                __atomic_fetch_add(ftm_slots[i].tally, 1, __ATOMIC_RELAXED);
+            /* every page from this one to the mapping's end is past the file's new end:
+             * zeros over all of them in one mapping, so that a mapping splits once (a
+             * page at a time, faults far apart would each add two memory areas, up to
+             * the kernel's limit of them) */
+            uintptr_t page = a & ~(ftm_page - 1);
+            uintptr_t end = __atomic_load_n(&ftm_slots[i].zero_from, __ATOMIC_ACQUIRE);
+            if (page >= end)
+                return;          /* another thread's zeros got there first: read again */
+            if (mmap((void *)page, end - page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                     -1, 0) != MAP_FAILED) {
+                if (__atomic_compare_exchange_n(&ftm_slots[i].zero_from, &end, page, 0, __ATOMIC_ACQ_REL,
+                                                __ATOMIC_ACQUIRE))
+                    __atomic_fetch_add(ftm_slots[i].tally, (uint64_t)((end - page) / ftm_page), __ATOMIC_RELAXED);
                 return;
             }
             break;
         }
     }
-    /* not a page of ours: as if this handler had never been installed */
+    /* not a page of ours: as if this handler had never been installed -- the one before
+     * put back (ftm_guard installs ours again at the next read), and the fault taken
+     * again on return, or a sent signal raised again, reaches it */
     int saved = errno;
-    sigaction(SIGBUS, &ftm_prev, NULL);
+    if (ftm_forwarded) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGBUS, &dfl, NULL);
+    } else {
+        ftm_forwarded = 1;
+        sigaction(SIGBUS, &ftm_prev, NULL);
+    }
     if (si->si_code <= 0)
         raise(sig);              /* sent, not a fault: delivered again once we return */
     errno = saved;
@@ -94,6 +120,7 @@ static int ftm_guard(void)
         act.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigemptyset(&act.sa_mask);
         ftm_prev = cur;
+        ftm_forwarded = 0;
         if (sigaction(SIGBUS, &act, NULL) != 0)
             rc = errno;
         /* read back: a sanitizer runtime may keep its own handler and ignore ours */
@@ -127,6 +154,7 @@ static int ftm_map(int fd, int64_t offset, size_t length, uint64_t *tally, void 
         return ENOSPC;
     }
     ftm_slots[i].hi = (uintptr_t)p + length;
+    __atomic_store_n(&ftm_slots[i].zero_from, (uintptr_t)p + length, __ATOMIC_RELAXED);
     ftm_slots[i].tally = tally;
     __atomic_store_n(&ftm_slots[i].lo, (uintptr_t)p, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&ftm_lock);

@@ -17,6 +17,7 @@ the `fasttcp analyze` hot path; this module only reads the file into buffers.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import stat
@@ -31,6 +32,7 @@ from typing import Self
 import numpy as np
 
 from fasttcp.capture.chunks import HEADROOM, Chunk, FileChunks
+from fasttcp.capture.mapped import FaultTally, guard
 from fasttcp.capture.scanner import MAX_PACKETS, MAX_RECORD, CaptureScanner, scan_arrays, strip_link
 from fasttcp.capture.writer import (
     LINKTYPE_ETHERNET,
@@ -435,14 +437,32 @@ class CaptureReader:
         batch). 0 for a file read whole, a pipe, or a reader with ``mapped=False``."""
         return self._chunks.tally.pages if self._chunks is not None else 0
 
+    @property
+    def fault_tally(self) -> FaultTally | None:
+        """What the SIGBUS guard and the size checks found of this file being cut while
+        its chunks were mapped (None for a pipe): for a consumer that goes on reading
+        the batches after the reader is closed (`CaptureChain.check_unchanged`)."""
+        return self._chunks.tally if self._chunks is not None else None
+
     def _check_unchanged(self) -> None:
         """CaptureError, now and at every later read, if the file was cut shorter while
-        a mapped chunk of it was read: what was scanned there was zeros, not packets."""
-        pages = self.cut_pages
-        if pages:
+        its mapped chunks were read: what was read past the cut was zeros, not packets --
+        pages faulted past its end (`cut_pages`), or the file now shorter than what was
+        mapped of it (a cut inside a page reads zeros without a fault)."""
+        chunks = self._chunks
+        if chunks is None or not chunks.mapped_end:
+            return
+        guard()                          # (another handler may have taken SIGBUS since)
+        tally = chunks.tally
+        if not tally.shrunk and not self._f.closed:
+            with contextlib.suppress(OSError):
+                tally.shrunk = os.fstat(self._f.fileno()).st_size < chunks.mapped_end
+        pages = tally.pages
+        if pages or tally.shrunk:
             self._eof = True
-            raise CaptureError(f"the file was cut shorter while it was read ({pages} pages of it "
-                               "gone; the packets read from them are not to be trusted)", path=self.path)
+            gone = f"{pages} pages of it read as zeros" if pages else "read past its new end"
+            raise CaptureError(f"the file was cut shorter while it was read ({gone}: the packets read "
+                               "there are not to be trusted)", path=self.path)
 
     def _next_window(self) -> _Window | None:
         """The next chunk, with the carried incomplete record put before its bytes."""
@@ -599,6 +619,12 @@ class CaptureReader:
     def close(self) -> None:
         if self._chunks is not None:
             self._chunks.close()         # (reads ahead under way end before the descriptor)
+            if self._chunks.mapped_end and not self._f.closed:
+                # a last look at the size, for `fault_tally` (the batches may be read on)
+                with contextlib.suppress(OSError):
+                    if os.fstat(self._f.fileno()).st_size < self._chunks.mapped_end:
+                        self._chunks.tally.shrunk = True
+            self._window = None          # (its chunk's buffer or mapping goes with it)
         self._f.close()
 
     def __enter__(self) -> Self:

@@ -36,6 +36,18 @@ size = path.stat().st_size
 """
 
 
+# The probes' end: read on to the end, or to the error, and say which (with `kept`, and
+# `got`, the packets read in all).
+READ_ON = """
+try:
+    while (b := reader.read_batch()) is not None:
+        got += len(b)
+    outcome(("no error", kept, got))
+except fasttcp.CaptureError as e:
+    outcome((str(e), kept, got))
+"""
+
+
 def backing(arr: np.ndarray) -> object:
     """The object at the end of an array's chain of bases."""
     obj: object = arr
@@ -50,8 +62,8 @@ def backing(arr: np.ndarray) -> object:
 
 def test_a_file_cut_shorter_under_the_scanner_is_a_capture_error_not_a_crash():
     """The reader maps the chunk, hands out a batch, then the file is cut to its header:
-    scanning the rest of the chunk reads zeros (SIGBUS caught), and the next read
-    raises CaptureError saying so -- and again at every read after."""
+    the next read raises CaptureError saying so -- and again at every read after -- and
+    the batch held reads zeros past the cut (SIGBUS caught, counted)."""
     value = expect_ok("import os, tempfile\n" + WRITE_CAPTURE + """
 reader = fasttcp.read_pcap(path)
 first = reader.read_batch()
@@ -63,7 +75,8 @@ for _ in range(2):
         reader.read_batch()
     except fasttcp.CaptureError as e:
         errors.append(str(e))
-outcome((len(errors), errors[0], reader.cut_pages > 0, int(first.buffer[-4096:].sum())))
+tail = int(first.buffer[-4096:].sum())
+outcome((len(errors), errors[0], reader.cut_pages > 0, tail))
 """)
     n, message, cut, tail = eval(value)
     assert n == 2 and "cut shorter while it was read" in message and cut
@@ -77,14 +90,9 @@ def test_a_batch_held_past_the_cut_reads_zeros_and_the_reader_says_so():
 reader = fasttcp.read_pcap(path, batch_packets=1000)
 batches = [reader.read_batch() for _ in range(3)]
 os.truncate(path, 4096)
-zeros = int(batches[2].buffer[8192:].astype(np.int64).sum())
-try:
-    reader.read_batch()
-    outcome(("no error", zeros))
-except fasttcp.CaptureError as e:
-    outcome((str(e), zeros))
-""")
-    message, zeros = eval(value)
+kept, got = int(batches[2].buffer[8192:].astype(np.int64).sum()), 0
+""" + READ_ON)
+    message, zeros, _ = eval(value)
     assert "cut shorter" in message and zeros == 0
 
 
@@ -185,5 +193,109 @@ except fasttcp.UsageError:
 outcome(out)
 """)
     assert eval(value) == ["UsageError", "UsageError", "UsageError", "UsageError", "UsageError", "UsageError",
-                           "UsageError", "UsageError", "UsageError", "OSError", "OSError",
+                           "UsageError", "UsageError", "UsageError", "UsageError", "OSError",
                            (120 * 100, 0, 2), "UsageError"]
+
+
+def test_a_cut_inside_a_page_reads_zeros_without_a_fault_and_is_still_found():
+    """Cut 490 bytes short (not at a page boundary): the kernel reads the rest of that
+    page as zeros and raises nothing, so only the file's size tells -- the reader
+    checks it, and delivers no zero-length records from the zeros."""
+    value = expect_ok("import os, tempfile\n" + WRITE_CAPTURE + """
+reader = fasttcp.read_pcap(path)
+kept, got = None, len(reader.read_batch())
+os.truncate(path, size - 490)
+""" + READ_ON)
+    message, _, got = eval(value)
+    assert "cut shorter" in message and got == 65536
+
+
+def test_the_guard_is_put_back_after_another_handler_takes_sigbus():
+    """faulthandler enabled, or a Python handler installed, after the first mapping:
+    the next read puts the guard back in front, so a batch held past a cut still reads
+    zeros rather than crash or hang. (A handler installed between two reads has the
+    signal until the next one: the reader cannot see it sooner.)"""
+    for install in ("import faulthandler; faulthandler.enable()",
+                    "import signal; signal.signal(signal.SIGBUS, lambda *a: None)"):
+        value = expect_ok("import os, tempfile\n" + WRITE_CAPTURE + f"""
+reader = fasttcp.read_pcap(path, batch_packets=1000)
+held = [reader.read_batch() for _ in range(3)]
+{install}
+reader.read_batch()
+os.truncate(path, 4096)
+try:
+    reader.read_batch()
+except fasttcp.CaptureError:
+    pass
+outcome(int(held[2].buffer[8192:].astype(np.int64).sum()))
+""")
+        assert value == "0", install
+
+
+def test_a_sigbus_not_ours_passed_between_two_handlers_ends_instead_of_looping(tmp_path):
+    """faulthandler enabled between two mappings: it holds ours as its previous handler
+    and ours holds it. A SIGBUS not ours must not bounce between them for ever: the
+    process dies after faulthandler's report."""
+    code = textwrap.dedent(f"""
+        import faulthandler, mmap, os
+        from fasttcp.capture.mapped import FaultTally, FileMapping
+        p = {str(tmp_path / "f")!r}
+        with open(p, "wb") as f:
+            f.write(b"x" * 8192)
+        fd = os.open(p, os.O_RDONLY)
+        first = FileMapping(fd, 0, 4096, FaultTally())
+        faulthandler.enable()
+        second = FileMapping(fd, 0, 4096, FaultTally())
+        theirs = mmap.mmap(fd, 8192, prot=mmap.PROT_READ)
+        os.truncate(p, 0)
+        print(theirs[5000], flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode != 0
+    assert 1 <= proc.stderr.count("Bus error") <= 2, proc.stderr[-2000:]
+
+
+def test_zeros_over_a_cut_map_once_per_mapping_not_once_per_page(tmp_path):
+    """A held chunk read page by page past a cut: the guard maps zeros over the rest of
+    the mapping at the first fault, so the process's memory areas grow by a few per
+    mapping, not two per page (which would run into the kernel's limit of them)."""
+    value = expect_ok(f"""
+import os
+from tests.capture.test_reader import eth, pcap_bytes
+path = {str(tmp_path / "big.pcap")!r}
+with open(path, "wb") as f:
+    f.write(pcap_bytes([(i, eth(0x0800, bytes(65000))) for i in range(512)], snaplen=1 << 16))
+reader = fasttcp.read_pcap(path, batch_bytes=1 << 24)
+batches = list(reader)
+os.truncate(path, 24)
+def areas():
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+before = areas()
+for b in batches:
+    for o in b.offsets[::-1]:
+        b.buffer[int(o)]
+outcome((areas() - before, len(batches), reader.cut_pages > 0))
+""")
+    grown, nbatches, cut = eval(value)
+    assert cut and grown <= 4 * nbatches, (grown, nbatches)
+
+
+def test_analyze_of_many_files_keeps_no_reader_or_mapping_of_them():
+    """A rotated trace of many files: each file's reader and its mappings go when the
+    file is done (the run keeps only their fault tallies), so memory does not grow
+    with the number of files."""
+    value = expect_ok("import gc, os, tempfile\n" + WRITE_CAPTURE + """
+paths = [str(path)] * 30
+most = [0]
+def progress(done, total):
+    # (during the run: the readers of the files done must be gone already)
+    most[0] = max(most[0], sum(isinstance(o, fasttcp.CaptureReader) for o in gc.get_objects()))
+s = fasttcp.analyze(paths, workers=2, progress=progress)
+gc.collect()
+with open("/proc/self/maps") as f:
+    maps = sum(str(path) in line for line in f)
+outcome((s.error, s.packets, most[0], maps))
+""")
+    error, packets, readers, maps = eval(value)
+    assert error is None and packets == 30 * 70000 and readers <= 2 and maps == 0
