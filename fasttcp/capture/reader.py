@@ -667,9 +667,11 @@ def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int 
     copied out of it (`fasttcp.capture.mapped`), the buffers then the file itself
     (private: writing to one never changes the file). Where a chunk cannot be mapped
     it is copied. A file cut shorter while mapped does not crash the process: the pages
-    gone read as zeros, and the next `read_batch` raises CaptureError saying so
-    (``reader.cut_pages``). ``mapped=False`` copies every chunk; a copy taken before
-    the cut holds the bytes as they were.
+    gone read as zeros (``reader.cut_pages``), and the next `read_batch` -- which also
+    compares the file's size with what was mapped of it -- raises CaptureError saying
+    so. A file rewritten in place while read is read as it is at each moment, and a
+    batch held meanwhile sees the new bytes; ``mapped=False`` copies every chunk, and a
+    copy taken before such a change holds the bytes as they were.
     """
     return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes, buffers=buffers,
                          shards=shards, mapped=mapped)
