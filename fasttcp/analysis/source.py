@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from fasttcp.capture.mapped import FaultTally
-from fasttcp.capture.reader import CaptureBatch, CaptureError, CaptureReader, read_pcap
+from fasttcp.capture.reader import CaptureBatch, CaptureError, CaptureReader, cut_message, read_pcap
 from fasttcp.errors import UsageError
 from fasttcp.wire.rss import RssShards
 
@@ -111,10 +111,9 @@ class CaptureChain:
         was read past the cut was zeros (`CaptureReader.fault_tally`)."""
         if self.error is None:
             for path, tally in self._tallies:
-                if tally.pages or tally.shrunk:
-                    gone = f"{tally.pages} pages of it read as zeros" if tally.pages else "read past its new end"
-                    self.error = (f"{path}: the file was cut shorter while it was read ({gone}: the packets "
-                                  "read there are not to be trusted)")
+                message = cut_message(tally)
+                if message is not None:
+                    self.error = f"{path}: {message}"
                     return
 
     def release(self, batches: int) -> None:

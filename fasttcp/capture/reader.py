@@ -200,6 +200,14 @@ class _Window:
         self.eof = eof
 
 
+def cut_message(tally: FaultTally) -> str | None:
+    """What a reader's `fault_tally` says of its file: None if it was not found cut."""
+    if not tally.pages and not tally.shrunk:
+        return None
+    gone = f"{tally.pages} pages of it read as zeros" if tally.pages else "read past its new end"
+    return f"the file was cut shorter while it was read ({gone}: the packets read there are not to be trusted)"
+
+
 class CaptureReader:
     """Iterate a capture file as `CaptureBatch` objects; see `read_pcap`."""
 
@@ -457,12 +465,10 @@ class CaptureReader:
         if not tally.shrunk and not self._f.closed:
             with contextlib.suppress(OSError):
                 tally.shrunk = os.fstat(self._f.fileno()).st_size < chunks.mapped_end
-        pages = tally.pages
-        if pages or tally.shrunk:
+        message = cut_message(tally)
+        if message is not None:
             self._eof = True
-            gone = f"{pages} pages of it read as zeros" if pages else "read past its new end"
-            raise CaptureError(f"the file was cut shorter while it was read ({gone}: the packets read "
-                               "there are not to be trusted)", path=self.path)
+            raise CaptureError(message, path=self.path)
 
     def _next_window(self) -> _Window | None:
         """The next chunk, with the carried incomplete record put before its bytes."""
