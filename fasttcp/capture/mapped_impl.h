@@ -12,19 +12,21 @@
  * So every mapping is registered here, and a SIGBUS handler checks the faulting
  * address: inside a registered mapping, it maps anonymous zeros over the page and the
  * rest of the mapping (MAP_FIXED), counts them in the mapping's tally and returns --
- * the access is retried and reads zeros. The reader checks the tally and reports the capture as changed
- * while read (a CaptureError), so nothing is silently wrong either. A SIGBUS anywhere
- * else is not ours: the handler puts the previous disposition back (faulthandler's,
- * the default) and returns, so the fault happens again exactly as without us (a
- * signal sent by kill() is raised again for it).
+ * the access is retried and reads zeros. The reader checks the tally (and the file's
+ * size, for a cut inside a page, which reads zeros without a fault) and reports the
+ * capture as changed while read (a CaptureError), so nothing is silently wrong either.
+ * A SIGBUS anywhere else is not ours: it goes to the handler installed before ours
+ * (faulthandler's report, a program's own), or takes the default action, as it would
+ * without us. A handler installed after ours has the signal until the reader's next
+ * read puts ours back in front (ftm_guard): the process cannot be told sooner.
  *
  * The table of mappings is read by the handler without a lock (it may interrupt a
- * thread holding any lock): a slot is published by storing its start last, and
- * withdrawn by clearing its start first, both atomically. Registration takes a mutex
- * only against other registrations. A mapping is withdrawn and unmapped only when
- * nothing refers to it any more (the FileMapping's last reference goes), so no thread
- * can be faulting inside it then: the zero page is never mapped into address space
- * that someone else has been given since.
+ * thread holding any lock): each slot is a seqlock -- its generation is odd while a
+ * registration changes it, and the handler uses a slot only if it read the same even
+ * generation before and after its fields. Registrations take a mutex only against
+ * each other. A mapping is withdrawn and unmapped only when nothing refers to it any
+ * more (the FileMapping's last reference goes), so no thread can be faulting inside
+ * it then: the zeros are never mapped into address space someone else has been given.
  */
 #ifndef FASTTCP_MAPPED_IMPL_H
 #define FASTTCP_MAPPED_IMPL_H
@@ -40,7 +42,8 @@
 #define FTM_SLOTS 512            /* mappings alive at once; more fall back to copying */
 
 typedef struct {
-    uintptr_t lo;                /* atomic: 0 = free */
+    unsigned gen;                /* atomic: odd while the slot changes (a seqlock for the handler) */
+    uintptr_t lo;                /* 0 = free */
     uintptr_t hi;
     uintptr_t zero_from;         /* atomic: where the zeros mapped over the file start (hi: none) */
     uint64_t *tally;             /* pages of this mapping found gone and read as zeros */
@@ -50,55 +53,84 @@ static ftm_slot_t ftm_slots[FTM_SLOTS];
 static struct sigaction ftm_prev;
 static pthread_mutex_t ftm_lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t ftm_page;
-/* set when a SIGBUS not ours was handed back to the handler before ours: entered again
- * for one not ours before ftm_guard runs again, the handlers are calling each other
- * (one that, like faulthandler, puts back the handler it replaced -- ours -- and raises
- * again): the default action then ends it, as it would have without us */
+/* set when a fault not ours was handed to the handler before ours: entered again for a
+ * SIGBUS not ours before ftm_guard installs ours again, the handlers are calling each
+ * other (one that, like faulthandler, puts back the handler it replaced -- ours -- and
+ * raises again): the default action then ends it, as it would have without us */
 static volatile sig_atomic_t ftm_forwarded;
 
-static void ftm_on_sigbus(int sig, siginfo_t *si, void *uc)
+/* Zeros over [page, the slot's zeros) if the slot (read consistently: its generation the
+ * same before and after) maps `a`: 1 if it does (handled), 0 if not, -1 if mmap failed. */
+static int ftm_zero_in(ftm_slot_t *sl, uintptr_t a)
 {
-    (void)uc;
-    if (si->si_code == BUS_ADRERR) {
-        uintptr_t a = (uintptr_t)si->si_addr;
-        for (int i = 0; i < FTM_SLOTS; i++) {
-            uintptr_t lo = __atomic_load_n(&ftm_slots[i].lo, __ATOMIC_ACQUIRE);
-            if (lo == 0 || a < lo || a >= ftm_slots[i].hi)
-                continue;
-            /* every page from this one to the mapping's end is past the file's new end:
-             * zeros over all of them in one mapping, so that a mapping splits once (a
-             * page at a time, faults far apart would each add two memory areas, up to
-             * the kernel's limit of them) */
-            uintptr_t page = a & ~(ftm_page - 1);
-            uintptr_t end = __atomic_load_n(&ftm_slots[i].zero_from, __ATOMIC_ACQUIRE);
-            if (page >= end)
-                return;          /* another thread's zeros got there first: read again */
-            if (mmap((void *)page, end - page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                     -1, 0) != MAP_FAILED) {
-                if (__atomic_compare_exchange_n(&ftm_slots[i].zero_from, &end, page, 0, __ATOMIC_ACQ_REL,
-                                                __ATOMIC_ACQUIRE))
-                    __atomic_fetch_add(ftm_slots[i].tally, (uint64_t)((end - page) / ftm_page), __ATOMIC_RELAXED);
-                return;
-            }
+    unsigned g = __atomic_load_n(&sl->gen, __ATOMIC_ACQUIRE);
+    if (g & 1)
+        return 0;                /* changing: not the mapping the faulting thread reads */
+    uintptr_t lo = __atomic_load_n(&sl->lo, __ATOMIC_RELAXED);
+    uintptr_t hi = __atomic_load_n(&sl->hi, __ATOMIC_RELAXED);
+    uint64_t *tally = __atomic_load_n(&sl->tally, __ATOMIC_RELAXED);
+    uintptr_t end = __atomic_load_n(&sl->zero_from, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&sl->gen, __ATOMIC_ACQUIRE) != g || lo == 0 || a < lo || a >= hi)
+        return 0;
+    /* every page from this one to the mapping's end is past the file's new end: zeros
+     * over all of them in one mapping, so that a mapping splits once (a page at a time,
+     * faults far apart would each add two memory areas, up to the kernel's limit) */
+    uintptr_t page = a & ~(ftm_page - 1);
+    if (page >= end)
+        return 1;                /* another thread's zeros got there first: read again */
+    if (mmap((void *)page, end - page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+            == MAP_FAILED)
+        return -1;
+    /* count the pages this call zeroed that no other thread's zeros cover (the
+     * mapping's end need not be a page's: a last partial page counts as one) */
+    while (page < end) {
+        if (__atomic_compare_exchange_n(&sl->zero_from, &end, page, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            __atomic_fetch_add(tally, (uint64_t)((end - page + ftm_page - 1) / ftm_page), __ATOMIC_RELAXED);
             break;
         }
     }
-    /* not a page of ours: as if this handler had never been installed -- the one before
-     * put back (ftm_guard installs ours again at the next read), and the fault taken
-     * again on return, or a sent signal raised again, reaches it */
-    int saved = errno;
-    if (ftm_forwarded) {
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
-        sigaction(SIGBUS, &dfl, NULL);
-    } else {
-        ftm_forwarded = 1;
-        sigaction(SIGBUS, &ftm_prev, NULL);
+    return 1;
+}
+
+static void ftm_set_default(void)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGBUS, &dfl, NULL);
+}
+
+static void ftm_on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    if (si->si_code == BUS_ADRERR) {
+        for (int i = 0; i < FTM_SLOTS; i++) {
+            int rc = ftm_zero_in(&ftm_slots[i], (uintptr_t)si->si_addr);
+            if (rc > 0)
+                return;
+            if (rc < 0)
+                break;
+        }
     }
-    if (si->si_code <= 0)
-        raise(sig);              /* sent, not a fault: delivered again once we return */
+    /* not a page of ours: to the handler before ours, as if ours were not there, and
+     * ours stays in front for the pages that are */
+    int saved = errno;
+    int sent = si->si_code <= 0;
+    if (ftm_forwarded || ftm_prev.sa_handler == SIG_DFL || (ftm_prev.sa_handler == SIG_IGN && !sent)) {
+        /* the default action: a fault taken again on return, a sent signal raised again
+         * (delivered once this handler returns), ends the process (the kernel does so
+         * for an ignored fault too) */
+        ftm_set_default();
+        if (sent)
+            raise(sig);
+    } else if (ftm_prev.sa_handler != SIG_IGN) {
+        if (!sent)
+            ftm_forwarded = 1;
+        if (ftm_prev.sa_flags & SA_SIGINFO)
+            ftm_prev.sa_sigaction(sig, si, uc);
+        else
+            ftm_prev.sa_handler(sig);
+    }
     errno = saved;
 }
 
@@ -153,10 +185,13 @@ static int ftm_map(int fd, int64_t offset, size_t length, uint64_t *tally, void 
         munmap(p, length);
         return ENOSPC;
     }
-    ftm_slots[i].hi = (uintptr_t)p + length;
-    __atomic_store_n(&ftm_slots[i].zero_from, (uintptr_t)p + length, __ATOMIC_RELAXED);
-    ftm_slots[i].tally = tally;
-    __atomic_store_n(&ftm_slots[i].lo, (uintptr_t)p, __ATOMIC_RELEASE);
+    ftm_slot_t *sl = &ftm_slots[i];
+    __atomic_fetch_add(&sl->gen, 1, __ATOMIC_ACQ_REL);          /* odd: changing */
+    __atomic_store_n(&sl->hi, (uintptr_t)p + length, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->zero_from, (uintptr_t)p + length, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->tally, tally, __ATOMIC_RELAXED);
+    __atomic_store_n(&sl->lo, (uintptr_t)p, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&sl->gen, 1, __ATOMIC_ACQ_REL);          /* even: the new mapping */
     pthread_mutex_unlock(&ftm_lock);
     *out = p;
     *slot = i;
@@ -169,7 +204,9 @@ static void ftm_unmap(void *p, size_t length, int slot)
     if (p == NULL)
         return;
     pthread_mutex_lock(&ftm_lock);
-    __atomic_store_n(&ftm_slots[slot].lo, (uintptr_t)0, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&ftm_slots[slot].gen, 1, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&ftm_slots[slot].lo, (uintptr_t)0, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&ftm_slots[slot].gen, 1, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&ftm_lock);
     munmap(p, length);
 }

@@ -17,7 +17,6 @@ the `fasttcp analyze` hot path; this module only reads the file into buffers.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import stat
@@ -267,6 +266,7 @@ class CaptureReader:
 
     def _start(self) -> None:
         head = self._f.read(24)
+        self._magic = head[:4]           # (read again to see that the file was not cut and rewritten)
         if not head:
             raise CaptureError("empty file (no capture header)", path=self.path)
         if len(head) < 4:
@@ -462,13 +462,27 @@ class CaptureReader:
             return
         guard()                          # (another handler may have taken SIGBUS since)
         tally = chunks.tally
-        if not tally.shrunk and not self._f.closed:
-            with contextlib.suppress(OSError):
-                tally.shrunk = os.fstat(self._f.fileno()).st_size < chunks.mapped_end
+        if not tally.shrunk and self._cut_since_mapped():
+            tally.shrunk = True
         message = cut_message(tally)
         if message is not None:
             self._eof = True
             raise CaptureError(message, path=self.path)
+
+    def _cut_since_mapped(self) -> bool:
+        """Whether the file was cut since its chunks were mapped, seen without a fault:
+        shorter now than what was mapped of it (a cut inside a page reads zeros without
+        one), or its first bytes no longer its format's magic number -- cut to nothing
+        and written again past where it was cut by a writer that kept its offset (a
+        `copytruncate` under tcpdump), which leaves a hole of zeros where the mapped
+        pages were and the file no shorter."""
+        if self._f.closed or self._chunks is None:
+            return False
+        try:
+            fd = self._f.fileno()
+            return os.fstat(fd).st_size < self._chunks.mapped_end or os.pread(fd, 4, 0) != self._magic
+        except OSError:
+            return False
 
     def _next_window(self) -> _Window | None:
         """The next chunk, with the carried incomplete record put before its bytes."""
@@ -625,11 +639,9 @@ class CaptureReader:
     def close(self) -> None:
         if self._chunks is not None:
             self._chunks.close()         # (reads ahead under way end before the descriptor)
-            if self._chunks.mapped_end and not self._f.closed:
-                # a last look at the size, for `fault_tally` (the batches may be read on)
-                with contextlib.suppress(OSError):
-                    if os.fstat(self._f.fileno()).st_size < self._chunks.mapped_end:
-                        self._chunks.tally.shrunk = True
+            if self._chunks.mapped_end and self._cut_since_mapped():
+                # a last look, for `fault_tally` (the batches may be read on)
+                self._chunks.tally.shrunk = True
             self._window = None          # (its chunk's buffer or mapping goes with it)
         self._f.close()
 

@@ -299,3 +299,60 @@ outcome((s.error, s.packets, most[0], maps))
 """)
     error, packets, readers, maps = eval(value)
     assert error is None and packets == 30 * 70000 and readers <= 2 and maps == 0
+
+
+def test_a_fault_in_a_mappings_last_partial_page_is_counted_after_the_reader_closed():
+    """The reader done and closed (its last look at the file found nothing), the file is
+    cut, and the batch's last packet -- in the mapping's last page, which is only part
+    of a page of the file -- is read: it reads zeros and the tally counts it, which is
+    what the run's check after the trackers looks at."""
+    value = expect_ok("""
+import os, tempfile
+from fasttcp.capture.reader import cut_message
+from tests.capture.test_reader import IP4, eth, pcap_bytes
+path = os.path.join(tempfile.mkdtemp(), "small.pcap")
+with open(path, "wb") as f:
+    f.write(pcap_bytes([(i, eth(0x0800, IP4 + bytes(1000))) for i in range(13)]))
+reader = fasttcp.read_pcap(path)
+batches = list(reader)
+reader.close()
+os.truncate(path, 24)
+last = batches[-1]
+value = int(last.buffer[int(last.offsets[-1])])
+outcome((os.path.getsize(path), value, reader.fault_tally.pages, cut_message(reader.fault_tally) is not None))
+""")
+    size, byte, pages, reported = eval(value)
+    assert size == 24 and byte == 0 and pages >= 1 and reported
+
+
+def test_a_sent_sigbus_a_program_handles_leaves_the_guard_in_front():
+    """A program's own SIGBUS handler gets a `kill -BUS` sent to the process, and the
+    guard stays in front of it: a batch held past a cut, read before any other read of
+    the reader, still reads zeros (no hang in the program's handler)."""
+    value = expect_ok("import os, signal, tempfile\n" + WRITE_CAPTURE + """
+got = []
+signal.signal(signal.SIGBUS, lambda *a: got.append(1))
+reader = fasttcp.read_pcap(path, batch_packets=1000)
+held = [reader.read_batch() for _ in range(3)]
+os.kill(os.getpid(), signal.SIGBUS)
+os.truncate(path, 4096)
+outcome((int(held[2].buffer[8192:].astype(np.int64).sum()), len(got) >= 1))
+""")
+    assert eval(value) == (0, True)
+
+
+def test_a_file_cut_to_nothing_and_written_on_at_its_old_offset_is_found():
+    """`copytruncate` under a writer that keeps its offset (tcpdump does not open with
+    O_APPEND): the file is cut to nothing, then written past where it was, so it is no
+    shorter and its start is a hole of zeros -- no fault, no smaller size. The reader
+    sees its magic number gone and says the file was cut."""
+    value = expect_ok("import os, tempfile\n" + WRITE_CAPTURE + """
+reader = fasttcp.read_pcap(path)
+kept, got = None, len(reader.read_batch())
+os.truncate(path, 0)
+with open(path, "r+b") as f:
+    f.seek(size + 4096)
+    f.write(b"\\x01" * 4096)
+""" + READ_ON)
+    message, _, got = eval(value)
+    assert "cut shorter" in message and got == 65536
