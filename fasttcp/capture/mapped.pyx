@@ -25,6 +25,7 @@ __all__ = ["FileMapping", "FaultTally", "PAGE_BYTES", "guard"]
 
 cdef extern from "mapped_impl.h" nogil:
     int ftm_guard()
+    uint64_t ftm_load_count(uint64_t *count)
     int ftm_map(int fd, int64_t offset, size_t length, uint64_t *tally, void **out, int *slot)
     void ftm_unmap(void *p, size_t length, int slot)
 
@@ -52,14 +53,7 @@ cdef class FaultTally:
     @property
     def pages(self):
         """Pages read as zeros so far."""
-        return __atomic_load_n_u64(&self.count)
-
-
-cdef extern from *:
-    """
-    static inline uint64_t __atomic_load_n_u64(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
-    """
-    uint64_t __atomic_load_n_u64(uint64_t *p) nogil
+        return ftm_load_count(&self.count)
 
 
 cdef class FileMapping:
@@ -69,7 +63,7 @@ cdef class FileMapping:
     OSError when the mapping cannot be made -- ENOSPC when FTM_SLOTS mappings are alive
     at once, ENOTSUP when the SIGBUS guard cannot be installed (a sanitizer's runtime
     may keep the handler) -- for the caller to copy the chunk instead. UsageError for
-    an offset or length out of range."""
+    an fd, offset or length out of range."""
     cdef void *addr
     cdef size_t size
     cdef int slot

@@ -134,6 +134,12 @@ static void ftm_on_sigbus(int sig, siginfo_t *si, void *uc)
     errno = saved;
 }
 
+/* A tally's count, read while the handler may add to it on another thread. */
+static inline uint64_t ftm_load_count(uint64_t *count)
+{
+    return __atomic_load_n(count, __ATOMIC_RELAXED);
+}
+
 /* Install the handler unless it is the current one (another library -- faulthandler,
  * enabled later -- may have put its own in front: ours goes back in front and calls it
  * for what is not ours). 0 or an errno. */
