@@ -47,11 +47,27 @@ static inline void *ft_alloc_zeroed(size_t size) {
     return p;
 }
 
+/* Zeroed memory written front to back and read back soon after (a buffer of rows):
+ * the same mapping as ft_alloc_zeroed (free it with ft_free_zeroed), in 4 KiB pages,
+ * none populated up front, so it costs what has been written -- a huge page would make
+ * the first row written cost 2 MiB, resident and cleared, and sequential writes gain
+ * nothing from it. */
+static inline void *ft_alloc_lazy(size_t size) {
+    void *p = mmap(NULL, ft_mapped_size(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_NOHUGEPAGE
+    /* (transparent huge pages may be on for every mapping, not only those advised) */
+    madvise(p, ft_mapped_size(size), MADV_NOHUGEPAGE);
+#endif
+    return p;
+}
+
 static inline void ft_free_zeroed(void *p, size_t size) {
     if (p) munmap(p, ft_mapped_size(size));
 }
 #else
 static inline void *ft_alloc_zeroed(size_t size) { return calloc(1, size == 0 ? 1 : size); }
+static inline void *ft_alloc_lazy(size_t size) { return calloc(1, size == 0 ? 1 : size); }
 static inline void ft_free_zeroed(void *p, size_t size) { (void)size; free(p); }
 #endif
 
