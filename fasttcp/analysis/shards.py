@@ -40,7 +40,7 @@ from fasttcp.analysis.source import CaptureChain
 from fasttcp.analysis.summary import Summary
 from fasttcp.capture.reader import CaptureBatch
 from fasttcp.errors import WorkerError
-from fasttcp.tracker.tracker import ShardPlan
+from fasttcp.tracker.tracker import ShardPlan, Tracker
 from fasttcp.wire.rss import RssShards
 
 __all__ = ["run_sharded", "reta_size", "sharding", "BUFFERS", "FILL_AHEAD", "READ_AHEAD"]
@@ -106,8 +106,15 @@ class _Shards:
         self.n = n
         # reads the capture ahead of the reading thread; True if it read something
         self.fill = fill
-        # --capacity is the total: the flow hash spreads connections evenly
-        self.trackers = [make_tracker(cfg, -(-cfg.capacity // n)) for _ in range(n)]
+        # --capacity is the total: the flow hash spreads connections evenly. Shard 0's
+        # tracker is made here, so a configuration the tracker refuses raises as with
+        # one worker; the others by the thread that first tracks for them (`_track`),
+        # while this one reads the first batches -- made here, they held the helpers
+        # idle for their allocation, 1-2 ms of a 50 ms run (short-connection capture)
+        self.make = lambda: make_tracker(cfg, -(-cfg.capacity // n))
+        first = self.make()
+        self.trackers: list[Tracker | None] = [first] + [None] * (n - 1)
+        self.tracker_bytes = first.memory_bytes      # each shard's: all have one capacity
         self.next_seq = [0] * n          # the batch each tracker takes next
         # the thread running each tracker's task (its ident), None when idle
         self.busy: list[int | None] = [None] * n
@@ -136,6 +143,9 @@ class _Shards:
 
     def _track(self, k: int, plan: ShardPlan | None) -> np.ndarray:
         tracker = self.trackers[k]
+        if tracker is None:
+            # (its tasks run one at a time, in order: this is the first)
+            tracker = self.trackers[k] = self.make()
         if plan is None:
             # the end of the capture (`submit_end`): the trackers flush at once, as they
             # tracked, rather than one after another on the reading thread
@@ -291,7 +301,7 @@ class _Shards:
         counts are in; reading it mid-batch would raise "in use" in their place."""
         me = threading.get_ident()
         interrupted: BaseException | None = None
-        for k, tracker in enumerate(self.trackers):
+        for k in range(self.n):
             waited = 0
             # (polled, not waited on the condition: a Ctrl-C inside its `with` could leave
             # the lock held by this thread, and the helper could never say it is done)
@@ -301,6 +311,14 @@ class _Shards:
                     waited += 1
                 except KeyboardInterrupt as e:
                     interrupted = e
+            # read once the task is over: a shard's first task makes its tracker
+            tracker = self.trackers[k]
+            if tracker is None:
+                # never given a task (a run ended before its first batch): no counts,
+                # and the memory it would take, as every shard has the same capacity --
+                # the configured memory, however far the run got
+                summary.memory_bytes += self.tracker_bytes
+                continue
             st = tracker.stats
             summary.packets += st["packets"]
             summary.verdicts.update(st["verdicts"])

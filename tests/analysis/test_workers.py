@@ -24,8 +24,8 @@ from fasttcp.analysis import MAX_WORKERS, RUN_FIELDS, AnalyzeConfig, analyze, de
 from fasttcp.analysis import shards as shards_mod
 from fasttcp.bench.tracker import synth_capture
 from fasttcp.capture.reader import read_pcap
-from fasttcp.errors import UsageError, WorkerError
-from fasttcp.tracker.tracker import FLOW_DTYPE
+from fasttcp.errors import CaptureError, UsageError, WorkerError
+from fasttcp.tracker.tracker import FLOW_DTYPE, ShardPlan
 from tests import linklayer
 
 # every field but `id` (the row's slot in its own tracker's table)
@@ -341,18 +341,30 @@ def test_the_shards_come_from_the_scan_when_the_reader_has_them(monkeypatch, syn
 def test_counts_wait_for_a_batch_a_helper_is_still_tracking(synthetic):
     """Ctrl-C pressed again while the run stops its threads can leave a helper tracking
     a batch when the counts are folded: they wait for it (they once raised "Tracker is
-    in use" in place of the KeyboardInterrupt)."""
+    in use" in place of the KeyboardInterrupt). Here it is shard 1's first batch, whose
+    task makes the tracker first (slowly): the counts wait for that too, rather than
+    finding no tracker and counting none."""
     from fasttcp.analysis.summary import Summary
+    from fasttcp.wire.rss import shard_of_batch
 
     (batch,) = list(read_pcap(synthetic[0], batch_bytes=1 << 26, batch_packets=1 << 20))
     shards = shards_mod._Shards(AnalyzeConfig(), 2)
+    make = shards.make
+
+    def slow_make():
+        time.sleep(0.2)
+        return make()
+
+    shards.make = slow_make
+    shard = shard_of_batch(batch, 2, reta_size=shards_mod.reta_size(2))
+    plan = ShardPlan(batch, shard, 2, 0)
     started = threading.Event()
 
     def task():
         with shards.cv:
             shards.busy[1] = threading.get_ident()
         started.set()
-        shards.trackers[1].feed_batch(batch)
+        shards._track(1, plan)
         with shards.cv:
             shards.busy[1] = None
 
@@ -362,11 +374,25 @@ def test_counts_wait_for_a_batch_a_helper_is_still_tracking(synthetic):
         assert started.wait(30)
         summary = Summary()
         shards.fold(summary)
-        assert summary.packets == len(batch) == 40_000
+        assert summary.packets == shards.trackers[1].stats["packets"] > 0
     finally:
         t.join(30)
         shards.close()
     assert _shard_threads() == []
+
+
+@pytest.mark.parametrize("workers", [2, 4, 8])
+@pytest.mark.parametrize("capture", [b"", b"\0" * 100], ids=["empty", "zeros"])
+def test_memory_is_what_was_configured_however_early_the_run_ends(tmp_path, synthetic, workers, capture):
+    """A run that ends before its first batch (a capture that is not one, Ctrl-C while a
+    pipe is empty) has made shard 0's tracker only: the summary still counts every
+    shard's, as a run that read the capture does."""
+    cfg = AnalyzeConfig(capacity=100_000)
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(capture)
+    with pytest.raises(CaptureError) as e:
+        analyze(bad, cfg, workers=workers)
+    assert e.value.summary.memory_bytes == analyze(synthetic[1], cfg, workers=workers).memory_bytes
 
 
 def _shard_threads() -> list[threading.Thread]:
@@ -393,6 +419,31 @@ def test_a_failing_shard_stops_the_run_naming_it(monkeypatch, synthetic, error):
     assert e.value.__cause__ is error
     partial = e.value.summary
     assert 0 < partial.packets < 40_000          # what was counted, not a full report
+    assert _shard_threads() == []
+
+
+def test_a_shard_tracker_that_cannot_be_made_stops_the_run_naming_it(monkeypatch, synthetic):
+    """Shard 0's tracker is made before the capture is read, the others by the thread
+    that first tracks for them: one that cannot be made (out of memory) fails as a
+    tracker that raised does, naming its shard."""
+    from fasttcp.analysis import run as run_mod
+
+    real = run_mod.make_tracker
+    made = []
+
+    def make(cfg, capacity):
+        made.append(threading.current_thread().name)
+        if len(made) == 3:
+            raise MemoryError("cannot allocate a table")
+        return real(cfg, capacity)
+
+    monkeypatch.setattr(run_mod, "make_tracker", make)
+    with pytest.raises(WorkerError) as e:
+        analyze(synthetic[0], AnalyzeConfig(batch_bytes=1 << 14), workers=3)
+    assert e.value.shard == 2 and e.value.shards == 3
+    assert "MemoryError: cannot allocate a table" in str(e.value)
+    assert made[0] == threading.current_thread().name    # shard 0's, before the capture is read
+    assert e.value.summary.packets < 40_000
     assert _shard_threads() == []
 
 
@@ -613,7 +664,7 @@ def test_bad_worker_counts_raise(bad, synthetic):
 @pytest.mark.parametrize("field, bad", [
     ("capacity", 0), ("capacity", -1), ("capacity", 1.5), ("capacity", float("nan")), ("capacity", True),
     ("capacity", "5"), ("capacity", 2 ** 31 + 1), ("capacity", 2 ** 40),
-    ("verify_checksum", "no"), ("server_ports", None),
+    ("verify_checksum", "no"), ("server_ports", None), ("timeouts", "linux"),
 ])
 def test_bad_config_raises_naming_the_value_given(synthetic, workers, field, bad):
     """The capacity is the total: with N workers it was split first, so a bad one was
