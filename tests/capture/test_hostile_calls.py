@@ -338,6 +338,29 @@ def test_scan_refuses_out_arrays_it_must_not_write(out, match):
     expect_raises(P(SCAN + f"sc.scan(data, 24, len(data), 4, out={out})"), "UsageError", match)
 
 
+LIAR = """
+class Liar(np.ndarray):
+    # an ndarray whose `shape`, seen from Python, says a million rows
+    @property
+    def shape(self):
+        return (10**6,)
+"""
+
+
+@pytest.mark.parametrize("call, match", [
+    ("sc.scan(data, 24, len(data), 8, out=(np.empty(1, np.int64).view(Liar),) + scan_arrays(8)[1:])",
+     r"out\[0\] holds 1 packets, fewer than max_pkts \(8\)"),
+    ("sc.scan(data, 24, len(data), 8, out=scan_arrays(8)[:6] + (np.empty(2, np.int64).view(Liar),))",
+     r"out\[6\] holds 2 packets"),
+    ("sc.scan(data, 24, len(data), 8, shards=RssShards(2), shard_out=np.empty(1, np.uint16).view(Liar))",
+     r"shard_out holds 1 packets, fewer than max_pkts \(8\)"),
+])
+def test_scan_counts_the_rows_an_array_really_has(call, match):
+    """The checks read `shape` from Python, which an ndarray subclass can make say
+    anything: the scan wrote 8 rows into a 1-row array (a heap overrun, then a crash)."""
+    expect_raises(P(SCAN + "from fasttcp.wire.rss import RssShards\n" + LIAR + call), "UsageError", match)
+
+
 @pytest.mark.parametrize("n", ["0", "-1", "2**31", "2**64", "True", "1.5", "None", "'4'"])
 def test_scan_arrays_refuses_counts_it_cannot_allocate(n):
     expect_raises(P(SCAN + f"scan_arrays({n})"), "UsageError", "max_pkts")
