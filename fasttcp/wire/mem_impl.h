@@ -50,8 +50,8 @@ static inline void *ft_alloc_zeroed(size_t size) {
 /* Zeroed memory written front to back and read back soon after (a buffer of rows):
  * the same mapping as ft_alloc_zeroed (free it with ft_free_zeroed), in 4 KiB pages,
  * none populated up front, so it costs what has been written -- a huge page would make
- * the first row written cost 2 MiB, resident and cleared, and sequential writes gain
- * nothing from it. */
+ * the first row written cost 2 MiB, resident and cleared, which a small owner should
+ * not pay for the 1-2% huge pages gain (see Tracker.__init__). */
 static inline void *ft_alloc_lazy(size_t size) {
     void *p = mmap(NULL, ft_mapped_size(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
