@@ -181,7 +181,7 @@ class _Shards:
             # reading ahead first: the reading thread, which scans, is the one stage
             # no other thread can take over
             seen = self.fillable
-            if self.fill is not None and not self.stopping and self.fill():
+            if self.fill is not None and not self.stopping and self._fill():
                 continue
             with self.cv:
                 task = self._claim()
@@ -194,6 +194,20 @@ class _Shards:
                     task = self._claim()
             if task is not None:
                 self._run(*task)
+
+    def _fill(self) -> bool:
+        """Read ahead once (`fill`); False when there was nothing to read. An error that
+        is not the read's own (those wait in their chunk for the reading thread) ends
+        reading ahead, not the helper: its tracking is still needed, and the reading
+        thread, reading that chunk itself, meets the error where it can be reported."""
+        fill = self.fill                 # (once: another helper may end it meanwhile)
+        if fill is None:
+            return False
+        try:
+            return fill()
+        except Exception:
+            self.fill = None
+            return False
 
     def wake(self) -> None:
         """Tell idle helpers they may read ahead again: the reading thread released a

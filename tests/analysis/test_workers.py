@@ -310,6 +310,42 @@ def test_idle_helpers_sleep_until_there_is_work_not_poll(tmp_path, synthetic, mo
     assert looks[0] <= 3 * batches[0] + 10, (looks[0], batches[0])
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_an_error_reading_ahead_ends_reading_ahead_not_the_helper(synthetic, monkeypatch, workers):
+    """Reading ahead is only a help: an error there that is not the read's own (a
+    buffer that cannot be allocated) must not kill the helper thread -- which left the
+    reading thread to track every batch alone, and printed a thread's traceback."""
+    calls = [0]
+    real_init = shards_mod._Shards.__init__
+
+    def init(self, cfg, n, fill=None):
+        def failing():
+            calls[0] += 1
+            raise MemoryError("no buffer to read ahead into")
+        real_init(self, cfg, n, failing)
+
+    monkeypatch.setattr(shards_mod._Shards, "__init__", init)
+    died: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    tracked: dict[str, int] = {}
+    real_track = shards_mod._Shards._track
+
+    def track(self, k, plan):
+        name = threading.current_thread().name
+        tracked[name] = tracked.get(name, 0) + 1
+        return real_track(self, k, plan)
+
+    monkeypatch.setattr(shards_mod._Shards, "_track", track)
+    path = synthetic[0]
+    cfg = AnalyzeConfig(batch_bytes=64 << 10)
+    many = analyze(path, cfg, workers=workers, keep_rows=True)
+    one = analyze(path, cfg, workers=1, keep_rows=True)
+    # (each helper may have called it before the first error ended it)
+    assert died == [] and 1 <= calls[0] <= workers - 1
+    assert all(tracked.get(f"fasttcp-shard{k}", 0) > 0 for k in range(1, workers))
+    assert _canonical(many.rows) == _canonical(one.rows) and _traffic(many) == _traffic(one)
+
+
 @pytest.mark.parametrize("given", ["path", "reader without shards", "reader with other shards",
                                    "reader with these shards"])
 def test_the_shards_come_from_the_scan_when_the_reader_has_them(monkeypatch, synthetic, given):
