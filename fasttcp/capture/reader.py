@@ -128,7 +128,8 @@ class CaptureBatch:
 
     Read with ``buffers=0`` (`read_pcap`'s default) the batch owns its buffer and
     arrays: keeping it alive keeps them. With ``buffers=k`` both are the reader's,
-    written again k batches later: `copy` keeps a batch beyond that.
+    written again k batches later, or once released (`CaptureReader.release`): `copy`
+    keeps a batch beyond that.
     """
 
     buffer: np.ndarray
@@ -234,12 +235,14 @@ class CaptureReader:
         self.shards = shards
         self._ring: list[np.ndarray | None] = [None] * buffers
         self._turn = 0
-        # the arrays the scanner writes each batch's rows into, `buffers` sets in turn
-        # (the same lifetime as the buffers): new ones for every batch cost page faults
-        # on every batch -- glibc hands back the memory of the last ones before the next
-        # are allocated (about 40% of the faults of an analyze run)
-        self._scan_out: list[tuple | None] = [None] * buffers
-        self._shard_out: list[np.ndarray | None] = [None] * buffers
+        # the sets of arrays the scanner writes each batch's rows into (`_scan_set`),
+        # kept for the next batches: new ones for every batch cost page faults on every
+        # batch -- glibc hands back the memory of the last ones before the next are
+        # allocated (about 40% of the faults of an analyze run). Each [the batch,
+        # counted from 1, whose rows it holds; its arrays; its shards or None], one list
+        # so that a Ctrl-C can never leave a set half added
+        self._scan_sets: list[list] = []
+        self._released = 0               # batches the consumer said it is done with
         self._batch_shards: np.ndarray | None = None
         self._batches = 0
         self.stats = CaptureStats()
@@ -374,12 +377,14 @@ class CaptureReader:
         return self._batch(buf[:end], n, arrays)
 
     def release(self, batches: int) -> None:
-        """Say that the first `batches` batches read are no longer used: their buffers
-        may take the bytes `fill_ahead` reads (before that, a batch stays valid until
-        `buffers` more are read). For a consumer that tracks batches on other threads.
-        UsageError for a count that is not an int >= 0."""
+        """Say that the first `batches` batches read are no longer used: their arrays
+        may take the next batches' rows, and their buffers the bytes `fill_ahead` reads
+        (before that, a batch stays valid until `buffers` more are read). For a consumer
+        that tracks batches on other threads. UsageError for a count that is not an
+        int >= 0."""
         if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
             raise UsageError(f"release takes a count of batches read (an int >= 0), got {batches!r}")
+        self._released = max(self._released, min(batches, self._batches))
         if self._chunks is not None:
             self._chunks.release(batches)
 
@@ -534,20 +539,37 @@ class CaptureReader:
         batch with ``buffers=k`` is valid until k more are read: so are its arrays)."""
         out = sh = None
         if self.buffers:
-            slot = self._batches % self.buffers
-            out = self._scan_out[slot]
-            if out is None:
-                out = self._scan_out[slot] = scan_arrays(self.batch_packets)
-            if self.shards is not None:
-                sh = self._shard_out[slot]
-                if sh is None:
-                    sh = self._shard_out[slot] = np.empty(self.batch_packets, np.uint16)
+            out, sh = self._scan_set()
         elif self.shards is not None:
             sh = np.empty(self.batch_packets, np.uint16)
         self._batch_shards = sh
         if sh is None:
             return self._scanner.scan(buf, pos, end, self.batch_packets, out=out)
         return self._scanner.scan(buf, pos, end, self._ramp_packets(), out=out, shards=self.shards, shard_out=sh)
+
+    def _scan_set(self) -> tuple[tuple, np.ndarray | None]:
+        """The arrays the next batch's rows go into (and its shards, when sharded): a set
+        kept whose batch is `released` or `buffers` batches old (the contract of
+        `read_pcap`), else a new one. A consumer that releases its batches (`analyze`
+        with N workers: a batch in flight until collected) so keeps as many sets as it
+        holds batches, not `buffers`, which also counts the chunk buffers read ahead
+        into: two sets fewer, of every batch's first-touched pages, in each run."""
+        b = self._batches + 1
+        entry = free = None
+        for e in self._scan_sets:
+            if e[0] == b:
+                entry = e                # a scan that found nothing whole, retried for b
+                break
+            if free is None and (e[0] <= self._released or e[0] <= b - self.buffers):
+                free = e
+        entry = entry or free
+        if entry is None:
+            entry = [0, scan_arrays(self.batch_packets), None]
+            self._scan_sets.append(entry)
+        if self.shards is not None and entry[2] is None:
+            entry[2] = np.empty(self.batch_packets, np.uint16)
+        entry[0] = b
+        return entry[1], entry[2]
 
     def _ramp_packets(self) -> int:
         """The packets of the next sharded batch: the first RAMP_BATCHES are smaller,
@@ -671,7 +693,9 @@ def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int 
     ``buffers=k`` the batches are read into k buffers in turn, so a batch is valid only
     until k more have been read -- for a loop done with each batch by then (as
     `fasttcp.analyze` is); it saves the time the kernel takes to give every batch fresh
-    zeroed pages. Raises UsageError for a `buffers` outside 0..MAX_BUFFERS.
+    zeroed pages. A consumer that says which batches it is done with
+    (`CaptureReader.release`) ends their validity sooner, and their arrays take the
+    next batches' rows. Raises UsageError for a `buffers` outside 0..MAX_BUFFERS.
 
     ``shards``: a `fasttcp.wire.rss.RssShards`; each batch then carries every packet's
     shard (``batch.shards``), computed as the scanner reads its record -- its headers

@@ -16,6 +16,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -1073,6 +1074,91 @@ def test_the_arrays_of_a_batch_are_reused_k_batches_later(tmp_path, k):
         for j in range(i + 1, min(i + 8, len(batches))):
             shared = np.shares_memory(b.offsets, batches[j].offsets)
             assert shared == (k > 0 and (j - i) % k == 0), (k, i, j)
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_a_consumer_releasing_its_batches_keeps_only_the_arrays_it_holds(tmp_path, mapped):
+    """With buffers=k a released batch's arrays take the next batch's rows: a consumer
+    holding three batches at a time (analyze with N workers: READ_AHEAD in flight)
+    keeps four sets, not k -- the others' pages, first touched in every run, were
+    a third of a sharded run's page faults -- and what it holds stays as read."""
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes(i % 200))) for i in range(3000)]
+    path = write_file(tmp_path / "release.pcap", pcap_bytes(recs))
+    held: list[tuple[CaptureBatch, tuple]] = []
+    sets: list[np.ndarray] = []
+    count = read = 0
+    with read_pcap(path, batch_bytes=4096, buffers=6, mapped=mapped) as reader:
+        for batch in reader:
+            read += 1
+            if not any(np.shares_memory(batch.offsets, s) for s in sets):
+                sets.append(batch.offsets)
+            held = [*held, (batch, batch_snapshot(batch))][-3:]
+            for b, snap in held:
+                assert same_as_snapshot(b, snap)
+            reader.release(max(read - 3, 0))     # (those before the three held)
+            count += len(batch)
+    assert count == 3000 and read > 12
+    assert len(sets) == 4
+
+
+def test_ctrl_c_at_any_line_of_choosing_a_batchs_arrays_leaves_the_reader_readable(tmp_path):
+    """A KeyboardInterrupt at any line where the reader picks or adds a set of arrays
+    for the next batch: the reads after it go on without error, each packet one of the
+    file's, in order (a set once half added -- two lists, one appended to -- made every
+    later read that needed a new set raise IndexError)."""
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes(i % 200))) for i in range(3000)]
+    path = write_file(tmp_path / "ctrlc.pcap", pcap_bytes(recs))
+    want = [r[5] for r in read_rows(path)]
+    code = CaptureReader._scan_set.__code__
+    hit = 0
+    for n in range(1, 40):
+        seen = [0]
+
+        def trace(frame, event, arg, n=n, seen=seen):
+            if frame.f_code is not code:
+                return None
+
+            def line(frame, event, arg):
+                if event == "line":
+                    seen[0] += 1
+                    if seen[0] == n:
+                        raise KeyboardInterrupt
+                return line
+            return line
+
+        with read_pcap(path, batch_bytes=4096, buffers=4) as reader:
+            got = [b.packet(i) for b in [reader.read_batch()] for i in range(len(b))]
+            sys.settrace(trace)
+            try:
+                reader.read_batch()
+            except KeyboardInterrupt:
+                hit += 1
+            finally:
+                sys.settrace(None)
+            for b in reader:
+                got += [b.packet(i) for i in range(len(b))]
+        it = iter(want)
+        assert all(p in it for p in got), f"Ctrl-C at line {n}: packets out of order or not the file's"
+    assert hit >= 5
+
+
+@pytest.mark.parametrize("shards", [None, 2])
+def test_releasing_more_than_was_read_ends_no_later_batch_early(tmp_path, shards):
+    """A release count beyond the batches read counts only those: the batches read
+    after it keep their arrays (and shards) for `buffers` reads."""
+    from fasttcp.analysis.shards import sharding
+
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes(i % 200))) for i in range(3000)]
+    path = write_file(tmp_path / "over.pcap", pcap_bytes(recs))
+    with read_pcap(path, batch_bytes=4096, buffers=3,
+                   shards=None if shards is None else sharding(shards)) as reader:
+        reader.release(10**9)
+        first = reader.read_batch()
+        snap = batch_snapshot(first), None if first.shards is None else first.shards.copy()
+        for _ in range(2):
+            assert reader.read_batch() is not None
+            assert same_as_snapshot(first, snap[0])
+            assert snap[1] is None or np.array_equal(first.shards, snap[1])
 
 
 def test_a_pipe_may_deliver_large_records_in_pieces(tmp_path):
