@@ -445,8 +445,9 @@ def test_ctrl_c_while_waiting_for_a_chunk_read_ahead_skips_nothing(tmp_path):
             first = chunks._ahead[0]
             kill = threading.Timer(0.002, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
             armed.set()
-            kill.start()
             try:
+                # (started inside the try: the signal may land before start returns)
+                kill.start()
                 chunks.take()
                 kill.join()
             except Interrupted as e:
