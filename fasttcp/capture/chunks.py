@@ -12,10 +12,13 @@ Each buffer is ``headroom + size`` bytes: the chunk's bytes go after the headroo
 the reader puts the incomplete record the previous chunk ended with just before them,
 so the scanner sees one run of bytes without the chunk being copied again.
 
-With ``mapped=True`` a chunk is not copied at all: it is a mapping of the file from the
-page cache (`fasttcp.capture.mapped.FileMapping`) that starts up to HEADROOM bytes
-before the chunk, so the incomplete record before it is already in place. A chunk that
-cannot be mapped (no slot free, no SIGBUS guard, a file system without mmap) is copied.
+With ``mapped=True`` a chunk is not copied at all: it is a view of a mapping of the file
+from the page cache (`fasttcp.capture.mapped.FileMapping`) that starts up to HEADROOM
+bytes before the chunk, so the incomplete record before it is already in place. One
+mapping (a window) holds several chunks (CHUNKS_PER_MAPPING): unmapping interrupts every
+other CPU the process's threads run on, to flush the pages from its TLB, and under a
+hypervisor each such interrupt is a VM exit on both ends. A chunk that cannot be mapped
+(no slot free, no SIGBUS guard, a file system without mmap) is copied.
 """
 from __future__ import annotations
 
@@ -27,12 +30,21 @@ import numpy as np
 
 from fasttcp.capture.mapped import PAGE_BYTES, FaultTally, FileMapping
 
-__all__ = ["Chunk", "FileChunks", "HEADROOM"]
+__all__ = ["CHUNKS_PER_MAPPING", "Chunk", "FileChunks", "HEADROOM", "WINDOW_BYTES"]
 
 #: Room before a chunk's bytes for the incomplete record the chunk before ended with.
 #: A record that does not fit (larger than any 64 KiB-snaplen or BIG TCP packet) makes
 #: the reader read it into a buffer of its own instead.
 HEADROOM = 1 << 18
+#: Chunks one mapping covers (`FileChunks` with ``mapped=True``), at most WINDOW_BYTES
+#: of the file: a window of chunks, unmapped once the batches of all of them are gone.
+#: A mapping a 2 MiB chunk cost two workers on the 1 GiB bench capture 1.2x the time of
+#: copied chunks on an AMD EPYC under KVM (512 unmappings a GiB); never unmapping gave
+#: back most of it, and windows of 8 and 32 chunks did alike (4 and 8 on short
+#: connections). A batch held keeps its whole window mapped -- the file's pages count in
+#: the RSS -- so a window is a few chunks, not a size: small batches, small windows.
+CHUNKS_PER_MAPPING = 8
+WINDOW_BYTES = 16 << 20
 
 
 class Chunk:
@@ -73,6 +85,13 @@ class FileChunks:
         #: the end of what has been mapped of the file (offset): a file found shorter
         #: than that was cut while read
         self.mapped_end = 0
+        # the window the next mapped chunks are views of: the mapping, the file offsets
+        # it covers, and how many chunks it has given (at most `_chunks_per_mapping`)
+        self._mapping: np.ndarray | None = None
+        self._mapping_base = 0
+        self._mapping_end = 0
+        self._mapping_given = 0
+        self._chunks_per_mapping = max(1, min(CHUNKS_PER_MAPPING, WINDOW_BYTES // size))
         self._next = start               # file offset of the next chunk not yet made
         self._index = 0                  # its number
         self._ended = False              # a chunk reached the end of the file: no more
@@ -158,6 +177,8 @@ class FileChunks:
         after: a read into a closed, maybe reused, descriptor must not happen)."""
         with self._lock:
             self._closed = True
+            # (the window is unmapped once the batches still held let go of it too)
+            self._mapping = None
             while any(ch.reading for ch in self._ahead):
                 self._cv.wait()
 
@@ -224,20 +245,32 @@ class FileChunks:
         where, as for any chunk), or it cannot be mapped."""
         pos = self._next
         try:
-            end = min(pos + self.size, os.fstat(self.fd).st_size)
+            file_size = os.fstat(self.fd).st_size
         except OSError:
             return None
+        end = min(pos + self.size, file_size)
         if end <= pos:
             return None
         base = max(pos - HEADROOM, 0) // PAGE_BYTES * PAGE_BYTES
-        try:
-            mapping = FileMapping(self.fd, base, end - base, self.tally)
-        except OSError:
-            # every slot taken (batches kept by the caller hold their mappings), or no
-            # mmap for this file or no SIGBUS guard in this process: copied, as before
-            return None
+        window = self._mapping
+        if window is None or self._mapping_given >= self._chunks_per_mapping or base < self._mapping_base \
+                or end > self._mapping_end:
+            # a new window, from this chunk's base over the next chunks the file has now
+            # (the chunk after a window's last one starts a window of its own: a file
+            # still growing is mapped as far as it had grown)
+            wend = min(pos + self._chunks_per_mapping * self.size, file_size)
+            try:
+                mapping = FileMapping(self.fd, base, wend - base, self.tally)
+            except OSError:
+                # every slot taken (batches kept by the caller hold their mappings), or
+                # no mmap for this file or no SIGBUS guard in this process: copied
+                return None
+            window = np.frombuffer(memoryview(mapping), dtype=np.uint8)
+            self._mapping, self._mapping_base, self._mapping_end, self._mapping_given = window, base, wend, 0
+        self._mapping_given += 1
         self.mapped_end = max(self.mapped_end, end)
-        ch = Chunk(pos, np.frombuffer(memoryview(mapping), dtype=np.uint8), -1, base=base)
+        # (a view: the window stays mapped while any chunk's batch holds its bytes)
+        ch = Chunk(pos, window[base - self._mapping_base:end - self._mapping_base], -1, base=base)
         ch.got = end - pos
         ch.eof = ch.got < self.size      # (as a short read says: the file ends in it)
         ch.reading = False

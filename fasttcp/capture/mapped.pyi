@@ -10,7 +10,7 @@ def guard() -> bool:
 
 @disjoint_base
 class FaultTally:
-    """Pages of a group of mappings found past their file's end and read as zeros."""
+    """Pages of a group of mappings found past their file's end and mapped as zeros."""
     shrunk: bool
     @property
     def pages(self) -> int: ...

@@ -43,8 +43,8 @@ def guard():
 
 
 cdef class FaultTally:
-    """The pages of a group of mappings (one reader's) that were past the file's end
-    when read -- the file was cut shorter meanwhile -- and read as zeros; and whether
+    """The pages of a group of mappings (one reader's) found past the file's end -- the
+    file was cut shorter meanwhile -- and mapped as zeros (`pages`); and whether
     the file was found shorter than what was mapped of it (`shrunk`: a cut inside a
     page reads zeros without a fault)."""
     cdef uint64_t count
@@ -52,7 +52,8 @@ cdef class FaultTally:
 
     @property
     def pages(self):
-        """Pages read as zeros so far."""
+        """Pages mapped as zeros so far: from each first page read past the file's end
+        to the end of its mapping."""
         return ftm_load_count(&self.count)
 
 

@@ -204,7 +204,7 @@ def cut_message(tally: FaultTally) -> str | None:
     """What a reader's `fault_tally` says of its file: None if it was not found cut."""
     if not tally.pages and not tally.shrunk:
         return None
-    gone = f"{tally.pages} pages of it read as zeros" if tally.pages else "read past its new end"
+    gone = f"{tally.pages} pages past its new end mapped as zeros" if tally.pages else "read past its new end"
     return f"the file was cut shorter while it was read ({gone}: the packets read there are not to be trusted)"
 
 
@@ -445,9 +445,10 @@ class CaptureReader:
 
     @property
     def cut_pages(self) -> int:
-        """Pages of the file's mapped chunks that were past its end when read -- the file
-        was cut shorter while read -- and read as zeros (scanned, or by whoever held the
-        batch). 0 for a file read whole, a pipe, or a reader with ``mapped=False``."""
+        """Pages of the file's mappings found past its end -- the file was cut shorter
+        while read -- and mapped as zeros: from the first page read there (scanned, or by
+        whoever held the batch) to the end of its mapping, which may hold chunks not yet
+        read. 0 for a file read whole, a pipe, or a reader with ``mapped=False``."""
         return self._chunks.tally.pages if self._chunks is not None else 0
 
     @property
@@ -707,13 +708,15 @@ def read_pcap(path: str | Path, *, batch_packets: int = 65536, batch_bytes: int 
 
     ``mapped``: a regular file's chunks are mapped from the page cache rather than
     copied out of it (`fasttcp.capture.mapped`), the buffers then the file itself
-    (private: writing to one never changes the file). Where a chunk cannot be mapped
-    it is copied. A file cut shorter while mapped does not crash the process: the pages
-    gone read as zeros (``reader.cut_pages``), and the next `read_batch` -- which also
-    compares the file's size with what was mapped of it -- raises CaptureError saying
-    so. A file rewritten in place while read is read as it is at each moment, and a
-    batch held meanwhile sees the new bytes; ``mapped=False`` copies every chunk, and a
-    copy taken before such a change holds the bytes as they were.
+    (private: writing to one never changes the file), several chunks to a mapping
+    (`fasttcp.capture.chunks.WINDOW_BYTES`: a batch held keeps that much of the file
+    mapped). Where a chunk cannot be mapped it is copied. A file cut shorter while
+    mapped does not crash the process: the pages gone read as zeros
+    (``reader.cut_pages``), and the next `read_batch` -- which also compares the file's
+    size with what was mapped of it -- raises CaptureError saying so. A file rewritten
+    in place while read is read as it is at each moment, and a batch held meanwhile sees
+    the new bytes; ``mapped=False`` copies every chunk, and a copy taken before such a
+    change holds the bytes as they were.
     """
     return CaptureReader(path, batch_packets=batch_packets, batch_bytes=batch_bytes, buffers=buffers,
                          shards=shards, mapped=mapped)

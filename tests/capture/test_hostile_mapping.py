@@ -9,14 +9,17 @@ would fail one test instead of killing pytest.
 """
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
+import pytest
 
-from fasttcp.capture.mapped import FileMapping
+from fasttcp.capture import chunks
+from fasttcp.capture.mapped import PAGE_BYTES, FileMapping
 from fasttcp.capture.reader import read_pcap
 from tests.capture.test_chunks import read_through_pipe
 from tests.capture.test_reader import IP4, eth, pcap_bytes, rows, write_file
@@ -126,9 +129,11 @@ def test_a_mapped_batch_is_writable_and_writing_it_never_changes_the_file(tmp_pa
     assert path.read_bytes() == data
 
 
-def test_more_chunks_held_than_mapping_slots_are_copied_and_read_the_same(tmp_path):
+def test_more_chunks_held_than_mapping_slots_are_copied_and_read_the_same(tmp_path, monkeypatch):
     """A caller keeping every batch (``buffers=0``) keeps every chunk's mapping alive:
-    past the table's slots, chunks are copied instead, and the packets are the same."""
+    past the table's slots, chunks are copied instead, and the packets are the same.
+    (One chunk a window here, so that the slots run out.)"""
+    monkeypatch.setattr(chunks, "WINDOW_BYTES", 4096)
     recs = [(i * 1000, eth(0x0800, IP4 + bytes([i & 0xFF]) * 40)) for i in range(60000)]
     path = write_file(tmp_path / "many.pcap", pcap_bytes(recs))
     want, _ = read_through_pipe(path, batch_bytes=4096)
@@ -137,6 +142,48 @@ def test_more_chunks_held_than_mapping_slots_are_copied_and_read_the_same(tmp_pa
     mapped = sum(isinstance(backing(b.buffer), FileMapping) for b in batches)
     assert 0 < mapped <= 512 < len(batches)
     assert rows(batches) == want
+
+
+@pytest.mark.parametrize(("window_bytes", "per_window"), [(4096, 1), (3 * 4096, 3), (16 << 20, 8)])
+def test_mapped_chunks_share_windows_that_go_with_their_batches(tmp_path, monkeypatch, window_bytes, per_window):
+    """Consecutive chunks are views of one mapping, a window of `per_window` chunks (as
+    many as WINDOW_BYTES holds, at most CHUNKS_PER_MAPPING): the batches of a window's
+    chunks share its mapping, every window spans its chunks and no more than it may,
+    the packets are the pipe's, and once the batches and the reader are gone no mapping
+    of the file is left."""
+    monkeypatch.setattr(chunks, "WINDOW_BYTES", window_bytes)
+    assert chunks.CHUNKS_PER_MAPPING == 8
+    # (fewer chunks than the mapping table's slots, so that all are mapped)
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes([i & 0xFF]) * 40)) for i in range(8000)]
+    path = write_file(tmp_path / "win.pcap", pcap_bytes(recs))
+    want, _ = read_through_pipe(path, batch_bytes=4096)
+    with read_pcap(path, batch_bytes=4096) as reader:
+        batches = list(reader)
+    assert rows(batches) == want
+    windows: dict[int, FileMapping] = {}
+    order = []
+    for b in batches:
+        m = backing(b.buffer)
+        assert isinstance(m, FileMapping)
+        if id(m) not in windows:
+            windows[id(m)] = m
+            order.append(id(m))
+        # the batch's bytes lie inside its window
+        start = np.frombuffer(m, dtype=np.uint8).ctypes.data
+        assert start <= b.buffer.ctypes.data and b.buffer.ctypes.data + len(b.buffer) <= start + len(m)
+    # one batch a chunk here: the windows take the chunks in turn, per_window each
+    assert 3 * per_window < len(batches) < 512
+    assert len(windows) == -(-len(batches) // per_window)
+    # (from a page boundary up to HEADROOM bytes before its first chunk)
+    assert all(len(m) < per_window * 4096 + chunks.HEADROOM + PAGE_BYTES for m in windows.values())
+    # in file order (a window starts HEADROOM before its first chunk: those of the
+    # first 256 KiB all start at 0)
+    offsets = [windows[k].offset for k in order]
+    assert offsets == sorted(offsets) and offsets[-1] > 0
+    del batches, windows, b, m
+    gc.collect()
+    with open("/proc/self/maps") as f:
+        assert not any(str(path) in line for line in f)
 
 
 def test_a_sigbus_not_on_a_mapping_of_ours_still_kills_as_without_the_guard(tmp_path):
