@@ -6,6 +6,9 @@ Measured in one run, in alternating rounds, on one capture:
     capture at once, against one alone -- each one's slowdown is what sharing the
     machine's caches, memory and host costs the same work, so N / slowdown is the most
     N workers could scale (the cores' ceiling);
+(a') the same N runs at once as N threads of this process, against one run alone
+    here: beyond (a), what sharing one address space costs (page faults and
+    unmappings that interrupt the other cores, the GIL between batches);
 (b) tracking alone: the capture's batches read into memory beforehand, tracked by one
     tracker, and by N trackers on N threads each taking its shard's packets
     (`Tracker.feed_plan`, the GIL released): the trackers' ceiling, with
@@ -62,6 +65,26 @@ def side_by_side(path: str, n: int) -> float:
     times = [out.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(60)
+    return statistics.median(times)
+
+
+def side_by_side_threads(path: str, n: int) -> float:
+    """Each of n threads of this process running ``analyze(workers=1)`` over the whole
+    capture at once: the median of their times."""
+    start = threading.Barrier(n)
+    times: list[float] = []
+
+    def one() -> None:
+        start.wait()
+        t = time.perf_counter()
+        analyze(path, CFG, workers=1)
+        times.append(time.perf_counter() - t)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
     return statistics.median(times)
 
 
@@ -124,12 +147,14 @@ def main() -> None:
         for b in batches:
             shards.append(ShardPlan(b, shard_of_batch(b, n, reta_size=reta_size(n)), n, clock))
             clock = shards[-1].clock_after
-        figures: dict[str, list[float]] = {k: [] for k in ("alone", "side_by_side", "track_1", "track_serial",
-                                                          "track_n", "analyze_1", "analyze_n")}
+        figures: dict[str, list[float]] = {k: [] for k in ("alone", "side_by_side", "threads_side_by_side",
+                                                          "track_1", "track_serial", "track_n", "analyze_1",
+                                                          "analyze_n")}
         run_analyze(path, 1)
         run_analyze(path, n)
         for r in range(args.repeat):
             steps = [("alone", lambda: side_by_side(path, 1)), ("side_by_side", lambda: side_by_side(path, n)),
+                     ("threads_side_by_side", lambda: side_by_side_threads(path, n)),
                      ("track_1", lambda: track_alone(batches, shards, 1)),
                      ("track_serial", lambda: track_alone(batches, shards, n, serial=True)),
                      ("track_n", lambda: track_alone(batches, shards, n)),
@@ -144,6 +169,8 @@ def main() -> None:
         # the cores' ceiling: N runs at once, each slowed by this much
         "side_by_side_slowdown": round(med["side_by_side"] / med["alone"], 3),
         "cores_ceiling": round(n * med["alone"] / med["side_by_side"], 2),
+        # the same N runs as threads of one process, against one run in this process
+        "threads_side_by_side_slowdown": round(med["threads_side_by_side"] / med["analyze_1"], 3),
         "tracking_scaling": round(med["track_1"] / med["track_n"], 2),
         # the shard trackers' work against one tracker's, both on one thread
         "sharding_cost": round(med["track_serial"] / med["track_1"], 3),
@@ -159,6 +186,8 @@ def main() -> None:
     print(f"{res['capture']}, {n} workers, medians of {args.repeat} alternating rounds")
     print(f"  side by side: {n} x analyze(workers=1) at once {s['side_by_side']:.3f} s each, alone "
           f"{s['alone']:.3f} s: slowdown {res['side_by_side_slowdown']}x, ceiling {res['cores_ceiling']}x")
+    print(f"  as {n} threads of one process: {s['threads_side_by_side']:.3f} s each, alone "
+          f"{s['analyze_1']:.3f} s: slowdown {res['threads_side_by_side_slowdown']}x")
     print(f"  tracking pre-read batches: 1 tracker {s['track_1']:.3f} s, {n} on {n} threads {s['track_n']:.3f} s: "
           f"{res['tracking_scaling']}x")
     print(f"    the {n} shard trackers in turn on one thread {s['track_serial']:.3f} s: sharding costs "
