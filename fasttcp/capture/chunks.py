@@ -263,7 +263,10 @@ class FileChunks:
                 mapping = FileMapping(self.fd, base, wend - base, self.tally)
             except OSError:
                 # every slot taken (batches kept by the caller hold their mappings), or
-                # no mmap for this file or no SIGBUS guard in this process: copied
+                # no mmap for this file or no SIGBUS guard in this process: copied. The
+                # window before is done with: let it go with its batches, not hold it
+                # (and its slot, and its pages) until a later window can be mapped
+                self._mapping = None
                 return None
             window = np.frombuffer(memoryview(mapping), dtype=np.uint8)
             self._mapping, self._mapping_base, self._mapping_end, self._mapping_given = window, base, wend, 0

@@ -186,6 +186,38 @@ def test_mapped_chunks_share_windows_that_go_with_their_batches(tmp_path, monkey
         assert not any(str(path) in line for line in f)
 
 
+def test_a_window_that_cannot_be_mapped_lets_the_one_before_go(tmp_path, monkeypatch):
+    """When the next window cannot be mapped (slots all taken, no mmap), its chunks are
+    copied, and the window before is no longer the reader's: it goes with its batches,
+    while the reader reads on -- it does not keep a slot and its pages to the end."""
+    monkeypatch.setattr(chunks, "WINDOW_BYTES", 3 * 4096)
+    made: list[int] = []
+
+    def first_window_only(fd, offset, length, tally):
+        if made:
+            raise OSError(28, "no slot")          # ENOSPC, as a full table says
+        made.append(offset)
+        return FileMapping(fd, offset, length, tally)
+
+    monkeypatch.setattr(chunks, "FileMapping", first_window_only)
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes([i & 0xFF]) * 40)) for i in range(2000)]
+    path = write_file(tmp_path / "nowin.pcap", pcap_bytes(recs))
+    want, _ = read_through_pipe(path, batch_bytes=4096)
+    got = []
+    with read_pcap(path, batch_bytes=4096) as reader:
+        kinds = []
+        while (b := reader.read_batch()) is not None:
+            kinds.append(isinstance(backing(b.buffer), FileMapping))
+            got.extend(rows([b]))
+        del b
+        gc.collect()
+        # the reader is still open: nothing of the file is mapped any more
+        with open("/proc/self/maps") as f:
+            assert not any(str(path) in line for line in f)
+    assert made == [0] and kinds[:3] == [True] * 3 and not any(kinds[3:])
+    assert got == want
+
+
 def test_a_sigbus_not_on_a_mapping_of_ours_still_kills_as_without_the_guard(tmp_path):
     """The guard handles faults on its own mappings only: any other SIGBUS reaches the
     handler before it (faulthandler's report here) and the default action."""
