@@ -180,7 +180,8 @@ class CaptureStats:
     link_verdicts: dict[int, int] = field(default_factory=dict)
     truncated_tail: int = 0           # bytes of an incomplete last record (0 = none)
     blocks_skipped: int = 0           # pcapng blocks fasttcp has no use for (statistics, names, ...)
-    bad_interface: int = 0            # pcapng packets naming an undescribed interface
+    bad_interface: int = 0            # pcapng packets naming an undescribed interface (or one
+                                      # past the 65535 a section may describe)
     bad_timestamp: int = 0            # packets whose time is not in 0..2**63-1 ns (ts_ns 0 instead)
 
 

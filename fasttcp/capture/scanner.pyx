@@ -15,6 +15,7 @@ reported as a truncated tail at end of file), and a length that cannot be right
 corrupt-file error with its file offset.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memset
 
 from fasttcp.wire.defs cimport (FT_OK, FT_ERR_NOT_IP, FT_ERR_UNSUPPORTED_LINK,
@@ -33,7 +34,11 @@ __all__ = ["CaptureScanner", "scan_arrays", "strip_link", "FORMAT_PCAP", "FORMAT
 cdef enum:
     FT_FMT_PCAP = 1
     FT_FMT_PCAPNG = 2
-    FT_MAX_IFACES = 256
+    # interfaces a pcapng section may describe: its packets' interface column is uint16,
+    # and 0xffff says "none" (IFACE_UNKNOWN). Their table grows as they are described
+    # (48 bytes each: 3 MB at most), from a first few
+    FT_MAX_IFACES = 0xffff
+    FT_FIRST_IFACES = 16
     FT_MAX_RECORD = 16 << 20          # a record larger than this is corruption, not a packet
     FT_MAX_TAGS = 8                   # stacked 802.1Q/802.1ad tags we walk through
     FT_MAX_LABELS = 16                # stacked MPLS labels we walk through
@@ -148,9 +153,12 @@ ctypedef struct ft_scan_t:
     uint32_t niface
     uint64_t frames                   # records with packets seen so far (frame numbers are 1-based)
     uint64_t blocks_skipped           # pcapng blocks of kinds we do not need
-    uint64_t bad_interface            # packets naming an interface that was never described
+    # packets naming an interface that was never described (or one past the
+    # FT_MAX_IFACES a section may have)
+    uint64_t bad_interface
     uint64_t bad_timestamp            # packets whose time is not in 0..2**63-1 ns (given as 0)
-    ft_iface_t iface[FT_MAX_IFACES]
+    uint32_t iface_cap                # entries allocated at `iface`
+    ft_iface_t *iface                 # the interfaces described (malloc'd; FT_FIRST_IFACES at first)
 
 
 cdef inline uint16_t _be16(const uint8_t *p) noexcept nogil:
@@ -310,9 +318,23 @@ cdef void _read_idb(ft_scan_t *st, const uint8_t *b, uint32_t blen) noexcept nog
     cdef uint32_t pos = IDB_OPTIONS, end = blen - BLK_TRAILER
     cdef uint16_t code, olen
     cdef uint32_t hi, lo
-    if st.niface >= FT_MAX_IFACES:
-        st.niface += 1                # counted; packets on it get UNSUPPORTED_LINK
-        return
+    cdef ft_iface_t *grown
+    cdef uint32_t cap
+    if st.niface >= st.iface_cap:
+        grown = NULL
+        # (grown only from a full table: once an interface was left out, the ones after
+        # it are too -- a later growth would leave its entry unwritten)
+        if st.niface == st.iface_cap and st.iface_cap < FT_MAX_IFACES:
+            cap = st.iface_cap * 2 if st.iface_cap * 2 < FT_MAX_IFACES else FT_MAX_IFACES
+            grown = <ft_iface_t *>realloc(st.iface, cap * sizeof(ft_iface_t))
+        if grown == NULL:
+            # past FT_MAX_IFACES (or no memory for more): counted; packets naming it
+            # are counted in bad_interface and get UNSUPPORTED_LINK
+            if st.niface < 0xffffffffu:
+                st.niface += 1
+            return
+        st.iface = grown
+        st.iface_cap = cap
     ifc = &st.iface[st.niface]
     st.niface += 1
     ifc.linktype = _rd16(b + IDB_LINKTYPE, st.swap)
@@ -411,7 +433,7 @@ cdef inline void _emit(ft_scan_t *st, const ft_scan_out_t *out, Py_ssize_t k, co
 
 cdef inline const ft_iface_t *_iface(ft_scan_t *st, uint32_t ifidx) noexcept nogil:
     """The interface a packet names, or &_NO_IFACE (counted) if it was never described."""
-    if ifidx < st.niface and ifidx < FT_MAX_IFACES:
+    if ifidx < st.niface and ifidx < st.iface_cap:
         return &st.iface[ifidx]
     st.bad_interface += 1
     return &_NO_IFACE
@@ -605,6 +627,15 @@ cdef class CaptureScanner:
 
     def __cinit__(self):
         memset(&self.st, 0, sizeof(ft_scan_t))
+        self.st.iface = <ft_iface_t *>calloc(FT_FIRST_IFACES, sizeof(ft_iface_t))
+        if self.st.iface == NULL:
+            raise MemoryError()
+        self.st.iface_cap = FT_FIRST_IFACES
+
+    def __dealloc__(self):
+        free(self.st.iface)
+        self.st.iface = NULL
+        self.st.iface_cap = 0
 
     def start_pcap(self, bint swap, bint nano, uint32_t linktype, uint32_t snaplen):
         """Configure for a classic pcap file whose 24-byte header was already read."""
@@ -645,7 +676,7 @@ cdef class CaptureScanner:
 
     def linktypes(self) -> list:
         """Link type of each interface described so far (pcapng: of the current section)."""
-        cdef uint32_t i, n = min(self.st.niface, FT_MAX_IFACES)
+        cdef uint32_t i, n = min(self.st.niface, self.st.iface_cap)
         return [int(self.st.iface[i].linktype) for i in range(n)]
 
     def scan(self, buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t max_pkts, out=None, shards=None,

@@ -1184,3 +1184,34 @@ def test_a_pipe_may_deliver_large_records_in_pieces(tmp_path):
         t.join(60)
     assert [r[5] for r in rows(batches)] == [p for _, p in _sized_records(24)]
     assert reader.stats.bytes == len(data) and reader.stats.truncated_tail == 0
+
+
+@pytest.mark.parametrize("described", [3, 257, 300, 65535, 65537])
+def test_a_section_may_describe_up_to_65535_interfaces(tmp_path, described):
+    # the interface table grows as interfaces are described: a packet on any of the
+    # first 65535 is read with its own link type and time resolution (raw IP here, in
+    # nanoseconds for the last one), one past them is counted as naming no interface
+    # it knows (the interface column is uint16: 0xffff says none)
+    png = Pcapng().section()
+    for i in range(described):
+        png.idb(101, tsresol=9 if i == described - 1 else None)          # LINKTYPE_RAW
+    syn = fasttcp.build("198.18.0.1", "198.18.0.2", 1000, 80, seq=1, flags=fasttcp.Flags.SYN)
+    on = sorted({0, min(described, 65535) - 1, 256 % described})
+    for k, iface in enumerate(on):
+        png.epb(iface, 1_000_000 + k, syn)
+    if described > 65535:
+        png.epb(65535, 5, syn)
+    with read_pcap(write_file(tmp_path / "many.pcapng", png.bytes())) as reader:
+        b = reader.read_batch()
+        stats = reader.stats
+    n = len(on)
+    assert b.interfaces[:n].tolist() == on
+    assert b.verdicts[:n].tolist() == [Verdict.OK] * n
+    last = described - 1
+    want = [(1_000_000 + k) * (1 if iface == last else 1000) for k, iface in enumerate(on)]
+    assert b.ts_ns[:n].tolist() == want
+    if described > 65535:
+        assert b.interfaces[n] == 0xFFFF and b.verdicts[n] == Verdict.UNSUPPORTED_LINK
+        assert stats.bad_interface == 1
+    else:
+        assert len(b) == n and stats.bad_interface == 0
