@@ -68,10 +68,11 @@ def tally_rows(rows) -> RowTally:
         raise UsageError(f"tally_rows takes a FLOW_DTYPE array (Tracker.finished(), close(), ...), got {got}")
     if rows.ndim != 1:
         raise UsageError(f"tally_rows takes a 1-D array of rows, got {rows.ndim} dimensions (shape {rows.shape})")
-    cdef Py_ssize_t n = rows.shape[0]
-    # a strided view (rows[::2]) is copied once; the tracker's batches are contiguous
-    cdef const uint8_t[::1] raw = np.ascontiguousarray(rows).view(np.uint8) if n else \
-        np.empty(0, np.uint8)
+    # a strided view (rows[::2]) is copied once; the tracker's batches are contiguous.
+    # The rows are counted from the bytes copied, not from `rows.shape` (an ndarray
+    # subclass can answer that differently each time it is asked)
+    cdef const uint8_t[::1] raw = np.ascontiguousarray(rows, dtype=FLOW_DTYPE).view(np.uint8).reshape(-1)
+    cdef Py_ssize_t n = raw.shape[0] // _ROW
     states = np.zeros(256, np.int64)
     rtt1 = np.empty(n, np.uint32)
     rtt2 = np.empty(n, np.uint32)

@@ -26,7 +26,9 @@ from libc.string cimport memcpy, memset, strlen
 
 from fasttcp.wire.buffers cimport ft_get_bytes
 
+import errno
 import io
+import operator
 import time
 
 import numpy as np
@@ -207,18 +209,21 @@ cdef char *_dtoa_gil(char *p, double x, char mode) noexcept:
 
 # ---- checking a batch ----
 
-cdef const ftr_flow_t *_rows_view(rows, Py_buffer *view, str what) except NULL:
+cdef const ftr_flow_t *_rows_view(rows, Py_buffer *view, str what, Py_ssize_t *n) except NULL:
     """Check `rows` is a 1-D, contiguous FLOW_DTYPE array and take its buffer (the caller
-    releases `view`)."""
+    releases `view`); `n`: its rows, as the buffer has them -- not `rows.shape` read
+    again, which an ndarray subclass can answer differently each time."""
     if not isinstance(rows, np.ndarray) or rows.dtype != FLOW_DTYPE:
         got = f"dtype {rows.dtype}" if isinstance(rows, np.ndarray) else type(rows).__name__
         raise UsageError(f"{what} takes a FLOW_DTYPE array (Tracker.finished(), close(), ...), got {got}")
     if rows.ndim != 1:
         raise UsageError(f"{what} takes a 1-D array of rows, got {rows.ndim} dimensions (shape {rows.shape})")
+    cdef Py_ssize_t shown = rows.shape[0]
     ft_get_bytes(rows, view, "rows")
-    if view.len != rows.shape[0] * sizeof(ftr_flow_t):        # a buffer that is not the rows
+    if view.len != shown * <Py_ssize_t>sizeof(ftr_flow_t):        # a buffer that is not the rows
         PyBuffer_Release(view)
-        raise UsageError(f"rows: a {view.len}-byte buffer for {rows.shape[0]} rows")
+        raise UsageError(f"rows: a {view.len}-byte buffer for {shown} rows")
+    n[0] = view.len // <Py_ssize_t>sizeof(ftr_flow_t)
     return <const ftr_flow_t *>view.buf
 
 
@@ -263,10 +268,23 @@ cdef ftr_opts_t _options(fmt, community_id, seed) except *:
     return o
 
 
+cdef object _as_int(v, str name, str what):
+    """`v` as a plain int (numpy integers too: a row's fields read back are those), or
+    UsageError: converted first (operator.index), then compared -- an int subclass
+    answers comparisons itself -- and never a bool."""
+    if isinstance(v, (bool, np.bool_)):
+        raise UsageError(f"{name} must be {what}, got {v!r}")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise UsageError(f"{name} must be {what}, got {v!r}") from None
+
+
 cdef int _uint(v, str name, int top) except -1:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= top:
+    n = _as_int(v, name, f"an integer in 0..{top}")
+    if not 0 <= n <= top:
         raise UsageError(f"{name} must be an integer in 0..{top}, got {v!r}")
-    return v
+    return n
 
 
 # ---- formatting a batch ----
@@ -315,8 +333,8 @@ def format_rows(rows, fmt, *, community_id=None, community_id_seed=0) -> bytes:
     that is not ASCII), naming the row."""
     cdef ftr_opts_t o = _options(fmt, community_id, community_id_seed)
     cdef Py_buffer view
-    cdef const ftr_flow_t *p = _rows_view(rows, &view, "format_rows")
-    cdef Py_ssize_t n = rows.shape[0]
+    cdef Py_ssize_t n
+    cdef const ftr_flow_t *p = _rows_view(rows, &view, "format_rows", &n)
     cdef ftr_bytes_buf_t b
     b.obj = NULL
     try:
@@ -356,11 +374,18 @@ def _stream_mode(out) -> int:
     return _OUT_TEXT
 
 
-def _write_all(write, data: bytes) -> None:
-    # a raw (unbuffered) binary stream may take part of what it is given
+def _write_all(write, data: bytes, bint raw) -> None:
+    # a raw (unbuffered) binary stream may take part of what it is given; `raw`: the
+    # stream is one (io.RawIOBase), whose write() returns None when it would block (a
+    # non-blocking file or socket) -- nothing was written then, where a file-like
+    # object of the caller's that returns None took it all
     view = memoryview(data)
     while view:
         n = write(view)
+        if n is None and raw:
+            raise BlockingIOError(errno.EAGAIN, f"the output stream is non-blocking and took none of "
+                                  f"{len(view)} bytes ({len(data) - len(view)} of {len(data)} written): "
+                                  f"write the rows to a blocking stream")
         if not isinstance(n, int) or n >= len(view):
             return
         if n <= 0:
@@ -422,10 +447,11 @@ cdef class RowWriter:
 
         The whole batch is checked first, so a bad one writes nothing: UsageError as
         `format_rows` raises it, or for a closed stream. What the stream raises (OSError
-        for a full disk) propagates, with the rows before the failing chunk written."""
+        for a full disk) propagates, with the rows before the failing chunk written; a
+        raw non-blocking stream that would block raises BlockingIOError."""
         cdef Py_buffer view
-        cdef const ftr_flow_t *p = _rows_view(rows, &view, "RowWriter.write")
-        cdef Py_ssize_t n = rows.shape[0]
+        cdef Py_ssize_t n
+        cdef const ftr_flow_t *p = _rows_view(rows, &view, "RowWriter.write", &n)
         cdef Py_ssize_t i = 0, nxt
         cdef ftr_bytes_buf_t b
         b.obj = NULL
@@ -468,10 +494,10 @@ cdef class RowWriter:
         self._check_open()
         out = self._out
         if self._mode == _OUT_BINARY:
-            _write_all(out.write, data)
+            _write_all(out.write, data, isinstance(out, io.RawIOBase))
         elif self._mode == _OUT_TEXT_BUFFER:
             out.flush()                   # what was written as text goes first
-            _write_all(out.buffer.write, data)
+            _write_all(out.buffer.write, data, isinstance(out.buffer, io.RawIOBase))
         else:
             out.write(data.decode("ascii"))
 
@@ -527,7 +553,8 @@ def uid(orig_h, orig_p, resp_h, resp_p, start_us) -> str:
     cdef char out[32]
     if len(a) != len(b):
         raise UsageError(f"orig_h and resp_h must be the same IP version, got {orig_h!r} and {resp_h!r}")
-    if isinstance(start_us, bool) or not isinstance(start_us, int) or not 0 <= start_us < 1 << 64:
+    start = _as_int(start_us, "start_us", "an integer in 0..2^64-1")
+    if not 0 <= start < 1 << 64:
         raise UsageError(f"start_us must be an integer in 0..2^64-1, got {start_us!r}")
     memset(&r, 0, sizeof(r))
     r.family = 4 if len(a) == 4 else 6
@@ -535,15 +562,15 @@ def uid(orig_h, orig_p, resp_h, resp_p, start_us) -> str:
     memcpy(r.resp_h, <char *>b, len(b))
     r.orig_p = _uint(orig_p, "orig_p", _MAX_PORT)
     r.resp_p = _uint(resp_p, "resp_p", _MAX_PORT)
-    r.start_us = start_us
+    r.start_us = start
     ftr_uid(out, &r)
     return out[:FTR_UID_LEN].decode("ascii")
 
 
 cdef _per_row(rows, str what, int width, uint16_t seed, bint cid):
     cdef Py_buffer view
-    cdef const ftr_flow_t *p = _rows_view(rows, &view, what)
-    cdef Py_ssize_t n = rows.shape[0], i
+    cdef Py_ssize_t n, i
+    cdef const ftr_flow_t *p = _rows_view(rows, &view, what, &n)
     cdef uint8_t[::1] dst
     cdef char *q
     try:
