@@ -112,7 +112,8 @@ def analyze(paths: Paths, cfg: AnalyzeConfig | None = None, *, workers: int | No
     Raises UsageError (a ValueError) for an unknown format or option, an open
     `CaptureReader` that reuses a single buffer (``buffers=1``) with more than one worker,
     FileNotFoundError/CaptureError when the first capture cannot be read at all,
-    `fasttcp.errors.OutputError` (an OSError) when `out` cannot be written; a corrupt
+    `fasttcp.errors.OutputError` (an OSError) when `out` cannot be written, an OSError
+    (EAGAIN) when the workers' threads cannot be started; a corrupt
     record later ends the run with ``summary.error`` set (what was read
     is still reported). `fasttcp.errors.WorkerError` naming the shard if a shard's
     tracker fails (its ``summary`` holds what was counted); on KeyboardInterrupt the
@@ -186,6 +187,11 @@ def _analyze(paths: Paths, cfg: AnalyzeConfig | None, workers: int | None, fmt: 
             run_sharded(chain, cfg, n, summary, emit, progress, ahead)
         if writer is not None:
             _to_output(writer.footer)
+            flush = getattr(out, "flush", None)
+            if callable(flush):
+                # the rows reach the stream's file now, so that an error writing them is
+                # the output's, raised here -- not the caller's close(), as a plain OSError
+                _to_output(flush)
     except BaseException as e:
         summary.seconds = time.perf_counter() - t0
         if isinstance(e, KeyboardInterrupt):

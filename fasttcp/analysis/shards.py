@@ -28,6 +28,7 @@ scale yet).
 """
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections import deque
@@ -80,14 +81,18 @@ class _Batch:
     """A batch in flight: its plan (None: the end of the capture) and, as the trackers
     finish it, their rows."""
 
-    __slots__ = ("errors", "left", "plan", "rows", "seq")
+    __slots__ = ("errors", "left", "plan", "rows", "seq", "verify", "verify_error")
 
-    def __init__(self, seq: int, plan: ShardPlan | None, n: int) -> None:
+    def __init__(self, seq: int, plan: ShardPlan | None, n: int, verify: bool = False) -> None:
         self.seq = seq
         self.plan = plan
         self.rows: list[np.ndarray | None] = [None] * n
         self.errors: list[BaseException | None] = [None] * n
         self.left = n
+        # its checksums to verify ahead of the trackers (`ShardPlan.verify_checksums`),
+        # a task not taken yet; and what that task raised
+        self.verify = verify
+        self.verify_error: BaseException | None = None
 
 
 class _Shards:
@@ -112,6 +117,7 @@ class _Shards:
         # while this one reads the first batches -- made here, they held the helpers
         # idle for their allocation, 1-2 ms of a 50 ms run (short-connection capture)
         self.make = lambda: make_tracker(cfg, -(-cfg.capacity // n))
+        self.checksums = cfg.verify_checksum
         first = self.make()
         self.trackers: list[Tracker | None] = [first] + [None] * (n - 1)
         self.tracker_bytes = first.memory_bytes      # each shard's: all have one capacity
@@ -135,10 +141,15 @@ class _Shards:
         try:
             for t in self.threads:
                 t.start()
-        except BaseException:
+        except BaseException as e:
             # a thread that cannot start (or Ctrl-C between two): the ones started
             # would wait for tasks forever
             self.close()
+            if isinstance(e, RuntimeError):
+                # (threading's "can't start new thread": a limit of the process's, as
+                # out of memory is -- an OSError the caller reports, not a traceback)
+                raise OSError(errno.EAGAIN, f"cannot start the {n - 1} helper threads of {n} workers ({e}): "
+                                            f"use fewer workers") from e
             raise
 
     def _track(self, k: int, plan: ShardPlan | None) -> np.ndarray:
@@ -154,8 +165,12 @@ class _Shards:
         return tracker.finished()
 
     def _claim(self) -> tuple[_Batch, int] | None:
-        """The oldest runnable task, marked taken (call with `cv` held)."""
+        """The oldest runnable task, marked taken (call with `cv` held): a batch's
+        checksums (shard -1) before its trackers."""
         for b in self.pending:
+            if b.verify:
+                b.verify = False
+                return b, -1
             for k in range(self.n):
                 if self.busy[k] is None and self.next_seq[k] == b.seq and b.rows[k] is None \
                         and b.errors[k] is None:
@@ -164,6 +179,16 @@ class _Shards:
         return None
 
     def _run(self, b: _Batch, k: int) -> None:
+        if k < 0:
+            # the batch's checksums: the trackers need not wait for them (each packet
+            # not verified yet when its tracker reaches it is verified by the tracker),
+            # so nothing waits on this task and there is nothing to mark done
+            try:
+                assert b.plan is not None
+                b.plan.verify_checksums()
+            except BaseException as e:   # raised by collect(), after the batch
+                b.verify_error = e
+            return
         rows = err = None
         try:
             rows = self._track(k, b.plan)
@@ -219,9 +244,9 @@ class _Shards:
     def submit(self, batch: CaptureBatch, shard: np.ndarray) -> None:
         # the batch split once for all the trackers (checked, each one's visit list
         # written), each plan starting from the clock the last one ended at
-        plan = ShardPlan(batch, shard, self.n, self.clock)
+        plan = ShardPlan(batch, shard, self.n, self.clock, checksums=self.checksums)
         self.clock = plan.clock_after
-        b = _Batch(self.seq, plan, self.n)
+        b = _Batch(self.seq, plan, self.n, verify=self.checksums and self.n > 1 and plan.packets > 0)
         self.seq += 1
         with self.cv:
             self.pending.append(b)
@@ -264,6 +289,9 @@ class _Shards:
                 if not isinstance(err, Exception):
                     raise err            # KeyboardInterrupt, SystemExit: as they are
                 raise WorkerError(k, self.n, f"{type(err).__name__}: {err}") from err
+        if b.verify_error is not None:
+            # (a Ctrl-C in the verifying thread; the pass itself raises nothing else)
+            raise b.verify_error
         return b.rows                    # type: ignore[return-value]  # all set: no error
 
     def close(self, finish: bool = False) -> None:

@@ -36,12 +36,22 @@ class ShardPlan:
     def lazy(self) -> bool:
         """No visit lists kept (more ticks than packets between them): each tracker
         writes its own from the plan's clocks."""
-    def __init__(self, batch: CaptureBatch, shard: np.ndarray, shards: int, clock: int = 0) -> None:
+    @property
+    def checksums_verified(self) -> int:
+        """Packets whose checksums `verify_checksums` found good: their trackers do not
+        verify them again."""
+    def verify_checksums(self) -> int:
+        """Verify the checksums of the batch's long packets in one pass, in order, for
+        the trackers (a plan made with ``checksums=True`` and two shards or more; the
+        first call only; without the GIL, on any thread, trackers running meanwhile).
+        Returns how many were found good."""
+    def __init__(self, batch: CaptureBatch, shard: np.ndarray, shards: int, clock: int = 0, *,
+                 checksums: bool = False) -> None:
         """Raises UsageError for a batch that is not a CaptureBatch or not one row per
         packet, spans outside its buffer, times outside 0..2**63-1 ns, bad link
         verdicts, shards outside 1..65535, a shard array that is not uint16 with one
-        value below shards per packet, or a clock outside 0..MAX_CLOCK_US; and for a
-        second call (a plan is made once)."""
+        value below shards per packet, a clock outside 0..MAX_CLOCK_US, or checksums
+        not a bool; and for a second call (a plan is made once)."""
     @property
     def clock_before(self) -> int: ...
     @property

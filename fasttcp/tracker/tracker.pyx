@@ -14,7 +14,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from fasttcp.wire.defs cimport *
-from fasttcp.wire.codec cimport ft_parse_ip_inline, ft_tuple_usable, ft_zero_small
+from fasttcp.wire.codec cimport ft_parse_ip_inline, ft_parse_ip_fast, ft_tuple_usable, ft_zero_small
 from fasttcp.wire.spans cimport ft_first_bad_span, ft_first_at_least, ft_first_negative, ft_span_outside
 from fasttcp.table.table cimport *
 from fasttcp.tracker.tracker cimport *
@@ -148,13 +148,14 @@ ctypedef struct _stage_t:
 
 
 cdef inline void _parse_stage(tr_t *tr, const uint8_t *buf, size_t length, _stage_t *s,
-                              bint wire_short) noexcept nogil:
+                              bint wire_short, bint verified) noexcept nogil:
     """First half of a packet: parse (and verify), build the canonical key, hash it.
     A packet cut short is tracked when the capture's snap length cut it, not when the
     packet itself was shorter on the wire than its IP length says (`wire_short`: a
-    lying length, which Zeek drops too)."""
+    lying length, which Zeek drops too). `verified`: its checksums were found good
+    already (`ShardPlan.verify_checksums`), by the parse this one would do."""
     cdef parse_err_t err
-    cdef int rc = ft_parse_ip_inline(buf, length, &s.p, &err, tr.cfg.verify, True)    # lean: wire.pxd
+    cdef int rc = ft_parse_ip_inline(buf, length, &s.p, &err, tr.cfg.verify and not verified, True)    # lean: wire.pxd
     if not ft_tuple_usable(rc, &s.p) or (rc == FT_ERR_TRUNCATED and wire_short):
         s.rc = rc
         return
@@ -402,6 +403,7 @@ cdef inline void _feed_prefetch(tr_t *tr, _stage_t *ring, Py_ssize_t j) noexcept
 
 cdef enum:
     _PREFETCH_MAX = 1536              # bytes of a packet prefetched whole: an Ethernet MTU's
+    _PREFETCH_HEAD = 128              # of which `_feed_parse` prefetches the first two lines
 
 
 cdef inline void _prefetch_rest(const uint8_t *pkt, int64_t length) noexcept nogil:
@@ -410,7 +412,7 @@ cdef inline void _prefetch_rest(const uint8_t *pkt, int64_t length) noexcept nog
     other shards' packets, so the batch is no longer one ascending stream of lines the
     hardware prefetcher follows -- measured on the 1 GiB bench capture (438-byte packets),
     a shard's tracker took 0.168 s against 0.131 s with this."""
-    cdef int64_t o = 128
+    cdef int64_t o = _PREFETCH_HEAD
     if length > _PREFETCH_MAX:
         length = _PREFETCH_MAX
     while o < length:
@@ -420,7 +422,8 @@ cdef inline void _prefetch_rest(const uint8_t *pkt, int64_t length) noexcept nog
 
 cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t p, Py_ssize_t n, const uint8_t *buf,
                              const int64_t *offs, const int64_t *lens, const uint8_t *link,
-                             const uint8_t *snapped, const uint8_t *select, const int64_t *visit) noexcept nogil:
+                             const uint8_t *snapped, const uint8_t *select, const int64_t *visit,
+                             const uint8_t *verified) noexcept nogil:
     """First stage of position p: parse and hash its packet, prefetch its index slot (and
     the bytes of the packet 16 positions ahead: its headers, or all of it when walking a
     visit list). A packet `select` leaves out, or a
@@ -437,7 +440,7 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t p, Py_ssize_t 
             # that share it, and the reading thread's scan, read it too
             FT_PREFETCH(buf + offs[ahead])
             FT_PREFETCH(buf + offs[ahead] + 64)
-            if visit != NULL:
+            if visit != NULL and (verified == NULL or not _hint_get(verified + ahead)):
                 _prefetch_rest(buf + offs[ahead], lens[ahead])
     if (select != NULL and select[i] == 0) or (visit != NULL and visit[p] < 0):
         s.rc = TV_OTHER_SHARD
@@ -452,7 +455,8 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t p, Py_ssize_t 
     if link != NULL and link[i] != FT_OK:
         s.rc = link[i]
     else:
-        _parse_stage(tr, buf + off, <size_t>length, s, snapped != NULL and snapped[i] == 0)
+        _parse_stage(tr, buf + off, <size_t>length, s, snapped != NULL and snapped[i] == 0,
+                     verified != NULL and _hint_get(verified + i))
         if s.rc < 0:
             ftx_prefetch_w(&tr.tab, s.h)
 
@@ -460,11 +464,13 @@ cdef inline void _feed_parse(tr_t *tr, _stage_t *ring, Py_ssize_t p, Py_ssize_t 
 cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const int64_t *lens,
                       const int64_t *ts_ns, const uint8_t *link, const uint8_t *snapped,
                       const uint8_t *select, Py_ssize_t start, Py_ssize_t n, uint8_t *verdicts,
-                      const int64_t *visit, const uint64_t *clock) noexcept nogil:
+                      const int64_t *visit, const uint64_t *clock, const uint8_t *verified) noexcept nogil:
     """Positions [start, n), pipelined: position i+8 is parsed and hashed and its index
     slot prefetched, position i+4's records are prefetched, while position i is tracked --
     so the table's cache misses overlap. A position is the packet of that index, or with
     a visit list (`_visits`) the packet it names there, at the time `clock` gives.
+    `verified` (may be NULL): per packet, 1 if its checksums were found good already
+    (read with _hint_get: another thread may be writing them meanwhile).
     Parsing is pure, so the order of effects is the packets' order. Returns the first
     position not processed (< n when the finished-row buffer needs collecting first;
     those packets are parsed again then)."""
@@ -477,12 +483,12 @@ cdef Py_ssize_t _feed(tr_t *tr, const uint8_t *buf, const int64_t *offs, const i
     for i in range(start, n if n - start < _AHEAD else start + _AHEAD):
         if i - _AHEAD // 2 >= start:
             _feed_prefetch(tr, ring, i - _AHEAD // 2)
-        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select, visit)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select, visit, verified)
     for i in range(start + _AHEAD, n):
         if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts, visit, clock):
             return i - _AHEAD
         _feed_prefetch(tr, ring, i - _AHEAD // 2)
-        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select, visit)
+        _feed_parse(tr, ring, i, n, buf, offs, lens, link, snapped, select, visit, verified)
     for i in range(n, n + _AHEAD):
         if i - _AHEAD >= start:
             if not _feed_track(tr, ring, i - _AHEAD, start, ts_ns, verdicts, visit, clock):
@@ -569,6 +575,47 @@ cdef uint32_t _flush_from(tr_t *tr, uint32_t i) noexcept nogil:
 
 cdef enum:
     _PLAN_BAD_SHARD = -2
+
+
+# A plan's checksum hints are written by the thread verifying them while trackers on
+# other threads may already read them (`verify_checksums` runs as a task of its own):
+# each is a byte that only ever goes from 0 to 1, and either value is right to read --
+# 0 makes the tracker verify the packet itself. The packet bytes are not written by
+# either side, so no ordering beyond the byte's own is needed: relaxed atomics (plain
+# loads and stores on x86), so the compiler neither tears nor caches them.
+cdef extern from *:
+    """
+    static inline int ft_hint_get(const unsigned char *p) { return __atomic_load_n(p, __ATOMIC_RELAXED) != 0; }
+    static inline void ft_hint_set(unsigned char *p) { __atomic_store_n(p, (unsigned char)1, __ATOMIC_RELAXED); }
+    """
+    bint _hint_get "ft_hint_get"(const uint8_t *p) nogil
+    void _hint_set "ft_hint_set"(uint8_t *p) nogil
+
+
+cdef Py_ssize_t _plan_checksums(const uint8_t *buf, uint64_t size, const int64_t *off, const int64_t *ln,
+                                const uint8_t *link, Py_ssize_t n, uint8_t *ok) noexcept nogil:
+    """`ShardPlan.verify_checksums`' pass: ok[i] = 1 where packet i's checksums
+    verify, found by the very parse a tracker does first (the fast one: IPv4 without
+    options or IPv6, unfragmented TCP, its header whole); the others stay 0 and their
+    tracker verifies them itself. Only packets longer than the lines a shard's tracker
+    prefetches with the headers (_PREFETCH_HEAD): their checksums read lines a tracker
+    stepping over other shards' packets waits for one by one, where this pass reads
+    the batch in order (the hardware prefetchers follow). A span outside the `size`
+    bytes of `buf` is skipped: the plan checked them all, but the offsets and lengths
+    may be the batch's own arrays, which another thread could rewrite (the trackers
+    check each span they read, too). Returns the packets found good."""
+    cdef pkt_t p
+    cdef parse_err_t err
+    cdef Py_ssize_t i, good = 0
+    cdef int64_t o, length
+    for i in range(n):
+        o = off[i]
+        length = ln[i]
+        if link[i] == FT_OK and length > _PREFETCH_HEAD and not ft_span_outside(o, length, size) \
+                and ft_parse_ip_fast(buf + o, <size_t>length, &p, &err, True, True) == FT_OK:
+            _hint_set(ok + i)
+            good += 1
+    return good
 
 
 cdef Py_ssize_t _plan_clocks(const int64_t *ts_ns, const uint16_t *shard, Py_ssize_t n, Py_ssize_t nshards,
@@ -663,6 +710,25 @@ cdef Py_ssize_t _shard_visits(const uint16_t *shard, const uint8_t *ticked, cons
     return nv
 
 
+def _own_link_codes(link):
+    """Link verdicts as a uint8 array of our own (a copy: the codes index the verdict
+    counters in C, so they must not change between their check and their use). An
+    array of a wider integer type is checked on a copy before it is narrowed -- a cast
+    alone would make 256 a 0, FT_OK -- so a value no uint8 holds is refused as any
+    other code that is not a verdict's (`_check_codes_and_times` checks the rest)."""
+    arr = np.asarray(link)
+    if arr.dtype == np.uint8:
+        return np.array(arr, order="C")
+    if arr.dtype.kind not in "iub":
+        raise UsageError(f"link verdicts must be integer Verdict codes, got dtype {arr.dtype}")
+    wide = np.array(arr, dtype=np.int64, order="C")
+    bad = np.flatnonzero((wide < 0) | (wide > 255))
+    if bad.size:
+        i = int(bad[0])
+        raise UsageError(f"packet {i}: link verdict {int(arr.reshape(-1)[i])} is not a fasttcp.Verdict code")
+    return wide.astype(np.uint8)
+
+
 cdef int _check_codes_and_times(object lk, const uint8_t *lkp, object ts, const int64_t *tsp,
                                 Py_ssize_t n) except -1:
     """UsageError naming the first packet whose link verdict (lkp: None/NULL for none)
@@ -726,11 +792,16 @@ cdef class ShardPlan:
     trackers, else the last plan's `clock_after` (the trackers must have been given
     nothing else meanwhile; `Tracker.feed_plan` checks). A plan is made once.
 
+    ``checksums=True`` (what `fasttcp.analyze` asks when its trackers verify checksums)
+    gives a plan of two shards or more room for checksum hints, which
+    `verify_checksums` fills: see there.
+
     Raises UsageError for a batch that is not a `fasttcp.CaptureBatch` or whose arrays
     are not one per packet, a span outside its buffer or a time outside 0..2**63-1 ns
     (naming the first bad packet), a link verdict that is not a `fasttcp.Verdict`
     code, `shards` outside 1..65535, a `shard` that is not a 1-D uint16 array of one
-    value per packet each below `shards`, or a `clock` outside 0..`MAX_CLOCK_US`."""
+    value per packet each below `shards`, a `clock` outside 0..`MAX_CLOCK_US`, or
+    `checksums` not a bool."""
 
     cdef readonly object batch
     cdef readonly Py_ssize_t shards
@@ -742,8 +813,11 @@ cdef class ShardPlan:
     cdef readonly bint lazy             # no lists: each tracker writes its own (_shard_visits)
     cdef object _off, _len, _link, _snapped, _visit, _vclock, _starts, _counts
     cdef object _shard, _clocks, _ticked
+    cdef object _verified
+    cdef bint _verify_claimed
+    cdef readonly Py_ssize_t checksums_verified
 
-    def __init__(self, batch, shard, shards, clock=0):
+    def __init__(self, batch, shard, shards, clock=0, *, checksums=False):
         # everything is built in locals and kept only once all is checked: a plan
         # half made (or made again) must never pair one batch's arrays with another's
         # visit lists
@@ -768,8 +842,7 @@ cdef class ShardPlan:
         n = off.shape[0]
         try:
             # a copy: the codes index the verdict counters in C (None: no link verdicts)
-            lk = np.zeros(n, np.uint8) if batch.verdicts is None else \
-                np.array(batch.verdicts, dtype=np.uint8, order="C")
+            lk = np.zeros(n, np.uint8) if batch.verdicts is None else _own_link_codes(batch.verdicts)
             sn = np.ones(n, bool) if batch.snapped is None else np.ascontiguousarray(batch.snapped)
             if sn.dtype != np.bool_:
                 sn = sn.astype(bool)
@@ -801,8 +874,10 @@ cdef class ShardPlan:
         cdef int64_t[::1] pv
         cdef int64_t[::1] vv
         cdef uint64_t[::1] vcv
+        if not isinstance(checksums, bool):
+            raise UsageError(f"checksums must be True or False, got {checksums!r}")
         ticks = 0
-        visit = vclock = starts = None
+        visit = vclock = starts = ok = None
         if n:
             _check_codes_and_times(lk, &lkv[0], ts, &t[0], n)
             ft_get_bytes(batch.buffer, &view, "buffer")
@@ -856,6 +931,9 @@ cdef class ShardPlan:
         self.lazy = lazy
         self._off, self._len, self._link, self._snapped = off, ln, lk, sn.view(np.uint8)
         self._visit, self._vclock, self._starts, self._counts = visit, vclock, starts, kept
+        # (zeros: every packet its tracker's to verify, until verify_checksums says)
+        self._verified = np.zeros(n, dtype=np.uint8) if checksums and ns > 1 and n else None
+        self._verify_claimed = self._verified is None
         if lazy:
             self._shard, self._clocks, self._ticked = sh, clocks, ticked
         self.made = True
@@ -864,6 +942,46 @@ cdef class ShardPlan:
     def clock_before(self) -> int:
         """The trackers' clock before this batch (microseconds)."""
         return self.before_us
+
+    def verify_checksums(self):
+        """Verify, in one pass over the batch in order, the checksums of the packets
+        longer than the two lines a shard's tracker prefetches with their headers, by
+        the parse the tracker does first; a tracker then skips verifying those found
+        good, and verifies the others itself, so verdicts and rows are the same whether
+        this ran or not. Returns how many were found good (`checksums_verified`).
+
+        Why: a shard's tracker steps over the other shards' packets, so the lines of
+        its own long packets arrive one packet at a time, out of the hardware
+        prefetchers' reach; this pass reads them all as one stream (docs/performance.md
+        has the figures). It runs without the GIL, on any thread, while trackers already
+        track the plan: they use each packet's verdict if it is there when they reach
+        it, and verify the packet themselves if not. Only a plan made with
+        ``checksums=True`` and two shards or more has hints to fill, and only the first
+        call fills them: later ones (or calls for other plans) return at once."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n = self.packets, good
+        cdef const int64_t[::1] o
+        cdef const int64_t[::1] l
+        cdef const uint8_t[::1] lk
+        cdef uint8_t[::1] ok
+        if not self.made:
+            raise UsageError("the ShardPlan was not made")
+        if self._verify_claimed:
+            return self.checksums_verified
+        self._verify_claimed = True           # (before any Python-level work: once)
+        o = self._off
+        l = self._len
+        lk = self._link
+        ok = self._verified
+        ft_get_bytes(self.batch.buffer, &view, "buffer")
+        try:
+            with nogil:
+                good = _plan_checksums(<const uint8_t *>view.buf, <uint64_t>view.len, &o[0], &l[0], &lk[0], n,
+                                       &ok[0])
+        finally:
+            PyBuffer_Release(&view)
+        self.checksums_verified = good
+        return good
 
     @property
     def clock_after(self) -> int:
@@ -1170,7 +1288,7 @@ cdef class Tracker:
                 tr.bad_span = -1
                 # (0: the finished rows must be collected first, the packet is not tracked yet)
                 while _feed(tr, <const uint8_t *>view.buf, &off, &ln, &t, NULL, NULL, NULL, 0, 1, &verdict,
-                            NULL, NULL) == 0:
+                            NULL, NULL, NULL) == 0:
                     self._collect()
             finally:
                 PyBuffer_Release(&view)
@@ -1249,7 +1367,7 @@ cdef class Tracker:
             return verdicts
         # a copy of our own (np.array copies): the codes index the verdict counters in
         # C, so they must not change between their check and their use
-        lk = np.array(link, dtype=np.uint8, order="C") if link is not None else None
+        lk = _own_link_codes(link) if link is not None else None
         if lk is not None and lk.shape != off.shape:
             raise UsageError("link verdicts must have one entry per packet")
         cdef const int64_t[::1] o = off
@@ -1316,7 +1434,7 @@ cdef class Tracker:
             while done < nvisit:
                 with nogil:
                     done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], &t[0], lkp, snp, slp, done, nvisit,
-                                 &vd[0], visp, clkp)
+                                 &vd[0], visp, clkp, NULL)
                 self._collect()
             if own is not None:
                 # the packets not visited are other shards' whose times moved the clock
@@ -1352,6 +1470,8 @@ cdef class Tracker:
         cdef const uint8_t[::1] lk
         cdef const uint8_t[::1] sn
         cdef uint8_t[::1] vd
+        cdef const uint8_t[::1] vf
+        cdef const uint8_t *vfp = NULL
         # claimed before any Python-level work, as feed_batch: a comparison or an
         # allocation can let another thread run, and two calls must never be inside
         # one tracker
@@ -1361,7 +1481,7 @@ cdef class Tracker:
                 raise UsageError("the ShardPlan was not made")
             k = _exact_int(shard, "shard", 0, plan.shards - 1, f"an int in 0..{plan.shards - 1}")
             # (the plan's arrays held here while their memory is read without the GIL)
-            _held = (plan._off, plan._len, plan._link, plan._snapped, plan._visit, plan._vclock)
+            _held = (plan._off, plan._len, plan._link, plan._snapped, plan._visit, plan._vclock, plan._verified)
             if tr.now != plan.before_us or tr.last_tick != tr.now >> FT_TICK_SHIFT:
                 raise UsageError(f"the plan is for trackers at clock {plan.before_us} us, "
                                  f"this one is at {tr.now} us")
@@ -1378,6 +1498,9 @@ cdef class Tracker:
             lk = plan._link
             sn = plan._snapped
             vd = self._verdict_scratch
+            if plan._verified is not None:
+                vf = plan._verified
+                vfp = &vf[0]
             nvisit = plan._list_of(k, self._visit_scratch, &vis, &clk)
             ft_get_bytes(plan.batch.buffer, &view, "buffer")
             try:
@@ -1386,7 +1509,7 @@ cdef class Tracker:
                 while done < nvisit:
                     with nogil:
                         done = _feed(tr, <const uint8_t *>view.buf, &o[0], &l[0], NULL, &lk[0], &sn[0], NULL,
-                                     done, nvisit, &vd[0], vis, clk)
+                                     done, nvisit, &vd[0], vis, clk, vfp)
                     self._collect()
             finally:
                 PyBuffer_Release(&view)

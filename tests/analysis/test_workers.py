@@ -8,11 +8,15 @@ exception raised in a shard's tracker thread.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
 import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -604,7 +608,8 @@ def test_ctrl_c_between_a_task_and_its_bookkeeping_does_not_hang(monkeypatch, sy
         return task
 
     def run(self, b, k):
-        if where == "bookkeeping" and threading.current_thread() in reader:
+        # (a tracker's task: a batch's checksums, k = -1, have no bookkeeping)
+        if where == "bookkeeping" and k >= 0 and threading.current_thread() in reader:
             calls[0] += 1
             if calls[0] == 5:
                 self._track(k, b.plan)
@@ -677,9 +682,26 @@ def test_a_helper_thread_that_cannot_start_is_not_left_waiting(monkeypatch, synt
         return real_start(self)
 
     monkeypatch.setattr(threading.Thread, "start", start)
-    with pytest.raises(RuntimeError, match="can't start new thread"):
+    # (an OSError saying what to do, as running out of threads is the process's limit)
+    with pytest.raises(OSError, match=r"cannot start the 2 helper threads of 3 workers .*can't start new "
+                                      r"thread.*use fewer workers") as e:
         analyze(synthetic[0], workers=3)
+    assert isinstance(e.value.__cause__, RuntimeError) and e.value.errno == errno.EAGAIN
     assert _shard_threads() == []
+
+
+def test_the_cli_says_when_its_threads_cannot_start(tmp_path, synthetic):
+    # a process limited to few threads: `fasttcp analyze -w 64` ends with a message and
+    # status 2, not a traceback
+    script = ("import resource, sys, re\n"
+              "from fasttcp.cli.main import main\n"
+              "import fasttcp.analysis.shards, fasttcp.tracker.tracker, fasttcp.capture.reader\n"
+              "vm = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (vm + (96 << 20), vm + (96 << 20)))\n"
+              f"sys.exit(main(['analyze', '-q', '-w', '64', '--summary-only', {str(synthetic[1])!r}]))\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "cannot start the 63 helper threads of 64 workers" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_capacity_is_the_total_over_the_shards(synthetic):
@@ -749,3 +771,19 @@ def test_summary_json_names_the_workers(synthetic):
     s = analyze(synthetic[1], workers=2)
     d = json.loads(json.dumps(s.as_dict()))
     assert d["workers"] == 2 and d["interrupted"] is False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("mode", ["wb", "w"])
+def test_rows_that_cannot_reach_the_output_are_an_output_error_from_analyze(synthetic, workers, mode):
+    # the rows sit in the stream's buffer until it is flushed: analyze flushes it, so a
+    # full disk is its OutputError -- not a plain OSError at the caller's close()
+    out = open("/dev/full", mode)  # noqa: SIM115  -- closed below, whatever it raises
+    try:
+        with pytest.raises(fasttcp.errors.OutputError) as e:
+            analyze(synthetic[0], fmt="json", out=out, workers=workers)
+        assert e.value.errno == errno.ENOSPC
+        assert e.value.summary.connections > 0
+    finally:
+        with contextlib.suppress(OSError):
+            out.close()

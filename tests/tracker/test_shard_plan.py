@@ -31,26 +31,41 @@ def capture_batch(packets):
                         np.zeros(n, np.uint8), np.ones(n, bool))
 
 
+def random_batches(rng, packets, shards, most):
+    """`packets` cut into batches of 1..most-1 packets, each with its shards."""
+    batches, i = [], 0
+    while i < len(packets):
+        m = int(rng.integers(1, most))
+        b = capture_batch(packets[i:i + m])
+        batches.append((b, shard_of_batch(b, shards)))
+        i += m
+    return batches
+
+
 def both_ways(batches, shards, **kw):
     """Per shard, what the trackers gave (rows after each batch, rows at close, stats)
-    fed by indices and fed by plans."""
+    fed by indices and fed by plans -- plans whose long packets' checksums were
+    verified ahead (`verify_checksums`, what analyze does) and plans whose were not:
+    the three must agree, so the first two are returned (the third checked equal)."""
     out = []
-    for way in ("indices", "plan"):
+    for way in ("indices", "plan", "plan+checksums"):
         trackers = [Tracker(timeouts="zeek", seed=1, **{"capacity": 4096, **kw}) for _ in range(shards)]
         got = [[] for _ in range(shards)]
         clock = 0
         for b, shard in batches:
-            plan = ShardPlan(b, shard, shards, clock)
+            plan = ShardPlan(b, shard, shards, clock, checksums=way == "plan+checksums")
+            plan.verify_checksums()
             clock = plan.clock_after
             for k, tr in enumerate(trackers):
-                if way == "plan":
+                if way != "indices":
                     assert tr.feed_plan(plan, k) is None
                 else:
                     tr.feed_batch(b, indices=np.flatnonzero(shard == k))
                 got[k].append(tr.finished().tobytes())
         close_all(trackers, got)
         out.append(got)
-    return out
+    assert out[2] == out[1]
+    return out[:2]
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
@@ -80,18 +95,136 @@ def test_a_plan_gives_what_indices_give_with_times_out_of_order(seed, shards):
                     seq=int(rng.integers(0, 2**32)), ack=int(rng.integers(0, 2**32)), flags=flags,
                     payload=bytes(int(rng.integers(0, 40))))
         packets.append((pkt, max(t, 0.0)))
-    batches = []
-    i = 0
-    while i < len(packets):
-        m = int(rng.integers(1, 400))
-        b = capture_batch(packets[i:i + m])
-        batches.append((b, shard_of_batch(b, shards)))
-        i += m
+    batches = random_batches(rng, packets, shards, 400)
     by_indices, by_plan = both_ways(batches, shards, capacity=64)
     assert by_plan == by_indices
     # (packets 0.4 s apart: nearly each a new tick, more ticks than packets between
     # them -- over three shards, plans that keep no lists, each tracker writing its own)
     assert any(ShardPlan(b, shard, shards).lazy for b, shard in batches) == (shards == 3)
+
+
+def _with_ip_options(pkt: bytes) -> bytes:
+    """`pkt` (IPv4, no options) with four NOP option bytes in its IP header: the same
+    segment, valid, off the parser's fast path."""
+    hdr = bytearray(pkt[:20]) + b"\x01\x01\x01\x01"
+    hdr[0] = 0x46
+    hdr[2:4] = (len(pkt) + 4).to_bytes(2, "big")
+    hdr[10:12] = b"\x00\x00"
+    s = sum(int.from_bytes(hdr[i:i + 2], "big") for i in range(0, 24, 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    hdr[10:12] = (~s & 0xFFFF).to_bytes(2, "big")
+    return bytes(hdr) + pkt[20:]
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_plan_that_verified_checksums_changes_no_verdict_or_row(seed, shards):
+    # long and short segments, IPv4 and IPv6, some with a TCP or IP checksum broken,
+    # some with IP options (the general parser's), some cut short of their IP length: the
+    # plan verifies the long ones on the fast path, and its trackers must give what
+    # trackers verifying everything themselves give -- a broken checksum it passed
+    # would be tracked, one it failed must still be seen as broken
+    rng = np.random.default_rng(seed)
+    packets, expect_verified, kinds = [], 0, set()
+    t = 100.0
+    for _ in range(1500):
+        c = int(rng.integers(0, 60))
+        v6 = rng.random() < 0.3
+        src, dst = ("2001:db8::1", "2001:db8::2") if v6 else (S, D)
+        fwd = rng.random() < 0.5
+        pkt = bytearray(build(src if fwd else dst, dst if fwd else src, 2000 + c if fwd else 443,
+                              443 if fwd else 2000 + c, seq=int(rng.integers(0, 2**32)),
+                              ack=int(rng.integers(0, 2**32)), flags=int(rng.choice([0x02, 0x12, 0x10, 0x18, 0x11])),
+                              payload=bytes(int(rng.choice([0, 30, 90, 200, 1400])))))
+        kind = rng.choice(["good", "good", "good", "tcp", "ip", "options", "cut"])
+        if kind == "cut" and len(pkt) > 200:
+            pkt = pkt[:-100]                                # shorter than its IP length says
+        elif kind == "options" and not v6:
+            pkt = bytearray(_with_ip_options(bytes(pkt)))
+        elif kind == "tcp":
+            pkt[-1 if len(pkt) > (60 if v6 else 40) else (50 if v6 else 30)] ^= 0x5A
+        elif kind == "ip" and not v6:
+            pkt[8] ^= 0x01                                  # the TTL: the header checksum fails
+        else:
+            kind = "good"
+        kinds.add(kind)
+        if kind == "good" and len(pkt) > 128:
+            expect_verified += 1
+        t += float(rng.exponential(0.05))
+        packets.append((bytes(pkt), t))
+    batches = random_batches(rng, packets, shards, 300)
+    by_indices, by_plan = both_ways(batches, shards, capacity=256)
+    assert by_plan == by_indices
+    assert sum(verified(b, sh, shards) for b, sh in batches) == expect_verified
+    assert kinds == {"good", "tcp", "ip", "options", "cut"}
+    # (one shard walks its batch in order itself: nothing to verify ahead of it)
+    assert verified(batches[0][0], np.zeros(len(batches[0][0]), np.uint16), 1) == 0
+    # nor the packets the link layer already gave a verdict
+    b, sh = batches[0]
+    assert verified(replace(b, verdicts=np.full(len(b), 1, np.uint8)), sh, shards) == 0
+
+
+def verified(b, shard, shards, checksums=True):
+    """`checksums_verified` of a plan whose checksums were verified, checking that a
+    second call does nothing and the count is what the first call returned."""
+    plan = ShardPlan(b, shard, shards, checksums=checksums)
+    assert plan.checksums_verified == 0
+    good = plan.verify_checksums()
+    assert plan.verify_checksums() == good == plan.checksums_verified
+    return good
+
+
+def test_checksums_verified_while_the_trackers_track_change_nothing():
+    # analyze verifies a batch's checksums as a task of its own, which need not end
+    # before the trackers start: a tracker reaching a packet not verified yet verifies
+    # it itself. Verification racing two trackers on threads, a hundred times over.
+    rng = np.random.default_rng(7)
+    packets = []
+    for i in range(4000):
+        pkt = bytearray(build(S, D, 3000 + i % 300, 443, seq=i, ack=1, flags=0x18, payload=bytes(300)))
+        if i % 7 == 0:
+            pkt[-1] ^= 0xFF                                 # a broken TCP checksum
+        packets.append((bytes(pkt), 50.0 + i * 1e-4))
+    b = capture_batch(packets)
+    sh = shard_of_batch(b, 2)
+    want = None
+    for _ in range(100):
+        plan = ShardPlan(b, sh, 2, checksums=True)
+        trackers = [Tracker(capacity=1024, seed=3) for _ in range(2)]
+        threads = [threading.Thread(target=plan.verify_checksums)]
+        threads += [threading.Thread(target=tr.feed_plan, args=(plan, k)) for k, tr in enumerate(trackers)]
+        order = rng.permutation(3)
+        for j in order:
+            threads[j].start()
+        for t in threads:
+            t.join()
+        got = [(tr.close().tobytes(), tr.stats) for tr in trackers]
+        assert plan.checksums_verified == 4000 - len(range(0, 4000, 7))
+        if want is None:
+            want = got
+            assert sum(st["verdicts"].get("BAD_CHECKSUM", 0) for _, st in got) == len(range(0, 4000, 7))
+        assert got == want
+
+
+@pytest.mark.parametrize("value", [1, 0, None, "yes", np.bool_(True)])
+def test_a_plans_checksums_flag_is_a_bool(value):
+    b = capture_batch([(build(S, D, 1000, 80, flags=0x02), 5.0)])
+    with pytest.raises(UsageError, match="checksums must be True or False"):
+        ShardPlan(b, np.zeros(1, np.uint16), 2, checksums=value)
+
+
+def test_checksums_are_verified_within_the_buffer_however_the_arrays_change():
+    # a plan keeps the batch's own offsets and lengths when they are int64: rewritten
+    # after the plan checked them, to spans past the buffer, they are skipped, not read
+    packets = [(build(S, D, 1000 + i, 80, flags=0x18, payload=bytes(400)), 1.0) for i in range(50)]
+    b = capture_batch(packets)
+    plan = ShardPlan(b, np.zeros(50, np.uint16), 2, checksums=True)
+    b.offsets[:] = 1 << 40
+    assert plan.verify_checksums() == 0
+    plan = ShardPlan(b := capture_batch(packets), np.zeros(50, np.uint16), 2, checksums=True)
+    b.lengths[10:] = 1 << 40
+    assert plan.verify_checksums() == 10
 
 
 def test_a_dense_batch_keeps_lists_and_a_sparse_one_over_many_shards_does_not():
@@ -343,3 +476,24 @@ def test_a_plan_being_made_cannot_be_made_again_meanwhile():
     tr = Tracker(capacity=16)
     tr.feed_plan(plan, 0)
     assert tr.stats["packets"] == 4
+
+
+@pytest.mark.parametrize("codes", [np.array([0, 256], np.int64), np.array([0, -256], np.int32),
+                                   np.array([0, 2**40], np.int64), np.array([0, 2**64 - 1], np.uint64)])
+def test_link_verdicts_of_a_wider_type_are_checked_before_they_are_narrowed(codes):
+    # 256 cast to uint8 is 0, FT_OK: the packet would be tracked as a good one
+    b = replace(capture_batch([(build(S, D, 1000 + i, 80, flags=0x02), 5.0) for i in range(2)]), verdicts=codes)
+    with pytest.raises(UsageError, match=r"packet 1: link verdict -?\d+ is not a fasttcp.Verdict code"):
+        ShardPlan(b, np.zeros(2, np.uint16), 2)
+    with pytest.raises(UsageError, match=r"packet 1: link verdict -?\d+ is not a fasttcp.Verdict code"):
+        Tracker(capacity=16).feed_batch(b)
+
+
+def test_link_verdicts_of_a_wider_type_within_range_are_taken():
+    b = capture_batch([(build(S, D, 1000 + i, 80, flags=0x02), 5.0) for i in range(3)])
+    wide = replace(b, verdicts=np.array([0, 0, 1], np.int64))
+    narrow = replace(b, verdicts=np.array([0, 0, 1], np.uint8))
+    assert Tracker(capacity=16, seed=1).feed_batch(wide).tolist() == \
+        Tracker(capacity=16, seed=1).feed_batch(narrow).tolist()
+    with pytest.raises(UsageError, match="link verdicts must be integer Verdict codes, got dtype float64"):
+        Tracker(capacity=16).feed_batch(replace(b, verdicts=np.zeros(3)))
