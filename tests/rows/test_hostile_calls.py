@@ -284,7 +284,7 @@ def test_a_shape_that_grows_after_the_check_is_not_read_past(call):
     followed by a page nothing may read: the rows are counted from the buffer taken,
     so every call formats the 256 rows (or refuses them) and reads nothing after them.
     (Counting from `shape` read a second time, the writers read the next page: SIGSEGV.)"""
-    expr = "tally_rows(liar).conn_states" if call == "tally_rows" else CALLS[call].format(rows="liar")
+    expr = "int(tally_rows(liar).conn_states.sum())" if call == "tally_rows" else CALLS[call].format(rows="liar")
     out = expect_ok(P(f"""
         import ctypes, mmap
         from fasttcp.rows import tally_rows
@@ -308,9 +308,7 @@ def test_a_shape_that_grows_after_the_check_is_not_read_past(call):
         res = {expr}
         outcome(len(res.splitlines()) if isinstance(res, bytes) else (res if isinstance(res, int) else len(res)))
     """))
-    counted = {"format_rows": 256, "RowWriter.write": 256, "community_ids": 256, "uids": 256}
-    if call in counted:
-        assert out == repr(counted[call])
+    assert out == "256"                                 # rows formatted, written or counted
 
 
 def test_a_raw_non_blocking_stream_that_would_block_is_an_error_not_a_short_count():
