@@ -139,7 +139,7 @@ cdef tuple _BAD_KEY = ("", "family must be 4 or 6", "padding bytes must be zero 
                        "ports must be 1..65535", "addresses must be unicast")
 
 
-from fasttcp.table.table cimport micros as _us
+from fasttcp.table.table cimport micros as _us, ft_ctz64
 
 
 cdef int64_t _int_in(object v, str name, int64_t lo, int64_t hi) except? -1:
@@ -892,13 +892,14 @@ cdef class Endpoint:
 
     @property
     def memory_bytes(self):
-        """Bytes of the connection table (records + index + timer wheel), the accept
+        """Bytes of the connection table (records + index + timer wheel and its bits), the accept
         queue, and the copy of its keys connect_batch keeps (40 bytes a key of the
         largest batch so far, at most the capacity's worth)."""
         cdef ep_t *ep = self._core()
         kept = self._key_copy
         return (ep.tab.capacity * sizeof(ft_conn_t) + (ep.tab.nslots + 8) * 8
-                + 65536 * 4 + sizeof(ep_t) + ep.acq_cap * 5 + (0 if kept is None else kept.nbytes))
+                + FT_WHEEL_SIZE * 4 + FT_WHEEL_SIZE // 8 + sizeof(ep_t) + ep.acq_cap * 5
+                + (0 if kept is None else kept.nbytes))
 
     @property
     def stats(self):
@@ -1181,7 +1182,7 @@ cdef class Endpoint:
 
     def next_deadline(self):
         """When poll() next has work, in seconds, or None."""
-        cdef uint64_t best = 0, k
+        cdef uint64_t best = 0, k, b, bits
         cdef uint32_t id
         cdef ft_table_t *tab = &self._core().tab
         # Walk the wheel from the expiry cursor on: a record at k buckets past it is due
@@ -1190,7 +1191,17 @@ cdef class Endpoint:
         # later bucket can hold an earlier one. Busy links call this every turn, with
         # tens of thousands of TIME-WAIT timers filed a minute ahead: stopping early is
         # what keeps it O(buckets up to the next deadline), not O(timers).
-        for k in range(FT_WHEEL_SIZE):
+        k = 0
+        while k < FT_WHEEL_SIZE:
+            b = (tab.cursor + k) & (FT_WHEEL_SIZE - 1)
+            bits = tab.wheel_busy[b >> 6] >> (b & 63)
+            if bits == 0:
+                k += 64 - (b & 63)        # the rest of this word's buckets are empty
+                continue
+            k += <uint64_t>ft_ctz64(bits)
+            # (a bucket not walked yet holds no deadline before its own tick)
+            if k >= FT_WHEEL_SIZE or (best != 0 and (best >> FT_TICK_SHIFT) < tab.cursor + k):
+                break
             id = tab.wheel[(tab.cursor + k) & (FT_WHEEL_SIZE - 1)]
             while id != FT_NIL:
                 if best == 0 or tab.conns[id].deadline < best:
@@ -1198,6 +1209,7 @@ cdef class Endpoint:
                 id = tab.conns[id].t_next
             if best != 0 and (best >> FT_TICK_SHIFT) <= tab.cursor + k:
                 break
+            k += 1
         return None if best == 0 else best / 1e6
 
     # ---- out ----

@@ -133,6 +133,9 @@ cdef inline void ftx_wheel_link(ft_table_t *t, uint32_t id, uint64_t deadline) n
     if c.t_next != FT_NIL:
         t.conns[c.t_next].t_prev = id
     t.wheel[b] = id
+    # mark the bucket for expiry; unlinking leaves the mark (one store fewer on the
+    # hot path) and expiry clears it when it finds the bucket empty
+    t.wheel_busy[b >> 6] |= (<uint64_t>1) << (b & 63)
 
 
 cdef inline int ftx_class_of(const ft_table_t *t, uint8_t state) noexcept nogil:

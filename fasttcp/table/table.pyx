@@ -222,7 +222,7 @@ cdef class ConnectionTable:
         pages of never-used records are not resident until used)."""
         self._ready()
         return (self._t.capacity * sizeof(ft_conn_t) + (self._t.nslots + 8) * sizeof(uint64_t)
-                + FT_WHEEL_SIZE * sizeof(uint32_t) + sizeof(ft_table_t))
+                + FT_WHEEL_SIZE * sizeof(uint32_t) + FT_WHEEL_SIZE // 8 + sizeof(ft_table_t))
 
     @property
     def stats(self):
@@ -388,6 +388,8 @@ cdef class ConnectionTable:
         cdef Py_ssize_t b
         self._ready()
         for b in range(FT_WHEEL_SIZE):
+            if (self._t.wheel_busy[b >> 6] >> (b & 63)) & 1 == 0:
+                continue                  # unmarked: nothing was filed there since it was found empty
             id = self._t.wheel[b]
             while id != FT_NIL:
                 if best == 0 or self._t.conns[id].deadline < best:
@@ -536,8 +538,8 @@ cdef class ConnectionTable:
         return out[:n]
 
     def check(self):
-        """Verify internal invariants (index <-> records, lists); raises AssertionError.
-        O(capacity): for tests and debugging."""
+        """Verify internal invariants (index <-> records, lists, the timer wheel's
+        marks); raises AssertionError. O(capacity): for tests and debugging."""
         self._ready()
         _, ids = self.snapshot()
         assert len(ids) == self._t.count, "count"
@@ -549,6 +551,11 @@ cdef class ConnectionTable:
                 seen += 1
                 assert self._t.conns[<uint32_t>e - 1].family != 0, "index points at a free record"
         assert seen == self._t.count, "index entries != count"
+        cdef Py_ssize_t b
+        for b in range(FT_WHEEL_SIZE):
+            # expiry visits only marked buckets: an unmarked one must be empty
+            assert self._t.wheel[b] == FT_NIL or (self._t.wheel_busy[b >> 6] >> (b & 63)) & 1, \
+                f"timer wheel bucket {b} holds records but is not marked"
         return True
 
 

@@ -80,7 +80,8 @@ cdef int ft_table_init(ft_table_t *t, uint64_t capacity, uint64_t seed0, uint64_
     t.conns = <ft_conn_t *>ft_alloc_zeroed(capacity * sizeof(ft_conn_t))   # zero pages: RSS grows with use
     t.index = <uint64_t *>ft_alloc_zeroed((nslots + 8) * sizeof(uint64_t))   # + a line for ftx_prefetch
     t.wheel = <uint32_t *>calloc(FT_WHEEL_SIZE, sizeof(uint32_t))
-    if t.conns == NULL or t.index == NULL or t.wheel == NULL:
+    t.wheel_busy = <uint64_t *>calloc(FT_WHEEL_SIZE // 64, sizeof(uint64_t))
+    if t.conns == NULL or t.index == NULL or t.wheel == NULL or t.wheel_busy == NULL:
         ft_table_free(t)
         return -2
     memset(t.wheel, 0xff, FT_WHEEL_SIZE * sizeof(uint32_t))
@@ -106,9 +107,11 @@ cdef void ft_table_free(ft_table_t *t) noexcept nogil:
     ft_free_zeroed(t.conns, <size_t>t.capacity * sizeof(ft_conn_t))
     ft_free_zeroed(t.index, (t.nslots + 8) * sizeof(uint64_t))
     free(t.wheel)
+    free(t.wheel_busy)
     t.conns = NULL
     t.index = NULL
     t.wheel = NULL
+    t.wheel_busy = NULL
     t.capacity = 0
     t.nslots = 0
     t.count = 0
@@ -265,7 +268,7 @@ cdef Py_ssize_t ft_expire(ft_table_t *t, uint64_t now, uint32_t *out, uint64_t *
     (if `fired` is not NULL) the deadline each one had. Their deadline reads 0
     afterwards; the records stay in the table for the caller to act on (remove,
     retransmit, ...). Call again while it returns max_out."""
-    cdef uint64_t now_tick = now >> FT_TICK_SHIFT, tick, last
+    cdef uint64_t now_tick = now >> FT_TICK_SHIFT, tick, last, b, bits
     cdef uint32_t id, nxt
     cdef Py_ssize_t n = 0
     cdef ft_conn_t *c
@@ -277,7 +280,16 @@ cdef Py_ssize_t ft_expire(ft_table_t *t, uint64_t now, uint32_t *out, uint64_t *
     last = now_tick if now_tick - t.cursor < FT_WHEEL_SIZE else t.cursor + FT_WHEEL_SIZE - 1
     tick = t.cursor
     while tick <= last:
-        id = t.wheel[tick & (FT_WHEEL_SIZE - 1)]
+        b = tick & (FT_WHEEL_SIZE - 1)
+        bits = t.wheel_busy[b >> 6] >> (b & 63)
+        if bits == 0:
+            tick += 64 - (b & 63)         # the rest of this word's buckets are empty
+            continue
+        tick += <uint64_t>ft_ctz64(bits)  # the next marked bucket (within this word)
+        if tick > last:
+            break
+        b = tick & (FT_WHEEL_SIZE - 1)
+        id = t.wheel[b]
         while id != FT_NIL:
             c = &t.conns[id]
             nxt = c.t_next
@@ -293,6 +305,8 @@ cdef Py_ssize_t ft_expire(ft_table_t *t, uint64_t now, uint32_t *out, uint64_t *
                 out[n] = id
                 n += 1
             id = nxt
+        if t.wheel[b] == FT_NIL:
+            t.wheel_busy[b >> 6] &= ~((<uint64_t>1) << (b & 63))
         tick += 1
     t.cursor = now_tick
     return n

@@ -1260,10 +1260,11 @@ cdef class Tracker:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes reserved for connections: table records, index and tracker records."""
+        """Bytes reserved for connections: table records, index, timer wheel and its bits,
+        and tracker records."""
         cdef tr_t *tr = self._get()
         return (tr.tab.capacity * (sizeof(ft_conn_t) + sizeof(trk_t)) + (tr.tab.nslots + 8) * 8
-                + FT_WHEEL_SIZE * 4)
+                + FT_WHEEL_SIZE * 4 + FT_WHEEL_SIZE // 8)
 
     def feed(self, packet, ts):
         """Track one IP packet captured at `ts` (float seconds). Returns its verdict

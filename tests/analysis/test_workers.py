@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import ipaddress
 import json
 import os
 import signal
@@ -114,6 +115,54 @@ def test_synthetic_captures_same_rows_with_n_workers(synthetic, workers):
         assert len(one.rows) in (4000, 2000)
         assert _canonical(many.rows) == _canonical(one.rows)
         assert _traffic(many) == _traffic(one)
+
+
+def _sparse_capture(path, conns: int) -> dict:
+    """`conns` connections a wheel's turn (67 s) and more apart: each a handshake, then
+    a data segment and its ACK 200 s later (within Zeek's 300 s of inactivity) or 400 s
+    later (past it: the connection ended, the segment starts another); every third
+    also an attempt nobody answers (Zeek: over 5 s after its SYN). Returns what each
+    4-tuple's rows must be: [(start s, packets, ends by timeout)] in start order."""
+    packets, expect = [], {}
+    t_end = 1.7e9 + conns * 71.3 + 400.5
+    for k in range(conns):
+        c, s, port, t = f"198.18.{k >> 8}.{k & 255}", "198.19.0.2", 20_000 + k, 1.7e9 + k * 71.3
+        gap = 200.0 if k % 2 else 400.0
+        packets += [(t, fasttcp.build(c, s, port, 80, seq=1000, flags=0x002)),
+                    (t + 1e-3, fasttcp.build(s, c, 80, port, seq=5000, ack=1001, flags=0x012)),
+                    (t + 2e-3, fasttcp.build(c, s, port, 80, seq=1001, ack=5001, flags=0x010)),
+                    (t + gap, fasttcp.build(c, s, port, 80, seq=1001, ack=5001, flags=0x018, payload=b"x" * 20)),
+                    (t + gap + 1e-3, fasttcp.build(s, c, 80, port, seq=5001, ack=1021, flags=0x010))]
+        last = t + gap + 1e-3
+        if gap > 300:
+            expect[(c, port)] = [(t, 3, True), (t + gap, 2, t_end - last > 300)]
+        else:
+            expect[(c, port)] = [(t, 5, t_end - last > 300)]
+        if k % 3 == 0:
+            a = f"198.18.200.{k % 250}"
+            packets.append((t + 30.0, fasttcp.build(a, s, 40_000 + k, 443, seq=7, flags=0x002)))
+            expect[(a, 40_000 + k)] = [(t + 30.0, 1, True)]
+    packets.append((t_end, fasttcp.build("198.18.255.1", s, 1, 80, seq=1, flags=0x002)))
+    expect[("198.18.255.1", 1)] = [(t_end, 1, False)]
+    packets.sort(key=lambda p: p[0])
+    fasttcp.write_pcap(path, [p for _, p in packets], [t for t, _ in packets])
+    return expect
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_connections_minutes_apart_time_out_on_time_in_every_shard(tmp_path, workers):
+    """Each shard tracker walks its timer wheel over every gap of the capture, its own
+    connections or not: gaps longer than the wheel's turn must still end each
+    connection when its inactivity runs out, and no sooner."""
+    expect = _sparse_capture(tmp_path / "sparse.pcap", 300)
+    summary = analyze(tmp_path / "sparse.pcap", workers=workers, keep_rows=True)
+    got: dict = {}
+    for r in summary.rows:
+        key = (str(ipaddress.ip_address(bytes(r["orig_h"][:4]))), int(r["orig_p"]))
+        got.setdefault(key, []).append((round(int(r["start_us"]) / 1e6, 3), int(r["orig_pkts"] + r["resp_pkts"]),
+                                        int(r["end_reason"]) == fasttcp.EndReason.TIMEOUT))
+    assert {k: sorted(v) for k, v in got.items()} == \
+        {k: [(round(t, 3), n, to) for t, n, to in v] for k, v in expect.items()}
 
 
 @pytest.mark.parametrize("workers", [129, 200])

@@ -67,8 +67,8 @@ EXPIRED_FIELDS = ("family", "state", "flags", "retransmits", "lport", "rport", "
 class _TableHeader(ctypes.Structure):
     """ft_table_t as declared in fasttcp/table/table.pxd (the `sizeof(header)` of memory_bytes)."""
     _fields_ = [("conns", ctypes.c_void_p), ("index", ctypes.c_void_p), ("wheel", ctypes.c_void_p),
-                ("capacity", ctypes.c_uint32), ("count", ctypes.c_uint32), ("fresh", ctypes.c_uint32),
-                ("free_head", ctypes.c_uint32), ("nslots", ctypes.c_uint64),
+                ("wheel_busy", ctypes.c_void_p), ("capacity", ctypes.c_uint32), ("count", ctypes.c_uint32),
+                ("fresh", ctypes.c_uint32), ("free_head", ctypes.c_uint32), ("nslots", ctypes.c_uint64),
                 ("secret", ctypes.c_uint64 * 6), ("timeout", ctypes.c_uint64 * 11),
                 ("cursor", ctypes.c_uint64), ("class_head", ctypes.c_uint32 * 3),
                 ("class_tail", ctypes.c_uint32 * 3), ("class_count", ctypes.c_uint32 * 3),
@@ -78,6 +78,7 @@ class _TableHeader(ctypes.Structure):
 
 
 HEADER_BYTES = ctypes.sizeof(_TableHeader)
+WHEEL_BYTES = 65536 * 4 + 65536 // 8              # bucket heads + the bit per bucket
 
 
 def sec(us: int) -> float:
@@ -1153,7 +1154,7 @@ def adversarial_sets() -> dict[str, np.ndarray]:
 
 def probe_stats(keys: np.ndarray, seed) -> tuple[float, int]:
     t = ConnectionTable(ADV_N, seed=seed)
-    assert t.memory_bytes == 112 * ADV_N + 8 * (ADV_NSLOTS + 8) + 65536 * 4 + HEADER_BYTES   # the index size assumed
+    assert t.memory_bytes == 112 * ADV_N + 8 * (ADV_NSLOTS + 8) + WHEEL_BYTES + HEADER_BYTES   # the index size assumed
     ids = t.insert_batch(keys)
     assert (ids >= 0).all() and len(t) == len(keys)
     p = t.probe_lengths()
@@ -1910,15 +1911,15 @@ def test_memory_per_connection(capacity):
 
 def test_memory_bytes_follows_the_layout():
     # records + index (capacity * 5/3 + 1 slots, at least 16, and a spare cache line for
-    # the prefetch of the line after a home slot) + timer wheel + header
-    assert HEADER_BYTES == 376                    # what ft_table_t is on LP64 (as built here)
+    # the prefetch of the line after a home slot) + timer wheel and its bitmap + header
+    assert HEADER_BYTES == 384                    # what ft_table_t is on LP64 (as built here)
     for capacity in (1, 2, 5, 8, 9, 10, 12, 13, 14, 100, 838_860, 838_861, 838_862, 3_000_001):
         t = ConnectionTable(capacity, seed=1)
         nslots = nslots_for(capacity)
-        assert t.memory_bytes == capacity * 112 + (nslots + 8) * 8 + 65536 * 4 + HEADER_BYTES, capacity
+        assert t.memory_bytes == capacity * 112 + (nslots + 8) * 8 + WHEEL_BYTES + HEADER_BYTES, capacity
     assert [nslots_for(c) for c in (1, 9, 10, 12, 13, 100, 838_861)] == [16, 16, 17, 21, 22, 167, 1_398_102]
     # every capacity pays the same ~13.3 bytes of index per connection: no power-of-two steps
-    per = [(ConnectionTable(c, seed=1).memory_bytes - 65536 * 4 - HEADER_BYTES) / c for c in (100_000, 131_073)]
+    per = [(ConnectionTable(c, seed=1).memory_bytes - WHEEL_BYTES - HEADER_BYTES) / c for c in (100_000, 131_073)]
     assert all(125.3 < p < 125.4 for p in per), per
 
 
