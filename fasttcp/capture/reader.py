@@ -17,6 +17,7 @@ the `fasttcp analyze` hot path; this module only reads the file into buffers.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import stat
@@ -222,6 +223,9 @@ class CaptureReader:
         if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) \
                 or not 4096 <= batch_bytes <= MAX_BATCH_BYTES:
             raise UsageError(f"batch_bytes must be an int in 4096..{MAX_BATCH_BYTES}, got {batch_bytes!r}")
+        if isinstance(path, str) and not path:
+            # as open("") says: Path("") would be ".", a directory, named as if given
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         self.path = Path(path)
         self.batch_packets = batch_packets
         self.batch_bytes = batch_bytes

@@ -427,14 +427,66 @@ def _progress_bar(quiet: bool) -> tuple[Any, Any]:
     return bar, progress
 
 
+class _Stderr:
+    """`sys.stderr` while a command runs: a message that cannot be written -- stderr
+    closed (``2>&-``), a full disk, a reader gone (``2>&1 | head -1``) -- is dropped
+    instead of raising, so that the exit status still says what happened (Python's own
+    failure to print would make it 1)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.failed = stream is None
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            try:
+                self.stream.write(text)
+            except (OSError, ValueError):    # (ValueError: a closed file)
+                self.failed = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.failed:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.failed = True
+
+    def isatty(self) -> bool:
+        try:
+            return not self.failed and bool(self.stream.isatty())
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)    # encoding, fileno, ... as the stream has them
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fasttcp` console script; returns the exit status."""
+    guard = _Stderr(sys.stderr)
+    sys.stderr = guard
+    try:
+        return _main(argv)
+    finally:
+        # (one that failed stays: the interpreter flushes sys.stderr as it exits, and
+        # the text the stream still holds would fail again, making the status 120)
+        if sys.stderr is guard and not guard.failed:
+            sys.stderr = guard.stream
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
     if args.command == "analyze":
         from fasttcp.cli.analyze_live import analyze_dispatch
 
+        if "" in (args.capture or ()) or args.output == "":
+            # (not standard output, nor "."; a script's unset variable is not a choice)
+            print(f"fasttcp analyze: {'a capture path' if args.output != '' else '-o/--output'} is empty",
+                  file=sys.stderr)
+            return 2
         if args.report is not None and (args.interface is not None or args.scheduler is not None):
             print("fasttcp analyze: --report is for capture files analyzed here, not with --interface "
                   "or --scheduler", file=sys.stderr)

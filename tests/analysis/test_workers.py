@@ -806,6 +806,13 @@ def test_default_workers_on_a_machine_of_more_cpus_than_max_workers(monkeypatch)
     assert default_workers() == MAX_WORKERS
 
 
+@pytest.mark.parametrize("paths", ["", ["", "x.pcap"]])
+def test_an_empty_path_is_no_such_file_not_the_current_directory(paths):
+    with pytest.raises(FileNotFoundError) as e:
+        analyze(paths)
+    assert e.value.filename == "" and "directory" not in str(e.value).replace("No such file or directory", "")
+
+
 def test_missing_first_capture_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         analyze(tmp_path / "nope.pcap", workers=2)

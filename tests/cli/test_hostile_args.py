@@ -54,6 +54,56 @@ def test_analyze_reports_an_output_that_cannot_be_written():
     _usage_error(_run("analyze", "-q", str(CAPTURE), "-o", "/dev/full"), "cannot write /dev/full")
 
 
+@pytest.mark.parametrize("stderr", ["closed", "full", "gone"])
+@pytest.mark.parametrize("args, status", [
+    (["analyze", "-q", "/nonexistent/x.pcap"], 2),            # the command's own error
+    (["analyze", "-q", "--capacity", "0", str(CAPTURE)], 2),   # a usage error
+    (["analyze", "--bogus"], 2),                               # argparse's
+    (["analyze", "--summary-only", "--json-summary", str(CAPTURE)], 0),   # no error: the summary on stdout
+])
+def test_the_exit_status_holds_when_stderr_cannot_be_written(stderr, args, status):
+    """An error message that cannot be written -- stderr closed (``2>&-``), full, or a
+    reader that went away (``2>&1 | head -1``) -- must not change the exit status
+    (it was 1), nor go to stdout instead."""
+    cmd = [sys.executable, "-m", "fasttcp", *args]
+    if stderr == "closed":
+        p = subprocess.run(["sh", "-c", '"$@" 2>&-', "sh", *cmd], capture_output=True, text=True, timeout=60,
+                           cwd=REPO)
+    elif stderr == "full":
+        if not Path("/dev/full").exists():
+            pytest.skip("no /dev/full")
+        with open("/dev/full", "w") as full:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=full, text=True, timeout=60, cwd=REPO)
+    else:
+        # a pipe whose reader is gone before anything is written: EPIPE (SIGPIPE is
+        # ignored by Python)
+        import os
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=w, text=True, timeout=60, cwd=REPO)
+        finally:
+            os.close(w)
+    assert p.returncode == status, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    if status:
+        assert p.stdout == ""
+    else:
+        assert json.loads(p.stdout)["packets"] > 0
+
+
+@pytest.mark.parametrize("args, match", [
+    (["analyze", "-q", ""], "a capture path is empty"),                      # it read "." as a directory
+    (["analyze", "-q", str(CAPTURE), ""], "a capture path is empty"),
+    (["analyze", "-q", "-o", "", str(CAPTURE)], "-o/--output is empty"),      # it wrote to stdout
+    (["analyze", "-q", "-o", "", "--interface", "lo"], "-o/--output is empty"),
+])
+def test_empty_paths_are_usage_errors(args, match):
+    """An empty path -- a script's unset variable -- is neither "." nor stdout."""
+    p = _run(*args)
+    _usage_error(p, match)
+    assert p.stdout == ""
+
+
 def test_the_bench_capture_survives_sequence_numbers_that_wrap():
     """Connection 287072 of the synthetic capture starts 2584 below 2^32: its later
     segments' sequence numbers must wrap, not overflow build()'s range (which made
