@@ -17,8 +17,10 @@ from the page cache (`fasttcp.capture.mapped.FileMapping`) that starts up to HEA
 bytes before the chunk, so the incomplete record before it is already in place. One
 mapping (a window) holds several chunks (CHUNKS_PER_MAPPING): unmapping interrupts every
 other CPU the process's threads run on, to flush the pages from its TLB, and under a
-hypervisor each such interrupt is a VM exit on both ends. A chunk that cannot be mapped
-(no slot free, no SIGBUS guard, a file system without mmap) is copied.
+hypervisor each such interrupt is a VM exit on both ends. Other threads fill the page
+tables of the window's next chunks ahead of the scan (`fill_ahead`), so that its first
+reads of them take no page faults. A chunk that cannot be mapped (no slot free, no
+SIGBUS guard, a file system without mmap) is copied.
 """
 from __future__ import annotations
 
@@ -91,6 +93,11 @@ class FileChunks:
         self._mapping_base = 0
         self._mapping_end = 0
         self._mapping_given = 0
+        # the window's FileMapping, and the file offset up to which its page tables were
+        # filled (or are being filled) ahead of the scan by `fill_ahead`
+        self._window: FileMapping | None = None
+        self._populated_end = 0
+        self._populate = True            # False once the kernel said it cannot
         self._chunks_per_mapping = max(1, min(CHUNKS_PER_MAPPING, WINDOW_BYTES // size))
         self._next = start               # file offset of the next chunk not yet made
         self._index = 0                  # its number
@@ -178,7 +185,7 @@ class FileChunks:
         with self._lock:
             self._closed = True
             # (the window is unmapped once the batches still held let go of it too)
-            self._mapping = None
+            self._mapping = self._window = None
             while any(ch.reading for ch in self._ahead):
                 self._cv.wait()
 
@@ -193,12 +200,19 @@ class FileChunks:
     def fill_ahead(self, limit: int) -> bool:
         """Read the next chunk into a free buffer, in this thread, if fewer than `limit`
         are read ahead and a buffer is free (its batches released); False if there was
-        nothing to do. The GIL is released while reading. Mapped chunks have nothing to
-        read ahead: the scan reads the page cache itself (having another thread read
-        their lines first, to have them wait in the shared cache, cost two workers
-        1.14x the time on the 1 GiB bench capture)."""
+        nothing to do. The GIL is released while reading.
+
+        Mapped chunks have no bytes to read ahead -- the scan reads the page cache
+        itself (having another thread read their lines first, to have them wait in the
+        shared cache, cost two workers 1.14x the time on the 1 GiB bench capture) --
+        but the page tables of the next chunks of the window can be filled ahead of the
+        scan, a chunk a call, up to `limit` chunks ahead: the kernel's part of a first
+        read (finding each page in the page cache, mapping it) is then done here, not
+        in page faults on the scanning thread."""
+        if self.mapped:
+            return self._populate_ahead(limit)
         with self._lock:
-            if self._closed or self._ended or len(self._ahead) >= limit or self.buffers < 2 or self.mapped:
+            if self._closed or self._ended or len(self._ahead) >= limit or self.buffers < 2:
                 return False
             slot = self._index % self.buffers
             if self._slot_held[slot] or self._released < self._slot_batches[slot]:
@@ -211,6 +225,27 @@ class FileChunks:
             with self._lock:
                 ch.reading = False
                 self._cv.notify_all()
+        return True
+
+    def _populate_ahead(self, limit: int) -> bool:
+        """`fill_ahead` for mapped chunks: fill the page tables of the window's next
+        chunk not yet filled, if it is at most `limit` chunks past the one being scanned."""
+        with self._lock:
+            window = self._window
+            if self._closed or window is None or not self._populate:
+                return False
+            # (`_next`: the offset of the chunk after the one the reader took last)
+            lo = max(self._populated_end, self._next)
+            hi = min(lo + self.size, self._next + limit * self.size, self._mapping_end)
+            if lo >= hi:
+                return False
+            self._populated_end = hi
+            base = self._mapping_base
+        # (`window` keeps the mapping alive while this runs, whatever the reader drops)
+        if not window.populate(lo - base, hi - base):
+            # the kernel cannot (before Linux 5.14), or the file was cut (the reader
+            # finds out when it reads there): the scan's own faults do it, as before
+            self._populate = False
         return True
 
     # ---- inside ----
@@ -266,10 +301,12 @@ class FileChunks:
                 # no mmap for this file or no SIGBUS guard in this process: copied. The
                 # window before is done with: let it go with its batches, not hold it
                 # (and its slot, and its pages) until a later window can be mapped
-                self._mapping = None
+                self._mapping = self._window = None
                 return None
             window = np.frombuffer(memoryview(mapping), dtype=np.uint8)
             self._mapping, self._mapping_base, self._mapping_end, self._mapping_given = window, base, wend, 0
+            # the reader scans this chunk now: the helpers fill the page tables after it
+            self._window, self._populated_end = mapping, end
         self._mapping_given += 1
         self.mapped_end = max(self.mapped_end, end)
         # (a view: the window stays mapped while any chunk's batch holds its bytes)

@@ -28,6 +28,7 @@ cdef extern from "mapped_impl.h" nogil:
     uint64_t ftm_load_count(uint64_t *count)
     int ftm_map(int fd, int64_t offset, size_t length, uint64_t *tally, void **out, int *slot)
     void ftm_unmap(void *p, size_t length, int slot)
+    int ftm_populate(void *p, size_t length)
 
 
 #: The alignment of a mapping's file offset.
@@ -99,6 +100,25 @@ cdef class FileMapping:
 
     def __len__(self):
         return <Py_ssize_t>self.size
+
+    def populate(self, start, stop):
+        """Fill the page tables of bytes [start, stop) of this mapping now, without the
+        GIL (MADV_POPULATE_READ), so that the thread that reads them later takes no
+        page faults for them: another thread can do the kernel's part of a first read
+        ahead of it. True when done; False when the kernel cannot (before Linux 5.14)
+        or part of the range lies past the file's end (left to fault as usual).
+        UsageError for bounds that are not ints with 0 <= start <= stop <= len."""
+        if isinstance(start, bool) or not isinstance(start, int) or isinstance(stop, bool) \
+                or not isinstance(stop, int) or not 0 <= start <= stop <= <Py_ssize_t>self.size:
+            raise UsageError(f"populate needs ints 0 <= start <= stop <= {self.size}, got {start!r}, {stop!r}")
+        cdef size_t lo = <size_t>start, hi = <size_t>stop, page = <size_t>PAGE_BYTES
+        cdef int rc = 0
+        if lo == hi:
+            return True
+        lo -= lo % page                   # (the mapping starts at a page)
+        with nogil:
+            rc = ftm_populate(<char *>self.addr + lo, hi - lo)
+        return rc == 0
 
     def __getbuffer__(self, Py_buffer *view, int flags):
         ft_export_bytes(view, self, self.addr, <Py_ssize_t>self.size, self.shape, self.strides)

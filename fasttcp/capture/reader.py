@@ -396,10 +396,12 @@ class CaptureReader:
     def fill_ahead(self, limit: int = 2) -> bool:
         """Read the file's next chunk (a batch's worth of bytes) into a buffer released by
         `release`, in the calling thread, so that `read_batch` in another thread only
-        scans it; at most `limit` chunks ahead. False when there is nothing to read ahead
-        now: a pipe, ``buffers`` < 2, no buffer free, `limit` reached, or the end of the
-        file. An error reading is raised by the `read_batch` that reaches it. UsageError
-        for a `limit` that is not an int in 1..MAX_BUFFERS."""
+        scans it; at most `limit` chunks ahead. A file read through mappings has no
+        bytes to copy: the page tables of its next chunk are filled instead, so that
+        the scan takes no page faults there. False when there is nothing to do now: a
+        pipe, ``buffers`` < 2 (copies), no buffer free, `limit` reached, or the end of
+        the file. An error reading is raised by the `read_batch` that reaches it.
+        UsageError for a `limit` that is not an int in 1..MAX_BUFFERS."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BUFFERS:
             raise UsageError(f"fill_ahead's limit must be an int in 1..{MAX_BUFFERS}, got {limit!r}")
         if self._chunks is None or self._f.closed:

@@ -276,6 +276,74 @@ outcome(out)
                            (120 * 100, 0, 2), "UsageError"]
 
 
+def present(addr: int) -> bool:
+    """Whether this process's page tables map the page at virtual address `addr`
+    (/proc/self/pagemap: a 64-bit entry per page, bit 63 "present")."""
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(addr // PAGE_BYTES * 8)
+        return bool(int.from_bytes(f.read(8), "little") >> 63)
+
+
+def test_the_next_chunks_page_tables_are_filled_ahead_of_the_scan(tmp_path):
+    """`fill_ahead` on a mapped capture fills the page tables of the window's next
+    chunks, one a call, up to `limit` chunks past the one being scanned: the scan then
+    finds them mapped instead of faulting on each page."""
+    # (4 MiB chunks: a fault maps a whole folio of the page cache, up to 2 MiB)
+    size = 4 << 20
+    recs = [(i * 1000, eth(0x0800, IP4 + bytes([i & 0xFF]) * 1000)) for i in range(20000)]
+    path = write_file(tmp_path / "ahead.pcap", pcap_bytes(recs))
+    with read_pcap(path, batch_bytes=size) as reader:
+        first = reader.read_batch()
+        m = backing(first.buffer)
+        assert isinstance(m, FileMapping)
+        base = np.frombuffer(m, dtype=np.uint8).ctypes.data - m.offset   # address of file offset 0
+
+        def middle(j: int) -> int:       # an address 3/4 into chunk j (the file's bytes from 24)
+            return base + 24 + j * size + size * 3 // 4
+
+        # (the scan of chunk 0 maps chunk 0 and at most the folio its end lies in)
+        assert present(middle(0)) and not present(middle(1)) and not present(middle(2))
+        assert reader.fill_ahead(2)
+        assert present(middle(1)) and not present(middle(2))
+        assert reader.fill_ahead(2)
+        assert present(middle(2)) and not present(middle(3))
+        assert not reader.fill_ahead(2)                    # two chunks ahead: enough
+        second = reader.read_batch()
+        assert backing(second.buffer) is m
+        assert reader.fill_ahead(2) and present(middle(3))
+        rest = list(reader)
+    want, _ = read_through_pipe(path, batch_bytes=size)
+    assert rows([first, second, *rest]) == want
+
+
+def test_populate_refuses_bad_bounds_and_leaves_pages_past_the_end_to_fault():
+    """`FileMapping.populate`: bounds out of range are UsageError; pages past the file's
+    end are not mapped (False, no SIGBUS) and still read as zeros, counted, when read."""
+    value = expect_ok("""
+import os, tempfile
+from fasttcp.capture.mapped import FileMapping, FaultTally, PAGE_BYTES
+path = os.path.join(tempfile.mkdtemp(), "f")
+with open(path, "wb") as f:
+    f.write(b"x" * (PAGE_BYTES + 100))
+fd = os.open(path, os.O_RDONLY)
+m = FileMapping(fd, 0, 4 * PAGE_BYTES, FaultTally())
+out = []
+for args in [(-1, 10), (10, 5), (0, 4 * PAGE_BYTES + 1), (True, 5), (0, 1.5), (0, np.int64(5)), (None, 5)]:
+    try:
+        m.populate(*args)
+        out.append("ok")
+    except Exception as e:
+        out.append(type(e).__name__)
+out.append(m.populate(0, 0))
+out.append(m.populate(5, 2 * PAGE_BYTES))         # the file's two pages (the second partly)
+out.append(m.populate(0, 4 * PAGE_BYTES))         # and two past its end
+a = np.frombuffer(memoryview(m), np.uint8)
+out.append((int(a[:PAGE_BYTES + 100].sum()), int(a[PAGE_BYTES + 100:].astype(np.int64).sum()), m.tally.pages))
+outcome(out)
+""")
+    assert eval(value) == ["UsageError"] * 7 + [True, True, False, (120 * (PAGE_BYTES + 100), 0, 2)]
+
+
 def test_a_cut_inside_a_page_reads_zeros_without_a_fault_and_is_still_found():
     """Cut 490 bytes short (not at a page boundary): the kernel reads the rest of that
     page as zeros and raises nothing, so only the file's size tells -- the reader
