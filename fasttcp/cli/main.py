@@ -469,9 +469,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     finally:
-        # (one that failed stays: the interpreter flushes sys.stderr as it exits, and
-        # the text the stream still holds would fail again, making the status 120)
-        if sys.stderr is guard and not guard.failed:
+        # the caller's stream goes back -- but for the process's own stderr once it
+        # failed: the interpreter flushes sys.stderr as it exits, and the text it still
+        # holds would fail again, making the status 120
+        stays = guard.failed and guard.stream is not None and guard.stream is sys.__stderr__
+        if sys.stderr is guard and not stays:
             sys.stderr = guard.stream
 
 

@@ -4,6 +4,8 @@ command line (``python -m fasttcp``) in a subprocess with a timeout.
 """
 from __future__ import annotations
 
+import errno
+import io
 import json
 import subprocess
 import sys
@@ -89,6 +91,28 @@ def test_the_exit_status_holds_when_stderr_cannot_be_written(stderr, args, statu
         assert p.stdout == ""
     else:
         assert json.loads(p.stdout)["packets"] > 0
+
+
+class _FullStream(io.TextIOBase):
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("make", [io.StringIO, _FullStream, lambda: None], ids=["working", "full", "none"])
+def test_main_in_process_gives_back_the_callers_stderr(monkeypatch, make):
+    """`main()` called in-process puts back the stream it found -- working, failing,
+    closed or None -- with the command's status."""
+    from fasttcp.cli.main import main
+
+    stream = make()
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert main(["analyze", "-q", "/nonexistent/x.pcap"]) == 2
+    assert sys.stderr is stream
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+    assert main(["analyze", "-q", ""]) == 2
+    assert sys.stderr is closed
 
 
 @pytest.mark.parametrize("args, match", [
