@@ -92,8 +92,8 @@ def test_linux_closes_first(run, tmp_path):
 def test_linux_client_megabyte_each_way(run, tmp_path):
     r = run("linux_client_megabyte_each_way", tmp_path)
     assert r["pumped"], r
-    assert r["got_upload"] and r["upload_len"] == 1 << 20
-    assert r["linux"]["value"] == {"got_download": True, "download_len": 1 << 20}
+    assert r["got_upload"] and r["upload_len"] == 1 << 20, r             # (r: what both sides saw)
+    assert r["linux"]["value"] == {"got_download": True, "download_len": 1 << 20}, r
     # Linux's SYN options were negotiated: MSS, window scale (its shift), SACK, timestamps
     assert r["options"]["mss"] == 1460 and r["options"]["sack"] and r["options"]["timestamps"]
     assert 1 <= r["options"]["snd_wscale"] <= 14
@@ -107,8 +107,8 @@ def test_linux_client_handshake_answered_with_a_syn_cookie(run, tmp_path):
     assert r["pumped"], r
     assert r["cookies"] == {"syn_cookies_sent": 1, "syn_cookies_ok": 1, "syn_cookies_failed": 0}
     assert r["causes"][0] == "SYN_COOKIE" and "SYN_RECEIVED" not in r["causes"]
-    assert r["got_upload"] and r["upload_len"] == 256 << 10
-    assert r["linux"]["value"] == {"got_download": True, "download_len": 256 << 10}
+    assert r["got_upload"] and r["upload_len"] == 256 << 10, r
+    assert r["linux"]["value"] == {"got_download": True, "download_len": 256 << 10}, r
     # Linux offers timestamps, so the cookie's TSval carried its window scale and SACK
     assert r["options"]["mss"] == 1460 and r["options"]["sack"] and r["options"]["timestamps"]
     assert 1 <= r["options"]["snd_wscale"] <= 14
