@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,6 @@ def test_the_exit_status_holds_when_stderr_cannot_be_written(stderr, args, statu
     else:
         # a pipe whose reader is gone before anything is written: EPIPE (SIGPIPE is
         # ignored by Python)
-        import os
         r, w = os.pipe()
         os.close(r)
         try:
