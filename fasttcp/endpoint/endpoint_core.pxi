@@ -841,6 +841,18 @@ cdef inline int _ack_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, 
         # the peer answers our window probes: never give up on it for that
         # (RFC 1122 4.2.2.17)
         c.retransmits = 0
+        if c.snd_nxt != c.snd_una and (st[0] == TCPS_ESTABLISHED or st[0] == TCPS_CLOSE_WAIT):
+            # Our octets past a closed window (a window probe's, or a flight the window
+            # shrank under) are unsent again: SND.NXT back to SND.UNA, as 4.4BSD's
+            # tcp_output does. Our next segments, the ACKs of the peer's data above all,
+            # then carry SEG.SEQ = RCV.NXT, the one sequence number a closed window
+            # accepts (RFC 9293 3.10.7.4, table 6); counted past the octet they would be
+            # dropped, ACK field and all (since 6.17 Linux also drops, whole, a segment
+            # ending past its window while data waits unread), and the peer would resend
+            # its data for ever. The octets go out again with the next probe or window
+            # (the application layer sends from SND.NXT). Not with a FIN sent: SND.NXT
+            # counts it.
+            c.snd_nxt = c.snd_una
     return _fin_acked(ep, id, c, st, now, h)
 
 

@@ -457,6 +457,40 @@ def test_zero_window_is_probed():
     assert all(p.flags & Flags.ACK for p in probes)
 
 
+def test_acks_after_an_unanswered_window_probe_reach_the_closed_window():
+    """RFC 9293 3.8.6.1 and table 6. A zero-window probe carries the next octet; a peer
+    whose window is still closed does not take it. That octet is then unsent again
+    (SND.NXT back to SND.UNA, as 4.4BSD's tcp_output does), so the segments that follow
+    -- the ACKs of the peer's own data above all -- carry SEG.SEQ = RCV.NXT, the one
+    sequence number a closed window accepts, and the peer takes their ACK field. Counted
+    past the octet, they are unacceptable: the peer never learns its data arrived and
+    resends it until one side gives up (a Linux peer since 6.17 drops every segment
+    ending past its window)."""
+    pair = Pair(timestamps=False, server=dict(window=1460, wscale=None))
+    cc, sc = pair.establish()
+    pair.send(cc, bytes(1460) + b"more")
+    pair.forward_to_server(DATA(seq=pair.C + 1, payload=bytes(1460)))     # buffered, unread
+    assert pair.forward_to_client(ACK(ack=pair.C + 1461, window=0)) is None
+    pair.expect_nothing_from_client()                                   # window closed
+    pair.at(1.0)                                                        # the persist timer: RTO
+    pair.poll_client()
+    probe = pair.expect_from_client(DATA(seq=pair.C + 1461, payload=b"m"))
+    assert pair.deliver_to_server(probe) == "unacceptable"             # window still 0
+    assert pair.forward_to_client(ACK(seq=pair.S + 1, ack=pair.C + 1461, window=0)) is None
+    assert cc.tcb["snd_nxt"] == cc.tcb["snd_una"] == (pair.C + 1461) % WRAP      # unsent again
+    # the server's application answers meanwhile: the client's ACK reaches the closed window
+    pair.send(sc, b"response")
+    assert pair.forward_to_client(DATA(seq=pair.S + 1, payload=b"response")) is None
+    assert pair.forward_to_server(ACK(seq=pair.C + 1461, ack=pair.S + 9)) is None
+    assert sc.tcb["snd_una"] == (pair.S + 9) % WRAP                     # its data acknowledged
+    pair.expect_nothing_from_server()
+    # the application reads: the window reopens and the probe's octet goes out again
+    assert len(sc.recv()) == 1460
+    assert pair.forward_to_client(ACK(seq=pair.S + 9, ack=pair.C + 1461, window=1460)) is None
+    assert pair.forward_to_server(DATA(seq=pair.C + 1461, payload=b"more")) is None
+    assert sc.recv() == b"more" and cc.retransmits_data >= 1
+
+
 def test_retransmission_on_rto_and_karn(pair):            # RFC 6298 5, Karn's algorithm
     cc, sc = pair.establish()
     assert cc.rto == 1.0 and cc.srtt is None                # RFC 6298 2.1: 1 s before any sample
