@@ -156,9 +156,12 @@ def _strip_comments(text: str) -> str:
             i = n if j < 0 else j
         elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
-            end = n if j < 0 else j + 2
-            out.append("\n" * text.count("\n", i, end))
-            i = end
+            if j < 0:
+                # packetdrill's lexer takes a comment only with its */: an open one is
+                # not a comment that swallows the rest of the script
+                raise ScriptError(text.count("\n", 0, i) + 1, "/* comment not closed")
+            out.append("\n" * text.count("\n", i, j + 2))
+            i = j + 2
         else:
             out.append(c)
             i += 1
@@ -367,7 +370,9 @@ class _Tokens:
             if kind == "num":
                 if len(value) > MAX_DIGITS:
                     raise ScriptError(line, f"number {value[:12]}... is too large")
-                value = int(value, 0)
+                # decimal with any leading zeros, as packetdrill's lexer reads them
+                # (atoll: "03" is 3), or hexadecimal after 0x
+                value = int(value, 16) if "x" in value else int(value, 10)
             elif kind == "str":
                 value = value[1:-1]
             self.items.append((kind, value))

@@ -132,6 +132,10 @@ def test_comments_options_commands_and_multiline_statements():
     ("0 close(3) = 0\n--tolerance_usecs=1", 2, "options come before the first event"),
     ("2000000 close(3) = 0", 1, "time 2000000 is beyond 1000000 seconds"),
     ("0 < . 1:1(0) ack 1 win 1 <sack 1:2 3:4 5:6 7:8 9:10>", 1, "more than 4 sack blocks"),
+    # a comment is one only with its */ (packetdrill's lexer): an open one would have
+    # swallowed every check after it, and the script passed
+    ("0 close(3) = 0\n/* open\n+0 close(4) = 0", 2, "/* comment not closed"),
+    ("0 close(3) = 0 /* x\n+0 close(4) = 0", 1, "/* comment not closed"),
 ])
 def test_errors_name_the_line(text, line, message):
     with pytest.raises(ScriptError) as info:
@@ -139,6 +143,12 @@ def test_errors_name_the_line(text, line, message):
     assert info.value.line == line
     assert message in info.value.message
     assert not info.value.unsupported
+
+
+def test_numbers_are_decimal_with_leading_zeros_or_hex():
+    """packetdrill's lexer reads [-]?[0-9]+ with atoll and 0x... as hex: "09" is 9."""
+    script = parse_script("0 close(03) = 0\n+0 listen(3, 0x10) = 09\n+0 close(-007) = -0x1")
+    assert [(e.action.args, e.action.result) for e in script.events] == [((3,), 0), ((3, 16), 9), ((-7,), -1)]
 
 
 @pytest.mark.parametrize("text, message", [
