@@ -2,6 +2,7 @@
 process or in one worker process per shard of the flows."""
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -149,8 +150,11 @@ def _analyze(paths: Paths, cfg: AnalyzeConfig | None, workers: int | None, fmt: 
 
     if fmt not in FORMATS:
         raise UsageError(f"format must be one of {FORMATS}, got {fmt!r}")
-    writer = RowWriter(out, fmt, community_id=community_id, community_id_seed=community_id_seed) \
-        if out is not None else None
+    # (the options checked without an `out` too, as RowWriter checks them: a bad seed
+    # is a bad argument whether or not rows are written)
+    checked = RowWriter(io.BytesIO() if out is None else out, fmt, community_id=community_id,
+                        community_id_seed=community_id_seed)
+    writer = checked if out is not None else None
     cfg = _check_config(cfg)
     plist = _as_paths(paths)
     n = _check_workers(workers)

@@ -7,7 +7,25 @@ import argparse
 import sys
 from typing import Any
 
-__all__ = ["add_distributed_arguments", "run_distributed"]
+__all__ = ["add_distributed_arguments", "run_distributed", "scheduler_only_problem"]
+
+DEFAULT_CHUNK_MB = 128
+#: The options that only make sense with --scheduler (dest, flag as the user types it).
+_SCHEDULER_ONLY = (("shards", "--shards"), ("chunk_mb", "--chunk-mb"), ("shuffle_dir", "--shuffle-dir"))
+
+
+def scheduler_only_problem(args: argparse.Namespace) -> str | None:
+    """The usage problem of a distributed option given without --scheduler (it would be
+    ignored, bad value or not), or None."""
+    if args.scheduler is None:
+        for dest, flag in _SCHEDULER_ONLY:
+            if getattr(args, dest) is not None:
+                return f"{flag} needs --scheduler"
+    return None
+
+
+def _chunk_mb(args: argparse.Namespace) -> int:
+    return DEFAULT_CHUNK_MB if args.chunk_mb is None else args.chunk_mb
 
 
 def add_distributed_arguments(a: argparse.ArgumentParser) -> None:
@@ -18,8 +36,9 @@ def add_distributed_arguments(a: argparse.ArgumentParser) -> None:
                         "processes; -o FILE.parquet writes Parquet (pip install 'fasttcp[parquet]')")
     g.add_argument("--shards", type=int, default=None,
                    help="reduce tasks, one tracker each (default: two per worker thread)")
-    g.add_argument("--chunk-mb", type=int, default=128,
-                   help="MiB of records a split task reads; a pcap up to this size is not indexed (default 128)")
+    g.add_argument("--chunk-mb", type=int, default=None,
+                   help=f"MiB of records a split task reads; a pcap up to this size is not indexed "
+                        f"(default {DEFAULT_CHUNK_MB})")
     g.add_argument("--shuffle-dir", help="directory for the pieces, shared by every worker (default: /dev/shm "
                                          "if it holds twice the captures, else the temporary directory; "
                                          "right for local:N)")
@@ -44,7 +63,7 @@ def _checked(args: argparse.Namespace) -> str | None:
         return "--workers is for one process; with --scheduler the work spreads over --shards"
     if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
         return f"--shards must be 1..{MAX_SHARDS}"
-    if not MIN_CHUNK_BYTES <= args.chunk_mb << 20 <= MAX_CHUNK_BYTES or args.chunk_mb < 1:
+    if not MIN_CHUNK_BYTES <= _chunk_mb(args) << 20 <= MAX_CHUNK_BYTES or _chunk_mb(args) < 1:
         return f"--chunk-mb must be 1..{MAX_CHUNK_BYTES >> 20}"
     if not 1 <= args.capacity <= 1 << 31:
         return "--capacity must be 1..2^31"
@@ -112,7 +131,7 @@ def _run(args: argparse.Namespace, client: Any) -> int:
     if bar is not None:
         bar.unit, bar.unit_scale, bar.desc = "chunk", False, "analyze (chunks)"
     try:
-        summary = analyze(args.capture, cfg, client=client, shards=args.shards, chunk_bytes=args.chunk_mb << 20,
+        summary = analyze(args.capture, cfg, client=client, shards=args.shards, chunk_bytes=_chunk_mb(args) << 20,
                           shuffle_dir=args.shuffle_dir, progress=bytes_progress)
     except (OSError, CaptureError) as e:
         return _usage(str(e))

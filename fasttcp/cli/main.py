@@ -493,6 +493,12 @@ def _main(argv: list[str] | None) -> int:
             print("fasttcp analyze: --report is for capture files analyzed here, not with --interface "
                   "or --scheduler", file=sys.stderr)
             return 2
+        from fasttcp.cli.analyze_distributed import scheduler_only_problem
+
+        problem = scheduler_only_problem(args)
+        if problem is not None:
+            print(f"fasttcp analyze: {problem}", file=sys.stderr)
+            return 2
         status = analyze_dispatch(args)         # --interface, or a usage error
         if status is None and args.scheduler is not None:
             from fasttcp.cli.analyze_distributed import run_distributed

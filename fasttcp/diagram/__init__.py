@@ -39,9 +39,7 @@ def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, star
     if not isinstance(source, (str, Path, CaptureReader)):
         raise UsageError(f"source must be a capture path or a CaptureReader, not {type(source).__name__}")
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"{source}: no such capture file")
+        _check_capture_file(source)
     try:
         packets = select_packets(source, conn=conn, flow=flow, start=start, verify_checksum=verify_checksum)
     except OSError as e:
@@ -56,6 +54,18 @@ def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, star
     return drawn
 
 
+def _check_capture_file(source: str | Path) -> None:
+    """UsageError unless `source` names a regular file, saying what it is instead."""
+    path = Path(source)
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise UsageError(f"{source}: is a directory, not a capture file")
+    if path.exists():
+        raise UsageError(f"{source}: not a regular file (a ladder reads a capture file)")
+    raise UsageError(f"{source}: no such capture file")
+
+
 def ladders_from_capture(source: Any, flows: list[tuple[Any, float | None]], *,
                          verify_checksum: bool = True) -> list[Ladder]:
     """The ladders of several connections of one capture, read once: `flows` is a list
@@ -67,8 +77,8 @@ def ladders_from_capture(source: Any, flows: list[tuple[Any, float | None]], *,
 
     if not isinstance(source, (str, Path, CaptureReader)):
         raise UsageError(f"source must be a capture path or a CaptureReader, not {type(source).__name__}")
-    if isinstance(source, (str, Path)) and not Path(source).is_file():
-        raise UsageError(f"{source}: no such capture file")
+    if isinstance(source, (str, Path)):
+        _check_capture_file(source)
     try:
         chosen = select_many(source, flows, verify_checksum=verify_checksum)
     except OSError as e:

@@ -19,6 +19,8 @@ RECORD_BYTES: int
 MAX_TIME_S: int
 """The largest time in seconds a Tracker takes: its nanoseconds fit in int64 (2262)."""
 MAX_EVENTS: int
+MAX_SERVER_PORT_VALUES: int
+"""The most values `Tracker`'s ``server_ports`` may give (duplicates included)."""
 MAX_CLOCK_US: int
 """The largest clock a ShardPlan takes (microseconds whose nanoseconds fit in int64)."""
 

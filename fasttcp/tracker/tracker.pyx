@@ -81,6 +81,9 @@ RECORD_BYTES = sizeof(ft_conn_t) + sizeof(trk_t)
 MAX_TIME_S = 9_223_372_036
 # max_events: 2**28 rows of 24 bytes is 6 GiB of event buffer -- beyond that it is a typo
 MAX_EVENTS = 1 << 28
+# server_ports: values read at most (duplicates included) -- 16 for each of the 65536
+# ports; more is an endless or runaway iterable, not a set of ports
+MAX_SERVER_PORT_VALUES = 1 << 20
 
 
 cdef uint64_t _micros(object seconds, str name) except? 0xffffffffffffffff:
@@ -1134,13 +1137,19 @@ cdef class Tracker:
         if isinstance(server_ports, (str, bytes)):
             raise UsageError(f"server_ports must be port numbers 0..65535, got {server_ports!r}")
         try:
-            ports = list(server_ports)
+            it = iter(server_ports)
         except TypeError:
             raise UsageError(f"server_ports must be port numbers 0..65535, got {server_ports!r}") from None
-        for x in ports:
+        # checked as they come, into a bit per port: a huge or endless iterable stops at
+        # its first bad value or at MAX_SERVER_PORT_VALUES, in 8 KiB of memory
+        ports = bytearray(8192)
+        for k, x in enumerate(it):
             # (int() would take 80.9 as 80 and "80" as 80: only ints are ports)
             if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= 65535:
                 raise UsageError(f"server_ports must be port numbers 0..65535, got {x!r}")
+            if k == MAX_SERVER_PORT_VALUES:
+                raise UsageError(f"server_ports: more than {MAX_SERVER_PORT_VALUES} values")
+            ports[x >> 3] |= 1 << (x & 7)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1 or capacity > (1 << 31):
             raise UsageError(f"capacity must be an int in 1..{1 << 31}, got {capacity!r}")
         if timeouts is None or (isinstance(timeouts, str) and timeouts == "conntrack"):
@@ -1200,8 +1209,8 @@ cdef class Tracker:
         tr.cfg.liberal = bool(liberal)
         tr.cfg.want_events = bool(events)
         tr.cfg.fast_path = True
-        for port in ports:
-            tr.server_ports[port >> 3] |= 1 << (port & 7)
+        for k in range(8192):
+            tr.server_ports[k] = ports[k]
         self._done_chunks = []
         self._event_chunks = []
         self._max_events = max_events if events else 0

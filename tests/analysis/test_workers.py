@@ -783,6 +783,19 @@ def test_bad_config_raises_naming_the_value_given(synthetic, workers, field, bad
     assert f"got {bad!r}" in str(e.value)
 
 
+@pytest.mark.parametrize("kw, match", [
+    ({"community_id_seed": -1}, "community_id_seed"), ({"community_id_seed": 2 ** 16}, "community_id_seed"),
+    ({"community_id_seed": 2 ** 70}, "community_id_seed"), ({"community_id": "yes"}, "community_id"),
+    ({"community_id": True}, "table format has no community_id"),
+])
+@pytest.mark.parametrize("keep_rows", [False, True])
+def test_row_options_are_checked_without_an_output_too(synthetic, kw, match, keep_rows):
+    """A bad seed is a bad argument whether or not rows are written (it was taken
+    silently without `out`)."""
+    with pytest.raises(UsageError, match=match):
+        analyze(synthetic[1], workers=1, keep_rows=keep_rows, **kw)
+
+
 def test_cfg_that_is_not_an_analyze_config_raises(synthetic):
     with pytest.raises(UsageError, match="AnalyzeConfig"):
         analyze(synthetic[1], {"capacity": 10}, workers=2)

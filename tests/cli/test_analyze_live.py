@@ -254,6 +254,11 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["x.pcap", "--duration", "3"], "--duration needs --interface"),
     (["x.pcap", "--write-pcap", "k.pcap"], "--write-pcap needs --interface"),
     (["x.pcap", "--promiscuous"], "--promiscuous needs --interface"),
+    # the distributed options, ignored without a cluster, bad value or not
+    (["x.pcap", "--chunk-mb", "-1"], "--chunk-mb needs --scheduler"),
+    (["x.pcap", "--chunk-mb", "64"], "--chunk-mb needs --scheduler"),
+    (["x.pcap", "--shards", "-1"], "--shards needs --scheduler"),
+    (["x.pcap", "--shuffle-dir", "/tmp"], "--shuffle-dir needs --scheduler"),
     (["--interface", "nosuchif0"], "no such interface"),
     (["--interface", "../etc"], "not an interface name"),
     (["--interface", "a" * 16], "not an interface name"),

@@ -240,6 +240,22 @@ def test_tracker_refuses_configuration_that_is_not_one(kw):
     expect_raises(P(f"Tracker({kw})"), "UsageError")
 
 
+@pytest.mark.parametrize("ports, match", [
+    ("range(10**12)", "got 65536"),                             # stops at the first bad value
+    ("itertools.count(70000)", "got 70000"),
+    ("itertools.repeat(80)", "more than 1048576 values"),       # endless, every value a port
+])
+def test_server_ports_are_read_in_bounded_memory(ports, match):
+    """A huge or endless iterable of ports is refused as it is read, not listed first
+    (a range of 10**9 took 24 GB before)."""
+    expect_raises(P(f"""
+        import itertools, resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        Tracker(4, server_ports={ports})
+    """), "UsageError", match=match)
+
+
+
 @pytest.mark.parametrize("field", ["msl", "none", "established", "retrans"])
 @pytest.mark.parametrize("value", ["float('nan')", "float('inf')", "-1", "True", "False", "None", "'60'", "1e300"])
 def test_tracker_timeouts_refuse_nan_inf_negative_and_bools(field, value):
