@@ -279,10 +279,11 @@ static inline uint64_t ftr_swar_eq(uint64_t x, unsigned char c)      /* bytes ==
     return ftr_swar_less(x ^ (FTR_SWAR_ONES * c), 1);
 }
 
-/* The first `n` bytes of a word (n >= 8: all of them) */
+/* The first `n` bytes of a word (n >= 8: all of them; n <= 0: none -- FTR_STR32_ANY
+ * asks for n - 24 of a shorter string, and a shift by a negative count is undefined) */
 static inline uint64_t ftr_swar_prefix(int n)
 {
-    return n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+    return n <= 0 ? 0 : n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
 }
 
 /* A string of at most 32 bytes (a history) as four little-endian words, zero-padded */
