@@ -7,7 +7,11 @@
     there (no second read, no second hash, one more process and one more copy);
 (c) threads: one process reads and shards each batch once and N threads track it,
     each its own shard (`feed_batch` releases the GIL), reading the next batch
-    meanwhile -- what `fasttcp.analyze(workers=N)` does.
+    meanwhile -- what `fasttcp.analyze(workers=N)` does;
+(d) a pipeline, not shards: the reading thread scans batch i+1 while one other
+    thread tracks batch i with the one tracker (no flow hash, no plans, rows in the
+    one-worker order); with it, one tracker tracking each batch on the reading thread
+    right after its scan, to compare the time tracking takes on each thread.
 
 Prints seconds and packets/s of each, and of one process tracking everything:
 
@@ -20,8 +24,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue
 import statistics
 import tempfile
+import threading
 import time
 from multiprocessing import shared_memory
 from pathlib import Path
@@ -35,6 +41,7 @@ from fasttcp.capture.reader import CaptureBatch, read_pcap
 from fasttcp.wire.rss import shard_of_batch
 
 RING = 4                               # shared-memory blocks in flight
+PIPE_AHEAD = 3                         # (d): batches read ahead of the tracker, as analyze's READ_AHEAD
 ARRAYS = (("offsets", np.int64), ("lengths", np.int64), ("ts_ns", np.int64), ("wire_lengths", np.uint32),
           ("verdicts", np.uint8), ("interfaces", np.uint16), ("frames", np.int64), ("snapped", np.bool_))
 
@@ -159,6 +166,55 @@ def threads(path: Path, n: int, cfg: AnalyzeConfig) -> tuple[float, int, int]:
     return s.seconds, len(s.rows), s.packets
 
 
+def _timed_feed(tracker, batch, spent: list[float]) -> int:
+    t0 = time.perf_counter()
+    tracker.feed_batch(batch)
+    n = len(tracker.finished())
+    spent[0] += time.perf_counter() - t0
+    return n
+
+
+def scan_then_track(path: Path, cfg: AnalyzeConfig, spent: list[float]) -> tuple[float, int, int]:
+    """(d), serial: each batch tracked on the reading thread right after its scan;
+    `spent` gets the seconds in the tracker."""
+    t0 = time.perf_counter()
+    tracker, rows = make_tracker(cfg, cfg.capacity), 0
+    for batch in read_pcap(path, batch_bytes=cfg.batch_bytes, buffers=PIPE_AHEAD + 1):
+        rows += _timed_feed(tracker, batch, spent)
+    rows += len(tracker.close())
+    return time.perf_counter() - t0, rows, tracker.stats["packets"]
+
+
+def pipelined(path: Path, cfg: AnalyzeConfig, spent: list[float]) -> tuple[float, int, int]:
+    """(d): the reading thread scans, one other thread tracks every batch with the one
+    tracker, up to PIPE_AHEAD batches behind; `spent` gets the seconds in the tracker."""
+    t0 = time.perf_counter()
+    tracker, rows = make_tracker(cfg, cfg.capacity), [0]
+    todo: queue.Queue = queue.Queue()
+    done: queue.Queue = queue.Queue()
+
+    def track() -> None:
+        while (batch := todo.get()) is not None:
+            rows[0] += _timed_feed(tracker, batch, spent)
+            done.put(None)
+        rows[0] += len(tracker.close())
+
+    th = threading.Thread(target=track)
+    th.start()
+    in_flight = 0
+    try:
+        for batch in read_pcap(path, batch_bytes=cfg.batch_bytes, buffers=PIPE_AHEAD + 1):
+            if in_flight == PIPE_AHEAD:  # its buffer is read into again after PIPE_AHEAD + 1 reads
+                done.get()
+                in_flight -= 1
+            todo.put(batch)
+            in_flight += 1
+    finally:
+        todo.put(None)
+        th.join()
+    return time.perf_counter() - t0, rows[0], tracker.stats["packets"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("capture", nargs="?")
@@ -173,17 +229,26 @@ def main() -> None:
             f"(a) {args.workers} processes, each reading": lambda: page_cache(path, args.workers, cfg),
             f"(b) one reader + shared memory, {args.workers} processes": lambda: one_reader(path, args.workers, cfg),
             f"(c) one reader + {args.workers} tracker threads": lambda: threads(path, args.workers, cfg)}
+    tracking = {"scan": [0.0], "pipe": [0.0]}
+    ways["(d) the one tracker on the reading thread"] = lambda: scan_then_track(path, cfg, tracking["scan"])
+    ways["(d) one reader + the one tracker on a thread"] = lambda: pipelined(path, cfg, tracking["pipe"])
     secs: dict[str, list[float]] = {k: [] for k in ways}
     for r in range(args.repeat + 1):
         for name, fn in ways.items():        # alternated: drift hits every way alike
             dt, rows, packets = fn()
             if r:
                 secs[name].append(dt)
+        if not r:                        # the warm-up round's tracking is not counted
+            for spent in tracking.values():
+                spent[0] = 0.0
     base = statistics.median(secs[next(iter(secs))])
     for name, xs in secs.items():
         m = statistics.median(xs)
         print(f"{name:48s} {m:.3f} s  {packets / m / 1e6:5.2f} M packets/s  {base / m:4.2f}x  "
               f"(spread {(max(xs) - min(xs)) / m:.0%}, {rows:,} rows)")
+    on_reader, on_helper = tracking["scan"][0] / args.repeat, tracking["pipe"][0] / args.repeat
+    print(f"(d) tracking a run's batches: {on_reader:.3f} s on the thread that scanned them, {on_helper:.3f} s "
+          f"on another thread meanwhile ({on_helper / on_reader:.2f}x)")
 
 
 if __name__ == "__main__":
