@@ -115,12 +115,19 @@ ENDPOINT_ENTRIES = ("__pyx_f_7fasttcp_8endpoint_8endpoint__pb_run",
                     "__pyx_f_7fasttcp_8endpoint_8endpoint_ep_poll")
 
 
+# numpy's OpenBLAS starts a worker thread per CPU at import, and they spin for a while
+# before sleeping: between two client requests callgrind counts every thread, so their
+# spin landed in the first counted handshake round (3,574 instructions a handshake
+# reported for 3,100). fasttcp calls no BLAS: one thread, none started.
+QUIET_ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
 def callgrind(script: str, args: list[str], entries, out: Path) -> str:
     """Run `script` under callgrind collecting inside `entries`; returns its stdout."""
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     cmd += [f"--toggle-collect={e}" for e in entries]
     cmd += [sys.executable, "-c", script, *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True, env=QUIET_ENV)
     return res.stdout
 
 
@@ -136,7 +143,7 @@ def handshake_count(tmpd: Path, flows: int, rounds: int) -> tuple[int, int] | No
     out = tmpd / "handshakes.cg"
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
            sys.executable, "-c", HANDSHAKE_DRIVER, str(lib), str(flows), str(rounds)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True, env=QUIET_ENV)
     total = 0
     for dump in tmpd.glob("handshakes.cg.*"):        # one file per dump: the counted rounds
         m = re.search(r"^summary:\s*(\d+)", dump.read_text(errors="replace"), re.M)
