@@ -1525,8 +1525,6 @@ cdef class Endpoint:
             c._sndbuf_seq = r.snd_una
             c._high = r.snd_nxt
         if r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT:
-            if c._timing and seq_lt(r.snd_nxt, c._timed_end):
-                c._timing = False           # its octets are unsent again (a closed window): Karn
             while True:
                 in_flight = r.snd_nxt - r.snd_una
                 off = r.snd_nxt - c._sndbuf_seq
@@ -1593,13 +1591,8 @@ cdef class Endpoint:
             # window probe: one new byte past the closed window; the peer's ACK to it
             # carries its current window (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17)
             data = bytes(c._sndbuf[:1])
-            if seq_lt(r.snd_nxt, c._high):
-                self._ep.retransmissions += 1               # the octet of an earlier probe
-                c.retransmits_data += 1
             ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, 1, self._now, c._rto)
             c.bytes_sent += 1
-            if seq_gt(r.snd_nxt, c._high):
-                c._high = r.snd_nxt
         c._timing = False
         c._rto = min(c._rto * 2, self._ep.cfg.rto_max)
         ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)

@@ -303,7 +303,18 @@ cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t se
 
 
 cdef inline void _send_ack(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
-    _send(ep, c, TCP_FLAG_ACK, c.snd_nxt, c.rcv_nxt, NULL, 0, now)
+    # SEG.SEQ = SND.NXT, or the right edge of the peer's window when SND.NXT is past it
+    # (a window probe's octet that the closed window refused, or a window that shrank):
+    # a sequence number the peer accepts, so that it reads the ACK field (Linux
+    # tcp_acceptable_seq). A closed window takes only SEQ = RCV.NXT (RFC 9293 3.10.7.4,
+    # table 6), and since 6.17 Linux drops, whole, a segment ending past its window
+    # while data waits unread: at SND.NXT the ACKs of its data went unread and it resent
+    # them until it gave up. SND.NXT itself stays: the probe's octet may yet be acked.
+    cdef uint32_t seq = c.snd_nxt
+    cdef uint32_t edge = c.snd_una + c.snd_wnd
+    if c.state >= TCPS_ESTABLISHED and seq_gt(seq, edge):
+        seq = edge
+    _send(ep, c, TCP_FLAG_ACK, seq, c.rcv_nxt, NULL, 0, now)
 
 
 cdef inline void _send_synack(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
@@ -841,18 +852,6 @@ cdef inline int _ack_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, 
         # the peer answers our window probes: never give up on it for that
         # (RFC 1122 4.2.2.17)
         c.retransmits = 0
-        if c.snd_nxt != c.snd_una and (st[0] == TCPS_ESTABLISHED or st[0] == TCPS_CLOSE_WAIT):
-            # Our octets past a closed window (a window probe's, or a flight the window
-            # shrank under) are unsent again: SND.NXT back to SND.UNA, as 4.4BSD's
-            # tcp_output does. Our next segments, the ACKs of the peer's data above all,
-            # then carry SEG.SEQ = RCV.NXT, the one sequence number a closed window
-            # accepts (RFC 9293 3.10.7.4, table 6); counted past the octet they would be
-            # dropped, ACK field and all (since 6.17 Linux also drops, whole, a segment
-            # ending past its window while data waits unread), and the peer would resend
-            # its data for ever. The octets go out again with the next probe or window
-            # (the application layer sends from SND.NXT). Not with a FIN sent: SND.NXT
-            # counts it.
-            c.snd_nxt = c.snd_una
     return _fin_acked(ep, id, c, st, now, h)
 
 

@@ -459,13 +459,13 @@ def test_zero_window_is_probed():
 
 def test_acks_after_an_unanswered_window_probe_reach_the_closed_window():
     """RFC 9293 3.8.6.1 and table 6. A zero-window probe carries the next octet; a peer
-    whose window is still closed does not take it. That octet is then unsent again
-    (SND.NXT back to SND.UNA, as 4.4BSD's tcp_output does), so the segments that follow
-    -- the ACKs of the peer's own data above all -- carry SEG.SEQ = RCV.NXT, the one
-    sequence number a closed window accepts, and the peer takes their ACK field. Counted
-    past the octet, they are unacceptable: the peer never learns its data arrived and
-    resends it until one side gives up (a Linux peer since 6.17 drops every segment
-    ending past its window)."""
+    whose window is still closed does not take it. The segments that follow -- the ACKs
+    of the peer's own data above all -- must carry a sequence number the closed window
+    accepts, SEG.SEQ = RCV.NXT (the right edge of the window, as Linux's
+    tcp_acceptable_seq picks it), not SND.NXT one past it: there the peer drops them,
+    never learns its data arrived, and resends it until one side gives up (a Linux peer
+    since 6.17 drops, whole, any segment ending past its window while data waits
+    unread). SND.NXT itself stays past the octet, which the peer may yet acknowledge."""
     pair = Pair(timestamps=False, server=dict(window=1460, wscale=None))
     cc, sc = pair.establish()
     pair.send(cc, bytes(1460) + b"more")
@@ -477,18 +477,44 @@ def test_acks_after_an_unanswered_window_probe_reach_the_closed_window():
     probe = pair.expect_from_client(DATA(seq=pair.C + 1461, payload=b"m"))
     assert pair.deliver_to_server(probe) == "unacceptable"             # window still 0
     assert pair.forward_to_client(ACK(seq=pair.S + 1, ack=pair.C + 1461, window=0)) is None
-    assert cc.tcb["snd_nxt"] == cc.tcb["snd_una"] == (pair.C + 1461) % WRAP      # unsent again
+    assert cc.tcb["snd_nxt"] == (pair.C + 1462) % WRAP                  # the octet is out there
     # the server's application answers meanwhile: the client's ACK reaches the closed window
     pair.send(sc, b"response")
     assert pair.forward_to_client(DATA(seq=pair.S + 1, payload=b"response")) is None
     assert pair.forward_to_server(ACK(seq=pair.C + 1461, ack=pair.S + 9)) is None
     assert sc.tcb["snd_una"] == (pair.S + 9) % WRAP                     # its data acknowledged
     pair.expect_nothing_from_server()
-    # the application reads: the window reopens and the probe's octet goes out again
+    # the application reads: the window reopens; the rest follows the probe's octet,
+    # which the server lacks, and the next retransmission from SND.UNA delivers it all
     assert len(sc.recv()) == 1460
     assert pair.forward_to_client(ACK(seq=pair.S + 9, ack=pair.C + 1461, window=1460)) is None
+    assert pair.forward_to_server(DATA(seq=pair.C + 1462, payload=b"ore")) == "out_of_order"
+    assert pair.forward_to_client(ACK(seq=pair.S + 9, ack=pair.C + 1461)) is None
+    pair.at(3.0)                                                        # the RTO, doubled by the probe
+    pair.poll_client()
     assert pair.forward_to_server(DATA(seq=pair.C + 1461, payload=b"more")) is None
-    assert sc.recv() == b"more" and cc.retransmits_data >= 1
+    assert sc.recv() == b"more"
+
+
+def test_a_stale_zero_window_ack_does_not_stop_the_flight():
+    """A duplicate of an old zero-window ACK arriving after the window reopened closes
+    it again (it passes the SND.WL1/SND.WL2 rule); the data already sent is still
+    acknowledged when the peer's ACK of it comes, and the rest follows."""
+    pair = Pair(timestamps=False, server=dict(window=1460, wscale=None))
+    cc, sc = pair.establish()
+    pair.send(cc, bytes(2920))
+    pair.forward_to_server(DATA(seq=pair.C + 1, payload=bytes(1460)))     # unread
+    closed = pair.hold_from_server(ACK(ack=pair.C + 1461, window=0))
+    pair.release(closed)
+    assert len(sc.recv()) == 1460
+    pair.forward_to_client(ACK(ack=pair.C + 1461, window=1460))          # the window update
+    second = pair.hold_from_client(DATA(seq=pair.C + 1461, payload=bytes(1460)))
+    assert pair.release(closed) is None                                 # the old ACK again
+    assert cc.tcb["snd_wnd"] == 0
+    assert pair.release(second) is None
+    assert pair.forward_to_client(ACK(ack=pair.C + 2921)) is None       # acceptable: all acked
+    assert cc.tcb["snd_una"] == (pair.C + 2921) % WRAP and cc.pending == 0
+    assert len(sc.recv()) == 1460
 
 
 def test_retransmission_on_rto_and_karn(pair):            # RFC 6298 5, Karn's algorithm
