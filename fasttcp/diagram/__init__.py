@@ -56,6 +56,8 @@ def from_capture(source: Any, *, conn: int | None = None, flow: Any = None, star
 
 def _check_capture_file(source: str | Path) -> None:
     """UsageError unless `source` names a regular file, saying what it is instead."""
+    if str(source) == "":
+        raise UsageError("the capture path is empty")        # (Path("") is ".")
     path = Path(source)
     if path.is_file():
         return

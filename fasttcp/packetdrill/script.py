@@ -218,7 +218,7 @@ def _statements(text: str) -> list[tuple[int, str]]:
 
 # ---- times ----
 
-_T = r"(?:\d+\.\d+|\d+|\.\d+)"
+_T = r"(?:[0-9]+\.[0-9]+|[0-9]+|\.[0-9]+)"
 _TIME_RE = re.compile(
     rf"(?P<any>\*)|(?P<rel>\+)?(?P<t>{_T})(?:~(?P<rel2>\+)?(?P<t2>{_T}))?")
 _END_RE = re.compile(rf"\s*\.\.\.\s*(?P<end>{_T})")
@@ -251,11 +251,11 @@ def _parse_time(stmt: str, line: int) -> tuple[TimeSpec, str]:
 
 # ---- packets ----
 
-_SEG_RE = re.compile(r"(\d+):(\d+)\((\d+)\)")
+_SEG_RE = re.compile(r"([0-9]+):([0-9]+)\(([0-9]+)\)")
 
 
 def _int_field(text: str, line: int, what: str, limit: int) -> int:
-    if not re.fullmatch(r"\d+", text):
+    if not re.fullmatch(r"[0-9]+", text):
         raise ScriptError(line, f"{what} must be a non-negative integer, got {text!r}")
     if len(text) > MAX_DIGITS:                 # int() of thousands of digits is refused (and slow)
         raise ScriptError(line, f"{what} {text[:12]}... does not fit its field (max {limit})")
@@ -289,7 +289,7 @@ def _parse_option(text: str, line: int) -> TcpOption:
     if name == "sack" and args:
         values: list[int] = []
         for block in args:
-            m = re.fullmatch(r"(\d+):(\d+)", block)
+            m = re.fullmatch(r"([0-9]+):([0-9]+)", block)
             if not m:
                 raise ScriptError(line, f"sack block {block!r} is not left:right")
             values += [_int_field(m.group(1), line, "sack", MAX_SEQ),
@@ -348,7 +348,7 @@ def _parse_packet(direction: str, rest: str, line: int) -> PacketSpec:
 
 # ---- syscalls ----
 
-_TOKEN_RE = re.compile(r"""\s*(?:(?P<ellipsis>\.\.\.)|(?P<num>-?(?:0x[0-9a-fA-F]+|\d+))
+_TOKEN_RE = re.compile(r"""\s*(?:(?P<ellipsis>\.\.\.)|(?P<num>-?(?:0x[0-9a-fA-F]+|[0-9]+))
     |(?P<str>"[^"]*")|(?P<word>[A-Za-z_][A-Za-z0-9_.]*)|(?P<punct>[()\[\]{},=|]))""", re.X)
 
 

@@ -15,6 +15,7 @@ CAPTURE = "tests/data/tcpdump-tcp-handshake-nano.pcap"
     ("fasttcp.ladder('/nonexistent/x.pcap')", "no such capture file"),
     ("fasttcp.ladder('tests/data')", "tests/data: is a directory, not a capture file"),
     ("fasttcp.ladder('/dev/zero')", "/dev/zero: not a regular file"),
+    ("fasttcp.ladder('')", "the capture path is empty"),
     ("fasttcp.ladder(5)", "source must be a capture path"),
     ("fasttcp.ladder(b'tests/data/x.pcap')", "source must be a capture path"),
     ("fasttcp.ladder()", "give a capture or a scenario"),

@@ -136,6 +136,7 @@ def test_comments_options_commands_and_multiline_statements():
     # swallowed every check after it, and the script passed
     ("0 close(3) = 0\n/* open\n+0 close(4) = 0", 2, "/* comment not closed"),
     ("0 close(3) = 0 /* x\n+0 close(4) = 0", 1, "/* comment not closed"),
+    ("0 close(\uff13) = 0", 1, "unexpected text"),        # a digit is 0-9, as packetdrill's lexer reads
 ])
 def test_errors_name_the_line(text, line, message):
     with pytest.raises(ScriptError) as info:
