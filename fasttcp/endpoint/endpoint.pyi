@@ -47,9 +47,9 @@ class Connection:
     record now holds another 4-tuple reads CLOSED and acts on nothing."""
     id: int
     reset_cause: Cause | None
-    bytes_sent: int
-    bytes_received: int
-    retransmits_data: int
+    bytes_sent: int          # payload octets sent the first time
+    bytes_received: int      # payload octets received in order
+    retransmits_data: int    # data segments sent again (RTO, go-back-N)
     @property
     def key(self) -> tuple[_IP, int, _IP, int]: ...
     @property

@@ -352,8 +352,15 @@ cdef class Connection:
     cdef uint32_t _timed_end
     cdef uint64_t _timed_at
     cdef bint _timing
-    cdef uint32_t _high                # highest SND.NXT so far: below it a send is a retransmission
-    cdef readonly uint64_t bytes_sent, bytes_received, retransmits_data
+    # Go back N after an RTO (see Endpoint._resend_flight): the flight [SND.UNA, SND.NXT)
+    # is resent from _rtx on while _recovering. SND.NXT itself never moves back, so an
+    # ACK of the original flight that arrives late is still an ACK of data sent.
+    cdef uint32_t _rtx
+    cdef uint32_t _rtx_una                      # SND.UNA at the RTO: the rest waits for an ACK past it
+    cdef bint _recovering
+    cdef readonly uint64_t bytes_sent          # payload octets sent the first time
+    cdef readonly uint64_t bytes_received
+    cdef readonly uint64_t retransmits_data    # data segments sent again
 
     def __init__(self, *args, **kwargs):
         raise TypeError("connections come from Endpoint.connect() and Endpoint.accept()")
@@ -1523,9 +1530,10 @@ cdef class Endpoint:
         if not c._seq_set:
             c._seq_set = True                             # first flush after synchronizing
             c._sndbuf_seq = r.snd_una
-            c._high = r.snd_nxt
+        if c._recovering:
+            self._resend_flight(c, r)
         if r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT:
-            while True:
+            while not c._recovering:                        # new data once the flight is resent
                 in_flight = r.snd_nxt - r.snd_una
                 off = r.snd_nxt - c._sndbuf_seq
                 if off >= len(c._sndbuf):
@@ -1542,24 +1550,59 @@ cdef class Endpoint:
                         ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)
                     break                                   # window closed: wait for an ACK
                 data = bytes(c._sndbuf[off:off + n])
-                if not c._timing and seq_ge(r.snd_nxt, c._high):
-                    c._timing = True                        # time this segment (Karn: not a retransmission)
+                if not c._timing:
+                    c._timing = True                        # time this segment (new data: Karn allows it)
                     c._timed_end = r.snd_nxt + n
                     c._timed_at = self._now
-                if seq_lt(r.snd_nxt, c._high):
-                    self._ep.retransmissions += 1           # go-back-N resend after an RTO
-                    c.retransmits_data += 1
                 ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, n, self._now, c._rto)
                 c.bytes_sent += n
-                if seq_gt(r.snd_nxt, c._high):
-                    c._high = r.snd_nxt
-        if c._fin_pending and r.snd_nxt - c._sndbuf_seq >= len(c._sndbuf):
+        # the FIN goes after the last octet, and after the flight has been resent: once
+        # in FIN-WAIT-1 only the retransmission timer resends (one segment per RTO)
+        if c._fin_pending and r.snd_nxt - c._sndbuf_seq >= len(c._sndbuf) and not c._recovering:
             c._fin_pending = False
             ep_close(self._ep, c.id, self._now)
         if c._fin_pending or r.snd_nxt - c._sndbuf_seq < len(c._sndbuf):
             self._pending.add(c)
         else:
             self._pending.discard(c)
+
+    cdef void _resend_flight(self, Connection c, ft_conn_t *r):
+        """Go back N: once an ACK has come back for the segment the RTO resent (the
+        path works again), resend the rest of the flight from c._rtx up to SND.NXT, as
+        far as the peer's window reaches, in MSS segments, with our FIN on the last one
+        when the FIN was sent. ACKs that arrived meanwhile move the start up (what they
+        acknowledge is not resent); the flight is done when the start reaches SND.NXT.
+        SND.NXT stays where it was (as Linux keeps it, and BSD's SND.MAX): an ACK of the
+        original flight that was only late is then acceptable (RFC 9293 3.10.7.4 fifth
+        check) instead of "an ACK of something not yet sent", which would be answered,
+        and the answer answered, by a peer in the same state."""
+        cdef uint32_t edge, room, n, left
+        cdef size_t off
+        cdef bint fin_sent = r.state == TCPS_FIN_WAIT_1 or r.state == TCPS_CLOSING or r.state == TCPS_LAST_ACK
+        cdef bint fin
+        while True:
+            if seq_lt(c._rtx, r.snd_una):
+                c._rtx = r.snd_una
+            if not seq_lt(c._rtx, r.snd_nxt) or r.state < TCPS_ESTABLISHED:
+                c._recovering = False
+                return
+            if r.snd_una == c._rtx_una:
+                return                                      # no ACK since the RTO yet
+            edge = r.snd_una + r.snd_wnd
+            room = edge - c._rtx if seq_gt(edge, c._rtx) else 0   # sequence space the window takes
+            left = r.snd_nxt - c._rtx - (1 if fin_sent else 0)    # octets of the flight from _rtx
+            off = <uint32_t>(c._rtx - c._sndbuf_seq)
+            if off > <size_t>len(c._sndbuf) or <size_t>len(c._sndbuf) - off < left:
+                c._recovering = False                       # (cannot happen: the flight is buffered)
+                return
+            n = min(_payload_room(r), room, left)
+            fin = fin_sent and n == left and room > n
+            if n == 0 and not fin:
+                return                                      # window closed: wait for an ACK
+            data = bytes(c._sndbuf[off:off + n])
+            ep_resend_data(self._ep, c.id, c._rtx, <const uint8_t *><char *>data, n, fin, self._now)
+            c.retransmits_data += 1
+            c._rtx += n + (1 if fin else 0)
 
     cdef void _retransmit(self, Connection c):
         """RTO fired with data outstanding: resend the first segment from SND.UNA, back
@@ -1580,12 +1623,11 @@ cdef class Endpoint:
             data = bytes(c._sndbuf[:n])
             ep_resend_data(self._ep, c.id, r.snd_una, <const uint8_t *><char *>data, n, fin, self._now)
             c.retransmits_data += 1
-            if n and not fin and (r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT):
-                # go back N (RFC 6298 5.4 resends the earliest segment; the rest of the
-                # flight follows as ACKs return, instead of one segment per timeout)
-                if seq_gt(r.snd_nxt, c._high):
-                    c._high = r.snd_nxt
-                r.snd_nxt = r.snd_una + n
+            # go back N (RFC 6298 5.4 resends the earliest segment; the rest of the
+            # flight follows as ACKs return, instead of one segment per timeout)
+            c._recovering = n < outstanding and not fin
+            c._rtx = r.snd_una + n
+            c._rtx_una = r.snd_una
         elif outstanding == 0 and len(c._sndbuf) and r.snd_wnd == 0 and \
                 (r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT):
             # window probe: one new byte past the closed window; the peer's ACK to it

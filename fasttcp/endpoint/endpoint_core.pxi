@@ -827,7 +827,7 @@ cdef inline int _ack_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, 
                            uint64_t now, uint64_t h) noexcept nogil:
     """Fifth check, the ACK field (RFC 9293 3.10.7.4 with RFC 5961 5.2; Linux tcp_ack):
     no ACK bit, drop; in SYN-RECEIVED see _ack_of_syn; else an ACK of something not yet
-    sent is answered and dropped, one too old is challenged, and a new one advances
+    sent and one too old are challenged and dropped, and a new one advances
     SND.UNA and the send window. `st` follows the state the ACK leads to."""
     if not (p.flags & TCP_FLAG_ACK):
         ep.drops[DROP_NO_ACK] += 1
@@ -835,9 +835,11 @@ cdef inline int _ack_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, 
     if st[0] == TCPS_SYN_RECEIVED:
         return _ack_of_syn(ep, id, c, p, st, now)
     if seq_gt(p.ack, c.snd_nxt):
-        _send_ack(ep, c, now)              # RFC 5961 5.2: acks something not yet sent
-        ep.drops[DROP_BAD_ACK] += 1
-        return DROP_BAD_ACK
+        # RFC 5961 5.2: acks something not yet sent -- answered with an ACK, under the
+        # challenge ACK budget (7) as Linux answers it outside ESTABLISHED: two ends
+        # that disagree about what was sent would otherwise answer each other's
+        # answers at line rate
+        return _challenge_ack(ep, c, DROP_BAD_ACK, now)
     # RFC 5961 5.2: SND.UNA - MAX.SND.WND <= SEG.ACK; MAX.SND.WND is not kept, the
     # larger of the current window and 64 KiB stands in for it
     if seq_lt(p.ack, c.snd_una - (c.snd_wnd if c.snd_wnd > _MAX_SND_WND_FLOOR else _MAX_SND_WND_FLOOR)):

@@ -543,6 +543,141 @@ def test_retransmission_on_rto_and_karn(pair):            # RFC 6298 5, Karn's a
     assert pair.client.stats["retransmissions"] == 1 and cc.retransmits_data == 1
 
 
+def _flight_of_three(pair):
+    """The client sends 3,500 bytes, three segments, which all reach the server; the
+    server's ACKs are held. Returns the data and the held ACKs."""
+    cc, sc = pair.establish()
+    data = bytes(range(250)) * 14
+    pair.send(cc, data)
+    acks = []
+    for lo, hi in ((0, 1460), (1460, 2920), (2920, 3500)):
+        assert pair.forward_to_server(DATA(seq=pair.C + 1 + lo, payload=data[lo:hi])) is None
+        acks.append(pair.hold_from_server(ACK(ack=pair.C + 1 + hi)))
+    pair.expect_nothing_from_client()
+    return cc, sc, data, acks
+
+
+def _flight_lost_then_rto():
+    """The client's flight of three segments (3,500 bytes) is lost; at the RTO the first
+    is resent and reaches the server. Returns the pair, both connections and the data."""
+    pair = Pair(timestamps=False, server=dict(wscale=None))
+    cc, sc = pair.establish()
+    data = bytes(range(250)) * 14
+    pair.send(cc, data)
+    for lo in (0, 1460, 2920):
+        pair.drop_next_from_client(DATA(seq=pair.C + 1 + lo))
+    pair.at(1.0)
+    pair.poll_client()
+    assert pair.forward_to_server(DATA(seq=pair.C + 1, payload=data[:1460])) is None
+    return pair, cc, sc, data
+
+
+def test_rto_goes_back_n_as_acks_return():                # RFC 6298 5.4
+    """The whole flight is lost: the RTO resends its first segment; the ACK of that one
+    brings the rest of the flight at once, as far as the window allows, not one segment
+    per (doubling) timeout."""
+    pair, cc, sc, data = _flight_lost_then_rto()
+    pair.expect_nothing_from_client()
+    assert cc.tcb["snd_nxt"] == (pair.C + 3501) % WRAP          # SND.NXT stays past the flight
+    assert pair.forward_to_client(ACK(ack=pair.C + 1461)) is None
+    assert pair.forward_to_server(DATA(seq=pair.C + 1461, payload=data[1460:2920])) is None
+    assert pair.forward_to_server(DATA(seq=pair.C + 2921, payload=data[2920:])) is None
+    pair.expect_nothing_from_client()
+    assert pair.forward_to_client(ACK(ack=pair.C + 2921)) is None
+    assert pair.forward_to_client(ACK(ack=pair.C + 3501)) is None
+    assert sc.recv() == data and cc.pending == 0
+    assert cc.retransmits_data == 3 and pair.client.stats["retransmissions"] == 3
+    assert cc.bytes_sent == 3500                                # first transmissions only
+    assert pair.client.next_deadline() is None
+
+
+def test_a_late_ack_of_the_flight_after_an_rto_is_accepted():
+    """The flight arrived but its ACKs were slow: the RTO resends the first segment, then
+    the ACK of the whole flight arrives. It acknowledges data that was sent (RFC 9293
+    3.10.7.4 fifth check), so it is taken, and nothing more is resent. (A sender that
+    moved SND.NXT back to resend the flight would call it an ACK of something not yet
+    sent, answer it and drop it; between two such senders the answers never stop.)"""
+    pair = Pair(timestamps=False, server=dict(wscale=None))
+    cc, sc, data, acks = _flight_of_three(pair)
+    pair.at(1.0)
+    pair.poll_client()
+    resent = pair.hold_from_client(DATA(seq=pair.C + 1, payload=data[:1460]))
+    pair.expect_nothing_from_client()
+    assert pair.release(acks[2]) is None                        # not "bad_ack"
+    assert cc.tcb["snd_una"] == (pair.C + 3501) % WRAP and cc.pending == 0
+    pair.expect_nothing_from_client()                            # the flight is not resent
+    assert pair.client.next_deadline() is None
+    assert pair.client.stats["drops"]["bad_ack"] == 0
+    assert pair.release(acks[0]) is None and pair.release(acks[1]) is None   # old: ignored
+    pair.expect_nothing_from_client()
+    # the resent copy reaches the server: an old duplicate, answered by an ACK of everything
+    assert pair.release(resent) == "unacceptable"
+    assert pair.forward_to_client(ACK(ack=pair.C + 3501)) is None
+    pair.expect_nothing_from_client()
+    assert sc.recv() == data
+
+
+def test_a_late_partial_ack_after_an_rto_resends_only_the_rest():
+    """After the RTO's resend, an ACK of the first two segments arrives: only the third is
+    sent again, and then new data follows."""
+    pair = Pair(timestamps=False, server=dict(wscale=None))
+    cc, sc, data, acks = _flight_of_three(pair)
+    pair.at(1.0)
+    pair.poll_client()
+    pair.drop_next_from_client(DATA(seq=pair.C + 1, payload=data[:1460]))
+    pair.send(cc, b"new")                                       # waits behind the resent flight
+    pair.expect_nothing_from_client()
+    assert pair.release(acks[1]) is None
+    pair.expect_from_client(DATA(seq=pair.C + 2921, payload=data[2920:]))
+    pair.expect_from_client(DATA(seq=pair.C + 3501, payload=b"new"))
+    pair.expect_nothing_from_client()
+    assert cc.retransmits_data == 2 and cc.bytes_sent == 3503
+
+
+def test_close_during_go_back_n_sends_the_fin_after_the_resent_flight():
+    """close() while the flight waits to be resent: the FIN goes after it (in FIN-WAIT-1
+    only the timer would resend, one segment per RTO)."""
+    pair, cc, sc, data = _flight_lost_then_rto()
+    pair.close(cc)
+    pair.expect_nothing_from_client()
+    assert cc.state == ESTABLISHED
+    assert pair.forward_to_client(ACK(ack=pair.C + 1461)) is None
+    assert pair.forward_to_server(DATA(seq=pair.C + 1461, payload=data[1460:2920])) is None
+    assert pair.forward_to_server(DATA(seq=pair.C + 2921, payload=data[2920:])) is None
+    assert pair.forward_to_server(FIN_ACK(seq=pair.C + 3501)) is None
+    pair.expect_nothing_from_client()
+    assert cc.state == FIN_WAIT_1
+    assert sc.recv() == data and sc.state == CLOSE_WAIT
+
+
+def test_go_back_n_after_the_fin_resends_the_flight_and_the_fin():
+    """The last flight and the FIN after it are lost: in FIN-WAIT-1 the flight is resent
+    as in ESTABLISHED, the FIN on its last segment, not one segment per (doubling)
+    timeout."""
+    pair = Pair(timestamps=False, server=dict(wscale=None))
+    cc, sc = pair.establish()
+    data = bytes(range(250)) * 14
+    pair.send(cc, data)
+    pair.close(cc)
+    for lo in (0, 1460, 2920):
+        pair.drop_next_from_client(DATA(seq=pair.C + 1 + lo))
+    pair.drop_next_from_client(FIN_ACK(seq=pair.C + 3501))
+    assert cc.state == FIN_WAIT_1
+    pair.at(1.0)
+    pair.poll_client()
+    assert pair.forward_to_server(DATA(seq=pair.C + 1, payload=data[:1460])) is None
+    pair.expect_nothing_from_client()
+    assert pair.forward_to_client(ACK(ack=pair.C + 1461)) is None
+    assert pair.forward_to_server(DATA(seq=pair.C + 1461, payload=data[1460:2920])) is None
+    pair.expect_from_client(SEGMENT(Flags.FIN | Flags.PSH | Flags.ACK, seq=pair.C + 2921, payload=data[2920:]))
+    pair.expect_nothing_from_client()
+    assert pair.deliver_to_server_last() is None
+    assert pair.forward_to_client(ACK(ack=pair.C + 2921)) is None
+    assert pair.forward_to_client(ACK(ack=pair.C + 3502)) is None
+    assert cc.state == FIN_WAIT_2 and sc.state == CLOSE_WAIT and sc.recv() == data
+    assert cc.retransmits_data == 3
+
+
 def _rtt_sample(pair, cc, rtt):
     pair.send(cc, b"ping")
     pair.forward_to_server(DATA(payload=b"ping"))
@@ -633,6 +768,23 @@ def test_ack_of_unsent_data_is_acked_and_dropped(pair):  # RFC 9293 3.10.7.4 fif
     assert pair.deliver_to_server(bad) == "bad_ack"
     pair.expect_from_server(ACK(seq=pair.S + 1, ack=pair.C + 1))
     assert sc.recv() == b"" and sc.tcb["rcv_nxt"] == (pair.C + 1) % WRAP
+
+
+def test_answers_to_acks_of_unsent_data_are_rate_limited(pair):   # RFC 5961 5.2, 7
+    """Each ACK of unsent data is answered, within the challenge ACK budget: a peer
+    that keeps acknowledging what was never sent (or two ends that disagree about it)
+    gets at most the budget's answers a second, not one for one."""
+    cc, sc = pair.establish()
+    reasons = collections.Counter(pair.deliver_to_server(ACK(seq=pair.C + 1, ack=pair.S + 1000))
+                                  for _ in range(1005))
+    sent = len(pair.outbox["server"])
+    assert 500 <= sent <= 1000 and reasons == {"bad_ack": sent, "challenge_limit": 1005 - sent}
+    assert pair.server.stats["challenge_acks"] == sent
+    pair.outbox["server"].clear()
+    pair.advance(1.0)
+    assert pair.deliver_to_server(ACK(seq=pair.C + 1, ack=pair.S + 1000)) == "bad_ack"
+    pair.expect_from_server(ACK(seq=pair.S + 1, ack=pair.C + 1))
+    assert sc.state is ESTABLISHED and sc.tcb["snd_una"] == (pair.S + 1) % WRAP
 
 
 def test_ack_far_below_snd_una_is_challenged(pair):       # RFC 5961 5.2
