@@ -1105,8 +1105,9 @@ cdef class Tracker:
 
     Raises UsageError for a capacity outside 1..2^31, a max_events outside
     0..MAX_EVENTS, server ports that are not ints in 0..65535, an unknown timeouts
-    preset, a negative seed (bools and floats are none of these), and MemoryError if
-    the records cannot be allocated.
+    preset, a negative seed (bools and floats are none of these), a switch
+    (``verify_checksum``, ``loose``, ``liberal``, ``events``) that is not a bool, and
+    MemoryError if the records cannot be allocated.
 
     Time is the packets' own: `feed` takes seconds, `feed_batch` the batch's
     nanosecond timestamps. Connections whose state's idle time has run out are
@@ -1150,6 +1151,11 @@ cdef class Tracker:
             if k == MAX_SERVER_PORT_VALUES:
                 raise UsageError(f"server_ports: more than {MAX_SERVER_PORT_VALUES} values")
             ports[x >> 3] |= 1 << (x & 7)
+        # the switches are bools (a "no" or a 0.5 would read as True), as ShardPlan's
+        for name, flag in (("verify_checksum", verify_checksum), ("loose", loose), ("liberal", liberal),
+                           ("events", events)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise UsageError(f"{name} must be True or False, got {flag!r}")
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1 or capacity > (1 << 31):
             raise UsageError(f"capacity must be an int in 1..{1 << 31}, got {capacity!r}")
         if timeouts is None or (isinstance(timeouts, str) and timeouts == "conntrack"):

@@ -235,9 +235,18 @@ def test_a_second_thread_is_refused_while_feed_batch_runs():
                                 "max_events=2**40", "max_events=1.5", "server_ports=[80.9]", "server_ports=['80']",
                                 "server_ports=[70000]", "server_ports=[-1]", "server_ports=80", "server_ports='80'",
                                 "server_ports=[True]", "timeouts='bogus'", "timeouts=5", "timeouts=np.zeros(3)",
-                                "seed=-1", "seed=True", "seed=1.5"])
+                                "seed=-1", "seed=True", "seed=1.5", "verify_checksum='yes'",
+                                "verify_checksum=0", "loose=None", "liberal=1", "events='no'"])
 def test_tracker_refuses_configuration_that_is_not_one(kw):
     expect_raises(P(f"Tracker({kw})"), "UsageError")
+
+
+def test_tracker_switches_take_numpy_bools():
+    assert expect_ok(P("""
+        t = Tracker(16, verify_checksum=np.False_, loose=np.True_, liberal=np.False_, events=np.bool_(True))
+        t.feed(SYN, 1.0)
+        outcome(t.stats["packets"])
+    """)) == "1"
 
 
 @pytest.mark.parametrize("ports, match", [
