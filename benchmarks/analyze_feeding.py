@@ -192,12 +192,17 @@ def pipelined(path: Path, cfg: AnalyzeConfig, spent: list[float]) -> tuple[float
     tracker, rows = make_tracker(cfg, cfg.capacity), [0]
     todo: queue.Queue = queue.Queue()
     done: queue.Queue = queue.Queue()
+    failed: list[BaseException] = []
 
     def track() -> None:
-        while (batch := todo.get()) is not None:
-            rows[0] += _timed_feed(tracker, batch, spent)
+        try:
+            while (batch := todo.get()) is not None:
+                rows[0] += _timed_feed(tracker, batch, spent)
+                done.put(None)
+            rows[0] += len(tracker.close())
+        except BaseException as exc:  # handed to the reading thread, which would wait forever
+            failed.append(exc)
             done.put(None)
-        rows[0] += len(tracker.close())
 
     th = threading.Thread(target=track)
     th.start()
@@ -207,11 +212,15 @@ def pipelined(path: Path, cfg: AnalyzeConfig, spent: list[float]) -> tuple[float
             if in_flight == PIPE_AHEAD:  # its buffer is read into again after PIPE_AHEAD + 1 reads
                 done.get()
                 in_flight -= 1
+            if failed:
+                break
             todo.put(batch)
             in_flight += 1
     finally:
         todo.put(None)
         th.join()
+    if failed:
+        raise failed[0]
     return time.perf_counter() - t0, rows[0], tracker.stats["packets"]
 
 
