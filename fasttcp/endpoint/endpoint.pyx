@@ -1630,11 +1630,9 @@ cdef class Endpoint:
             c._rtx_una = r.snd_una
         elif outstanding == 0 and len(c._sndbuf) and r.snd_wnd == 0 and \
                 (r.state == TCPS_ESTABLISHED or r.state == TCPS_CLOSE_WAIT):
-            # window probe: one new byte past the closed window; the peer's ACK to it
-            # carries its current window (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17)
-            data = bytes(c._sndbuf[:1])
-            ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, 1, self._now, c._rto)
-            c.bytes_sent += 1
+            # the persist timer: probe the closed window; the peer's answer carries its
+            # current window (see ep_send_probe)
+            ep_send_probe(self._ep, c.id, self._now)
         c._timing = False
         c._rto = min(c._rto * 2, self._ep.cfg.rto_max)
         ft_set_deadline(&self._ep.tab, c.id, self._now + c._rto)

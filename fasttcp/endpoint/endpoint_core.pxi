@@ -304,15 +304,21 @@ cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t se
 
 cdef inline void _send_ack(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
     # SEG.SEQ = SND.NXT, or the right edge of the peer's window when SND.NXT is past it
-    # (a window probe's octet that the closed window refused, or a window that shrank):
-    # a sequence number the peer accepts, so that it reads the ACK field (Linux
-    # tcp_acceptable_seq). A closed window takes only SEQ = RCV.NXT (RFC 9293 3.10.7.4,
-    # table 6), and since 6.17 Linux drops, whole, a segment ending past its window
-    # while data waits unread: at SND.NXT the ACKs of its data went unread and it resent
-    # them until it gave up. SND.NXT itself stays: the probe's octet may yet be acked.
+    # (a window probe's octet that the closed window refused, or a window the peer
+    # shrank): a sequence number the peer accepts, so that it reads the ACK field
+    # (Linux tcp_acceptable_seq). A closed window takes only SEQ = RCV.NXT (RFC 9293
+    # 3.10.7.4, table 6), and since 6.17 Linux drops, whole, a segment ending past its
+    # window while data waits unread: at SND.NXT the ACKs of its data went unread and
+    # it resent them until it gave up. SND.NXT itself stays: the probe's octet may yet
+    # be acked. An open window that ends less than one unit of its scale before
+    # SND.NXT was only rounded down (a receiver that advertises floor(space / 2^shift)
+    # moves its edge left by up to 2^shift - 1 as data arrives): the peer has room up
+    # to SND.NXT, and may have received it all, so that the edge would be an old
+    # sequence number there, refused in turn -- as Linux, SND.NXT then.
     cdef uint32_t seq = c.snd_nxt
     cdef uint32_t edge = c.snd_una + c.snd_wnd
-    if c.state >= TCPS_ESTABLISHED and seq_gt(seq, edge):
+    if c.state >= TCPS_ESTABLISHED and seq_gt(seq, edge) and \
+            (c.snd_wnd == 0 or seq - edge >= (1u << (c.wscale >> 4))):
         seq = edge
     _send(ep, c, TCP_FLAG_ACK, seq, c.rcv_nxt, NULL, 0, now)
 
@@ -684,6 +690,7 @@ cdef enum:
     _NEXT_STEP = -2             # a SEGMENT ARRIVES step let the segment through to the next;
                                 # steps otherwise return as _synchronized does: -1 (used) or
                                 # a DROP_* reason
+    _OLD_ACK = -3               # _sequence_check: an empty segment a little below RCV.NXT (_old_ack)
     _MAX_SND_WND_FLOOR = EP_MAX_WINDOW  # stands in for MAX.SND.WND below 64 KiB (RFC 5961 5.2)
 
 
@@ -735,9 +742,17 @@ cdef inline int _sequence_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t
                                 uint64_t now) noexcept nogil:
     """First check, the sequence number (RFC 9293 3.10.7.4; Linux tcp_sequence): a
     segment outside the receive window is dropped with an ACK ("send an acknowledgment
-    ... drop the segment"), a RST silently."""
+    ... drop the segment"), a RST silently. An empty segment other than a RST at the
+    right edge is in, as in Linux; one that is all old has its ACK read first
+    (_OLD_ACK: see _old_ack)."""
     cdef uint32_t seglen = p.payload_len + ((p.flags & TCP_FLAG_SYN) != 0) + ((p.flags & TCP_FLAG_FIN) != 0)
     if seq_acceptable(p.seq, seglen, c.rcv_nxt, c.rcv_wnd):
+        return _NEXT_STEP
+    if seglen == 0 and p.seq == c.rcv_nxt + c.rcv_wnd and not (p.flags & TCP_FLAG_RST):
+        # an empty segment at the window's right edge: the pure ACK of a peer whose
+        # flight filled our window. RFC 9293 table 6 puts it just outside; Linux
+        # (tcp_sequence) and BSD take it, and refusing it leaves its ACK unread. (A
+        # RST there stays outside, silently dropped: RFC 5961 3.2.)
         return _NEXT_STEP
     if p.flags & TCP_FLAG_RST:
         ep.drops[DROP_RST_INVALID] += 1
@@ -748,6 +763,31 @@ cdef inline int _sequence_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t
         ftx_set_state(&ep.tab, id, TCPS_TIME_WAIT, now)
         _send_ack(ep, c, now)
         return -1
+    if not (p.flags & TCP_FLAG_SYN) and (p.flags & TCP_FLAG_ACK) and c.state >= TCPS_ESTABLISHED \
+            and seq_lt(p.seq, c.rcv_nxt) and seq_le(p.seq + seglen, c.rcv_nxt) \
+            and c.rcv_nxt - p.seq <= ep.cfg.window:
+        return _OLD_ACK                # all of it old: its ACK field is read (_old_ack)
+    _send_ack(ep, c, now)
+    ep.drops[DROP_UNACCEPTABLE] += 1
+    return DROP_UNACCEPTABLE
+
+
+cdef int _old_ack(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint64_t now, uint64_t h) noexcept nogil:
+    """A segment all of whose octets (and FIN) we have, starting below RCV.NXT by at most
+    our receive buffer: old by RFC 9293 3.10.7.4's first check, answered with an ACK and
+    dropped -- after its ACK field has been read (the fifth check, with RFC 5961's
+    limits), as BSD reads it (tcp_input trims an old segment and goes on to its ACK).
+    A retransmission whose original arrived carries, in its ACK field, what its sender
+    has received since; a pure ACK's SEQ is old when its sender's view of our window is
+    stale (our window update lost, a reordered zero-window ACK taken over a newer one, a
+    window that shrank while data was on the way), and a zero-window probe is old by
+    design. Refused whole, such segments tell us nothing, and two ends that each hold a
+    stale window answer each other's answers without end. The answer is sent after the
+    ACK is taken, so its own SEQ is the new one."""
+    cdef uint8_t st = c.state
+    cdef int rc = _ack_check(ep, id, c, p, &st, now, h)
+    if rc != _NEXT_STEP:
+        return rc                      # a bad ACK (answered as such), or the record ended
     _send_ack(ep, c, now)
     ep.drops[DROP_UNACCEPTABLE] += 1
     return DROP_UNACCEPTABLE
@@ -932,6 +972,8 @@ cdef inline int _synchronized(ep_t *ep, uint32_t id, const pkt_t *p, const uint8
         return rc
     # first: the sequence number
     rc = _sequence_check(ep, id, c, p, now)
+    if rc == _OLD_ACK:
+        return _old_ack(ep, id, c, p, now, h)
     if rc != _NEXT_STEP:
         return rc
     # second: the RST bit
@@ -1400,6 +1442,18 @@ cdef Py_ssize_t ep_resend_data(ep_t *ep, uint32_t id, uint32_t seq, const uint8_
     cdef uint16_t flags = TCP_FLAG_ACK | (TCP_FLAG_PSH if n else 0) | (TCP_FLAG_FIN if fin else 0)
     ep.retransmissions += 1
     return _send(ep, c, flags, seq, c.rcv_nxt, data, n, now)
+
+
+cdef Py_ssize_t ep_send_probe(ep_t *ep, uint32_t id, uint64_t now) noexcept nogil:
+    """A zero-window probe (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17): an empty ACK one below
+    SND.UNA, as Linux sends it (tcp_xmit_probe_skb). The peer finds it old and answers
+    with an ACK that carries its window (RFC 9293 3.10.7.4, first check). A probe with
+    the next octet would put SND.NXT past the closed window, and the sequence number of
+    every ACK after it would be a guess: SND.NXT, one past the peer's RCV.NXT if it
+    refused the octet, or the window's edge, one below if it took it -- each refused,
+    ACK field and all, in one of the two cases."""
+    cdef ft_conn_t *c = &ep.tab.conns[id]
+    return _send(ep, c, TCP_FLAG_ACK, c.snd_una - 1, c.rcv_nxt, NULL, 0, now)
 
 
 # ---- timers ----

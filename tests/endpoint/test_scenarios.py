@@ -437,6 +437,10 @@ def test_receiver_advertises_its_buffer_as_the_window():
 
 
 def test_zero_window_is_probed():
+    """RFC 9293 3.8.6.1, RFC 1122 4.2.2.17: while the peer's window stays closed and data
+    waits, the persist timer probes it, backing off as the RTO does. A probe is an empty
+    ACK one below SND.UNA (Linux's tcp_xmit_probe_skb): old at the peer, which answers
+    with its window; SND.NXT stays at SND.UNA."""
     pair = Pair(timestamps=False, server=dict(wscale=None))
     cc, sc = pair.establish()
     pair.deliver_to_client(ACK(seq=pair.S + 1, ack=pair.C + 1, window=2920))
@@ -451,49 +455,178 @@ def test_zero_window_is_probed():
     for t in (1, 3, 7, 15, 31, 63):
         pair.at(t)
         pair.poll_client()
-        probes += [fasttcp.parse(p) for p in pair.outbox["client"]]
+        probes += [(t, fasttcp.parse(p)) for p in pair.outbox["client"]]
         pair.outbox["client"].clear()
-    assert probes, "no zero-window probe in 63 s"
-    assert all(p.flags & Flags.ACK for p in probes)
+    assert [t for t, _ in probes] == [1, 3, 7, 15, 31, 63]          # RTO 1 s, doubling
+    for _, p in probes:
+        assert p.flags == Flags.ACK and p.payload == b"" and p.seq == (pair.C + 2920) % WRAP
+    assert cc.tcb["snd_nxt"] == (pair.C + 2921) % WRAP and cc.bytes_sent == 2920
 
 
-def test_acks_after_an_unanswered_window_probe_reach_the_closed_window():
-    """RFC 9293 3.8.6.1 and table 6. A zero-window probe carries the next octet; a peer
-    whose window is still closed does not take it. The segments that follow -- the ACKs
-    of the peer's own data above all -- must carry a sequence number the closed window
-    accepts, SEG.SEQ = RCV.NXT (the right edge of the window, as Linux's
-    tcp_acceptable_seq picks it), not SND.NXT one past it: there the peer drops them,
-    never learns its data arrived, and resends it until one side gives up (a Linux peer
-    since 6.17 drops, whole, any segment ending past its window while data waits
-    unread). SND.NXT itself stays past the octet, which the peer may yet acknowledge."""
+def test_a_probe_is_answered_with_the_window_and_the_data_follows():
+    """The probe is old at the receiver: it answers with an ACK at its RCV.NXT carrying
+    its window. The ACKs that cross the probe, the sender's ACKs of the peer's own data
+    above all, carry SEQ = SND.NXT = the peer's RCV.NXT, which a closed window takes
+    (RFC 9293 table 6), so they are read there (since 6.17 Linux drops, whole, any
+    segment ending past its window while data waits unread)."""
     pair = Pair(timestamps=False, server=dict(window=1460, wscale=None))
     cc, sc = pair.establish()
     pair.send(cc, bytes(1460) + b"more")
     pair.forward_to_server(DATA(seq=pair.C + 1, payload=bytes(1460)))     # buffered, unread
     assert pair.forward_to_client(ACK(ack=pair.C + 1461, window=0)) is None
     pair.expect_nothing_from_client()                                   # window closed
-    pair.at(1.0)                                                        # the persist timer: RTO
+    pair.at(1.0)                                                        # the persist timer
     pair.poll_client()
-    probe = pair.expect_from_client(DATA(seq=pair.C + 1461, payload=b"m"))
-    assert pair.deliver_to_server(probe) == "unacceptable"             # window still 0
+    probe = pair.expect_from_client(ACK(seq=pair.C + 1460, ack=pair.S + 1))
+    assert pair.deliver_to_server(probe) == "unacceptable"              # old: answered
     assert pair.forward_to_client(ACK(seq=pair.S + 1, ack=pair.C + 1461, window=0)) is None
-    assert cc.tcb["snd_nxt"] == (pair.C + 1462) % WRAP                  # the octet is out there
-    # the server's application answers meanwhile: the client's ACK reaches the closed window
+    assert cc.tcb["snd_nxt"] == (pair.C + 1461) % WRAP
+    # the server's application answers meanwhile: the client's ACK is read
     pair.send(sc, b"response")
     assert pair.forward_to_client(DATA(seq=pair.S + 1, payload=b"response")) is None
     assert pair.forward_to_server(ACK(seq=pair.C + 1461, ack=pair.S + 9)) is None
-    assert sc.tcb["snd_una"] == (pair.S + 9) % WRAP                     # its data acknowledged
+    assert sc.tcb["snd_una"] == (pair.S + 9) % WRAP
     pair.expect_nothing_from_server()
-    # the application reads: the window reopens; the rest follows the probe's octet,
-    # which the server lacks, and the next retransmission from SND.UNA delivers it all
+    # the application reads: the window update brings the rest at once
     assert len(sc.recv()) == 1460
     assert pair.forward_to_client(ACK(seq=pair.S + 9, ack=pair.C + 1461, window=1460)) is None
-    assert pair.forward_to_server(DATA(seq=pair.C + 1462, payload=b"ore")) == "out_of_order"
-    assert pair.forward_to_client(ACK(seq=pair.S + 9, ack=pair.C + 1461)) is None
-    pair.at(3.0)                                                        # the RTO, doubled by the probe
-    pair.poll_client()
     assert pair.forward_to_server(DATA(seq=pair.C + 1461, payload=b"more")) is None
     assert sc.recv() == b"more"
+
+
+def test_a_lost_window_update_is_recovered_by_the_probe():
+    """The receiver's window update is lost: the next probe's answer carries the open
+    window, and the data goes out."""
+    pair = Pair(timestamps=False, server=dict(window=1460, wscale=None))
+    cc, sc = pair.establish()
+    pair.send(cc, bytes(1460) + b"more")
+    pair.forward_to_server(DATA(seq=pair.C + 1, payload=bytes(1460)))
+    assert pair.forward_to_client(ACK(ack=pair.C + 1461, window=0)) is None
+    assert len(sc.recv()) == 1460
+    pair.drop_next_from_server(ACK(ack=pair.C + 1461, window=1460))     # the update, lost
+    pair.at(1.0)
+    pair.poll_client()
+    assert pair.forward_to_server(ACK(seq=pair.C + 1460)) == "unacceptable"
+    assert pair.forward_to_client(ACK(ack=pair.C + 1461, window=1460)) is None
+    assert pair.forward_to_server(DATA(seq=pair.C + 1461, payload=b"more")) is None
+    assert sc.recv() == b"more"
+
+
+def test_the_ack_field_of_an_old_segment_is_read():
+    """A segment whose octets all arrived before is old (RFC 9293 3.10.7.4, first check):
+    answered and dropped, but its ACK field is read first, as BSD reads it. The request
+    and the response cross, and both their ACKs are lost: the client's retransmission of
+    the request carries the ACK of the response, which the server takes instead of
+    resending the response."""
+    pair = Pair(timestamps=False, server=dict(wscale=None))
+    cc, sc = pair.establish()
+    pair.send(cc, b"request")
+    request = pair.hold_from_client(DATA(seq=pair.C + 1, ack=pair.S + 1, payload=b"request"))
+    pair.send(sc, b"response")
+    assert pair.forward_to_client(DATA(seq=pair.S + 1, ack=pair.C + 1, payload=b"response")) is None
+    pair.drop_next_from_client(ACK(seq=pair.C + 8, ack=pair.S + 9))
+    assert pair.release(request) is None
+    pair.drop_next_from_server(ACK(seq=pair.S + 9, ack=pair.C + 8))
+    pair.at(1.0)
+    pair.poll_client()                                                  # the client's RTO
+    assert pair.forward_to_server(DATA(seq=pair.C + 1, ack=pair.S + 9, payload=b"request")) == "unacceptable"
+    assert sc.tcb["snd_una"] == (pair.S + 9) % WRAP                     # its ACK was read
+    assert pair.server.next_deadline() is None                          # nothing to resend
+    assert pair.forward_to_client(ACK(seq=pair.S + 9, ack=pair.C + 8)) is None
+    assert pair.client.next_deadline() is None
+    pair.poll_server()
+    pair.expect_nothing_from_server()
+    assert sc.recv() == b"request" and cc.recv() == b"response"
+
+
+def test_the_ack_field_of_an_old_empty_segment_is_read():
+    """The client's view of the server's window is stale -- a zero-window ACK that came
+    late was taken over the update after it -- so its pure ACKs carry SEQ = the
+    window's edge, below the server's RCV.NXT: old there, answered, and their ACK field
+    read. Refused whole, the server would never learn its data arrived."""
+    pair = Pair(timestamps=False, client=dict(window=1460, wscale=None), server=dict(window=1460, wscale=None))
+    cc, sc = pair.establish()
+    pair.send(cc, bytes(1460))
+    assert pair.forward_to_server(DATA(seq=pair.C + 1, payload=bytes(1460))) is None   # unread
+    closed = pair.hold_from_server(ACK(ack=pair.C + 1461, window=0))
+    assert len(sc.recv()) == 1460
+    assert pair.forward_to_client(ACK(ack=pair.C + 1461, window=1460)) is None          # the update
+    pair.send(sc, bytes(1460))                                       # fills the client's window
+    response = pair.hold_from_server(DATA(seq=pair.S + 1, ack=pair.C + 1461))
+    pair.send(cc, b"more")
+    assert pair.forward_to_server(DATA(seq=pair.C + 1461, payload=b"more")) is None
+    pair.drop_next_from_server(ACK(ack=pair.C + 1465))                                   # lost
+    assert pair.release(response) is None
+    pair.drop_next_from_client(ACK(seq=pair.C + 1465, ack=pair.S + 1461, window=0))      # lost
+    assert pair.release(closed) == "unacceptable"                    # late: old, yet read: window 0
+    pair.drop_next_from_client(ACK(ack=pair.S + 1461))                                   # its answer, lost
+    assert cc.tcb["snd_wnd"] == 0
+    assert len(cc.recv()) == 1460                                    # the client's window update...
+    assert pair.forward_to_server(ACK(seq=pair.C + 1461, ack=pair.S + 1461, window=1460)) == "unacceptable"
+    assert sc.tcb["snd_una"] == (pair.S + 1461) % WRAP               # ... is old, but its ACK was read
+    # the answer tells the client what the server has, and its window
+    assert pair.forward_to_client(ACK(seq=pair.S + 1461, ack=pair.C + 1465, window=1456)) is None
+    assert cc.tcb["snd_una"] == (pair.C + 1465) % WRAP and cc.tcb["snd_wnd"] == 1456
+
+
+def test_an_old_segment_is_still_checked():
+    """Reading an old segment's ACK keeps RFC 5961's limits: an ACK of data not yet sent
+    is answered as such, and a segment older than our receive buffer is only
+    answered."""
+    pair = Pair(timestamps=False, server=dict(window=1460, wscale=None))
+    cc, sc = pair.establish()
+    pair.send(cc, b"x" * 100)
+    assert pair.forward_to_server(DATA(payload=b"x" * 100)) is None
+    assert pair.forward_to_client(ACK(ack=pair.C + 101)) is None
+    pair.send(sc, b"y" * 50)
+    pair.drop_next_from_server(DATA(payload=b"y" * 50))
+    assert pair.deliver_to_server(ACK(seq=pair.C + 50, ack=pair.S + 1000)) == "bad_ack"
+    assert pair.deliver_to_server(ACK(seq=pair.C + 101 - 1461, ack=pair.S + 51)) == "unacceptable"
+    assert sc.tcb["snd_una"] == (pair.S + 1) % WRAP
+    assert pair.deliver_to_server(ACK(seq=pair.C + 101 - 1460, ack=pair.S + 51)) == "unacceptable"
+    assert sc.tcb["snd_una"] == (pair.S + 51) % WRAP
+
+
+def test_an_ack_at_the_right_edge_of_the_window_is_read():
+    """The client's flight filled the server's window and was lost: the client's pure
+    ACKs carry SEQ = SND.NXT = the server's RCV.NXT + RCV.WND. RFC 9293 table 6 puts an
+    empty segment there just outside the window; Linux and BSD take it (Linux's
+    tcp_sequence), and the server must, or it never reads the ACK of its own data and
+    each side answers the other's refused ACKs."""
+    pair = Pair(timestamps=False, server=dict(window=2920, wscale=None))
+    cc, sc = pair.establish()
+    pair.send(cc, bytes(2920))
+    pair.drop_next_from_client(DATA(seq=pair.C + 1))
+    pair.drop_next_from_client(DATA(seq=pair.C + 1461))
+    pair.send(sc, b"response")
+    assert pair.forward_to_client(DATA(seq=pair.S + 1, payload=b"response")) is None
+    assert pair.forward_to_server(ACK(seq=pair.C + 2921, ack=pair.S + 9)) is None
+    assert sc.tcb["snd_una"] == (pair.S + 9) % WRAP
+    pair.expect_nothing_from_server()
+    # a RST there stays outside, dropped silently (RFC 5961 3.2)
+    assert pair.deliver_to_server(RST(seq=pair.C + 2921)) == "rst_invalid"
+
+
+def test_acks_stay_at_snd_nxt_when_the_window_only_rounded_down():
+    """A receiver with a 20,000-byte buffer and window scale 7 offers 19,968 bytes, then,
+    1,460 bytes later, floor(18,540 / 128) * 128 = 18,432: its right edge moved left by
+    76 bytes, less than one unit of the scale. The sender's pure ACKs keep SEQ = SND.NXT
+    (as Linux's tcp_acceptable_seq does within a unit): the peer got everything, and
+    the stale edge would be an old sequence number there, refused with its ACK field."""
+    pair = Pair(timestamps=False, client=dict(window=20000), server=dict(window=20000))
+    cc, sc = pair.establish()
+    pair.send(cc, bytes(19968))
+    flight = [pair.hold_from_client(DATA(seq=pair.C + 1 + 1460 * k)) for k in range(14)]
+    pair.send(sc, b"response")                                          # crosses the flight
+    response = pair.hold_from_server(DATA(seq=pair.S + 1, ack=pair.C + 1, payload=b"response"))
+    for seg in flight:
+        assert pair.release(seg) is None
+    assert pair.forward_to_client(ACK(ack=pair.C + 1461, window=144)) is None   # 18,432: edge C + 19,893
+    pair.outbox["server"].clear()                                      # the later ACKs are lost
+    assert 0 < (cc.tcb["snd_nxt"] - cc.tcb["snd_una"] - cc.tcb["snd_wnd"]) % WRAP < 128
+    assert pair.release(response) is None
+    assert pair.forward_to_server(ACK(seq=pair.C + 19969, ack=pair.S + 9)) is None
+    assert sc.tcb["snd_una"] == (pair.S + 9) % WRAP
 
 
 def test_a_stale_zero_window_ack_does_not_stop_the_flight():
@@ -1385,9 +1518,11 @@ def test_unacceptable_segment_is_acked_and_dropped(pair, state):
     nxt, una, wnd = tcb["rcv_nxt"], tcb["snd_nxt"], tcb["rcv_wnd"]
     unacceptable = [
         ACK(seq=nxt + wnd + 1000, ack=una, payload=b"beyond the window"),
-        ACK(seq=nxt - 100, ack=una, payload=b"all old"),            # a duplicate: entirely before RCV.NXT
+        # duplicates, entirely before RCV.NXT: their ACK field is read (_old_ack), and
+        # acknowledges nothing new here (the FIN states' FIN stays unacknowledged)
+        ACK(seq=nxt - 100, ack=tcb["snd_una"], payload=b"all old"),
         ACK(seq=nxt + wnd, ack=una, payload=b"x"),                 # first byte just past the window
-        SEGMENT(Flags.FIN | Flags.ACK, seq=nxt - 1000, ack=una),
+        SEGMENT(Flags.FIN | Flags.ACK, seq=nxt - 1000, ack=tcb["snd_una"]),
     ]
     for seg in unacceptable:
         assert pair.deliver_to_server(seg) == "unacceptable", seg
