@@ -765,8 +765,11 @@ cdef inline int _sequence_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t
         return -1
     if not (p.flags & TCP_FLAG_SYN) and (p.flags & TCP_FLAG_ACK) and c.state >= TCPS_ESTABLISHED \
             and seq_lt(p.seq, c.rcv_nxt) and seq_le(p.seq + seglen, c.rcv_nxt) \
-            and c.rcv_nxt - p.seq <= ep.cfg.window:
-        return _OLD_ACK                # all of it old: its ACK field is read (_old_ack)
+            and c.rcv_nxt - p.seq <= c.rcv_wnd:
+        # all of it old, by at most the window: its ACK field is read (_old_ack). (A
+        # blind sender's SEQ now has twice the window to land in, as RFC 5961 5.2 gives
+        # an ACK MAX.SND.WND below SND.UNA; a closed window still takes none.)
+        return _OLD_ACK
     _send_ack(ep, c, now)
     ep.drops[DROP_UNACCEPTABLE] += 1
     return DROP_UNACCEPTABLE
@@ -774,7 +777,7 @@ cdef inline int _sequence_check(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t
 
 cdef int _old_ack(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint64_t now, uint64_t h) noexcept nogil:
     """A segment all of whose octets (and FIN) we have, starting below RCV.NXT by at most
-    our receive buffer: old by RFC 9293 3.10.7.4's first check, answered with an ACK and
+    the receive window: old by RFC 9293 3.10.7.4's first check, answered with an ACK and
     dropped -- after its ACK field has been read (the fifth check, with RFC 5961's
     limits), as BSD reads it (tcp_input trims an old segment and goes on to its ACK).
     A retransmission whose original arrived carries, in its ACK field, what its sender
@@ -785,9 +788,15 @@ cdef int _old_ack(ep_t *ep, uint32_t id, ft_conn_t *c, const pkt_t *p, uint64_t 
     stale window answer each other's answers without end. The answer is sent after the
     ACK is taken, so its own SEQ is the new one."""
     cdef uint8_t st = c.state
+    cdef uint32_t edge = c.snd_una + c.snd_wnd
     cdef int rc = _ack_check(ep, id, c, p, &st, now, h)
     if rc != _NEXT_STEP:
         return rc                      # a bad ACK (answered as such), or the record ended
+    if seq_lt(c.snd_una + c.snd_wnd, edge):
+        # an old segment never moves the peer's window edge back: the zero window of a
+        # reordered ACK, taken by the SND.WL1/WL2 rule on a tie, would stop a flight that
+        # newer segments had opened (BSD takes a tie only for a larger window)
+        c.snd_wnd = edge - c.snd_una
     _send_ack(ep, c, now)
     ep.drops[DROP_UNACCEPTABLE] += 1
     return DROP_UNACCEPTABLE
