@@ -1556,8 +1556,8 @@ cdef class Endpoint:
                     c._timed_at = self._now
                 ep_send_data(self._ep, c.id, <const uint8_t *><char *>data, n, self._now, c._rto)
                 c.bytes_sent += n
-        # the FIN goes after the last octet, and after the flight has been resent: once
-        # in FIN-WAIT-1 only the retransmission timer resends (one segment per RTO)
+        # the FIN goes after the last octet, and after the flight has been resent (a FIN
+        # sent first would have the resent octets follow the end of the stream)
         if c._fin_pending and r.snd_nxt - c._sndbuf_seq >= len(c._sndbuf) and not c._recovering:
             c._fin_pending = False
             ep_close(self._ep, c.id, self._now)

@@ -767,8 +767,8 @@ def test_a_late_partial_ack_after_an_rto_resends_only_the_rest():
 
 
 def test_close_during_go_back_n_sends_the_fin_after_the_resent_flight():
-    """close() while the flight waits to be resent: the FIN goes after it (in FIN-WAIT-1
-    only the timer would resend, one segment per RTO)."""
+    """close() while the flight waits to be resent: the FIN goes after it, on no
+    segment of its own before the resent octets."""
     pair, cc, sc, data = _flight_lost_then_rto()
     pair.close(cc)
     pair.expect_nothing_from_client()
