@@ -304,17 +304,16 @@ cdef inline Py_ssize_t _send(ep_t *ep, ft_conn_t *c, uint16_t flags, uint32_t se
 
 cdef inline void _send_ack(ep_t *ep, ft_conn_t *c, uint64_t now) noexcept nogil:
     # SEG.SEQ = SND.NXT, or the right edge of the peer's window when SND.NXT is past it
-    # (a window probe's octet that the closed window refused, or a window the peer
-    # shrank): a sequence number the peer accepts, so that it reads the ACK field
-    # (Linux tcp_acceptable_seq). A closed window takes only SEQ = RCV.NXT (RFC 9293
-    # 3.10.7.4, table 6), and since 6.17 Linux drops, whole, a segment ending past its
-    # window while data waits unread: at SND.NXT the ACKs of its data went unread and
-    # it resent them until it gave up. SND.NXT itself stays: the probe's octet may yet
-    # be acked. An open window that ends less than one unit of its scale before
-    # SND.NXT was only rounded down (a receiver that advertises floor(space / 2^shift)
-    # moves its edge left by up to 2^shift - 1 as data arrives): the peer has room up
-    # to SND.NXT, and may have received it all, so that the edge would be an old
-    # sequence number there, refused in turn -- as Linux, SND.NXT then.
+    # (a window the peer shrank, or our FIN sent to a closed window): a sequence number
+    # the peer accepts, so that it reads the ACK field (Linux tcp_acceptable_seq). A
+    # closed window takes only SEQ = RCV.NXT (RFC 9293 3.10.7.4, table 6), and since
+    # 6.17 Linux drops, whole, a segment ending past its window while data waits
+    # unread. (Zero-window probes send no octet: ep_send_probe.) An open window that
+    # ends less than one unit of its scale before SND.NXT was only rounded down (a
+    # receiver that advertises floor(space / 2^shift) moves its edge left by up to
+    # 2^shift - 1 as data arrives): the peer has room up to SND.NXT, and may have
+    # received it all, so that the edge would be an old sequence number there, refused
+    # in turn -- as Linux, SND.NXT then.
     cdef uint32_t seq = c.snd_nxt
     cdef uint32_t edge = c.snd_una + c.snd_wnd
     if c.state >= TCPS_ESTABLISHED and seq_gt(seq, edge) and \
@@ -690,7 +689,7 @@ cdef enum:
     _NEXT_STEP = -2             # a SEGMENT ARRIVES step let the segment through to the next;
                                 # steps otherwise return as _synchronized does: -1 (used) or
                                 # a DROP_* reason
-    _OLD_ACK = -3               # _sequence_check: an empty segment a little below RCV.NXT (_old_ack)
+    _OLD_ACK = -3               # _sequence_check: a segment all below RCV.NXT, within the window (_old_ack)
     _MAX_SND_WND_FLOOR = EP_MAX_WINDOW  # stands in for MAX.SND.WND below 64 KiB (RFC 5961 5.2)
 
 
